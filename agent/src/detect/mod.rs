@@ -1,0 +1,1 @@
+//! Resource and attribute detection.

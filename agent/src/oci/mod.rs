@@ -1,0 +1,1 @@
+//! The OCI container executor on runc.

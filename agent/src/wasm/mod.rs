@@ -1,0 +1,1 @@
+//! The WASM executor on wasmtime.

@@ -1,0 +1,5 @@
+//! `wasmos agent` (owned by the detection work).
+use std::process::ExitCode;
+#[derive(clap::Args)]
+pub struct AgentArgs {}
+pub fn run(_args: AgentArgs) -> anyhow::Result<ExitCode> { anyhow::bail!("not yet") }

@@ -1,0 +1,68 @@
+//! `wasmos`: the one command operators, framework authors and tests use.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod agent_cmd;
+mod sim;
+mod task_run;
+
+#[derive(Parser)]
+#[command(name = "wasmos", version, about = "WebAssembly-sandboxed two-level scheduler for edge fleets")]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `wasmos=debug`. Logs go to stderr.
+    #[arg(long, global = true, env = "WASMOS_LOG", default_value = "warn")]
+    log: String,
+    /// Logs as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the master core in virtual time on a JSON scenario and print the allocation.
+    Sim(sim::SimArgs),
+    /// Run one task locally through the agent's executors.
+    #[command(subcommand)]
+    Task(task_run::TaskCommand),
+    /// The agent of one device (now: print the advert it would publish).
+    Agent(agent_cmd::AgentArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap: 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    init_logging(&cli.log, cli.log_json);
+    let result = match cli.command {
+        Command::Sim(args) => sim::run(args),
+        Command::Task(cmd) => task_run::run(cmd),
+        Command::Agent(args) => agent_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

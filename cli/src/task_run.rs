@@ -1,0 +1,66 @@
+//! `wasmos task run`: one task through exactly the code path an agent uses.
+//!
+//! Contract: the last line of stdout is one JSON object
+//! `{"state":…,"exit_code":…,"reason":…,"stdout_tail":…}`; the exit status is 0 when the
+//! task finished with code 0, 1 otherwise, 2 for bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::outcome::TaskOutcome;
+use proto::TaskState;
+
+#[path = "task_run_oci.rs"]
+mod oci;
+#[path = "task_run_wasm.rs"]
+mod wasm;
+
+#[derive(clap::Subcommand)]
+pub enum TaskCommand {
+    /// Run one WASM module (or, with --oci, one OCI image) in a fresh sandbox and print its
+    /// final status as a JSON line.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Memory limit in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub mem: Option<u64>,
+    /// CPU share (0.5 = half a core).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Wall-clock limit in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Grant a host directory: HOST::GUEST, read-only unless suffixed `:rw`.
+    #[arg(long = "dir", value_name = "HOST::GUEST[:ro|:rw]")]
+    pub dirs: Vec<String>,
+    /// Environment variable for the task (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Grant network access.
+    #[arg(long)]
+    pub net: bool,
+    /// Run an OCI image layout (directory or .tar) instead of a WASM module.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "module")]
+    pub oci: Option<PathBuf>,
+    /// The WASM module (.wasm core module or component, or .wat text).
+    #[arg(value_name = "MODULE", required_unless_present = "oci")]
+    pub module: Option<PathBuf>,
+    /// Arguments for the module (or, with --oci, the command that replaces the image's).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+pub fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
+    let TaskCommand::Run(args) = cmd;
+    if args.oci.is_some() { oci::run(args) } else { wasm::run(args) }
+}
+
+/// Prints the contract line and maps the outcome to the exit status.
+pub fn report(outcome: &TaskOutcome) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string(outcome)?);
+    let ok = outcome.state == TaskState::Finished && outcome.exit_code == Some(0);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,84 @@
+//! Identifiers. Each is a short string that is also a valid single chunk of a zenoh key
+//! expression (see [`crate::keys::valid_chunk`]).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An agent, stable across agent restarts (kept in the agent's work directory).
+    AgentId
+);
+string_id!(
+    /// A framework, assigned by the master at first subscription and never reused.
+    FrameworkId
+);
+string_id!(
+    /// A task, chosen by its framework; unique within the cluster and never reused.
+    TaskId
+);
+string_id!(
+    /// An offer, assigned by the master; never reused within one master's lifetime and
+    /// prefixed with the master's incarnation so that restarts do not reuse them either.
+    OfferId
+);
+
+/// Uuid of one status update; the framework acknowledges updates by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StatusUuid(pub u128);
+
+impl fmt::Display for StatusUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Lower-case hex sha256 of a WASM module; modules are content-addressed by it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModuleHash(pub String);
+
+impl ModuleHash {
+    /// Accepts exactly 64 lower-case hex digits.
+    pub fn parse(s: &str) -> Option<ModuleHash> {
+        let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| ModuleHash(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ModuleHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -1,0 +1,21 @@
+//! The wire contract of wasmos: every type that crosses a process boundary, the zenoh key
+//! layout, the codec, and resource arithmetic.
+//!
+//! Architecture invariant: this is the only crate that defines bytes on the wire. It knows
+//! nothing of zenoh, tokio or wasmtime.
+
+pub mod attributes;
+pub mod codec;
+pub mod ids;
+pub mod keys;
+pub mod messages;
+pub mod resources;
+pub mod task;
+
+pub use attributes::{Attributes, Constraint};
+pub use codec::{DecodeError, EncodeError, PROTOCOL_VERSION, decode, encode};
+pub use ids::{AgentId, FrameworkId, ModuleHash, OfferId, StatusUuid, TaskId};
+pub use keys::Keys;
+pub use messages::*;
+pub use resources::{RangeSet, Resources, Scalar};
+pub use task::*;

@@ -1,0 +1,141 @@
+//! Messages between agents, the master and frameworks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attributes::{Attributes, Constraint};
+use crate::ids::{AgentId, FrameworkId, ModuleHash, OfferId, StatusUuid, TaskId};
+use crate::resources::Resources;
+use crate::task::{TaskSpec, TaskStatus};
+
+/// An agent's identity, attributes and resources, published on `agents/<id>/advert`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentAdvert {
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub attributes: Attributes,
+    /// Everything the agent offers to the cluster (detected or configured, less reserved).
+    pub total: Resources,
+    /// Resources set aside for the device itself, never offered.
+    pub reserved: Resources,
+    /// Increases with every advert of this agent process; a restarted agent starts over
+    /// with a new `incarnation`.
+    pub seq: u64,
+    pub incarnation: u64,
+    /// Every task the agent runs or has not yet had acknowledged, with its latest status:
+    /// what a restarted master rebuilds its state from.
+    pub tasks: Vec<TaskStatus>,
+    pub version: String,
+}
+
+/// A framework's description of itself, sent with `Subscribe`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkInfo {
+    pub name: String,
+    pub role: String,
+    pub weight: f64,
+    /// Present when re-subscribing (failover, master restart).
+    pub framework_id: Option<FrameworkId>,
+    /// How long the master keeps the framework's tasks after it disconnects.
+    pub failover_timeout_ms: u64,
+    /// Standing preference: only agents with all these attributes are offered.
+    pub constraints: Vec<Constraint>,
+    /// Standing preference: offers smaller than this (in any scalar) are not made.
+    pub min_offer: Resources,
+}
+
+/// An offer: resources of one agent for one framework.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub offer_id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub attributes: Attributes,
+    pub resources: Resources,
+}
+
+/// Decline or accept filters: do not offer these resources of this agent again for
+/// `refuse_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Filters {
+    pub refuse_seconds: f64,
+}
+
+impl Default for Filters {
+    /// Mesos' default: five seconds.
+    fn default() -> Filters {
+        Filters { refuse_seconds: 5.0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Operation {
+    Launch { tasks: Vec<TaskSpec> },
+}
+
+/// A framework-to-master call, on the `master/calls` queryable. `framework_id` is `None`
+/// only for a first `Subscribe`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkCall {
+    pub framework_id: Option<FrameworkId>,
+    pub call: Call,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Call {
+    Subscribe { info: FrameworkInfo },
+    Accept { offer_ids: Vec<OfferId>, operations: Vec<Operation>, filters: Filters },
+    Decline { offer_ids: Vec<OfferId>, filters: Filters },
+    Revive,
+    Suppress,
+    Kill { task_id: TaskId },
+    Acknowledge { task_id: TaskId, status_uuid: StatusUuid },
+    Reconcile { tasks: Vec<TaskId> },
+    Teardown,
+}
+
+/// The master's reply to a call: taken, or an error a person can act on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CallReply {
+    Ok,
+    Subscribed { framework_id: FrameworkId, heartbeat_interval_ms: u64 },
+    Error { message: String },
+}
+
+/// A master-to-framework event, on `frameworks/<id>/events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Subscribed { framework_id: FrameworkId, heartbeat_interval_ms: u64 },
+    Offers { offers: Vec<Offer> },
+    Rescind { offer_id: OfferId },
+    Update { status: TaskStatus },
+    Error { message: String },
+    Heartbeat,
+}
+
+/// A master-to-agent command, on the `agents/<id>/cmd` queryable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AgentCommand {
+    Launch { framework_id: FrameworkId, task: TaskSpec },
+    Kill { task_id: TaskId, grace_ms: u64 },
+    Acknowledge { task_id: TaskId, status_uuid: StatusUuid },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AgentReply {
+    Ok,
+    Error { message: String },
+}
+
+/// One chunk of a module, the reply on `modules/<sha256>` to a query with `chunk=N`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModuleChunk {
+    pub sha256: ModuleHash,
+    pub size_bytes: u64,
+    pub index: u32,
+    pub count: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Modules travel in chunks of at most this many bytes.
+pub const MODULE_CHUNK_BYTES_MAX: usize = 1 << 20;

@@ -1,0 +1,174 @@
+//! Build, test and bench automation: `cargo xtask <modules|test|bench|setup>`.
+//!
+//! `test` is the one command that runs every test on a fresh Debian machine: it installs
+//! what is missing (wasm targets with rustup, runc and busybox-static with apt-get),
+//! builds the WASM modules and the `wasmos` binary, then runs the whole suite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
+/// (program that must be on PATH, Debian package that provides it)
+const APT_TOOLS: [(&str, &str); 2] = [("runc", "runc"), ("busybox", "busybox-static")];
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("modules") => modules(),
+        Some("setup") => setup(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 setup     install what the tests need (wasm targets, runc, busybox-static)\n  \
+                 modules   build the WASM modules in modules/ into target/modules/\n  \
+                 test      setup + modules + build + every test (extra args go to cargo test)\n  \
+                 bench     run the criterion benchmarks (extra args go to cargo bench)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn setup() -> Result<()> {
+    setup_targets_only()?;
+    let packages: Vec<&str> = APT_TOOLS.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, pkg)| *pkg).collect();
+    if packages.is_empty() { Ok(()) } else { apt_install(&packages) }
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let sudo: &[&str] = if is_root { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut cmd = Command::new(all[0]);
+        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    apt(&args).map_err(|e| format!("{e}; install {} by hand (apt-get install {})", packages.join(" "), packages.join(" ")))
+}
+
+/// Which target a module crate builds for, from its folder and name (see modules/Cargo.toml).
+fn module_target(kind: &str, name: &str) -> Option<&'static str> {
+    match kind {
+        "tasks" if name.starts_with("p1_") => Some("wasm32-wasip1"),
+        "tasks" if name.starts_with("p2_") => Some("wasm32-wasip2"),
+        "schedulers" | "allocators" => Some("wasm32-unknown-unknown"),
+        _ => None,
+    }
+}
+
+fn module_crates() -> Result<Vec<(&'static str, String)>> {
+    let mut crates = Vec::new();
+    for kind in ["tasks", "schedulers", "allocators"] {
+        let dir = root().join("modules").join(kind);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if !entry.path().join("Cargo.toml").exists() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().to_string();
+            let target = module_target(kind, &name)
+                .ok_or_else(|| format!("modules/{kind}/{name}: task modules are named p1_* or p2_*"))?;
+            crates.push((target, name));
+        }
+    }
+    crates.sort();
+    Ok(crates)
+}
+
+fn modules() -> Result<()> {
+    setup_targets_only()?;
+    let root = root();
+    let build_dir = root.join("target/modules-build");
+    let out_dir = root.join("target/modules");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let crates = module_crates()?;
+    for target in WASM_TARGETS {
+        let names: Vec<&str> = crates.iter().filter(|(t, _)| *t == target).map(|(_, n)| n.as_str()).collect();
+        if names.is_empty() {
+            continue;
+        }
+        let mut cmd = Command::new(cargo());
+        cmd.arg("build").arg("--release").arg("--target").arg(target);
+        cmd.arg("--manifest-path").arg(root.join("modules/Cargo.toml"));
+        cmd.arg("--target-dir").arg(&build_dir);
+        for name in &names {
+            cmd.arg("-p").arg(name);
+        }
+        run(&mut cmd)?;
+        for name in names {
+            let built = build_dir.join(target).join("release").join(format!("{name}.wasm"));
+            let dest = out_dir.join(format!("{name}.wasm"));
+            std::fs::copy(&built, &dest).map_err(|e| format!("copy {}: {e}", built.display()))?;
+        }
+    }
+    eprintln!("xtask: {} modules in {}", crates.len(), out_dir.display());
+    Ok(())
+}
+
+fn setup_targets_only() -> Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+    let missing: Vec<&str> = WASM_TARGETS.into_iter().filter(|t| !installed.lines().any(|l| l == *t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("rustup").arg("target").arg("add").args(&missing))
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let started = Instant::now();
+    setup()?;
+    modules()?;
+    let root = root();
+    run(Command::new(cargo()).current_dir(&root).args(["build", "--bin", "wasmos"]))?;
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+    let result = run(&mut cmd);
+    eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
+    result
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    modules()?;
+    run(Command::new(cargo()).current_dir(root()).args(["bench", "--workspace"]).args(extra))
+}
