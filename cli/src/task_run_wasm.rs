@@ -1,3 +1,122 @@
-//! `wasmos task run MODULE` (owned by the wasm-executor work).
+//! `wasmos task run MODULE`: one WASM task through the agent's executor
+//! ([`agent::wasm::WasmExecutor::start_spec`], the call the agent makes for a launch), in a
+//! fresh sandbox directory that is removed afterwards.
+//!
+//! Compiled code is cached in `$WASMOS_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmos/code`, else
+//! `$HOME/.cache/wasmos/code` (no cache when none can be created). Ctrl-C kills the task.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-pub fn run(_args: super::RunArgs) -> anyhow::Result<ExitCode> { anyhow::bail!("not yet") }
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use agent::wasm::{ExecutorConfig, WasmExecutor};
+use anyhow::Context;
+use proto::{DirGrant, ModuleRef, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
+
+const USAGE_ERROR: u8 = 2;
+
+pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
+    let (spec, bytes) = match task_spec(&args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(USAGE_ERROR));
+        }
+    };
+    let executor = WasmExecutor::new(ExecutorConfig { cache_dir: cache_dir(), ..ExecutorConfig::default() })?;
+    let sandbox = fresh_sandbox()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = runtime.block_on(async {
+        let handle = executor.start_spec(&spec, bytes, sandbox.clone());
+        let kill = handle.kill_switch();
+        let interrupt = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                kill.kill();
+            }
+        });
+        let report = handle.wait().await;
+        interrupt.abort();
+        report
+    });
+    if let Err(e) = std::fs::remove_dir_all(&sandbox) {
+        tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot remove the sandbox");
+    }
+    let stderr = report.stderr.last_bytes(agent::outcome::STDOUT_TAIL_BYTES);
+    if !stderr.is_empty() {
+        eprint!("{}", String::from_utf8_lossy(&stderr));
+    }
+    super::report(&report.outcome)
+}
+
+/// The spec the agent would receive for these arguments, and the module's bytes.
+fn task_spec(args: &super::RunArgs) -> Result<(TaskSpec, Arc<[u8]>), String> {
+    let path = args.module.as_ref().ok_or("a MODULE is required")?;
+    let bytes = read_module(path)?;
+    let mut resources = Resources::new();
+    if let Some(mem) = args.mem {
+        if mem == 0 {
+            return Err("--mem must be at least 1 (MiB)".into());
+        }
+        resources = resources.with_scalar("mem", mem as f64);
+    }
+    if let Some(cpus) = args.cpus {
+        if !(cpus.is_finite() && cpus > 0.0) {
+            return Err(format!("--cpus {cpus}: must be a positive number"));
+        }
+        resources = resources.with_scalar("cpus", cpus);
+    }
+    let timeout_ms = match args.timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some((secs * 1000.0).ceil() as u64),
+        Some(secs) => return Err(format!("--timeout {secs}: must be a positive number of seconds")),
+        None => None,
+    };
+    let mut env = BTreeMap::new();
+    for pair in &args.env {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected K=V"))?;
+        if k.is_empty() {
+            return Err(format!("--env {pair:?}: empty name"));
+        }
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let dirs = args.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>()?;
+    for grant in &dirs {
+        if !Path::new(&grant.host).is_dir() {
+            return Err(format!("--dir {}: not a directory", grant.host));
+        }
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into());
+    let module = ModuleRef { sha256: Default::default(), size_bytes: bytes.len() as u64, name: name.clone() };
+    let spec = TaskSpec {
+        task_id: TaskId::new("local"),
+        name,
+        resources,
+        kind: TaskKind::Wasm(WasmTask { module, args: args.args.clone(), env, dirs, net: args.net }),
+        limits: TaskLimits { timeout_ms, ..TaskLimits::default() },
+    };
+    Ok((spec, bytes))
+}
+
+fn read_module(path: &Path) -> Result<Arc<[u8]>, String> {
+    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    if size > agent::wasm::MODULE_BYTES_MAX as u64 {
+        return Err(format!("{}: {size} bytes is more than the {} byte module limit", path.display(), agent::wasm::MODULE_BYTES_MAX));
+    }
+    std::fs::read(path).map(Arc::from).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("WASMOS_CACHE_DIR").map(PathBuf::from).or_else(|| {
+        let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
+        xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))).map(|c| c.join("wasmos/code"))
+    })?;
+    std::fs::create_dir_all(&dir).ok().map(|()| dir)
+}
+
+fn fresh_sandbox() -> anyhow::Result<PathBuf> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("wasmos-task-{}-{nanos:09}", std::process::id()));
+    std::fs::create_dir(&dir).with_context(|| format!("sandbox {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,1 +1,29 @@
+//! The wasmos master core: Dominant Resource Fairness over a fleet of agents, as a sans-IO
+//! state machine.
+//!
+//! Events and the current time go in ([`Master::handle_agent_advert`],
+//! [`Master::handle_call`], [`Master::handle_status`], [`Master::handle_timeout`], ...);
+//! actions come out ([`Master::poll_action`]): offers and other events to frameworks,
+//! launches, kills and acknowledgements to agents. [`sim`] drives the same machine in
+//! virtual time for `wasmos sim`.
+//!
+//! Architecture invariant: this crate knows nothing of zenoh, tokio, wasmtime or clocks.
+//! Time is a [`Millis`] handed in; the only randomness is a seeded generator.
 
+pub mod allocator;
+pub mod config;
+pub mod error;
+mod master;
+pub mod offer_book;
+pub mod reclaim;
+mod rng;
+pub mod sim;
+pub mod tasks;
+pub mod time;
+pub mod view;
+
+pub use allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
+pub use config::{MasterConfig, ReclaimConfig};
+pub use error::CallError;
+pub use master::{Action, Master};
+pub use time::Millis;

@@ -8,6 +8,7 @@
 //! | `wasmos/<cluster>/agents/<agent_id>/status` | put, agent → master |
 //! | `wasmos/<cluster>/master/alive` | liveliness token of the leading master |
 //! | `wasmos/<cluster>/master/calls` | queryable, framework → master |
+//! | `wasmos/<cluster>/master/upload` | queryable, client → master module store (see [`crate::admin`]) |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/events` | put, master → framework |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/alive` | liveliness token of a native framework |
 //! | `wasmos/<cluster>/modules/<sha256>` | queryable, module store |
@@ -83,6 +84,11 @@ impl Keys {
     }
     pub fn master_calls(&self) -> String {
         format!("{}/master/calls", self.prefix)
+    }
+    /// Uploads into the master's module store; apart from `modules/*` so that a query
+    /// for a module never reaches the upload queryable.
+    pub fn master_upload(&self) -> String {
+        format!("{}/master/upload", self.prefix)
     }
     pub fn framework_events(&self, framework_id: &str) -> String {
         format!("{}/frameworks/{framework_id}/events", self.prefix)

@@ -4,6 +4,7 @@
 //! Architecture invariant: this is the only crate that defines bytes on the wire. It knows
 //! nothing of zenoh, tokio or wasmtime.
 
+pub mod admin;
 pub mod attributes;
 pub mod codec;
 pub mod ids;

@@ -2,6 +2,8 @@
 //!
 //! `cargo xtask test` builds both before the tests run.
 
+pub mod oci_image;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,141 @@
+//! The agent's TOML configuration.
+//!
+//! Every key is optional; an empty file (or none) means "detect everything":
+//!
+//! ```toml
+//! # The agent's id; default: generated on first start and kept in <work_dir>/agent_id.
+//! agent_id = "dock-3-pi"
+//! # Where the agent keeps its id, the code cache and task sandboxes.
+//! work_dir = "/var/lib/wasmos/agent"
+//!
+//! # Attributes for placement. A key set here replaces the detected values of that key;
+//! # a value may be a string or a list of strings.
+//! [attributes]
+//! zone = "dock-3"
+//! has = ["gpu", "camera", "relay"]
+//!
+//! # Labels for people and tools; published as attributes `label.<key>`.
+//! [labels]
+//! owner = "team-a"
+//!
+//! # Resources: a scalar here replaces the detected one (or adds a new kind); sets and
+//! # ranges are added to the detected ones.
+//! [resources.scalars]
+//! mem = 1024
+//! npu = 1
+//! [resources.sets]
+//! relays = ["relay:1", "relay:2"]
+//! [resources.ranges]
+//! ports = [[31000, 32000]]
+//!
+//! # Kept for the device itself: subtracted from the total and never offered.
+//! [reserved.scalars]
+//! cpus = 0.5
+//! mem = 256
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use proto::{Attributes, RangeSet, Resources, Scalar};
+use serde::Deserialize;
+
+/// Largest configuration file read, in bytes.
+pub const CONFIG_BYTES_MAX: u64 = 1 << 20;
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub agent_id: Option<String>,
+    pub work_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub attributes: Attributes,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: ResourceConfig,
+    #[serde(default)]
+    pub reserved: ResourceConfig,
+}
+
+/// Resources as written in the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    #[serde(default)]
+    pub scalars: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub sets: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub ranges: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is larger than {CONFIG_BYTES_MAX} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > CONFIG_BYTES_MAX {
+            return Err(ConfigError::TooLarge { path: path.to_owned() });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        AgentConfig::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<AgentConfig, String> {
+        let config: AgentConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.resources.to_resources()?;
+        config.reserved.to_resources()?;
+        Ok(config)
+    }
+}
+
+impl ResourceConfig {
+    /// The resources written; an error names a negative amount or a backwards range.
+    pub fn to_resources(&self) -> Result<Resources, String> {
+        let mut r = Resources::new();
+        for (name, units) in &self.scalars {
+            let amount = Scalar::from_units(*units).ok_or_else(|| format!("resource {name} = {units} is not a non-negative amount"))?;
+            r.set_scalar(name, amount);
+        }
+        for (name, items) in &self.sets {
+            r.sets.entry(name.clone()).or_default().extend(items.iter().cloned());
+        }
+        for (name, intervals) in &self.ranges {
+            let set = RangeSet::from_intervals(intervals.iter().copied()).map_err(|e| format!("resource {name}: {e}"))?;
+            r.ranges.insert(name.clone(), set);
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../../agent.example.toml");
+        let config = AgentConfig::parse(text).unwrap();
+        assert_eq!(config.agent_id.as_deref(), Some("dock-3-pi"));
+        assert!(config.attributes.has("has", "relay"));
+        assert_eq!(config.reserved.scalars.get("mem"), Some(&256.0));
+        assert_eq!(config.resources.to_resources().unwrap().ranges["ports"].count(), 1001);
+    }
+
+    #[test]
+    fn unknown_keys_and_negative_amounts_are_refused() {
+        assert!(AgentConfig::parse("agentid = \"x\"").is_err());
+        assert!(AgentConfig::parse("[resources.scalars]\nmem = -1").is_err());
+        assert_eq!(AgentConfig::parse("").unwrap(), AgentConfig::default());
+    }
+}

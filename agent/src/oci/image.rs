@@ -1,0 +1,404 @@
+//! Reading an OCI image layout (a directory, or a `.tar` of one) and turning it into a
+//! cached, unpacked root filesystem.
+//!
+//! Every blob is checked against its descriptor (size and sha256) before it is used; only
+//! sha256 digests are accepted, which also keeps blob paths inside `blobs/sha256/`. Layers
+//! are applied in manifest order by [`super::unpack`]. The result is cached under
+//! `<cache>/sha256-<manifest hex>/` (written to a temporary directory first, then renamed
+//! into place, so a reader never sees half a rootfs).
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::{
+    Descriptor, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::unpack::{self, UnpackError, UnpackLimits};
+use super::unique_name;
+
+/// Largest JSON document (index, manifest, config) read from a layout.
+pub const JSON_BYTES_MAX: u64 = 4 << 20;
+/// Deepest chain of nested image indexes followed to find a manifest.
+pub const INDEX_DEPTH_MAX: usize = 4;
+/// Largest layout tar accepted, in bytes.
+pub const LAYOUT_TAR_BYTES_MAX: u64 = 8 << 30;
+/// Most entries in a layout tar.
+pub const LAYOUT_TAR_ENTRIES_MAX: u64 = 10_000;
+
+/// Mount points created in every cached rootfs so that runc never has to write into the
+/// shared, read-only-mounted cache.
+pub const MOUNT_POINTS: [&str; 5] = ["proc", "dev", "sys", "tmp", "sandbox"];
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Why an image could not be prepared. Every variant is a property of the image (or of
+/// the disk); none is a reason to stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image layout {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("image layout: {0}")]
+    Invalid(String),
+    #[error("blob {digest} is missing from the image layout")]
+    MissingBlob { digest: String },
+    #[error("blob {digest} does not match its digest (content hashes to sha256:{actual})")]
+    DigestMismatch { digest: String, actual: String },
+    #[error("blob {digest} is {actual} bytes, its descriptor says {expected}")]
+    SizeMismatch { digest: String, expected: u64, actual: u64 },
+    #[error("unsupported digest algorithm in {0} (only sha256)")]
+    UnsupportedDigest(String),
+    #[error("unsupported media type {media_type} for the {role}")]
+    UnsupportedMediaType { role: &'static str, media_type: String },
+    #[error("layer {digest}: {source}")]
+    Layer { digest: String, source: UnpackError },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io { path: path.display().to_string(), source }
+}
+
+/// What the image asks to run, kept beside the cached rootfs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageRunConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// An image ready to run: its unpacked rootfs in the cache and its run configuration.
+#[derive(Clone, Debug)]
+pub struct PreparedImage {
+    /// `sha256:<hex>` of the manifest: the cache key.
+    pub manifest_digest: String,
+    pub rootfs: PathBuf,
+    pub config: ImageRunConfig,
+    /// True when the rootfs was already cached and nothing was unpacked.
+    pub from_cache: bool,
+}
+
+/// The rootfs cache: `<dir>/sha256-<hex>/{rootfs/,image.json}`.
+#[derive(Clone, Debug)]
+pub struct ImageCache {
+    dir: PathBuf,
+    limits: UnpackLimits,
+}
+
+impl ImageCache {
+    pub fn new(dir: PathBuf) -> ImageCache {
+        ImageCache { dir, limits: UnpackLimits::default() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Verifies the image at `layout` (directory or tar) and returns its rootfs, unpacking
+    /// it unless the manifest's rootfs is already cached.
+    pub fn prepare(&self, layout: &Path) -> Result<PreparedImage, ImageError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let meta = fs::metadata(layout).map_err(io_err(layout))?;
+        if meta.is_dir() {
+            return self.prepare_dir(layout);
+        }
+        let extracted = self.dir.join(unique_name(".layout"));
+        let result = extract_layout_tar(layout, &extracted).and_then(|()| self.prepare_dir(&extracted));
+        let _ = fs::remove_dir_all(&extracted);
+        result
+    }
+
+    fn prepare_dir(&self, layout: &Path) -> Result<PreparedImage, ImageError> {
+        let layout = Layout { dir: layout.to_path_buf() };
+        layout.check_header()?;
+        let (manifest_digest, manifest) = layout.manifest()?;
+        let hex = manifest_digest.trim_start_matches("sha256:");
+        let cached = self.dir.join(format!("sha256-{hex}"));
+        if let Some(config) = read_cached_config(&cached) {
+            tracing::debug!(%manifest_digest, "oci: rootfs from cache");
+            return Ok(PreparedImage {
+                manifest_digest,
+                rootfs: cached.join("rootfs"),
+                config,
+                from_cache: true,
+            });
+        }
+        let config = layout.run_config(manifest.config())?;
+        let tmp = self.dir.join(unique_name(".unpack"));
+        let result = self.unpack_into(&layout, &manifest, &config, &tmp);
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        // Atomic publication; a concurrent unpack of the same image may have won the race,
+        // in which case its (identical) rootfs is used and ours is discarded.
+        if let Err(e) = fs::rename(&tmp, &cached) {
+            let _ = fs::remove_dir_all(&tmp);
+            if read_cached_config(&cached).is_none() {
+                return Err(io_err(&cached)(e));
+            }
+        }
+        tracing::info!(%manifest_digest, "oci: rootfs unpacked into the cache");
+        Ok(PreparedImage { manifest_digest, rootfs: cached.join("rootfs"), config, from_cache: false })
+    }
+
+    fn unpack_into(
+        &self,
+        layout: &Layout,
+        manifest: &ImageManifest,
+        config: &ImageRunConfig,
+        tmp: &Path,
+    ) -> Result<(), ImageError> {
+        let rootfs = tmp.join("rootfs");
+        fs::create_dir_all(&rootfs).map_err(io_err(&rootfs))?;
+        let mut budget = self.limits;
+        for layer in manifest.layers() {
+            let gzip = layer_is_gzip(layer.media_type())?;
+            let path = layout.verified_blob(layer)?;
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let digest = layer.digest().to_string();
+            let wrap = |source| ImageError::Layer { digest: digest.clone(), source };
+            if gzip {
+                unpack::apply_layer(flate2::read::GzDecoder::new(file), &rootfs, &mut budget).map_err(wrap)?;
+            } else {
+                unpack::apply_layer(file, &rootfs, &mut budget).map_err(wrap)?;
+            }
+        }
+        for dir in MOUNT_POINTS {
+            unpack::ensure_dir(&rootfs, Path::new(dir)).map_err(|source| ImageError::Layer {
+                digest: "(mount points)".into(),
+                source,
+            })?;
+        }
+        let json = serde_json::to_vec(config).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        let path = tmp.join("image.json");
+        fs::write(&path, json).map_err(io_err(&path))
+    }
+}
+
+fn read_cached_config(cached: &Path) -> Option<ImageRunConfig> {
+    let bytes = fs::read(cached.join("image.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn layer_is_gzip(media_type: &MediaType) -> Result<bool, ImageError> {
+    match media_type {
+        MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Ok(false),
+        MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Ok(true),
+        MediaType::Other(s) if s == DOCKER_LAYER_GZIP => Ok(true),
+        other => Err(ImageError::UnsupportedMediaType { role: "layer", media_type: other.to_string() }),
+    }
+}
+
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn check_header(&self) -> Result<(), ImageError> {
+        let path = self.dir.join("oci-layout");
+        let bytes = read_capped(&path, JSON_BYTES_MAX)?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Invalid(format!("oci-layout: {e}")))?;
+        match header.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+            Some(v) if v.starts_with("1.") => Ok(()),
+            Some(v) => Err(ImageError::Invalid(format!("unsupported imageLayoutVersion {v}"))),
+            None => Err(ImageError::Invalid("oci-layout has no imageLayoutVersion".into())),
+        }
+    }
+
+    /// The manifest to run: the first one for linux on this architecture (or without a
+    /// platform), following nested indexes up to [`INDEX_DEPTH_MAX`].
+    fn manifest(&self) -> Result<(String, ImageManifest), ImageError> {
+        let path = self.dir.join("index.json");
+        let bytes = read_capped(&path, JSON_BYTES_MAX)?;
+        let mut index: ImageIndex =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
+        for _ in 0..INDEX_DEPTH_MAX {
+            let desc = pick_manifest(index.manifests())?;
+            let bytes = self.verified_json(&desc)?;
+            match desc.media_type() {
+                MediaType::ImageManifest => {}
+                MediaType::Other(s) if s == DOCKER_MANIFEST => {}
+                MediaType::ImageIndex => {
+                    index = parse_json(&bytes, "image index")?;
+                    continue;
+                }
+                MediaType::Other(s) if s == DOCKER_MANIFEST_LIST => {
+                    index = parse_json(&bytes, "image index")?;
+                    continue;
+                }
+                other => {
+                    return Err(ImageError::UnsupportedMediaType {
+                        role: "manifest",
+                        media_type: other.to_string(),
+                    });
+                }
+            }
+            let manifest: ImageManifest = parse_json(&bytes, "manifest")?;
+            return Ok((desc.digest().to_string(), manifest));
+        }
+        Err(ImageError::Invalid(format!("image indexes nested deeper than {INDEX_DEPTH_MAX}")))
+    }
+
+    fn run_config(&self, desc: &Descriptor) -> Result<ImageRunConfig, ImageError> {
+        match desc.media_type() {
+            MediaType::ImageConfig => {}
+            MediaType::Other(s) if s == DOCKER_CONFIG => {}
+            other => {
+                return Err(ImageError::UnsupportedMediaType { role: "config", media_type: other.to_string() });
+            }
+        }
+        let bytes = self.verified_json(desc)?;
+        let image: ImageConfiguration = parse_json(&bytes, "image config")?;
+        let Some(c) = image.config() else { return Ok(ImageRunConfig::default()) };
+        Ok(ImageRunConfig {
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            env: c.env().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
+            user: c.user().clone().filter(|u| !u.is_empty()),
+        })
+    }
+
+    fn verified_json(&self, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
+        if desc.size() > JSON_BYTES_MAX {
+            return Err(ImageError::Invalid(format!(
+                "{} is {} bytes, more than the {JSON_BYTES_MAX} allowed for JSON",
+                desc.digest(),
+                desc.size()
+            )));
+        }
+        let path = self.verified_blob(desc)?;
+        read_capped(&path, JSON_BYTES_MAX)
+    }
+
+    /// The path of the blob `desc` names, after checking its size and sha256.
+    fn verified_blob(&self, desc: &Descriptor) -> Result<PathBuf, ImageError> {
+        let digest = desc.digest();
+        if *digest.algorithm() != DigestAlgorithm::Sha256 {
+            return Err(ImageError::UnsupportedDigest(digest.to_string()));
+        }
+        // oci-spec guarantees 64 lowercase hex characters for sha256: the path stays here.
+        let path = self.dir.join("blobs/sha256").join(digest.digest());
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(ImageError::Invalid(format!("blob {digest} is not a regular file"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ImageError::MissingBlob { digest: digest.to_string() });
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        if meta.len() != desc.size() {
+            return Err(ImageError::SizeMismatch {
+                digest: digest.to_string(),
+                expected: desc.size(),
+                actual: meta.len(),
+            });
+        }
+        let actual = sha256_file(&path).map_err(io_err(&path))?;
+        if actual != digest.digest() {
+            return Err(ImageError::DigestMismatch { digest: digest.to_string(), actual });
+        }
+        Ok(path)
+    }
+}
+
+fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let fits = |d: &&Descriptor| match d.platform() {
+        None => true,
+        Some(p) => p.os().to_string() == "linux" && p.architecture().to_string() == arch,
+    };
+    manifests
+        .iter()
+        .find(fits)
+        .cloned()
+        .ok_or_else(|| ImageError::Invalid(format!("no manifest for linux/{arch} in the index")))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Invalid(format!("{what}: {e}")))
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ImageError::Invalid(format!("{} is missing", path.display())),
+        _ => io_err(path)(e),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io_err(path))?;
+    if bytes.len() as u64 > max {
+        return Err(ImageError::Invalid(format!("{} is larger than {max} bytes", path.display())));
+    }
+    Ok(bytes)
+}
+
+/// Lowercase hex sha256 of a file's content.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Extracts a layout tar: regular files and directories only, at relative paths without
+/// `..`, within [`LAYOUT_TAR_BYTES_MAX`] and [`LAYOUT_TAR_ENTRIES_MAX`].
+fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
+    fs::create_dir_all(into).map_err(io_err(into))?;
+    let file = File::open(tar_path).map_err(io_err(tar_path))?;
+    let mut archive = tar::Archive::new(file);
+    let bad = |what: String| ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()));
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    for entry in archive.entries().map_err(io_err(tar_path))? {
+        let mut entry = entry.map_err(io_err(tar_path))?;
+        entries += 1;
+        bytes = bytes.saturating_add(entry.size());
+        if entries > LAYOUT_TAR_ENTRIES_MAX || bytes > LAYOUT_TAR_BYTES_MAX {
+            return Err(bad("too large".into()));
+        }
+        let name = entry.path().map_err(io_err(tar_path))?.into_owned();
+        let mut rel = PathBuf::new();
+        for c in name.components() {
+            match c {
+                Component::Normal(part) => rel.push(part),
+                Component::CurDir => {}
+                _ => return Err(bad(format!("entry {} leaves the layout", name.display()))),
+            }
+        }
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let dest = into.join(&rel);
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => fs::create_dir_all(&dest).map_err(io_err(&dest))?,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+                let mut out = File::create(&dest).map_err(io_err(&dest))?;
+                io::copy(&mut entry, &mut out).map_err(io_err(&dest))?;
+            }
+            other => return Err(bad(format!("entry {} has unsupported type {other:?}", name.display()))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Reasons a person understands, for every way a task can end.
+
+use std::time::Duration;
+
+use wasmtime::Trap;
+
+use super::limits::{LimitHit, TABLE_ELEMENTS_MAX, WasmLimits};
+
+/// The reason for a wasmtime error that ended a task: a trap by name, else the error chain.
+pub fn of_error(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => "stack overflow (wasm call stack exhausted)".to_owned(),
+        Some(Trap::UnreachableCodeReached) => "wasm trap: unreachable instruction executed".to_owned(),
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}"),
+    }
+}
+
+/// "memory limit of 64 MiB reached (memory.grow to N bytes denied)".
+pub fn of_limit(hit: &LimitHit, limits: &WasmLimits) -> String {
+    match hit {
+        LimitHit::Memory { desired_bytes } => format!(
+            "memory limit of {} reached (memory.grow to {desired_bytes} bytes denied)",
+            limits.memory_text()
+        ),
+        LimitHit::Table { desired_elements } => format!(
+            "table limit of {TABLE_ELEMENTS_MAX} elements reached (table.grow to {desired_elements} denied)"
+        ),
+    }
+}
+
+/// "timed out after 2 s", "timed out after 0.5 s".
+pub fn of_timeout(timeout: Duration) -> String {
+    let secs = timeout.as_secs_f64();
+    if secs.fract() == 0.0 { format!("timed out after {secs} s") } else { format!("timed out after {secs:.3} s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_naturally() {
+        assert_eq!(of_timeout(Duration::from_secs(2)), "timed out after 2 s");
+        assert_eq!(of_timeout(Duration::from_millis(1500)), "timed out after 1.500 s");
+    }
+}

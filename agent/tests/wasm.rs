@@ -1,0 +1,10 @@
+//! The agent's one integration-test binary: the WASM executor on real wasmtime against the
+//! modules of `modules/tasks` (built by `cargo xtask modules`), and resource detection on
+//! fake device trees.
+
+#[path = "wasm/detect.rs"]
+mod detect;
+#[path = "wasm/executor.rs"]
+mod executor;
+#[path = "wasm/support.rs"]
+mod support;

@@ -1,0 +1,40 @@
+;; Reads /data/in.txt (a read-only grant, preopen fd 4), writes its bytes to /out.txt in the
+;; sandbox (preopen fd 3), then tries to create /data/new.txt, which must be refused.
+;; Exits 0 when the copy worked and the write to the grant was refused, else 1.
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "in.txt")
+  (data (i32.const 16) "out.txt")
+  (data (i32.const 32) "new.txt")
+  ;; 100: fd out, 104: iovec {ptr=200, len=64}, 112: nread/nwritten, 200: buffer
+  (func (export "_start")
+    (local $in i32) (local $out i32) (local $n i32)
+    (i32.store (i32.const 104) (i32.const 200))
+    (i32.store (i32.const 108) (i32.const 64))
+    ;; open /data/in.txt for reading: rights fd_read (2)
+    (if (call $path_open (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 0)
+          (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 100))
+      (then (call $proc_exit (i32.const 1))))
+    (local.set $in (i32.load (i32.const 100)))
+    (if (call $fd_read (local.get $in) (i32.const 104) (i32.const 1) (i32.const 112))
+      (then (call $proc_exit (i32.const 1))))
+    (local.set $n (i32.load (i32.const 112)))
+    (i32.store (i32.const 108) (local.get $n))
+    ;; create /out.txt in the sandbox: oflags creat (1), rights fd_write (64)
+    (if (call $path_open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 1)
+          (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 100))
+      (then (call $proc_exit (i32.const 1))))
+    (local.set $out (i32.load (i32.const 100)))
+    (if (call $fd_write (local.get $out) (i32.const 104) (i32.const 1) (i32.const 112))
+      (then (call $proc_exit (i32.const 1))))
+    ;; creating /data/new.txt must fail
+    (if (i32.eqz (call $path_open (i32.const 4) (i32.const 0) (i32.const 32) (i32.const 7) (i32.const 1)
+          (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 100)))
+      (then (call $proc_exit (i32.const 1))))
+    (call $proc_exit (i32.const 0)))
+)

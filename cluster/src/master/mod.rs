@@ -1,0 +1,179 @@
+//! The master daemon: `master::Master` driven over zenoh.
+//!
+//! One driver task owns the core and is the only one to touch it; input pumps turn zenoh
+//! traffic into [`Input`]s on one bounded channel, and the driver carries out the core's
+//! actions. One timer, armed at the earliest of the core's `poll_timeout` and the
+//! daemon's own deadlines (agents whose token went, frameworks whose token has not come),
+//! drives time.
+//!
+//! | key | what the daemon does |
+//! |---|---|
+//! | `agents/*/advert` | `handle_agent_advert` |
+//! | `agents/*/status` | `handle_status` |
+//! | `agents/*/alive` | token gone: the agent is lost after `agent_lost_timeout_ms` unless it returns |
+//! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements |
+//! | `master/calls` | `handle_call`; the reply carries the core's answer or its refusal |
+//! | `master/alive` | declared once everything above is in place |
+//! | `frameworks/*/alive` | token gone: `handle_framework_disconnected`; events wait for the token |
+//! | `frameworks/<id>/events` | the core's events |
+//! | `modules/*`, `master/upload` | the module store |
+
+mod driver;
+mod pumps;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use master::{Master, MasterConfig};
+use net::modules::{ModuleServer, ModuleStore};
+use net::{AliveToken, Net, NetConfig, Responder};
+use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskStatus};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, unix_ms};
+use crate::error::ClusterError;
+
+/// An agent whose liveliness token went is declared lost this long after, unless the
+/// token comes back first.
+pub const AGENT_LOST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// How long the master waits for an agent to answer a command.
+pub const AGENT_COMMAND_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// How long events for a newly subscribed framework wait for its liveliness token; after
+/// that they are sent anyway and the framework counts as disconnected.
+pub const FRAMEWORK_TOKEN_WAIT_MS_DEFAULT: u64 = 10_000;
+/// Events held per framework while waiting for its token; beyond it the oldest go.
+pub const EVENTS_HELD_PER_FRAMEWORK_MAX: usize = 1024;
+/// Inputs queued for the driver; pumps wait (and zenoh holds traffic) when it is full.
+pub const INPUTS_QUEUED_MAX: usize = 4096;
+/// Agent commands in flight at once; the driver waits for a slot beyond it.
+pub const AGENT_COMMANDS_IN_FLIGHT_MAX: usize = 256;
+
+/// How to run a master.
+#[derive(Clone, Debug)]
+pub struct MasterDaemonConfig {
+    pub net: NetConfig,
+    /// The core's configuration; an `incarnation` of 0 is replaced by the wall clock in
+    /// milliseconds at start, so that ids never repeat across restarts.
+    pub core: MasterConfig,
+    /// Seed of the core's generator.
+    pub seed: u64,
+    /// Directory of the module store.
+    pub store_dir: PathBuf,
+    pub agent_lost_timeout_ms: u64,
+    pub agent_command_timeout_ms: u64,
+    pub framework_token_wait_ms: u64,
+}
+
+impl MasterDaemonConfig {
+    pub fn new(net: NetConfig, store_dir: impl Into<PathBuf>) -> MasterDaemonConfig {
+        MasterDaemonConfig {
+            net,
+            core: MasterConfig::default(),
+            seed: 0,
+            store_dir: store_dir.into(),
+            agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
+            agent_command_timeout_ms: AGENT_COMMAND_TIMEOUT_MS_DEFAULT,
+            framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
+        }
+    }
+}
+
+/// What the driver is told, by the pumps and by the handle.
+pub(crate) enum Input {
+    Advert(AgentAdvert),
+    Status(TaskStatus),
+    AgentAlive(AgentId),
+    AgentGone(AgentId),
+    FrameworkAlive(FrameworkId),
+    FrameworkGone(FrameworkId),
+    Call(FrameworkCall, Responder),
+    Inspect(Box<dyn FnOnce(&Master) + Send>),
+}
+
+pub struct MasterDaemon;
+
+impl MasterDaemon {
+    /// Opens the session, serves the module store, declares every subscriber and
+    /// queryable, starts the driver, and only then declares `master/alive`, so that agents
+    /// and frameworks that react to the token find everything in place.
+    pub async fn start(mut config: MasterDaemonConfig) -> Result<MasterHandle, ClusterError> {
+        if config.core.incarnation == 0 {
+            config.core.incarnation = unix_ms();
+        }
+        let net = Net::open(&config.net).await?;
+        // Start-up only: a directory listing, not worth a blocking-pool round trip.
+        let store = Arc::new(ModuleStore::open(&config.store_dir)?);
+        let modules = ModuleServer::start(&net, store.clone()).await?;
+        let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
+        let pumps = pumps::start(&net, &inputs_tx).await?;
+        let core = Master::new(config.core.clone(), config.seed);
+        let driver = driver::Driver::new(core, net.clone(), Clock::start(), &config, inputs_tx.clone());
+        let driver = tokio::spawn(driver.run(inputs_rx));
+        let token = net.declare_alive(&net.keys().master_alive()).await?;
+        let endpoints = net.endpoints().await;
+        tracing::info!(?endpoints, incarnation = config.core.incarnation, "master started");
+        Ok(MasterHandle { net, endpoints, store, inputs: inputs_tx, driver, pumps, _modules: modules, _token: token })
+    }
+}
+
+/// A running master; it stops when this is dropped or [`MasterHandle::shutdown`].
+pub struct MasterHandle {
+    net: Net,
+    endpoints: Vec<String>,
+    store: Arc<ModuleStore>,
+    inputs: mpsc::Sender<Input>,
+    driver: JoinHandle<()>,
+    pumps: Vec<JoinHandle<()>>,
+    _modules: ModuleServer,
+    _token: AliveToken,
+}
+
+impl MasterHandle {
+    /// The zenoh endpoints the master listens on, e.g. `tcp/127.0.0.1:7447`.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// The module store, for modules added in process (`wasmos up`).
+    pub fn store(&self) -> &Arc<ModuleStore> {
+        &self.store
+    }
+
+    /// Runs `read` on the core between two inputs and returns its result: the way to read
+    /// the views (`Master::tasks_view`, `agents_view`, ...). `None` once the driver ended.
+    pub async fn inspect<T: Send + 'static>(&self, read: impl FnOnce(&Master) -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Box<dyn FnOnce(&Master) + Send> = Box::new(move |core| {
+            let _ = tx.send(read(core));
+        });
+        self.inputs.send(Input::Inspect(job)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops the master: its token goes, its queryables and subscribers end, the session
+    /// closes.
+    pub async fn shutdown(self) {
+        self.stop();
+        if let Err(e) = self.net.close().await {
+            tracing::warn!(%e, "closing the master's session");
+        }
+    }
+
+    fn stop(&self) {
+        self.driver.abort();
+        for pump in &self.pumps {
+            pump.abort();
+        }
+    }
+}
+
+impl Drop for MasterHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

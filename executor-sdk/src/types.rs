@@ -1,0 +1,261 @@
+//! The guest's view of `proto` types. Field order and types mirror `proto` exactly, so the
+//! postcard bytes are the same: a `heapless::Vec<T, N>` or a `&[T]` encodes like `Vec<T>`,
+//! a `Vec<(K, V), N>` like a `BTreeMap<K, V>`, a `&str` like a `String`, and a scalar is
+//! its `u64` count of thousandths (`proto::Scalar` on the wire).
+//!
+//! Strings borrow from the input buffer. Collections have fixed capacities (the `*_MAX`
+//! constants below): an input that holds more is rejected as malformed, never truncated.
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Scalar kinds (`cpus`, `mem`, ...) in one [`Resources`].
+pub const SCALARS_MAX: usize = 16;
+/// Range kinds (`ports`) in one [`Resources`].
+pub const RANGE_KINDS_MAX: usize = 4;
+/// Intervals in one range kind.
+pub const INTERVALS_MAX: usize = 16;
+/// Set kinds (`gpus`, `cameras`) in one [`Resources`].
+pub const SET_KINDS_MAX: usize = 4;
+/// Items in one set kind.
+pub const SET_ITEMS_MAX: usize = 32;
+/// Attribute keys of one agent.
+pub const ATTRIBUTE_KEYS_MAX: usize = 16;
+/// Values of one attribute key.
+pub const ATTRIBUTE_VALUES_MAX: usize = 8;
+/// Constraints of one framework.
+pub const CONSTRAINTS_MAX: usize = 8;
+/// Resource kinds in one [`Quantities`] (a resource vector's or the cluster's total).
+pub const QUANTITY_KINDS_MAX: usize = 32;
+
+/// Thousandths in one whole unit of a scalar (as `proto::resources::SCALAR_MILLIS_PER_UNIT`).
+pub const SCALAR_MILLIS_PER_UNIT: u64 = 1000;
+
+/// Amounts of each resource kind, in thousandths, sorted by kind name (as
+/// `proto::Resources::quantities`).
+pub type Quantities<'a> = Vec<(&'a str, u64), QUANTITY_KINDS_MAX>;
+
+/// `proto::Resources`: scalars in thousandths, ranges as sorted merged inclusive intervals,
+/// sets of item names. Maps are sorted by name, as `BTreeMap` sends them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources<'a> {
+    #[serde(borrow)]
+    pub scalars: Vec<(&'a str, u64), SCALARS_MAX>,
+    #[serde(borrow)]
+    pub ranges: Vec<(&'a str, Vec<(u64, u64), INTERVALS_MAX>), RANGE_KINDS_MAX>,
+    #[serde(borrow)]
+    pub sets: Vec<(&'a str, Vec<&'a str, SET_ITEMS_MAX>), SET_KINDS_MAX>,
+}
+
+impl<'a> Resources<'a> {
+    /// Scalar `name` in thousandths (0 when absent).
+    pub fn scalar(&self, name: &str) -> u64 {
+        self.scalars.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v)
+    }
+
+    /// Builder for guests: scalar `name` set to `millis` thousandths (kept sorted by name,
+    /// zero removes it). Fails when [`SCALARS_MAX`] kinds are held already.
+    pub fn with_scalar(mut self, name: &'a str, millis: u64) -> Result<Resources<'a>, crate::Error> {
+        self.set_scalar(name, millis)?;
+        Ok(self)
+    }
+
+    /// Sets scalar `name` to `millis` thousandths, kept sorted; zero removes it.
+    pub fn set_scalar(&mut self, name: &'a str, millis: u64) -> Result<(), crate::Error> {
+        match self.scalars.binary_search_by(|(k, _)| (*k).cmp(name)) {
+            Ok(i) if millis == 0 => {
+                self.scalars.remove(i);
+            }
+            Ok(i) => self.scalars[i].1 = millis,
+            Err(_) if millis == 0 => {}
+            Err(i) => self.scalars.insert(i, (name, millis)).map_err(|_| crate::Error::OutputFull)?,
+        }
+        Ok(())
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.scalars.iter().all(|(_, v)| *v == 0)
+            && self.ranges.iter().all(|(_, r)| r.is_empty())
+            && self.sets.iter().all(|(_, s)| s.is_empty())
+    }
+
+    /// `self` holds at least everything in `other` (as `proto::Resources::contains`).
+    pub fn contains(&self, other: &Resources<'_>) -> bool {
+        let scalars = other.scalars.iter().all(|(k, v)| self.scalar(k) >= *v);
+        let ranges = other.ranges.iter().all(|(k, wanted)| {
+            let mine = self.ranges.iter().find(|(n, _)| n == k).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
+            wanted.iter().all(|&(s, e)| mine.iter().any(|&(a, b)| a <= s && e <= b))
+        });
+        let sets = other.sets.iter().all(|(k, wanted)| {
+            let mine = self.sets.iter().find(|(n, _)| n == k).map(|(_, s)| s.as_slice()).unwrap_or(&[]);
+            wanted.iter().all(|item| mine.contains(item))
+        });
+        scalars && ranges && sets
+    }
+
+    /// True when every scalar of `other` fits in ours (ranges and sets ignored): what a
+    /// scheduler packing tasks into an offer checks.
+    pub fn fits_scalars(&self, other: &Resources<'_>) -> bool {
+        other.scalars.iter().all(|(k, v)| self.scalar(k) >= *v)
+    }
+
+    /// Subtracts the scalars of `other`, never below zero.
+    pub fn subtract_scalars(&mut self, other: &Resources<'_>) {
+        for (k, v) in other.scalars.iter() {
+            if let Some(slot) = self.scalars.iter_mut().find(|(n, _)| n == k) {
+                slot.1 = slot.1.saturating_sub(*v);
+            }
+        }
+        self.scalars.retain(|(_, v)| *v > 0);
+    }
+
+    /// Amount of each kind in thousandths: scalars as they are, ranges and sets by how many
+    /// items they hold; zero kinds dropped (as `proto::Resources::quantities`).
+    pub fn quantities(&self) -> Quantities<'a> {
+        let mut q = Quantities::new();
+        let count = |r: &[(u64, u64)]| r.iter().fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1));
+        let kinds = self.scalars.iter().map(|(k, v)| (*k, *v));
+        let kinds = kinds.chain(self.ranges.iter().map(|(k, r)| (*k, count(r).saturating_mul(SCALAR_MILLIS_PER_UNIT))));
+        let kinds = kinds.chain(self.sets.iter().map(|(k, s)| (*k, (s.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT))));
+        for (k, v) in kinds {
+            // A kind named in two maps keeps the later value, as proto's BTreeMap insert does.
+            match q.binary_search_by(|(n, _)| (*n).cmp(k)) {
+                Ok(i) => q[i].1 = v,
+                Err(i) => {
+                    // Cannot overflow: at most SCALARS_MAX + RANGE_KINDS_MAX + SET_KINDS_MAX kinds.
+                    let _ = q.insert(i, (k, v));
+                }
+            }
+        }
+        q.retain(|(_, v)| *v > 0);
+        q
+    }
+}
+
+/// Adds `more` into the running quantities `into` (saturating). Fails when the result would
+/// hold more than [`QUANTITY_KINDS_MAX`] kinds.
+pub fn add_quantities<'a>(into: &mut Quantities<'a>, more: &Quantities<'a>) -> Result<(), crate::Error> {
+    for (k, v) in more.iter() {
+        match into.binary_search_by(|(n, _)| (*n).cmp(k)) {
+            Ok(i) => into[i].1 = into[i].1.saturating_add(*v),
+            Err(i) => into.insert(i, (k, *v)).map_err(|_| crate::Error::Malformed)?,
+        }
+    }
+    Ok(())
+}
+
+/// Subtracts `less` from `from`, never below zero, dropping kinds that reach zero.
+pub fn subtract_quantities(from: &mut Quantities<'_>, less: &Quantities<'_>) {
+    for (k, v) in less.iter() {
+        if let Some(slot) = from.iter_mut().find(|(n, _)| n == k) {
+            slot.1 = slot.1.saturating_sub(*v);
+        }
+    }
+    from.retain(|(_, v)| *v > 0);
+}
+
+/// DRF's dominant share: the largest `allocated / total` over kinds present in `total`
+/// with a non-zero amount; kinds absent from `total` are ignored (as
+/// `proto::resources::dominant_share_of`, with the same floating-point operations).
+pub fn dominant_share(allocated: &Quantities<'_>, total: &Quantities<'_>) -> f64 {
+    allocated
+        .iter()
+        .filter_map(|(k, a)| {
+            let (_, t) = total.iter().find(|(n, _)| n == k)?;
+            (*t > 0).then(|| *a as f64 / *t as f64)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// `proto::Attributes`: key → sorted values.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes<'a>(
+    #[serde(borrow)] pub Vec<(&'a str, Vec<&'a str, ATTRIBUTE_VALUES_MAX>), ATTRIBUTE_KEYS_MAX>,
+);
+
+impl Attributes<'_> {
+    pub fn has(&self, key: &str, value: &str) -> bool {
+        self.0.iter().any(|(k, vs)| *k == key && vs.contains(&value))
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| *k == key).and_then(|(_, vs)| vs.first().copied())
+    }
+
+    /// True when every constraint is among our attributes.
+    pub fn satisfies(&self, constraints: &[Constraint<'_>]) -> bool {
+        constraints.iter().all(|c| self.has(c.key, c.value))
+    }
+}
+
+/// `proto::Constraint`: a required attribute `key=value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Constraint<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
+/// `proto::Offer`: resources of one agent for one framework.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offer<'a> {
+    pub offer_id: &'a str,
+    pub framework_id: &'a str,
+    pub agent_id: &'a str,
+    pub hostname: &'a str,
+    #[serde(borrow)]
+    pub attributes: Attributes<'a>,
+    #[serde(borrow)]
+    pub resources: Resources<'a>,
+}
+
+/// `proto::Filters`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Filters {
+    pub refuse_seconds: f64,
+}
+
+impl Default for Filters {
+    /// Mesos' default, as proto's: five seconds.
+    fn default() -> Filters {
+        Filters { refuse_seconds: 5.0 }
+    }
+}
+
+/// `proto::TaskState`, in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    Staging,
+    Starting,
+    Running,
+    Finished,
+    Failed,
+    Killed,
+    Lost,
+    Error,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished | TaskState::Failed | TaskState::Killed | TaskState::Lost | TaskState::Error
+        )
+    }
+}
+
+/// `proto::TaskStatus`: one report on a task (`uuid` is `proto::StatusUuid`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus<'a> {
+    pub task_id: &'a str,
+    pub framework_id: &'a str,
+    pub agent_id: &'a str,
+    pub state: TaskState,
+    pub exit_code: Option<i32>,
+    pub reason: &'a str,
+    pub uuid: u128,
+    pub timestamp_ms: u64,
+}
+
+crate::decode_via_serde!(Resources<'a>, Attributes<'a>, Constraint<'a>, Offer<'a>, TaskStatus<'a>, Filters, TaskState);

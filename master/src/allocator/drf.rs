@@ -1,0 +1,96 @@
+//! The built-in policy: hierarchical weighted Dominant Resource Fairness.
+//!
+//! For each candidate agent (in a seeded random order, as Mesos does, so that no agent is
+//! always served first) the agent's free resources go to the first framework in
+//! [`DrfSorter`] order that [`may_offer`] allows; the offer then counts against that
+//! framework's share before the next agent is looked at.
+//!
+//! Cost: keeping the sorter in step with the snapshot is `O(changed frameworks × log F)`,
+//! or `O(F log F)` when the cluster total or a role weight changed. Each candidate agent
+//! costs `O(log F + log R)` to reorder after an offer, plus one eligibility check for every
+//! framework ahead of the one chosen that the agent does not suit (constraints, filters,
+//! minimum offer): `O(F)` in the worst case, `O(1)` when frameworks take anything.
+
+use proto::AgentId;
+
+use super::sorter::DrfSorter;
+use super::{Allocator, OfferDecision, Snapshot, may_offer};
+use crate::rng::SplitMix64;
+
+/// The default allocation policy; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct DrfAllocator {
+    sorter: DrfSorter,
+    /// The total the sorter was built against; a different total rebuilds it.
+    sorter_total: Option<std::collections::BTreeMap<String, u64>>,
+    rng: SplitMix64,
+}
+
+impl DrfAllocator {
+    pub fn new(seed: u64) -> DrfAllocator {
+        DrfAllocator { sorter: DrfSorter::default(), sorter_total: None, rng: SplitMix64::new(seed) }
+    }
+
+    /// The sorter as of the last call (for views and tests).
+    pub fn sorter(&self) -> &DrfSorter {
+        &self.sorter
+    }
+
+    /// Brings the sorter in step with `snapshot`.
+    pub fn sync(&mut self, snapshot: &Snapshot) {
+        let stale_total = self.sorter_total.as_ref() != Some(&snapshot.total);
+        if snapshot.changes.all || stale_total {
+            self.sorter = DrfSorter::new(&snapshot.total);
+            self.sorter_total = Some(snapshot.total.clone());
+            for (id, fw) in &snapshot.frameworks {
+                self.sorter.upsert(id, fw, role_weight(snapshot, &fw.role));
+            }
+            return;
+        }
+        for id in &snapshot.changes.frameworks {
+            match snapshot.frameworks.get(id) {
+                Some(fw) => self.sorter.upsert(id, fw, role_weight(snapshot, &fw.role)),
+                None => self.sorter.remove(id),
+            }
+        }
+    }
+}
+
+/// Roles weigh 1 unless the snapshot says otherwise.
+fn role_weight(snapshot: &Snapshot, role: &str) -> f64 {
+    snapshot.role_weights.get(role).copied().unwrap_or(1.0)
+}
+
+impl Allocator for DrfAllocator {
+    fn name(&self) -> &str {
+        "drf"
+    }
+
+    fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
+        self.sync(snapshot);
+        let mut order: Vec<&AgentId> = candidates.iter().collect();
+        self.rng.shuffle(&mut order);
+        let mut decisions = Vec::new();
+        for agent_id in order {
+            let Some(agent) = snapshot.agents.get(agent_id) else { continue };
+            if agent.free.is_empty() {
+                continue;
+            }
+            let chosen = self.sorter.first_match(|_, fw_id, takes_anything| {
+                takes_anything
+                    || snapshot
+                        .frameworks
+                        .get(fw_id)
+                        .is_some_and(|fw| may_offer(fw, agent_id, agent, snapshot.now))
+            });
+            if let Some(idx) = chosen {
+                self.sorter.allocate(idx, &agent.free);
+                decisions.push(OfferDecision {
+                    agent_id: agent_id.clone(),
+                    framework_id: self.sorter.id(idx).clone(),
+                });
+            }
+        }
+        decisions
+    }
+}

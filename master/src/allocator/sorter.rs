@@ -1,0 +1,365 @@
+//! A two-level weighted DRF sorter: roles, then frameworks inside each role.
+//!
+//! Like Mesos' sorter it is pure and in memory, caches every node's share and keeps the
+//! nodes ordered, so that recording an allocation moves one framework and one role into
+//! place in `O(log frameworks + log roles)` instead of sorting again.
+//!
+//! Order: a role's key is its dominant share (of the sum of its frameworks' allocations)
+//! divided by its weight; a framework's key inside its role is its own dominant share
+//! divided by its weight. Lower keys come first. Ties go to the earlier subscription: a
+//! framework's own, and for a role the earliest subscription among its frameworks that
+//! want offers. The order is total (the slot index breaks what is left).
+//!
+//! Shares are compared after rounding to `1 / SHARE_SCALE`, so that shares that are equal
+//! as fractions but differ in the last bit of a float (`0.3 / 3` against `0.1`) tie as
+//! they should.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use proto::resources::SCALAR_MILLIS_PER_UNIT;
+use proto::{FrameworkId, Resources};
+
+use super::FrameworkSlot;
+
+/// Shares are compared in units of `1 / SHARE_SCALE`.
+pub const SHARE_SCALE: f64 = 1e12;
+
+/// `share / weight` as a sortable integer in units of `1 / SHARE_SCALE` (saturating;
+/// a weight that is not positive sorts last).
+pub fn weighted_share_key(share: f64, weight: f64) -> u64 {
+    if !(weight > 0.0) || !weight.is_finite() {
+        return u64::MAX;
+    }
+    let scaled = (share / weight * SHARE_SCALE).round();
+    if scaled >= u64::MAX as f64 { u64::MAX } else { scaled.max(0.0) as u64 }
+}
+
+/// Index of a framework's slot in the sorter, valid until it is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientIdx(u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderKey {
+    share: u64,
+    seq: u64,
+    idx: u32,
+}
+
+#[derive(Clone, Debug)]
+struct RoleNode {
+    name: String,
+    weight: f64,
+    alloc: Vec<u64>,
+    /// Frameworks that want offers, in order.
+    members: BTreeSet<OrderKey>,
+    /// Subscription order of the frameworks that want offers (for the role's tie-break).
+    active_seqs: BTreeSet<u64>,
+    client_count: usize,
+    ordered_as: Option<OrderKey>,
+}
+
+#[derive(Clone, Debug)]
+struct ClientNode {
+    id: FrameworkId,
+    role: u32,
+    weight: f64,
+    seq: u64,
+    alloc: Vec<u64>,
+    active: bool,
+    takes_anything: bool,
+    ordered_as: Option<OrderKey>,
+}
+
+/// Hierarchical weighted DRF order over frameworks; see the module documentation.
+#[derive(Clone, Debug, Default)]
+pub struct DrfSorter {
+    /// Resource kinds of the cluster, sorted; allocations are dense vectors over them.
+    kinds: Vec<String>,
+    total: Vec<u64>,
+    roles: Vec<Option<RoleNode>>,
+    role_index: HashMap<String, u32>,
+    vacant_roles: Vec<u32>,
+    clients: Vec<Option<ClientNode>>,
+    client_index: HashMap<FrameworkId, u32>,
+    vacant_clients: Vec<u32>,
+    role_order: BTreeSet<OrderKey>,
+}
+
+impl DrfSorter {
+    /// An empty sorter computing shares against `total` (quantities, as in
+    /// [`Resources::quantities`]). A new total needs a new sorter.
+    pub fn new(total: &BTreeMap<String, u64>) -> DrfSorter {
+        DrfSorter {
+            kinds: total.keys().cloned().collect(),
+            total: total.values().copied().collect(),
+            ..DrfSorter::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.client_index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.client_index.is_empty()
+    }
+
+    /// Adds the framework or brings it up to date with `slot` (allocation, weight,
+    /// whether it wants offers); `role_weight` is the weight of `slot.role`.
+    pub fn upsert(&mut self, id: &FrameworkId, slot: &FrameworkSlot, role_weight: f64) {
+        let role = self.role_slot(&slot.role, role_weight);
+        let alloc = self.dense_of_quantities(&slot.allocation);
+        let idx = match self.client_index.get(id).copied() {
+            Some(idx) if self.client(idx).role == role => idx,
+            Some(_) => {
+                self.remove(id);
+                self.insert_client(id, role)
+            }
+            None => self.insert_client(id, role),
+        };
+        let old_alloc = {
+            let node = self.client_mut(idx);
+            node.weight = slot.weight;
+            node.seq = slot.subscribed_seq;
+            node.active = slot.wants_offers;
+            node.takes_anything = slot.takes_anything();
+            std::mem::replace(&mut node.alloc, alloc.clone())
+        };
+        let role_node = self.role_mut(role);
+        role_node.weight = role_weight;
+        for (k, (old, new)) in old_alloc.iter().zip(&alloc).enumerate() {
+            role_node.alloc[k] = role_node.alloc[k].saturating_sub(*old).saturating_add(*new);
+        }
+        self.reposition(idx);
+    }
+
+    /// Forgets the framework; its allocation leaves its role's.
+    pub fn remove(&mut self, id: &FrameworkId) {
+        let Some(idx) = self.client_index.remove(id) else { return };
+        let Some(node) = self.clients[idx as usize].take() else { return };
+        self.vacant_clients.push(idx);
+        let role_idx = node.role;
+        let role = self.role_mut(role_idx);
+        if let Some(key) = node.ordered_as {
+            role.members.remove(&key);
+        }
+        if node.active {
+            role.active_seqs.remove(&node.seq);
+        }
+        for (k, a) in node.alloc.iter().enumerate() {
+            role.alloc[k] = role.alloc[k].saturating_sub(*a);
+        }
+        role.client_count -= 1;
+        if role.client_count == 0 {
+            let (ordered_as, name) = (role.ordered_as, std::mem::take(&mut role.name));
+            if let Some(key) = ordered_as {
+                self.role_order.remove(&key);
+            }
+            self.role_index.remove(&name);
+            self.roles[role_idx as usize] = None;
+            self.vacant_roles.push(role_idx);
+        } else {
+            self.reposition_role(role_idx);
+        }
+    }
+
+    /// Records that `resources` were allocated (offered) to the framework in `idx`.
+    pub fn allocate(&mut self, idx: ClientIdx, resources: &Resources) {
+        let delta = self.dense_of_resources(resources);
+        let node = self.client_mut(idx.0);
+        for (a, d) in node.alloc.iter_mut().zip(&delta) {
+            *a = a.saturating_add(*d);
+        }
+        let role = self.role_mut(self.client(idx.0).role);
+        for (a, d) in role.alloc.iter_mut().zip(&delta) {
+            *a = a.saturating_add(*d);
+        }
+        self.reposition(idx.0);
+    }
+
+    /// The first framework in DRF order that wants offers and that `accept` takes.
+    pub fn first_match(&self, mut accept: impl FnMut(ClientIdx, &FrameworkId, bool) -> bool) -> Option<ClientIdx> {
+        for role_key in &self.role_order {
+            let role = self.role(role_key.idx);
+            for key in &role.members {
+                let node = self.client(key.idx);
+                if accept(ClientIdx(key.idx), &node.id, node.takes_anything) {
+                    return Some(ClientIdx(key.idx));
+                }
+            }
+        }
+        None
+    }
+
+    /// Frameworks that want offers, in the order they would be offered.
+    pub fn order(&self) -> Vec<FrameworkId> {
+        let mut out = Vec::with_capacity(self.len());
+        self.first_match(|_, id, _| {
+            out.push(id.clone());
+            false
+        });
+        out
+    }
+
+    /// The framework's dominant share (unweighted), if known.
+    pub fn share(&self, id: &FrameworkId) -> Option<f64> {
+        let idx = *self.client_index.get(id)?;
+        Some(self.dominant_share(&self.client(idx).alloc))
+    }
+
+    pub fn id(&self, idx: ClientIdx) -> &FrameworkId {
+        &self.client(idx.0).id
+    }
+
+    fn insert_client(&mut self, id: &FrameworkId, role: u32) -> u32 {
+        let node = ClientNode {
+            id: id.clone(),
+            role,
+            weight: 1.0,
+            seq: 0,
+            alloc: vec![0; self.kinds.len()],
+            active: false,
+            takes_anything: true,
+            ordered_as: None,
+        };
+        let idx = match self.vacant_clients.pop() {
+            Some(idx) => {
+                self.clients[idx as usize] = Some(node);
+                idx
+            }
+            None => {
+                self.clients.push(Some(node));
+                (self.clients.len() - 1) as u32
+            }
+        };
+        self.client_index.insert(id.clone(), idx);
+        self.role_mut(role).client_count += 1;
+        idx
+    }
+
+    fn role_slot(&mut self, name: &str, weight: f64) -> u32 {
+        if let Some(idx) = self.role_index.get(name) {
+            return *idx;
+        }
+        let node = RoleNode {
+            name: name.to_owned(),
+            weight,
+            alloc: vec![0; self.kinds.len()],
+            members: BTreeSet::new(),
+            active_seqs: BTreeSet::new(),
+            client_count: 0,
+            ordered_as: None,
+        };
+        let idx = match self.vacant_roles.pop() {
+            Some(idx) => {
+                self.roles[idx as usize] = Some(node);
+                idx
+            }
+            None => {
+                self.roles.push(Some(node));
+                (self.roles.len() - 1) as u32
+            }
+        };
+        self.role_index.insert(name.to_owned(), idx);
+        idx
+    }
+
+    /// Moves a framework (and then its role) to where its current share puts it.
+    fn reposition(&mut self, idx: u32) {
+        let node = self.client(idx);
+        let key = node.active.then(|| OrderKey {
+            share: weighted_share_key(self.dominant_share(&node.alloc), node.weight),
+            seq: node.seq,
+            idx,
+        });
+        let (old, seq, role_idx) = (node.ordered_as, node.seq, node.role);
+        self.client_mut(idx).ordered_as = key;
+        let role = self.role_mut(role_idx);
+        if let Some(old) = old {
+            role.members.remove(&old);
+            role.active_seqs.remove(&old.seq);
+        }
+        if let Some(key) = key {
+            role.members.insert(key);
+            role.active_seqs.insert(seq);
+        }
+        self.reposition_role(role_idx);
+    }
+
+    fn reposition_role(&mut self, idx: u32) {
+        let role = self.role(idx);
+        let key = role.active_seqs.first().map(|seq| OrderKey {
+            share: weighted_share_key(self.dominant_share(&role.alloc), role.weight),
+            seq: *seq,
+            idx,
+        });
+        if let Some(old) = role.ordered_as {
+            self.role_order.remove(&old);
+        }
+        if let Some(key) = key {
+            self.role_order.insert(key);
+        }
+        self.role_mut(idx).ordered_as = key;
+    }
+
+    fn dominant_share(&self, alloc: &[u64]) -> f64 {
+        alloc
+            .iter()
+            .zip(&self.total)
+            .filter(|(_, t)| **t > 0)
+            .map(|(a, t)| *a as f64 / *t as f64)
+            .fold(0.0, f64::max)
+    }
+
+    fn kind(&self, name: &str) -> Option<usize> {
+        self.kinds.binary_search_by(|k| k.as_str().cmp(name)).ok()
+    }
+
+    fn dense_of_quantities(&self, q: &BTreeMap<String, u64>) -> Vec<u64> {
+        let mut dense = vec![0; self.kinds.len()];
+        for (name, v) in q {
+            if let Some(k) = self.kind(name) {
+                dense[k] = *v;
+            }
+        }
+        dense
+    }
+
+    /// Quantities of `r` as a dense vector, without building the map
+    /// [`Resources::quantities`] would.
+    fn dense_of_resources(&self, r: &Resources) -> Vec<u64> {
+        let mut dense = vec![0; self.kinds.len()];
+        for (name, v) in &r.scalars {
+            if let Some(k) = self.kind(name) {
+                dense[k] = v.millis();
+            }
+        }
+        for (name, ranges) in &r.ranges {
+            if let Some(k) = self.kind(name) {
+                dense[k] = ranges.count().saturating_mul(SCALAR_MILLIS_PER_UNIT);
+            }
+        }
+        for (name, items) in &r.sets {
+            if let Some(k) = self.kind(name) {
+                dense[k] = (items.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT);
+            }
+        }
+        dense
+    }
+
+    fn client(&self, idx: u32) -> &ClientNode {
+        self.clients[idx as usize].as_ref().expect("sorter: client slot in use")
+    }
+
+    fn client_mut(&mut self, idx: u32) -> &mut ClientNode {
+        self.clients[idx as usize].as_mut().expect("sorter: client slot in use")
+    }
+
+    fn role(&self, idx: u32) -> &RoleNode {
+        self.roles[idx as usize].as_ref().expect("sorter: role slot in use")
+    }
+
+    fn role_mut(&mut self, idx: u32) -> &mut RoleNode {
+        self.roles[idx as usize].as_mut().expect("sorter: role slot in use")
+    }
+}

@@ -1,0 +1,79 @@
+//! The master core's configuration: every period and limit, with units in the names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of a [`crate::Master`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MasterConfig {
+    /// Distinguishes this master process from earlier ones (a counter kept by the
+    /// adapter, or a random number); framework and offer ids embed it, so ids are never
+    /// reused across restarts.
+    pub incarnation: u64,
+    /// Offers still outstanding this long after they were made are rescinded;
+    /// `None` keeps them until answered.
+    pub offer_timeout_ms: Option<u64>,
+    /// An allocation is run at most this long after the change that called for it; several
+    /// changes in that window share one allocation. 0 allocates on the next
+    /// `handle_timeout`, which `poll_timeout` asks for at once.
+    pub allocation_batch_ms: u64,
+    /// Sent to frameworks with `Subscribed`.
+    pub heartbeat_interval_ms: u64,
+    /// Decline filters longer than this are cut to it.
+    pub filter_refuse_ms_max: u64,
+    /// Decline filters kept per framework; when a new one would exceed it, the one that
+    /// expires first is dropped.
+    pub filters_per_framework_max: usize,
+    /// Offers per `Offers` event; more are split over several events.
+    pub offers_per_event_max: usize,
+    /// Tasks per `Accept`; an `Accept` with more is refused.
+    pub tasks_per_accept_max: usize,
+    /// Ended tasks remembered (to recognize repeated status updates and route late
+    /// acknowledgements); the oldest are forgotten first.
+    pub ended_tasks_kept_max: usize,
+    /// Grace period given to the agent with every kill, from SIGTERM to SIGKILL.
+    pub kill_grace_ms: u64,
+    /// Role weights set by the operator. A role not listed takes the weight its first
+    /// framework subscribed with; a listed role ignores the weight frameworks give.
+    pub role_weights: BTreeMap<String, f64>,
+    /// `None` disables reclaim.
+    pub reclaim: Option<ReclaimConfig>,
+}
+
+/// When and how the master takes resources back; see [`crate::reclaim`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReclaimConfig {
+    /// How long a framework that wants offers must stay below its fair share before
+    /// tasks are reclaimed for it; also the least time between two reclaims for it.
+    pub starvation_ms: u64,
+    /// Between telling a victim's framework and killing the task.
+    pub grace_ms: u64,
+    /// How often starvation is looked for while some framework is below its fair share.
+    pub check_interval_ms: u64,
+}
+
+impl Default for ReclaimConfig {
+    fn default() -> ReclaimConfig {
+        ReclaimConfig { starvation_ms: 60_000, grace_ms: 10_000, check_interval_ms: 5_000 }
+    }
+}
+
+impl Default for MasterConfig {
+    fn default() -> MasterConfig {
+        MasterConfig {
+            incarnation: 0,
+            offer_timeout_ms: Some(30_000),
+            allocation_batch_ms: 0,
+            heartbeat_interval_ms: 15_000,
+            filter_refuse_ms_max: 24 * 3600 * 1000,
+            filters_per_framework_max: 4096,
+            offers_per_event_max: 256,
+            tasks_per_accept_max: 1024,
+            ended_tasks_kept_max: 10_000,
+            kill_grace_ms: 5_000,
+            role_weights: BTreeMap::new(),
+            reclaim: Some(ReclaimConfig::default()),
+        }
+    }
+}

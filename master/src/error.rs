@@ -1,0 +1,42 @@
+//! Why a framework's call was refused. A refused call changes nothing.
+
+use proto::{FrameworkId, OfferId, Resources, TaskId};
+
+/// A refused framework call; its `Display` is the message the framework receives.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("this call needs a framework_id: subscribe first")]
+    MissingFrameworkId,
+    #[error("framework {0} is not subscribed")]
+    NotSubscribed(FrameworkId),
+    #[error("framework {0} was torn down; its id is never reused, subscribe without one")]
+    TornDown(FrameworkId),
+    #[error("subscribe names framework {named} but the call comes from {from}")]
+    IdMismatch { named: FrameworkId, from: FrameworkId },
+    #[error("weight {0} is not a positive number")]
+    InvalidWeight(f64),
+    #[error("role must not be empty")]
+    EmptyRole,
+    #[error("framework {framework} has role {has}; a failover cannot change it to {asked}")]
+    RoleChange { framework: FrameworkId, has: String, asked: String },
+    #[error("role {role} has weight {has}; subscribe with that weight or ask the operator to change it")]
+    RoleWeightMismatch { role: String, has: f64 },
+    #[error("accept names no offer")]
+    NoOffers,
+    #[error("offer {0} is named twice")]
+    DuplicateOffer(OfferId),
+    #[error("offer {0} is unknown, or was already accepted, declined, rescinded or expired")]
+    UnknownOffer(OfferId),
+    #[error("offer {0} was made to another framework")]
+    NotYourOffer(OfferId),
+    #[error("{count} tasks in one accept, more than the limit of {max}")]
+    TooManyTasks { count: usize, max: usize },
+    #[error("task id {0} is already in use (task ids are never reused)")]
+    DuplicateTask(TaskId),
+    #[error("task {task} needs {needs}, which does not fit in what is left of the accepted offers")]
+    DoesNotFit { task: TaskId, needs: Resources },
+    #[error("task {0} is unknown or has ended")]
+    UnknownTask(TaskId),
+    #[error("task {0} belongs to another framework")]
+    NotYourTask(TaskId),
+}

@@ -1,0 +1,174 @@
+//! Agent adverts, agent loss and task status updates.
+
+use std::collections::BTreeSet;
+
+use proto::resources::{add_quantities, subtract_quantities};
+use proto::{AgentAdvert, AgentId, Event, Resources, StatusUuid, TaskId, TaskState, TaskStatus};
+
+use super::calls::synthetic_status;
+use super::{Action, AgentRecord, Master};
+use crate::allocator::AgentSlot;
+use crate::time::Millis;
+
+impl Master {
+    /// An agent's advert (on start, on change, and periodically). Adverts older than the
+    /// last one seen (by incarnation, then sequence number) are ignored. A new incarnation
+    /// means the agent restarted: tasks it no longer lists are lost. A change of total or
+    /// attributes rescinds the agent's outstanding offers.
+    ///
+    /// An advert whose total is less than what its tasks use keeps, per resource, the
+    /// larger of the two until the tasks end, so the books always balance.
+    pub fn handle_agent_advert(&mut self, now: Millis, advert: AgentAdvert) {
+        self.advance(now);
+        let id = advert.agent_id.clone();
+        match self.agents.get(&id) {
+            None => self.add_agent(advert),
+            Some(r) if (advert.incarnation, advert.seq) <= (r.incarnation, r.seq) => {}
+            Some(r) => {
+                let restarted = advert.incarnation != r.incarnation;
+                if restarted {
+                    let listed: BTreeSet<&TaskId> = advert.tasks.iter().map(|t| &t.task_id).collect();
+                    let gone: Vec<TaskId> = r.tasks.iter().filter(|t| !listed.contains(t)).cloned().collect();
+                    for task_id in gone {
+                        self.lose_task(&task_id, "the agent restarted without it");
+                    }
+                }
+                self.update_agent(advert);
+            }
+        }
+        self.debug_check();
+    }
+
+    /// The agent is gone (its liveliness token vanished): its offers are rescinded, its
+    /// tasks reported lost to their frameworks, and its resources leave the cluster.
+    pub fn handle_agent_lost(&mut self, now: Millis, agent_id: &AgentId) {
+        self.advance(now);
+        let Some(record) = self.agents.get(agent_id) else { return };
+        let tasks: Vec<TaskId> = record.tasks.iter().cloned().collect();
+        for offer_id in self.offers.of_agent(agent_id) {
+            self.withdraw_offer(&offer_id, true);
+        }
+        for task_id in tasks {
+            self.lose_task(&task_id, "the agent was lost");
+        }
+        if let Some(record) = self.agents.remove(agent_id) {
+            subtract_quantities(&mut self.snapshot.total, &record.total.quantities());
+            self.snapshot.changes.all = true;
+        }
+        self.snapshot.agents.remove(agent_id);
+        self.allocation_agents.remove(agent_id);
+        self.debug_check();
+    }
+
+    /// A task status update from an agent. It is passed on to the task's framework (which
+    /// acknowledges it through [`proto::Call::Acknowledge`]); for a framework that is gone
+    /// the master acknowledges it itself. The first terminal update of a live task frees its
+    /// resources; repeated or late updates free nothing.
+    pub fn handle_status(&mut self, now: Millis, status: TaskStatus) {
+        self.advance(now);
+        let task_id = status.task_id.clone();
+        let framework_id = match self.tasks.get_mut(&task_id) {
+            Some(task) => {
+                task.state = status.state;
+                task.latest = Some(status.clone());
+                Some(task.framework_id.clone())
+            }
+            None => self.tasks.ended(&task_id).map(|e| e.framework_id.clone()),
+        };
+        if status.state.is_terminal() {
+            self.end_task(&task_id, status.clone());
+        }
+        let framework_id = framework_id.unwrap_or_else(|| status.framework_id.clone());
+        let listening = self.frameworks.get(&framework_id).is_some_and(|f| !f.torn_down);
+        if listening {
+            self.send(&framework_id, Event::Update { status });
+        } else if self.agents.contains_key(&status.agent_id) {
+            let (agent_id, status_uuid) = (status.agent_id.clone(), status.uuid);
+            self.actions.push_back(Action::AckStatus { agent_id, task_id, status_uuid });
+        }
+        self.debug_check();
+    }
+
+    fn add_agent(&mut self, advert: AgentAdvert) {
+        let id = advert.agent_id.clone();
+        add_quantities(&mut self.snapshot.total, &advert.total.quantities());
+        self.snapshot.changes.all = true;
+        self.snapshot.agents.insert(id.clone(), AgentSlot { attributes: advert.attributes, free: advert.total.clone() });
+        let record = AgentRecord {
+            hostname: advert.hostname,
+            incarnation: advert.incarnation,
+            seq: advert.seq,
+            total: advert.total,
+            offered: Resources::new(),
+            used: Resources::new(),
+            tasks: BTreeSet::new(),
+        };
+        self.agents.insert(id.clone(), record);
+        self.want_allocation_of(&id);
+    }
+
+    fn update_agent(&mut self, advert: AgentAdvert) {
+        let id = advert.agent_id.clone();
+        let Some(record) = self.agents.get(&id) else { return };
+        let attributes_changed = self.snapshot.agents.get(&id).is_some_and(|s| s.attributes != advert.attributes);
+        // The larger of the advertised total and what tasks use, per resource.
+        let mut beyond_used = advert.total.clone();
+        beyond_used.subtract_saturating(&record.used);
+        let total = record.used.plus(&beyond_used);
+        let changed = attributes_changed || total != record.total;
+        if changed {
+            for offer_id in self.offers.of_agent(&id) {
+                self.withdraw_offer(&offer_id, true);
+            }
+        }
+        let Some(record) = self.agents.get_mut(&id) else { return };
+        record.hostname = advert.hostname;
+        record.incarnation = advert.incarnation;
+        record.seq = advert.seq;
+        if !changed {
+            return;
+        }
+        if total != record.total {
+            subtract_quantities(&mut self.snapshot.total, &record.total.quantities());
+            add_quantities(&mut self.snapshot.total, &total.quantities());
+            self.snapshot.changes.all = true;
+            record.total = total;
+        }
+        // Offers were withdrawn above, so everything not used is free.
+        let free = record.total.checked_sub(&record.used).unwrap_or_default();
+        if let Some(slot) = self.snapshot.agents.get_mut(&id) {
+            slot.attributes = advert.attributes;
+            slot.free = free;
+        }
+        self.want_allocation_of(&id);
+    }
+
+    /// Marks a live task lost, tells its framework, and frees its resources.
+    fn lose_task(&mut self, task_id: &TaskId, reason: &str) {
+        let Some(task) = self.tasks.get(task_id) else { return };
+        let uuid = StatusUuid(self.rng.next_u128());
+        let status = synthetic_status(task, TaskState::Lost, reason, uuid);
+        let framework_id = task.framework_id.clone();
+        self.end_task(task_id, status.clone());
+        if self.frameworks.get(&framework_id).is_some_and(|f| !f.torn_down) {
+            self.send(&framework_id, Event::Update { status });
+        }
+    }
+
+    /// The only place a live task ends: its resources are freed here, exactly once.
+    pub(crate) fn end_task(&mut self, task_id: &TaskId, latest: TaskStatus) {
+        let Some(task) = self.tasks.end(task_id, latest, self.config.ended_tasks_kept_max) else { return };
+        self.used_to_free(&task.agent_id, &task.resources);
+        self.allocation_sub(&task.framework_id, &task.resources);
+        if let Some(agent) = self.agents.get_mut(&task.agent_id) {
+            agent.tasks.remove(task_id);
+        }
+        if let Some(fw) = self.frameworks.get_mut(&task.framework_id) {
+            fw.tasks.remove(task_id);
+        }
+        if let Some(at) = task.reclaim_at {
+            self.reclaim_kills.remove(&(at, task_id.clone()));
+        }
+        self.forget_if_drained(&task.framework_id);
+    }
+}

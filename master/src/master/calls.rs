@@ -1,0 +1,462 @@
+//! Framework calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::{
+    AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo, Filters, OfferId, Operation,
+    Resources, StatusUuid, TaskId, TaskSpec, TaskState, TaskStatus,
+};
+
+use super::{Action, FrameworkRecord, Master};
+use crate::allocator::{FilterSlot, FrameworkSlot};
+use crate::error::CallError;
+use crate::tasks::TaskRecord;
+use crate::time::{Millis, refuse_ms};
+
+/// One accepted offer while an `Accept` is checked: what is left of it.
+struct Placement {
+    offer_id: OfferId,
+    agent_id: AgentId,
+    left: Resources,
+    tasks: Vec<TaskSpec>,
+}
+
+impl Master {
+    /// A framework's call. The reply goes back to the caller at once; events and agent
+    /// commands the call causes come out of [`Master::poll_action`]. A refused call
+    /// changes nothing.
+    pub fn handle_call(&mut self, now: Millis, call: FrameworkCall) -> Result<CallReply, CallError> {
+        self.advance(now);
+        let result = match call.call {
+            Call::Subscribe { info } => self.subscribe(call.framework_id, info),
+            other => {
+                let id = call.framework_id.ok_or(CallError::MissingFrameworkId)?;
+                self.check_subscribed(&id)?;
+                self.framework_call(&id, other).map(|()| CallReply::Ok)
+            }
+        };
+        self.debug_check();
+        result
+    }
+
+    /// The framework's connection is gone (its liveliness token vanished). Its offers
+    /// return to the pool; it is torn down unless it subscribes again within its
+    /// `failover_timeout_ms`.
+    pub fn handle_framework_disconnected(&mut self, now: Millis, framework_id: &FrameworkId) {
+        self.advance(now);
+        let Some(fw) = self.frameworks.get_mut(framework_id) else { return };
+        if fw.torn_down {
+            return;
+        }
+        fw.connected = false;
+        fw.failover_at = Some(now.plus_ms(fw.info.failover_timeout_ms));
+        self.update_wants(framework_id);
+        for offer_id in self.offers.of_framework(framework_id) {
+            self.withdraw_offer(&offer_id, false);
+        }
+        self.debug_check();
+    }
+
+    fn framework_call(&mut self, id: &FrameworkId, call: Call) -> Result<(), CallError> {
+        match call {
+            Call::Subscribe { .. } => Ok(()),
+            Call::Accept { offer_ids, operations, filters } => self.accept(id, offer_ids, operations, filters),
+            Call::Decline { offer_ids, filters } => self.decline(id, offer_ids, filters),
+            Call::Revive => {
+                self.set_suppressed(id, false);
+                self.clear_filters(id);
+                self.want_allocation_all();
+                Ok(())
+            }
+            Call::Suppress => {
+                self.set_suppressed(id, true);
+                Ok(())
+            }
+            Call::Kill { task_id } => self.kill(id, &task_id),
+            Call::Acknowledge { task_id, status_uuid } => self.acknowledge(id, task_id, status_uuid),
+            Call::Reconcile { tasks } => {
+                self.reconcile(id, tasks);
+                Ok(())
+            }
+            Call::Teardown => {
+                self.teardown(id);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_subscribed(&self, id: &FrameworkId) -> Result<(), CallError> {
+        match self.frameworks.get(id) {
+            Some(fw) if fw.connected && !fw.torn_down => Ok(()),
+            Some(fw) if fw.torn_down => Err(CallError::TornDown(id.clone())),
+            None if self.removed_frameworks.contains(id) => Err(CallError::TornDown(id.clone())),
+            _ => Err(CallError::NotSubscribed(id.clone())),
+        }
+    }
+
+    fn subscribe(&mut self, from: Option<FrameworkId>, info: FrameworkInfo) -> Result<CallReply, CallError> {
+        if !(info.weight > 0.0 && info.weight.is_finite()) {
+            return Err(CallError::InvalidWeight(info.weight));
+        }
+        if info.role.is_empty() {
+            return Err(CallError::EmptyRole);
+        }
+        let named = match (from, info.framework_id.clone()) {
+            (Some(from), Some(named)) if from != named => return Err(CallError::IdMismatch { named, from }),
+            (from, named) => named.or(from),
+        };
+        let id = match named {
+            Some(id) => self.resubscribe_id(id, &info)?,
+            None => self.new_framework_id(),
+        };
+        self.check_role_weight(&id, &info)?;
+        let seq = match self.snapshot.frameworks.get(&id) {
+            Some(slot) => slot.subscribed_seq,
+            None => {
+                self.subscriptions += 1;
+                self.subscriptions
+            }
+        };
+        // A failed-over scheduler does not know the offers of its predecessor.
+        for offer_id in self.offers.of_framework(&id) {
+            self.withdraw_offer(&offer_id, false);
+        }
+        let tasks = self.frameworks.get(&id).map(|f| f.tasks.clone()).unwrap_or_default();
+        let suppressed = self.frameworks.get(&id).is_some_and(|f| f.suppressed);
+        if !self.config.role_weights.contains_key(&info.role)
+            && self.snapshot.role_weights.get(&info.role) != Some(&info.weight)
+        {
+            // No other framework holds the role (checked above): the weight is this one's.
+            self.snapshot.role_weights.insert(info.role.clone(), info.weight);
+            self.snapshot.changes.all = true;
+        }
+        let allocation = self.snapshot.frameworks.get(&id).map(|s| s.allocation.clone()).unwrap_or_default();
+        let slot = FrameworkSlot {
+            role: info.role.clone(),
+            weight: 1.0,
+            subscribed_seq: seq,
+            allocation,
+            wants_offers: !suppressed,
+            constraints: info.constraints.clone(),
+            min_offer: info.min_offer.clone(),
+            filters: BTreeMap::new(),
+        };
+        self.snapshot.frameworks.insert(id.clone(), slot);
+        self.snapshot.changes.frameworks.insert(id.clone());
+        let info = FrameworkInfo { framework_id: Some(id.clone()), ..info };
+        let record = FrameworkRecord {
+            info,
+            connected: true,
+            suppressed,
+            torn_down: false,
+            failover_at: None,
+            tasks,
+            below_fair_since: None,
+        };
+        self.frameworks.insert(id.clone(), record);
+        let heartbeat_interval_ms = self.config.heartbeat_interval_ms;
+        self.send(&id, Event::Subscribed { framework_id: id.clone(), heartbeat_interval_ms });
+        self.want_allocation_all();
+        Ok(CallReply::Subscribed { framework_id: id, heartbeat_interval_ms })
+    }
+
+    /// A framework subscribing with an id: a failover, or a framework re-registering with
+    /// a restarted master (adopted as it is).
+    fn resubscribe_id(&self, id: FrameworkId, info: &FrameworkInfo) -> Result<FrameworkId, CallError> {
+        if self.removed_frameworks.contains(&id) || self.frameworks.get(&id).is_some_and(|f| f.torn_down) {
+            return Err(CallError::TornDown(id));
+        }
+        if let Some(fw) = self.frameworks.get(&id) {
+            if fw.info.role != info.role {
+                return Err(CallError::RoleChange { framework: id, has: fw.info.role.clone(), asked: info.role.clone() });
+            }
+        }
+        Ok(id)
+    }
+
+    fn new_framework_id(&mut self) -> FrameworkId {
+        self.frameworks_created += 1;
+        FrameworkId(format!("fw{:x}-{}", self.config.incarnation, self.frameworks_created))
+    }
+
+    /// A role's weight is the operator's if set, else the one its first framework gave;
+    /// later frameworks of the role must agree.
+    fn check_role_weight(&self, id: &FrameworkId, info: &FrameworkInfo) -> Result<(), CallError> {
+        if self.config.role_weights.contains_key(&info.role) {
+            return Ok(());
+        }
+        let others = self.snapshot.frameworks.iter().any(|(other, s)| other != id && s.role == info.role);
+        match self.snapshot.role_weights.get(&info.role) {
+            Some(has) if others && *has != info.weight => {
+                Err(CallError::RoleWeightMismatch { role: info.role.clone(), has: *has })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn accept(&mut self, id: &FrameworkId, offer_ids: Vec<OfferId>, ops: Vec<Operation>, filters: Filters) -> Result<(), CallError> {
+        let mut placements = self.check_offers(id, &offer_ids)?;
+        let tasks: Vec<TaskSpec> = ops.into_iter().flat_map(|Operation::Launch { tasks }| tasks).collect();
+        if tasks.len() > self.config.tasks_per_accept_max {
+            return Err(CallError::TooManyTasks { count: tasks.len(), max: self.config.tasks_per_accept_max });
+        }
+        let mut seen = BTreeSet::new();
+        for task in tasks {
+            if self.tasks.is_known(&task.task_id) || !seen.insert(task.task_id.clone()) {
+                return Err(CallError::DuplicateTask(task.task_id));
+            }
+            // First fit, in the order the offers were named.
+            let Some(p) = placements.iter_mut().find(|p| p.left.contains(&task.resources)) else {
+                return Err(CallError::DoesNotFit { task: task.task_id, needs: task.resources });
+            };
+            p.left.subtract_saturating(&task.resources);
+            p.tasks.push(task);
+        }
+        // Everything checked: from here on nothing fails.
+        for p in placements {
+            self.commit_placement(id, p, filters);
+        }
+        Ok(())
+    }
+
+    /// The named offers, all outstanding and all made to `id`, each named once.
+    fn check_offers(&self, id: &FrameworkId, offer_ids: &[OfferId]) -> Result<Vec<Placement>, CallError> {
+        if offer_ids.is_empty() {
+            return Err(CallError::NoOffers);
+        }
+        let mut placements: Vec<Placement> = Vec::with_capacity(offer_ids.len());
+        for offer_id in offer_ids {
+            if placements.iter().any(|p| &p.offer_id == offer_id) {
+                return Err(CallError::DuplicateOffer(offer_id.clone()));
+            }
+            let o = self.offers.get(offer_id).ok_or_else(|| CallError::UnknownOffer(offer_id.clone()))?;
+            if &o.offer.framework_id != id {
+                return Err(CallError::NotYourOffer(offer_id.clone()));
+            }
+            placements.push(Placement {
+                offer_id: offer_id.clone(),
+                agent_id: o.offer.agent_id.clone(),
+                left: o.offer.resources.clone(),
+                tasks: Vec::new(),
+            });
+        }
+        Ok(placements)
+    }
+
+    fn commit_placement(&mut self, id: &FrameworkId, p: Placement, filters: Filters) {
+        if self.offers.remove(&p.offer_id).is_none() {
+            return;
+        }
+        self.offered_to_free(&p.agent_id, &p.left);
+        self.allocation_sub(id, &p.left);
+        self.add_filter(id, &p.agent_id, p.left, filters);
+        for task in p.tasks {
+            self.offered_to_used(&p.agent_id, &task.resources);
+            self.launches += 1;
+            let record = TaskRecord {
+                task_id: task.task_id.clone(),
+                framework_id: id.clone(),
+                agent_id: p.agent_id.clone(),
+                name: task.name.clone(),
+                resources: task.resources.clone(),
+                state: TaskState::Staging,
+                latest: None,
+                launch_seq: self.launches,
+                launched_at: self.now,
+                reclaim_at: None,
+            };
+            if let Some(agent) = self.agents.get_mut(&p.agent_id) {
+                agent.tasks.insert(task.task_id.clone());
+            }
+            if let Some(fw) = self.frameworks.get_mut(id) {
+                fw.tasks.insert(task.task_id.clone());
+            }
+            self.tasks.insert(record);
+            self.actions.push_back(Action::LaunchTask { agent_id: p.agent_id.clone(), framework_id: id.clone(), task });
+        }
+    }
+
+    /// Declines the named offers. Offers that are no longer outstanding are skipped (they
+    /// are back in the pool already); an offer of another framework refuses the call.
+    fn decline(&mut self, id: &FrameworkId, offer_ids: Vec<OfferId>, filters: Filters) -> Result<(), CallError> {
+        if let Some(bad) = offer_ids.iter().find(|o| self.offers.get(o).is_some_and(|o| &o.offer.framework_id != id)) {
+            return Err(CallError::NotYourOffer(bad.clone()));
+        }
+        for offer_id in offer_ids {
+            let Some(o) = self.offers.get(&offer_id) else { continue };
+            let (agent_id, resources) = (o.offer.agent_id.clone(), o.offer.resources.clone());
+            self.withdraw_offer(&offer_id, false);
+            self.add_filter(id, &agent_id, resources, filters);
+        }
+        Ok(())
+    }
+
+    /// Stops offering a subset of `resources` of `agent_id` to `id` for the filter's time.
+    fn add_filter(&mut self, id: &FrameworkId, agent_id: &AgentId, resources: Resources, filters: Filters) {
+        let ms = refuse_ms(filters.refuse_seconds, self.config.filter_refuse_ms_max);
+        if ms == 0 || resources.is_empty() {
+            return;
+        }
+        let until = self.now.plus_ms(ms);
+        let max = self.config.filters_per_framework_max.max(1);
+        let Some(fw) = self.snapshot.frameworks.get_mut(id) else { return };
+        let count: usize = fw.filters.values().map(Vec::len).sum();
+        if count >= max {
+            // Drop the filter that would expire first to stay within the limit.
+            let first = self.filter_expiry.iter().find(|(_, f, _)| f == id).cloned();
+            if let Some((at, _, agent)) = first {
+                self.filter_expiry.remove(&(at, id.clone(), agent.clone()));
+                if let Some(list) = fw.filters.get_mut(&agent) {
+                    list.retain(|f| f.until != at);
+                    if list.is_empty() {
+                        fw.filters.remove(&agent);
+                    }
+                }
+            }
+        }
+        fw.filters.entry(agent_id.clone()).or_default().push(FilterSlot { resources, until });
+        self.filter_expiry.insert((until, id.clone(), agent_id.clone()));
+        self.snapshot.changes.frameworks.insert(id.clone());
+    }
+
+    fn clear_filters(&mut self, id: &FrameworkId) {
+        if let Some(fw) = self.snapshot.frameworks.get_mut(id) {
+            fw.filters.clear();
+            self.snapshot.changes.frameworks.insert(id.clone());
+        }
+        self.filter_expiry.retain(|(_, f, _)| f != id);
+    }
+
+    fn set_suppressed(&mut self, id: &FrameworkId, suppressed: bool) {
+        if let Some(fw) = self.frameworks.get_mut(id) {
+            fw.suppressed = suppressed;
+        }
+        self.update_wants(id);
+    }
+
+    /// A framework wants offers while connected, not torn down and not suppressed.
+    pub(crate) fn update_wants(&mut self, id: &FrameworkId) {
+        let wants = self.frameworks.get(id).is_some_and(|f| f.connected && !f.torn_down && !f.suppressed);
+        if let Some(slot) = self.snapshot.frameworks.get_mut(id) {
+            if slot.wants_offers != wants {
+                slot.wants_offers = wants;
+                self.snapshot.changes.frameworks.insert(id.clone());
+                if wants {
+                    self.want_allocation_all();
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, id: &FrameworkId, task_id: &TaskId) -> Result<(), CallError> {
+        let task = self.tasks.get(task_id).ok_or_else(|| CallError::UnknownTask(task_id.clone()))?;
+        if &task.framework_id != id {
+            return Err(CallError::NotYourTask(task_id.clone()));
+        }
+        let (agent_id, grace_ms) = (task.agent_id.clone(), self.config.kill_grace_ms);
+        self.actions.push_back(Action::KillTask { agent_id, task_id: task_id.clone(), grace_ms });
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, id: &FrameworkId, task_id: TaskId, status_uuid: StatusUuid) -> Result<(), CallError> {
+        let (owner, agent_id) = match (self.tasks.get(&task_id), self.tasks.ended(&task_id)) {
+            (Some(t), _) => (t.framework_id.clone(), t.agent_id.clone()),
+            (None, Some(e)) => (e.framework_id.clone(), e.agent_id.clone()),
+            (None, None) => return Err(CallError::UnknownTask(task_id)),
+        };
+        if &owner != id {
+            return Err(CallError::NotYourTask(task_id));
+        }
+        if self.agents.contains_key(&agent_id) {
+            self.actions.push_back(Action::AckStatus { agent_id, task_id, status_uuid });
+        }
+        Ok(())
+    }
+
+    /// Sends the latest known status of each named task (all of the framework's live tasks
+    /// when none is named); a task the master does not know is reported lost.
+    fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
+        let task_ids = if task_ids.is_empty() {
+            self.frameworks.get(id).map(|f| f.tasks.iter().cloned().collect()).unwrap_or_default()
+        } else {
+            task_ids
+        };
+        for task_id in task_ids {
+            let status = match (self.tasks.get(&task_id), self.tasks.ended(&task_id)) {
+                (Some(t), _) if &t.framework_id == id => {
+                    let uuid = StatusUuid(self.rng.next_u128());
+                    t.latest.clone().unwrap_or_else(|| synthetic_status(t, t.state, "", uuid))
+                }
+                (None, Some(e)) if &e.framework_id == id => e.latest.clone(),
+                _ => TaskStatus {
+                    task_id,
+                    framework_id: id.clone(),
+                    agent_id: AgentId::default_unknown(),
+                    state: TaskState::Lost,
+                    exit_code: None,
+                    reason: "the master does not know this task".to_owned(),
+                    uuid: StatusUuid(self.rng.next_u128()),
+                    timestamp_ms: 0,
+                },
+            };
+            self.send(id, Event::Update { status });
+        }
+    }
+
+    /// Removes the framework: its offers return to the pool, its tasks are killed, and it
+    /// is forgotten once they have ended. Its id is never admitted again.
+    pub(crate) fn teardown(&mut self, id: &FrameworkId) {
+        let Some(fw) = self.frameworks.get_mut(id) else { return };
+        fw.torn_down = true;
+        fw.connected = false;
+        fw.failover_at = None;
+        let tasks: Vec<TaskId> = fw.tasks.iter().cloned().collect();
+        self.update_wants(id);
+        self.clear_filters(id);
+        for offer_id in self.offers.of_framework(id) {
+            self.withdraw_offer(&offer_id, false);
+        }
+        for task_id in tasks {
+            if let Some(t) = self.tasks.get(&task_id) {
+                let (agent_id, grace_ms) = (t.agent_id.clone(), self.config.kill_grace_ms);
+                self.actions.push_back(Action::KillTask { agent_id, task_id, grace_ms });
+            }
+        }
+        self.forget_if_drained(id);
+    }
+
+    /// A torn-down framework whose tasks have all ended is forgotten.
+    pub(crate) fn forget_if_drained(&mut self, id: &FrameworkId) {
+        if self.frameworks.get(id).is_some_and(|f| f.torn_down && f.tasks.is_empty()) {
+            self.frameworks.remove(id);
+            self.snapshot.frameworks.remove(id);
+            self.snapshot.changes.frameworks.insert(id.clone());
+            self.removed_frameworks.insert(id.clone());
+        }
+    }
+}
+
+/// A status the master makes up for a task (reconciliation, agent lost).
+pub(crate) fn synthetic_status(t: &TaskRecord, state: TaskState, reason: &str, uuid: StatusUuid) -> TaskStatus {
+    TaskStatus {
+        task_id: t.task_id.clone(),
+        framework_id: t.framework_id.clone(),
+        agent_id: t.agent_id.clone(),
+        state,
+        exit_code: None,
+        reason: reason.to_owned(),
+        uuid,
+        timestamp_ms: 0,
+    }
+}
+
+trait UnknownAgent {
+    fn default_unknown() -> Self;
+}
+
+impl UnknownAgent for AgentId {
+    /// Stands for "no agent" in a status about a task nobody knows.
+    fn default_unknown() -> AgentId {
+        AgentId::new("unknown")
+    }
+}

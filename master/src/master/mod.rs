@@ -1,0 +1,220 @@
+//! The master core: one sans-IO state machine owning the agents' books, the offer book,
+//! the task registry, the allocator and reclaim.
+
+mod agents;
+mod books;
+mod calls;
+mod reclaiming;
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use proto::{AgentId, Event, FrameworkId, FrameworkInfo, Resources, StatusUuid, TaskId, TaskSpec};
+
+use crate::allocator::{Allocator, DrfAllocator, Snapshot};
+use crate::config::MasterConfig;
+use crate::offer_book::OfferBook;
+use crate::rng::SplitMix64;
+use crate::tasks::TaskRegistry;
+use crate::time::Millis;
+
+/// Something the adapter must do. Actions come out in the order they must be done.
+#[must_use]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Publish `event` on `frameworks/<framework_id>/events`.
+    SendEvent { framework_id: FrameworkId, event: Event },
+    /// `AgentCommand::Launch` to the agent.
+    LaunchTask { agent_id: AgentId, framework_id: FrameworkId, task: TaskSpec },
+    /// `AgentCommand::Kill` to the agent.
+    KillTask { agent_id: AgentId, task_id: TaskId, grace_ms: u64 },
+    /// `AgentCommand::Acknowledge` to the agent: the framework (or the master, for a
+    /// framework that is gone) acknowledged this status update.
+    AckStatus { agent_id: AgentId, task_id: TaskId, status_uuid: StatusUuid },
+    /// Tell the framework that its task will be killed at `kill_at` to give resources
+    /// back to a framework below its fair share (`proto` has no event for it yet; the
+    /// adapter may send it as an `Event::Error` message).
+    ReclaimNotice { framework_id: FrameworkId, task_id: TaskId, agent_id: AgentId, kill_at: Millis },
+}
+
+/// The master's books of one agent. Invariant: `free + offered + used == total`, with
+/// `free` kept in the allocator's snapshot.
+#[derive(Clone, Debug)]
+pub(crate) struct AgentRecord {
+    pub hostname: String,
+    pub incarnation: u64,
+    pub seq: u64,
+    pub total: Resources,
+    pub offered: Resources,
+    pub used: Resources,
+    pub tasks: BTreeSet<TaskId>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FrameworkRecord {
+    pub info: FrameworkInfo,
+    pub connected: bool,
+    pub suppressed: bool,
+    /// Torn down: gets no offers and no events; removed once its last task ends.
+    pub torn_down: bool,
+    /// Disconnected: torn down at this time unless it subscribes again.
+    pub failover_at: Option<Millis>,
+    pub tasks: BTreeSet<TaskId>,
+    /// Since when it has wanted offers while below its fair share.
+    pub below_fair_since: Option<Millis>,
+}
+
+/// The wasmos master as a sans-IO state machine.
+///
+/// Nothing here does I/O or reads a clock: the caller (the zenoh adapter, `wasmos sim`, a
+/// test) passes every input with the current time and carries out the [`Action`]s.
+///
+/// Call order:
+/// 1. `Master::new(config, seed)` (or [`Master::with_allocator`]).
+/// 2. Feed each input as it arrives with `handle_*(now, ...)`: agent adverts and loss,
+///    framework calls (whose reply goes back to the caller at once) and disconnections,
+///    task status updates.
+/// 3. After every input, drain [`Master::poll_action`] until it returns `None`, and carry
+///    the actions out in order.
+/// 4. Ask [`Master::poll_timeout`] when the master next needs to run; when that time
+///    comes (or at once, if it has passed) call [`Master::handle_timeout`], then drain the
+///    actions again. Allocation, offer expiry, filter expiry, failover and reclaim all
+///    happen there.
+///
+/// `now` is milliseconds on a monotonic clock and must never decrease between calls.
+/// Randomness (the order agents are visited in) comes from `seed`, so a run is
+/// reproducible.
+pub struct Master {
+    pub(crate) config: MasterConfig,
+    pub(crate) allocator: Box<dyn Allocator + Send>,
+    /// What the allocator sees; also the home of agents' free resources and frameworks'
+    /// allocations, filters and wants.
+    pub(crate) snapshot: Snapshot,
+    pub(crate) agents: BTreeMap<AgentId, AgentRecord>,
+    pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
+    /// Frameworks torn down, never admitted again under the same id.
+    pub(crate) removed_frameworks: BTreeSet<FrameworkId>,
+    pub(crate) offers: OfferBook,
+    pub(crate) tasks: TaskRegistry,
+    pub(crate) actions: VecDeque<Action>,
+    pub(crate) rng: SplitMix64,
+    pub(crate) now: Millis,
+    pub(crate) frameworks_created: u64,
+    pub(crate) subscriptions: u64,
+    pub(crate) offers_made: u64,
+    pub(crate) launches: u64,
+    /// When the next allocation runs, and over which agents.
+    pub(crate) allocation_at: Option<Millis>,
+    pub(crate) allocation_all: bool,
+    pub(crate) allocation_agents: BTreeSet<AgentId>,
+    /// Decline filter expiries: `(until, framework, agent)`.
+    pub(crate) filter_expiry: BTreeSet<(Millis, FrameworkId, AgentId)>,
+    /// Reclaimed tasks to kill: `(kill_at, task)`.
+    pub(crate) reclaim_kills: BTreeSet<(Millis, TaskId)>,
+    pub(crate) reclaim_check_at: Option<Millis>,
+    /// Allocator decisions the master refused (a faulty policy); a counter for operators.
+    pub(crate) decisions_refused: u64,
+}
+
+impl Master {
+    /// A master using the built-in DRF allocator.
+    pub fn new(config: MasterConfig, seed: u64) -> Master {
+        let allocator = Box::new(DrfAllocator::new(seed ^ 0xa11c_a7e5));
+        Master::with_allocator(config, seed, allocator)
+    }
+
+    /// A master using `allocator` as its policy.
+    pub fn with_allocator(config: MasterConfig, seed: u64, allocator: Box<dyn Allocator + Send>) -> Master {
+        let mut snapshot = Snapshot::default();
+        snapshot.changes.all = true;
+        snapshot.role_weights = config.role_weights.clone();
+        Master {
+            config,
+            allocator,
+            snapshot,
+            agents: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            removed_frameworks: BTreeSet::new(),
+            offers: OfferBook::default(),
+            tasks: TaskRegistry::default(),
+            actions: VecDeque::new(),
+            rng: SplitMix64::new(seed),
+            now: Millis::ZERO,
+            frameworks_created: 0,
+            subscriptions: 0,
+            offers_made: 0,
+            launches: 0,
+            allocation_at: None,
+            allocation_all: false,
+            allocation_agents: BTreeSet::new(),
+            filter_expiry: BTreeSet::new(),
+            reclaim_kills: BTreeSet::new(),
+            reclaim_check_at: None,
+            decisions_refused: 0,
+        }
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.config
+    }
+
+    /// The next action to carry out, oldest first.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The allocator's view of the cluster, as of now.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Offers outstanding now.
+    pub fn outstanding_offers(&self) -> usize {
+        self.offers.len()
+    }
+
+    /// Allocator decisions refused so far because they broke a framework's preferences.
+    pub fn decisions_refused(&self) -> u64 {
+        self.decisions_refused
+    }
+
+    /// Records the time of an input; time never goes back.
+    fn advance(&mut self, now: Millis) {
+        debug_assert!(now >= self.now, "time went back from {:?} to {:?}", self.now, now);
+        self.now = self.now.max(now);
+    }
+
+    fn send(&mut self, framework_id: &FrameworkId, event: Event) {
+        self.actions.push_back(Action::SendEvent { framework_id: framework_id.clone(), event });
+    }
+
+    /// Asks for an allocation over every agent within the batch window.
+    fn want_allocation_all(&mut self) {
+        self.allocation_all = true;
+        self.schedule_allocation();
+    }
+
+    /// Asks for an allocation over `agent_id` within the batch window.
+    fn want_allocation_of(&mut self, agent_id: &AgentId) {
+        self.allocation_agents.insert(agent_id.clone());
+        self.schedule_allocation();
+    }
+
+    fn schedule_allocation(&mut self) {
+        let at = self.now.plus_ms(self.config.allocation_batch_ms);
+        self.allocation_at = Some(self.allocation_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Debug builds check every invariant after each input while the cluster is small
+    /// enough for that to stay cheap.
+    fn debug_check(&self) {
+        const DEBUG_CHECK_AGENTS_MAX: usize = 64;
+        const DEBUG_CHECK_TASKS_MAX: usize = 256;
+        let small = self.agents.len() <= DEBUG_CHECK_AGENTS_MAX && self.tasks.live_count() <= DEBUG_CHECK_TASKS_MAX;
+        if cfg!(debug_assertions) && small {
+            if let Err(e) = self.check_invariants() {
+                panic!("master invariant broken: {e}");
+            }
+        }
+    }
+}

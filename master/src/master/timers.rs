@@ -1,0 +1,117 @@
+//! Everything that happens with time: allocation, offer and filter expiry, failover,
+//! reclaim.
+
+use std::collections::BTreeMap;
+
+use proto::{AgentId, Event, FrameworkId, Offer};
+
+use super::Master;
+use crate::allocator::may_offer;
+use crate::time::Millis;
+
+impl Master {
+    /// When [`Master::handle_timeout`] should next be called; `None` when nothing is
+    /// waiting on time. A time in the past means "now".
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        [
+            self.allocation_at,
+            self.offers.next_expiry(),
+            self.filter_expiry.first().map(|(at, _, _)| *at),
+            self.frameworks.values().filter_map(|f| f.failover_at).min(),
+            self.reclaim_kills.first().map(|(at, _)| *at),
+            self.reclaim_check_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does whatever is due at `now`: rescinds expired offers, drops expired filters,
+    /// tears down frameworks whose failover time is over, kills reclaimed tasks, looks for
+    /// starvation, and runs the allocation.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.advance(now);
+        for offer_id in self.offers.expired(now) {
+            self.withdraw_offer(&offer_id, true);
+        }
+        self.expire_filters(now);
+        let failed: Vec<FrameworkId> =
+            self.frameworks.iter().filter(|(_, f)| f.failover_at.is_some_and(|t| t <= now)).map(|(id, _)| id.clone()).collect();
+        for id in failed {
+            self.teardown(&id);
+        }
+        self.reclaim_kills_due(now);
+        if self.reclaim_check_at.is_some_and(|t| t <= now) {
+            self.reclaim_check(now);
+        }
+        if self.allocation_at.is_some_and(|t| t <= now) {
+            self.allocate(now);
+        }
+        self.debug_check();
+    }
+
+    fn expire_filters(&mut self, now: Millis) {
+        while let Some((until, fw, agent)) = self.filter_expiry.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.filter_expiry.remove(&(until, fw.clone(), agent.clone()));
+            if let Some(slot) = self.snapshot.frameworks.get_mut(&fw) {
+                if let Some(list) = slot.filters.get_mut(&agent) {
+                    list.retain(|f| f.until > now);
+                    if list.is_empty() {
+                        slot.filters.remove(&agent);
+                    }
+                }
+                self.snapshot.changes.frameworks.insert(fw.clone());
+            }
+            self.want_allocation_of(&agent);
+        }
+    }
+
+    /// One allocation: asks the allocator about the agents that need it, checks its
+    /// decisions, makes the offers and sends them, grouped per framework.
+    fn allocate(&mut self, now: Millis) {
+        self.allocation_at = None;
+        let candidates: Vec<AgentId> = if std::mem::take(&mut self.allocation_all) {
+            self.allocation_agents.clear();
+            self.snapshot.agents.iter().filter(|(_, s)| !s.free.is_empty()).map(|(id, _)| id.clone()).collect()
+        } else {
+            let pending = std::mem::take(&mut self.allocation_agents);
+            pending.into_iter().filter(|id| self.snapshot.agents.get(id).is_some_and(|s| !s.free.is_empty())).collect()
+        };
+        if candidates.is_empty() || self.snapshot.frameworks.is_empty() {
+            return;
+        }
+        self.snapshot.now = now;
+        let decisions = self.allocator.allocate(&self.snapshot, &candidates);
+        self.snapshot.changes = Default::default();
+        let mut made: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
+        for d in decisions {
+            // The allocator counted this offer against the framework: resync it next time.
+            self.snapshot.changes.frameworks.insert(d.framework_id.clone());
+            let allowed = match (self.snapshot.frameworks.get(&d.framework_id), self.snapshot.agents.get(&d.agent_id)) {
+                (Some(fw), Some(agent)) => may_offer(fw, &d.agent_id, agent, now),
+                _ => false,
+            };
+            if !allowed {
+                self.decisions_refused += 1;
+                tracing::warn!(allocator = self.allocator.name(), agent = %d.agent_id, framework = %d.framework_id, "allocator decision refused");
+                continue;
+            }
+            if let Some(offer) = self.make_offer(&d.agent_id, &d.framework_id) {
+                made.entry(d.framework_id).or_default().push(offer);
+            }
+        }
+        let per_event = self.config.offers_per_event_max.max(1);
+        for (framework_id, offers) in made {
+            for chunk in offers.chunks(per_event) {
+                self.send(&framework_id, Event::Offers { offers: chunk.to_vec() });
+            }
+        }
+        if self.config.reclaim.is_some() && self.reclaim_check_at.is_none() {
+            let interval = self.config.reclaim.as_ref().map_or(1, |r| r.check_interval_ms.max(1));
+            self.reclaim_check_at = Some(now.plus_ms(interval));
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The virtual-time driver of `wasmos sim`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use proto::{
+    AgentAdvert, AgentId, Call, Event, FrameworkCall, FrameworkId, FrameworkInfo, Filters, Offer, Operation, Resources,
+    TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask,
+};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use super::scenario::{Scenario, ScenarioError, resources_of};
+use crate::allocator::{Allocator, DrfAllocator};
+use crate::config::MasterConfig;
+use crate::master::{Action, Master};
+use crate::time::Millis;
+
+/// The seed of every simulation: runs are reproducible.
+pub const SIM_SEED: u64 = 0x5eed;
+/// Each step is one `handle_timeout`; a run needing more is stopped with an error.
+pub const SIM_STEPS_MAX: u64 = 500_000;
+/// Tasks launched in one run; a run launching more is stopped with an error.
+pub const SIM_TASKS_MAX: u64 = 1_000_000;
+/// Declining an offer whose resources cannot hold one task refuses that agent this long.
+const SIM_NO_FIT_REFUSE_SECONDS: f64 = 3600.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("the run did not settle within {steps} steps")]
+    StepLimit { steps: u64 },
+    #[error("the run launched more than {max} tasks")]
+    TaskLimit { max: u64 },
+    #[error("the master stopped making progress while framework {framework} could still launch (a master bug)")]
+    Stalled { framework: String },
+    #[error("the master refused a call of framework {framework}: {message} (a master bug)")]
+    Refused { framework: String, message: String },
+}
+
+/// What `wasmos sim` prints: tasks launched per framework, and where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimReport {
+    /// Per scenario framework, in scenario order.
+    pub launched: Vec<(String, u64)>,
+    /// `(framework, agent, tasks)` with `tasks > 0`, in scenario order of framework, then agent.
+    pub placements: Vec<(String, String, u64)>,
+}
+
+impl Serialize for SimReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Placement<'a> {
+            framework: &'a str,
+            agent: &'a str,
+            tasks: u64,
+        }
+        struct Launched<'a>(&'a [(String, u64)]);
+        impl Serialize for Launched<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (fw, n) in self.0 {
+                    map.serialize_entry(fw, n)?;
+                }
+                map.end()
+            }
+        }
+        let placements: Vec<Placement<'_>> =
+            self.placements.iter().map(|(f, a, n)| Placement { framework: f, agent: a, tasks: *n }).collect();
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("launched", &Launched(&self.launched))?;
+        map.serialize_entry("placements", &placements)?;
+        map.end()
+    }
+}
+
+/// Parses `json` and runs it with the built-in DRF allocator.
+pub fn run_scenario(json: &str) -> Result<SimReport, SimError> {
+    run_scenario_with(json, Box::new(DrfAllocator::new(SIM_SEED)))
+}
+
+/// Parses `json` and runs it with `allocator`.
+pub fn run_scenario_with(json: &str, allocator: Box<dyn Allocator + Send>) -> Result<SimReport, SimError> {
+    let scenario = Scenario::parse(json)?;
+    let mut sim = Sim::new(&scenario, allocator)?;
+    sim.run()?;
+    Ok(sim.report(&scenario))
+}
+
+/// One synthetic framework.
+struct SynthFramework {
+    name: String,
+    task: Resources,
+    /// `None`: unlimited.
+    left: Option<u64>,
+    launched: u64,
+    suppressed: bool,
+}
+
+impl SynthFramework {
+    fn has_tasks_left(&self) -> bool {
+        self.left.is_none_or(|n| n > 0)
+    }
+}
+
+struct Sim {
+    master: Master,
+    now: Millis,
+    frameworks: BTreeMap<FrameworkId, SynthFramework>,
+    placements: BTreeMap<(FrameworkId, AgentId), u64>,
+    /// Offers received and not yet answered.
+    inbox: VecDeque<Offer>,
+    launched: u64,
+}
+
+impl Sim {
+    fn new(scenario: &Scenario, allocator: Box<dyn Allocator + Send>) -> Result<Sim, SimError> {
+        let config = MasterConfig {
+            incarnation: 1,
+            offer_timeout_ms: None,
+            allocation_batch_ms: 0,
+            reclaim: None,
+            role_weights: scenario.role_weights()?,
+            filters_per_framework_max: scenario.agents.len().max(1),
+            ..MasterConfig::default()
+        };
+        let mut sim = Sim {
+            master: Master::with_allocator(config, SIM_SEED, allocator),
+            now: Millis::ZERO,
+            frameworks: BTreeMap::new(),
+            placements: BTreeMap::new(),
+            inbox: VecDeque::new(),
+            launched: 0,
+        };
+        for a in &scenario.agents {
+            let total = resources_of(&format!("agent {}", a.id), &a.resources)?;
+            sim.master.handle_agent_advert(sim.now, advert(&a.id, a.attributes.clone(), total));
+        }
+        for f in &scenario.frameworks {
+            let info = FrameworkInfo {
+                name: f.id.clone(),
+                role: f.role().to_owned(),
+                weight: f.weight(),
+                framework_id: None,
+                failover_timeout_ms: 0,
+                constraints: Vec::new(),
+                min_offer: Resources::new(),
+            };
+            let reply = sim.call(&f.id, None, Call::Subscribe { info })?;
+            let proto::CallReply::Subscribed { framework_id, .. } = reply else {
+                return Err(SimError::Refused { framework: f.id.clone(), message: format!("{reply:?}") });
+            };
+            let task = resources_of(&format!("framework {}", f.id), &f.task)?;
+            let synth = SynthFramework { name: f.id.clone(), task, left: f.max_tasks, launched: 0, suppressed: false };
+            sim.frameworks.insert(framework_id, synth);
+        }
+        Ok(sim)
+    }
+
+    fn run(&mut self) -> Result<(), SimError> {
+        for _ in 0..SIM_STEPS_MAX {
+            self.drain()?;
+            match self.master.poll_timeout() {
+                Some(at) if at <= self.now => {}
+                next => {
+                    if self.settled() {
+                        return Ok(());
+                    }
+                    let Some(at) = next else {
+                        let framework = self.could_launch().unwrap_or_default();
+                        return Err(SimError::Stalled { framework });
+                    };
+                    self.now = at;
+                }
+            }
+            self.master.handle_timeout(self.now);
+        }
+        Err(SimError::StepLimit { steps: SIM_STEPS_MAX })
+    }
+
+    /// Carries out the master's actions and answers offers until both are exhausted.
+    fn drain(&mut self) -> Result<(), SimError> {
+        loop {
+            if let Some(action) = self.master.poll_action() {
+                self.act(action)?;
+            } else if let Some(offer) = self.inbox.pop_front() {
+                self.answer(offer)?;
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action) -> Result<(), SimError> {
+        match action {
+            Action::SendEvent { event: Event::Offers { offers }, .. } => self.inbox.extend(offers),
+            Action::LaunchTask { agent_id, framework_id, .. } => {
+                self.launched += 1;
+                if self.launched > SIM_TASKS_MAX {
+                    return Err(SimError::TaskLimit { max: SIM_TASKS_MAX });
+                }
+                *self.placements.entry((framework_id, agent_id)).or_default() += 1;
+            }
+            // Tasks never end in a simulation, offers never expire and nothing is killed.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// One synthetic framework's answer to one offer.
+    fn answer(&mut self, offer: Offer) -> Result<(), SimError> {
+        let id = offer.framework_id.clone();
+        let Some(fw) = self.frameworks.get_mut(&id) else { return Ok(()) };
+        let decline = |refuse_seconds| Call::Decline { offer_ids: vec![offer.offer_id.clone()], filters: Filters { refuse_seconds } };
+        if !fw.has_tasks_left() {
+            let suppress = !std::mem::replace(&mut fw.suppressed, true);
+            self.call_as(&id, decline(0.0))?;
+            if suppress {
+                self.call_as(&id, Call::Suppress)?;
+            }
+            return Ok(());
+        }
+        if !offer.resources.contains(&fw.task) {
+            return self.call_as(&id, decline(SIM_NO_FIT_REFUSE_SECONDS)).map(|_| ());
+        }
+        fw.launched += 1;
+        fw.left = fw.left.map(|n| n - 1);
+        let task = TaskSpec {
+            task_id: TaskId(format!("{}-{}", fw.name, fw.launched)),
+            name: fw.name.clone(),
+            resources: fw.task.clone(),
+            kind: TaskKind::Wasm(WasmTask::default()),
+            limits: TaskLimits::default(),
+        };
+        let out_of_tasks = !fw.has_tasks_left();
+        let accept = Call::Accept {
+            offer_ids: vec![offer.offer_id.clone()],
+            operations: vec![Operation::Launch { tasks: vec![task] }],
+            filters: Filters { refuse_seconds: 0.0 },
+        };
+        self.call_as(&id, accept)?;
+        if out_of_tasks {
+            if let Some(fw) = self.frameworks.get_mut(&id) {
+                fw.suppressed = true;
+            }
+            self.call_as(&id, Call::Suppress)?;
+        }
+        Ok(())
+    }
+
+    fn call_as(&mut self, id: &FrameworkId, call: Call) -> Result<proto::CallReply, SimError> {
+        let name = self.frameworks.get(id).map(|f| f.name.clone()).unwrap_or_default();
+        self.call(&name, Some(id.clone()), call)
+    }
+
+    fn call(&mut self, name: &str, id: Option<FrameworkId>, call: Call) -> Result<proto::CallReply, SimError> {
+        self.master
+            .handle_call(self.now, FrameworkCall { framework_id: id, call })
+            .map_err(|e| SimError::Refused { framework: name.to_owned(), message: e.to_string() })
+    }
+
+    /// No offer outstanding and no framework with tasks left fits on any agent.
+    fn settled(&self) -> bool {
+        self.master.outstanding_offers() == 0 && self.inbox.is_empty() && self.could_launch().is_none()
+    }
+
+    /// A framework with tasks left whose task fits in some agent's free resources.
+    fn could_launch(&self) -> Option<String> {
+        let agents = &self.master.snapshot().agents;
+        self.frameworks
+            .values()
+            .find(|f| f.has_tasks_left() && agents.values().any(|a| a.free.contains(&f.task)))
+            .map(|f| f.name.clone())
+    }
+
+    fn report(&self, scenario: &Scenario) -> SimReport {
+        let by_name: BTreeMap<&str, &FrameworkId> = self.frameworks.iter().map(|(id, f)| (f.name.as_str(), id)).collect();
+        let mut launched = Vec::new();
+        let mut placements = Vec::new();
+        for f in &scenario.frameworks {
+            let Some(id) = by_name.get(f.id.as_str()) else { continue };
+            launched.push((f.id.clone(), self.frameworks.get(*id).map_or(0, |s| s.launched)));
+            for a in &scenario.agents {
+                let n = self.placements.get(&((*id).clone(), AgentId(a.id.clone()))).copied().unwrap_or(0);
+                if n > 0 {
+                    placements.push((f.id.clone(), a.id.clone(), n));
+                }
+            }
+        }
+        SimReport { launched, placements }
+    }
+}
+
+fn advert(id: &str, attributes: proto::Attributes, total: Resources) -> AgentAdvert {
+    AgentAdvert {
+        agent_id: AgentId(id.to_owned()),
+        hostname: id.to_owned(),
+        attributes,
+        total,
+        reserved: Resources::new(),
+        seq: 1,
+        incarnation: 1,
+        tasks: Vec::new(),
+        version: "sim".to_owned(),
+    }
+}

@@ -1,0 +1,158 @@
+//! The scenario file of `wasmos sim`, parsed and checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::{Attributes, Resources, Scalar};
+use serde::Deserialize;
+
+/// More agents than this is a scenario error.
+pub const SCENARIO_AGENTS_MAX: usize = 100_000;
+/// More frameworks than this is a scenario error.
+pub const SCENARIO_FRAMEWORKS_MAX: usize = 10_000;
+
+/// A malformed scenario; the message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("scenario is not valid JSON of the expected shape: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{what} id must not be empty")]
+    EmptyId { what: &'static str },
+    #[error("{what} id {id:?} appears twice")]
+    DuplicateId { what: &'static str, id: String },
+    #[error("{owner}: {name} = {value} is not a non-negative amount")]
+    BadAmount { owner: String, name: String, value: f64 },
+    #[error("framework {0}: task asks for no resources")]
+    EmptyTask(String),
+    #[error("framework {id}: weight {weight} is not a positive number")]
+    BadWeight { id: String, weight: f64 },
+    #[error("role {role}: frameworks give it different weights ({first} and {second})")]
+    RoleWeightConflict { role: String, first: f64, second: f64 },
+    #[error("{count} {what}, more than the limit of {max}")]
+    TooMany { what: &'static str, count: usize, max: usize },
+}
+
+/// A whole scenario; unknown fields are refused so that typos do not pass silently.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub agents: Vec<ScenarioAgent>,
+    pub frameworks: Vec<ScenarioFramework>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioAgent {
+    pub id: String,
+    /// Scalar resources by name, in whole units (`"cpus": 8`).
+    pub resources: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub attributes: Attributes,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFramework {
+    pub id: String,
+    /// Defaults to a role of its own, named after its id.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The weight of its role; 1 by default.
+    #[serde(default)]
+    pub weight: Option<f64>,
+    /// The shape of each of its tasks.
+    pub task: BTreeMap<String, f64>,
+    /// Unlimited by default.
+    #[serde(default)]
+    pub max_tasks: Option<u64>,
+}
+
+impl ScenarioFramework {
+    pub fn role(&self) -> &str {
+        self.role.as_deref().unwrap_or(&self.id)
+    }
+
+    pub fn weight(&self) -> f64 {
+        self.weight.unwrap_or(1.0)
+    }
+}
+
+impl Scenario {
+    /// Parses and checks a scenario.
+    pub fn parse(json: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = serde_json::from_str(json)?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        check_count("agents", self.agents.len(), SCENARIO_AGENTS_MAX)?;
+        check_count("frameworks", self.frameworks.len(), SCENARIO_FRAMEWORKS_MAX)?;
+        check_ids("agent", self.agents.iter().map(|a| a.id.as_str()))?;
+        check_ids("framework", self.frameworks.iter().map(|f| f.id.as_str()))?;
+        for a in &self.agents {
+            resources_of(&format!("agent {}", a.id), &a.resources)?;
+        }
+        for f in &self.frameworks {
+            if resources_of(&format!("framework {}", f.id), &f.task)?.is_empty() {
+                return Err(ScenarioError::EmptyTask(f.id.clone()));
+            }
+            let weight = f.weight();
+            if !(weight > 0.0 && weight.is_finite()) {
+                return Err(ScenarioError::BadWeight { id: f.id.clone(), weight });
+            }
+        }
+        self.role_weights().map(|_| ())
+    }
+
+    /// The weight of each role, checking that frameworks sharing a role agree on it.
+    pub fn role_weights(&self) -> Result<BTreeMap<String, f64>, ScenarioError> {
+        let mut weights: BTreeMap<String, f64> = BTreeMap::new();
+        for f in &self.frameworks {
+            match weights.get(f.role()) {
+                Some(first) if *first != f.weight() => {
+                    return Err(ScenarioError::RoleWeightConflict {
+                        role: f.role().to_owned(),
+                        first: *first,
+                        second: f.weight(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    weights.insert(f.role().to_owned(), f.weight());
+                }
+            }
+        }
+        Ok(weights)
+    }
+}
+
+/// Scalar amounts as [`Resources`] (zero amounts are dropped).
+pub(crate) fn resources_of(owner: &str, amounts: &BTreeMap<String, f64>) -> Result<Resources, ScenarioError> {
+    let mut r = Resources::new();
+    for (name, value) in amounts {
+        let scalar = Scalar::from_units(*value).ok_or_else(|| ScenarioError::BadAmount {
+            owner: owner.to_owned(),
+            name: name.clone(),
+            value: *value,
+        })?;
+        r.set_scalar(name, scalar);
+    }
+    Ok(r)
+}
+
+fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), ScenarioError> {
+    if count > max { Err(ScenarioError::TooMany { what, count, max }) } else { Ok(()) }
+}
+
+fn check_ids<'a>(what: &'static str, ids: impl Iterator<Item = &'a str>) -> Result<(), ScenarioError> {
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        if id.is_empty() {
+            return Err(ScenarioError::EmptyId { what });
+        }
+        if !seen.insert(id) {
+            return Err(ScenarioError::DuplicateId { what, id: id.to_owned() });
+        }
+    }
+    Ok(())
+}

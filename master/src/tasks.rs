@@ -1,0 +1,90 @@
+//! The task registry: live tasks with their resources, and a bounded memory of ended ones
+//! so that late or repeated status updates are recognized and never free resources twice.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use proto::{AgentId, FrameworkId, Resources, TaskId, TaskState, TaskStatus};
+use serde::Serialize;
+
+use crate::time::Millis;
+
+/// A task the master launched (or learned of) and has not seen end.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskRecord {
+    pub task_id: TaskId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub name: String,
+    pub resources: Resources,
+    pub state: TaskState,
+    /// The latest status from the agent, if any.
+    pub latest: Option<TaskStatus>,
+    /// Launch order across the cluster: reclaim takes the newest (highest) first.
+    pub launch_seq: u64,
+    pub launched_at: Millis,
+    /// Set when the task was chosen for reclaim: when it will be (or was) killed.
+    pub reclaim_at: Option<Millis>,
+}
+
+/// Where an ended task ran, remembered to route late acknowledgements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndedTask {
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub latest: TaskStatus,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TaskRegistry {
+    live: BTreeMap<TaskId, TaskRecord>,
+    ended: HashMap<TaskId, EndedTask>,
+    ended_order: VecDeque<TaskId>,
+}
+
+impl TaskRegistry {
+    pub fn live(&self) -> impl Iterator<Item = &TaskRecord> {
+        self.live.values()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn get(&self, id: &TaskId) -> Option<&TaskRecord> {
+        self.live.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut TaskRecord> {
+        self.live.get_mut(id)
+    }
+
+    pub fn ended(&self, id: &TaskId) -> Option<&EndedTask> {
+        self.ended.get(id)
+    }
+
+    /// True when the id is live or remembered as ended: launching it again is refused.
+    pub fn is_known(&self, id: &TaskId) -> bool {
+        self.live.contains_key(id) || self.ended.contains_key(id)
+    }
+
+    pub fn insert(&mut self, record: TaskRecord) {
+        debug_assert!(!self.is_known(&record.task_id), "task {} registered twice", record.task_id);
+        self.live.insert(record.task_id.clone(), record);
+    }
+
+    /// Moves a live task to the ended memory, which keeps at most `ended_kept_max`
+    /// tasks (the oldest are forgotten first). Returns the record, whose resources the
+    /// caller frees: this is the only way out of `live`, so they are freed exactly once.
+    pub fn end(&mut self, id: &TaskId, latest: TaskStatus, ended_kept_max: usize) -> Option<TaskRecord> {
+        let record = self.live.remove(id)?;
+        let ended = EndedTask { framework_id: record.framework_id.clone(), agent_id: record.agent_id.clone(), latest };
+        self.ended.insert(id.clone(), ended);
+        self.ended_order.push_back(id.clone());
+        while self.ended_order.len() > ended_kept_max {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+        Some(record)
+    }
+}

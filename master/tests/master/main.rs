@@ -1,0 +1,3 @@
+//! Tests of the master core. One binary (link time); each area is a module.
+
+mod sim;

@@ -1,0 +1,275 @@
+//! `drf.wasm`: hierarchical weighted Dominant Resource Fairness written against the
+//! executor-sdk, giving exactly the decisions of the master's built-in `DrfAllocator`
+//! (see README.md for the policy and why the results match bit for bit).
+
+#![no_std]
+
+use executor_sdk::types::{QUANTITY_KINDS_MAX, Quantities, Resources, SCALAR_MILLIS_PER_UNIT};
+use executor_sdk::{AgentEntry, AllocationInput, Allocator, Decisions, FrameworkEntry, Indexed};
+use heapless::Vec;
+
+/// Frameworks this module handles; more fails the pass (the host then runs its built-in DRF).
+const FRAMEWORKS_MAX: usize = 1024;
+/// Roles with frameworks.
+const ROLES_MAX: usize = 128;
+/// Agents in the snapshot.
+const AGENTS_MAX: usize = 16_384;
+/// Shares are compared in units of `1 / SHARE_SCALE` (the built-in's `SHARE_SCALE`).
+const SHARE_SCALE: f64 = 1e12;
+
+type Dense = [u64; QUANTITY_KINDS_MAX];
+
+#[derive(Clone)]
+struct Client {
+    role: u16,
+    weight: f64,
+    seq: u64,
+    alloc: Dense,
+    active: bool,
+    takes_anything: bool,
+    key: u64,
+}
+
+#[derive(Clone)]
+struct Role {
+    weight: f64,
+    alloc: Dense,
+    /// Active frameworks, ordered by (key, seq).
+    members: Vec<u16, FRAMEWORKS_MAX>,
+    key: u64,
+    /// Earliest subscription among its active frameworks; `None` keeps the role out of order.
+    min_seq: Option<u64>,
+}
+
+/// The sorter's tables live in the module's static memory (the allocator instance), not
+/// on the stack; they are rebuilt from the snapshot on every pass.
+#[derive(Default)]
+pub struct Drf {
+    clients: Vec<Client, FRAMEWORKS_MAX>,
+    roles: Vec<Role, ROLES_MAX>,
+    /// Roles ordered by (key, min_seq), only those with active frameworks.
+    role_order: Vec<u16, ROLES_MAX>,
+}
+
+impl Allocator for Drf {
+    fn allocate(&mut self, input: &AllocationInput<'_>, decisions: &mut Decisions<'_>) {
+        // A snapshot over this module's capacities fails the pass (rather than answer
+        // wrongly): the host then runs its built-in DRF.
+        if self.build(input).is_none() {
+            return decisions.fail();
+        }
+        let Ok(agents) = input.agents.indexed::<AGENTS_MAX>() else { return decisions.fail() };
+        let Ok(frameworks) = input.frameworks.indexed::<FRAMEWORKS_MAX>() else { return decisions.fail() };
+        for agent_id in input.candidates.iter() {
+            let Some(agent) = agents.find_by_key(agent_id).and_then(|i| agents.get(i)) else { continue };
+            if agent.free.is_empty() {
+                continue;
+            }
+            let Some(chosen) = self.first_match(&frameworks, &agent, input.now_ms) else { continue };
+            self.allocate_to(chosen, &dense_of_resources(&input.total, &agent.free), &input.total);
+            if let Some(framework_id) = frameworks.key(chosen as usize) {
+                decisions.offer(agent_id, framework_id);
+            }
+        }
+    }
+}
+
+impl Drf {
+    /// Rebuilds the tables from the snapshot; `None` when over a capacity.
+    fn build(&mut self, input: &AllocationInput<'_>) -> Option<()> {
+        self.clients.clear();
+        self.roles.clear();
+        self.role_order.clear();
+        let mut role_names: Vec<&str, ROLES_MAX> = Vec::new();
+        for fw in input.frameworks.iter() {
+            let role = match role_names.iter().position(|r| *r == fw.role) {
+                Some(i) => i,
+                None => {
+                    role_names.push(fw.role).ok()?;
+                    let weight = input.role_weight(fw.role);
+                    let role = Role { weight, alloc: [0; QUANTITY_KINDS_MAX], members: Vec::new(), key: 0, min_seq: None };
+                    self.roles.push(role).ok()?;
+                    role_names.len() - 1
+                }
+            };
+            let alloc = dense_of_quantities(&input.total, &fw.allocation);
+            let role_alloc = &mut self.roles[role].alloc;
+            for (r, a) in role_alloc.iter_mut().zip(alloc.iter()) {
+                *r = r.saturating_add(*a);
+            }
+            let client = Client {
+                role: role as u16,
+                weight: fw.weight,
+                seq: fw.subscribed_seq,
+                alloc,
+                active: fw.wants_offers,
+                takes_anything: fw.takes_anything(),
+                key: 0,
+            };
+            self.clients.push(client).ok()?;
+        }
+        for idx in 0..self.clients.len() {
+            let client = &mut self.clients[idx];
+            client.key = weighted_share_key(dominant_share(&client.alloc, &input.total), client.weight);
+            if client.active {
+                let role = &mut self.roles[client.role as usize];
+                role.members.push(idx as u16).ok()?;
+                role.min_seq = Some(role.min_seq.map_or(client.seq, |s| s.min(client.seq)));
+            }
+        }
+        let clients = &self.clients;
+        for role in self.roles.iter_mut() {
+            role.key = weighted_share_key(dominant_share(&role.alloc, &input.total), role.weight);
+            role.members.sort_unstable_by_key(|&m| client_order(clients, m));
+        }
+        for idx in 0..self.roles.len() {
+            if self.roles[idx].min_seq.is_some() {
+                self.role_order.push(idx as u16).ok()?;
+            }
+        }
+        let roles = &self.roles;
+        self.role_order.sort_unstable_by_key(|&r| role_order_key(roles, r));
+        Some(())
+    }
+
+    /// The first framework in DRF order that takes the agent's free resources.
+    fn first_match(
+        &self,
+        frameworks: &Indexed<'_, FrameworkEntry<'_>, FRAMEWORKS_MAX>,
+        agent: &AgentEntry<'_>,
+        now_ms: u64,
+    ) -> Option<u16> {
+        for &role in &self.role_order {
+            for &member in &self.roles[role as usize].members {
+                let takes = self.clients[member as usize].takes_anything
+                    || frameworks.get(member as usize).is_some_and(|fw| fw.may_offer(agent, now_ms));
+                if takes {
+                    return Some(member);
+                }
+            }
+        }
+        None
+    }
+
+    /// Counts `delta` against the framework and its role, and moves both into place.
+    fn allocate_to(&mut self, idx: u16, delta: &Dense, total: &Quantities<'_>) {
+        let client = &mut self.clients[idx as usize];
+        add_dense(&mut client.alloc, delta);
+        client.key = weighted_share_key(dominant_share(&client.alloc, total), client.weight);
+        let role_idx = client.role as usize;
+        let role = &mut self.roles[role_idx];
+        add_dense(&mut role.alloc, delta);
+        role.key = weighted_share_key(dominant_share(&role.alloc, total), role.weight);
+        let clients = &self.clients;
+        let members = &mut self.roles[role_idx].members;
+        reposition(members, idx, |m| client_order(clients, m));
+        let roles = &self.roles;
+        reposition(&mut self.role_order, role_idx as u16, |r| role_order_key(roles, r));
+    }
+}
+
+/// Moves `item` (whose key only grew) rightwards to its place in the sorted `list`.
+fn reposition<const N: usize, K: Ord>(list: &mut Vec<u16, N>, item: u16, key: impl Fn(u16) -> K) {
+    let Some(mut at) = list.iter().position(|&x| x == item) else { return };
+    while at + 1 < list.len() && key(list[at + 1]) < key(list[at]) {
+        list.swap(at, at + 1);
+        at += 1;
+    }
+}
+
+fn client_order(clients: &[Client], idx: u16) -> (u64, u64, u16) {
+    let c = &clients[idx as usize];
+    (c.key, c.seq, idx)
+}
+
+fn role_order_key(roles: &[Role], idx: u16) -> (u64, u64, u16) {
+    let r = &roles[idx as usize];
+    (r.key, r.min_seq.unwrap_or(u64::MAX), idx)
+}
+
+fn add_dense(into: &mut Dense, delta: &Dense) {
+    for (a, d) in into.iter_mut().zip(delta.iter()) {
+        *a = a.saturating_add(*d);
+    }
+}
+
+fn kind(total: &Quantities<'_>, name: &str) -> Option<usize> {
+    total.binary_search_by(|(k, _)| (*k).cmp(name)).ok()
+}
+
+fn dense_of_quantities(total: &Quantities<'_>, q: &Quantities<'_>) -> Dense {
+    let mut dense = [0; QUANTITY_KINDS_MAX];
+    for (name, v) in q.iter() {
+        if let Some(k) = kind(total, name) {
+            dense[k] = *v;
+        }
+    }
+    dense
+}
+
+/// Quantities of `r` over the cluster's kinds, as the built-in's `dense_of_resources`.
+fn dense_of_resources(total: &Quantities<'_>, r: &Resources<'_>) -> Dense {
+    let mut dense = [0; QUANTITY_KINDS_MAX];
+    for (name, v) in r.scalars.iter() {
+        if let Some(k) = kind(total, name) {
+            dense[k] = *v;
+        }
+    }
+    for (name, ranges) in r.ranges.iter() {
+        if let Some(k) = kind(total, name) {
+            let count = ranges.iter().fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1));
+            dense[k] = count.saturating_mul(SCALAR_MILLIS_PER_UNIT);
+        }
+    }
+    for (name, items) in r.sets.iter() {
+        if let Some(k) = kind(total, name) {
+            dense[k] = (items.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT);
+        }
+    }
+    dense
+}
+
+/// Largest `alloc / total` over kinds with a non-zero total (same float operations, in
+/// the same order, as the built-in).
+fn dominant_share(alloc: &Dense, total: &Quantities<'_>) -> f64 {
+    alloc
+        .iter()
+        .zip(total.iter())
+        .filter(|(_, (_, t))| *t > 0)
+        .map(|(a, (_, t))| *a as f64 / *t as f64)
+        .fold(0.0, f64::max)
+}
+
+/// `share / weight` in units of `1 / SHARE_SCALE`, saturating; a weight that is not
+/// positive sorts last (the built-in's `weighted_share_key`).
+fn weighted_share_key(share: f64, weight: f64) -> u64 {
+    if !(weight > 0.0) || !weight.is_finite() {
+        return u64::MAX;
+    }
+    let scaled = share / weight * SHARE_SCALE;
+    if scaled.is_nan() || scaled <= 0.0 {
+        return 0;
+    }
+    if scaled >= u64::MAX as f64 {
+        return u64::MAX;
+    }
+    round_positive(scaled)
+}
+
+/// `x.round() as u64` for `0 < x < 2^64` (`f64::round` is not in `core`): round half away
+/// from zero. `x - trunc(x)` is exact for every such float.
+fn round_positive(x: f64) -> u64 {
+    let whole = x as u64;
+    let frac = x - whole as f64;
+    if frac >= 0.5 { whole + 1 } else { whole }
+}
+
+// Exported only in the module, so that benchmarks can run the same logic natively.
+#[cfg(target_arch = "wasm32")]
+executor_sdk::export_allocator!(Drf);
+
+#[cfg(target_arch = "wasm32")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}

@@ -1,0 +1,60 @@
+//! Errors of the transport helpers. Each says what failed, where, and what to try.
+
+use std::path::PathBuf;
+
+use proto::keys::KeyError;
+use proto::{DecodeError, EncodeError};
+use thiserror::Error;
+
+/// Opening a session, declaring on it, or sending.
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("invalid cluster name: {0}")]
+    Cluster(KeyError),
+    #[error("zenoh configuration file {path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+    #[error("zenoh configuration {key} = {value}: {message}")]
+    Config {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error(
+        "cannot open the zenoh session (listen {listen:?}, connect {connect:?}): {message}; \
+         check that the endpoints are free to listen on, or that a master listens where you connect"
+    )]
+    Open {
+        listen: Vec<String>,
+        connect: Vec<String>,
+        message: String,
+    },
+    #[error("cannot declare {what} on {key}: {message}")]
+    Declare {
+        what: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("cannot encode the message for {key}: {source}")]
+    Encode { key: String, source: EncodeError },
+    #[error("cannot publish on {key}: {message}")]
+    Put { key: String, message: String },
+    #[error("cannot reply on {key}: {message}")]
+    Reply { key: String, message: String },
+    #[error("cannot close the zenoh session: {0}")]
+    Close(String),
+}
+
+/// A query that got no usable answer.
+#[derive(Debug, Error)]
+pub enum QueryError {
+    #[error("cannot encode the request for {key}: {source}")]
+    Encode { key: String, source: EncodeError },
+    #[error("cannot send the query on {key}: {message}")]
+    Send { key: String, message: String },
+    #[error("no answer on {key} within {timeout_ms} ms; is the master running and reachable?")]
+    NoReply { key: String, timeout_ms: u64 },
+    #[error("{key} answered with an error: {message}")]
+    Remote { key: String, message: String },
+    #[error("the answer on {key} does not decode: {source}")]
+    Decode { key: String, source: DecodeError },
+}

@@ -1,0 +1,25 @@
+//! The transport of wasmos: thin adapters over zenoh 1.x shared by the master, agents,
+//! frameworks and tools.
+//!
+//! - [`session`]: opening a session ([`NetConfig`] → [`Net`]), scouting off by default,
+//!   and the endpoints actually listened on.
+//! - [`typed`]: put, subscribe, query and queryables over the `proto` codec; what does not
+//!   decode is counted per key in [`DecodeErrors`], logged and dropped, never a panic.
+//! - [`liveliness`]: tokens that say a node is up, and watching them.
+//! - [`modules`]: the content-addressed module store, its chunked transfer and upload.
+//!
+//! Architecture invariant: this is the only crate that touches zenoh; keys come from
+//! `proto::Keys` and bytes from `proto`'s codec, never spelled here.
+
+pub mod decode_errors;
+pub mod error;
+pub mod liveliness;
+pub mod modules;
+pub mod session;
+pub mod typed;
+
+pub use decode_errors::DecodeErrors;
+pub use error::{NetError, QueryError};
+pub use liveliness::{AliveToken, AliveWatch, Liveness};
+pub use session::{DEFAULT_ENDPOINT, DEFAULT_PORT, Mode, Net, NetConfig};
+pub use typed::{Received, Request, Requests, Responder, Subscription};

@@ -1,0 +1,82 @@
+//! Liveliness tokens: a node declares one while it runs (`agents/<id>/alive`,
+//! `master/alive`, `frameworks/<id>/alive`); others watch them come and go. zenoh drops a
+//! token when its session closes or its link breaks, so a crashed node is seen gone too.
+
+use zenoh::handlers::FifoChannelHandler;
+use zenoh::liveliness::LivelinessToken;
+use zenoh::pubsub::Subscriber;
+use zenoh::sample::{Sample, SampleKind};
+
+use crate::error::NetError;
+use crate::session::Net;
+
+/// A declared token; it is withdrawn when this is dropped.
+pub struct AliveToken {
+    _token: LivelinessToken,
+}
+
+/// A change in the set of tokens matching a watched key expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Alive { key: String },
+    Gone { key: String },
+}
+
+impl Liveness {
+    pub fn key(&self) -> &str {
+        match self {
+            Liveness::Alive { key } | Liveness::Gone { key } => key,
+        }
+    }
+}
+
+/// Tokens appearing and disappearing on a key expression.
+pub struct AliveWatch {
+    subscriber: Subscriber<FifoChannelHandler<Sample>>,
+}
+
+impl AliveWatch {
+    /// The next change; `None` once the session is closed.
+    pub async fn recv(&mut self) -> Option<Liveness> {
+        let sample = self.subscriber.recv_async().await.ok()?;
+        let key = sample.key_expr().as_str().to_owned();
+        Some(match sample.kind() {
+            SampleKind::Put => Liveness::Alive { key },
+            SampleKind::Delete => Liveness::Gone { key },
+        })
+    }
+}
+
+impl Net {
+    /// Declares the token `key` for as long as the returned value lives.
+    pub async fn declare_alive(&self, key: &str) -> Result<AliveToken, NetError> {
+        let token = self
+            .session()
+            .liveliness()
+            .declare_token(key)
+            .await
+            .map_err(|e| NetError::Declare {
+                what: "a liveliness token",
+                key: key.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(AliveToken { _token: token })
+    }
+
+    /// Watches tokens matching `key_expr`; the tokens alive now are reported first, as
+    /// `Alive`.
+    pub async fn watch_alive(&self, key_expr: &str) -> Result<AliveWatch, NetError> {
+        let subscriber = self
+            .session()
+            .liveliness()
+            .declare_subscriber(key_expr)
+            .history(true)
+            .await
+            .map_err(|e| NetError::Declare {
+                what: "a liveliness subscriber",
+                key: key_expr.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(AliveWatch { subscriber })
+    }
+}

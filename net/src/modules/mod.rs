@@ -1,0 +1,16 @@
+//! The module store: WASM modules addressed by the sha256 of their bytes.
+//!
+//! The master keeps them in a [`ModuleStore`] and serves them with a [`ModuleServer`]
+//! (`modules/<sha256>?chunk=N` for agents, `master/upload` for clients); agents fetch into
+//! a [`ModuleCache`] that verifies every module against its hash; clients send modules
+//! with [`upload_module`].
+
+pub mod fetch;
+pub mod serve;
+pub mod store;
+pub mod upload;
+
+pub use fetch::{CachedModule, FetchError, ModuleCache};
+pub use serve::ModuleServer;
+pub use store::{MODULE_BYTES_MAX, ModuleStore, StoreError, module_hash};
+pub use upload::{UploadError, UploadProgress, upload_module};

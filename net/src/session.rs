@@ -1,0 +1,257 @@
+//! Opening a zenoh session the wasmos way, and the handle every other helper hangs off.
+//!
+//! Defaults (no zenoh configuration file): the master is a zenoh *router* that listens on
+//! loopback port 7447 and routes between everything connected to it; agents and
+//! frameworks are *peers* that connect to it and keep retrying in the background when it
+//! is away (an agent may start before its master, and reconnects after a master restart);
+//! one-shot tools are *clients* that fail fast when no master answers. Scouting
+//! (multicast and gossip) is off: nodes find each other only through the endpoints given,
+//! so nothing on the LAN joins a cluster by accident.
+
+use std::path::PathBuf;
+
+use proto::Keys;
+use proto::keys::KeyError;
+
+use crate::decode_errors::DecodeErrors;
+use crate::error::NetError;
+
+/// Port the master listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7447;
+/// Where the master listens, and where every other node looks for it, by default.
+pub const DEFAULT_ENDPOINT: &str = "tcp/127.0.0.1:7447";
+/// How long a one-shot tool (client mode) tries to reach the master before giving up.
+pub const CLIENT_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+
+/// The zenoh role of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Routes between the nodes connected to it: the master.
+    Router,
+    /// A long-lived member (agent, framework) that reconnects on its own.
+    Peer,
+    /// A short-lived tool; opening fails when no endpoint answers within the timeout.
+    Client,
+}
+
+impl Mode {
+    fn as_zenoh(self) -> &'static str {
+        match self {
+            Mode::Router => "router",
+            Mode::Peer => "peer",
+            Mode::Client => "client",
+        }
+    }
+}
+
+/// How to open a session.
+///
+/// Without `zenoh_config_file` the session is built from the fields alone, with scouting
+/// off. With a file (zenoh's own json5 format) the file is the base and wins on everything
+/// except `mode` and the endpoint lists, which are applied on top of it when non-empty, so
+/// that command-line flags override the file; leave `listen`/`connect` empty to keep the
+/// file's. Scouting is then whatever the file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The cluster name: all keys live under `wasmos/<cluster>/`.
+    pub cluster: String,
+    pub mode: Mode,
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447`; port 0 picks a free port (see
+    /// [`Net::endpoints`] for the one given).
+    pub listen: Vec<String>,
+    /// Endpoints to connect to, e.g. `tcp/10.0.0.5:7447`.
+    pub connect: Vec<String>,
+    pub zenoh_config_file: Option<PathBuf>,
+    /// Client mode only: how long opening waits for an endpoint to answer.
+    pub connect_timeout_ms: u64,
+}
+
+impl NetConfig {
+    /// The master: a router listening on `listen` (the default endpoint when empty).
+    pub fn master(listen: Vec<String>) -> NetConfig {
+        let listen = if listen.is_empty() {
+            vec![DEFAULT_ENDPOINT.to_owned()]
+        } else {
+            listen
+        };
+        NetConfig {
+            listen,
+            ..NetConfig::base(Mode::Router)
+        }
+    }
+
+    /// An agent or framework: a peer connecting to `connect` (the default endpoint when
+    /// empty), retrying in the background for as long as it runs.
+    pub fn peer(connect: Vec<String>) -> NetConfig {
+        NetConfig {
+            connect: or_default_endpoint(connect),
+            ..NetConfig::base(Mode::Peer)
+        }
+    }
+
+    /// A one-shot tool: a client that fails to open when no endpoint answers in time.
+    pub fn client(connect: Vec<String>) -> NetConfig {
+        NetConfig {
+            connect: or_default_endpoint(connect),
+            ..NetConfig::base(Mode::Client)
+        }
+    }
+
+    /// A master on a free loopback port, for tests and embedded clusters that must not
+    /// collide with another cluster on the machine.
+    pub fn loopback_ephemeral() -> NetConfig {
+        NetConfig::master(vec!["tcp/127.0.0.1:0".to_owned()])
+    }
+
+    pub fn with_cluster(mut self, cluster: &str) -> NetConfig {
+        cluster.clone_into(&mut self.cluster);
+        self
+    }
+
+    pub fn with_zenoh_config_file(mut self, file: Option<PathBuf>) -> NetConfig {
+        self.zenoh_config_file = file;
+        self
+    }
+
+    fn base(mode: Mode) -> NetConfig {
+        NetConfig {
+            cluster: proto::keys::DEFAULT_CLUSTER.to_owned(),
+            mode,
+            listen: Vec::new(),
+            connect: Vec::new(),
+            zenoh_config_file: None,
+            connect_timeout_ms: CLIENT_CONNECT_TIMEOUT_MS_DEFAULT,
+        }
+    }
+
+    /// The zenoh configuration these settings stand for.
+    pub fn to_zenoh(&self) -> Result<zenoh::Config, NetError> {
+        let mut config = match &self.zenoh_config_file {
+            Some(file) => zenoh::Config::from_file(file).map_err(|e| NetError::ConfigFile {
+                path: file.clone(),
+                message: e.to_string(),
+            })?,
+            None => {
+                let mut config = zenoh::Config::default();
+                insert(&mut config, "scouting/multicast/enabled", "false")?;
+                insert(&mut config, "scouting/gossip/enabled", "false")?;
+                config
+            }
+        };
+        insert(&mut config, "mode", &json_string(self.mode.as_zenoh()))?;
+        if !self.listen.is_empty() {
+            insert(&mut config, "listen/endpoints", &json_strings(&self.listen))?;
+        }
+        if !self.connect.is_empty() {
+            insert(
+                &mut config,
+                "connect/endpoints",
+                &json_strings(&self.connect),
+            )?;
+        }
+        if self.mode == Mode::Client && self.zenoh_config_file.is_none() {
+            insert(
+                &mut config,
+                "connect/timeout_ms",
+                &self.connect_timeout_ms.to_string(),
+            )?;
+            insert(&mut config, "connect/exit_on_failure", "true")?;
+        }
+        Ok(config)
+    }
+}
+
+fn or_default_endpoint(endpoints: Vec<String>) -> Vec<String> {
+    if endpoints.is_empty() {
+        vec![DEFAULT_ENDPOINT.to_owned()]
+    } else {
+        endpoints
+    }
+}
+
+fn insert(config: &mut zenoh::Config, key: &'static str, value: &str) -> Result<(), NetError> {
+    config
+        .insert_json5(key, value)
+        .map_err(|e| NetError::Config {
+            key,
+            value: value.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// A JSON string literal; endpoints hold no quotes or backslashes worth keeping, and any
+/// that do are escaped so the configuration parser rejects them by name.
+fn json_string(s: &str) -> String {
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}
+
+fn json_strings(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| json_string(s)).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+/// An open session of one cluster: the zenoh session, the cluster's keys, and the
+/// decode-error counters shared by every subscription and queryable made from it.
+///
+/// Cheap to clone; the session closes when the last clone is dropped or on [`Net::close`].
+#[derive(Clone)]
+pub struct Net {
+    session: zenoh::Session,
+    keys: Keys,
+    decode_errors: DecodeErrors,
+}
+
+impl Net {
+    pub async fn open(config: &NetConfig) -> Result<Net, NetError> {
+        let keys = Keys::new(&config.cluster).map_err(|e: KeyError| NetError::Cluster(e))?;
+        let zenoh_config = config.to_zenoh()?;
+        let session = zenoh::open(zenoh_config)
+            .await
+            .map_err(|e| NetError::Open {
+                connect: config.connect.clone(),
+                listen: config.listen.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Net {
+            session,
+            keys,
+            decode_errors: DecodeErrors::default(),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The raw zenoh session, for what the typed helpers do not cover.
+    pub fn session(&self) -> &zenoh::Session {
+        &self.session
+    }
+
+    /// Counts of payloads that did not decode, per key; see [`DecodeErrors`].
+    pub fn decode_errors(&self) -> &DecodeErrors {
+        &self.decode_errors
+    }
+
+    /// The endpoints this session actually listens on, e.g. `tcp/127.0.0.1:7447`, with
+    /// port 0 resolved to the port given and wildcard addresses expanded to interfaces.
+    pub async fn endpoints(&self) -> Vec<String> {
+        let locators = self.session.info().locators().await;
+        locators.iter().map(|l| l.to_string()).collect()
+    }
+
+    /// Closes the session: tokens go, subscriptions and queryables end.
+    pub async fn close(&self) -> Result<(), NetError> {
+        self.session
+            .close()
+            .await
+            .map_err(|e| NetError::Close(e.to_string()))
+    }
+}

@@ -1,0 +1,470 @@
+//! The transport over real zenoh sessions on loopback: a master (router) on a free port
+//! and peers connected to it, scouting off, one cluster per test so tests run in parallel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use net::modules::{
+    FetchError, ModuleCache, ModuleServer, ModuleStore, UploadProgress, module_hash, upload_module,
+};
+use net::{Liveness, Net, NetConfig, QueryError};
+use proto::admin::UploadReply;
+use proto::{
+    AgentAdvert, AgentId, Attributes, CallReply, FrameworkCall, FrameworkId,
+    MODULE_CHUNK_BYTES_MAX, ModuleChunk, ModuleHash, ModuleRef, Resources,
+};
+
+/// Bound on every wait, so that a broken test fails instead of hanging.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn master() -> Net {
+    Net::open(&NetConfig::loopback_ephemeral()).await.unwrap()
+}
+
+async fn peer_of(master: &Net) -> Net {
+    Net::open(&NetConfig::peer(master.endpoints().await))
+        .await
+        .unwrap()
+}
+
+fn advert(agent: &str, seq: u64) -> AgentAdvert {
+    AgentAdvert {
+        agent_id: AgentId::new(agent),
+        hostname: format!("{agent}.local"),
+        attributes: Attributes::new()
+            .with("arch", "aarch64")
+            .with("has", "camera"),
+        total: Resources::new()
+            .with_scalar("cpus", 4.0)
+            .with_scalar("mem", 2048.0),
+        reserved: Resources::new().with_scalar("mem", 256.0),
+        seq,
+        incarnation: 7,
+        tasks: Vec::new(),
+        version: "test".to_owned(),
+    }
+}
+
+/// Bytes that do not compress to a pattern, from a fixed seed.
+fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Puts `advert(agent, 0)` until the subscription sees one: afterwards the route from
+/// `publisher` to `subscription` exists and later puts arrive in order.
+async fn sync_route(publisher: &Net, subscription: &mut net::Subscription<AgentAdvert>, key: &str) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            publisher.put(key, &advert("sync", 0)).await.unwrap();
+            if let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(100), subscription.recv()).await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the subscription never saw a put");
+    // Drain the duplicates of the sync message still on the way.
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(200), subscription.recv()).await
+    {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_report_the_port_given_for_port_zero() {
+    let master = master().await;
+    let endpoints = master.endpoints().await;
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    let port = endpoints[0]
+        .strip_prefix("tcp/127.0.0.1:")
+        .expect("a loopback tcp endpoint");
+    assert_ne!(port.parse::<u16>().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_fails_to_open_when_no_master_listens() {
+    // A port that was free a moment ago and that nobody listens on now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = NetConfig::client(vec![format!("tcp/127.0.0.1:{port}")]);
+    config.connect_timeout_ms = 300;
+    let error = Net::open(&config)
+        .await
+        .err()
+        .expect("no master: opening must fail");
+    assert!(
+        error.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_put_query_and_liveliness_round_trip() {
+    let master = master().await;
+    let agent = peer_of(&master).await;
+    let keys = master.keys().clone();
+
+    let mut adverts = master
+        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
+        .await
+        .unwrap();
+    sync_route(&agent, &mut adverts, &keys.agent_advert("a1")).await;
+    let sent = advert("a1", 42);
+    agent.put(&keys.agent_advert("a1"), &sent).await.unwrap();
+    let received = tokio::time::timeout(WAIT, adverts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.key, "wasmos/default/agents/a1/advert");
+    assert_eq!(received.message, sent);
+
+    let mut calls = master
+        .serve::<FrameworkCall>(&keys.master_calls())
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let request = calls.recv().await.unwrap();
+        let framework_id = request.message.framework_id.clone().unwrap();
+        request
+            .reply(&CallReply::Subscribed {
+                framework_id,
+                heartbeat_interval_ms: 1500,
+            })
+            .await
+            .unwrap();
+    });
+    let call = FrameworkCall {
+        framework_id: Some(FrameworkId::new("fw-1")),
+        call: proto::Call::Revive,
+    };
+    let reply: CallReply = agent
+        .query(&keys.master_calls(), &call, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        CallReply::Subscribed {
+            framework_id: FrameworkId::new("fw-1"),
+            heartbeat_interval_ms: 1500
+        }
+    );
+    server.await.unwrap();
+
+    let mut alive = master.watch_alive(&keys.all_agent_alive()).await.unwrap();
+    let token = agent.declare_alive(&keys.agent_alive("a1")).await.unwrap();
+    let seen = tokio::time::timeout(WAIT, alive.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        seen,
+        Liveness::Alive {
+            key: keys.agent_alive("a1")
+        }
+    );
+    drop(token);
+    let seen = tokio::time::timeout(WAIT, alive.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        seen,
+        Liveness::Gone {
+            key: keys.agent_alive("a1")
+        }
+    );
+
+    // A token whose session dies without withdrawing it is seen gone too.
+    let _token = agent.declare_alive(&keys.agent_alive("a2")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, alive.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        Liveness::Alive {
+            key: keys.agent_alive("a2")
+        }
+    );
+    agent.close().await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, alive.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        Liveness::Gone {
+            key: keys.agent_alive("a2")
+        }
+    );
+    assert_eq!(master.decode_errors().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
+    let master = master().await;
+    let agent = peer_of(&master).await;
+    let keys = master.keys().clone();
+    let key = keys.agent_advert("a1");
+
+    let mut adverts = master
+        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
+        .await
+        .unwrap();
+    sync_route(&agent, &mut adverts, &key).await;
+    let garbage: [Vec<u8>; 5] = [
+        vec![],                        // empty
+        vec![0xff, 1, 2, 3],           // another protocol version
+        vec![proto::PROTOCOL_VERSION], // version byte, no message
+        b"\x01not postcard at all".to_vec(),
+        pseudo_random_bytes(4096, 9),
+    ];
+    for (seq, junk) in (1..).zip(&garbage) {
+        agent.put_raw(&key, junk.clone()).await.unwrap();
+        agent.put(&key, &advert("a1", seq)).await.unwrap();
+    }
+    for seq in 1..=garbage.len() as u64 {
+        let received = tokio::time::timeout(WAIT, adverts.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            received.message.seq, seq,
+            "good adverts arrive in order, none lost"
+        );
+    }
+    assert_eq!(master.decode_errors().count(&key), garbage.len() as u64);
+    assert_eq!(master.decode_errors().total(), garbage.len() as u64);
+
+    // A query that does not decode is answered with an error and counted; the queryable
+    // goes on serving good ones.
+    let mut calls = master
+        .serve::<FrameworkCall>(&keys.master_calls())
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let request = calls.recv().await.unwrap();
+        request.reply(&CallReply::Ok).await.unwrap();
+    });
+    let error = agent
+        .query_raw(
+            &keys.master_calls(),
+            Some(b"\x01\xff\xff\xff".to_vec()),
+            5_000,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, QueryError::Remote { message, .. } if message.contains("does not decode")),
+        "{error}"
+    );
+    let call = FrameworkCall {
+        framework_id: None,
+        call: proto::Call::Teardown,
+    };
+    let reply: CallReply = agent
+        .query(&keys.master_calls(), &call, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(reply, CallReply::Ok);
+    server.await.unwrap();
+    assert_eq!(master.decode_errors().count(&keys.master_calls()), 1);
+}
+
+struct Store {
+    _dir: tempfile::TempDir,
+    store: Arc<ModuleStore>,
+    server: ModuleServer,
+}
+
+async fn serve_store(master: &Net) -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ModuleStore::open(dir.path().join("modules")).unwrap());
+    let server = ModuleServer::start(master, store.clone()).await.unwrap();
+    Store {
+        _dir: dir,
+        store,
+        server,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_module_is_uploaded_and_fetched_in_chunks_then_cached() {
+    let master = master().await;
+    let store = serve_store(&master).await;
+    let client = peer_of(&master).await;
+    let agent = peer_of(&master).await;
+    let module = pseudo_random_bytes(3 * MODULE_CHUNK_BYTES_MAX + 12_345, 1);
+
+    let mut progress = Vec::new();
+    let uploaded = upload_module(&client, "big.wasm", &module, |p| progress.push(p))
+        .await
+        .unwrap();
+    assert_eq!(uploaded.sha256, module_hash(&module));
+    assert_eq!(uploaded.size_bytes, module.len() as u64);
+    let total_bytes = module.len() as u64;
+    let sent: Vec<u64> = progress.iter().map(|p| p.sent_bytes).collect();
+    let chunk = MODULE_CHUNK_BYTES_MAX as u64;
+    assert_eq!(
+        sent,
+        [chunk, 2 * chunk, 3 * chunk, total_bytes],
+        "one progress report per chunk"
+    );
+    assert!(progress.iter().all(|p| p.total_bytes == total_bytes));
+    assert!(store.store.contains(&uploaded.sha256));
+
+    // Uploading it again sends chunk 0 only: the store has it.
+    let mut again = Vec::new();
+    upload_module(&client, "big.wasm", &module, |p| again.push(p))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [UploadProgress {
+            sent_bytes: total_bytes,
+            total_bytes
+        }]
+    );
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::open(cache_dir.path()).unwrap();
+    let fetched = cache.get(&agent, &uploaded).await.unwrap();
+    assert!(!fetched.from_cache);
+    assert_eq!(fetched.size_bytes, total_bytes);
+    assert_eq!(std::fs::read(&fetched.path).unwrap(), module);
+
+    // With the store gone, the cache still answers: nothing is fetched again.
+    drop(store.server);
+    let cached = cache.get(&agent, &uploaded).await.unwrap();
+    assert!(cached.from_cache);
+    assert_eq!(cached.path, fetched.path);
+    assert_eq!(
+        std::fs::read_dir(cache_dir.path()).unwrap().count(),
+        1,
+        "no partial files left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
+    let master = master().await;
+    let store = serve_store(&master).await;
+    let agent = peer_of(&master).await;
+
+    // The store's copy of a module is replaced on disk by other bytes.
+    let expected = module_hash(b"the real module");
+    let damaged = pseudo_random_bytes(MODULE_CHUNK_BYTES_MAX + 10, 2);
+    std::fs::write(store.store.path_of(&expected).unwrap(), &damaged).unwrap();
+    let module = ModuleRef {
+        sha256: expected.clone(),
+        size_bytes: 15,
+        name: "real.wasm".to_owned(),
+    };
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::open(cache_dir.path()).unwrap();
+    let error = cache.get(&agent, &module).await.unwrap_err();
+    let FetchError::HashMismatch {
+        expected: named,
+        actual,
+        ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!(*named, expected);
+    assert_eq!(*actual, module_hash(&damaged));
+    let message = error.to_string();
+    assert!(
+        message.contains("real.wasm") && message.contains("upload the module again"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cache_dir.path()).unwrap().count(),
+        0,
+        "nothing cached"
+    );
+
+    // A module the store does not hold fails at once, saying so.
+    let unknown = ModuleRef {
+        sha256: module_hash(b"never uploaded"),
+        size_bytes: 14,
+        name: "x.wasm".to_owned(),
+    };
+    let error = cache.get(&agent, &unknown).await.unwrap_err();
+    assert!(error.to_string().contains("not in the store"), "{error}");
+    // So does a hash that is no hash, before anything is asked.
+    let bogus = ModuleRef {
+        sha256: ModuleHash("../../etc/passwd".to_owned()),
+        ..unknown
+    };
+    assert!(matches!(
+        cache.get(&agent, &bogus).await,
+        Err(FetchError::BadHash { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_refuses_uploads_that_do_not_hash_to_their_name_and_bad_chunk_queries() {
+    let master = master().await;
+    let store = serve_store(&master).await;
+    let client = peer_of(&master).await;
+    let keys = master.keys().clone();
+
+    let claimed = module_hash(b"what the client claims");
+    let chunk = ModuleChunk {
+        sha256: claimed.clone(),
+        size_bytes: 5,
+        index: 0,
+        count: 1,
+        bytes: b"other".to_vec(),
+    };
+    let reply: UploadReply = client
+        .query(&keys.master_upload(), &chunk, 5_000)
+        .await
+        .unwrap();
+    let UploadReply::Error { message } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(message.contains("send it again"), "{message}");
+    assert!(!store.store.contains(&claimed));
+
+    let chunk = ModuleChunk {
+        sha256: claimed,
+        size_bytes: 5,
+        index: 1,
+        count: 1,
+        bytes: Vec::new(),
+    };
+    let reply: UploadReply = client
+        .query(&keys.master_upload(), &chunk, 5_000)
+        .await
+        .unwrap();
+    assert!(matches!(reply, UploadReply::Error { .. }), "{reply:?}");
+
+    // Chunk queries that name no module or no chunk are refused and counted.
+    let no_chunk = keys.module(&module_hash(b"x").0);
+    let error = client.query_raw(&no_chunk, None, 5_000).await.unwrap_err();
+    assert!(
+        matches!(&error, QueryError::Remote { message, .. } if message.contains("chunk=N")),
+        "{error}"
+    );
+    let not_a_hash = format!("{}?chunk=0", keys.module("not-a-hash"));
+    let error = client
+        .query_raw(&not_a_hash, None, 5_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, QueryError::Remote { .. }), "{error}");
+    assert_eq!(master.decode_errors().count(&no_chunk), 1);
+    assert_eq!(master.decode_errors().count(&keys.module("not-a-hash")), 1);
+}

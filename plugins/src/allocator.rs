@@ -1,0 +1,159 @@
+//! [`WasmAllocator`]: the master's allocation policy backed by an allocator module.
+//!
+//! Each pass encodes the master's `Snapshot` and the candidate agents (shuffled with the
+//! same seeded SplitMix64 sequence the built-in DRF uses, so that a module implementing
+//! DRF gives exactly its results), calls the module under its budgets, and checks the
+//! answer. When the module fails — trap, budget, malformed or invalid answer — the pass is
+//! done by the built-in [`DrfAllocator`] instead, with a `tracing::error!` line, and the
+//! module is instantiated afresh for the next pass: a failing policy never stalls the
+//! cluster.
+//!
+//! Cost per pass: encoding the snapshot (`O(agents + frameworks + filters)` bytes), one
+//! call, decoding the decisions; plus keeping the fallback's sorter in step
+//! (`O(changed frameworks × log F)`).
+
+use std::collections::BTreeSet;
+
+use master::allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
+use proto::AgentId;
+use serde::Serialize;
+
+use crate::abi;
+use crate::sandbox::{GuestError, GuestInstance, ModuleCode};
+
+/// The master seeds its built-in DRF with `seed ^ BUILTIN_DRF_SEED_MIX`
+/// (`master::Master::new`); pass the same to [`WasmAllocator::new`] to visit agents in the
+/// same order.
+pub const BUILTIN_DRF_SEED_MIX: u64 = 0xa11c_a7e5;
+
+/// What one pass sends: the snapshot, then the candidates in visiting order.
+#[derive(Serialize)]
+struct AllocatorInput<'s> {
+    snapshot: &'s Snapshot,
+    candidates: &'s [&'s AgentId],
+}
+
+/// An allocation policy running as a module; see the module documentation.
+pub struct WasmAllocator {
+    name: String,
+    code: ModuleCode,
+    instance: Option<GuestInstance>,
+    rng: SplitMix64,
+    fallback: DrfAllocator,
+    failures_total: u64,
+    fuel_used_last: u64,
+}
+
+impl WasmAllocator {
+    /// `name` is shown by the master (`wasm:drf.wasm`); `drf_seed` seeds both the visiting
+    /// order and the fallback (see [`BUILTIN_DRF_SEED_MIX`]).
+    pub fn new(name: &str, code: ModuleCode, drf_seed: u64) -> WasmAllocator {
+        WasmAllocator {
+            name: name.to_owned(),
+            code,
+            instance: None,
+            rng: SplitMix64::new(drf_seed),
+            fallback: DrfAllocator::new(drf_seed),
+            failures_total: 0,
+            fuel_used_last: 0,
+        }
+    }
+
+    /// Passes the module failed (and the built-in DRF did instead).
+    pub fn failures_total(&self) -> u64 {
+        self.failures_total
+    }
+
+    /// Fuel the module used in its last successful pass.
+    pub fn fuel_used_last(&self) -> u64 {
+        self.fuel_used_last
+    }
+
+    /// One pass through the module, without fallback: the module's decisions, checked.
+    pub fn try_allocate(&mut self, snapshot: &Snapshot, order: &[&AgentId]) -> Result<Vec<OfferDecision>, GuestError> {
+        let input = AllocatorInput { snapshot, candidates: order };
+        let bytes = postcard::to_allocvec(&input).map_err(|e| GuestError::Encode(e.to_string()))?;
+        let instance = match self.instance.as_mut() {
+            Some(instance) => instance,
+            None => self.instance.insert(self.code.instantiate()?),
+        };
+        let output = instance.call(&bytes);
+        self.fuel_used_last = instance.fuel_used_last();
+        let decisions = abi::decode_decisions(&output?)?;
+        check_decisions(snapshot, order, &decisions)?;
+        Ok(decisions)
+    }
+}
+
+/// Every decision names a candidate (at most once) and a known framework.
+fn check_decisions(snapshot: &Snapshot, order: &[&AgentId], decisions: &[OfferDecision]) -> Result<(), GuestError> {
+    let candidates: BTreeSet<&AgentId> = order.iter().copied().collect();
+    let mut offered = BTreeSet::new();
+    for d in decisions {
+        if !candidates.contains(&d.agent_id) {
+            return Err(GuestError::Invalid(format!("agent {} is not a candidate of this pass", d.agent_id)));
+        }
+        if !offered.insert(&d.agent_id) {
+            return Err(GuestError::Invalid(format!("agent {} is offered twice", d.agent_id)));
+        }
+        if !snapshot.frameworks.contains_key(&d.framework_id) {
+            return Err(GuestError::Invalid(format!("framework {} is unknown", d.framework_id)));
+        }
+    }
+    Ok(())
+}
+
+impl Allocator for WasmAllocator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
+        let mut order: Vec<&AgentId> = candidates.iter().collect();
+        self.rng.shuffle(&mut order);
+        match self.try_allocate(snapshot, &order) {
+            Ok(decisions) => {
+                // Keeps the fallback's incremental sorter in step for the pass it may take over.
+                self.fallback.sync(snapshot);
+                decisions
+            }
+            Err(error) => {
+                self.instance = None;
+                self.failures_total += 1;
+                tracing::error!(
+                    allocator = %self.name,
+                    failures_total = self.failures_total,
+                    %error,
+                    "allocator module failed; this pass uses the built-in DRF"
+                );
+                self.fallback.allocate(snapshot, candidates)
+            }
+        }
+    }
+}
+
+/// The master's SplitMix64 (`master/src/rng.rs`), step for step: the visiting order must be
+/// the built-in DRF's.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
