@@ -26,7 +26,9 @@ fn spec(image: &Path, n: u64) -> TaskSpec {
     TaskSpec {
         task_id: TaskId::new(format!("bench-{}-{n}", std::process::id())),
         name: "bench".into(),
-        resources: Resources::new().with_scalar("cpus", 1.0).with_scalar("mem", 64.0),
+        resources: Resources::new()
+            .with_scalar("cpus", 1.0)
+            .with_scalar("mem", 64.0),
         kind: TaskKind::Oci(OciTask {
             image: image.display().to_string(),
             command: COMMAND.iter().map(|s| s.to_string()).collect(),
@@ -37,7 +39,13 @@ fn spec(image: &Path, n: u64) -> TaskSpec {
 }
 
 /// Times `launch` only; each container is killed and removed outside the measurement.
-fn time_launches(executor_for: impl Fn(u64) -> OciExecutor, image: &Path, sandbox: &Path, iters: u64, base: u64) -> Duration {
+fn time_launches(
+    executor_for: impl Fn(u64) -> OciExecutor,
+    image: &Path,
+    sandbox: &Path,
+    iters: u64,
+    base: u64,
+) -> Duration {
     let mut total = Duration::ZERO;
     for i in 0..iters {
         let executor = executor_for(base + i);
@@ -63,7 +71,9 @@ fn bench(c: &mut Criterion) {
     let mut counter = 0u64;
 
     let mut group = c.benchmark_group("launch");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("cached_rootfs", |b| {
         b.iter_custom(|iters| {
             counter += iters;
@@ -74,7 +84,9 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             counter += iters;
             time_launches(
-                |n| OciExecutor::new(OciConfig::new(dir.path().join(format!("fresh-{n}")))).unwrap(),
+                |n| {
+                    OciExecutor::new(OciConfig::new(dir.path().join(format!("fresh-{n}")))).unwrap()
+                },
                 &image,
                 &sandbox,
                 iters,
@@ -88,7 +100,9 @@ fn bench(c: &mut Criterion) {
     let bundle = plain_bundle(&executor, &image, &sandbox, dir.path());
     let root = dir.path().join("plain-runc");
     let mut group = c.benchmark_group("runc_run_detach");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("same_bundle", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -96,8 +110,11 @@ fn bench(c: &mut Criterion) {
                 let id = format!("plain-{i}");
                 let t0 = Instant::now();
                 let status = Command::new("runc")
-                    .arg("--root").arg(&root)
-                    .args(["run", "--detach", "--bundle"]).arg(&bundle).arg(&id)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["run", "--detach", "--bundle"])
+                    .arg(&bundle)
+                    .arg(&id)
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
@@ -105,7 +122,12 @@ fn bench(c: &mut Criterion) {
                     .unwrap();
                 total += t0.elapsed();
                 assert!(status.success());
-                Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).status().unwrap();
+                Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", &id])
+                    .status()
+                    .unwrap();
             }
             total
         })
@@ -113,7 +135,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("prepare_image");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
     let cache = ImageCache::new(dir.path().join("prepare-cache"));
     cache.prepare(&image).unwrap();
     group.bench_function("cached", |b| b.iter(|| cache.prepare(&image).unwrap()));
@@ -139,11 +163,16 @@ fn bench(c: &mut Criterion) {
 fn plain_bundle(executor: &OciExecutor, image: &Path, sandbox: &Path, dir: &Path) -> PathBuf {
     let container = executor.launch(&spec(image, u64::MAX), sandbox).unwrap();
     let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(container.bundle().join("config.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(container.bundle().join("config.json")).unwrap())
+            .unwrap();
     config["linux"]["cgroupsPath"] = "/wasmos-bench/plain".into();
     let bundle = dir.join("plain-bundle");
     std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
     container.kill(Duration::ZERO);
     container.wait(Duration::ZERO);
     container.remove().unwrap();

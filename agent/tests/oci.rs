@@ -15,15 +15,21 @@ use agent::outcome::TaskOutcome;
 use layout::{Entry, LAYER_GZIP, LAYER_TAR};
 use proto::{OciTask, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState};
 
-/// The busybox layout, built once per test process.
+/// The busybox layout, built once under cargo's test scratch directory and reused (the
+/// tests never modify it; they copy what they break).
 fn busybox() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        layout::busybox_layout(&dir.path().join("layout"), &["sh", "-c", "echo from-image-cmd"]);
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oci-busybox-layout");
+        if !dir.join("index.json").exists() {
+            let tmp = dir.with_extension(std::process::id().to_string());
+            layout::busybox_layout(&tmp, &["sh", "-c", "echo from-image-cmd"]);
+            if std::fs::rename(&tmp, &dir).is_err() {
+                std::fs::remove_dir_all(&tmp).unwrap();
+            }
+        }
         dir
-    });
-    Box::leak(dir.path().join("layout").into_boxed_path())
+    })
 }
 
 struct Agent {
@@ -35,7 +41,11 @@ struct Agent {
 fn agent() -> Agent {
     let work = tempfile::tempdir().unwrap();
     let executor = OciExecutor::new(OciConfig::new(work.path())).unwrap();
-    Agent { work, sandbox: tempfile::tempdir().unwrap(), executor }
+    Agent {
+        work,
+        sandbox: tempfile::tempdir().unwrap(),
+        executor,
+    }
 }
 
 fn task(image: &Path, command: &[&str]) -> TaskSpec {
@@ -44,7 +54,9 @@ fn task(image: &Path, command: &[&str]) -> TaskSpec {
     TaskSpec {
         task_id: TaskId::new(format!("oci-test-{}-{n}", std::process::id())),
         name: "test".into(),
-        resources: Resources::new().with_scalar("cpus", 1.0).with_scalar("mem", 64.0),
+        resources: Resources::new()
+            .with_scalar("cpus", 1.0)
+            .with_scalar("mem", 64.0),
         kind: TaskKind::Oci(OciTask {
             image: image.display().to_string(),
             command: command.iter().map(|s| s.to_string()).collect(),
@@ -68,60 +80,106 @@ impl Agent {
 fn exit_codes_output_and_filesystem_rules() {
     let a = agent();
     let ok = a.run(&task(busybox(), &[]));
-    assert_eq!((ok.state, ok.exit_code), (TaskState::Finished, Some(0)), "{ok:?}");
+    assert_eq!(
+        (ok.state, ok.exit_code),
+        (TaskState::Finished, Some(0)),
+        "{ok:?}"
+    );
     assert_eq!(ok.stdout_tail, "from-image-cmd\n");
 
     let script = "echo $IMAGE_VAR $TASK_VAR; pwd; echo data > /sandbox/out; \
                   touch /bin/x 2>/dev/null && echo rootfs-writable; exit 3";
     let mut spec = task(busybox(), &["sh", "-c", script]);
-    let TaskKind::Oci(oci) = &mut spec.kind else { unreachable!() };
+    let TaskKind::Oci(oci) = &mut spec.kind else {
+        unreachable!()
+    };
     oci.env.insert("TASK_VAR".into(), "from-task".into());
     let out = a.run(&spec);
-    assert_eq!((out.state, out.exit_code), (TaskState::Failed, Some(3)), "{out:?}");
+    assert_eq!(
+        (out.state, out.exit_code),
+        (TaskState::Failed, Some(3)),
+        "{out:?}"
+    );
     assert_eq!(out.reason, "exited with code 3");
     assert_eq!(out.stdout_tail, "from-image from-task\n/sandbox\n");
-    assert_eq!(std::fs::read_to_string(a.sandbox.path().join("out")).unwrap(), "data\n");
+    assert_eq!(
+        std::fs::read_to_string(a.sandbox.path().join("out")).unwrap(),
+        "data\n"
+    );
 }
 
 #[test]
 fn isolation_no_capabilities_no_network_no_new_privileges() {
     let a = agent();
-    let script = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ls /sys/class/net; hostname";
+    let script =
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ls /sys/class/net; hostname";
     let out = a.run(&task(busybox(), &["sh", "-c", script]));
     assert_eq!(out.state, TaskState::Finished, "{out:?}");
-    assert!(out.stdout_tail.contains("CapEff:\t0000000000000000"), "{}", out.stdout_tail);
-    assert!(out.stdout_tail.contains("CapBnd:\t0000000000000000"), "{}", out.stdout_tail);
-    assert!(out.stdout_tail.contains("NoNewPrivs:\t1"), "{}", out.stdout_tail);
+    assert!(
+        out.stdout_tail.contains("CapEff:\t0000000000000000"),
+        "{}",
+        out.stdout_tail
+    );
+    assert!(
+        out.stdout_tail.contains("CapBnd:\t0000000000000000"),
+        "{}",
+        out.stdout_tail
+    );
+    assert!(
+        out.stdout_tail.contains("NoNewPrivs:\t1"),
+        "{}",
+        out.stdout_tail
+    );
     let lines: Vec<&str> = out.stdout_tail.lines().collect();
-    assert_eq!(&lines[3..], ["lo", "wasmos"], "only loopback in the network namespace");
+    assert_eq!(
+        &lines[3..],
+        ["lo", "wasmos"],
+        "only loopback in the network namespace"
+    );
 }
 
 #[test]
 fn output_over_the_cap_is_dropped_and_counted() {
     let a = agent();
-    let mut spec = task(busybox(), &["sh", "-c", "yes | head -c 100000; echo; echo end"]);
+    let mut spec = task(
+        busybox(),
+        &["sh", "-c", "yes | head -c 100000; echo; echo end"],
+    );
     spec.limits.output_bytes_max = 1000;
     let out = a.run(&spec);
     assert_eq!(out.state, TaskState::Finished, "{out:?}");
-    assert!(out.reason.contains("99005 bytes of stdout"), "{}", out.reason);
+    assert!(
+        out.reason.contains("99005 bytes of stdout"),
+        "{}",
+        out.reason
+    );
     assert_eq!(out.stdout_tail.len(), 1000);
 }
 
 #[test]
 fn memory_hog_is_killed_by_its_limit_and_reported_as_oom() {
     let a = agent();
-    let mut spec = task(busybox(), &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]);
-    spec.resources.set_scalar("mem", proto::Scalar::from_whole(32));
+    let mut spec = task(
+        busybox(),
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    spec.resources
+        .set_scalar("mem", proto::Scalar::from_whole(32));
     let out = a.run(&spec);
     assert_eq!(out.state, TaskState::Failed, "{out:?}");
-    assert!(out.reason.contains("memory limit of 32 MiB") && out.reason.contains("OOM"), "{}", out.reason);
+    assert!(
+        out.reason.contains("memory limit of 32 MiB") && out.reason.contains("OOM"),
+        "{}",
+        out.reason
+    );
 }
 
 #[test]
 fn cpu_limit_holds_a_busy_loop_to_its_share() {
     let a = agent();
     let mut spec = task(busybox(), &["sh", "-c", "while :; do :; done"]);
-    spec.resources.set_scalar("cpus", proto::Scalar::from_units(0.2).unwrap());
+    spec.resources
+        .set_scalar("cpus", proto::Scalar::from_units(0.2).unwrap());
     let c = a.launch(&spec);
     let cgroup = c.cgroup().expect("cgroup paths recorded").clone();
     // Skip the start, then measure the cgroup's own cpu accounting over wall time.
@@ -133,7 +191,10 @@ fn cpu_limit_holds_a_busy_loop_to_its_share() {
     let out = c.wait(Duration::from_millis(100));
     c.remove().unwrap();
     let share = (cpu1 - cpu0) as f64 / wall.as_nanos() as f64;
-    assert!(share > 0.05 && share < 0.35, "busy loop used {share:.2} cores with cpus=0.2");
+    assert!(
+        share > 0.05 && share < 0.35,
+        "busy loop used {share:.2} cores with cpus=0.2"
+    );
     assert_eq!(out.state, TaskState::Killed);
 }
 
@@ -141,19 +202,33 @@ fn cpu_limit_holds_a_busy_loop_to_its_share() {
 fn kill_uses_sigterm_then_sigkill_and_reports_killed() {
     let a = agent();
     // A shell that traps TERM exits at once: the grace period is not used up.
-    let c = a.launch(&task(busybox(), &["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"]));
+    let c = a.launch(&task(
+        busybox(),
+        &["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"],
+    ));
     let t0 = Instant::now();
     c.kill(Duration::from_secs(20));
-    assert!(t0.elapsed() < Duration::from_secs(10), "TERM was not delivered");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "TERM was not delivered"
+    );
     let out = c.wait(Duration::from_secs(1));
-    assert_eq!((out.state, out.exit_code), (TaskState::Killed, Some(143)), "{out:?}");
+    assert_eq!(
+        (out.state, out.exit_code),
+        (TaskState::Killed, Some(143)),
+        "{out:?}"
+    );
     c.remove().unwrap();
 
     // pid 1 of a pid namespace ignores an untrapped TERM: SIGKILL after the grace.
     let c = a.launch(&task(busybox(), &["sleep", "60"]));
     c.kill(Duration::from_millis(200));
     let out = c.wait(Duration::from_secs(1));
-    assert_eq!((out.state, out.exit_code), (TaskState::Killed, None), "{out:?}");
+    assert_eq!(
+        (out.state, out.exit_code),
+        (TaskState::Killed, None),
+        "{out:?}"
+    );
     assert!(out.reason.contains("SIGKILL"), "{}", out.reason);
     c.remove().unwrap();
 }
@@ -188,14 +263,22 @@ fn rootfs_is_cached_by_manifest_and_a_tar_layout_runs() {
     let from_tar = a.executor.image_cache().prepare(&tar).unwrap();
     assert!(from_tar.from_cache, "same manifest, same cache entry");
     let out = a.run(&task(&tar, &["echo", "tar"]));
-    assert_eq!((out.state, out.stdout_tail.as_str()), (TaskState::Finished, "tar\n"), "{out:?}");
+    assert_eq!(
+        (out.state, out.stdout_tail.as_str()),
+        (TaskState::Finished, "tar\n"),
+        "{out:?}"
+    );
 }
 
 /// A layout with one extra layer on top of busybox.
 fn layered(dir: &Path, top: &[Entry], media_type: &str) -> PathBuf {
     let base = layout::gzip(&layout::layer_tar(&layout::busybox_entries()));
     let top = layout::layer_tar(top);
-    let top = if media_type == LAYER_GZIP { layout::gzip(&top) } else { top };
+    let top = if media_type == LAYER_GZIP {
+        layout::gzip(&top)
+    } else {
+        top
+    };
     let path = dir.join("layered");
     layout::write_layout(&path, &[(LAYER_GZIP, base), (media_type, top)], &["true"]);
     path
@@ -210,7 +293,10 @@ fn launch_error(a: &Agent, image: &Path) -> LaunchError {
 
 /// The first blob (in name order) that is not JSON: the layer.
 fn layer_blob(layout: &Path) -> PathBuf {
-    let mut blobs: Vec<_> = std::fs::read_dir(layout.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut blobs: Vec<_> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     blobs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
     blobs.pop().unwrap()
 }
@@ -228,8 +314,15 @@ fn bad_images_fail_the_task_with_a_reason() {
     let missing = fresh("missing");
     std::fs::remove_file(layer_blob(&missing)).unwrap();
     let err = launch_error(&a, &missing);
-    assert!(matches!(err, LaunchError::Image(ImageError::MissingBlob { .. })), "{err}");
-    assert!(err.outcome().reason.contains("missing"), "{}", err.outcome().reason);
+    assert!(
+        matches!(err, LaunchError::Image(ImageError::MissingBlob { .. })),
+        "{err}"
+    );
+    assert!(
+        err.outcome().reason.contains("missing"),
+        "{}",
+        err.outcome().reason
+    );
     assert_eq!(err.outcome().state, TaskState::Failed);
 
     let tampered = fresh("tampered");
@@ -239,16 +332,31 @@ fn bad_images_fail_the_task_with_a_reason() {
     bytes[mid] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
     let err = launch_error(&a, &tampered);
-    assert!(matches!(err, LaunchError::Image(ImageError::DigestMismatch { .. })), "{err}");
+    assert!(
+        matches!(err, LaunchError::Image(ImageError::DigestMismatch { .. })),
+        "{err}"
+    );
 
-    let unknown = layered(dir.path(), &[Entry::Dir("etc")], "application/x-mystery-layer");
+    let unknown = layered(
+        dir.path(),
+        &[Entry::Dir("etc")],
+        "application/x-mystery-layer",
+    );
     let err = launch_error(&a, &unknown);
-    assert!(err.to_string().contains("unsupported media type application/x-mystery-layer"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unsupported media type application/x-mystery-layer"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&unknown).unwrap();
 
     let no_index = fresh("no-index");
     std::fs::remove_file(no_index.join("index.json")).unwrap();
-    assert!(launch_error(&a, &no_index).to_string().contains("index.json"));
+    assert!(
+        launch_error(&a, &no_index)
+            .to_string()
+            .contains("index.json")
+    );
 }
 
 #[test]
@@ -259,17 +367,40 @@ fn layers_cannot_write_outside_the_rootfs() {
     std::fs::create_dir(&outside).unwrap();
     let outside_str = outside.display().to_string();
 
-    let dotdot = layered(dir.path(), &[Entry::RawName("../../escaped", b"x".to_vec())], LAYER_TAR);
+    let dotdot = layered(
+        dir.path(),
+        &[Entry::RawName("../../escaped", b"x".to_vec())],
+        LAYER_TAR,
+    );
     let err = launch_error(&a, &dotdot);
     assert!(err.to_string().contains("escapes the rootfs"), "{err}");
     std::fs::remove_dir_all(&dotdot).unwrap();
 
-    let absolute = layered(dir.path(), &[Entry::RawName("/tmp/escaped", b"x".to_vec())], LAYER_TAR);
-    assert!(launch_error(&a, &absolute).to_string().contains("escapes the rootfs"));
+    let absolute = layered(
+        dir.path(),
+        &[Entry::RawName("/tmp/escaped", b"x".to_vec())],
+        LAYER_TAR,
+    );
+    assert!(
+        launch_error(&a, &absolute)
+            .to_string()
+            .contains("escapes the rootfs")
+    );
     std::fs::remove_dir_all(&absolute).unwrap();
 
-    let hardlink = layered(dir.path(), &[Entry::HardLink("passwd".into(), "../../../../etc/passwd".into())], LAYER_TAR);
-    assert!(launch_error(&a, &hardlink).to_string().contains("escapes the rootfs"));
+    let hardlink = layered(
+        dir.path(),
+        &[Entry::HardLink(
+            "passwd".into(),
+            "../../../../etc/passwd".into(),
+        )],
+        LAYER_TAR,
+    );
+    assert!(
+        launch_error(&a, &hardlink)
+            .to_string()
+            .contains("escapes the rootfs")
+    );
     std::fs::remove_dir_all(&hardlink).unwrap();
 
     // A symlink to a host directory, then a file "through" it: the write stays inside,
@@ -285,8 +416,14 @@ fn layers_cannot_write_outside_the_rootfs() {
         LAYER_GZIP,
     );
     let prepared = a.executor.image_cache().prepare(&via_symlink).unwrap();
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "wrote through a symlink");
-    let inside = prepared.rootfs.join(outside_str.trim_start_matches('/')).join("planted");
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "wrote through a symlink"
+    );
+    let inside = prepared
+        .rootfs
+        .join(outside_str.trim_start_matches('/'))
+        .join("planted");
     assert!(inside.is_file(), "{} missing", inside.display());
     assert!(prepared.rootfs.join("planted-too").is_file());
     assert!(!Path::new("/planted-too").exists());
@@ -312,7 +449,11 @@ fn whiteouts_and_opaque_directories_hide_lower_layers() {
         Entry::HardLink("data-link".into(), "data".into()),
     ]);
     let path = dir.path().join("wh");
-    layout::write_layout(&path, &[(LAYER_TAR, lower), (LAYER_GZIP, layout::gzip(&upper))], &["true"]);
+    layout::write_layout(
+        &path,
+        &[(LAYER_TAR, lower), (LAYER_GZIP, layout::gzip(&upper))],
+        &["true"],
+    );
     let root = a.executor.image_cache().prepare(&path).unwrap().rootfs;
     assert!(!root.join("etc/gone").exists() && root.join("etc/kept").exists());
     assert!(!root.join("opaque/old").exists() && root.join("opaque/new").exists());
@@ -325,14 +466,34 @@ fn whiteouts_and_opaque_directories_hide_lower_layers() {
 #[test]
 #[ignore = "helper process for containers_survive_a_killed_agent"]
 fn helper_agent_launches_and_waits_to_be_killed() {
-    let Some(work) = std::env::var_os("OCI_HELPER_WORK") else { return };
+    let Some(work) = std::env::var_os("OCI_HELPER_WORK") else {
+        return;
+    };
     let image = PathBuf::from(std::env::var_os("OCI_HELPER_IMAGE").unwrap());
     let executor = OciExecutor::new(OciConfig::new(&work)).unwrap();
     let sandbox = PathBuf::from(&work).join("sandbox");
     std::fs::create_dir_all(&sandbox).unwrap();
-    let quick = executor.launch(&task(&image, &["sh", "-c", "sleep 0.2; echo quick; exit 7"]), &sandbox).unwrap();
-    let slow = executor.launch(&task(&image, &["sh", "-c", "sleep 2; echo slow; exit 5"]), &sandbox).unwrap();
-    println!("LAUNCHED {} {}", quick.task_id(), slow.task_id());
+    let quick = executor
+        .launch(
+            &task(&image, &["sh", "-c", "sleep 0.2; echo quick; exit 7"]),
+            &sandbox,
+        )
+        .unwrap();
+    let slow = executor
+        .launch(
+            &task(&image, &["sh", "-c", "sleep 2; echo slow; exit 5"]),
+            &sandbox,
+        )
+        .unwrap();
+    let mut late = task(&image, &["sleep", "60"]);
+    late.limits.timeout_ms = Some(300);
+    let late = executor.launch(&late, &sandbox).unwrap();
+    println!(
+        "LAUNCHED {} {} {}",
+        quick.task_id(),
+        slow.task_id(),
+        late.task_id()
+    );
     std::thread::sleep(Duration::from_secs(60));
 }
 
@@ -340,37 +501,63 @@ fn helper_agent_launches_and_waits_to_be_killed() {
 fn containers_survive_a_killed_agent_and_are_recovered() {
     let work = tempfile::tempdir().unwrap();
     let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_agent_launches_and_waits_to_be_killed", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "helper_agent_launches_and_waits_to_be_killed",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("OCI_HELPER_WORK", work.path())
         .env("OCI_HELPER_IMAGE", busybox())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-    let launched = lines.find_map(|l| l.unwrap().split_once("LAUNCHED ").map(|(_, ids)| ids.to_owned())).expect("helper launched");
+    let launched = lines
+        .find_map(|l| {
+            l.unwrap()
+                .split_once("LAUNCHED ")
+                .map(|(_, ids)| ids.to_owned())
+        })
+        .expect("helper launched");
     let ids: Vec<&str> = launched.split_whitespace().collect();
     helper.kill().unwrap(); // SIGKILL
     helper.wait().unwrap();
 
     let executor = OciExecutor::new(OciConfig::new(work.path())).unwrap();
     let mut found = executor.recover();
-    found.sort_by_key(|c| if c.task_id() == ids[0] { 0 } else { 1 });
+    found.sort_by_key(|c| ids.iter().position(|id| *id == c.task_id()));
     assert_eq!(found.iter().map(|c| c.task_id()).collect::<Vec<_>>(), ids);
     // The quick one ends while no agent runs.
     assert!(found[0].wait_exit(Some(Duration::from_secs(10))));
-    assert!(!found[1].has_exited(), "the slow container is still running");
+    assert!(
+        !found[1].has_exited(),
+        "the slow container is still running"
+    );
 
     let quick = found[0].wait(Duration::from_secs(1));
-    assert_eq!((quick.state, quick.exit_code, quick.stdout_tail.as_str()), (TaskState::Failed, Some(7), "quick\n"));
+    assert_eq!(
+        (quick.state, quick.exit_code, quick.stdout_tail.as_str()),
+        (TaskState::Failed, Some(7), "quick\n")
+    );
     let slow = found[1].wait(Duration::from_secs(1));
-    assert_eq!((slow.state, slow.exit_code, slow.stdout_tail.as_str()), (TaskState::Failed, Some(5), "slow\n"));
+    assert_eq!(
+        (slow.state, slow.exit_code, slow.stdout_tail.as_str()),
+        (TaskState::Failed, Some(5), "slow\n")
+    );
+
+    // Its deadline passed while no agent ran: stopped at once, reported as a timeout.
+    let late = found[2].wait(Duration::from_millis(100));
+    assert_eq!(late.state, TaskState::Failed);
+    assert!(late.reason.contains("timed out"), "{}", late.reason);
 
     // A second restart reports the same outcomes until the bundles are removed.
     let again = executor.recover();
-    assert_eq!(again.len(), 2);
+    assert_eq!(again.len(), 3);
     for c in again {
         let out = c.wait(Duration::from_secs(1));
-        assert!(out.exit_code == Some(7) || out.exit_code == Some(5));
+        assert!([Some(7), Some(5), None].contains(&out.exit_code), "{out:?}");
         c.remove().unwrap();
     }
     assert!(executor.recover().is_empty());

@@ -68,9 +68,12 @@ fn read_scenario(file: Option<&PathBuf>) -> Result<String, ReadError> {
             .map_err(ReadError::Io)?
             .take(SCENARIO_BYTES_MAX + 1)
             .read_to_end(&mut bytes),
-        None => std::io::stdin().take(SCENARIO_BYTES_MAX + 1).read_to_end(&mut bytes),
+        None => std::io::stdin()
+            .take(SCENARIO_BYTES_MAX + 1)
+            .read_to_end(&mut bytes),
     };
-    read.context("cannot read the scenario").map_err(ReadError::Io)?;
+    read.context("cannot read the scenario")
+        .map_err(ReadError::Io)?;
     if bytes.len() as u64 > SCENARIO_BYTES_MAX {
         return Err(ReadError::TooLarge);
     }

@@ -42,12 +42,18 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the task; an interrupt kills it.
-fn run_until_signal(executor: &OciExecutor, spec: &TaskSpec, sandbox: &std::path::Path) -> anyhow::Result<TaskOutcome> {
+fn run_until_signal(
+    executor: &OciExecutor,
+    spec: &TaskSpec,
+    sandbox: &std::path::Path,
+) -> anyhow::Result<TaskOutcome> {
     let container = match executor.launch(spec, sandbox) {
         Ok(container) => container,
         Err(e) => return Ok(e.outcome()),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let outcome = runtime.block_on(async {
         let waiter = container.clone();
         let wait = tokio::task::spawn_blocking(move || waiter.wait(KILL_GRACE));
@@ -85,14 +91,23 @@ async fn interrupted() {
 }
 
 fn failed(reason: String) -> TaskOutcome {
-    TaskOutcome { state: TaskState::Failed, exit_code: None, reason, stdout_tail: String::new() }
+    TaskOutcome {
+        state: TaskState::Failed,
+        exit_code: None,
+        reason,
+        stdout_tail: String::new(),
+    }
 }
 
 /// The task the arguments describe, or a usage error.
 fn task_spec(args: &super::RunArgs) -> Result<TaskSpec, String> {
-    let Some(image) = &args.oci else { return Err("--oci IMAGE is required".into()) };
+    let Some(image) = &args.oci else {
+        return Err("--oci IMAGE is required".into());
+    };
     if !args.dirs.is_empty() {
-        return Err("--dir is not supported with --oci: the container gets its sandbox at /sandbox".into());
+        return Err(
+            "--dir is not supported with --oci: the container gets its sandbox at /sandbox".into(),
+        );
     }
     let mut resources = Resources::new();
     if let Some(mem) = args.mem {
@@ -109,19 +124,27 @@ fn task_spec(args: &super::RunArgs) -> Result<TaskSpec, String> {
     }
     let timeout_ms = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some((secs * 1000.0).ceil() as u64),
-        Some(secs) => return Err(format!("--timeout {secs} is not a positive number of seconds")),
+        Some(secs) => {
+            return Err(format!(
+                "--timeout {secs} is not a positive number of seconds"
+            ));
+        }
         None => None,
     };
     let mut env = BTreeMap::new();
     for kv in &args.env {
-        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--env {kv:?} is not K=V"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--env {kv:?} is not K=V"))?;
         if k.is_empty() {
             return Err(format!("--env {kv:?} has an empty name"));
         }
         env.insert(k.to_owned(), v.to_owned());
     }
     let image = std::path::absolute(image).unwrap_or_else(|_| image.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     Ok(TaskSpec {
         task_id: TaskId::new(format!("task-run-{}-{nanos}", std::process::id())),
         name: image.display().to_string(),
@@ -133,6 +156,9 @@ fn task_spec(args: &super::RunArgs) -> Result<TaskSpec, String> {
             host_network: args.net,
             capabilities: Vec::new(),
         }),
-        limits: TaskLimits { timeout_ms, ..TaskLimits::default() },
+        limits: TaskLimits {
+            timeout_ms,
+            ..TaskLimits::default()
+        },
     })
 }

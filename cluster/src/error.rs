@@ -16,7 +16,10 @@ pub enum ClusterError {
     #[error("the WASM executor cannot start: {0}")]
     WasmExecutor(#[from] agent::wasm::ExecutorError),
     #[error("work directory {path}: {source}")]
-    WorkDir { path: PathBuf, source: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("agent id {0:?} cannot be used in a key: {1}")]
     AgentId(String, proto::keys::KeyError),
 }

@@ -14,5 +14,6 @@ pub mod agent;
 mod clock;
 pub mod error;
 pub mod master;
+pub mod tools;
 
 pub use error::ClusterError;

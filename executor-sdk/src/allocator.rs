@@ -45,13 +45,27 @@ impl<'a> AllocationInput<'a> {
         let (changed, rest) = Seq::take(rest)?;
         let (candidates, rest) = Seq::take(rest)?;
         finish(rest)?;
-        let changes = Changes { all, frameworks: changed };
-        Ok(AllocationInput { now_ms, total, agents, role_weights, frameworks, changes, candidates })
+        let changes = Changes {
+            all,
+            frameworks: changed,
+        };
+        Ok(AllocationInput {
+            now_ms,
+            total,
+            agents,
+            role_weights,
+            frameworks,
+            changes,
+            candidates,
+        })
     }
 
     /// The weight of `role` (1 unless set).
     pub fn role_weight(&self, role: &str) -> f64 {
-        self.role_weights.iter().find(|r| r.role == role).map_or(1.0, |r| r.weight)
+        self.role_weights
+            .iter()
+            .find(|r| r.role == role)
+            .map_or(1.0, |r| r.weight)
     }
 }
 
@@ -104,8 +118,17 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
         let (constraints, rest) = take::<Vec<Constraint<'a>, CONSTRAINTS_MAX>>(rest)?;
         let (min_offer, rest) = take::<Resources<'a>>(rest)?;
         let (filters, rest) = Seq::take(rest)?;
-        let entry =
-            FrameworkEntry { framework_id, role, weight, subscribed_seq, allocation, wants_offers, constraints, min_offer, filters };
+        let entry = FrameworkEntry {
+            framework_id,
+            role,
+            weight,
+            subscribed_seq,
+            allocation,
+            wants_offers,
+            constraints,
+            min_offer,
+            filters,
+        };
         Ok((entry, rest))
     }
 }
@@ -131,7 +154,11 @@ impl FrameworkEntry<'_> {
         self.filters
             .iter()
             .filter(|f| f.agent_id == agent_id)
-            .any(|f| f.filters.iter().any(|slot| slot.until_ms > now_ms && slot.resources.contains(free)))
+            .any(|f| {
+                f.filters
+                    .iter()
+                    .any(|slot| slot.until_ms > now_ms && slot.resources.contains(free))
+            })
     }
 }
 
@@ -160,7 +187,12 @@ pub struct Changes<'a> {
     pub frameworks: Seq<'a, &'a str>,
 }
 
-crate::decode_via_serde!(AgentEntry<'a>, RoleWeight<'a>, AgentFilters<'a>, FilterSlot<'a>);
+crate::decode_via_serde!(
+    AgentEntry<'a>,
+    RoleWeight<'a>,
+    AgentFilters<'a>,
+    FilterSlot<'a>
+);
 
 /// Offer all free resources of `agent_id` to `framework_id` (`master::allocator::OfferDecision`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,11 +212,22 @@ pub struct Decisions<'o> {
 
 impl<'o> Decisions<'o> {
     pub fn new(out: Output<'o>) -> Decisions<'o> {
-        Decisions { out, count: 0, failed: false }
+        Decisions {
+            out,
+            count: 0,
+            failed: false,
+        }
     }
 
     pub fn offer(&mut self, agent_id: &str, framework_id: &str) {
-        if self.out.push(&OfferDecision { agent_id, framework_id }).is_ok() {
+        if self
+            .out
+            .push(&OfferDecision {
+                agent_id,
+                framework_id,
+            })
+            .is_ok()
+        {
             self.count += 1;
         }
     }
@@ -223,7 +266,11 @@ pub trait Allocator: Default {
 }
 
 /// Runs one allocation pass against `state`: what `export_allocator!` does per call.
-pub fn handle<A: Allocator>(state: &mut Option<A>, input: &[u8], out: Output<'_>) -> Result<usize, Error> {
+pub fn handle<A: Allocator>(
+    state: &mut Option<A>,
+    input: &[u8],
+    out: Output<'_>,
+) -> Result<usize, Error> {
     let input = AllocationInput::decode(input)?;
     let allocator = state.get_or_insert_with(A::default);
     let mut decisions = Decisions::new(out);

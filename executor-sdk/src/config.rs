@@ -13,11 +13,18 @@ impl<'a> Config<'a> {
         let text = core::str::from_utf8(bytes).map_err(|_| crate::Error::Malformed)?;
         let config = Config { text };
         let bad_line = config.lines().any(|line| !line.contains('='));
-        if bad_line { Err(crate::Error::Malformed) } else { Ok(config) }
+        if bad_line {
+            Err(crate::Error::Malformed)
+        } else {
+            Ok(config)
+        }
     }
 
     fn lines(&self) -> impl Iterator<Item = &'a str> {
-        self.text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+        self.text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
     }
 
     /// The value of the last `key = value` line for `key`.

@@ -33,13 +33,18 @@ pub mod task;
 pub mod types;
 pub mod wire;
 
-pub use allocator::{AgentEntry, AgentFilters, AllocationInput, Allocator, Changes, Decisions, FilterSlot, FrameworkEntry, OfferDecision, RoleWeight};
+pub use allocator::{
+    AgentEntry, AgentFilters, AllocationInput, Allocator, Changes, Decisions, FilterSlot,
+    FrameworkEntry, OfferDecision, RoleWeight,
+};
 pub use config::Config;
 pub use scheduler::{
-    Call, Calls, DirGrant, Event, ModuleRef, OciTask, Operation, Scheduler, SchedulerInput, TaskKind, TaskLimits,
-    TaskSpec, WasmTask,
+    Call, Calls, DirGrant, Event, ModuleRef, OciTask, Operation, Scheduler, SchedulerInput,
+    TaskKind, TaskLimits, TaskSpec, WasmTask,
 };
-pub use types::{Attributes, Constraint, Filters, Offer, Quantities, Resources, TaskState, TaskStatus};
+pub use types::{
+    Attributes, Constraint, Filters, Offer, Quantities, Resources, TaskState, TaskStatus,
+};
 pub use wire::{Decode, Error, Indexed, Output, Seq};
 
 /// Version of the module ABI described in the README. A host refuses a module whose
@@ -85,7 +90,11 @@ pub mod __rt {
 
     /// `wasmos_input(len)`: where the host writes an input of `len` bytes; 0 when too large.
     pub fn input(len: u32) -> usize {
-        if len as usize > INPUT_BYTES_MAX { 0 } else { INPUT.0.get() as usize }
+        if len as usize > INPUT_BYTES_MAX {
+            0
+        } else {
+            INPUT.0.get() as usize
+        }
     }
 
     /// Runs `handler` on the first `len` input bytes and packs the ABI result:
@@ -133,7 +142,8 @@ macro_rules! export_scheduler {
 
         #[unsafe(no_mangle)]
         pub extern "C" fn wasmos_scheduler_handle(input_len: u32) -> i64 {
-            static STATE: $crate::__rt::GuestCell<Option<$scheduler>> = $crate::__rt::GuestCell::new(None);
+            static STATE: $crate::__rt::GuestCell<Option<$scheduler>> =
+                $crate::__rt::GuestCell::new(None);
             $crate::__rt::run(input_len, |input, output| {
                 // SAFETY: the only reference to STATE during this export call.
                 let state = unsafe { STATE.get_mut() };
@@ -152,7 +162,8 @@ macro_rules! export_allocator {
 
         #[unsafe(no_mangle)]
         pub extern "C" fn wasmos_allocator_allocate(input_len: u32) -> i64 {
-            static STATE: $crate::__rt::GuestCell<Option<$allocator>> = $crate::__rt::GuestCell::new(None);
+            static STATE: $crate::__rt::GuestCell<Option<$allocator>> =
+                $crate::__rt::GuestCell::new(None);
             $crate::__rt::run(input_len, |input, output| {
                 // SAFETY: the only reference to STATE during this export call.
                 let state = unsafe { STATE.get_mut() };

@@ -12,10 +12,18 @@ use crate::wire::{Error, Output, Seq, finish, take, take_varint};
 #[derive(Debug)]
 pub enum SchedulerInput<'a> {
     /// First call of an instance, with the framework's `--config` file bytes.
-    Start { now_ms: u64, config: &'a [u8] },
-    Event { now_ms: u64, event: Event<'a> },
+    Start {
+        now_ms: u64,
+        config: &'a [u8],
+    },
+    Event {
+        now_ms: u64,
+        event: Event<'a>,
+    },
     /// Periodic wake-up, so a scheduler can retry or time out without an event.
-    Tick { now_ms: u64 },
+    Tick {
+        now_ms: u64,
+    },
 }
 
 impl<'a> SchedulerInput<'a> {
@@ -43,11 +51,22 @@ impl<'a> SchedulerInput<'a> {
 /// `proto::Event`, in the same variant order. Offers stay encoded and decode one at a time.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Subscribed { framework_id: &'a str, heartbeat_interval_ms: u64 },
-    Offers { offers: Seq<'a, Offer<'a>> },
-    Rescind { offer_id: &'a str },
-    Update { status: TaskStatus<'a> },
-    Error { message: &'a str },
+    Subscribed {
+        framework_id: &'a str,
+        heartbeat_interval_ms: u64,
+    },
+    Offers {
+        offers: Seq<'a, Offer<'a>>,
+    },
+    Rescind {
+        offer_id: &'a str,
+    },
+    Update {
+        status: TaskStatus<'a>,
+    },
+    Error {
+        message: &'a str,
+    },
     Heartbeat,
 }
 
@@ -59,7 +78,13 @@ impl<'a> Event<'a> {
             0 => {
                 let (framework_id, rest) = take::<&str>(rest)?;
                 let (heartbeat_interval_ms, rest) = take::<u64>(rest)?;
-                (Event::Subscribed { framework_id, heartbeat_interval_ms }, rest)
+                (
+                    Event::Subscribed {
+                        framework_id,
+                        heartbeat_interval_ms,
+                    },
+                    rest,
+                )
             }
             1 => {
                 let (offers, rest) = Seq::take(rest)?;
@@ -99,14 +124,30 @@ pub struct FrameworkInfo<'c> {
 /// `proto::Call`, in the same variant order.
 #[derive(Clone, Debug, Serialize)]
 pub enum Call<'c> {
-    Subscribe { info: FrameworkInfo<'c> },
-    Accept { offer_ids: &'c [&'c str], operations: &'c [Operation<'c>], filters: Filters },
-    Decline { offer_ids: &'c [&'c str], filters: Filters },
+    Subscribe {
+        info: FrameworkInfo<'c>,
+    },
+    Accept {
+        offer_ids: &'c [&'c str],
+        operations: &'c [Operation<'c>],
+        filters: Filters,
+    },
+    Decline {
+        offer_ids: &'c [&'c str],
+        filters: Filters,
+    },
     Revive,
     Suppress,
-    Kill { task_id: &'c str },
-    Acknowledge { task_id: &'c str, status_uuid: u128 },
-    Reconcile { tasks: &'c [&'c str] },
+    Kill {
+        task_id: &'c str,
+    },
+    Acknowledge {
+        task_id: &'c str,
+        status_uuid: u128,
+    },
+    Reconcile {
+        tasks: &'c [&'c str],
+    },
     Teardown,
 }
 
@@ -179,7 +220,10 @@ pub struct TaskLimits {
 impl Default for TaskLimits {
     /// As proto's: no timeout, 1 MiB of output kept.
     fn default() -> TaskLimits {
-        TaskLimits { timeout_ms: None, output_bytes_max: 1 << 20 }
+        TaskLimits {
+            timeout_ms: None,
+            output_bytes_max: 1 << 20,
+        }
     }
 }
 
@@ -211,7 +255,11 @@ impl<'o> Calls<'o> {
     /// the pool under `filters`.
     pub fn launch(&mut self, offer_ids: &[&str], tasks: &[TaskSpec<'_>], filters: Filters) {
         let operations = [Operation::Launch { tasks }];
-        self.call(&Call::Accept { offer_ids, operations: &operations, filters });
+        self.call(&Call::Accept {
+            offer_ids,
+            operations: &operations,
+            filters,
+        });
     }
 
     pub fn decline(&mut self, offer_ids: &[&str], filters: Filters) {
@@ -223,7 +271,10 @@ impl<'o> Calls<'o> {
     }
 
     pub fn acknowledge(&mut self, task_id: &str, status_uuid: u128) {
-        self.call(&Call::Acknowledge { task_id, status_uuid });
+        self.call(&Call::Acknowledge {
+            task_id,
+            status_uuid,
+        });
     }
 
     /// Stop offers until [`Calls::revive`].
@@ -245,7 +296,11 @@ impl<'o> Calls<'o> {
 
     /// Output bytes and whether any call was dropped.
     pub fn finish(self) -> Result<usize, Error> {
-        if self.out.is_full() { Err(Error::OutputFull) } else { Ok(self.out.len()) }
+        if self.out.is_full() {
+            Err(Error::OutputFull)
+        } else {
+            Ok(self.out.len())
+        }
     }
 }
 
@@ -277,7 +332,11 @@ pub trait Scheduler: Sized {
 }
 
 /// Runs one scheduler input against `state`: what `export_scheduler!` does per call.
-pub fn handle<S: Scheduler>(state: &mut Option<S>, input: &[u8], out: Output<'_>) -> Result<usize, Error> {
+pub fn handle<S: Scheduler>(
+    state: &mut Option<S>,
+    input: &[u8],
+    out: Output<'_>,
+) -> Result<usize, Error> {
     let input = SchedulerInput::decode(input)?;
     let (now_ms, event) = match input {
         SchedulerInput::Start { now_ms, config } => {
@@ -292,7 +351,9 @@ pub fn handle<S: Scheduler>(state: &mut Option<S>, input: &[u8], out: Output<'_>
     let mut calls = Calls::new(now_ms, out);
     match event {
         None => scheduler.tick(&mut calls),
-        Some(Event::Subscribed { framework_id, .. }) => scheduler.subscribed(framework_id, &mut calls),
+        Some(Event::Subscribed { framework_id, .. }) => {
+            scheduler.subscribed(framework_id, &mut calls)
+        }
         Some(Event::Offers { offers }) => scheduler.offers(&offers, &mut calls),
         Some(Event::Rescind { offer_id }) => scheduler.rescind(offer_id, &mut calls),
         Some(Event::Update { status }) => {

@@ -13,7 +13,9 @@ pub fn flag<'a, S: AsRef<str>>(args: &'a [S], name: &str) -> Option<&'a str> {
     let mut found = None;
     let mut iter = args.iter().map(AsRef::as_ref).peekable();
     while let Some(arg) = iter.next() {
-        let Some(rest) = arg.strip_prefix("--").and_then(|a| a.strip_prefix(name)) else { continue };
+        let Some(rest) = arg.strip_prefix("--").and_then(|a| a.strip_prefix(name)) else {
+            continue;
+        };
         if let Some(value) = rest.strip_prefix('=') {
             found = Some(value);
         } else if rest.is_empty() {

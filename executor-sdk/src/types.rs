@@ -50,12 +50,19 @@ pub struct Resources<'a> {
 impl<'a> Resources<'a> {
     /// Scalar `name` in thousandths (0 when absent).
     pub fn scalar(&self, name: &str) -> u64 {
-        self.scalars.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v)
+        self.scalars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0, |(_, v)| *v)
     }
 
     /// Builder for guests: scalar `name` set to `millis` thousandths (kept sorted by name,
     /// zero removes it). Fails when [`SCALARS_MAX`] kinds are held already.
-    pub fn with_scalar(mut self, name: &'a str, millis: u64) -> Result<Resources<'a>, crate::Error> {
+    pub fn with_scalar(
+        mut self,
+        name: &'a str,
+        millis: u64,
+    ) -> Result<Resources<'a>, crate::Error> {
         self.set_scalar(name, millis)?;
         Ok(self)
     }
@@ -68,7 +75,10 @@ impl<'a> Resources<'a> {
             }
             Ok(i) => self.scalars[i].1 = millis,
             Err(_) if millis == 0 => {}
-            Err(i) => self.scalars.insert(i, (name, millis)).map_err(|_| crate::Error::OutputFull)?,
+            Err(i) => self
+                .scalars
+                .insert(i, (name, millis))
+                .map_err(|_| crate::Error::OutputFull)?,
         }
         Ok(())
     }
@@ -84,11 +94,23 @@ impl<'a> Resources<'a> {
     pub fn contains(&self, other: &Resources<'_>) -> bool {
         let scalars = other.scalars.iter().all(|(k, v)| self.scalar(k) >= *v);
         let ranges = other.ranges.iter().all(|(k, wanted)| {
-            let mine = self.ranges.iter().find(|(n, _)| n == k).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
-            wanted.iter().all(|&(s, e)| mine.iter().any(|&(a, b)| a <= s && e <= b))
+            let mine = self
+                .ranges
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, r)| r.as_slice())
+                .unwrap_or(&[]);
+            wanted
+                .iter()
+                .all(|&(s, e)| mine.iter().any(|&(a, b)| a <= s && e <= b))
         });
         let sets = other.sets.iter().all(|(k, wanted)| {
-            let mine = self.sets.iter().find(|(n, _)| n == k).map(|(_, s)| s.as_slice()).unwrap_or(&[]);
+            let mine = self
+                .sets
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, s)| s.as_slice())
+                .unwrap_or(&[]);
             wanted.iter().all(|item| mine.contains(item))
         });
         scalars && ranges && sets
@@ -114,10 +136,21 @@ impl<'a> Resources<'a> {
     /// items they hold; zero kinds dropped (as `proto::Resources::quantities`).
     pub fn quantities(&self) -> Quantities<'a> {
         let mut q = Quantities::new();
-        let count = |r: &[(u64, u64)]| r.iter().fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1));
+        let count = |r: &[(u64, u64)]| {
+            r.iter()
+                .fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1))
+        };
         let kinds = self.scalars.iter().map(|(k, v)| (*k, *v));
-        let kinds = kinds.chain(self.ranges.iter().map(|(k, r)| (*k, count(r).saturating_mul(SCALAR_MILLIS_PER_UNIT))));
-        let kinds = kinds.chain(self.sets.iter().map(|(k, s)| (*k, (s.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT))));
+        let kinds = kinds.chain(
+            self.ranges
+                .iter()
+                .map(|(k, r)| (*k, count(r).saturating_mul(SCALAR_MILLIS_PER_UNIT))),
+        );
+        let kinds = kinds.chain(
+            self.sets
+                .iter()
+                .map(|(k, s)| (*k, (s.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT))),
+        );
         for (k, v) in kinds {
             // A kind named in two maps keeps the later value, as proto's BTreeMap insert does.
             match q.binary_search_by(|(n, _)| (*n).cmp(k)) {
@@ -135,11 +168,16 @@ impl<'a> Resources<'a> {
 
 /// Adds `more` into the running quantities `into` (saturating). Fails when the result would
 /// hold more than [`QUANTITY_KINDS_MAX`] kinds.
-pub fn add_quantities<'a>(into: &mut Quantities<'a>, more: &Quantities<'a>) -> Result<(), crate::Error> {
+pub fn add_quantities<'a>(
+    into: &mut Quantities<'a>,
+    more: &Quantities<'a>,
+) -> Result<(), crate::Error> {
     for (k, v) in more.iter() {
         match into.binary_search_by(|(n, _)| (*n).cmp(k)) {
             Ok(i) => into[i].1 = into[i].1.saturating_add(*v),
-            Err(i) => into.insert(i, (k, *v)).map_err(|_| crate::Error::Malformed)?,
+            Err(i) => into
+                .insert(i, (k, *v))
+                .map_err(|_| crate::Error::Malformed)?,
         }
     }
     Ok(())
@@ -176,12 +214,17 @@ pub struct Attributes<'a>(
 
 impl Attributes<'_> {
     pub fn has(&self, key: &str, value: &str) -> bool {
-        self.0.iter().any(|(k, vs)| *k == key && vs.contains(&value))
+        self.0
+            .iter()
+            .any(|(k, vs)| *k == key && vs.contains(&value))
     }
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| *k == key).and_then(|(_, vs)| vs.first().copied())
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, vs)| vs.first().copied())
     }
 
     /// True when every constraint is among our attributes.
@@ -219,7 +262,9 @@ pub struct Filters {
 impl Default for Filters {
     /// Mesos' default, as proto's: five seconds.
     fn default() -> Filters {
-        Filters { refuse_seconds: 5.0 }
+        Filters {
+            refuse_seconds: 5.0,
+        }
     }
 }
 
@@ -240,7 +285,11 @@ impl TaskState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Finished | TaskState::Failed | TaskState::Killed | TaskState::Lost | TaskState::Error
+            TaskState::Finished
+                | TaskState::Failed
+                | TaskState::Killed
+                | TaskState::Lost
+                | TaskState::Error
         )
     }
 }
@@ -258,4 +307,12 @@ pub struct TaskStatus<'a> {
     pub timestamp_ms: u64,
 }
 
-crate::decode_via_serde!(Resources<'a>, Attributes<'a>, Constraint<'a>, Offer<'a>, TaskStatus<'a>, Filters, TaskState);
+crate::decode_via_serde!(
+    Resources<'a>,
+    Attributes<'a>,
+    Constraint<'a>,
+    Offer<'a>,
+    TaskStatus<'a>,
+    Filters,
+    TaskState
+);

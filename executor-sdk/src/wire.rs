@@ -78,7 +78,11 @@ pub fn take_varint(input: &[u8]) -> Result<(u64, &[u8]), Error> {
 
 /// Fails unless the whole input was consumed.
 pub fn finish(rest: &[u8]) -> Result<(), Error> {
-    if rest.is_empty() { Ok(()) } else { Err(Error::TrailingBytes) }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::TrailingBytes)
+    }
 }
 
 /// A postcard sequence left encoded in the input buffer and decoded one element at a time,
@@ -115,7 +119,14 @@ impl<'a, T: Decode<'a>> Seq<'a, T> {
         }
         let used = start.len() - rest.len();
         let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
-        Ok((Seq { bytes: &start[..used], len, _element: PhantomData }, rest))
+        Ok((
+            Seq {
+                bytes: &start[..used],
+                len,
+                _element: PhantomData,
+            },
+            rest,
+        ))
     }
 
     pub fn len(&self) -> usize {
@@ -127,7 +138,11 @@ impl<'a, T: Decode<'a>> Seq<'a, T> {
     }
 
     pub fn iter(&self) -> SeqIter<'a, T> {
-        SeqIter { rest: self.bytes, left: self.len, _element: PhantomData }
+        SeqIter {
+            rest: self.bytes,
+            left: self.len,
+            _element: PhantomData,
+        }
     }
 
     /// The element at `index`, decoding the ones before it (O(index)); see [`Indexed`]
@@ -146,7 +161,11 @@ impl<'a, T: Decode<'a>> Seq<'a, T> {
             starts.push(start).map_err(|_| Error::Malformed)?;
             rest = T::take(rest)?.1;
         }
-        Ok(Indexed { bytes: self.bytes, starts, _element: PhantomData })
+        Ok(Indexed {
+            bytes: self.bytes,
+            starts,
+            _element: PhantomData,
+        })
     }
 }
 
@@ -240,7 +259,11 @@ pub struct Output<'o> {
 
 impl<'o> Output<'o> {
     pub fn new(buf: &'o mut [u8]) -> Output<'o> {
-        Output { buf, len: 0, full: false }
+        Output {
+            buf,
+            len: 0,
+            full: false,
+        }
     }
 
     /// Appends one message; `Err(OutputFull)` (and the buffer marked full) when it does

@@ -55,7 +55,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let net = Net::open(&NetConfig::peer(args.connect.clone()).with_cluster(&args.cluster)).await?;
+    let net =
+        Net::open(&NetConfig::member(args.connect.clone()).with_cluster(&args.cluster)).await?;
 
     let bytes = std::fs::read(&args.module)
         .with_context(|| format!("reading {}", args.module.display()))?;

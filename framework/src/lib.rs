@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use framework::{FrameworkClient, FrameworkConfig, Net, NetConfig};
-//! let net = Net::open(&NetConfig::peer(vec!["tcp/127.0.0.1:7447".into()])).await?;
+//! let net = Net::open(&NetConfig::member(vec!["tcp/127.0.0.1:7447".into()])).await?;
 //! let (client, mut events) = FrameworkClient::subscribe(net, FrameworkConfig::new("my-scheduler")).await?;
 //! while let Some(event) = events.recv().await {
 //!     if let proto::Event::Offers { offers } = event {

@@ -79,7 +79,7 @@ impl FakeMaster {
 }
 
 async fn connect(master: &FakeMaster) -> Net {
-    Net::open(&NetConfig::peer(master.net.endpoints().await))
+    Net::open(&NetConfig::member(master.net.endpoints().await))
         .await
         .unwrap()
 }

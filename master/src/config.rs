@@ -55,7 +55,11 @@ pub struct ReclaimConfig {
 
 impl Default for ReclaimConfig {
     fn default() -> ReclaimConfig {
-        ReclaimConfig { starvation_ms: 60_000, grace_ms: 10_000, check_interval_ms: 5_000 }
+        ReclaimConfig {
+            starvation_ms: 60_000,
+            grace_ms: 10_000,
+            check_interval_ms: 5_000,
+        }
     }
 }
 

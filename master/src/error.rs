@@ -12,14 +12,23 @@ pub enum CallError {
     #[error("framework {0} was torn down; its id is never reused, subscribe without one")]
     TornDown(FrameworkId),
     #[error("subscribe names framework {named} but the call comes from {from}")]
-    IdMismatch { named: FrameworkId, from: FrameworkId },
+    IdMismatch {
+        named: FrameworkId,
+        from: FrameworkId,
+    },
     #[error("weight {0} is not a positive number")]
     InvalidWeight(f64),
     #[error("role must not be empty")]
     EmptyRole,
     #[error("framework {framework} has role {has}; a failover cannot change it to {asked}")]
-    RoleChange { framework: FrameworkId, has: String, asked: String },
-    #[error("role {role} has weight {has}; subscribe with that weight or ask the operator to change it")]
+    RoleChange {
+        framework: FrameworkId,
+        has: String,
+        asked: String,
+    },
+    #[error(
+        "role {role} has weight {has}; subscribe with that weight or ask the operator to change it"
+    )]
     RoleWeightMismatch { role: String, has: f64 },
     #[error("accept names no offer")]
     NoOffers,

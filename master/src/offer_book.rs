@@ -44,8 +44,14 @@ impl OfferBook {
     pub fn insert(&mut self, outstanding: Outstanding) {
         let id = outstanding.offer.offer_id.clone();
         debug_assert!(!self.offers.contains_key(&id), "offer {id} made twice");
-        self.by_framework.entry(outstanding.offer.framework_id.clone()).or_default().insert(id.clone());
-        self.by_agent.entry(outstanding.offer.agent_id.clone()).or_default().insert(id.clone());
+        self.by_framework
+            .entry(outstanding.offer.framework_id.clone())
+            .or_default()
+            .insert(id.clone());
+        self.by_agent
+            .entry(outstanding.offer.agent_id.clone())
+            .or_default()
+            .insert(id.clone());
         if let Some(at) = outstanding.expires_at {
             self.expiry.insert((at, id.clone()));
         }
@@ -64,11 +70,17 @@ impl OfferBook {
     }
 
     pub fn of_framework(&self, id: &FrameworkId) -> Vec<OfferId> {
-        self.by_framework.get(id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.by_framework
+            .get(id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn of_agent(&self, id: &AgentId) -> Vec<OfferId> {
-        self.by_agent.get(id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.by_agent
+            .get(id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn next_expiry(&self) -> Option<Millis> {
@@ -77,7 +89,11 @@ impl OfferBook {
 
     /// Offers whose time is up at `now`.
     pub fn expired(&self, now: Millis) -> Vec<OfferId> {
-        self.expiry.iter().take_while(|(at, _)| *at <= now).map(|(_, id)| id.clone()).collect()
+        self.expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 }
 

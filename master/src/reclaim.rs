@@ -49,7 +49,10 @@ pub struct TaskCandidate {
 
 /// Fair share of each contender (a framework that wants offers or holds resources).
 pub fn fair_shares(contenders: &[Contender]) -> BTreeMap<FrameworkId, f64> {
-    let active: Vec<&Contender> = contenders.iter().filter(|c| c.wants_offers || !c.allocation.is_empty()).collect();
+    let active: Vec<&Contender> = contenders
+        .iter()
+        .filter(|c| c.wants_offers || !c.allocation.is_empty())
+        .collect();
     let mut roles: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for c in &active {
         let entry = roles.entry(&c.role).or_insert((c.role_weight, 0.0));
@@ -77,7 +80,9 @@ pub fn choose_victims(
     candidates: &[TaskCandidate],
 ) -> Vec<TaskId> {
     let share = |c: &Contender| dominant_share_of(&c.allocation, total);
-    let Some(s) = contenders.iter().find(|c| &c.framework_id == starving) else { return Vec::new() };
+    let Some(s) = contenders.iter().find(|c| &c.framework_id == starving) else {
+        return Vec::new();
+    };
     let deficit = fair.get(starving).copied().unwrap_or(0.0) - share(s);
     if deficit <= SHARE_EPSILON {
         return Vec::new();
@@ -89,13 +94,19 @@ pub fn choose_victims(
             (excess > SHARE_EPSILON && &c.framework_id != starving).then_some((c, excess))
         })
         .collect();
-    over.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.framework_id.cmp(&b.0.framework_id)));
+    over.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| a.0.framework_id.cmp(&b.0.framework_id))
+    });
     let mut taken = Vec::new();
     let mut reclaimed = 0.0;
     for (victim, _) in over {
         let victim_fair = fair.get(&victim.framework_id).copied().unwrap_or(0.0);
         let mut left = victim.allocation.clone();
-        let mut tasks: Vec<&TaskCandidate> = candidates.iter().filter(|t| t.framework_id == victim.framework_id).collect();
+        let mut tasks: Vec<&TaskCandidate> = candidates
+            .iter()
+            .filter(|t| t.framework_id == victim.framework_id)
+            .collect();
         tasks.sort_by(|a, b| b.launch_seq.cmp(&a.launch_seq));
         for task in tasks {
             let mut after = left.clone();

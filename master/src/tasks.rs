@@ -68,16 +68,29 @@ impl TaskRegistry {
     }
 
     pub fn insert(&mut self, record: TaskRecord) {
-        debug_assert!(!self.is_known(&record.task_id), "task {} registered twice", record.task_id);
+        debug_assert!(
+            !self.is_known(&record.task_id),
+            "task {} registered twice",
+            record.task_id
+        );
         self.live.insert(record.task_id.clone(), record);
     }
 
     /// Moves a live task to the ended memory, which keeps at most `ended_kept_max`
     /// tasks (the oldest are forgotten first). Returns the record, whose resources the
     /// caller frees: this is the only way out of `live`, so they are freed exactly once.
-    pub fn end(&mut self, id: &TaskId, latest: TaskStatus, ended_kept_max: usize) -> Option<TaskRecord> {
+    pub fn end(
+        &mut self,
+        id: &TaskId,
+        latest: TaskStatus,
+        ended_kept_max: usize,
+    ) -> Option<TaskRecord> {
         let record = self.live.remove(id)?;
-        let ended = EndedTask { framework_id: record.framework_id.clone(), agent_id: record.agent_id.clone(), latest };
+        let ended = EndedTask {
+            framework_id: record.framework_id.clone(),
+            agent_id: record.agent_id.clone(),
+            latest,
+        };
         self.ended.insert(id.clone(), ended);
         self.ended_order.push_back(id.clone());
         while self.ended_order.len() > ended_kept_max {

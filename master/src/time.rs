@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// The caller must never pass a value smaller than one it passed before; the master
 /// treats time going backwards as a programmer error (debug assertion) and otherwise
 /// behaves as if time stood still.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Millis(pub u64);
 
 impl Millis {
@@ -33,5 +35,9 @@ pub fn refuse_ms(refuse_seconds: f64, refuse_ms_max: u64) -> u64 {
         return 0;
     }
     let ms = refuse_seconds * 1000.0;
-    if ms >= refuse_ms_max as f64 { refuse_ms_max } else { ms.round() as u64 }
+    if ms >= refuse_ms_max as f64 {
+        refuse_ms_max
+    } else {
+        ms.round() as u64
+    }
 }

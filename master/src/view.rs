@@ -90,7 +90,12 @@ impl Master {
                     framework_id: id.clone(),
                     name: r.info.name.clone(),
                     role: slot.role.clone(),
-                    role_weight: self.snapshot.role_weights.get(&slot.role).copied().unwrap_or(1.0),
+                    role_weight: self
+                        .snapshot
+                        .role_weights
+                        .get(&slot.role)
+                        .copied()
+                        .unwrap_or(1.0),
                     weight: slot.weight,
                     connected: r.connected,
                     suppressed: r.suppressed,

@@ -1,12 +1,13 @@
 //! Opening a zenoh session the wasmos way, and the handle every other helper hangs off.
 //!
 //! Defaults (no zenoh configuration file): the master is a zenoh *router* that listens on
-//! loopback port 7447 and routes between everything connected to it; agents and
-//! frameworks are *peers* that connect to it and keep retrying in the background when it
-//! is away (an agent may start before its master, and reconnects after a master restart);
-//! one-shot tools are *clients* that fail fast when no master answers. Scouting
-//! (multicast and gossip) is off: nodes find each other only through the endpoints given,
-//! so nothing on the LAN joins a cluster by accident.
+//! loopback port 7447; every other node (agent, framework, tool) is a zenoh *client* of
+//! it, and the master routes between them. Scouting (multicast and gossip) is off: nodes
+//! find each other only through the endpoints given, so nothing on the LAN joins a cluster
+//! by accident. (Peers would need gossip for the router to broker between them, so
+//! members are clients, not peers.) A long-lived member waits for its master when
+//! opening and reconnects after it restarts; a one-shot tool gives up after
+//! `connect_timeout_ms`.
 
 use std::path::PathBuf;
 
@@ -20,17 +21,17 @@ use crate::error::NetError;
 pub const DEFAULT_PORT: u16 = 7447;
 /// Where the master listens, and where every other node looks for it, by default.
 pub const DEFAULT_ENDPOINT: &str = "tcp/127.0.0.1:7447";
-/// How long a one-shot tool (client mode) tries to reach the master before giving up.
-pub const CLIENT_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+/// How long a one-shot tool tries to reach the master before giving up.
+pub const TOOL_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 3_000;
 
 /// The zenoh role of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Routes between the nodes connected to it: the master.
     Router,
-    /// A long-lived member (agent, framework) that reconnects on its own.
+    /// zenoh's peer mode, for configurations that enable gossip; not used by default.
     Peer,
-    /// A short-lived tool; opening fails when no endpoint answers within the timeout.
+    /// Connected to a router that routes for it: agents, frameworks and tools.
     Client,
 }
 
@@ -62,8 +63,9 @@ pub struct NetConfig {
     /// Endpoints to connect to, e.g. `tcp/10.0.0.5:7447`.
     pub connect: Vec<String>,
     pub zenoh_config_file: Option<PathBuf>,
-    /// Client mode only: how long opening waits for an endpoint to answer.
-    pub connect_timeout_ms: u64,
+    /// How long opening waits for a `connect` endpoint to answer before it fails; `None`
+    /// waits (retrying with backoff) until one does.
+    pub connect_timeout_ms: Option<u64>,
 }
 
 impl NetConfig {
@@ -80,19 +82,22 @@ impl NetConfig {
         }
     }
 
-    /// An agent or framework: a peer connecting to `connect` (the default endpoint when
-    /// empty), retrying in the background for as long as it runs.
-    pub fn peer(connect: Vec<String>) -> NetConfig {
+    /// An agent or framework: a client of the master at `connect` (the default endpoint
+    /// when empty). Opening waits until the master answers; afterwards the session
+    /// reconnects by itself whenever the master goes and comes back.
+    pub fn member(connect: Vec<String>) -> NetConfig {
         NetConfig {
             connect: or_default_endpoint(connect),
-            ..NetConfig::base(Mode::Peer)
+            ..NetConfig::base(Mode::Client)
         }
     }
 
-    /// A one-shot tool: a client that fails to open when no endpoint answers in time.
-    pub fn client(connect: Vec<String>) -> NetConfig {
+    /// A one-shot tool (`wasmos ps`): a client whose opening fails when no master answers
+    /// within [`TOOL_CONNECT_TIMEOUT_MS_DEFAULT`].
+    pub fn tool(connect: Vec<String>) -> NetConfig {
         NetConfig {
             connect: or_default_endpoint(connect),
+            connect_timeout_ms: Some(TOOL_CONNECT_TIMEOUT_MS_DEFAULT),
             ..NetConfig::base(Mode::Client)
         }
     }
@@ -120,7 +125,7 @@ impl NetConfig {
             listen: Vec::new(),
             connect: Vec::new(),
             zenoh_config_file: None,
-            connect_timeout_ms: CLIENT_CONNECT_TIMEOUT_MS_DEFAULT,
+            connect_timeout_ms: None,
         }
     }
 
@@ -149,12 +154,13 @@ impl NetConfig {
                 &json_strings(&self.connect),
             )?;
         }
-        if self.mode == Mode::Client && self.zenoh_config_file.is_none() {
-            insert(
-                &mut config,
-                "connect/timeout_ms",
-                &self.connect_timeout_ms.to_string(),
-            )?;
+        if !self.connect.is_empty() && self.zenoh_config_file.is_none() {
+            // -1 is zenoh's "retry for ever"; either way opening fails, rather than
+            // returning a session connected to nothing, when the time is up.
+            let timeout_ms = self
+                .connect_timeout_ms
+                .map_or("-1".to_owned(), |ms| ms.to_string());
+            insert(&mut config, "connect/timeout_ms", &timeout_ms)?;
             insert(&mut config, "connect/exit_on_failure", "true")?;
         }
         Ok(config)

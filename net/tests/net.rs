@@ -22,7 +22,7 @@ async fn master() -> Net {
 }
 
 async fn peer_of(master: &Net) -> Net {
-    Net::open(&NetConfig::peer(master.endpoints().await))
+    Net::open(&NetConfig::member(master.endpoints().await))
         .await
         .unwrap()
 }
@@ -98,8 +98,8 @@ async fn a_client_fails_to_open_when_no_master_listens() {
         .local_addr()
         .unwrap()
         .port();
-    let mut config = NetConfig::client(vec![format!("tcp/127.0.0.1:{port}")]);
-    config.connect_timeout_ms = 300;
+    let mut config = NetConfig::tool(vec![format!("tcp/127.0.0.1:{port}")]);
+    config.connect_timeout_ms = Some(300);
     let error = Net::open(&config)
         .await
         .err()

@@ -33,8 +33,12 @@ const CONFIG: &str = "name = job\ncount = 1000\ncpus = 1\nmem = 256\n\
     module_sha256 = 5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d\nmodule_size = 100";
 
 fn module(name: &str, kind: Kind) -> ModuleCode {
-    let path = format!("{}/../target/modules/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run cargo xtask modules"));
+    let path = format!(
+        "{}/../target/modules/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run cargo xtask modules"));
     let engine = plugins::sandbox::engine().unwrap();
     ModuleCode::compile(&engine, &bytes, kind, Limits::default()).unwrap()
 }
@@ -46,8 +50,12 @@ fn offers_event() -> Event {
             framework_id: FrameworkId::new("fw-0"),
             agent_id: AgentId::new(format!("agent-{i:04}")),
             hostname: format!("agent-{i:04}.local"),
-            attributes: Attributes::new().with("arch", "aarch64").with("has", "camera"),
-            resources: Resources::new().with_scalar("cpus", 2.0).with_scalar("mem", 2048.0),
+            attributes: Attributes::new()
+                .with("arch", "aarch64")
+                .with("has", "camera"),
+            resources: Resources::new()
+                .with_scalar("cpus", 2.0)
+                .with_scalar("mem", 2048.0),
         })
         .collect();
     Event::Offers { offers }
@@ -60,7 +68,12 @@ fn scheduler_call(c: &mut Criterion) {
     group.bench_function("wasm", |b| {
         b.iter_batched(
             || {
-                let mut s = HostedScheduler::new("batch", code.clone(), CONFIG.into(), FailurePolicy::default());
+                let mut s = HostedScheduler::new(
+                    "batch",
+                    code.clone(),
+                    CONFIG.into(),
+                    FailurePolicy::default(),
+                );
                 s.tick(0).unwrap();
                 s
             },
@@ -73,18 +86,36 @@ fn scheduler_call(c: &mut Criterion) {
         )
     });
     let mut out = vec![0u8; executor_sdk::OUTPUT_BYTES_MAX];
-    let start = postcard::to_allocvec(&SchedulerInput::Start { now_ms: 0, config: CONFIG.into() }).unwrap();
+    let start = postcard::to_allocvec(&SchedulerInput::Start {
+        now_ms: 0,
+        config: CONFIG.into(),
+    })
+    .unwrap();
     group.bench_function("native", |b| {
         b.iter_batched(
             || {
                 let mut state: Option<batch::Batch> = None;
-                executor_sdk::scheduler::handle(&mut state, &start, executor_sdk::Output::new(&mut out)).unwrap();
+                executor_sdk::scheduler::handle(
+                    &mut state,
+                    &start,
+                    executor_sdk::Output::new(&mut out),
+                )
+                .unwrap();
                 state
             },
             |mut state| {
-                let input = postcard::to_allocvec(&SchedulerInput::Event { now_ms: 1, event: event.clone() }).unwrap();
+                let input = postcard::to_allocvec(&SchedulerInput::Event {
+                    now_ms: 1,
+                    event: event.clone(),
+                })
+                .unwrap();
                 let mut buf = vec![0u8; executor_sdk::OUTPUT_BYTES_MAX];
-                let len = executor_sdk::scheduler::handle(&mut state, &input, executor_sdk::Output::new(&mut buf)).unwrap();
+                let len = executor_sdk::scheduler::handle(
+                    &mut state,
+                    &input,
+                    executor_sdk::Output::new(&mut buf),
+                )
+                .unwrap();
                 let calls = plugins::abi::decode_calls(&buf[..len]).unwrap();
                 assert_eq!(calls.len(), OFFERS);
                 black_box(calls)
@@ -98,20 +129,32 @@ fn scheduler_call(c: &mut Criterion) {
 /// 1,000 agents with cpus, mem and a camera set on some; 100 frameworks in 4 roles, a
 /// tenth with a constraint, all with some allocation.
 fn big_snapshot() -> (Snapshot, Vec<AgentId>) {
-    let mut snap = Snapshot { now: Millis(1_000), ..Snapshot::default() };
+    let mut snap = Snapshot {
+        now: Millis(1_000),
+        ..Snapshot::default()
+    };
     for i in 0..AGENTS {
-        let mut attributes = Attributes::new().with("arch", if i % 3 == 0 { "aarch64" } else { "x86_64" });
-        let mut free = Resources::new().with_scalar("cpus", (1 + i % 8) as f64).with_scalar("mem", (512 * (1 + i % 4)) as f64);
+        let mut attributes =
+            Attributes::new().with("arch", if i % 3 == 0 { "aarch64" } else { "x86_64" });
+        let mut free = Resources::new()
+            .with_scalar("cpus", (1 + i % 8) as f64)
+            .with_scalar("mem", (512 * (1 + i % 4)) as f64);
         if i % 5 == 0 {
             attributes.insert("has", "camera");
             free = free.with_set_item("cameras", &format!("camera:{i}"));
         }
         proto::resources::add_quantities(&mut snap.total, &free.quantities());
-        snap.agents.insert(AgentId::new(format!("agent-{i:04}")), AgentSlot { attributes, free });
+        snap.agents.insert(
+            AgentId::new(format!("agent-{i:04}")),
+            AgentSlot { attributes, free },
+        );
     }
     for i in 0..FRAMEWORKS {
         let constraints = if i % 10 == 0 {
-            vec![proto::Constraint { key: "has".into(), value: "camera".into() }]
+            vec![proto::Constraint {
+                key: "has".into(),
+                value: "camera".into(),
+            }]
         } else {
             vec![]
         };
@@ -119,15 +162,22 @@ fn big_snapshot() -> (Snapshot, Vec<AgentId>) {
             role: format!("role-{}", i % 4),
             weight: 1.0 + (i % 3) as f64,
             subscribed_seq: i as u64,
-            allocation: BTreeMap::from([("cpus".into(), (i as u64 % 7) * 1000), ("mem".into(), (i as u64 % 5) * 256_000)]),
+            allocation: BTreeMap::from([
+                ("cpus".into(), (i as u64 % 7) * 1000),
+                ("mem".into(), (i as u64 % 5) * 256_000),
+            ]),
             wants_offers: true,
             constraints,
             min_offer: Resources::new(),
             filters: BTreeMap::new(),
         };
-        snap.frameworks.insert(FrameworkId::new(format!("fw-{i:03}")), slot);
+        snap.frameworks
+            .insert(FrameworkId::new(format!("fw-{i:03}")), slot);
     }
-    snap.changes = Changes { all: true, frameworks: Default::default() };
+    snap.changes = Changes {
+        all: true,
+        frameworks: Default::default(),
+    };
     let candidates = snap.agents.keys().cloned().collect();
     (snap, candidates)
 }
@@ -145,15 +195,26 @@ fn allocation_pass(c: &mut Criterion) {
     });
     let mut wasm = WasmAllocator::new("drf.wasm", code, 1);
     let reference = DrfAllocator::new(1).allocate(&snap, &candidates);
-    assert_eq!(wasm.allocate(&snap, &candidates), reference, "drf.wasm agrees before it is timed");
-    group.bench_function("drf_wasm", |b| b.iter(|| black_box(wasm.allocate(&snap, &candidates))));
+    assert_eq!(
+        wasm.allocate(&snap, &candidates),
+        reference,
+        "drf.wasm agrees before it is timed"
+    );
+    group.bench_function("drf_wasm", |b| {
+        b.iter(|| black_box(wasm.allocate(&snap, &candidates)))
+    });
     let ids: Vec<&AgentId> = candidates.iter().collect();
     let input = postcard::to_allocvec(&(&snap, &ids)).unwrap();
     let mut out = vec![0u8; executor_sdk::OUTPUT_BYTES_MAX];
     let mut state: Option<drf::Drf> = None;
     group.bench_function("drf_module_logic_native", |b| {
         b.iter(|| {
-            let len = executor_sdk::allocator::handle(&mut state, &input, executor_sdk::Output::new(&mut out)).unwrap();
+            let len = executor_sdk::allocator::handle(
+                &mut state,
+                &input,
+                executor_sdk::Output::new(&mut out),
+            )
+            .unwrap();
             black_box(len)
         })
     });

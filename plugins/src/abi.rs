@@ -1,10 +1,11 @@
 //! The host's side of the module ABI (executor-sdk/README.md): the messages written into a
-//! module's input buffer and read back from its output buffer. Every type here is the
+//! module's input buffer and read back from its output buffer. Every type crossing is the
 //! `std` twin of an `executor_sdk` guest type and encodes to the same postcard bytes
 //! (checked by the test suite); ABI messages carry no protocol-version byte, the module's
 //! `wasmos_abi_version` export stands for it.
 
-use proto::{AgentId, Attributes, Call, Constraint, Event, FrameworkId, Resources};
+use master::allocator::OfferDecision;
+use proto::{Call, Event};
 use serde::{Deserialize, Serialize};
 
 /// The ABI version this host speaks (`executor_sdk::ABI_VERSION`).
@@ -25,59 +26,22 @@ pub const EXPORT_MEMORY: &str = "memory";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SchedulerInput {
     /// First call of an instance, with the framework's `--config` file bytes.
-    Start { now_ms: u64, config: Vec<u8> },
-    Event { now_ms: u64, event: Event },
-    Tick { now_ms: u64 },
+    Start {
+        now_ms: u64,
+        config: Vec<u8>,
+    },
+    Event {
+        now_ms: u64,
+        event: Event,
+    },
+    Tick {
+        now_ms: u64,
+    },
 }
 
-/// The cluster snapshot of one allocation pass (`executor_sdk::AllocationInput`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AllocatorInput {
-    pub now_ms: u64,
-    pub frameworks: Vec<AllocatorFramework>,
-    pub filters: Vec<AllocatorFilter>,
-    /// In the order the built-in allocator visits them.
-    pub agents: Vec<AllocatorAgent>,
-}
-
-/// `executor_sdk::FrameworkEntry`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AllocatorFramework {
-    pub framework_id: FrameworkId,
-    pub name: String,
-    pub role: String,
-    pub weight: f64,
-    pub suppressed: bool,
-    pub constraints: Vec<Constraint>,
-    pub min_offer: Resources,
-    /// Tasks and outstanding offers.
-    pub allocated: Resources,
-}
-
-/// `executor_sdk::AgentEntry`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AllocatorAgent {
-    pub agent_id: AgentId,
-    pub hostname: String,
-    pub attributes: Attributes,
-    pub total: Resources,
-    pub free: Resources,
-}
-
-/// `executor_sdk::FilterEntry`: `framework_id` refuses `agent_id` now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllocatorFilter {
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
-}
-
-/// `executor_sdk::OfferDecision`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OfferDecision {
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
-    pub resources: Resources,
-}
+// An allocator's input is the master's `master::allocator::Snapshot` followed by the
+// candidate agents (`allocator::WasmAllocator` encodes it); its answer is zero or more
+// `master::allocator::OfferDecision`.
 
 /// What decoding a module's output found wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,14 +58,20 @@ pub const CALLS_PER_ANSWER_MAX: usize = 4096;
 pub const DECISIONS_PER_PASS_MAX: usize = 100_000;
 
 /// Decodes an output buffer: zero or more postcard messages back to back.
-pub fn decode_messages<T: serde::de::DeserializeOwned>(mut bytes: &[u8], max: usize) -> Result<Vec<T>, OutputError> {
+pub fn decode_messages<T: serde::de::DeserializeOwned>(
+    mut bytes: &[u8],
+    max: usize,
+) -> Result<Vec<T>, OutputError> {
     let mut messages = Vec::new();
     while !bytes.is_empty() {
         if messages.len() == max {
             return Err(OutputError::TooMany { max });
         }
-        let (message, rest) = postcard::take_from_bytes(bytes)
-            .map_err(|e| OutputError::Malformed { index: messages.len(), reason: e.to_string() })?;
+        let (message, rest) =
+            postcard::take_from_bytes(bytes).map_err(|e| OutputError::Malformed {
+                index: messages.len(),
+                reason: e.to_string(),
+            })?;
         messages.push(message);
         bytes = rest;
     }

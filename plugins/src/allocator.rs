@@ -19,7 +19,7 @@ use proto::AgentId;
 use serde::Serialize;
 
 use crate::abi;
-use crate::sandbox::{GuestError, GuestInstance, ModuleCode};
+use crate::sandbox::{GuestError, GuestInstance, Kind, Limits, ModuleCode};
 
 /// The master seeds its built-in DRF with `seed ^ BUILTIN_DRF_SEED_MIX`
 /// (`master::Master::new`); pass the same to [`WasmAllocator::new`] to visit agents in the
@@ -70,8 +70,15 @@ impl WasmAllocator {
     }
 
     /// One pass through the module, without fallback: the module's decisions, checked.
-    pub fn try_allocate(&mut self, snapshot: &Snapshot, order: &[&AgentId]) -> Result<Vec<OfferDecision>, GuestError> {
-        let input = AllocatorInput { snapshot, candidates: order };
+    pub fn try_allocate(
+        &mut self,
+        snapshot: &Snapshot,
+        order: &[&AgentId],
+    ) -> Result<Vec<OfferDecision>, GuestError> {
+        let input = AllocatorInput {
+            snapshot,
+            candidates: order,
+        };
         let bytes = postcard::to_allocvec(&input).map_err(|e| GuestError::Encode(e.to_string()))?;
         let instance = match self.instance.as_mut() {
             Some(instance) => instance,
@@ -86,18 +93,31 @@ impl WasmAllocator {
 }
 
 /// Every decision names a candidate (at most once) and a known framework.
-fn check_decisions(snapshot: &Snapshot, order: &[&AgentId], decisions: &[OfferDecision]) -> Result<(), GuestError> {
+fn check_decisions(
+    snapshot: &Snapshot,
+    order: &[&AgentId],
+    decisions: &[OfferDecision],
+) -> Result<(), GuestError> {
     let candidates: BTreeSet<&AgentId> = order.iter().copied().collect();
     let mut offered = BTreeSet::new();
     for d in decisions {
         if !candidates.contains(&d.agent_id) {
-            return Err(GuestError::Invalid(format!("agent {} is not a candidate of this pass", d.agent_id)));
+            return Err(GuestError::Invalid(format!(
+                "agent {} is not a candidate of this pass",
+                d.agent_id
+            )));
         }
         if !offered.insert(&d.agent_id) {
-            return Err(GuestError::Invalid(format!("agent {} is offered twice", d.agent_id)));
+            return Err(GuestError::Invalid(format!(
+                "agent {} is offered twice",
+                d.agent_id
+            )));
         }
         if !snapshot.frameworks.contains_key(&d.framework_id) {
-            return Err(GuestError::Invalid(format!("framework {} is unknown", d.framework_id)));
+            return Err(GuestError::Invalid(format!(
+                "framework {} is unknown",
+                d.framework_id
+            )));
         }
     }
     Ok(())
@@ -156,4 +176,66 @@ impl SplitMix64 {
             items.swap(i, j);
         }
     }
+}
+
+/// Why `--allocator` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AllocatorSpecError {
+    #[error("allocator {spec:?} is neither `drf` nor a path to a `.wasm` module")]
+    Unknown { spec: String },
+    #[error("cannot read allocator module {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("allocator module {path}: {error}")]
+    Module { path: String, error: GuestError },
+}
+
+/// The policy named by a `--allocator` argument: `drf` (the built-in), or the path of an
+/// allocator module (`*.wasm`), compiled and instantiated once here so that a module that
+/// cannot run is refused at startup rather than falling back on every pass. `drf_seed` is
+/// the seed the built-in DRF would get (see [`BUILTIN_DRF_SEED_MIX`]).
+pub fn allocator_from_spec(
+    spec: &str,
+    drf_seed: u64,
+    limits: Limits,
+) -> Result<Box<dyn Allocator + Send>, AllocatorSpecError> {
+    if spec == "drf" {
+        return Ok(Box::new(DrfAllocator::new(drf_seed)));
+    }
+    if !spec.ends_with(".wasm") {
+        return Err(AllocatorSpecError::Unknown {
+            spec: spec.to_owned(),
+        });
+    }
+    let module_error = |error| AllocatorSpecError::Module {
+        path: spec.to_owned(),
+        error,
+    };
+    let bytes =
+        read_capped(spec, limits.module_bytes_max).map_err(|error| AllocatorSpecError::Read {
+            path: spec.to_owned(),
+            error,
+        })?;
+    let engine = crate::sandbox::engine().map_err(module_error)?;
+    let code =
+        ModuleCode::compile(&engine, &bytes, Kind::Allocator, limits).map_err(module_error)?;
+    code.instantiate().map_err(module_error)?;
+    let name = std::path::Path::new(spec)
+        .file_name()
+        .map_or(spec.into(), |n| n.to_string_lossy().into_owned());
+    Ok(Box::new(WasmAllocator::new(
+        &format!("wasm:{name}"),
+        code,
+        drf_seed,
+    )))
+}
+
+/// Reads at most `max + 1` bytes, so that an oversized file is refused by the compile step
+/// without being read whole.
+fn read_capped(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

@@ -14,10 +14,10 @@
 //! modules to the core's traits and types.
 
 pub mod abi;
-pub mod sandbox;
 pub mod allocator;
+pub mod sandbox;
 pub mod scheduler;
 
-pub use allocator::WasmAllocator;
+pub use allocator::{WasmAllocator, allocator_from_spec};
 pub use sandbox::{GuestError, Kind, Limits, ModuleCode};
 pub use scheduler::{FailurePolicy, Health, HostedScheduler, SchedulerFault};

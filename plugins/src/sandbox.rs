@@ -70,7 +70,11 @@ pub enum GuestError {
     #[error("input of {len} bytes is over the limit of {max} bytes")]
     InputTooLarge { len: usize, max: usize },
     #[error("guest output [{ptr}, +{len}) lies outside its {memory_len}-byte memory")]
-    OutputOutOfBounds { ptr: u64, len: u64, memory_len: usize },
+    OutputOutOfBounds {
+        ptr: u64,
+        len: u64,
+        memory_len: usize,
+    },
     #[error("guest output of {len} bytes is over the limit of {max} bytes")]
     OutputTooLarge { len: usize, max: usize },
     #[error("guest reported error code {0} (see executor-sdk/README.md)")]
@@ -91,13 +95,23 @@ struct Caps {
 }
 
 impl ResourceLimiter for Caps {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.memory_bytes_max;
         self.memory_denied |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_elements_max)
     }
 
@@ -147,7 +161,6 @@ pub struct ModuleCode {
 pub fn engine() -> Result<Engine, GuestError> {
     let mut config = wasmtime::Config::new();
     config.consume_fuel(true);
-    config.wasm_threads(false);
     // Guest recursion beyond this traps (StackOverflow) instead of exhausting our stack.
     config.max_wasm_stack(1 << 20);
     Engine::new(&config).map_err(|e| GuestError::Compile(format!("{e:#}")))
@@ -156,21 +169,45 @@ pub fn engine() -> Result<Engine, GuestError> {
 impl ModuleCode {
     /// Compiles `bytes` (a `.wasm` binary, or WAT text) and checks its imports and exports
     /// without running it.
-    pub fn compile(engine: &Engine, bytes: &[u8], kind: Kind, limits: Limits) -> Result<ModuleCode, GuestError> {
+    pub fn compile(
+        engine: &Engine,
+        bytes: &[u8],
+        kind: Kind,
+        limits: Limits,
+    ) -> Result<ModuleCode, GuestError> {
         if bytes.len() > limits.module_bytes_max {
-            return Err(GuestError::ModuleTooLarge { len: bytes.len(), max: limits.module_bytes_max });
+            return Err(GuestError::ModuleTooLarge {
+                len: bytes.len(),
+                max: limits.module_bytes_max,
+            });
         }
-        let module = Module::new(engine, bytes).map_err(|e| GuestError::Compile(format!("{e:#}")))?;
-        let imports: Vec<String> = module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
+        let module =
+            Module::new(engine, bytes).map_err(|e| GuestError::Compile(format!("{e:#}")))?;
+        let imports: Vec<String> = module
+            .imports()
+            .map(|i| format!("{}::{}", i.module(), i.name()))
+            .collect();
         if !imports.is_empty() {
             return Err(GuestError::Imports(imports.join(", ")));
         }
-        for name in [abi::EXPORT_MEMORY, abi::EXPORT_ABI_VERSION, abi::EXPORT_INPUT, kind.entry_export()] {
+        for name in [
+            abi::EXPORT_MEMORY,
+            abi::EXPORT_ABI_VERSION,
+            abi::EXPORT_INPUT,
+            kind.entry_export(),
+        ] {
             if module.get_export(name).is_none() {
-                return Err(GuestError::MissingExport { name: export_name(name) });
+                return Err(GuestError::MissingExport {
+                    name: export_name(name),
+                });
             }
         }
-        Ok(ModuleCode { engine: engine.clone(), module, kind, limits })
+        Ok(ModuleCode {
+            engine: engine.clone(),
+            module,
+            kind,
+            limits,
+        })
     }
 
     pub fn kind(&self) -> Kind {
@@ -190,9 +227,13 @@ impl ModuleCode {
         };
         let mut store = Store::new(&self.engine, caps);
         store.limiter(|caps| caps);
-        store.set_fuel(self.limits.fuel_per_call).map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
+        store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         let linker: Linker<Caps> = Linker::new(&self.engine);
-        let instance = linker.instantiate(&mut store, &self.module).map_err(|e| classify(&store, self.limits, e))?;
+        let instance = linker
+            .instantiate(&mut store, &self.module)
+            .map_err(|e| classify(&store, self.limits, e))?;
         let mut guest = GuestInstance::bind(store, instance, self.kind, self.limits)?;
         guest.check_abi_version()?;
         Ok(guest)
@@ -225,34 +266,63 @@ pub struct GuestInstance {
 }
 
 impl GuestInstance {
-    fn bind(mut store: Store<Caps>, instance: Instance, kind: Kind, limits: Limits) -> Result<GuestInstance, GuestError> {
-        let memory = instance
-            .get_memory(&mut store, abi::EXPORT_MEMORY)
-            .ok_or(GuestError::MissingExport { name: abi::EXPORT_MEMORY })?;
+    fn bind(
+        mut store: Store<Caps>,
+        instance: Instance,
+        kind: Kind,
+        limits: Limits,
+    ) -> Result<GuestInstance, GuestError> {
+        let memory = instance.get_memory(&mut store, abi::EXPORT_MEMORY).ok_or(
+            GuestError::MissingExport {
+                name: abi::EXPORT_MEMORY,
+            },
+        )?;
         let abi_version = instance
             .get_typed_func::<(), u32>(&mut store, abi::EXPORT_ABI_VERSION)
-            .map_err(|_| GuestError::MissingExport { name: abi::EXPORT_ABI_VERSION })?;
+            .map_err(|_| GuestError::MissingExport {
+                name: abi::EXPORT_ABI_VERSION,
+            })?;
         let input = instance
             .get_typed_func::<u32, u32>(&mut store, abi::EXPORT_INPUT)
-            .map_err(|_| GuestError::MissingExport { name: abi::EXPORT_INPUT })?;
+            .map_err(|_| GuestError::MissingExport {
+                name: abi::EXPORT_INPUT,
+            })?;
         let entry = instance
             .get_typed_func::<u32, i64>(&mut store, kind.entry_export())
-            .map_err(|_| GuestError::MissingExport { name: export_name(kind.entry_export()) })?;
-        Ok(GuestInstance { store, memory, abi_version, input, entry, limits, fuel_used_last: 0 })
+            .map_err(|_| GuestError::MissingExport {
+                name: export_name(kind.entry_export()),
+            })?;
+        Ok(GuestInstance {
+            store,
+            memory,
+            abi_version,
+            input,
+            entry,
+            limits,
+            fuel_used_last: 0,
+        })
     }
 
     fn check_abi_version(&mut self) -> Result<(), GuestError> {
         self.refuel()?;
-        let found = self.abi_version.call(&mut self.store, ()).map_err(|e| classify(&self.store, self.limits, e))?;
+        let found = self
+            .abi_version
+            .call(&mut self.store, ())
+            .map_err(|e| classify(&self.store, self.limits, e))?;
         if found == abi::ABI_VERSION {
             Ok(())
         } else {
-            Err(GuestError::AbiVersion { found, expected: abi::ABI_VERSION })
+            Err(GuestError::AbiVersion {
+                found,
+                expected: abi::ABI_VERSION,
+            })
         }
     }
 
     fn refuel(&mut self) -> Result<(), GuestError> {
-        self.store.set_fuel(self.limits.fuel_per_call).map_err(|e| GuestError::Trap(format!("{e:#}")))
+        self.store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(|e| GuestError::Trap(format!("{e:#}")))
     }
 
     /// Fuel the last [`GuestInstance::call`] used.
@@ -265,11 +335,20 @@ impl GuestInstance {
     pub fn call(&mut self, input: &[u8]) -> Result<Vec<u8>, GuestError> {
         let len = input.len();
         if len > self.limits.input_bytes_max {
-            return Err(GuestError::InputTooLarge { len, max: self.limits.input_bytes_max });
+            return Err(GuestError::InputTooLarge {
+                len,
+                max: self.limits.input_bytes_max,
+            });
         }
-        let len32 = u32::try_from(len).map_err(|_| GuestError::InputTooLarge { len, max: self.limits.input_bytes_max })?;
+        let len32 = u32::try_from(len).map_err(|_| GuestError::InputTooLarge {
+            len,
+            max: self.limits.input_bytes_max,
+        })?;
         self.refuel()?;
-        let ptr = self.input.call(&mut self.store, len32).map_err(|e| classify(&self.store, self.limits, e))?;
+        let ptr = self
+            .input
+            .call(&mut self.store, len32)
+            .map_err(|e| classify(&self.store, self.limits, e))?;
         if ptr == 0 {
             return Err(GuestError::InputRefused { len });
         }
@@ -289,20 +368,37 @@ impl GuestInstance {
         }
         let (ptr, len) = ((packed as u64) >> 32, (packed as u64) & 0xffff_ffff);
         if len as usize > self.limits.output_bytes_max {
-            return Err(GuestError::OutputTooLarge { len: len as usize, max: self.limits.output_bytes_max });
+            return Err(GuestError::OutputTooLarge {
+                len: len as usize,
+                max: self.limits.output_bytes_max,
+            });
         }
         let data = self.memory.data(&self.store);
-        let out_of_bounds = GuestError::OutputOutOfBounds { ptr, len, memory_len: data.len() };
-        let end = ptr.checked_add(len).ok_or_else(|| out_of_bounds_copy(&out_of_bounds))?;
-        data.get(ptr as usize..end as usize).map(<[u8]>::to_vec).ok_or(out_of_bounds)
+        let out_of_bounds = GuestError::OutputOutOfBounds {
+            ptr,
+            len,
+            memory_len: data.len(),
+        };
+        let end = ptr
+            .checked_add(len)
+            .ok_or_else(|| out_of_bounds_copy(&out_of_bounds))?;
+        data.get(ptr as usize..end as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or(out_of_bounds)
     }
 }
 
 fn out_of_bounds_copy(e: &GuestError) -> GuestError {
     match e {
-        GuestError::OutputOutOfBounds { ptr, len, memory_len } => {
-            GuestError::OutputOutOfBounds { ptr: *ptr, len: *len, memory_len: *memory_len }
-        }
+        GuestError::OutputOutOfBounds {
+            ptr,
+            len,
+            memory_len,
+        } => GuestError::OutputOutOfBounds {
+            ptr: *ptr,
+            len: *len,
+            memory_len: *memory_len,
+        },
         _ => GuestError::Trap(e.to_string()),
     }
 }
@@ -310,8 +406,12 @@ fn out_of_bounds_copy(e: &GuestError) -> GuestError {
 /// Names a failed call: fuel, the memory cap, or another trap.
 fn classify(store: &Store<Caps>, limits: Limits, error: wasmtime::Error) -> GuestError {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => GuestError::OutOfFuel { fuel: limits.fuel_per_call },
-        _ if store.data().memory_denied => GuestError::MemoryCap { bytes_max: limits.memory_bytes_max },
+        Some(Trap::OutOfFuel) => GuestError::OutOfFuel {
+            fuel: limits.fuel_per_call,
+        },
+        _ if store.data().memory_denied => GuestError::MemoryCap {
+            bytes_max: limits.memory_bytes_max,
+        },
         Some(trap) => GuestError::Trap(trap.to_string()),
         None => GuestError::Instantiate(format!("{error:#}")),
     }

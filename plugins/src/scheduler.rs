@@ -33,7 +33,11 @@ pub struct FailurePolicy {
 
 impl Default for FailurePolicy {
     fn default() -> FailurePolicy {
-        FailurePolicy { failures_max: 5, backoff_base_ms: 1_000, backoff_max_ms: 60_000 }
+        FailurePolicy {
+            failures_max: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
     }
 }
 
@@ -41,7 +45,9 @@ impl FailurePolicy {
     /// Backoff after the `failures`-th consecutive failure (1-based).
     pub fn backoff_ms(&self, failures: u32) -> u64 {
         let doublings = failures.saturating_sub(1).min(32);
-        self.backoff_base_ms.saturating_mul(1u64 << doublings).min(self.backoff_max_ms)
+        self.backoff_base_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.backoff_max_ms)
     }
 }
 
@@ -57,7 +63,12 @@ pub enum Health {
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerFault {
     #[error("scheduler {name} failed ({failures} in a row); {next}: {error}")]
-    Failed { name: String, failures: u32, next: NextStep, error: GuestError },
+    Failed {
+        name: String,
+        failures: u32,
+        next: NextStep,
+        error: GuestError,
+    },
     #[error("scheduler {name} is backing off until {until_ms} ms after a failure")]
     BackingOff { name: String, until_ms: u64 },
     #[error("scheduler {name} is deactivated after repeated failures")]
@@ -97,7 +108,12 @@ pub struct HostedScheduler {
 impl HostedScheduler {
     /// A scheduler named `name` (for logs) from compiled `code`, started with `config`
     /// (the `--config` file bytes). Nothing runs until the first input.
-    pub fn new(name: &str, code: ModuleCode, config: Vec<u8>, policy: FailurePolicy) -> HostedScheduler {
+    pub fn new(
+        name: &str,
+        code: ModuleCode,
+        config: Vec<u8>,
+        policy: FailurePolicy,
+    ) -> HostedScheduler {
         HostedScheduler {
             name: name.to_owned(),
             code,
@@ -125,11 +141,21 @@ impl HostedScheduler {
     }
 
     /// Delivers a master event; returns the calls the scheduler makes in answer.
-    pub fn handle_event(&mut self, now_ms: u64, event: &Event) -> Result<Vec<Call>, SchedulerFault> {
+    pub fn handle_event(
+        &mut self,
+        now_ms: u64,
+        event: &Event,
+    ) -> Result<Vec<Call>, SchedulerFault> {
         if matches!(event, Event::Subscribed { .. }) {
             self.last_subscribed = Some(event.clone());
         }
-        self.deliver(now_ms, &SchedulerInput::Event { now_ms, event: event.clone() })
+        self.deliver(
+            now_ms,
+            &SchedulerInput::Event {
+                now_ms,
+                event: event.clone(),
+            },
+        )
     }
 
     /// [`HostedScheduler::handle_event`] for a master adapter: when the scheduler cannot
@@ -138,7 +164,11 @@ impl HostedScheduler {
     /// are declined (refused until it is retried, or for [`DEACTIVATED_REFUSE_SECONDS`] once
     /// it is deactivated, with a `Suppress` too), status updates are acknowledged (a fresh
     /// instance starts from its config and reconciles). The fault is returned for reporting.
-    pub fn deliver_event(&mut self, now_ms: u64, event: &Event) -> (Vec<Call>, Option<SchedulerFault>) {
+    pub fn deliver_event(
+        &mut self,
+        now_ms: u64,
+        event: &Event,
+    ) -> (Vec<Call>, Option<SchedulerFault>) {
         match self.handle_event(now_ms, event) {
             Ok(calls) => (calls, None),
             Err(fault) => (self.answer_for_failed(now_ms, event), Some(fault)),
@@ -154,10 +184,16 @@ impl HostedScheduler {
         match event {
             Event::Offers { offers } if !offers.is_empty() => {
                 let offer_ids = offers.iter().map(|o| o.offer_id.clone()).collect();
-                calls.push(Call::Decline { offer_ids, filters: Filters { refuse_seconds } });
+                calls.push(Call::Decline {
+                    offer_ids,
+                    filters: Filters { refuse_seconds },
+                });
             }
             Event::Update { status } => {
-                calls.push(Call::Acknowledge { task_id: status.task_id.clone(), status_uuid: status.uuid });
+                calls.push(Call::Acknowledge {
+                    task_id: status.task_id.clone(),
+                    status_uuid: status.uuid,
+                });
             }
             _ => {}
         }
@@ -172,11 +208,22 @@ impl HostedScheduler {
         self.deliver(now_ms, &SchedulerInput::Tick { now_ms })
     }
 
-    fn deliver(&mut self, now_ms: u64, input: &SchedulerInput) -> Result<Vec<Call>, SchedulerFault> {
+    fn deliver(
+        &mut self,
+        now_ms: u64,
+        input: &SchedulerInput,
+    ) -> Result<Vec<Call>, SchedulerFault> {
         match self.health {
-            Health::Deactivated => return Err(SchedulerFault::Deactivated { name: self.name.clone() }),
+            Health::Deactivated => {
+                return Err(SchedulerFault::Deactivated {
+                    name: self.name.clone(),
+                });
+            }
             Health::BackingOff { until_ms } if now_ms < until_ms => {
-                return Err(SchedulerFault::BackingOff { name: self.name.clone(), until_ms });
+                return Err(SchedulerFault::BackingOff {
+                    name: self.name.clone(),
+                    until_ms,
+                });
             }
             _ => {}
         }
@@ -190,18 +237,34 @@ impl HostedScheduler {
         }
     }
 
-    fn try_deliver(&mut self, now_ms: u64, input: &SchedulerInput) -> Result<Vec<Call>, GuestError> {
+    fn try_deliver(
+        &mut self,
+        now_ms: u64,
+        input: &SchedulerInput,
+    ) -> Result<Vec<Call>, GuestError> {
         let mut calls = Vec::new();
         if self.instance.is_none() {
             let mut instance = self.code.instantiate()?;
-            let start = SchedulerInput::Start { now_ms, config: self.config.clone() };
+            let start = SchedulerInput::Start {
+                now_ms,
+                config: self.config.clone(),
+            };
             calls.extend(call_guest(&mut instance, &start)?);
-            if let Some(event) = self.last_subscribed.clone().filter(|_| !is_subscribed(input)) {
-                calls.extend(call_guest(&mut instance, &SchedulerInput::Event { now_ms, event })?);
+            if let Some(event) = self
+                .last_subscribed
+                .clone()
+                .filter(|_| !is_subscribed(input))
+            {
+                calls.extend(call_guest(
+                    &mut instance,
+                    &SchedulerInput::Event { now_ms, event },
+                )?);
             }
             self.instance = Some(instance);
         }
-        let Some(instance) = self.instance.as_mut() else { return Ok(calls) };
+        let Some(instance) = self.instance.as_mut() else {
+            return Ok(calls);
+        };
         calls.extend(call_guest(instance, input)?);
         Ok(calls)
     }
@@ -220,21 +283,37 @@ impl HostedScheduler {
             NextStep::RetryAt { at_ms }
         };
         tracing::error!(scheduler = %self.name, failures, %next, %error, "scheduler module failed");
-        SchedulerFault::Failed { name: self.name.clone(), failures, next, error }
+        SchedulerFault::Failed {
+            name: self.name.clone(),
+            failures,
+            next,
+            error,
+        }
     }
 }
 
 fn is_subscribed(input: &SchedulerInput) -> bool {
-    matches!(input, SchedulerInput::Event { event: Event::Subscribed { .. }, .. })
+    matches!(
+        input,
+        SchedulerInput::Event {
+            event: Event::Subscribed { .. },
+            ..
+        }
+    )
 }
 
 /// One input through the ABI; the answer decoded and checked.
-fn call_guest(instance: &mut GuestInstance, input: &SchedulerInput) -> Result<Vec<Call>, GuestError> {
+fn call_guest(
+    instance: &mut GuestInstance,
+    input: &SchedulerInput,
+) -> Result<Vec<Call>, GuestError> {
     let bytes = postcard::to_allocvec(input).map_err(|e| GuestError::Encode(e.to_string()))?;
     let output = instance.call(&bytes)?;
     let calls = abi::decode_calls(&output)?;
     if calls.iter().any(|c| matches!(c, Call::Subscribe { .. })) {
-        return Err(GuestError::Invalid("a hosted scheduler may not send Subscribe; the master subscribes it".into()));
+        return Err(GuestError::Invalid(
+            "a hosted scheduler may not send Subscribe; the master subscribes it".into(),
+        ));
     }
     Ok(calls)
 }

@@ -2,10 +2,15 @@
 //! snapshot, the example modules through the master core, hostile modules, and `drf.wasm`
 //! against the built-in DRF. Needs the modules built: `cargo xtask modules`.
 
+#[path = "plugins/cluster.rs"]
 mod cluster;
+#[path = "plugins/codec.rs"]
 mod codec;
+#[path = "plugins/drf_agreement.rs"]
 mod drf_agreement;
+#[path = "plugins/examples.rs"]
 mod examples;
+#[path = "plugins/hostile.rs"]
 mod hostile;
 
 use std::path::PathBuf;
@@ -15,8 +20,15 @@ use plugins::{Kind, Limits, ModuleCode};
 
 /// A module built by `cargo xtask modules`.
 fn module_bytes(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/modules").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build the modules first: cargo xtask modules", path.display()))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/modules")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the modules first: cargo xtask modules",
+            path.display()
+        )
+    })
 }
 
 fn engine() -> &'static wasmtime::Engine {

@@ -19,3 +19,41 @@ pub enum UploadReply {
     /// The upload failed; start again from chunk 0 after fixing what `message` says.
     Error { message: String },
 }
+
+/// A question from an operator tool on the `master/admin` queryable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    Agents,
+    Frameworks,
+    Tasks,
+    Offers,
+    /// Payloads the master dropped because they did not decode, per key.
+    DecodeErrors,
+}
+
+/// The master's answer: a JSON array (one object per row) or object, as the master's
+/// views serialize. JSON because these rows are for people and tools that print them,
+/// and their fields grow with the master; the protocol stays put.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Json { json: String },
+    Error { message: String },
+}
+
+/// A request on an agent's `agents/<id>/logs` queryable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub task_id: crate::ids::TaskId,
+}
+
+/// Most bytes of each stream in one [`LogsReply::Output`]; the tail is kept.
+pub const LOG_STREAM_BYTES_MAX: usize = 1 << 20;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LogsReply {
+    /// What an ended task wrote. `dropped_bytes` counts what was not kept (by the
+    /// executor's output limit or [`LOG_STREAM_BYTES_MAX`]), both streams together.
+    Output { state: crate::task::TaskState, stdout: Vec<u8>, stderr: Vec<u8>, dropped_bytes: u64 },
+    /// No output to give, and why ("still running", "not on this agent").
+    Error { message: String },
+}

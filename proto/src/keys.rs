@@ -9,6 +9,8 @@
 //! | `wasmos/<cluster>/master/alive` | liveliness token of the leading master |
 //! | `wasmos/<cluster>/master/calls` | queryable, framework → master |
 //! | `wasmos/<cluster>/master/upload` | queryable, client → master module store (see [`crate::admin`]) |
+//! | `wasmos/<cluster>/master/admin` | queryable, tool → master: views of its state |
+//! | `wasmos/<cluster>/agents/<agent_id>/logs` | queryable, tool → agent: output of ended tasks |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/events` | put, master → framework |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/alive` | liveliness token of a native framework |
 //! | `wasmos/<cluster>/modules/<sha256>` | queryable, module store |
@@ -70,6 +72,10 @@ impl Keys {
     pub fn agent_status(&self, agent_id: &str) -> String {
         format!("{}/agents/{agent_id}/status", self.prefix)
     }
+    /// Queryable of an agent: the output of its ended tasks (see [`crate::admin`]).
+    pub fn agent_logs(&self, agent_id: &str) -> String {
+        format!("{}/agents/{agent_id}/logs", self.prefix)
+    }
     pub fn all_agent_adverts(&self) -> String {
         self.agent_advert("*")
     }
@@ -89,6 +95,10 @@ impl Keys {
     /// for a module never reaches the upload queryable.
     pub fn master_upload(&self) -> String {
         format!("{}/master/upload", self.prefix)
+    }
+    /// Queryable of the master for operator tools: views of its state (see [`crate::admin`]).
+    pub fn master_admin(&self) -> String {
+        format!("{}/master/admin", self.prefix)
     }
     pub fn framework_events(&self, framework_id: &str) -> String {
         format!("{}/frameworks/{framework_id}/events", self.prefix)

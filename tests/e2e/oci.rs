@@ -8,12 +8,22 @@ use wasmos_tests::{oci_image, wasmos};
 
 fn last_line(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
 }
 
 fn run(work: &Path, args: &[&str]) -> (serde_json::Value, Option<i32>) {
-    let out = wasmos().env("WASMOS_WORK_DIR", work).args(["task", "run"]).args(args).output().unwrap();
+    let out = wasmos()
+        .env("WASMOS_WORK_DIR", work)
+        .args(["task", "run"])
+        .args(args)
+        .output()
+        .unwrap();
     (last_line(&out), out.status.code())
 }
 
@@ -31,34 +41,109 @@ fn oci_task_run_reports_exit_codes_limits_and_bad_images() {
     assert_eq!(line["exit_code"], 0);
     assert_eq!(line["stdout_tail"], "hello from the image\n");
 
-    let (line, code) = run(&work, &["--oci", image, "--env", "X=42", "--", "sh", "-c", "echo $X; exit 3"]);
+    let (line, code) = run(
+        &work,
+        &[
+            "--oci",
+            image,
+            "--env",
+            "X=42",
+            "--",
+            "sh",
+            "-c",
+            "echo $X; exit 3",
+        ],
+    );
     assert_eq!(code, Some(1));
-    assert_eq!((line["state"].as_str(), line["exit_code"].as_i64()), (Some("failed"), Some(3)), "{line}");
+    assert_eq!(
+        (line["state"].as_str(), line["exit_code"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{line}"
+    );
     assert_eq!(line["stdout_tail"], "42\n");
 
-    let (line, _) = run(&work, &["--oci", image, "--mem", "16", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]);
+    let (line, _) = run(
+        &work,
+        &[
+            "--oci",
+            image,
+            "--mem",
+            "16",
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=128M",
+            "count=1",
+        ],
+    );
     assert_eq!(line["state"], "failed", "{line}");
-    assert!(line["reason"].as_str().unwrap().contains("memory limit of 16 MiB"), "{line}");
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 16 MiB"),
+        "{line}"
+    );
 
-    let (line, code) = run(&work, &["--oci", image, "--timeout", "0.5", "--", "sleep", "30"]);
-    assert_eq!((line["state"].as_str(), code), (Some("failed"), Some(1)), "{line}");
-    assert!(line["reason"].as_str().unwrap().contains("timed out"), "{line}");
+    let (line, code) = run(
+        &work,
+        &["--oci", image, "--timeout", "0.5", "--", "sleep", "30"],
+    );
+    assert_eq!(
+        (line["state"].as_str(), code),
+        (Some("failed"), Some(1)),
+        "{line}"
+    );
+    assert!(
+        line["reason"].as_str().unwrap().contains("timed out"),
+        "{line}"
+    );
 
     let tar = oci_image::layout_tar(Path::new(image), &dir.path().join("busybox.tar"));
-    let (line, code) = run(&work, &["--oci", tar.to_str().unwrap(), "--cpus", "0.5", "--", "echo", "from tar"]);
-    assert_eq!((line["stdout_tail"].as_str(), code), (Some("from tar\n"), Some(0)), "{line}");
+    let (line, code) = run(
+        &work,
+        &[
+            "--oci",
+            tar.to_str().unwrap(),
+            "--cpus",
+            "0.5",
+            "--",
+            "echo",
+            "from tar",
+        ],
+    );
+    assert_eq!(
+        (line["stdout_tail"].as_str(), code),
+        (Some("from tar\n"), Some(0)),
+        "{line}"
+    );
 
     std::fs::remove_file(Path::new(image).join("index.json")).unwrap();
     let (line, code) = run(&work, &["--oci", image]);
-    assert_eq!((line["state"].as_str(), code), (Some("failed"), Some(1)), "{line}");
-    assert!(line["reason"].as_str().unwrap().contains("bad image"), "{line}");
+    assert_eq!(
+        (line["state"].as_str(), code),
+        (Some("failed"), Some(1)),
+        "{line}"
+    );
+    assert!(
+        line["reason"].as_str().unwrap().contains("bad image"),
+        "{line}"
+    );
 
     let (line, code) = run(&work, &["--oci", "/no/such/layout"]);
-    assert_eq!((line["state"].as_str(), code), (Some("failed"), Some(1)), "{line}");
+    assert_eq!(
+        (line["state"].as_str(), code),
+        (Some("failed"), Some(1)),
+        "{line}"
+    );
 }
 
 #[test]
 fn oci_task_run_usage_errors_exit_2() {
-    let out = wasmos().args(["task", "run", "--oci", "/x", "--env", "novalue"]).output().unwrap();
+    let out = wasmos()
+        .args(["task", "run", "--oci", "/x", "--env", "novalue"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

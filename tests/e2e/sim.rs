@@ -1,1 +1,119 @@
-//! (to be written)
+//! `wasmos sim [FILE]`: the binary's contract, checked from outside as a caller sees it.
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn sim_stdin(input: &str) -> Output {
+    let mut child = wasmos_tests::wasmos()
+        .arg("sim")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "one JSON object on one line: {text}"
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn sim_reads_stdin_and_prints_progressive_filling_counts() {
+    let scenario = json!({
+        "agents": [{"id": "a1", "resources": {"cpus": 9, "mem": 18432}}],
+        "frameworks": [
+            {"id": "fw0", "task": {"cpus": 1, "mem": 4096}},
+            {"id": "fw1", "task": {"cpus": 3, "mem": 1024}, "max_tasks": 10}
+        ]
+    });
+    let report = stdout_json(&sim_stdin(&scenario.to_string()));
+    assert_eq!(
+        report,
+        json!({"launched": {"fw0": 3, "fw1": 2}, "placements": [
+            {"framework": "fw0", "agent": "a1", "tasks": 3},
+            {"framework": "fw1", "agent": "a1", "tasks": 2}
+        ]})
+    );
+}
+
+#[test]
+fn sim_reads_a_file_and_never_overcommits_an_agent() {
+    let path = wasmos_tests::workspace_root().join("examples/scenarios/edge-fleet.json");
+    let out = wasmos_tests::wasmos()
+        .arg("sim")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = stdout_json(&out);
+    let scenario: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cpus = |agent: &str| {
+        scenario["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == agent)
+            .unwrap()["resources"]["cpus"]
+            .as_f64()
+            .unwrap()
+    };
+    let task_cpus = |fw: &str| {
+        scenario["frameworks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == fw)
+            .unwrap()["task"]["cpus"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let mut used = std::collections::BTreeMap::<String, f64>::new();
+    for p in report["placements"].as_array().unwrap() {
+        let agent = p["agent"].as_str().unwrap();
+        *used.entry(agent.to_owned()).or_default() +=
+            task_cpus(p["framework"].as_str().unwrap()) * p["tasks"].as_f64().unwrap();
+    }
+    assert!(!used.is_empty());
+    for (agent, cpus_used) in used {
+        assert!(
+            cpus_used <= cpus(&agent) + 1e-9,
+            "{agent} over-committed: {cpus_used}"
+        );
+    }
+}
+
+#[test]
+fn sim_rejects_malformed_scenarios_with_exit_code_2() {
+    for bad in [
+        "{",
+        r#"{"agents": [], "frameworks": [{"id": "f", "task": {"cpus": -1}}]}"#,
+        r#"{"agents": [], "frameworks": [{"id": "f", "role": "r", "task": {"cpus": 1}},
+                                         {"id": "g", "role": "r", "weight": 3, "task": {"cpus": 1}}]}"#,
+    ] {
+        let out = sim_stdin(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(out.stdout.is_empty(), "nothing on stdout for {bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("malformed scenario"), "{bad}: {stderr}");
+    }
+}

@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts,
-    get_default_readonly_paths,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
 };
 use proto::OciTask;
 
@@ -72,7 +72,12 @@ pub fn runtime_spec(
     cgroups_path: &str,
 ) -> Result<Spec, BundleError> {
     let args = if task.command.is_empty() {
-        image.entrypoint.iter().chain(&image.cmd).cloned().collect::<Vec<_>>()
+        image
+            .entrypoint
+            .iter()
+            .chain(&image.cmd)
+            .cloned()
+            .collect::<Vec<_>>()
     } else {
         task.command.clone()
     };
@@ -85,7 +90,12 @@ pub fn runtime_spec(
         .terminal(false)
         .args(args)
         .env(merge_env(&image.env, &task.env))
-        .cwd(image.working_dir.clone().unwrap_or_else(|| SANDBOX_GUEST.to_owned()))
+        .cwd(
+            image
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| SANDBOX_GUEST.to_owned()),
+        )
         .user(UserBuilder::default().uid(uid).gid(gid).build()?)
         .no_new_privileges(true)
         .capabilities(
@@ -130,7 +140,9 @@ pub fn runtime_spec(
 
     let mut spec = Spec::default();
     spec.set_process(Some(process));
-    spec.set_root(Some(RootBuilder::default().path(rootfs).readonly(true).build()?));
+    spec.set_root(Some(
+        RootBuilder::default().path(rootfs).readonly(true).build()?,
+    ));
     spec.set_hostname(Some("wasmos".to_owned()));
     spec.set_mounts(Some(mounts(sandbox)?));
     spec.set_linux(Some(linux));
@@ -140,12 +152,21 @@ pub fn runtime_spec(
 
 fn resources(limits: &ContainerLimits) -> Result<oci_spec::runtime::LinuxResources, BundleError> {
     let mut builder = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?])
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()?,
+        ])
         .pids(LinuxPidsBuilder::default().limit(PIDS_MAX).build()?);
     if limits.cpus_millis > 0 {
         let quota = (limits.cpus_millis * CPU_PERIOD_US / 1000) as i64;
-        builder = builder
-            .cpu(LinuxCpuBuilder::default().quota(quota.max(CPU_QUOTA_MIN_US)).period(CPU_PERIOD_US).build()?);
+        builder = builder.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota.max(CPU_QUOTA_MIN_US))
+                .period(CPU_PERIOD_US)
+                .build()?,
+        );
     }
     if limits.mem_mib > 0 {
         let bytes = (limits.mem_mib as i64).saturating_mul(1 << 20);
@@ -165,7 +186,12 @@ fn mounts(sandbox: &Path) -> Result<Vec<Mount>, BundleError> {
             .destination(SANDBOX_GUEST)
             .typ("bind")
             .source(sandbox)
-            .options(vec!["rbind".to_owned(), "rw".to_owned(), "nosuid".to_owned(), "nodev".to_owned()])
+            .options(vec![
+                "rbind".to_owned(),
+                "rw".to_owned(),
+                "nosuid".to_owned(),
+                "nodev".to_owned(),
+            ])
             .build()?,
     );
     mounts.push(
@@ -203,15 +229,25 @@ pub fn merge_env(image: &[String], task: &BTreeMap<String, String>) -> Vec<Strin
         let (k, v) = DEFAULT_PATH.split_once('=').unwrap_or_default();
         merged.insert(0, (k.to_owned(), v.to_owned()));
     }
-    merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    merged
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
 }
 
 /// `uid[:gid]` from the image config; root when unset.
 fn parse_user(user: Option<&str>) -> Result<(u32, u32), BundleError> {
     let Some(user) = user else { return Ok((0, 0)) };
     let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid: u32 = u.parse().map_err(|_| BundleError::NamedUser(user.to_owned()))?;
-    let gid: u32 = if g.is_empty() { uid } else { g.parse().map_err(|_| BundleError::NamedUser(user.to_owned()))? };
+    let uid: u32 = u
+        .parse()
+        .map_err(|_| BundleError::NamedUser(user.to_owned()))?;
+    let gid: u32 = if g.is_empty() {
+        uid
+    } else {
+        g.parse()
+            .map_err(|_| BundleError::NamedUser(user.to_owned()))?
+    };
     Ok((uid, gid))
 }
 
@@ -221,7 +257,11 @@ fn capabilities(names: &[String]) -> Result<HashSet<Capability>, BundleError> {
         .iter()
         .map(|name| {
             let upper = name.to_ascii_uppercase();
-            let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+            let full = if upper.starts_with("CAP_") {
+                upper
+            } else {
+                format!("CAP_{upper}")
+            };
             serde_json::from_value(serde_json::Value::String(full))
                 .map_err(|_| BundleError::UnknownCapability(name.clone()))
         })
@@ -243,11 +283,23 @@ mod tests {
     }
 
     fn limits() -> ContainerLimits {
-        ContainerLimits { cpus_millis: 500, mem_mib: 64, limit_swap: true }
+        ContainerLimits {
+            cpus_millis: 500,
+            mem_mib: 64,
+            limit_swap: true,
+        }
     }
 
     fn spec(task: &OciTask) -> Spec {
-        runtime_spec(&image(), task, &limits(), Path::new("/r"), Path::new("/s"), "/wasmos/x").unwrap()
+        runtime_spec(
+            &image(),
+            task,
+            &limits(),
+            Path::new("/r"),
+            Path::new("/s"),
+            "/wasmos/x",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -259,8 +311,14 @@ mod tests {
         };
         let spec = spec(&task);
         let process = spec.process().as_ref().unwrap();
-        assert_eq!(process.args().as_ref().unwrap(), &vec!["/bin/true".to_owned()]);
-        assert_eq!(process.env().as_ref().unwrap(), &vec!["PATH=/bin".to_owned(), "A=2".to_owned()]);
+        assert_eq!(
+            process.args().as_ref().unwrap(),
+            &vec!["/bin/true".to_owned()]
+        );
+        assert_eq!(
+            process.env().as_ref().unwrap(),
+            &vec!["PATH=/bin".to_owned(), "A=2".to_owned()]
+        );
         assert_eq!(process.cwd(), Path::new(SANDBOX_GUEST));
         assert_eq!(process.no_new_privileges(), Some(true));
     }
@@ -268,25 +326,55 @@ mod tests {
     #[test]
     fn no_capabilities_unless_granted() {
         let spec = spec(&OciTask::default());
-        let caps = spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
         assert!(caps.bounding().as_ref().unwrap().is_empty());
         let spec = spec_with_caps(&["net_bind_service"]);
-        let caps = spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
-        assert!(caps.effective().as_ref().unwrap().contains(&Capability::NetBindService));
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert!(
+            caps.effective()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::NetBindService)
+        );
         assert_eq!(caps.effective().as_ref().unwrap().len(), 1);
     }
 
     fn spec_with_caps(caps: &[&str]) -> Spec {
-        spec(&OciTask { capabilities: caps.iter().map(|c| c.to_string()).collect(), ..OciTask::default() })
+        spec(&OciTask {
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            ..OciTask::default()
+        })
     }
 
     #[test]
     fn network_namespace_only_without_host_network() {
         let has_net = |s: &Spec| {
-            s.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().any(|n| n.typ() == LinuxNamespaceType::Network)
+            s.linux()
+                .as_ref()
+                .unwrap()
+                .namespaces()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Network)
         };
         assert!(has_net(&spec(&OciTask::default())));
-        assert!(!has_net(&spec(&OciTask { host_network: true, ..OciTask::default() })));
+        assert!(!has_net(&spec(&OciTask {
+            host_network: true,
+            ..OciTask::default()
+        })));
     }
 
     #[test]
@@ -294,7 +382,10 @@ mod tests {
         let spec = spec(&OciTask::default());
         let res = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
         let cpu = res.cpu().as_ref().unwrap();
-        assert_eq!((cpu.quota(), cpu.period()), (Some(50_000), Some(CPU_PERIOD_US)));
+        assert_eq!(
+            (cpu.quota(), cpu.period()),
+            (Some(50_000), Some(CPU_PERIOD_US))
+        );
         assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
         assert_eq!(res.pids().as_ref().unwrap().limit(), PIDS_MAX);
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
@@ -302,14 +393,34 @@ mod tests {
 
     #[test]
     fn unknown_capability_and_named_user_are_refused() {
-        let task = OciTask { capabilities: vec!["CAP_FLY".into()], ..OciTask::default() };
+        let task = OciTask {
+            capabilities: vec!["CAP_FLY".into()],
+            ..OciTask::default()
+        };
         assert!(matches!(
-            runtime_spec(&image(), &task, &limits(), Path::new("/r"), Path::new("/s"), "/w"),
+            runtime_spec(
+                &image(),
+                &task,
+                &limits(),
+                Path::new("/r"),
+                Path::new("/s"),
+                "/w"
+            ),
             Err(BundleError::UnknownCapability(_))
         ));
-        let named = ImageRunConfig { user: Some("nobody".into()), ..image() };
+        let named = ImageRunConfig {
+            user: Some("nobody".into()),
+            ..image()
+        };
         assert!(matches!(
-            runtime_spec(&named, &OciTask::default(), &limits(), Path::new("/r"), Path::new("/s"), "/w"),
+            runtime_spec(
+                &named,
+                &OciTask::default(),
+                &limits(),
+                Path::new("/r"),
+                Path::new("/s"),
+                "/w"
+            ),
             Err(BundleError::NamedUser(_))
         ));
     }

@@ -8,9 +8,9 @@
 //!   `memory/…/memory.oom_control` (Linux 4.13+); cpu time is `cpuacct/…/cpuacct.usage`
 //!   in nanoseconds.
 //!
-//! Paths come from `/proc/<pid>/cgroup` of the container's init while it runs, so they
-//! are right whatever cgroup parent runc chose, and are recorded in the bundle to be
-//! read after the container exited (runc keeps the cgroup until `runc delete`).
+//! Paths follow from the absolute `cgroupsPath` the executor puts in every spec, and are
+//! recorded in the bundle to be read after the container exited (runc keeps the cgroup
+//! until `runc delete`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,9 @@ impl CgroupVersion {
     pub fn has_swap_accounting(self) -> bool {
         match self {
             CgroupVersion::V2 => true,
-            CgroupVersion::V1 => Path::new(CGROUP_MOUNT).join("memory/memory.memsw.limit_in_bytes").exists(),
+            CgroupVersion::V1 => Path::new(CGROUP_MOUNT)
+                .join("memory/memory.memsw.limit_in_bytes")
+                .exists(),
         }
     }
 }
@@ -57,35 +59,24 @@ pub struct CgroupPaths {
 }
 
 impl CgroupPaths {
-    /// The cgroups of a running process, from `/proc/<pid>/cgroup`.
-    pub fn of_pid(pid: i32, version: CgroupVersion) -> Option<CgroupPaths> {
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        CgroupPaths::parse(&text, version, Path::new(CGROUP_MOUNT))
-    }
-
-    /// Parses `/proc/<pid>/cgroup` content (`ID:CONTROLLERS:PATH` lines).
-    pub fn parse(text: &str, version: CgroupVersion, mount: &Path) -> Option<CgroupPaths> {
-        let rel = |controller: &str| -> Option<PathBuf> {
-            text.lines().find_map(|line| {
-                let mut parts = line.splitn(3, ':');
-                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                let wanted = match version {
-                    CgroupVersion::V2 => controllers.is_empty(),
-                    CgroupVersion::V1 => controllers.split(',').any(|c| c == controller),
-                };
-                wanted.then(|| PathBuf::from(path.trim_start_matches('/')))
-            })
-        };
+    /// The directories runc creates for the absolute `cgroups_path` of a container's
+    /// spec (`/wasmos/<id>`), under the hierarchies mounted at `mount`.
+    ///
+    /// Derived rather than read from `/proc/<init>/cgroup`: a container can be OOM-killed
+    /// before the agent gets to read that file, and the OOM verdict needs the path.
+    pub fn for_spec_path(cgroups_path: &str, version: CgroupVersion, mount: &Path) -> CgroupPaths {
+        let rel = cgroups_path.trim_start_matches('/');
         match version {
-            CgroupVersion::V2 => {
-                let dir = mount.join(rel("")?);
-                Some(CgroupPaths { version, memory: dir.clone(), cpu: dir })
-            }
-            CgroupVersion::V1 => Some(CgroupPaths {
+            CgroupVersion::V2 => CgroupPaths {
                 version,
-                memory: mount.join("memory").join(rel("memory")?),
-                cpu: mount.join("cpuacct").join(rel("cpuacct")?),
-            }),
+                memory: mount.join(rel),
+                cpu: mount.join(rel),
+            },
+            CgroupVersion::V1 => CgroupPaths {
+                version,
+                memory: mount.join("memory").join(rel),
+                cpu: mount.join("cpuacct").join(rel),
+            },
         }
     }
 
@@ -107,7 +98,11 @@ impl CgroupPaths {
                 let text = fs::read_to_string(self.cpu.join("cpu.stat")).ok()?;
                 keyed_value(&text, "usage_usec").map(|us| us.saturating_mul(1000))
             }
-            CgroupVersion::V1 => fs::read_to_string(self.cpu.join("cpuacct.usage")).ok()?.trim().parse().ok(),
+            CgroupVersion::V1 => fs::read_to_string(self.cpu.join("cpuacct.usage"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
         }
     }
 }
@@ -125,24 +120,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v1_paths_come_from_each_controller_line() {
-        let text = "9:name=systemd:/wasmos/t\n4:memory:/wasmos/t\n2:cpu,cpuacct:/wasmos/t\n0::/\n";
-        let p = CgroupPaths::parse(text, CgroupVersion::V1, Path::new("/cg")).unwrap();
-        assert_eq!(p.memory, Path::new("/cg/memory/wasmos/t"));
-        assert_eq!(p.cpu, Path::new("/cg/cpuacct/wasmos/t"));
-    }
-
-    #[test]
-    fn v2_path_is_the_unified_line() {
-        let p = CgroupPaths::parse("0::/wasmos/t\n", CgroupVersion::V2, Path::new("/cg")).unwrap();
-        assert_eq!(p.memory, Path::new("/cg/wasmos/t"));
-        assert_eq!(p.cpu, p.memory);
+    fn paths_follow_the_spec_path_per_version() {
+        let v1 = CgroupPaths::for_spec_path("/wasmos/t", CgroupVersion::V1, Path::new("/cg"));
+        assert_eq!(v1.memory, Path::new("/cg/memory/wasmos/t"));
+        assert_eq!(v1.cpu, Path::new("/cg/cpuacct/wasmos/t"));
+        let v2 = CgroupPaths::for_spec_path("/wasmos/t", CgroupVersion::V2, Path::new("/cg"));
+        assert_eq!(v2.memory, Path::new("/cg/wasmos/t"));
+        assert_eq!(v2.cpu, v2.memory);
     }
 
     #[test]
     fn oom_kill_is_read_from_its_line_only() {
         let events = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n";
         assert_eq!(keyed_value(events, "oom_kill"), Some(2));
-        assert_eq!(keyed_value("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"), None);
+        assert_eq!(
+            keyed_value("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"),
+            None
+        );
     }
 }

@@ -91,9 +91,24 @@ struct Inner {
 }
 
 impl OciContainer {
-    pub(super) fn attach(bundle: PathBuf, runc: Runc, task: TaskRecord, runtime: Option<RuntimeRecord>) -> OciContainer {
-        let shim = runtime.as_ref().and_then(|r| open_shim(r.shim_pid, r.shim_start_ticks));
-        OciContainer { inner: Arc::new(Inner { bundle, runc, task, runtime, shim }) }
+    pub(super) fn attach(
+        bundle: PathBuf,
+        runc: Runc,
+        task: TaskRecord,
+        runtime: Option<RuntimeRecord>,
+    ) -> OciContainer {
+        let shim = runtime
+            .as_ref()
+            .and_then(|r| open_shim(r.shim_pid, r.shim_start_ticks));
+        OciContainer {
+            inner: Arc::new(Inner {
+                bundle,
+                runc,
+                task,
+                runtime,
+                shim,
+            }),
+        }
     }
 
     pub fn task_id(&self) -> &str {
@@ -160,17 +175,27 @@ impl OciContainer {
     fn shim_may_be_alive(&self) -> bool {
         match &self.inner.runtime {
             Some(r) => proc_start_ticks(r.shim_pid) == Some(r.shim_start_ticks),
-            None => matches!(self.inner.runc.status(self.container_id()).as_deref(), Some("running" | "created")),
+            None => matches!(
+                self.inner.runc.status(self.container_id()).as_deref(),
+                Some("running" | "created")
+            ),
         }
     }
 
-    /// Stops the task as killed: SIGTERM, `grace` to exit, then SIGKILL. The outcome (from
-    /// [`OciContainer::wait`]) is then `killed`.
+    /// Stops the task as killed: SIGTERM, `grace` to exit, then SIGKILL (waiting up to
+    /// [`KILL_WAIT`] for it to take). The outcome (from [`OciContainer::wait`]) is then
+    /// `killed`, unless the container had already ended by itself. Note that the init of a
+    /// pid namespace ignores SIGTERM unless it handles it, so a plain `sleep` as the
+    /// container's command always takes the whole grace period.
     pub fn kill(&self, grace: Duration) {
         self.stop(StopCause::Killed, grace);
     }
 
     fn stop(&self, cause: StopCause, grace: Duration) {
+        if self.has_exited() {
+            // It ended by itself first: that is its outcome, not this stop.
+            return;
+        }
         let marker = self.inner.bundle.join(STOP_FILE);
         // The first cause wins: a kill racing a timeout is reported once, consistently.
         let _ = fs::OpenOptions::new()
@@ -192,7 +217,10 @@ impl OciContainer {
             tracing::debug!(container = id, error = %e, "oci: SIGKILL not delivered");
         }
         if !self.wait_exit(Some(KILL_WAIT)) {
-            tracing::warn!(container = id, "oci: container still running {KILL_WAIT:?} after SIGKILL");
+            tracing::warn!(
+                container = id,
+                "oci: container still running {KILL_WAIT:?} after SIGKILL"
+            );
         }
     }
 
@@ -203,7 +231,11 @@ impl OciContainer {
         if let Some(outcome) = self.saved_outcome() {
             return outcome;
         }
-        let deadline = self.inner.task.timeout_ms.map(|t| self.inner.task.started_at_ms.saturating_add(t));
+        let deadline = self
+            .inner
+            .task
+            .timeout_ms
+            .map(|t| self.inner.task.started_at_ms.saturating_add(t));
         loop {
             let left = deadline.map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
             if self.wait_exit(left) {
@@ -237,21 +269,23 @@ impl OciContainer {
         let exit = ExitRecord::read(bundle);
         let stop = fs::read_to_string(bundle.join(STOP_FILE)).ok();
         let oom_kills = self.cgroup().and_then(CgroupPaths::oom_kills).unwrap_or(0);
-        let (state, exit_code, mut reason) = judge(
-            exit,
-            stop.as_deref(),
-            oom_kills,
-            &self.inner.task,
-            || runc::last_logged_error(&bundle.join(shim::RUNC_LOG_FILE)),
-        );
+        let (state, exit_code, mut reason) =
+            judge(exit, stop.as_deref(), oom_kills, &self.inner.task, || {
+                runc::last_logged_error(&bundle.join(shim::RUNC_LOG_FILE))
+            });
         if let Some(dropped) = exit.map(|e| e.stdout_dropped).filter(|d| *d > 0) {
-            reason.push_str(&format!(" ({dropped} bytes of stdout over the output cap dropped)"));
+            reason.push_str(&format!(
+                " ({dropped} bytes of stdout over the output cap dropped)"
+            ));
         }
         let outcome = TaskOutcome {
             state,
             exit_code,
             reason,
-            stdout_tail: TaskOutcome::tail_of(&read_tail(&bundle.join(shim::STDOUT_FILE), STDOUT_TAIL_BYTES)),
+            stdout_tail: TaskOutcome::tail_of(&read_tail(
+                &bundle.join(shim::STDOUT_FILE),
+                STDOUT_TAIL_BYTES,
+            )),
         };
         if let Err(e) = self.inner.runc.delete(self.container_id()) {
             tracing::debug!(container = self.container_id(), error = %e, "oci: runc delete");
@@ -281,19 +315,41 @@ pub fn judge(
     runc_error: impl FnOnce() -> Option<String>,
 ) -> (TaskState, Option<i32>, String) {
     let Some(exit) = exit else {
-        return (TaskState::Failed, None, "the container's supervisor died: exit status unknown".into());
+        return (
+            TaskState::Failed,
+            None,
+            "the container's supervisor died: exit status unknown".into(),
+        );
     };
     if exit.runc_status != 0 {
         let why = runc_error().unwrap_or_else(|| describe_status(exit.runc_status));
-        return (TaskState::Failed, None, format!("runc could not start the container: {why}"));
+        return (
+            TaskState::Failed,
+            None,
+            format!("runc could not start the container: {why}"),
+        );
     }
     let code = exit.init_status.and_then(exit_code_of);
-    let status = exit.init_status.map_or_else(|| "exit status unknown".to_owned(), describe_status);
+    let status = exit
+        .init_status
+        .map_or_else(|| "exit status unknown".to_owned(), describe_status);
     match stop.map(str::trim) {
-        Some("killed") => return (TaskState::Killed, code, format!("killed ({status})")),
+        Some("killed") => {
+            return (
+                TaskState::Killed,
+                code,
+                format!("stopped on request: {status}"),
+            );
+        }
         Some("timeout") => {
-            let limit = task.timeout_ms.map_or_else(String::new, |t| format!(" of {} s", t as f64 / 1000.0));
-            return (TaskState::Failed, code, format!("timed out: wall-clock limit{limit} reached ({status})"));
+            let limit = task
+                .timeout_ms
+                .map_or_else(String::new, |t| format!(" of {} s", t as f64 / 1000.0));
+            return (
+                TaskState::Failed,
+                code,
+                format!("timed out: wall-clock limit{limit} reached; {status}"),
+            );
         }
         _ => {}
     }
@@ -320,7 +376,10 @@ fn describe_status(status: i32) -> String {
         format!("exited with code {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        format!("killed by signal {sig}{}", signal_name(sig).map_or(String::new(), |n| format!(" ({n})")))
+        format!(
+            "killed by signal {sig}{}",
+            signal_name(sig).map_or(String::new(), |n| format!(" ({n})"))
+        )
     } else {
         format!("ended with wait status {status}")
     }
@@ -349,7 +408,9 @@ struct SavedOutcome {
 }
 
 pub(super) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub(super) fn write_json_atomic(path: &Path, value: &impl Serialize) -> io::Result<()> {
@@ -360,7 +421,9 @@ pub(super) fn write_json_atomic(path: &Path, value: &impl Serialize) -> io::Resu
 
 /// The last `max` bytes of a file (empty when unreadable).
 fn read_tail(path: &Path, max: usize) -> Vec<u8> {
-    let Ok(mut file) = fs::File::open(path) else { return Vec::new() };
+    let Ok(mut file) = fs::File::open(path) else {
+        return Vec::new();
+    };
     let len = file.metadata().map_or(0, |m| m.len());
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(max as u64)));
     let mut out = Vec::with_capacity(max);
@@ -394,7 +457,11 @@ fn poll_readable(fd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -412,16 +479,30 @@ mod tests {
     use super::*;
 
     fn task() -> TaskRecord {
-        TaskRecord { task_id: "t".into(), container_id: "c".into(), mem_mib: 32, timeout_ms: Some(1500), started_at_ms: 0 }
+        TaskRecord {
+            task_id: "t".into(),
+            container_id: "c".into(),
+            mem_mib: 32,
+            timeout_ms: Some(1500),
+            started_at_ms: 0,
+        }
     }
 
     fn exited(status: i32) -> Option<ExitRecord> {
-        Some(ExitRecord { runc_status: 0, init_pid: 10, init_status: Some(status), ..ExitRecord::default() })
+        Some(ExitRecord {
+            runc_status: 0,
+            init_pid: 10,
+            init_status: Some(status),
+            ..ExitRecord::default()
+        })
     }
 
     #[test]
     fn exit_codes_map_to_finished_and_failed() {
-        assert_eq!(judge(exited(0), None, 0, &task(), || None).0, TaskState::Finished);
+        assert_eq!(
+            judge(exited(0), None, 0, &task(), || None).0,
+            TaskState::Finished
+        );
         let (state, code, reason) = judge(exited(3 << 8), None, 0, &task(), || None);
         assert_eq!((state, code), (TaskState::Failed, Some(3)));
         assert_eq!(reason, "exited with code 3");
@@ -432,16 +513,28 @@ mod tests {
         let (state, code, reason) = judge(exited(libc::SIGKILL), None, 1, &task(), || None);
         assert_eq!((state, code), (TaskState::Failed, None));
         assert!(reason.contains("memory limit of 32 MiB"), "{reason}");
-        assert_eq!(judge(exited(libc::SIGKILL), Some("killed"), 0, &task(), || None).0, TaskState::Killed);
+        assert_eq!(
+            judge(exited(libc::SIGKILL), Some("killed"), 0, &task(), || None).0,
+            TaskState::Killed
+        );
         let (state, _, reason) = judge(exited(libc::SIGKILL), Some("timeout"), 0, &task(), || None);
         assert_eq!(state, TaskState::Failed);
-        assert!(reason.contains("timed out") && reason.contains("1.5 s"), "{reason}");
+        assert!(
+            reason.contains("timed out") && reason.contains("1.5 s"),
+            "{reason}"
+        );
     }
 
     #[test]
     fn runc_failure_carries_runc_error() {
-        let exit = Some(ExitRecord { runc_status: 1 << 8, init_pid: -1, ..ExitRecord::default() });
-        let (state, _, reason) = judge(exit, None, 0, &task(), || Some("exec: \"nope\": not found".into()));
+        let exit = Some(ExitRecord {
+            runc_status: 1 << 8,
+            init_pid: -1,
+            ..ExitRecord::default()
+        });
+        let (state, _, reason) = judge(exit, None, 0, &task(), || {
+            Some("exec: \"nope\": not found".into())
+        });
         assert_eq!(state, TaskState::Failed);
         assert!(reason.contains("nope"), "{reason}");
         assert_eq!(judge(None, None, 0, &task(), || None).0, TaskState::Failed);

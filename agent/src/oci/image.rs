@@ -1,9 +1,11 @@
 //! Reading an OCI image layout (a directory, or a `.tar` of one) and turning it into a
 //! cached, unpacked root filesystem.
 //!
-//! Every blob is checked against its descriptor (size and sha256) before it is used; only
-//! sha256 digests are accepted, which also keeps blob paths inside `blobs/sha256/`. Layers
-//! are applied in manifest order by [`super::unpack`]. The result is cached under
+//! Every blob is checked against its descriptor: size when opened, sha256 over the very
+//! bytes read (JSON before it is parsed; a layer while it is unpacked into a temporary
+//! rootfs that is discarded on a mismatch). Only sha256 digests are accepted, which also
+//! keeps blob paths inside `blobs/sha256/`. Layers are applied in manifest order by
+//! [`super::unpack`]. The result is cached under
 //! `<cache>/sha256-<manifest hex>/` (written to a temporary directory first, then renamed
 //! into place, so a reader never sees half a rootfs).
 
@@ -17,8 +19,8 @@ use oci_spec::image::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::unpack::{self, UnpackError, UnpackLimits};
 use super::unique_name;
+use super::unpack::{self, UnpackError, UnpackLimits};
 
 /// Largest JSON document (index, manifest, config) read from a layout.
 pub const JSON_BYTES_MAX: u64 = 4 << 20;
@@ -32,6 +34,10 @@ pub const LAYOUT_TAR_ENTRIES_MAX: u64 = 10_000;
 /// Mount points created in every cached rootfs so that runc never has to write into the
 /// shared, read-only-mounted cache.
 pub const MOUNT_POINTS: [&str; 5] = ["proc", "dev", "sys", "tmp", "sandbox"];
+
+/// Name prefixes of the temporary directories in the cache.
+const UNPACK_PREFIX: &str = ".unpack";
+const LAYOUT_PREFIX: &str = ".layout";
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -51,17 +57,27 @@ pub enum ImageError {
     #[error("blob {digest} does not match its digest (content hashes to sha256:{actual})")]
     DigestMismatch { digest: String, actual: String },
     #[error("blob {digest} is {actual} bytes, its descriptor says {expected}")]
-    SizeMismatch { digest: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("unsupported digest algorithm in {0} (only sha256)")]
     UnsupportedDigest(String),
     #[error("unsupported media type {media_type} for the {role}")]
-    UnsupportedMediaType { role: &'static str, media_type: String },
+    UnsupportedMediaType {
+        role: &'static str,
+        media_type: String,
+    },
     #[error("layer {digest}: {source}")]
     Layer { digest: String, source: UnpackError },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
-    move |source| ImageError::Io { path: path.display().to_string(), source }
+    move |source| ImageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// What the image asks to run, kept beside the cached rootfs.
@@ -94,7 +110,28 @@ pub struct ImageCache {
 
 impl ImageCache {
     pub fn new(dir: PathBuf) -> ImageCache {
-        ImageCache { dir, limits: UnpackLimits::default() }
+        ImageCache {
+            dir,
+            limits: UnpackLimits::default(),
+        }
+    }
+
+    /// Removes the temporary directories of unpacks whose process is gone (an agent
+    /// killed in the middle of one); those of live processes are left alone.
+    pub fn remove_abandoned(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = [UNPACK_PREFIX, LAYOUT_PREFIX]
+                .iter()
+                .find_map(|p| super::unique_name_pid(&name, p));
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                tracing::info!(dir = %name, "oci: abandoned unpack removed");
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -109,14 +146,17 @@ impl ImageCache {
         if meta.is_dir() {
             return self.prepare_dir(layout);
         }
-        let extracted = self.dir.join(unique_name(".layout"));
-        let result = extract_layout_tar(layout, &extracted).and_then(|()| self.prepare_dir(&extracted));
+        let extracted = self.dir.join(unique_name(LAYOUT_PREFIX));
+        let result =
+            extract_layout_tar(layout, &extracted).and_then(|()| self.prepare_dir(&extracted));
         let _ = fs::remove_dir_all(&extracted);
         result
     }
 
     fn prepare_dir(&self, layout: &Path) -> Result<PreparedImage, ImageError> {
-        let layout = Layout { dir: layout.to_path_buf() };
+        let layout = Layout {
+            dir: layout.to_path_buf(),
+        };
         layout.check_header()?;
         let (manifest_digest, manifest) = layout.manifest()?;
         let hex = manifest_digest.trim_start_matches("sha256:");
@@ -131,7 +171,7 @@ impl ImageCache {
             });
         }
         let config = layout.run_config(manifest.config())?;
-        let tmp = self.dir.join(unique_name(".unpack"));
+        let tmp = self.dir.join(unique_name(UNPACK_PREFIX));
         let result = self.unpack_into(&layout, &manifest, &config, &tmp);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
@@ -146,7 +186,12 @@ impl ImageCache {
             }
         }
         tracing::info!(%manifest_digest, "oci: rootfs unpacked into the cache");
-        Ok(PreparedImage { manifest_digest, rootfs: cached.join("rootfs"), config, from_cache: false })
+        Ok(PreparedImage {
+            manifest_digest,
+            rootfs: cached.join("rootfs"),
+            config,
+            from_cache: false,
+        })
     }
 
     fn unpack_into(
@@ -161,15 +206,24 @@ impl ImageCache {
         let mut budget = self.limits;
         for layer in manifest.layers() {
             let gzip = layer_is_gzip(layer.media_type())?;
-            let path = layout.verified_blob(layer)?;
-            let file = File::open(&path).map_err(io_err(&path))?;
-            let digest = layer.digest().to_string();
-            let wrap = |source| ImageError::Layer { digest: digest.clone(), source };
-            if gzip {
-                unpack::apply_layer(flate2::read::GzDecoder::new(file), &rootfs, &mut budget).map_err(wrap)?;
+            let mut blob = layout.open_blob(layer)?;
+            let applied = if gzip {
+                unpack::apply_layer(
+                    flate2::read::GzDecoder::new(&mut blob),
+                    &rootfs,
+                    &mut budget,
+                )
             } else {
-                unpack::apply_layer(file, &rootfs, &mut budget).map_err(wrap)?;
-            }
+                unpack::apply_layer(&mut blob, &rootfs, &mut budget)
+            };
+            // The digest is checked on the very bytes unpacked (no second read that could
+            // see other content), and takes precedence over what the bytes did: a tampered
+            // layer is reported as such even when it also fails to decompress.
+            blob.verify()?;
+            applied.map_err(|source| ImageError::Layer {
+                digest: layer.digest().to_string(),
+                source,
+            })?;
         }
         for dir in MOUNT_POINTS {
             unpack::ensure_dir(&rootfs, Path::new(dir)).map_err(|source| ImageError::Layer {
@@ -193,7 +247,10 @@ fn layer_is_gzip(media_type: &MediaType) -> Result<bool, ImageError> {
         MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Ok(false),
         MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Ok(true),
         MediaType::Other(s) if s == DOCKER_LAYER_GZIP => Ok(true),
-        other => Err(ImageError::UnsupportedMediaType { role: "layer", media_type: other.to_string() }),
+        other => Err(ImageError::UnsupportedMediaType {
+            role: "layer",
+            media_type: other.to_string(),
+        }),
     }
 }
 
@@ -205,12 +262,16 @@ impl Layout {
     fn check_header(&self) -> Result<(), ImageError> {
         let path = self.dir.join("oci-layout");
         let bytes = read_capped(&path, JSON_BYTES_MAX)?;
-        let header: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| ImageError::Invalid(format!("oci-layout: {e}")))?;
+        let header: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::Invalid(format!("oci-layout: {e}")))?;
         match header.get("imageLayoutVersion").and_then(|v| v.as_str()) {
             Some(v) if v.starts_with("1.") => Ok(()),
-            Some(v) => Err(ImageError::Invalid(format!("unsupported imageLayoutVersion {v}"))),
-            None => Err(ImageError::Invalid("oci-layout has no imageLayoutVersion".into())),
+            Some(v) => Err(ImageError::Invalid(format!(
+                "unsupported imageLayoutVersion {v}"
+            ))),
+            None => Err(ImageError::Invalid(
+                "oci-layout has no imageLayoutVersion".into(),
+            )),
         }
     }
 
@@ -219,8 +280,8 @@ impl Layout {
     fn manifest(&self) -> Result<(String, ImageManifest), ImageError> {
         let path = self.dir.join("index.json");
         let bytes = read_capped(&path, JSON_BYTES_MAX)?;
-        let mut index: ImageIndex =
-            serde_json::from_slice(&bytes).map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
+        let mut index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
         for _ in 0..INDEX_DEPTH_MAX {
             let desc = pick_manifest(index.manifests())?;
             let bytes = self.verified_json(&desc)?;
@@ -245,7 +306,9 @@ impl Layout {
             let manifest: ImageManifest = parse_json(&bytes, "manifest")?;
             return Ok((desc.digest().to_string(), manifest));
         }
-        Err(ImageError::Invalid(format!("image indexes nested deeper than {INDEX_DEPTH_MAX}")))
+        Err(ImageError::Invalid(format!(
+            "image indexes nested deeper than {INDEX_DEPTH_MAX}"
+        )))
     }
 
     fn run_config(&self, desc: &Descriptor) -> Result<ImageRunConfig, ImageError> {
@@ -253,12 +316,17 @@ impl Layout {
             MediaType::ImageConfig => {}
             MediaType::Other(s) if s == DOCKER_CONFIG => {}
             other => {
-                return Err(ImageError::UnsupportedMediaType { role: "config", media_type: other.to_string() });
+                return Err(ImageError::UnsupportedMediaType {
+                    role: "config",
+                    media_type: other.to_string(),
+                });
             }
         }
         let bytes = self.verified_json(desc)?;
         let image: ImageConfiguration = parse_json(&bytes, "image config")?;
-        let Some(c) = image.config() else { return Ok(ImageRunConfig::default()) };
+        let Some(c) = image.config() else {
+            return Ok(ImageRunConfig::default());
+        };
         Ok(ImageRunConfig {
             entrypoint: c.entrypoint().clone().unwrap_or_default(),
             cmd: c.cmd().clone().unwrap_or_default(),
@@ -276,26 +344,41 @@ impl Layout {
                 desc.size()
             )));
         }
-        let path = self.verified_blob(desc)?;
-        read_capped(&path, JSON_BYTES_MAX)
+        let mut blob = self.open_blob(desc)?;
+        let mut bytes = Vec::new();
+        let path = blob.path.clone();
+        (&mut blob)
+            .take(JSON_BYTES_MAX)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
+        blob.verify()?;
+        Ok(bytes)
     }
 
-    /// The path of the blob `desc` names, after checking its size and sha256.
-    fn verified_blob(&self, desc: &Descriptor) -> Result<PathBuf, ImageError> {
+    /// Opens the blob `desc` names after checking its size; its sha256 is checked by
+    /// [`VerifyingBlob::verify`] once it has been read.
+    fn open_blob(&self, desc: &Descriptor) -> Result<VerifyingBlob, ImageError> {
         let digest = desc.digest();
         if *digest.algorithm() != DigestAlgorithm::Sha256 {
             return Err(ImageError::UnsupportedDigest(digest.to_string()));
         }
         // oci-spec guarantees 64 lowercase hex characters for sha256: the path stays here.
         let path = self.dir.join("blobs/sha256").join(digest.digest());
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Err(ImageError::Invalid(format!("blob {digest} is not a regular file"))),
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ImageError::MissingBlob { digest: digest.to_string() });
+                return Err(ImageError::MissingBlob {
+                    digest: digest.to_string(),
+                });
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
+        let meta = file.metadata().map_err(io_err(&path))?;
+        if !meta.is_file() {
+            return Err(ImageError::Invalid(format!(
+                "blob {digest} is not a regular file"
+            )));
+        }
         if meta.len() != desc.size() {
             return Err(ImageError::SizeMismatch {
                 digest: digest.to_string(),
@@ -303,11 +386,45 @@ impl Layout {
                 actual: meta.len(),
             });
         }
-        let actual = sha256_file(&path).map_err(io_err(&path))?;
-        if actual != digest.digest() {
-            return Err(ImageError::DigestMismatch { digest: digest.to_string(), actual });
+        Ok(VerifyingBlob {
+            file,
+            path,
+            hasher: Sha256::new(),
+            expected: digest.to_string(),
+        })
+    }
+}
+
+/// A blob read through a sha256 hasher.
+struct VerifyingBlob {
+    file: File,
+    path: PathBuf,
+    hasher: Sha256,
+    /// `sha256:<hex>`
+    expected: String,
+}
+
+impl Read for VerifyingBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl VerifyingBlob {
+    /// Reads what is left of the blob and checks the digest of all of it.
+    fn verify(mut self) -> Result<(), ImageError> {
+        io::copy(&mut self, &mut io::sink()).map_err(io_err(&self.path))?;
+        let actual = hex::encode(self.hasher.finalize());
+        if self.expected.strip_prefix("sha256:") == Some(actual.as_str()) {
+            Ok(())
+        } else {
+            Err(ImageError::DigestMismatch {
+                digest: self.expected,
+                actual,
+            })
         }
-        Ok(path)
     }
 }
 
@@ -338,26 +455,16 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
         _ => io_err(path)(e),
     })?;
     let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes).map_err(io_err(path))?;
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path))?;
     if bytes.len() as u64 > max {
-        return Err(ImageError::Invalid(format!("{} is larger than {max} bytes", path.display())));
+        return Err(ImageError::Invalid(format!(
+            "{} is larger than {max} bytes",
+            path.display()
+        )));
     }
     Ok(bytes)
-}
-
-/// Lowercase hex sha256 of a file's content.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Extracts a layout tar: regular files and directories only, at relative paths without
@@ -366,7 +473,8 @@ fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
     fs::create_dir_all(into).map_err(io_err(into))?;
     let file = File::open(tar_path).map_err(io_err(tar_path))?;
     let mut archive = tar::Archive::new(file);
-    let bad = |what: String| ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()));
+    let bad =
+        |what: String| ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()));
     let (mut bytes, mut entries) = (0u64, 0u64);
     for entry in archive.entries().map_err(io_err(tar_path))? {
         let mut entry = entry.map_err(io_err(tar_path))?;
@@ -397,7 +505,12 @@ fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
                 let mut out = File::create(&dest).map_err(io_err(&dest))?;
                 io::copy(&mut entry, &mut out).map_err(io_err(&dest))?;
             }
-            other => return Err(bad(format!("entry {} has unsupported type {other:?}", name.display()))),
+            other => {
+                return Err(bad(format!(
+                    "entry {} has unsupported type {other:?}",
+                    name.display()
+                )));
+            }
         }
     }
     Ok(())

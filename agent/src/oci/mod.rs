@@ -64,7 +64,11 @@ pub struct OciConfig {
 
 impl OciConfig {
     pub fn new(work_dir: impl Into<PathBuf>) -> OciConfig {
-        OciConfig { work_dir: work_dir.into(), runc: PathBuf::from("runc"), cgroup_parent: "/wasmos".into() }
+        OciConfig {
+            work_dir: work_dir.into(),
+            runc: PathBuf::from("runc"),
+            cgroup_parent: "/wasmos".into(),
+        }
     }
 }
 
@@ -86,7 +90,12 @@ pub enum LaunchError {
 impl LaunchError {
     /// The task's outcome when its launch failed.
     pub fn outcome(&self) -> TaskOutcome {
-        TaskOutcome { state: TaskState::Failed, exit_code: None, reason: self.to_string(), stdout_tail: String::new() }
+        TaskOutcome {
+            state: TaskState::Failed,
+            exit_code: None,
+            reason: self.to_string(),
+            stdout_tail: String::new(),
+        }
     }
 }
 
@@ -95,7 +104,10 @@ pub enum SetupError {
     #[error("runc not found ({0}): install it (apt-get install runc)")]
     NoRunc(String),
     #[error("work directory {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The executor of one agent.
@@ -110,15 +122,25 @@ pub struct OciExecutor {
 impl OciExecutor {
     /// Creates the work directories, finds runc and detects the cgroup version.
     pub fn new(config: OciConfig) -> Result<OciExecutor, SetupError> {
-        let runc_bin = find_in_path(&config.runc).ok_or_else(|| SetupError::NoRunc(config.runc.display().to_string()))?;
+        let runc_bin = find_in_path(&config.runc)
+            .ok_or_else(|| SetupError::NoRunc(config.runc.display().to_string()))?;
         let root = config.work_dir.join("runc");
-        for dir in [root.clone(), config.work_dir.join("oci/images"), config.work_dir.join("oci/containers")] {
-            fs::create_dir_all(&dir).map_err(|source| SetupError::Io { path: dir.display().to_string(), source })?;
+        for dir in [
+            root.clone(),
+            config.work_dir.join("oci/images"),
+            config.work_dir.join("oci/containers"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| SetupError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
+        let cache = ImageCache::new(config.work_dir.join("oci/images"));
+        cache.remove_abandoned();
         let cgroups = CgroupVersion::detect();
         tracing::info!(?cgroups, runc = %runc_bin.display(), "oci: executor ready");
         Ok(OciExecutor {
-            cache: ImageCache::new(config.work_dir.join("oci/images")),
+            cache,
             runc: runc::Runc::new(runc_bin, root),
             config,
             cgroups,
@@ -141,12 +163,17 @@ impl OciExecutor {
     /// once its process runs. A bad image or a container runc refuses is an `Err` whose
     /// [`LaunchError::outcome`] is the task's `failed` outcome.
     pub fn launch(&self, spec: &TaskSpec, sandbox: &Path) -> Result<OciContainer, LaunchError> {
-        let TaskKind::Oci(task) = &spec.kind else { return Err(LaunchError::NotOci) };
+        let TaskKind::Oci(task) = &spec.kind else {
+            return Err(LaunchError::NotOci);
+        };
         let image = self.cache.prepare(Path::new(&task.image))?;
         let id = container_id(spec.task_id.as_str());
         let bundle = self.containers_dir().join(&id);
         if bundle.exists() {
-            return Err(LaunchError::Start(format!("task {} already has a container", spec.task_id)));
+            return Err(LaunchError::Start(format!(
+                "task {} already has a container",
+                spec.task_id
+            )));
         }
         fs::create_dir_all(&bundle)?;
         let result = self.start_in(spec, task, &image, sandbox, &id, &bundle);
@@ -168,13 +195,23 @@ impl OciExecutor {
     ) -> Result<OciContainer, LaunchError> {
         let limits = bundle::ContainerLimits {
             cpus_millis: spec.resources.scalar("cpus").millis(),
-            mem_mib: spec.resources.scalar("mem").millis() / 1000,
+            // Rounded up: a fraction of a MiB is still a limit, never "no limit".
+            mem_mib: spec.resources.scalar("mem").millis().div_ceil(1000),
             limit_swap: self.cgroups.has_swap_accounting(),
         };
         let sandbox = fs::canonicalize(sandbox)?;
-        let cgroups_path = format!("{}/{id}", self.config.cgroup_parent.trim_end_matches('/'));
-        let runtime_spec = bundle::runtime_spec(&image.config, task, &limits, &image.rootfs, &sandbox, &cgroups_path)?;
-        runtime_spec.save(bundle.join("config.json")).map_err(|e| LaunchError::Start(e.to_string()))?;
+        let cgroups_path = format!("/{}/{id}", self.config.cgroup_parent.trim_matches('/'));
+        let runtime_spec = bundle::runtime_spec(
+            &image.config,
+            task,
+            &limits,
+            &image.rootfs,
+            &sandbox,
+            &cgroups_path,
+        )?;
+        runtime_spec
+            .save(bundle.join("config.json"))
+            .map_err(|e| LaunchError::Start(e.to_string()))?;
         let record = TaskRecord {
             task_id: spec.task_id.to_string(),
             container_id: id.to_owned(),
@@ -194,22 +231,53 @@ impl OciExecutor {
         let shim_start_ticks = container::proc_start_ticks(started.shim_pid).unwrap_or(0);
         if started.runc_status != 0 {
             // Let the supervisor write its last file before the bundle is removed.
-            let runtime = RuntimeRecord { shim_pid: started.shim_pid, shim_start_ticks, init_pid: -1, cgroup: None };
-            OciContainer::attach(bundle.to_path_buf(), self.runc.clone(), record, Some(runtime))
-                .wait_exit(Some(Duration::from_secs(5)));
+            let runtime = RuntimeRecord {
+                shim_pid: started.shim_pid,
+                shim_start_ticks,
+                init_pid: -1,
+                cgroup: None,
+            };
+            OciContainer::attach(
+                bundle.to_path_buf(),
+                self.runc.clone(),
+                record,
+                Some(runtime),
+            )
+            .wait_exit(Some(Duration::from_secs(5)));
             let why = runc::last_logged_error(&bundle.join(shim::RUNC_LOG_FILE))
                 .unwrap_or_else(|| format!("runc exited with status {}", started.runc_status >> 8));
-            return Err(LaunchError::Start(format!("runc could not start the container: {why}")));
+            return Err(LaunchError::Start(format!(
+                "runc could not start the container: {why}"
+            )));
         }
         let init_pid = fs::read_to_string(bundle.join(shim::PID_FILE))?
             .trim()
             .parse::<i32>()
             .map_err(|e| LaunchError::Start(format!("runc pid file: {e}")))?;
-        let cgroup = CgroupPaths::of_pid(init_pid, self.cgroups);
-        let runtime = RuntimeRecord { shim_pid: started.shim_pid, shim_start_ticks, init_pid, cgroup };
+        let cgroup = Some(CgroupPaths::for_spec_path(
+            &cgroups_path,
+            self.cgroups,
+            Path::new(cgroup::CGROUP_MOUNT),
+        ));
+        let runtime = RuntimeRecord {
+            shim_pid: started.shim_pid,
+            shim_start_ticks,
+            init_pid,
+            cgroup,
+        };
         container::write_json_atomic(&bundle.join(container::RUNTIME_FILE), &runtime)?;
-        tracing::debug!(container = id, init_pid, cached = image.from_cache, "oci: container running");
-        Ok(OciContainer::attach(bundle.to_path_buf(), self.runc.clone(), record, Some(runtime)))
+        tracing::debug!(
+            container = id,
+            init_pid,
+            cached = image.from_cache,
+            "oci: container running"
+        );
+        Ok(OciContainer::attach(
+            bundle.to_path_buf(),
+            self.runc.clone(),
+            record,
+            Some(runtime),
+        ))
     }
 
     /// Launches and waits: the whole task, as `wasmos task run --oci` runs it.
@@ -230,11 +298,14 @@ impl OciExecutor {
     /// the bundles under its work directory. Bundles whose records are unreadable are
     /// deleted with their container, with a warning.
     pub fn recover(&self) -> Vec<OciContainer> {
-        let Ok(entries) = fs::read_dir(self.containers_dir()) else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(self.containers_dir()) else {
+            return Vec::new();
+        };
         let mut found: Vec<OciContainer> = Vec::new();
         for bundle in entries.filter_map(Result::ok).map(|e| e.path()) {
-            let task: Option<TaskRecord> =
-                fs::read(bundle.join(container::TASK_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let task: Option<TaskRecord> = fs::read(bundle.join(container::TASK_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             let Some(task) = task else {
                 tracing::warn!(bundle = %bundle.display(), "oci: bundle without a task record removed");
                 if let Some(id) = bundle.file_name().and_then(|n| n.to_str()) {
@@ -243,10 +314,16 @@ impl OciExecutor {
                 let _ = fs::remove_dir_all(&bundle);
                 continue;
             };
-            let runtime: Option<RuntimeRecord> =
-                fs::read(bundle.join(container::RUNTIME_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let runtime: Option<RuntimeRecord> = fs::read(bundle.join(container::RUNTIME_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             tracing::info!(task = %task.task_id, running = runtime.is_some(), "oci: container recovered");
-            found.push(OciContainer::attach(bundle, self.runc.clone(), task, runtime));
+            found.push(OciContainer::attach(
+                bundle,
+                self.runc.clone(),
+                task,
+                runtime,
+            ));
         }
         // Containers in our runc root without a bundle cannot be reported on: remove them.
         for id in self.runc.list() {
@@ -264,19 +341,37 @@ impl OciExecutor {
 pub fn container_id(task_id: &str) -> String {
     let safe: String = task_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(CONTAINER_ID_CHARS_MAX)
         .collect();
     let hash = hex::encode(&Sha256::digest(task_id.as_bytes())[..4]);
     format!("{safe}-{hash}")
 }
 
-/// A name unique within this process and across processes (pid, time, counter).
+/// A name unique within this process and across processes: `<prefix>-<pid>-<nanos>-<n>`.
 pub(crate) fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// The pid in a [`unique_name`] made with `prefix`.
+pub(crate) fn unique_name_pid(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn find_in_path(binary: &Path) -> Option<PathBuf> {
@@ -284,8 +379,19 @@ fn find_in_path(binary: &Path) -> Option<PathBuf> {
         return binary.is_file().then(|| binary.to_path_buf());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let fallback = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from);
-    std::env::split_paths(&path).chain(fallback).map(|dir| dir.join(binary)).find(|p| p.is_file())
+    let fallback = [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .map(PathBuf::from);
+    std::env::split_paths(&path)
+        .chain(fallback)
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
@@ -299,5 +405,13 @@ mod tests {
         assert!(a.starts_with("job_1-") && b.starts_with("job_1-"));
         assert_ne!(a, b);
         assert!(container_id(&"x".repeat(500)).len() < 60);
+    }
+
+    #[test]
+    fn unique_names_carry_their_pid() {
+        let name = unique_name(".unpack");
+        assert_eq!(unique_name_pid(&name, ".unpack"), Some(std::process::id()));
+        assert_eq!(unique_name_pid(&name, ".layout"), None);
+        assert_eq!(unique_name_pid("sha256-ab", ".unpack"), None);
     }
 }

@@ -8,9 +8,15 @@ use std::process::{Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
     #[error("cannot run {runc}: {source}")]
-    Spawn { runc: String, source: std::io::Error },
+    Spawn {
+        runc: String,
+        source: std::io::Error,
+    },
     #[error("runc {command} failed: {stderr}")]
-    Failed { command: &'static str, stderr: String },
+    Failed {
+        command: &'static str,
+        stderr: String,
+    },
 }
 
 /// A runc binary and the state directory (`--root`) of one agent.
@@ -28,18 +34,24 @@ impl Runc {
     fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(&self.root).arg(verb);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd
     }
 
     fn run(&self, name: &'static str, mut cmd: Command) -> Result<Vec<u8>, RuncError> {
-        let out = cmd
-            .output()
-            .map_err(|source| RuncError::Spawn { runc: self.binary.display().to_string(), source })?;
+        let out = cmd.output().map_err(|source| RuncError::Spawn {
+            runc: self.binary.display().to_string(),
+            source,
+        })?;
         if out.status.success() {
             Ok(out.stdout)
         } else {
-            Err(RuncError::Failed { command: name, stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
+            Err(RuncError::Failed {
+                command: name,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
         }
     }
 
@@ -62,7 +74,12 @@ impl Runc {
         let mut cmd = self.command("list");
         cmd.arg("--quiet");
         let out = self.run("list", cmd).unwrap_or_default();
-        String::from_utf8_lossy(&out).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The container's status (`created`, `running`, `stopped`, `paused`); `None` when
@@ -82,6 +99,8 @@ pub fn last_logged_error(log: &Path) -> Option<String> {
     text.lines().rev().find_map(|line| {
         let entry: serde_json::Value = serde_json::from_str(line).ok()?;
         let level = entry.get("level")?.as_str()?;
-        (level == "error" || level == "fatal").then(|| entry.get("msg")?.as_str().map(str::to_owned)).flatten()
+        (level == "error" || level == "fatal")
+            .then(|| entry.get("msg")?.as_str().map(str::to_owned))
+            .flatten()
     })
 }

@@ -68,7 +68,8 @@ pub struct Started {
 }
 
 fn cstr(p: impl AsRef<std::ffi::OsStr>) -> io::Result<CString> {
-    CString::new(p.as_ref().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+    CString::new(p.as_ref().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
 /// Everything the forked child uses, allocated before the fork.
@@ -130,10 +131,18 @@ impl Prepared {
 /// container or failed to.
 pub fn spawn(spec: &ShimSpec<'_>, start_timeout: Duration) -> io::Result<Started> {
     let mut prepared = Prepared::new(spec)?;
-    let argv_ptrs: Vec<*const libc::c_char> =
-        prepared.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-    let env_ptrs: Vec<*const libc::c_char> =
-        prepared.env.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let argv_ptrs: Vec<*const libc::c_char> = prepared
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env_ptrs: Vec<*const libc::c_char> = prepared
+        .env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let mut sync = [0 as libc::c_int; 2];
     // SAFETY: plain syscalls on owned descriptors; the child branches only make
     // async-signal-safe calls on memory allocated above.
@@ -178,7 +187,11 @@ fn read_started(fd: libc::c_int, timeout: Duration) -> io::Result<Started> {
     let bytes = words.as_mut_ptr().cast::<u8>();
     while got < 8 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -186,7 +199,10 @@ fn read_started(fd: libc::c_int, timeout: Duration) -> io::Result<Started> {
             continue;
         }
         if n <= 0 {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "runc did not start the container in time"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "runc did not start the container in time",
+            ));
         }
         // SAFETY: writes stay within the 8 bytes of `words`.
         let r = unsafe { libc::read(fd, bytes.add(got).cast(), 8 - got) };
@@ -199,8 +215,14 @@ fn read_started(fd: libc::c_int, timeout: Duration) -> io::Result<Started> {
         got += r as usize;
     }
     match got {
-        8 => Ok(Started { shim_pid: words[0], runc_status: words[1] }),
-        4.. => Err(io::Error::other(format!("supervisor {} stopped before runc finished", words[0]))),
+        8 => Ok(Started {
+            shim_pid: words[0],
+            runc_status: words[1],
+        }),
+        4.. => Err(io::Error::other(format!(
+            "supervisor {} stopped before runc finished",
+            words[0]
+        ))),
         _ => Err(io::Error::other("supervisor did not start")),
     }
 }
@@ -210,7 +232,12 @@ fn read_started(fd: libc::c_int, timeout: Duration) -> io::Result<Started> {
 /// # Safety
 /// Runs in a forked child of a multi-threaded process: async-signal-safe calls only, no
 /// allocation.
-unsafe fn supervise(p: &mut Prepared, argv: &[*const libc::c_char], env: &[*const libc::c_char], sync: libc::c_int) -> ! {
+unsafe fn supervise(
+    p: &mut Prepared,
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    sync: libc::c_int,
+) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -254,8 +281,18 @@ unsafe fn supervise(p: &mut Prepared, argv: &[*const libc::c_char], env: &[*cons
         libc::close(null);
 
         let mut streams = [
-            Stream { pipe: out[0], log: out_log, kept: 0, dropped: 0 },
-            Stream { pipe: err[0], log: err_log, kept: 0, dropped: 0 },
+            Stream {
+                pipe: out[0],
+                log: out_log,
+                kept: 0,
+                dropped: 0,
+            },
+            Stream {
+                pipe: err[0],
+                log: err_log,
+                kept: 0,
+                dropped: 0,
+            },
         ];
         let (mut runc_status, mut init_pid, mut init_status) = (-1i32, -1i32, -1i32);
         let mut children_left = true;
@@ -311,7 +348,11 @@ unsafe fn supervise(p: &mut Prepared, argv: &[*const libc::c_char], env: &[*cons
             len = push_int(&mut p.line, len, value);
             len = push_bytes(&mut p.line, len, b"\n");
         }
-        let fd = libc::open(p.exit_tmp.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o640);
+        let fd = libc::open(
+            p.exit_tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o640,
+        );
         if fd >= 0 {
             write_all(fd, p.line.as_ptr(), len);
             libc::fsync(fd);
@@ -334,9 +375,21 @@ struct Stream {
 unsafe fn pump(streams: &mut [Stream; 2], sigfd: libc::c_int, buf: &mut [u8], cap: u64) {
     unsafe {
         let mut fds = [
-            libc::pollfd { fd: streams[0].pipe, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: streams[1].pipe, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: sigfd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: streams[0].pipe,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: streams[1].pipe,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // poll ignores negative fds, so closed streams drop out by themselves.
         if libc::poll(fds.as_mut_ptr(), 3, REAP_POLL_MS) <= 0 {
@@ -443,7 +496,11 @@ fn push_int(out: &mut [u8], at: usize, value: i64) -> usize {
             break;
         }
     }
-    let at = if value < 0 { push_bytes(out, at, b"-") } else { at };
+    let at = if value < 0 {
+        push_bytes(out, at, b"-")
+    } else {
+        at
+    };
     push_bytes(out, at, &digits[i..])
 }
 
@@ -467,7 +524,8 @@ impl ExitRecord {
 
     pub fn parse(text: &str) -> Option<ExitRecord> {
         let get = |key: &str| -> Option<i64> {
-            text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
         };
         let init_status = get("init_status")?;
         Some(ExitRecord {
@@ -488,13 +546,28 @@ mod tests {
     fn exit_record_round_trips_through_the_writer_format() {
         let mut line = vec![0u8; 512];
         let mut len = 0;
-        for (k, v) in [("runc_status=", 0i64), ("init_pid=", 4242), ("init_status=", 768), ("stdout_dropped=", 9), ("stderr_dropped=", 0)] {
+        for (k, v) in [
+            ("runc_status=", 0i64),
+            ("init_pid=", 4242),
+            ("init_status=", 768),
+            ("stdout_dropped=", 9),
+            ("stderr_dropped=", 0),
+        ] {
             len = push_bytes(&mut line, len, k.as_bytes());
             len = push_int(&mut line, len, v);
             len = push_bytes(&mut line, len, b"\n");
         }
         let rec = ExitRecord::parse(std::str::from_utf8(&line[..len]).unwrap()).unwrap();
-        assert_eq!(rec, ExitRecord { runc_status: 0, init_pid: 4242, init_status: Some(768), stdout_dropped: 9, stderr_dropped: 0 });
+        assert_eq!(
+            rec,
+            ExitRecord {
+                runc_status: 0,
+                init_pid: 4242,
+                init_status: Some(768),
+                stdout_dropped: 9,
+                stderr_dropped: 0
+            }
+        );
     }
 
     #[test]

@@ -44,24 +44,40 @@ pub struct UnpackLimits {
 
 impl Default for UnpackLimits {
     fn default() -> UnpackLimits {
-        UnpackLimits { bytes_max: 16 << 30, entries_max: 1_000_000 }
+        UnpackLimits {
+            bytes_max: 16 << 30,
+            entries_max: 1_000_000,
+        }
     }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
-    move |source| UnpackError::Io { path: path.display().to_string(), source }
+    move |source| UnpackError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Applies the layer tar read from `layer` on top of `rootfs`, spending `budget`.
-pub fn apply_layer(layer: impl Read, rootfs: &Path, budget: &mut UnpackLimits) -> Result<(), UnpackError> {
+pub fn apply_layer(
+    layer: impl Read,
+    rootfs: &Path,
+    budget: &mut UnpackLimits,
+) -> Result<(), UnpackError> {
     let mut archive = tar::Archive::new(layer);
     // Paths this layer wrote: an opaque whiteout must not delete them.
     let mut written: HashSet<PathBuf> = HashSet::new();
     let entries = archive.entries().map_err(io_at(rootfs))?;
     for entry in entries {
         let mut entry = entry.map_err(io_at(rootfs))?;
-        budget.entries_max = budget.entries_max.checked_sub(1).ok_or(UnpackError::TooLarge("entries"))?;
-        budget.bytes_max = budget.bytes_max.checked_sub(entry.size()).ok_or(UnpackError::TooLarge("bytes"))?;
+        budget.entries_max = budget
+            .entries_max
+            .checked_sub(1)
+            .ok_or(UnpackError::TooLarge("entries"))?;
+        budget.bytes_max = budget
+            .bytes_max
+            .checked_sub(entry.size())
+            .ok_or(UnpackError::TooLarge("bytes"))?;
         let raw = entry.path().map_err(io_at(rootfs))?.into_owned();
         let rel = relative_path(&raw)?;
         let Some(name) = rel.file_name().map(|n| n.to_string_lossy().into_owned()) else {
@@ -89,7 +105,12 @@ pub fn ensure_dir(rootfs: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
     resolve_in_root(rootfs, rel, true)
 }
 
-fn write_entry(entry: &mut tar::Entry<impl Read>, rootfs: &Path, dest: &Path, raw: &Path) -> Result<(), UnpackError> {
+fn write_entry(
+    entry: &mut tar::Entry<impl Read>,
+    rootfs: &Path,
+    dest: &Path,
+    raw: &Path,
+) -> Result<(), UnpackError> {
     let header = entry.header();
     let mode = header.mode().unwrap_or(0o644) & 0o1777;
     let (uid, gid) = (header.uid().ok(), header.gid().ok());
@@ -134,13 +155,17 @@ fn write_entry(entry: &mut tar::Entry<impl Read>, rootfs: &Path, dest: &Path, ra
                 .ok_or_else(|| bad(raw, "hard link without a target"))?
                 .into_owned();
             let target_rel = relative_path(&target)?;
-            let target_parent = resolve_in_root(rootfs, target_rel.parent().unwrap_or(Path::new("")), false)?;
+            let target_parent =
+                resolve_in_root(rootfs, target_rel.parent().unwrap_or(Path::new("")), false)?;
             let Some(target_name) = target_rel.file_name() else {
                 return Err(bad(raw, "hard link to the rootfs itself"));
             };
             let source = target_parent.join(target_name);
             if fs::symlink_metadata(&source).is_err() {
-                return Err(bad(raw, format!("hard link target {} does not exist", target.display())));
+                return Err(bad(
+                    raw,
+                    format!("hard link target {} does not exist", target.display()),
+                ));
             }
             remove_any(dest)?;
             // linkat without AT_SYMLINK_FOLLOW: a symlink target is linked, not followed.
@@ -166,7 +191,10 @@ fn write_entry(entry: &mut tar::Entry<impl Read>, rootfs: &Path, dest: &Path, ra
 }
 
 fn bad(raw: &Path, why: impl Into<String>) -> UnpackError {
-    UnpackError::Bad { path: raw.display().to_string(), why: why.into() }
+    UnpackError::Bad {
+        path: raw.display().to_string(),
+        why: why.into(),
+    }
 }
 
 /// `raw` as plain relative components; absolute paths and `..` are refused.
@@ -177,10 +205,16 @@ fn relative_path(raw: &Path) -> Result<PathBuf, UnpackError> {
             Component::Normal(part) => rel.push(part),
             Component::CurDir => {}
             Component::ParentDir => {
-                return Err(UnpackError::Escape { path: raw.display().to_string(), why: "contains .." });
+                return Err(UnpackError::Escape {
+                    path: raw.display().to_string(),
+                    why: "contains ..",
+                });
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(UnpackError::Escape { path: raw.display().to_string(), why: "absolute path" });
+                return Err(UnpackError::Escape {
+                    path: raw.display().to_string(),
+                    why: "absolute path",
+                });
             }
         }
     }
@@ -190,7 +224,11 @@ fn relative_path(raw: &Path) -> Result<PathBuf, UnpackError> {
 /// The host path of directory `rel` inside `rootfs`, resolving symlinks as if `rootfs`
 /// were `/`. Missing directories are created when `create` is true.
 fn resolve_in_root(rootfs: &Path, rel: &Path, create: bool) -> Result<PathBuf, UnpackError> {
-    let mut todo: Vec<OsString> = rel.components().rev().map(|c| c.as_os_str().to_owned()).collect();
+    let mut todo: Vec<OsString> = rel
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
     let mut stack: Vec<OsString> = Vec::new();
     let mut follows = 0u32;
     while let Some(part) = todo.pop() {
@@ -221,7 +259,12 @@ fn resolve_in_root(rootfs: &Path, rel: &Path, create: bool) -> Result<PathBuf, U
                     _ => None,
                 }));
             }
-            Ok(_) => return Err(bad(rel, format!("{} is not a directory", part.to_string_lossy()))),
+            Ok(_) => {
+                return Err(bad(
+                    rel,
+                    format!("{} is not a directory", part.to_string_lossy()),
+                ));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::create_dir(&here).map_err(io_at(&here))?;
                 stack.push(part);

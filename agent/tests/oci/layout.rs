@@ -87,10 +87,17 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// The busybox layer: `/bin/busybox` and a symlink per applet (`/bin/sh`, `/bin/sleep`…).
 pub fn busybox_entries() -> Vec<Entry> {
-    let binary = fs::read(BUSYBOX).unwrap_or_else(|e| panic!("{BUSYBOX}: {e} (apt-get install busybox-static)"));
+    let binary = fs::read(BUSYBOX)
+        .unwrap_or_else(|e| panic!("{BUSYBOX}: {e} (apt-get install busybox-static)"));
     let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
-    let mut entries = vec![Entry::Dir("bin"), Entry::File("bin/busybox".into(), binary, 0o755)];
-    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| !a.is_empty() && *a != "busybox") {
+    let mut entries = vec![
+        Entry::Dir("bin"),
+        Entry::File("bin/busybox".into(), binary, 0o755),
+    ];
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         entries.push(Entry::Symlink(format!("bin/{applet}"), "busybox".into()));
     }
     entries
@@ -113,7 +120,11 @@ pub fn put_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Va
 /// Returns the manifest digest.
 pub fn write_layout(layout: &Path, layers: &[(&str, Vec<u8>)], cmd: &[&str]) -> String {
     fs::create_dir_all(layout).unwrap();
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -126,12 +137,19 @@ pub fn write_layout(layout: &Path, layers: &[(&str, Vec<u8>)], cmd: &[&str]) -> 
         "rootfs": {"type": "layers", "diff_ids": []},
     });
     let config = put_blob(layout, CONFIG, &serde_json::to_vec(&config).unwrap());
-    let layers: Vec<_> = layers.iter().map(|(mt, bytes)| put_blob(layout, mt, bytes)).collect();
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|(mt, bytes)| put_blob(layout, mt, bytes))
+        .collect();
     let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": layers});
     let manifest = put_blob(layout, MANIFEST, &serde_json::to_vec(&manifest).unwrap());
     let digest = manifest["digest"].as_str().unwrap().to_owned();
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
-    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
     digest
 }
 

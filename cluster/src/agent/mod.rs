@@ -12,6 +12,9 @@
 //! supersedes an unacknowledged older one (a framework needs the latest state; resending
 //! `starting` after `running` would only mislead it); a terminal status is never
 //! superseded. A task is forgotten once its terminal status is acknowledged.
+//!
+//! The output of the last [`OUTPUTS_KEPT_MAX`] ended tasks is served on
+//! `agents/<id>/logs` (see `proto::admin::LogsRequest`).
 
 mod driver;
 mod runner;
@@ -23,6 +26,7 @@ use agent::oci::{OciConfig, OciExecutor};
 use agent::wasm::{ExecutorConfig, WasmExecutor};
 use net::modules::ModuleCache;
 use net::{AliveToken, Liveness, Net, NetConfig, Responder};
+use proto::admin::LogsRequest;
 use proto::{AgentAdvert, AgentCommand, AgentId, TaskId, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -39,6 +43,8 @@ pub const STATUS_RETRY_MS_DEFAULT: u64 = 2_000;
 pub const TASKS_MAX: usize = 4096;
 /// Inputs queued for the driver; the queryable and runners wait when it is full.
 pub const INPUTS_QUEUED_MAX: usize = 1024;
+/// Ended tasks whose output is kept for `agents/<id>/logs`; the oldest go first.
+pub const OUTPUTS_KEPT_MAX: usize = 256;
 
 /// How to run an agent.
 #[derive(Clone, Debug)]
@@ -57,7 +63,11 @@ pub struct AgentDaemonConfig {
 }
 
 impl AgentDaemonConfig {
-    pub fn new(net: NetConfig, advert: AgentAdvert, work_dir: impl Into<PathBuf>) -> AgentDaemonConfig {
+    pub fn new(
+        net: NetConfig,
+        advert: AgentAdvert,
+        work_dir: impl Into<PathBuf>,
+    ) -> AgentDaemonConfig {
         AgentDaemonConfig {
             net,
             advert,
@@ -71,8 +81,12 @@ impl AgentDaemonConfig {
 
 /// What the driver is told.
 pub(crate) enum Input {
-    Command(AgentCommand, Responder),
-    Runner { task_id: TaskId, update: RunnerUpdate },
+    Command(Box<AgentCommand>, Responder),
+    Logs(LogsRequest, Responder),
+    Runner {
+        task_id: TaskId,
+        update: RunnerUpdate,
+    },
     MasterAppeared,
     SetAdvert(Box<AgentAdvert>),
     Tasks(oneshot::Sender<Vec<TaskStatus>>),
@@ -91,8 +105,15 @@ impl AgentDaemon {
         let executors = executors(&config).await?;
         let net = executors.net.clone();
         let keys = net.keys().clone();
-        let token = net.declare_alive(&keys.agent_alive(agent_id.as_str())).await?;
-        let mut commands = net.serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str())).await?;
+        let token = net
+            .declare_alive(&keys.agent_alive(agent_id.as_str()))
+            .await?;
+        let mut commands = net
+            .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
+            .await?;
+        let mut logs = net
+            .serve::<LogsRequest>(&keys.agent_logs(agent_id.as_str()))
+            .await?;
         let mut master = net.watch_alive(&keys.master_alive()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
 
@@ -101,7 +122,22 @@ impl AgentDaemon {
             tokio::spawn(async move {
                 while let Some(request) = commands.recv().await {
                     let (command, responder) = request.into_parts();
-                    if inputs.send(Input::Command(command, responder)).await.is_err() {
+                    if inputs
+                        .send(Input::Command(Box::new(command), responder))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        };
+        let logs_pump = {
+            let inputs = inputs_tx.clone();
+            tokio::spawn(async move {
+                while let Some(request) = logs.recv().await {
+                    let (request, responder) = request.into_parts();
+                    if inputs.send(Input::Logs(request, responder)).await.is_err() {
                         return;
                     }
                 }
@@ -111,7 +147,9 @@ impl AgentDaemon {
             let inputs = inputs_tx.clone();
             tokio::spawn(async move {
                 while let Some(change) = master.recv().await {
-                    if matches!(change, Liveness::Alive { .. }) && inputs.send(Input::MasterAppeared).await.is_err() {
+                    if matches!(change, Liveness::Alive { .. })
+                        && inputs.send(Input::MasterAppeared).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -120,17 +158,29 @@ impl AgentDaemon {
         let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
         let driver = tokio::spawn(driver.run(inputs_rx));
         tracing::info!(%agent_id, "agent started");
-        Ok(AgentHandle { agent_id, net, inputs: inputs_tx, driver, pumps: vec![command_pump, master_pump], _token: token })
+        Ok(AgentHandle {
+            agent_id,
+            net,
+            inputs: inputs_tx,
+            driver,
+            pumps: vec![command_pump, logs_pump, master_pump],
+            _token: token,
+        })
     }
 }
 
 async fn executors(config: &AgentDaemonConfig) -> Result<Executors, ClusterError> {
     let work_dir = &config.work_dir;
     let sandboxes_dir = work_dir.join("sandboxes");
-    std::fs::create_dir_all(&sandboxes_dir)
-        .map_err(|source| ClusterError::WorkDir { path: sandboxes_dir.clone(), source })?;
+    std::fs::create_dir_all(&sandboxes_dir).map_err(|source| ClusterError::WorkDir {
+        path: sandboxes_dir.clone(),
+        source,
+    })?;
     let modules = Arc::new(ModuleCache::open(work_dir.join("modules"))?);
-    let wasm_config = ExecutorConfig { cache_dir: Some(work_dir.join("code-cache")), ..ExecutorConfig::default() };
+    let wasm_config = ExecutorConfig {
+        cache_dir: Some(work_dir.join("code-cache")),
+        ..ExecutorConfig::default()
+    };
     let wasm = WasmExecutor::new(wasm_config)?;
     let oci = match &config.oci {
         Some(oci_config) => match OciExecutor::new(oci_config.clone()) {
@@ -143,7 +193,13 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, ClusterError
         None => None,
     };
     let net = Net::open(&config.net).await?;
-    Ok(Executors { net, modules, wasm, oci, sandboxes_dir })
+    Ok(Executors {
+        net,
+        modules,
+        wasm,
+        oci,
+        sandboxes_dir,
+    })
 }
 
 /// A running agent; it stops (killing its tasks) when dropped or on

@@ -19,7 +19,11 @@ use super::Input;
 /// What a runner tells the driver.
 pub(crate) enum RunnerUpdate {
     Running,
-    Ended { outcome: TaskOutcome, stdout: CapturedOutput, stderr: CapturedOutput },
+    Ended {
+        outcome: TaskOutcome,
+        stdout: CapturedOutput,
+        stderr: CapturedOutput,
+    },
 }
 
 /// The executors and caches runners share.
@@ -55,11 +59,18 @@ impl Cancel {
     }
 }
 
-pub(crate) async fn run(executors: Executors, spec: TaskSpec, cancel: Cancel, driver: mpsc::Sender<Input>) {
+pub(crate) async fn run(
+    executors: Executors,
+    spec: TaskSpec,
+    cancel: Cancel,
+    driver: mpsc::Sender<Input>,
+) {
     let task_id = spec.task_id.clone();
     let sandbox = executors.sandboxes_dir.join(task_id.as_str());
     let ended = match &spec.kind {
-        TaskKind::Wasm(wasm) => run_wasm(&executors, &spec, wasm, sandbox.clone(), &cancel, &driver).await,
+        TaskKind::Wasm(wasm) => {
+            run_wasm(&executors, &spec, wasm, sandbox.clone(), &cancel, &driver).await
+        }
         TaskKind::Oci(_) => run_oci(&executors, &spec, sandbox.clone(), &cancel, &driver).await,
     };
     if let Err(e) = tokio::fs::remove_dir_all(&sandbox).await
@@ -67,18 +78,41 @@ pub(crate) async fn run(executors: Executors, spec: TaskSpec, cancel: Cancel, dr
     {
         tracing::warn!(%task_id, sandbox = %sandbox.display(), %e, "could not remove a task's sandbox");
     }
-    let _ = driver.send(Input::Runner { task_id, update: ended }).await;
+    let _ = driver
+        .send(Input::Runner {
+            task_id,
+            update: ended,
+        })
+        .await;
 }
 
 fn failed(reason: String) -> RunnerUpdate {
-    let outcome = TaskOutcome { state: TaskState::Failed, exit_code: None, reason, stdout_tail: String::new() };
-    RunnerUpdate::Ended { outcome, stdout: CapturedOutput::default(), stderr: CapturedOutput::default() }
+    let outcome = TaskOutcome {
+        state: TaskState::Failed,
+        exit_code: None,
+        reason,
+        stdout_tail: String::new(),
+    };
+    RunnerUpdate::Ended {
+        outcome,
+        stdout: CapturedOutput::default(),
+        stderr: CapturedOutput::default(),
+    }
 }
 
 fn killed_before_start() -> RunnerUpdate {
     let reason = "killed before it started".to_owned();
-    let outcome = TaskOutcome { state: TaskState::Killed, exit_code: None, reason, stdout_tail: String::new() };
-    RunnerUpdate::Ended { outcome, stdout: CapturedOutput::default(), stderr: CapturedOutput::default() }
+    let outcome = TaskOutcome {
+        state: TaskState::Killed,
+        exit_code: None,
+        reason,
+        stdout_tail: String::new(),
+    };
+    RunnerUpdate::Ended {
+        outcome,
+        stdout: CapturedOutput::default(),
+        stderr: CapturedOutput::default(),
+    }
 }
 
 async fn run_wasm(
@@ -99,7 +133,12 @@ async fn run_wasm(
     };
     let bytes = match tokio::fs::read(&cached.path).await {
         Ok(bytes) => bytes,
-        Err(e) => return failed(format!("cannot read the cached module {}: {e}", cached.path.display())),
+        Err(e) => {
+            return failed(format!(
+                "cannot read the cached module {}: {e}",
+                cached.path.display()
+            ));
+        }
     };
     let loader = executors.wasm.clone();
     // Compiling is CPU work: off the async workers.
@@ -114,14 +153,22 @@ async fn run_wasm(
         Err(e) => return failed(format!("loading the module ended abnormally: {e}")),
     };
     if let Err(e) = tokio::fs::create_dir_all(&sandbox).await {
-        return failed(format!("cannot create the sandbox {}: {e}", sandbox.display()));
+        return failed(format!(
+            "cannot create the sandbox {}: {e}",
+            sandbox.display()
+        ));
     }
     let run = match TaskRun::from_spec(spec, sandbox) {
         Ok(run) => run,
         Err(reason) => return failed(reason),
     };
     let handle = executors.wasm.start(module, run);
-    let _ = driver.send(Input::Runner { task_id: spec.task_id.clone(), update: RunnerUpdate::Running }).await;
+    let _ = driver
+        .send(Input::Runner {
+            task_id: spec.task_id.clone(),
+            update: RunnerUpdate::Running,
+        })
+        .await;
     let kill = handle.kill_switch();
     let wait = handle.wait();
     tokio::pin!(wait);
@@ -132,7 +179,11 @@ async fn run_wasm(
             wait.await
         }
     };
-    RunnerUpdate::Ended { outcome: report.outcome, stdout: report.stdout, stderr: report.stderr }
+    RunnerUpdate::Ended {
+        outcome: report.outcome,
+        stdout: report.stdout,
+        stderr: report.stderr,
+    }
 }
 
 async fn run_oci(
@@ -146,7 +197,10 @@ async fn run_oci(
         return failed("this agent runs no OCI tasks (runc is not set up on it)".to_owned());
     };
     if let Err(e) = tokio::fs::create_dir_all(&sandbox).await {
-        return failed(format!("cannot create the sandbox {}: {e}", sandbox.display()));
+        return failed(format!(
+            "cannot create the sandbox {}: {e}",
+            sandbox.display()
+        ));
     }
     let launch_spec = spec.clone();
     let launching = tokio::task::spawn_blocking(move || oci.launch(&launch_spec, &sandbox));
@@ -155,7 +209,12 @@ async fn run_oci(
         Ok(Err(e)) => return failed(format!("cannot start the container: {e}")),
         Err(e) => return failed(format!("starting the container ended abnormally: {e}")),
     };
-    let _ = driver.send(Input::Runner { task_id: spec.task_id.clone(), update: RunnerUpdate::Running }).await;
+    let _ = driver
+        .send(Input::Runner {
+            task_id: spec.task_id.clone(),
+            update: RunnerUpdate::Running,
+        })
+        .await;
     let waiter = {
         let container = container.clone();
         let grace = cancel.grace();
@@ -179,5 +238,9 @@ async fn run_oci(
     if let Err(e) = tokio::task::spawn_blocking(move || container.remove()).await {
         tracing::warn!(task_id = %spec.task_id, %e, "could not remove a container");
     }
-    RunnerUpdate::Ended { outcome, stdout: CapturedOutput::default(), stderr: CapturedOutput::default() }
+    RunnerUpdate::Ended {
+        outcome,
+        stdout: CapturedOutput::default(),
+        stderr: CapturedOutput::default(),
+    }
 }

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use master::{Action, Master, Millis};
 use net::{Net, Responder};
+use proto::admin::{AdminReply, AdminRequest};
 use proto::{
-    AgentCommand, AgentId, AgentReply, Call, CallReply, Event, FrameworkCall, FrameworkId, StatusUuid, TaskSpec,
-    TaskState, TaskStatus,
+    AgentCommand, AgentId, AgentReply, Call, CallReply, Event, FrameworkCall, FrameworkId,
+    StatusUuid, TaskSpec, TaskState, TaskStatus,
 };
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{AGENT_COMMANDS_IN_FLIGHT_MAX, EVENTS_HELD_PER_FRAMEWORK_MAX, Input, MasterDaemonConfig};
+use super::{
+    AGENT_COMMANDS_IN_FLIGHT_MAX, EVENTS_HELD_PER_FRAMEWORK_MAX, Input, MasterDaemonConfig,
+};
 use crate::clock::{Clock, unix_ms};
 
 pub(crate) struct Driver {
@@ -87,7 +90,12 @@ impl Driver {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        let own = self.agents_lost_at.values().chain(self.frameworks_awaited.values()).min().copied();
+        let own = self
+            .agents_lost_at
+            .values()
+            .chain(self.frameworks_awaited.values())
+            .min()
+            .copied();
         match (self.core.poll_timeout(), own) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -101,7 +109,9 @@ impl Driver {
                 // An advert from an agent without a token starts its lost clock; the token
                 // normally comes first, and coming later it stops the clock.
                 if !self.agents_alive.contains(&advert.agent_id) {
-                    self.agents_lost_at.entry(advert.agent_id.clone()).or_insert(now.plus_ms(self.agent_lost_timeout_ms));
+                    self.agents_lost_at
+                        .entry(advert.agent_id.clone())
+                        .or_insert(now.plus_ms(self.agent_lost_timeout_ms));
                 }
                 self.core.handle_agent_advert(now, advert);
             }
@@ -113,7 +123,8 @@ impl Driver {
             Input::AgentGone(agent_id) => {
                 self.agents_alive.remove(&agent_id);
                 tracing::info!(%agent_id, timeout_ms = self.agent_lost_timeout_ms, "agent token gone");
-                self.agents_lost_at.insert(agent_id, now.plus_ms(self.agent_lost_timeout_ms));
+                self.agents_lost_at
+                    .insert(agent_id, now.plus_ms(self.agent_lost_timeout_ms));
             }
             Input::FrameworkAlive(framework_id) => {
                 self.frameworks_awaited.remove(&framework_id);
@@ -126,6 +137,11 @@ impl Driver {
                 self.core.handle_framework_disconnected(now, &framework_id);
             }
             Input::Call(call, responder) => self.handle_call(now, call, responder).await,
+            Input::Admin(request, responder) => {
+                if let Err(e) = responder.reply(&self.admin_view(request)).await {
+                    tracing::debug!(%e, "could not answer an admin request");
+                }
+            }
             Input::Inspect(read) => read(&self.core),
         }
     }
@@ -134,30 +150,61 @@ impl Driver {
         let resubscribing = matches!(call.call, Call::Subscribe { .. });
         let reply = match self.core.handle_call(now, call) {
             Ok(reply) => reply,
-            Err(refusal) => CallReply::Error { message: refusal.to_string() },
+            Err(refusal) => CallReply::Error {
+                message: refusal.to_string(),
+            },
         };
         if let (true, CallReply::Subscribed { framework_id, .. }) = (resubscribing, &reply)
             && !self.frameworks_alive.contains(framework_id)
         {
-            self.frameworks_awaited.insert(framework_id.clone(), now.plus_ms(self.framework_token_wait_ms));
+            self.frameworks_awaited.insert(
+                framework_id.clone(),
+                now.plus_ms(self.framework_token_wait_ms),
+            );
         }
         if let Err(e) = responder.reply(&reply).await {
             tracing::debug!(%e, "could not answer a framework call");
         }
     }
 
+    fn admin_view(&self, request: AdminRequest) -> AdminReply {
+        let json = match request {
+            AdminRequest::Agents => serde_json::to_string(&self.core.agents_view()),
+            AdminRequest::Frameworks => serde_json::to_string(&self.core.frameworks_view()),
+            AdminRequest::Tasks => serde_json::to_string(&self.core.tasks_view()),
+            AdminRequest::Offers => serde_json::to_string(&self.core.offers_view()),
+            AdminRequest::DecodeErrors => {
+                serde_json::to_string(&self.net.decode_errors().snapshot())
+            }
+        };
+        match json {
+            Ok(json) => AdminReply::Json { json },
+            Err(e) => AdminReply::Error {
+                message: format!("the master cannot write its view as JSON: {e}"),
+            },
+        }
+    }
+
     /// Agents lost, frameworks that never showed their token, and the core's own timers.
     fn handle_deadlines(&mut self) {
         let now = self.clock.now();
-        let lost: Vec<AgentId> =
-            self.agents_lost_at.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+        let lost: Vec<AgentId> = self
+            .agents_lost_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for agent_id in lost {
             self.agents_lost_at.remove(&agent_id);
             tracing::warn!(%agent_id, "agent lost");
             self.core.handle_agent_lost(now, &agent_id);
         }
-        let tokenless: Vec<FrameworkId> =
-            self.frameworks_awaited.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+        let tokenless: Vec<FrameworkId> = self
+            .frameworks_awaited
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for framework_id in tokenless {
             self.frameworks_awaited.remove(&framework_id);
             tracing::warn!(%framework_id, "framework subscribed but shows no liveliness token; treating it as disconnected");
@@ -173,23 +220,52 @@ impl Driver {
     async fn carry_out_actions(&mut self) {
         while let Some(action) = self.core.poll_action() {
             match action {
-                Action::SendEvent { framework_id, event } => self.send_event(&framework_id, event).await,
-                Action::LaunchTask { agent_id, framework_id, task } => {
+                Action::SendEvent {
+                    framework_id,
+                    event,
+                } => self.send_event(&framework_id, event).await,
+                Action::LaunchTask {
+                    agent_id,
+                    framework_id,
+                    task,
+                } => {
                     self.launch(agent_id, framework_id, task).await;
                 }
-                Action::KillTask { agent_id, task_id, grace_ms } => {
-                    self.command(agent_id, AgentCommand::Kill { task_id, grace_ms }).await;
+                Action::KillTask {
+                    agent_id,
+                    task_id,
+                    grace_ms,
+                } => {
+                    self.command(agent_id, AgentCommand::Kill { task_id, grace_ms })
+                        .await;
                 }
-                Action::AckStatus { agent_id, task_id, status_uuid } => {
-                    self.command(agent_id, AgentCommand::Acknowledge { task_id, status_uuid }).await;
+                Action::AckStatus {
+                    agent_id,
+                    task_id,
+                    status_uuid,
+                } => {
+                    self.command(
+                        agent_id,
+                        AgentCommand::Acknowledge {
+                            task_id,
+                            status_uuid,
+                        },
+                    )
+                    .await;
                 }
-                Action::ReclaimNotice { framework_id, task_id, agent_id, kill_at } => {
+                Action::ReclaimNotice {
+                    framework_id,
+                    task_id,
+                    agent_id,
+                    kill_at,
+                } => {
                     let in_ms = kill_at.ms_since(self.clock.now());
                     let message = format!(
                         "task {task_id} on agent {agent_id} will be killed in {in_ms} ms to give resources back \
                          to a framework below its fair share"
                     );
-                    self.send_event(&framework_id, Event::Error { message }).await;
+                    self.send_event(&framework_id, Event::Error { message })
+                        .await;
                 }
             }
         }
@@ -230,9 +306,14 @@ impl Driver {
     /// turns into a status update, so the framework learns why.
     async fn launch(&mut self, agent_id: AgentId, framework_id: FrameworkId, task: TaskSpec) {
         let task_id = task.task_id.clone();
-        let command = AgentCommand::Launch { framework_id: framework_id.clone(), task };
+        let command = AgentCommand::Launch {
+            framework_id: framework_id.clone(),
+            task,
+        };
         self.statuses_made += 1;
-        let uuid = StatusUuid((u128::from(self.core.config().incarnation) << 64) | u128::from(self.statuses_made));
+        let uuid = StatusUuid(
+            (u128::from(self.core.config().incarnation) << 64) | u128::from(self.statuses_made),
+        );
         let inputs = self.inputs.clone();
         let failed = move |state: TaskState, reason: String| TaskStatus {
             task_id,
@@ -248,10 +329,21 @@ impl Driver {
         self.spawn_command(agent_id, command, move |outcome| async move {
             let status = match outcome {
                 CommandOutcome::Done => return,
-                CommandOutcome::Refused(message) => failed(TaskState::Failed, format!("agent refused the launch: {message}")),
-                CommandOutcome::Unreachable(message) => failed(TaskState::Lost, format!("agent did not take the launch: {message}")),
+                CommandOutcome::Refused(message) => failed(
+                    TaskState::Failed,
+                    format!("agent refused the launch: {message}"),
+                ),
+                CommandOutcome::Unreachable(message) => failed(
+                    TaskState::Lost,
+                    format!("agent did not take the launch: {message}"),
+                ),
             };
-            let _ = inputs.send(Input::Status(TaskStatus { agent_id: agent, ..status })).await;
+            let _ = inputs
+                .send(Input::Status(TaskStatus {
+                    agent_id: agent,
+                    ..status
+                }))
+                .await;
         })
         .await;
     }
@@ -277,12 +369,17 @@ impl Driver {
         F: FnOnce(CommandOutcome) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        let Ok(permit) = self.commands_in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = self.commands_in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let net = self.net.clone();
         let timeout_ms = self.agent_command_timeout_ms;
         tokio::spawn(async move {
             let key = net.keys().agent_cmd(agent_id.as_str());
-            let outcome = match net.query::<AgentCommand, AgentReply>(&key, &command, timeout_ms).await {
+            let outcome = match net
+                .query::<AgentCommand, AgentReply>(&key, &command, timeout_ms)
+                .await
+            {
                 Ok(AgentReply::Ok) => CommandOutcome::Done,
                 Ok(AgentReply::Error { message }) => CommandOutcome::Refused(message),
                 Err(e) => CommandOutcome::Unreachable(e.to_string()),

@@ -17,6 +17,7 @@
 //! | `frameworks/*/alive` | token gone: `handle_framework_disconnected`; events wait for the token |
 //! | `frameworks/<id>/events` | the core's events |
 //! | `modules/*`, `master/upload` | the module store |
+//! | `master/admin` | views of the core for operator tools, as JSON (see [`crate::tools`]) |
 
 mod driver;
 mod pumps;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use master::{Master, MasterConfig};
 use net::modules::{ModuleServer, ModuleStore};
 use net::{AliveToken, Net, NetConfig, Responder};
+use proto::admin::AdminRequest;
 use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -88,6 +90,7 @@ pub(crate) enum Input {
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
     Call(FrameworkCall, Responder),
+    Admin(AdminRequest, Responder),
     Inspect(Box<dyn FnOnce(&Master) + Send>),
 }
 
@@ -108,12 +111,31 @@ impl MasterDaemon {
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = pumps::start(&net, &inputs_tx).await?;
         let core = Master::new(config.core.clone(), config.seed);
-        let driver = driver::Driver::new(core, net.clone(), Clock::start(), &config, inputs_tx.clone());
+        let driver = driver::Driver::new(
+            core,
+            net.clone(),
+            Clock::start(),
+            &config,
+            inputs_tx.clone(),
+        );
         let driver = tokio::spawn(driver.run(inputs_rx));
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
-        tracing::info!(?endpoints, incarnation = config.core.incarnation, "master started");
-        Ok(MasterHandle { net, endpoints, store, inputs: inputs_tx, driver, pumps, _modules: modules, _token: token })
+        tracing::info!(
+            ?endpoints,
+            incarnation = config.core.incarnation,
+            "master started"
+        );
+        Ok(MasterHandle {
+            net,
+            endpoints,
+            store,
+            inputs: inputs_tx,
+            driver,
+            pumps,
+            _modules: modules,
+            _token: token,
+        })
     }
 }
 
@@ -146,7 +168,10 @@ impl MasterHandle {
 
     /// Runs `read` on the core between two inputs and returns its result: the way to read
     /// the views (`Master::tasks_view`, `agents_view`, ...). `None` once the driver ended.
-    pub async fn inspect<T: Send + 'static>(&self, read: impl FnOnce(&Master) -> T + Send + 'static) -> Option<T> {
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Master) -> T + Send + 'static,
+    ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         let job: Box<dyn FnOnce(&Master) + Send> = Box::new(move |core| {
             let _ = tx.send(read(core));

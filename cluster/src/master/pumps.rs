@@ -3,6 +3,7 @@
 //! counted as a decode error and dropped, like any other malformed payload.
 
 use net::{Liveness, Net};
+use proto::admin::AdminRequest;
 use proto::{AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -10,13 +11,21 @@ use tokio::task::JoinHandle;
 use super::Input;
 use crate::error::ClusterError;
 
-pub(crate) async fn start(net: &Net, inputs: &mpsc::Sender<Input>) -> Result<Vec<JoinHandle<()>>, ClusterError> {
+pub(crate) async fn start(
+    net: &Net,
+    inputs: &mpsc::Sender<Input>,
+) -> Result<Vec<JoinHandle<()>>, ClusterError> {
     let keys = net.keys().clone();
-    let mut adverts = net.subscribe::<AgentAdvert>(&keys.all_agent_adverts()).await?;
-    let mut statuses = net.subscribe::<TaskStatus>(&keys.all_agent_status()).await?;
+    let mut adverts = net
+        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
+        .await?;
+    let mut statuses = net
+        .subscribe::<TaskStatus>(&keys.all_agent_status())
+        .await?;
     let mut agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
     let mut frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
     let mut calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
+    let mut admin = net.serve::<AdminRequest>(&keys.master_admin()).await?;
 
     let advert_pump = {
         let (net, inputs) = (net.clone(), inputs.clone());
@@ -48,7 +57,9 @@ pub(crate) async fn start(net: &Net, inputs: &mpsc::Sender<Input>) -> Result<Vec
         let (net, inputs) = (net.clone(), inputs.clone());
         tokio::spawn(async move {
             while let Some(change) = agents_alive.recv().await {
-                let Some(id) = net.keys().id_in(change.key()).map(AgentId::from) else { continue };
+                let Some(id) = net.keys().id_in(change.key()).map(AgentId::from) else {
+                    continue;
+                };
                 let input = match change {
                     Liveness::Alive { .. } => Input::AgentAlive(id),
                     Liveness::Gone { .. } => Input::AgentGone(id),
@@ -63,7 +74,9 @@ pub(crate) async fn start(net: &Net, inputs: &mpsc::Sender<Input>) -> Result<Vec
         let (net, inputs) = (net.clone(), inputs.clone());
         tokio::spawn(async move {
             while let Some(change) = frameworks_alive.recv().await {
-                let Some(id) = net.keys().id_in(change.key()).map(FrameworkId::from) else { continue };
+                let Some(id) = net.keys().id_in(change.key()).map(FrameworkId::from) else {
+                    continue;
+                };
                 let input = match change {
                     Liveness::Alive { .. } => Input::FrameworkAlive(id),
                     Liveness::Gone { .. } => Input::FrameworkGone(id),
@@ -85,7 +98,25 @@ pub(crate) async fn start(net: &Net, inputs: &mpsc::Sender<Input>) -> Result<Vec
             }
         })
     };
-    Ok(vec![advert_pump, status_pump, agent_alive_pump, framework_alive_pump, call_pump])
+    let admin_pump = {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            while let Some(request) = admin.recv().await {
+                let (request, responder) = request.into_parts();
+                if inputs.send(Input::Admin(request, responder)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    Ok(vec![
+        advert_pump,
+        status_pump,
+        agent_alive_pump,
+        framework_alive_pump,
+        call_pump,
+        admin_pump,
+    ])
 }
 
 /// True when the message's `id` is the id in its key; otherwise counts it as malformed.
@@ -93,7 +124,9 @@ fn id_matches_key(net: &Net, key: &str, id: &str) -> bool {
     if net.keys().id_in(key) == Some(id) {
         return true;
     }
-    let error = DecodeError::Malformed(format!("the message names agent {id:?}, not the one in its key"));
+    let error = DecodeError::Malformed(format!(
+        "the message names agent {id:?}, not the one in its key"
+    ));
     net.decode_errors().record(key, &error);
     false
 }

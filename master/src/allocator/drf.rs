@@ -28,7 +28,11 @@ pub struct DrfAllocator {
 
 impl DrfAllocator {
     pub fn new(seed: u64) -> DrfAllocator {
-        DrfAllocator { sorter: DrfSorter::default(), sorter_total: None, rng: SplitMix64::new(seed) }
+        DrfAllocator {
+            sorter: DrfSorter::default(),
+            sorter_total: None,
+            rng: SplitMix64::new(seed),
+        }
     }
 
     /// The sorter as of the last call (for views and tests).
@@ -72,7 +76,9 @@ impl Allocator for DrfAllocator {
         self.rng.shuffle(&mut order);
         let mut decisions = Vec::new();
         for agent_id in order {
-            let Some(agent) = snapshot.agents.get(agent_id) else { continue };
+            let Some(agent) = snapshot.agents.get(agent_id) else {
+                continue;
+            };
             if agent.free.is_empty() {
                 continue;
             }

@@ -126,7 +126,12 @@ impl Changes {
 /// Whether `framework` may be offered the free resources of `agent` at `now`: it wants
 /// offers, the agent has every attribute it requires, the free resources are at least its
 /// minimum offer, and no unexpired decline filter of it covers them.
-pub fn may_offer(framework: &FrameworkSlot, agent_id: &AgentId, agent: &AgentSlot, now: Millis) -> bool {
+pub fn may_offer(
+    framework: &FrameworkSlot,
+    agent_id: &AgentId,
+    agent: &AgentSlot,
+    now: Millis,
+) -> bool {
     framework.wants_offers
         && !agent.free.is_empty()
         && agent.attributes.satisfies(&framework.constraints)
@@ -135,9 +140,14 @@ pub fn may_offer(framework: &FrameworkSlot, agent_id: &AgentId, agent: &AgentSlo
 }
 
 /// True when an unexpired filter of `framework` on `agent_id` covers all of `free`.
-pub fn is_filtered(framework: &FrameworkSlot, agent_id: &AgentId, free: &Resources, now: Millis) -> bool {
-    framework
-        .filters
-        .get(agent_id)
-        .is_some_and(|fs| fs.iter().any(|f| f.until > now && f.resources.contains(free)))
+pub fn is_filtered(
+    framework: &FrameworkSlot,
+    agent_id: &AgentId,
+    free: &Resources,
+    now: Millis,
+) -> bool {
+    framework.filters.get(agent_id).is_some_and(|fs| {
+        fs.iter()
+            .any(|f| f.until > now && f.resources.contains(free))
+    })
 }

@@ -4,11 +4,17 @@
 //! nodes ordered, so that recording an allocation moves one framework and one role into
 //! place in `O(log frameworks + log roles)` instead of sorting again.
 //!
-//! Order: a role's key is its dominant share (of the sum of its frameworks' allocations)
-//! divided by its weight; a framework's key inside its role is its own dominant share
-//! divided by its weight. Lower keys come first. Ties go to the earlier subscription: a
-//! framework's own, and for a role the earliest subscription among its frameworks that
-//! want offers. The order is total (the slot index breaks what is left).
+//! Order: each framework that wants offers is ranked by the triple
+//! `(role share / role weight, own share / own weight, subscription order)`, lowest
+//! first, where a role's share is the dominant share of the sum of its frameworks'
+//! allocations. So roles are served by weighted share, frameworks inside a role by
+//! weighted share, and every tie goes to the framework that subscribed first.
+//! [`DrfSorter::first_match`] returns the lowest-ranked framework a predicate accepts.
+//!
+//! Roles are kept ordered by `(role key, key of their first framework)`, so the first
+//! role holds the overall first framework; only when that framework is refused (filters,
+//! constraints) are the other roles of equal share looked at, and the scan stops at the
+//! first role whose best framework cannot beat the best found.
 //!
 //! Shares are compared after rounding to `1 / SHARE_SCALE`, so that shares that are equal
 //! as fractions but differ in the last bit of a float (`0.3 / 3` against `0.1`) tie as
@@ -31,17 +37,30 @@ pub fn weighted_share_key(share: f64, weight: f64) -> u64 {
         return u64::MAX;
     }
     let scaled = (share / weight * SHARE_SCALE).round();
-    if scaled >= u64::MAX as f64 { u64::MAX } else { scaled.max(0.0) as u64 }
+    if scaled >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        scaled.max(0.0) as u64
+    }
 }
 
 /// Index of a framework's slot in the sorter, valid until it is removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientIdx(u32);
 
+/// A framework's place inside its role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct OrderKey {
     share: u64,
     seq: u64,
+    idx: u32,
+}
+
+/// A role's place: its weighted share, then its first framework's place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RoleKey {
+    share: u64,
+    first: OrderKey,
     idx: u32,
 }
 
@@ -52,10 +71,8 @@ struct RoleNode {
     alloc: Vec<u64>,
     /// Frameworks that want offers, in order.
     members: BTreeSet<OrderKey>,
-    /// Subscription order of the frameworks that want offers (for the role's tie-break).
-    active_seqs: BTreeSet<u64>,
     client_count: usize,
-    ordered_as: Option<OrderKey>,
+    ordered_as: Option<RoleKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -82,7 +99,7 @@ pub struct DrfSorter {
     clients: Vec<Option<ClientNode>>,
     client_index: HashMap<FrameworkId, u32>,
     vacant_clients: Vec<u32>,
-    role_order: BTreeSet<OrderKey>,
+    role_order: BTreeSet<RoleKey>,
 }
 
 impl DrfSorter {
@@ -135,16 +152,17 @@ impl DrfSorter {
 
     /// Forgets the framework; its allocation leaves its role's.
     pub fn remove(&mut self, id: &FrameworkId) {
-        let Some(idx) = self.client_index.remove(id) else { return };
-        let Some(node) = self.clients[idx as usize].take() else { return };
+        let Some(idx) = self.client_index.remove(id) else {
+            return;
+        };
+        let Some(node) = self.clients[idx as usize].take() else {
+            return;
+        };
         self.vacant_clients.push(idx);
         let role_idx = node.role;
         let role = self.role_mut(role_idx);
         if let Some(key) = node.ordered_as {
             role.members.remove(&key);
-        }
-        if node.active {
-            role.active_seqs.remove(&node.seq);
         }
         for (k, a) in node.alloc.iter().enumerate() {
             role.alloc[k] = role.alloc[k].saturating_sub(*a);
@@ -177,18 +195,37 @@ impl DrfSorter {
         self.reposition(idx.0);
     }
 
-    /// The first framework in DRF order that wants offers and that `accept` takes.
-    pub fn first_match(&self, mut accept: impl FnMut(ClientIdx, &FrameworkId, bool) -> bool) -> Option<ClientIdx> {
+    /// The first framework in DRF order that wants offers and that `accept` takes;
+    /// `accept` is told the framework's slot, id, and whether it takes anything.
+    pub fn first_match(
+        &self,
+        mut accept: impl FnMut(ClientIdx, &FrameworkId, bool) -> bool,
+    ) -> Option<ClientIdx> {
+        let mut best: Option<(u64, OrderKey)> = None;
         for role_key in &self.role_order {
-            let role = self.role(role_key.idx);
-            for key in &role.members {
-                let node = self.client(key.idx);
-                if accept(ClientIdx(key.idx), &node.id, node.takes_anything) {
-                    return Some(ClientIdx(key.idx));
+            if let Some((share, key)) = best {
+                // Roles are sorted by share, then by their first framework: none further on
+                // can hold a framework ranked before `key`.
+                if role_key.share != share || role_key.first >= key {
+                    break;
                 }
             }
+            let role = self.role(role_key.idx);
+            for key in &role.members {
+                if best.is_some_and(|(_, b)| *key >= b) {
+                    break;
+                }
+                let node = self.client(key.idx);
+                if accept(ClientIdx(key.idx), &node.id, node.takes_anything) {
+                    best = Some((role_key.share, *key));
+                    break;
+                }
+            }
+            if best.is_some_and(|(_, b)| b == role_key.first) {
+                break;
+            }
         }
-        None
+        best.map(|(_, key)| ClientIdx(key.idx))
     }
 
     /// Frameworks that want offers, in the order they would be offered.
@@ -246,7 +283,6 @@ impl DrfSorter {
             weight,
             alloc: vec![0; self.kinds.len()],
             members: BTreeSet::new(),
-            active_seqs: BTreeSet::new(),
             client_count: 0,
             ordered_as: None,
         };
@@ -272,25 +308,23 @@ impl DrfSorter {
             seq: node.seq,
             idx,
         });
-        let (old, seq, role_idx) = (node.ordered_as, node.seq, node.role);
+        let (old, role_idx) = (node.ordered_as, node.role);
         self.client_mut(idx).ordered_as = key;
         let role = self.role_mut(role_idx);
         if let Some(old) = old {
             role.members.remove(&old);
-            role.active_seqs.remove(&old.seq);
         }
         if let Some(key) = key {
             role.members.insert(key);
-            role.active_seqs.insert(seq);
         }
         self.reposition_role(role_idx);
     }
 
     fn reposition_role(&mut self, idx: u32) {
         let role = self.role(idx);
-        let key = role.active_seqs.first().map(|seq| OrderKey {
+        let key = role.members.first().map(|first| RoleKey {
             share: weighted_share_key(self.dominant_share(&role.alloc), role.weight),
-            seq: *seq,
+            first: *first,
             idx,
         });
         if let Some(old) = role.ordered_as {
@@ -348,18 +382,26 @@ impl DrfSorter {
     }
 
     fn client(&self, idx: u32) -> &ClientNode {
-        self.clients[idx as usize].as_ref().expect("sorter: client slot in use")
+        self.clients[idx as usize]
+            .as_ref()
+            .expect("sorter: client slot in use")
     }
 
     fn client_mut(&mut self, idx: u32) -> &mut ClientNode {
-        self.clients[idx as usize].as_mut().expect("sorter: client slot in use")
+        self.clients[idx as usize]
+            .as_mut()
+            .expect("sorter: client slot in use")
     }
 
     fn role(&self, idx: u32) -> &RoleNode {
-        self.roles[idx as usize].as_ref().expect("sorter: role slot in use")
+        self.roles[idx as usize]
+            .as_ref()
+            .expect("sorter: role slot in use")
     }
 
     fn role_mut(&mut self, idx: u32) -> &mut RoleNode {
-        self.roles[idx as usize].as_mut().expect("sorter: role slot in use")
+        self.roles[idx as usize]
+            .as_mut()
+            .expect("sorter: role slot in use")
     }
 }

@@ -27,8 +27,14 @@ impl Master {
             Some(r) => {
                 let restarted = advert.incarnation != r.incarnation;
                 if restarted {
-                    let listed: BTreeSet<&TaskId> = advert.tasks.iter().map(|t| &t.task_id).collect();
-                    let gone: Vec<TaskId> = r.tasks.iter().filter(|t| !listed.contains(t)).cloned().collect();
+                    let listed: BTreeSet<&TaskId> =
+                        advert.tasks.iter().map(|t| &t.task_id).collect();
+                    let gone: Vec<TaskId> = r
+                        .tasks
+                        .iter()
+                        .filter(|t| !listed.contains(t))
+                        .cloned()
+                        .collect();
                     for task_id in gone {
                         self.lose_task(&task_id, "the agent restarted without it");
                     }
@@ -43,7 +49,9 @@ impl Master {
     /// tasks reported lost to their frameworks, and its resources leave the cluster.
     pub fn handle_agent_lost(&mut self, now: Millis, agent_id: &AgentId) {
         self.advance(now);
-        let Some(record) = self.agents.get(agent_id) else { return };
+        let Some(record) = self.agents.get(agent_id) else {
+            return;
+        };
         let tasks: Vec<TaskId> = record.tasks.iter().cloned().collect();
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
@@ -79,12 +87,19 @@ impl Master {
             self.end_task(&task_id, status.clone());
         }
         let framework_id = framework_id.unwrap_or_else(|| status.framework_id.clone());
-        let listening = self.frameworks.get(&framework_id).is_some_and(|f| !f.torn_down);
+        let listening = self
+            .frameworks
+            .get(&framework_id)
+            .is_some_and(|f| !f.torn_down);
         if listening {
             self.send(&framework_id, Event::Update { status });
         } else if self.agents.contains_key(&status.agent_id) {
             let (agent_id, status_uuid) = (status.agent_id.clone(), status.uuid);
-            self.actions.push_back(Action::AckStatus { agent_id, task_id, status_uuid });
+            self.actions.push_back(Action::AckStatus {
+                agent_id,
+                task_id,
+                status_uuid,
+            });
         }
         self.debug_check();
     }
@@ -93,7 +108,13 @@ impl Master {
         let id = advert.agent_id.clone();
         add_quantities(&mut self.snapshot.total, &advert.total.quantities());
         self.snapshot.changes.all = true;
-        self.snapshot.agents.insert(id.clone(), AgentSlot { attributes: advert.attributes, free: advert.total.clone() });
+        self.snapshot.agents.insert(
+            id.clone(),
+            AgentSlot {
+                attributes: advert.attributes,
+                free: advert.total.clone(),
+            },
+        );
         let record = AgentRecord {
             hostname: advert.hostname,
             incarnation: advert.incarnation,
@@ -109,8 +130,14 @@ impl Master {
 
     fn update_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
-        let Some(record) = self.agents.get(&id) else { return };
-        let attributes_changed = self.snapshot.agents.get(&id).is_some_and(|s| s.attributes != advert.attributes);
+        let Some(record) = self.agents.get(&id) else {
+            return;
+        };
+        let attributes_changed = self
+            .snapshot
+            .agents
+            .get(&id)
+            .is_some_and(|s| s.attributes != advert.attributes);
         // The larger of the advertised total and what tasks use, per resource.
         let mut beyond_used = advert.total.clone();
         beyond_used.subtract_saturating(&record.used);
@@ -121,7 +148,9 @@ impl Master {
                 self.withdraw_offer(&offer_id, true);
             }
         }
-        let Some(record) = self.agents.get_mut(&id) else { return };
+        let Some(record) = self.agents.get_mut(&id) else {
+            return;
+        };
         record.hostname = advert.hostname;
         record.incarnation = advert.incarnation;
         record.seq = advert.seq;
@@ -145,19 +174,30 @@ impl Master {
 
     /// Marks a live task lost, tells its framework, and frees its resources.
     fn lose_task(&mut self, task_id: &TaskId, reason: &str) {
-        let Some(task) = self.tasks.get(task_id) else { return };
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
         let uuid = StatusUuid(self.rng.next_u128());
         let status = synthetic_status(task, TaskState::Lost, reason, uuid);
         let framework_id = task.framework_id.clone();
         self.end_task(task_id, status.clone());
-        if self.frameworks.get(&framework_id).is_some_and(|f| !f.torn_down) {
+        if self
+            .frameworks
+            .get(&framework_id)
+            .is_some_and(|f| !f.torn_down)
+        {
             self.send(&framework_id, Event::Update { status });
         }
     }
 
     /// The only place a live task ends: its resources are freed here, exactly once.
     pub(crate) fn end_task(&mut self, task_id: &TaskId, latest: TaskStatus) {
-        let Some(task) = self.tasks.end(task_id, latest, self.config.ended_tasks_kept_max) else { return };
+        let Some(task) = self
+            .tasks
+            .end(task_id, latest, self.config.ended_tasks_kept_max)
+        else {
+            return;
+        };
         self.used_to_free(&task.agent_id, &task.resources);
         self.allocation_sub(&task.framework_id, &task.resources);
         if let Some(agent) = self.agents.get_mut(&task.agent_id) {

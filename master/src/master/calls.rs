@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proto::{
-    AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo, Filters, OfferId, Operation,
-    Resources, StatusUuid, TaskId, TaskSpec, TaskState, TaskStatus,
+    AgentId, Call, CallReply, Event, Filters, FrameworkCall, FrameworkId, FrameworkInfo, OfferId,
+    Operation, Resources, StatusUuid, TaskId, TaskSpec, TaskState, TaskStatus,
 };
 
 use super::{Action, FrameworkRecord, Master};
@@ -25,7 +25,11 @@ impl Master {
     /// A framework's call. The reply goes back to the caller at once; events and agent
     /// commands the call causes come out of [`Master::poll_action`]. A refused call
     /// changes nothing.
-    pub fn handle_call(&mut self, now: Millis, call: FrameworkCall) -> Result<CallReply, CallError> {
+    pub fn handle_call(
+        &mut self,
+        now: Millis,
+        call: FrameworkCall,
+    ) -> Result<CallReply, CallError> {
         self.advance(now);
         let result = match call.call {
             Call::Subscribe { info } => self.subscribe(call.framework_id, info),
@@ -44,7 +48,9 @@ impl Master {
     /// `failover_timeout_ms`.
     pub fn handle_framework_disconnected(&mut self, now: Millis, framework_id: &FrameworkId) {
         self.advance(now);
-        let Some(fw) = self.frameworks.get_mut(framework_id) else { return };
+        let Some(fw) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
         if fw.torn_down {
             return;
         }
@@ -60,7 +66,11 @@ impl Master {
     fn framework_call(&mut self, id: &FrameworkId, call: Call) -> Result<(), CallError> {
         match call {
             Call::Subscribe { .. } => Ok(()),
-            Call::Accept { offer_ids, operations, filters } => self.accept(id, offer_ids, operations, filters),
+            Call::Accept {
+                offer_ids,
+                operations,
+                filters,
+            } => self.accept(id, offer_ids, operations, filters),
             Call::Decline { offer_ids, filters } => self.decline(id, offer_ids, filters),
             Call::Revive => {
                 self.set_suppressed(id, false);
@@ -73,7 +83,10 @@ impl Master {
                 Ok(())
             }
             Call::Kill { task_id } => self.kill(id, &task_id),
-            Call::Acknowledge { task_id, status_uuid } => self.acknowledge(id, task_id, status_uuid),
+            Call::Acknowledge {
+                task_id,
+                status_uuid,
+            } => self.acknowledge(id, task_id, status_uuid),
             Call::Reconcile { tasks } => {
                 self.reconcile(id, tasks);
                 Ok(())
@@ -94,7 +107,11 @@ impl Master {
         }
     }
 
-    fn subscribe(&mut self, from: Option<FrameworkId>, info: FrameworkInfo) -> Result<CallReply, CallError> {
+    fn subscribe(
+        &mut self,
+        from: Option<FrameworkId>,
+        info: FrameworkInfo,
+    ) -> Result<CallReply, CallError> {
         if !(info.weight > 0.0 && info.weight.is_finite()) {
             return Err(CallError::InvalidWeight(info.weight));
         }
@@ -102,7 +119,9 @@ impl Master {
             return Err(CallError::EmptyRole);
         }
         let named = match (from, info.framework_id.clone()) {
-            (Some(from), Some(named)) if from != named => return Err(CallError::IdMismatch { named, from }),
+            (Some(from), Some(named)) if from != named => {
+                return Err(CallError::IdMismatch { named, from });
+            }
             (from, named) => named.or(from),
         };
         let id = match named {
@@ -121,16 +140,27 @@ impl Master {
         for offer_id in self.offers.of_framework(&id) {
             self.withdraw_offer(&offer_id, false);
         }
-        let tasks = self.frameworks.get(&id).map(|f| f.tasks.clone()).unwrap_or_default();
+        let tasks = self
+            .frameworks
+            .get(&id)
+            .map(|f| f.tasks.clone())
+            .unwrap_or_default();
         let suppressed = self.frameworks.get(&id).is_some_and(|f| f.suppressed);
         if !self.config.role_weights.contains_key(&info.role)
             && self.snapshot.role_weights.get(&info.role) != Some(&info.weight)
         {
             // No other framework holds the role (checked above): the weight is this one's.
-            self.snapshot.role_weights.insert(info.role.clone(), info.weight);
+            self.snapshot
+                .role_weights
+                .insert(info.role.clone(), info.weight);
             self.snapshot.changes.all = true;
         }
-        let allocation = self.snapshot.frameworks.get(&id).map(|s| s.allocation.clone()).unwrap_or_default();
+        let allocation = self
+            .snapshot
+            .frameworks
+            .get(&id)
+            .map(|s| s.allocation.clone())
+            .unwrap_or_default();
         let slot = FrameworkSlot {
             role: info.role.clone(),
             weight: 1.0,
@@ -143,7 +173,10 @@ impl Master {
         };
         self.snapshot.frameworks.insert(id.clone(), slot);
         self.snapshot.changes.frameworks.insert(id.clone());
-        let info = FrameworkInfo { framework_id: Some(id.clone()), ..info };
+        let info = FrameworkInfo {
+            framework_id: Some(id.clone()),
+            ..info
+        };
         let record = FrameworkRecord {
             info,
             connected: true,
@@ -155,20 +188,39 @@ impl Master {
         };
         self.frameworks.insert(id.clone(), record);
         let heartbeat_interval_ms = self.config.heartbeat_interval_ms;
-        self.send(&id, Event::Subscribed { framework_id: id.clone(), heartbeat_interval_ms });
+        self.send(
+            &id,
+            Event::Subscribed {
+                framework_id: id.clone(),
+                heartbeat_interval_ms,
+            },
+        );
         self.want_allocation_all();
-        Ok(CallReply::Subscribed { framework_id: id, heartbeat_interval_ms })
+        Ok(CallReply::Subscribed {
+            framework_id: id,
+            heartbeat_interval_ms,
+        })
     }
 
     /// A framework subscribing with an id: a failover, or a framework re-registering with
     /// a restarted master (adopted as it is).
-    fn resubscribe_id(&self, id: FrameworkId, info: &FrameworkInfo) -> Result<FrameworkId, CallError> {
-        if self.removed_frameworks.contains(&id) || self.frameworks.get(&id).is_some_and(|f| f.torn_down) {
+    fn resubscribe_id(
+        &self,
+        id: FrameworkId,
+        info: &FrameworkInfo,
+    ) -> Result<FrameworkId, CallError> {
+        if self.removed_frameworks.contains(&id)
+            || self.frameworks.get(&id).is_some_and(|f| f.torn_down)
+        {
             return Err(CallError::TornDown(id));
         }
         if let Some(fw) = self.frameworks.get(&id) {
             if fw.info.role != info.role {
-                return Err(CallError::RoleChange { framework: id, has: fw.info.role.clone(), asked: info.role.clone() });
+                return Err(CallError::RoleChange {
+                    framework: id,
+                    has: fw.info.role.clone(),
+                    asked: info.role.clone(),
+                });
             }
         }
         Ok(id)
@@ -176,7 +228,10 @@ impl Master {
 
     fn new_framework_id(&mut self) -> FrameworkId {
         self.frameworks_created += 1;
-        FrameworkId(format!("fw{:x}-{}", self.config.incarnation, self.frameworks_created))
+        FrameworkId(format!(
+            "fw{:x}-{}",
+            self.config.incarnation, self.frameworks_created
+        ))
     }
 
     /// A role's weight is the operator's if set, else the one its first framework gave;
@@ -185,20 +240,37 @@ impl Master {
         if self.config.role_weights.contains_key(&info.role) {
             return Ok(());
         }
-        let others = self.snapshot.frameworks.iter().any(|(other, s)| other != id && s.role == info.role);
+        let others = self
+            .snapshot
+            .frameworks
+            .iter()
+            .any(|(other, s)| other != id && s.role == info.role);
         match self.snapshot.role_weights.get(&info.role) {
-            Some(has) if others && *has != info.weight => {
-                Err(CallError::RoleWeightMismatch { role: info.role.clone(), has: *has })
-            }
+            Some(has) if others && *has != info.weight => Err(CallError::RoleWeightMismatch {
+                role: info.role.clone(),
+                has: *has,
+            }),
             _ => Ok(()),
         }
     }
 
-    fn accept(&mut self, id: &FrameworkId, offer_ids: Vec<OfferId>, ops: Vec<Operation>, filters: Filters) -> Result<(), CallError> {
+    fn accept(
+        &mut self,
+        id: &FrameworkId,
+        offer_ids: Vec<OfferId>,
+        ops: Vec<Operation>,
+        filters: Filters,
+    ) -> Result<(), CallError> {
         let mut placements = self.check_offers(id, &offer_ids)?;
-        let tasks: Vec<TaskSpec> = ops.into_iter().flat_map(|Operation::Launch { tasks }| tasks).collect();
+        let tasks: Vec<TaskSpec> = ops
+            .into_iter()
+            .flat_map(|Operation::Launch { tasks }| tasks)
+            .collect();
         if tasks.len() > self.config.tasks_per_accept_max {
-            return Err(CallError::TooManyTasks { count: tasks.len(), max: self.config.tasks_per_accept_max });
+            return Err(CallError::TooManyTasks {
+                count: tasks.len(),
+                max: self.config.tasks_per_accept_max,
+            });
         }
         let mut seen = BTreeSet::new();
         for task in tasks {
@@ -206,8 +278,14 @@ impl Master {
                 return Err(CallError::DuplicateTask(task.task_id));
             }
             // First fit, in the order the offers were named.
-            let Some(p) = placements.iter_mut().find(|p| p.left.contains(&task.resources)) else {
-                return Err(CallError::DoesNotFit { task: task.task_id, needs: task.resources });
+            let Some(p) = placements
+                .iter_mut()
+                .find(|p| p.left.contains(&task.resources))
+            else {
+                return Err(CallError::DoesNotFit {
+                    task: task.task_id,
+                    needs: task.resources,
+                });
             };
             p.left.subtract_saturating(&task.resources);
             p.tasks.push(task);
@@ -220,7 +298,11 @@ impl Master {
     }
 
     /// The named offers, all outstanding and all made to `id`, each named once.
-    fn check_offers(&self, id: &FrameworkId, offer_ids: &[OfferId]) -> Result<Vec<Placement>, CallError> {
+    fn check_offers(
+        &self,
+        id: &FrameworkId,
+        offer_ids: &[OfferId],
+    ) -> Result<Vec<Placement>, CallError> {
         if offer_ids.is_empty() {
             return Err(CallError::NoOffers);
         }
@@ -229,7 +311,10 @@ impl Master {
             if placements.iter().any(|p| &p.offer_id == offer_id) {
                 return Err(CallError::DuplicateOffer(offer_id.clone()));
             }
-            let o = self.offers.get(offer_id).ok_or_else(|| CallError::UnknownOffer(offer_id.clone()))?;
+            let o = self
+                .offers
+                .get(offer_id)
+                .ok_or_else(|| CallError::UnknownOffer(offer_id.clone()))?;
             if &o.offer.framework_id != id {
                 return Err(CallError::NotYourOffer(offer_id.clone()));
             }
@@ -272,18 +357,33 @@ impl Master {
                 fw.tasks.insert(task.task_id.clone());
             }
             self.tasks.insert(record);
-            self.actions.push_back(Action::LaunchTask { agent_id: p.agent_id.clone(), framework_id: id.clone(), task });
+            self.actions.push_back(Action::LaunchTask {
+                agent_id: p.agent_id.clone(),
+                framework_id: id.clone(),
+                task,
+            });
         }
     }
 
     /// Declines the named offers. Offers that are no longer outstanding are skipped (they
     /// are back in the pool already); an offer of another framework refuses the call.
-    fn decline(&mut self, id: &FrameworkId, offer_ids: Vec<OfferId>, filters: Filters) -> Result<(), CallError> {
-        if let Some(bad) = offer_ids.iter().find(|o| self.offers.get(o).is_some_and(|o| &o.offer.framework_id != id)) {
+    fn decline(
+        &mut self,
+        id: &FrameworkId,
+        offer_ids: Vec<OfferId>,
+        filters: Filters,
+    ) -> Result<(), CallError> {
+        if let Some(bad) = offer_ids.iter().find(|o| {
+            self.offers
+                .get(o)
+                .is_some_and(|o| &o.offer.framework_id != id)
+        }) {
             return Err(CallError::NotYourOffer(bad.clone()));
         }
         for offer_id in offer_ids {
-            let Some(o) = self.offers.get(&offer_id) else { continue };
+            let Some(o) = self.offers.get(&offer_id) else {
+                continue;
+            };
             let (agent_id, resources) = (o.offer.agent_id.clone(), o.offer.resources.clone());
             self.withdraw_offer(&offer_id, false);
             self.add_filter(id, &agent_id, resources, filters);
@@ -292,14 +392,22 @@ impl Master {
     }
 
     /// Stops offering a subset of `resources` of `agent_id` to `id` for the filter's time.
-    fn add_filter(&mut self, id: &FrameworkId, agent_id: &AgentId, resources: Resources, filters: Filters) {
+    fn add_filter(
+        &mut self,
+        id: &FrameworkId,
+        agent_id: &AgentId,
+        resources: Resources,
+        filters: Filters,
+    ) {
         let ms = refuse_ms(filters.refuse_seconds, self.config.filter_refuse_ms_max);
         if ms == 0 || resources.is_empty() {
             return;
         }
         let until = self.now.plus_ms(ms);
         let max = self.config.filters_per_framework_max.max(1);
-        let Some(fw) = self.snapshot.frameworks.get_mut(id) else { return };
+        let Some(fw) = self.snapshot.frameworks.get_mut(id) else {
+            return;
+        };
         let count: usize = fw.filters.values().map(Vec::len).sum();
         if count >= max {
             // Drop the filter that would expire first to stay within the limit.
@@ -314,8 +422,12 @@ impl Master {
                 }
             }
         }
-        fw.filters.entry(agent_id.clone()).or_default().push(FilterSlot { resources, until });
-        self.filter_expiry.insert((until, id.clone(), agent_id.clone()));
+        fw.filters
+            .entry(agent_id.clone())
+            .or_default()
+            .push(FilterSlot { resources, until });
+        self.filter_expiry
+            .insert((until, id.clone(), agent_id.clone()));
         self.snapshot.changes.frameworks.insert(id.clone());
     }
 
@@ -336,7 +448,10 @@ impl Master {
 
     /// A framework wants offers while connected, not torn down and not suppressed.
     pub(crate) fn update_wants(&mut self, id: &FrameworkId) {
-        let wants = self.frameworks.get(id).is_some_and(|f| f.connected && !f.torn_down && !f.suppressed);
+        let wants = self
+            .frameworks
+            .get(id)
+            .is_some_and(|f| f.connected && !f.torn_down && !f.suppressed);
         if let Some(slot) = self.snapshot.frameworks.get_mut(id) {
             if slot.wants_offers != wants {
                 slot.wants_offers = wants;
@@ -349,16 +464,28 @@ impl Master {
     }
 
     fn kill(&mut self, id: &FrameworkId, task_id: &TaskId) -> Result<(), CallError> {
-        let task = self.tasks.get(task_id).ok_or_else(|| CallError::UnknownTask(task_id.clone()))?;
+        let task = self
+            .tasks
+            .get(task_id)
+            .ok_or_else(|| CallError::UnknownTask(task_id.clone()))?;
         if &task.framework_id != id {
             return Err(CallError::NotYourTask(task_id.clone()));
         }
         let (agent_id, grace_ms) = (task.agent_id.clone(), self.config.kill_grace_ms);
-        self.actions.push_back(Action::KillTask { agent_id, task_id: task_id.clone(), grace_ms });
+        self.actions.push_back(Action::KillTask {
+            agent_id,
+            task_id: task_id.clone(),
+            grace_ms,
+        });
         Ok(())
     }
 
-    fn acknowledge(&mut self, id: &FrameworkId, task_id: TaskId, status_uuid: StatusUuid) -> Result<(), CallError> {
+    fn acknowledge(
+        &mut self,
+        id: &FrameworkId,
+        task_id: TaskId,
+        status_uuid: StatusUuid,
+    ) -> Result<(), CallError> {
         let (owner, agent_id) = match (self.tasks.get(&task_id), self.tasks.ended(&task_id)) {
             (Some(t), _) => (t.framework_id.clone(), t.agent_id.clone()),
             (None, Some(e)) => (e.framework_id.clone(), e.agent_id.clone()),
@@ -368,7 +495,11 @@ impl Master {
             return Err(CallError::NotYourTask(task_id));
         }
         if self.agents.contains_key(&agent_id) {
-            self.actions.push_back(Action::AckStatus { agent_id, task_id, status_uuid });
+            self.actions.push_back(Action::AckStatus {
+                agent_id,
+                task_id,
+                status_uuid,
+            });
         }
         Ok(())
     }
@@ -377,7 +508,10 @@ impl Master {
     /// when none is named); a task the master does not know is reported lost.
     fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
         let task_ids = if task_ids.is_empty() {
-            self.frameworks.get(id).map(|f| f.tasks.iter().cloned().collect()).unwrap_or_default()
+            self.frameworks
+                .get(id)
+                .map(|f| f.tasks.iter().cloned().collect())
+                .unwrap_or_default()
         } else {
             task_ids
         };
@@ -385,7 +519,9 @@ impl Master {
             let status = match (self.tasks.get(&task_id), self.tasks.ended(&task_id)) {
                 (Some(t), _) if &t.framework_id == id => {
                     let uuid = StatusUuid(self.rng.next_u128());
-                    t.latest.clone().unwrap_or_else(|| synthetic_status(t, t.state, "", uuid))
+                    t.latest
+                        .clone()
+                        .unwrap_or_else(|| synthetic_status(t, t.state, "", uuid))
                 }
                 (None, Some(e)) if &e.framework_id == id => e.latest.clone(),
                 _ => TaskStatus {
@@ -406,7 +542,9 @@ impl Master {
     /// Removes the framework: its offers return to the pool, its tasks are killed, and it
     /// is forgotten once they have ended. Its id is never admitted again.
     pub(crate) fn teardown(&mut self, id: &FrameworkId) {
-        let Some(fw) = self.frameworks.get_mut(id) else { return };
+        let Some(fw) = self.frameworks.get_mut(id) else {
+            return;
+        };
         fw.torn_down = true;
         fw.connected = false;
         fw.failover_at = None;
@@ -419,7 +557,11 @@ impl Master {
         for task_id in tasks {
             if let Some(t) = self.tasks.get(&task_id) {
                 let (agent_id, grace_ms) = (t.agent_id.clone(), self.config.kill_grace_ms);
-                self.actions.push_back(Action::KillTask { agent_id, task_id, grace_ms });
+                self.actions.push_back(Action::KillTask {
+                    agent_id,
+                    task_id,
+                    grace_ms,
+                });
             }
         }
         self.forget_if_drained(id);
@@ -427,7 +569,11 @@ impl Master {
 
     /// A torn-down framework whose tasks have all ended is forgotten.
     pub(crate) fn forget_if_drained(&mut self, id: &FrameworkId) {
-        if self.frameworks.get(id).is_some_and(|f| f.torn_down && f.tasks.is_empty()) {
+        if self
+            .frameworks
+            .get(id)
+            .is_some_and(|f| f.torn_down && f.tasks.is_empty())
+        {
             self.frameworks.remove(id);
             self.snapshot.frameworks.remove(id);
             self.snapshot.changes.frameworks.insert(id.clone());
@@ -437,7 +583,12 @@ impl Master {
 }
 
 /// A status the master makes up for a task (reconciliation, agent lost).
-pub(crate) fn synthetic_status(t: &TaskRecord, state: TaskState, reason: &str, uuid: StatusUuid) -> TaskStatus {
+pub(crate) fn synthetic_status(
+    t: &TaskRecord,
+    state: TaskState,
+    reason: &str,
+    uuid: StatusUuid,
+) -> TaskStatus {
     TaskStatus {
         task_id: t.task_id.clone(),
         framework_id: t.framework_id.clone(),

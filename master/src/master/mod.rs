@@ -23,18 +23,38 @@ use crate::time::Millis;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Publish `event` on `frameworks/<framework_id>/events`.
-    SendEvent { framework_id: FrameworkId, event: Event },
+    SendEvent {
+        framework_id: FrameworkId,
+        event: Event,
+    },
     /// `AgentCommand::Launch` to the agent.
-    LaunchTask { agent_id: AgentId, framework_id: FrameworkId, task: TaskSpec },
+    LaunchTask {
+        agent_id: AgentId,
+        framework_id: FrameworkId,
+        task: TaskSpec,
+    },
     /// `AgentCommand::Kill` to the agent.
-    KillTask { agent_id: AgentId, task_id: TaskId, grace_ms: u64 },
+    KillTask {
+        agent_id: AgentId,
+        task_id: TaskId,
+        grace_ms: u64,
+    },
     /// `AgentCommand::Acknowledge` to the agent: the framework (or the master, for a
     /// framework that is gone) acknowledged this status update.
-    AckStatus { agent_id: AgentId, task_id: TaskId, status_uuid: StatusUuid },
+    AckStatus {
+        agent_id: AgentId,
+        task_id: TaskId,
+        status_uuid: StatusUuid,
+    },
     /// Tell the framework that its task will be killed at `kill_at` to give resources
     /// back to a framework below its fair share (`proto` has no event for it yet; the
     /// adapter may send it as an `Event::Error` message).
-    ReclaimNotice { framework_id: FrameworkId, task_id: TaskId, agent_id: AgentId, kill_at: Millis },
+    ReclaimNotice {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        agent_id: AgentId,
+        kill_at: Millis,
+    },
 }
 
 /// The master's books of one agent. Invariant: `free + offered + used == total`, with
@@ -124,7 +144,11 @@ impl Master {
     }
 
     /// A master using `allocator` as its policy.
-    pub fn with_allocator(config: MasterConfig, seed: u64, allocator: Box<dyn Allocator + Send>) -> Master {
+    pub fn with_allocator(
+        config: MasterConfig,
+        seed: u64,
+        allocator: Box<dyn Allocator + Send>,
+    ) -> Master {
         let mut snapshot = Snapshot::default();
         snapshot.changes.all = true;
         snapshot.role_weights = config.role_weights.clone();
@@ -180,12 +204,20 @@ impl Master {
 
     /// Records the time of an input; time never goes back.
     fn advance(&mut self, now: Millis) {
-        debug_assert!(now >= self.now, "time went back from {:?} to {:?}", self.now, now);
+        debug_assert!(
+            now >= self.now,
+            "time went back from {:?} to {:?}",
+            self.now,
+            now
+        );
         self.now = self.now.max(now);
     }
 
     fn send(&mut self, framework_id: &FrameworkId, event: Event) {
-        self.actions.push_back(Action::SendEvent { framework_id: framework_id.clone(), event });
+        self.actions.push_back(Action::SendEvent {
+            framework_id: framework_id.clone(),
+            event,
+        });
     }
 
     /// Asks for an allocation over every agent within the batch window.
@@ -210,7 +242,8 @@ impl Master {
     fn debug_check(&self) {
         const DEBUG_CHECK_AGENTS_MAX: usize = 64;
         const DEBUG_CHECK_TASKS_MAX: usize = 256;
-        let small = self.agents.len() <= DEBUG_CHECK_AGENTS_MAX && self.tasks.live_count() <= DEBUG_CHECK_TASKS_MAX;
+        let small = self.agents.len() <= DEBUG_CHECK_AGENTS_MAX
+            && self.tasks.live_count() <= DEBUG_CHECK_TASKS_MAX;
         if cfg!(debug_assertions) && small {
             if let Err(e) = self.check_invariants() {
                 panic!("master invariant broken: {e}");

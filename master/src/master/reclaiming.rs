@@ -12,17 +12,23 @@ impl Master {
     /// Looks for frameworks that have wanted offers below their fair share for
     /// `starvation_ms`, and reclaims tasks for them.
     pub(crate) fn reclaim_check(&mut self, now: Millis) {
-        let Some(cfg) = self.config.reclaim.clone() else { return };
+        let Some(cfg) = self.config.reclaim.clone() else {
+            return;
+        };
         self.reclaim_check_at = None;
         let contenders = self.contenders();
         let fair = fair_shares(&contenders);
         let mut below_any = false;
         let ids: Vec<FrameworkId> = self.frameworks.keys().cloned().collect();
         for id in ids {
-            let Some(c) = contenders.iter().find(|c| c.framework_id == id) else { continue };
+            let Some(c) = contenders.iter().find(|c| c.framework_id == id) else {
+                continue;
+            };
             let share = proto::resources::dominant_share_of(&c.allocation, &self.snapshot.total);
             let below = c.wants_offers && fair.get(&id).is_some_and(|f| share + SHARE_EPSILON < *f);
-            let Some(fw) = self.frameworks.get_mut(&id) else { continue };
+            let Some(fw) = self.frameworks.get_mut(&id) else {
+                continue;
+            };
             if !below {
                 fw.below_fair_since = None;
                 continue;
@@ -35,7 +41,8 @@ impl Master {
             // Wait a whole starvation period again before the next reclaim for it.
             fw.below_fair_since = Some(now);
             let candidates = self.reclaim_candidates(&id);
-            let victims = choose_victims(&self.snapshot.total, &contenders, &fair, &id, &candidates);
+            let victims =
+                choose_victims(&self.snapshot.total, &contenders, &fair, &id, &candidates);
             for task_id in victims {
                 self.schedule_reclaim(&task_id, now.plus_ms(cfg.grace_ms));
             }
@@ -54,17 +61,28 @@ impl Master {
             self.reclaim_kills.remove(&(at, task_id.clone()));
             if let Some(task) = self.tasks.get(&task_id) {
                 let (agent_id, grace_ms) = (task.agent_id.clone(), self.config.kill_grace_ms);
-                self.actions.push_back(Action::KillTask { agent_id, task_id, grace_ms });
+                self.actions.push_back(Action::KillTask {
+                    agent_id,
+                    task_id,
+                    grace_ms,
+                });
             }
         }
     }
 
     fn schedule_reclaim(&mut self, task_id: &TaskId, kill_at: Millis) {
-        let Some(task) = self.tasks.get_mut(task_id) else { return };
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
         task.reclaim_at = Some(kill_at);
         let (framework_id, agent_id) = (task.framework_id.clone(), task.agent_id.clone());
         self.reclaim_kills.insert((kill_at, task_id.clone()));
-        self.actions.push_back(Action::ReclaimNotice { framework_id, task_id: task_id.clone(), agent_id, kill_at });
+        self.actions.push_back(Action::ReclaimNotice {
+            framework_id,
+            task_id: task_id.clone(),
+            agent_id,
+            kill_at,
+        });
     }
 
     /// Every framework with its allocation less the tasks already being reclaimed.
@@ -76,7 +94,12 @@ impl Master {
             .map(|(id, slot)| Contender {
                 framework_id: id.clone(),
                 role: slot.role.clone(),
-                role_weight: self.snapshot.role_weights.get(&slot.role).copied().unwrap_or(1.0),
+                role_weight: self
+                    .snapshot
+                    .role_weights
+                    .get(&slot.role)
+                    .copied()
+                    .unwrap_or(1.0),
                 weight: slot.weight,
                 wants_offers: slot.wants_offers,
                 allocation: slot.allocation.clone(),
@@ -93,12 +116,17 @@ impl Master {
     /// Tasks of other frameworks, not yet being reclaimed, on agents whose attributes
     /// `starving` accepts and whose resources it has not filtered out.
     fn reclaim_candidates(&self, starving: &FrameworkId) -> Vec<TaskCandidate> {
-        let Some(slot) = self.snapshot.frameworks.get(starving) else { return Vec::new() };
+        let Some(slot) = self.snapshot.frameworks.get(starving) else {
+            return Vec::new();
+        };
         self.tasks
             .live()
             .filter(|t| &t.framework_id != starving && t.reclaim_at.is_none())
             .filter(|t| {
-                self.snapshot.agents.get(&t.agent_id).is_some_and(|a| a.attributes.satisfies(&slot.constraints))
+                self.snapshot
+                    .agents
+                    .get(&t.agent_id)
+                    .is_some_and(|a| a.attributes.satisfies(&slot.constraints))
                     && !is_filtered(slot, &t.agent_id, &t.resources, self.now)
             })
             .map(|t| TaskCandidate {

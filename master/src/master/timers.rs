@@ -35,8 +35,12 @@ impl Master {
             self.withdraw_offer(&offer_id, true);
         }
         self.expire_filters(now);
-        let failed: Vec<FrameworkId> =
-            self.frameworks.iter().filter(|(_, f)| f.failover_at.is_some_and(|t| t <= now)).map(|(id, _)| id.clone()).collect();
+        let failed: Vec<FrameworkId> = self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| f.failover_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in failed {
             self.teardown(&id);
         }
@@ -55,7 +59,8 @@ impl Master {
             if until > now {
                 break;
             }
-            self.filter_expiry.remove(&(until, fw.clone(), agent.clone()));
+            self.filter_expiry
+                .remove(&(until, fw.clone(), agent.clone()));
             if let Some(slot) = self.snapshot.frameworks.get_mut(&fw) {
                 if let Some(list) = slot.filters.get_mut(&agent) {
                     list.retain(|f| f.until > now);
@@ -73,12 +78,31 @@ impl Master {
     /// decisions, makes the offers and sends them, grouped per framework.
     fn allocate(&mut self, now: Millis) {
         self.allocation_at = None;
+        // Whatever called for an allocation may also have left someone below its share.
+        if let Some(reclaim) = &self.config.reclaim {
+            if self.reclaim_check_at.is_none() {
+                self.reclaim_check_at = Some(now.plus_ms(reclaim.check_interval_ms.max(1)));
+            }
+        }
         let candidates: Vec<AgentId> = if std::mem::take(&mut self.allocation_all) {
             self.allocation_agents.clear();
-            self.snapshot.agents.iter().filter(|(_, s)| !s.free.is_empty()).map(|(id, _)| id.clone()).collect()
+            self.snapshot
+                .agents
+                .iter()
+                .filter(|(_, s)| !s.free.is_empty())
+                .map(|(id, _)| id.clone())
+                .collect()
         } else {
             let pending = std::mem::take(&mut self.allocation_agents);
-            pending.into_iter().filter(|id| self.snapshot.agents.get(id).is_some_and(|s| !s.free.is_empty())).collect()
+            pending
+                .into_iter()
+                .filter(|id| {
+                    self.snapshot
+                        .agents
+                        .get(id)
+                        .is_some_and(|s| !s.free.is_empty())
+                })
+                .collect()
         };
         if candidates.is_empty() || self.snapshot.frameworks.is_empty() {
             return;
@@ -89,8 +113,14 @@ impl Master {
         let mut made: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for d in decisions {
             // The allocator counted this offer against the framework: resync it next time.
-            self.snapshot.changes.frameworks.insert(d.framework_id.clone());
-            let allowed = match (self.snapshot.frameworks.get(&d.framework_id), self.snapshot.agents.get(&d.agent_id)) {
+            self.snapshot
+                .changes
+                .frameworks
+                .insert(d.framework_id.clone());
+            let allowed = match (
+                self.snapshot.frameworks.get(&d.framework_id),
+                self.snapshot.agents.get(&d.agent_id),
+            ) {
                 (Some(fw), Some(agent)) => may_offer(fw, &d.agent_id, agent, now),
                 _ => false,
             };
@@ -106,12 +136,13 @@ impl Master {
         let per_event = self.config.offers_per_event_max.max(1);
         for (framework_id, offers) in made {
             for chunk in offers.chunks(per_event) {
-                self.send(&framework_id, Event::Offers { offers: chunk.to_vec() });
+                self.send(
+                    &framework_id,
+                    Event::Offers {
+                        offers: chunk.to_vec(),
+                    },
+                );
             }
-        }
-        if self.config.reclaim.is_some() && self.reclaim_check_at.is_none() {
-            let interval = self.config.reclaim.as_ref().map_or(1, |r| r.check_interval_ms.max(1));
-            self.reclaim_check_at = Some(now.plus_ms(interval));
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use proto::{
-    AgentAdvert, AgentId, Call, Event, FrameworkCall, FrameworkId, FrameworkInfo, Filters, Offer, Operation, Resources,
-    TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask,
+    AgentAdvert, AgentId, Call, Event, Filters, FrameworkCall, FrameworkId, FrameworkInfo, Offer,
+    Operation, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask,
 };
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -32,7 +32,9 @@ pub enum SimError {
     StepLimit { steps: u64 },
     #[error("the run launched more than {max} tasks")]
     TaskLimit { max: u64 },
-    #[error("the master stopped making progress while framework {framework} could still launch (a master bug)")]
+    #[error(
+        "the master stopped making progress while framework {framework} could still launch (a master bug)"
+    )]
     Stalled { framework: String },
     #[error("the master refused a call of framework {framework}: {message} (a master bug)")]
     Refused { framework: String, message: String },
@@ -65,8 +67,15 @@ impl Serialize for SimReport {
                 map.end()
             }
         }
-        let placements: Vec<Placement<'_>> =
-            self.placements.iter().map(|(f, a, n)| Placement { framework: f, agent: a, tasks: *n }).collect();
+        let placements: Vec<Placement<'_>> = self
+            .placements
+            .iter()
+            .map(|(f, a, n)| Placement {
+                framework: f,
+                agent: a,
+                tasks: *n,
+            })
+            .collect();
         let mut map = serializer.serialize_map(Some(2))?;
         map.serialize_entry("launched", &Launched(&self.launched))?;
         map.serialize_entry("placements", &placements)?;
@@ -80,7 +89,10 @@ pub fn run_scenario(json: &str) -> Result<SimReport, SimError> {
 }
 
 /// Parses `json` and runs it with `allocator`.
-pub fn run_scenario_with(json: &str, allocator: Box<dyn Allocator + Send>) -> Result<SimReport, SimError> {
+pub fn run_scenario_with(
+    json: &str,
+    allocator: Box<dyn Allocator + Send>,
+) -> Result<SimReport, SimError> {
     let scenario = Scenario::parse(json)?;
     let mut sim = Sim::new(&scenario, allocator)?;
     sim.run()?;
@@ -134,7 +146,8 @@ impl Sim {
         };
         for a in &scenario.agents {
             let total = resources_of(&format!("agent {}", a.id), &a.resources)?;
-            sim.master.handle_agent_advert(sim.now, advert(&a.id, a.attributes.clone(), total));
+            sim.master
+                .handle_agent_advert(sim.now, advert(&a.id, a.attributes.clone(), total));
         }
         for f in &scenario.frameworks {
             let info = FrameworkInfo {
@@ -148,10 +161,19 @@ impl Sim {
             };
             let reply = sim.call(&f.id, None, Call::Subscribe { info })?;
             let proto::CallReply::Subscribed { framework_id, .. } = reply else {
-                return Err(SimError::Refused { framework: f.id.clone(), message: format!("{reply:?}") });
+                return Err(SimError::Refused {
+                    framework: f.id.clone(),
+                    message: format!("{reply:?}"),
+                });
             };
             let task = resources_of(&format!("framework {}", f.id), &f.task)?;
-            let synth = SynthFramework { name: f.id.clone(), task, left: f.max_tasks, launched: 0, suppressed: false };
+            let synth = SynthFramework {
+                name: f.id.clone(),
+                task,
+                left: f.max_tasks,
+                launched: 0,
+                suppressed: false,
+            };
             sim.frameworks.insert(framework_id, synth);
         }
         Ok(sim)
@@ -175,7 +197,9 @@ impl Sim {
             }
             self.master.handle_timeout(self.now);
         }
-        Err(SimError::StepLimit { steps: SIM_STEPS_MAX })
+        Err(SimError::StepLimit {
+            steps: SIM_STEPS_MAX,
+        })
     }
 
     /// Carries out the master's actions and answers offers until both are exhausted.
@@ -193,8 +217,15 @@ impl Sim {
 
     fn act(&mut self, action: Action) -> Result<(), SimError> {
         match action {
-            Action::SendEvent { event: Event::Offers { offers }, .. } => self.inbox.extend(offers),
-            Action::LaunchTask { agent_id, framework_id, .. } => {
+            Action::SendEvent {
+                event: Event::Offers { offers },
+                ..
+            } => self.inbox.extend(offers),
+            Action::LaunchTask {
+                agent_id,
+                framework_id,
+                ..
+            } => {
                 self.launched += 1;
                 if self.launched > SIM_TASKS_MAX {
                     return Err(SimError::TaskLimit { max: SIM_TASKS_MAX });
@@ -210,8 +241,13 @@ impl Sim {
     /// One synthetic framework's answer to one offer.
     fn answer(&mut self, offer: Offer) -> Result<(), SimError> {
         let id = offer.framework_id.clone();
-        let Some(fw) = self.frameworks.get_mut(&id) else { return Ok(()) };
-        let decline = |refuse_seconds| Call::Decline { offer_ids: vec![offer.offer_id.clone()], filters: Filters { refuse_seconds } };
+        let Some(fw) = self.frameworks.get_mut(&id) else {
+            return Ok(());
+        };
+        let decline = |refuse_seconds| Call::Decline {
+            offer_ids: vec![offer.offer_id.clone()],
+            filters: Filters { refuse_seconds },
+        };
         if !fw.has_tasks_left() {
             let suppress = !std::mem::replace(&mut fw.suppressed, true);
             self.call_as(&id, decline(0.0))?;
@@ -221,7 +257,9 @@ impl Sim {
             return Ok(());
         }
         if !offer.resources.contains(&fw.task) {
-            return self.call_as(&id, decline(SIM_NO_FIT_REFUSE_SECONDS)).map(|_| ());
+            return self
+                .call_as(&id, decline(SIM_NO_FIT_REFUSE_SECONDS))
+                .map(|_| ());
         }
         fw.launched += 1;
         fw.left = fw.left.map(|n| n - 1);
@@ -236,7 +274,9 @@ impl Sim {
         let accept = Call::Accept {
             offer_ids: vec![offer.offer_id.clone()],
             operations: vec![Operation::Launch { tasks: vec![task] }],
-            filters: Filters { refuse_seconds: 0.0 },
+            filters: Filters {
+                refuse_seconds: 0.0,
+            },
         };
         self.call_as(&id, accept)?;
         if out_of_tasks {
@@ -249,19 +289,39 @@ impl Sim {
     }
 
     fn call_as(&mut self, id: &FrameworkId, call: Call) -> Result<proto::CallReply, SimError> {
-        let name = self.frameworks.get(id).map(|f| f.name.clone()).unwrap_or_default();
+        let name = self
+            .frameworks
+            .get(id)
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
         self.call(&name, Some(id.clone()), call)
     }
 
-    fn call(&mut self, name: &str, id: Option<FrameworkId>, call: Call) -> Result<proto::CallReply, SimError> {
+    fn call(
+        &mut self,
+        name: &str,
+        id: Option<FrameworkId>,
+        call: Call,
+    ) -> Result<proto::CallReply, SimError> {
         self.master
-            .handle_call(self.now, FrameworkCall { framework_id: id, call })
-            .map_err(|e| SimError::Refused { framework: name.to_owned(), message: e.to_string() })
+            .handle_call(
+                self.now,
+                FrameworkCall {
+                    framework_id: id,
+                    call,
+                },
+            )
+            .map_err(|e| SimError::Refused {
+                framework: name.to_owned(),
+                message: e.to_string(),
+            })
     }
 
     /// No offer outstanding and no framework with tasks left fits on any agent.
     fn settled(&self) -> bool {
-        self.master.outstanding_offers() == 0 && self.inbox.is_empty() && self.could_launch().is_none()
+        self.master.outstanding_offers() == 0
+            && self.inbox.is_empty()
+            && self.could_launch().is_none()
     }
 
     /// A framework with tasks left whose task fits in some agent's free resources.
@@ -274,20 +334,36 @@ impl Sim {
     }
 
     fn report(&self, scenario: &Scenario) -> SimReport {
-        let by_name: BTreeMap<&str, &FrameworkId> = self.frameworks.iter().map(|(id, f)| (f.name.as_str(), id)).collect();
+        let by_name: BTreeMap<&str, &FrameworkId> = self
+            .frameworks
+            .iter()
+            .map(|(id, f)| (f.name.as_str(), id))
+            .collect();
         let mut launched = Vec::new();
         let mut placements = Vec::new();
         for f in &scenario.frameworks {
-            let Some(id) = by_name.get(f.id.as_str()) else { continue };
-            launched.push((f.id.clone(), self.frameworks.get(*id).map_or(0, |s| s.launched)));
+            let Some(id) = by_name.get(f.id.as_str()) else {
+                continue;
+            };
+            launched.push((
+                f.id.clone(),
+                self.frameworks.get(*id).map_or(0, |s| s.launched),
+            ));
             for a in &scenario.agents {
-                let n = self.placements.get(&((*id).clone(), AgentId(a.id.clone()))).copied().unwrap_or(0);
+                let n = self
+                    .placements
+                    .get(&((*id).clone(), AgentId(a.id.clone())))
+                    .copied()
+                    .unwrap_or(0);
                 if n > 0 {
                     placements.push((f.id.clone(), a.id.clone(), n));
                 }
             }
         }
-        SimReport { launched, placements }
+        SimReport {
+            launched,
+            placements,
+        }
     }
 }
 

@@ -13,7 +13,10 @@
 mod driver;
 mod scenario;
 
-pub use driver::{SIM_SEED, SIM_STEPS_MAX, SIM_TASKS_MAX, SimError, SimReport, run_scenario, run_scenario_with};
+pub use driver::{
+    SIM_SEED, SIM_STEPS_MAX, SIM_TASKS_MAX, SimError, SimReport, run_scenario, run_scenario_with,
+};
 pub use scenario::{
-    SCENARIO_AGENTS_MAX, SCENARIO_FRAMEWORKS_MAX, Scenario, ScenarioAgent, ScenarioError, ScenarioFramework,
+    SCENARIO_AGENTS_MAX, SCENARIO_FRAMEWORKS_MAX, Scenario, ScenarioAgent, ScenarioError,
+    ScenarioFramework,
 };

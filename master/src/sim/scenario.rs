@@ -20,15 +20,27 @@ pub enum ScenarioError {
     #[error("{what} id {id:?} appears twice")]
     DuplicateId { what: &'static str, id: String },
     #[error("{owner}: {name} = {value} is not a non-negative amount")]
-    BadAmount { owner: String, name: String, value: f64 },
+    BadAmount {
+        owner: String,
+        name: String,
+        value: f64,
+    },
     #[error("framework {0}: task asks for no resources")]
     EmptyTask(String),
     #[error("framework {id}: weight {weight} is not a positive number")]
     BadWeight { id: String, weight: f64 },
     #[error("role {role}: frameworks give it different weights ({first} and {second})")]
-    RoleWeightConflict { role: String, first: f64, second: f64 },
+    RoleWeightConflict {
+        role: String,
+        first: f64,
+        second: f64,
+    },
     #[error("{count} {what}, more than the limit of {max}")]
-    TooMany { what: &'static str, count: usize, max: usize },
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
 }
 
 /// A whole scenario; unknown fields are refused so that typos do not pass silently.
@@ -98,7 +110,10 @@ impl Scenario {
             }
             let weight = f.weight();
             if !(weight > 0.0 && weight.is_finite()) {
-                return Err(ScenarioError::BadWeight { id: f.id.clone(), weight });
+                return Err(ScenarioError::BadWeight {
+                    id: f.id.clone(),
+                    weight,
+                });
             }
         }
         self.role_weights().map(|_| ())
@@ -127,7 +142,10 @@ impl Scenario {
 }
 
 /// Scalar amounts as [`Resources`] (zero amounts are dropped).
-pub(crate) fn resources_of(owner: &str, amounts: &BTreeMap<String, f64>) -> Result<Resources, ScenarioError> {
+pub(crate) fn resources_of(
+    owner: &str,
+    amounts: &BTreeMap<String, f64>,
+) -> Result<Resources, ScenarioError> {
     let mut r = Resources::new();
     for (name, value) in amounts {
         let scalar = Scalar::from_units(*value).ok_or_else(|| ScenarioError::BadAmount {
@@ -141,17 +159,27 @@ pub(crate) fn resources_of(owner: &str, amounts: &BTreeMap<String, f64>) -> Resu
 }
 
 fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), ScenarioError> {
-    if count > max { Err(ScenarioError::TooMany { what, count, max }) } else { Ok(()) }
+    if count > max {
+        Err(ScenarioError::TooMany { what, count, max })
+    } else {
+        Ok(())
+    }
 }
 
-fn check_ids<'a>(what: &'static str, ids: impl Iterator<Item = &'a str>) -> Result<(), ScenarioError> {
+fn check_ids<'a>(
+    what: &'static str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), ScenarioError> {
     let mut seen = BTreeSet::new();
     for id in ids {
         if id.is_empty() {
             return Err(ScenarioError::EmptyId { what });
         }
         if !seen.insert(id) {
-            return Err(ScenarioError::DuplicateId { what, id: id.to_owned() });
+            return Err(ScenarioError::DuplicateId {
+                what,
+                id: id.to_owned(),
+            });
         }
     }
     Ok(())

@@ -1,3 +1,7 @@
 //! Tests of the master core. One binary (link time); each area is a module.
 
+mod calls;
+mod common;
+mod props;
+mod reclaim;
 mod sim;

@@ -1,10 +1,307 @@
-use master::sim::run_scenario;
+//! `wasmos sim` in-process: single-agent runs against an independent progressive-filling
+//! reference, multi-agent runs against the contract's properties, malformed scenarios.
+
+use std::collections::BTreeMap;
+
+use master::sim::{SimError, run_scenario};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const KINDS: [&str; 3] = ["cpus", "mem", "gpus"];
+/// Role weights as exact fractions `(numerator, denominator)`.
+const WEIGHTS: [(u64, u64); 4] = [(1, 2), (1, 1), (2, 1), (3, 1)];
+
+#[derive(Clone, Debug)]
+struct Fw {
+    role: Option<u8>,
+    weight: usize,
+    /// Thousandths per kind.
+    task: BTreeMap<&'static str, u64>,
+    max_tasks: Option<u64>,
+}
+
+fn amounts(min_kinds: usize, max: u64) -> impl Strategy<Value = BTreeMap<&'static str, u64>> {
+    proptest::collection::btree_map(
+        proptest::sample::select(KINDS.to_vec()),
+        (1..=max).prop_map(|v| v * 500),
+        min_kinds..=3,
+    )
+}
+
+fn fw() -> impl Strategy<Value = Fw> {
+    (
+        proptest::option::of(0u8..2),
+        0..WEIGHTS.len(),
+        amounts(1, 6),
+        proptest::option::of(0u64..12),
+    )
+        .prop_map(|(role, weight, task, max_tasks)| Fw {
+            role,
+            weight,
+            task,
+            max_tasks,
+        })
+}
+
+/// Frameworks sharing a role take the weight of the first of them, as the contract asks.
+fn fix_role_weights(mut fws: Vec<Fw>) -> Vec<Fw> {
+    let mut first: BTreeMap<u8, usize> = BTreeMap::new();
+    for f in &mut fws {
+        if let Some(r) = f.role {
+            f.weight = *first.entry(r).or_insert(f.weight);
+        }
+    }
+    fws
+}
+
+fn units(millis: u64) -> f64 {
+    millis as f64 / 1000.0
+}
+
+fn scenario(agents: &[BTreeMap<&'static str, u64>], fws: &[Fw]) -> String {
+    let agents: Vec<Value> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, r)| json!({"id": format!("a{i}"), "resources": r.iter().map(|(k, v)| (k.to_string(), units(*v))).collect::<BTreeMap<_, _>>()}))
+        .collect();
+    let fws: Vec<Value> = fws
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let (n, d) = WEIGHTS[f.weight];
+            let mut v = json!({"id": format!("fw{i}"), "weight": n as f64 / d as f64,
+                "task": f.task.iter().map(|(k, v)| (k.to_string(), units(*v))).collect::<BTreeMap<_, _>>()});
+            if let Some(r) = f.role {
+                v["role"] = json!(format!("shared{r}"));
+            }
+            if let Some(m) = f.max_tasks {
+                v["max_tasks"] = json!(m);
+            }
+            v
+        })
+        .collect();
+    json!({"agents": agents, "frameworks": fws}).to_string()
+}
+
+/// An exact fraction.
+#[derive(Clone, Copy, Debug)]
+struct Frac(u128, u128);
+
+impl Frac {
+    fn lt(self, o: Frac) -> bool {
+        self.0 * o.1 < o.0 * self.1
+    }
+    fn eq(self, o: Frac) -> bool {
+        self.0 * o.1 == o.0 * self.1
+    }
+}
+
+/// Dominant share of `alloc` against `total`, exactly; kinds the agent lacks are ignored.
+fn share(alloc: &BTreeMap<&str, u64>, total: &BTreeMap<&str, u64>) -> Frac {
+    let mut best = Frac(0, 1);
+    for (k, a) in alloc {
+        if let Some(t) = total.get(k).filter(|t| **t > 0) {
+            let f = Frac(*a as u128, *t as u128);
+            if best.lt(f) {
+                best = f;
+            }
+        }
+    }
+    best
+}
+
+/// Progressive filling with weighted hierarchical DRF on one agent, written from the
+/// definition: repeatedly, among frameworks with tasks left that have not been refused,
+/// take the lowest `(role share / role weight, own share, subscription order)`; launch one
+/// of its tasks if it fits, else it is out for good (free resources only shrink).
+fn reference(agent: &BTreeMap<&'static str, u64>, fws: &[Fw]) -> Vec<u64> {
+    let role_of = |i: usize| {
+        fws[i]
+            .role
+            .map_or(format!("own{i}"), |r| format!("shared{r}"))
+    };
+    let mut free = agent.clone();
+    let mut count = vec![0u64; fws.len()];
+    let mut out = vec![false; fws.len()];
+    loop {
+        let alloc = |i: usize| -> BTreeMap<&str, u64> {
+            fws[i]
+                .task
+                .iter()
+                .map(|(k, v)| (*k, v * count[i]))
+                .collect()
+        };
+        let mut best: Option<(Frac, Frac, usize)> = None;
+        for i in 0..fws.len() {
+            if out[i] || fws[i].max_tasks.is_some_and(|m| count[i] >= m) {
+                continue;
+            }
+            let mut role_alloc: BTreeMap<&str, u64> = BTreeMap::new();
+            for j in (0..fws.len()).filter(|j| role_of(*j) == role_of(i)) {
+                for (k, v) in alloc(j) {
+                    *role_alloc.entry(k).or_default() += v;
+                }
+            }
+            let (n, d) = WEIGHTS[fws[i].weight];
+            let rs = share(&role_alloc, agent);
+            let role_key = Frac(rs.0 * d as u128, rs.1 * n as u128);
+            let own = share(&alloc(i), agent);
+            let better = match best {
+                None => true,
+                Some((r, o, _)) => role_key.lt(r) || (role_key.eq(r) && own.lt(o)),
+            };
+            if better {
+                best = Some((role_key, own, i));
+            }
+        }
+        let Some((_, _, i)) = best else { return count };
+        let fits = fws[i]
+            .task
+            .iter()
+            .all(|(k, v)| free.get(k).is_some_and(|f| f >= v));
+        if fits {
+            for (k, v) in &fws[i].task {
+                *free.get_mut(k).unwrap() -= v;
+            }
+            count[i] += 1;
+        } else {
+            out[i] = true;
+        }
+    }
+}
+
+fn launched(report: &Value, i: usize) -> u64 {
+    report["launched"][format!("fw{i}")].as_u64().unwrap()
+}
+
+fn run(json: &str) -> Value {
+    serde_json::to_value(run_scenario(json).unwrap()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn single_agent_runs_give_progressive_filling_drf_counts(
+        agent in amounts(1, 40),
+        fws in proptest::collection::vec(fw(), 1..6),
+    ) {
+        let fws = fix_role_weights(fws);
+        let report = run(&scenario(std::slice::from_ref(&agent), &fws));
+        let want = reference(&agent, &fws);
+        for (i, n) in want.iter().enumerate() {
+            prop_assert_eq!(launched(&report, i), *n, "framework fw{}; report {}", i, report);
+        }
+    }
+
+    #[test]
+    fn multi_agent_runs_overcommit_nothing_and_leave_nothing_launchable(
+        agents in proptest::collection::vec(amounts(2, 24), 1..5),
+        fws in proptest::collection::vec(fw(), 1..6),
+    ) {
+        let fws = fix_role_weights(fws);
+        let report = run(&scenario(&agents, &fws));
+        let mut free = agents.clone();
+        let mut placed = vec![0u64; fws.len()];
+        for p in report["placements"].as_array().unwrap() {
+            let i: usize = p["framework"].as_str().unwrap()[2..].parse().unwrap();
+            let a: usize = p["agent"].as_str().unwrap()[1..].parse().unwrap();
+            let n = p["tasks"].as_u64().unwrap();
+            prop_assert!(n > 0);
+            placed[i] += n;
+            for (k, v) in &fws[i].task {
+                let slot = free[a].get_mut(k);
+                prop_assert!(slot.as_ref().is_some_and(|f| **f >= v * n), "agent a{} over-committed", a);
+                *slot.unwrap() -= v * n;
+            }
+        }
+        for (i, f) in fws.iter().enumerate() {
+            prop_assert_eq!(placed[i], launched(&report, i));
+            prop_assert!(f.max_tasks.is_none_or(|m| placed[i] <= m));
+            let left = f.max_tasks.is_none_or(|m| placed[i] < m);
+            let fits_somewhere = free.iter().any(|a| f.task.iter().all(|(k, v)| a.get(k).is_some_and(|x| x >= v)));
+            prop_assert!(!(left && fits_somewhere), "fw{} could still launch; report {}", i, report);
+        }
+    }
+}
 
 #[test]
-fn drf_paper_example() {
-    let json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/scenarios/drf-demo.json")).unwrap();
-    let report = run_scenario(&json).unwrap();
-    let out = serde_json::to_string(&report).unwrap();
-    println!("{out}");
-    assert_eq!(out, r#"{"launched":{"fw0":3,"fw1":2},"placements":[{"framework":"fw0","agent":"a1","tasks":3},{"framework":"fw1","agent":"a1","tasks":2}]}"#);
+fn the_drf_paper_example() {
+    let json = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/scenarios/drf-demo.json"
+    ))
+    .unwrap();
+    let out = serde_json::to_string(&run_scenario(&json).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        r#"{"launched":{"fw0":3,"fw1":2},"placements":[{"framework":"fw0","agent":"a1","tasks":3},{"framework":"fw1","agent":"a1","tasks":2}]}"#
+    );
+}
+
+#[test]
+fn a_shared_role_splits_its_weighted_share() {
+    // Role "big" (weight 2, two frameworks) against "small" (weight 1): 8 of 12 cpus to
+    // "big", split 4 and 4; 4 to "small". Ties go to the earlier framework.
+    let json = r#"{"agents":[{"id":"a","resources":{"cpus":12}}],
+        "frameworks":[{"id":"s","role":"small","task":{"cpus":1}},
+                      {"id":"b1","role":"big","weight":2,"task":{"cpus":1}},
+                      {"id":"b2","role":"big","weight":2,"task":{"cpus":1}}]}"#;
+    let report = run(json);
+    assert_eq!(report["launched"], json!({"s": 4, "b1": 4, "b2": 4}));
+}
+
+#[test]
+fn attributes_and_unlimited_tasks_fill_the_agents() {
+    let json = r#"{"agents":[{"id":"a1","resources":{"cpus":4},"attributes":{"arch":"aarch64","has":["gpu","camera"]}},
+                              {"id":"a2","resources":{"cpus":2,"mem":10}}],
+        "frameworks":[{"id":"fw0","task":{"cpus":1}}]}"#;
+    let report = run(json);
+    assert_eq!(report["launched"], json!({"fw0": 6}));
+    assert_eq!(
+        report["placements"],
+        json!([{"framework":"fw0","agent":"a1","tasks":4},{"framework":"fw0","agent":"a2","tasks":2}])
+    );
+}
+
+#[test]
+fn malformed_scenarios_are_scenario_errors_with_a_clear_message() {
+    let cases = [
+        ("not json", "JSON"),
+        (r#"{"agents":[]}"#, "frameworks"),
+        (
+            r#"{"agents":[{"id":"a","resources":{"cpus":-1}}],"frameworks":[]}"#,
+            "cpus",
+        ),
+        (
+            r#"{"agents":[{"id":"a","resources":{}},{"id":"a","resources":{}}],"frameworks":[]}"#,
+            "twice",
+        ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f","task":{}}]}"#,
+            "no resources",
+        ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f","weight":0,"task":{"cpus":1}}]}"#,
+            "weight",
+        ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f","role":"r","task":{"cpus":1}},{"id":"g","role":"r","weight":2,"task":{"cpus":1}}]}"#,
+            "different weights",
+        ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f","task":{"cpus":1},"max_task":3}]}"#,
+            "max_task",
+        ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f","task":{"cpus":1},"max_tasks":-3}]}"#,
+            "-3",
+        ),
+    ];
+    for (json, needle) in cases {
+        match run_scenario(json) {
+            Err(SimError::Scenario(e)) => assert!(e.to_string().contains(needle), "{json}: {e}"),
+            other => panic!("{json}: {other:?}"),
+        }
+    }
 }

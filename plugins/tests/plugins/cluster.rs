@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use master::{Action, Master, MasterConfig, Millis};
 use plugins::HostedScheduler;
 use proto::{
-    AgentAdvert, AgentId, Attributes, Call, CallReply, FrameworkCall, FrameworkId, FrameworkInfo, Resources,
-    StatusUuid, TaskSpec, TaskState, TaskStatus,
+    AgentAdvert, AgentId, Attributes, Call, CallReply, FrameworkCall, FrameworkId, FrameworkInfo,
+    Resources, StatusUuid, TaskSpec, TaskState, TaskStatus,
 };
 
 /// Virtual time per step.
@@ -45,7 +45,9 @@ pub fn advert(id: &str, cpus: f64, mem: f64, attributes: &[(&str, &str)]) -> Age
         agent_id: AgentId::new(id),
         hostname: format!("{id}.local"),
         attributes: attrs,
-        total: Resources::new().with_scalar("cpus", cpus).with_scalar("mem", mem),
+        total: Resources::new()
+            .with_scalar("cpus", cpus)
+            .with_scalar("mem", mem),
         reserved: Resources::new(),
         seq: 1,
         incarnation: 1,
@@ -92,10 +94,19 @@ impl Cluster {
     }
 
     /// Subscribes a framework; when `scheduler` is given its scheduler is that module.
-    pub fn subscribe(&mut self, info: FrameworkInfo, scheduler: Option<HostedScheduler>) -> FrameworkId {
-        let call = FrameworkCall { framework_id: None, call: Call::Subscribe { info } };
+    pub fn subscribe(
+        &mut self,
+        info: FrameworkInfo,
+        scheduler: Option<HostedScheduler>,
+    ) -> FrameworkId {
+        let call = FrameworkCall {
+            framework_id: None,
+            call: Call::Subscribe { info },
+        };
         let reply = self.master.handle_call(Millis(self.now), call).unwrap();
-        let CallReply::Subscribed { framework_id, .. } = reply else { panic!("not subscribed: {reply:?}") };
+        let CallReply::Subscribed { framework_id, .. } = reply else {
+            panic!("not subscribed: {reply:?}")
+        };
         if let Some(s) = scheduler {
             self.hosted.insert(framework_id.clone(), s);
         }
@@ -132,7 +143,9 @@ impl Cluster {
                     framework_id: framework_id.clone(),
                     agent_id: agent_id.clone(),
                     state,
-                    exit_code: state.is_terminal().then_some(if state == TaskState::Finished { 0 } else { 1 }),
+                    exit_code: state
+                        .is_terminal()
+                        .then_some(if state == TaskState::Finished { 0 } else { 1 }),
                     reason: String::new(),
                     uuid: StatusUuid(self.status_seq),
                     timestamp_ms: self.now,
@@ -147,9 +160,17 @@ impl Cluster {
     pub fn drain(&mut self) {
         while let Some(action) = self.master.poll_action() {
             match action {
-                Action::SendEvent { framework_id, event } => self.deliver(framework_id, event),
-                Action::LaunchTask { agent_id, framework_id, task } => {
-                    self.launched.push((agent_id.clone(), framework_id.clone(), task.clone()));
+                Action::SendEvent {
+                    framework_id,
+                    event,
+                } => self.deliver(framework_id, event),
+                Action::LaunchTask {
+                    agent_id,
+                    framework_id,
+                    task,
+                } => {
+                    self.launched
+                        .push((agent_id.clone(), framework_id.clone(), task.clone()));
                     self.running.push((agent_id, framework_id, task));
                 }
                 _ => {}
@@ -171,7 +192,10 @@ impl Cluster {
 
     fn apply_calls(&mut self, framework_id: &FrameworkId, calls: Vec<Call>) {
         for call in calls {
-            let call = FrameworkCall { framework_id: Some(framework_id.clone()), call };
+            let call = FrameworkCall {
+                framework_id: Some(framework_id.clone()),
+                call,
+            };
             if let Err(e) = self.master.handle_call(Millis(self.now), call) {
                 self.refused_calls.push(e.to_string());
             }
@@ -179,7 +203,13 @@ impl Cluster {
     }
 
     /// Tasks of `framework_id` launched so far.
-    pub fn launches_of(&self, framework_id: &FrameworkId) -> Vec<&(AgentId, FrameworkId, TaskSpec)> {
-        self.launched.iter().filter(|(_, f, _)| f == framework_id).collect()
+    pub fn launches_of(
+        &self,
+        framework_id: &FrameworkId,
+    ) -> Vec<&(AgentId, FrameworkId, TaskSpec)> {
+        self.launched
+            .iter()
+            .filter(|(_, f, _)| f == framework_id)
+            .collect()
     }
 }

@@ -37,8 +37,6 @@ struct Role {
     /// Active frameworks, ordered by (key, seq).
     members: Vec<u16, FRAMEWORKS_MAX>,
     key: u64,
-    /// Earliest subscription among its active frameworks; `None` keeps the role out of order.
-    min_seq: Option<u64>,
 }
 
 /// The sorter's tables live in the module's static memory (the allocator instance), not
@@ -47,7 +45,7 @@ struct Role {
 pub struct Drf {
     clients: Vec<Client, FRAMEWORKS_MAX>,
     roles: Vec<Role, ROLES_MAX>,
-    /// Roles ordered by (key, min_seq), only those with active frameworks.
+    /// Roles with frameworks wanting offers, ordered by (key, first framework's place).
     role_order: Vec<u16, ROLES_MAX>,
 }
 
@@ -58,15 +56,27 @@ impl Allocator for Drf {
         if self.build(input).is_none() {
             return decisions.fail();
         }
-        let Ok(agents) = input.agents.indexed::<AGENTS_MAX>() else { return decisions.fail() };
-        let Ok(frameworks) = input.frameworks.indexed::<FRAMEWORKS_MAX>() else { return decisions.fail() };
+        let Ok(agents) = input.agents.indexed::<AGENTS_MAX>() else {
+            return decisions.fail();
+        };
+        let Ok(frameworks) = input.frameworks.indexed::<FRAMEWORKS_MAX>() else {
+            return decisions.fail();
+        };
         for agent_id in input.candidates.iter() {
-            let Some(agent) = agents.find_by_key(agent_id).and_then(|i| agents.get(i)) else { continue };
+            let Some(agent) = agents.find_by_key(agent_id).and_then(|i| agents.get(i)) else {
+                continue;
+            };
             if agent.free.is_empty() {
                 continue;
             }
-            let Some(chosen) = self.first_match(&frameworks, &agent, input.now_ms) else { continue };
-            self.allocate_to(chosen, &dense_of_resources(&input.total, &agent.free), &input.total);
+            let Some(chosen) = self.first_match(&frameworks, &agent, input.now_ms) else {
+                continue;
+            };
+            self.allocate_to(
+                chosen,
+                &dense_of_resources(&input.total, &agent.free),
+                &input.total,
+            );
             if let Some(framework_id) = frameworks.key(chosen as usize) {
                 decisions.offer(agent_id, framework_id);
             }
@@ -87,7 +97,12 @@ impl Drf {
                 None => {
                     role_names.push(fw.role).ok()?;
                     let weight = input.role_weight(fw.role);
-                    let role = Role { weight, alloc: [0; QUANTITY_KINDS_MAX], members: Vec::new(), key: 0, min_seq: None };
+                    let role = Role {
+                        weight,
+                        alloc: [0; QUANTITY_KINDS_MAX],
+                        members: Vec::new(),
+                        key: 0,
+                    };
                     self.roles.push(role).ok()?;
                     role_names.len() - 1
                 }
@@ -110,45 +125,71 @@ impl Drf {
         }
         for idx in 0..self.clients.len() {
             let client = &mut self.clients[idx];
-            client.key = weighted_share_key(dominant_share(&client.alloc, &input.total), client.weight);
+            client.key =
+                weighted_share_key(dominant_share(&client.alloc, &input.total), client.weight);
             if client.active {
                 let role = &mut self.roles[client.role as usize];
                 role.members.push(idx as u16).ok()?;
-                role.min_seq = Some(role.min_seq.map_or(client.seq, |s| s.min(client.seq)));
             }
         }
         let clients = &self.clients;
         for role in self.roles.iter_mut() {
             role.key = weighted_share_key(dominant_share(&role.alloc, &input.total), role.weight);
-            role.members.sort_unstable_by_key(|&m| client_order(clients, m));
+            role.members
+                .sort_unstable_by_key(|&m| client_order(clients, m));
         }
         for idx in 0..self.roles.len() {
-            if self.roles[idx].min_seq.is_some() {
+            if !self.roles[idx].members.is_empty() {
                 self.role_order.push(idx as u16).ok()?;
             }
         }
-        let roles = &self.roles;
-        self.role_order.sort_unstable_by_key(|&r| role_order_key(roles, r));
+        let (roles, clients) = (&self.roles, &self.clients);
+        self.role_order
+            .sort_unstable_by_key(|&r| role_order_key(roles, clients, r));
         Some(())
     }
 
-    /// The first framework in DRF order that takes the agent's free resources.
+    /// The framework ranked first by `(role key, framework key, subscription)` among those
+    /// that take the agent's free resources, scanning as the built-in sorter does: roles
+    /// in order, and past the first match only roles of the same key whose first
+    /// framework could still rank before it.
     fn first_match(
         &self,
         frameworks: &Indexed<'_, FrameworkEntry<'_>, FRAMEWORKS_MAX>,
         agent: &AgentEntry<'_>,
         now_ms: u64,
     ) -> Option<u16> {
-        for &role in &self.role_order {
-            for &member in &self.roles[role as usize].members {
-                let takes = self.clients[member as usize].takes_anything
-                    || frameworks.get(member as usize).is_some_and(|fw| fw.may_offer(agent, now_ms));
-                if takes {
-                    return Some(member);
+        let mut best: Option<(u64, (u64, u64, u16))> = None;
+        for &role_idx in &self.role_order {
+            let role = &self.roles[role_idx as usize];
+            let Some(&first) = role.members.first() else {
+                continue;
+            };
+            let first = client_order(&self.clients, first);
+            if let Some((share, key)) = best {
+                if role.key != share || first >= key {
+                    break;
                 }
             }
+            for &member in &role.members {
+                let key = client_order(&self.clients, member);
+                if best.is_some_and(|(_, b)| key >= b) {
+                    break;
+                }
+                let takes = self.clients[member as usize].takes_anything
+                    || frameworks
+                        .get(member as usize)
+                        .is_some_and(|fw| fw.may_offer(agent, now_ms));
+                if takes {
+                    best = Some((role.key, key));
+                    break;
+                }
+            }
+            if best.is_some_and(|(_, b)| b == first) {
+                break;
+            }
         }
-        None
+        best.map(|(_, (_, _, idx))| idx)
     }
 
     /// Counts `delta` against the framework and its role, and moves both into place.
@@ -163,14 +204,18 @@ impl Drf {
         let clients = &self.clients;
         let members = &mut self.roles[role_idx].members;
         reposition(members, idx, |m| client_order(clients, m));
-        let roles = &self.roles;
-        reposition(&mut self.role_order, role_idx as u16, |r| role_order_key(roles, r));
+        let (roles, clients) = (&self.roles, &self.clients);
+        reposition(&mut self.role_order, role_idx as u16, |r| {
+            role_order_key(roles, clients, r)
+        });
     }
 }
 
 /// Moves `item` (whose key only grew) rightwards to its place in the sorted `list`.
 fn reposition<const N: usize, K: Ord>(list: &mut Vec<u16, N>, item: u16, key: impl Fn(u16) -> K) {
-    let Some(mut at) = list.iter().position(|&x| x == item) else { return };
+    let Some(mut at) = list.iter().position(|&x| x == item) else {
+        return;
+    };
     while at + 1 < list.len() && key(list[at + 1]) < key(list[at]) {
         list.swap(at, at + 1);
         at += 1;
@@ -182,9 +227,16 @@ fn client_order(clients: &[Client], idx: u16) -> (u64, u64, u16) {
     (c.key, c.seq, idx)
 }
 
-fn role_order_key(roles: &[Role], idx: u16) -> (u64, u64, u16) {
+/// A role's place: its key, then its first framework's place.
+fn role_order_key(roles: &[Role], clients: &[Client], idx: u16) -> (u64, (u64, u64, u16), u16) {
     let r = &roles[idx as usize];
-    (r.key, r.min_seq.unwrap_or(u64::MAX), idx)
+    let first = r
+        .members
+        .first()
+        .map_or((u64::MAX, u64::MAX, u16::MAX), |&m| {
+            client_order(clients, m)
+        });
+    (r.key, first, idx)
 }
 
 fn add_dense(into: &mut Dense, delta: &Dense) {
@@ -217,7 +269,9 @@ fn dense_of_resources(total: &Quantities<'_>, r: &Resources<'_>) -> Dense {
     }
     for (name, ranges) in r.ranges.iter() {
         if let Some(k) = kind(total, name) {
-            let count = ranges.iter().fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1));
+            let count = ranges
+                .iter()
+                .fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1));
             dense[k] = count.saturating_mul(SCALAR_MILLIS_PER_UNIT);
         }
     }

@@ -31,9 +31,10 @@ struct Tiers {
 
 impl Allocator for Tiers {
     fn allocate(&mut self, input: &AllocationInput<'_>, decisions: &mut Decisions<'_>) {
-        let (Ok(agents), Ok(frameworks)) =
-            (input.agents.indexed::<AGENTS_MAX>(), input.frameworks.indexed::<FRAMEWORKS_MAX>())
-        else {
+        let (Ok(agents), Ok(frameworks)) = (
+            input.agents.indexed::<AGENTS_MAX>(),
+            input.frameworks.indexed::<FRAMEWORKS_MAX>(),
+        ) else {
             return decisions.fail();
         };
         if self.build(input).is_none() {
@@ -43,7 +44,9 @@ impl Allocator for Tiers {
         // that they stay asleep while only lower tiers have work.
         let top_tier = self.clients.iter().map(|c| c.tier).fold(f64::MIN, f64::max);
         for agent_id in input.candidates.iter() {
-            let Some(agent) = agents.find_by_key(agent_id).and_then(|i| agents.get(i)) else { continue };
+            let Some(agent) = agents.find_by_key(agent_id).and_then(|i| agents.get(i)) else {
+                continue;
+            };
             if agent.free.is_empty() {
                 continue;
             }
@@ -51,10 +54,16 @@ impl Allocator for Tiers {
             let eligible = |idx: usize, c: &Client| {
                 c.active
                     && (!battery || c.tier >= top_tier)
-                    && frameworks.get(idx).is_some_and(|fw| fw.may_offer(&agent, input.now_ms))
+                    && frameworks
+                        .get(idx)
+                        .is_some_and(|fw| fw.may_offer(&agent, input.now_ms))
             };
-            let Some(chosen) = self.best(eligible) else { continue };
-            let Some(framework_id) = frameworks.key(chosen) else { continue };
+            let Some(chosen) = self.best(eligible) else {
+                continue;
+            };
+            let Some(framework_id) = frameworks.key(chosen) else {
+                continue;
+            };
             let client = &mut self.clients[chosen];
             add_dense(&mut client.alloc, &agent.free.quantities(), &input.total);
             client.share = share(&client.alloc, &input.total);
@@ -95,7 +104,9 @@ impl Tiers {
                 Some(b) => {
                     let o = &self.clients[b];
                     let (mine, theirs) = (c.share / c.weight, o.share / o.weight);
-                    c.tier > o.tier || (c.tier == o.tier && (mine < theirs || (mine == theirs && c.seq < o.seq)))
+                    c.tier > o.tier
+                        || (c.tier == o.tier
+                            && (mine < theirs || (mine == theirs && c.seq < o.seq)))
                 }
             };
             if better {

@@ -3,7 +3,7 @@
 //!
 //! Config (`--config FILE`, `key = value` lines):
 //! ```text
-//! name = resize            # task name prefix (task ids are NAME-INDEX-ATTEMPT)
+//! name = resize            # task name (task ids are FRAMEWORK_ID-NAME-INDEX-ATTEMPT)
 //! count = 10               # copies to run
 //! cpus = 0.5               # per copy
 //! mem = 64                 # MiB per copy
@@ -19,8 +19,8 @@
 use core::fmt::Write;
 
 use executor_sdk::{
-    Calls, Config, Error, Filters, ModuleRef, Offer, Resources, Scheduler, Seq, TaskKind, TaskLimits, TaskSpec,
-    TaskState, TaskStatus, WasmTask,
+    Calls, Config, Error, Filters, ModuleRef, Offer, Resources, Scheduler, Seq, TaskKind,
+    TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
 use heapless::{String, Vec};
 
@@ -30,6 +30,10 @@ const COUNT_MAX: usize = 1024;
 const TASKS_PER_OFFER_MAX: usize = 16;
 /// Task arguments.
 const ARGS_MAX: usize = 16;
+/// Length of a framework id kept.
+const FRAMEWORK_ID_BYTES_MAX: usize = 64;
+/// Length of a task id.
+const TASK_ID_BYTES_MAX: usize = 160;
 /// Bytes of config kept.
 const CONFIG_BYTES_MAX: usize = 4096;
 /// How long an offer that fits nothing is refused.
@@ -54,6 +58,8 @@ struct Copy {
 pub struct Batch {
     /// Kept so that offers can borrow the task template from it.
     config: Vec<u8, CONFIG_BYTES_MAX>,
+    /// Prefixes task ids, which must be unique in the cluster.
+    framework_id: String<FRAMEWORK_ID_BYTES_MAX>,
     run: Run,
 }
 
@@ -86,7 +92,12 @@ fn template(config: &[u8]) -> Result<Template<'_>, Error> {
     for arg in c.get("args").unwrap_or("").split_whitespace() {
         args.push(arg).map_err(|_| Error::Malformed)?;
     }
-    Ok(Template { name: c.get("name").unwrap_or("batch"), resources, module, args })
+    Ok(Template {
+        name: c.get("name").unwrap_or("batch"),
+        resources,
+        module,
+        args,
+    })
 }
 
 impl Scheduler for Batch {
@@ -96,26 +107,53 @@ impl Scheduler for Batch {
         let count = c.get_u64("count").ok_or(Error::Malformed)? as usize;
         let mut copies = Vec::new();
         for _ in 0..count {
-            copies.push(Copy { state: CopyState::Pending, attempts: 0 }).map_err(|_| Error::Malformed)?;
+            copies
+                .push(Copy {
+                    state: CopyState::Pending,
+                    attempts: 0,
+                })
+                .map_err(|_| Error::Malformed)?;
         }
         let retries_max = c.get_u64("retries_max").unwrap_or(3) as u32;
         let config = Vec::from_slice(config).map_err(|_| Error::Malformed)?;
-        Ok(Batch { config, run: Run { copies, retries_max, suppressed: false } })
+        Ok(Batch {
+            config,
+            framework_id: String::new(),
+            run: Run {
+                copies,
+                retries_max,
+                suppressed: false,
+            },
+        })
+    }
+
+    fn subscribed(&mut self, framework_id: &str, _calls: &mut Calls<'_>) {
+        self.framework_id = String::try_from(framework_id).unwrap_or_default();
     }
 
     fn offers(&mut self, offers: &Seq<'_, Offer<'_>>, calls: &mut Calls<'_>) {
-        let Ok(template) = template(&self.config) else { return };
+        let Ok(template) = template(&self.config) else {
+            return;
+        };
         let run = &mut self.run;
         for offer in offers.iter() {
-            let ids: Vec<String<48>, TASKS_PER_OFFER_MAX> = run.pack(&template, &offer.resources);
+            let ids = run.pack(&self.framework_id, &template, &offer.resources);
             if ids.is_empty() {
-                let refuse_seconds = if run.is_done() { REFUSE_SECONDS_DONE } else { REFUSE_SECONDS_NOTHING_FITS };
+                let refuse_seconds = if run.is_done() {
+                    REFUSE_SECONDS_DONE
+                } else {
+                    REFUSE_SECONDS_NOTHING_FITS
+                };
                 calls.decline(&[offer.offer_id], Filters { refuse_seconds });
                 continue;
             }
             let mut tasks: Vec<TaskSpec<'_>, TASKS_PER_OFFER_MAX> = Vec::new();
             for id in &ids {
-                let kind = TaskKind::Wasm(WasmTask { module: template.module, args: &template.args, ..WasmTask::default() });
+                let kind = TaskKind::Wasm(WasmTask {
+                    module: template.module,
+                    args: &template.args,
+                    ..WasmTask::default()
+                });
                 let task = TaskSpec {
                     task_id: id,
                     name: template.name,
@@ -137,9 +175,13 @@ impl Scheduler for Batch {
 
 impl Run {
     fn update(&mut self, status: &TaskStatus<'_>, calls: &mut Calls<'_>) {
-        let Some(index) = parse_index(status.task_id) else { return };
+        let Some(index) = parse_index(status.task_id) else {
+            return;
+        };
         let retries_max = self.retries_max;
-        let Some(copy) = self.copies.get_mut(index) else { return };
+        let Some(copy) = self.copies.get_mut(index) else {
+            return;
+        };
         if copy.state != CopyState::Launched || !status.state.is_terminal() {
             return;
         }
@@ -156,7 +198,12 @@ impl Run {
     }
 
     /// Marks as many pending copies launched as fit in `offered`, returning their task ids.
-    fn pack(&mut self, template: &Template<'_>, offered: &Resources<'_>) -> Vec<String<48>, TASKS_PER_OFFER_MAX> {
+    fn pack(
+        &mut self,
+        framework_id: &str,
+        template: &Template<'_>,
+        offered: &Resources<'_>,
+    ) -> Vec<String<TASK_ID_BYTES_MAX>, TASKS_PER_OFFER_MAX> {
         let mut left = offered.clone();
         let mut ids = Vec::new();
         for (index, copy) in self.copies.iter_mut().enumerate() {
@@ -167,7 +214,13 @@ impl Run {
                 continue;
             }
             let mut id = String::new();
-            if write!(id, "{}-{}-{}", template.name, index, copy.attempts).is_err() {
+            if write!(
+                id,
+                "{}-{}-{}-{}",
+                framework_id, template.name, index, copy.attempts
+            )
+            .is_err()
+            {
                 continue;
             }
             left.subtract_scalars(&template.resources);
@@ -179,7 +232,9 @@ impl Run {
     }
 
     fn is_done(&self) -> bool {
-        self.copies.iter().all(|c| matches!(c.state, CopyState::Finished | CopyState::GaveUp))
+        self.copies
+            .iter()
+            .all(|c| matches!(c.state, CopyState::Finished | CopyState::GaveUp))
     }
 
     fn suppress_when_done(&mut self, calls: &mut Calls<'_>) {
@@ -191,7 +246,7 @@ impl Run {
     }
 }
 
-/// The copy index in a task id `NAME-INDEX-ATTEMPT`.
+/// The copy index in a task id `FRAMEWORK_ID-NAME-INDEX-ATTEMPT`.
 fn parse_index(task_id: &str) -> Option<usize> {
     let mut parts = task_id.rsplitn(3, '-');
     let _attempt = parts.next()?;

@@ -4,7 +4,7 @@
 //!
 //! Config (`--config FILE`, `key = value` lines):
 //! ```text
-//! name = sampler           # task ids are NAME-AGENT-ATTEMPT
+//! name = sampler           # task ids are FRAMEWORK_ID-NAME-AGENT-ATTEMPT
 //! constraint = has=camera  # optional: only agents with this attribute
 //! cpus = 0.1
 //! mem = 16                 # MiB
@@ -19,8 +19,8 @@
 use core::fmt::Write;
 
 use executor_sdk::{
-    Calls, Config, Constraint, Error, Filters, ModuleRef, Offer, Resources, Scheduler, Seq, TaskKind, TaskLimits,
-    TaskSpec, TaskStatus, WasmTask, export_scheduler,
+    Calls, Config, Constraint, Error, Filters, ModuleRef, Offer, Resources, Scheduler, Seq,
+    TaskKind, TaskLimits, TaskSpec, TaskStatus, WasmTask, export_scheduler,
 };
 use heapless::{String, Vec};
 
@@ -37,6 +37,8 @@ const REFUSE_SECONDS_TOO_SMALL: f64 = 30.0;
 
 struct Spread {
     config: Vec<u8, CONFIG_BYTES_MAX>,
+    /// Prefixes task ids, which must be unique in the cluster.
+    framework_id: String<AGENT_ID_BYTES_MAX>,
     placed: Placed,
 }
 
@@ -59,7 +61,10 @@ fn template(config: &[u8]) -> Result<Template<'_>, Error> {
     let constraint = match c.get("constraint") {
         Some(kv) => {
             let (key, value) = kv.split_once('=').ok_or(Error::Malformed)?;
-            Some(Constraint { key: key.trim(), value: value.trim() })
+            Some(Constraint {
+                key: key.trim(),
+                value: value.trim(),
+            })
         }
         None => None,
     };
@@ -75,38 +80,78 @@ fn template(config: &[u8]) -> Result<Template<'_>, Error> {
     for arg in c.get("args").unwrap_or("").split_whitespace() {
         args.push(arg).map_err(|_| Error::Malformed)?;
     }
-    Ok(Template { name: c.get("name").unwrap_or("spread"), constraint, resources, module, args })
+    Ok(Template {
+        name: c.get("name").unwrap_or("spread"),
+        constraint,
+        resources,
+        module,
+        args,
+    })
 }
 
 impl Scheduler for Spread {
     fn start(config: &[u8], _calls: &mut Calls<'_>) -> Result<Spread, Error> {
         template(config)?;
         let config = Vec::from_slice(config).map_err(|_| Error::Malformed)?;
-        Ok(Spread { config, placed: Placed { agents: Vec::new(), launches: 0 } })
+        Ok(Spread {
+            config,
+            framework_id: String::new(),
+            placed: Placed {
+                agents: Vec::new(),
+                launches: 0,
+            },
+        })
+    }
+
+    fn subscribed(&mut self, framework_id: &str, _calls: &mut Calls<'_>) {
+        self.framework_id = String::try_from(framework_id).unwrap_or_default();
     }
 
     fn offers(&mut self, offers: &Seq<'_, Offer<'_>>, calls: &mut Calls<'_>) {
-        let Ok(template) = template(&self.config) else { return };
+        let Ok(template) = template(&self.config) else {
+            return;
+        };
         for offer in offers.iter() {
-            let matches = template.constraint.is_none_or(|c| offer.attributes.has(c.key, c.value));
+            let matches = template
+                .constraint
+                .is_none_or(|c| offer.attributes.has(c.key, c.value));
             if !matches || self.placed.has(offer.agent_id) {
-                calls.decline(&[offer.offer_id], Filters { refuse_seconds: REFUSE_SECONDS_NOT_WANTED });
+                calls.decline(
+                    &[offer.offer_id],
+                    Filters {
+                        refuse_seconds: REFUSE_SECONDS_NOT_WANTED,
+                    },
+                );
                 continue;
             }
             if !offer.resources.fits_scalars(&template.resources) {
-                calls.decline(&[offer.offer_id], Filters { refuse_seconds: REFUSE_SECONDS_TOO_SMALL });
+                calls.decline(
+                    &[offer.offer_id],
+                    Filters {
+                        refuse_seconds: REFUSE_SECONDS_TOO_SMALL,
+                    },
+                );
                 continue;
             }
-            let mut task_id: String<160> = String::new();
+            let mut task_id: String<256> = String::new();
             let attempt = self.placed.launches;
-            if write!(task_id, "{}-{}-{}", template.name, offer.agent_id, attempt).is_err()
+            if write!(
+                task_id,
+                "{}-{}-{}-{}",
+                self.framework_id, template.name, offer.agent_id, attempt
+            )
+            .is_err()
                 || !self.placed.add(offer.agent_id)
             {
                 calls.decline(&[offer.offer_id], Filters::default());
                 continue;
             }
             self.placed.launches += 1;
-            let kind = TaskKind::Wasm(WasmTask { module: template.module, args: &template.args, ..WasmTask::default() });
+            let kind = TaskKind::Wasm(WasmTask {
+                module: template.module,
+                args: &template.args,
+                ..WasmTask::default()
+            });
             let task = TaskSpec {
                 task_id: &task_id,
                 name: template.name,
@@ -132,7 +177,9 @@ impl Placed {
     }
 
     fn add(&mut self, agent_id: &str) -> bool {
-        let Ok(id) = String::try_from(agent_id) else { return false };
+        let Ok(id) = String::try_from(agent_id) else {
+            return false;
+        };
         self.agents.push(id).is_ok()
     }
 

@@ -55,7 +55,9 @@ fn main() -> ExitCode {
 }
 
 fn parse_or(args: &[String], name: &str, default: u64) -> u64 {
-    flag(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    flag(args, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The first line of the device file, trimmed, at most `READING_BYTES_MAX` bytes read.
@@ -91,6 +93,9 @@ impl Stats {
             return format!("{{\"samples\":{samples},\"numeric\":0}}");
         }
         let mean = self.sum / self.count as f64;
-        format!("{{\"samples\":{samples},\"numeric\":{},\"min\":{},\"max\":{},\"mean\":{mean}}}", self.count, self.min, self.max)
+        format!(
+            "{{\"samples\":{samples},\"numeric\":{},\"min\":{},\"max\":{},\"mean\":{mean}}}",
+            self.count, self.min, self.max
+        )
     }
 }

@@ -1,0 +1,394 @@
+//! The offer protocol, call by call.
+
+use master::{Action, CallError, MasterConfig, Millis};
+use proto::{Attributes, Call, Constraint, Event, Resources, TaskState};
+
+use crate::common::*;
+
+#[test]
+fn an_offer_is_all_free_resources_of_one_agent_and_counts_against_the_share() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    m.handle_agent_advert(Millis(0), advert("a2", res(2.0, 2048.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("one", "r", 1.0));
+    let actions = step(&mut m, 0);
+    let mut got: Vec<_> = offers_to(&actions, &fw)
+        .into_iter()
+        .map(|o| (o.agent_id.0, o.resources))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("a1".into(), res(4.0, 4096.0)),
+            ("a2".into(), res(2.0, 2048.0))
+        ]
+    );
+    let view = m.frameworks_view();
+    assert_eq!(
+        view[0].dominant_share, 1.0,
+        "outstanding offers count against the share"
+    );
+    // Nothing is left for a second framework.
+    let other = subscribe(&mut m, 1, info("two", "s", 1.0));
+    assert!(offers_to(&step(&mut m, 1), &other).is_empty());
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn accept_launches_and_the_rest_returns_to_the_pool_at_once() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw_a = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let offer = offers_to(&step(&mut m, 0), &fw_a).remove(0);
+    let fw_b = subscribe(&mut m, 1, info("b", "s", 1.0));
+    call(
+        &mut m,
+        1,
+        &fw_a,
+        accept(&[&offer], vec![task("t1", res(1.0, 1024.0))]),
+    )
+    .unwrap();
+    let actions = step(&mut m, 1);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::LaunchTask { task, .. } if task.task_id.0 == "t1"))
+    );
+    // b has the lower share now and gets the rest.
+    let rest = offers_to(&actions, &fw_b);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].resources, res(3.0, 3072.0));
+    let agent = &m.agents_view()[0];
+    assert_eq!(
+        (agent.used.clone(), agent.offered.clone()),
+        (res(1.0, 1024.0), res(3.0, 3072.0))
+    );
+}
+
+#[test]
+fn a_refused_launch_changes_nothing() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(2.0, 2048.0), Attributes::new()));
+    m.handle_agent_advert(Millis(0), advert("a2", res(2.0, 2048.0), Attributes::new()));
+    let fw_a = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let fw_b = subscribe(&mut m, 0, info("b", "s", 1.0));
+    let actions = step(&mut m, 0);
+    let (mine, theirs) = (
+        offers_to(&actions, &fw_a).remove(0),
+        offers_to(&actions, &fw_b).remove(0),
+    );
+    let before = (m.agents_view(), m.offers_view(), m.frameworks_view());
+    let too_big = accept(&[&mine], vec![task("t1", res(3.0, 1.0))]);
+    assert!(matches!(
+        call(&mut m, 1, &fw_a, too_big),
+        Err(CallError::DoesNotFit { .. })
+    ));
+    let second_too_big = accept(
+        &[&mine],
+        vec![task("t1", res(1.0, 1.0)), task("t2", res(1.5, 1.0))],
+    );
+    assert!(matches!(
+        call(&mut m, 1, &fw_a, second_too_big),
+        Err(CallError::DoesNotFit { .. })
+    ));
+    let not_mine = accept(&[&mine, &theirs], vec![task("t1", res(1.0, 1.0))]);
+    assert_eq!(
+        call(&mut m, 1, &fw_a, not_mine),
+        Err(CallError::NotYourOffer(theirs.offer_id.clone()))
+    );
+    let twice = accept(
+        &[&mine],
+        vec![task("t1", res(0.5, 1.0)), task("t1", res(0.5, 1.0))],
+    );
+    assert_eq!(
+        call(&mut m, 1, &fw_a, twice),
+        Err(CallError::DuplicateTask("t1".into()))
+    );
+    let mut unknown = mine.clone();
+    unknown.offer_id.0.push_str("-nope");
+    let err = call(&mut m, 1, &fw_a, accept(&[&unknown], vec![])).unwrap_err();
+    assert_eq!(err, CallError::UnknownOffer(unknown.offer_id.clone()));
+    assert!(err.to_string().contains("unknown"), "{err}");
+    assert!(drain(&mut m).is_empty(), "a refused call causes no action");
+    assert_eq!(
+        before,
+        (m.agents_view(), m.offers_view(), m.frameworks_view())
+    );
+    // A declined offer is gone: accepting it afterwards is refused.
+    call(&mut m, 2, &fw_a, decline(&mine.offer_id, 0.0)).unwrap();
+    let late = call(
+        &mut m,
+        2,
+        &fw_a,
+        accept(&[&mine], vec![task("t1", res(1.0, 1.0))]),
+    );
+    assert_eq!(late, Err(CallError::UnknownOffer(mine.offer_id.clone())));
+}
+
+#[test]
+fn a_rigid_framework_holds_offers_and_launches_across_agents_all_or_nothing() {
+    let mut m = master();
+    for id in ["a1", "a2"] {
+        m.handle_agent_advert(Millis(0), advert(id, res(4.0, 4096.0), Attributes::new()));
+    }
+    let fw = subscribe(&mut m, 0, info("mpi", "hpc", 1.0));
+    let held = offers_to(&step(&mut m, 0), &fw);
+    assert_eq!(
+        held.len(),
+        2,
+        "a rigid framework keeps both offers while it gathers enough"
+    );
+    let three = |n| {
+        (0..n)
+            .map(|i| task(&format!("rank{i}"), res(3.0, 1024.0)))
+            .collect::<Vec<_>>()
+    };
+    // Three ranks of 3 cpus do not fit on 2 × 4 cpus: nothing is launched.
+    let refs: Vec<_> = held.iter().collect();
+    assert!(call(&mut m, 1, &fw, accept(&refs, three(3))).is_err());
+    assert!(drain(&mut m).is_empty());
+    // Two ranks do: one on each agent, together.
+    call(&mut m, 1, &fw, accept(&refs, three(2))).unwrap();
+    let launched: Vec<String> = drain(&mut m)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::LaunchTask { agent_id, .. } => Some(agent_id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(launched, vec!["a1".to_owned(), "a2".to_owned()]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_decline_filter_sends_the_agent_to_others_until_it_expires() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw_a = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let fw_b = subscribe(&mut m, 0, info("b", "s", 1.0));
+    let first = offers(&step(&mut m, 0));
+    assert_eq!(
+        first[0].framework_id, fw_a,
+        "equal shares: the earlier subscription first"
+    );
+    call(&mut m, 0, &fw_a, decline(&first[0].offer_id, 10.0)).unwrap();
+    let second = offers(&step(&mut m, 0));
+    assert_eq!(second[0].framework_id, fw_b);
+    call(&mut m, 0, &fw_b, decline(&second[0].offer_id, 20.0)).unwrap();
+    assert!(offers(&step(&mut m, 0)).is_empty(), "both filtered");
+    assert_eq!(m.poll_timeout(), Some(Millis(10_000)));
+    assert!(offers(&step(&mut m, 9_999)).is_empty());
+    assert_eq!(offers(&step(&mut m, 10_000))[0].framework_id, fw_a);
+}
+
+#[test]
+fn suppress_stops_offers_and_revive_clears_filters() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let offer = offers(&step(&mut m, 0)).remove(0);
+    call(&mut m, 0, &fw, decline(&offer.offer_id, 3600.0)).unwrap();
+    call(&mut m, 0, &fw, Call::Suppress).unwrap();
+    assert!(offers(&step(&mut m, 0)).is_empty());
+    call(&mut m, 5, &fw, Call::Revive).unwrap();
+    assert_eq!(
+        offers_to(&step(&mut m, 5), &fw).len(),
+        1,
+        "revive clears the one-hour filter"
+    );
+}
+
+#[test]
+fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
+    let mut m = master();
+    m.handle_agent_advert(
+        Millis(0),
+        advert(
+            "arm",
+            res(4.0, 4096.0),
+            Attributes::new().with("arch", "aarch64"),
+        ),
+    );
+    m.handle_agent_advert(
+        Millis(0),
+        advert(
+            "x86",
+            res(4.0, 4096.0),
+            Attributes::new().with("arch", "x86_64"),
+        ),
+    );
+    m.handle_agent_advert(
+        Millis(0),
+        advert(
+            "tiny",
+            res(1.0, 4096.0),
+            Attributes::new().with("arch", "aarch64"),
+        ),
+    );
+    let mut picky = info("picky", "r", 1.0);
+    picky.constraints = vec![Constraint::parse("arch=aarch64").unwrap()];
+    picky.min_offer = Resources::new().with_scalar("cpus", 2.0);
+    let picky = subscribe(&mut m, 0, picky);
+    let any = subscribe(&mut m, 0, info("any", "s", 1.0));
+    let actions = step(&mut m, 0);
+    let agents = |fw| {
+        offers_to(&actions, fw)
+            .into_iter()
+            .map(|o| o.agent_id.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(agents(&picky), vec!["arm".to_owned()]);
+    let mut rest = agents(&any);
+    rest.sort();
+    assert_eq!(rest, vec!["tiny".to_owned(), "x86".to_owned()]);
+}
+
+#[test]
+fn a_terminal_status_frees_the_task_resources_exactly_once() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let offer = offers(&step(&mut m, 0)).remove(0);
+    call(
+        &mut m,
+        0,
+        &fw,
+        accept(&[&offer], vec![task("t1", res(1.0, 1024.0))]),
+    )
+    .unwrap();
+    call(&mut m, 0, &fw, Call::Suppress).unwrap();
+    drain(&mut m);
+    m.handle_status(Millis(1), status("t1", &fw, "a1", TaskState::Running, 1));
+    m.handle_status(Millis(2), status("t1", &fw, "a1", TaskState::Finished, 2));
+    // Delivered at least once: the same terminal update again frees nothing more.
+    m.handle_status(Millis(3), status("t1", &fw, "a1", TaskState::Finished, 2));
+    let updates = drain(&mut m)
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::SendEvent {
+                    event: Event::Update { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        updates, 3,
+        "every update reaches the framework so it can acknowledge it"
+    );
+    let agent = &m.agents_view()[0];
+    assert_eq!(
+        (agent.free.clone(), agent.used.clone()),
+        (res(4.0, 4096.0), Resources::new())
+    );
+    m.check_invariants().unwrap();
+    call(
+        &mut m,
+        4,
+        &fw,
+        Call::Acknowledge {
+            task_id: "t1".into(),
+            status_uuid: proto::StatusUuid(2),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        drain(&mut m).as_slice(),
+        [Action::AckStatus { .. }]
+    ));
+}
+
+#[test]
+fn framework_ids_are_never_reused() {
+    let mut m = Master::new(
+        MasterConfig {
+            incarnation: 9,
+            ..MasterConfig::default()
+        },
+        1,
+    );
+    let first = subscribe(&mut m, 0, info("a", "r", 1.0));
+    call(&mut m, 1, &first, Call::Teardown).unwrap();
+    let second = subscribe(&mut m, 2, info("a", "r", 1.0));
+    assert_ne!(first, second);
+    let mut again = info("a", "r", 1.0);
+    again.framework_id = Some(first.clone());
+    let reply = m.handle_call(
+        Millis(3),
+        proto::FrameworkCall {
+            framework_id: None,
+            call: Call::Subscribe { info: again },
+        },
+    );
+    assert_eq!(reply, Err(CallError::TornDown(first)));
+    let mut restarted = Master::new(
+        MasterConfig {
+            incarnation: 10,
+            ..MasterConfig::default()
+        },
+        1,
+    );
+    assert_ne!(
+        subscribe(&mut restarted, 0, info("a", "r", 1.0)),
+        second,
+        "ids embed the incarnation"
+    );
+}
+
+use master::Master;
+
+#[test]
+fn an_unanswered_offer_is_rescinded_when_it_expires() {
+    let mut m = Master::new(
+        MasterConfig {
+            offer_timeout_ms: Some(1_000),
+            reclaim: None,
+            ..MasterConfig::default()
+        },
+        1,
+    );
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let offer = offers(&step(&mut m, 0)).remove(0);
+    assert_eq!(m.poll_timeout(), Some(Millis(1_000)));
+    let actions = step(&mut m, 1_000);
+    assert!(actions.contains(&Action::SendEvent {
+        framework_id: fw.clone(),
+        event: Event::Rescind {
+            offer_id: offer.offer_id.clone()
+        }
+    }));
+    let again = offers_to(&actions, &fw);
+    assert_eq!(again.len(), 1, "the resources are offered again");
+    assert_ne!(
+        again[0].offer_id, offer.offer_id,
+        "offer ids are never reused"
+    );
+}
+
+#[test]
+fn a_lost_agent_takes_its_resources_away_and_its_tasks_are_lost() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let offer = offers(&step(&mut m, 0)).remove(0);
+    call(
+        &mut m,
+        0,
+        &fw,
+        accept(&[&offer], vec![task("t1", res(1.0, 1024.0))]),
+    )
+    .unwrap();
+    drain(&mut m);
+    m.handle_agent_lost(Millis(1), &"a1".into());
+    let lost = drain(&mut m).into_iter().any(|a| {
+        matches!(a, Action::SendEvent { event: Event::Update { status }, .. } if status.state == TaskState::Lost && status.task_id.0 == "t1")
+    });
+    assert!(lost);
+    assert!(m.agents_view().is_empty() && m.tasks_view().is_empty());
+    assert!(m.snapshot().total.is_empty());
+    m.check_invariants().unwrap();
+}
