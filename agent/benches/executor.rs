@@ -30,7 +30,9 @@ const SLEEPER_WAT: &str = r#"(module
 const TASKS_AT_ONCE: usize = 200;
 
 fn rust_module(name: &str) -> Option<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/modules").join(format!("{name}.wasm"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/modules")
+        .join(format!("{name}.wasm"));
     std::fs::read(path).ok()
 }
 
@@ -41,67 +43,117 @@ fn task(sandbox: &Path) -> TaskRun {
         dirs: Vec::new(),
         net: false,
         sandbox_dir: sandbox.to_owned(),
-        limits: WasmLimits { memory_bytes_max: 64 << 20, cpus: 1.0, timeout: None, output_bytes_max: 1 << 16 },
+        limits: WasmLimits {
+            memory_bytes_max: 64 << 20,
+            cpus: 1.0,
+            timeout: None,
+            output_bytes_max: 1 << 16,
+        },
     }
 }
 
-fn run_once(rt: &tokio::runtime::Runtime, exec: &WasmExecutor, module: &LoadedModule, task: &TaskRun) {
+fn run_once(
+    rt: &tokio::runtime::Runtime,
+    exec: &WasmExecutor,
+    module: &LoadedModule,
+    task: &TaskRun,
+) {
     let report = rt.block_on(exec.run(module, task, &KillSwitch::new()));
-    assert_eq!(report.outcome.state, TaskState::Finished, "{}", report.outcome.reason);
+    assert_eq!(
+        report.outcome.state,
+        TaskState::Finished,
+        "{}",
+        report.outcome.reason
+    );
 }
 
 fn start_latency(c: &mut Criterion, name: &str, bytes: &[u8]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let sandbox = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let task = task(sandbox.path());
     let mut group = c.benchmark_group(format!("start/{name}"));
 
-    let uncached = WasmExecutor::new(ExecutorConfig { cache_dir: None, loaded_modules_max: 0 }).unwrap();
-    group.bench_function("cold_compile", |b| b.iter(|| run_once(&rt, &uncached, &uncached.load(bytes).unwrap(), &task)));
+    let uncached = WasmExecutor::new(ExecutorConfig {
+        cache_dir: None,
+        loaded_modules_max: 0,
+    })
+    .unwrap();
+    group.bench_function("cold_compile", |b| {
+        b.iter(|| run_once(&rt, &uncached, &uncached.load(bytes).unwrap(), &task))
+    });
 
-    let disk = ExecutorConfig { cache_dir: Some(cache.path().to_owned()), loaded_modules_max: 0 };
+    let disk = ExecutorConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        loaded_modules_max: 0,
+    };
     let cached = WasmExecutor::new(disk).unwrap();
     cached.load(bytes).unwrap();
-    group.bench_function("cached_disk", |b| b.iter(|| run_once(&rt, &cached, &cached.load(bytes).unwrap(), &task)));
-    group.bench_function("cached_disk_load_only", |b| b.iter(|| cached.load(bytes).unwrap()));
+    group.bench_function("cached_disk", |b| {
+        b.iter(|| run_once(&rt, &cached, &cached.load(bytes).unwrap(), &task))
+    });
+    group.bench_function("cached_disk_load_only", |b| {
+        b.iter(|| cached.load(bytes).unwrap())
+    });
 
     let module = uncached.load(bytes).unwrap();
-    group.bench_function("warm", |b| b.iter(|| run_once(&rt, &uncached, &module, &task)));
+    group.bench_function("warm", |b| {
+        b.iter(|| run_once(&rt, &uncached, &module, &task))
+    });
     group.finish();
 }
 
 fn tasks_per_second(c: &mut Criterion, bytes: &[u8]) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let sandbox = tempfile::tempdir().unwrap();
     let exec = WasmExecutor::new(ExecutorConfig::default()).unwrap();
     let module = exec.load(bytes).unwrap();
     let task = task(sandbox.path());
     let mut group = c.benchmark_group("throughput");
     group.throughput(Throughput::Elements(TASKS_AT_ONCE as u64));
-    group.bench_function(BenchmarkId::new("trivial_tasks_2_workers", TASKS_AT_ONCE), |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let handles: Vec<_> = (0..TASKS_AT_ONCE).map(|_| exec.start(module.clone(), task.clone())).collect();
-                for h in handles {
-                    assert_eq!(h.outcome().await.state, TaskState::Finished);
-                }
+    group.bench_function(
+        BenchmarkId::new("trivial_tasks_2_workers", TASKS_AT_ONCE),
+        |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let handles: Vec<_> = (0..TASKS_AT_ONCE)
+                        .map(|_| exec.start(module.clone(), task.clone()))
+                        .collect();
+                    for h in handles {
+                        assert_eq!(h.outcome().await.state, TaskState::Finished);
+                    }
+                })
             })
-        })
-    });
+        },
+    );
     group.finish();
 }
 
 /// Resident memory of this process, from /proc/self/statm.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
 fn idle_memory_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let sandbox = tempfile::tempdir().unwrap();
     let exec = WasmExecutor::new(ExecutorConfig::default()).unwrap();
     let module = exec.load(SLEEPER_WAT.as_bytes()).unwrap();
@@ -137,7 +189,9 @@ fn main() {
             start_latency(&mut c, "p1_hello_rust", &p1);
             start_latency(&mut c, "p2_hello_component", &p2);
         }
-        None => eprintln!("target/modules missing: run `cargo xtask modules` for the Rust module benchmarks"),
+        None => eprintln!(
+            "target/modules missing: run `cargo xtask modules` for the Rust module benchmarks"
+        ),
     }
     tasks_per_second(&mut c, TRIVIAL_WAT.as_bytes());
     c.final_summary();

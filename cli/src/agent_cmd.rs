@@ -57,9 +57,13 @@ pub fn build_advert(args: &AgentArgs) -> anyhow::Result<AgentAdvert> {
         config.work_dir = Some(dir.clone());
     }
     let work_dir = detect::work_dir(&config);
-    std::fs::create_dir_all(&work_dir).with_context(|| format!("work directory {}", work_dir.display()))?;
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("work directory {}", work_dir.display()))?;
     let detected = detect::detect(&args.root, &work_dir);
     let agent_id = detect::agent_id(&config, &work_dir, &detected.hostname)?;
-    let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     detect::advert(detected, &config, agent_id, incarnation).map_err(anyhow::Error::msg)
 }

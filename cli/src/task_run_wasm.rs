@@ -25,9 +25,14 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(USAGE_ERROR));
         }
     };
-    let executor = WasmExecutor::new(ExecutorConfig { cache_dir: cache_dir(), ..ExecutorConfig::default() })?;
+    let executor = WasmExecutor::new(ExecutorConfig {
+        cache_dir: cache_dir(),
+        ..ExecutorConfig::default()
+    })?;
     let sandbox = fresh_sandbox()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(async {
         let handle = executor.start_spec(&spec, bytes, sandbox.clone());
         let kill = handle.kill_switch();
@@ -69,53 +74,93 @@ fn task_spec(args: &super::RunArgs) -> Result<(TaskSpec, Arc<[u8]>), String> {
     }
     let timeout_ms = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some((secs * 1000.0).ceil() as u64),
-        Some(secs) => return Err(format!("--timeout {secs}: must be a positive number of seconds")),
+        Some(secs) => {
+            return Err(format!(
+                "--timeout {secs}: must be a positive number of seconds"
+            ));
+        }
         None => None,
     };
     let mut env = BTreeMap::new();
     for pair in &args.env {
-        let (k, v) = pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected K=V"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--env {pair:?}: expected K=V"))?;
         if k.is_empty() {
             return Err(format!("--env {pair:?}: empty name"));
         }
         env.insert(k.to_owned(), v.to_owned());
     }
-    let dirs = args.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>()?;
+    let dirs = args
+        .dirs
+        .iter()
+        .map(|d| DirGrant::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
     for grant in &dirs {
         if !Path::new(&grant.host).is_dir() {
             return Err(format!("--dir {}: not a directory", grant.host));
         }
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into());
-    let module = ModuleRef { sha256: Default::default(), size_bytes: bytes.len() as u64, name: name.clone() };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "task".into());
+    let module = ModuleRef {
+        sha256: Default::default(),
+        size_bytes: bytes.len() as u64,
+        name: name.clone(),
+    };
     let spec = TaskSpec {
         task_id: TaskId::new("local"),
         name,
         resources,
-        kind: TaskKind::Wasm(WasmTask { module, args: args.args.clone(), env, dirs, net: args.net }),
-        limits: TaskLimits { timeout_ms, ..TaskLimits::default() },
+        kind: TaskKind::Wasm(WasmTask {
+            module,
+            args: args.args.clone(),
+            env,
+            dirs,
+            net: args.net,
+        }),
+        limits: TaskLimits {
+            timeout_ms,
+            ..TaskLimits::default()
+        },
     };
     Ok((spec, bytes))
 }
 
 fn read_module(path: &Path) -> Result<Arc<[u8]>, String> {
-    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
     if size > agent::wasm::MODULE_BYTES_MAX as u64 {
-        return Err(format!("{}: {size} bytes is more than the {} byte module limit", path.display(), agent::wasm::MODULE_BYTES_MAX));
+        return Err(format!(
+            "{}: {size} bytes is more than the {} byte module limit",
+            path.display(),
+            agent::wasm::MODULE_BYTES_MAX
+        ));
     }
-    std::fs::read(path).map(Arc::from).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read(path)
+        .map(Arc::from)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn cache_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("WASMOS_CACHE_DIR").map(PathBuf::from).or_else(|| {
-        let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
-        xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))).map(|c| c.join("wasmos/code"))
-    })?;
+    let dir = std::env::var_os("WASMOS_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
+            xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|c| c.join("wasmos/code"))
+        })?;
     std::fs::create_dir_all(&dir).ok().map(|()| dir)
 }
 
 fn fresh_sandbox() -> anyhow::Result<PathBuf> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("wasmos-task-{}-{nanos:09}", std::process::id()));
     std::fs::create_dir(&dir).with_context(|| format!("sandbox {}", dir.display()))?;
     Ok(dir)

@@ -5,8 +5,11 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Attributes, CONSTRAINTS_MAX, Constraint, Quantities, Resources};
-use crate::wire::{Decode, Error, Output, Seq, finish, take};
+use crate::types::{
+    Attributes, CONSTRAINTS_MAX, Constraint, QUANTITY_KINDS_MAX, Quantities, Resources, decode_with_skip, skip_attributes,
+    skip_resources,
+};
+use crate::wire::{Decode, Error, Output, Seq, finish, skip_bytes, skip_seq, skip_str, skip_varint, take, take_varint};
 
 /// Filters one framework keeps on one agent.
 pub const FILTERS_PER_AGENT_MAX: usize = 8;
@@ -131,6 +134,20 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
         };
         Ok((entry, rest))
     }
+
+    fn skip(input: &'a [u8]) -> Result<&'a [u8], Error> {
+        let rest = skip_bytes(skip_str(skip_str(input)?)?, 8)?;
+        let rest = skip_seq(skip_varint(rest)?, QUANTITY_KINDS_MAX, |b| skip_varint(skip_str(b)?))?;
+        let rest = skip_bool(rest)?;
+        let rest = skip_seq(rest, CONSTRAINTS_MAX, |b| skip_str(skip_str(b)?))?;
+        let rest = skip_resources(rest)?;
+        let (filters, rest) = take_varint(rest)?;
+        let mut rest = rest;
+        for _ in 0..filters {
+            rest = AgentFilters::skip(rest)?;
+        }
+        Ok(rest)
+    }
 }
 
 impl FrameworkEntry<'_> {
@@ -187,12 +204,25 @@ pub struct Changes<'a> {
     pub frameworks: Seq<'a, &'a str>,
 }
 
-crate::decode_via_serde!(
-    AgentEntry<'a>,
-    RoleWeight<'a>,
-    AgentFilters<'a>,
-    FilterSlot<'a>
-);
+crate::decode_via_serde!(RoleWeight<'a>, FilterSlot<'a>);
+decode_with_skip!(AgentEntry<'a>, skip_agent);
+decode_with_skip!(AgentFilters<'a>, skip_agent_filters);
+
+fn skip_agent(input: &[u8]) -> Result<&[u8], Error> {
+    skip_resources(skip_attributes(skip_str(input)?)?)
+}
+
+fn skip_agent_filters(input: &[u8]) -> Result<&[u8], Error> {
+    skip_seq(skip_str(input)?, FILTERS_PER_AGENT_MAX, |b| skip_varint(skip_resources(b)?))
+}
+
+/// Skips a `bool` (one byte, 0 or 1).
+fn skip_bool(input: &[u8]) -> Result<&[u8], Error> {
+    match input.first() {
+        Some(0 | 1) => Ok(&input[1..]),
+        _ => Err(Error::Malformed),
+    }
+}
 
 /// Offer all free resources of `agent_id` to `framework_id` (`master::allocator::OfferDecision`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

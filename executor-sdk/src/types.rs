@@ -9,6 +9,8 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::wire::{Decode, skip_seq, skip_str, skip_varint};
+
 /// Scalar kinds (`cpus`, `mem`, ...) in one [`Resources`].
 pub const SCALARS_MAX: usize = 16;
 /// Range kinds (`ports`) in one [`Resources`].
@@ -307,12 +309,87 @@ pub struct TaskStatus<'a> {
     pub timestamp_ms: u64,
 }
 
-crate::decode_via_serde!(
-    Resources<'a>,
-    Attributes<'a>,
-    Constraint<'a>,
-    Offer<'a>,
-    TaskStatus<'a>,
-    Filters,
-    TaskState
-);
+crate::decode_via_serde!(Constraint<'a>, TaskStatus<'a>, Filters, TaskState);
+
+/// `Decode` with a byte-walking `skip` for the types that make up large messages.
+macro_rules! decode_with_skip {
+    ($ty:ty, $skip:path) => {
+        impl<'a> Decode<'a> for $ty {
+            fn take(input: &'a [u8]) -> Result<(Self, &'a [u8]), crate::Error> {
+                crate::wire::take::<$ty>(input)
+            }
+
+            fn skip(input: &'a [u8]) -> Result<&'a [u8], crate::Error> {
+                $skip(input)
+            }
+        }
+    };
+}
+pub(crate) use decode_with_skip;
+
+decode_with_skip!(Resources<'a>, skip_resources);
+decode_with_skip!(Attributes<'a>, skip_attributes);
+decode_with_skip!(Offer<'a>, skip_offer);
+
+/// Skips a `Resources` exactly as decoding it checks it.
+pub fn skip_resources(input: &[u8]) -> Result<&[u8], crate::Error> {
+    let rest = skip_seq(input, SCALARS_MAX, |b| skip_varint(skip_str(b)?))?;
+    let interval = |b| skip_varint(skip_varint(b)?);
+    let rest = skip_seq(rest, RANGE_KINDS_MAX, |b| skip_seq(skip_str(b)?, INTERVALS_MAX, interval))?;
+    skip_seq(rest, SET_KINDS_MAX, |b| skip_seq(skip_str(b)?, SET_ITEMS_MAX, skip_str))
+}
+
+/// Walks an encoded `Resources` without building it, calling `visit(kind, millis)` for
+/// each kind in encoding order (scalars, then ranges, then sets) with the amount
+/// [`Resources::quantities`] gives it (zero included); returns the rest of the input.
+/// The fast path of an allocator that only needs amounts.
+pub fn visit_quantities<'a>(
+    input: &'a [u8],
+    mut visit: impl FnMut(&'a str, u64),
+) -> Result<&'a [u8], crate::Error> {
+    let (count, mut rest) = crate::wire::take_varint(input)?;
+    for _ in 0..count {
+        let (kind, after) = crate::wire::take::<&str>(rest)?;
+        let (millis, after) = crate::wire::take::<u64>(after)?;
+        visit(kind, millis);
+        rest = after;
+    }
+    let (count, mut rest) = crate::wire::take_varint(rest)?;
+    for _ in 0..count {
+        let (kind, after) = crate::wire::take::<&str>(rest)?;
+        let (intervals, mut after) = crate::wire::take_varint(after)?;
+        let mut items = 0u64;
+        for _ in 0..intervals {
+            let (start, next) = crate::wire::take::<u64>(after)?;
+            let (end, next) = crate::wire::take::<u64>(next)?;
+            items = items.saturating_add(end.saturating_sub(start)).saturating_add(1);
+            after = next;
+        }
+        visit(kind, items.saturating_mul(SCALAR_MILLIS_PER_UNIT));
+        rest = after;
+    }
+    let (count, mut rest) = crate::wire::take_varint(rest)?;
+    for _ in 0..count {
+        let (kind, after) = crate::wire::take::<&str>(rest)?;
+        let (items, mut after) = crate::wire::take_varint(after)?;
+        for _ in 0..items {
+            after = skip_str(after)?;
+        }
+        visit(kind, items.saturating_mul(SCALAR_MILLIS_PER_UNIT));
+        rest = after;
+    }
+    Ok(rest)
+}
+
+/// Skips `Attributes` exactly as decoding them checks them.
+pub fn skip_attributes(input: &[u8]) -> Result<&[u8], crate::Error> {
+    skip_seq(input, ATTRIBUTE_KEYS_MAX, |b| skip_seq(skip_str(b)?, ATTRIBUTE_VALUES_MAX, skip_str))
+}
+
+fn skip_offer(input: &[u8]) -> Result<&[u8], crate::Error> {
+    let mut rest = input;
+    for _ in 0..4 {
+        rest = skip_str(rest)?;
+    }
+    skip_resources(skip_attributes(rest)?)
+}

@@ -55,6 +55,50 @@ pub fn take<'a, T: Deserialize<'a>>(input: &'a [u8]) -> Result<(T, &'a [u8]), Er
 /// that hold a [`Seq`].
 pub trait Decode<'a>: Sized {
     fn take(input: &'a [u8]) -> Result<(Self, &'a [u8]), Error>;
+
+    /// Checks one value at the front of `input` exactly as [`Decode::take`] would
+    /// (encoding, UTF-8, the SDK's capacities) without building it; returns the rest.
+    /// Large messages override it to walk the bytes instead of building values.
+    fn skip(input: &'a [u8]) -> Result<&'a [u8], Error> {
+        Ok(Self::take(input)?.1)
+    }
+}
+
+/// Skips a postcard varint of at most 10 bytes (a `u64` or `usize`).
+pub fn skip_varint(input: &[u8]) -> Result<&[u8], Error> {
+    const VARINT_BYTES_MAX: usize = 10;
+    let end = input.iter().take(VARINT_BYTES_MAX).position(|b| b & 0x80 == 0).ok_or(Error::Malformed)?;
+    Ok(&input[end + 1..])
+}
+
+/// Skips a string: a varint length, then that many bytes of UTF-8.
+pub fn skip_str(input: &[u8]) -> Result<&[u8], Error> {
+    let (len, rest) = take_varint(input)?;
+    let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
+    let bytes = rest.get(..len).ok_or(Error::Malformed)?;
+    core::str::from_utf8(bytes).map_err(|_| Error::Malformed)?;
+    Ok(&rest[len..])
+}
+
+/// Skips a sequence of at most `max` elements (an SDK capacity), each skipped by `element`.
+pub fn skip_seq<'a>(
+    input: &'a [u8],
+    max: usize,
+    element: impl Fn(&'a [u8]) -> Result<&'a [u8], Error>,
+) -> Result<&'a [u8], Error> {
+    let (len, mut rest) = take_varint(input)?;
+    if len > max as u64 {
+        return Err(Error::Malformed);
+    }
+    for _ in 0..len {
+        rest = element(rest)?;
+    }
+    Ok(rest)
+}
+
+/// Skips `n` raw bytes (an `f64` is 8).
+pub fn skip_bytes(input: &[u8], n: usize) -> Result<&[u8], Error> {
+    input.get(n..).ok_or(Error::Malformed)
 }
 
 /// Implements [`Decode`] with serde for types that derive `Deserialize`.
@@ -88,7 +132,8 @@ pub fn finish(rest: &[u8]) -> Result<(), Error> {
 /// A postcard sequence left encoded in the input buffer and decoded one element at a time,
 /// so that a module can walk thousands of offers or agents without a heap and without
 /// holding them all. Every element was checked to decode when the sequence was taken, so
-/// iteration yields exactly [`Seq::len`] elements.
+/// iteration yields exactly [`Seq::len`] elements. (Checking walks the bytes without
+/// building values: see [`Decode::skip`].)
 pub struct Seq<'a, T> {
     bytes: &'a [u8],
     len: usize,
@@ -114,8 +159,7 @@ impl<'a, T: Decode<'a>> Seq<'a, T> {
         let (len, start) = take_varint(input)?;
         let mut rest = start;
         for _ in 0..len {
-            let (_, after) = T::take(rest)?;
-            rest = after;
+            rest = T::skip(rest)?;
         }
         let used = start.len() - rest.len();
         let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
@@ -159,7 +203,7 @@ impl<'a, T: Decode<'a>> Seq<'a, T> {
         for _ in 0..self.len {
             let start = (self.bytes.len() - rest.len()) as u32;
             starts.push(start).map_err(|_| Error::Malformed)?;
-            rest = T::take(rest)?.1;
+            rest = T::skip(rest)?;
         }
         Ok(Indexed {
             bytes: self.bytes,
@@ -187,7 +231,9 @@ impl<'a, T: Decode<'a>, const N: usize> Indexed<'a, T, N> {
         self.starts.is_empty()
     }
 
-    fn element_bytes(&self, index: usize) -> Option<&'a [u8]> {
+    /// The encoded bytes from element `index` to the end of the sequence, for reading
+    /// parts of an element without decoding all of it.
+    pub fn element_bytes(&self, index: usize) -> Option<&'a [u8]> {
         let start = *self.starts.get(index)? as usize;
         self.bytes.get(start..)
     }
@@ -236,7 +282,7 @@ impl<'a, T: Decode<'a>> Iterator for SeqIter<'a, T> {
         if self.left == 0 {
             return None;
         }
-        // Cannot fail: `Seq::take` decoded every element already.
+        // Cannot fail: `Seq::take` checked every element already.
         let (item, rest) = T::take(self.rest).ok()?;
         self.rest = rest;
         self.left -= 1;

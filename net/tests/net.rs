@@ -91,6 +91,32 @@ async fn endpoints_report_the_port_given_for_port_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zenoh_configuration_file_is_used_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("zenoh.json5");
+    let json5 = r#"{
+        // zenoh's own format, comments and all
+        mode: "peer",
+        listen: { endpoints: ["tcp/127.0.0.1:0"] },
+        scouting: { multicast: { enabled: false }, gossip: { enabled: false } },
+    }"#;
+    std::fs::write(&file, json5).unwrap();
+    // The file gives the endpoints; the role given in code still applies.
+    let mut config = NetConfig::loopback_ephemeral().with_zenoh_config_file(Some(file.clone()));
+    config.listen.clear();
+    assert_eq!(config.to_zenoh().unwrap().get_json("mode").unwrap(), "\"router\"");
+    let master = Net::open(&config).await.unwrap();
+    let endpoints = master.endpoints().await;
+    assert!(endpoints.iter().all(|e| e.starts_with("tcp/127.0.0.1:") && !e.ends_with(":0")), "{endpoints:?}");
+    let member = Net::open(&NetConfig::member(endpoints)).await.unwrap();
+    member.close().await.unwrap();
+
+    std::fs::write(&file, "{ mode: ").unwrap();
+    let error = Net::open(&config).await.err().expect("a broken file must not open");
+    assert!(error.to_string().contains("zenoh.json5"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_fails_to_open_when_no_master_listens() {
     // A port that was free a moment ago and that nobody listens on now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

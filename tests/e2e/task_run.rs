@@ -8,7 +8,12 @@ use serde_json::Value;
 use wasmos_tests::{module, wasmos, workspace_root};
 
 fn task_run(args: &[&str]) -> (i32, Value) {
-    let out = wasmos().args(["task", "run"]).args(args).env("WASMOS_CACHE_DIR", cache_dir()).output().unwrap();
+    let out = wasmos()
+        .args(["task", "run"])
+        .args(args)
+        .env("WASMOS_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
     (out.status.code().unwrap_or(-1), last_json_line(&out))
 }
 
@@ -20,10 +25,25 @@ fn cache_dir() -> std::path::PathBuf {
 
 fn last_json_line(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&out.stderr)));
-    let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?} is not JSON: {e}"));
-    let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["exit_code", "reason", "state", "stdout_tail"], "exactly the contract's keys");
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no stdout; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let value: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("last line {line:?} is not JSON: {e}"));
+    let keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["exit_code", "reason", "state", "stdout_tail"],
+        "exactly the contract's keys"
+    );
     value
 }
 
@@ -33,43 +53,94 @@ fn path(name: &str) -> String {
 
 #[test]
 fn p1_and_p2_programs_finish_with_their_output() {
-    let (code, v) = task_run(&["--env", "GREETING=hi", "--mem", "64", &path("p1_hello"), "--", "one", "two"]);
+    let (code, v) = task_run(&[
+        "--env",
+        "GREETING=hi",
+        "--mem",
+        "64",
+        &path("p1_hello"),
+        "--",
+        "one",
+        "two",
+    ]);
     assert_eq!(code, 0, "{v}");
-    assert_eq!((v["state"].as_str(), v["exit_code"].as_i64()), (Some("finished"), Some(0)));
-    assert!(v["stdout_tail"].as_str().unwrap().contains("args: one two\nGREETING=hi\n"), "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("finished"), Some(0))
+    );
+    assert!(
+        v["stdout_tail"]
+            .as_str()
+            .unwrap()
+            .contains("args: one two\nGREETING=hi\n"),
+        "{v}"
+    );
     let (code, v) = task_run(&[&path("p2_hello"), "--", "x"]);
     assert_eq!((code, v["state"].as_str()), (0, Some("finished")), "{v}");
-    assert!(v["stdout_tail"].as_str().unwrap().contains("hello from p2\nargs: x\n"));
+    assert!(
+        v["stdout_tail"]
+            .as_str()
+            .unwrap()
+            .contains("hello from p2\nargs: x\n")
+    );
 }
 
 #[test]
 fn failures_exit_1_with_their_reason() {
     let (code, v) = task_run(&[&path("p1_exit3")]);
-    assert_eq!((code, v["state"].as_str(), v["exit_code"].as_i64()), (1, Some("failed"), Some(3)));
+    assert_eq!(
+        (code, v["state"].as_str(), v["exit_code"].as_i64()),
+        (1, Some("failed"), Some(3))
+    );
     assert_eq!(v["reason"], "exited with code 3");
 
     let (code, v) = task_run(&["--mem", "32", &path("p1_membomb")]);
-    assert_eq!((code, v["state"].as_str(), v["exit_code"].as_i64()), (1, Some("failed"), None));
-    assert!(v["reason"].as_str().unwrap().starts_with("memory limit of 32 MiB reached"), "{v}");
+    assert_eq!(
+        (code, v["state"].as_str(), v["exit_code"].as_i64()),
+        (1, Some("failed"), None)
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("memory limit of 32 MiB reached"),
+        "{v}"
+    );
 
     let (code, v) = task_run(&["--timeout", "1", "--cpus", "0.5", &path("p1_spin")]);
-    assert_eq!((code, v["reason"].as_str()), (1, Some("timed out after 1 s")), "{v}");
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (1, Some("timed out after 1 s")),
+        "{v}"
+    );
 
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), b"\x00asm\x01\x00\x00\x00\xff\xff").unwrap();
     let (code, v) = task_run(&[&junk.path().display().to_string()]);
     assert_eq!(code, 1);
-    assert!(v["reason"].as_str().unwrap().starts_with("module does not validate: "), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("module does not validate: "),
+        "{v}"
+    );
 }
 
 #[test]
 fn granted_directory_is_read_only_by_default() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("in.txt"), "granted").unwrap();
-    let wat = workspace_root().join("agent/tests/wasm/grant.wat").display().to_string();
+    let wat = workspace_root()
+        .join("agent/tests/wasm/grant.wat")
+        .display()
+        .to_string();
     let grant = format!("{}::/data", data.path().display());
     let (code, v) = task_run(&["--dir", &grant, &wat]);
-    assert_eq!(code, 0, "copied from the grant, and writing to it was refused: {v}");
+    assert_eq!(
+        code, 0,
+        "copied from the grant, and writing to it was refused: {v}"
+    );
     assert!(!data.path().join("new.txt").exists());
 }
 
@@ -83,7 +154,12 @@ fn bad_usage_exits_2() {
     ];
     for args in cases {
         let out = wasmos().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -92,7 +168,10 @@ fn print_advert_reads_a_fake_device_tree() {
     let root = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     for (file, text) in [
-        ("proc/cpuinfo", "processor : 0\nprocessor : 1\nprocessor : 2\nprocessor : 3\n"),
+        (
+            "proc/cpuinfo",
+            "processor : 0\nprocessor : 1\nprocessor : 2\nprocessor : 3\n",
+        ),
         ("proc/meminfo", "MemTotal: 4194304 kB\n"),
         ("proc/sys/kernel/hostname", "pi-dock7\n"),
         ("dev/video0", ""),
@@ -113,7 +192,11 @@ fn print_advert_reads_a_fake_device_tree() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     let v = advert(&[]);
@@ -122,14 +205,33 @@ fn print_advert_reads_a_fake_device_tree() {
     assert_eq!(v["total"]["scalars"]["gpus"], 1.0);
     assert_eq!(v["total"]["sets"]["cameras"][0], "camera:/dev/video0");
     assert_eq!(v["hostname"], "pi-dock7");
-    let has: Vec<&str> = v["attributes"]["has"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let has: Vec<&str> = v["attributes"]["has"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(has, ["camera", "gpu"]);
-    assert_eq!(advert(&[])["agent_id"], v["agent_id"], "the id is kept in the work directory");
+    assert_eq!(
+        advert(&[])["agent_id"],
+        v["agent_id"],
+        "the id is kept in the work directory"
+    );
 
     let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "agent_id = \"pinned\"\n[reserved.scalars]\nmem = 1024\n").unwrap();
+    std::fs::write(
+        config.path(),
+        "agent_id = \"pinned\"\n[reserved.scalars]\nmem = 1024\n",
+    )
+    .unwrap();
     let v = advert(&["--config", &config.path().display().to_string()]);
-    assert_eq!((v["agent_id"].as_str(), v["total"]["scalars"]["mem"].as_f64()), (Some("pinned"), Some(3072.0)));
+    assert_eq!(
+        (
+            v["agent_id"].as_str(),
+            v["total"]["scalars"]["mem"].as_f64()
+        ),
+        (Some("pinned"), Some(3072.0))
+    );
     assert_eq!(v["reserved"]["scalars"]["mem"], 1024.0);
 }
 
@@ -137,5 +239,7 @@ fn print_advert_reads_a_fake_device_tree() {
 fn agent_without_print_advert_explains_and_exits_2() {
     let out = wasmos().arg("agent").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("daemon mode is not available in this build"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("daemon mode is not available in this build")
+    );
 }

@@ -73,7 +73,10 @@ pub struct ResourceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is larger than {CONFIG_BYTES_MAX} bytes")]
     TooLarge { path: PathBuf },
     #[error("{path}: {message}")]
@@ -82,13 +85,21 @@ pub enum ConfigError {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
+        let read_err = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
         let size = std::fs::metadata(path).map_err(read_err)?.len();
         if size > CONFIG_BYTES_MAX {
-            return Err(ConfigError::TooLarge { path: path.to_owned() });
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+            });
         }
         let text = std::fs::read_to_string(path).map_err(read_err)?;
-        AgentConfig::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        AgentConfig::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     pub fn parse(text: &str) -> Result<AgentConfig, String> {
@@ -104,14 +115,19 @@ impl ResourceConfig {
     pub fn to_resources(&self) -> Result<Resources, String> {
         let mut r = Resources::new();
         for (name, units) in &self.scalars {
-            let amount = Scalar::from_units(*units).ok_or_else(|| format!("resource {name} = {units} is not a non-negative amount"))?;
+            let amount = Scalar::from_units(*units)
+                .ok_or_else(|| format!("resource {name} = {units} is not a non-negative amount"))?;
             r.set_scalar(name, amount);
         }
         for (name, items) in &self.sets {
-            r.sets.entry(name.clone()).or_default().extend(items.iter().cloned());
+            r.sets
+                .entry(name.clone())
+                .or_default()
+                .extend(items.iter().cloned());
         }
         for (name, intervals) in &self.ranges {
-            let set = RangeSet::from_intervals(intervals.iter().copied()).map_err(|e| format!("resource {name}: {e}"))?;
+            let set = RangeSet::from_intervals(intervals.iter().copied())
+                .map_err(|e| format!("resource {name}: {e}"))?;
             r.ranges.insert(name.clone(), set);
         }
         Ok(r)
@@ -129,7 +145,10 @@ mod tests {
         assert_eq!(config.agent_id.as_deref(), Some("dock-3-pi"));
         assert!(config.attributes.has("has", "relay"));
         assert_eq!(config.reserved.scalars.get("mem"), Some(&256.0));
-        assert_eq!(config.resources.to_resources().unwrap().ranges["ports"].count(), 1001);
+        assert_eq!(
+            config.resources.to_resources().unwrap().ranges["ports"].count(),
+            1001
+        );
     }
 
     #[test]

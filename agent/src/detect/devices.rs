@@ -44,14 +44,18 @@ pub fn read_small(root: &Path, path: &str) -> Option<String> {
     use std::io::Read;
     let file = std::fs::File::open(under(root, path)).ok()?;
     let mut text = String::new();
-    file.take(SYS_FILE_BYTES_MAX).read_to_string(&mut text).ok()?;
+    file.take(SYS_FILE_BYTES_MAX)
+        .read_to_string(&mut text)
+        .ok()?;
     Some(text.trim().to_owned())
 }
 
 /// Names in directory `path` under `root` that start with `prefix` and continue with the
 /// rest accepted by `rest_ok`, sorted naturally (`video2` before `video10`).
 fn names_in(root: &Path, path: &str, prefix: &str, rest_ok: fn(&str) -> bool) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(under(root, path)) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(under(root, path)) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .take(DIR_ENTRIES_MAX)
         .flatten()
@@ -63,8 +67,13 @@ fn names_in(root: &Path, path: &str, prefix: &str, rest_ok: fn(&str) -> bool) ->
 }
 
 fn natural_key(name: &str) -> (String, u64) {
-    let digits_at = name.find(|c: char| c.is_ascii_digit()).unwrap_or(name.len());
-    (name[..digits_at].to_owned(), name[digits_at..].parse().unwrap_or(u64::MAX))
+    let digits_at = name
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(name.len());
+    (
+        name[..digits_at].to_owned(),
+        name[digits_at..].parse().unwrap_or(u64::MAX),
+    )
 }
 
 fn all_digits(s: &str) -> bool {
@@ -76,7 +85,12 @@ fn anything(_: &str) -> bool {
 }
 
 pub fn detect(root: &Path) -> Devices {
-    Devices { gpus: gpus(root), cameras: cameras(root), iio: iio(root), serial: serial(root) }
+    Devices {
+        gpus: gpus(root),
+        cameras: cameras(root),
+        iio: iio(root),
+        serial: serial(root),
+    }
 }
 
 /// NVIDIA GPUs (driver information files and `/dev/nvidiaN`), then DRM render nodes of
@@ -86,12 +100,17 @@ fn gpus(root: &Path) -> Vec<Gpu> {
     let mut found = nvidia_gpus(root);
     let have_nvidia = !found.is_empty();
     for node in names_in(root, "/dev/dri", "renderD", all_digits) {
-        let vendor_id = read_small(root, &format!("/sys/class/drm/{node}/device/vendor")).unwrap_or_default();
+        let vendor_id =
+            read_small(root, &format!("/sys/class/drm/{node}/device/vendor")).unwrap_or_default();
         let vendor = vendor_name(&vendor_id);
         if have_nvidia && vendor == "nvidia" {
             continue;
         }
-        found.push(Gpu { id: format!("gpu:/dev/dri/{node}"), vendor, model: None });
+        found.push(Gpu {
+            id: format!("gpu:/dev/dri/{node}"),
+            vendor,
+            model: None,
+        });
     }
     found
 }
@@ -99,22 +118,34 @@ fn gpus(root: &Path) -> Vec<Gpu> {
 fn nvidia_gpus(root: &Path) -> Vec<Gpu> {
     let mut gpus: Vec<Gpu> = Vec::new();
     for bus in names_in(root, "/proc/driver/nvidia/gpus", "", anything) {
-        let info = read_small(root, &format!("/proc/driver/nvidia/gpus/{bus}/information")).unwrap_or_default();
+        let info = read_small(root, &format!("/proc/driver/nvidia/gpus/{bus}/information"))
+            .unwrap_or_default();
         let field = |key: &str| {
-            info.lines()
-                .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_owned()))
+            info.lines().find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.trim() == key)
+                    .map(|(_, v)| v.trim().to_owned())
+            })
         };
         let minor = field("Device Minor").filter(|m| all_digits(m));
         let id = match minor {
             Some(m) => format!("gpu:/dev/nvidia{m}"),
             None => format!("gpu:nvidia:{bus}"),
         };
-        gpus.push(Gpu { id, vendor: "nvidia".into(), model: field("Model") });
+        gpus.push(Gpu {
+            id,
+            vendor: "nvidia".into(),
+            model: field("Model"),
+        });
     }
     for node in names_in(root, "/dev", "nvidia", all_digits) {
         let id = format!("gpu:/dev/{node}");
         if !gpus.iter().any(|g| g.id == id) {
-            gpus.push(Gpu { id, vendor: "nvidia".into(), model: None });
+            gpus.push(Gpu {
+                id,
+                vendor: "nvidia".into(),
+                model: None,
+            });
         }
     }
     gpus
@@ -149,12 +180,21 @@ fn cameras(root: &Path) -> Vec<Sensor> {
 fn iio(root: &Path) -> Vec<Sensor> {
     names_in(root, "/sys/bus/iio/devices", "iio:device", all_digits)
         .into_iter()
-        .map(|dev| Sensor { name: read_small(root, &format!("/sys/bus/iio/devices/{dev}/name")), id: format!("iio:{dev}") })
+        .map(|dev| Sensor {
+            name: read_small(root, &format!("/sys/bus/iio/devices/{dev}/name")),
+            id: format!("iio:{dev}"),
+        })
         .collect()
 }
 
 fn serial(root: &Path) -> Vec<Sensor> {
     let mut ports = names_in(root, "/dev", "ttyUSB", all_digits);
     ports.extend(names_in(root, "/dev", "ttyACM", all_digits));
-    ports.into_iter().map(|p| Sensor { id: format!("serial:/dev/{p}"), name: None }).collect()
+    ports
+        .into_iter()
+        .map(|p| Sensor {
+            id: format!("serial:/dev/{p}"),
+            name: None,
+        })
+        .collect()
 }

@@ -18,8 +18,12 @@ pub fn cpus(root: &Path) -> u64 {
     {
         return n;
     }
-    let cpuinfo = std::fs::read_to_string(super::devices::under(root, "/proc/cpuinfo")).unwrap_or_default();
-    let n = cpuinfo.lines().filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor")).count() as u64;
+    let cpuinfo =
+        std::fs::read_to_string(super::devices::under(root, "/proc/cpuinfo")).unwrap_or_default();
+    let n = cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+        .count() as u64;
     n.max(1)
 }
 
@@ -46,7 +50,13 @@ pub fn count_cpu_list(list: &str) -> Option<u64> {
 pub fn mem_mib(root: &Path) -> Option<u64> {
     let meminfo = std::fs::read_to_string(super::devices::under(root, "/proc/meminfo")).ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 = line
+        .trim_start_matches("MemTotal:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib * KIB / MIB)
 }
 
@@ -61,7 +71,9 @@ pub fn hostname(root: &Path) -> String {
 
 /// `/proc/sys/kernel/osrelease` under root, else the running kernel's release.
 pub fn kernel(root: &Path) -> String {
-    read_small(root, "/proc/sys/kernel/osrelease").filter(|k| !k.is_empty()).unwrap_or_else(|| uname().1)
+    read_small(root, "/proc/sys/kernel/osrelease")
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| uname().1)
 }
 
 /// (node name, release) of the running kernel.
@@ -72,7 +84,11 @@ fn uname() -> (String, String) {
         return ("unknown".into(), "unknown".into());
     }
     let text = |field: &[libc::c_char]| {
-        let bytes: Vec<u8> = field.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        let bytes: Vec<u8> = field
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
     (text(&u.nodename), text(&u.release))
@@ -81,15 +97,19 @@ fn uname() -> (String, String) {
 /// Free space for unprivileged users and total size of the filesystem of `dir`, in MiB.
 pub fn disk_mib(dir: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte")
+    })?;
     // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     let frsize = s.f_frsize as u64;
-    Ok(((s.f_bavail as u64).saturating_mul(frsize) / MIB, (s.f_blocks as u64).saturating_mul(frsize) / MIB))
+    Ok((
+        (s.f_bavail as u64).saturating_mul(frsize) / MIB,
+        (s.f_blocks as u64).saturating_mul(frsize) / MIB,
+    ))
 }
 
 #[cfg(test)]

@@ -44,7 +44,10 @@ pub enum DetectError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("work directory {path}: {source}")]
-    WorkDir { path: PathBuf, source: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid agent id {0:?}: {1}")]
     AgentId(String, String),
 }
@@ -66,7 +69,11 @@ pub fn detect(root: &Path, work_dir: &Path) -> Detected {
         Err(e) => tracing::warn!(work_dir = %work_dir.display(), error = %e, "cannot measure disk"),
     }
     add_devices(&devices::detect(root), &mut attributes, &mut resources);
-    Detected { hostname, attributes, resources }
+    Detected {
+        hostname,
+        attributes,
+        resources,
+    }
 }
 
 fn add_devices(found: &devices::Devices, attributes: &mut Attributes, resources: &mut Resources) {
@@ -75,17 +82,29 @@ fn add_devices(found: &devices::Devices, attributes: &mut Attributes, resources:
         resources.set_scalar("gpus", Scalar::from_whole(found.gpus.len() as u64));
     }
     for gpu in &found.gpus {
-        resources.sets.entry("gpu_ids".into()).or_default().insert(gpu.id.clone());
+        resources
+            .sets
+            .entry("gpu_ids".into())
+            .or_default()
+            .insert(gpu.id.clone());
         attributes.insert("gpu_vendor", &gpu.vendor);
         if let Some(model) = &gpu.model {
             attributes.insert("gpu_model", model);
         }
     }
-    let kinds = [("cameras", "camera", &found.cameras), ("sensors", "sensor", &found.iio), ("serial_ports", "serial", &found.serial)];
+    let kinds = [
+        ("cameras", "camera", &found.cameras),
+        ("sensors", "sensor", &found.iio),
+        ("serial_ports", "serial", &found.serial),
+    ];
     for (set, has, sensors) in kinds {
         for sensor in sensors {
             attributes.insert("has", has);
-            resources.sets.entry(set.into()).or_default().insert(sensor.id.clone());
+            resources
+                .sets
+                .entry(set.into())
+                .or_default()
+                .insert(sensor.id.clone());
             if let Some(name) = sensor.name.as_deref().filter(|n| !n.is_empty()) {
                 attributes.insert(has, name);
             }
@@ -94,17 +113,29 @@ fn add_devices(found: &devices::Devices, attributes: &mut Attributes, resources:
 }
 
 /// The advert: detected resources with the configuration's overrides, less the reserved.
-pub fn advert(detected: Detected, config: &AgentConfig, agent_id: AgentId, incarnation: u64) -> Result<AgentAdvert, String> {
+pub fn advert(
+    detected: Detected,
+    config: &AgentConfig,
+    agent_id: AgentId,
+    incarnation: u64,
+) -> Result<AgentAdvert, String> {
     let mut total = detected.resources;
     let configured = config.resources.to_resources()?;
     for (name, amount) in &configured.scalars {
         total.set_scalar(name, *amount);
     }
     for (name, items) in &configured.sets {
-        total.sets.entry(name.clone()).or_default().extend(items.iter().cloned());
+        total
+            .sets
+            .entry(name.clone())
+            .or_default()
+            .extend(items.iter().cloned());
     }
     for (name, ranges) in &configured.ranges {
-        let merged = total.ranges.get(name).map_or(ranges.clone(), |r| r.union(ranges));
+        let merged = total
+            .ranges
+            .get(name)
+            .map_or(ranges.clone(), |r| r.union(ranges));
         total.ranges.insert(name.clone(), merged);
     }
     let reserved = config.reserved.to_resources()?;
@@ -142,17 +173,26 @@ pub fn work_dir(config: &AgentConfig) -> PathBuf {
     if std::fs::create_dir_all(&system).is_ok() {
         return system;
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".local/share/wasmos/agent")
 }
 
 /// The configured id, else the one kept in `work_dir`, else a new one written there:
 /// stable across restarts of an agent on the same work directory.
-pub fn agent_id(config: &AgentConfig, work_dir: &Path, hostname: &str) -> Result<AgentId, DetectError> {
+pub fn agent_id(
+    config: &AgentConfig,
+    work_dir: &Path,
+    hostname: &str,
+) -> Result<AgentId, DetectError> {
     if let Some(id) = &config.agent_id {
         return checked_id(id.trim());
     }
-    let io_err = |source| DetectError::WorkDir { path: work_dir.to_owned(), source };
+    let io_err = |source| DetectError::WorkDir {
+        path: work_dir.to_owned(),
+        source,
+    };
     std::fs::create_dir_all(work_dir).map_err(io_err)?;
     let file = work_dir.join(AGENT_ID_FILE);
     if let Some(kept) = devices::read_small(Path::new("/"), &file.to_string_lossy()) {
@@ -160,12 +200,15 @@ pub fn agent_id(config: &AgentConfig, work_dir: &Path, hostname: &str) -> Result
     }
     let id = checked_id(&new_agent_id(hostname))?;
     let temp = work_dir.join(format!(".{AGENT_ID_FILE}.{}.tmp", std::process::id()));
-    std::fs::write(&temp, format!("{id}\n")).and_then(|()| std::fs::rename(&temp, &file)).map_err(io_err)?;
+    std::fs::write(&temp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&temp, &file))
+        .map_err(io_err)?;
     Ok(id)
 }
 
 fn checked_id(id: &str) -> Result<AgentId, DetectError> {
-    proto::keys::valid_chunk("agent id", id).map_err(|e| DetectError::AgentId(id.to_owned(), e.to_string()))?;
+    proto::keys::valid_chunk("agent id", id)
+        .map_err(|e| DetectError::AgentId(id.to_owned(), e.to_string()))?;
     Ok(AgentId::new(id))
 }
 
@@ -173,10 +216,20 @@ fn checked_id(id: &str) -> Result<AgentId, DetectError> {
 fn new_agent_id(hostname: &str) -> String {
     let host: String = hostname
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(48)
         .collect();
     let host = host.trim_matches('-');
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    if host.is_empty() { format!("agent-{suffix}") } else { format!("{host}-{suffix}") }
+    if host.is_empty() {
+        format!("agent-{suffix}")
+    } else {
+        format!("{host}-{suffix}")
+    }
 }

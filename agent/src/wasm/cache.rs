@@ -55,7 +55,10 @@ impl CodeCache {
         std::fs::create_dir_all(dir)?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(CodeCache { dir: dir.to_owned(), engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(CodeCache {
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     /// The file of module `sha256` (64 hex digits).
@@ -71,7 +74,9 @@ impl CodeCache {
             Err(_) => return Err(CacheMiss::Absent),
         };
         if size > CACHE_ENTRY_BYTES_MAX {
-            return Err(CacheMiss::Corrupt("entry larger than the cache entry limit"));
+            return Err(CacheMiss::Corrupt(
+                "entry larger than the cache entry limit",
+            ));
         }
         let mut bytes = std::fs::read(&path).map_err(|_| CacheMiss::Absent)?;
         verify(&bytes, kind)?;
@@ -90,7 +95,9 @@ impl CodeCache {
         bytes.extend_from_slice(&Sha256::digest(payload));
         bytes.extend_from_slice(payload);
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.dir.join(format!(".{sha256}.{}.{n}.tmp", std::process::id()));
+        let temp = self
+            .dir
+            .join(format!(".{sha256}.{}.{n}.tmp", std::process::id()));
         std::fs::write(&temp, &bytes)?;
         std::fs::rename(&temp, self.entry_path(sha256)).inspect_err(|_| {
             let _ = std::fs::remove_file(&temp);
@@ -122,18 +129,35 @@ mod tests {
         let engine = Engine::default();
         let cache = CodeCache::open(dir.path(), &engine).unwrap();
         let sha = "ab".repeat(32);
-        assert_eq!(cache.get(&sha, CodeKind::CoreModule), Err(CacheMiss::Absent));
-        cache.put(&sha, CodeKind::CoreModule, b"machine code").unwrap();
-        assert_eq!(cache.get(&sha, CodeKind::CoreModule).unwrap(), b"machine code");
-        assert!(matches!(cache.get(&sha, CodeKind::Component), Err(CacheMiss::Corrupt(_))));
+        assert_eq!(
+            cache.get(&sha, CodeKind::CoreModule),
+            Err(CacheMiss::Absent)
+        );
+        cache
+            .put(&sha, CodeKind::CoreModule, b"machine code")
+            .unwrap();
+        assert_eq!(
+            cache.get(&sha, CodeKind::CoreModule).unwrap(),
+            b"machine code"
+        );
+        assert!(matches!(
+            cache.get(&sha, CodeKind::Component),
+            Err(CacheMiss::Corrupt(_))
+        ));
 
         let path = cache.entry_path(&sha);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(cache.get(&sha, CodeKind::CoreModule), Err(CacheMiss::Corrupt("checksum mismatch")));
+        assert_eq!(
+            cache.get(&sha, CodeKind::CoreModule),
+            Err(CacheMiss::Corrupt("checksum mismatch"))
+        );
         std::fs::write(&path, &bytes[..10]).unwrap();
-        assert_eq!(cache.get(&sha, CodeKind::CoreModule), Err(CacheMiss::Corrupt("bad header")));
+        assert_eq!(
+            cache.get(&sha, CodeKind::CoreModule),
+            Err(CacheMiss::Corrupt("bad header"))
+        );
     }
 }

@@ -20,6 +20,10 @@ pub const INSTANCES_MAX: usize = 64;
 pub const MEMORIES_MAX: usize = 16;
 /// Tables of one task, all instances together.
 pub const TABLES_MAX: usize = 64;
+/// WASI handles (open files and directories, streams, pollables, sockets) one task may hold
+/// at once. Past it, the host call that would add one fails and the task fails with
+/// "handle limit … reached", so a task cannot exhaust the agent's file descriptors.
+pub const HANDLES_MAX: usize = 1024;
 /// Length of one epoch tick: the engine's epoch advances this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Ticks a task runs before it yields to the runtime (its time slice).
@@ -62,7 +66,11 @@ impl WasmLimits {
     /// The memory limit for people: "64 MiB".
     pub fn memory_text(&self) -> String {
         let mib = self.memory_bytes_max as f64 / MIB as f64;
-        if mib.fract() == 0.0 { format!("{mib} MiB") } else { format!("{mib:.2} MiB") }
+        if mib.fract() == 0.0 {
+            format!("{mib} MiB")
+        } else {
+            format!("{mib:.2} MiB")
+        }
     }
 }
 
@@ -107,22 +115,36 @@ impl TaskLimiter {
 }
 
 impl ResourceLimiter for TaskLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current);
         let total = self.memory_bytes_used.saturating_add(growth);
         if total > self.memory_bytes_max {
-            self.record(LimitHit::Memory { desired_bytes: desired });
+            self.record(LimitHit::Memory {
+                desired_bytes: desired,
+            });
             return Ok(false);
         }
         self.memory_bytes_used = total;
         Ok(true)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current);
         let total = self.table_elements_used.saturating_add(growth);
         if total > TABLE_ELEMENTS_MAX {
-            self.record(LimitHit::Table { desired_elements: desired });
+            self.record(LimitHit::Table {
+                desired_elements: desired,
+            });
             return Ok(false);
         }
         self.table_elements_used = total;
@@ -157,7 +179,11 @@ pub struct CpuThrottle {
 
 impl CpuThrottle {
     pub fn new(cpus: f64) -> CpuThrottle {
-        let share = if cpus.is_finite() { cpus.max(CPUS_MIN) } else { 1.0 };
+        let share = if cpus.is_finite() {
+            cpus.max(CPUS_MIN)
+        } else {
+            1.0
+        };
         let pause_ticks = if share >= 1.0 {
             0
         } else {
@@ -173,7 +199,10 @@ impl CpuThrottle {
         }
         // The deadline counts from now, before the pause, so it must cover the pause too.
         let pause = EPOCH_TICK * u32::try_from(self.pause_ticks).unwrap_or(u32::MAX);
-        UpdateDeadline::YieldCustom(SLICE_TICKS + self.pause_ticks, Box::pin(tokio::time::sleep(pause)))
+        UpdateDeadline::YieldCustom(
+            SLICE_TICKS + self.pause_ticks,
+            Box::pin(tokio::time::sleep(pause)),
+        )
     }
 
     pub fn pause_ticks(&self) -> u64 {
@@ -187,8 +216,13 @@ mod tests {
 
     #[test]
     fn limits_follow_the_spec() {
-        let resources = Resources::new().with_scalar("mem", 64.0).with_scalar("cpus", 0.5);
-        let limits = TaskLimits { timeout_ms: Some(2000), output_bytes_max: 4096 };
+        let resources = Resources::new()
+            .with_scalar("mem", 64.0)
+            .with_scalar("cpus", 0.5);
+        let limits = TaskLimits {
+            timeout_ms: Some(2000),
+            output_bytes_max: 4096,
+        };
         let l = WasmLimits::from_spec(&resources, &limits);
         assert_eq!(l.memory_bytes_max, 64 << 20);
         assert_eq!(l.cpus, 0.5);
@@ -208,7 +242,11 @@ mod tests {
         assert_eq!(limiter.hit, Some(LimitHit::Memory { desired_bytes: 50 }));
         assert!(limiter.memory_growing(60, 100, None).unwrap());
         assert!(!limiter.memory_growing(100, 101, None).unwrap());
-        assert_eq!(limiter.hit, Some(LimitHit::Memory { desired_bytes: 50 }), "first denial is kept");
+        assert_eq!(
+            limiter.hit,
+            Some(LimitHit::Memory { desired_bytes: 50 }),
+            "first denial is kept"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - **CPU** (`cpus`): epoch interruption; the task yields every [`limits::SLICE_TICKS`]
 //!   ticks of [`limits::EPOCH_TICK`], and with `cpus < 1` pauses so that it runs that
 //!   share of the wall clock. Spinning is not an error.
+//! - **Handles**: at most [`limits::HANDLES_MAX`] WASI handles (files, streams,
+//!   pollables, sockets) at once; the call past it traps and the task fails naming the limit.
 //! - **Stack**: [`WASM_STACK_BYTES_MAX`] of wasm stack; deeper recursion traps and the task
 //!   fails with "stack overflow".
 //! - **Wall clock** (`timeout_ms`): the task is dropped at the deadline and fails with
@@ -65,7 +67,10 @@ pub enum ExecutorError {
     #[error("wasmtime engine: {0}")]
     Engine(String),
     #[error("code cache at {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the epoch ticker thread: {0}")]
     Ticker(std::io::Error),
 }
@@ -81,7 +86,10 @@ pub struct ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> ExecutorConfig {
-        ExecutorConfig { cache_dir: None, loaded_modules_max: LOADED_MODULES_MAX_DEFAULT }
+        ExecutorConfig {
+            cache_dir: None,
+            loaded_modules_max: LOADED_MODULES_MAX_DEFAULT,
+        }
     }
 }
 
@@ -136,7 +144,9 @@ impl TaskHandle {
     pub async fn wait(self) -> TaskReport {
         match self.join.await {
             Ok(report) => report,
-            Err(e) => TaskReport::failed_before_start(format!("executor error: the task's runner ended abnormally ({e})")),
+            Err(e) => TaskReport::failed_before_start(format!(
+                "executor error: the task's runner ended abnormally ({e})"
+            )),
         }
     }
 
@@ -149,17 +159,24 @@ impl WasmExecutor {
     /// One engine (async, epoch interruption, bounded stacks), WASI linkers, the code cache
     /// and the epoch ticker thread (stopped when the last clone is dropped).
     pub fn new(config: ExecutorConfig) -> Result<WasmExecutor, ExecutorError> {
-        let engine = Engine::new(&engine_config()).map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
         let mut p1_linker: Linker<P1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, P1Ctx::wasi)
             .and_then(|_| wasmtime_wasi::p0::add_to_linker_async(&mut p1_linker, P1Ctx::wasi))
             .map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
+            .map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
         let cache = match &config.cache_dir {
-            Some(dir) => Some(
-                CodeCache::open(dir, &engine).map_err(|source| ExecutorError::Cache { path: dir.clone(), source })?,
-            ),
+            Some(dir) => {
+                Some(
+                    CodeCache::open(dir, &engine).map_err(|source| ExecutorError::Cache {
+                        path: dir.clone(),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -174,7 +191,9 @@ impl WasmExecutor {
             loading: Mutex::new(HashMap::new()),
             ticker_stop,
         };
-        Ok(WasmExecutor { shared: Arc::new(shared) })
+        Ok(WasmExecutor {
+            shared: Arc::new(shared),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -196,7 +215,11 @@ impl WasmExecutor {
             return Ok(module);
         }
         let flight = {
-            let mut loading = self.shared.loading.lock().unwrap_or_else(|p| p.into_inner());
+            let mut loading = self
+                .shared
+                .loading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             loading.entry(sha256.clone()).or_default().clone()
         };
         let result = {
@@ -206,7 +229,11 @@ impl WasmExecutor {
                 None => self.compile_and_link(sha256.clone(), &binary),
             }
         };
-        let mut loading = self.shared.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loading = self
+            .shared
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if Arc::strong_count(&flight) == 2 {
             loading.remove(&sha256);
         }
@@ -220,28 +247,49 @@ impl WasmExecutor {
     }
 
     fn compile_and_link(&self, sha256: String, binary: &[u8]) -> Result<LoadedModule, LoadError> {
-        let (compiled, origin) = program::compile(&self.shared.engine, self.shared.cache.as_ref(), &sha256, binary)?;
+        let (compiled, origin) = program::compile(
+            &self.shared.engine,
+            self.shared.cache.as_ref(),
+            &sha256,
+            binary,
+        )?;
         let program = match compiled {
             Compiled::Module(module) => Program::P1(self.link_p1(&module)?),
             Compiled::Component(component) => Program::P2(self.link_p2(&component)?),
         };
-        let module = LoadedModule { sha256: sha256.clone(), program, origin };
+        let module = LoadedModule {
+            sha256: sha256.clone(),
+            program,
+            origin,
+        };
         self.remember(sha256, &module);
         Ok(module)
     }
 
     fn link_p1(&self, module: &Module) -> Result<wasmtime::InstancePre<P1Ctx>, LoadError> {
-        let has_start = module.exports().any(|e| e.name() == "_start" && e.ty().func().is_some());
+        let has_start = module
+            .exports()
+            .any(|e| e.name() == "_start" && e.ty().func().is_some());
         if !has_start {
-            return Err(LoadError::NotACommand("module exports no `_start` function (not a WASI command)"));
+            return Err(LoadError::NotACommand(
+                "module exports no `_start` function (not a WASI command)",
+            ));
         }
-        self.shared.p1_linker.instantiate_pre(module).map_err(program::link_error)
+        self.shared
+            .p1_linker
+            .instantiate_pre(module)
+            .map_err(program::link_error)
     }
 
     fn link_p2(&self, component: &Component) -> Result<CommandPre<P2Ctx>, LoadError> {
-        let pre = self.shared.p2_linker.instantiate_pre(component).map_err(program::link_error)?;
-        CommandPre::new(pre)
-            .map_err(|_| LoadError::NotACommand("component does not export `wasi:cli/run` (not a WASI command)"))
+        let pre = self
+            .shared
+            .p2_linker
+            .instantiate_pre(component)
+            .map_err(program::link_error)?;
+        CommandPre::new(pre).map_err(|_| {
+            LoadError::NotACommand("component does not export `wasi:cli/run` (not a WASI command)")
+        })
     }
 
     fn loaded_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LoadedModule>> {
@@ -263,7 +311,12 @@ impl WasmExecutor {
     }
 
     /// Runs a loaded module to its end (or `kill`), on the current task.
-    pub async fn run(&self, module: &LoadedModule, task: &TaskRun, kill: &KillSwitch) -> TaskReport {
+    pub async fn run(
+        &self,
+        module: &LoadedModule,
+        task: &TaskRun,
+        kill: &KillSwitch,
+    ) -> TaskReport {
         run::run(&self.shared.engine, module, task, kill).await
     }
 
@@ -277,8 +330,14 @@ impl WasmExecutor {
 
     /// Starts the task `spec` (a `TaskKind::Wasm`) from the module's bytes, in
     /// `sandbox_dir` (which the caller creates and removes). Every failure, from bytes that
-    /// are not WebAssembly to a trap, ends as a `failed` outcome with its reason.
-    pub fn start_spec(&self, spec: &TaskSpec, module_bytes: Arc<[u8]>, sandbox_dir: PathBuf) -> TaskHandle {
+    /// are not WebAssembly to a trap, ends as a `failed` outcome with its reason. The
+    /// spec's timeout bounds loading (compilation) and, afresh, the run.
+    pub fn start_spec(
+        &self,
+        spec: &TaskSpec,
+        module_bytes: Arc<[u8]>,
+        sandbox_dir: PathBuf,
+    ) -> TaskHandle {
         let kill = KillSwitch::new();
         let (exec, switch) = (self.clone(), kill.clone());
         let task = TaskRun::from_spec(spec, sandbox_dir);
@@ -289,15 +348,32 @@ impl WasmExecutor {
             };
             let loader = exec.clone();
             let loading = tokio::task::spawn_blocking(move || loader.load(&module_bytes));
+            // The timeout also bounds loading: a module built to compile for ages fails
+            // the task. (The compiling thread cannot be interrupted; it finishes unseen.)
+            let bounded = async {
+                match task.limits.timeout {
+                    None => Some(loading.await),
+                    Some(limit) => tokio::time::timeout(limit, loading).await.ok(),
+                }
+            };
             let loaded = tokio::select! {
                 biased;
                 () = switch.killed() => return TaskReport::killed_before_start(),
-                loaded = loading => loaded,
+                loaded = bounded => loaded,
+            };
+            let Some(loaded) = loaded else {
+                let limit = task.limits.timeout.unwrap_or_default();
+                return TaskReport::failed_before_start(format!(
+                    "{} while compiling the module",
+                    reason::of_timeout(limit)
+                ));
             };
             match loaded {
                 Ok(Ok(module)) => exec.run(&module, &task, &switch).await,
                 Ok(Err(e)) => TaskReport::failed_before_start(e.to_string()),
-                Err(e) => TaskReport::failed_before_start(format!("executor error: loading the module ended abnormally ({e})")),
+                Err(e) => TaskReport::failed_before_start(format!(
+                    "executor error: loading the module ended abnormally ({e})"
+                )),
             }
         });
         TaskHandle { kill, join }
@@ -317,14 +393,16 @@ fn engine_config() -> Config {
 /// weak reference and stops with the executor.
 fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     let weak = engine.weak();
-    std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(limits::EPOCH_TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => break,
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(limits::EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }

@@ -52,7 +52,11 @@ impl CapturedOutput {
 
     /// The last `n` bytes kept (across head and tail when nothing was dropped).
     pub fn last_bytes(&self, n: usize) -> Vec<u8> {
-        let mut all = if self.is_complete() { self.head.clone() } else { Vec::new() };
+        let mut all = if self.is_complete() {
+            self.head.clone()
+        } else {
+            Vec::new()
+        };
         all.extend_from_slice(&self.tail);
         let start = all.len().saturating_sub(n);
         all.split_off(start)
@@ -73,7 +77,9 @@ impl CappedOutput {
             tail_max: cap_bytes - head_max,
             dropped_bytes: 0,
         };
-        CappedOutput { inner: Arc::new(Mutex::new(capture)) }
+        CappedOutput {
+            inner: Arc::new(Mutex::new(capture)),
+        }
     }
 
     pub fn captured(&self) -> CapturedOutput {
@@ -87,7 +93,9 @@ impl CappedOutput {
 
     fn lock(&self) -> MutexGuard<'_, Capture> {
         // A poisoned lock only means a writer panicked mid-append; the bytes are still bytes.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn append(&self, mut bytes: &[u8]) {
@@ -144,7 +152,11 @@ impl OutputStream for CappedOutput {
 }
 
 impl AsyncWrite for CappedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }

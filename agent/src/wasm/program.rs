@@ -87,15 +87,24 @@ pub fn to_binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> 
     if bytes.starts_with(WASM_MAGIC) {
         return Ok(bytes.into());
     }
-    let looks_like_text = bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'(' || *b == b';');
+    let looks_like_text = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'(' || *b == b';');
     if !looks_like_text {
-        return Err(LoadError::Invalid("not a WebAssembly binary (no `\\0asm` header) nor WAT text".into()));
+        return Err(LoadError::Invalid(
+            "not a WebAssembly binary (no `\\0asm` header) nor WAT text".into(),
+        ));
     }
     wat::parse_bytes(bytes).map_err(|e| LoadError::Invalid(format!("WAT text: {e}")))
 }
 
 pub fn code_kind(binary: &[u8]) -> CodeKind {
-    if binary.get(6..8) == Some(&COMPONENT_LAYER[..]) { CodeKind::Component } else { CodeKind::CoreModule }
+    if binary.get(6..8) == Some(&COMPONENT_LAYER[..]) {
+        CodeKind::Component
+    } else {
+        CodeKind::CoreModule
+    }
 }
 
 /// Compiled code of `binary`, from `cache` when it holds a sound entry.
@@ -104,7 +113,12 @@ pub enum Compiled {
     Component(Component),
 }
 
-pub fn compile(engine: &Engine, cache: Option<&CodeCache>, sha256: &str, binary: &[u8]) -> Result<(Compiled, CodeOrigin), LoadError> {
+pub fn compile(
+    engine: &Engine,
+    cache: Option<&CodeCache>,
+    sha256: &str,
+    binary: &[u8],
+) -> Result<(Compiled, CodeOrigin), LoadError> {
     let kind = code_kind(binary);
     if let Some(cache) = cache {
         match cache.get(sha256, kind) {
@@ -112,16 +126,24 @@ pub fn compile(engine: &Engine, cache: Option<&CodeCache>, sha256: &str, binary:
                 // SAFETY: `code` is exactly the payload this process family wrote with
                 // `serialize` for this engine configuration; its sha256 was checked just now.
                 let loaded = match kind {
-                    CodeKind::CoreModule => unsafe { Module::deserialize(engine, &code) }.map(Compiled::Module),
-                    CodeKind::Component => unsafe { Component::deserialize(engine, &code) }.map(Compiled::Component),
+                    CodeKind::CoreModule => {
+                        unsafe { Module::deserialize(engine, &code) }.map(Compiled::Module)
+                    }
+                    CodeKind::Component => {
+                        unsafe { Component::deserialize(engine, &code) }.map(Compiled::Component)
+                    }
                 };
                 match loaded {
                     Ok(compiled) => return Ok((compiled, CodeOrigin::DiskCache)),
-                    Err(e) => tracing::warn!(sha256, error = %e, "cached code rejected by wasmtime; recompiling"),
+                    Err(e) => {
+                        tracing::warn!(sha256, error = %e, "cached code rejected by wasmtime; recompiling")
+                    }
                 }
             }
             Err(CacheMiss::Absent) => {}
-            Err(CacheMiss::Corrupt(why)) => tracing::warn!(sha256, why, "corrupt code cache entry; recompiling"),
+            Err(CacheMiss::Corrupt(why)) => {
+                tracing::warn!(sha256, why, "corrupt code cache entry; recompiling")
+            }
         }
     }
     let (compiled, serialized) = match kind {
@@ -176,8 +198,14 @@ mod tests {
 
     #[test]
     fn rejects_bytes_that_are_neither_binary_nor_text() {
-        assert!(matches!(to_binary(b"\x7fELF\x02\x01"), Err(LoadError::Invalid(_))));
-        assert!(matches!(to_binary(b"(module (func"), Err(LoadError::Invalid(_))));
+        assert!(matches!(
+            to_binary(b"\x7fELF\x02\x01"),
+            Err(LoadError::Invalid(_))
+        ));
+        assert!(matches!(
+            to_binary(b"(module (func"),
+            Err(LoadError::Invalid(_))
+        ));
         assert!(to_binary(b"  (module)").is_ok());
     }
 }

@@ -3,14 +3,20 @@
 use std::time::Duration;
 
 use wasmtime::Trap;
+use wasmtime::component::ResourceTableError;
 
-use super::limits::{LimitHit, TABLE_ELEMENTS_MAX, WasmLimits};
+use super::limits::{HANDLES_MAX, LimitHit, TABLE_ELEMENTS_MAX, WasmLimits};
 
 /// The reason for a wasmtime error that ended a task: a trap by name, else the error chain.
 pub fn of_error(e: &wasmtime::Error) -> String {
+    if let Some(ResourceTableError::Full) = e.downcast_ref::<ResourceTableError>() {
+        return format!("handle limit of {HANDLES_MAX} open files, streams and sockets reached");
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => "stack overflow (wasm call stack exhausted)".to_owned(),
-        Some(Trap::UnreachableCodeReached) => "wasm trap: unreachable instruction executed".to_owned(),
+        Some(Trap::UnreachableCodeReached) => {
+            "wasm trap: unreachable instruction executed".to_owned()
+        }
         Some(trap) => trap.to_string(),
         None => format!("{e:#}"),
     }
@@ -32,7 +38,11 @@ pub fn of_limit(hit: &LimitHit, limits: &WasmLimits) -> String {
 /// "timed out after 2 s", "timed out after 0.5 s".
 pub fn of_timeout(timeout: Duration) -> String {
     let secs = timeout.as_secs_f64();
-    if secs.fract() == 0.0 { format!("timed out after {secs} s") } else { format!("timed out after {secs:.3} s") }
+    if secs.fract() == 0.0 {
+        format!("timed out after {secs} s")
+    } else {
+        format!("timed out after {secs:.3} s")
+    }
 }
 
 #[cfg(test)]
@@ -42,6 +52,9 @@ mod tests {
     #[test]
     fn timeouts_read_naturally() {
         assert_eq!(of_timeout(Duration::from_secs(2)), "timed out after 2 s");
-        assert_eq!(of_timeout(Duration::from_millis(1500)), "timed out after 1.500 s");
+        assert_eq!(
+            of_timeout(Duration::from_millis(1500)),
+            "timed out after 1.500 s"
+        );
     }
 }

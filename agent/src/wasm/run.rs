@@ -12,7 +12,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::limits::{CpuThrottle, LimitHit, SLICE_TICKS, TaskLimiter, WasmLimits};
+use super::limits::{CpuThrottle, HANDLES_MAX, LimitHit, SLICE_TICKS, TaskLimiter, WasmLimits};
 use super::output::{CappedOutput, CapturedOutput};
 use super::program::{LoadedModule, Program};
 use super::reason;
@@ -42,7 +42,10 @@ impl P1Ctx {
 
 impl WasiView for P2Ctx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -68,10 +71,20 @@ impl TaskRun {
         let TaskKind::Wasm(wasm) = &spec.kind else {
             return Err("not a wasm task".to_owned());
         };
-        let argv0 = if wasm.module.name.is_empty() { spec.name.clone() } else { wasm.module.name.clone() };
+        let argv0 = if wasm.module.name.is_empty() {
+            spec.name.clone()
+        } else {
+            wasm.module.name.clone()
+        };
         Ok(TaskRun {
-            args: std::iter::once(argv0).chain(wasm.args.iter().cloned()).collect(),
-            env: wasm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            args: std::iter::once(argv0)
+                .chain(wasm.args.iter().cloned())
+                .collect(),
+            env: wasm
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             dirs: wasm.dirs.clone(),
             net: wasm.net,
             sandbox_dir,
@@ -91,7 +104,12 @@ pub struct TaskReport {
 impl TaskReport {
     pub(crate) fn failed_before_start(reason: String) -> TaskReport {
         TaskReport {
-            outcome: TaskOutcome { state: TaskState::Failed, exit_code: None, reason, stdout_tail: String::new() },
+            outcome: TaskOutcome {
+                state: TaskState::Failed,
+                exit_code: None,
+                reason,
+                stdout_tail: String::new(),
+            },
             stdout: CapturedOutput::default(),
             stderr: CapturedOutput::default(),
         }
@@ -142,14 +160,21 @@ enum Ended {
 }
 
 /// Runs `module` to its end, a kill, or the timeout.
-pub(crate) async fn run(engine: &Engine, module: &LoadedModule, run: &TaskRun, kill: &KillSwitch) -> TaskReport {
+pub(crate) async fn run(
+    engine: &Engine,
+    module: &LoadedModule,
+    run: &TaskRun,
+    kill: &KillSwitch,
+) -> TaskReport {
     let stdout = CappedOutput::new(run.limits.output_bytes_max);
     let stderr = CappedOutput::new(run.limits.output_bytes_max);
     let execution = execute(engine, module, run, &stdout, &stderr);
     let bounded = async {
         match run.limits.timeout {
             None => execution.await,
-            Some(limit) => tokio::time::timeout(limit, execution).await.unwrap_or(Ended::TimedOut(limit)),
+            Some(limit) => tokio::time::timeout(limit, execution)
+                .await
+                .unwrap_or(Ended::TimedOut(limit)),
         }
     };
     // Dropping the execution future (kill, timeout) drops the store and frees the task.
@@ -160,10 +185,20 @@ pub(crate) async fn run(engine: &Engine, module: &LoadedModule, run: &TaskRun, k
     };
     let stdout = stdout.captured();
     let outcome = outcome_of(ended, &run.limits, &stdout);
-    TaskReport { outcome, stdout, stderr: stderr.captured() }
+    TaskReport {
+        outcome,
+        stdout,
+        stderr: stderr.captured(),
+    }
 }
 
-async fn execute(engine: &Engine, module: &LoadedModule, run: &TaskRun, stdout: &CappedOutput, stderr: &CappedOutput) -> Ended {
+async fn execute(
+    engine: &Engine,
+    module: &LoadedModule,
+    run: &TaskRun,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> Ended {
     let builder = match wasi_builder(run, stdout, stderr) {
         Ok(b) => b,
         Err(reason) => return Ended::SetupFailed(reason),
@@ -173,7 +208,9 @@ async fn execute(engine: &Engine, module: &LoadedModule, run: &TaskRun, stdout: 
     let execution = match &module.program {
         Program::P1(pre) => {
             let mut builder = builder;
-            let mut store = Store::new(engine, P1Ctx { wasi: builder.build_p1(), limiter });
+            let mut wasi = builder.build_p1();
+            wasi.ctx().table.set_max_capacity(HANDLES_MAX);
+            let mut store = Store::new(engine, P1Ctx { wasi, limiter });
             store.limiter(|ctx| &mut ctx.limiter);
             arm_epoch(&mut store, throttle);
             let result = async {
@@ -182,11 +219,18 @@ async fn execute(engine: &Engine, module: &LoadedModule, run: &TaskRun, stdout: 
                 start.call_async(&mut store, ()).await
             }
             .await;
-            Execution { exit: exit_of(result), limit_hit: store.data_mut().limiter.hit.take() }
+            Execution {
+                exit: exit_of(result),
+                limit_hit: store.data_mut().limiter.hit.take(),
+            }
         }
         Program::P2(pre) => {
             let mut builder = builder;
-            let ctx = P2Ctx { wasi: builder.build(), table: ResourceTable::new(), limiter };
+            let ctx = P2Ctx {
+                wasi: builder.build(),
+                table: handle_table(),
+                limiter,
+            };
             let mut store = Store::new(engine, ctx);
             store.limiter(|ctx| &mut ctx.limiter);
             arm_epoch(&mut store, throttle);
@@ -201,10 +245,19 @@ async fn execute(engine: &Engine, module: &LoadedModule, run: &TaskRun, stdout: 
                 Ok(Err(())) => Exit::Code(1),
                 Err(e) => exit_of(Err(e)),
             };
-            Execution { exit, limit_hit: store.data_mut().limiter.hit.take() }
+            Execution {
+                exit,
+                limit_hit: store.data_mut().limiter.hit.take(),
+            }
         }
     };
     Ended::Ran(execution)
+}
+
+fn handle_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(HANDLES_MAX);
+    table
 }
 
 fn arm_epoch<T: 'static>(store: &mut Store<T>, throttle: CpuThrottle) {
@@ -223,16 +276,37 @@ fn exit_of(result: wasmtime::Result<()>) -> Exit {
 }
 
 /// The WASI context: nothing but what `run` grants.
-fn wasi_builder(run: &TaskRun, stdout: &CappedOutput, stderr: &CappedOutput) -> Result<WasiCtxBuilder, String> {
+fn wasi_builder(
+    run: &TaskRun,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> Result<WasiCtxBuilder, String> {
     let mut b = WasiCtxBuilder::new();
-    b.args(&run.args).envs(&run.env).stdout(stdout.clone()).stderr(stderr.clone());
+    b.args(&run.args)
+        .envs(&run.env)
+        .stdout(stdout.clone())
+        .stderr(stderr.clone());
     b.initial_cwd(SANDBOX_GUEST_DIR);
     b.preopened_dir(&run.sandbox_dir, SANDBOX_GUEST_DIR, FsPerms::ReadWrite)
-        .map_err(|e| format!("cannot open the sandbox directory {}: {e:#}", run.sandbox_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot open the sandbox directory {}: {e:#}",
+                run.sandbox_dir.display()
+            )
+        })?;
     for grant in &run.dirs {
-        let perms = if grant.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        let perms = if grant.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
         b.preopened_dir(&grant.host, &grant.guest, perms)
-            .map_err(|e| format!("cannot grant directory {} as {}: {e:#}", grant.host, grant.guest))?;
+            .map_err(|e| {
+                format!(
+                    "cannot grant directory {} as {}: {e:#}",
+                    grant.host, grant.guest
+                )
+            })?;
     }
     if run.net {
         b.inherit_network().allow_ip_name_lookup(true);
@@ -249,13 +323,30 @@ fn outcome_of(ended: Ended, limits: &WasmLimits, stdout: &CapturedOutput) -> Tas
         Ended::Killed => (TaskState::Killed, None, "killed".to_owned()),
         Ended::TimedOut(limit) => (TaskState::Failed, None, reason::of_timeout(limit)),
         Ended::SetupFailed(why) => (TaskState::Failed, None, why),
-        Ended::Ran(Execution { exit: Exit::Code(0), .. }) => (TaskState::Finished, Some(0), "exited with code 0".to_owned()),
-        Ended::Ran(Execution { exit: Exit::Code(code), limit_hit }) => {
-            (TaskState::Failed, Some(code), with_limit(limit_hit, format!("exited with code {code}")))
-        }
-        Ended::Ran(Execution { exit: Exit::Error(e), limit_hit }) => {
-            (TaskState::Failed, None, with_limit(limit_hit, reason::of_error(&e)))
-        }
+        Ended::Ran(Execution {
+            exit: Exit::Code(0),
+            ..
+        }) => (
+            TaskState::Finished,
+            Some(0),
+            "exited with code 0".to_owned(),
+        ),
+        Ended::Ran(Execution {
+            exit: Exit::Code(code),
+            limit_hit,
+        }) => (
+            TaskState::Failed,
+            Some(code),
+            with_limit(limit_hit, format!("exited with code {code}")),
+        ),
+        Ended::Ran(Execution {
+            exit: Exit::Error(e),
+            limit_hit,
+        }) => (
+            TaskState::Failed,
+            None,
+            with_limit(limit_hit, reason::of_error(&e)),
+        ),
     };
     if !stdout.is_complete() {
         reason.push_str(&format!(
@@ -264,5 +355,10 @@ fn outcome_of(ended: Ended, limits: &WasmLimits, stdout: &CapturedOutput) -> Tas
         ));
     }
     let stdout_tail = TaskOutcome::tail_of(&stdout.last_bytes(crate::outcome::STDOUT_TAIL_BYTES));
-    TaskOutcome { state, exit_code, reason, stdout_tail }
+    TaskOutcome {
+        state,
+        exit_code,
+        reason,
+        stdout_tail,
+    }
 }

@@ -18,10 +18,18 @@ fn edge_board() -> tempfile::TempDir {
     let r = root.path();
     put(r, "/sys/devices/system/cpu/online", "0-3,6-7\n");
     put(r, "/proc/cpuinfo", "processor\t: 0\nprocessor\t: 1\n");
-    put(r, "/proc/meminfo", "MemTotal:        8388608 kB\nMemFree:         1000 kB\n");
+    put(
+        r,
+        "/proc/meminfo",
+        "MemTotal:        8388608 kB\nMemFree:         1000 kB\n",
+    );
     put(r, "/proc/sys/kernel/hostname", "jetson-dock3\n");
     put(r, "/proc/sys/kernel/osrelease", "5.15.0-tegra\n");
-    put(r, "/proc/driver/nvidia/gpus/0000:01:00.0/information", "Model: \t\t Orin (nvgpu)\nIRQ:   1\nDevice Minor: \t 0\n");
+    put(
+        r,
+        "/proc/driver/nvidia/gpus/0000:01:00.0/information",
+        "Model: \t\t Orin (nvgpu)\nIRQ:   1\nDevice Minor: \t 0\n",
+    );
     put(r, "/dev/nvidia0", "");
     put(r, "/dev/nvidiactl", "");
     put(r, "/dev/dri/renderD128", "");
@@ -45,15 +53,40 @@ fn detects_resources_and_attributes_of_a_fake_board() {
     let work = tempfile::tempdir().unwrap();
     let d = detect::detect(root.path(), work.path());
     let r = &d.resources;
-    assert_eq!(r.scalar("cpus"), Scalar::from_whole(6), "online list wins over cpuinfo");
+    assert_eq!(
+        r.scalar("cpus"),
+        Scalar::from_whole(6),
+        "online list wins over cpuinfo"
+    );
     assert_eq!(r.scalar("mem"), Scalar::from_whole(8192));
-    assert!(r.scalar("disk") > Scalar::ZERO, "disk of the work directory");
-    assert_eq!(r.scalar("gpus"), Scalar::from_whole(2), "nvidia0 once (not again as renderD128) + intel");
-    let set = |name: &str| r.sets.get(name).map(|s| s.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    assert_eq!(set("gpu_ids"), ["gpu:/dev/dri/renderD129", "gpu:/dev/nvidia0"]);
-    assert_eq!(set("cameras"), ["camera:/dev/video0", "camera:/dev/video10"]);
+    assert!(
+        r.scalar("disk") > Scalar::ZERO,
+        "disk of the work directory"
+    );
+    assert_eq!(
+        r.scalar("gpus"),
+        Scalar::from_whole(2),
+        "nvidia0 once (not again as renderD128) + intel"
+    );
+    let set = |name: &str| {
+        r.sets
+            .get(name)
+            .map(|s| s.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        set("gpu_ids"),
+        ["gpu:/dev/dri/renderD129", "gpu:/dev/nvidia0"]
+    );
+    assert_eq!(
+        set("cameras"),
+        ["camera:/dev/video0", "camera:/dev/video10"]
+    );
     assert_eq!(set("sensors"), ["iio:iio:device0"]);
-    assert_eq!(set("serial_ports"), ["serial:/dev/ttyACM1", "serial:/dev/ttyUSB0"]);
+    assert_eq!(
+        set("serial_ports"),
+        ["serial:/dev/ttyACM1", "serial:/dev/ttyUSB0"]
+    );
     let a = &d.attributes;
     assert_eq!(d.hostname, "jetson-dock3");
     assert_eq!(a.get("hostname"), Some("jetson-dock3"));
@@ -71,14 +104,21 @@ fn detects_resources_and_attributes_of_a_fake_board() {
 #[test]
 fn empty_tree_has_no_devices_and_falls_back_for_cpus() {
     let root = tempfile::tempdir().unwrap();
-    put(root.path(), "/proc/cpuinfo", "processor : 0\nmodel name : x\nprocessor : 1\nprocessor : 2\n");
+    put(
+        root.path(),
+        "/proc/cpuinfo",
+        "processor : 0\nmodel name : x\nprocessor : 1\nprocessor : 2\n",
+    );
     let work = tempfile::tempdir().unwrap();
     let d = detect::detect(root.path(), work.path());
     assert_eq!(d.resources.scalar("cpus"), Scalar::from_whole(3));
     assert_eq!(d.resources.scalar("gpus"), Scalar::ZERO);
     assert!(d.resources.sets.is_empty());
     assert!(!d.attributes.0.contains_key("has"));
-    assert!(!d.hostname.is_empty(), "hostname falls back to the running kernel's");
+    assert!(
+        !d.hostname.is_empty(),
+        "hostname falls back to the running kernel's"
+    );
 }
 
 #[test]
@@ -106,12 +146,19 @@ fn config_overrides_adds_reserves_and_labels() {
     .unwrap();
     let detected = detect::detect(root.path(), work.path());
     let advert = detect::advert(detected, &config, AgentId::new("a1"), 7).unwrap();
-    assert_eq!(advert.total.scalar("mem"), Scalar::from_whole(4096 - 512), "override, then reserve");
+    assert_eq!(
+        advert.total.scalar("mem"),
+        Scalar::from_whole(4096 - 512),
+        "override, then reserve"
+    );
     assert_eq!(advert.total.scalar("cpus"), Scalar::from_whole(5));
     assert_eq!(advert.total.scalar("npu"), Scalar::from_whole(1));
     assert_eq!(advert.reserved.scalar("mem"), Scalar::from_whole(512));
     assert!(advert.total.sets["relays"].contains("relay:1"));
-    assert!(advert.total.sets["cameras"].contains("camera:/dev/video0"), "detected sets stay");
+    assert!(
+        advert.total.sets["cameras"].contains("camera:/dev/video0"),
+        "detected sets stay"
+    );
     assert_eq!(advert.total.ranges["ports"].count(), 1000);
     assert_eq!(advert.attributes.get("zone"), Some("dock-3"));
     assert_eq!(advert.attributes.get("label.owner"), Some("team-a"));
@@ -124,11 +171,27 @@ fn agent_id_is_generated_once_per_work_dir_unless_configured() {
     let none = AgentConfig::default();
     let first = detect::agent_id(&none, work.path(), "Jetson Dock_3").unwrap();
     assert!(first.as_str().starts_with("jetson-dock-3-"), "{first}");
-    assert_eq!(detect::agent_id(&none, work.path(), "other").unwrap(), first, "kept in the work dir");
+    assert_eq!(
+        detect::agent_id(&none, work.path(), "other").unwrap(),
+        first,
+        "kept in the work dir"
+    );
     let other_work = tempfile::tempdir().unwrap();
-    assert_ne!(detect::agent_id(&none, other_work.path(), "Jetson Dock_3").unwrap(), first);
-    let configured = AgentConfig { agent_id: Some("pinned".into()), ..AgentConfig::default() };
-    assert_eq!(detect::agent_id(&configured, work.path(), "x").unwrap(), AgentId::new("pinned"));
-    let bad = AgentConfig { agent_id: Some("a/b".into()), ..AgentConfig::default() };
+    assert_ne!(
+        detect::agent_id(&none, other_work.path(), "Jetson Dock_3").unwrap(),
+        first
+    );
+    let configured = AgentConfig {
+        agent_id: Some("pinned".into()),
+        ..AgentConfig::default()
+    };
+    assert_eq!(
+        detect::agent_id(&configured, work.path(), "x").unwrap(),
+        AgentId::new("pinned")
+    );
+    let bad = AgentConfig {
+        agent_id: Some("a/b".into()),
+        ..AgentConfig::default()
+    };
     assert!(detect::agent_id(&bad, work.path(), "x").is_err());
 }

@@ -9,8 +9,11 @@ use proto::{ModuleRef, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTa
 
 /// A module built by `cargo xtask modules`.
 pub fn module_bytes(name: &str) -> Arc<[u8]> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/modules").join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask modules`", path.display()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/modules")
+        .join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask modules`", path.display()));
     bytes.into()
 }
 
@@ -23,13 +26,21 @@ pub fn spec(name: &str, mem_mib: f64, timeout_ms: Option<u64>, args: &[&str]) ->
     TaskSpec {
         task_id: TaskId::new(format!("t-{name}")),
         name: name.to_owned(),
-        resources: Resources::new().with_scalar("mem", mem_mib).with_scalar("cpus", 1.0),
+        resources: Resources::new()
+            .with_scalar("mem", mem_mib)
+            .with_scalar("cpus", 1.0),
         kind: TaskKind::Wasm(WasmTask {
-            module: ModuleRef { name: name.to_owned(), ..ModuleRef::default() },
+            module: ModuleRef {
+                name: name.to_owned(),
+                ..ModuleRef::default()
+            },
             args: args.iter().map(|s| s.to_string()).collect(),
             ..WasmTask::default()
         }),
-        limits: TaskLimits { timeout_ms, ..TaskLimits::default() },
+        limits: TaskLimits {
+            timeout_ms,
+            ..TaskLimits::default()
+        },
     }
 }
 
@@ -46,13 +57,32 @@ pub fn sandbox() -> Sandbox {
     Sandbox { parent, dir }
 }
 
-pub async fn run_spec(exec: &WasmExecutor, spec: &TaskSpec, bytes: Arc<[u8]>) -> (TaskReport, Sandbox) {
+pub async fn run_spec(
+    exec: &WasmExecutor,
+    spec: &TaskSpec,
+    bytes: Arc<[u8]>,
+) -> (TaskReport, Sandbox) {
     let sb = sandbox();
     let report = exec.start_spec(spec, bytes, sb.dir.clone()).wait().await;
-    assert!(!report.outcome.reason.is_empty(), "every outcome carries a reason");
+    assert!(
+        !report.outcome.reason.is_empty(),
+        "every outcome carries a reason"
+    );
     (report, sb)
 }
 
-pub async fn run_module(exec: &WasmExecutor, name: &str, mem_mib: f64, timeout_ms: Option<u64>) -> TaskOutcome {
-    run_spec(exec, &spec(name, mem_mib, timeout_ms, &[]), module_bytes(name)).await.0.outcome
+pub async fn run_module(
+    exec: &WasmExecutor,
+    name: &str,
+    mem_mib: f64,
+    timeout_ms: Option<u64>,
+) -> TaskOutcome {
+    run_spec(
+        exec,
+        &spec(name, mem_mib, timeout_ms, &[]),
+        module_bytes(name),
+    )
+    .await
+    .0
+    .outcome
 }

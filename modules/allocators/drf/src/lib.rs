@@ -4,7 +4,8 @@
 
 #![no_std]
 
-use executor_sdk::types::{QUANTITY_KINDS_MAX, Quantities, Resources, SCALAR_MILLIS_PER_UNIT};
+use executor_sdk::types::{QUANTITY_KINDS_MAX, Quantities, skip_attributes, visit_quantities};
+use executor_sdk::wire::take;
 use executor_sdk::{AgentEntry, AllocationInput, Allocator, Decisions, FrameworkEntry, Indexed};
 use heapless::Vec;
 
@@ -153,12 +154,13 @@ impl Drf {
     /// that take the agent's free resources, scanning as the built-in sorter does: roles
     /// in order, and past the first match only roles of the same key whose first
     /// framework could still rank before it.
-    fn first_match(
+    fn first_match<'a>(
         &self,
-        frameworks: &Indexed<'_, FrameworkEntry<'_>, FRAMEWORKS_MAX>,
-        agent: &AgentEntry<'_>,
+        frameworks: &Indexed<'a, FrameworkEntry<'a>, FRAMEWORKS_MAX>,
+        agent: impl Fn() -> Option<AgentEntry<'a>>,
         now_ms: u64,
     ) -> Option<u16> {
+        let mut decoded: Option<AgentEntry<'a>> = None;
         let mut best: Option<(u64, (u64, u64, u16))> = None;
         for &role_idx in &self.role_order {
             let role = &self.roles[role_idx as usize];
@@ -259,28 +261,25 @@ fn dense_of_quantities(total: &Quantities<'_>, q: &Quantities<'_>) -> Dense {
     dense
 }
 
-/// Quantities of `r` over the cluster's kinds, as the built-in's `dense_of_resources`.
-fn dense_of_resources(total: &Quantities<'_>, r: &Resources<'_>) -> Dense {
+/// The free resources of agent `index` over the cluster's kinds, as the built-in's
+/// `dense_of_resources` (a kind named twice keeps its last amount), read in place.
+fn free_of(agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>, index: usize, total: &Quantities<'_>) -> Option<Dense> {
+    let bytes = agents.element_bytes(index)?;
+    let after_id = take::<&str>(bytes).ok()?.1;
+    let free = skip_attributes(after_id).ok()?;
     let mut dense = [0; QUANTITY_KINDS_MAX];
-    for (name, v) in r.scalars.iter() {
-        if let Some(k) = kind(total, name) {
-            dense[k] = *v;
-        }
+    let mut any_outside = false;
+    visit_quantities(free, |name, millis| match kind(total, name) {
+        Some(k) => dense[k] = millis,
+        // Free resources of a kind the total lacks still make the agent non-empty.
+        None => any_outside |= millis > 0,
+    })
+    .ok()?;
+    if any_outside && dense.iter().all(|q| *q == 0) {
+        dense[QUANTITY_KINDS_MAX - 1] = 0;
+        return Some(NOT_EMPTY_OUTSIDE_TOTAL);
     }
-    for (name, ranges) in r.ranges.iter() {
-        if let Some(k) = kind(total, name) {
-            let count = ranges
-                .iter()
-                .fold(0u64, |n, (s, e)| n.saturating_add(e - s).saturating_add(1));
-            dense[k] = count.saturating_mul(SCALAR_MILLIS_PER_UNIT);
-        }
-    }
-    for (name, items) in r.sets.iter() {
-        if let Some(k) = kind(total, name) {
-            dense[k] = (items.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT);
-        }
-    }
-    dense
+    Some(dense)
 }
 
 /// Largest `alloc / total` over kinds with a non-zero total (same float operations, in

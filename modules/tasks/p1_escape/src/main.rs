@@ -7,7 +7,13 @@ use std::fs;
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 unsafe extern "C" {
     /// WASI p1 `path_symlink(old_path, fd, new_path) -> errno`.
-    fn path_symlink(old_ptr: *const u8, old_len: usize, fd: u32, new_ptr: *const u8, new_len: usize) -> u16;
+    fn path_symlink(
+        old_ptr: *const u8,
+        old_len: usize,
+        fd: u32,
+        new_ptr: *const u8,
+        new_len: usize,
+    ) -> u16;
 }
 
 /// The first preopened directory (the sandbox) is fd 3.
@@ -15,7 +21,15 @@ const SANDBOX_FD: u32 = 3;
 
 fn symlink(target: &str, link: &str) -> bool {
     // SAFETY: both pointers and lengths come from live `&str`s.
-    unsafe { path_symlink(target.as_ptr(), target.len(), SANDBOX_FD, link.as_ptr(), link.len()) == 0 }
+    unsafe {
+        path_symlink(
+            target.as_ptr(),
+            target.len(),
+            SANDBOX_FD,
+            link.as_ptr(),
+            link.len(),
+        ) == 0
+    }
 }
 
 fn attempt(what: &str, escaped: bool) {
@@ -23,11 +37,21 @@ fn attempt(what: &str, escaped: bool) {
 }
 
 fn main() {
-    for path in ["../../../../../../etc/passwd", "/etc/passwd", "/../etc/passwd", "./../etc/hostname", "/proc/self/environ"] {
+    for path in [
+        "../../../../../../etc/passwd",
+        "/etc/passwd",
+        "/../etc/passwd",
+        "./../etc/hostname",
+        "/proc/self/environ",
+    ] {
         let read = fs::read(path).is_ok_and(|b| !b.is_empty());
         attempt(&format!("read {path}"), read);
     }
-    for path in ["../escape.txt", "/../escape.txt", "../../tmp/wasmos-escape.txt"] {
+    for path in [
+        "../escape.txt",
+        "/../escape.txt",
+        "../../tmp/wasmos-escape.txt",
+    ] {
         attempt(&format!("write {path}"), fs::write(path, "escaped").is_ok());
     }
     let linked = symlink("../../../../../../../../etc", "mylink");
