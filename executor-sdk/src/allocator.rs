@@ -6,10 +6,13 @@ use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    Attributes, CONSTRAINTS_MAX, Constraint, QUANTITY_KINDS_MAX, Quantities, Resources, decode_with_skip, skip_attributes,
-    skip_resources,
+    Attributes, CONSTRAINTS_MAX, Constraint, QUANTITY_KINDS_MAX, Quantities, Resources,
+    decode_with_skip, skip_attributes, skip_resources,
 };
-use crate::wire::{Decode, Error, Output, Seq, finish, skip_bytes, skip_seq, skip_str, skip_varint, take, take_varint};
+use crate::wire::{
+    Decode, Error, Output, Seq, finish, skip_bytes, skip_seq, skip_str, skip_varint, take,
+    take_varint,
+};
 
 /// Filters one framework keeps on one agent.
 pub const FILTERS_PER_AGENT_MAX: usize = 8;
@@ -137,7 +140,9 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
 
     fn skip(input: &'a [u8]) -> Result<&'a [u8], Error> {
         let rest = skip_bytes(skip_str(skip_str(input)?)?, 8)?;
-        let rest = skip_seq(skip_varint(rest)?, QUANTITY_KINDS_MAX, |b| skip_varint(skip_str(b)?))?;
+        let rest = skip_seq(skip_varint(rest)?, QUANTITY_KINDS_MAX, |b| {
+            skip_varint(skip_str(b)?)
+        })?;
         let rest = skip_bool(rest)?;
         let rest = skip_seq(rest, CONSTRAINTS_MAX, |b| skip_str(skip_str(b)?))?;
         let rest = skip_resources(rest)?;
@@ -213,7 +218,9 @@ fn skip_agent(input: &[u8]) -> Result<&[u8], Error> {
 }
 
 fn skip_agent_filters(input: &[u8]) -> Result<&[u8], Error> {
-    skip_seq(skip_str(input)?, FILTERS_PER_AGENT_MAX, |b| skip_varint(skip_resources(b)?))
+    skip_seq(skip_str(input)?, FILTERS_PER_AGENT_MAX, |b| {
+        skip_varint(skip_resources(b)?)
+    })
 }
 
 /// Skips a `bool` (one byte, 0 or 1).

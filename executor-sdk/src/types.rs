@@ -335,8 +335,12 @@ decode_with_skip!(Offer<'a>, skip_offer);
 pub fn skip_resources(input: &[u8]) -> Result<&[u8], crate::Error> {
     let rest = skip_seq(input, SCALARS_MAX, |b| skip_varint(skip_str(b)?))?;
     let interval = |b| skip_varint(skip_varint(b)?);
-    let rest = skip_seq(rest, RANGE_KINDS_MAX, |b| skip_seq(skip_str(b)?, INTERVALS_MAX, interval))?;
-    skip_seq(rest, SET_KINDS_MAX, |b| skip_seq(skip_str(b)?, SET_ITEMS_MAX, skip_str))
+    let rest = skip_seq(rest, RANGE_KINDS_MAX, |b| {
+        skip_seq(skip_str(b)?, INTERVALS_MAX, interval)
+    })?;
+    skip_seq(rest, SET_KINDS_MAX, |b| {
+        skip_seq(skip_str(b)?, SET_ITEMS_MAX, skip_str)
+    })
 }
 
 /// Walks an encoded `Resources` without building it, calling `visit(kind, millis)` for
@@ -362,7 +366,9 @@ pub fn visit_quantities<'a>(
         for _ in 0..intervals {
             let (start, next) = crate::wire::take::<u64>(after)?;
             let (end, next) = crate::wire::take::<u64>(next)?;
-            items = items.saturating_add(end.saturating_sub(start)).saturating_add(1);
+            items = items
+                .saturating_add(end.saturating_sub(start))
+                .saturating_add(1);
             after = next;
         }
         visit(kind, items.saturating_mul(SCALAR_MILLIS_PER_UNIT));
@@ -383,7 +389,9 @@ pub fn visit_quantities<'a>(
 
 /// Skips `Attributes` exactly as decoding them checks them.
 pub fn skip_attributes(input: &[u8]) -> Result<&[u8], crate::Error> {
-    skip_seq(input, ATTRIBUTE_KEYS_MAX, |b| skip_seq(skip_str(b)?, ATTRIBUTE_VALUES_MAX, skip_str))
+    skip_seq(input, ATTRIBUTE_KEYS_MAX, |b| {
+        skip_seq(skip_str(b)?, ATTRIBUTE_VALUES_MAX, skip_str)
+    })
 }
 
 fn skip_offer(input: &[u8]) -> Result<&[u8], crate::Error> {

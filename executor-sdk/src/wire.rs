@@ -67,7 +67,11 @@ pub trait Decode<'a>: Sized {
 /// Skips a postcard varint of at most 10 bytes (a `u64` or `usize`).
 pub fn skip_varint(input: &[u8]) -> Result<&[u8], Error> {
     const VARINT_BYTES_MAX: usize = 10;
-    let end = input.iter().take(VARINT_BYTES_MAX).position(|b| b & 0x80 == 0).ok_or(Error::Malformed)?;
+    let end = input
+        .iter()
+        .take(VARINT_BYTES_MAX)
+        .position(|b| b & 0x80 == 0)
+        .ok_or(Error::Malformed)?;
     Ok(&input[end + 1..])
 }
 

@@ -32,7 +32,7 @@ fn agent_total(i: usize) -> Resources {
     let r = Resources::new()
         .with_scalar("cpus", 16.0)
         .with_scalar("mem", 65536.0);
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         r.with_scalar("gpus", 1.0)
     } else {
         r

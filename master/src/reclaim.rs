@@ -107,7 +107,7 @@ pub fn choose_victims(
             .iter()
             .filter(|t| t.framework_id == victim.framework_id)
             .collect();
-        tasks.sort_by(|a, b| b.launch_seq.cmp(&a.launch_seq));
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.launch_seq));
         for task in tasks {
             let mut after = left.clone();
             subtract_quantities(&mut after, &task.quantities);

@@ -33,7 +33,7 @@ pub const SHARE_SCALE: f64 = 1e12;
 /// `share / weight` as a sortable integer in units of `1 / SHARE_SCALE` (saturating;
 /// a weight that is not positive sorts last).
 pub fn weighted_share_key(share: f64, weight: f64) -> u64 {
-    if !(weight > 0.0) || !weight.is_finite() {
+    if weight.is_nan() || weight <= 0.0 || weight.is_infinite() {
         return u64::MAX;
     }
     let scaled = (share / weight * SHARE_SCALE).round();

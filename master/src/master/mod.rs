@@ -1,6 +1,7 @@
 //! The master core: one sans-IO state machine owning the agents' books, the offer book,
 //! the task registry, the allocator and reclaim.
 
+mod accept;
 mod agents;
 mod books;
 mod calls;
@@ -244,10 +245,11 @@ impl Master {
         const DEBUG_CHECK_TASKS_MAX: usize = 256;
         let small = self.agents.len() <= DEBUG_CHECK_AGENTS_MAX
             && self.tasks.live_count() <= DEBUG_CHECK_TASKS_MAX;
-        if cfg!(debug_assertions) && small {
-            if let Err(e) = self.check_invariants() {
-                panic!("master invariant broken: {e}");
-            }
+        if cfg!(debug_assertions)
+            && small
+            && let Err(e) = self.check_invariants()
+        {
+            panic!("master invariant broken: {e}");
         }
     }
 }

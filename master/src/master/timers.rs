@@ -79,10 +79,10 @@ impl Master {
     fn allocate(&mut self, now: Millis) {
         self.allocation_at = None;
         // Whatever called for an allocation may also have left someone below its share.
-        if let Some(reclaim) = &self.config.reclaim {
-            if self.reclaim_check_at.is_none() {
-                self.reclaim_check_at = Some(now.plus_ms(reclaim.check_interval_ms.max(1)));
-            }
+        if let Some(reclaim) = &self.config.reclaim
+            && self.reclaim_check_at.is_none()
+        {
+            self.reclaim_check_at = Some(now.plus_ms(reclaim.check_interval_ms.max(1)));
         }
         let candidates: Vec<AgentId> = if std::mem::take(&mut self.allocation_all) {
             self.allocation_agents.clear();

@@ -258,10 +258,10 @@ impl World {
                 }
             }
             Op::Teardown { fw } => {
-                if let Some(fw) = self.fw(fw) {
-                    if call(m, now, &fw, Call::Teardown).is_ok() {
-                        self.held.retain(|o| o.framework_id != fw);
-                    }
+                if let Some(fw) = self.fw(fw)
+                    && call(m, now, &fw, Call::Teardown).is_ok()
+                {
+                    self.held.retain(|o| o.framework_id != fw);
                 }
             }
             Op::Advance { ms } => self.now += ms as u64,

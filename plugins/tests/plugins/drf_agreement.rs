@@ -285,3 +285,40 @@ proptest! {
         prop_assert_eq!(wasm, builtin);
     }
 }
+
+#[test]
+fn scratch_fuel() {
+    let mut snap = Snapshot { now: Millis(1_000), ..Snapshot::default() };
+    for i in 0..1000 {
+        let mut attributes = Attributes::new().with("arch", if i % 3 == 0 { "aarch64" } else { "x86_64" });
+        let mut free = Resources::new().with_scalar("cpus", (1 + i % 8) as f64).with_scalar("mem", (512 * (1 + i % 4)) as f64);
+        if i % 5 == 0 {
+            attributes.insert("has", "camera");
+            free = free.with_set_item("cameras", &format!("camera:{i}"));
+        }
+        proto::resources::add_quantities(&mut snap.total, &free.quantities());
+        snap.agents.insert(AgentId::new(format!("agent-{i:04}")), AgentSlot { attributes, free });
+    }
+    for i in 0..100 {
+        let constraints = if i % 10 == 0 { vec![Constraint { key: "has".into(), value: "camera".into() }] } else { vec![] };
+        let slot = FrameworkSlot {
+            role: format!("role-{}", i % 4), weight: 1.0 + (i % 3) as f64, subscribed_seq: i as u64,
+            allocation: BTreeMap::from([("cpus".into(), (i as u64 % 7) * 1000), ("mem".into(), (i as u64 % 5) * 256_000)]),
+            wants_offers: true, constraints, min_offer: Resources::new(), filters: BTreeMap::new(),
+        };
+        snap.frameworks.insert(FrameworkId::new(format!("fw-{i:03}")), slot);
+    }
+    snap.changes = Changes { all: true, frameworks: Default::default() };
+    let ids: Vec<AgentId> = snap.agents.keys().cloned().collect();
+    let mut wasm = WasmAllocator::new("drf.wasm", drf_code().clone(), 1);
+    for n in [0usize, 1, 10, 100, 1000] {
+        let order: Vec<&AgentId> = ids.iter().take(n).collect();
+        wasm.try_allocate(&snap, &order).unwrap();
+        eprintln!("candidates {n}: fuel {}", wasm.fuel_used_last());
+    }
+    let bytes = postcard::to_allocvec(&(&snap, &ids)).unwrap();
+    eprintln!("input bytes {}", bytes.len());
+    let t = std::time::Instant::now();
+    for _ in 0..100 { std::hint::black_box(postcard::to_allocvec(&(&snap, &ids)).unwrap()); }
+    eprintln!("encode {:?}", t.elapsed() / 100);
+}

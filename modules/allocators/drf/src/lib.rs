@@ -64,20 +64,22 @@ impl Allocator for Drf {
             return decisions.fail();
         };
         for agent_id in input.candidates.iter() {
-            let Some(agent) = agents.find_by_key(agent_id).and_then(|i| agents.get(i)) else {
+            let Some(index) = agents.find_by_key(agent_id) else {
                 continue;
             };
-            if agent.free.is_empty() {
+            // The free resources' amounts are read in place; the whole agent is decoded
+            // only when a framework's preferences must be checked against it.
+            let Some((free, empty)) = free_of(&agents, index, &input.total) else {
+                return decisions.fail();
+            };
+            if empty {
                 continue;
             }
-            let Some(chosen) = self.first_match(&frameworks, &agent, input.now_ms) else {
+            let agent = || agents.get(index);
+            let Some(chosen) = self.first_match(&frameworks, agent, input.now_ms) else {
                 continue;
             };
-            self.allocate_to(
-                chosen,
-                &dense_of_resources(&input.total, &agent.free),
-                &input.total,
-            );
+            self.allocate_to(chosen, &free, &input.total);
             if let Some(framework_id) = frameworks.key(chosen as usize) {
                 decisions.offer(agent_id, framework_id);
             }
@@ -178,10 +180,13 @@ impl Drf {
                 if best.is_some_and(|(_, b)| key >= b) {
                     break;
                 }
-                let takes = self.clients[member as usize].takes_anything
-                    || frameworks
-                        .get(member as usize)
-                        .is_some_and(|fw| fw.may_offer(agent, now_ms));
+                let takes = self.clients[member as usize].takes_anything || {
+                    if decoded.is_none() {
+                        decoded = agent();
+                    }
+                    let fw = frameworks.get(member as usize);
+                    matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
+                };
                 if takes {
                     best = Some((role.key, key));
                     break;
@@ -262,24 +267,27 @@ fn dense_of_quantities(total: &Quantities<'_>, q: &Quantities<'_>) -> Dense {
 }
 
 /// The free resources of agent `index` over the cluster's kinds, as the built-in's
-/// `dense_of_resources` (a kind named twice keeps its last amount), read in place.
-fn free_of(agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>, index: usize, total: &Quantities<'_>) -> Option<Dense> {
+/// `dense_of_resources` (a kind named twice keeps its last amount), read in place, and
+/// whether they are empty.
+fn free_of(
+    agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>,
+    index: usize,
+    total: &Quantities<'_>,
+) -> Option<(Dense, bool)> {
     let bytes = agents.element_bytes(index)?;
     let after_id = take::<&str>(bytes).ok()?.1;
     let free = skip_attributes(after_id).ok()?;
     let mut dense = [0; QUANTITY_KINDS_MAX];
-    let mut any_outside = false;
-    visit_quantities(free, |name, millis| match kind(total, name) {
-        Some(k) => dense[k] = millis,
-        // Free resources of a kind the total lacks still make the agent non-empty.
-        None => any_outside |= millis > 0,
+    // Any kind counts for emptiness, as `Resources::is_empty`, even one the total lacks.
+    let mut empty = true;
+    visit_quantities(free, |name, millis| {
+        empty &= millis == 0;
+        if let Some(k) = kind(total, name) {
+            dense[k] = millis;
+        }
     })
     .ok()?;
-    if any_outside && dense.iter().all(|q| *q == 0) {
-        dense[QUANTITY_KINDS_MAX - 1] = 0;
-        return Some(NOT_EMPTY_OUTSIDE_TOTAL);
-    }
-    Some(dense)
+    Some((dense, empty))
 }
 
 /// Largest `alloc / total` over kinds with a non-zero total (same float operations, in
