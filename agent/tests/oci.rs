@@ -461,6 +461,145 @@ fn whiteouts_and_opaque_directories_hide_lower_layers() {
     assert_eq!(std::fs::read(root.join("data-link")).unwrap(), b"original");
 }
 
+/// Regression: a whiteout named `.wh..` or `.wh...` named the directory itself or its
+/// parent, and emptied the rootfs (at the top, the directory above it).
+#[test]
+fn whiteouts_of_dot_and_dotdot_are_refused() {
+    let a = agent();
+    let dir = tempfile::tempdir().unwrap();
+    for name in [".wh..", ".wh...", "bin/.wh..."] {
+        let layout = layered(dir.path(), &[Entry::RawName(name, Vec::new())], LAYER_TAR);
+        let err = launch_error(&a, &layout);
+        assert!(
+            err.to_string().contains("escapes the rootfs (whiteout of . or ..)"),
+            "{name}: {err}"
+        );
+        std::fs::remove_dir_all(&layout).unwrap();
+    }
+}
+
+/// Regression: a FIFO in a layout (as `index.json` or as a blob) blocked the launch
+/// forever, whatever the task's timeout.
+#[test]
+fn fifos_in_a_layout_are_refused_not_waited_on() {
+    let a = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let mkfifo = |path: &Path| {
+        std::fs::remove_file(path).unwrap();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    };
+    let index = dir.path().join("fifo-index");
+    layout::busybox_layout(&index, &["true"]);
+    mkfifo(&index.join("index.json"));
+    let err = launch_error(&a, &index);
+    assert!(err.to_string().contains("index.json is not a regular file"), "{err}");
+
+    let blob = dir.path().join("fifo-blob");
+    layout::busybox_layout(&blob, &["true"]);
+    mkfifo(&layer_blob(&blob));
+    let err = launch_error(&a, &blob);
+    assert!(err.to_string().contains("is not a regular file"), "{err}");
+
+    let err = launch_error(&a, &index.join("index.json"));
+    assert!(
+        err.to_string().contains("neither an image layout directory nor a tar file"),
+        "{err}"
+    );
+}
+
+/// Regression: a layer that is not a tar archive failed with the tar reader's message,
+/// which quotes raw header bytes, and the path of a temporary directory.
+#[test]
+fn a_layer_that_is_not_tar_fails_with_a_readable_reason() {
+    let a = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for (name, media_type, bytes) in [
+        ("noise.tar", LAYER_TAR, noise.clone()),
+        ("noise.tgz", LAYER_GZIP, layout::gzip(&noise)),
+        ("plain-as-gzip", LAYER_GZIP, layout::layer_tar(&[Entry::Dir("etc")])),
+    ] {
+        let path = dir.path().join(name);
+        layout::write_layout(&path, &[(media_type, bytes)], &["true"]);
+        let reason = launch_error(&a, &path).outcome().reason;
+        assert!(reason.contains(": not a readable tar archive: "), "{name}: {reason}");
+        assert!(
+            reason.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !reason.contains(".unpack"),
+            "{name}: {reason}"
+        );
+    }
+}
+
+/// Regression: a layout `.tar` that is not one failed with raw header bytes in the reason,
+/// and a tar without `oci-layout` named the temporary directory it was extracted to.
+#[test]
+fn a_layout_tar_that_is_not_one_fails_with_a_readable_reason() {
+    let a = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let noise_tar = dir.path().join("noise.tar");
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&noise_tar, noise).unwrap();
+    let reason = launch_error(&a, &noise_tar).outcome().reason;
+    assert!(reason.contains("not a readable tar archive"), "{reason}");
+    assert!(reason.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{reason}");
+
+    let empty_tar = dir.path().join("empty.tar");
+    std::fs::write(&empty_tar, b"").unwrap();
+    let reason = launch_error(&a, &empty_tar).outcome().reason;
+    assert!(
+        reason.contains(&format!("{}:/oci-layout is missing", empty_tar.display())),
+        "{reason}"
+    );
+}
+
+/// Regression: runc created a missing working directory inside the cached rootfs, which
+/// every later container of the image shares; it is now made while unpacking.
+#[test]
+fn the_working_directory_is_made_in_the_rootfs_when_unpacking() {
+    let a = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workdir");
+    let layer = layout::gzip(&layout::layer_tar(&layout::busybox_entries()));
+    layout::write_layout(&path, &[(LAYER_GZIP, layer)], &["pwd"]);
+    // Give the image config a working directory that no layer creates.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:").to_owned();
+        path.join("blobs/sha256").join(hex)
+    };
+    let manifest_path = blob(&index["manifests"][0]["digest"]);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest["config"]["digest"])).unwrap())
+            .unwrap();
+    config["config"]["WorkingDir"] = "/srv/app".into();
+    manifest["config"] = layout::put_blob(
+        &path,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = layout::put_blob(
+        &path,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    std::fs::write(
+        path.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [manifest]}))
+            .unwrap(),
+    )
+    .unwrap();
+
+    let prepared = a.executor.image_cache().prepare(&path).unwrap();
+    assert!(prepared.rootfs.join("srv/app").is_dir());
+    let out = a.run(&task(&path, &[]));
+    assert_eq!(out.stdout_tail, "/srv/app\n", "{out:?}");
+}
+
 /// Not a test by itself: the "agent" that [`containers_survive_a_killed_agent`] starts in a
 /// child process and kills with SIGKILL. Launches two containers and reports their ids.
 #[test]

@@ -1,14 +1,14 @@
 //! `wasmos sim [FILE]`: runs the master core in virtual time on a JSON scenario (from FILE,
 //! or stdin when none is given) and prints one JSON object on stdout. A malformed scenario
-//! is reported on stderr with exit code 2. The logic lives in `master::sim`.
+//! is reported on stderr with exit code 2, and so is an `--allocator` that cannot be used
+//! (neither `drf` nor a loadable allocator module). The logic lives in `master::sim`.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use master::sim::{SIM_SEED, SimError, run_scenario_with};
-use master::{Allocator, DrfAllocator};
+use master::sim::{SIM_SEED, Scenario, SimError, run_scenario_with};
 
 /// Exit code for a malformed scenario.
 const EXIT_MALFORMED: u8 = 2;
@@ -19,15 +19,11 @@ const SCENARIO_BYTES_MAX: u64 = 64 << 20;
 pub struct SimArgs {
     /// Scenario file (JSON); stdin when absent.
     file: Option<PathBuf>,
-    /// Allocation policy.
-    #[arg(long, value_enum, default_value_t = AllocatorKind::Drf)]
-    allocator: AllocatorKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum AllocatorKind {
-    /// The built-in hierarchical weighted DRF.
-    Drf,
+    /// Allocation policy: `drf` (the built-in hierarchical weighted DRF) or the path of an
+    /// allocator module (`MODULE.wasm`, see executor-sdk/README.md); a module that fails a
+    /// pass is replaced by the built-in DRF for that pass, with an error logged.
+    #[arg(long, default_value = "drf", value_name = "drf|MODULE.wasm")]
+    allocator: String,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -39,9 +35,18 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
         Err(ReadError::Io(e)) => return Err(e),
     };
-    let allocator: Box<dyn Allocator + Send> = match args.allocator {
-        AllocatorKind::Drf => Box::new(DrfAllocator::new(SIM_SEED)),
-    };
+    // Unknown fields are ignored (the format may grow) but a typo should not pass unseen.
+    for field in Scenario::unknown_fields(&json) {
+        eprintln!("warning: scenario: ignoring unknown field {field}");
+    }
+    let allocator =
+        match plugins::allocator_from_spec(&args.allocator, SIM_SEED, plugins::Limits::default()) {
+            Ok(allocator) => allocator,
+            Err(e) => {
+                eprintln!("error: --allocator: {e}");
+                return Ok(ExitCode::from(EXIT_MALFORMED));
+            }
+        };
     match run_scenario_with(&json, allocator) {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report)?);

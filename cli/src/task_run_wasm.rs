@@ -3,7 +3,8 @@
 //! fresh sandbox directory that is removed afterwards.
 //!
 //! Compiled code is cached in `$WASMOS_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmos/code`, else
-//! `$HOME/.cache/wasmos/code` (no cache when none can be created). Ctrl-C kills the task.
+//! `$HOME/.cache/wasmos/code` (no cache when none can be created). Ctrl-C or SIGTERM kill
+//! the task, which is reported as `killed`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::wasm::{ExecutorConfig, WasmExecutor};
 use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use proto::{DirGrant, ModuleRef, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
 
 const USAGE_ERROR: u8 = 2;
@@ -29,22 +31,30 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
         cache_dir: cache_dir(),
         ..ExecutorConfig::default()
     })?;
-    let sandbox = fresh_sandbox()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Registered before the sandbox exists: from then on a signal kills the task (and is
+    // reported) instead of ending this process without its status line.
+    let interrupts = {
+        let _in_runtime = runtime.enter();
+        Interrupts::register()?
+    };
+    let sandbox = fresh_sandbox()?;
     let report = runtime.block_on(async {
         let handle = executor.start_spec(&spec, bytes, sandbox.clone());
         let kill = handle.kill_switch();
         let interrupt = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                kill.kill();
-            }
+            interrupts.recv().await;
+            kill.kill();
         });
         let report = handle.wait().await;
         interrupt.abort();
         report
     });
+    // A compilation cut short by the timeout or a kill cannot be interrupted; dropping the
+    // runtime would wait for it. The report is final: leave it running, exit now.
+    runtime.shutdown_background();
     if let Err(e) = std::fs::remove_dir_all(&sandbox) {
         tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot remove the sandbox");
     }
@@ -53,6 +63,30 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
         eprint!("{}", String::from_utf8_lossy(&stderr));
     }
     super::report(&report.outcome)
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (what `timeout(1)` and service managers send), caught
+/// from the moment they are registered.
+struct Interrupts {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupts {
+    /// Must be called within the tokio runtime.
+    fn register() -> std::io::Result<Interrupts> {
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 /// The spec the agent would receive for these arguments, and the module's bytes.

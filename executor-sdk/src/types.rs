@@ -9,7 +9,7 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{Decode, skip_seq, skip_str, skip_varint};
+use crate::wire::{Decode, skip_seq, skip_str, skip_varint, take_str, take_varint};
 
 /// Scalar kinds (`cpus`, `mem`, ...) in one [`Resources`].
 pub const SCALARS_MAX: usize = 16;
@@ -351,21 +351,21 @@ pub fn visit_quantities<'a>(
     input: &'a [u8],
     mut visit: impl FnMut(&'a str, u64),
 ) -> Result<&'a [u8], crate::Error> {
-    let (count, mut rest) = crate::wire::take_varint(input)?;
+    let (count, mut rest) = take_varint(input)?;
     for _ in 0..count {
-        let (kind, after) = crate::wire::take::<&str>(rest)?;
-        let (millis, after) = crate::wire::take::<u64>(after)?;
+        let (kind, after) = take_str(rest)?;
+        let (millis, after) = take_varint(after)?;
         visit(kind, millis);
         rest = after;
     }
-    let (count, mut rest) = crate::wire::take_varint(rest)?;
+    let (count, mut rest) = take_varint(rest)?;
     for _ in 0..count {
-        let (kind, after) = crate::wire::take::<&str>(rest)?;
-        let (intervals, mut after) = crate::wire::take_varint(after)?;
+        let (kind, after) = take_str(rest)?;
+        let (intervals, mut after) = take_varint(after)?;
         let mut items = 0u64;
         for _ in 0..intervals {
-            let (start, next) = crate::wire::take::<u64>(after)?;
-            let (end, next) = crate::wire::take::<u64>(next)?;
+            let (start, next) = take_varint(after)?;
+            let (end, next) = take_varint(next)?;
             items = items
                 .saturating_add(end.saturating_sub(start))
                 .saturating_add(1);
@@ -374,10 +374,10 @@ pub fn visit_quantities<'a>(
         visit(kind, items.saturating_mul(SCALAR_MILLIS_PER_UNIT));
         rest = after;
     }
-    let (count, mut rest) = crate::wire::take_varint(rest)?;
+    let (count, mut rest) = take_varint(rest)?;
     for _ in 0..count {
-        let (kind, after) = crate::wire::take::<&str>(rest)?;
-        let (items, mut after) = crate::wire::take_varint(after)?;
+        let (kind, after) = take_str(rest)?;
+        let (items, mut after) = take_varint(after)?;
         for _ in 0..items {
             after = skip_str(after)?;
         }
@@ -385,6 +385,26 @@ pub fn visit_quantities<'a>(
         rest = after;
     }
     Ok(rest)
+}
+
+/// Whether encoded `Attributes` (as `proto` sends them) hold `key=value`, read in place.
+pub fn attributes_have(input: &[u8], key: &str, value: &str) -> Result<bool, crate::Error> {
+    let (keys, mut rest) = take_varint(input)?;
+    for _ in 0..keys {
+        let (k, after) = take_str(rest)?;
+        let (values, mut after) = take_varint(after)?;
+        let mut found = false;
+        for _ in 0..values {
+            let (v, next) = take_str(after)?;
+            found |= k == key && v == value;
+            after = next;
+        }
+        if found {
+            return Ok(true);
+        }
+        rest = after;
+    }
+    Ok(false)
 }
 
 /// Skips `Attributes` exactly as decoding them checks them.

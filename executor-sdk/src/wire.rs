@@ -119,9 +119,33 @@ macro_rules! decode_via_serde {
 
 decode_via_serde!(&'a str, u64, f64, bool);
 
-/// Decodes a postcard varint (an enum variant index or a sequence length).
+/// Most bytes of a postcard varint holding a `u64`.
+const VARINT_BYTES_MAX: usize = 10;
+
+/// Decodes a postcard varint (a `u64`, a `usize`, an enum variant index or a sequence
+/// length), by hand: the hot path of every walk over a large input.
 pub fn take_varint(input: &[u8]) -> Result<(u64, &[u8]), Error> {
-    take::<u64>(input)
+    let mut value = 0u64;
+    for (i, &byte) in input.iter().enumerate().take(VARINT_BYTES_MAX) {
+        // The tenth byte may only hold the top bit of a u64.
+        if i == VARINT_BYTES_MAX - 1 && byte > 1 {
+            return Err(Error::Malformed);
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((value, &input[i + 1..]));
+        }
+    }
+    Err(Error::Malformed)
+}
+
+/// Decodes a postcard string (varint length, UTF-8 bytes) in place, by hand.
+pub fn take_str(input: &[u8]) -> Result<(&str, &[u8]), Error> {
+    let (len, rest) = take_varint(input)?;
+    let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
+    let bytes = rest.get(..len).ok_or(Error::Malformed)?;
+    let text = core::str::from_utf8(bytes).map_err(|_| Error::Malformed)?;
+    Ok((text, &rest[len..]))
 }
 
 /// Fails unless the whole input was consumed.
@@ -248,7 +272,7 @@ impl<'a, T: Decode<'a>, const N: usize> Indexed<'a, T, N> {
 
     /// The leading string (map key) of element `index`, decoding nothing else.
     pub fn key(&self, index: usize) -> Option<&'a str> {
-        Some(take::<&str>(self.element_bytes(index)?).ok()?.0)
+        Some(take_str(self.element_bytes(index)?).ok()?.0)
     }
 
     /// Binary search by leading string, for sequences sorted by it.

@@ -104,15 +104,26 @@ async fn a_zenoh_configuration_file_is_used_and_a_bad_one_is_named() {
     // The file gives the endpoints; the role given in code still applies.
     let mut config = NetConfig::loopback_ephemeral().with_zenoh_config_file(Some(file.clone()));
     config.listen.clear();
-    assert_eq!(config.to_zenoh().unwrap().get_json("mode").unwrap(), "\"router\"");
+    assert_eq!(
+        config.to_zenoh().unwrap().get_json("mode").unwrap(),
+        "\"router\""
+    );
     let master = Net::open(&config).await.unwrap();
     let endpoints = master.endpoints().await;
-    assert!(endpoints.iter().all(|e| e.starts_with("tcp/127.0.0.1:") && !e.ends_with(":0")), "{endpoints:?}");
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e.starts_with("tcp/127.0.0.1:") && !e.ends_with(":0")),
+        "{endpoints:?}"
+    );
     let member = Net::open(&NetConfig::member(endpoints)).await.unwrap();
     member.close().await.unwrap();
 
     std::fs::write(&file, "{ mode: ").unwrap();
-    let error = Net::open(&config).await.err().expect("a broken file must not open");
+    let error = Net::open(&config)
+        .await
+        .err()
+        .expect("a broken file must not open");
     assert!(error.to_string().contains("zenoh.json5"), "{error}");
 }
 

@@ -4,9 +4,10 @@
 //! same seeded SplitMix64 sequence the built-in DRF uses, so that a module implementing
 //! DRF gives exactly its results), calls the module under its budgets, and checks the
 //! answer. When the module fails — trap, budget, malformed or invalid answer — the pass is
-//! done by the built-in [`DrfAllocator`] instead, with a `tracing::error!` line, and the
-//! module is instantiated afresh for the next pass: a failing policy never stalls the
-//! cluster.
+//! done by the built-in [`DrfAllocator`] instead, with a `tracing::error!` line; the module
+//! then sits out 1, 2, 4, ... (at most [`PASSES_SKIPPED_MAX`]) passes, also done by the
+//! built-in, and is instantiated afresh when tried again: a failing policy never stalls the
+//! cluster, nor burns its whole budget on every pass.
 //!
 //! Cost per pass: encoding the snapshot (`O(agents + frameworks + filters)` bytes), one
 //! call, decoding the decisions; plus keeping the fallback's sorter in step
@@ -41,8 +42,16 @@ pub struct WasmAllocator {
     rng: SplitMix64,
     fallback: DrfAllocator,
     failures_total: u64,
+    /// Failed passes in a row; after each, the module sits out `2^(n-1)` passes (at most
+    /// [`PASSES_SKIPPED_MAX`]) so that a module that always fails does not spend its whole
+    /// budget on every pass.
+    consecutive_failures: u32,
+    passes_to_skip: u64,
     fuel_used_last: u64,
 }
+
+/// Most passes a failing module sits out before it is tried again.
+pub const PASSES_SKIPPED_MAX: u64 = 64;
 
 impl WasmAllocator {
     /// `name` is shown by the master (`wasm:drf.wasm`); `drf_seed` seeds both the visiting
@@ -55,6 +64,8 @@ impl WasmAllocator {
             rng: SplitMix64::new(drf_seed),
             fallback: DrfAllocator::new(drf_seed),
             failures_total: 0,
+            consecutive_failures: 0,
+            passes_to_skip: 0,
             fuel_used_last: 0,
         }
     }
@@ -131,8 +142,13 @@ impl Allocator for WasmAllocator {
     fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
         let mut order: Vec<&AgentId> = candidates.iter().collect();
         self.rng.shuffle(&mut order);
+        if self.passes_to_skip > 0 {
+            self.passes_to_skip -= 1;
+            return self.fallback.allocate(snapshot, candidates);
+        }
         match self.try_allocate(snapshot, &order) {
             Ok(decisions) => {
+                self.consecutive_failures = 0;
                 // Keeps the fallback's incremental sorter in step for the pass it may take over.
                 self.fallback.sync(snapshot);
                 decisions
@@ -140,11 +156,15 @@ impl Allocator for WasmAllocator {
             Err(error) => {
                 self.instance = None;
                 self.failures_total += 1;
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.passes_to_skip =
+                    (1u64 << (self.consecutive_failures - 1).min(6)).min(PASSES_SKIPPED_MAX);
                 tracing::error!(
                     allocator = %self.name,
                     failures_total = self.failures_total,
+                    passes_skipped_next = self.passes_to_skip,
                     %error,
-                    "allocator module failed; this pass uses the built-in DRF"
+                    "allocator module failed; the built-in DRF does this pass and the next ones skipped"
                 );
                 self.fallback.allocate(snapshot, candidates)
             }

@@ -2,7 +2,9 @@
 //! JSON object `{"state","exit_code","reason","stdout_tail"}`; exit status 0 when the task
 //! finished with 0, 1 otherwise, 2 for bad usage. Also `wasmos agent --print-advert`.
 
-use std::process::Output;
+use std::io::{BufRead, BufReader};
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmos_tests::{module, wasmos, workspace_root};
@@ -125,6 +127,147 @@ fn failures_exit_1_with_their_reason() {
             .starts_with("module does not validate: "),
         "{v}"
     );
+}
+
+/// A valid module that takes tens of seconds to compile: nine functions of a million
+/// instructions each, just under the 64 MiB module limit.
+fn slow_to_compile_module() -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len(), out);
+        out.extend_from_slice(body);
+    }
+    const FUNCS: usize = 9;
+    // One i32 local; body: (local.set 0 (i32.add (local.get 0) (i32.const 1))) repeated.
+    let mut body = vec![1, 1, 0x7f];
+    for _ in 0..1_000_000 {
+        body.extend_from_slice(&[0x20, 0x00, 0x41, 0x01, 0x6a, 0x21, 0x00]);
+    }
+    body.push(0x0b);
+    let mut code = Vec::new();
+    leb(FUNCS, &mut code);
+    for _ in 0..FUNCS {
+        leb(body.len(), &mut code);
+        code.extend_from_slice(&body);
+    }
+    let mut funcs = vec![FUNCS as u8];
+    funcs.extend(std::iter::repeat_n(0u8, FUNCS));
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module);
+    section(3, &funcs, &mut module);
+    section(7, b"\x01\x06_start\x00\x00", &mut module);
+    section(10, &code, &mut module);
+    module
+}
+
+/// Regression: after a timeout during compilation the status line was printed but the
+/// process stayed until the (uninterruptible) compilation ended, tens of seconds later.
+#[test]
+fn timeout_while_compiling_reports_and_exits() {
+    let module = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(module.path(), slow_to_compile_module()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut child = wasmos()
+        .args(["task", "run", "--timeout", "0.5"])
+        .arg(module.path())
+        .env("WASMOS_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["reason"], "timed out after 0.5 s while compiling the module");
+    // Liveness, not speed: the compilation alone takes far longer than this bound.
+    let status = wait_at_most(&mut child, Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "still running after its status line");
+}
+
+/// Regression: SIGTERM (what `timeout(1)` sends) ended the process without a status line.
+#[test]
+fn sigterm_kills_the_task_and_reports_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spin = tmp.path().join("spin.wat");
+    std::fs::write(&spin, "(module (func (export \"_start\") (loop (br 0))))").unwrap();
+    let child = wasmos()
+        .args(["task", "run"])
+        .arg(&spin)
+        .env("TMPDIR", tmp.path())
+        .env("WASMOS_CACHE_DIR", cache_dir())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The sandbox directory appears once the signal handlers are in place.
+    let has_sandbox = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("wasmos-task-"))
+    };
+    while !has_sandbox() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = last_json_line(&out);
+    assert_eq!((v["state"].as_str(), v["reason"].as_str()), (Some("killed"), Some("killed")));
+    assert!(!has_sandbox(), "sandbox removed");
+}
+
+/// Regression: each p1 `sock_*` call logged a wasmtime-wasi warning, so a guest could
+/// flood the agent's log (here: this command's stderr).
+#[test]
+fn socket_calls_do_not_flood_the_log() {
+    let module = tempfile::NamedTempFile::new().unwrap();
+    let wat = r#"(module
+        (import "wasi_snapshot_preview1" "sock_accept"
+          (func $accept (param i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (local $i i32)
+          (loop
+            (drop (call $accept (i32.const 0) (i32.const 0) (i32.const 0)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if 0 (i32.lt_u (local.get $i) (i32.const 1000))))))"#;
+    std::fs::write(module.path(), wat).unwrap();
+    let out = wasmos()
+        .args(["task", "run"])
+        .arg(module.path())
+        .env("WASMOS_CACHE_DIR", cache_dir())
+        .env("WASMOS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(last_json_line(&out)["state"], "finished");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+fn wait_at_most(child: &mut std::process::Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
 /// (program that must be on PATH, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 2] = [("runc", "runc"), ("busybox", "busybox-static")];
+const APT_TOOLS: [(&str, &str); 3] = [("runc", "runc"), ("busybox", "busybox-static"), ("chromium", "chromium")];
 
 type Result<T> = std::result::Result<T, String>;
 

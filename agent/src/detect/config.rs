@@ -72,10 +72,12 @@ pub struct ResourceConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // `error`, not `source`: the text already holds it, and a chained source would be
+    // printed twice by `{:#}`.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is larger than {CONFIG_BYTES_MAX} bytes")]
     TooLarge { path: PathBuf },
@@ -85,9 +87,9 @@ pub enum ConfigError {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let read_err = |source| ConfigError::Read {
+        let read_err = |error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         };
         let size = std::fs::metadata(path).map_err(read_err)?.len();
         if size > CONFIG_BYTES_MAX {

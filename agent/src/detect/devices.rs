@@ -138,14 +138,23 @@ fn nvidia_gpus(root: &Path) -> Vec<Gpu> {
             model: field("Model"),
         });
     }
+    // Device nodes name the GPUs the driver listed without a minor number (in order);
+    // without a driver listing, each node is a GPU. A node left over when every listed GPU
+    // already has one is stale, not one more GPU.
+    let driver_listed = !gpus.is_empty();
     for node in names_in(root, "/dev", "nvidia", all_digits) {
         let id = format!("gpu:/dev/{node}");
-        if !gpus.iter().any(|g| g.id == id) {
-            gpus.push(Gpu {
+        if gpus.iter().any(|g| g.id == id) {
+            continue;
+        }
+        match gpus.iter_mut().find(|g| !g.id.starts_with("gpu:/dev/")) {
+            Some(unnamed) => unnamed.id = id,
+            None if !driver_listed => gpus.push(Gpu {
                 id,
                 vendor: "nvidia".into(),
                 model: None,
-            });
+            }),
+            None => {}
         }
     }
     gpus

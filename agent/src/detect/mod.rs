@@ -43,11 +43,9 @@ pub struct Detected {
 pub enum DetectError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("work directory {path}: {source}")]
-    WorkDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    // `error`, not `source`: see `ConfigError::Read`.
+    #[error("work directory {path}: {error}")]
+    WorkDir { path: PathBuf, error: std::io::Error },
     #[error("invalid agent id {0:?}: {1}")]
     AgentId(String, String),
 }
@@ -189,9 +187,9 @@ pub fn agent_id(
     if let Some(id) = &config.agent_id {
         return checked_id(id.trim());
     }
-    let io_err = |source| DetectError::WorkDir {
+    let io_err = |error| DetectError::WorkDir {
         path: work_dir.to_owned(),
-        source,
+        error,
     };
     std::fs::create_dir_all(work_dir).map_err(io_err)?;
     let file = work_dir.join(AGENT_ID_FILE);

@@ -73,6 +73,20 @@ pub enum ImageError {
     Layer { digest: String, source: UnpackError },
 }
 
+impl ImageError {
+    /// The same error with the path prefix `from` written as `to`.
+    fn with_path_renamed(self, from: &str, to: &str) -> ImageError {
+        match self {
+            ImageError::Io { path, source } => ImageError::Io {
+                path: path.replacen(from, to, 1),
+                source,
+            },
+            ImageError::Invalid(text) => ImageError::Invalid(text.replacen(from, to, 1)),
+            other => other,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
     move |source| ImageError::Io {
         path: path.display().to_string(),
@@ -150,7 +164,10 @@ impl ImageCache {
         let result =
             extract_layout_tar(layout, &extracted).and_then(|()| self.prepare_dir(&extracted));
         let _ = fs::remove_dir_all(&extracted);
-        result
+        // Reasons name files of the tar, not of the temporary directory it was unpacked to.
+        let extracted = extracted.display().to_string();
+        let in_tar = format!("{}:", layout.display());
+        result.map_err(|e| e.with_path_renamed(&extracted, &in_tar))
     }
 
     fn prepare_dir(&self, layout: &Path) -> Result<PreparedImage, ImageError> {
@@ -230,6 +247,14 @@ impl ImageCache {
                 digest: "(mount points)".into(),
                 source,
             })?;
+        }
+        // runc creates a missing working directory in the rootfs, which is the shared
+        // cache: create it now, while the rootfs is still private. (If it cannot be, runc
+        // reports why when it starts the container.)
+        if let Some(dir) = config.working_dir.as_deref().filter(|d| d.starts_with('/'))
+            && let Err(e) = unpack::ensure_dir(&rootfs, Path::new(dir.trim_start_matches('/')))
+        {
+            tracing::debug!(working_dir = dir, error = %e, "oci: working directory not created");
         }
         let json = serde_json::to_vec(config).map_err(|e| ImageError::Invalid(e.to_string()))?;
         let path = tmp.join("image.json");
@@ -364,21 +389,20 @@ impl Layout {
         }
         // oci-spec guarantees 64 lowercase hex characters for sha256: the path stays here.
         let path = self.dir.join("blobs/sha256").join(digest.digest());
-        let file = match File::open(&path) {
-            Ok(file) => file,
+        let (file, meta) = match open_regular(&path) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ImageError::MissingBlob {
                     digest: digest.to_string(),
                 });
             }
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(ImageError::Invalid(format!(
+                    "blob {digest} is not a regular file"
+                )));
+            }
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let meta = file.metadata().map_err(io_err(&path))?;
-        if !meta.is_file() {
-            return Err(ImageError::Invalid(format!(
-                "blob {digest} is not a regular file"
-            )));
-        }
         if meta.len() != desc.size() {
             return Err(ImageError::SizeMismatch {
                 digest: digest.to_string(),
@@ -449,9 +473,32 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
     serde_json::from_slice(bytes).map_err(|e| ImageError::Invalid(format!("{what}: {e}")))
 }
 
+/// Opens `path` for reading if it is a regular file (after symlinks), without blocking on
+/// a FIFO planted in a layout; `InvalidInput` when it is something else.
+fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO would otherwise wait forever for a writer. It changes
+    // nothing for regular files, the only kind read.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta))
+}
+
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let (file, _) = open_regular(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ImageError::Invalid(format!("{} is missing", path.display())),
+        io::ErrorKind::InvalidInput => {
+            ImageError::Invalid(format!("{} is not a regular file", path.display()))
+        }
         _ => io_err(path)(e),
     })?;
     let mut bytes = Vec::new();
@@ -471,19 +518,27 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
 /// `..`, within [`LAYOUT_TAR_BYTES_MAX`] and [`LAYOUT_TAR_ENTRIES_MAX`].
 fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
     fs::create_dir_all(into).map_err(io_err(into))?;
-    let file = File::open(tar_path).map_err(io_err(tar_path))?;
+    let (file, _) = open_regular(tar_path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => ImageError::Invalid(format!(
+            "{} is neither an image layout directory nor a tar file",
+            tar_path.display()
+        )),
+        _ => io_err(tar_path)(e),
+    })?;
     let mut archive = tar::Archive::new(file);
     let bad =
         |what: String| ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()));
     let (mut bytes, mut entries) = (0u64, 0u64);
-    for entry in archive.entries().map_err(io_err(tar_path))? {
-        let mut entry = entry.map_err(io_err(tar_path))?;
+    let unreadable =
+        |e: io::Error| bad(format!("not a readable tar archive: {}", unpack::archive_message(&e)));
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
         entries += 1;
         bytes = bytes.saturating_add(entry.size());
         if entries > LAYOUT_TAR_ENTRIES_MAX || bytes > LAYOUT_TAR_BYTES_MAX {
             return Err(bad("too large".into()));
         }
-        let name = entry.path().map_err(io_err(tar_path))?.into_owned();
+        let name = entry.path().map_err(unreadable)?.into_owned();
         let mut rel = PathBuf::new();
         for c in name.components() {
             match c {

@@ -40,6 +40,9 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Longest the supervisor sleeps in `poll`; exits of children wake it at once (SIGCHLD
 /// through a signalfd), this only bounds the damage of a missed wakeup.
 const REAP_POLL_MS: i32 = 1000;
+/// Children reaped before runc itself whose statuses are kept, in case one of them is the
+/// container's init (see `supervise`).
+const EARLY_REAPS_MAX: usize = 32;
 /// `PATH` given to runc.
 const RUNC_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -294,10 +297,10 @@ unsafe fn supervise(
                 dropped: 0,
             },
         ];
-        let (mut runc_status, mut init_pid, mut init_status) = (-1i32, -1i32, -1i32);
+        let mut reaps = Reaps::new(runc);
         let mut children_left = true;
         if runc < 0 {
-            runc_status = 127 << 8;
+            reaps.runc_status = 127 << 8;
             children_left = false;
         }
         loop {
@@ -320,15 +323,11 @@ unsafe fn supervise(
                     children_left = false;
                     break;
                 }
-                if pid == runc {
-                    runc_status = status;
-                    if status == 0 {
-                        init_pid = read_pid(p.pid_file.as_ptr(), &mut p.line);
-                    }
+                let line = &mut p.line;
+                let pid_file = p.pid_file.as_ptr();
+                if reaps.reaped(pid, status, || read_pid(pid_file, line)) {
                     write_all(sync, (&raw const status).cast(), 4);
                     libc::close(sync);
-                } else if pid == init_pid {
-                    init_status = status;
                 }
             }
             if !open && !children_left {
@@ -336,9 +335,9 @@ unsafe fn supervise(
             }
         }
         let values = [
-            ("runc_status=", runc_status as i64),
-            ("init_pid=", init_pid as i64),
-            ("init_status=", init_status as i64),
+            ("runc_status=", reaps.runc_status as i64),
+            ("init_pid=", reaps.init_pid as i64),
+            ("init_status=", reaps.init_status as i64),
             ("stdout_dropped=", streams[0].dropped as i64),
             ("stderr_dropped=", streams[1].dropped as i64),
         ];
@@ -360,6 +359,61 @@ unsafe fn supervise(
             libc::rename(p.exit_tmp.as_ptr(), p.exit.as_ptr());
         }
         libc::_exit(0)
+    }
+}
+
+/// The supervisor's children as `waitpid` returns them: runc, then the container's init,
+/// whose pid is only known once runc has exited.
+///
+/// A container that ends at once is reaped *before* runc: when runc exits, its zombie and
+/// the init's (re-parented to us) become waitable together, in no set order. Statuses of
+/// children reaped while the init's pid is still unknown are kept (up to
+/// [`EARLY_REAPS_MAX`]) and matched once it is. Fixed-size: used after `fork`.
+struct Reaps {
+    runc: libc::pid_t,
+    /// Raw wait status of runc; -1 until reaped.
+    runc_status: i32,
+    /// -1 until runc has exited and written the pid file.
+    init_pid: i32,
+    /// Raw wait status of the init; -1 until reaped.
+    init_status: i32,
+    early: [(libc::pid_t, i32); EARLY_REAPS_MAX],
+    early_len: usize,
+}
+
+impl Reaps {
+    fn new(runc: libc::pid_t) -> Reaps {
+        Reaps {
+            runc,
+            runc_status: -1,
+            init_pid: -1,
+            init_status: -1,
+            early: [(0, 0); EARLY_REAPS_MAX],
+            early_len: 0,
+        }
+    }
+
+    /// Records a reaped child; `init_pid` reads the init's pid (called once runc exited
+    /// with status 0). True when the child was runc.
+    fn reaped(&mut self, pid: libc::pid_t, status: i32, init_pid: impl FnOnce() -> i32) -> bool {
+        if pid == self.runc {
+            self.runc_status = status;
+            if status == 0 {
+                self.init_pid = init_pid();
+                let early = &self.early[..self.early_len];
+                if let Some(&(_, s)) = early.iter().find(|(p, _)| *p == self.init_pid) {
+                    self.init_status = s;
+                }
+            }
+            return true;
+        }
+        if pid == self.init_pid {
+            self.init_status = status;
+        } else if self.runc_status < 0 && self.early_len < EARLY_REAPS_MAX {
+            self.early[self.early_len] = (pid, status);
+            self.early_len += 1;
+        }
+        false
     }
 }
 
@@ -568,6 +622,25 @@ mod tests {
                 stderr_dropped: 0
             }
         );
+    }
+
+    #[test]
+    fn an_init_reaped_before_runc_keeps_its_status() {
+        // Regression: `busybox true` under load was reported "exit status unknown".
+        let mut reaps = Reaps::new(100);
+        assert!(!reaps.reaped(200, 3 << 8, || unreachable!()));
+        assert!(reaps.reaped(100, 0, || 200));
+        assert_eq!((reaps.init_pid, reaps.init_status), (200, 3 << 8));
+
+        let mut ordinary = Reaps::new(100);
+        assert!(ordinary.reaped(100, 0, || 200));
+        assert!(!ordinary.reaped(200, 0, || unreachable!()));
+        assert_eq!(ordinary.init_status, 0);
+
+        let mut failed_start = Reaps::new(100);
+        assert!(!failed_start.reaped(300, 9, || unreachable!()));
+        assert!(failed_start.reaped(100, 1 << 8, || unreachable!()));
+        assert_eq!((failed_start.init_pid, failed_start.init_status), (-1, -1));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum UnpackError {
     Escape { path: String, why: &'static str },
     #[error("entry {path}: {why}")]
     Bad { path: String, why: String },
+    #[error("not a readable tar archive: {0}")]
+    Archive(String),
     #[error("layer is larger than allowed ({0})")]
     TooLarge(&'static str),
     #[error("{path}: {source}")]
@@ -67,9 +69,9 @@ pub fn apply_layer(
     let mut archive = tar::Archive::new(layer);
     // Paths this layer wrote: an opaque whiteout must not delete them.
     let mut written: HashSet<PathBuf> = HashSet::new();
-    let entries = archive.entries().map_err(io_at(rootfs))?;
+    let entries = archive.entries().map_err(archive_error)?;
     for entry in entries {
-        let mut entry = entry.map_err(io_at(rootfs))?;
+        let mut entry = entry.map_err(archive_error)?;
         budget.entries_max = budget
             .entries_max
             .checked_sub(1)
@@ -78,7 +80,7 @@ pub fn apply_layer(
             .bytes_max
             .checked_sub(entry.size())
             .ok_or(UnpackError::TooLarge("bytes"))?;
-        let raw = entry.path().map_err(io_at(rootfs))?.into_owned();
+        let raw = entry.path().map_err(archive_error)?.into_owned();
         let rel = relative_path(&raw)?;
         let Some(name) = rel.file_name().map(|n| n.to_string_lossy().into_owned()) else {
             continue; // the root itself ("./")
@@ -90,6 +92,14 @@ pub fn apply_layer(
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            // `.wh..` and `.wh...` would name the directory itself or its parent (above
+            // the rootfs, at the top).
+            if matches!(hidden, "" | "." | "..") {
+                return Err(UnpackError::Escape {
+                    path: raw.display().to_string(),
+                    why: "whiteout of . or ..",
+                });
+            }
             remove_any(&parent.join(hidden))?;
             continue;
         }
@@ -188,6 +198,34 @@ fn write_entry(
         }
     }
     Ok(())
+}
+
+/// Longest part of a tar reader's message kept in a reason.
+const ARCHIVE_MESSAGE_CHARS_MAX: usize = 120;
+
+/// A tar (or gzip) reading error as a reason. The tar reader quotes raw header bytes
+/// after a colon ("numeric field did not have utf-8 text: <bytes> when getting cksum for
+/// <bytes>"): when the message holds anything but printable ASCII, only the part before
+/// the first colon is kept. Cut to [`ARCHIVE_MESSAGE_CHARS_MAX`] characters.
+fn archive_error(e: io::Error) -> UnpackError {
+    UnpackError::Archive(archive_message(&e))
+}
+
+/// The readable part of a tar reader's error (see [`archive_error`]).
+pub(crate) fn archive_message(e: &io::Error) -> String {
+    let text = e.to_string();
+    let printable = |c: char| c.is_ascii_graphic() || c == ' ';
+    let text = if text.chars().all(printable) {
+        text.as_str()
+    } else {
+        text.split(':').next().unwrap_or_default()
+    };
+    let kept: String = text
+        .chars()
+        .filter(|c| printable(*c))
+        .take(ARCHIVE_MESSAGE_CHARS_MAX)
+        .collect();
+    kept.trim().to_owned()
 }
 
 fn bad(raw: &Path, why: impl Into<String>) -> UnpackError {

@@ -1,7 +1,7 @@
 //! Per-task limits: memory and tables (a [`ResourceLimiter`]), the cpu share (an epoch
 //! time-slice budget), wall-clock time and captured output.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::{Resources, TaskLimits};
 use wasmtime::{ResourceLimiter, UpdateDeadline};
@@ -164,17 +164,27 @@ impl ResourceLimiter for TaskLimiter {
     }
 }
 
+/// Longest run one time slice is charged for when computing the pause after it. Bounds
+/// the pause of a task that spent the slice waiting in a host call (a sleep, a read).
+pub const SLICE_CHARGED_MAX: Duration = EPOCH_TICK.saturating_mul(4 * SLICE_TICKS as u32);
+
 /// The cpu share as an epoch-deadline policy.
 ///
 /// Contract: a task runs at most [`SLICE_TICKS`] ticks before it yields to the tokio
 /// runtime, so a task that never calls the host cannot starve others on the same worker.
-/// With `cpus < 1` it then also sleeps so that, over time, it runs `cpus` of the wall
-/// clock (a task with 0.25 runs 10 ms and pauses 30 ms). Ticks are wall-clock, so time the
-/// OS takes the thread away counts against the slice. Spinning is never an error: only the
+/// With `cpus < 1` it then also pauses for `(1 - cpus) / cpus` times the wall-clock time
+/// the slice took (at most [`SLICE_CHARGED_MAX`] of it), so that over time it runs `cpus`
+/// of the wall clock (a task with 0.25 runs 10 ms and pauses 30 ms). The pause is measured
+/// in wall-clock time, not ticks: on a loaded machine the tick thread runs late, and a
+/// pause counted in ticks would shrink with it. Spinning is never an error: only the
 /// wall-clock timeout ends a task that does not finish.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuThrottle {
-    pause_ticks: u64,
+    /// Pause per unit of run time, `(1 - share) / share`; 0 for a whole core or more.
+    pause_per_run: f64,
+    slice_started: Instant,
+    /// The last slice ended in a pause; the next deadline starts a new slice.
+    pausing: bool,
 }
 
 impl CpuThrottle {
@@ -184,29 +194,38 @@ impl CpuThrottle {
         } else {
             1.0
         };
-        let pause_ticks = if share >= 1.0 {
-            0
-        } else {
-            (SLICE_TICKS as f64 * (1.0 - share) / share).round() as u64
-        };
-        CpuThrottle { pause_ticks }
+        CpuThrottle {
+            pause_per_run: if share >= 1.0 {
+                0.0
+            } else {
+                (1.0 - share) / share
+            },
+            slice_started: Instant::now(),
+            pausing: false,
+        }
     }
 
-    /// What to do when the task's slice is used up.
-    pub fn on_slice_end(&self) -> UpdateDeadline {
-        if self.pause_ticks == 0 {
+    /// The pause owed after a slice that took `ran` of wall-clock time.
+    pub fn pause_after(&self, ran: Duration) -> Duration {
+        ran.min(SLICE_CHARGED_MAX).mul_f64(self.pause_per_run)
+    }
+
+    /// What to do when the task's deadline is reached.
+    pub fn on_slice_end(&mut self) -> UpdateDeadline {
+        if self.pause_per_run == 0.0 {
             return UpdateDeadline::Yield(SLICE_TICKS);
         }
-        // The deadline counts from now, before the pause, so it must cover the pause too.
-        let pause = EPOCH_TICK * u32::try_from(self.pause_ticks).unwrap_or(u32::MAX);
-        UpdateDeadline::YieldCustom(
-            SLICE_TICKS + self.pause_ticks,
-            Box::pin(tokio::time::sleep(pause)),
-        )
-    }
-
-    pub fn pause_ticks(&self) -> u64 {
-        self.pause_ticks
+        if self.pausing {
+            // The deadline of one tick set before the pause has passed: a new slice.
+            self.pausing = false;
+            self.slice_started = Instant::now();
+            return UpdateDeadline::Continue(SLICE_TICKS);
+        }
+        let pause = self.pause_after(self.slice_started.elapsed());
+        self.pausing = true;
+        // The deadline counts from now; one tick expires during the pause, so the slice
+        // after it starts at the task's first check once it resumes.
+        UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
     }
 }
 
@@ -251,10 +270,40 @@ mod tests {
 
     #[test]
     fn throttle_pauses_in_proportion_to_the_share() {
-        assert_eq!(CpuThrottle::new(1.0).pause_ticks(), 0);
-        assert_eq!(CpuThrottle::new(4.0).pause_ticks(), 0);
-        assert_eq!(CpuThrottle::new(0.5).pause_ticks(), SLICE_TICKS);
-        assert_eq!(CpuThrottle::new(0.25).pause_ticks(), 3 * SLICE_TICKS);
-        assert_eq!(CpuThrottle::new(0.0).pause_ticks(), 99 * SLICE_TICKS);
+        let ms = Duration::from_millis;
+        assert_eq!(CpuThrottle::new(1.0).pause_after(ms(10)), Duration::ZERO);
+        assert_eq!(CpuThrottle::new(4.0).pause_after(ms(10)), Duration::ZERO);
+        assert_eq!(CpuThrottle::new(0.5).pause_after(ms(10)), ms(10));
+        assert_eq!(CpuThrottle::new(0.25).pause_after(ms(10)), ms(30));
+        assert_eq!(CpuThrottle::new(0.25).pause_after(ms(30)), ms(90), "a late tick");
+        assert_eq!(
+            CpuThrottle::new(0.25).pause_after(Duration::from_secs(5)),
+            SLICE_CHARGED_MAX * 3,
+            "a slice spent waiting in a host call is not charged in full"
+        );
+        assert_eq!(CpuThrottle::new(0.0).pause_after(ms(10)), ms(990));
+    }
+
+    #[test]
+    fn a_pause_is_followed_by_a_full_slice() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _in_runtime = runtime.enter();
+        let mut throttle = CpuThrottle::new(0.5);
+        assert!(matches!(
+            throttle.on_slice_end(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
+        assert!(matches!(
+            throttle.on_slice_end(),
+            UpdateDeadline::Continue(SLICE_TICKS)
+        ));
+        let mut whole = CpuThrottle::new(1.0);
+        assert!(matches!(
+            whole.on_slice_end(),
+            UpdateDeadline::Yield(SLICE_TICKS)
+        ));
     }
 }

@@ -164,6 +164,7 @@ impl WasmExecutor {
         let mut p1_linker: Linker<P1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, P1Ctx::wasi)
             .and_then(|_| wasmtime_wasi::p0::add_to_linker_async(&mut p1_linker, P1Ctx::wasi))
+            .and_then(|_| quiet_p1_sockets(&mut p1_linker))
             .map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
@@ -267,12 +268,18 @@ impl WasmExecutor {
     }
 
     fn link_p1(&self, module: &Module) -> Result<wasmtime::InstancePre<P1Ctx>, LoadError> {
-        let has_start = module
+        let start = module
             .exports()
-            .any(|e| e.name() == "_start" && e.ty().func().is_some());
-        if !has_start {
+            .find(|e| e.name() == "_start")
+            .and_then(|e| e.ty().func().cloned());
+        let Some(start) = start else {
             return Err(LoadError::NotACommand(
                 "module exports no `_start` function (not a WASI command)",
+            ));
+        };
+        if start.params().len() != 0 || start.results().len() != 0 {
+            return Err(LoadError::NotACommand(
+                "the module's `_start` takes parameters or returns results (a WASI command's takes and returns nothing)",
             ));
         }
         self.shared
@@ -378,6 +385,34 @@ impl WasmExecutor {
         });
         TaskHandle { kill, join }
     }
+}
+
+/// WASI p1 errno `notsock`.
+const ERRNO_NOTSOCK: i32 = 57;
+
+/// wasmtime-wasi's p1 `sock_*` functions log a warning on every call, so a guest calling
+/// them in a loop would flood the agent's log. A p1 task never holds a socket (none is
+/// ever preopened), so they are replaced by ones that answer `notsock` without a word.
+fn quiet_p1_sockets(linker: &mut Linker<P1Ctx>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    for module in ["wasi_snapshot_preview1", "wasi_unstable"] {
+        linker.func_wrap(module, "sock_accept", |_: i32, _: i32, _: i32| {
+            ERRNO_NOTSOCK
+        })?;
+        linker.func_wrap(
+            module,
+            "sock_recv",
+            |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_NOTSOCK,
+        )?;
+        linker.func_wrap(
+            module,
+            "sock_send",
+            |_: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_NOTSOCK,
+        )?;
+        linker.func_wrap(module, "sock_shutdown", |_: i32, _: i32| ERRNO_NOTSOCK)?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 fn engine_config() -> Config {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wasmtime::Trap;
+use wasmtime::{Trap, WasmBacktrace};
 use wasmtime::component::ResourceTableError;
 
 use super::limits::{HANDLES_MAX, LimitHit, TABLE_ELEMENTS_MAX, WasmLimits};
@@ -18,7 +18,24 @@ pub fn of_error(e: &wasmtime::Error) -> String {
             "wasm trap: unreachable instruction executed".to_owned()
         }
         Some(trap) => trap.to_string(),
-        None => format!("{e:#}"),
+        None => without_backtrace(e),
+    }
+}
+
+/// The error chain without wasmtime's "error while executing at wasm backtrace: …"
+/// context (a list of frame offsets, noise in a one-line reason).
+fn without_backtrace(e: &wasmtime::Error) -> String {
+    // The backtrace is attached as a context layer, so it is recognised by its text.
+    let backtrace = e.downcast_ref::<WasmBacktrace>().map(|b| b.to_string());
+    let parts: Vec<String> = e
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| Some(text) != backtrace.as_ref())
+        .collect();
+    if parts.is_empty() {
+        e.root_cause().to_string()
+    } else {
+        parts.join(": ")
     }
 }
 

@@ -260,7 +260,7 @@ fn handle_table() -> ResourceTable {
     table
 }
 
-fn arm_epoch<T: 'static>(store: &mut Store<T>, throttle: CpuThrottle) {
+fn arm_epoch<T: 'static>(store: &mut Store<T>, mut throttle: CpuThrottle) {
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(move |_| Ok(throttle.on_slice_end()));
 }

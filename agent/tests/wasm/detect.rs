@@ -101,6 +101,30 @@ fn detects_resources_and_attributes_of_a_fake_board() {
     assert!(a.has("camera", "imx219") && a.has("sensor", "bme280"));
 }
 
+/// Regression: a driver listing without a `Device Minor` line and the `/dev/nvidia0`
+/// node of the same GPU counted as two GPUs.
+#[test]
+fn nvidia_gpu_listed_without_a_minor_is_counted_once() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    put(
+        r,
+        "/proc/driver/nvidia/gpus/0000:01:00.0/information",
+        "Model: \t\t Tesla T4\n",
+    );
+    put(r, "/dev/nvidia0", "");
+    put(r, "/dev/nvidiactl", "");
+    put(r, "/dev/dri/renderD128", "");
+    put(r, "/sys/class/drm/renderD128/device/vendor", "0x1002\n");
+    let work = tempfile::tempdir().unwrap();
+    let d = detect::detect(r, work.path());
+    assert_eq!(d.resources.scalar("gpus"), Scalar::from_whole(2));
+    let ids: Vec<&String> = d.resources.sets["gpu_ids"].iter().collect();
+    assert_eq!(ids, ["gpu:/dev/dri/renderD128", "gpu:/dev/nvidia0"]);
+    assert!(d.attributes.has("gpu_model", "Tesla T4"));
+    assert!(d.attributes.has("gpu_vendor", "amd") && d.attributes.has("gpu_vendor", "nvidia"));
+}
+
 #[test]
 fn empty_tree_has_no_devices_and_falls_back_for_cpus() {
     let root = tempfile::tempdir().unwrap();

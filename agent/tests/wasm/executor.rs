@@ -418,6 +418,66 @@ fn loaded_modules_are_reused_from_memory() {
     assert_eq!(exec.load(&bytes).unwrap().origin(), CodeOrigin::Memory);
 }
 
+/// Regression: host errors carried wasmtime's "error while executing at wasm backtrace:"
+/// and a list of frame offsets into the reason.
+#[tokio::test]
+async fn host_errors_read_without_a_wasm_backtrace() {
+    let exec = executor();
+    let cases: [(&str, &[u8]); 2] = [
+        (
+            "missing required memory export",
+            br#"(module (import "wasi_snapshot_preview1" "fd_write"
+                  (func $w (param i32 i32 i32 i32) (result i32)))
+                (func (export "_start")
+                  (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        ),
+        (
+            "exit with invalid exit status outside of [0..126)",
+            br#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $e (param i32)))
+                (memory (export "memory") 1)
+                (func (export "_start") (call $e (i32.const 256))))"#,
+        ),
+    ];
+    for (expected, wat) in cases {
+        let task = spec("host-error", 16.0, Some(5_000), &[]);
+        let (report, _sb) = run_spec(&exec, &task, wat.to_vec().into()).await;
+        assert_eq!(report.outcome.state, TaskState::Failed);
+        assert_eq!(report.outcome.reason, expected);
+    }
+}
+
+/// Regression: a `_start` that takes parameters failed with wasmtime's "failed to convert
+/// function `_start` to given type" instead of saying what is wrong with the module.
+#[tokio::test]
+async fn start_with_parameters_is_not_a_command() {
+    let wat = br#"(module (func (export "_start") (param i32)))"#;
+    let task = spec("start-params", 16.0, None, &[]);
+    let (report, _sb) = run_spec(&executor(), &task, wat.to_vec().into()).await;
+    assert_eq!(report.outcome.state, TaskState::Failed);
+    assert!(
+        report.outcome.reason.starts_with("the module's `_start` takes parameters"),
+        "{}",
+        report.outcome.reason
+    );
+}
+
+/// Regression: wasmtime-wasi logs a warning on each p1 `sock_*` call, so a guest could
+/// flood the agent's log; they now answer `notsock` (57) quietly, and the task goes on.
+#[tokio::test]
+async fn p1_socket_calls_answer_notsock() {
+    let wat = br#"(module
+        (import "wasi_snapshot_preview1" "sock_send"
+          (func $send (param i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+          (call $exit (call $send (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)
+                                  (i32.const 16)))))"#;
+    let task = spec("sockets", 16.0, Some(5_000), &[]);
+    let (report, _sb) = run_spec(&executor(), &task, wat.to_vec().into()).await;
+    assert_eq!(report.outcome.exit_code, Some(57), "{}", report.outcome.reason);
+}
+
 #[tokio::test]
 async fn handle_bomb_fails_at_the_handle_limit() {
     let wat = include_str!("fdbomb.wat");

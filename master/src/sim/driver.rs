@@ -103,6 +103,8 @@ pub fn run_scenario_with(
 struct SynthFramework {
     name: String,
     task: Resources,
+    /// Agent attributes it requires.
+    constraints: Vec<proto::Constraint>,
     /// `None`: unlimited.
     left: Option<u64>,
     launched: u64,
@@ -156,7 +158,7 @@ impl Sim {
                 weight: f.weight(),
                 framework_id: None,
                 failover_timeout_ms: 0,
-                constraints: Vec::new(),
+                constraints: f.constraints(),
                 min_offer: Resources::new(),
             };
             let reply = sim.call(&f.id, None, Call::Subscribe { info })?;
@@ -170,6 +172,7 @@ impl Sim {
             let synth = SynthFramework {
                 name: f.id.clone(),
                 task,
+                constraints: f.constraints(),
                 left: f.max_tasks,
                 launched: 0,
                 suppressed: false,
@@ -324,12 +327,18 @@ impl Sim {
             && self.could_launch().is_none()
     }
 
-    /// A framework with tasks left whose task fits in some agent's free resources.
+    /// A framework with tasks left whose task fits in the free resources of some agent it
+    /// accepts.
     fn could_launch(&self) -> Option<String> {
         let agents = &self.master.snapshot().agents;
         self.frameworks
             .values()
-            .find(|f| f.has_tasks_left() && agents.values().any(|a| a.free.contains(&f.task)))
+            .find(|f| {
+                f.has_tasks_left()
+                    && agents.values().any(|a| {
+                        a.attributes.satisfies(&f.constraints) && a.free.contains(&f.task)
+                    })
+            })
             .map(|f| f.name.clone())
     }
 

@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::{Attributes, Resources, Scalar};
-use serde::Deserialize;
+use proto::{Attributes, Constraint, Resources, Scalar};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 /// More agents than this is a scenario error.
 pub const SCENARIO_AGENTS_MAX: usize = 100_000;
@@ -43,26 +44,25 @@ pub enum ScenarioError {
     },
 }
 
-/// A whole scenario; unknown fields are refused so that typos do not pass silently.
+/// A whole scenario. Unknown fields are ignored, as in any JSON contract that may grow;
+/// [`Scenario::unknown_fields`] lists them so that a caller can warn about typos.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub agents: Vec<ScenarioAgent>,
     pub frameworks: Vec<ScenarioFramework>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ScenarioAgent {
     pub id: String,
     /// Scalar resources by name, in whole units (`"cpus": 8`).
     pub resources: BTreeMap<String, f64>,
-    #[serde(default)]
+    /// Values are strings, numbers or booleans (`"rack": 3` is `rack=3`), or arrays of them.
+    #[serde(default, deserialize_with = "attributes_of_json")]
     pub attributes: Attributes,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ScenarioFramework {
     pub id: String,
     /// Defaults to a role of its own, named after its id.
@@ -76,6 +76,10 @@ pub struct ScenarioFramework {
     /// Unlimited by default.
     #[serde(default)]
     pub max_tasks: Option<u64>,
+    /// Agent attributes the framework requires (every `key=value`, every value of an
+    /// array): it is offered, and so launches on, only agents that have them all.
+    #[serde(default, deserialize_with = "attributes_of_json")]
+    pub attributes: Attributes,
 }
 
 impl ScenarioFramework {
@@ -86,6 +90,63 @@ impl ScenarioFramework {
     pub fn weight(&self) -> f64 {
         self.weight.unwrap_or(1.0)
     }
+
+    /// Its required attributes as constraints.
+    pub fn constraints(&self) -> Vec<Constraint> {
+        self.attributes
+            .0
+            .iter()
+            .flat_map(|(key, values)| {
+                values.iter().map(|value| Constraint {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Known fields of each object of a scenario.
+const SCENARIO_FIELDS: [&str; 2] = ["agents", "frameworks"];
+const AGENT_FIELDS: [&str; 3] = ["id", "resources", "attributes"];
+const FRAMEWORK_FIELDS: [&str; 6] = ["id", "role", "weight", "task", "max_tasks", "attributes"];
+
+/// Attribute values as JSON: a string, number or boolean, or an array of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AttributeValue {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+fn attribute_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn attributes_of_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Attributes, D::Error> {
+    let view = Option::<BTreeMap<String, AttributeValue>>::deserialize(deserializer)?;
+    let mut attributes = Attributes::new();
+    for (key, value) in view.unwrap_or_default() {
+        let values = match value {
+            AttributeValue::Many(vs) => vs,
+            AttributeValue::One(Value::Array(vs)) => vs,
+            AttributeValue::One(v) => vec![v],
+        };
+        for v in &values {
+            let text = attribute_text(v).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "attribute {key:?}: {v} is not a string, number or boolean"
+                ))
+            })?;
+            attributes.insert(&key, &text);
+        }
+    }
+    Ok(attributes)
 }
 
 impl Scenario {
@@ -94,6 +155,26 @@ impl Scenario {
         let scenario: Scenario = serde_json::from_str(json)?;
         scenario.check()?;
         Ok(scenario)
+    }
+
+    /// Fields of `json` that a scenario does not have (`frameworks[2].max_task`), for a
+    /// warning: they are ignored. Empty when `json` is not a JSON object.
+    pub fn unknown_fields(json: &str) -> Vec<String> {
+        let Ok(Value::Object(top)) = serde_json::from_str::<Value>(json) else {
+            return Vec::new();
+        };
+        let mut unknown = unknown_keys("", &top, &SCENARIO_FIELDS);
+        for (list, known) in [("agents", &AGENT_FIELDS[..]), ("frameworks", &FRAMEWORK_FIELDS)] {
+            let Some(Value::Array(items)) = top.get(list) else {
+                continue;
+            };
+            for (i, item) in items.iter().enumerate() {
+                if let Value::Object(fields) = item {
+                    unknown.extend(unknown_keys(&format!("{list}[{i}]."), fields, known));
+                }
+            }
+        }
+        unknown
     }
 
     fn check(&self) -> Result<(), ScenarioError> {
@@ -156,6 +237,18 @@ pub(crate) fn resources_of(
         r.set_scalar(name, scalar);
     }
     Ok(r)
+}
+
+fn unknown_keys(
+    prefix: &str,
+    fields: &serde_json::Map<String, Value>,
+    known: &[&str],
+) -> Vec<String> {
+    fields
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| format!("{prefix}{k}"))
+        .collect()
 }
 
 fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), ScenarioError> {

@@ -257,3 +257,21 @@ fn allocations_with(master: Master) -> Vec<(String, String)> {
     assert_eq!(launched.len(), 6);
     launched
 }
+
+/// A module that keeps failing sits out 1, 2, 4 ... passes (the built-in does them), so it
+/// does not spend its whole budget on every pass.
+#[test]
+fn failing_allocator_sits_out_passes() {
+    use master::allocator::{Allocator, Snapshot};
+    let code = load(Kind::Allocator, &wat(Kind::Allocator, TRAP, "")).unwrap();
+    let mut allocator = WasmAllocator::new("trap", code, 1);
+    let snapshot = Snapshot::default();
+    let failures: Vec<u64> = (0..8)
+        .map(|_| {
+            allocator.allocate(&snapshot, &[]);
+            allocator.failures_total()
+        })
+        .collect();
+    // Tried on passes 1, 3 and 6 (after skipping 1, then 2, then 4).
+    assert_eq!(failures, [1, 1, 2, 2, 2, 3, 3, 3]);
+}

@@ -4,9 +4,13 @@
 
 #![no_std]
 
-use executor_sdk::types::{QUANTITY_KINDS_MAX, Quantities, skip_attributes, visit_quantities};
-use executor_sdk::wire::take;
-use executor_sdk::{AgentEntry, AllocationInput, Allocator, Decisions, FrameworkEntry, Indexed};
+use executor_sdk::types::{
+    QUANTITY_KINDS_MAX, Quantities, attributes_have, skip_attributes, visit_quantities,
+};
+use executor_sdk::wire::take_str;
+use executor_sdk::{
+    AgentEntry, AllocationInput, Allocator, Constraint, Decisions, FrameworkEntry, Indexed,
+};
 use heapless::Vec;
 
 /// Frameworks this module handles; more fails the pass (the host then runs its built-in DRF).
@@ -17,6 +21,9 @@ const ROLES_MAX: usize = 128;
 const AGENTS_MAX: usize = 16_384;
 /// Shares are compared in units of `1 / SHARE_SCALE` (the built-in's `SHARE_SCALE`).
 const SHARE_SCALE: f64 = 1e12;
+/// Constraints of all frameworks kept for the fast check; beyond it frameworks take the
+/// slow path (same answer, slower).
+const CONSTRAINTS_TABLE_MAX: usize = 2048;
 
 type Dense = [u64; QUANTITY_KINDS_MAX];
 
@@ -29,6 +36,47 @@ struct Client {
     active: bool,
     takes_anything: bool,
     key: u64,
+}
+
+/// Frameworks whose only preference is attribute constraints, checked against an agent's
+/// encoded attributes without decoding either: `(framework, first, count)` into a table
+/// of constraints. Others (minimum offers, filters) are checked by decoding both.
+struct ConstraintTable<'a> {
+    constraints: Vec<Constraint<'a>, CONSTRAINTS_TABLE_MAX>,
+    /// Per framework: `Some((first, count))` when constraints are all it asks.
+    spans: Vec<Option<(u16, u16)>, FRAMEWORKS_MAX>,
+}
+
+impl<'a> ConstraintTable<'a> {
+    fn new() -> ConstraintTable<'a> {
+        ConstraintTable {
+            constraints: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Records the next framework's constraints (frameworks in snapshot order).
+    fn add(&mut self, fw: &FrameworkEntry<'a>) -> Option<()> {
+        let only_constraints = fw.min_offer.is_empty() && fw.filters.is_empty();
+        let first = self.constraints.len();
+        let fits = only_constraints && self.constraints.extend_from_slice(&fw.constraints).is_ok();
+        self.spans
+            .push(fits.then(|| (first as u16, fw.constraints.len() as u16)))
+            .ok()
+    }
+
+    /// `Some(satisfied)` when the framework's only preference is constraints.
+    fn check(&self, framework: usize, attributes: &[u8]) -> Option<bool> {
+        let (first, count) = (*self.spans.get(framework)?)?;
+        let constraints = self
+            .constraints
+            .get(first as usize..(first + count) as usize)?;
+        Some(
+            constraints
+                .iter()
+                .all(|c| attributes_have(attributes, c.key, c.value).unwrap_or(false)),
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -54,7 +102,8 @@ impl Allocator for Drf {
     fn allocate(&mut self, input: &AllocationInput<'_>, decisions: &mut Decisions<'_>) {
         // A snapshot over this module's capacities fails the pass (rather than answer
         // wrongly): the host then runs its built-in DRF.
-        if self.build(input).is_none() {
+        let mut table = ConstraintTable::new();
+        if self.build(input, &mut table).is_none() {
             return decisions.fail();
         }
         let Ok(agents) = input.agents.indexed::<AGENTS_MAX>() else {
@@ -67,6 +116,13 @@ impl Allocator for Drf {
             let Some(index) = agents.find_by_key(agent_id) else {
                 continue;
             };
+            let Some(attributes) = agents
+                .element_bytes(index)
+                .and_then(|b| take_str(b).ok())
+                .map(|(_, rest)| rest)
+            else {
+                return decisions.fail();
+            };
             // The free resources' amounts are read in place; the whole agent is decoded
             // only when a framework's preferences must be checked against it.
             let Some((free, empty)) = free_of(&agents, index, &input.total) else {
@@ -76,7 +132,13 @@ impl Allocator for Drf {
                 continue;
             }
             let agent = || agents.get(index);
-            let Some(chosen) = self.first_match(&frameworks, agent, input.now_ms) else {
+            let checks = Checks {
+                frameworks: &frameworks,
+                table: &table,
+                attributes,
+                agent,
+            };
+            let Some(chosen) = self.first_match(&checks, input.now_ms) else {
                 continue;
             };
             self.allocate_to(chosen, &free, &input.total);
@@ -87,14 +149,29 @@ impl Allocator for Drf {
     }
 }
 
+/// What `first_match` needs to check a framework against one agent.
+struct Checks<'c, 'a, F> {
+    frameworks: &'c Indexed<'a, FrameworkEntry<'a>, FRAMEWORKS_MAX>,
+    table: &'c ConstraintTable<'a>,
+    /// The agent's encoded attributes (and what follows them).
+    attributes: &'a [u8],
+    /// Decodes the whole agent, for the slow path.
+    agent: F,
+}
+
 impl Drf {
     /// Rebuilds the tables from the snapshot; `None` when over a capacity.
-    fn build(&mut self, input: &AllocationInput<'_>) -> Option<()> {
+    fn build<'a>(
+        &mut self,
+        input: &AllocationInput<'a>,
+        table: &mut ConstraintTable<'a>,
+    ) -> Option<()> {
         self.clients.clear();
         self.roles.clear();
         self.role_order.clear();
         let mut role_names: Vec<&str, ROLES_MAX> = Vec::new();
         for fw in input.frameworks.iter() {
+            table.add(&fw)?;
             let role = match role_names.iter().position(|r| *r == fw.role) {
                 Some(i) => i,
                 None => {
@@ -158,8 +235,7 @@ impl Drf {
     /// framework could still rank before it.
     fn first_match<'a>(
         &self,
-        frameworks: &Indexed<'a, FrameworkEntry<'a>, FRAMEWORKS_MAX>,
-        agent: impl Fn() -> Option<AgentEntry<'a>>,
+        checks: &Checks<'_, 'a, impl Fn() -> Option<AgentEntry<'a>>>,
         now_ms: u64,
     ) -> Option<u16> {
         let mut decoded: Option<AgentEntry<'a>> = None;
@@ -180,13 +256,15 @@ impl Drf {
                 if best.is_some_and(|(_, b)| key >= b) {
                     break;
                 }
-                let takes = self.clients[member as usize].takes_anything || {
-                    if decoded.is_none() {
-                        decoded = agent();
-                    }
-                    let fw = frameworks.get(member as usize);
-                    matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
-                };
+                let fast = checks.table.check(member as usize, checks.attributes);
+                let takes = self.clients[member as usize].takes_anything
+                    || fast.unwrap_or_else(|| {
+                        if decoded.is_none() {
+                            decoded = (checks.agent)();
+                        }
+                        let fw = checks.frameworks.get(member as usize);
+                        matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
+                    });
                 if takes {
                     best = Some((role.key, key));
                     break;
@@ -275,7 +353,7 @@ fn free_of(
     total: &Quantities<'_>,
 ) -> Option<(Dense, bool)> {
     let bytes = agents.element_bytes(index)?;
-    let after_id = take::<&str>(bytes).ok()?.1;
+    let after_id = take_str(bytes).ok()?.1;
     let free = skip_attributes(after_id).ok()?;
     let mut dense = [0; QUANTITY_KINDS_MAX];
     // Any kind counts for emptiness, as `Resources::is_empty`, even one the total lacks.

@@ -1,0 +1,322 @@
+//! Routes and handlers of the JSON API.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use proto::{TaskId, TaskState};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+use tokio_stream::{Stream, StreamExt, wrappers::WatchStream};
+use utoipa::{IntoParams, OpenApi};
+
+use crate::Handles;
+use crate::error::{ApiError, ErrorBody};
+use crate::jobs::{Command, CommandError, JobAccepted, JobRequest};
+use crate::state::{AgentInfo, ClusterState, FrameworkInfo, LogTail, TaskDetail, TaskInfo};
+
+/// Largest request body taken; a larger one is answered 413 `body_too_large`.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// How long a handler waits for the daemon to answer a command before answering 503.
+pub const COMMAND_TIMEOUT_MS: u64 = 5_000;
+/// Between SSE keep-alive comments, so proxies keep an idle stream open.
+const SSE_KEEP_ALIVE_MS: u64 = 15_000;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wasmos master API",
+        description = "Agents, frameworks, tasks, offers and DRF shares of a wasmos cluster; job submission for the jobs framework."
+    ),
+    paths(
+        health, state, agents, frameworks, tasks, task, kill_task, submit_job, events, metrics
+    ),
+    components(schemas(ErrorBody, JobRequest, JobAccepted, TaskDetail, LogTail))
+)]
+pub struct ApiDoc;
+
+pub fn router(handles: Handles) -> Router {
+    Router::new()
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/app.js", get(crate::dashboard::script))
+        .route("/assets/app.css", get(crate::dashboard::style))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/state", get(state))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/frameworks", get(frameworks))
+        .route("/api/v1/tasks", get(tasks))
+        .route("/api/v1/tasks/{id}", get(task).delete(kill_task))
+        .route("/api/v1/jobs", axum::routing::post(submit_job))
+        .route("/api/v1/events", get(events))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(handles)
+}
+
+fn current(handles: &Handles) -> Arc<ClusterState> {
+    handles.state.borrow().clone()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    status: &'static str,
+}
+
+/// Liveness: the HTTP server answers.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The whole cluster: agents, frameworks with DRF shares, tasks, offers, log, counters.
+#[utoipa::path(get, path = "/api/v1/state", responses((status = 200, body = ClusterState)))]
+async fn state(State(h): State<Handles>) -> Json<ClusterState> {
+    Json(ClusterState::clone(&current(&h)))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", responses((status = 200, body = Vec<AgentInfo>)))]
+async fn agents(State(h): State<Handles>) -> Json<Vec<AgentInfo>> {
+    Json(current(&h).agents.clone())
+}
+
+#[utoipa::path(get, path = "/api/v1/frameworks", responses((status = 200, body = Vec<FrameworkInfo>)))]
+async fn frameworks(State(h): State<Handles>) -> Json<Vec<FrameworkInfo>> {
+    Json(current(&h).frameworks.clone())
+}
+
+/// Filters of `GET /api/v1/tasks`; each given one must match.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFilter {
+    /// `staging`, `starting`, `running`, `finished`, `failed`, `killed`, `lost` or `error`.
+    pub state: Option<String>,
+    pub framework: Option<String>,
+    pub agent: Option<String>,
+}
+
+impl TaskFilter {
+    fn matcher(&self) -> Result<impl Fn(&TaskInfo) -> bool + '_, ApiError> {
+        let state = match self.state.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("unknown task state {s:?}"),
+                )
+            })?),
+            None => None,
+        };
+        let empty_is_none = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
+        let (framework, agent) = (empty_is_none(&self.framework), empty_is_none(&self.agent));
+        Ok(move |t: &TaskInfo| {
+            state.is_none_or(|s| t.state == s)
+                && framework
+                    .as_deref()
+                    .is_none_or(|f| t.framework_id.as_str() == f)
+                && agent.as_deref().is_none_or(|a| t.agent_id.as_str() == a)
+        })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/tasks", params(TaskFilter),
+    responses((status = 200, body = Vec<TaskInfo>), (status = 400, body = ErrorBody))
+)]
+async fn tasks(
+    State(h): State<Handles>,
+    query: Result<Query<TaskFilter>, QueryRejection>,
+) -> Result<Json<Vec<TaskInfo>>, ApiError> {
+    let Query(filter) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let matches = filter.matcher()?;
+    Ok(Json(
+        current(&h)
+            .tasks
+            .iter()
+            .filter(|t| matches(t))
+            .cloned()
+            .collect(),
+    ))
+}
+
+fn task_id(path: Result<Path<String>, PathRejection>) -> Result<TaskId, ApiError> {
+    let Path(id) =
+        path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+    Ok(TaskId::new(id))
+}
+
+fn task_not_found(id: &TaskId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "task_not_found",
+        format!("no task {id}"),
+    )
+}
+
+/// One task with the tail of its output (asked of its agent through the daemon; when that
+/// fails, `log_tail` is null and `log_error` says why).
+#[utoipa::path(
+    get, path = "/api/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = TaskDetail), (status = 404, body = ErrorBody))
+)]
+async fn task(
+    State(h): State<Handles>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TaskDetail>, ApiError> {
+    let id = task_id(path)?;
+    let found = current(&h).tasks.iter().find(|t| t.task_id == id).cloned();
+    let task = found.ok_or_else(|| task_not_found(&id))?;
+    let logs = ask(&h, |reply| Command::TaskLogs {
+        task_id: id.clone(),
+        reply,
+    })
+    .await;
+    let (log_tail, log_error) = match logs {
+        Ok(tail) => (Some(tail), None),
+        Err(e) => (None, Some(e.message)),
+    };
+    Ok(Json(TaskDetail {
+        task,
+        log_tail,
+        log_error,
+    }))
+}
+
+/// Kills a task (through the jobs framework). 202: the kill was sent; the task's state
+/// tells when it ended.
+#[utoipa::path(
+    delete, path = "/api/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
+    responses((status = 202), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+async fn kill_task(
+    State(h): State<Handles>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = task_id(path)?;
+    ask(&h, |reply| Command::KillTask {
+        task_id: id.clone(),
+        reply,
+    })
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Submits a job to the jobs framework.
+#[utoipa::path(
+    post, path = "/api/v1/jobs", request_body = JobRequest,
+    responses(
+        (status = 201, body = JobAccepted),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 413, description = "body larger than 64 KiB", body = ErrorBody),
+        (status = 422, description = "a field is missing, of the wrong type or out of range", body = ErrorBody),
+        (status = 409, body = ErrorBody)
+    )
+)]
+async fn submit_job(
+    State(h): State<Handles>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {BODY_BYTES_MAX} bytes"),
+        ),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()),
+    })?;
+    let request: JobRequest = serde_json::from_slice(&body).map_err(json_error)?;
+    let job = request.validate().map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_job",
+            e.to_string(),
+        )
+    })?;
+    let accepted = ask(&h, |reply| Command::SubmitJob { job, reply }).await?;
+    Ok((StatusCode::CREATED, Json(accepted)))
+}
+
+/// Syntax errors are 400; well-formed JSON of the wrong shape is 422.
+fn json_error(e: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_job",
+            e.to_string(),
+        ),
+        Category::Io | Category::Syntax | Category::Eof => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
+        }
+    }
+}
+
+/// Sends a command to the daemon and waits (bounded) for its answer.
+async fn ask<T>(
+    h: &Handles,
+    command: impl FnOnce(oneshot::Sender<Result<T, CommandError>>) -> Command,
+) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let gone = || ApiError::unavailable("the master daemon is not answering");
+    h.commands.send(command(reply)).await.map_err(|_| gone())?;
+    let answered = tokio::time::timeout(Duration::from_millis(COMMAND_TIMEOUT_MS), answer).await;
+    match answered {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(CommandError::NotFound(m)))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "task_not_found", m))
+        }
+        Ok(Ok(Err(CommandError::Conflict(m)))) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "conflict", m))
+        }
+        Ok(Err(_)) | Err(_) => Err(gone()),
+    }
+}
+
+/// Server-sent events: one `state` event with the whole [`ClusterState`] at once, then
+/// one each time the daemon publishes a new snapshot. A slow client skips snapshots
+/// rather than queueing them.
+#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, content_type = "text/event-stream", description = "`event: state`, `data:` a ClusterState as JSON")))]
+async fn events(State(h): State<Handles>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = WatchStream::new(h.state.clone()).map(|state| {
+        let event = Event::default().event("state");
+        Ok(match serde_json::to_string(&*state) {
+            Ok(json) => event.data(json),
+            Err(e) => event.event("error").data(e.to_string()),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_millis(SSE_KEEP_ALIVE_MS)))
+}
+
+/// Prometheus text exposition format 0.0.4.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain; version=0.0.4")))]
+async fn metrics(State(h): State<Handles>) -> Response {
+    let text = crate::metrics::render(&current(&h));
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}

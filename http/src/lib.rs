@@ -1,0 +1,82 @@
+//! The master's operator surface over HTTP: a JSON API (with its OpenAPI document),
+//! Prometheus metrics and a live web dashboard, all served by the master itself.
+//!
+//! Wiring, in the master daemon:
+//! 1. Keep a [`Recorder`] next to the [`master::Master`]; hand it every action drained,
+//!    every call and status fed, and the duration of every `handle_timeout`.
+//! 2. Publish `Arc::new(recorder.snapshot(&master, wall_ms))` on a
+//!    `tokio::sync::watch` channel, at most every [`SNAPSHOT_INTERVAL_MS_MIN`].
+//! 3. Answer the [`Command`]s that arrive on an mpsc channel (jobs, kills, log tails).
+//! 4. `tokio::spawn(http_api::serve(addr, Handles { state, commands }))`.
+//!
+//! Architecture invariant: this crate never mutates the master; everything it shows comes
+//! from the published [`ClusterState`], everything it asks goes through [`Command`].
+
+mod api;
+mod dashboard;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod recorder;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+pub use api::{ApiDoc, BODY_BYTES_MAX, COMMAND_TIMEOUT_MS, TaskFilter};
+pub use error::{ApiError, ErrorBody};
+pub use jobs::{Command, CommandError, JobAccepted, JobRequest, RestartPolicy, ValidJob};
+pub use recorder::Recorder;
+pub use state::ClusterState;
+
+/// The least time between two published snapshots the dashboard needs to look live;
+/// publishing more often only costs serialization for every open dashboard.
+pub const SNAPSHOT_INTERVAL_MS_MIN: u64 = 250;
+
+/// What the server needs from the daemon.
+#[derive(Clone, Debug)]
+pub struct Handles {
+    /// The latest snapshot, replaced by the daemon.
+    pub state: watch::Receiver<Arc<ClusterState>>,
+    /// Requests to the daemon, each answered on its oneshot.
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// Every route: the API under `/api/v1`, `/health`, `/metrics` and the dashboard at `/`.
+pub fn router(handles: Handles) -> axum::Router {
+    api::router(handles)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Listens on `addr` and serves [`router`] until the task is dropped or the listener fails.
+pub async fn serve(addr: SocketAddr, handles: Handles) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    serve_on(listener, handles).await
+}
+
+/// Serves on a listener already bound (port 0 in tests).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    handles: Handles,
+) -> Result<(), ServeError> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP API and dashboard listening");
+    }
+    axum::serve(listener, router(handles))
+        .await
+        .map_err(ServeError::Serve)
+}

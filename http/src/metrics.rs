@@ -1,0 +1,244 @@
+//! `/metrics` in the Prometheus text exposition format (0.0.4), rendered straight from a
+//! [`ClusterState`]: gauges are counted from the snapshot, counters come from
+//! [`crate::state::Counters`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use proto::TaskState;
+
+use crate::state::{AgentState, ClusterState, Histogram};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const TASK_STATES: [TaskState; 8] = [
+    TaskState::Staging,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Finished,
+    TaskState::Failed,
+    TaskState::Killed,
+    TaskState::Lost,
+    TaskState::Error,
+];
+
+pub fn render(state: &ClusterState) -> String {
+    let mut out = String::new();
+    let c = &state.counters;
+
+    family(
+        &mut out,
+        "wasmos_agents",
+        "gauge",
+        "Agents known to the master, by state.",
+    );
+    for s in AgentState::ALL {
+        let n = state.agents.iter().filter(|a| a.state == s).count();
+        sample(
+            &mut out,
+            "wasmos_agents",
+            &[("state", s.as_str())],
+            n as f64,
+        );
+    }
+
+    family(
+        &mut out,
+        "wasmos_frameworks",
+        "gauge",
+        "Frameworks registered with the master.",
+    );
+    sample(
+        &mut out,
+        "wasmos_frameworks",
+        &[],
+        state.frameworks.len() as f64,
+    );
+
+    family(
+        &mut out,
+        "wasmos_tasks",
+        "gauge",
+        "Tasks live or recently ended, by state.",
+    );
+    for s in TASK_STATES {
+        let n = state.tasks.iter().filter(|t| t.state == s).count();
+        sample(&mut out, "wasmos_tasks", &[("state", s.as_str())], n as f64);
+    }
+
+    family(
+        &mut out,
+        "wasmos_offers_outstanding",
+        "gauge",
+        "Offers made and not yet answered.",
+    );
+    sample(
+        &mut out,
+        "wasmos_offers_outstanding",
+        &[],
+        state.offers.len() as f64,
+    );
+
+    family(
+        &mut out,
+        "wasmos_offers_total",
+        "counter",
+        "Offers by outcome since the master started.",
+    );
+    for (outcome, n) in [
+        ("sent", c.offers_sent),
+        ("accepted", c.offers_accepted),
+        ("declined", c.offers_declined),
+        ("rescinded", c.offers_rescinded),
+    ] {
+        sample(
+            &mut out,
+            "wasmos_offers_total",
+            &[("outcome", outcome)],
+            n as f64,
+        );
+    }
+
+    family(
+        &mut out,
+        "wasmos_allocation_pass_duration_seconds",
+        "histogram",
+        "Time of one allocation pass of the master.",
+    );
+    histogram(
+        &mut out,
+        "wasmos_allocation_pass_duration_seconds",
+        &c.allocation_pass_seconds,
+    );
+
+    family(
+        &mut out,
+        "wasmos_framework_dominant_share",
+        "gauge",
+        "DRF dominant share of each framework (0 to 1).",
+    );
+    for f in &state.frameworks {
+        sample(
+            &mut out,
+            "wasmos_framework_dominant_share",
+            &[("framework", f.framework_id.as_str()), ("name", &f.name)],
+            f.dominant_share,
+        );
+    }
+
+    family(
+        &mut out,
+        "wasmos_decode_errors_total",
+        "counter",
+        "Payloads dropped because they did not decode, by key.",
+    );
+    for (key, n) in &c.decode_errors {
+        sample(
+            &mut out,
+            "wasmos_decode_errors_total",
+            &[("key", key)],
+            *n as f64,
+        );
+    }
+
+    family(
+        &mut out,
+        "wasmos_status_update_retries_total",
+        "counter",
+        "Task status updates resent by agents for want of an acknowledgement.",
+    );
+    sample(
+        &mut out,
+        "wasmos_status_update_retries_total",
+        &[],
+        c.status_update_retries as f64,
+    );
+
+    let resources = cluster_resources(state);
+    family(
+        &mut out,
+        "wasmos_cluster_resources",
+        "gauge",
+        "Scalar resources of active agents, by resource and kind (total, used, offered).",
+    );
+    for ((resource, kind), v) in &resources {
+        sample(
+            &mut out,
+            "wasmos_cluster_resources",
+            &[("resource", resource), ("kind", kind)],
+            *v,
+        );
+    }
+    out
+}
+
+fn cluster_resources(state: &ClusterState) -> BTreeMap<(String, &'static str), f64> {
+    let mut sums = BTreeMap::new();
+    for a in state
+        .agents
+        .iter()
+        .filter(|a| a.state == AgentState::Active)
+    {
+        for (kind, r) in [
+            ("total", &a.total),
+            ("used", &a.used),
+            ("offered", &a.offered),
+        ] {
+            for (name, v) in &r.scalars {
+                *sums.entry((name.clone(), kind)).or_insert(0.0) += v.units();
+            }
+        }
+    }
+    sums
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", format_value(value));
+}
+
+fn histogram(out: &mut String, name: &str, h: &Histogram) {
+    let bucket = format!("{name}_bucket");
+    for (bound, n) in h.bounds.iter().zip(&h.cumulative_counts) {
+        sample(out, &bucket, &[("le", &format_value(*bound))], *n as f64);
+    }
+    sample(out, &bucket, &[("le", "+Inf")], h.count as f64);
+    sample(out, &format!("{name}_sum"), &[], h.sum);
+    sample(out, &format!("{name}_count"), &[], h.count as f64);
+}
+
+/// Label values escape backslash, double quote and newline, as the format requires.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        }
+    } else {
+        format!("{v}")
+    }
+}

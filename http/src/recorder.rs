@@ -1,0 +1,388 @@
+//! What the master core does not keep but operators want to see: counters, a bounded log
+//! of offers and decisions, recently ended tasks, agents that were lost, and the history of
+//! dominant shares. The master daemon feeds a [`Recorder`] what it feeds and drains from
+//! [`master::Master`], and asks it for a [`ClusterState`] to publish.
+//!
+//! Sans-IO: no clock is read here; wall-clock times come in as `now_ms` arguments.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use master::{Action, CallError, Master};
+use proto::{AgentId, Call, CallReply, Event, FrameworkCall, TaskId, TaskStatus};
+
+use crate::state::{
+    AgentInfo, AgentState, ClusterState, Counters, FrameworkInfo, LogEntry, LogKind, OfferInfo,
+    ShareSample, TaskInfo,
+};
+
+/// Entries kept in the decision log; the oldest are dropped first.
+pub const LOG_ENTRIES_MAX: usize = 200;
+/// Ended tasks kept for display; the ones that ended first are dropped first.
+pub const ENDED_TASKS_KEPT_MAX: usize = 200;
+/// Lost agents kept for display; the ones lost first are dropped first.
+pub const LOST_AGENTS_KEPT_MAX: usize = 64;
+/// Dominant-share samples kept (one per snapshot); the oldest are dropped first.
+pub const SHARE_SAMPLES_MAX: usize = 120;
+
+#[derive(Debug, Default)]
+pub struct Recorder {
+    counters: Counters,
+    log: VecDeque<LogEntry>,
+    /// Tasks launched or reported and not yet seen ended, as last known.
+    tasks: BTreeMap<TaskId, TaskInfo>,
+    /// Ended tasks, the most recently ended last.
+    ended: VecDeque<TaskInfo>,
+    /// Agents seen at the last snapshot, to tell which were lost since.
+    agents_seen: BTreeMap<AgentId, AgentInfo>,
+    lost: VecDeque<AgentInfo>,
+    shares: VecDeque<ShareSample>,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder::default()
+    }
+
+    /// Every action drained from [`Master::poll_action`], in order.
+    pub fn observe_action(&mut self, now_ms: u64, action: &Action) {
+        match action {
+            Action::SendEvent {
+                framework_id,
+                event,
+            } => match event {
+                Event::Offers { offers } => {
+                    self.counters.offers_sent += offers.len() as u64;
+                    for offer in offers {
+                        self.push_log(LogEntry {
+                            at_ms: now_ms,
+                            kind: LogKind::Offer,
+                            framework_id: Some(framework_id.to_string()),
+                            agent_id: Some(offer.agent_id.to_string()),
+                            task_id: None,
+                            message: format!(
+                                "offered {} of {} to {framework_id}",
+                                offer.resources, offer.hostname
+                            ),
+                        });
+                    }
+                }
+                Event::Rescind { offer_id } => {
+                    self.counters.offers_rescinded += 1;
+                    self.push_log(
+                        entry(now_ms, LogKind::Rescind, format!("rescinded {offer_id}"))
+                            .framework(framework_id.as_str()),
+                    );
+                }
+                _ => {}
+            },
+            Action::LaunchTask {
+                agent_id,
+                framework_id,
+                task,
+            } => {
+                let info = TaskInfo {
+                    task_id: task.task_id.clone(),
+                    framework_id: framework_id.clone(),
+                    agent_id: agent_id.clone(),
+                    name: task.name.clone(),
+                    resources: task.resources.clone(),
+                    state: proto::TaskState::Staging,
+                    exit_code: None,
+                    reason: String::new(),
+                    launched_at_ms: now_ms,
+                    reclaim_at_ms: None,
+                };
+                self.tasks.insert(task.task_id.clone(), info);
+                self.push_log(
+                    entry(
+                        now_ms,
+                        LogKind::Launch,
+                        format!("launch {} ({}) on {agent_id}", task.task_id, task.resources),
+                    )
+                    .framework(framework_id.as_str())
+                    .agent(agent_id.as_str())
+                    .task(task.task_id.as_str()),
+                );
+            }
+            Action::KillTask {
+                agent_id, task_id, ..
+            } => self.push_log(
+                entry(
+                    now_ms,
+                    LogKind::Kill,
+                    format!("kill {task_id} on {agent_id}"),
+                )
+                .agent(agent_id.as_str())
+                .task(task_id.as_str()),
+            ),
+            Action::ReclaimNotice {
+                framework_id,
+                task_id,
+                agent_id,
+                kill_at,
+            } => self.push_log(
+                entry(
+                    now_ms,
+                    LogKind::Reclaim,
+                    format!("reclaim {task_id}: kill at master time {} ms", kill_at.0),
+                )
+                .framework(framework_id.as_str())
+                .agent(agent_id.as_str())
+                .task(task_id.as_str()),
+            ),
+            Action::AckStatus { .. } => {}
+        }
+    }
+
+    /// Every framework call handed to [`Master::handle_call`], with its result.
+    pub fn observe_call(
+        &mut self,
+        now_ms: u64,
+        call: &FrameworkCall,
+        result: &Result<CallReply, CallError>,
+    ) {
+        let framework = call.framework_id.as_ref().map(|f| f.to_string());
+        if let Err(e) = result {
+            let mut e = entry(now_ms, LogKind::CallRefused, format!("call refused: {e}"));
+            e.framework_id = framework;
+            self.push_log(e);
+            return;
+        }
+        let (kind, offers, what) = match &call.call {
+            Call::Accept {
+                offer_ids,
+                operations,
+                ..
+            } => {
+                let tasks: usize = operations
+                    .iter()
+                    .map(|proto::Operation::Launch { tasks }| tasks.len())
+                    .sum();
+                (LogKind::Accept, offer_ids, format!("with {tasks} task(s)"))
+            }
+            Call::Decline { offer_ids, filters } => (
+                LogKind::Decline,
+                offer_ids,
+                format!("for {} s", filters.refuse_seconds),
+            ),
+            _ => return,
+        };
+        match kind {
+            LogKind::Accept => self.counters.offers_accepted += offers.len() as u64,
+            _ => self.counters.offers_declined += offers.len() as u64,
+        }
+        let ids: Vec<&str> = offers.iter().map(|o| o.as_str()).collect();
+        let verb = if kind == LogKind::Accept {
+            "accepted"
+        } else {
+            "declined"
+        };
+        let mut e = entry(now_ms, kind, format!("{verb} {} {what}", ids.join(", ")));
+        e.framework_id = framework;
+        self.push_log(e);
+    }
+
+    /// Every status update handed to [`Master::handle_status`].
+    pub fn observe_status(&mut self, now_ms: u64, status: &TaskStatus) {
+        let Some(task) = self.tasks.get_mut(&status.task_id) else {
+            return;
+        };
+        if task.state == status.state {
+            return; // a resent update: logged once
+        }
+        task.state = status.state;
+        task.exit_code = status.exit_code;
+        task.reason = status.reason.clone();
+        let mut message = format!("{} is {}", status.task_id, status.state.as_str());
+        if let Some(code) = status.exit_code {
+            message.push_str(&format!(" (exit {code})"));
+        }
+        if !status.reason.is_empty() {
+            message.push_str(&format!(": {}", status.reason));
+        }
+        self.push_log(
+            entry(now_ms, LogKind::Status, message)
+                .agent(status.agent_id.as_str())
+                .task(status.task_id.as_str()),
+        );
+        if status.state.is_terminal()
+            && let Some(ended) = self.tasks.remove(&status.task_id)
+        {
+            self.ended.push_back(ended);
+            truncate_front(&mut self.ended, ENDED_TASKS_KEPT_MAX);
+        }
+    }
+
+    /// How long one allocation pass took (the daemon times `Master::handle_timeout`).
+    pub fn observe_allocation_pass(&mut self, took: Duration) {
+        self.counters
+            .allocation_pass_seconds
+            .observe(took.as_secs_f64());
+    }
+
+    /// The transport's decode-error counters, by key; replaces what was set before.
+    pub fn set_decode_errors(&mut self, by_key: BTreeMap<String, u64>) {
+        self.counters.decode_errors = by_key;
+    }
+
+    /// Status updates resent by agents so far (a cluster-wide total).
+    pub fn set_status_update_retries(&mut self, total: u64) {
+        self.counters.status_update_retries = total;
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The cluster as of now. Also samples dominant shares for the history and notes
+    /// agents that disappeared since the last snapshot as lost.
+    pub fn snapshot(&mut self, master: &Master, now_ms: u64) -> ClusterState {
+        let agents = self.agents(master);
+        let frameworks: Vec<FrameworkInfo> = master
+            .frameworks_view()
+            .into_iter()
+            .map(framework_info)
+            .collect();
+        self.shares.push_back(ShareSample {
+            at_ms: now_ms,
+            shares: frameworks
+                .iter()
+                .map(|f| (f.framework_id.to_string(), f.dominant_share))
+                .collect(),
+        });
+        truncate_front(&mut self.shares, SHARE_SAMPLES_MAX);
+        ClusterState {
+            generated_at_ms: now_ms,
+            agents,
+            frameworks,
+            tasks: self.tasks(master),
+            offers: master.offers_view().into_iter().map(offer_info).collect(),
+            log: self.log.iter().cloned().collect(),
+            share_history: self.shares.iter().cloned().collect(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn agents(&mut self, master: &Master) -> Vec<AgentInfo> {
+        let active: BTreeMap<AgentId, AgentInfo> = master
+            .agents_view()
+            .into_iter()
+            .map(|a| {
+                let info = AgentInfo {
+                    agent_id: a.agent_id.clone(),
+                    hostname: a.hostname,
+                    state: AgentState::Active,
+                    attributes: a.attributes,
+                    total: a.total,
+                    free: a.free,
+                    offered: a.offered,
+                    used: a.used,
+                    tasks: a.tasks,
+                };
+                (a.agent_id, info)
+            })
+            .collect();
+        let seen = std::mem::replace(&mut self.agents_seen, active.clone());
+        for (id, mut gone) in seen {
+            if !active.contains_key(&id) {
+                gone.state = AgentState::Lost;
+                self.lost.retain(|l| l.agent_id != id);
+                self.lost.push_back(gone);
+            }
+        }
+        self.lost.retain(|l| !active.contains_key(&l.agent_id));
+        truncate_front(&mut self.lost, LOST_AGENTS_KEPT_MAX);
+        active
+            .into_values()
+            .chain(self.lost.iter().cloned())
+            .collect()
+    }
+
+    /// Live tasks as the master knows them (authoritative), completed with what the
+    /// status updates said, then ended ones, most recently ended first.
+    fn tasks(&self, master: &Master) -> Vec<TaskInfo> {
+        let live = master.tasks_view().into_iter().map(|t| {
+            let known = self.tasks.get(&t.task_id);
+            TaskInfo {
+                exit_code: known.and_then(|k| k.exit_code),
+                reason: known.map(|k| k.reason.clone()).unwrap_or_default(),
+                task_id: t.task_id,
+                framework_id: t.framework_id,
+                agent_id: t.agent_id,
+                name: t.name,
+                resources: t.resources,
+                state: t.state,
+                launched_at_ms: t.launched_at.0,
+                reclaim_at_ms: t.reclaim_at.map(|m| m.0),
+            }
+        });
+        live.chain(self.ended.iter().rev().cloned()).collect()
+    }
+
+    fn push_log(&mut self, e: LogEntry) {
+        self.log.push_back(e);
+        truncate_front(&mut self.log, LOG_ENTRIES_MAX);
+    }
+}
+
+fn framework_info(f: master::view::FrameworkView) -> FrameworkInfo {
+    FrameworkInfo {
+        framework_id: f.framework_id,
+        name: f.name,
+        role: f.role,
+        role_weight: f.role_weight,
+        weight: f.weight,
+        connected: f.connected,
+        suppressed: f.suppressed,
+        allocation: f.allocation,
+        dominant_share: f.dominant_share,
+        tasks: f.tasks,
+        offers: f.offers,
+    }
+}
+
+fn offer_info(o: master::view::OfferView) -> OfferInfo {
+    OfferInfo {
+        offer_id: o.offer_id,
+        framework_id: o.framework_id,
+        agent_id: o.agent_id,
+        resources: o.resources,
+        made_at_ms: o.made_at.0,
+        expires_at_ms: o.expires_at.map(|m| m.0),
+    }
+}
+
+fn truncate_front<T>(queue: &mut VecDeque<T>, max: usize) {
+    while queue.len() > max {
+        queue.pop_front();
+    }
+}
+
+fn entry(at_ms: u64, kind: LogKind, message: String) -> LogEntry {
+    LogEntry {
+        at_ms,
+        kind,
+        framework_id: None,
+        agent_id: None,
+        task_id: None,
+        message,
+    }
+}
+
+impl LogEntry {
+    fn framework(mut self, id: &str) -> LogEntry {
+        self.framework_id = Some(id.to_owned());
+        self
+    }
+
+    fn agent(mut self, id: &str) -> LogEntry {
+        self.agent_id = Some(id.to_owned());
+        self
+    }
+
+    fn task(mut self, id: &str) -> LogEntry {
+        self.task_id = Some(id.to_owned());
+        self
+    }
+}
