@@ -471,7 +471,8 @@ fn whiteouts_of_dot_and_dotdot_are_refused() {
         let layout = layered(dir.path(), &[Entry::RawName(name, Vec::new())], LAYER_TAR);
         let err = launch_error(&a, &layout);
         assert!(
-            err.to_string().contains("escapes the rootfs (whiteout of . or ..)"),
+            err.to_string()
+                .contains("escapes the rootfs (whiteout of . or ..)"),
             "{name}: {err}"
         );
         std::fs::remove_dir_all(&layout).unwrap();
@@ -494,7 +495,10 @@ fn fifos_in_a_layout_are_refused_not_waited_on() {
     layout::busybox_layout(&index, &["true"]);
     mkfifo(&index.join("index.json"));
     let err = launch_error(&a, &index);
-    assert!(err.to_string().contains("index.json is not a regular file"), "{err}");
+    assert!(
+        err.to_string().contains("index.json is not a regular file"),
+        "{err}"
+    );
 
     let blob = dir.path().join("fifo-blob");
     layout::busybox_layout(&blob, &["true"]);
@@ -504,7 +508,8 @@ fn fifos_in_a_layout_are_refused_not_waited_on() {
 
     let err = launch_error(&a, &index.join("index.json"));
     assert!(
-        err.to_string().contains("neither an image layout directory nor a tar file"),
+        err.to_string()
+            .contains("neither an image layout directory nor a tar file"),
         "{err}"
     );
 }
@@ -515,16 +520,25 @@ fn fifos_in_a_layout_are_refused_not_waited_on() {
 fn a_layer_that_is_not_tar_fails_with_a_readable_reason() {
     let a = agent();
     let dir = tempfile::tempdir().unwrap();
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     for (name, media_type, bytes) in [
         ("noise.tar", LAYER_TAR, noise.clone()),
         ("noise.tgz", LAYER_GZIP, layout::gzip(&noise)),
-        ("plain-as-gzip", LAYER_GZIP, layout::layer_tar(&[Entry::Dir("etc")])),
+        (
+            "plain-as-gzip",
+            LAYER_GZIP,
+            layout::layer_tar(&[Entry::Dir("etc")]),
+        ),
     ] {
         let path = dir.path().join(name);
         layout::write_layout(&path, &[(media_type, bytes)], &["true"]);
         let reason = launch_error(&a, &path).outcome().reason;
-        assert!(reason.contains(": not a readable tar archive: "), "{name}: {reason}");
+        assert!(
+            reason.contains(": not a readable tar archive: "),
+            "{name}: {reason}"
+        );
         assert!(
             reason.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !reason.contains(".unpack"),
             "{name}: {reason}"
@@ -539,11 +553,16 @@ fn a_layout_tar_that_is_not_one_fails_with_a_readable_reason() {
     let a = agent();
     let dir = tempfile::tempdir().unwrap();
     let noise_tar = dir.path().join("noise.tar");
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&noise_tar, noise).unwrap();
     let reason = launch_error(&a, &noise_tar).outcome().reason;
     assert!(reason.contains("not a readable tar archive"), "{reason}");
-    assert!(reason.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{reason}");
+    assert!(
+        reason.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+        "{reason}"
+    );
 
     let empty_tar = dir.path().join("empty.tar");
     std::fs::write(&empty_tar, b"").unwrap();
@@ -567,7 +586,11 @@ fn the_working_directory_is_made_in_the_rootfs_when_unpacking() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path.join("index.json")).unwrap()).unwrap();
     let blob = |digest: &serde_json::Value| {
-        let hex = digest.as_str().unwrap().trim_start_matches("sha256:").to_owned();
+        let hex = digest
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_owned();
         path.join("blobs/sha256").join(hex)
     };
     let manifest_path = blob(&index["manifests"][0]["digest"]);

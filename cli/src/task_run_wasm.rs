@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::wasm::{ExecutorConfig, WasmExecutor};
 use anyhow::Context;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use proto::{DirGrant, ModuleRef, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const USAGE_ERROR: u8 = 2;
 

@@ -47,8 +47,8 @@ impl<'a> Config<'a> {
     /// A non-negative amount in whole units (`0.5`) as thousandths, as proto's scalars.
     pub fn get_millis(&self, key: &str) -> Option<u64> {
         let units = self.get_f64(key)?;
-        let ok = units.is_finite() && units >= 0.0 && units < 1e15;
+        let ok = (0.0..1e15).contains(&units);
         // Round half away from zero, as proto's `Scalar::from_units` (f64::round is not in core).
-        ok.then(|| (units * 1000.0 + 0.5) as u64)
+        ok.then_some((units * 1000.0 + 0.5) as u64)
     }
 }

@@ -122,6 +122,8 @@ pub struct FrameworkInfo<'c> {
 }
 
 /// `proto::Call`, in the same variant order.
+// Built on the stack and serialized at once, never stored: the size of `Subscribe` is moot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize)]
 pub enum Call<'c> {
     Subscribe {

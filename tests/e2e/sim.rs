@@ -117,3 +117,27 @@ fn sim_rejects_malformed_scenarios_with_exit_code_2() {
         assert!(stderr.contains("malformed scenario"), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn sim_honours_framework_attributes_and_warns_about_unknown_fields() {
+    let scenario = json!({
+        "agents": [
+            {"id": "arm", "resources": {"cpus": 2}, "attributes": {"arch": "aarch64", "rack": 1}},
+            {"id": "x86", "resources": {"cpus": 6}, "attributes": {"arch": "x86_64"}}
+        ],
+        "frameworks": [
+            {"id": "edge", "task": {"cpus": 1}, "attributes": {"arch": "aarch64", "rack": 1}},
+            {"id": "any", "task": {"cpus": 1}, "max_tasks": 0, "note": "typo-prone"}
+        ]
+    });
+    let out = sim_stdin(&scenario.to_string());
+    let report = stdout_json(&out);
+    assert_eq!(
+        report,
+        json!({"launched": {"edge": 2, "any": 0}, "placements": [
+            {"framework": "edge", "agent": "arm", "tasks": 2}
+        ]})
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("frameworks[1].note"), "{stderr}");
+}

@@ -190,10 +190,17 @@ fn timeout_while_compiling_reports_and_exits() {
         .read_line(&mut line)
         .unwrap();
     let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["reason"], "timed out after 0.5 s while compiling the module");
+    assert_eq!(
+        v["reason"],
+        "timed out after 0.5 s while compiling the module"
+    );
     // Liveness, not speed: the compilation alone takes far longer than this bound.
     let status = wait_at_most(&mut child, Duration::from_secs(10));
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "still running after its status line");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "still running after its status line"
+    );
 }
 
 /// Regression: SIGTERM (what `timeout(1)` sends) ended the process without a status line.
@@ -212,9 +219,12 @@ fn sigterm_kills_the_task_and_reports_killed() {
         .unwrap();
     // The sandbox directory appears once the signal handlers are in place.
     let has_sandbox = || {
-        std::fs::read_dir(tmp.path())
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("wasmos-task-"))
+        std::fs::read_dir(tmp.path()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("wasmos-task-")
+        })
     };
     while !has_sandbox() {
         std::thread::sleep(Duration::from_millis(20));
@@ -227,7 +237,10 @@ fn sigterm_kills_the_task_and_reports_killed() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v = last_json_line(&out);
-    assert_eq!((v["state"].as_str(), v["reason"].as_str()), (Some("killed"), Some("killed")));
+    assert_eq!(
+        (v["state"].as_str(), v["reason"].as_str()),
+        (Some("killed"), Some("killed"))
+    );
     assert!(!has_sandbox(), "sandbox removed");
 }
 

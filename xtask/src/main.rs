@@ -160,7 +160,10 @@ fn test(extra: &[String]) -> Result<()> {
     setup()?;
     modules()?;
     let root = root();
-    run(Command::new(cargo()).current_dir(&root).args(["build", "--bin", "wasmos"]))?;
+    // One build of everything the tests need, `wasmos` included, with the same feature
+    // unification as `cargo test --workspace`: building the binary alone would resolve
+    // other features and compile wasmtime and zenoh twice.
+    run(Command::new(cargo()).current_dir(&root).args(["build", "--workspace", "--bins", "--tests"]))?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(extra);
     let result = run(&mut cmd);

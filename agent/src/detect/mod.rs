@@ -45,7 +45,10 @@ pub enum DetectError {
     Config(#[from] ConfigError),
     // `error`, not `source`: see `ConfigError::Read`.
     #[error("work directory {path}: {error}")]
-    WorkDir { path: PathBuf, error: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("invalid agent id {0:?}: {1}")]
     AgentId(String, String),
 }

@@ -529,8 +529,12 @@ fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
     let bad =
         |what: String| ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()));
     let (mut bytes, mut entries) = (0u64, 0u64);
-    let unreadable =
-        |e: io::Error| bad(format!("not a readable tar archive: {}", unpack::archive_message(&e)));
+    let unreadable = |e: io::Error| {
+        bad(format!(
+            "not a readable tar archive: {}",
+            unpack::archive_message(&e)
+        ))
+    };
     for entry in archive.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
         entries += 1;

@@ -275,7 +275,11 @@ mod tests {
         assert_eq!(CpuThrottle::new(4.0).pause_after(ms(10)), Duration::ZERO);
         assert_eq!(CpuThrottle::new(0.5).pause_after(ms(10)), ms(10));
         assert_eq!(CpuThrottle::new(0.25).pause_after(ms(10)), ms(30));
-        assert_eq!(CpuThrottle::new(0.25).pause_after(ms(30)), ms(90), "a late tick");
+        assert_eq!(
+            CpuThrottle::new(0.25).pause_after(ms(30)),
+            ms(90),
+            "a late tick"
+        );
         assert_eq!(
             CpuThrottle::new(0.25).pause_after(Duration::from_secs(5)),
             SLICE_CHARGED_MAX * 3,

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use wasmtime::{Trap, WasmBacktrace};
 use wasmtime::component::ResourceTableError;
+use wasmtime::{Trap, WasmBacktrace};
 
 use super::limits::{HANDLES_MAX, LimitHit, TABLE_ELEMENTS_MAX, WasmLimits};
 
@@ -52,14 +52,11 @@ pub fn of_limit(hit: &LimitHit, limits: &WasmLimits) -> String {
     }
 }
 
-/// "timed out after 2 s", "timed out after 0.5 s".
+/// "timed out after 2 s", "timed out after 0.5 s" (to the millisecond).
 pub fn of_timeout(timeout: Duration) -> String {
-    let secs = timeout.as_secs_f64();
-    if secs.fract() == 0.0 {
-        format!("timed out after {secs} s")
-    } else {
-        format!("timed out after {secs:.3} s")
-    }
+    let millis = format!("{:.3}", timeout.as_secs_f64());
+    let secs = millis.trim_end_matches('0').trim_end_matches('.');
+    format!("timed out after {secs} s")
 }
 
 #[cfg(test)]
@@ -71,7 +68,12 @@ mod tests {
         assert_eq!(of_timeout(Duration::from_secs(2)), "timed out after 2 s");
         assert_eq!(
             of_timeout(Duration::from_millis(1500)),
-            "timed out after 1.500 s"
+            "timed out after 1.5 s"
         );
+        assert_eq!(
+            of_timeout(Duration::from_millis(1)),
+            "timed out after 0.001 s"
+        );
+        assert_eq!(of_timeout(Duration::from_secs(10)), "timed out after 10 s");
     }
 }

@@ -455,7 +455,10 @@ async fn start_with_parameters_is_not_a_command() {
     let (report, _sb) = run_spec(&executor(), &task, wat.to_vec().into()).await;
     assert_eq!(report.outcome.state, TaskState::Failed);
     assert!(
-        report.outcome.reason.starts_with("the module's `_start` takes parameters"),
+        report
+            .outcome
+            .reason
+            .starts_with("the module's `_start` takes parameters"),
         "{}",
         report.outcome.reason
     );
@@ -475,7 +478,12 @@ async fn p1_socket_calls_answer_notsock() {
                                   (i32.const 16)))))"#;
     let task = spec("sockets", 16.0, Some(5_000), &[]);
     let (report, _sb) = run_spec(&executor(), &task, wat.to_vec().into()).await;
-    assert_eq!(report.outcome.exit_code, Some(57), "{}", report.outcome.reason);
+    assert_eq!(
+        report.outcome.exit_code,
+        Some(57),
+        "{}",
+        report.outcome.reason
+    );
 }
 
 #[tokio::test]

@@ -328,7 +328,7 @@ impl Sim {
     }
 
     /// A framework with tasks left whose task fits in the free resources of some agent it
-    /// accepts.
+    /// accepts (and that has something free, so that it can be offered).
     fn could_launch(&self) -> Option<String> {
         let agents = &self.master.snapshot().agents;
         self.frameworks
@@ -336,7 +336,11 @@ impl Sim {
             .find(|f| {
                 f.has_tasks_left()
                     && agents.values().any(|a| {
-                        a.attributes.satisfies(&f.constraints) && a.free.contains(&f.task)
+                        // An agent with nothing free is never offered, even to a task of
+                        // nothing.
+                        !a.free.is_empty()
+                            && a.attributes.satisfies(&f.constraints)
+                            && a.free.contains(&f.task)
                     })
             })
             .map(|f| f.name.clone())

@@ -26,7 +26,7 @@ pub enum ScenarioError {
         name: String,
         value: f64,
     },
-    #[error("framework {0}: task asks for no resources")]
+    #[error("framework {0}: task asks for no resources and max_tasks is unlimited")]
     EmptyTask(String),
     #[error("framework {id}: weight {weight} is not a positive number")]
     BadWeight { id: String, weight: f64 },
@@ -186,7 +186,9 @@ impl Scenario {
             resources_of(&format!("agent {}", a.id), &a.resources)?;
         }
         for f in &self.frameworks {
-            if resources_of(&format!("framework {}", f.id), &f.task)?.is_empty() {
+            // A task of nothing always fits: only a bounded number of them can end a run.
+            let empty = resources_of(&format!("framework {}", f.id), &f.task)?.is_empty();
+            if empty && f.max_tasks.is_none() {
                 return Err(ScenarioError::EmptyTask(f.id.clone()));
             }
             let weight = f.weight();

@@ -278,8 +278,8 @@ fn malformed_scenarios_are_scenario_errors_with_a_clear_message() {
             "twice",
         ),
         (
-            r#"{"agents":[],"frameworks":[{"id":"f","task":{}}]}"#,
-            "no resources",
+            r#"{"agents":[],"frameworks":[{"id":"f","task":{"cpus":0}}]}"#,
+            "no resources and max_tasks is unlimited",
         ),
         (
             r#"{"agents":[],"frameworks":[{"id":"f","weight":0,"task":{"cpus":1}}]}"#,
@@ -335,4 +335,14 @@ fn unknown_fields_are_ignored_and_listed_for_a_warning() {
         ["comment", "agents[0].hostname", "frameworks[0].max_task"]
     );
     assert_eq!(run(json)["launched"], json!({"f": 3}));
+}
+
+#[test]
+fn a_task_of_nothing_launches_up_to_max_tasks_and_ranks_first() {
+    // A share of zero stays zero, so "zero" (listed last) is served before anyone else
+    // until its 3 tasks are out; then "cpu" fills the agent.
+    let json = r#"{"agents":[{"id":"a","resources":{"cpus":2}}],
+        "frameworks":[{"id":"cpu","task":{"cpus":1}},
+                      {"id":"zero","task":{"cpus":0},"max_tasks":3}]}"#;
+    assert_eq!(run(json)["launched"], json!({"cpu": 2, "zero": 3}));
 }

@@ -259,8 +259,10 @@ fn tiers_module_serves_the_top_tier_first_and_spares_batteries() {
         cluster.run(300);
         (cluster, bulk, critical)
     };
-    let mut config = MasterConfig::default();
-    config.role_weights = BTreeMap::from([("critical".into(), 10.0), ("bulk".into(), 1.0)]);
+    let config = MasterConfig {
+        role_weights: BTreeMap::from([("critical".into(), 10.0), ("bulk".into(), 1.0)]),
+        ..MasterConfig::default()
+    };
     let tiers = WasmAllocator::new("tiers.wasm", compile("tiers", Kind::Allocator), 1);
     let (cluster, bulk, critical) = run(Master::with_allocator(config.clone(), 1, Box::new(tiers)));
     assert_eq!(cluster.launches_of(&critical).len(), 2);

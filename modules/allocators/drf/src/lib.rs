@@ -246,10 +246,10 @@ impl Drf {
                 continue;
             };
             let first = client_order(&self.clients, first);
-            if let Some((share, key)) = best {
-                if role.key != share || first >= key {
-                    break;
-                }
+            if let Some((share, key)) = best
+                && (role.key != share || first >= key)
+            {
+                break;
             }
             for &member in &role.members {
                 let key = client_order(&self.clients, member);
@@ -381,6 +381,8 @@ fn dominant_share(alloc: &Dense, total: &Quantities<'_>) -> f64 {
 
 /// `share / weight` in units of `1 / SHARE_SCALE`, saturating; a weight that is not
 /// positive sorts last (the built-in's `weighted_share_key`).
+// The built-in's test, NaN included: a NaN weight is not positive.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn weighted_share_key(share: f64, weight: f64) -> u64 {
     if !(weight > 0.0) || !weight.is_finite() {
         return u64::MAX;
