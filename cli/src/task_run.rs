@@ -55,12 +55,20 @@ pub struct RunArgs {
 
 pub fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
     let TaskCommand::Run(args) = cmd;
-    if args.oci.is_some() { oci::run(args) } else { wasm::run(args) }
+    if args.oci.is_some() {
+        oci::run(args)
+    } else {
+        wasm::run(args)
+    }
 }
 
 /// Prints the contract line and maps the outcome to the exit status.
 pub fn report(outcome: &TaskOutcome) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string(outcome)?);
     let ok = outcome.state == TaskState::Finished && outcome.exit_code == Some(0);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -195,17 +195,24 @@ async fn ingest_round(master: &MasterHandle, publisher: &Net, round: u64) {
             .await
             .unwrap();
     }
-    // A new sentinel each round: its arrival is seen whatever a re-advert updates.
+    // A new sentinel each round: its arrival is seen whatever a re-advert updates. Puts
+    // go with zenoh's default congestion control, which drops under a burst: an advert
+    // lost that way is made good by the next period, and the sentinel is sent again.
     let sentinel = format!("sentinel-{round}");
-    publisher
-        .put(
-            &publisher.keys().agent_advert(&sentinel),
-            &advert(&sentinel, round),
-        )
-        .await
-        .unwrap();
-    while !master_knows(master, &sentinel).await {
-        tokio::time::sleep(Duration::from_micros(200)).await;
+    loop {
+        publisher
+            .put(
+                &publisher.keys().agent_advert(&sentinel),
+                &advert(&sentinel, round),
+            )
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if master_knows(master, &sentinel).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
     }
 }
 

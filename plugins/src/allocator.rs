@@ -22,10 +22,8 @@ use serde::Serialize;
 use crate::abi;
 use crate::sandbox::{GuestError, GuestInstance, Kind, Limits, ModuleCode};
 
-/// The master seeds its built-in DRF with `seed ^ BUILTIN_DRF_SEED_MIX`
-/// (`master::Master::new`); pass the same to [`WasmAllocator::new`] to visit agents in the
-/// same order.
-pub const BUILTIN_DRF_SEED_MIX: u64 = 0xa11c_a7e5;
+pub use master::BUILTIN_DRF_SEED_MIX;
+use master::rng::SplitMix64;
 
 /// What one pass sends: the snapshot, then the candidates in visiting order.
 #[derive(Serialize)]
@@ -168,32 +166,6 @@ impl Allocator for WasmAllocator {
                 );
                 self.fallback.allocate(snapshot, candidates)
             }
-        }
-    }
-}
-
-/// The master's SplitMix64 (`master/src/rng.rs`), step for step: the visiting order must be
-/// the built-in DRF's.
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
         }
     }
 }

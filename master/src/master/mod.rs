@@ -85,6 +85,11 @@ pub(crate) struct FrameworkRecord {
     pub below_fair_since: Option<Millis>,
 }
 
+/// The built-in DRF allocator is seeded with `seed ^ BUILTIN_DRF_SEED_MIX`, so that its
+/// agent order differs from the master's own generator; a plug-in allocator that wants
+/// the built-in's visiting order seeds itself the same way.
+pub const BUILTIN_DRF_SEED_MIX: u64 = 0xa11c_a7e5;
+
 /// The wasmos master as a sans-IO state machine.
 ///
 /// Nothing here does I/O or reads a clock: the caller (the zenoh adapter, `wasmos sim`, a
@@ -140,7 +145,7 @@ pub struct Master {
 impl Master {
     /// A master using the built-in DRF allocator.
     pub fn new(config: MasterConfig, seed: u64) -> Master {
-        let allocator = Box::new(DrfAllocator::new(seed ^ 0xa11c_a7e5));
+        let allocator = Box::new(DrfAllocator::new(seed ^ BUILTIN_DRF_SEED_MIX));
         Master::with_allocator(config, seed, allocator)
     }
 

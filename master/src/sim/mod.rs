@@ -7,8 +7,10 @@
 //! is due now. Each synthetic framework, for each offer, launches exactly one task of its
 //! shape when the task fits and it has tasks left, declining the rest with a 0-second
 //! filter; when the task does not fit it declines the whole offer with a one-hour filter;
-//! with no tasks left it declines and suppresses. The run ends when no outstanding offer
-//! remains and no framework with tasks left could fit one on any agent's free resources.
+//! with no tasks left it declines and suppresses. A framework's `attributes` are agent
+//! attributes it requires (standing constraints). The run ends when no outstanding offer
+//! remains and no framework with tasks left could fit one on the free resources of an
+//! agent it accepts.
 
 mod driver;
 mod scenario;

@@ -164,7 +164,10 @@ impl Scenario {
             return Vec::new();
         };
         let mut unknown = unknown_keys("", &top, &SCENARIO_FIELDS);
-        for (list, known) in [("agents", &AGENT_FIELDS[..]), ("frameworks", &FRAMEWORK_FIELDS)] {
+        for (list, known) in [
+            ("agents", &AGENT_FIELDS[..]),
+            ("frameworks", &FRAMEWORK_FIELDS),
+        ] {
             let Some(Value::Array(items)) = top.get(list) else {
                 continue;
             };
