@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use proto::{
     AgentAdvert, AgentId, Call, Event, Filters, FrameworkCall, FrameworkId, FrameworkInfo, Offer,
-    Operation, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask,
+    Operation, Resources, Scalar, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask,
 };
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -151,7 +151,15 @@ impl Sim {
             sim.master
                 .handle_agent_advert(sim.now, advert(&a.id, a.attributes.clone(), total));
         }
-        for f in &scenario.frameworks {
+        // A task of nothing changes no share and no free resources, so when such tasks are
+        // launched does not change anyone else's count; subscribing their frameworks first
+        // launches them while agents still have something to offer.
+        let (nothing, rest): (Vec<_>, Vec<_>) = scenario.frameworks.iter().partition(|f| {
+            f.task
+                .values()
+                .all(|v| Scalar::from_units(*v) == Some(Scalar::ZERO))
+        });
+        for f in nothing.into_iter().chain(rest) {
             let info = FrameworkInfo {
                 name: f.id.clone(),
                 role: f.role().to_owned(),

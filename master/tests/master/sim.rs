@@ -345,4 +345,10 @@ fn a_task_of_nothing_launches_up_to_max_tasks_and_ranks_first() {
         "frameworks":[{"id":"cpu","task":{"cpus":1}},
                       {"id":"zero","task":{"cpus":0},"max_tasks":3}]}"#;
     assert_eq!(run(json)["launched"], json!({"cpu": 2, "zero": 3}));
+    // Earlier frameworks tie with "zero" at share 0 and fill the agent first; "zero"'s
+    // tasks still fit (they need nothing), as progressive filling says.
+    let json = r#"{"agents":[{"id":"a","resources":{"cpus":10}}],
+        "frameworks":[{"id":"f","task":{"cpus":5}},{"id":"g","task":{"cpus":5}},
+                      {"id":"zero","task":{"cpus":0},"max_tasks":2}]}"#;
+    assert_eq!(run(json)["launched"], json!({"f": 1, "g": 1, "zero": 2}));
 }
