@@ -18,12 +18,29 @@ struct Fw {
     /// Thousandths per kind.
     task: BTreeMap<&'static str, u64>,
     max_tasks: Option<u64>,
+    /// Required `arch`: `Some(true)` aarch64, `Some(false)` x86_64.
+    arch: Option<bool>,
+}
+
+/// Agent `a{i}` is aarch64 when `i` is even, else x86_64.
+fn agent_is_aarch64(i: usize) -> bool {
+    i.is_multiple_of(2)
+}
+
+fn arch_name(aarch64: bool) -> &'static str {
+    if aarch64 { "aarch64" } else { "x86_64" }
+}
+
+/// Whether framework `f` accepts agent `a{i}`.
+fn accepts(f: &Fw, i: usize) -> bool {
+    f.arch.is_none_or(|a| a == agent_is_aarch64(i))
 }
 
 fn amounts(min_kinds: usize, max: u64) -> impl Strategy<Value = BTreeMap<&'static str, u64>> {
     proptest::collection::btree_map(
         proptest::sample::select(KINDS.to_vec()),
-        (1..=max).prop_map(|v| v * 500),
+        // Tenths, so that sums like 0.1 + 0.2 are exercised.
+        (1..=max).prop_map(|v| v * 100),
         min_kinds..=3,
     )
 }
@@ -32,14 +49,16 @@ fn fw() -> impl Strategy<Value = Fw> {
     (
         proptest::option::of(0u8..2),
         0..WEIGHTS.len(),
-        amounts(1, 6),
+        amounts(1, 30),
         proptest::option::of(0u64..12),
+        prop_oneof![3 => Just(None), 1 => any::<bool>().prop_map(Some)],
     )
-        .prop_map(|(role, weight, task, max_tasks)| Fw {
+        .prop_map(|(role, weight, task, max_tasks, arch)| Fw {
             role,
             weight,
             task,
             max_tasks,
+            arch,
         })
 }
 
@@ -62,7 +81,8 @@ fn scenario(agents: &[BTreeMap<&'static str, u64>], fws: &[Fw]) -> String {
     let agents: Vec<Value> = agents
         .iter()
         .enumerate()
-        .map(|(i, r)| json!({"id": format!("a{i}"), "resources": r.iter().map(|(k, v)| (k.to_string(), units(*v))).collect::<BTreeMap<_, _>>()}))
+        .map(|(i, r)| json!({"id": format!("a{i}"), "attributes": {"arch": arch_name(agent_is_aarch64(i))},
+            "resources": r.iter().map(|(k, v)| (k.to_string(), units(*v))).collect::<BTreeMap<_, _>>()}))
         .collect();
     let fws: Vec<Value> = fws
         .iter()
@@ -76,6 +96,9 @@ fn scenario(agents: &[BTreeMap<&'static str, u64>], fws: &[Fw]) -> String {
             }
             if let Some(m) = f.max_tasks {
                 v["max_tasks"] = json!(m);
+            }
+            if let Some(a) = f.arch {
+                v["attributes"] = json!({"arch": arch_name(a)});
             }
             v
         })
@@ -111,7 +134,8 @@ fn share(alloc: &BTreeMap<&str, u64>, total: &BTreeMap<&str, u64>) -> Frac {
 }
 
 /// Progressive filling with weighted hierarchical DRF on one agent, written from the
-/// definition: repeatedly, among frameworks with tasks left that have not been refused,
+/// definition: repeatedly, among frameworks with tasks left that accept the agent and
+/// have not been refused,
 /// take the lowest `(role share / role weight, own share, subscription order)`; launch one
 /// of its tasks if it fits, else it is out for good (free resources only shrink).
 fn reference(agent: &BTreeMap<&'static str, u64>, fws: &[Fw]) -> Vec<u64> {
@@ -133,7 +157,8 @@ fn reference(agent: &BTreeMap<&'static str, u64>, fws: &[Fw]) -> Vec<u64> {
         };
         let mut best: Option<(Frac, Frac, usize)> = None;
         for i in 0..fws.len() {
-            if out[i] || fws[i].max_tasks.is_some_and(|m| count[i] >= m) {
+            // The one agent is a0; a framework that does not accept it never launches.
+            if out[i] || !accepts(&fws[i], 0) || fws[i].max_tasks.is_some_and(|m| count[i] >= m) {
                 continue;
             }
             let mut role_alloc: BTreeMap<&str, u64> = BTreeMap::new();
@@ -183,7 +208,7 @@ proptest! {
 
     #[test]
     fn single_agent_runs_give_progressive_filling_drf_counts(
-        agent in amounts(1, 40),
+        agent in amounts(1, 200),
         fws in proptest::collection::vec(fw(), 1..6),
     ) {
         let fws = fix_role_weights(fws);
@@ -196,7 +221,7 @@ proptest! {
 
     #[test]
     fn multi_agent_runs_overcommit_nothing_and_leave_nothing_launchable(
-        agents in proptest::collection::vec(amounts(2, 24), 1..5),
+        agents in proptest::collection::vec(amounts(2, 120), 1..5),
         fws in proptest::collection::vec(fw(), 1..6),
     ) {
         let fws = fix_role_weights(fws);
@@ -219,7 +244,12 @@ proptest! {
             prop_assert_eq!(placed[i], launched(&report, i));
             prop_assert!(f.max_tasks.is_none_or(|m| placed[i] <= m));
             let left = f.max_tasks.is_none_or(|m| placed[i] < m);
-            let fits_somewhere = free.iter().any(|a| f.task.iter().all(|(k, v)| a.get(k).is_some_and(|x| x >= v)));
+            prop_assert!(report["placements"].as_array().unwrap().iter().all(|p| {
+                p["framework"] != format!("fw{i}") || accepts(f, p["agent"].as_str().unwrap()[1..].parse().unwrap())
+            }), "fw{} placed on an agent it does not accept; report {}", i, report);
+            let fits_somewhere = free.iter().enumerate().any(|(a, r)| {
+                accepts(f, a) && f.task.iter().all(|(k, v)| r.get(k).is_some_and(|x| x >= v))
+            });
             prop_assert!(!(left && fits_somewhere), "fw{} could still launch; report {}", i, report);
         }
     }
