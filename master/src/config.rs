@@ -35,7 +35,8 @@ pub struct MasterConfig {
     /// Grace period given to the agent with every kill, from SIGTERM to SIGKILL.
     pub kill_grace_ms: u64,
     /// Role weights set by the operator. A role not listed takes the weight its first
-    /// framework subscribed with; a listed role ignores the weight frameworks give.
+    /// framework subscribed with, and its frameworks weigh alike inside it; in a listed
+    /// role, the weight a framework subscribes with is its weight inside the role.
     pub role_weights: BTreeMap<String, f64>,
     /// `None` disables reclaim.
     pub reclaim: Option<ReclaimConfig>,

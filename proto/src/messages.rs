@@ -32,6 +32,8 @@ pub struct AgentAdvert {
 pub struct FrameworkInfo {
     pub name: String,
     pub role: String,
+    /// The role's DRF weight, or, in a role whose weight the master's operator set, this
+    /// framework's weight inside the role.
     pub weight: f64,
     /// Present when re-subscribing (failover, master restart).
     pub framework_id: Option<FrameworkId>,

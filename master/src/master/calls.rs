@@ -153,9 +153,17 @@ impl Master {
             .get(&id)
             .map(|s| s.allocation.clone())
             .unwrap_or_default();
+        // In a role whose weight the operator set, the weight a framework gives orders it
+        // among the role's frameworks; otherwise it is the role's weight (the first
+        // framework's, which later ones must repeat) and frameworks weigh alike inside it.
+        let weight = if self.config.role_weights.contains_key(&info.role) {
+            info.weight
+        } else {
+            1.0
+        };
         let slot = FrameworkSlot {
             role: info.role.clone(),
-            weight: 1.0,
+            weight,
             subscribed_seq: seq,
             allocation,
             wants_offers: !suppressed,

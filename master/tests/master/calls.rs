@@ -392,3 +392,41 @@ fn a_lost_agent_takes_its_resources_away_and_its_tasks_are_lost() {
     assert!(m.snapshot().total.is_empty());
     m.check_invariants().unwrap();
 }
+
+/// Two frameworks of weights 1 and 3 in a role the operator weighted: progressive filling
+/// one task at a time ends with their dominant shares 1 : 3.
+#[test]
+fn framework_weights_order_frameworks_inside_an_operator_weighted_role() {
+    let mut m = master::Master::new(
+        MasterConfig {
+            offer_timeout_ms: None,
+            reclaim: None,
+            role_weights: [("shared".to_owned(), 2.0)].into(),
+            ..MasterConfig::default()
+        },
+        7,
+    );
+    m.handle_agent_advert(Millis(0), advert("a1", res(8.0, 8192.0), Attributes::new()));
+    let light = subscribe(&mut m, 0, info("light", "shared", 1.0));
+    let heavy = subscribe(&mut m, 0, info("heavy", "shared", 3.0));
+    let mut launched = std::collections::BTreeMap::new();
+    for now in 0..64 {
+        for offer in offers(&step(&mut m, now)) {
+            let n = launched.entry(offer.framework_id.clone()).or_insert(0u32);
+            let task = task(&format!("{}-{n}", offer.framework_id), res(1.0, 1024.0));
+            let fits = offer.resources.contains(&task.resources);
+            let reply = if fits {
+                *n += 1;
+                call(&mut m, now, &offer.framework_id, accept(&[&offer], vec![task]))
+            } else {
+                call(&mut m, now, &offer.framework_id, decline(&offer.offer_id, 3600.0))
+            };
+            reply.unwrap();
+            m.check_invariants().unwrap();
+        }
+    }
+    assert_eq!(launched.get(&light), Some(&2));
+    assert_eq!(launched.get(&heavy), Some(&6));
+    let weights: Vec<f64> = m.frameworks_view().iter().map(|f| f.weight).collect();
+    assert_eq!(weights, vec![1.0, 3.0]);
+}
