@@ -1,9 +1,9 @@
 //! `wasmos agent`: the agent of one device.
 //!
-//! Now: `wasmos agent --print-advert [--root DIR] [--config FILE] [--work-dir DIR]` prints
-//! the advert the agent would publish, as JSON (a contract). The daemon mode (serving tasks
-//! over zenoh) is not in this build; without `--print-advert` the command says so and exits
-//! with status 2.
+//! `wasmos agent --print-advert [--root DIR] [--config FILE] [--work-dir DIR]` prints the
+//! advert the agent would publish, as JSON (a contract). Without `--print-advert` the agent
+//! daemon runs: it connects to the master at `--connect` (waiting until one answers), serves
+//! tasks, and stops on Ctrl-C or SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::detect::{self, AgentConfig};
 use anyhow::Context;
+use cluster::agent::{AgentDaemon, AgentDaemonConfig};
+use net::NetConfig;
 use proto::AgentAdvert;
+
+use crate::master_cmd::{runtime, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
@@ -27,28 +31,54 @@ pub struct AgentArgs {
     /// Work directory (agent id, code cache, sandboxes); overrides the configuration's.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// zenoh endpoint of the master to connect to; default tcp/127.0.0.1:7447, or the
+    /// `--zenoh-config` file's.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub connect: Option<String>,
+    /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub zenoh_config: Option<PathBuf>,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    if !args.print_advert {
-        eprintln!(
-            "error: the agent daemon mode is not available in this build; \
-             use `wasmos agent --print-advert` to print what this agent would advertise"
-        );
-        return Ok(ExitCode::from(2));
-    }
     if !args.root.is_dir() {
         eprintln!("error: --root {}: not a directory", args.root.display());
         return Ok(ExitCode::from(2));
     }
-    let advert = build_advert(&args)?;
-    println!("{}", serde_json::to_string_pretty(&advert)?);
+    let (advert, work_dir) = build_advert(&args)?;
+    if args.print_advert {
+        println!("{}", serde_json::to_string_pretty(&advert)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut net = NetConfig::member(args.connect.iter().cloned().collect())
+        .with_zenoh_config_file(args.zenoh_config.clone());
+    if args.connect.is_none() && args.zenoh_config.is_some() {
+        net.connect.clear();
+    }
+    runtime()?.block_on(run_daemon(AgentDaemonConfig::new(net, advert, work_dir)))
+}
+
+/// Runs the agent daemon until Ctrl-C or SIGTERM.
+async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
+    let connect = match config.net.connect.join(", ") {
+        endpoints if endpoints.is_empty() => "the zenoh configuration's endpoints".to_owned(),
+        endpoints => endpoints,
+    };
+    tracing::info!(agent_id = %config.advert.agent_id.as_str(), %connect, "agent connecting");
+    let agent = tokio::select! {
+        agent = AgentDaemon::start(config) => agent.context("starting the agent")?,
+        r = wait_for_signal() => return r.map(|()| ExitCode::SUCCESS),
+    };
+    println!("agent {} connected to {connect}", agent.agent_id().as_str());
+    wait_for_signal().await?;
+    tracing::info!("stopping the agent");
+    agent.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The advert of this agent: detection under `--root`, the configuration, and the agent id
-/// kept in the work directory.
-pub fn build_advert(args: &AgentArgs) -> anyhow::Result<AgentAdvert> {
+/// The advert of this agent (detection under `--root`, the configuration, and the agent id
+/// kept in the work directory) and its work directory.
+pub fn build_advert(args: &AgentArgs) -> anyhow::Result<(AgentAdvert, PathBuf)> {
     let mut config = match &args.config {
         Some(path) => AgentConfig::load(path)?,
         None => AgentConfig::default(),
@@ -65,5 +95,7 @@ pub fn build_advert(args: &AgentArgs) -> anyhow::Result<AgentAdvert> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    detect::advert(detected, &config, agent_id, incarnation).map_err(anyhow::Error::msg)
+    let advert =
+        detect::advert(detected, &config, agent_id, incarnation).map_err(anyhow::Error::msg)?;
+    Ok((advert, work_dir))
 }

@@ -5,14 +5,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent_cmd;
+mod listing;
+mod master_cmd;
 mod sim;
 mod task_run;
+mod up;
 
 #[derive(Parser)]
 #[command(name = "wasmos", version, about = "WebAssembly-sandboxed two-level scheduler for edge fleets")]
 struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `wasmos=debug`. Logs go to stderr.
-    #[arg(long, global = true, env = "WASMOS_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "WASMOS_LOG", default_value = "warn,zenoh=error")]
     log: String,
     /// Logs as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -28,8 +31,22 @@ enum Command {
     /// Run one task locally through the agent's executors.
     #[command(subcommand)]
     Task(task_run::TaskCommand),
-    /// The agent of one device (now: print the advert it would publish).
+    /// Run the agent daemon of this device, connected to a master (or print its advert).
     Agent(agent_cmd::AgentArgs),
+    /// Run the master daemon (a zenoh router) and print the endpoints it listens on.
+    Master(master_cmd::MasterArgs),
+    /// Run an embedded cluster in one process: a master and one agent for this machine.
+    Up(up::UpArgs),
+    /// List the agents the master knows, with their resources.
+    Agents(listing::ListArgs),
+    /// List the frameworks, with their DRF dominant shares.
+    Frameworks(listing::ListArgs),
+    /// List the tasks, with their states.
+    Ps(listing::ListArgs),
+    /// Print what an ended task wrote (stdout, then stderr).
+    Logs(listing::TaskArgs),
+    /// Kill a task on behalf of its framework.
+    Kill(listing::TaskArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +63,13 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Task(cmd) => task_run::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Master(args) => master_cmd::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Agents(args) => listing::list(listing::Listing::Agents, args),
+        Command::Frameworks(args) => listing::list(listing::Listing::Frameworks, args),
+        Command::Ps(args) => listing::list(listing::Listing::Tasks, args),
+        Command::Logs(args) => listing::logs(args),
+        Command::Kill(args) => listing::kill(args),
     };
     match result {
         Ok(code) => code,

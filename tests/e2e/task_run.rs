@@ -390,12 +390,3 @@ fn print_advert_reads_a_fake_device_tree() {
     );
     assert_eq!(v["reserved"]["scalars"]["mem"], 1024.0);
 }
-
-#[test]
-fn agent_without_print_advert_explains_and_exits_2() {
-    let out = wasmos().arg("agent").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("daemon mode is not available in this build")
-    );
-}
