@@ -12,10 +12,19 @@ mod task_run;
 mod up;
 
 #[derive(Parser)]
-#[command(name = "wasmos", version, about = "WebAssembly-sandboxed two-level scheduler for edge fleets")]
+#[command(
+    name = "wasmos",
+    version,
+    about = "WebAssembly-sandboxed two-level scheduler for edge fleets"
+)]
 struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `wasmos=debug`. Logs go to stderr.
-    #[arg(long, global = true, env = "WASMOS_LOG", default_value = "warn,zenoh=error")]
+    #[arg(
+        long,
+        global = true,
+        env = "WASMOS_LOG",
+        default_value = "warn,zenoh=error"
+    )]
     log: String,
     /// Logs as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -83,7 +92,9 @@ fn main() -> ExitCode {
 fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

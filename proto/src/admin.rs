@@ -53,7 +53,12 @@ pub const LOG_STREAM_BYTES_MAX: usize = 1 << 20;
 pub enum LogsReply {
     /// What an ended task wrote. `dropped_bytes` counts what was not kept (by the
     /// executor's output limit or [`LOG_STREAM_BYTES_MAX`]), both streams together.
-    Output { state: crate::task::TaskState, stdout: Vec<u8>, stderr: Vec<u8>, dropped_bytes: u64 },
+    Output {
+        state: crate::task::TaskState,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        dropped_bytes: u64,
+    },
     /// No output to give, and why ("still running", "not on this agent").
     Error { message: String },
 }

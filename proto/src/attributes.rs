@@ -23,12 +23,16 @@ impl Attributes {
     }
 
     pub fn insert(&mut self, key: &str, value: &str) {
-        self.0.entry(key.to_owned()).or_default().insert(value.to_owned());
+        self.0
+            .entry(key.to_owned())
+            .or_default()
+            .insert(value.to_owned());
     }
 
     /// Replaces every value of `key` with `value`.
     pub fn set(&mut self, key: &str, value: &str) {
-        self.0.insert(key.to_owned(), BTreeSet::from([value.to_owned()]));
+        self.0
+            .insert(key.to_owned(), BTreeSet::from([value.to_owned()]));
     }
 
     pub fn has(&self, key: &str, value: &str) -> bool {
@@ -37,7 +41,10 @@ impl Attributes {
 
     /// The single (first) value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.iter().next()).map(String::as_str)
+        self.0
+            .get(key)
+            .and_then(|v| v.iter().next())
+            .map(String::as_str)
     }
 
     /// True when every `(key, value)` constraint is among our attributes.
@@ -82,7 +89,10 @@ impl Serialize for Attributes {
             .0
             .iter()
             .map(|(k, vs)| match vs.len() {
-                1 => (k, OneOrMany::One(vs.iter().next().cloned().unwrap_or_default())),
+                1 => (
+                    k,
+                    OneOrMany::One(vs.iter().next().cloned().unwrap_or_default()),
+                ),
                 _ => (k, OneOrMany::Many(vs.clone())),
             })
             .collect();

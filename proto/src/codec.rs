@@ -38,18 +38,27 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, EncodeError> {
     let frame = postcard::to_extend(message, vec![PROTOCOL_VERSION])
         .map_err(|e| EncodeError::Serialize(e.to_string()))?;
     if frame.len() > FRAME_BYTES_MAX {
-        return Err(EncodeError::TooLarge { len: frame.len(), max: FRAME_BYTES_MAX });
+        return Err(EncodeError::TooLarge {
+            len: frame.len(),
+            max: FRAME_BYTES_MAX,
+        });
     }
     Ok(frame)
 }
 
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
     if frame.len() > FRAME_BYTES_MAX {
-        return Err(DecodeError::TooLarge { len: frame.len(), max: FRAME_BYTES_MAX });
+        return Err(DecodeError::TooLarge {
+            len: frame.len(),
+            max: FRAME_BYTES_MAX,
+        });
     }
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     if version != PROTOCOL_VERSION {
-        return Err(DecodeError::Version { found: version, expected: PROTOCOL_VERSION });
+        return Err(DecodeError::Version {
+            found: version,
+            expected: PROTOCOL_VERSION,
+        });
     }
     let (message, rest) =
         postcard::take_from_bytes(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;

@@ -72,7 +72,9 @@ pub struct ModuleHash(pub String);
 impl ModuleHash {
     /// Accepts exactly 64 lower-case hex digits.
     pub fn parse(s: &str) -> Option<ModuleHash> {
-        let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ok.then(|| ModuleHash(s.to_owned()))
     }
 }

@@ -31,14 +31,22 @@ pub struct KeyError {
 
 /// Checks that `s` is one non-wildcard chunk of a key expression.
 pub fn valid_chunk(what: &'static str, s: &str) -> Result<(), KeyError> {
-    let err = |why| Err(KeyError { what, value: s.to_owned(), why });
+    let err = |why| {
+        Err(KeyError {
+            what,
+            value: s.to_owned(),
+            why,
+        })
+    };
     if s.is_empty() {
         return err("it is empty");
     }
     if s.len() > KEY_CHUNK_BYTES_MAX {
         return err("it is longer than 128 bytes");
     }
-    if s.bytes().any(|b| matches!(b, b'/' | b'*' | b'$' | b'?' | b'#') || b.is_ascii_whitespace()) {
+    if s.bytes()
+        .any(|b| matches!(b, b'/' | b'*' | b'$' | b'?' | b'#') || b.is_ascii_whitespace())
+    {
         return err("it holds one of / * $ ? # or white space");
     }
     Ok(())
@@ -53,7 +61,9 @@ pub struct Keys {
 impl Keys {
     pub fn new(cluster: &str) -> Result<Keys, KeyError> {
         valid_chunk("cluster name", cluster)?;
-        Ok(Keys { prefix: format!("wasmos/{cluster}") })
+        Ok(Keys {
+            prefix: format!("wasmos/{cluster}"),
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -129,6 +139,8 @@ impl Keys {
 
 impl Default for Keys {
     fn default() -> Keys {
-        Keys { prefix: format!("wasmos/{DEFAULT_CLUSTER}") }
+        Keys {
+            prefix: format!("wasmos/{DEFAULT_CLUSTER}"),
+        }
     }
 }

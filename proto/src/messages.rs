@@ -66,7 +66,9 @@ pub struct Filters {
 impl Default for Filters {
     /// Mesos' default: five seconds.
     fn default() -> Filters {
-        Filters { refuse_seconds: 5.0 }
+        Filters {
+            refuse_seconds: 5.0,
+        }
     }
 }
 
@@ -85,14 +87,30 @@ pub struct FrameworkCall {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Call {
-    Subscribe { info: FrameworkInfo },
-    Accept { offer_ids: Vec<OfferId>, operations: Vec<Operation>, filters: Filters },
-    Decline { offer_ids: Vec<OfferId>, filters: Filters },
+    Subscribe {
+        info: FrameworkInfo,
+    },
+    Accept {
+        offer_ids: Vec<OfferId>,
+        operations: Vec<Operation>,
+        filters: Filters,
+    },
+    Decline {
+        offer_ids: Vec<OfferId>,
+        filters: Filters,
+    },
     Revive,
     Suppress,
-    Kill { task_id: TaskId },
-    Acknowledge { task_id: TaskId, status_uuid: StatusUuid },
-    Reconcile { tasks: Vec<TaskId> },
+    Kill {
+        task_id: TaskId,
+    },
+    Acknowledge {
+        task_id: TaskId,
+        status_uuid: StatusUuid,
+    },
+    Reconcile {
+        tasks: Vec<TaskId>,
+    },
     Teardown,
 }
 
@@ -100,27 +118,52 @@ pub enum Call {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CallReply {
     Ok,
-    Subscribed { framework_id: FrameworkId, heartbeat_interval_ms: u64 },
-    Error { message: String },
+    Subscribed {
+        framework_id: FrameworkId,
+        heartbeat_interval_ms: u64,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// A master-to-framework event, on `frameworks/<id>/events`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
-    Subscribed { framework_id: FrameworkId, heartbeat_interval_ms: u64 },
-    Offers { offers: Vec<Offer> },
-    Rescind { offer_id: OfferId },
-    Update { status: TaskStatus },
-    Error { message: String },
+    Subscribed {
+        framework_id: FrameworkId,
+        heartbeat_interval_ms: u64,
+    },
+    Offers {
+        offers: Vec<Offer>,
+    },
+    Rescind {
+        offer_id: OfferId,
+    },
+    Update {
+        status: TaskStatus,
+    },
+    Error {
+        message: String,
+    },
     Heartbeat,
 }
 
 /// A master-to-agent command, on the `agents/<id>/cmd` queryable.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AgentCommand {
-    Launch { framework_id: FrameworkId, task: TaskSpec },
-    Kill { task_id: TaskId, grace_ms: u64 },
-    Acknowledge { task_id: TaskId, status_uuid: StatusUuid },
+    Launch {
+        framework_id: FrameworkId,
+        task: TaskSpec,
+    },
+    Kill {
+        task_id: TaskId,
+        grace_ms: u64,
+    },
+    Acknowledge {
+        task_id: TaskId,
+        status_uuid: StatusUuid,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

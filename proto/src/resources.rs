@@ -131,7 +131,10 @@ impl RangeSet {
     }
 
     pub fn contains(&self, other: &RangeSet) -> bool {
-        other.0.iter().all(|&(s, e)| self.0.iter().any(|&(a, b)| a <= s && e <= b))
+        other
+            .0
+            .iter()
+            .all(|&(s, e)| self.0.iter().any(|&(a, b)| a <= s && e <= b))
     }
 
     pub fn overlaps(&self, other: &RangeSet) -> bool {
@@ -205,7 +208,10 @@ impl Resources {
     }
 
     pub fn with_set_item(mut self, name: &str, item: &str) -> Resources {
-        self.sets.entry(name.to_owned()).or_default().insert(item.to_owned());
+        self.sets
+            .entry(name.to_owned())
+            .or_default()
+            .insert(item.to_owned());
         self
     }
 
@@ -307,7 +313,10 @@ impl Resources {
             q.insert(k.clone(), r.count().saturating_mul(SCALAR_MILLIS_PER_UNIT));
         }
         for (k, s) in &self.sets {
-            q.insert(k.clone(), (s.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT));
+            q.insert(
+                k.clone(),
+                (s.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT),
+            );
         }
         q.retain(|_, v| *v > 0);
         q
@@ -370,7 +379,11 @@ impl fmt::Display for Resources {
         }
         for (k, r) in &self.ranges {
             sep(f)?;
-            let parts: Vec<String> = r.intervals().iter().map(|(s, e)| format!("{s}-{e}")).collect();
+            let parts: Vec<String> = r
+                .intervals()
+                .iter()
+                .map(|(s, e)| format!("{s}-{e}"))
+                .collect();
             write!(f, "{k}:[{}]", parts.join(","))?;
         }
         for (k, s) in &self.sets {

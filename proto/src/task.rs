@@ -68,7 +68,11 @@ impl DirGrant {
         if host.is_empty() || guest.is_empty() {
             return Err(format!("directory grant {s:?} has an empty side"));
         }
-        Ok(DirGrant { host: host.to_owned(), guest: guest.to_owned(), read_only })
+        Ok(DirGrant {
+            host: host.to_owned(),
+            guest: guest.to_owned(),
+            read_only,
+        })
     }
 }
 
@@ -96,7 +100,10 @@ pub struct TaskLimits {
 
 impl Default for TaskLimits {
     fn default() -> TaskLimits {
-        TaskLimits { timeout_ms: None, output_bytes_max: OUTPUT_BYTES_MAX_DEFAULT }
+        TaskLimits {
+            timeout_ms: None,
+            output_bytes_max: OUTPUT_BYTES_MAX_DEFAULT,
+        }
     }
 }
 
@@ -120,7 +127,11 @@ impl TaskState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Finished | TaskState::Failed | TaskState::Killed | TaskState::Lost | TaskState::Error
+            TaskState::Finished
+                | TaskState::Failed
+                | TaskState::Killed
+                | TaskState::Lost
+                | TaskState::Error
         )
     }
 

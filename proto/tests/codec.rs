@@ -17,8 +17,12 @@ fn sample_frames() -> Vec<Vec<u8>> {
     let advert = AgentAdvert {
         agent_id: "a1".into(),
         hostname: "h".into(),
-        attributes: Attributes::new().with("arch", "aarch64").with("has", "camera"),
-        total: Resources::new().with_scalar("cpus", 4.0).with_range("ports", 31000, 32000),
+        attributes: Attributes::new()
+            .with("arch", "aarch64")
+            .with("has", "camera"),
+        total: Resources::new()
+            .with_scalar("cpus", 4.0)
+            .with_range("ports", 31000, 32000),
         reserved: Resources::new(),
         seq: 3,
         incarnation: 9,
@@ -27,7 +31,10 @@ fn sample_frames() -> Vec<Vec<u8>> {
     };
     let call = FrameworkCall {
         framework_id: Some("fw".into()),
-        call: Call::Decline { offer_ids: vec!["o-1".into()], filters: Filters::default() },
+        call: Call::Decline {
+            offer_ids: vec!["o-1".into()],
+            filters: Filters::default(),
+        },
     };
     vec![
         encode(&advert).unwrap(),
@@ -90,13 +97,28 @@ fn each_rejection_has_its_reason() {
     assert_eq!(decode::<AgentAdvert>(&[]), Err(DecodeError::Empty));
     let mut wrong = frame.clone();
     wrong[0] = 99;
-    assert_eq!(decode::<AgentAdvert>(&wrong), Err(DecodeError::Version { found: 99, expected: 1 }));
+    assert_eq!(
+        decode::<AgentAdvert>(&wrong),
+        Err(DecodeError::Version {
+            found: 99,
+            expected: 1
+        })
+    );
     let mut long = frame.clone();
     long.push(0);
-    assert_eq!(decode::<AgentAdvert>(&long), Err(DecodeError::TrailingBytes(1)));
-    assert!(matches!(decode::<AgentAdvert>(&frame[..frame.len() / 2]), Err(DecodeError::Malformed(_))));
+    assert_eq!(
+        decode::<AgentAdvert>(&long),
+        Err(DecodeError::TrailingBytes(1))
+    );
+    assert!(matches!(
+        decode::<AgentAdvert>(&frame[..frame.len() / 2]),
+        Err(DecodeError::Malformed(_))
+    ));
     let huge = vec![PROTOCOL_VERSION; codec::FRAME_BYTES_MAX + 1];
-    assert!(matches!(decode::<AgentAdvert>(&huge), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        decode::<AgentAdvert>(&huge),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -105,7 +127,10 @@ fn keys_follow_the_layout() {
     assert_eq!(keys.agent_advert("a1"), "wasmos/default/agents/a1/advert");
     assert_eq!(keys.all_agent_alive(), "wasmos/default/agents/*/alive");
     assert_eq!(keys.master_calls(), "wasmos/default/master/calls");
-    assert_eq!(keys.framework_events("fw"), "wasmos/default/frameworks/fw/events");
+    assert_eq!(
+        keys.framework_events("fw"),
+        "wasmos/default/frameworks/fw/events"
+    );
     assert_eq!(keys.id_in("wasmos/default/agents/a1/status"), Some("a1"));
     assert!(Keys::new("a/b").is_err());
     assert!(keys::valid_chunk("agent id", "x*").is_err());

@@ -24,15 +24,23 @@ fn resources(base: u64, tag: &'static str) -> impl Strategy<Value = Resources> {
         proptest::collection::btree_set(0u32..8, 0..4),
     )
         .prop_map(move |(scalars, ports, devices)| {
-            let mut r = Resources { scalars, ..Resources::default() };
+            let mut r = Resources {
+                scalars,
+                ..Resources::default()
+            };
             r.scalars.retain(|_, v| *v != Scalar::ZERO);
-            let intervals = ports.into_iter().map(|(s, len)| (base + s, base + (s + len).min(999)));
+            let intervals = ports
+                .into_iter()
+                .map(|(s, len)| (base + s, base + (s + len).min(999)));
             let ports = RangeSet::from_intervals(intervals).unwrap_or_default();
             if !ports.is_empty() {
                 r.ranges.insert("ports".into(), ports);
             }
             if !devices.is_empty() {
-                r.sets.insert("gpu_ids".into(), devices.into_iter().map(|d| format!("{tag}{d}")).collect());
+                r.sets.insert(
+                    "gpu_ids".into(),
+                    devices.into_iter().map(|d| format!("{tag}{d}")).collect(),
+                );
             }
             r
         })
@@ -84,14 +92,22 @@ proptest! {
 fn range_difference_splits_intervals() {
     let all = RangeSet::from_intervals([(1000, 2000)]).unwrap();
     let hole = RangeSet::from_intervals([(1500, 1500), (1999, 2500)]).unwrap();
-    assert_eq!(all.difference(&hole).intervals(), &[(1000, 1499), (1501, 1998)]);
+    assert_eq!(
+        all.difference(&hole).intervals(),
+        &[(1000, 1499), (1501, 1998)]
+    );
     assert!(RangeSet::from_intervals([(5, 1)]).is_err());
 }
 
 #[test]
 fn scalars_are_units_in_json_and_millis_on_the_wire() {
-    let r = Resources::new().with_scalar("cpus", 0.5).with_scalar("mem", 64.0);
-    assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"scalars":{"cpus":0.5,"mem":64.0},"ranges":{},"sets":{}}"#);
+    let r = Resources::new()
+        .with_scalar("cpus", 0.5)
+        .with_scalar("mem", 64.0);
+    assert_eq!(
+        serde_json::to_string(&r).unwrap(),
+        r#"{"scalars":{"cpus":0.5,"mem":64.0},"ranges":{},"sets":{}}"#
+    );
     let back: Resources = proto::decode(&proto::encode(&r).unwrap()).unwrap();
     assert_eq!(back, r);
     assert!(serde_json::from_str::<Resources>(r#"{"scalars":{"cpus":-1}}"#).is_err());

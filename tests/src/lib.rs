@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The `wasmos` binary: `$WASMOS_BIN`, else `target/debug/wasmos`.
@@ -20,7 +23,11 @@ pub fn wasmos_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     let bin = target.join("debug").join("wasmos");
-    assert!(bin.exists(), "{} is missing: run `cargo build --bin wasmos` (cargo xtask test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin wasmos` (cargo xtask test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -30,7 +37,13 @@ pub fn wasmos() -> Command {
 
 /// A module built by `cargo xtask modules`, by crate name (`p1_hello`).
 pub fn module(name: &str) -> PathBuf {
-    let path = workspace_root().join("target/modules").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `cargo xtask modules`", path.display());
+    let path = workspace_root()
+        .join("target/modules")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask modules`",
+        path.display()
+    );
     path
 }

@@ -10,7 +10,11 @@ use std::time::Instant;
 
 const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
 /// (program that must be on PATH, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 3] = [("runc", "runc"), ("busybox", "busybox-static"), ("chromium", "chromium")];
+const APT_TOOLS: [(&str, &str); 3] = [
+    ("runc", "runc"),
+    ("busybox", "busybox-static"),
+    ("chromium", "chromium"),
+];
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -43,13 +47,22 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
 }
 
 fn on_path(program: &str) -> bool {
@@ -61,12 +74,23 @@ fn on_path(program: &str) -> bool {
 
 fn setup() -> Result<()> {
     setup_targets_only()?;
-    let packages: Vec<&str> = APT_TOOLS.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, pkg)| *pkg).collect();
-    if packages.is_empty() { Ok(()) } else { apt_install(&packages) }
+    let packages: Vec<&str> = APT_TOOLS
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if packages.is_empty() {
+        Ok(())
+    } else {
+        apt_install(&packages)
+    }
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
     let sudo: &[&str] = if is_root { &[] } else { &["sudo"] };
     let apt = |args: &[&str]| {
         let mut all: Vec<&str> = sudo.to_vec();
@@ -79,7 +103,13 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     apt(&["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend_from_slice(packages);
-    apt(&args).map_err(|e| format!("{e}; install {} by hand (apt-get install {})", packages.join(" "), packages.join(" ")))
+    apt(&args).map_err(|e| {
+        format!(
+            "{e}; install {} by hand (apt-get install {})",
+            packages.join(" "),
+            packages.join(" ")
+        )
+    })
 }
 
 /// Which target a module crate builds for, from its folder and name (see modules/Cargo.toml).
@@ -96,14 +126,17 @@ fn module_crates() -> Result<Vec<(&'static str, String)>> {
     let mut crates = Vec::new();
     for kind in ["tasks", "schedulers", "allocators"] {
         let dir = root().join("modules").join(kind);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if !entry.path().join("Cargo.toml").exists() {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().to_string();
-            let target = module_target(kind, &name)
-                .ok_or_else(|| format!("modules/{kind}/{name}: task modules are named p1_* or p2_*"))?;
+            let target = module_target(kind, &name).ok_or_else(|| {
+                format!("modules/{kind}/{name}: task modules are named p1_* or p2_*")
+            })?;
             crates.push((target, name));
         }
     }
@@ -119,20 +152,31 @@ fn modules() -> Result<()> {
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let crates = module_crates()?;
     for target in WASM_TARGETS {
-        let names: Vec<&str> = crates.iter().filter(|(t, _)| *t == target).map(|(_, n)| n.as_str()).collect();
+        let names: Vec<&str> = crates
+            .iter()
+            .filter(|(t, _)| *t == target)
+            .map(|(_, n)| n.as_str())
+            .collect();
         if names.is_empty() {
             continue;
         }
         let mut cmd = Command::new(cargo());
-        cmd.arg("build").arg("--release").arg("--target").arg(target);
-        cmd.arg("--manifest-path").arg(root.join("modules/Cargo.toml"));
+        cmd.arg("build")
+            .arg("--release")
+            .arg("--target")
+            .arg(target);
+        cmd.arg("--manifest-path")
+            .arg(root.join("modules/Cargo.toml"));
         cmd.arg("--target-dir").arg(&build_dir);
         for name in &names {
             cmd.arg("-p").arg(name);
         }
         run(&mut cmd)?;
         for name in names {
-            let built = build_dir.join(target).join("release").join(format!("{name}.wasm"));
+            let built = build_dir
+                .join(target)
+                .join("release")
+                .join(format!("{name}.wasm"));
             let dest = out_dir.join(format!("{name}.wasm"));
             std::fs::copy(&built, &dest).map_err(|e| format!("copy {}: {e}", built.display()))?;
         }
@@ -142,13 +186,23 @@ fn modules() -> Result<()> {
 }
 
 fn setup_targets_only() -> Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
-    let installed = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
-    let missing: Vec<&str> = WASM_TARGETS.into_iter().filter(|t| !installed.lines().any(|l| l == *t)).collect();
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let installed = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let missing: Vec<&str> = WASM_TARGETS
+        .into_iter()
+        .filter(|t| !installed.lines().any(|l| l == *t))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    run(Command::new("rustup").arg("target").arg("add").args(&missing))
+    run(Command::new("rustup")
+        .arg("target")
+        .arg("add")
+        .args(&missing))
 }
 
 fn cargo() -> String {
@@ -163,15 +217,28 @@ fn test(extra: &[String]) -> Result<()> {
     // One build of everything the tests need, `wasmos` included, with the same feature
     // unification as `cargo test --workspace`: building the binary alone would resolve
     // other features and compile wasmtime and zenoh twice.
-    run(Command::new(cargo()).current_dir(&root).args(["build", "--workspace", "--bins", "--tests"]))?;
+    run(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--workspace",
+        "--bins",
+        "--tests",
+    ]))?;
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+    cmd.current_dir(&root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(extra);
     let result = run(&mut cmd);
-    eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: test finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     result
 }
 
 fn bench(extra: &[String]) -> Result<()> {
     modules()?;
-    run(Command::new(cargo()).current_dir(root()).args(["bench", "--workspace"]).args(extra))
+    run(Command::new(cargo())
+        .current_dir(root())
+        .args(["bench", "--workspace"])
+        .args(extra))
 }

@@ -417,9 +417,19 @@ fn framework_weights_order_frameworks_inside_an_operator_weighted_role() {
             let fits = offer.resources.contains(&task.resources);
             let reply = if fits {
                 *n += 1;
-                call(&mut m, now, &offer.framework_id, accept(&[&offer], vec![task]))
+                call(
+                    &mut m,
+                    now,
+                    &offer.framework_id,
+                    accept(&[&offer], vec![task]),
+                )
             } else {
-                call(&mut m, now, &offer.framework_id, decline(&offer.offer_id, 3600.0))
+                call(
+                    &mut m,
+                    now,
+                    &offer.framework_id,
+                    decline(&offer.offer_id, 3600.0),
+                )
             };
             reply.unwrap();
             m.check_invariants().unwrap();
