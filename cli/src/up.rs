@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use cluster::agent::{AgentDaemon, AgentDaemonConfig};
-use cluster::master::AGENT_LOST_TIMEOUT_MS_DEFAULT;
 use net::NetConfig;
 
 use crate::agent_cmd::{self, AgentArgs};
@@ -14,15 +13,8 @@ use crate::master_cmd::{self, MasterArgs, runtime, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// zenoh endpoint the master listens on (repeatable); default tcp/127.0.0.1:7447.
-    #[arg(long, value_name = "ENDPOINT")]
-    pub listen: Vec<String>,
-    /// zenoh configuration file (zenoh's json5 format) for the master.
-    #[arg(long, value_name = "FILE")]
-    pub zenoh_config: Option<PathBuf>,
-    /// Directory of the master's module store (see `wasmos master --help`).
-    #[arg(long, value_name = "DIR")]
-    pub store_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub master: MasterArgs,
     /// The local agent's work directory (see `wasmos agent --help`).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -41,14 +33,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         zenoh_config: None,
     };
     let (advert, work_dir) = agent_cmd::build_advert(&agent_args)?;
-    let master_args = MasterArgs {
-        listen: args.listen,
-        zenoh_config: args.zenoh_config,
-        store_dir: args.store_dir,
-        agent_lost_timeout: AGENT_LOST_TIMEOUT_MS_DEFAULT / 1000,
-    };
     runtime()?.block_on(async {
-        let master = master_cmd::start(&master_args).await?;
+        let master = master_cmd::start(&args.master).await?;
         // The agent is a client of the master like any other, over the master's own
         // endpoints, so that what runs here is what runs on a fleet.
         let net = NetConfig::member(master.endpoints().to_vec());
