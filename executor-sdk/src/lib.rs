@@ -30,6 +30,7 @@ pub mod allocator;
 pub mod config;
 pub mod scheduler;
 pub mod task;
+pub mod template;
 pub mod types;
 pub mod wire;
 
@@ -42,6 +43,7 @@ pub use scheduler::{
     Call, Calls, DirGrant, Event, ModuleRef, OciTask, Operation, Scheduler, SchedulerInput,
     TaskKind, TaskLimits, TaskSpec, WasmTask,
 };
+pub use template::WasmTaskTemplate;
 pub use types::{
     Attributes, Constraint, Filters, Offer, Quantities, Resources, TaskState, TaskStatus,
 };

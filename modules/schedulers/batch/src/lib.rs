@@ -19,8 +19,8 @@
 use core::fmt::Write;
 
 use executor_sdk::{
-    Calls, Config, Error, Filters, ModuleRef, Offer, Resources, Scheduler, Seq, TaskKind,
-    TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
+    Calls, Config, Error, Filters, Offer, Resources, Scheduler, Seq, TaskSpec, TaskState,
+    TaskStatus, WasmTaskTemplate,
 };
 use heapless::{String, Vec};
 
@@ -28,8 +28,6 @@ use heapless::{String, Vec};
 const COUNT_MAX: usize = 1024;
 /// Tasks launched on one offer.
 const TASKS_PER_OFFER_MAX: usize = 16;
-/// Task arguments.
-const ARGS_MAX: usize = 16;
 /// Length of a framework id kept.
 const FRAMEWORK_ID_BYTES_MAX: usize = 64;
 /// Length of a task id.
@@ -71,33 +69,8 @@ struct Run {
 }
 
 /// The task settings read from the config (borrowing it).
-struct Template<'c> {
-    name: &'c str,
-    resources: Resources<'c>,
-    module: ModuleRef<'c>,
-    args: Vec<&'c str, ARGS_MAX>,
-}
-
-fn template(config: &[u8]) -> Result<Template<'_>, Error> {
-    let c = Config::parse(config)?;
-    let resources = Resources::default()
-        .with_scalar("cpus", c.get_millis("cpus").ok_or(Error::Malformed)?)?
-        .with_scalar("mem", c.get_millis("mem").ok_or(Error::Malformed)?)?;
-    let module = ModuleRef {
-        sha256: c.get("module_sha256").ok_or(Error::Malformed)?,
-        size_bytes: c.get_u64("module_size").unwrap_or(0),
-        name: c.get("module_name").unwrap_or("task.wasm"),
-    };
-    let mut args = Vec::new();
-    for arg in c.get("args").unwrap_or("").split_whitespace() {
-        args.push(arg).map_err(|_| Error::Malformed)?;
-    }
-    Ok(Template {
-        name: c.get("name").unwrap_or("batch"),
-        resources,
-        module,
-        args,
-    })
+fn template(config: &[u8]) -> Result<WasmTaskTemplate<'_>, Error> {
+    WasmTaskTemplate::from_config(&Config::parse(config)?, "batch")
 }
 
 impl Scheduler for Batch {
@@ -149,19 +122,7 @@ impl Scheduler for Batch {
             }
             let mut tasks: Vec<TaskSpec<'_>, TASKS_PER_OFFER_MAX> = Vec::new();
             for id in &ids {
-                let kind = TaskKind::Wasm(WasmTask {
-                    module: template.module,
-                    args: &template.args,
-                    ..WasmTask::default()
-                });
-                let task = TaskSpec {
-                    task_id: id,
-                    name: template.name,
-                    resources: template.resources.clone(),
-                    kind,
-                    limits: TaskLimits::default(),
-                };
-                let _ = tasks.push(task);
+                let _ = tasks.push(template.spec(id));
             }
             calls.launch(&[offer.offer_id], &tasks, Filters::default());
         }
@@ -201,7 +162,7 @@ impl Run {
     fn pack(
         &mut self,
         framework_id: &str,
-        template: &Template<'_>,
+        template: &WasmTaskTemplate<'_>,
         offered: &Resources<'_>,
     ) -> Vec<String<TASK_ID_BYTES_MAX>, TASKS_PER_OFFER_MAX> {
         let mut left = offered.clone();

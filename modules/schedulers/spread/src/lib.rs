@@ -19,8 +19,8 @@
 use core::fmt::Write;
 
 use executor_sdk::{
-    Calls, Config, Constraint, Error, Filters, ModuleRef, Offer, Resources, Scheduler, Seq,
-    TaskKind, TaskLimits, TaskSpec, TaskStatus, WasmTask, export_scheduler,
+    Calls, Config, Constraint, Error, Filters, Offer, Scheduler, Seq, TaskStatus, WasmTaskTemplate,
+    export_scheduler,
 };
 use heapless::{String, Vec};
 
@@ -28,7 +28,6 @@ use heapless::{String, Vec};
 const AGENTS_MAX: usize = 1024;
 /// Length of an agent id kept.
 const AGENT_ID_BYTES_MAX: usize = 64;
-const ARGS_MAX: usize = 16;
 const CONFIG_BYTES_MAX: usize = 4096;
 /// How long an agent that does not match, or already runs its copy, is refused.
 const REFUSE_SECONDS_NOT_WANTED: f64 = 600.0;
@@ -49,11 +48,8 @@ struct Placed {
 }
 
 struct Template<'c> {
-    name: &'c str,
     constraint: Option<Constraint<'c>>,
-    resources: Resources<'c>,
-    module: ModuleRef<'c>,
-    args: Vec<&'c str, ARGS_MAX>,
+    task: WasmTaskTemplate<'c>,
 }
 
 fn template(config: &[u8]) -> Result<Template<'_>, Error> {
@@ -68,24 +64,9 @@ fn template(config: &[u8]) -> Result<Template<'_>, Error> {
         }
         None => None,
     };
-    let resources = Resources::default()
-        .with_scalar("cpus", c.get_millis("cpus").ok_or(Error::Malformed)?)?
-        .with_scalar("mem", c.get_millis("mem").ok_or(Error::Malformed)?)?;
-    let module = ModuleRef {
-        sha256: c.get("module_sha256").ok_or(Error::Malformed)?,
-        size_bytes: c.get_u64("module_size").unwrap_or(0),
-        name: c.get("module_name").unwrap_or("task.wasm"),
-    };
-    let mut args = Vec::new();
-    for arg in c.get("args").unwrap_or("").split_whitespace() {
-        args.push(arg).map_err(|_| Error::Malformed)?;
-    }
     Ok(Template {
-        name: c.get("name").unwrap_or("spread"),
         constraint,
-        resources,
-        module,
-        args,
+        task: WasmTaskTemplate::from_config(&c, "spread")?,
     })
 }
 
@@ -124,7 +105,7 @@ impl Scheduler for Spread {
                 );
                 continue;
             }
-            if !offer.resources.fits_scalars(&template.resources) {
+            if !offer.resources.fits_scalars(&template.task.resources) {
                 calls.decline(
                     &[offer.offer_id],
                     Filters {
@@ -138,7 +119,7 @@ impl Scheduler for Spread {
             if write!(
                 task_id,
                 "{}-{}-{}-{}",
-                self.framework_id, template.name, offer.agent_id, attempt
+                self.framework_id, template.task.name, offer.agent_id, attempt
             )
             .is_err()
                 || !self.placed.add(offer.agent_id)
@@ -147,18 +128,7 @@ impl Scheduler for Spread {
                 continue;
             }
             self.placed.launches += 1;
-            let kind = TaskKind::Wasm(WasmTask {
-                module: template.module,
-                args: &template.args,
-                ..WasmTask::default()
-            });
-            let task = TaskSpec {
-                task_id: &task_id,
-                name: template.name,
-                resources: template.resources.clone(),
-                kind,
-                limits: TaskLimits::default(),
-            };
+            let task = template.task.spec(&task_id);
             calls.launch(&[offer.offer_id], &[task], Filters::default());
         }
     }
