@@ -8,4 +8,5 @@
 pub mod detect;
 pub mod oci;
 pub mod outcome;
+pub mod usage;
 pub mod wasm;

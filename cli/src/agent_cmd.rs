@@ -5,11 +5,13 @@
 //! daemon runs: it connects to the master at `--connect` (waiting until one answers), serves
 //! tasks, and stops on Ctrl-C or SIGTERM.
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::detect::{self, AgentConfig};
+use agent::oci::OciConfig;
 use anyhow::Context;
 use cluster::agent::{AgentDaemon, AgentDaemonConfig};
 use net::NetConfig;
@@ -32,12 +34,17 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// zenoh endpoint of the master to connect to; default tcp/127.0.0.1:7447, or the
-    /// `--zenoh-config` file's.
+    /// `--zenoh-config` file's. Repeat it for standby masters: the agent connects to
+    /// whichever answers and moves to another when it goes.
     #[arg(long, value_name = "ENDPOINT")]
-    pub connect: Option<String>,
+    pub connect: Vec<String>,
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
     pub zenoh_config: Option<PathBuf>,
+    /// Run no OCI tasks (they fail with a reason). By default the agent runs them when it
+    /// runs as root with runc on PATH.
+    #[arg(long)]
+    pub no_oci: bool,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -50,12 +57,49 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&advert)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut net = NetConfig::member(args.connect.iter().cloned().collect())
-        .with_zenoh_config_file(args.zenoh_config.clone());
-    if args.connect.is_none() && args.zenoh_config.is_some() {
+    let mut net =
+        NetConfig::member(args.connect.clone()).with_zenoh_config_file(args.zenoh_config.clone());
+    if args.connect.is_empty() && args.zenoh_config.is_some() {
         net.connect.clear();
     }
-    runtime()?.block_on(run_daemon(AgentDaemonConfig::new(net, advert, work_dir)))
+    let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
+    config.oci = oci_config(args.no_oci, &work_dir);
+    runtime()?.block_on(run_daemon(config))
+}
+
+/// The OCI executor's configuration when this agent should run OCI tasks: unless
+/// `no_oci`, when it runs as root (runc's containers need it) and runc is on PATH. When
+/// not, a log line says why, and OCI tasks sent here fail with a reason.
+pub fn oci_config(no_oci: bool, work_dir: &Path) -> Option<OciConfig> {
+    let why_not = if no_oci {
+        "--no-oci was given"
+    } else if !running_as_root() {
+        "the agent does not run as root, which runc's containers need"
+    } else if !on_path(RUNC) {
+        "runc is not on PATH (apt-get install runc)"
+    } else {
+        tracing::info!(work_dir = %work_dir.display(), "OCI tasks enabled (runc)");
+        return Some(OciConfig::new(work_dir));
+    };
+    if no_oci {
+        tracing::info!("OCI tasks disabled: {why_not}");
+    } else {
+        tracing::warn!("OCI tasks disabled: {why_not}; WASM tasks run as usual");
+    }
+    None
+}
+
+/// The runc binary the OCI executor runs (see `agent::oci::OciConfig::runc`).
+const RUNC: &str = "runc";
+
+/// The owner of `/proc/self` is the process's effective user.
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Runs the agent daemon until Ctrl-C or SIGTERM.

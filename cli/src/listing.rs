@@ -1,5 +1,10 @@
 //! The operator's client commands over a running cluster: `wasmos agents`, `frameworks`,
 //! `ps` (a table, or with `--json` an array with one object per row), `logs` and `kill`.
+//!
+//! The rows are the master's `master/admin` answer: the rows of the same
+//! `http_api::ClusterState` snapshot that `GET /api/v1/agents`, `/frameworks` and `/tasks`
+//! serve (one code path), each with an `id` added. Tasks include the recently ended
+//! ones; agents include the recently lost ones (`state` says which).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -68,6 +73,7 @@ impl Listing {
         match self {
             Listing::Agents => &[
                 ("ID", "id"),
+                ("STATE", "state"),
                 ("HOSTNAME", "hostname"),
                 ("TASKS", "tasks"),
                 ("TOTAL", "total"),
@@ -87,6 +93,7 @@ impl Listing {
             Listing::Tasks => &[
                 ("ID", "id"),
                 ("STATE", "state"),
+                ("EXIT", "exit_code"),
                 ("NAME", "name"),
                 ("FRAMEWORK", "framework_id"),
                 ("AGENT", "agent_id"),

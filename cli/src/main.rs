@@ -5,8 +5,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent_cmd;
+mod demo;
+mod framework_cmd;
+mod jobs_host;
+mod leader;
 mod listing;
 mod master_cmd;
+mod run_cmd;
 mod sim;
 mod task_run;
 mod up;
@@ -43,13 +48,22 @@ enum Command {
     /// Run the agent daemon of this device, connected to a master (or print its advert).
     Agent(agent_cmd::AgentArgs),
     /// Run the master daemon (a zenoh router) and print the endpoints it listens on.
-    Master(master_cmd::MasterArgs),
+    Master(master_cmd::MasterCommandArgs),
     /// Run an embedded cluster in one process: a master and one agent for this machine.
     Up(up::UpArgs),
+    /// Start a whole cluster in this process and watch two frameworks share it (DRF).
+    #[command(long_about = demo::LONG_ABOUT)]
+    Demo(demo::DemoArgs),
     /// List the agents the master knows, with their resources.
     Agents(listing::ListArgs),
+    /// Frameworks whose scheduler is a WASM module run inside the master.
+    #[command(subcommand)]
+    Framework(framework_cmd::FrameworkCommand),
     /// List the frameworks, with their DRF dominant shares.
     Frameworks(listing::ListArgs),
+    /// Deploy copies of a WASM module or an OCI image through the built-in jobs framework;
+    /// prints the new task ids, one per line, last.
+    Run(run_cmd::RunArgs),
     /// List the tasks, with their states.
     Ps(listing::ListArgs),
     /// Print what an ended task wrote (stdout, then stderr).
@@ -74,8 +88,11 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Master(args) => master_cmd::run(args),
         Command::Up(args) => up::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Agents(args) => listing::list(listing::Listing::Agents, args),
+        Command::Framework(cmd) => framework_cmd::run(cmd),
         Command::Frameworks(args) => listing::list(listing::Listing::Frameworks, args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Ps(args) => listing::list(listing::Listing::Tasks, args),
         Command::Logs(args) => listing::logs(args),
         Command::Kill(args) => listing::kill(args),

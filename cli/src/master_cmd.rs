@@ -2,6 +2,7 @@
 //! connect to. Runs until Ctrl-C or SIGTERM.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +11,8 @@ use cluster::master::{
     AGENT_LOST_TIMEOUT_MS_DEFAULT, MasterDaemon, MasterDaemonConfig, MasterHandle,
 };
 use net::NetConfig;
+
+use crate::leader::{self, ElectionArgs};
 
 #[derive(clap::Args)]
 pub struct MasterArgs {
@@ -27,15 +30,69 @@ pub struct MasterArgs {
     /// Seconds after an agent's liveliness token goes before its tasks are `lost`.
     #[arg(long, value_name = "SECS", default_value_t = AGENT_LOST_TIMEOUT_MS_DEFAULT / 1000)]
     pub agent_lost_timeout: u64,
+    /// Seconds, from start, that agents and frameworks have to re-register after a master
+    /// restart: a master that finds it replaces an earlier one makes no offers before
+    /// (0: no hold).
+    #[arg(long, value_name = "SECS", default_value_t = master::config::REREGISTRATION_WINDOW_MS_DEFAULT / 1000)]
+    pub reregistration_window: u64,
+    /// Allocation policy: `drf` (the built-in hierarchical weighted DRF) or the path of an
+    /// allocator module (`MODULE.wasm`, see executor-sdk/README.md); a module that fails a
+    /// pass is replaced by the built-in DRF for that pass, with an error logged.
+    #[arg(long, default_value = "drf", value_name = "drf|MODULE.wasm")]
+    pub allocator: String,
+    /// Address of the operator HTTP API, `/metrics` and the web dashboard (port 0: any
+    /// free port; the address served is printed as `http on http://ADDR`).
+    #[arg(long, value_name = "ADDR", default_value = HTTP_ADDR_DEFAULT)]
+    pub http: SocketAddr,
+    /// Serve no HTTP API, metrics or dashboard.
+    #[arg(long, conflicts_with = "http")]
+    pub no_http: bool,
+    /// Do not start the built-in jobs framework (`wasmos run` and `POST /api/v1/jobs`
+    /// then have no scheduler to go to).
+    #[arg(long)]
+    pub no_jobs: bool,
 }
 
-pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
+/// Where `wasmos master` and `wasmos up` serve HTTP unless told otherwise.
+pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:5050";
+
+/// `wasmos master`'s arguments: a master's, and the election only a standalone master
+/// takes part in.
+#[derive(clap::Args)]
+pub struct MasterCommandArgs {
+    #[command(flatten)]
+    pub master: MasterArgs,
+    #[command(flatten)]
+    pub election: ElectionArgs,
+}
+
+pub fn run(args: MasterCommandArgs) -> anyhow::Result<ExitCode> {
+    let MasterCommandArgs {
+        master: args,
+        election,
+    } = args;
     runtime()?.block_on(async {
+        let candidate = master_net(&args.listen, &args.zenoh_config)
+            .listen
+            .join(",");
+        let mut leadership =
+            leader::lead_if_elected(&election, proto::keys::DEFAULT_CLUSTER, &candidate).await?;
         let master = start(&args).await?;
+        let jobs = crate::jobs_host::start(&master, args.no_jobs).await?;
         print_endpoints(&master)?;
-        wait_for_signal().await?;
+        let lost = tokio::select! {
+            r = wait_for_signal() => { r?; None }
+            reason = leader::lost(&mut leadership) => Some(reason),
+        };
         tracing::info!("stopping the master");
+        crate::jobs_host::stop(jobs).await;
         master.shutdown().await;
+        if let Some(reason) = lost {
+            anyhow::bail!("lost the leadership ({reason}); exiting so that a standby leads");
+        }
+        if let Some(leadership) = leadership {
+            leadership.resign().await;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -49,6 +106,9 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
     let mut config =
         MasterDaemonConfig::new(master_net(&args.listen, &args.zenoh_config), store_dir);
     config.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
+    config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
+    config.allocator.clone_from(&args.allocator);
+    config.http = (!args.no_http).then_some(args.http);
     MasterDaemon::start(config)
         .await
         .context("starting the master")
@@ -64,13 +124,23 @@ fn master_net(listen: &[String], zenoh_config: &Option<PathBuf>) -> NetConfig {
     net
 }
 
-/// Prints `listening on ENDPOINT`, one line each, for agents and tools to connect to.
+/// Prints `listening on ENDPOINT`, one line each, for agents and tools to connect to,
+/// then `http on http://ADDR` when the HTTP API is served.
+///
+/// All lines go out in one write, and a stdout nobody reads any more (a parent that read
+/// the first line and closed the pipe) only logs a warning: the master keeps serving.
 pub fn print_endpoints(master: &MasterHandle) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
     for endpoint in master.endpoints() {
-        writeln!(out, "listening on {endpoint}")?;
+        text.push_str(&format!("listening on {endpoint}\n"));
     }
-    out.flush()?;
+    if let Some(addr) = master.http_addr() {
+        text.push_str(&format!("http on http://{addr}\n"));
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!(%e, "could not print the endpoints on stdout");
+    }
     Ok(())
 }
 

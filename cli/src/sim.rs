@@ -4,11 +4,15 @@
 //! (neither `drf` nor a loadable allocator module). The logic lives in `master::sim`.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use master::sim::{SIM_SEED, Scenario, SimError, run_scenario_with};
+use master::sim::{
+    SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_with_schedulers,
+};
+use plugins::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
+use proto::{Call, Event};
 
 /// Exit code for a malformed scenario.
 const EXIT_MALFORMED: u8 = 2;
@@ -47,12 +51,19 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_MALFORMED));
             }
         };
-    match run_scenario_with(&json, allocator) {
+    let base = scenario_dir(args.file.as_deref());
+    let engine = plugins::sandbox::engine()?;
+    let mut load = |f: &ScenarioFramework| load_scheduler(&engine, &base, f);
+    match run_scenario_with_schedulers(&json, allocator, &mut load) {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Err(SimError::Scenario(e)) => {
+            eprintln!("error: malformed scenario: {e}");
+            Ok(ExitCode::from(EXIT_MALFORMED))
+        }
+        Err(e @ SimError::Scheduler { .. }) => {
             eprintln!("error: malformed scenario: {e}");
             Ok(ExitCode::from(EXIT_MALFORMED))
         }
@@ -84,4 +95,54 @@ fn read_scenario(file: Option<&PathBuf>) -> Result<String, ReadError> {
     }
     // Not UTF-8 is a malformed scenario, reported by the JSON parser.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Scheduler modules and their configs are named relative to the scenario file (to the
+/// working directory for a scenario on stdin).
+fn scenario_dir(file: Option<&Path>) -> PathBuf {
+    file.and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// A scenario framework's `scheduler` module, run by [`HostedScheduler`] (budgets, backoff
+/// and deactivation as in the master, in virtual time).
+struct ModuleScheduler(HostedScheduler);
+
+impl SimScheduler for ModuleScheduler {
+    fn handle_event(&mut self, now_ms: u64, event: &Event) -> Vec<Call> {
+        // A fault is logged by HostedScheduler; the calls are what stands in for it.
+        self.0.deliver_event(now_ms, event).0
+    }
+}
+
+fn load_scheduler(
+    engine: &wasmtime::Engine,
+    base: &Path,
+    framework: &ScenarioFramework,
+) -> Result<Box<dyn SimScheduler>, String> {
+    let limits = Limits::default();
+    let read = |name: &str, max: usize| {
+        let path = base.join(name);
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if bytes.len() > max {
+            return Err(format!(
+                "{} is over the limit of {max} bytes",
+                path.display()
+            ));
+        }
+        Ok(bytes)
+    };
+    let module = framework.scheduler.as_deref().unwrap_or_default();
+    let bytes = read(module, limits.module_bytes_max)?;
+    let config = match &framework.config {
+        Some(config) => read(config, proto::admin::HOSTED_CONFIG_BYTES_MAX)?,
+        None => Vec::new(),
+    };
+    let code = ModuleCode::compile(engine, &bytes, Kind::Scheduler, limits)
+        .map_err(|e| format!("scheduler {module}: {e}"))?;
+    let scheduler = HostedScheduler::new(&framework.id, code, config, FailurePolicy::default());
+    Ok(Box::new(ModuleScheduler(scheduler)))
 }

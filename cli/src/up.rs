@@ -21,6 +21,9 @@ pub struct UpArgs {
     /// The local agent's configuration, TOML (see agent/agent.example.toml).
     #[arg(long, value_name = "FILE", env = "WASMOS_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The local agent runs no OCI tasks (see `wasmos agent --help`).
+    #[arg(long)]
+    pub no_oci: bool,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -29,8 +32,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         root: PathBuf::from("/"),
         config: args.config.clone(),
         work_dir: args.work_dir.clone(),
-        connect: None,
+        connect: Vec::new(),
         zenoh_config: None,
+        no_oci: args.no_oci,
     };
     let (advert, work_dir) = agent_cmd::build_advert(&agent_args)?;
     runtime()?.block_on(async {
@@ -38,12 +42,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         // The agent is a client of the master like any other, over the master's own
         // endpoints, so that what runs here is what runs on a fleet.
         let net = NetConfig::member(master.endpoints().to_vec());
-        let agent = AgentDaemon::start(AgentDaemonConfig::new(net, advert, work_dir))
+        let mut agent_config = AgentDaemonConfig::new(net, advert, work_dir.clone());
+        agent_config.oci = agent_cmd::oci_config(args.no_oci, &work_dir);
+        let agent = AgentDaemon::start(agent_config)
             .await
             .context("starting the local agent")?;
+        let jobs = crate::jobs_host::start(&master, args.master.no_jobs).await?;
         master_cmd::print_endpoints(&master)?;
         tracing::info!(agent_id = %agent.agent_id().as_str(), "embedded cluster up");
         wait_for_signal().await?;
+        crate::jobs_host::stop(jobs).await;
         agent.shutdown().await;
         master.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -20,6 +20,15 @@ pub enum ClusterError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("scheduler and allocator modules cannot run: {0}")]
+    Modules(plugins::GuestError),
+    #[error(transparent)]
+    Allocator(#[from] plugins::allocator::AllocatorSpecError),
+    #[error("cannot serve HTTP on {addr}")]
+    HttpBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("agent id {0:?} cannot be used in a key: {1}")]
     AgentId(String, proto::keys::KeyError),
 }

@@ -13,6 +13,7 @@
 pub mod agent;
 mod clock;
 pub mod error;
+pub mod hosted;
 pub mod master;
 pub mod tools;
 

@@ -19,6 +19,8 @@ use proto::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
+mod operator_http;
+
 const EXIT_0: &str = r#"(module (func (export "_start")))"#;
 const HELLO: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{
     Attributes, CONSTRAINTS_MAX, Constraint, QUANTITY_KINDS_MAX, Quantities, Resources,
-    decode_with_skip, skip_attributes, skip_resources,
+    decode_with_skip, pass_attributes, pass_resources, skip_attributes, skip_resources,
 };
 use crate::wire::{
     Decode, Error, Output, Seq, finish, skip_bytes, skip_seq, skip_str, skip_varint, take,
-    take_varint,
+    take_str_bytes, take_varint,
 };
 
 /// Filters one framework keeps on one agent.
@@ -210,11 +210,16 @@ pub struct Changes<'a> {
 }
 
 crate::decode_via_serde!(RoleWeight<'a>, FilterSlot<'a>);
-decode_with_skip!(AgentEntry<'a>, skip_agent);
+decode_with_skip!(AgentEntry<'a>, skip_agent, pass_agent);
 decode_with_skip!(AgentFilters<'a>, skip_agent_filters);
 
 fn skip_agent(input: &[u8]) -> Result<&[u8], Error> {
     skip_resources(skip_attributes(skip_str(input)?)?)
+}
+
+/// Passes over an agent already checked (see [`Decode::pass`]).
+fn pass_agent(input: &[u8]) -> Result<&[u8], Error> {
+    pass_resources(pass_attributes(take_str_bytes(input)?.1)?)
 }
 
 fn skip_agent_filters(input: &[u8]) -> Result<&[u8], Error> {

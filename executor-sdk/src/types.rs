@@ -9,7 +9,7 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{Decode, skip_seq, skip_str, skip_varint, take_str, take_varint};
+use crate::wire::{Decode, skip_seq, skip_str, skip_varint, take_str, take_str_bytes, take_varint};
 
 /// Scalar kinds (`cpus`, `mem`, ...) in one [`Resources`].
 pub const SCALARS_MAX: usize = 16;
@@ -324,12 +324,52 @@ macro_rules! decode_with_skip {
             }
         }
     };
+    ($ty:ty, $skip:path, $pass:path) => {
+        impl<'a> Decode<'a> for $ty {
+            fn take(input: &'a [u8]) -> Result<(Self, &'a [u8]), crate::Error> {
+                crate::wire::take::<$ty>(input)
+            }
+
+            fn skip(input: &'a [u8]) -> Result<&'a [u8], crate::Error> {
+                $skip(input)
+            }
+
+            fn pass(input: &'a [u8]) -> Result<&'a [u8], crate::Error> {
+                $pass(input)
+            }
+        }
+    };
 }
 pub(crate) use decode_with_skip;
 
 decode_with_skip!(Resources<'a>, skip_resources);
 decode_with_skip!(Attributes<'a>, skip_attributes);
 decode_with_skip!(Offer<'a>, skip_offer);
+
+/// Passes over a `Resources` already checked (see [`Decode::pass`]).
+pub fn pass_resources(input: &[u8]) -> Result<&[u8], crate::Error> {
+    let (count, mut rest) = take_varint(input)?;
+    for _ in 0..count {
+        rest = skip_varint(take_str_bytes(rest)?.1)?;
+    }
+    let (count, mut after) = take_varint(rest)?;
+    for _ in 0..count {
+        let (intervals, mut next) = take_varint(take_str_bytes(after)?.1)?;
+        for _ in 0..intervals {
+            next = skip_varint(skip_varint(next)?)?;
+        }
+        after = next;
+    }
+    let (count, mut rest) = take_varint(after)?;
+    for _ in 0..count {
+        let (items, mut next) = take_varint(take_str_bytes(rest)?.1)?;
+        for _ in 0..items {
+            next = take_str_bytes(next)?.1;
+        }
+        rest = next;
+    }
+    Ok(rest)
+}
 
 /// Skips a `Resources` exactly as decoding it checks it.
 pub fn skip_resources(input: &[u8]) -> Result<&[u8], crate::Error> {
@@ -349,18 +389,39 @@ pub fn skip_resources(input: &[u8]) -> Result<&[u8], crate::Error> {
 /// The fast path of an allocator that only needs amounts.
 pub fn visit_quantities<'a>(
     input: &'a [u8],
-    mut visit: impl FnMut(&'a str, u64),
+    visit: impl FnMut(&'a str, u64),
+) -> Result<&'a [u8], crate::Error> {
+    walk_quantities(input, take_str, visit)
+}
+
+/// [`visit_quantities`] over a `Resources` already checked (see [`Decode::pass`]): kind
+/// names as bytes, not checked for UTF-8 again. The hottest path of an allocator's walk.
+pub fn visit_quantities_bytes<'a>(
+    input: &'a [u8],
+    visit: impl FnMut(&'a [u8], u64),
+) -> Result<&'a [u8], crate::Error> {
+    walk_quantities(input, take_str_bytes, visit)
+}
+
+/// Reads one string off the input: as `&str` (checked) or as bytes.
+type TakeString<'a, K> = fn(&'a [u8]) -> Result<(K, &'a [u8]), crate::Error>;
+
+/// The walk behind both visitors; `take` reads one string (a kind name or a set item).
+fn walk_quantities<'a, K>(
+    input: &'a [u8],
+    take: TakeString<'a, K>,
+    mut visit: impl FnMut(K, u64),
 ) -> Result<&'a [u8], crate::Error> {
     let (count, mut rest) = take_varint(input)?;
     for _ in 0..count {
-        let (kind, after) = take_str(rest)?;
+        let (kind, after) = take(rest)?;
         let (millis, after) = take_varint(after)?;
         visit(kind, millis);
         rest = after;
     }
     let (count, mut rest) = take_varint(rest)?;
     for _ in 0..count {
-        let (kind, after) = take_str(rest)?;
+        let (kind, after) = take(rest)?;
         let (intervals, mut after) = take_varint(after)?;
         let mut items = 0u64;
         for _ in 0..intervals {
@@ -376,10 +437,10 @@ pub fn visit_quantities<'a>(
     }
     let (count, mut rest) = take_varint(rest)?;
     for _ in 0..count {
-        let (kind, after) = take_str(rest)?;
+        let (kind, after) = take(rest)?;
         let (items, mut after) = take_varint(after)?;
         for _ in 0..items {
-            after = skip_str(after)?;
+            after = take(after)?.1;
         }
         visit(kind, items.saturating_mul(SCALAR_MILLIS_PER_UNIT));
         rest = after;
@@ -390,12 +451,13 @@ pub fn visit_quantities<'a>(
 /// Whether encoded `Attributes` (as `proto` sends them) hold `key=value`, read in place.
 pub fn attributes_have(input: &[u8], key: &str, value: &str) -> Result<bool, crate::Error> {
     let (keys, mut rest) = take_varint(input)?;
+    let (key, value) = (key.as_bytes(), value.as_bytes());
     for _ in 0..keys {
-        let (k, after) = take_str(rest)?;
+        let (k, after) = take_str_bytes(rest)?;
         let (values, mut after) = take_varint(after)?;
         let mut found = false;
         for _ in 0..values {
-            let (v, next) = take_str(after)?;
+            let (v, next) = take_str_bytes(after)?;
             found |= k == key && v == value;
             after = next;
         }
@@ -405,6 +467,20 @@ pub fn attributes_have(input: &[u8], key: &str, value: &str) -> Result<bool, cra
         rest = after;
     }
     Ok(false)
+}
+
+/// Passes over `Attributes` of an input already checked (without checking UTF-8 again):
+/// the hot path of a walk over agents.
+pub fn pass_attributes(input: &[u8]) -> Result<&[u8], crate::Error> {
+    let (keys, mut rest) = take_varint(input)?;
+    for _ in 0..keys {
+        let (values, mut after) = take_varint(take_str_bytes(rest)?.1)?;
+        for _ in 0..values {
+            after = take_str_bytes(after)?.1;
+        }
+        rest = after;
+    }
+    Ok(rest)
 }
 
 /// Skips `Attributes` exactly as decoding them checks them.

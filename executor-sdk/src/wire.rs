@@ -62,6 +62,13 @@ pub trait Decode<'a>: Sized {
     fn skip(input: &'a [u8]) -> Result<&'a [u8], Error> {
         Ok(Self::take(input)?.1)
     }
+
+    /// Passes over one value at the front of `input` that was already checked by
+    /// [`Decode::skip`] (an element of a [`Seq`]): the same end, without checking UTF-8
+    /// or capacities again. Large messages walked often override it.
+    fn pass(input: &'a [u8]) -> Result<&'a [u8], Error> {
+        Self::skip(input)
+    }
 }
 
 /// Skips a postcard varint of at most 10 bytes (a `u64` or `usize`).
@@ -80,7 +87,10 @@ pub fn skip_str(input: &[u8]) -> Result<&[u8], Error> {
     let (len, rest) = take_varint(input)?;
     let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
     let bytes = rest.get(..len).ok_or(Error::Malformed)?;
-    core::str::from_utf8(bytes).map_err(|_| Error::Malformed)?;
+    // Ids, kinds and attributes are nearly always ASCII: the cheaper test first.
+    if !bytes.is_ascii() {
+        core::str::from_utf8(bytes).map_err(|_| Error::Malformed)?;
+    }
     Ok(&rest[len..])
 }
 
@@ -125,6 +135,12 @@ const VARINT_BYTES_MAX: usize = 10;
 /// Decodes a postcard varint (a `u64`, a `usize`, an enum variant index or a sequence
 /// length), by hand: the hot path of every walk over a large input.
 pub fn take_varint(input: &[u8]) -> Result<(u64, &[u8]), Error> {
+    // Lengths, counts and variant indexes nearly always fit in one byte.
+    if let Some((&byte, rest)) = input.split_first()
+        && byte & 0x80 == 0
+    {
+        return Ok((u64::from(byte), rest));
+    }
     let mut value = 0u64;
     for (i, &byte) in input.iter().enumerate().take(VARINT_BYTES_MAX) {
         // The tenth byte may only hold the top bit of a u64.
@@ -137,6 +153,16 @@ pub fn take_varint(input: &[u8]) -> Result<(u64, &[u8]), Error> {
         }
     }
     Err(Error::Malformed)
+}
+
+/// A postcard string's bytes, in place, without checking that they are UTF-8: for
+/// comparing or passing over strings of an input already checked (a [`Seq`]'s elements
+/// were checked when it was taken). Byte order is `str` order.
+pub fn take_str_bytes(input: &[u8]) -> Result<(&[u8], &[u8]), Error> {
+    let (len, rest) = take_varint(input)?;
+    let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
+    let bytes = rest.get(..len).ok_or(Error::Malformed)?;
+    Ok((bytes, &rest[len..]))
 }
 
 /// Decodes a postcard string (varint length, UTF-8 bytes) in place, by hand.
@@ -231,7 +257,8 @@ impl<'a, T: Decode<'a>> Seq<'a, T> {
         for _ in 0..self.len {
             let start = (self.bytes.len() - rest.len()) as u32;
             starts.push(start).map_err(|_| Error::Malformed)?;
-            rest = T::skip(rest)?;
+            // Checked when the sequence was taken.
+            rest = T::pass(rest)?;
         }
         Ok(Indexed {
             bytes: self.bytes,
@@ -275,12 +302,14 @@ impl<'a, T: Decode<'a>, const N: usize> Indexed<'a, T, N> {
         Some(take_str(self.element_bytes(index)?).ok()?.0)
     }
 
-    /// Binary search by leading string, for sequences sorted by it.
+    /// Binary search by leading string, for sequences sorted by it. Compares bytes (the
+    /// order of `str`), so the keys it passes are not checked for UTF-8 again.
     pub fn find_by_key(&self, key: &str) -> Option<usize> {
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let mid = low + (high - low) / 2;
-            match self.key(mid)?.cmp(key) {
+            let probe = take_str_bytes(self.element_bytes(mid)?).ok()?.0;
+            match probe.cmp(key.as_bytes()) {
                 core::cmp::Ordering::Less => low = mid + 1,
                 core::cmp::Ordering::Greater => high = mid,
                 core::cmp::Ordering::Equal => return Some(mid),

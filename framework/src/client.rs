@@ -442,6 +442,15 @@ impl EventLoop {
         {
             Ok((framework_id, _)) if Some(&framework_id) == ours.as_ref() => {
                 tracing::info!(%framework_id, "subscribed again after a master restart");
+                // What changed while the master was away (tasks that ended, tasks the new
+                // master could not find) comes back as updates, as in Mesos' implicit
+                // reconciliation.
+                let reconcile = Call::Reconcile { tasks: Vec::new() };
+                let sent =
+                    send_call(&self.net, ours.as_ref(), reconcile, self.call_timeout_ms).await;
+                if let Err(e) = sent {
+                    tracing::warn!(%e, "reconciling after a master restart; the program may call reconcile");
+                }
                 return true;
             }
             Ok((framework_id, _)) => format!(

@@ -1,12 +1,14 @@
 //! The master's operator surface over HTTP: a JSON API (with its OpenAPI document),
 //! Prometheus metrics and a live web dashboard, all served by the master itself.
 //!
-//! Wiring, in the master daemon:
+//! Wiring, in the master daemon (`cluster::master::operator` does this):
 //! 1. Keep a [`Recorder`] next to the [`master::Master`]; hand it every action drained,
 //!    every call and status fed, and the duration of every `handle_timeout`.
-//! 2. Publish `Arc::new(recorder.snapshot(&master, wall_ms))` on a
+//! 2. Publish `Arc::new(recorder.snapshot(&master, wall_ms, master_now))` on a
 //!    `tokio::sync::watch` channel, at most every [`SNAPSHOT_INTERVAL_MS_MIN`].
-//! 3. Answer the [`Command`]s that arrive on an mpsc channel (jobs, kills, log tails).
+//! 3. Answer the [`Command`]s that arrive on an mpsc channel (jobs, kills, log tails);
+//!    jobs and kills of jobs' tasks go to a [`JobSubmitter`] (the jobs framework's
+//!    `jobs::JobsClient` implements it) when one is attached.
 //! 4. `tokio::spawn(http_api::serve(addr, Handles { state, commands }))`.
 //!
 //! Architecture invariant: this crate never mutates the master; everything it shows comes
@@ -27,7 +29,9 @@ use tokio::sync::{mpsc, watch};
 
 pub use api::{ApiDoc, BODY_BYTES_MAX, COMMAND_TIMEOUT_MS, TaskFilter};
 pub use error::{ApiError, ErrorBody};
-pub use jobs::{Command, CommandError, JobAccepted, JobRequest, RestartPolicy, ValidJob};
+pub use jobs::{
+    Command, CommandError, JobAccepted, JobRequest, JobSubmitter, RestartPolicy, ValidJob,
+};
 pub use recorder::Recorder;
 pub use state::ClusterState;
 

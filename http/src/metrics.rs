@@ -154,6 +154,43 @@ pub fn render(state: &ClusterState) -> String {
         c.status_update_retries as f64,
     );
 
+    family(
+        &mut out,
+        "wasmos_task_exit_code",
+        "gauge",
+        "Exit code of each task in the snapshot that reported one (live and recently ended).",
+    );
+    for t in state.tasks.iter() {
+        if let Some(code) = t.exit_code {
+            let labels = task_labels(t);
+            sample(&mut out, "wasmos_task_exit_code", &labels, f64::from(code));
+        }
+    }
+
+    let usage = |t: &&crate::state::TaskInfo| t.cpu_seconds.is_some();
+    family(
+        &mut out,
+        "wasmos_task_cpu_seconds_total",
+        "counter",
+        "Cpu time each task in the snapshot used, as its agent reported it.",
+    );
+    for t in state.tasks.iter().filter(usage) {
+        let labels = task_labels(t);
+        let cpu = t.cpu_seconds.unwrap_or_default();
+        sample(&mut out, "wasmos_task_cpu_seconds_total", &labels, cpu);
+    }
+    family(
+        &mut out,
+        "wasmos_task_memory_bytes",
+        "gauge",
+        "Memory each task in the snapshot used at its agent's last report.",
+    );
+    for t in state.tasks.iter().filter(usage) {
+        let labels = task_labels(t);
+        let memory = t.memory_bytes.unwrap_or_default() as f64;
+        sample(&mut out, "wasmos_task_memory_bytes", &labels, memory);
+    }
+
     let resources = cluster_resources(state);
     family(
         &mut out,
@@ -170,6 +207,14 @@ pub fn render(state: &ClusterState) -> String {
         );
     }
     out
+}
+
+fn task_labels(t: &crate::state::TaskInfo) -> [(&'static str, &str); 3] {
+    [
+        ("task", t.task_id.as_str()),
+        ("framework", t.framework_id.as_str()),
+        ("agent", t.agent_id.as_str()),
+    ]
 }
 
 fn cluster_resources(state: &ClusterState) -> BTreeMap<(String, &'static str), f64> {

@@ -5,11 +5,13 @@
 //!
 //! Sans-IO: no clock is read here; wall-clock times come in as `now_ms` arguments.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use master::{Action, CallError, Master};
-use proto::{AgentId, Call, CallReply, Event, FrameworkCall, TaskId, TaskStatus};
+use master::{Action, CallError, Master, Millis};
+use proto::{
+    AgentId, Call, CallReply, Event, FrameworkCall, StatusUuid, TaskId, TaskStatus, TaskUsageReport,
+};
 
 use crate::state::{
     AgentInfo, AgentState, ClusterState, Counters, FrameworkInfo, LogEntry, LogKind, OfferInfo,
@@ -24,6 +26,12 @@ pub const ENDED_TASKS_KEPT_MAX: usize = 200;
 pub const LOST_AGENTS_KEPT_MAX: usize = 64;
 /// Dominant-share samples kept (one per snapshot); the oldest are dropped first.
 pub const SHARE_SAMPLES_MAX: usize = 120;
+/// Tasks whose latest usage report is kept; reports for more are dropped until the next
+/// snapshot forgets the tasks it no longer shows.
+pub const TASK_USAGE_KEPT_MAX: usize = 4096;
+/// Status uuids remembered to tell a resent update from a new one; an update resent after
+/// this many newer ones is not counted as a retry.
+pub const STATUS_UUIDS_KEPT_MAX: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -37,6 +45,11 @@ pub struct Recorder {
     agents_seen: BTreeMap<AgentId, AgentInfo>,
     lost: VecDeque<AgentInfo>,
     shares: VecDeque<ShareSample>,
+    /// Uuids of recent status updates, oldest first, and the same as a set.
+    status_uuids: VecDeque<StatusUuid>,
+    status_uuids_seen: HashSet<StatusUuid>,
+    /// The latest usage report of each task: cpu seconds and memory bytes.
+    usage: BTreeMap<TaskId, (f64, u64)>,
 }
 
 impl Recorder {
@@ -92,6 +105,8 @@ impl Recorder {
                     reason: String::new(),
                     launched_at_ms: now_ms,
                     reclaim_at_ms: None,
+                    cpu_seconds: None,
+                    memory_bytes: None,
                 };
                 self.tasks.insert(task.task_id.clone(), info);
                 self.push_log(
@@ -183,8 +198,20 @@ impl Recorder {
         self.push_log(e);
     }
 
-    /// Every status update handed to [`Master::handle_status`].
+    /// Every status update handed to [`Master::handle_status`]. One whose uuid came
+    /// before is an agent's retry (its acknowledgement did not come in time): counted, and
+    /// otherwise ignored.
     pub fn observe_status(&mut self, now_ms: u64, status: &TaskStatus) {
+        if !self.status_uuids_seen.insert(status.uuid) {
+            self.counters.status_update_retries += 1;
+            return;
+        }
+        self.status_uuids.push_back(status.uuid);
+        while self.status_uuids.len() > STATUS_UUIDS_KEPT_MAX {
+            if let Some(old) = self.status_uuids.pop_front() {
+                self.status_uuids_seen.remove(&old);
+            }
+        }
         let Some(task) = self.tasks.get_mut(&status.task_id) else {
             return;
         };
@@ -214,6 +241,15 @@ impl Recorder {
         }
     }
 
+    /// A task's usage as its agent reported it (`agents/<id>/metrics`).
+    pub fn observe_task_usage(&mut self, report: &TaskUsageReport) {
+        if self.usage.len() >= TASK_USAGE_KEPT_MAX && !self.usage.contains_key(&report.task_id) {
+            return;
+        }
+        let measured = (report.cpu_seconds, report.memory_bytes);
+        self.usage.insert(report.task_id.clone(), measured);
+    }
+
     /// How long one allocation pass took (the daemon times `Master::handle_timeout`).
     pub fn observe_allocation_pass(&mut self, took: Duration) {
         self.counters
@@ -226,18 +262,14 @@ impl Recorder {
         self.counters.decode_errors = by_key;
     }
 
-    /// Status updates resent by agents so far (a cluster-wide total).
-    pub fn set_status_update_retries(&mut self, total: u64) {
-        self.counters.status_update_retries = total;
-    }
-
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
-    /// The cluster as of now. Also samples dominant shares for the history and notes
-    /// agents that disappeared since the last snapshot as lost.
-    pub fn snapshot(&mut self, master: &Master, now_ms: u64) -> ClusterState {
+    /// The cluster as of now: `now_ms` on the wall clock, `master_now` on the master's
+    /// (to turn the master's times into wall-clock ones). Also samples dominant shares for
+    /// the history and notes agents that disappeared since the last snapshot as lost.
+    pub fn snapshot(&mut self, master: &Master, now_ms: u64, master_now: Millis) -> ClusterState {
         let agents = self.agents(master);
         let frameworks: Vec<FrameworkInfo> = master
             .frameworks_view()
@@ -256,7 +288,12 @@ impl Recorder {
             generated_at_ms: now_ms,
             agents,
             frameworks,
-            tasks: self.tasks(master),
+            tasks: {
+                let tasks = self.tasks(master, now_ms, master_now);
+                let shown: HashSet<&TaskId> = tasks.iter().map(|t| &t.task_id).collect();
+                self.usage.retain(|id, _| shown.contains(id));
+                tasks
+            },
             offers: master.offers_view().into_iter().map(offer_info).collect(),
             log: self.log.iter().cloned().collect(),
             share_history: self.shares.iter().cloned().collect(),
@@ -301,7 +338,11 @@ impl Recorder {
 
     /// Live tasks as the master knows them (authoritative), completed with what the
     /// status updates said, then ended ones, most recently ended first.
-    fn tasks(&self, master: &Master) -> Vec<TaskInfo> {
+    fn tasks(&self, master: &Master, now_ms: u64, master_now: Millis) -> Vec<TaskInfo> {
+        let wall = |at: Millis| match at.0.checked_sub(master_now.0) {
+            Some(ahead) => now_ms.saturating_add(ahead),
+            None => now_ms.saturating_sub(master_now.0 - at.0),
+        };
         let live = master.tasks_view().into_iter().map(|t| {
             let known = self.tasks.get(&t.task_id);
             TaskInfo {
@@ -313,11 +354,21 @@ impl Recorder {
                 name: t.name,
                 resources: t.resources,
                 state: t.state,
-                launched_at_ms: t.launched_at.0,
-                reclaim_at_ms: t.reclaim_at.map(|m| m.0),
+                // Seen launched: that wall time; else (learned from an advert) converted.
+                launched_at_ms: known.map_or_else(|| wall(t.launched_at), |k| k.launched_at_ms),
+                reclaim_at_ms: t.reclaim_at.map(wall),
+                cpu_seconds: None,
+                memory_bytes: None,
             }
         });
-        live.chain(self.ended.iter().rev().cloned()).collect()
+        let mut tasks: Vec<TaskInfo> = live.chain(self.ended.iter().rev().cloned()).collect();
+        for task in &mut tasks {
+            if let Some((cpu, memory)) = self.usage.get(&task.task_id) {
+                task.cpu_seconds = Some(*cpu);
+                task.memory_bytes = Some(*memory);
+            }
+        }
+        tasks
     }
 
     fn push_log(&mut self, e: LogEntry) {
@@ -384,5 +435,37 @@ impl LogEntry {
     fn task(mut self, id: &str) -> LogEntry {
         self.task_id = Some(id.to_owned());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{FrameworkId, TaskState};
+
+    use super::*;
+
+    #[test]
+    fn an_update_seen_again_counts_as_one_retry_per_resend() {
+        let mut recorder = Recorder::new();
+        let status = TaskStatus {
+            task_id: TaskId::new("t"),
+            framework_id: FrameworkId::new("f"),
+            agent_id: AgentId::new("a"),
+            state: TaskState::Finished,
+            exit_code: Some(0),
+            reason: String::new(),
+            uuid: StatusUuid(1),
+            timestamp_ms: 0,
+        };
+        for now_ms in 0..3 {
+            recorder.observe_status(now_ms, &status);
+        }
+        assert_eq!(recorder.counters().status_update_retries, 2);
+        let next = TaskStatus {
+            uuid: StatusUuid(2),
+            ..status
+        };
+        recorder.observe_status(3, &next);
+        assert_eq!(recorder.counters().status_update_retries, 2);
     }
 }

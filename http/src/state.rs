@@ -104,10 +104,17 @@ pub struct TaskInfo {
     pub exit_code: Option<i32>,
     /// Why the task is in its state, from its latest status update.
     pub reason: String,
-    /// Master clock (ms) at launch.
+    /// When the task was launched, wall clock, ms since the Unix epoch.
     pub launched_at_ms: u64,
-    /// Set when the task was chosen for reclaim: when it will be killed (master clock, ms).
+    /// Set when the task was chosen for reclaim: when it will be killed, wall clock, ms
+    /// since the Unix epoch.
     pub reclaim_at_ms: Option<u64>,
+    /// Cpu time used, seconds, as its agent last reported (`None` before any report).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Memory in use, bytes, as its agent last reported.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
 }
 
 /// One task with what it wrote, for `GET /api/v1/tasks/{id}`.

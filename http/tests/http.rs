@@ -250,7 +250,8 @@ impl Daemon {
             self.recorder.observe_allocation_pass(started.elapsed());
             self.drain();
         }
-        let snapshot = self.recorder.snapshot(&self.master, Daemon::wall_ms());
+        let now = self.now();
+        let snapshot = self.recorder.snapshot(&self.master, Daemon::wall_ms(), now);
         self.state_tx.send_replace(Arc::new(snapshot));
     }
 
@@ -263,9 +264,10 @@ impl Daemon {
                 let _ = reply.send(self.kill(task_id));
             }
             Command::TaskLogs { task_id, reply } => {
+                let now = self.now();
                 let known = self
                     .recorder
-                    .snapshot(&self.master, Daemon::wall_ms())
+                    .snapshot(&self.master, Daemon::wall_ms(), now)
                     .tasks
                     .iter()
                     .any(|t| t.task_id == task_id);
@@ -313,9 +315,10 @@ impl Daemon {
             .into_iter()
             .find(|t| t.task_id == task_id);
         let Some(task) = live else {
+            let now = self.now();
             let ended = self
                 .recorder
-                .snapshot(&self.master, Daemon::wall_ms())
+                .snapshot(&self.master, Daemon::wall_ms(), now)
                 .tasks
                 .iter()
                 .any(|t| t.task_id == task_id);

@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Default of [`MasterConfig::reregistration_window_ms`]: a few advert periods.
+pub const REREGISTRATION_WINDOW_MS_DEFAULT: u64 = 5_000;
+/// Default of [`MasterConfig::recovered_framework_timeout_ms`].
+pub const RECOVERED_FRAMEWORK_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
 /// Configuration of a [`crate::Master`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MasterConfig {
@@ -40,6 +45,19 @@ pub struct MasterConfig {
     pub role_weights: BTreeMap<String, f64>,
     /// `None` disables reclaim.
     pub reclaim: Option<ReclaimConfig>,
+    /// How long, from the master's start (time zero), agents and frameworks have to
+    /// re-register after a master restart. Once the master sees it replaces an earlier
+    /// one (an advert listing tasks, or a framework re-subscribing with an id it does not
+    /// know) within this window, it makes no offers until the window ends, so that
+    /// allocations and DRF shares are whole before anything is handed out. A master that
+    /// sees neither (a new cluster) offers at once. 0 turns the hold off.
+    pub reregistration_window_ms: u64,
+    /// A framework this master knows only from agents' adverts (its tasks survived a
+    /// master restart) is torn down, and its tasks killed, unless it subscribes within
+    /// this long after the end of the re-registration window. Agents do not know a
+    /// framework's own `failover_timeout_ms`, so this stands in for it until the
+    /// framework re-subscribes.
+    pub recovered_framework_timeout_ms: u64,
 }
 
 /// When and how the master takes resources back; see [`crate::reclaim`].
@@ -79,6 +97,8 @@ impl Default for MasterConfig {
             kill_grace_ms: 5_000,
             role_weights: BTreeMap::new(),
             reclaim: Some(ReclaimConfig::default()),
+            reregistration_window_ms: REREGISTRATION_WINDOW_MS_DEFAULT,
+            recovered_framework_timeout_ms: RECOVERED_FRAMEWORK_TIMEOUT_MS_DEFAULT,
         }
     }
 }

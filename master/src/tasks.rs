@@ -24,6 +24,10 @@ pub struct TaskRecord {
     pub launched_at: Millis,
     /// Set when the task was chosen for reclaim: when it will be (or was) killed.
     pub reclaim_at: Option<Millis>,
+    /// Declared lost while its agent was away, and found running when the agent came
+    /// back: it is being killed. Its framework was already told `lost`, which stays its
+    /// state; its resources stay used until the agent reports it ended.
+    pub doomed: bool,
 }
 
 /// Where an ended task ran, remembered to route late acknowledgements.
@@ -67,6 +71,32 @@ impl TaskRegistry {
         self.live.contains_key(id) || self.ended.contains_key(id)
     }
 
+    /// Brings back a task remembered as ended (declared lost) because its agent still
+    /// runs it; it stays live, and `doomed`, until the agent reports its end.
+    pub fn revive_doomed(&mut self, mut record: TaskRecord) {
+        self.ended.remove(&record.task_id);
+        self.ended_order.retain(|id| id != &record.task_id);
+        record.doomed = true;
+        self.live.insert(record.task_id.clone(), record);
+    }
+
+    /// Remembers a task that ended before this master heard of it (listed by an agent
+    /// with a terminal status not yet acknowledged), so that the acknowledgement routes.
+    pub fn remember_ended(&mut self, latest: TaskStatus, ended_kept_max: usize) {
+        if self.is_known(&latest.task_id) {
+            return;
+        }
+        let id = latest.task_id.clone();
+        let ended = EndedTask {
+            framework_id: latest.framework_id.clone(),
+            agent_id: latest.agent_id.clone(),
+            latest,
+        };
+        self.ended.insert(id.clone(), ended);
+        self.ended_order.push_back(id);
+        self.forget_oldest(ended_kept_max);
+    }
+
     pub fn insert(&mut self, record: TaskRecord) {
         debug_assert!(
             !self.is_known(&record.task_id),
@@ -93,11 +123,15 @@ impl TaskRegistry {
         };
         self.ended.insert(id.clone(), ended);
         self.ended_order.push_back(id.clone());
+        self.forget_oldest(ended_kept_max);
+        Some(record)
+    }
+
+    fn forget_oldest(&mut self, ended_kept_max: usize) {
         while self.ended_order.len() > ended_kept_max {
             if let Some(old) = self.ended_order.pop_front() {
                 self.ended.remove(&old);
             }
         }
-        Some(record)
     }
 }

@@ -3,8 +3,11 @@
 //!   through wasmtime (`HostedScheduler`, encode + call + decode) and natively (the same
 //!   module source run through the SDK on the host, encode + handle + decode);
 //! - one allocation pass at 1,000 agents × 100 frameworks: `drf.wasm` through
-//!   `WasmAllocator` (encode the snapshot + call + decode + checks) against the built-in
-//!   `DrfAllocator` (a fresh sorter: a full pass), and the module's logic natively.
+//!   `WasmAllocator` (encode the snapshot + call + decode + checks) under fuel (as `wasmos
+//!   sim` runs it) and under a deadline (as the master daemon does), against the built-in
+//!   `DrfAllocator` (a fresh sorter: a full pass), and the module's logic natively;
+//! - the parts of a `drf.wasm` pass: encoding, the guest call, decoding, and what keeping
+//!   the fallback's sorter in step would cost.
 //!
 //! Needs the modules built: `cargo xtask modules`. Short run: `cargo bench -p
 //! wasmos-plugins -- --warm-up-time 1 --measurement-time 3`.
@@ -16,7 +19,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use master::Millis;
 use master::allocator::{AgentSlot, Allocator, Changes, DrfAllocator, FrameworkSlot, Snapshot};
 use plugins::abi::SchedulerInput;
-use plugins::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode, WasmAllocator};
+use plugins::{FailurePolicy, HostedScheduler, Kind, Limits, Metering, ModuleCode, WasmAllocator};
 use proto::{AgentId, Attributes, Event, FrameworkId, Offer, OfferId, Resources};
 
 #[allow(unused_attributes, dead_code)]
@@ -32,15 +35,24 @@ const OFFERS: usize = 10;
 const CONFIG: &str = "name = job\ncount = 1000\ncpus = 1\nmem = 256\n\
     module_sha256 = 5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d5e4d\nmodule_size = 100";
 
+/// A module under fuel metering.
 fn module(name: &str, kind: Kind) -> ModuleCode {
+    module_metered(name, kind, Metering::Fuel)
+}
+
+fn module_metered(name: &str, kind: Kind, metering: Metering) -> ModuleCode {
     let path = format!(
         "{}/../target/modules/{name}.wasm",
         env!("CARGO_MANIFEST_DIR")
     );
     let bytes =
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run cargo xtask modules"));
-    let engine = plugins::sandbox::engine().unwrap();
-    ModuleCode::compile(&engine, &bytes, kind, Limits::default()).unwrap()
+    let engine = plugins::sandbox::engine_for(metering).unwrap();
+    let limits = Limits {
+        metering,
+        ..Limits::default()
+    };
+    ModuleCode::compile(&engine, &bytes, kind, limits).unwrap()
 }
 
 fn offers_event() -> Event {
@@ -203,6 +215,12 @@ fn allocation_pass(c: &mut Criterion) {
     group.bench_function("drf_wasm", |b| {
         b.iter(|| black_box(wasm.allocate(&snap, &candidates)))
     });
+    // The same under a wall-clock deadline (epoch interruption) instead of fuel.
+    let deadline_code = module_metered("drf", Kind::Allocator, Metering::Deadline);
+    let mut wasm_deadline = WasmAllocator::new("drf.wasm", deadline_code, 1);
+    group.bench_function("drf_wasm_deadline", |b| {
+        b.iter(|| black_box(wasm_deadline.allocate(&snap, &candidates)))
+    });
     let ids: Vec<&AgentId> = candidates.iter().collect();
     let input = postcard::to_allocvec(&(&snap, &ids)).unwrap();
     let mut out = vec![0u8; executor_sdk::OUTPUT_BYTES_MAX];
@@ -219,9 +237,37 @@ fn allocation_pass(c: &mut Criterion) {
         })
     });
     group.finish();
-    assert_eq!(wasm.failures_total(), 0);
+    assert_eq!(wasm.failures_total() + wasm_deadline.failures_total(), 0);
     eprintln!("drf.wasm fuel per pass: {}", wasm.fuel_used_last());
 }
 
-criterion_group!(benches, scheduler_call, allocation_pass);
+/// Where a `drf.wasm` pass spends its time: encoding the input, the guest call alone,
+/// decoding the answer, and keeping the fallback's sorter in step.
+fn allocation_pass_parts(c: &mut Criterion) {
+    let (snap, candidates) = big_snapshot();
+    let ids: Vec<&AgentId> = candidates.iter().collect();
+    let mut group = c.benchmark_group("allocation_pass_parts_1000x100");
+    group.bench_function("encode_input", |b| {
+        b.iter(|| black_box(postcard::to_allocvec(&(&snap, &ids)).unwrap()))
+    });
+    let input = postcard::to_allocvec(&(&snap, &ids)).unwrap();
+    let mut instance = module("drf", Kind::Allocator).instantiate().unwrap();
+    group.bench_function("guest_call", |b| {
+        b.iter(|| black_box(instance.call(&input).unwrap()))
+    });
+    let output = instance.call(&input).unwrap();
+    group.bench_function("decode_answer", |b| {
+        b.iter(|| black_box(plugins::abi::decode_decisions(&output).unwrap()))
+    });
+    let mut fallback = DrfAllocator::new(1);
+    group.bench_function("fallback_sync", |b| b.iter(|| fallback.sync(&snap)));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    scheduler_call,
+    allocation_pass,
+    allocation_pass_parts
+);
 criterion_main!(benches);

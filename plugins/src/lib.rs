@@ -19,5 +19,5 @@ pub mod sandbox;
 pub mod scheduler;
 
 pub use allocator::{WasmAllocator, allocator_from_spec};
-pub use sandbox::{GuestError, Kind, Limits, ModuleCode};
+pub use sandbox::{GuestError, Kind, Limits, Metering, ModuleCode};
 pub use scheduler::{FailurePolicy, Health, HostedScheduler, SchedulerFault};

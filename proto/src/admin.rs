@@ -31,8 +31,8 @@ pub enum AdminRequest {
     DecodeErrors,
 }
 
-/// The master's answer: a JSON array (one object per row) or object, as the master's
-/// views serialize. JSON because these rows are for people and tools that print them,
+/// The master's answer: a JSON array (one object per row) or object: the rows of the
+/// snapshot its HTTP API serves (`GET /api/v1/agents`, `/frameworks`, `/tasks`). JSON because these rows are for people and tools that print them,
 /// and their fields grow with the master; the protocol stays put.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AdminReply {
@@ -60,5 +60,63 @@ pub enum LogsReply {
         dropped_bytes: u64,
     },
     /// No output to give, and why ("still running", "not on this agent").
+    Error { message: String },
+}
+
+/// Most bytes of a hosted scheduler's `--config` file.
+pub const HOSTED_CONFIG_BYTES_MAX: usize = 64 << 10;
+
+/// A request on the `master/frameworks/hosted` queryable: frameworks whose scheduler is a
+/// module (executor-sdk/README.md) that runs inside the master process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HostedRequest {
+    /// Run the scheduler `module` (already in the master's module store) as a new
+    /// framework; answered with [`HostedReply::Added`] once it has subscribed.
+    Add(HostedFramework),
+    /// The hosted schedulers and their health, as a JSON array.
+    List,
+}
+
+/// A framework whose scheduler the master hosts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostedFramework {
+    pub name: String,
+    pub role: String,
+    pub weight: f64,
+    /// The scheduler module, in the master's module store.
+    pub module: crate::task::ModuleRef,
+    /// The module's configuration (the `--config` file), at most
+    /// [`HOSTED_CONFIG_BYTES_MAX`] bytes.
+    pub config: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HostedReply {
+    Added {
+        framework_id: crate::ids::FrameworkId,
+    },
+    Json {
+        json: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// A request on the jobs framework's `jobs/submit` queryable (`wasmos run`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobsRequest {
+    /// Submit a job: `json` is the job exactly as `POST /api/v1/jobs` takes it (the
+    /// `JobRequest` of the `wasmos-jobs` crate), so both ways in share one shape and one
+    /// validation.
+    Submit { json: String },
+}
+
+/// The jobs framework's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobsReply {
+    /// Taken: `json` is the `JobAccepted` object (`job_id`, `task_ids`).
+    Accepted { json: String },
+    /// Refused, with what to fix.
     Error { message: String },
 }

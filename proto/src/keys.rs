@@ -10,6 +10,7 @@
 //! | `wasmos/<cluster>/master/calls` | queryable, framework → master |
 //! | `wasmos/<cluster>/master/upload` | queryable, client → master module store (see [`crate::admin`]) |
 //! | `wasmos/<cluster>/master/admin` | queryable, tool → master: views of its state |
+//! | `wasmos/<cluster>/jobs/submit` | queryable, tool → jobs framework: job submissions |
 //! | `wasmos/<cluster>/agents/<agent_id>/logs` | queryable, tool → agent: output of ended tasks |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/events` | put, master → framework |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/alive` | liveliness token of a native framework |
@@ -95,6 +96,13 @@ impl Keys {
     pub fn all_agent_status(&self) -> String {
         self.agent_status("*")
     }
+    /// Put by an agent: what its tasks use ([`crate::TaskUsageReport`]).
+    pub fn agent_metrics(&self, agent_id: &str) -> String {
+        format!("{}/agents/{agent_id}/metrics", self.prefix)
+    }
+    pub fn all_agent_metrics(&self) -> String {
+        self.agent_metrics("*")
+    }
     pub fn master_alive(&self) -> String {
         format!("{}/master/alive", self.prefix)
     }
@@ -109,6 +117,16 @@ impl Keys {
     /// Queryable of the master for operator tools: views of its state (see [`crate::admin`]).
     pub fn master_admin(&self) -> String {
         format!("{}/master/admin", self.prefix)
+    }
+    /// Queryable of the master for frameworks whose scheduler is a module the master runs
+    /// (`wasmos framework add`; see [`crate::admin::HostedRequest`]).
+    pub fn master_hosted(&self) -> String {
+        format!("{}/master/frameworks/hosted", self.prefix)
+    }
+    /// Queryable of the built-in jobs framework: job submissions (see
+    /// [`crate::admin::JobsRequest`]).
+    pub fn jobs_submit(&self) -> String {
+        format!("{}/jobs/submit", self.prefix)
     }
     pub fn framework_events(&self, framework_id: &str) -> String {
         format!("{}/frameworks/{framework_id}/events", self.prefix)

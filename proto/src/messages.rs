@@ -21,10 +21,22 @@ pub struct AgentAdvert {
     /// with a new `incarnation`.
     pub seq: u64,
     pub incarnation: u64,
-    /// Every task the agent runs or has not yet had acknowledged, with its latest status:
-    /// what a restarted master rebuilds its state from.
-    pub tasks: Vec<TaskStatus>,
+    /// Every task the agent runs or has not yet had acknowledged, with its resources and
+    /// latest status: what a restarted master rebuilds its state from.
+    pub tasks: Vec<AdvertTask>,
     pub version: String,
+}
+
+/// One task an agent holds, as listed in its advert: enough for a master that never
+/// launched it (a restarted one) to account for its resources and route its updates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdvertTask {
+    /// The task's latest status (which names its framework); terminal when the agent still
+    /// waits for that status to be acknowledged.
+    pub status: TaskStatus,
+    pub name: String,
+    /// What the task was launched with, and uses until it ends.
+    pub resources: Resources,
 }
 
 /// A framework's description of itself, sent with `Subscribe`.
@@ -150,6 +162,9 @@ pub enum Event {
 }
 
 /// A master-to-agent command, on the `agents/<id>/cmd` queryable.
+// A command is decoded once and moved into its handler; boxing the launch's task would
+// add an allocation to every launch to save stack on the rare kill and ack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AgentCommand {
     Launch {
@@ -184,3 +199,22 @@ pub struct ModuleChunk {
 
 /// Modules travel in chunks of at most this many bytes.
 pub const MODULE_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// What an agent measured of one task, put on `agents/<agent_id>/metrics` every
+/// [`TASK_USAGE_PERIOD_MS`] while the task runs and once more when it ended. Best effort
+/// (a lost put is replaced by the next); the master shows the latest in `/metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsageReport {
+    pub agent_id: AgentId,
+    pub task_id: TaskId,
+    /// Cpu time used so far, seconds (wasm: time its code ran on the agent's threads;
+    /// OCI: the container cgroup's).
+    pub cpu_seconds: f64,
+    /// Memory in use at the measurement (wasm: linear memories; OCI: the cgroup's), bytes.
+    pub memory_bytes: u64,
+    /// The last report of an ended task.
+    pub ended: bool,
+}
+
+/// Between two [`TaskUsageReport`]s of a running task.
+pub const TASK_USAGE_PERIOD_MS: u64 = 2_000;

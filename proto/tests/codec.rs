@@ -26,7 +26,11 @@ fn sample_frames() -> Vec<Vec<u8>> {
         reserved: Resources::new(),
         seq: 3,
         incarnation: 9,
-        tasks: vec![status.clone()],
+        tasks: vec![AdvertTask {
+            status: status.clone(),
+            name: "camera-feed".into(),
+            resources: Resources::new().with_scalar("cpus", 0.5),
+        }],
         version: "0.1.0".into(),
     };
     let call = FrameworkCall {

@@ -1,33 +1,20 @@
 //! `wasmos master`, `wasmos agent --connect` and the client commands (`agents`, `ps`,
-//! `frameworks` with `--json`) as separate processes over real zenoh on loopback.
+//! `frameworks` with `--json`, `run`, `logs`, `kill`) as separate processes over real
+//! zenoh on loopback.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wasmos_tests::wasmos;
+use wasmos_tests::{Killed, free_endpoint, module, wasmos};
 
 /// How long the agent may take to show up in the master's listing.
 const AGENT_LISTED_WAIT: Duration = Duration::from_secs(20);
-
-/// A child process killed (and reaped) when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A loopback port nothing listens on (free when asked; tests rarely race for it).
-fn free_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("tcp/127.0.0.1:{}", listener.local_addr().unwrap().port())
-}
+/// How long a task deployed with `wasmos run` may take to reach a state (a generous bound
+/// for a loaded CI machine, not a speed target).
+const TASK_STATE_WAIT: Duration = Duration::from_secs(60);
 
 fn start_master(endpoint: &str, store: &Path) -> Killed {
     let mut child = wasmos()
@@ -37,6 +24,9 @@ fn start_master(endpoint: &str, store: &Path) -> Killed {
             endpoint,
             "--agent-lost-timeout",
             "1",
+            // Tests run in parallel: each master serves HTTP on a port of its own.
+            "--http",
+            "127.0.0.1:0",
             "--store-dir",
         ])
         .arg(store)
@@ -110,20 +100,23 @@ fn agent_process_joins_master_process_and_client_commands_list_it() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(row["agent_id"], agent_id.as_str());
-    assert_eq!(
-        row["total"], advert["total"],
-        "the listed resources are the advertised ones"
-    );
+    // Disk is the free space of the work directory's file system, which other programs
+    // change between the two adverts; cpus and memory stay put.
+    for scalar in ["cpus", "mem"] {
+        assert_eq!(
+            row["total"]["scalars"][scalar], advert["total"]["scalars"][scalar],
+            "the listed {scalar} are the advertised ones"
+        );
+    }
     assert!(
         row["total"]["scalars"]["cpus"].is_number(),
         "no cpus in {row}"
     );
 
     assert_eq!(json_rows(&["ps", "--json"], &endpoint), Vec::<Value>::new());
-    assert_eq!(
-        json_rows(&["frameworks", "--json"], &endpoint),
-        Vec::<Value>::new()
-    );
+    let frameworks = json_rows(&["frameworks", "--json"], &endpoint);
+    let names: Vec<&Value> = frameworks.iter().map(|f| &f["name"]).collect();
+    assert_eq!(names, ["jobs"], "only the built-in jobs framework");
     let table = client(&["agents"], &endpoint);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.starts_with("ID "), "{table}");
@@ -149,4 +142,254 @@ fn client_commands_without_a_master_say_what_to_do_and_exit_1() {
         )),
         "{stderr}"
     );
+}
+
+/// An agent process with `config` (TOML) in `work_dir`, and its id.
+fn start_agent(endpoint: &str, work_dir: &Path, config: Option<&str>) -> (Killed, String) {
+    let mut args: Vec<String> = vec!["--work-dir".into(), work_dir.to_str().unwrap().into()];
+    if let Some(config) = config {
+        let file = work_dir.with_extension("toml");
+        std::fs::write(&file, config).unwrap();
+        args.extend(["--config".into(), file.to_str().unwrap().into()]);
+    }
+    let advert = wasmos()
+        .args(["agent", "--print-advert"])
+        .args(&args)
+        .output()
+        .unwrap();
+    let advert: Value = serde_json::from_slice(&advert.stdout).unwrap();
+    let agent_id = advert["agent_id"].as_str().unwrap().to_owned();
+    let child = wasmos()
+        .args(["agent", "--connect", endpoint])
+        .args(&args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Killed(child), agent_id)
+}
+
+/// Polls `wasmos ps --json` until `ready` holds for the rows of `ids`; returns those rows.
+fn wait_for_tasks(
+    endpoint: &str,
+    ids: &[String],
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    loop {
+        let rows = json_rows(&["ps", "--json"], endpoint);
+        let ours: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| rows.iter().find(|r| r["id"] == id.as_str()).cloned())
+            .collect();
+        if ours.len() == ids.len() && ours.iter().all(&ready) {
+            return ours;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks {ids:?} not {what} within {TASK_STATE_WAIT:?}: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `wasmos run <args>`: exit 0, and the last `count` lines of stdout are the task ids.
+fn run(args: &[&str], count: usize, endpoint: &str) -> Vec<String> {
+    // `--connect` first: after `--` it would be an argument of the task.
+    let out = wasmos()
+        .args(["run", "--connect", endpoint])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "run {args:?}: {:?}, stdout: {stdout}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.ends_with('\n'), "ids end the output: {stdout:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= count, "{count} ids expected: {stdout:?}");
+    let ids: Vec<String> = lines[lines.len() - count..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    for id in &ids {
+        assert!(
+            !id.is_empty() && !id.contains(char::is_whitespace),
+            "not a task id: {id:?} in {stdout:?}"
+        );
+    }
+    ids
+}
+
+fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
+    move |row| row["state"] == state
+}
+
+#[test]
+fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let (_plain, plain_id) = start_agent(&endpoint, &dir.path().join("plain"), None);
+    let (_arm, arm_id) = start_agent(
+        &endpoint,
+        &dir.path().join("arm"),
+        Some("[attributes]\narch = \"aarch64\"\nhas = \"camera\"\n"),
+    );
+    let deadline = Instant::now() + AGENT_LISTED_WAIT;
+    while json_rows(&["agents", "--json"], &endpoint).len() < 2 {
+        assert!(Instant::now() < deadline, "agents not listed in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let frameworks = json_rows(&["frameworks", "--json"], &endpoint);
+    assert!(
+        frameworks.iter().any(|f| f["name"] == "jobs"),
+        "the master runs the jobs framework: {frameworks:?}"
+    );
+
+    // Two copies finish, one on each agent, and their output is there.
+    let hello = module("p1_hello");
+    let hello = hello.to_str().unwrap();
+    let ids = run(&[hello, "--count", "2"], 2, &endpoint);
+    assert_ne!(ids[0], ids[1]);
+    let rows = wait_for_tasks(&endpoint, &ids, "finished", state_is("finished"));
+    let mut agents: Vec<&str> = rows
+        .iter()
+        .map(|r| r["agent_id"].as_str().unwrap())
+        .collect();
+    agents.sort();
+    let mut expected = vec![plain_id.as_str(), arm_id.as_str()];
+    expected.sort();
+    assert_eq!(agents, expected, "the copies spread over both agents");
+    let logs = client(&["logs", &ids[0]], &endpoint);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("hello from p1"),
+        "{}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
+
+    // A constraint only the second agent meets; `--wait` exits 0 once all finished.
+    let arm = run(
+        &[
+            hello,
+            "--count",
+            "2",
+            "--constraint",
+            "arch=aarch64",
+            "--name",
+            "arm",
+            "--wait",
+        ],
+        2,
+        &endpoint,
+    );
+    for row in wait_for_tasks(&endpoint, &arm, "finished", state_is("finished")) {
+        assert_eq!(row["agent_id"], arm_id.as_str(), "{row}");
+    }
+
+    // A task that fails: `--wait` says so with exit 1; ids still end stdout.
+    let exit3 = module("p1_exit3");
+    let out = client(&["run", exit3.to_str().unwrap(), "--wait"], &endpoint);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed_id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    wait_for_tasks(&endpoint, &[failed_id], "failed", state_is("failed"));
+
+    // A long task is killed and stays killed.
+    let spin = module("p1_spin");
+    let spin_ids = run(&[spin.to_str().unwrap()], 1, &endpoint);
+    wait_for_tasks(&endpoint, &spin_ids, "running", state_is("running"));
+    let kill = client(&["kill", &spin_ids[0]], &endpoint);
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    wait_for_tasks(&endpoint, &spin_ids, "killed", state_is("killed"));
+
+    // Mistakes fail before anything is sent, saying what to do.
+    let bad = client(&["run", hello, "--constraint", "arch"], &endpoint);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--constraint KEY=VALUE"));
+    // What only the jobs framework checks comes back from it, field named.
+    let refused = client(&["run", hello, "--cpus", "0"], &endpoint);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(refused.stdout.is_empty(), "no ids for a refused job");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("the job was refused: cpus must be more than 0"),
+        "{stderr}"
+    );
+    let missing = client(&["run", "/nonexistent/module.wasm"], &endpoint);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no module at /nonexistent/module.wasm")
+    );
+}
+
+#[test]
+fn run_without_a_master_says_to_start_one() {
+    let endpoint = free_endpoint();
+    let hello = module("p1_hello");
+    let out = client(&["run", hello.to_str().unwrap()], &endpoint);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no ids without a master");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("start one with `wasmos up`"), "{stderr}");
+}
+
+/// Why this machine runs no OCI tasks, if it does not (the same check as the fleet tests').
+fn runc_unusable() -> Option<String> {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    });
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("runc").is_file()));
+    match (root, on_path) {
+        (false, _) => Some("not root".into()),
+        (_, false) => Some("runc is not on PATH".into()),
+        _ => None,
+    }
+}
+
+/// The agent keeps no output of OCI tasks for `wasmos logs` yet, so the command's effect
+/// is seen in its exit code.
+#[test]
+fn run_oci_image_runs_the_given_command_in_place_of_the_image_s() {
+    if let Some(why) = runc_unusable() {
+        println!("skipped: the agent runs no OCI tasks here ({why})");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("busybox");
+    wasmos_tests::oci_image::busybox_layout(&image, &["sh", "-c", "exit 0"]);
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let (_agent, agent_id) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let image = image.to_str().unwrap();
+    let ids = run(
+        &["--oci", image, "--cpus", "0.5", "--", "sh", "-c", "exit 7"],
+        1,
+        &endpoint,
+    );
+    let rows = wait_for_tasks(&endpoint, &ids, "failed", state_is("failed"));
+    assert_eq!(rows[0]["agent_id"], agent_id.as_str());
+    assert_eq!(rows[0]["exit_code"], 7, "{}", rows[0]);
 }

@@ -2,10 +2,13 @@
 //!
 //! `cargo xtask test` builds both before the tests run.
 
+pub mod etcd;
+pub mod netns;
 pub mod oci_image;
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -46,4 +49,35 @@ pub fn module(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A child process killed with SIGKILL (and reaped) when dropped, however the test ends.
+pub struct Killed(pub Child);
+
+impl Killed {
+    /// Kills the process now, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nothing listens on (free when asked; tests rarely race for it).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    listener
+        .local_addr()
+        .expect("the bound port's address")
+        .port()
+}
+
+/// `tcp/127.0.0.1:PORT` on a [`free_port`].
+pub fn free_endpoint() -> String {
+    format!("tcp/127.0.0.1:{}", free_port())
 }

@@ -1,7 +1,8 @@
-//! Build, test and bench automation: `cargo xtask <modules|test|bench|setup>`.
+//! Build, test and bench automation: `cargo xtask <modules|test|bench|setup|demo>`.
 //!
 //! `test` is the one command that runs every test on a fresh Debian machine: it installs
-//! what is missing (wasm targets with rustup, runc and busybox-static with apt-get),
+//! what is missing (wasm targets with rustup; runc, busybox-static, chromium and etcd-server with
+//! apt-get),
 //! builds the WASM modules and the `wasmos` binary, then runs the whole suite.
 
 use std::path::{Path, PathBuf};
@@ -10,10 +11,11 @@ use std::time::Instant;
 
 const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
 /// (program that must be on PATH, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 3] = [
+const APT_TOOLS: [(&str, &str); 4] = [
     ("runc", "runc"),
     ("busybox", "busybox-static"),
     ("chromium", "chromium"),
+    ("etcd", "etcd-server"),
 ];
 
 type Result<T> = std::result::Result<T, String>;
@@ -25,14 +27,16 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("demo") => demo(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 setup     install what the tests need (wasm targets, runc, busybox-static)\n  \
+                 setup     install what the tests need (wasm targets, runc, busybox, chromium, etcd)\n  \
                  modules   build the WASM modules in modules/ into target/modules/\n  \
                  test      setup + modules + build + every test (extra args go to cargo test)\n  \
-                 bench     run the criterion benchmarks (extra args go to cargo bench)"
+                 bench     run the criterion benchmarks (extra args go to cargo bench)\n  \
+                 demo      modules + `wasmos demo`: a cluster, two frameworks, DRF, in one process"
             );
             return ExitCode::from(2);
         }
@@ -240,5 +244,15 @@ fn bench(extra: &[String]) -> Result<()> {
     run(Command::new(cargo())
         .current_dir(root())
         .args(["bench", "--workspace"])
+        .args(extra))
+}
+
+/// The README's first command: builds the example modules (installing the wasm targets
+/// if needed), then runs `wasmos demo` from the workspace root.
+fn demo(extra: &[String]) -> Result<()> {
+    modules()?;
+    run(Command::new(cargo())
+        .current_dir(root())
+        .args(["run", "-q", "--bin", "wasmos", "--", "demo"])
         .args(extra))
 }

@@ -91,6 +91,20 @@ impl CgroupPaths {
         keyed_value(&text, "oom_kill")
     }
 
+    /// Memory the cgroup uses now, bytes (v2 `memory.current`, v1
+    /// `memory.usage_in_bytes`); `None` if unreadable.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let file = match self.version {
+            CgroupVersion::V2 => "memory.current",
+            CgroupVersion::V1 => "memory.usage_in_bytes",
+        };
+        fs::read_to_string(self.memory.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Total cpu time used by the cgroup, in nanoseconds.
     pub fn cpu_usage_ns(&self) -> Option<u64> {
         match self.version {

@@ -1,10 +1,13 @@
 //! Per-task limits: memory and tables (a [`ResourceLimiter`]), the cpu share (an epoch
 //! time-slice budget), wall-clock time and captured output.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::{Resources, TaskLimits};
 use wasmtime::{ResourceLimiter, UpdateDeadline};
+
+use crate::usage::TaskUsage;
 
 /// Memory limit when a task's resources carry no `mem` scalar.
 pub const MEMORY_MIB_DEFAULT: u64 = 256;
@@ -95,6 +98,8 @@ pub struct TaskLimiter {
     memory_bytes_used: usize,
     table_elements_used: usize,
     pub(crate) hit: Option<LimitHit>,
+    /// Where the memory in use is published, if anywhere.
+    usage: Option<Arc<TaskUsage>>,
 }
 
 impl TaskLimiter {
@@ -104,7 +109,14 @@ impl TaskLimiter {
             memory_bytes_used: 0,
             table_elements_used: 0,
             hit: None,
+            usage: None,
         }
+    }
+
+    /// Also publishes the task's memory in use on `usage` as it grows.
+    pub fn with_usage(mut self, usage: Arc<TaskUsage>) -> TaskLimiter {
+        self.usage = Some(usage);
+        self
     }
 
     fn record(&mut self, hit: LimitHit) {
@@ -130,6 +142,9 @@ impl ResourceLimiter for TaskLimiter {
             return Ok(false);
         }
         self.memory_bytes_used = total;
+        if let Some(usage) = &self.usage {
+            usage.set_memory_bytes(u64::try_from(total).unwrap_or(u64::MAX));
+        }
         Ok(true)
     }
 

@@ -52,6 +52,7 @@ pub use program::{CodeOrigin, LoadError, LoadedModule, MODULE_BYTES_MAX};
 pub use run::{KillSwitch, SANDBOX_GUEST_DIR, TaskReport, TaskRun};
 
 use crate::outcome::TaskOutcome;
+use crate::usage::TaskUsage;
 use program::{Compiled, Program};
 use run::{P1Ctx, P2Ctx};
 
@@ -123,6 +124,7 @@ impl Drop for Shared {
 pub struct TaskHandle {
     kill: KillSwitch,
     join: tokio::task::JoinHandle<TaskReport>,
+    usage: Arc<TaskUsage>,
 }
 
 impl TaskHandle {
@@ -134,6 +136,11 @@ impl TaskHandle {
     /// A clonable way to kill the task from elsewhere.
     pub fn kill_switch(&self) -> KillSwitch {
         self.kill.clone()
+    }
+
+    /// The task's cpu time and memory, updated while it runs.
+    pub fn usage(&self) -> Arc<TaskUsage> {
+        self.usage.clone()
     }
 
     pub fn is_finished(&self) -> bool {
@@ -324,15 +331,29 @@ impl WasmExecutor {
         task: &TaskRun,
         kill: &KillSwitch,
     ) -> TaskReport {
-        run::run(&self.shared.engine, module, task, kill).await
+        self.run_metered(module, task, kill, &TaskUsage::new())
+            .await
+    }
+
+    /// [`WasmExecutor::run`], measuring the task's cpu time and memory on `usage`.
+    pub async fn run_metered(
+        &self,
+        module: &LoadedModule,
+        task: &TaskRun,
+        kill: &KillSwitch,
+        usage: &Arc<TaskUsage>,
+    ) -> TaskReport {
+        run::run(&self.shared.engine, module, task, kill, usage).await
     }
 
     /// Starts a loaded module on the current tokio runtime.
     pub fn start(&self, module: LoadedModule, task: TaskRun) -> TaskHandle {
         let kill = KillSwitch::new();
-        let (exec, switch) = (self.clone(), kill.clone());
-        let join = tokio::spawn(async move { exec.run(&module, &task, &switch).await });
-        TaskHandle { kill, join }
+        let usage = TaskUsage::new();
+        let (exec, switch, meter) = (self.clone(), kill.clone(), usage.clone());
+        let join =
+            tokio::spawn(async move { exec.run_metered(&module, &task, &switch, &meter).await });
+        TaskHandle { kill, join, usage }
     }
 
     /// Starts the task `spec` (a `TaskKind::Wasm`) from the module's bytes, in
@@ -346,7 +367,8 @@ impl WasmExecutor {
         sandbox_dir: PathBuf,
     ) -> TaskHandle {
         let kill = KillSwitch::new();
-        let (exec, switch) = (self.clone(), kill.clone());
+        let usage = TaskUsage::new();
+        let (exec, switch, meter) = (self.clone(), kill.clone(), usage.clone());
         let task = TaskRun::from_spec(spec, sandbox_dir);
         let join = tokio::spawn(async move {
             let task = match task {
@@ -376,14 +398,14 @@ impl WasmExecutor {
                 ));
             };
             match loaded {
-                Ok(Ok(module)) => exec.run(&module, &task, &switch).await,
+                Ok(Ok(module)) => exec.run_metered(&module, &task, &switch, &meter).await,
                 Ok(Err(e)) => TaskReport::failed_before_start(e.to_string()),
                 Err(e) => TaskReport::failed_before_start(format!(
                     "executor error: loading the module ended abnormally ({e})"
                 )),
             }
         });
-        TaskHandle { kill, join }
+        TaskHandle { kill, join, usage }
     }
 }
 

@@ -17,6 +17,7 @@ use super::output::{CappedOutput, CapturedOutput};
 use super::program::{LoadedModule, Program};
 use super::reason;
 use crate::outcome::TaskOutcome;
+use crate::usage::{Metered, TaskUsage};
 
 /// Guest path of the task's own sandbox directory.
 pub const SANDBOX_GUEST_DIR: &str = "/";
@@ -159,16 +160,20 @@ enum Ended {
     Killed,
 }
 
-/// Runs `module` to its end, a kill, or the timeout.
+/// Runs `module` to its end, a kill, or the timeout, measuring it on `usage`.
 pub(crate) async fn run(
     engine: &Engine,
     module: &LoadedModule,
     run: &TaskRun,
     kill: &KillSwitch,
+    usage: &Arc<TaskUsage>,
 ) -> TaskReport {
     let stdout = CappedOutput::new(run.limits.output_bytes_max);
     let stderr = CappedOutput::new(run.limits.output_bytes_max);
-    let execution = execute(engine, module, run, &stdout, &stderr);
+    let execution = Metered::new(
+        execute(engine, module, run, &stdout, &stderr, usage),
+        usage.clone(),
+    );
     let bounded = async {
         match run.limits.timeout {
             None => execution.await,
@@ -198,12 +203,13 @@ async fn execute(
     run: &TaskRun,
     stdout: &CappedOutput,
     stderr: &CappedOutput,
+    usage: &Arc<TaskUsage>,
 ) -> Ended {
     let builder = match wasi_builder(run, stdout, stderr) {
         Ok(b) => b,
         Err(reason) => return Ended::SetupFailed(reason),
     };
-    let limiter = TaskLimiter::new(run.limits.memory_bytes_max);
+    let limiter = TaskLimiter::new(run.limits.memory_bytes_max).with_usage(usage.clone());
     let throttle = CpuThrottle::new(run.limits.cpus);
     let execution = match &module.program {
         Program::P1(pre) => {

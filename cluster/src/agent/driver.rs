@@ -2,17 +2,20 @@
 //! updates, and answers the master's commands.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
+use agent::oci::OciContainer;
 use agent::wasm::CapturedOutput;
 use proto::admin::{LOG_STREAM_BYTES_MAX, LogsReply};
 use proto::{
-    AgentAdvert, AgentCommand, AgentReply, FrameworkId, StatusUuid, TaskId, TaskSpec, TaskState,
-    TaskStatus,
+    AdvertTask, AgentAdvert, AgentCommand, AgentReply, FrameworkId, Resources, StatusUuid, TaskId,
+    TaskKind, TaskSpec, TaskState, TaskStatus,
 };
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use super::journal::{AGENT_RESTARTED, JournalEntry, StatusJournal};
 use super::runner::{self, Cancel, Executors, RunnerUpdate};
 use super::{AgentDaemonConfig, Input, OUTPUTS_KEPT_MAX, TASKS_MAX};
 use crate::clock::unix_ms;
@@ -20,6 +23,11 @@ use crate::clock::unix_ms;
 /// One task the agent holds.
 struct Task {
     latest: TaskStatus,
+    /// Listed in the advert, so that a restarted master can account for the task.
+    name: String,
+    resources: Resources,
+    /// An OCI task, whose container may outlive the agent process.
+    oci: bool,
     /// `latest` has not been acknowledged yet and is sent again on every retry tick.
     unacknowledged: bool,
     cancel: Cancel,
@@ -35,6 +43,7 @@ pub(crate) struct Driver {
     outputs: BTreeMap<TaskId, LogsReply>,
     outputs_order: VecDeque<TaskId>,
     inputs: mpsc::Sender<Input>,
+    journal: StatusJournal,
 }
 
 impl Driver {
@@ -55,10 +64,12 @@ impl Driver {
             outputs: BTreeMap::new(),
             outputs_order: VecDeque::new(),
             inputs,
+            journal: StatusJournal::new(&config.work_dir),
         }
     }
 
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        self.recover_from_journal();
         let mut advert_timer = tokio::time::interval(Duration::from_millis(self.advert_period_ms));
         let mut retry_timer = tokio::time::interval(Duration::from_millis(self.status_retry_ms));
         advert_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -178,10 +189,14 @@ impl Driver {
             task_id.clone(),
             Task {
                 latest: latest.clone(),
+                name: spec.name.clone(),
+                resources: spec.resources.clone(),
+                oci: matches!(spec.kind, TaskKind::Oci(_)),
                 unacknowledged: true,
                 cancel: cancel.clone(),
             },
         );
+        self.persist();
         self.publish_status(&latest).await;
         tokio::spawn(runner::run(
             self.executors.clone(),
@@ -227,6 +242,7 @@ impl Driver {
             task.latest = status.clone();
             task.unacknowledged = true;
         }
+        self.persist();
         self.publish_status(&status).await;
     }
 
@@ -284,6 +300,7 @@ impl Driver {
         task.unacknowledged = false;
         if task.latest.state.is_terminal() {
             self.tasks.remove(task_id);
+            self.persist();
         }
     }
 
@@ -324,9 +341,90 @@ impl Driver {
         }
     }
 
+    fn advert_task(task: &Task) -> AdvertTask {
+        AdvertTask {
+            status: task.latest.clone(),
+            name: task.name.clone(),
+            resources: task.resources.clone(),
+        }
+    }
+
+    /// Writes every task the agent holds to the status journal.
+    fn persist(&self) {
+        let entries: Vec<JournalEntry> = self
+            .tasks
+            .values()
+            .map(|t| JournalEntry {
+                task: Driver::advert_task(t),
+                oci: t.oci,
+            })
+            .collect();
+        self.journal.save(&entries);
+    }
+
+    /// Takes back the tasks of the previous agent process (see [`super::journal`]): WASM
+    /// tasks died with it and are reported failed; OCI containers still there are watched
+    /// again.
+    fn recover_from_journal(&mut self) {
+        let recovered = self.executors.oci.as_ref().map(|oci| oci.recover());
+        let mut containers: BTreeMap<String, OciContainer> = recovered
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.task_id().to_owned(), c))
+            .collect();
+        for entry in self.journal.load() {
+            let task_id = entry.status().task_id.clone();
+            let cancel = Cancel::default();
+            let mut latest = entry.task.status.clone();
+            let container = containers.remove(task_id.as_str()).filter(|_| entry.oci);
+            match container {
+                _ if latest.state.is_terminal() => {}
+                Some(container) => self.watch_recovered(container, &task_id, &cancel),
+                None => {
+                    let framework_id = latest.framework_id.clone();
+                    latest = self.status(
+                        &task_id,
+                        &framework_id,
+                        TaskState::Failed,
+                        None,
+                        AGENT_RESTARTED.to_owned(),
+                    );
+                    let sandbox = self.executors.sandboxes_dir.join(task_id.as_str());
+                    let _ = std::fs::remove_dir_all(sandbox);
+                }
+            }
+            tracing::info!(%task_id, state = latest.state.as_str(), "task recovered from the status journal");
+            let task = Task {
+                latest,
+                name: entry.task.name,
+                resources: entry.task.resources,
+                oci: entry.oci,
+                unacknowledged: true,
+                cancel,
+            };
+            self.tasks.insert(task_id, task);
+        }
+        for (task_id, container) in containers {
+            tracing::warn!(%task_id, "a container no journaled task owns; removing it");
+            tokio::task::spawn_blocking(move || {
+                container.kill(std::time::Duration::ZERO);
+                let _ = container.remove();
+            });
+        }
+        self.persist();
+    }
+
+    fn watch_recovered(&self, container: OciContainer, task_id: &TaskId, cancel: &Cancel) {
+        let (inputs, cancel, task_id) = (self.inputs.clone(), cancel.clone(), task_id.clone());
+        tokio::spawn(async move {
+            let update = runner::watch_container(Arc::new(container), &task_id, &cancel).await;
+            let _ = inputs.send(Input::Runner { task_id, update }).await;
+        });
+    }
+
     async fn publish_advert(&mut self) {
         self.advert.seq += 1;
-        self.advert.tasks = self.tasks.values().map(|t| t.latest.clone()).collect();
+        self.advert.tasks = self.tasks.values().map(Driver::advert_task).collect();
         let key = self
             .executors
             .net

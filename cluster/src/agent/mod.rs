@@ -17,6 +17,7 @@
 //! `agents/<id>/logs` (see `proto::admin::LogsRequest`).
 
 mod driver;
+pub mod journal;
 mod runner;
 
 use std::path::PathBuf;
@@ -199,6 +200,7 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, ClusterError
         wasm,
         oci,
         sandboxes_dir,
+        agent_id: config.advert.agent_id.clone(),
     })
 }
 

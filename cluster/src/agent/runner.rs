@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use agent::oci::OciExecutor;
+use agent::oci::{OciContainer, OciExecutor};
 use agent::outcome::TaskOutcome;
+use agent::usage::TaskUsage;
 use agent::wasm::{CapturedOutput, TaskRun, WasmExecutor};
 use net::Net;
 use net::modules::ModuleCache;
-use proto::{TaskKind, TaskSpec, TaskState, WasmTask};
+use proto::{
+    AgentId, TASK_USAGE_PERIOD_MS, TaskKind, TaskSpec, TaskState, TaskUsageReport, WasmTask,
+};
 use tokio::sync::{Notify, mpsc};
 
 use super::Input;
@@ -34,6 +37,8 @@ pub(crate) struct Executors {
     pub wasm: WasmExecutor,
     pub oci: Option<OciExecutor>,
     pub sandboxes_dir: PathBuf,
+    /// Whose usage reports (`agents/<id>/metrics`) the runners put.
+    pub agent_id: AgentId,
 }
 
 /// How the driver stops a runner: `notify_one` keeps a permit, so a kill that comes
@@ -163,6 +168,7 @@ async fn run_wasm(
         Err(reason) => return failed(reason),
     };
     let handle = executors.wasm.start(module, run);
+    let reports = UsageReports::start(executors, spec, handle.usage(), None);
     let _ = driver
         .send(Input::Runner {
             task_id: spec.task_id.clone(),
@@ -179,6 +185,7 @@ async fn run_wasm(
             wait.await
         }
     };
+    reports.finish().await;
     RunnerUpdate::Ended {
         outcome: report.outcome,
         stdout: report.stdout,
@@ -215,6 +222,103 @@ async fn run_oci(
             update: RunnerUpdate::Running,
         })
         .await;
+    let reports = UsageReports::start(executors, spec, TaskUsage::new(), Some(container.clone()));
+    let ended = watch_container(container, &spec.task_id, cancel).await;
+    reports.finish().await;
+    ended
+}
+
+/// A task's [`TaskUsageReport`]s: put every [`TASK_USAGE_PERIOD_MS`] by a background task
+/// while it runs, and once more, marked ended, by [`UsageReports::finish`].
+struct UsageReports {
+    net: Net,
+    key: String,
+    last: TaskUsageReport,
+    usage: Arc<TaskUsage>,
+    periodic: tokio::task::JoinHandle<()>,
+}
+
+impl UsageReports {
+    /// For a container, `usage` is sampled from its cgroup before each report.
+    fn start(
+        executors: &Executors,
+        spec: &TaskSpec,
+        usage: Arc<TaskUsage>,
+        container: Option<Arc<OciContainer>>,
+    ) -> UsageReports {
+        let net = executors.net.clone();
+        let key = net.keys().agent_metrics(executors.agent_id.as_str());
+        let last = TaskUsageReport {
+            agent_id: executors.agent_id.clone(),
+            task_id: spec.task_id.clone(),
+            cpu_seconds: 0.0,
+            memory_bytes: 0,
+            ended: false,
+        };
+        let periodic = {
+            let (net, key, template, usage) =
+                (net.clone(), key.clone(), last.clone(), usage.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(TASK_USAGE_PERIOD_MS));
+                loop {
+                    tick.tick().await;
+                    if let Some(container) = &container {
+                        sample_cgroup(container, &usage);
+                    }
+                    let report = measured(&template, &usage, false);
+                    if let Err(e) = net.put(&key, &report).await {
+                        tracing::debug!(%e, "could not put a task usage report");
+                    }
+                }
+            })
+        };
+        UsageReports {
+            net,
+            key,
+            last,
+            usage,
+            periodic,
+        }
+    }
+
+    async fn finish(self) {
+        self.periodic.abort();
+        let report = measured(&self.last, &self.usage, true);
+        if let Err(e) = self.net.put(&self.key, &report).await {
+            tracing::debug!(%e, "could not put a task usage report");
+        }
+    }
+}
+
+fn measured(template: &TaskUsageReport, usage: &TaskUsage, ended: bool) -> TaskUsageReport {
+    TaskUsageReport {
+        cpu_seconds: usage.cpu_seconds(),
+        memory_bytes: usage.memory_bytes(),
+        ended,
+        ..template.clone()
+    }
+}
+
+/// Two small reads of cgroupfs (kernel memory, not disk), so done in place.
+fn sample_cgroup(container: &OciContainer, usage: &TaskUsage) {
+    let Some(cgroup) = container.cgroup() else {
+        return;
+    };
+    if let Some(ns) = cgroup.cpu_usage_ns() {
+        usage.set_cpu_ns(ns);
+    }
+    if let Some(bytes) = cgroup.memory_bytes() {
+        usage.set_memory_bytes(bytes);
+    }
+}
+
+/// Waits for a running container to end (killing it when told), removes it, and says
+/// how it ended. Also used for containers recovered after an agent restart.
+pub(crate) async fn watch_container(
+    container: Arc<OciContainer>,
+    task_id: &proto::TaskId,
+    cancel: &Cancel,
+) -> RunnerUpdate {
     let waiter = {
         let container = container.clone();
         let grace = cancel.grace();
@@ -236,7 +340,7 @@ async fn run_oci(
         stdout_tail: String::new(),
     });
     if let Err(e) = tokio::task::spawn_blocking(move || container.remove()).await {
-        tracing::warn!(task_id = %spec.task_id, %e, "could not remove a container");
+        tracing::warn!(%task_id, %e, "could not remove a container");
     }
     RunnerUpdate::Ended {
         outcome,

@@ -8,11 +8,14 @@ use master::{Action, Master, Millis};
 use net::{Net, Responder};
 use proto::admin::{AdminReply, AdminRequest};
 use proto::{
-    AgentCommand, AgentId, AgentReply, Call, CallReply, Event, FrameworkCall, FrameworkId,
-    StatusUuid, TaskSpec, TaskState, TaskStatus,
+    AgentAdvert, AgentCommand, AgentId, AgentReply, Call, CallReply, Event, FrameworkCall,
+    FrameworkId, StatusUuid, TaskSpec, TaskState, TaskStatus,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
+use http_api::ClusterState;
+
+use super::operator::{self, Snapshots};
 use super::{
     AGENT_COMMANDS_IN_FLIGHT_MAX, EVENTS_HELD_PER_FRAMEWORK_MAX, Input, MasterDaemonConfig,
 };
@@ -31,6 +34,7 @@ pub(crate) struct Driver {
     commands_in_flight: Arc<Semaphore>,
     /// Agents whose liveliness token is present.
     agents_alive: BTreeSet<AgentId>,
+    advert_news: AdvertNews,
     /// Agents without a token, and when they are declared lost.
     agents_lost_at: BTreeMap<AgentId, Millis>,
     /// Frameworks whose liveliness token is present: their events go out at once.
@@ -41,6 +45,8 @@ pub(crate) struct Driver {
     held_events: BTreeMap<FrameworkId, VecDeque<Event>>,
     /// For the uuids of status updates the master makes itself.
     statuses_made: u64,
+    /// What the HTTP API and the `master/admin` queryable serve.
+    snapshots: Snapshots,
 }
 
 impl Driver {
@@ -61,12 +67,19 @@ impl Driver {
             inputs,
             commands_in_flight: Arc::new(Semaphore::new(AGENT_COMMANDS_IN_FLIGHT_MAX)),
             agents_alive: BTreeSet::new(),
+            advert_news: AdvertNews::default(),
             agents_lost_at: BTreeMap::new(),
             frameworks_alive: BTreeSet::new(),
             frameworks_awaited: BTreeMap::new(),
             held_events: BTreeMap::new(),
             statuses_made: 0,
+            snapshots: Snapshots::new(),
         }
+    }
+
+    /// The snapshots this driver will publish (the latest first).
+    pub(crate) fn cluster_state(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.snapshots.subscribe()
     }
 
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
@@ -86,6 +99,8 @@ impl Driver {
                 () = sleep => self.handle_deadlines(),
             }
             self.carry_out_actions().await;
+            self.snapshots
+                .publish_if_due(self.clock.now(), &self.core, &self.net);
         }
     }
 
@@ -94,6 +109,7 @@ impl Driver {
             .agents_lost_at
             .values()
             .chain(self.frameworks_awaited.values())
+            .chain([&self.snapshots.due()])
             .min()
             .copied();
         match (self.core.poll_timeout(), own) {
@@ -104,6 +120,14 @@ impl Driver {
 
     async fn handle(&mut self, input: Input) {
         let now = self.clock.now();
+        let changes_state = match &input {
+            Input::Inspect(_) | Input::Admin(..) => false,
+            Input::Advert(advert) => self.advert_news.is_news(advert),
+            _ => true,
+        };
+        if changes_state {
+            self.snapshots.mark_changed();
+        }
         match input {
             Input::Advert(advert) => {
                 // An advert from an agent without a token starts its lost clock; the token
@@ -115,10 +139,16 @@ impl Driver {
                 }
                 self.core.handle_agent_advert(now, advert);
             }
-            Input::Status(status) => self.core.handle_status(now, status),
+            Input::Status(status) => {
+                self.snapshots.recorder().observe_status(unix_ms(), &status);
+                self.core.handle_status(now, status);
+            }
             Input::AgentAlive(agent_id) => {
                 self.agents_lost_at.remove(&agent_id);
                 self.agents_alive.insert(agent_id);
+            }
+            Input::AgentUnreachable(agent_id) => {
+                self.core.handle_agent_unreachable(now, &agent_id);
             }
             Input::AgentGone(agent_id) => {
                 self.agents_alive.remove(&agent_id);
@@ -143,12 +173,22 @@ impl Driver {
                 }
             }
             Input::Inspect(read) => read(&self.core),
+            Input::TaskUsage(report) => self.snapshots.recorder().observe_task_usage(&report),
+            Input::KillTask { task_id, reply } => {
+                let done =
+                    operator::kill_in_core(&mut self.core, &mut self.snapshots, now, task_id);
+                let _ = reply.send(done);
+            }
         }
     }
 
     async fn handle_call(&mut self, now: Millis, call: FrameworkCall, responder: Responder) {
         let resubscribing = matches!(call.call, Call::Subscribe { .. });
-        let reply = match self.core.handle_call(now, call) {
+        let result = self.core.handle_call(now, call.clone());
+        self.snapshots
+            .recorder()
+            .observe_call(unix_ms(), &call, &result);
+        let reply = match result {
             Ok(reply) => reply,
             Err(refusal) => CallReply::Error {
                 message: refusal.to_string(),
@@ -167,12 +207,17 @@ impl Driver {
         }
     }
 
-    fn admin_view(&self, request: AdminRequest) -> AdminReply {
+    /// The rows of the snapshot the HTTP API serves (one code path for the CLI listings
+    /// and the API), published anew first if anything changed.
+    fn admin_view(&mut self, request: AdminRequest) -> AdminReply {
+        let state = self
+            .snapshots
+            .fresh(self.clock.now(), &self.core, &self.net);
         let json = match request {
-            AdminRequest::Agents => serde_json::to_string(&self.core.agents_view()),
-            AdminRequest::Frameworks => serde_json::to_string(&self.core.frameworks_view()),
-            AdminRequest::Tasks => serde_json::to_string(&self.core.tasks_view()),
-            AdminRequest::Offers => serde_json::to_string(&self.core.offers_view()),
+            AdminRequest::Agents => serde_json::to_string(&state.agents),
+            AdminRequest::Frameworks => serde_json::to_string(&state.frameworks),
+            AdminRequest::Tasks => serde_json::to_string(&state.tasks),
+            AdminRequest::Offers => serde_json::to_string(&state.offers),
             AdminRequest::DecodeErrors => {
                 serde_json::to_string(&self.net.decode_errors().snapshot())
             }
@@ -197,6 +242,7 @@ impl Driver {
         for agent_id in lost {
             self.agents_lost_at.remove(&agent_id);
             tracing::warn!(%agent_id, "agent lost");
+            self.advert_news.last.remove(&agent_id);
             self.core.handle_agent_lost(now, &agent_id);
         }
         let tokenless: Vec<FrameworkId> = self
@@ -213,12 +259,17 @@ impl Driver {
             self.core.handle_framework_disconnected(now, &framework_id);
         }
         if self.core.poll_timeout().is_some_and(|at| at <= now) {
+            let started = std::time::Instant::now();
             self.core.handle_timeout(now);
+            self.snapshots
+                .recorder()
+                .observe_allocation_pass(started.elapsed());
         }
     }
 
     async fn carry_out_actions(&mut self) {
         while let Some(action) = self.core.poll_action() {
+            self.snapshots.recorder().observe_action(unix_ms(), &action);
             match action {
                 Action::SendEvent {
                     framework_id,
@@ -338,12 +389,17 @@ impl Driver {
                     format!("agent did not take the launch: {message}"),
                 ),
             };
+            let unreachable = status.state == TaskState::Lost;
             let _ = inputs
                 .send(Input::Status(TaskStatus {
-                    agent_id: agent,
+                    agent_id: agent.clone(),
                     ..status
                 }))
                 .await;
+            // After the status: a status from the agent counts as hearing from it.
+            if unreachable {
+                let _ = inputs.send(Input::AgentUnreachable(agent)).await;
+            }
         })
         .await;
     }
@@ -394,4 +450,31 @@ enum CommandOutcome {
     Done,
     Refused(String),
     Unreachable(String),
+}
+
+/// Tells a periodic re-advert that changes nothing (only its sequence number) from one
+/// that does, so that a large fleet's heartbeats do not rebuild the operator snapshot
+/// every time. Keeps each agent's last advert encoded without its `seq`.
+#[derive(Default)]
+struct AdvertNews {
+    last: std::collections::HashMap<AgentId, Vec<u8>>,
+}
+
+impl AdvertNews {
+    fn is_news(&mut self, advert: &AgentAdvert) -> bool {
+        let unsequenced = AgentAdvert {
+            seq: 0,
+            ..advert.clone()
+        };
+        let Ok(bytes) = proto::encode(&unsequenced) else {
+            return true;
+        };
+        match self.last.get(&advert.agent_id) {
+            Some(last) if *last == bytes => false,
+            _ => {
+                self.last.insert(advert.agent_id.clone(), bytes);
+                true
+            }
+        }
+    }
 }

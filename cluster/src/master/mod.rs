@@ -17,24 +17,30 @@
 //! | `frameworks/*/alive` | token gone: `handle_framework_disconnected`; events wait for the token |
 //! | `frameworks/<id>/events` | the core's events |
 //! | `modules/*`, `master/upload` | the module store |
-//! | `master/admin` | views of the core for operator tools, as JSON (see [`crate::tools`]) |
+//! | `master/admin` | rows of the latest [`http_api::ClusterState`] for operator tools, as JSON (see [`crate::tools`]) |
+//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`crate::hosted`]) |
 
 mod driver;
+pub mod operator;
 mod pumps;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use http_api::{ClusterState, CommandError, JobSubmitter};
 
 use master::{Master, MasterConfig};
 use net::modules::{ModuleServer, ModuleStore};
 use net::{AliveToken, Net, NetConfig, Responder};
 use proto::admin::AdminRequest;
-use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskStatus};
-use tokio::sync::{mpsc, oneshot};
+use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, unix_ms};
 use crate::error::ClusterError;
+use crate::hosted::HostedFrameworks;
 
 /// An agent whose liveliness token went is declared lost this long after, unless the
 /// token comes back first.
@@ -65,6 +71,16 @@ pub struct MasterDaemonConfig {
     pub agent_lost_timeout_ms: u64,
     pub agent_command_timeout_ms: u64,
     pub framework_token_wait_ms: u64,
+    /// Where to serve the operator HTTP API, `/metrics` and the dashboard; `None`: not
+    /// served. Port 0 picks a free port ([`MasterHandle::http_addr`] tells which).
+    pub http: Option<SocketAddr>,
+    /// The allocation policy: `drf` (the built-in) or the path of an allocator module
+    /// (`plugins::allocator_from_spec`; a module that fails a pass is replaced by the
+    /// built-in DRF for that pass, with an error logged).
+    pub allocator: String,
+    /// Budgets of every module the master runs: hosted schedulers as given, the allocator
+    /// with `metering` set to a wall-clock deadline (`plugins::Metering::Deadline`).
+    pub module_limits: plugins::Limits,
 }
 
 impl MasterDaemonConfig {
@@ -77,6 +93,9 @@ impl MasterDaemonConfig {
             agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
             agent_command_timeout_ms: AGENT_COMMAND_TIMEOUT_MS_DEFAULT,
             framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
+            http: None,
+            allocator: "drf".to_owned(),
+            module_limits: plugins::Limits::default(),
         }
     }
 }
@@ -87,11 +106,20 @@ pub(crate) enum Input {
     Status(TaskStatus),
     AgentAlive(AgentId),
     AgentGone(AgentId),
+    /// A launch the agent did not answer.
+    AgentUnreachable(AgentId),
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
     Call(FrameworkCall, Responder),
     Admin(AdminRequest, Responder),
     Inspect(Box<dyn FnOnce(&Master) + Send>),
+    /// What an agent's task uses, for `/metrics`.
+    TaskUsage(proto::TaskUsageReport),
+    /// From the HTTP API: kill a task on behalf of its framework.
+    KillTask {
+        task_id: TaskId,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
 }
 
 pub struct MasterDaemon;
@@ -104,13 +132,30 @@ impl MasterDaemon {
         if config.core.incarnation == 0 {
             config.core.incarnation = unix_ms();
         }
+        // First, so that a port in use fails the start before anything else is up.
+        let http_listener = match config.http {
+            Some(addr) => Some(operator::bind_http(addr).await?),
+            None => None,
+        };
         let net = Net::open(&config.net).await?;
         // Start-up only: a directory listing, not worth a blocking-pool round trip.
         let store = Arc::new(ModuleStore::open(&config.store_dir)?);
         let modules = ModuleServer::start(&net, store.clone()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = pumps::start(&net, &inputs_tx).await?;
-        let core = Master::new(config.core.clone(), config.seed);
+        // A live master is not reproducible anyway: its allocator module gets a wall-clock
+        // deadline, cheaper than fuel on the hot path (plugins/README.md).
+        let allocator_limits = plugins::Limits {
+            metering: plugins::Metering::Deadline,
+            ..config.module_limits
+        };
+        let allocator = plugins::allocator_from_spec(
+            &config.allocator,
+            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
+            allocator_limits,
+        )?;
+        tracing::info!(allocator = allocator.name(), "allocation policy");
+        let core = Master::with_allocator(config.core.clone(), config.seed, allocator);
         let driver = driver::Driver::new(
             core,
             net.clone(),
@@ -118,9 +163,21 @@ impl MasterDaemon {
             &config,
             inputs_tx.clone(),
         );
+        let state = driver.cluster_state();
         let driver = tokio::spawn(driver.run(inputs_rx));
+        let (jobs, jobs_slot) = watch::channel(None);
+        let commands = operator::CommandContext {
+            net: net.clone(),
+            state: state.clone(),
+            inputs: inputs_tx.clone(),
+            jobs: jobs_slot,
+        };
+        let (operator_tasks, http_addr) = operator::serve(http_listener, commands);
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
+        let member = NetConfig::member(endpoints.clone()).with_cluster(&config.net.cluster);
+        let hosted =
+            HostedFrameworks::start(&net, &member, store.clone(), config.module_limits).await?;
         tracing::info!(
             ?endpoints,
             incarnation = config.core.incarnation,
@@ -135,6 +192,11 @@ impl MasterDaemon {
             pumps,
             _modules: modules,
             _token: token,
+            hosted: Some(hosted),
+            state,
+            http_addr,
+            jobs,
+            operator: operator_tasks,
         })
     }
 }
@@ -149,6 +211,13 @@ pub struct MasterHandle {
     pumps: Vec<JoinHandle<()>>,
     _modules: ModuleServer,
     _token: AliveToken,
+    /// Framework schedulers run in this process (`wasmos framework add`).
+    hosted: Option<HostedFrameworks>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    http_addr: Option<SocketAddr>,
+    jobs: watch::Sender<Option<Arc<dyn JobSubmitter>>>,
+    /// The HTTP server and the task answering its commands.
+    operator: Vec<JoinHandle<()>>,
 }
 
 impl MasterHandle {
@@ -164,6 +233,25 @@ impl MasterHandle {
     /// The module store, for modules added in process (`wasmos up`).
     pub fn store(&self) -> &Arc<ModuleStore> {
         &self.store
+    }
+
+    /// Where the HTTP API and the dashboard are served (the port picked when the
+    /// configuration asked for port 0); `None` when not served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The snapshots the HTTP API and the `master/admin` queryable serve, the latest
+    /// first; a new one at most every [`http_api::SNAPSHOT_INTERVAL_MS_MIN`].
+    pub fn cluster_state(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state.clone()
+    }
+
+    /// Hands `POST /api/v1/jobs` (and kills of its tasks) to a jobs framework connected
+    /// to this master; replaces the one attached before. Until then, submissions are
+    /// answered 409 "jobs framework not running".
+    pub fn attach_jobs(&self, jobs: Arc<dyn JobSubmitter>) {
+        self.jobs.send_replace(Some(jobs));
     }
 
     /// Runs `read` on the core between two inputs and returns its result: the way to read
@@ -182,7 +270,10 @@ impl MasterHandle {
 
     /// Stops the master: its token goes, its queryables and subscribers end, the session
     /// closes.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let Some(hosted) = self.hosted.take() {
+            hosted.shutdown().await;
+        }
         self.stop();
         if let Err(e) = self.net.close().await {
             tracing::warn!(%e, "closing the master's session");
@@ -191,8 +282,8 @@ impl MasterHandle {
 
     fn stop(&self) {
         self.driver.abort();
-        for pump in &self.pumps {
-            pump.abort();
+        for task in self.pumps.iter().chain(&self.operator) {
+            task.abort();
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use net::{Liveness, Net};
 use proto::admin::AdminRequest;
-use proto::{AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus};
+use proto::{
+    AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus, TaskUsageReport,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -26,6 +28,9 @@ pub(crate) async fn start(
     let mut frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
     let mut calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
     let mut admin = net.serve::<AdminRequest>(&keys.master_admin()).await?;
+    let mut usage = net
+        .subscribe::<TaskUsageReport>(&keys.all_agent_metrics())
+        .await?;
 
     let advert_pump = {
         let (net, inputs) = (net.clone(), inputs.clone());
@@ -87,6 +92,22 @@ pub(crate) async fn start(
             }
         })
     };
+    let usage_pump = {
+        let (net, inputs) = (net.clone(), inputs.clone());
+        tokio::spawn(async move {
+            while let Some(received) = usage.recv().await {
+                let agent_id = &received.message.agent_id;
+                if id_matches_key(&net, &received.key, agent_id.as_str())
+                    && inputs
+                        .send(Input::TaskUsage(received.message))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
     let call_pump = {
         let inputs = inputs.clone();
         tokio::spawn(async move {
@@ -116,6 +137,7 @@ pub(crate) async fn start(
         framework_alive_pump,
         call_pump,
         admin_pump,
+        usage_pump,
     ])
 }
 

@@ -160,8 +160,16 @@ function renderTasks(state) {
     el("td", {}, t.name || t.task_id, el("div", { class: "sub" }, t.task_id)),
     el("td", {}, el("span", { class: `state ${t.state}` }, t.state), t.exit_code === null || t.exit_code === undefined ? "" : ` (exit ${t.exit_code})`),
     el("td", {}, t.agent_id),
-    el("td", { class: "hide-narrow" }, resText(t.resources)))));
+    el("td", { class: "hide-narrow" }, resText(t.resources), usageText(t)))));
   if (!tasks.length) body.append(el("tr", {}, el("td", { colspan: 4, class: "empty" }, "no tasks")));
+}
+
+// What the task's agent measured: " · 0.012 s cpu · 64 KiB", or nothing before a report.
+function usageText(t) {
+  if (typeof t.cpu_seconds !== "number") return "";
+  const kib = (t.memory_bytes || 0) / 1024;
+  const mem = kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${Math.round(kib)} KiB`;
+  return ` · ${t.cpu_seconds.toFixed(3)} s cpu · ${mem}`;
 }
 
 function renderLog(state) {

@@ -40,6 +40,12 @@ impl DrfAllocator {
         &self.sorter
     }
 
+    /// Forgets the sorter, so that the next pass rebuilds it from the whole snapshot: for
+    /// a caller that skipped passes (a plug-in allocator falling back to this one).
+    pub fn invalidate(&mut self) {
+        self.sorter_total = None;
+    }
+
     /// Brings the sorter in step with `snapshot`.
     pub fn sync(&mut self, snapshot: &Snapshot) {
         let stale_total = self.sorter_total.as_ref() != Some(&snapshot.total);

@@ -114,6 +114,7 @@ impl Master {
                 launch_seq: self.launches,
                 launched_at: self.now,
                 reclaim_at: None,
+                doomed: false,
             };
             if let Some(agent) = self.agents.get_mut(&p.agent_id) {
                 agent.tasks.insert(task.task_id.clone());

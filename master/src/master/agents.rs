@@ -21,14 +21,19 @@ impl Master {
     pub fn handle_agent_advert(&mut self, now: Millis, advert: AgentAdvert) {
         self.advance(now);
         let id = advert.agent_id.clone();
+        self.heard_from(&id);
+        let tasks = advert.tasks.clone();
         match self.agents.get(&id) {
-            None => self.add_agent(advert),
+            None => {
+                self.add_agent(advert);
+                self.take_advert_tasks(&id, &tasks);
+            }
             Some(r) if (advert.incarnation, advert.seq) <= (r.incarnation, r.seq) => {}
             Some(r) => {
                 let restarted = advert.incarnation != r.incarnation;
                 if restarted {
                     let listed: BTreeSet<&TaskId> =
-                        advert.tasks.iter().map(|t| &t.task_id).collect();
+                        advert.tasks.iter().map(|t| &t.status.task_id).collect();
                     let gone: Vec<TaskId> = r
                         .tasks
                         .iter()
@@ -40,9 +45,31 @@ impl Master {
                     }
                 }
                 self.update_agent(advert);
+                self.take_advert_tasks(&id, &tasks);
             }
         }
         self.debug_check();
+    }
+
+    /// A command to the agent (a launch) went unanswered: the agent may be cut off while
+    /// its liveliness token has not yet timed out. Its offers are rescinded and it is
+    /// offered nothing until it is heard from again (an advert or a status update), so that
+    /// frameworks do not launch task after task into a silent agent.
+    pub fn handle_agent_unreachable(&mut self, now: Millis, agent_id: &AgentId) {
+        self.advance(now);
+        if !self.agents.contains_key(agent_id) || !self.unreachable.insert(agent_id.clone()) {
+            return;
+        }
+        for offer_id in self.offers.of_agent(agent_id) {
+            self.withdraw_offer(&offer_id, true);
+        }
+        self.debug_check();
+    }
+
+    fn heard_from(&mut self, agent_id: &AgentId) {
+        if self.unreachable.remove(agent_id) {
+            self.want_allocation_of(agent_id);
+        }
     }
 
     /// The agent is gone (its liveliness token vanished): its offers are rescinded, its
@@ -65,6 +92,7 @@ impl Master {
         }
         self.snapshot.agents.remove(agent_id);
         self.allocation_agents.remove(agent_id);
+        self.unreachable.remove(agent_id);
         self.debug_check();
     }
 
@@ -74,7 +102,23 @@ impl Master {
     /// resources; repeated or late updates free nothing.
     pub fn handle_status(&mut self, now: Millis, status: TaskStatus) {
         self.advance(now);
+        if self.agents.contains_key(&status.agent_id) {
+            self.heard_from(&status.agent_id);
+        }
         let task_id = status.task_id.clone();
+        if self.tasks.get(&task_id).is_some_and(|t| t.doomed) {
+            self.doomed_status(status);
+            self.debug_check();
+            return;
+        }
+        if !self.tasks.is_known(&task_id) {
+            // A task launched by an earlier master, heard of before its agent's advert.
+            self.recover_framework(&status.framework_id);
+            if status.state.is_terminal() {
+                self.tasks
+                    .remember_ended(status.clone(), self.config.ended_tasks_kept_max);
+            }
+        }
         let framework_id = match self.tasks.get_mut(&task_id) {
             Some(task) => {
                 task.state = status.state;
@@ -102,6 +146,24 @@ impl Master {
             });
         }
         self.debug_check();
+    }
+
+    /// A doomed task's framework was told `lost` already: its updates stop at the master,
+    /// which acknowledges them, and its end frees its resources.
+    fn doomed_status(&mut self, status: TaskStatus) {
+        let task_id = status.task_id.clone();
+        if status.state.is_terminal()
+            && let Some(told) = self.tasks.get(&task_id).and_then(|t| t.latest.clone())
+        {
+            self.end_task(&task_id, told);
+        }
+        if self.agents.contains_key(&status.agent_id) {
+            self.actions.push_back(Action::AckStatus {
+                agent_id: status.agent_id,
+                task_id,
+                status_uuid: status.uuid,
+            });
+        }
     }
 
     fn add_agent(&mut self, advert: AgentAdvert) {

@@ -201,6 +201,16 @@ impl Master {
             );
         }
         for t in self.tasks.live() {
+            let slotless = !self.snapshot.frameworks.contains_key(&t.framework_id);
+            let recovered = self
+                .frameworks
+                .get(&t.framework_id)
+                .is_some_and(|f| f.recovered);
+            if slotless && (t.doomed || recovered) {
+                // Counted once its framework subscribes (recovered), or never (doomed
+                // tasks of a framework that is gone).
+                continue;
+            }
             add_quantities(
                 expected.entry(&t.framework_id).or_default(),
                 &t.resources.quantities(),

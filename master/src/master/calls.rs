@@ -13,6 +13,9 @@ use crate::error::CallError;
 use crate::tasks::TaskRecord;
 use crate::time::Millis;
 
+/// Reconciliations kept for the end of the re-registration window.
+pub const DEFERRED_RECONCILES_MAX: usize = 4096;
+
 impl Master {
     /// A framework's call. The reply goes back to the caller at once; events and agent
     /// commands the call causes come out of [`Master::poll_action`]. A refused call
@@ -80,7 +83,11 @@ impl Master {
                 status_uuid,
             } => self.acknowledge(id, task_id, status_uuid),
             Call::Reconcile { tasks } => {
-                self.reconcile(id, tasks);
+                if self.offers_held() {
+                    self.defer_reconcile(id, tasks);
+                } else {
+                    self.reconcile(id, tasks);
+                }
                 Ok(())
             }
             Call::Teardown => {
@@ -116,11 +123,19 @@ impl Master {
             }
             (from, named) => named.or(from),
         };
+        // An id this master did not issue, or knows only from adverts: it replaces an
+        // earlier master.
+        let returning = named
+            .as_ref()
+            .is_some_and(|id| self.frameworks.get(id).is_none_or(|f| f.recovered));
         let id = match named {
             Some(id) => self.resubscribe_id(id, &info)?,
             None => self.new_framework_id(),
         };
         self.check_role_weight(&id, &info)?;
+        if returning {
+            self.note_recovery_evidence();
+        }
         let seq = match self.snapshot.frameworks.get(&id) {
             Some(slot) => slot.subscribed_seq,
             None => {
@@ -147,12 +162,11 @@ impl Master {
                 .insert(info.role.clone(), info.weight);
             self.snapshot.changes.all = true;
         }
-        let allocation = self
-            .snapshot
-            .frameworks
-            .get(&id)
-            .map(|s| s.allocation.clone())
-            .unwrap_or_default();
+        // A framework recovered from adverts has no slot yet: its tasks are its allocation.
+        let allocation = match self.snapshot.frameworks.get(&id) {
+            Some(slot) => slot.allocation.clone(),
+            None => self.tasks_quantities(&tasks),
+        };
         // In a role whose weight the operator set, the weight a framework gives orders it
         // among the role's frameworks; otherwise it is the role's weight (the first
         // framework's, which later ones must repeat) and frameworks weigh alike inside it.
@@ -185,6 +199,7 @@ impl Master {
             failover_at: None,
             tasks,
             below_fair_since: None,
+            recovered: false,
         };
         self.frameworks.insert(id.clone(), record);
         let heartbeat_interval_ms = self.config.heartbeat_interval_ms;
@@ -215,6 +230,7 @@ impl Master {
             return Err(CallError::TornDown(id));
         }
         if let Some(fw) = self.frameworks.get(&id)
+            && !fw.recovered
             && fw.info.role != info.role
         {
             return Err(CallError::RoleChange {
@@ -319,9 +335,19 @@ impl Master {
         Ok(())
     }
 
+    /// Keeps a reconciliation asked during the re-registration window for its end; at
+    /// most [`DEFERRED_RECONCILES_MAX`] are kept, later ones are answered at once.
+    fn defer_reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
+        if self.deferred_reconciles.len() >= DEFERRED_RECONCILES_MAX {
+            self.reconcile(id, task_ids);
+            return;
+        }
+        self.deferred_reconciles.push((id.clone(), task_ids));
+    }
+
     /// Sends the latest known status of each named task (all of the framework's live tasks
     /// when none is named); a task the master does not know is reported lost.
-    fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
+    pub(crate) fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
         let task_ids = if task_ids.is_empty() {
             self.frameworks
                 .get(id)

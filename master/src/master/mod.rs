@@ -6,6 +6,7 @@ mod agents;
 mod books;
 mod calls;
 mod reclaiming;
+mod recovery;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -83,6 +84,9 @@ pub(crate) struct FrameworkRecord {
     pub tasks: BTreeSet<TaskId>,
     /// Since when it has wanted offers while below its fair share.
     pub below_fair_since: Option<Millis>,
+    /// Known only from agents' adverts after a master restart: it has not subscribed to
+    /// this master, so its role and weight are unknown and it has no allocator slot.
+    pub recovered: bool,
 }
 
 /// The built-in DRF allocator is seeded with `seed ^ BUILTIN_DRF_SEED_MIX`, so that its
@@ -133,6 +137,8 @@ pub struct Master {
     pub(crate) allocation_at: Option<Millis>,
     pub(crate) allocation_all: bool,
     pub(crate) allocation_agents: BTreeSet<AgentId>,
+    /// Agents that did not take a launch: offered nothing until they are heard from again.
+    pub(crate) unreachable: BTreeSet<AgentId>,
     /// Decline filter expiries: `(until, framework, agent)`.
     pub(crate) filter_expiry: BTreeSet<(Millis, FrameworkId, AgentId)>,
     /// Reclaimed tasks to kill: `(kill_at, task)`.
@@ -140,6 +146,11 @@ pub struct Master {
     pub(crate) reclaim_check_at: Option<Millis>,
     /// Allocator decisions the master refused (a faulty policy); a counter for operators.
     pub(crate) decisions_refused: u64,
+    /// Set once the master sees it replaces an earlier one: no offers until then.
+    pub(crate) offers_held_until: Option<Millis>,
+    /// Reconciliations asked while offers are held, answered when the hold ends (an
+    /// answer then could call a task lost whose agent has not re-registered yet).
+    pub(crate) deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
 }
 
 impl Master {
@@ -177,10 +188,13 @@ impl Master {
             allocation_at: None,
             allocation_all: false,
             allocation_agents: BTreeSet::new(),
+            unreachable: BTreeSet::new(),
             filter_expiry: BTreeSet::new(),
             reclaim_kills: BTreeSet::new(),
             reclaim_check_at: None,
             decisions_refused: 0,
+            offers_held_until: None,
+            deferred_reconciles: Vec::new(),
         }
     }
 

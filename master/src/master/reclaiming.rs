@@ -121,7 +121,9 @@ impl Master {
         };
         self.tasks
             .live()
-            .filter(|t| &t.framework_id != starving && t.reclaim_at.is_none())
+            .filter(|t| &t.framework_id != starving && t.reclaim_at.is_none() && !t.doomed)
+            // A recovered framework has no slot (no share) until it subscribes again.
+            .filter(|t| self.snapshot.frameworks.contains_key(&t.framework_id))
             .filter(|t| {
                 self.snapshot
                     .agents

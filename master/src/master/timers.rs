@@ -13,8 +13,14 @@ impl Master {
     /// When [`Master::handle_timeout`] should next be called; `None` when nothing is
     /// waiting on time. A time in the past means "now".
     pub fn poll_timeout(&self) -> Option<Millis> {
+        // While offers are held, a pending allocation waits for the hold's end.
+        let allocation_at = match self.offers_held_until {
+            Some(until) if self.offers_held() => self.allocation_at.map(|at| at.max(until)),
+            _ => self.allocation_at,
+        };
         [
-            self.allocation_at,
+            allocation_at,
+            self.offers_held_until,
             self.offers.next_expiry(),
             self.filter_expiry.first().map(|(at, _, _)| *at),
             self.frameworks.values().filter_map(|f| f.failover_at).min(),
@@ -48,7 +54,8 @@ impl Master {
         if self.reclaim_check_at.is_some_and(|t| t <= now) {
             self.reclaim_check(now);
         }
-        if self.allocation_at.is_some_and(|t| t <= now) {
+        self.end_hold_if_due(now);
+        if self.allocation_at.is_some_and(|t| t <= now) && !self.offers_held() {
             self.allocate(now);
         }
         self.debug_check();
@@ -89,7 +96,7 @@ impl Master {
             self.snapshot
                 .agents
                 .iter()
-                .filter(|(_, s)| !s.free.is_empty())
+                .filter(|(id, s)| !s.free.is_empty() && !self.unreachable.contains(*id))
                 .map(|(id, _)| id.clone())
                 .collect()
         } else {
@@ -97,10 +104,12 @@ impl Master {
             pending
                 .into_iter()
                 .filter(|id| {
-                    self.snapshot
-                        .agents
-                        .get(id)
-                        .is_some_and(|s| !s.free.is_empty())
+                    !self.unreachable.contains(id)
+                        && self
+                            .snapshot
+                            .agents
+                            .get(id)
+                            .is_some_and(|s| !s.free.is_empty())
                 })
                 .collect()
         };

@@ -9,7 +9,7 @@ use proto::{
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use super::scenario::{Scenario, ScenarioError, resources_of};
+use super::scenario::{Scenario, ScenarioError, ScenarioFramework, resources_of};
 use crate::allocator::{Allocator, DrfAllocator};
 use crate::config::MasterConfig;
 use crate::master::{Action, Master};
@@ -38,7 +38,23 @@ pub enum SimError {
     Stalled { framework: String },
     #[error("the master refused a call of framework {framework}: {message} (a master bug)")]
     Refused { framework: String, message: String },
+    #[error("framework {framework}: its scheduler cannot be used: {message}")]
+    Scheduler { framework: String, message: String },
 }
+
+/// A framework's scheduler in a simulation instead of the synthetic behaviour (a scenario
+/// entry with `"scheduler"`): it gets every event the master sends its framework, in
+/// virtual time, and answers with calls that the master handles as any framework's
+/// (`Subscribe` excepted: the simulation subscribes it). Calls the master refuses are the
+/// scheduler's mistakes, logged and skipped. Its tasks never end, as every task in a
+/// simulation; it gets no ticks.
+pub trait SimScheduler: Send {
+    fn handle_event(&mut self, now_ms: u64, event: &Event) -> Vec<Call>;
+}
+
+/// Makes the scheduler of a scenario framework that names one; the error says why not.
+pub type SchedulerLoader<'l> =
+    dyn FnMut(&ScenarioFramework) -> Result<Box<dyn SimScheduler>, String> + 'l;
 
 /// What `wasmos sim` prints: tasks launched per framework, and where.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,13 +104,29 @@ pub fn run_scenario(json: &str) -> Result<SimReport, SimError> {
     run_scenario_with(json, Box::new(DrfAllocator::new(SIM_SEED)))
 }
 
-/// Parses `json` and runs it with `allocator`.
+/// Parses `json` and runs it with `allocator`; a framework with a `scheduler` is an error
+/// (see [`run_scenario_with_schedulers`]).
 pub fn run_scenario_with(
     json: &str,
     allocator: Box<dyn Allocator + Send>,
 ) -> Result<SimReport, SimError> {
+    run_scenario_with_schedulers(json, allocator, &mut |f| {
+        Err(format!(
+            "scheduler {:?}: this runner loads no scheduler modules",
+            f.scheduler.as_deref().unwrap_or_default()
+        ))
+    })
+}
+
+/// Parses `json` and runs it with `allocator`, the frameworks that name a `scheduler`
+/// answered by what `load` makes of them.
+pub fn run_scenario_with_schedulers(
+    json: &str,
+    allocator: Box<dyn Allocator + Send>,
+    load: &mut SchedulerLoader<'_>,
+) -> Result<SimReport, SimError> {
     let scenario = Scenario::parse(json)?;
-    let mut sim = Sim::new(&scenario, allocator)?;
+    let mut sim = Sim::new(&scenario, allocator, load)?;
     sim.run()?;
     Ok(sim.report(&scenario))
 }
@@ -117,10 +149,23 @@ impl SynthFramework {
     }
 }
 
+/// A framework answered by a [`SimScheduler`].
+struct ModuleFramework {
+    name: String,
+    scheduler: Box<dyn SimScheduler>,
+    launched: u64,
+    /// Suppressed, or answered its latest offers without launching: it asks for nothing
+    /// more, so the run may end.
+    quiet: bool,
+}
+
 struct Sim {
     master: Master,
     now: Millis,
     frameworks: BTreeMap<FrameworkId, SynthFramework>,
+    modules: BTreeMap<FrameworkId, ModuleFramework>,
+    /// Events for module frameworks, not yet delivered.
+    module_inbox: VecDeque<(FrameworkId, Event)>,
     placements: BTreeMap<(FrameworkId, AgentId), u64>,
     /// Offers received and not yet answered.
     inbox: VecDeque<Offer>,
@@ -128,7 +173,11 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(scenario: &Scenario, allocator: Box<dyn Allocator + Send>) -> Result<Sim, SimError> {
+    fn new(
+        scenario: &Scenario,
+        allocator: Box<dyn Allocator + Send>,
+        load: &mut SchedulerLoader<'_>,
+    ) -> Result<Sim, SimError> {
         let config = MasterConfig {
             incarnation: 1,
             offer_timeout_ms: None,
@@ -142,6 +191,8 @@ impl Sim {
             master: Master::with_allocator(config, SIM_SEED, allocator),
             now: Millis::ZERO,
             frameworks: BTreeMap::new(),
+            modules: BTreeMap::new(),
+            module_inbox: VecDeque::new(),
             placements: BTreeMap::new(),
             inbox: VecDeque::new(),
             launched: 0,
@@ -155,9 +206,10 @@ impl Sim {
         // launched does not change anyone else's count; subscribing their frameworks first
         // launches them while agents still have something to offer.
         let (nothing, rest): (Vec<_>, Vec<_>) = scenario.frameworks.iter().partition(|f| {
-            f.task
-                .values()
-                .all(|v| Scalar::from_units(*v) == Some(Scalar::ZERO))
+            f.scheduler.is_none()
+                && f.task_amounts()
+                    .values()
+                    .all(|v| Scalar::from_units(*v) == Some(Scalar::ZERO))
         });
         for f in nothing.into_iter().chain(rest) {
             let info = FrameworkInfo {
@@ -176,7 +228,21 @@ impl Sim {
                     message: format!("{reply:?}"),
                 });
             };
-            let task = resources_of(&format!("framework {}", f.id), &f.task)?;
+            if f.scheduler.is_some() {
+                let scheduler = load(f).map_err(|message| SimError::Scheduler {
+                    framework: f.id.clone(),
+                    message,
+                })?;
+                let module = ModuleFramework {
+                    name: f.id.clone(),
+                    scheduler,
+                    launched: 0,
+                    quiet: true,
+                };
+                sim.modules.insert(framework_id, module);
+                continue;
+            }
+            let task = resources_of(&format!("framework {}", f.id), f.task_amounts())?;
             let synth = SynthFramework {
                 name: f.id.clone(),
                 task,
@@ -200,8 +266,13 @@ impl Sim {
                         return Ok(());
                     }
                     let Some(at) = next else {
-                        let framework = self.could_launch().unwrap_or_default();
-                        return Err(SimError::Stalled { framework });
+                        // Nothing more will happen. Only a synthetic framework that could
+                        // still launch makes that a master bug; a module framework may
+                        // hold its offers or wait for tasks that never end.
+                        return match self.could_launch() {
+                            Some(framework) => Err(SimError::Stalled { framework }),
+                            None => Ok(()),
+                        };
                     };
                     self.now = at;
                 }
@@ -218,6 +289,8 @@ impl Sim {
         loop {
             if let Some(action) = self.master.poll_action() {
                 self.act(action)?;
+            } else if let Some((id, event)) = self.module_inbox.pop_front() {
+                self.deliver(&id, &event);
             } else if let Some(offer) = self.inbox.pop_front() {
                 self.answer(offer)?;
             } else {
@@ -229,6 +302,12 @@ impl Sim {
     fn act(&mut self, action: Action) -> Result<(), SimError> {
         match action {
             Action::SendEvent {
+                framework_id,
+                event,
+            } if self.modules.contains_key(&framework_id) => {
+                self.module_inbox.push_back((framework_id, event));
+            }
+            Action::SendEvent {
                 event: Event::Offers { offers },
                 ..
             } => self.inbox.extend(offers),
@@ -237,6 +316,9 @@ impl Sim {
                 framework_id,
                 ..
             } => {
+                if let Some(module) = self.modules.get_mut(&framework_id) {
+                    module.launched += 1;
+                }
                 self.launched += 1;
                 if self.launched > SIM_TASKS_MAX {
                     return Err(SimError::TaskLimit { max: SIM_TASKS_MAX });
@@ -247,6 +329,36 @@ impl Sim {
             _ => {}
         }
         Ok(())
+    }
+
+    /// One event to a module framework, and its calls to the master.
+    fn deliver(&mut self, id: &FrameworkId, event: &Event) {
+        let now_ms = self.now.0;
+        let Some(module) = self.modules.get_mut(id) else {
+            return;
+        };
+        let calls = module.scheduler.handle_event(now_ms, event);
+        if matches!(event, Event::Offers { .. }) {
+            module.quiet = !calls.iter().any(|c| matches!(c, Call::Accept { .. }));
+        }
+        for call in calls {
+            match &call {
+                Call::Subscribe { .. } => continue,
+                Call::Suppress => module.quiet = true,
+                Call::Revive => module.quiet = false,
+                _ => {}
+            }
+            let result = self.master.handle_call(
+                self.now,
+                FrameworkCall {
+                    framework_id: Some(id.clone()),
+                    call,
+                },
+            );
+            if let Err(e) = result {
+                tracing::warn!(framework = %module.name, %e, "the master refused a scheduler module's call");
+            }
+        }
     }
 
     /// One synthetic framework's answer to one offer.
@@ -328,11 +440,24 @@ impl Sim {
             })
     }
 
-    /// No offer outstanding and no framework with tasks left fits on any agent.
+    /// No offer outstanding (but those a quiet module framework holds), every module
+    /// framework quiet, and no synthetic framework with tasks left fits on any agent.
     fn settled(&self) -> bool {
-        self.master.outstanding_offers() == 0
-            && self.inbox.is_empty()
+        self.inbox.is_empty()
+            && self.module_inbox.is_empty()
+            && self.modules.values().all(|m| m.quiet)
+            && self.offers_settled()
             && self.could_launch().is_none()
+    }
+
+    fn offers_settled(&self) -> bool {
+        self.master.outstanding_offers() == 0
+            || (!self.modules.is_empty()
+                && self
+                    .master
+                    .offers_view()
+                    .iter()
+                    .all(|o| self.modules.contains_key(&o.framework_id)))
     }
 
     /// A framework with tasks left whose task fits in the free resources of some agent it
@@ -359,6 +484,7 @@ impl Sim {
             .frameworks
             .iter()
             .map(|(id, f)| (f.name.as_str(), id))
+            .chain(self.modules.iter().map(|(id, m)| (m.name.as_str(), id)))
             .collect();
         let mut launched = Vec::new();
         let mut placements = Vec::new();
@@ -366,10 +492,12 @@ impl Sim {
             let Some(id) = by_name.get(f.id.as_str()) else {
                 continue;
             };
-            launched.push((
-                f.id.clone(),
-                self.frameworks.get(*id).map_or(0, |s| s.launched),
-            ));
+            let count = match (self.frameworks.get(*id), self.modules.get(*id)) {
+                (Some(synth), _) => synth.launched,
+                (None, Some(module)) => module.launched,
+                (None, None) => 0,
+            };
+            launched.push((f.id.clone(), count));
             for a in &scenario.agents {
                 let n = self
                     .placements

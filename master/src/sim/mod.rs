@@ -11,12 +11,19 @@
 //! attributes it requires (standing constraints). The run ends when no outstanding offer
 //! remains and no framework with tasks left could fit one on the free resources of an
 //! agent it accepts.
+//!
+//! A framework entry with `"scheduler": "PATH.wasm"` is answered by a [`SimScheduler`]
+//! instead (the CLI runs the module in wasmtime; this crate knows nothing of it): it gets
+//! every event of its framework and its calls go to the master. It counts as done once it
+//! suppressed or declined all of its latest offers; the run also ends when nothing more can
+//! happen.
 
 mod driver;
 mod scenario;
 
 pub use driver::{
-    SIM_SEED, SIM_STEPS_MAX, SIM_TASKS_MAX, SimError, SimReport, run_scenario, run_scenario_with,
+    SIM_SEED, SIM_STEPS_MAX, SIM_TASKS_MAX, SchedulerLoader, SimError, SimReport, SimScheduler,
+    run_scenario, run_scenario_with, run_scenario_with_schedulers,
 };
 pub use scenario::{
     SCENARIO_AGENTS_MAX, SCENARIO_FRAMEWORKS_MAX, Scenario, ScenarioAgent, ScenarioError,

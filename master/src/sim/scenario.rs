@@ -28,6 +28,10 @@ pub enum ScenarioError {
     },
     #[error("framework {0}: task asks for no resources and max_tasks is unlimited")]
     EmptyTask(String),
+    #[error("framework {0}: needs a `task` shape, or a `scheduler` module")]
+    MissingTask(String),
+    #[error("framework {0}: `config` is for a `scheduler` module; a synthetic framework has none")]
+    ConfigWithoutScheduler(String),
     #[error("framework {id}: weight {weight} is not a positive number")]
     BadWeight { id: String, weight: f64 },
     #[error("role {role}: frameworks give it different weights ({first} and {second})")]
@@ -71,8 +75,9 @@ pub struct ScenarioFramework {
     /// The weight of its role; 1 by default.
     #[serde(default)]
     pub weight: Option<f64>,
-    /// The shape of each of its tasks.
-    pub task: BTreeMap<String, f64>,
+    /// The shape of each of its tasks; required unless `scheduler` is given.
+    #[serde(default)]
+    pub task: Option<BTreeMap<String, f64>>,
     /// Unlimited by default.
     #[serde(default)]
     pub max_tasks: Option<u64>,
@@ -80,9 +85,24 @@ pub struct ScenarioFramework {
     /// array): it is offered, and so launches on, only agents that have them all.
     #[serde(default, deserialize_with = "attributes_of_json")]
     pub attributes: Attributes,
+    /// A scheduler module (`PATH.wasm`, relative to the scenario file) that answers the
+    /// framework's events instead of the synthetic behaviour; `task` and `max_tasks` are
+    /// then unused.
+    #[serde(default)]
+    pub scheduler: Option<String>,
+    /// The scheduler module's configuration file (its `--config`), relative to the
+    /// scenario file.
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 impl ScenarioFramework {
+    /// The synthetic task's shape (empty for a framework with a scheduler module).
+    pub fn task_amounts(&self) -> &BTreeMap<String, f64> {
+        static NONE: BTreeMap<String, f64> = BTreeMap::new();
+        self.task.as_ref().unwrap_or(&NONE)
+    }
+
     pub fn role(&self) -> &str {
         self.role.as_deref().unwrap_or(&self.id)
     }
@@ -109,7 +129,16 @@ impl ScenarioFramework {
 /// Known fields of each object of a scenario.
 const SCENARIO_FIELDS: [&str; 2] = ["agents", "frameworks"];
 const AGENT_FIELDS: [&str; 3] = ["id", "resources", "attributes"];
-const FRAMEWORK_FIELDS: [&str; 6] = ["id", "role", "weight", "task", "max_tasks", "attributes"];
+const FRAMEWORK_FIELDS: [&str; 8] = [
+    "id",
+    "role",
+    "weight",
+    "task",
+    "max_tasks",
+    "attributes",
+    "scheduler",
+    "config",
+];
 
 /// Attribute values as JSON: a string, number or boolean, or an array of them.
 #[derive(Deserialize)]
@@ -189,10 +218,22 @@ impl Scenario {
             resources_of(&format!("agent {}", a.id), &a.resources)?;
         }
         for f in &self.frameworks {
-            // A task of nothing always fits: only a bounded number of them can end a run.
-            let empty = resources_of(&format!("framework {}", f.id), &f.task)?.is_empty();
-            if empty && f.max_tasks.is_none() {
-                return Err(ScenarioError::EmptyTask(f.id.clone()));
+            let owner = format!("framework {}", f.id);
+            match (&f.scheduler, &f.task) {
+                (None, None) => return Err(ScenarioError::MissingTask(f.id.clone())),
+                (None, Some(task)) => {
+                    // A task of nothing always fits: only a bounded number of them can end
+                    // a run.
+                    if resources_of(&owner, task)?.is_empty() && f.max_tasks.is_none() {
+                        return Err(ScenarioError::EmptyTask(f.id.clone()));
+                    }
+                    if f.config.is_some() {
+                        return Err(ScenarioError::ConfigWithoutScheduler(f.id.clone()));
+                    }
+                }
+                (Some(_), task) => {
+                    resources_of(&owner, task.as_ref().unwrap_or(&BTreeMap::new()))?;
+                }
             }
             let weight = f.weight();
             if !(weight > 0.0 && weight.is_finite()) {

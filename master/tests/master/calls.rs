@@ -440,3 +440,47 @@ fn framework_weights_order_frameworks_inside_an_operator_weighted_role() {
     let weights: Vec<f64> = m.frameworks_view().iter().map(|f| f.weight).collect();
     assert_eq!(weights, vec![1.0, 3.0]);
 }
+
+#[test]
+fn an_agent_that_does_not_take_a_launch_is_offered_nothing_until_heard_from() {
+    let mut m = master();
+    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    m.handle_agent_advert(Millis(0), advert("a2", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
+    let first = offers_to(&step(&mut m, 1_000), &fw);
+    assert_eq!(first.len(), 2, "{first:?}");
+
+    m.handle_agent_unreachable(Millis(1_100), &proto::AgentId::new("a1"));
+    let rescinded = drain(&mut m);
+    assert!(
+        rescinded.iter().any(|a| matches!(
+            a,
+            Action::SendEvent {
+                event: Event::Rescind { .. },
+                ..
+            }
+        )),
+        "{rescinded:?}"
+    );
+    // Decline everything: only the reachable agent comes back, however long we wait.
+    for offer in &first {
+        let _ = call(&mut m, 1_200, &fw, decline(&offer.offer_id, 0.0));
+    }
+    let later = offers_to(&step(&mut m, 60_000), &fw);
+    assert!(
+        later.iter().all(|o| o.agent_id.as_str() == "a2"),
+        "{later:?}"
+    );
+    assert!(!later.is_empty());
+
+    // An advert (the link is back) makes it eligible again.
+    let mut back = advert("a1", res(4.0, 4096.0), Attributes::new());
+    back.seq = 2;
+    m.handle_agent_advert(Millis(61_000), back);
+    let again = offers_to(&step(&mut m, 62_000), &fw);
+    assert!(
+        again.iter().any(|o| o.agent_id.as_str() == "a1"),
+        "{again:?}"
+    );
+    m.check_invariants().unwrap();
+}

@@ -4,4 +4,5 @@ mod calls;
 mod common;
 mod props;
 mod reclaim;
+mod recovery;
 mod sim;

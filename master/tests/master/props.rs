@@ -1,11 +1,15 @@
 //! Random event sequences against the master's invariants: per agent free + offered +
 //! used == total, nothing offered twice, a terminal task frees its resources once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use master::view::TaskView;
 use master::{Action, Master, MasterConfig, Millis, ReclaimConfig};
 use proptest::prelude::*;
-use proto::{Attributes, Call, Event, FrameworkId, Offer, OfferId, Resources, TaskState};
+use proto::resources::add_quantities;
+use proto::{
+    AdvertTask, Attributes, Call, Event, FrameworkId, Offer, OfferId, Resources, TaskState,
+};
 
 use crate::common::*;
 
@@ -58,6 +62,12 @@ enum Op {
     Advance {
         ms: u16,
     },
+    /// An agent declared lost comes back still running the tasks it had.
+    AgentReturns {
+        agent: u8,
+    },
+    /// The master restarts: a new one is rebuilt from adverts and re-subscriptions.
+    RestartMaster,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -88,6 +98,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..4).prop_map(|fw| Op::Disconnect { fw }),
         (0u8..4).prop_map(|fw| Op::Teardown { fw }),
         (0u16..3000).prop_map(|ms| Op::Advance { ms }),
+        (0u8..4).prop_map(|agent| Op::AgentReturns { agent }),
+        Just(Op::RestartMaster),
     ]
 }
 
@@ -100,6 +112,11 @@ struct World {
     ever_offered: BTreeSet<OfferId>,
     tasks: u64,
     uuid: u128,
+    /// Frameworks the test tore down: they do not come back after a restart.
+    torn_down: BTreeSet<FrameworkId>,
+    /// Agents declared lost, with their total and the tasks they keep running.
+    partitioned: BTreeMap<String, (Resources, Vec<TaskView>)>,
+    restarts: u64,
 }
 
 impl World {
@@ -129,6 +146,122 @@ impl World {
         }
     }
 
+    /// How an agent lists a task it runs in its advert.
+    fn listed(&mut self, t: &TaskView) -> AdvertTask {
+        self.uuid += 1;
+        // A task the master declared lost still runs on its agent.
+        let state = if t.state.is_terminal() {
+            TaskState::Running
+        } else {
+            t.state
+        };
+        AdvertTask {
+            status: status(
+                &t.task_id.0,
+                &t.framework_id,
+                &t.agent_id.0,
+                state,
+                self.uuid,
+            ),
+            name: t.name.clone(),
+            resources: t.resources.clone(),
+        }
+    }
+
+    /// Replaces `m` with a new master (new incarnation) that learns everything from the
+    /// agents' adverts and the frameworks' re-subscriptions, and checks that it rebuilt
+    /// the same allocations: per framework, its tasks' quantities; per agent, what is used.
+    fn restart(&mut self, m: &mut Master) {
+        let now = self.now;
+        let tasks_of = |m: &Master| {
+            let mut per_fw: BTreeMap<FrameworkId, BTreeMap<String, u64>> = BTreeMap::new();
+            for t in m.tasks_view() {
+                add_quantities(
+                    per_fw.entry(t.framework_id).or_default(),
+                    &t.resources.quantities(),
+                );
+            }
+            per_fw
+        };
+        let used_of = |m: &Master| -> BTreeMap<_, _> {
+            m.agents_view()
+                .into_iter()
+                .map(|a| (a.agent_id, a.used))
+                .collect()
+        };
+        let (tasks_before, used_before) = (tasks_of(m), used_of(m));
+        self.restarts += 1;
+        let config = MasterConfig {
+            incarnation: m.config().incarnation + self.restarts * 1000,
+            ..m.config().clone()
+        };
+        let mut new = Master::new(config, 3 + self.restarts);
+        let tasks = m.tasks_view();
+        for a in m.agents_view() {
+            let mut ad = advert(&a.agent_id.0, a.total.clone(), a.attributes.clone());
+            ad.seq = now + 2;
+            ad.tasks = tasks
+                .iter()
+                .filter(|t| t.agent_id == a.agent_id)
+                .map(|t| self.listed(t))
+                .collect();
+            new.handle_agent_advert(Millis(now), ad);
+        }
+        let mut back = Vec::new();
+        for f in m.frameworks_view() {
+            if self.torn_down.contains(&f.framework_id) {
+                continue;
+            }
+            let mut i = info(&f.name, &f.role, f.role_weight);
+            i.framework_id = Some(f.framework_id.clone());
+            let reply = new.handle_call(
+                Millis(now),
+                proto::FrameworkCall {
+                    framework_id: Some(f.framework_id.clone()),
+                    call: Call::Subscribe { info: i },
+                },
+            );
+            assert!(reply.is_ok(), "re-subscribe refused: {reply:?}");
+            back.push(f.framework_id);
+        }
+        assert_eq!(new.check_invariants(), Ok(()));
+        assert_eq!(
+            used_of(&new),
+            used_before,
+            "agents' used resources differ after the restart"
+        );
+        let tasks_after = tasks_of(&new);
+        let views: BTreeMap<FrameworkId, _> = new
+            .frameworks_view()
+            .into_iter()
+            .map(|f| (f.framework_id.clone(), f))
+            .collect();
+        for id in &back {
+            let want = tasks_before.get(id).cloned().unwrap_or_default();
+            assert_eq!(
+                tasks_after.get(id).cloned().unwrap_or_default(),
+                want,
+                "tasks of {id}"
+            );
+            // No offers yet: the allocation is exactly the tasks'.
+            assert_eq!(
+                views.get(id).map(|v| v.allocation.clone()),
+                Some(want),
+                "allocation of {id}"
+            );
+        }
+        *m = new;
+        self.held.clear();
+        self.partitioned.clear();
+        // A framework subscribing afresh never gets an id the earlier masters issued.
+        let fresh = subscribe(m, now, info("new", "r0", 1.0));
+        assert!(
+            !self.frameworks.contains(&fresh),
+            "framework id {fresh} reused"
+        );
+        self.frameworks.push(fresh);
+    }
+
     fn fw(&self, i: u8) -> Option<FrameworkId> {
         (!self.frameworks.is_empty())
             .then(|| self.frameworks[i as usize % self.frameworks.len()].clone())
@@ -154,8 +287,27 @@ impl World {
                 m.handle_agent_advert(Millis(now), a);
             }
             Op::AgentLost { agent } => {
-                m.handle_agent_lost(Millis(now), &format!("a{agent}").as_str().into())
+                let id = format!("a{agent}");
+                if let Some(a) = m.agents_view().into_iter().find(|a| a.agent_id.0 == id) {
+                    let running = m
+                        .tasks_view()
+                        .into_iter()
+                        .filter(|t| t.agent_id.0 == id)
+                        .collect();
+                    self.partitioned.insert(id.clone(), (a.total, running));
+                }
+                m.handle_agent_lost(Millis(now), &id.as_str().into())
             }
+            Op::AgentReturns { agent } => {
+                let id = format!("a{agent}");
+                if let Some((total, running)) = self.partitioned.remove(&id) {
+                    let mut a = advert(&id, total, Attributes::new());
+                    a.seq = now + 2;
+                    a.tasks = running.iter().map(|t| self.listed(t)).collect();
+                    m.handle_agent_advert(Millis(now), a);
+                }
+            }
+            Op::RestartMaster => self.restart(m),
             Op::Subscribe { role } => {
                 let fw = subscribe(m, now, info("p", &format!("r{role}"), 1.0));
                 self.frameworks.push(fw);
@@ -262,6 +414,7 @@ impl World {
                     && call(m, now, &fw, Call::Teardown).is_ok()
                 {
                     self.held.retain(|o| o.framework_id != fw);
+                    self.torn_down.insert(fw);
                 }
             }
             Op::Advance { ms } => self.now += ms as u64,
@@ -292,5 +445,56 @@ proptest! {
                 prop_assert!(outstanding.contains(&o.offer_id), "offer {} vanished without a rescind", o.offer_id);
             }
         }
+    }
+}
+
+/// A cluster with agents, frameworks and running tasks, as the start of a sequence.
+fn busy_cluster() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for agent in 0..4 {
+        ops.push(Op::Advert {
+            agent,
+            cpus: 8,
+            mem: 8,
+            ports: agent % 2 == 0,
+        });
+    }
+    for role in 0..3 {
+        ops.push(Op::Subscribe { role });
+    }
+    for fw in 0..3 {
+        ops.push(Op::Accept {
+            fw,
+            offers: 3,
+            size: 4,
+            tasks: 2,
+        });
+    }
+    ops
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Restarts in the middle of random traffic on a busy cluster: the rebuilt master
+    /// balances its books and holds the same allocations (checked inside the restart).
+    #[test]
+    fn a_restarted_master_rebuilds_the_same_allocations(ops in proptest::collection::vec(op(), 1..40), at in 0usize..40) {
+        let config = MasterConfig {
+            offer_timeout_ms: Some(2_000),
+            reclaim: Some(ReclaimConfig { starvation_ms: 1_000, grace_ms: 500, check_interval_ms: 500 }),
+            ..MasterConfig::default()
+        };
+        let mut m = Master::new(config, 5);
+        let mut world = World::default();
+        let mut ops = ops;
+        ops.insert(at.min(ops.len()), Op::RestartMaster);
+        ops.push(Op::RestartMaster);
+        for op in busy_cluster().into_iter().chain(ops) {
+            world.apply(&mut m, op);
+            world.take(&mut m);
+            prop_assert_eq!(m.check_invariants(), Ok(()));
+        }
+        prop_assert!(world.restarts >= 2);
     }
 }

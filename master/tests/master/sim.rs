@@ -382,3 +382,82 @@ fn a_task_of_nothing_launches_up_to_max_tasks_and_ranks_first() {
                       {"id":"zero","task":{"cpus":0},"max_tasks":2}]}"#;
     assert_eq!(run(json)["launched"], json!({"f": 1, "g": 1, "zero": 2}));
 }
+
+/// A framework whose scheduler launches one task of one cpu on each offer it gets, until it
+/// has launched `left`, then suppresses: the hook behind `"scheduler"` entries.
+struct OnePerOffer {
+    left: u32,
+}
+
+impl master::sim::SimScheduler for OnePerOffer {
+    fn handle_event(&mut self, _now_ms: u64, event: &proto::Event) -> Vec<proto::Call> {
+        use proto::{Call, Event, Filters, Operation, TaskId, TaskKind, TaskLimits, TaskSpec};
+        let Event::Offers { offers } = event else {
+            return Vec::new();
+        };
+        let mut calls = Vec::new();
+        for offer in offers {
+            if self.left == 0 {
+                calls.push(Call::Decline {
+                    offer_ids: vec![offer.offer_id.clone()],
+                    filters: Filters::default(),
+                });
+                continue;
+            }
+            self.left -= 1;
+            let mut resources = proto::Resources::new();
+            resources.set_scalar("cpus", proto::Scalar::from_units(1.0).unwrap());
+            let task = TaskSpec {
+                task_id: TaskId(format!("{}-{}", offer.framework_id.as_str(), self.left)),
+                name: "one".into(),
+                resources,
+                kind: TaskKind::Wasm(Default::default()),
+                limits: TaskLimits::default(),
+            };
+            calls.push(Call::Accept {
+                offer_ids: vec![offer.offer_id.clone()],
+                operations: vec![Operation::Launch { tasks: vec![task] }],
+                filters: Filters::default(),
+            });
+        }
+        if self.left == 0 {
+            calls.push(Call::Suppress);
+        }
+        calls
+    }
+}
+
+#[test]
+fn scheduler_entries_are_answered_by_the_loaded_scheduler() {
+    let scenario = json!({
+        "agents": [{"id": "a1", "resources": {"cpus": 8, "mem": 1024}}],
+        "frameworks": [
+            {"id": "hooked", "scheduler": "one.wasm"},
+            {"id": "synth", "task": {"cpus": 1}, "max_tasks": 2}
+        ]
+    });
+    let mut loaded = Vec::new();
+    let report = master::sim::run_scenario_with_schedulers(
+        &scenario.to_string(),
+        Box::new(master::allocator::DrfAllocator::new(master::sim::SIM_SEED)),
+        &mut |f| {
+            loaded.push((f.id.clone(), f.scheduler.clone()));
+            Ok(Box::new(OnePerOffer { left: 3 }))
+        },
+    )
+    .unwrap();
+    assert_eq!(loaded, [("hooked".to_owned(), Some("one.wasm".to_owned()))]);
+    assert_eq!(
+        serde_json::to_value(&report).unwrap()["launched"],
+        json!({"hooked": 3, "synth": 2})
+    );
+    // Without a loader a scheduler entry is an error naming the framework, not a panic.
+    let refused = master::sim::run_scenario_with(
+        &scenario.to_string(),
+        Box::new(master::allocator::DrfAllocator::new(master::sim::SIM_SEED)),
+    );
+    assert!(
+        matches!(&refused, Err(SimError::Scheduler { framework, .. }) if framework == "hooked"),
+        "{refused:?}"
+    );
+}

@@ -492,4 +492,21 @@ proptest! {
         prop_assert_eq!(guest_a.contains(&guest_a), true);
         prop_assert_eq!(guest_a.is_empty(), a.is_empty());
     }
+
+    /// The readers of checked bytes end where the checking ones do and see the same
+    /// amounts: `pass_resources` as `skip_resources`, `visit_quantities_bytes` as
+    /// `visit_quantities`.
+    #[test]
+    fn passing_over_checked_resources_agrees_with_skipping(a in arb_resources(), tail in proptest::collection::vec(any::<u8>(), 0..4)) {
+        let mut bytes = postcard::to_allocvec(&a).unwrap();
+        bytes.extend_from_slice(&tail);
+        let skipped = sdk::types::skip_resources(&bytes).unwrap();
+        prop_assert_eq!(sdk::types::pass_resources(&bytes).unwrap(), skipped);
+        let (mut checked, mut passed) = (Vec::new(), Vec::new());
+        let end = sdk::types::visit_quantities(&bytes, |k, v| checked.push((k.as_bytes().to_vec(), v))).unwrap();
+        prop_assert_eq!(end, skipped);
+        let end = sdk::types::visit_quantities_bytes(&bytes, |k, v| passed.push((k.to_vec(), v))).unwrap();
+        prop_assert_eq!(end, skipped);
+        prop_assert_eq!(checked, passed);
+    }
 }

@@ -275,3 +275,27 @@ fn failing_allocator_sits_out_passes() {
     // Tried on passes 1, 3 and 6 (after skipping 1, then 2, then 4).
     assert_eq!(failures, [1, 1, 2, 2, 2, 3, 3, 3]);
 }
+
+#[test]
+fn a_looping_module_under_a_deadline_runs_out_of_time() {
+    let limits = Limits {
+        metering: plugins::Metering::Deadline,
+        deadline_ms_per_call: 50,
+        ..limits()
+    };
+    let engine = plugins::sandbox::engine_for(plugins::Metering::Deadline).unwrap();
+    let source = wat(Kind::Allocator, LOOP, "");
+    let code = ModuleCode::compile(&engine, source.as_bytes(), Kind::Allocator, limits).unwrap();
+    let mut instance = code.instantiate().unwrap();
+    assert!(matches!(
+        instance.call(&[0]).unwrap_err(),
+        GuestError::OutOfTime { ms: 50 }
+    ));
+    // A module that answers at once is within the same deadline.
+    let empty = wat(Kind::Allocator, "i64.const 0", "");
+    let code = ModuleCode::compile(&engine, empty.as_bytes(), Kind::Allocator, limits).unwrap();
+    assert_eq!(
+        code.instantiate().unwrap().call(&[0]).unwrap(),
+        Vec::<u8>::new()
+    );
+}

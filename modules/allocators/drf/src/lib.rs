@@ -5,9 +5,10 @@
 #![no_std]
 
 use executor_sdk::types::{
-    QUANTITY_KINDS_MAX, Quantities, attributes_have, skip_attributes, visit_quantities,
+    CONSTRAINTS_MAX, QUANTITY_KINDS_MAX, Quantities, attributes_have, pass_attributes,
+    visit_quantities_bytes,
 };
-use executor_sdk::wire::take_str;
+use executor_sdk::wire::{take_str, take_str_bytes, take_varint};
 use executor_sdk::{
     AgentEntry, AllocationInput, Allocator, Constraint, Decisions, FrameworkEntry, Indexed,
 };
@@ -56,8 +57,8 @@ impl<'a> ConstraintTable<'a> {
     }
 
     /// Records the next framework's constraints (frameworks in snapshot order).
-    fn add(&mut self, fw: &FrameworkEntry<'a>) -> Option<()> {
-        let only_constraints = fw.min_offer.is_empty() && fw.filters.is_empty();
+    fn add(&mut self, fw: &FrameworkHead<'a>) -> Option<()> {
+        let only_constraints = fw.min_offer_empty && fw.filters_empty;
         let first = self.constraints.len();
         let fits = only_constraints && self.constraints.extend_from_slice(&fw.constraints).is_ok();
         self.spans
@@ -79,6 +80,70 @@ impl<'a> ConstraintTable<'a> {
     }
 }
 
+/// What the sorter needs of a framework, read in place: a whole `FrameworkEntry` is a few
+/// KB of heapless collections, built and moved for nothing on every pass.
+struct FrameworkHead<'a> {
+    role: &'a str,
+    weight: f64,
+    subscribed_seq: u64,
+    alloc: Dense,
+    wants_offers: bool,
+    constraints: Vec<Constraint<'a>, CONSTRAINTS_MAX>,
+    min_offer_empty: bool,
+    filters_empty: bool,
+}
+
+impl<'a> FrameworkHead<'a> {
+    /// The framework at the front of `bytes` (checked when its sequence was taken), its
+    /// allocation over the kinds of `total`.
+    fn read(bytes: &'a [u8], total: &Quantities<'_>) -> Option<FrameworkHead<'a>> {
+        let rest = take_str_bytes(bytes).ok()?.1;
+        let (role, rest) = take_str(rest).ok()?;
+        let (weight, rest) = rest.split_first_chunk::<8>()?;
+        let weight = f64::from_le_bytes(*weight);
+        let (subscribed_seq, rest) = take_varint(rest).ok()?;
+        let (kinds, mut rest) = take_varint(rest).ok()?;
+        let mut alloc = [0; QUANTITY_KINDS_MAX];
+        for _ in 0..kinds {
+            let (name, after) = take_str_bytes(rest).ok()?;
+            let (millis, after) = take_varint(after).ok()?;
+            // A kind named twice keeps its last amount, as in the built-in.
+            if let Some(k) = kind_of_bytes(total, name) {
+                alloc[k] = millis;
+            }
+            rest = after;
+        }
+        let (&wants_offers, rest) = rest.split_first()?;
+        let (count, mut rest) = take_varint(rest).ok()?;
+        let mut constraints = Vec::new();
+        for _ in 0..count {
+            let (key, after) = take_str(rest).ok()?;
+            let (value, after) = take_str(after).ok()?;
+            constraints.push(Constraint { key, value }).ok()?;
+            rest = after;
+        }
+        // Empty as `Resources::is_empty`: every quantity zero.
+        let mut min_offer_empty = true;
+        let rest = visit_quantities_bytes(rest, |_, millis| min_offer_empty &= millis == 0).ok()?;
+        let (filters, _) = take_varint(rest).ok()?;
+        Some(FrameworkHead {
+            role,
+            weight,
+            subscribed_seq,
+            alloc,
+            wants_offers: wants_offers == 1,
+            constraints,
+            min_offer_empty,
+            filters_empty: filters == 0,
+        })
+    }
+
+    /// [`FrameworkEntry::takes_anything`].
+    fn takes_anything(&self) -> bool {
+        self.constraints.is_empty() && self.min_offer_empty && self.filters_empty
+    }
+}
+
 #[derive(Clone)]
 struct Role {
     weight: f64,
@@ -96,29 +161,84 @@ pub struct Drf {
     roles: Vec<Role, ROLES_MAX>,
     /// Roles with frameworks wanting offers, ordered by (key, first framework's place).
     role_order: Vec<u16, ROLES_MAX>,
+    agent_ids: AgentIds,
+}
+
+/// Slots of the agent-id table: a power of two, at least twice the agents.
+const AGENT_SLOTS_MAX: usize = 2 * AGENTS_MAX;
+
+/// Agents by id, hashed: a candidate is found with one hash and (nearly always) one
+/// comparison, where a binary search over the sorted ids takes a dozen.
+#[derive(Default)]
+struct AgentIds {
+    /// Agent index + 1; 0 is an empty slot. Linear probing.
+    slots: Vec<u32, AGENT_SLOTS_MAX>,
+}
+
+impl AgentIds {
+    fn build(&mut self, agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>) -> Option<()> {
+        let size = (2 * agents.len()).next_power_of_two().max(16);
+        self.slots.clear();
+        self.slots.resize(size, 0).ok()?;
+        let mask = size - 1;
+        for index in 0..agents.len() {
+            let id = take_str_bytes(agents.element_bytes(index)?).ok()?.0;
+            let mut slot = hash(id) & mask;
+            while self.slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = index as u32 + 1;
+        }
+        Some(())
+    }
+
+    fn find(&self, agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>, id: &str) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut slot = hash(id.as_bytes()) & mask;
+        loop {
+            let index = (*self.slots.get(slot)? as usize).checked_sub(1)?;
+            let key = take_str_bytes(agents.element_bytes(index)?).ok()?.0;
+            if key == id.as_bytes() {
+                return Some(index);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+}
+
+/// FNV-1a: short keys, no allocation, no seed needed (the input is the master's).
+fn hash(bytes: &[u8]) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize
 }
 
 impl Allocator for Drf {
     fn allocate(&mut self, input: &AllocationInput<'_>, decisions: &mut Decisions<'_>) {
         // A snapshot over this module's capacities fails the pass (rather than answer
         // wrongly): the host then runs its built-in DRF.
-        let mut table = ConstraintTable::new();
-        if self.build(input, &mut table).is_none() {
-            return decisions.fail();
-        }
         let Ok(agents) = input.agents.indexed::<AGENTS_MAX>() else {
             return decisions.fail();
         };
         let Ok(frameworks) = input.frameworks.indexed::<FRAMEWORKS_MAX>() else {
             return decisions.fail();
         };
+        let mut table = ConstraintTable::new();
+        if self.build(input, &frameworks, &mut table).is_none() {
+            return decisions.fail();
+        }
+        if self.agent_ids.build(&agents).is_none() {
+            return decisions.fail();
+        }
         for agent_id in input.candidates.iter() {
-            let Some(index) = agents.find_by_key(agent_id) else {
+            let Some(index) = self.agent_ids.find(&agents, agent_id) else {
                 continue;
             };
             let Some(attributes) = agents
                 .element_bytes(index)
-                .and_then(|b| take_str(b).ok())
+                .and_then(|b| take_str_bytes(b).ok())
                 .map(|(_, rest)| rest)
             else {
                 return decisions.fail();
@@ -164,13 +284,15 @@ impl Drf {
     fn build<'a>(
         &mut self,
         input: &AllocationInput<'a>,
+        frameworks: &Indexed<'a, FrameworkEntry<'a>, FRAMEWORKS_MAX>,
         table: &mut ConstraintTable<'a>,
     ) -> Option<()> {
         self.clients.clear();
         self.roles.clear();
         self.role_order.clear();
         let mut role_names: Vec<&str, ROLES_MAX> = Vec::new();
-        for fw in input.frameworks.iter() {
+        for index in 0..frameworks.len() {
+            let fw = FrameworkHead::read(frameworks.element_bytes(index)?, &input.total)?;
             table.add(&fw)?;
             let role = match role_names.iter().position(|r| *r == fw.role) {
                 Some(i) => i,
@@ -187,7 +309,7 @@ impl Drf {
                     role_names.len() - 1
                 }
             };
-            let alloc = dense_of_quantities(&input.total, &fw.allocation);
+            let alloc = fw.alloc;
             let role_alloc = &mut self.roles[role].alloc;
             for (r, a) in role_alloc.iter_mut().zip(alloc.iter()) {
                 *r = r.saturating_add(*a);
@@ -256,15 +378,17 @@ impl Drf {
                 if best.is_some_and(|(_, b)| key >= b) {
                     break;
                 }
-                let fast = checks.table.check(member as usize, checks.attributes);
                 let takes = self.clients[member as usize].takes_anything
-                    || fast.unwrap_or_else(|| {
-                        if decoded.is_none() {
-                            decoded = (checks.agent)();
-                        }
-                        let fw = checks.frameworks.get(member as usize);
-                        matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
-                    });
+                    || checks
+                        .table
+                        .check(member as usize, checks.attributes)
+                        .unwrap_or_else(|| {
+                            if decoded.is_none() {
+                                decoded = (checks.agent)();
+                            }
+                            let fw = checks.frameworks.get(member as usize);
+                            matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
+                        });
                 if takes {
                     best = Some((role.key, key));
                     break;
@@ -330,18 +454,8 @@ fn add_dense(into: &mut Dense, delta: &Dense) {
     }
 }
 
-fn kind(total: &Quantities<'_>, name: &str) -> Option<usize> {
-    total.binary_search_by(|(k, _)| (*k).cmp(name)).ok()
-}
-
-fn dense_of_quantities(total: &Quantities<'_>, q: &Quantities<'_>) -> Dense {
-    let mut dense = [0; QUANTITY_KINDS_MAX];
-    for (name, v) in q.iter() {
-        if let Some(k) = kind(total, name) {
-            dense[k] = *v;
-        }
-    }
-    dense
+fn kind_of_bytes(total: &Quantities<'_>, name: &[u8]) -> Option<usize> {
+    total.binary_search_by(|(k, _)| k.as_bytes().cmp(name)).ok()
 }
 
 /// The free resources of agent `index` over the cluster's kinds, as the built-in's
@@ -353,14 +467,16 @@ fn free_of(
     total: &Quantities<'_>,
 ) -> Option<(Dense, bool)> {
     let bytes = agents.element_bytes(index)?;
-    let after_id = take_str(bytes).ok()?.1;
-    let free = skip_attributes(after_id).ok()?;
+    // The input was checked when its sequence was taken: pass over id and attributes
+    // without checking them again.
+    let after_id = take_str_bytes(bytes).ok()?.1;
+    let free = pass_attributes(after_id).ok()?;
     let mut dense = [0; QUANTITY_KINDS_MAX];
     // Any kind counts for emptiness, as `Resources::is_empty`, even one the total lacks.
     let mut empty = true;
-    visit_quantities(free, |name, millis| {
+    visit_quantities_bytes(free, |name, millis| {
         empty &= millis == 0;
-        if let Some(k) = kind(total, name) {
+        if let Some(k) = kind_of_bytes(total, name) {
             dense[k] = millis;
         }
     })

@@ -1,0 +1,190 @@
+//! `wasmos framework add MODULE.wasm --name NAME`: a framework whose scheduler is a module
+//! run inside the master (uploaded to its module store, then hosted on request; see
+//! `cluster::hosted`), and `wasmos framework list`: those frameworks and their health.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use net::modules::{MODULE_BYTES_MAX, upload_module};
+use net::{Net, NetConfig};
+use proto::admin::{HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest};
+
+use crate::master_cmd::runtime;
+
+/// How long the master may take to compile and subscribe a hosted scheduler.
+const ADD_TIMEOUT_MS: u64 = 30_000;
+/// How long the master may take to list its hosted schedulers.
+const LIST_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(clap::Subcommand)]
+pub enum FrameworkCommand {
+    /// Register a framework whose scheduler is MODULE.wasm (executor-sdk/README.md), run
+    /// inside the master in wasmtime; prints the framework id.
+    Add(AddArgs),
+    /// List the frameworks whose scheduler the master runs, with their health.
+    List(ListHostedArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MasterConnection {
+    /// zenoh endpoint of the master.
+    #[arg(long, value_name = "ENDPOINT", default_value = net::DEFAULT_ENDPOINT)]
+    pub connect: String,
+    /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub zenoh_config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct AddArgs {
+    /// The scheduler module.
+    module: PathBuf,
+    /// The framework's name.
+    #[arg(long)]
+    name: String,
+    /// The role it allocates under.
+    #[arg(long, default_value = "default")]
+    role: String,
+    /// Its DRF weight within the role.
+    #[arg(long, default_value_t = 1.0)]
+    weight: f64,
+    /// Configuration handed to the module's `start` (for the SDK's modules, `key = value`
+    /// lines).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    master: MasterConnection,
+}
+
+#[derive(clap::Args)]
+pub struct ListHostedArgs {
+    /// Print a JSON array with one object per framework instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    master: MasterConnection,
+}
+
+pub fn run(command: FrameworkCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        FrameworkCommand::Add(args) => add(args),
+        FrameworkCommand::List(args) => list(args),
+    }
+}
+
+fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
+    let module = read_capped(&args.module, MODULE_BYTES_MAX)?;
+    let config = match &args.config {
+        Some(path) => read_capped(path, HOSTED_CONFIG_BYTES_MAX as u64)?,
+        None => Vec::new(),
+    };
+    let module_name = args.module.file_name().map_or_else(
+        || "scheduler.wasm".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let framework_id = runtime()?.block_on(async {
+        let net = open(&args.master).await?;
+        let result = async {
+            let module = upload_module(&net, &module_name, &module, |_| {})
+                .await
+                .context("uploading the scheduler module")?;
+            let request = HostedRequest::Add(HostedFramework {
+                name: args.name.clone(),
+                role: args.role.clone(),
+                weight: args.weight,
+                module,
+                config,
+            });
+            match query(&net, &request, ADD_TIMEOUT_MS).await? {
+                HostedReply::Added { framework_id } => Ok(framework_id),
+                HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
+                HostedReply::Json { .. } => Err(anyhow!("the master answered with a listing")),
+            }
+        }
+        .await;
+        close(&net).await;
+        result
+    })?;
+    println!("{}", framework_id.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
+    let json = runtime()?.block_on(async {
+        let net = open(&args.master).await?;
+        let reply = query(&net, &HostedRequest::List, LIST_TIMEOUT_MS).await;
+        close(&net).await;
+        match reply? {
+            HostedReply::Json { json } => Ok(json),
+            HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
+            HostedReply::Added { .. } => Err(anyhow!("the master answered with an addition")),
+        }
+    })?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&json).context("the master's answer is not a JSON array")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+    } else {
+        writeln!(out, "ID\tNAME\tMODULE\tHEALTH\tFAILURES\tLAST_ERROR")?;
+        for row in &rows {
+            let text = |key: &str| match &row[key] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".to_owned(),
+                other => other.to_string(),
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                text("framework_id"),
+                text("name"),
+                text("module"),
+                text("health"),
+                text("failures_total"),
+                text("last_error"),
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open(master: &MasterConnection) -> anyhow::Result<Net> {
+    let config = NetConfig::tool(vec![master.connect.clone()])
+        .with_zenoh_config_file(master.zenoh_config.clone());
+    Net::open(&config).await.map_err(|e| {
+        anyhow!(
+            "no master answered at {}: {e}; start one with `wasmos up` or `wasmos master`, \
+             or pass --connect",
+            master.connect
+        )
+    })
+}
+
+async fn close(net: &Net) {
+    if let Err(e) = net.close().await {
+        tracing::debug!(%e, "closing the tool session");
+    }
+}
+
+async fn query(net: &Net, request: &HostedRequest, timeout_ms: u64) -> anyhow::Result<HostedReply> {
+    net.query(&net.keys().master_hosted(), request, timeout_ms)
+        .await
+        .context("the master did not answer (is it a wasmos master of this version?)")
+}
+
+/// The file's bytes; over `max` bytes is an error, found without reading it whole.
+fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{} is over the limit of {max} bytes", path.display());
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,370 @@
+//! `wasmos run`: deploy copies of a WASM module or an OCI image through the built-in jobs
+//! framework. Uploads the module into the master's store (progress on stderr), submits the
+//! job on `jobs/submit`, and prints the new task ids, one per line, as the last lines of
+//! stdout. With `--wait`, waits for those tasks to end (their states on stderr) and exits
+//! 1 if any did not finish.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use cluster::tools;
+use jobs::request::{JOB_NAME_BYTES_MAX, JobAccepted, JobRequest, RestartPolicy};
+use net::modules::{UploadProgress, upload_module};
+use net::{Net, NetConfig, QueryError};
+use proto::admin::{AdminRequest, JobsReply, JobsRequest};
+use proto::{Constraint, TaskId, TaskState};
+use serde_json::Value;
+
+use crate::master_cmd::runtime;
+
+/// How long `wasmos run` waits for the jobs framework to answer one submission.
+const SUBMIT_TIMEOUT_MS: u64 = 10_000;
+/// How long `wasmos run` keeps asking while no jobs framework serves `jobs/submit` (one
+/// that is still starting next to its master).
+const SUBMIT_RETRY_WINDOW_MS: u64 = 5_000;
+const SUBMIT_RETRY_PAUSE_MS: u64 = 250;
+/// Pause between two looks at the tasks' states with `--wait`.
+const WAIT_POLL_MS: u64 = 250;
+/// Name of a job whose module or image path gives none.
+const JOB_NAME_FALLBACK: &str = "job";
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Restart {
+    Never,
+    OnFailure,
+    Always,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The WASM module to run (a WASI p1 command or p2 component), a local file.
+    #[arg(
+        value_name = "MODULE",
+        required_unless_present = "oci",
+        conflicts_with = "oci"
+    )]
+    pub module: Option<PathBuf>,
+    /// Run this OCI image layout (its path on the agents) instead of a module.
+    #[arg(long, value_name = "IMAGE")]
+    pub oci: Option<String>,
+    /// Cpus per task.
+    #[arg(long, default_value_t = 0.1)]
+    pub cpus: f64,
+    /// Memory per task, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64.0)]
+    pub mem: f64,
+    /// Copies to run; they are spread over the agents that can take them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: u32,
+    /// An attribute the agent must have, `key=value` (repeatable), e.g. `arch=aarch64` or
+    /// `has=camera`.
+    #[arg(long = "constraint", value_name = "KEY=VALUE")]
+    pub constraints: Vec<String>,
+    /// What to do when a task ends: on-failure restarts failed (or lost) tasks, always
+    /// restarts finished ones too, after 1 s doubling up to 60 s, at most 10 starts per
+    /// copy; a killed task is never restarted. A restart runs under a new task id.
+    #[arg(long, value_enum, default_value = "never")]
+    pub restart: Restart,
+    /// The job's name, which starts its task ids; default: the module's or image's file
+    /// name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment variable for the tasks, `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Wall-clock limit of each task, ms.
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+    /// Wait until the tasks end; exit 1 if any did not finish.
+    #[arg(long)]
+    pub wait: bool,
+    /// zenoh endpoint of the master; default tcp/127.0.0.1:7447, or the `--zenoh-config`
+    /// file's.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub connect: Option<String>,
+    /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub zenoh_config: Option<PathBuf>,
+    /// Arguments for the module (for an image: the command, replacing its entrypoint).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let module = match &args.module {
+        Some(path) => Some(read_module(path)?),
+        None => None,
+    };
+    let mut request = job_request(&args)?;
+    runtime()?.block_on(async {
+        let (net, endpoint) = open(&args).await?;
+        let result = async {
+            if let Some((path, bytes)) = &module {
+                request.module = Some(upload(&net, path, bytes, &endpoint).await?);
+            }
+            let accepted = submit(&net, &request, &endpoint).await?;
+            eprintln!(
+                "job {} accepted: {} task(s)",
+                accepted.job_id,
+                accepted.task_ids.len()
+            );
+            print_ids(&accepted.task_ids)?;
+            if args.wait {
+                return wait(&net, &accepted.task_ids, &endpoint).await;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        .await;
+        if let Err(e) = net.close().await {
+            tracing::debug!(%e, "closing the tool session");
+        }
+        result
+    })
+}
+
+fn read_module(path: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok((path.to_owned(), bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
+            "no module at {}: give the path of a .wasm file (build the examples with `cargo xtask modules`)",
+            path.display()
+        )),
+        Err(e) => Err(e).with_context(|| format!("reading module {}", path.display())),
+    }
+}
+
+/// The job as the jobs framework takes it; the module's hash is filled in after upload.
+/// Constraints and environment are checked here so that a typo fails before the upload.
+fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
+    for c in &args.constraints {
+        Constraint::parse(c).map_err(|e| {
+            anyhow!("{e}: write --constraint KEY=VALUE, e.g. --constraint arch=aarch64")
+        })?;
+    }
+    let mut env = BTreeMap::new();
+    for pair in &args.env {
+        let (k, v) = pair
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| anyhow!("--env {pair:?} is not KEY=VALUE"))?;
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let source = match (&args.module, &args.oci) {
+        (Some(path), _) => path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        (None, Some(image)) => Path::new(image)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned()),
+        (None, None) => None,
+    };
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => job_name(source.as_deref().unwrap_or_default()),
+    };
+    Ok(JobRequest {
+        name,
+        module: None,
+        image: args.oci.clone(),
+        cpus: args.cpus,
+        mem: args.mem,
+        count: args.count,
+        constraints: args.constraints.clone(),
+        args: args.args.clone(),
+        env,
+        restart: match args.restart {
+            Restart::Never => RestartPolicy::Never,
+            Restart::OnFailure => RestartPolicy::OnFailure,
+            Restart::Always => RestartPolicy::Always,
+        },
+        timeout_ms: args.timeout_ms,
+    })
+}
+
+/// A job name from a file name: lower case, other characters as `-`, starting with a
+/// letter or digit, at most [`JOB_NAME_BYTES_MAX`] bytes.
+fn job_name(source: &str) -> String {
+    let name: String = source
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(JOB_NAME_BYTES_MAX)
+        .collect();
+    if name.is_empty() {
+        JOB_NAME_FALLBACK.to_owned()
+    } else {
+        name
+    }
+}
+
+/// A tool session; fails with what to do when no master answers.
+async fn open(args: &RunArgs) -> anyhow::Result<(Net, String)> {
+    let mut config = NetConfig::tool(args.connect.iter().cloned().collect())
+        .with_zenoh_config_file(args.zenoh_config.clone());
+    if args.connect.is_none() && args.zenoh_config.is_some() {
+        // The file's endpoints.
+        config.connect.clear();
+    }
+    let endpoint = match (&args.connect, &args.zenoh_config) {
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, Some(file)) => format!("the endpoints of {}", file.display()),
+        (None, None) => net::DEFAULT_ENDPOINT.to_owned(),
+    };
+    let net = Net::open(&config).await.map_err(|e| {
+        tracing::debug!(%e, "opening the tool session");
+        no_master(&endpoint)
+    })?;
+    Ok((net, endpoint))
+}
+
+fn no_master(endpoint: &str) -> anyhow::Error {
+    anyhow!(
+        "no master answered at {endpoint}: start one with `wasmos up` or `wasmos master`, \
+         or pass --connect"
+    )
+}
+
+async fn upload(net: &Net, path: &Path, bytes: &[u8], endpoint: &str) -> anyhow::Result<String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let terminal = std::io::stderr().is_terminal();
+    let module = upload_module(net, &name, bytes, |p| show_progress(&name, p, terminal))
+        .await
+        .map_err(|e| match e {
+            net::modules::UploadError::Query {
+                source: QueryError::NoReply { .. },
+                ..
+            } => no_master(endpoint),
+            other => anyhow!(other),
+        })?;
+    eprintln!(
+        "uploaded {name} ({} bytes, sha256 {})",
+        bytes.len(),
+        module.sha256
+    );
+    Ok(module.sha256.0)
+}
+
+/// One line per chunk, redrawn in place on a terminal.
+fn show_progress(name: &str, p: UploadProgress, terminal: bool) {
+    let percent = (p.sent_bytes * 100)
+        .checked_div(p.total_bytes)
+        .unwrap_or(100);
+    let line = format!(
+        "uploading {name}: {percent:>3}% ({} / {} KiB)",
+        p.sent_bytes / 1024,
+        p.total_bytes / 1024
+    );
+    if terminal {
+        eprint!("\r{line}");
+        if p.sent_bytes >= p.total_bytes {
+            eprintln!();
+        }
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// Submits `request`, asking again for a while when nothing serves `jobs/submit` yet.
+async fn submit(net: &Net, request: &JobRequest, endpoint: &str) -> anyhow::Result<JobAccepted> {
+    let json = serde_json::to_string(request).context("writing the job as JSON")?;
+    let key = net.keys().jobs_submit();
+    let submission = JobsRequest::Submit { json };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(SUBMIT_RETRY_WINDOW_MS);
+    let reply = loop {
+        match net
+            .query::<_, JobsReply>(&key, &submission, SUBMIT_TIMEOUT_MS)
+            .await
+        {
+            Err(QueryError::NoReply { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(SUBMIT_RETRY_PAUSE_MS)).await;
+            }
+            Err(QueryError::NoReply { .. }) => bail!(
+                "no jobs framework answered at {endpoint}: the master there runs without one \
+                 (started with --no-jobs?); start it with `wasmos up` or `wasmos master`"
+            ),
+            other => break other.context("submitting the job")?,
+        }
+    };
+    match reply {
+        JobsReply::Accepted { json } => {
+            serde_json::from_str(&json).context("the jobs framework's answer is not a JobAccepted")
+        }
+        JobsReply::Error { message } => Err(anyhow!("the job was refused: {message}")),
+    }
+}
+
+/// The task ids, one per line: the last lines of stdout.
+fn print_ids(task_ids: &[TaskId]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for id in task_ids {
+        writeln!(out, "{id}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Waits until every task in `task_ids` has ended, printing state changes on stderr.
+/// Restarted copies run under new ids and are not waited for.
+async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<ExitCode> {
+    let mut seen: BTreeMap<&TaskId, TaskState> = BTreeMap::new();
+    loop {
+        let json = tools::admin_json(net, AdminRequest::Tasks)
+            .await
+            .map_err(|e| {
+                tracing::debug!(%e, "reading the tasks");
+                no_master(endpoint)
+            })?;
+        let rows: Vec<Value> =
+            serde_json::from_str(&json).context("the master's task list is not JSON rows")?;
+        for id in task_ids {
+            let state = rows
+                .iter()
+                .find(|r| r.get("task_id").and_then(Value::as_str) == Some(id.as_str()))
+                .and_then(|r| r.get("state").and_then(Value::as_str))
+                .and_then(TaskState::parse);
+            if let Some(state) = state
+                && seen.insert(id, state) != Some(state)
+            {
+                eprintln!("{id}: {}", state.as_str());
+            }
+        }
+        let ended = task_ids
+            .iter()
+            .all(|id| seen.get(id).is_some_and(|s| s.is_terminal()));
+        if ended {
+            let all_finished = seen.values().all(|s| *s == TaskState::Finished);
+            return Ok(if all_finished {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_name;
+
+    #[test]
+    fn job_names_come_from_file_names_in_the_allowed_alphabet() {
+        assert_eq!(job_name("p1_hello"), "p1_hello");
+        assert_eq!(job_name("My Module"), "my-module");
+        assert_eq!(job_name(".hidden"), "hidden");
+        assert_eq!(job_name("…"), "job");
+        assert_eq!(job_name(&"x".repeat(100)).len(), 64);
+    }
+}

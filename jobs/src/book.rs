@@ -1,0 +1,569 @@
+//! The jobs scheduler as a sans-IO state machine: jobs in, framework calls out.
+//!
+//! Call order (the adapter in [`crate::framework`] does this; tests do it against a real
+//! `master::Master`):
+//! 1. `JobBook::new(config, incarnation)`.
+//! 2. Feed inputs with the current time: [`JobBook::submit`], [`JobBook::kill`],
+//!    [`JobBook::handle_event`] for every event of the master, and
+//!    [`JobBook::handle_call_refused`] when the master refuses a call the book made.
+//! 3. After every input drain [`JobBook::poll_call`] and send the calls in order.
+//! 4. When [`JobBook::poll_timeout`] comes, call [`JobBook::handle_timeout`] (restarts
+//!    after their backoff) and drain again.
+//!
+//! Every input takes the time (`now_ms`, milliseconds on the caller's monotonic clock,
+//! never decreasing); inputs that do not need it yet take it all the same, so that callers
+//! need not change when they do.
+//!
+//! Every copy of a job is one *slot*; a slot runs one task at a time. A restart gives the
+//! slot a new task id (the master never reuses task ids), so `wasmos ps` shows a restarted
+//! copy under a new id.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use proto::{
+    AgentId, Call, Event, Filters, FrameworkId, Offer, OfferId, Operation, Resources, TaskId,
+    TaskSpec, TaskState, TaskStatus,
+};
+use thiserror::Error;
+
+use crate::placement::{self, Want};
+use crate::request::{JobAccepted, RestartPolicy, ValidJob};
+use crate::restart;
+
+/// Jobs with a task not yet ended, by default; a submission beyond it is refused.
+pub const JOBS_MAX_DEFAULT: usize = 1024;
+/// Copies (slots) of all jobs with a task not yet ended, by default; a submission that
+/// would exceed it is refused.
+pub const TASKS_MAX_DEFAULT: usize = 8192;
+/// Ids of ended tasks remembered so that a kill of one is answered "already ended" rather
+/// than "unknown"; the oldest are forgotten first.
+pub const ENDED_TASKS_KEPT_MAX: usize = 4096;
+/// Calls waiting to be sent. The book makes at most a few calls per input, so reaching
+/// this means the adapter stopped sending; the oldest decline is dropped first (the offer
+/// then times out or is rescinded, which is harmless).
+pub const CALLS_QUEUED_MAX: usize = 4096;
+/// Filter on offers the book cannot use for any waiting copy.
+pub const DECLINE_REFUSE_SECONDS_DEFAULT: f64 = 5.0;
+
+/// Limits and timing of a [`JobBook`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobBookConfig {
+    pub jobs_max: usize,
+    pub tasks_max: usize,
+    pub decline_refuse_seconds: f64,
+    pub restart: restart::Backoff,
+}
+
+impl Default for JobBookConfig {
+    fn default() -> JobBookConfig {
+        JobBookConfig {
+            jobs_max: JOBS_MAX_DEFAULT,
+            tasks_max: TASKS_MAX_DEFAULT,
+            decline_refuse_seconds: DECLINE_REFUSE_SECONDS_DEFAULT,
+            restart: restart::Backoff::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum SubmitError {
+    #[error("the jobs framework holds {max} jobs already; wait for some to end")]
+    TooManyJobs { max: usize },
+    #[error(
+        "the job's {count} tasks would exceed the jobs framework's limit of {max} tasks \
+         ({running} not yet ended); wait for some to end"
+    )]
+    TooManyTasks {
+        count: usize,
+        running: usize,
+        max: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum KillError {
+    #[error("task {0} is not a task of the jobs framework: see `wasmos ps` for the task ids")]
+    Unknown(TaskId),
+    #[error("task {0} has already ended")]
+    Ended(TaskId),
+}
+
+/// Where one copy of a job is.
+#[derive(Clone, Debug, PartialEq)]
+enum SlotState {
+    /// Waiting for an offer that fits.
+    Waiting,
+    /// Launched on `agent_id`; `state` is the latest update (`Staging` before any).
+    Launched { agent_id: AgentId, state: TaskState },
+    /// Its task ended; a new task starts at `at_ms`.
+    Backoff { at_ms: u64 },
+    /// Done for good, in `state`.
+    Ended { state: TaskState },
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    task_id: TaskId,
+    state: SlotState,
+    /// Tasks this slot started, the first included.
+    starts: u32,
+    /// Killed by request: never restarted.
+    kill_requested: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Job {
+    job: ValidJob,
+    slots: Vec<Slot>,
+}
+
+impl Job {
+    fn ended(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| matches!(s.state, SlotState::Ended { .. }))
+    }
+
+    /// Tasks of this job running (not ended) per agent: what spreading balances.
+    fn per_agent(&self) -> BTreeMap<AgentId, usize> {
+        let mut counts = BTreeMap::new();
+        for slot in &self.slots {
+            if let SlotState::Launched { agent_id, .. } = &slot.state {
+                *counts.entry(agent_id.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// The jobs framework's scheduler. See the module documentation for the call order.
+pub struct JobBook {
+    config: JobBookConfig,
+    /// Tells this book's task ids from those of earlier incarnations of the framework.
+    tag: String,
+    framework_id: Option<FrameworkId>,
+    jobs: BTreeMap<String, Job>,
+    /// The current task of every slot: `(job id, slot index)`.
+    tasks: BTreeMap<TaskId, (String, usize)>,
+    ended: VecDeque<TaskId>,
+    ended_set: BTreeSet<TaskId>,
+    calls: VecDeque<Call>,
+    /// Whether the last of Suppress/Revive sent was Suppress. The book starts by
+    /// suppressing (a new framework is not suppressed; with no job it wants no offers).
+    suppressed: bool,
+    jobs_submitted: u64,
+    task_ids_issued: u64,
+    tasks_launched: u64,
+}
+
+impl JobBook {
+    /// `incarnation` must differ between runs of the framework (the adapter uses the wall
+    /// clock); it is written into every task id so ids are never reused across restarts.
+    pub fn new(config: JobBookConfig, incarnation: u64) -> JobBook {
+        JobBook {
+            config,
+            tag: base36(incarnation),
+            framework_id: None,
+            jobs: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            ended: VecDeque::new(),
+            ended_set: BTreeSet::new(),
+            calls: VecDeque::from([Call::Suppress]),
+            suppressed: true,
+            jobs_submitted: 0,
+            task_ids_issued: 0,
+            tasks_launched: 0,
+        }
+    }
+
+    pub fn framework_id(&self) -> Option<&FrameworkId> {
+        self.framework_id.as_ref()
+    }
+
+    /// Jobs with a task not yet ended.
+    pub fn active_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Tasks launched so far (restarts included).
+    pub fn tasks_launched(&self) -> u64 {
+        self.tasks_launched
+    }
+
+    /// Takes a job: its task ids are chosen now and its copies wait for offers.
+    pub fn submit(&mut self, _now_ms: u64, job: ValidJob) -> Result<JobAccepted, SubmitError> {
+        if self.jobs.len() >= self.config.jobs_max {
+            return Err(SubmitError::TooManyJobs {
+                max: self.config.jobs_max,
+            });
+        }
+        let count = job.count as usize;
+        if self.tasks.len() + count > self.config.tasks_max {
+            return Err(SubmitError::TooManyTasks {
+                count,
+                running: self.tasks.len(),
+                max: self.config.tasks_max,
+            });
+        }
+        self.jobs_submitted += 1;
+        let job_id = format!("{}.{}.{}", job.name, self.tag, self.jobs_submitted);
+        let mut slots = Vec::with_capacity(count);
+        for index in 0..count {
+            let task_id = self.next_task_id(&job.name);
+            self.tasks.insert(task_id.clone(), (job_id.clone(), index));
+            slots.push(Slot {
+                task_id,
+                state: SlotState::Waiting,
+                starts: 1,
+                kill_requested: false,
+            });
+        }
+        let task_ids = slots.iter().map(|s| s.task_id.clone()).collect();
+        self.jobs.insert(job_id.clone(), Job { job, slots });
+        self.want_offers();
+        Ok(JobAccepted { job_id, task_ids })
+    }
+
+    /// Kills a task of a job and does not restart it. A copy still waiting for an offer
+    /// or for its restart ends at once (as `killed`, without a task in the master).
+    pub fn kill(&mut self, _now_ms: u64, task_id: &TaskId) -> Result<(), KillError> {
+        let Some((job_id, index)) = self.tasks.get(task_id).cloned() else {
+            return Err(if self.ended_set.contains(task_id) {
+                KillError::Ended(task_id.clone())
+            } else {
+                KillError::Unknown(task_id.clone())
+            });
+        };
+        let Some(slot) = self.slot_mut(&job_id, index) else {
+            return Err(KillError::Unknown(task_id.clone()));
+        };
+        slot.kill_requested = true;
+        match slot.state {
+            SlotState::Launched { .. } => self.push_call(Call::Kill {
+                task_id: task_id.clone(),
+            }),
+            SlotState::Waiting | SlotState::Backoff { .. } => {
+                slot.state = SlotState::Ended {
+                    state: TaskState::Killed,
+                };
+                self.slot_ended(&job_id, task_id);
+            }
+            SlotState::Ended { .. } => return Err(KillError::Ended(task_id.clone())),
+        }
+        self.settle_wants();
+        Ok(())
+    }
+
+    /// An event of the master for this framework.
+    pub fn handle_event(&mut self, now_ms: u64, event: Event) {
+        match event {
+            Event::Subscribed { framework_id, .. } => self.framework_id = Some(framework_id),
+            Event::Offers { offers } => self.handle_offers(offers),
+            Event::Rescind { .. } | Event::Heartbeat => {}
+            Event::Update { status } => self.handle_update(now_ms, status),
+            Event::Error { message } => tracing::warn!(%message, "the master reports an error"),
+        }
+    }
+
+    /// The master refused `call` (or it got no answer). Tasks of a refused `Accept` go back
+    /// to waiting under the same ids: the master launched none of them (an Accept is all or
+    /// nothing), and should it have taken a call whose answer was lost, the repeated launch
+    /// is refused as a duplicate while the task's updates put the slot right.
+    pub fn handle_call_refused(&mut self, _now_ms: u64, call: &Call) {
+        let Call::Accept { operations, .. } = call else {
+            if matches!(call, Call::Revive | Call::Suppress) {
+                // Unknown outcome: send it again on the next change.
+                self.suppressed = !self.suppressed;
+            }
+            return;
+        };
+        for Operation::Launch { tasks } in operations {
+            for task in tasks {
+                if let Some(slot) = self.current_slot_mut(&task.task_id)
+                    && matches!(
+                        slot.state,
+                        SlotState::Launched {
+                            state: TaskState::Staging,
+                            ..
+                        }
+                    )
+                {
+                    slot.state = SlotState::Waiting;
+                }
+            }
+        }
+        self.settle_wants();
+    }
+
+    /// The next call to send to the master, oldest first.
+    pub fn poll_call(&mut self) -> Option<Call> {
+        self.calls.pop_front()
+    }
+
+    /// When the book next needs [`JobBook::handle_timeout`]: the earliest restart due.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.jobs
+            .values()
+            .flat_map(|job| &job.slots)
+            .filter_map(|slot| match slot.state {
+                SlotState::Backoff { at_ms } => Some(at_ms),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Starts the restarts that are due: each gets a new task id and waits for an offer.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let mut due = Vec::new();
+        for (job_id, job) in &self.jobs {
+            for (index, slot) in job.slots.iter().enumerate() {
+                if matches!(slot.state, SlotState::Backoff { at_ms } if at_ms <= now_ms) {
+                    due.push((job_id.clone(), index, job.job.name.clone()));
+                }
+            }
+        }
+        for (job_id, index, name) in due {
+            let task_id = self.next_task_id(&name);
+            let Some(slot) = self.slot_mut(&job_id, index) else {
+                continue;
+            };
+            let old = std::mem::replace(&mut slot.task_id, task_id.clone());
+            slot.starts += 1;
+            slot.state = SlotState::Waiting;
+            tracing::info!(%old, new = %task_id, "restarting a task");
+            self.tasks.remove(&old);
+            self.remember_ended(old);
+            self.tasks.insert(task_id, (job_id, index));
+        }
+        self.settle_wants();
+    }
+
+    fn handle_offers(&mut self, offers: Vec<Offer>) {
+        let assigned = placement::assign(&offers, self.wants(), &self.spread_counts());
+        let mut declined = Vec::new();
+        let mut launches: Vec<(OfferId, Vec<TaskSpec>)> = Vec::new();
+        for (offer, wants) in offers.iter().zip(assigned) {
+            let specs: Vec<TaskSpec> = wants
+                .iter()
+                .filter_map(|want| self.launch_slot(want, &offer.agent_id))
+                .collect();
+            if specs.is_empty() {
+                declined.push(offer.offer_id.clone());
+            } else {
+                launches.push((offer.offer_id.clone(), specs));
+            }
+        }
+        for (offer_id, tasks) in launches {
+            // What is left of the offer goes back to the pool unfiltered: a copy that
+            // waits for room may fit in it once other tasks end.
+            self.push_call(Call::Accept {
+                offer_ids: vec![offer_id],
+                operations: vec![Operation::Launch { tasks }],
+                filters: Filters {
+                    refuse_seconds: 0.0,
+                },
+            });
+        }
+        if !declined.is_empty() {
+            self.push_call(Call::Decline {
+                offer_ids: declined,
+                filters: Filters {
+                    refuse_seconds: self.config.decline_refuse_seconds,
+                },
+            });
+        }
+        self.settle_wants();
+    }
+
+    /// Running tasks per job per agent, for spreading.
+    fn spread_counts(&self) -> BTreeMap<String, BTreeMap<AgentId, usize>> {
+        self.jobs
+            .iter()
+            .map(|(id, job)| (id.clone(), job.per_agent()))
+            .collect()
+    }
+
+    /// Marks the slot launched on `agent_id` and builds its task.
+    fn launch_slot(&mut self, want: &Want, agent_id: &AgentId) -> Option<TaskSpec> {
+        let job = self.jobs.get_mut(&want.job_id)?;
+        let spec = placement::task_spec(&job.job, &job.slots.get(want.slot)?.task_id);
+        let slot = job.slots.get_mut(want.slot)?;
+        slot.state = SlotState::Launched {
+            agent_id: agent_id.clone(),
+            state: TaskState::Staging,
+        };
+        self.tasks_launched += 1;
+        Some(spec)
+    }
+
+    fn handle_update(&mut self, now_ms: u64, status: TaskStatus) {
+        let task_id = status.task_id.clone();
+        let Some((job_id, index)) = self.tasks.get(&task_id).cloned() else {
+            tracing::debug!(%task_id, state = status.state.as_str(), "update of a task not ours now");
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        let policy = job.job.restart;
+        let backoff = self.config.restart;
+        let Some(slot) = job.slots.get_mut(index) else {
+            return;
+        };
+        if matches!(slot.state, SlotState::Ended { .. }) {
+            return;
+        }
+        if !status.state.is_terminal() {
+            slot.state = SlotState::Launched {
+                agent_id: status.agent_id,
+                state: status.state,
+            };
+            return;
+        }
+        let restart = !slot.kill_requested && restarts(policy, status.state);
+        match (restart, backoff.delay_ms(slot.starts)) {
+            (true, Some(delay_ms)) => {
+                tracing::info!(%task_id, state = status.state.as_str(), delay_ms, "task ended; restarting after a backoff");
+                slot.state = SlotState::Backoff {
+                    at_ms: now_ms.saturating_add(delay_ms),
+                };
+            }
+            (restart, _) => {
+                if restart {
+                    tracing::warn!(%task_id, starts = slot.starts, "task ended; restarts used up");
+                }
+                slot.state = SlotState::Ended {
+                    state: status.state,
+                };
+                self.slot_ended(&job_id, &task_id);
+            }
+        }
+        self.settle_wants();
+    }
+
+    /// Forgets a slot's task; forgets the job once all its slots ended.
+    fn slot_ended(&mut self, job_id: &str, task_id: &TaskId) {
+        self.tasks.remove(task_id);
+        self.remember_ended(task_id.clone());
+        if self.jobs.get(job_id).is_some_and(Job::ended) {
+            self.jobs.remove(job_id);
+        }
+    }
+
+    fn remember_ended(&mut self, task_id: TaskId) {
+        if self.ended_set.insert(task_id.clone()) {
+            self.ended.push_back(task_id);
+        }
+        while self.ended.len() > ENDED_TASKS_KEPT_MAX {
+            if let Some(old) = self.ended.pop_front() {
+                self.ended_set.remove(&old);
+            }
+        }
+    }
+
+    /// Every waiting copy, oldest job first.
+    fn wants(&self) -> Vec<Want> {
+        let mut wants = Vec::new();
+        for (job_id, job) in &self.jobs {
+            for (slot, s) in job.slots.iter().enumerate() {
+                if s.state == SlotState::Waiting {
+                    wants.push(Want {
+                        job_id: job_id.clone(),
+                        slot,
+                        resources: task_resources(&job.job),
+                        constraints: job.job.constraints.clone(),
+                    });
+                }
+            }
+        }
+        wants
+    }
+
+    /// Revives when copies wait for offers, suppresses when none do.
+    fn settle_wants(&mut self) {
+        let waiting = self
+            .jobs
+            .values()
+            .flat_map(|job| &job.slots)
+            .any(|slot| slot.state == SlotState::Waiting);
+        if waiting {
+            self.want_offers();
+        } else if !self.suppressed {
+            self.suppressed = true;
+            self.push_call(Call::Suppress);
+        }
+    }
+
+    /// Revive clears the decline filters too, so offers the book refused while nothing
+    /// fitted come back for the new copies.
+    fn want_offers(&mut self) {
+        if self.suppressed {
+            self.suppressed = false;
+            self.push_call(Call::Revive);
+        }
+    }
+
+    fn push_call(&mut self, call: Call) {
+        if self.calls.len() >= CALLS_QUEUED_MAX {
+            let decline = self
+                .calls
+                .iter()
+                .position(|c| matches!(c, Call::Decline { .. }));
+            match decline {
+                Some(i) => {
+                    self.calls.remove(i);
+                }
+                None => tracing::warn!("the call queue is full; sending calls has stalled"),
+            }
+        }
+        self.calls.push_back(call);
+    }
+
+    /// `<name>-<n>.<tag>`: `n` counts every task id this book issued, so restarts and
+    /// later jobs of the same name get new ids; `tag` keeps restarts of the framework apart.
+    fn next_task_id(&mut self, name: &str) -> TaskId {
+        self.task_ids_issued += 1;
+        TaskId::new(format!("{name}-{}.{}", self.task_ids_issued, self.tag))
+    }
+
+    fn slot_mut(&mut self, job_id: &str, index: usize) -> Option<&mut Slot> {
+        self.jobs.get_mut(job_id)?.slots.get_mut(index)
+    }
+
+    fn current_slot_mut(&mut self, task_id: &TaskId) -> Option<&mut Slot> {
+        let (job_id, index) = self.tasks.get(task_id).cloned()?;
+        self.slot_mut(&job_id, index)
+    }
+}
+
+/// Whether a task that ended in `state` is started again under `policy`. A killed task
+/// never is: someone (an operator, `wasmos kill`, reclaim) wanted it stopped.
+fn restarts(policy: RestartPolicy, state: TaskState) -> bool {
+    match (policy, state) {
+        (_, TaskState::Killed) => false,
+        (RestartPolicy::Never, _) => false,
+        (RestartPolicy::OnFailure, TaskState::Finished) => false,
+        (RestartPolicy::OnFailure, _) => true,
+        (RestartPolicy::Always, _) => true,
+    }
+}
+
+/// What one copy of `job` consumes.
+pub(crate) fn task_resources(job: &ValidJob) -> Resources {
+    Resources::new()
+        .with_scalar("cpus", job.cpus)
+        .with_scalar("mem", job.mem_mib)
+}
+
+/// `n` in base 36, lower case: short, and a valid key chunk.
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit((n % 36) as u32, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}

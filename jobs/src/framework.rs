@@ -1,0 +1,371 @@
+//! The adapter: runs a [`JobBook`] over `framework::FrameworkClient` in a tokio task and
+//! serves the `jobs/submit` queryable. It moves messages and holds the timer; the book
+//! decides.
+//!
+//! `jobs/submit` takes a [`proto::admin::JobsRequest::Submit`] whose `json` is a
+//! [`JobRequest`] (the same JSON as `POST /api/v1/jobs`) and answers
+//! [`proto::admin::JobsReply::Accepted`] with the [`JobAccepted`] JSON, or
+//! [`proto::admin::JobsReply::Error`] saying what to fix. Both go through `proto`'s codec
+//! like every other payload; JSON inside, as on `master/admin`, because the job's shape is
+//! the operator's contract and grows with it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use framework::{FrameworkClient, FrameworkConfig, FrameworkError};
+use net::{Net, NetError, Request, Requests};
+use proto::TaskId;
+use proto::admin::{JobsReply, JobsRequest};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::book::{JobBook, JobBookConfig, KillError, SubmitError};
+use crate::request::{JobAccepted, JobError, JobRequest, ValidJob};
+
+/// The framework name the jobs framework subscribes with.
+pub const JOBS_FRAMEWORK_NAME: &str = "jobs";
+/// How long the master keeps the jobs framework's tasks while it is away: a week, since
+/// the framework comes back with the master that hosts it.
+pub const JOBS_FAILOVER_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Requests from [`JobsHandle`]s waiting for the framework's task; callers wait beyond it.
+pub const COMMANDS_QUEUED_MAX: usize = 64;
+/// Largest job JSON taken on `jobs/submit`; a bigger one is refused before parsing.
+pub const SUBMIT_JSON_BYTES_MAX: usize = 256 << 10;
+
+/// How the jobs framework subscribes and schedules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobsConfig {
+    pub name: String,
+    pub role: String,
+    pub weight: f64,
+    pub book: JobBookConfig,
+    /// Where the framework id is kept, so that a restarted framework (with a restarted
+    /// master) subscribes with the same id and keeps its running tasks. `None`: a new
+    /// framework at every start.
+    pub framework_id_file: Option<PathBuf>,
+}
+
+impl Default for JobsConfig {
+    /// Framework `jobs` in role `default` with weight 1.
+    fn default() -> JobsConfig {
+        JobsConfig {
+            name: JOBS_FRAMEWORK_NAME.to_owned(),
+            role: "default".to_owned(),
+            weight: 1.0,
+            book: JobBookConfig::default(),
+            framework_id_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum JobsError {
+    #[error("the jobs framework could not subscribe to the master: {0}")]
+    Subscribe(#[source] FrameworkError),
+    #[error("the jobs framework could not serve its queryable: {0}")]
+    Net(#[from] NetError),
+    #[error("{0}")]
+    Invalid(#[from] JobError),
+    #[error("{0}")]
+    Submit(#[from] SubmitError),
+    #[error("{0}")]
+    Kill(#[from] KillError),
+    #[error("the jobs framework has stopped")]
+    Stopped,
+}
+
+/// Subscribes with the id kept in `id_file` when there is one (a new subscription when
+/// the master refuses it), and keeps the id it gets there.
+async fn subscribe(
+    net: &Net,
+    mut config: FrameworkConfig,
+    id_file: Option<&Path>,
+) -> Result<(FrameworkClient, framework::Events), JobsError> {
+    let kept = id_file.and_then(read_framework_id);
+    if let Some(id) = kept {
+        config.info.framework_id = Some(id.clone());
+        match FrameworkClient::subscribe(net.clone(), config.clone()).await {
+            Ok(subscribed) => return Ok(subscribed),
+            Err(e) => {
+                tracing::warn!(%id, %e, "the master refused the kept framework id; subscribing anew");
+                config.info.framework_id = None;
+            }
+        }
+    }
+    let (client, events) = FrameworkClient::subscribe(net.clone(), config)
+        .await
+        .map_err(JobsError::Subscribe)?;
+    if let Some(file) = id_file
+        && let Err(e) = write_framework_id(file, client.framework_id())
+    {
+        tracing::warn!(file = %file.display(), %e, "cannot keep the jobs framework id; a restart will start a new framework");
+    }
+    Ok((client, events))
+}
+
+fn read_framework_id(file: &Path) -> Option<proto::FrameworkId> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let id = text.trim();
+    proto::keys::valid_chunk("framework id", id).ok()?;
+    Some(proto::FrameworkId::new(id))
+}
+
+/// Written to a temporary file and renamed, so a crash leaves the old id or the new one.
+fn write_framework_id(file: &Path, id: &proto::FrameworkId) -> std::io::Result<()> {
+    let staging = file.with_extension("tmp");
+    std::fs::write(&staging, id.as_str())?;
+    std::fs::rename(&staging, file)
+}
+
+/// Starts the jobs framework.
+pub struct JobsFramework;
+
+impl JobsFramework {
+    /// Subscribes as a framework (retrying while no master answers, see
+    /// `framework::FrameworkConfig::subscribe_timeout_ms`), declares `jobs/submit`, and
+    /// runs until [`JobsHandle::shutdown`] or until `net` closes.
+    pub async fn start(net: Net, config: JobsConfig) -> Result<JobsHandle, JobsError> {
+        let mut framework_config =
+            FrameworkConfig::new(&config.name).with_role(&config.role, config.weight);
+        framework_config.info.failover_timeout_ms = JOBS_FAILOVER_TIMEOUT_MS;
+        let (client, events) =
+            subscribe(&net, framework_config, config.framework_id_file.as_deref()).await?;
+        let submissions = net.serve::<JobsRequest>(&net.keys().jobs_submit()).await?;
+        let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_QUEUED_MAX);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let framework_id = client.framework_id().clone();
+        tracing::info!(%framework_id, "jobs framework subscribed");
+        let driver = Driver {
+            book: JobBook::new(config.book, incarnation()),
+            client,
+            events,
+            submissions,
+            commands: commands_rx,
+            stop: stop_rx,
+            started: Instant::now(),
+        };
+        Ok(JobsHandle {
+            client: JobsClient {
+                commands: commands_tx,
+            },
+            framework_id,
+            stop: stop_tx,
+            task: tokio::spawn(driver.run()),
+        })
+    }
+}
+
+/// The running jobs framework. [`JobsHandle::shutdown`] stops it and waits; dropping the
+/// handle stops it too, without waiting.
+pub struct JobsHandle {
+    client: JobsClient,
+    framework_id: proto::FrameworkId,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl JobsHandle {
+    pub fn framework_id(&self) -> &proto::FrameworkId {
+        &self.framework_id
+    }
+
+    /// Takes `job`; its task ids are chosen at once and its copies launch as offers come.
+    pub async fn submit(&self, job: ValidJob) -> Result<JobAccepted, JobsError> {
+        self.client.submit(job).await
+    }
+
+    /// Kills a task of a job and does not restart it; an error when the task is not one
+    /// of the jobs framework's ([`KillError::Unknown`]) or has ended already
+    /// ([`KillError::Ended`]).
+    pub async fn kill(&self, task_id: &proto::TaskId) -> Result<(), JobsError> {
+        self.client.kill(task_id).await
+    }
+
+    /// A cheap handle for submissions and kills to give to others (the HTTP API); its
+    /// calls fail with [`JobsError::Stopped`] once the framework is shut down.
+    pub fn client(&self) -> JobsClient {
+        self.client.clone()
+    }
+
+    /// Stops the framework: no more offers are taken and `jobs/submit` goes away. Its
+    /// running tasks stay (the master keeps them for the framework's failover timeout).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            tracing::error!(%e, "the jobs framework's task panicked");
+        }
+    }
+}
+
+/// Submissions and kills for a running jobs framework; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct JobsClient {
+    commands: mpsc::Sender<Command>,
+}
+
+impl JobsClient {
+    /// See [`JobsHandle::submit`].
+    pub async fn submit(&self, job: ValidJob) -> Result<JobAccepted, JobsError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Submit { job, reply }).await?;
+        answer.await.map_err(|_| JobsError::Stopped)?
+    }
+
+    /// See [`JobsHandle::kill`].
+    pub async fn kill(&self, task_id: &TaskId) -> Result<(), JobsError> {
+        let (reply, answer) = oneshot::channel();
+        let task_id = task_id.clone();
+        self.send(Command::Kill { task_id, reply }).await?;
+        answer.await.map_err(|_| JobsError::Stopped)?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), JobsError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| JobsError::Stopped)
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Submit {
+        job: ValidJob,
+        reply: oneshot::Sender<Result<JobAccepted, JobsError>>,
+    },
+    Kill {
+        task_id: TaskId,
+        reply: oneshot::Sender<Result<(), JobsError>>,
+    },
+}
+
+/// Different in every run of the framework, so task ids never repeat across runs: the
+/// wall clock in milliseconds (a clock before 1970 falls back to the process id, which is
+/// still unlikely to repeat soon).
+fn incarnation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_else(|_| u64::from(std::process::id()))
+}
+
+struct Driver {
+    book: JobBook,
+    client: FrameworkClient,
+    events: framework::Events,
+    submissions: Requests<JobsRequest>,
+    commands: mpsc::Receiver<Command>,
+    stop: oneshot::Receiver<()>,
+    started: Instant,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        loop {
+            self.send_calls().await;
+            let wake = self
+                .book
+                .poll_timeout()
+                .map(|ms| self.started + Duration::from_millis(ms));
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(event) => {
+                        let now = self.now_ms();
+                        self.book.handle_event(now, event);
+                    }
+                    None => {
+                        tracing::info!("the jobs framework's event stream ended");
+                        return;
+                    }
+                },
+                request = self.submissions.recv() => match request {
+                    Some(request) => self.answer_submission(request).await,
+                    None => return,
+                },
+                Some(command) = self.commands.recv() => self.handle_command(command),
+                _ = &mut self.stop => return,
+                () = sleep_until(wake) => {
+                    let now = self.now_ms();
+                    self.book.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn send_calls(&mut self) {
+        while let Some(call) = self.book.poll_call() {
+            if let Err(e) = self.client.call(call.clone()).await {
+                tracing::warn!(%e, "a call of the jobs framework failed");
+                let now = self.now_ms();
+                self.book.handle_call_refused(now, &call);
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = self.now_ms();
+        match command {
+            Command::Submit { job, reply } => {
+                let _ = reply.send(self.book.submit(now, job).map_err(JobsError::from));
+            }
+            Command::Kill { task_id, reply } => {
+                let _ = reply.send(self.book.kill(now, &task_id).map_err(JobsError::from));
+            }
+        }
+    }
+
+    async fn answer_submission(&mut self, request: Request<JobsRequest>) {
+        let (JobsRequest::Submit { json }, responder) = request.into_parts();
+        let reply = match self.submit_json(&json) {
+            Ok(accepted) => match serde_json::to_string(&accepted) {
+                Ok(json) => JobsReply::Accepted { json },
+                Err(e) => JobsReply::Error {
+                    message: format!("could not write the answer: {e}"),
+                },
+            },
+            Err(e) => JobsReply::Error {
+                message: e.to_string(),
+            },
+        };
+        if let Err(e) = responder.reply(&reply).await {
+            tracing::debug!(%e, "could not answer a job submission");
+        }
+    }
+
+    fn submit_json(&mut self, json: &str) -> Result<JobAccepted, SubmitJsonError> {
+        if json.len() > SUBMIT_JSON_BYTES_MAX {
+            return Err(SubmitJsonError::TooLarge(json.len()));
+        }
+        let request: JobRequest = serde_json::from_str(json).map_err(SubmitJsonError::Json)?;
+        let job = request.validate()?;
+        let now = self.now_ms();
+        Ok(self.book.submit(now, job)?)
+    }
+}
+
+#[derive(Debug, Error)]
+enum SubmitJsonError {
+    #[error("the job is {0} bytes of JSON, over the limit of {SUBMIT_JSON_BYTES_MAX}")]
+    TooLarge(usize),
+    #[error("the job is not a valid job request: {0}")]
+    Json(serde_json::Error),
+    #[error("{0}")]
+    Invalid(#[from] JobError),
+    #[error("{0}")]
+    Submit(#[from] SubmitError),
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,19 @@
+//! The built-in jobs framework of wasmos: run N copies of a WASM module or an OCI image
+//! with resources, constraints and a restart policy, spread across agents, without
+//! writing a scheduler.
+//!
+//! - [`request`]: a job as operators submit it (`wasmos run`, `POST /api/v1/jobs`, the
+//!   `jobs/submit` queryable) and its validation.
+//! - [`book`]: the scheduler, sans-IO: jobs and master events in, framework calls out.
+//! - [`framework`]: the adapter that runs the book over `framework::FrameworkClient` and
+//!   serves `jobs/submit`.
+
+pub mod book;
+pub mod framework;
+mod placement;
+pub mod request;
+pub mod restart;
+
+pub use book::{JobBook, JobBookConfig, KillError, SubmitError};
+pub use framework::{JobsClient, JobsConfig, JobsError, JobsFramework, JobsHandle};
+pub use request::{JobAccepted, JobError, JobRequest, RestartPolicy, ValidJob};

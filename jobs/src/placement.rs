@@ -1,0 +1,88 @@
+//! Which waiting copies go on which offer: constraints must hold, resources must fit, and
+//! copies of one job spread over the agents offered.
+
+use std::collections::BTreeMap;
+
+use proto::{
+    AgentId, Constraint, ModuleRef, OciTask, Offer, Resources, TaskId, TaskKind, TaskLimits,
+    TaskSpec, WasmTask,
+};
+
+use crate::book::task_resources;
+use crate::request::{Artifact, ValidJob};
+
+/// One copy waiting for an offer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Want {
+    pub job_id: String,
+    pub slot: usize,
+    pub resources: Resources,
+    pub constraints: Vec<Constraint>,
+}
+
+/// Assigns waiting copies to the offers of one batch, oldest copy first; returns, per
+/// offer (by index in `offers`), the copies it takes. A copy goes to the offer, among
+/// those whose agent satisfies its job's constraints and has room left, whose agent runs
+/// the fewest tasks of that job (`running[job][agent]`, plus those assigned in this
+/// batch); ties go to the earlier offer. A copy no offer can take stays out and waits.
+///
+/// Spreading is therefore a preference, never a reason to wait: with one agent able to
+/// take a job, it takes every copy that fits.
+pub(crate) fn assign(
+    offers: &[Offer],
+    wants: Vec<Want>,
+    running: &BTreeMap<String, BTreeMap<AgentId, usize>>,
+) -> Vec<Vec<Want>> {
+    let mut left: Vec<Resources> = offers.iter().map(|o| o.resources.clone()).collect();
+    let mut assigned: Vec<Vec<Want>> = vec![Vec::new(); offers.len()];
+    let mut counts = running.clone();
+    for want in wants {
+        let job_counts = counts.entry(want.job_id.clone()).or_default();
+        let best = offers
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| {
+                o.attributes.satisfies(&want.constraints) && left[*i].contains(&want.resources)
+            })
+            .min_by_key(|(i, o)| (job_counts.get(&o.agent_id).copied().unwrap_or(0), *i))
+            .map(|(i, _)| i);
+        let Some(i) = best else { continue };
+        left[i].subtract_saturating(&want.resources);
+        *job_counts.entry(offers[i].agent_id.clone()).or_default() += 1;
+        assigned[i].push(want);
+    }
+    assigned
+}
+
+/// The task one copy of `job` runs under `task_id`.
+pub(crate) fn task_spec(job: &ValidJob, task_id: &TaskId) -> TaskSpec {
+    let kind = match &job.artifact {
+        Artifact::Module(sha256) => TaskKind::Wasm(WasmTask {
+            module: ModuleRef {
+                sha256: sha256.clone(),
+                // Not known here; agents take the size from the store's chunks.
+                size_bytes: 0,
+                name: job.name.clone(),
+            },
+            args: job.args.clone(),
+            env: job.env.clone(),
+            ..WasmTask::default()
+        }),
+        Artifact::Image(image) => TaskKind::Oci(OciTask {
+            image: image.clone(),
+            command: job.args.clone(),
+            env: job.env.clone(),
+            ..OciTask::default()
+        }),
+    };
+    TaskSpec {
+        task_id: task_id.clone(),
+        name: job.name.clone(),
+        resources: task_resources(job),
+        kind,
+        limits: TaskLimits {
+            timeout_ms: job.timeout_ms,
+            ..TaskLimits::default()
+        },
+    }
+}
