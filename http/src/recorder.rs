@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use master::{Action, CallError, Master, Millis};
 use proto::{
-    AgentId, Call, CallReply, Event, FrameworkCall, StatusUuid, TaskId, TaskStatus, TaskUsageReport,
+    AgentId, Call, CallReply, Event, FrameworkCall, Resources, StatusUuid, TaskId, TaskStatus,
+    TaskUsageReport,
 };
 
 use crate::state::{
@@ -20,6 +21,25 @@ use crate::state::{
 
 /// Entries kept in the decision log; the oldest are dropped first.
 pub const LOG_ENTRIES_MAX: usize = 200;
+/// A row for a task whose launch this recorder did not see; its name, resources and
+/// launch time are not in a status update.
+fn ended_from_status(status: &TaskStatus) -> TaskInfo {
+    TaskInfo {
+        task_id: status.task_id.clone(),
+        framework_id: status.framework_id.clone(),
+        agent_id: status.agent_id.clone(),
+        name: String::new(),
+        resources: Resources::new(),
+        state: status.state,
+        exit_code: status.exit_code,
+        reason: status.reason.clone(),
+        launched_at_ms: 0,
+        reclaim_at_ms: None,
+        cpu_seconds: None,
+        memory_bytes: None,
+    }
+}
+
 /// Ended tasks kept for display; the ones that ended first are dropped first.
 pub const ENDED_TASKS_KEPT_MAX: usize = 200;
 /// Lost agents kept for display; the ones lost first are dropped first.
@@ -213,6 +233,12 @@ impl Recorder {
             }
         }
         let Some(task) = self.tasks.get_mut(&status.task_id) else {
+            // A task launched before this master started (rebuilt from an advert) that
+            // ends now: listed from its status, since its launch was never seen here.
+            if status.state.is_terminal() {
+                self.ended.push_back(ended_from_status(status));
+                truncate_front(&mut self.ended, ENDED_TASKS_KEPT_MAX);
+            }
             return;
         };
         if task.state == status.state {
@@ -467,5 +493,27 @@ mod tests {
         };
         recorder.observe_status(3, &next);
         assert_eq!(recorder.counters().status_update_retries, 2);
+    }
+
+    #[test]
+    fn a_task_launched_before_a_restart_is_listed_when_it_ends() {
+        let mut recorder = Recorder::new();
+        let status = TaskStatus {
+            task_id: TaskId::new("from-before"),
+            framework_id: FrameworkId::new("f"),
+            agent_id: AgentId::new("a"),
+            state: TaskState::Failed,
+            exit_code: None,
+            reason: "agent restarted".to_owned(),
+            uuid: StatusUuid(7),
+            timestamp_ms: 0,
+        };
+        recorder.observe_status(10, &status);
+        let master = Master::new(master::MasterConfig::default(), 0);
+        let tasks = recorder.snapshot(&master, 10, Millis(0)).tasks;
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(tasks[0].task_id, status.task_id);
+        assert_eq!(tasks[0].state, TaskState::Failed);
+        assert_eq!(tasks[0].reason, "agent restarted");
     }
 }

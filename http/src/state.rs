@@ -104,7 +104,8 @@ pub struct TaskInfo {
     pub exit_code: Option<i32>,
     /// Why the task is in its state, from its latest status update.
     pub reason: String,
-    /// When the task was launched, wall clock, ms since the Unix epoch.
+    /// When the task was launched, wall clock, ms since the Unix epoch; 0 for a task that
+    /// ended before this master learned of its launch (after a restart).
     pub launched_at_ms: u64,
     /// Set when the task was chosen for reclaim: when it will be killed, wall clock, ms
     /// since the Unix epoch.
