@@ -12,7 +12,9 @@
 //!
 //! Faults, as a contract: a call into the module that traps, runs out of fuel, hits its
 //! memory cap or answers garbage is logged (`tracing::error!`, by `HostedScheduler`),
-//! counted and shown by `List` (`health`, `failures_total`, `last_error`); the module is
+//! reported as an `Event::Error` to the framework and a `scheduler_fault` entry in the
+//! operator log (HTTP API and dashboard), counted and shown by `List` (`health`,
+//! `failures_total`, `last_error`); the module is
 //! retried with backoff and deactivated after repeated failures (`plugins::FailurePolicy`),
 //! while its offers are declined and its status updates acknowledged on its behalf.
 //! Module calls run on tokio's blocking pool, so a module using its whole budget delays
@@ -34,10 +36,12 @@ use plugins::{FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, 
 use proto::admin::{HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest};
 use proto::{Call, Event, FrameworkId};
 use serde_json::json;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::error::ClusterError;
+use crate::master::Input;
 
 /// How often every hosted scheduler gets a `Tick`.
 pub const HOSTED_TICK_MS: u64 = 1_000;
@@ -86,6 +90,7 @@ struct Host {
     policy: FailurePolicy,
     clock: Clock,
     registry: SharedRegistry,
+    faults: mpsc::Sender<Input>,
 }
 
 /// The hosted frameworks of one master; they stop when this is dropped.
@@ -99,11 +104,12 @@ impl HostedFrameworks {
     /// Serves `master/frameworks/hosted` on the master's session `master_net`; hosted
     /// frameworks reach the master through a client session of `member_config` (the
     /// master's own endpoints).
-    pub async fn start(
+    pub(crate) async fn start(
         master_net: &Net,
         member_config: &NetConfig,
         store: Arc<ModuleStore>,
         limits: Limits,
+        faults: mpsc::Sender<Input>,
     ) -> Result<HostedFrameworks, ClusterError> {
         let mut requests = master_net
             .serve::<HostedRequest>(&master_net.keys().master_hosted())
@@ -119,6 +125,7 @@ impl HostedFrameworks {
             policy: FailurePolicy::default(),
             clock: Clock::start(),
             registry: registry.clone(),
+            faults,
         });
         let serve = tokio::spawn(async move {
             while let Some(request) = requests.recv().await {
@@ -226,6 +233,7 @@ impl Host {
             scheduler: Some(scheduler),
             clock: self.clock,
             registry: self.registry.clone(),
+            faults: self.faults.clone(),
         };
         registry.adapters.push(tokio::spawn(adapter.run(events)));
         Ok(framework_id)
@@ -325,6 +333,7 @@ struct Adapter {
     scheduler: Option<HostedScheduler>,
     clock: Clock,
     registry: SharedRegistry,
+    faults: mpsc::Sender<Input>,
 }
 
 impl Adapter {
@@ -400,7 +409,13 @@ impl Adapter {
         row.failures_total = scheduler.failures_total();
         // Refusals while backing off or deactivated repeat the failure already recorded.
         if let Some(fault @ SchedulerFault::Failed { .. }) = fault {
+            let message = format!("scheduler module {}: {fault}", row.name);
             row.last_error = Some(fault.to_string());
+            // Dropped when the master is overwhelmed; the log line and `List` still tell.
+            let _ = self.faults.try_send(Input::HostedFault {
+                framework_id: self.client.framework_id().clone(),
+                message,
+            });
         }
     }
 }

@@ -221,6 +221,13 @@ impl Recorder {
     /// Every status update handed to [`Master::handle_status`]. One whose uuid came
     /// before is an agent's retry (its acknowledgement did not come in time): counted, and
     /// otherwise ignored.
+    /// A hosted scheduler module failed a call (trap, budget, memory, garbage).
+    pub fn observe_scheduler_fault(&mut self, now_ms: u64, framework_id: &str, message: &str) {
+        self.push_log(
+            entry(now_ms, LogKind::SchedulerFault, message.to_owned()).framework(framework_id),
+        );
+    }
+
     pub fn observe_status(&mut self, now_ms: u64, status: &TaskStatus) {
         if !self.status_uuids_seen.insert(status.uuid) {
             self.counters.status_update_retries += 1;

@@ -177,6 +177,8 @@ pub enum LogKind {
     Status,
     Reclaim,
     CallRefused,
+    /// A scheduler module hosted by the master failed a call.
+    SchedulerFault,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -23,6 +23,8 @@ const FAILURES_MAX: u64 = 5;
 /// A master and one agent, as separate processes over loopback zenoh.
 struct Cluster {
     endpoint: String,
+    /// The master's HTTP address, `127.0.0.1:PORT`.
+    http: String,
     store: PathBuf,
     master_log: PathBuf,
     dir: tempfile::TempDir,
@@ -31,6 +33,23 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// `GET path` on the master's HTTP API, as JSON (HTTP/1.1 by hand: one request).
+    fn http_get_json(&self, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.http).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
     /// A master running `allocator` (`drf` or a module's path) and one agent.
     fn start(allocator: &Path) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
@@ -53,6 +72,9 @@ impl Cluster {
         // master never writes into a closed pipe.
         let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
         let listening = lines.find(|line| line.starts_with("listening on"));
+        let http = lines
+            .find_map(|line| line.strip_prefix("http on http://").map(str::to_owned))
+            .unwrap_or_default();
         std::thread::spawn(move || lines.for_each(drop));
         assert_eq!(
             listening,
@@ -70,6 +92,7 @@ impl Cluster {
         );
         Cluster {
             endpoint,
+            http,
             store,
             master_log,
             dir,
@@ -271,6 +294,22 @@ fn hostile_scheduler_modules_are_deactivated_and_the_master_keeps_serving() {
     }
     let log = cluster.log();
     assert!(log.contains("scheduler module failed"), "{log}");
+    // Each fault is also an entry of the operator log the API and the dashboard show.
+    let state = cluster.http_get_json("/api/v1/state");
+    let faults: Vec<&Value> = state["log"]
+        .as_array()
+        .map(|log| {
+            log.iter()
+                .filter(|e| e["kind"] == "scheduler_fault")
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in &ids {
+        assert!(
+            faults.iter().any(|e| e["framework_id"] == id.as_str()),
+            "no scheduler_fault entry for {id}: {faults:?}"
+        );
+    }
 
     // Every framework is still listed, and the master hosts and runs a new one.
     let frameworks = cluster.rows(&["frameworks", "--json"]);

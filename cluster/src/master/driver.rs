@@ -147,6 +147,15 @@ impl Driver {
                 self.agents_lost_at.remove(&agent_id);
                 self.agents_alive.insert(agent_id);
             }
+            Input::HostedFault {
+                framework_id,
+                message,
+            } => {
+                let recorder = self.snapshots.recorder();
+                recorder.observe_scheduler_fault(unix_ms(), framework_id.as_str(), &message);
+                self.send_event(&framework_id, Event::Error { message })
+                    .await;
+            }
             Input::AgentUnreachable(agent_id) => {
                 self.core.handle_agent_unreachable(now, &agent_id);
             }

@@ -108,6 +108,11 @@ pub(crate) enum Input {
     AgentGone(AgentId),
     /// A launch the agent did not answer.
     AgentUnreachable(AgentId),
+    /// A scheduler module hosted here failed a call.
+    HostedFault {
+        framework_id: FrameworkId,
+        message: String,
+    },
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
     Call(FrameworkCall, Responder),
@@ -176,8 +181,14 @@ impl MasterDaemon {
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
         let member = NetConfig::member(endpoints.clone()).with_cluster(&config.net.cluster);
-        let hosted =
-            HostedFrameworks::start(&net, &member, store.clone(), config.module_limits).await?;
+        let hosted = HostedFrameworks::start(
+            &net,
+            &member,
+            store.clone(),
+            config.module_limits,
+            inputs_tx.clone(),
+        )
+        .await?;
         tracing::info!(
             ?endpoints,
             incarnation = config.core.incarnation,
