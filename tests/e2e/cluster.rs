@@ -369,8 +369,6 @@ fn runc_unusable() -> Option<String> {
     }
 }
 
-/// The agent keeps no output of OCI tasks for `wasmos logs` yet, so the command's effect
-/// is seen in its exit code.
 #[test]
 fn run_oci_image_runs_the_given_command_in_place_of_the_image_s() {
     if let Some(why) = runc_unusable() {
@@ -385,11 +383,23 @@ fn run_oci_image_runs_the_given_command_in_place_of_the_image_s() {
     let (_agent, agent_id) = start_agent(&endpoint, &dir.path().join("agent"), None);
     let image = image.to_str().unwrap();
     let ids = run(
-        &["--oci", image, "--cpus", "0.5", "--", "sh", "-c", "exit 7"],
+        &[
+            "--oci",
+            image,
+            "--cpus",
+            "0.5",
+            "--",
+            "sh",
+            "-c",
+            "echo from the container; exit 7",
+        ],
         1,
         &endpoint,
     );
     let rows = wait_for_tasks(&endpoint, &ids, "failed", state_is("failed"));
     assert_eq!(rows[0]["agent_id"], agent_id.as_str());
     assert_eq!(rows[0]["exit_code"], 7, "{}", rows[0]);
+    let logs = client(&["logs", &ids[0]], &endpoint);
+    let stdout = String::from_utf8_lossy(&logs.stdout);
+    assert!(stdout.contains("from the container"), "logs: {stdout}");
 }

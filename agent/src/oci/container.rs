@@ -25,6 +25,7 @@ use super::cgroup::CgroupPaths;
 use super::runc::{self, Runc};
 use super::shim::{self, ExitRecord};
 use crate::outcome::{STDOUT_TAIL_BYTES, TaskOutcome};
+use crate::wasm::CapturedOutput;
 
 /// How often the exit file is checked when the supervisor cannot be watched by pidfd.
 const EXIT_FILE_POLL: Duration = Duration::from_millis(50);
@@ -244,6 +245,23 @@ impl OciContainer {
             self.stop(StopCause::Timeout, kill_grace);
         }
         self.finish()
+    }
+
+    /// What the container wrote to stdout and stderr, as its supervisor kept it: the last
+    /// `max_bytes` of each stream, with the bytes before them counted as dropped. Read it
+    /// before [`OciContainer::remove`], which deletes the logs.
+    pub fn output(&self, max_bytes: usize) -> (CapturedOutput, CapturedOutput) {
+        let stream = |file: &str| {
+            let path = self.bundle().join(file);
+            let len = fs::metadata(&path).map_or(0, |m| m.len());
+            let tail = read_tail(&path, max_bytes);
+            CapturedOutput {
+                head: Vec::new(),
+                dropped_bytes: len.saturating_sub(tail.len() as u64),
+                tail,
+            }
+        };
+        (stream(shim::STDOUT_FILE), stream(shim::STDERR_FILE))
     }
 
     /// Deletes the bundle (logs included). Call once the outcome has been delivered.

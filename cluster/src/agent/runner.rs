@@ -339,12 +339,26 @@ pub(crate) async fn watch_container(
         reason: format!("waiting for the container ended abnormally: {e}"),
         stdout_tail: String::new(),
     });
-    if let Err(e) = tokio::task::spawn_blocking(move || container.remove()).await {
-        tracing::warn!(%task_id, %e, "could not remove a container");
-    }
+    let removed = tokio::task::spawn_blocking(move || {
+        let output = container.output(proto::admin::LOG_STREAM_BYTES_MAX);
+        (output, container.remove())
+    })
+    .await;
+    let (stdout, stderr) = match removed {
+        Ok((output, removed)) => {
+            if let Err(e) = removed {
+                tracing::warn!(%task_id, %e, "could not remove a container");
+            }
+            output
+        }
+        Err(e) => {
+            tracing::warn!(%task_id, %e, "could not read or remove a container");
+            Default::default()
+        }
+    };
     RunnerUpdate::Ended {
         outcome,
-        stdout: CapturedOutput::default(),
-        stderr: CapturedOutput::default(),
+        stdout,
+        stderr,
     }
 }
