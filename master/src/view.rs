@@ -1,15 +1,15 @@
-//! Read-only views of the master's state for the operator API and dashboard.
+//! Read-only views of the master's state, which the operator API and dashboard turn into
+//! their own documented rows (`http_api::state`).
 
 use std::collections::BTreeMap;
 
 use proto::resources::dominant_share_of;
 use proto::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId, TaskState};
-use serde::Serialize;
 
 use crate::master::Master;
 use crate::time::Millis;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AgentView {
     pub agent_id: AgentId,
     pub hostname: String,
@@ -21,7 +21,7 @@ pub struct AgentView {
     pub tasks: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FrameworkView {
     pub framework_id: FrameworkId,
     pub name: String,
@@ -39,7 +39,7 @@ pub struct FrameworkView {
     pub offers: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TaskView {
     pub task_id: TaskId,
     pub framework_id: FrameworkId,
@@ -51,7 +51,7 @@ pub struct TaskView {
     pub reclaim_at: Option<Millis>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OfferView {
     pub offer_id: OfferId,
     pub framework_id: FrameworkId,
