@@ -61,6 +61,24 @@ pub struct AgentDaemonConfig {
     pub status_retry_ms: u64,
     /// `None`: OCI tasks fail with a reason saying this agent runs none.
     pub oci: Option<OciConfig>,
+    /// `Some`: run on these parts instead of opening a session and an engine of its own.
+    pub shared: Option<SharedParts>,
+}
+
+/// What many agents of one process may share: one zenoh session (instead of `net`) and
+/// one WASM engine with its epoch thread. For virtual agents in scale tests and benches,
+/// where a thousand agents each with a session and an engine would starve the machine;
+/// each agent still has its own key space, token, work dir and driver.
+#[derive(Clone)]
+pub struct SharedParts {
+    pub net: Net,
+    pub wasm: WasmExecutor,
+}
+
+impl std::fmt::Debug for SharedParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedParts").finish_non_exhaustive()
+    }
 }
 
 impl AgentDaemonConfig {
@@ -76,6 +94,7 @@ impl AgentDaemonConfig {
             advert_period_ms: ADVERT_PERIOD_MS_DEFAULT,
             status_retry_ms: STATUS_RETRY_MS_DEFAULT,
             oci: None,
+            shared: None,
         }
     }
 }
@@ -104,6 +123,7 @@ impl AgentDaemon {
         proto::keys::valid_chunk("agent id", agent_id.as_str())
             .map_err(|e| ClusterError::AgentId(agent_id.0.clone(), e))?;
         let executors = executors(&config).await?;
+        let owns_net = config.shared.is_none();
         let net = executors.net.clone();
         let keys = net.keys().clone();
         let token = net
@@ -161,6 +181,7 @@ impl AgentDaemon {
         tracing::info!(%agent_id, "agent started");
         Ok(AgentHandle {
             agent_id,
+            owns_net,
             net,
             inputs: inputs_tx,
             driver,
@@ -182,7 +203,10 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, ClusterError
         cache_dir: Some(work_dir.join("code-cache")),
         ..ExecutorConfig::default()
     };
-    let wasm = WasmExecutor::new(wasm_config)?;
+    let wasm = match &config.shared {
+        Some(shared) => shared.wasm.clone(),
+        None => WasmExecutor::new(wasm_config)?,
+    };
     let oci = match &config.oci {
         Some(oci_config) => match OciExecutor::new(oci_config.clone()) {
             Ok(executor) => Some(executor),
@@ -193,7 +217,10 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, ClusterError
         },
         None => None,
     };
-    let net = Net::open(&config.net).await?;
+    let net = match &config.shared {
+        Some(shared) => shared.net.clone(),
+        None => Net::open(&config.net).await?,
+    };
     Ok(Executors {
         net,
         modules,
@@ -209,6 +236,8 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, ClusterError
 pub struct AgentHandle {
     agent_id: AgentId,
     net: Net,
+    /// False when the session is shared with other agents: it stays open at shutdown.
+    owns_net: bool,
     inputs: mpsc::Sender<Input>,
     driver: JoinHandle<()>,
     pumps: Vec<JoinHandle<()>>,
@@ -236,7 +265,8 @@ impl AgentHandle {
         let _ = self.inputs.send(Input::SetAdvert(Box::new(advert))).await;
     }
 
-    /// Kills the agent's tasks, withdraws its token and closes its session. The master
+    /// Kills the agent's tasks, withdraws its token and closes its session (unless shared).
+    /// The master
     /// sees the agent go and declares it lost after its timeout.
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
@@ -244,6 +274,9 @@ impl AgentHandle {
             let _ = rx.await;
         }
         self.stop();
+        if !self.owns_net {
+            return;
+        }
         if let Err(e) = self.net.close().await {
             tracing::warn!(%e, "closing the agent's session");
         }
