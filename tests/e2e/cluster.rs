@@ -2,13 +2,12 @@
 //! `frameworks` with `--json`, `run`, `logs`, `kill`) as separate processes over real
 //! zenoh on loopback.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wasmos_tests::{Killed, free_endpoint, module, wasmos};
+use wasmos_tests::{Killed, free_endpoint, module, spawn_master, wasmos};
 
 /// How long the agent may take to show up in the master's listing.
 const AGENT_LISTED_WAIT: Duration = Duration::from_secs(20);
@@ -17,7 +16,8 @@ const AGENT_LISTED_WAIT: Duration = Duration::from_secs(20);
 const TASK_STATE_WAIT: Duration = Duration::from_secs(60);
 
 fn start_master(endpoint: &str, store: &Path) -> Killed {
-    let mut child = wasmos()
+    let mut master = wasmos();
+    master
         .args([
             "master",
             "--listen",
@@ -30,16 +30,8 @@ fn start_master(endpoint: &str, store: &Path) -> Killed {
             "--store-dir",
         ])
         .arg(store)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), format!("listening on {endpoint}"));
-    child
+        .stderr(Stdio::inherit());
+    spawn_master(master, endpoint)
 }
 
 fn client(args: &[&str], endpoint: &str) -> Output {

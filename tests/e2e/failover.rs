@@ -7,7 +7,6 @@
 //! so that it counts every update it acknowledges.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use proto::{
     TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
 use serde_json::Value;
-use wasmos_tests::{Killed, free_endpoint, module, wasmos};
+use wasmos_tests::{Killed, free_endpoint, module, spawn_master, wasmos};
 
 /// Longer than any restart here: no agent is declared lost in these tests.
 const AGENT_LOST_TIMEOUT_S: &str = "60";
@@ -32,19 +31,12 @@ const SPIN_TIMEOUT_MS: u64 = 300_000;
 const SLEEP_MS: u64 = 1_500;
 
 fn start_master(endpoint: &str, store: &Path) -> Killed {
-    let mut child = wasmos()
+    let mut master = wasmos();
+    master
         .args(["master", "--listen", endpoint, "--no-http", "--no-jobs"])
         .args(["--agent-lost-timeout", AGENT_LOST_TIMEOUT_S, "--store-dir"])
-        .arg(store)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), format!("listening on {endpoint}"));
-    child
+        .arg(store);
+    spawn_master(master, endpoint)
 }
 
 fn start_agent(endpoint: &str, work_dir: &Path) -> Killed {

@@ -21,7 +21,7 @@ use proto::{
     TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
 use serde_json::Value;
-use wasmos_tests::{Killed, free_endpoint, module, oci_image, wasmos};
+use wasmos_tests::{Killed, free_endpoint, module, oci_image, spawn_master, wasmos};
 
 /// How long a test waits for an event it needs (offers, updates); generous, because
 /// process start-up and first compilation on a loaded 2-core machine take seconds.
@@ -44,15 +44,8 @@ fn start_master(mut cmd: Command, endpoint: &str, store: &Path) -> Killed {
     ])
     .arg("--store-dir")
     .arg(store)
-    .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), format!("listening on {endpoint}"));
-    child
+    spawn_master(cmd, endpoint)
 }
 
 /// `wasmos agent --connect ENDPOINT --work-dir DIR [--config FILE]`, once connected.

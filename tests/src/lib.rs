@@ -81,3 +81,21 @@ pub fn free_port() -> u16 {
 pub fn free_endpoint() -> String {
     format!("tcp/127.0.0.1:{}", free_port())
 }
+
+/// Spawns `master` (a `wasmos master ...` command) and returns once it printed
+/// `listening on ENDPOINT` as its first line; the rest of its stdout is drained, so that it
+/// never writes into a closed pipe.
+pub fn spawn_master(mut master: Command, endpoint: &str) -> Killed {
+    use std::io::{BufRead, BufReader};
+    let mut child = master
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning wasmos master");
+    let stdout = child.stdout.take().expect("the master's stdout");
+    let child = Killed(child);
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let first = lines.next().unwrap_or_default();
+    assert_eq!(first.trim(), format!("listening on {endpoint}"));
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
