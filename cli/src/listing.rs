@@ -7,6 +7,7 @@
 //! ones; agents include the recently lost ones (`state` says which).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -29,9 +30,33 @@ pub struct ListArgs {
 
 #[derive(clap::Args)]
 pub struct ConnectArgs {
-    /// zenoh endpoint of the master.
-    #[arg(long, value_name = "ENDPOINT", default_value = net::DEFAULT_ENDPOINT)]
-    pub connect: String,
+    /// zenoh endpoint of the master; default tcp/127.0.0.1:7447, or the `--zenoh-config`
+    /// file's.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub connect: Option<String>,
+    /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub zenoh_config: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// Where the master is looked for, for messages.
+    fn endpoint(&self) -> String {
+        match (&self.connect, &self.zenoh_config) {
+            (Some(endpoint), _) => endpoint.clone(),
+            (None, Some(file)) => format!("the endpoints of {}", file.display()),
+            (None, None) => net::DEFAULT_ENDPOINT.to_owned(),
+        }
+    }
+
+    fn net_config(&self) -> NetConfig {
+        let connect = self.connect.iter().cloned().collect();
+        let mut config = NetConfig::tool(connect).with_zenoh_config_file(self.zenoh_config.clone());
+        if self.connect.is_none() && self.zenoh_config.is_some() {
+            config.connect.clear();
+        }
+        config
+    }
 }
 
 #[derive(clap::Args)]
@@ -105,8 +130,8 @@ impl Listing {
 
 pub fn list(listing: Listing, args: ListArgs) -> anyhow::Result<ExitCode> {
     let rows = runtime()?.block_on(async {
-        let net = open(&args.connect.connect).await?;
-        let rows = rows(&net, listing, &args.connect.connect).await;
+        let net = open(&args.connect).await?;
+        let rows = rows(&net, listing, &args.connect.endpoint()).await;
         close(&net).await;
         rows
     })?;
@@ -122,8 +147,8 @@ pub fn list(listing: Listing, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 pub fn logs(args: TaskArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let endpoint = &args.connect.connect;
-        let net = open(endpoint).await?;
+        let endpoint = &args.connect.endpoint();
+        let net = open(&args.connect).await?;
         let result = async {
             let task = find_task(&net, &args.task, endpoint).await?;
             let agent = AgentId::new(field(&task, "agent_id"));
@@ -143,8 +168,8 @@ pub fn logs(args: TaskArgs) -> anyhow::Result<ExitCode> {
 
 pub fn kill(args: TaskArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let endpoint = &args.connect.connect;
-        let net = open(endpoint).await?;
+        let endpoint = &args.connect.endpoint();
+        let net = open(&args.connect).await?;
         let result = async {
             let task = find_task(&net, &args.task, endpoint).await?;
             let framework = FrameworkId::new(field(&task, "framework_id"));
@@ -169,13 +194,11 @@ fn no_master(endpoint: &str) -> anyhow::Error {
 }
 
 /// A tool session to the master at `endpoint`; fails with what to do when none answers.
-async fn open(endpoint: &str) -> anyhow::Result<Net> {
-    Net::open(&NetConfig::tool(vec![endpoint.to_owned()]))
-        .await
-        .map_err(|e| {
-            tracing::debug!(%e, "opening the tool session");
-            no_master(endpoint)
-        })
+async fn open(connect: &ConnectArgs) -> anyhow::Result<Net> {
+    Net::open(&connect.net_config()).await.map_err(|e| {
+        tracing::debug!(%e, "opening the tool session");
+        no_master(&connect.endpoint())
+    })
 }
 
 async fn close(net: &Net) {
