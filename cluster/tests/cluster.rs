@@ -43,11 +43,19 @@ struct Cluster {
 }
 
 async fn cluster(agent_lost_timeout_ms: u64) -> Cluster {
+    cluster_configured(|config| {
+        config.agent_lost_timeout_ms = agent_lost_timeout_ms;
+        config.core.offer_timeout_ms = Some(5_000);
+    })
+    .await
+}
+
+/// A master on a loopback port, set up by `configure`, and one agent `edge-1`.
+async fn cluster_configured(configure: impl FnOnce(&mut MasterDaemonConfig)) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         MasterDaemonConfig::new(NetConfig::loopback_ephemeral(), dir.path().join("store"));
-    config.agent_lost_timeout_ms = agent_lost_timeout_ms;
-    config.core.offer_timeout_ms = Some(5_000);
+    configure(&mut config);
     let master = MasterDaemon::start(config).await.unwrap();
     let advert = AgentAdvert {
         agent_id: AgentId::new("edge-1"),

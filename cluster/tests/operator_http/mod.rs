@@ -21,41 +21,15 @@ const DASHBOARD_WAIT: Duration = Duration::from_secs(60);
 
 /// A master serving HTTP on a free loopback port, and one agent.
 async fn cluster_with_http() -> (Cluster, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config =
-        MasterDaemonConfig::new(NetConfig::loopback_ephemeral(), dir.path().join("store"));
-    config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let master = MasterDaemon::start(config).await.unwrap();
-    let addr = master.http_addr().expect("HTTP asked for, so served");
+    let cluster = cluster_configured(|config| {
+        config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
+    let addr = cluster
+        .master
+        .http_addr()
+        .expect("HTTP asked for, so served");
     assert_ne!(addr.port(), 0, "the port picked is reported");
-    let advert = AgentAdvert {
-        agent_id: AgentId::new("edge-1"),
-        hostname: "edge-1.local".to_owned(),
-        attributes: Attributes::new()
-            .with("arch", "aarch64")
-            .with("has", "camera"),
-        total: Resources::new()
-            .with_scalar("cpus", 2.0)
-            .with_scalar("mem", 1024.0),
-        reserved: Resources::new(),
-        seq: 0,
-        incarnation: 1,
-        tasks: Vec::new(),
-        version: String::new(),
-    };
-    let mut agent = AgentDaemonConfig::new(
-        NetConfig::member(master.endpoints().to_vec()),
-        advert,
-        dir.path().join("agent"),
-    );
-    agent.advert_period_ms = 500;
-    agent.status_retry_ms = 300;
-    let agent = AgentDaemon::start(agent).await.unwrap();
-    let cluster = Cluster {
-        _dir: dir,
-        master,
-        agent: Some(agent),
-    };
     (cluster, format!("http://{addr}"))
 }
 
