@@ -466,6 +466,11 @@ async fn wait_for_state(client: &reqwest::Client, base: &str, task: &str, state:
     }
 }
 
+/// `GET url`, its body as JSON (of the type the caller names).
+async fn get_json<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: String) -> T {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn error_code(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status().as_u16(), status);
     let body: ErrorBody = response.json().await.unwrap();
@@ -478,14 +483,7 @@ async fn every_endpoint_over_tcp() {
     let cluster = start_cluster().await;
     let (c, base) = (reqwest::Client::new(), cluster.base.as_str());
 
-    let health: Value = c
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&c, format!("{base}/health")).await;
     assert_eq!(health["status"], "ok");
 
     let accepted: JobAccepted = {
@@ -508,14 +506,7 @@ async fn every_endpoint_over_tcp() {
         "the arch=x86_64 constraint was not for the jobs scheduler to break"
     );
 
-    let state: ClusterState = c
-        .get(format!("{base}/api/v1/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: ClusterState = get_json(&c, format!("{base}/api/v1/state")).await;
     assert_eq!(state.agents.len(), 2);
     assert_eq!(state.frameworks.len(), 2);
     let analytics = state
@@ -540,25 +531,11 @@ async fn every_endpoint_over_tcp() {
     );
     assert!(!state.share_history.is_empty());
 
-    let agents: Vec<Value> = c
-        .get(format!("{base}/api/v1/agents"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents: Vec<Value> = get_json(&c, format!("{base}/api/v1/agents")).await;
     let edge1 = agents.iter().find(|a| a["agent_id"] == "edge-1").unwrap();
     assert_eq!(edge1["attributes"]["arch"], "x86_64");
     assert_eq!(edge1["state"], "active");
-    let frameworks: Vec<Value> = c
-        .get(format!("{base}/api/v1/frameworks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let frameworks: Vec<Value> = get_json(&c, format!("{base}/api/v1/frameworks")).await;
     assert_eq!(frameworks.len(), 2);
 
     // Filters: each narrows, together they must all hold.
@@ -596,14 +573,7 @@ async fn every_endpoint_over_tcp() {
         .unwrap();
     assert_eq!(error_code(bad, 400).await, "invalid_query");
 
-    let detail: Value = c
-        .get(format!("{base}/api/v1/tasks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = get_json(&c, format!("{base}/api/v1/tasks/{id}")).await;
     assert_eq!(detail["task_id"], id.as_str());
     assert_eq!(detail["state"], "finished");
     assert_eq!(detail["log_tail"]["stdout"], format!("hello from {id}\n"));
@@ -712,14 +682,7 @@ async fn every_endpoint_over_tcp() {
     assert_eq!(error_code(r, 404).await, "not_found");
 
     // The OpenAPI document names every route and the job body.
-    let doc: Value = c
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&c, format!("{base}/api/v1/openapi.json")).await;
     for path in [
         "/health",
         "/api/v1/state",
