@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use agent::detect::{self, AgentConfig};
 use agent::oci::OciConfig;
 use anyhow::Context;
-use cluster::agent::{AgentDaemon, AgentDaemonConfig};
+use agent_daemon::{AgentDaemon, AgentDaemonConfig};
 use net::NetConfig;
 use proto::AgentAdvert;
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cluster::master::{MasterDaemon, MasterDaemonConfig, MasterHandle};
+use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::NetConfig;
 use proto::ModuleRef;
 use tokio::task::JoinSet;

@@ -1,6 +1,6 @@
 //! `wasmos framework add MODULE.wasm --name NAME`: a framework whose scheduler is a module
 //! run inside the master (uploaded to its module store, then hosted on request; see
-//! `cluster::hosted`), and `wasmos framework list`: those frameworks and their health.
+//! `master_daemon::frameworks::hosted`), and `wasmos framework list`: those frameworks and their health.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use cluster::tools::{self, ToolError};
+use master_daemon::tools::{self, ToolError};
 use net::{Net, NetConfig};
 use proto::admin::{AdminRequest, LogsReply};
 use proto::{AgentId, FrameworkId, TaskId};

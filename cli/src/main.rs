@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 mod agent_cmd;
 mod demo;
 mod framework_cmd;
-mod jobs_host;
 mod leader;
 mod listing;
 mod master_cmd;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cluster::master::{
+use master_daemon::{
     AGENT_LOST_TIMEOUT_MS_DEFAULT, MasterDaemon, MasterDaemonConfig, MasterHandle,
 };
 use net::NetConfig;
@@ -27,6 +27,11 @@ pub struct MasterArgs {
     /// created, else ~/.local/share/wasmos/master-store.
     #[arg(long, value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
+    /// The master's own state apart from modules (the ids of the frameworks it runs, so
+    /// that they survive a restart); default /var/lib/wasmos/master-state (or
+    /// ~/.local/share/wasmos/master-state), or `STORE_DIR.state` with `--store-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Seconds after an agent's liveliness token goes before its tasks are `lost`.
     #[arg(long, value_name = "SECS", default_value_t = AGENT_LOST_TIMEOUT_MS_DEFAULT / 1000)]
     pub agent_lost_timeout: u64,
@@ -78,14 +83,12 @@ pub fn run(args: MasterCommandArgs) -> anyhow::Result<ExitCode> {
         let mut leadership =
             leader::lead_if_elected(&election, proto::keys::DEFAULT_CLUSTER, &candidate).await?;
         let master = start(&args).await?;
-        let jobs = crate::jobs_host::start(&master, args.no_jobs).await?;
         print_endpoints(&master)?;
         let lost = tokio::select! {
             r = wait_for_signal() => { r?; None }
             reason = leader::lost(&mut leadership) => Some(reason),
         };
         tracing::info!("stopping the master");
-        crate::jobs_host::stop(jobs).await;
         master.shutdown().await;
         if let Some(reason) = lost {
             anyhow::bail!("lost the leadership ({reason}); exiting so that a standby leads");
@@ -101,10 +104,16 @@ pub fn run(args: MasterCommandArgs) -> anyhow::Result<ExitCode> {
 pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
     let store_dir = match &args.store_dir {
         Some(dir) => dir.clone(),
-        None => default_store_dir(),
+        None => default_dir("master-store"),
     };
     let mut config =
         MasterDaemonConfig::new(master_net(&args.listen, &args.zenoh_config), store_dir);
+    match (&args.state_dir, &args.store_dir) {
+        (Some(dir), _) => config.state_dir.clone_from(dir),
+        (None, None) => config.state_dir = default_dir("master-state"),
+        (None, Some(_)) => {}
+    }
+    config.jobs = !args.no_jobs;
     config.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
     config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
     config.allocator.clone_from(&args.allocator);
@@ -144,15 +153,16 @@ pub fn print_endpoints(master: &MasterHandle) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn default_store_dir() -> PathBuf {
-    let system = PathBuf::from("/var/lib/wasmos/master-store");
+/// `/var/lib/wasmos/NAME` when it can be created, else `~/.local/share/wasmos/NAME`.
+fn default_dir(name: &str) -> PathBuf {
+    let system = PathBuf::from("/var/lib/wasmos").join(name);
     if std::fs::create_dir_all(&system).is_ok() {
         return system;
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    home.join(".local/share/wasmos/master-store")
+    home.join(".local/share/wasmos").join(name)
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

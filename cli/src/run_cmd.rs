@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use cluster::tools;
+use master_daemon::tools;
 use jobs::request::{JOB_NAME_BYTES_MAX, JobAccepted, JobRequest, RestartPolicy};
 use net::modules::{UploadProgress, upload_module};
 use net::{Net, NetConfig, QueryError};

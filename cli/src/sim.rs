@@ -11,7 +11,7 @@ use anyhow::Context;
 use master::sim::{
     SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_with_schedulers,
 };
-use plugins::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
+use policy_host::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
 use proto::{Call, Event};
 
 /// Exit code for a malformed scenario.
@@ -44,7 +44,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: scenario: ignoring unknown field {field}");
     }
     let allocator =
-        match plugins::allocator_from_spec(&args.allocator, SIM_SEED, plugins::Limits::default()) {
+        match policy_host::allocator_from_spec(&args.allocator, SIM_SEED, policy_host::Limits::default()) {
             Ok(allocator) => allocator,
             Err(e) => {
                 eprintln!("error: --allocator: {e}");
@@ -52,7 +52,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             }
         };
     let base = scenario_dir(args.file.as_deref());
-    let engine = plugins::sandbox::engine()?;
+    let engine = policy_host::sandbox::engine()?;
     let mut load = |f: &ScenarioFramework| load_scheduler(&engine, &base, f);
     match run_scenario_with_schedulers(&json, allocator, &mut load) {
         Ok(report) => {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cluster::agent::{AgentDaemon, AgentDaemonConfig};
+use agent_daemon::{AgentDaemon, AgentDaemonConfig};
 use net::NetConfig;
 
 use crate::agent_cmd::{self, AgentArgs};
@@ -47,11 +47,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let agent = AgentDaemon::start(agent_config)
             .await
             .context("starting the local agent")?;
-        let jobs = crate::jobs_host::start(&master, args.master.no_jobs).await?;
         master_cmd::print_endpoints(&master)?;
         tracing::info!(agent_id = %agent.agent_id().as_str(), "embedded cluster up");
         wait_for_signal().await?;
-        crate::jobs_host::stop(jobs).await;
         agent.shutdown().await;
         master.shutdown().await;
         Ok(ExitCode::SUCCESS)

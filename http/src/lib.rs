@@ -1,7 +1,7 @@
 //! The master's operator surface over HTTP: a JSON API (with its OpenAPI document),
 //! Prometheus metrics and a live web dashboard, all served by the master itself.
 //!
-//! Wiring, in the master daemon (`cluster::master::operator` does this):
+//! Wiring, in the master daemon (`master_daemon::operator` does this):
 //! 1. Keep a [`Recorder`] next to the [`master::Master`]; hand it every action drained,
 //!    every call and status fed, and the duration of every `handle_timeout`.
 //! 2. Publish `Arc::new(recorder.snapshot(&master, wall_ms, master_now))` on a

@@ -6,11 +6,13 @@
 //! - [`typed`]: put, subscribe, query and queryables over the `proto` codec; what does not
 //!   decode is counted per key in [`DecodeErrors`], logged and dropped, never a panic.
 //! - [`liveliness`]: tokens that say a node is up, and watching them.
+//! - [`clock`]: the daemons' monotonic clock in the cores' [`proto::Millis`], and wall time.
 //! - [`modules`]: the content-addressed module store, its chunked transfer and upload.
 //!
 //! Architecture invariant: this is the only crate that touches zenoh; keys come from
 //! `proto::Keys` and bytes from `proto`'s codec, never spelled here.
 
+pub mod clock;
 pub mod decode_errors;
 pub mod error;
 pub mod liveliness;

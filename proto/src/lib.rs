@@ -12,6 +12,7 @@ pub mod keys;
 pub mod messages;
 pub mod resources;
 pub mod task;
+pub mod time;
 
 pub use attributes::{Attributes, Constraint};
 pub use codec::{DecodeError, EncodeError, PROTOCOL_VERSION, decode, encode};
@@ -20,3 +21,4 @@ pub use keys::Keys;
 pub use messages::*;
 pub use resources::{RangeSet, Resources, Scalar};
 pub use task::*;
+pub use time::Millis;

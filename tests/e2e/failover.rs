@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agent::wasm::{ExecutorConfig, WasmExecutor};
-use cluster::agent::{AgentDaemon, AgentDaemonConfig, AgentHandle, SharedParts};
+use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle, SharedParts};
 use framework::{Events, FrameworkClient, FrameworkConfig, Net, NetConfig};
 use proto::{
     AgentAdvert, AgentId, Attributes, Event, Filters, ModuleRef, Offer, Resources, TaskId,

@@ -17,7 +17,7 @@ const TASKS_FINISHED_WAIT: Duration = Duration::from_secs(60);
 /// of 1, 2, 4 and 8 s between them, a looping one burning its whole fuel each time.
 const DEACTIVATED_WAIT: Duration = Duration::from_secs(120);
 /// Consecutive failures after which a hosted scheduler is deactivated
-/// (`plugins::FailurePolicy::default`).
+/// (`policy_host::FailurePolicy::default`).
 const FAILURES_MAX: u64 = 5;
 
 /// A master and one agent, as separate processes over loopback zenoh.

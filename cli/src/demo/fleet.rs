@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use cluster::agent::{AgentDaemon, AgentDaemonConfig, AgentHandle};
+use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle};
 use net::NetConfig;
 use proto::{AgentAdvert, AgentId, Attributes, Resources};
 

@@ -370,13 +370,13 @@ impl Scheduler {
 
 /// The last line the task wrote on stdout, from its agent; a note when it cannot be had.
 async fn last_output_line(client: &FrameworkClient, status: &TaskStatus) -> String {
-    match cluster::tools::task_logs(client.net(), &status.agent_id, &status.task_id).await {
+    match master_daemon::tools::task_logs(client.net(), &status.agent_id, &status.task_id).await {
         Ok(LogsReply::Output { stdout, .. }) => String::from_utf8_lossy(&stdout)
             .lines()
             .last()
             .unwrap_or("(no output)")
             .to_owned(),
-        Ok(LogsReply::Error { message }) | Err(cluster::tools::ToolError::Refused(message)) => {
+        Ok(LogsReply::Error { message }) | Err(master_daemon::tools::ToolError::Refused(message)) => {
             format!("(output not available: {message})")
         }
         Err(e) => format!("(output not available: {e})"),

@@ -1,0 +1,23 @@
+//! Errors of starting an agent daemon. Once started, it reports problems in its log and
+//! keeps serving: a bad message or an unreachable master never stops it.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error(transparent)]
+    ModuleCache(#[from] net::modules::FetchError),
+    #[error("the WASM executor cannot start: {0}")]
+    WasmExecutor(#[from] agent::wasm::ExecutorError),
+    #[error("work directory {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("agent id {0:?} cannot be used in a key: {1}")]
+    AgentId(String, proto::keys::KeyError),
+}

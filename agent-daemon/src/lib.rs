@@ -1,0 +1,300 @@
+//! The agent daemon: one device in the cluster.
+//!
+//! It declares `agents/<id>/alive`, publishes its [`AgentAdvert`] on start, when the
+//! master (re)appears, when told of a change ([`AgentHandle::set_advert`]) and every
+//! `advert_period_ms`; it serves `agents/<id>/cmd` (launch, kill, acknowledge) and runs
+//! tasks on the WASM executor (and the OCI executor when configured), fetching modules
+//! through the module store into a cache on disk.
+//!
+//! Status updates are delivered at least once: each task's latest status is published on
+//! `agents/<id>/status` when it happens and again every `status_retry_ms` until the
+//! master relays the framework's acknowledgement of that status's uuid. A newer status
+//! supersedes an unacknowledged older one (a framework needs the latest state; resending
+//! `starting` after `running` would only mislead it); a terminal status is never
+//! superseded. A task is forgotten once its terminal status is acknowledged.
+//!
+//! The output of the last [`OUTPUTS_KEPT_MAX`] ended tasks is served on
+//! `agents/<id>/logs` (see `proto::admin::LogsRequest`).
+
+mod driver;
+pub mod error;
+pub mod journal;
+mod runner;
+
+pub use error::DaemonError;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agent::oci::{OciConfig, OciExecutor};
+use agent::wasm::{ExecutorConfig, WasmExecutor};
+use net::modules::ModuleCache;
+use net::{AliveToken, Liveness, Net, NetConfig, Responder};
+use proto::admin::LogsRequest;
+use proto::{AgentAdvert, AgentCommand, AgentId, TaskId, TaskStatus};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::DaemonError;
+use runner::{Executors, RunnerUpdate};
+
+/// How often an agent advertises when nothing changes.
+pub const ADVERT_PERIOD_MS_DEFAULT: u64 = 5_000;
+/// How often an unacknowledged status update is sent again.
+pub const STATUS_RETRY_MS_DEFAULT: u64 = 2_000;
+/// Tasks an agent holds at once (running, or ended with the end not yet acknowledged);
+/// launches beyond it are refused.
+pub const TASKS_MAX: usize = 4096;
+/// Inputs queued for the driver; the queryable and runners wait when it is full.
+pub const INPUTS_QUEUED_MAX: usize = 1024;
+/// Ended tasks whose output is kept for `agents/<id>/logs`; the oldest go first.
+pub const OUTPUTS_KEPT_MAX: usize = 256;
+
+/// How to run an agent.
+#[derive(Clone, Debug)]
+pub struct AgentDaemonConfig {
+    pub net: NetConfig,
+    /// Identity, attributes and resources (from `agent::detect::advert`); `seq`, `tasks`
+    /// and `version` are kept by the daemon.
+    pub advert: AgentAdvert,
+    /// Holds `modules/` (the module cache), `code-cache/`, `sandboxes/`, and the OCI
+    /// executor's directories.
+    pub work_dir: PathBuf,
+    pub advert_period_ms: u64,
+    pub status_retry_ms: u64,
+    /// `None`: OCI tasks fail with a reason saying this agent runs none.
+    pub oci: Option<OciConfig>,
+    /// `Some`: run on these parts instead of opening a session and an engine of its own.
+    pub shared: Option<SharedParts>,
+}
+
+/// What many agents of one process may share: one zenoh session (instead of `net`) and
+/// one WASM engine with its epoch thread. For virtual agents in scale tests and benches,
+/// where a thousand agents each with a session and an engine would starve the machine;
+/// each agent still has its own key space, token, work dir and driver.
+#[derive(Clone)]
+pub struct SharedParts {
+    pub net: Net,
+    pub wasm: WasmExecutor,
+}
+
+impl std::fmt::Debug for SharedParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedParts").finish_non_exhaustive()
+    }
+}
+
+impl AgentDaemonConfig {
+    pub fn new(
+        net: NetConfig,
+        advert: AgentAdvert,
+        work_dir: impl Into<PathBuf>,
+    ) -> AgentDaemonConfig {
+        AgentDaemonConfig {
+            net,
+            advert,
+            work_dir: work_dir.into(),
+            advert_period_ms: ADVERT_PERIOD_MS_DEFAULT,
+            status_retry_ms: STATUS_RETRY_MS_DEFAULT,
+            oci: None,
+            shared: None,
+        }
+    }
+}
+
+/// What the driver is told.
+pub(crate) enum Input {
+    Command(Box<AgentCommand>, Responder),
+    Logs(LogsRequest, Responder),
+    Runner {
+        task_id: TaskId,
+        update: RunnerUpdate,
+    },
+    MasterAppeared,
+    SetAdvert(Box<AgentAdvert>),
+    Tasks(oneshot::Sender<Vec<TaskStatus>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub struct AgentDaemon;
+
+impl AgentDaemon {
+    /// Sets up the executors and caches, opens the session, declares the token and the
+    /// command queryable, and starts advertising.
+    pub async fn start(config: AgentDaemonConfig) -> Result<AgentHandle, DaemonError> {
+        let agent_id = config.advert.agent_id.clone();
+        proto::keys::valid_chunk("agent id", agent_id.as_str())
+            .map_err(|e| DaemonError::AgentId(agent_id.0.clone(), e))?;
+        let executors = executors(&config).await?;
+        let owns_net = config.shared.is_none();
+        let net = executors.net.clone();
+        let keys = net.keys().clone();
+        let token = net
+            .declare_alive(&keys.agent_alive(agent_id.as_str()))
+            .await?;
+        let mut commands = net
+            .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
+            .await?;
+        let mut logs = net
+            .serve::<LogsRequest>(&keys.agent_logs(agent_id.as_str()))
+            .await?;
+        let mut master = net.watch_alive(&keys.master_alive()).await?;
+        let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
+
+        let command_pump = {
+            let inputs = inputs_tx.clone();
+            tokio::spawn(async move {
+                while let Some(request) = commands.recv().await {
+                    let (command, responder) = request.into_parts();
+                    if inputs
+                        .send(Input::Command(Box::new(command), responder))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        };
+        let logs_pump = {
+            let inputs = inputs_tx.clone();
+            tokio::spawn(async move {
+                while let Some(request) = logs.recv().await {
+                    let (request, responder) = request.into_parts();
+                    if inputs.send(Input::Logs(request, responder)).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let master_pump = {
+            let inputs = inputs_tx.clone();
+            tokio::spawn(async move {
+                while let Some(change) = master.recv().await {
+                    if matches!(change, Liveness::Alive { .. })
+                        && inputs.send(Input::MasterAppeared).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        };
+        let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
+        let driver = tokio::spawn(driver.run(inputs_rx));
+        tracing::info!(%agent_id, "agent started");
+        Ok(AgentHandle {
+            agent_id,
+            owns_net,
+            net,
+            inputs: inputs_tx,
+            driver,
+            pumps: vec![command_pump, logs_pump, master_pump],
+            _token: token,
+        })
+    }
+}
+
+async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError> {
+    let work_dir = &config.work_dir;
+    let sandboxes_dir = work_dir.join("sandboxes");
+    std::fs::create_dir_all(&sandboxes_dir).map_err(|source| DaemonError::WorkDir {
+        path: sandboxes_dir.clone(),
+        source,
+    })?;
+    let modules = Arc::new(ModuleCache::open(work_dir.join("modules"))?);
+    let wasm_config = ExecutorConfig {
+        cache_dir: Some(work_dir.join("code-cache")),
+        ..ExecutorConfig::default()
+    };
+    let wasm = match &config.shared {
+        Some(shared) => shared.wasm.clone(),
+        None => WasmExecutor::new(wasm_config)?,
+    };
+    let oci = match &config.oci {
+        Some(oci_config) => match OciExecutor::new(oci_config.clone()) {
+            Ok(executor) => Some(executor),
+            Err(e) => {
+                tracing::warn!(%e, "the OCI executor cannot start; OCI tasks will fail on this agent");
+                None
+            }
+        },
+        None => None,
+    };
+    let net = match &config.shared {
+        Some(shared) => shared.net.clone(),
+        None => Net::open(&config.net).await?,
+    };
+    Ok(Executors {
+        net,
+        modules,
+        wasm,
+        oci,
+        sandboxes_dir,
+        agent_id: config.advert.agent_id.clone(),
+    })
+}
+
+/// A running agent; it stops (killing its tasks) when dropped or on
+/// [`AgentHandle::shutdown`].
+pub struct AgentHandle {
+    agent_id: AgentId,
+    net: Net,
+    /// False when the session is shared with other agents: it stays open at shutdown.
+    owns_net: bool,
+    inputs: mpsc::Sender<Input>,
+    driver: JoinHandle<()>,
+    pumps: Vec<JoinHandle<()>>,
+    _token: AliveToken,
+}
+
+impl AgentHandle {
+    pub fn agent_id(&self) -> &AgentId {
+        &self.agent_id
+    }
+
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// The latest status of every task the agent holds; `None` once it stopped.
+    pub async fn tasks(&self) -> Option<Vec<TaskStatus>> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs.send(Input::Tasks(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Replaces identity, attributes and resources (a device changed) and advertises now.
+    pub async fn set_advert(&self, advert: AgentAdvert) {
+        let _ = self.inputs.send(Input::SetAdvert(Box::new(advert))).await;
+    }
+
+    /// Kills the agent's tasks, withdraws its token and closes its session (unless shared).
+    /// The master
+    /// sees the agent go and declares it lost after its timeout.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inputs.send(Input::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.stop();
+        if !self.owns_net {
+            return;
+        }
+        if let Err(e) = self.net.close().await {
+            tracing::warn!(%e, "closing the agent's session");
+        }
+    }
+
+    fn stop(&self) {
+        self.driver.abort();
+        for pump in &self.pumps {
+            pump.abort();
+        }
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,421 @@
+//! Framework schedulers hosted by the master (`wasmos framework add`): each is a scheduler
+//! module (executor-sdk/README.md) run in wasmtime by `policy_host::HostedScheduler`, and a
+//! framework like any other over the offer protocol.
+//!
+//! The master serves `master/frameworks/hosted` ([`HostedRequest`]). An `Add` names a
+//! module already in the master's module store; it is compiled (a module that does not
+//! compile, imports anything or lacks an export is refused in the reply), subscribed as a
+//! framework through `framework::FrameworkClient` on a client session of the master's own
+//! endpoints (so the core sees exactly what a remote framework would send), and then one
+//! adapter task per framework feeds its events and a tick every [`HOSTED_TICK_MS`] to the
+//! module and sends the calls it answers with.
+//!
+//! Faults, as a contract: a call into the module that traps, runs out of fuel, hits its
+//! memory cap or answers garbage is logged (`tracing::error!`, by `HostedScheduler`),
+//! reported as an `Event::Error` to the framework and a `scheduler_fault` entry in the
+//! operator log (HTTP API and dashboard), counted and shown by `List` (`health`,
+//! `failures_total`, `last_error`); the module is
+//! retried with backoff and deactivated after repeated failures (`policy_host::FailurePolicy`),
+//! while its offers are declined and its status updates acknowledged on its behalf.
+//! Module calls run on tokio's blocking pool, so a module using its whole budget delays
+//! only its own framework; the master and every other framework keep running.
+//!
+//! `List` also shows, per framework, how many of its tasks the scheduler was last told
+//! are in each state (`task_states`, from the `Update`s it got). Hosted frameworks live
+//! in the master process: like everything of a master, they are not persisted, and a
+//! restarted master hosts none until they are added again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use framework::{Events, FrameworkClient, FrameworkConfig};
+use net::modules::ModuleStore;
+use net::{Net, NetConfig, Responder};
+use policy_host::{FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, SchedulerFault};
+use proto::admin::{HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest};
+use proto::{Call, Event, FrameworkId};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use net::clock::Clock;
+use crate::error::DaemonError;
+use crate::master::Input;
+
+/// How often every hosted scheduler gets a `Tick`.
+pub const HOSTED_TICK_MS: u64 = 1_000;
+/// Hosted frameworks one master runs; further `Add`s are refused.
+pub const HOSTED_FRAMEWORKS_MAX: usize = 64;
+/// How long a hosted framework's subscription may take before the `Add` is refused.
+pub const HOSTED_SUBSCRIBE_TIMEOUT_MS: u64 = 10_000;
+/// Tasks whose latest state `List` shows per hosted framework; updates of further tasks
+/// are not counted.
+pub const HOSTED_TASKS_TRACKED_MAX: usize = 10_000;
+
+/// What `List` shows of one hosted framework.
+#[derive(Clone, Debug)]
+struct HostedRow {
+    name: String,
+    module: String,
+    sha256: String,
+    health: Health,
+    failures_total: u64,
+    last_error: Option<String>,
+    /// The latest state of each task the scheduler was told of (by an `Update`).
+    task_states: BTreeMap<proto::TaskId, proto::TaskState>,
+}
+
+#[derive(Default)]
+struct Registry {
+    rows: BTreeMap<FrameworkId, HostedRow>,
+    adapters: Vec<JoinHandle<()>>,
+    /// `Add`s under way, counted against [`HOSTED_FRAMEWORKS_MAX`].
+    adding: usize,
+}
+
+type SharedRegistry = Arc<Mutex<Registry>>;
+
+fn lock(registry: &SharedRegistry) -> std::sync::MutexGuard<'_, Registry> {
+    // A panic elsewhere leaves rows that are still worth showing.
+    registry.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What every `Add` needs: where modules are, how to run them, how to reach the master.
+struct Host {
+    member: Net,
+    store: Arc<ModuleStore>,
+    engine: wasmtime::Engine,
+    limits: Limits,
+    policy: FailurePolicy,
+    clock: Clock,
+    registry: SharedRegistry,
+    faults: mpsc::Sender<Input>,
+}
+
+/// The hosted frameworks of one master; they stop when this is dropped.
+pub struct HostedFrameworks {
+    serve: JoinHandle<()>,
+    registry: SharedRegistry,
+    member: Net,
+}
+
+impl HostedFrameworks {
+    /// Serves `master/frameworks/hosted` on the master's session `master_net`; hosted
+    /// frameworks reach the master through a client session of `member_config` (the
+    /// master's own endpoints).
+    pub(crate) async fn start(
+        master_net: &Net,
+        member_config: &NetConfig,
+        store: Arc<ModuleStore>,
+        limits: Limits,
+        faults: mpsc::Sender<Input>,
+    ) -> Result<HostedFrameworks, DaemonError> {
+        let mut requests = master_net
+            .serve::<HostedRequest>(&master_net.keys().master_hosted())
+            .await?;
+        let member = Net::open(member_config).await?;
+        let engine = policy_host::sandbox::engine().map_err(DaemonError::Modules)?;
+        let registry = SharedRegistry::default();
+        let host = Arc::new(Host {
+            member: member.clone(),
+            store,
+            engine,
+            limits,
+            policy: FailurePolicy::default(),
+            clock: Clock::start(),
+            registry: registry.clone(),
+            faults,
+        });
+        let serve = tokio::spawn(async move {
+            while let Some(request) = requests.recv().await {
+                let (request, responder) = request.into_parts();
+                tokio::spawn(host.clone().answer(request, responder));
+            }
+        });
+        Ok(HostedFrameworks {
+            serve,
+            registry,
+            member,
+        })
+    }
+
+    /// Stops every hosted framework and closes its session (the master then sees their
+    /// tokens go).
+    pub async fn shutdown(self) {
+        self.stop();
+        if let Err(e) = self.member.close().await {
+            tracing::warn!(%e, "closing the hosted frameworks' session");
+        }
+    }
+
+    fn stop(&self) {
+        self.serve.abort();
+        for adapter in &lock(&self.registry).adapters {
+            adapter.abort();
+        }
+    }
+}
+
+impl Drop for HostedFrameworks {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Host {
+    async fn answer(self: Arc<Host>, request: HostedRequest, responder: Responder) {
+        let reply = match request {
+            HostedRequest::List => self.list(),
+            HostedRequest::Add(framework) => {
+                let name = framework.name.clone();
+                match self.add(framework).await {
+                    Ok(framework_id) => {
+                        tracing::info!(%framework_id, %name, "hosted framework added");
+                        HostedReply::Added { framework_id }
+                    }
+                    Err(message) => {
+                        tracing::warn!(%name, %message, "hosted framework refused");
+                        HostedReply::Error { message }
+                    }
+                }
+            }
+        };
+        if let Err(e) = responder.reply(&reply).await {
+            tracing::debug!(%e, "could not answer a hosted-framework request");
+        }
+    }
+
+    fn list(&self) -> HostedReply {
+        let rows: Vec<serde_json::Value> = lock(&self.registry)
+            .rows
+            .iter()
+            .map(|(id, row)| row_json(id, row))
+            .collect();
+        match serde_json::to_string(&rows) {
+            Ok(json) => HostedReply::Json { json },
+            Err(e) => HostedReply::Error {
+                message: format!("cannot write the hosted frameworks as JSON: {e}"),
+            },
+        }
+    }
+
+    /// Reserves a place, loads and subscribes the framework, starts its adapter.
+    async fn add(self: &Arc<Host>, framework: HostedFramework) -> Result<FrameworkId, String> {
+        {
+            let mut registry = lock(&self.registry);
+            if registry.rows.len() + registry.adding >= HOSTED_FRAMEWORKS_MAX {
+                return Err(format!(
+                    "this master hosts {HOSTED_FRAMEWORKS_MAX} frameworks already"
+                ));
+            }
+            registry.adding += 1;
+        }
+        let added = self.load_and_subscribe(&framework).await;
+        let mut registry = lock(&self.registry);
+        registry.adding -= 1;
+        let (client, events, scheduler) = added?;
+        let framework_id = client.framework_id().clone();
+        registry.rows.insert(
+            framework_id.clone(),
+            HostedRow {
+                name: framework.name.clone(),
+                module: framework.module.name.clone(),
+                sha256: framework.module.sha256.0.clone(),
+                health: Health::Healthy,
+                failures_total: 0,
+                last_error: None,
+                task_states: BTreeMap::new(),
+            },
+        );
+        let adapter = Adapter {
+            client,
+            scheduler: Some(scheduler),
+            clock: self.clock,
+            registry: self.registry.clone(),
+            faults: self.faults.clone(),
+        };
+        registry.adapters.push(tokio::spawn(adapter.run(events)));
+        Ok(framework_id)
+    }
+
+    async fn load_and_subscribe(
+        &self,
+        framework: &HostedFramework,
+    ) -> Result<(FrameworkClient, Events, HostedScheduler), String> {
+        if framework.config.len() > HOSTED_CONFIG_BYTES_MAX {
+            return Err(format!(
+                "the config is {} bytes, over the limit of {HOSTED_CONFIG_BYTES_MAX}",
+                framework.config.len()
+            ));
+        }
+        if !(framework.weight.is_finite() && framework.weight > 0.0) {
+            return Err(format!(
+                "weight {} is not a positive number",
+                framework.weight
+            ));
+        }
+        let code = self.compile(framework).await?;
+        let scheduler =
+            HostedScheduler::new(&framework.name, code, framework.config.clone(), self.policy);
+        let mut config =
+            FrameworkConfig::new(&framework.name).with_role(&framework.role, framework.weight);
+        // The module acknowledges updates itself (the SDK does after `update`); when it
+        // cannot, `HostedScheduler::deliver_event` answers with the acknowledgement.
+        config.implicit_acknowledgements = false;
+        config.subscribe_timeout_ms = HOSTED_SUBSCRIBE_TIMEOUT_MS;
+        let (client, events) = FrameworkClient::subscribe(self.member.clone(), config)
+            .await
+            .map_err(|e| format!("cannot subscribe the framework: {e}"))?;
+        Ok((client, events, scheduler))
+    }
+
+    /// The module from the store, compiled on the blocking pool.
+    async fn compile(&self, framework: &HostedFramework) -> Result<ModuleCode, String> {
+        let sha256 = &framework.module.sha256;
+        let path = self
+            .store
+            .path_of(sha256)
+            .map_err(|e| format!("module {}: {e}", framework.module.name))?;
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            format!(
+                "module {} ({}) is not in the master's store; upload it first: {e}",
+                framework.module.name, sha256.0
+            )
+        })?;
+        let (engine, limits) = (self.engine.clone(), self.limits);
+        tokio::task::spawn_blocking(move || {
+            ModuleCode::compile(&engine, &bytes, Kind::Scheduler, limits)
+        })
+        .await
+        .map_err(|e| format!("compiling the module stopped: {e}"))?
+        .map_err(|e| format!("module {}: {e}", framework.module.name))
+    }
+}
+
+fn row_json(framework_id: &FrameworkId, row: &HostedRow) -> serde_json::Value {
+    let (health, retry_at_ms) = match row.health {
+        Health::Healthy => ("healthy", None),
+        Health::BackingOff { until_ms } => ("backing_off", Some(until_ms)),
+        Health::Deactivated => ("deactivated", None),
+    };
+    let mut task_states: BTreeMap<String, usize> = BTreeMap::new();
+    for state in row.task_states.values() {
+        let name = serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{state:?}"));
+        *task_states.entry(name).or_default() += 1;
+    }
+    json!({
+        "framework_id": framework_id.as_str(),
+        "name": row.name,
+        "module": row.module,
+        "sha256": row.sha256,
+        "health": health,
+        "retry_at_ms": retry_at_ms,
+        "failures_total": row.failures_total,
+        "last_error": row.last_error,
+        "task_states": task_states,
+    })
+}
+
+/// What wakes an adapter.
+enum Wake {
+    Event(Event),
+    Tick,
+}
+
+/// One hosted framework: events and ticks into the module, its calls out.
+struct Adapter {
+    client: FrameworkClient,
+    /// Lent to the blocking pool during a call.
+    scheduler: Option<HostedScheduler>,
+    clock: Clock,
+    registry: SharedRegistry,
+    faults: mpsc::Sender<Input>,
+}
+
+impl Adapter {
+    async fn run(mut self, mut events: Events) {
+        let mut tick = tokio::time::interval(Duration::from_millis(HOSTED_TICK_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => Wake::Event(event),
+                    None => return,
+                },
+                _ = tick.tick() => Wake::Tick,
+            };
+            let Some(calls) = self.deliver(wake).await else {
+                return;
+            };
+            for call in calls {
+                if let Err(e) = self.client.call(call).await {
+                    tracing::warn!(framework_id = %self.client.framework_id(), %e, "a hosted scheduler's call failed");
+                }
+            }
+        }
+    }
+
+    /// Runs the module on the blocking pool; `None` when the scheduler is gone (a panic).
+    async fn deliver(&mut self, wake: Wake) -> Option<Vec<Call>> {
+        let mut scheduler = self.scheduler.take()?;
+        let now_ms = self.clock.now().0;
+        if let Wake::Event(Event::Update { status }) = &wake {
+            self.track(status);
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let (calls, fault) = match wake {
+                Wake::Event(event) => scheduler.deliver_event(now_ms, &event),
+                Wake::Tick => match scheduler.tick(now_ms) {
+                    Ok(calls) => (calls, None),
+                    Err(fault) => (Vec::new(), Some(fault)),
+                },
+            };
+            (scheduler, calls, fault)
+        })
+        .await;
+        let (scheduler, calls, fault) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(framework_id = %self.client.framework_id(), %e, "hosted scheduler stopped");
+                return None;
+            }
+        };
+        self.record(&scheduler, fault);
+        self.scheduler = Some(scheduler);
+        Some(calls)
+    }
+
+    fn track(&self, status: &proto::TaskStatus) {
+        let mut registry = lock(&self.registry);
+        let Some(row) = registry.rows.get_mut(self.client.framework_id()) else {
+            return;
+        };
+        let tracked = row.task_states.len() < HOSTED_TASKS_TRACKED_MAX;
+        if tracked || row.task_states.contains_key(&status.task_id) {
+            row.task_states.insert(status.task_id.clone(), status.state);
+        }
+    }
+
+    fn record(&self, scheduler: &HostedScheduler, fault: Option<SchedulerFault>) {
+        let mut registry = lock(&self.registry);
+        let Some(row) = registry.rows.get_mut(self.client.framework_id()) else {
+            return;
+        };
+        row.health = scheduler.health();
+        row.failures_total = scheduler.failures_total();
+        // Refusals while backing off or deactivated repeat the failure already recorded.
+        if let Some(fault @ SchedulerFault::Failed { .. }) = fault {
+            let message = format!("scheduler module {}: {fault}", row.name);
+            row.last_error = Some(fault.to_string());
+            // Dropped when the master is overwhelmed; the log line and `List` still tell.
+            let _ = self.faults.try_send(Input::HostedFault {
+                framework_id: self.client.framework_id().clone(),
+                message,
+            });
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Frameworks that run inside the master process, behind one host: the built-in jobs
+//! framework ([`jobs`], the scheduler behind `wasmos run` and `POST /api/v1/jobs`) and
+//! scheduler modules added with `wasmos framework add` ([`hosted`]). Each is a client of
+//! the master over its own endpoints, exactly as an outside framework is: the master core
+//! cannot tell them apart.
+
+pub mod hosted;
+mod jobs;
+
+use std::sync::Arc;
+
+use ::jobs::JobsHandle;
+use net::NetConfig;
+
+use crate::error::DaemonError;
+use crate::frameworks::hosted::HostedFrameworks;
+
+/// The in-process frameworks of one master.
+pub(crate) struct InProcessFrameworks {
+    pub(crate) hosted: HostedFrameworks,
+    pub(crate) jobs: Option<JobsHandle>,
+}
+
+impl InProcessFrameworks {
+    /// Starts the jobs framework when `config.jobs` is set, its id kept under
+    /// `config.state_dir`.
+    pub(crate) async fn start_jobs(
+        member: &NetConfig,
+        config: &crate::MasterDaemonConfig,
+    ) -> Result<Option<JobsHandle>, DaemonError> {
+        if !config.jobs {
+            return Ok(None);
+        }
+        let dir = config.state_dir.join("frameworks");
+        jobs::start(member, &dir).await.map(Some)
+    }
+
+    /// The jobs framework as the HTTP API's job door, if it runs.
+    pub(crate) fn jobs_submitter(&self) -> Option<Arc<dyn http_api::JobSubmitter>> {
+        self.jobs
+            .as_ref()
+            .map(|jobs| Arc::new(jobs.client()) as Arc<dyn http_api::JobSubmitter>)
+    }
+
+    pub(crate) async fn shutdown(self) {
+        if let Some(jobs) = self.jobs {
+            jobs.shutdown().await;
+        }
+        self.hosted.shutdown().await;
+    }
+}

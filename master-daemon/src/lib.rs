@@ -1,0 +1,335 @@
+//! The master daemon: `master::Master` driven over zenoh, the operator API, and the
+//! frameworks that run inside the master process ([`frameworks`]).
+//!
+//! Architecture invariant: the daemon decides nothing the core decides; it moves
+//! messages, keeps time and holds timers. Keys come from `proto::Keys`, bytes from
+//! `proto`'s codec, transport from the `net` crate.
+//!
+//! One driver task owns the core and is the only one to touch it; input pumps turn zenoh
+//! traffic into [`Input`]s on one bounded channel, and the driver carries out the core's
+//! actions. One timer, armed at the earliest of the core's `poll_timeout` and the
+//! daemon's own deadlines (agents whose token went, frameworks whose token has not come),
+//! drives time.
+//!
+//! | key | what the daemon does |
+//! |---|---|
+//! | `agents/*/advert` | `handle_agent_advert` |
+//! | `agents/*/status` | `handle_status` |
+//! | `agents/*/alive` | token gone: the agent is lost after `agent_lost_timeout_ms` unless it returns |
+//! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements |
+//! | `master/calls` | `handle_call`; the reply carries the core's answer or its refusal |
+//! | `master/alive` | declared once everything above is in place |
+//! | `frameworks/*/alive` | token gone: `handle_framework_disconnected`; events wait for the token |
+//! | `frameworks/<id>/events` | the core's events |
+//! | `modules/*`, `master/upload` | the module store |
+//! | `master/admin` | rows of the latest [`http_api::ClusterState`] for operator tools, as JSON (see [`crate::tools`]) |
+//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`crate::hosted`]) |
+
+mod driver;
+pub mod error;
+pub mod frameworks;
+pub mod operator;
+mod pumps;
+pub mod tools;
+
+pub use error::DaemonError;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http_api::{ClusterState, CommandError, JobSubmitter};
+
+use master::{Master, MasterConfig};
+use net::modules::{ModuleServer, ModuleStore};
+use net::{AliveToken, Net, NetConfig, Responder};
+use proto::admin::AdminRequest;
+use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use net::clock::{Clock, unix_ms};
+use crate::error::DaemonError;
+use crate::frameworks::InProcessFrameworks;
+use crate::frameworks::hosted::HostedFrameworks;
+
+/// An agent whose liveliness token went is declared lost this long after, unless the
+/// token comes back first.
+pub const AGENT_LOST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// How long the master waits for an agent to answer a command.
+pub const AGENT_COMMAND_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// How long events for a newly subscribed framework wait for its liveliness token; after
+/// that they are sent anyway and the framework counts as disconnected.
+pub const FRAMEWORK_TOKEN_WAIT_MS_DEFAULT: u64 = 10_000;
+/// Events held per framework while waiting for its token; beyond it the oldest go.
+pub const EVENTS_HELD_PER_FRAMEWORK_MAX: usize = 1024;
+/// Inputs queued for the driver; pumps wait (and zenoh holds traffic) when it is full.
+pub const INPUTS_QUEUED_MAX: usize = 4096;
+/// Agent commands in flight at once; the driver waits for a slot beyond it.
+pub const AGENT_COMMANDS_IN_FLIGHT_MAX: usize = 256;
+
+/// How to run a master.
+#[derive(Clone, Debug)]
+pub struct MasterDaemonConfig {
+    pub net: NetConfig,
+    /// The core's configuration; an `incarnation` of 0 is replaced by the wall clock in
+    /// milliseconds at start, so that ids never repeat across restarts.
+    pub core: MasterConfig,
+    /// Seed of the core's generator.
+    pub seed: u64,
+    /// Directory of the module store.
+    pub store_dir: PathBuf,
+    /// The master's own state apart from modules: `frameworks/` keeps the ids of the
+    /// frameworks run in this process, so that they survive a restart.
+    pub state_dir: PathBuf,
+    /// Start the built-in jobs framework (`wasmos run`, `POST /api/v1/jobs`).
+    pub jobs: bool,
+    pub agent_lost_timeout_ms: u64,
+    pub agent_command_timeout_ms: u64,
+    pub framework_token_wait_ms: u64,
+    /// Where to serve the operator HTTP API, `/metrics` and the dashboard; `None`: not
+    /// served. Port 0 picks a free port ([`MasterHandle::http_addr`] tells which).
+    pub http: Option<SocketAddr>,
+    /// The allocation policy: `drf` (the built-in) or the path of an allocator module
+    /// (`policy_host::allocator_from_spec`; a module that fails a pass is replaced by the
+    /// built-in DRF for that pass, with an error logged).
+    pub allocator: String,
+    /// Budgets of every module the master runs: hosted schedulers as given, the allocator
+    /// with `metering` set to a wall-clock deadline (`policy_host::Metering::Deadline`).
+    pub module_limits: policy_host::Limits,
+}
+
+impl MasterDaemonConfig {
+    /// A master keeping modules in `store_dir` and its other state beside it, in
+    /// `<store_dir>.state`; no jobs framework.
+    pub fn new(net: NetConfig, store_dir: impl Into<PathBuf>) -> MasterDaemonConfig {
+        let store_dir: PathBuf = store_dir.into();
+        let mut state_dir = store_dir.clone().into_os_string();
+        state_dir.push(".state");
+        MasterDaemonConfig {
+            net,
+            core: MasterConfig::default(),
+            seed: 0,
+            store_dir,
+            state_dir: state_dir.into(),
+            jobs: false,
+            agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
+            agent_command_timeout_ms: AGENT_COMMAND_TIMEOUT_MS_DEFAULT,
+            framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
+            http: None,
+            allocator: "drf".to_owned(),
+            module_limits: policy_host::Limits::default(),
+        }
+    }
+}
+
+/// What the driver is told, by the pumps and by the handle.
+pub(crate) enum Input {
+    Advert(AgentAdvert),
+    Status(TaskStatus),
+    AgentAlive(AgentId),
+    AgentGone(AgentId),
+    /// A launch the agent did not answer.
+    AgentUnreachable(AgentId),
+    /// A scheduler module hosted here failed a call.
+    HostedFault {
+        framework_id: FrameworkId,
+        message: String,
+    },
+    FrameworkAlive(FrameworkId),
+    FrameworkGone(FrameworkId),
+    Call(FrameworkCall, Responder),
+    Admin(AdminRequest, Responder),
+    Inspect(Box<dyn FnOnce(&Master) + Send>),
+    /// What an agent's task uses, for `/metrics`.
+    TaskUsage(proto::TaskUsageReport),
+    /// From the HTTP API: kill a task on behalf of its framework.
+    KillTask {
+        task_id: TaskId,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+}
+
+pub struct MasterDaemon;
+
+impl MasterDaemon {
+    /// Opens the session, serves the module store, declares every subscriber and
+    /// queryable, starts the driver, and only then declares `master/alive`, so that agents
+    /// and frameworks that react to the token find everything in place.
+    pub async fn start(mut config: MasterDaemonConfig) -> Result<MasterHandle, DaemonError> {
+        if config.core.incarnation == 0 {
+            config.core.incarnation = unix_ms();
+        }
+        // First, so that a port in use fails the start before anything else is up.
+        let http_listener = match config.http {
+            Some(addr) => Some(operator::bind_http(addr).await?),
+            None => None,
+        };
+        let net = Net::open(&config.net).await?;
+        // Start-up only: a directory listing, not worth a blocking-pool round trip.
+        let store = Arc::new(ModuleStore::open(&config.store_dir)?);
+        let modules = ModuleServer::start(&net, store.clone()).await?;
+        let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
+        let pumps = pumps::start(&net, &inputs_tx).await?;
+        // A live master is not reproducible anyway: its allocator module gets a wall-clock
+        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
+        let allocator_limits = policy_host::Limits {
+            metering: policy_host::Metering::Deadline,
+            ..config.module_limits
+        };
+        let allocator = policy_host::allocator_from_spec(
+            &config.allocator,
+            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
+            allocator_limits,
+        )?;
+        tracing::info!(allocator = allocator.name(), "allocation policy");
+        let core = Master::with_allocator(config.core.clone(), config.seed, allocator);
+        let driver = driver::Driver::new(
+            core,
+            net.clone(),
+            Clock::start(),
+            &config,
+            inputs_tx.clone(),
+        );
+        let state = driver.cluster_state();
+        let driver = tokio::spawn(driver.run(inputs_rx));
+        let (jobs, jobs_slot) = watch::channel(None);
+        let commands = operator::CommandContext {
+            net: net.clone(),
+            state: state.clone(),
+            inputs: inputs_tx.clone(),
+            jobs: jobs_slot,
+        };
+        let (operator_tasks, http_addr) = operator::serve(http_listener, commands);
+        let token = net.declare_alive(&net.keys().master_alive()).await?;
+        let endpoints = net.endpoints().await;
+        let member = NetConfig::member(endpoints.clone()).with_cluster(&config.net.cluster);
+        let hosted = HostedFrameworks::start(
+            &net,
+            &member,
+            store.clone(),
+            config.module_limits,
+            inputs_tx.clone(),
+        )
+        .await?;
+        let jobs_handle = InProcessFrameworks::start_jobs(&member, &config).await?;
+        let frameworks = InProcessFrameworks {
+            hosted,
+            jobs: jobs_handle,
+        };
+        jobs.send_replace(frameworks.jobs_submitter());
+        tracing::info!(
+            ?endpoints,
+            incarnation = config.core.incarnation,
+            "master started"
+        );
+        Ok(MasterHandle {
+            net,
+            endpoints,
+            store,
+            inputs: inputs_tx,
+            driver,
+            pumps,
+            _modules: modules,
+            _token: token,
+            frameworks: Some(frameworks),
+            state,
+            http_addr,
+            jobs,
+            operator: operator_tasks,
+        })
+    }
+}
+
+/// A running master; it stops when this is dropped or [`MasterHandle::shutdown`].
+pub struct MasterHandle {
+    net: Net,
+    endpoints: Vec<String>,
+    store: Arc<ModuleStore>,
+    inputs: mpsc::Sender<Input>,
+    driver: JoinHandle<()>,
+    pumps: Vec<JoinHandle<()>>,
+    _modules: ModuleServer,
+    _token: AliveToken,
+    /// The jobs framework and scheduler modules run in this process.
+    frameworks: Option<InProcessFrameworks>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    http_addr: Option<SocketAddr>,
+    jobs: watch::Sender<Option<Arc<dyn JobSubmitter>>>,
+    /// The HTTP server and the task answering its commands.
+    operator: Vec<JoinHandle<()>>,
+}
+
+impl MasterHandle {
+    /// The zenoh endpoints the master listens on, e.g. `tcp/127.0.0.1:7447`.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// The module store, for modules added in process (`wasmos up`).
+    pub fn store(&self) -> &Arc<ModuleStore> {
+        &self.store
+    }
+
+    /// Where the HTTP API and the dashboard are served (the port picked when the
+    /// configuration asked for port 0); `None` when not served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The snapshots the HTTP API and the `master/admin` queryable serve, the latest
+    /// first; a new one at most every [`http_api::SNAPSHOT_INTERVAL_MS_MIN`].
+    pub fn cluster_state(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state.clone()
+    }
+
+    /// Hands `POST /api/v1/jobs` (and kills of its tasks) to a jobs framework connected
+    /// to this master; replaces the one attached before. Until then, submissions are
+    /// answered 409 "jobs framework not running".
+    pub fn attach_jobs(&self, jobs: Arc<dyn JobSubmitter>) {
+        self.jobs.send_replace(Some(jobs));
+    }
+
+    /// Runs `read` on the core between two inputs and returns its result: the way to read
+    /// the views (`Master::tasks_view`, `agents_view`, ...). `None` once the driver ended.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Master) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Box<dyn FnOnce(&Master) + Send> = Box::new(move |core| {
+            let _ = tx.send(read(core));
+        });
+        self.inputs.send(Input::Inspect(job)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops the master: its token goes, its queryables and subscribers end, the session
+    /// closes.
+    pub async fn shutdown(mut self) {
+        if let Some(frameworks) = self.frameworks.take() {
+            frameworks.shutdown().await;
+        }
+        self.stop();
+        if let Err(e) = self.net.close().await {
+            tracing::warn!(%e, "closing the master's session");
+        }
+    }
+
+    fn stop(&self) {
+        self.driver.abort();
+        for task in self.pumps.iter().chain(&self.operator) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for MasterHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
