@@ -140,6 +140,6 @@ pub fn build_advert(args: &AgentArgs) -> anyhow::Result<(AgentAdvert, PathBuf)> 
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let advert =
-        detect::advert(detected, &config, agent_id, incarnation).map_err(anyhow::Error::msg)?;
+        detect::advert(detected, &config, agent_id, incarnation)?;
     Ok((advert, work_dir))
 }

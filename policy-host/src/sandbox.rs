@@ -278,7 +278,8 @@ impl ModuleCode {
         };
         let mut store = Store::new(&self.engine, caps);
         store.limiter(|caps| caps);
-        set_budget(&mut store, self.limits).map_err(GuestError::Instantiate)?;
+        set_budget(&mut store, self.limits)
+            .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         let linker: Linker<Caps> = Linker::new(&self.engine);
         let instance = linker
             .instantiate(&mut store, &self.module)
@@ -369,7 +370,7 @@ impl GuestInstance {
     }
 
     fn refuel(&mut self) -> Result<(), GuestError> {
-        set_budget(&mut self.store, self.limits).map_err(GuestError::Trap)
+        set_budget(&mut self.store, self.limits).map_err(|e| GuestError::Trap(format!("{e:#}")))
     }
 
     /// Fuel the last [`GuestInstance::call`] used.
@@ -453,11 +454,9 @@ fn out_of_bounds_copy(e: &GuestError) -> GuestError {
 }
 
 /// A fresh CPU budget for the next call.
-fn set_budget(store: &mut Store<Caps>, limits: Limits) -> Result<(), String> {
+fn set_budget(store: &mut Store<Caps>, limits: Limits) -> wasmtime::Result<()> {
     match limits.metering {
-        Metering::Fuel => store
-            .set_fuel(limits.fuel_per_call)
-            .map_err(|e| format!("{e:#}")),
+        Metering::Fuel => store.set_fuel(limits.fuel_per_call),
         Metering::Deadline => {
             // The epoch under way may end at once: one more for it.
             store.set_epoch_deadline(limits.deadline_ms_per_call.div_ceil(EPOCH_TICK_MS) + 1);

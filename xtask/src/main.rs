@@ -1,9 +1,9 @@
 //! Build, test and bench automation: `cargo xtask <modules|test|bench|setup|demo>`.
 //!
 //! `test` is the one command that runs every test on a fresh Debian machine: it installs
-//! what is missing (wasm targets with rustup; runc, busybox-static, chromium and etcd-server with
-//! apt-get),
-//! builds the WASM modules and the `wasmos` binary, then runs the whole suite.
+//! what is missing (wasm targets and clippy with rustup; runc, busybox-static, chromium and
+//! etcd-server with apt-get), builds the WASM modules and the `wasmos` binary, runs clippy
+//! (warnings are errors), then runs the whole suite.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -32,9 +32,9 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 setup     install what the tests need (wasm targets, runc, busybox, chromium, etcd)\n  \
+                 setup     install what the tests need (wasm targets, clippy, runc, busybox, chromium, etcd)\n  \
                  modules   build the WASM modules in modules/ into target/modules/\n  \
-                 test      setup + modules + build + every test (extra args go to cargo test)\n  \
+                 test      setup + modules + build + clippy + every test (extra args go to cargo test)\n  \
                  bench     run the criterion benchmarks (extra args go to cargo bench)\n  \
                  demo      modules + `wasmos demo`: a cluster, two frameworks, DRF, in one process"
             );
@@ -78,6 +78,7 @@ fn on_path(program: &str) -> bool {
 
 fn setup() -> Result<()> {
     setup_targets_only()?;
+    setup_clippy()?;
     let packages: Vec<&str> = APT_TOOLS
         .iter()
         .filter(|(bin, _)| !on_path(bin))
@@ -209,6 +210,18 @@ fn setup_targets_only() -> Result<()> {
         .args(&missing))
 }
 
+/// `cargo xtask test` runs clippy; a minimal rustup profile lacks it.
+fn setup_clippy() -> Result<()> {
+    let installed = Command::new(cargo())
+        .args(["clippy", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "clippy"]))
+}
+
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
@@ -218,14 +231,22 @@ fn test(extra: &[String]) -> Result<()> {
     setup()?;
     modules()?;
     let root = root();
-    // One build of everything the tests need, `wasmos` included, with the same feature
-    // unification as `cargo test --workspace`: building the binary alone would resolve
-    // other features and compile wasmtime and zenoh twice.
+    // One build of everything the tests need, `wasmos` included. Every command resolves
+    // the same features for the dependencies (workspace-hack/), so this build, clippy's,
+    // the tests' and a later `cargo xtask demo` share one compiled tree.
     run(Command::new(cargo()).current_dir(&root).args([
         "build",
         "--workspace",
         "--bins",
         "--tests",
+    ]))?;
+    run(Command::new(cargo()).current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&root)

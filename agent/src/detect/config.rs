@@ -81,8 +81,28 @@ pub enum ConfigError {
     },
     #[error("{path} is larger than {CONFIG_BYTES_MAX} bytes")]
     TooLarge { path: PathBuf },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    // `error`, not `source`: see `Read`.
+    #[error("{path}: {error}")]
+    Parse { path: PathBuf, error: ParseError },
+}
+
+/// Why a configuration's text is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Resources(#[from] ResourceConfigError),
+}
+
+/// Why resources as written are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceConfigError {
+    #[error("resource {name} = {units} is not a non-negative amount")]
+    NotAmount { name: String, units: f64 },
+    /// `reason` is `RangeSet::from_intervals`' message.
+    #[error("resource {name}: {reason}")]
+    Range { name: String, reason: String },
 }
 
 impl AgentConfig {
@@ -98,14 +118,14 @@ impl AgentConfig {
             });
         }
         let text = std::fs::read_to_string(path).map_err(read_err)?;
-        AgentConfig::parse(&text).map_err(|message| ConfigError::Parse {
+        AgentConfig::parse(&text).map_err(|error| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            error,
         })
     }
 
-    pub fn parse(text: &str) -> Result<AgentConfig, String> {
-        let config: AgentConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<AgentConfig, ParseError> {
+        let config: AgentConfig = toml::from_str(text)?;
         config.resources.to_resources()?;
         config.reserved.to_resources()?;
         Ok(config)
@@ -114,11 +134,13 @@ impl AgentConfig {
 
 impl ResourceConfig {
     /// The resources written; an error names a negative amount or a backwards range.
-    pub fn to_resources(&self) -> Result<Resources, String> {
+    pub fn to_resources(&self) -> Result<Resources, ResourceConfigError> {
         let mut r = Resources::new();
         for (name, units) in &self.scalars {
-            let amount = Scalar::from_units(*units)
-                .ok_or_else(|| format!("resource {name} = {units} is not a non-negative amount"))?;
+            let amount = Scalar::from_units(*units).ok_or_else(|| ResourceConfigError::NotAmount {
+                name: name.clone(),
+                units: *units,
+            })?;
             r.set_scalar(name, amount);
         }
         for (name, items) in &self.sets {
@@ -129,7 +151,10 @@ impl ResourceConfig {
         }
         for (name, intervals) in &self.ranges {
             let set = RangeSet::from_intervals(intervals.iter().copied())
-                .map_err(|e| format!("resource {name}: {e}"))?;
+                .map_err(|reason| ResourceConfigError::Range {
+                    name: name.clone(),
+                    reason,
+                })?;
             r.ranges.insert(name.clone(), set);
         }
         Ok(r)

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use proto::{AgentAdvert, AgentId, Attributes, Resources, Scalar};
 
-pub use config::{AgentConfig, ConfigError, ResourceConfig};
+pub use config::{AgentConfig, ConfigError, ParseError, ResourceConfig, ResourceConfigError};
 
 /// File in the work directory that keeps a generated agent id.
 pub const AGENT_ID_FILE: &str = "agent_id";
@@ -119,7 +119,7 @@ pub fn advert(
     config: &AgentConfig,
     agent_id: AgentId,
     incarnation: u64,
-) -> Result<AgentAdvert, String> {
+) -> Result<AgentAdvert, ResourceConfigError> {
     let mut total = detected.resources;
     let configured = config.resources.to_resources()?;
     for (name, amount) in &configured.scalars {

@@ -155,7 +155,7 @@ struct Execution {
 
 enum Ended {
     Ran(Execution),
-    SetupFailed(String),
+    SetupFailed(SetupError),
     TimedOut(Duration),
     Killed,
 }
@@ -281,12 +281,28 @@ fn exit_of(result: wasmtime::Result<()>) -> Exit {
     }
 }
 
+/// Why a task's WASI context could not be built; the task fails with this reason.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("cannot open the sandbox directory {}: {:#}", .path.display(), .error)]
+    Sandbox {
+        path: PathBuf,
+        error: wasmtime::Error,
+    },
+    #[error("cannot grant directory {host} as {guest}: {error:#}")]
+    Grant {
+        host: String,
+        guest: String,
+        error: wasmtime::Error,
+    },
+}
+
 /// The WASI context: nothing but what `run` grants.
 fn wasi_builder(
     run: &TaskRun,
     stdout: &CappedOutput,
     stderr: &CappedOutput,
-) -> Result<WasiCtxBuilder, String> {
+) -> Result<WasiCtxBuilder, SetupError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&run.args)
         .envs(&run.env)
@@ -294,11 +310,9 @@ fn wasi_builder(
         .stderr(stderr.clone());
     b.initial_cwd(SANDBOX_GUEST_DIR);
     b.preopened_dir(&run.sandbox_dir, SANDBOX_GUEST_DIR, FsPerms::ReadWrite)
-        .map_err(|e| {
-            format!(
-                "cannot open the sandbox directory {}: {e:#}",
-                run.sandbox_dir.display()
-            )
+        .map_err(|error| SetupError::Sandbox {
+            path: run.sandbox_dir.clone(),
+            error,
         })?;
     for grant in &run.dirs {
         let perms = if grant.read_only {
@@ -307,11 +321,10 @@ fn wasi_builder(
             FsPerms::ReadWrite
         };
         b.preopened_dir(&grant.host, &grant.guest, perms)
-            .map_err(|e| {
-                format!(
-                    "cannot grant directory {} as {}: {e:#}",
-                    grant.host, grant.guest
-                )
+            .map_err(|error| SetupError::Grant {
+                host: grant.host.clone(),
+                guest: grant.guest.clone(),
+                error,
             })?;
     }
     if run.net {
@@ -328,7 +341,7 @@ fn outcome_of(ended: Ended, limits: &WasmLimits, stdout: &CapturedOutput) -> Tas
     let (state, exit_code, mut reason) = match ended {
         Ended::Killed => (TaskState::Killed, None, "killed".to_owned()),
         Ended::TimedOut(limit) => (TaskState::Failed, None, reason::of_timeout(limit)),
-        Ended::SetupFailed(why) => (TaskState::Failed, None, why),
+        Ended::SetupFailed(why) => (TaskState::Failed, None, why.to_string()),
         Ended::Ran(Execution {
             exit: Exit::Code(0),
             ..
