@@ -95,6 +95,7 @@ impl StatusJournal {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use proto::{Resources, StatusUuid, TaskState};
 

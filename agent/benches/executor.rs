@@ -6,6 +6,8 @@
 //! Rust modules). Times include the whole run of the task and the teardown of its store,
 //! so they bound "launch to guest entry" from above.
 
+#![allow(clippy::too_many_lines)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -8,6 +8,8 @@
 //!
 //! Needs root, runc and /bin/busybox. Run: `cargo bench -p wasmos-agent --bench oci`.
 
+#![allow(clippy::too_many_lines)]
+
 #[path = "../tests/oci/layout.rs"]
 #[allow(dead_code)]
 mod layout;

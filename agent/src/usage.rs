@@ -76,6 +76,7 @@ impl<F: Future> Future for Metered<F> {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,8 @@
 //! modules of `modules/tasks` (built by `cargo xtask modules`), and resource detection on
 //! fake device trees.
 
+#![allow(clippy::too_many_lines)]
+
 #[path = "wasm/detect.rs"]
 mod detect;
 #[path = "wasm/executor.rs"]

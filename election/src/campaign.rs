@@ -198,6 +198,7 @@ impl LeaseClock {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,8 @@
 //! a router session with the `master/calls` queryable, the `master/alive` token, and
 //! events put on `frameworks/<id>/events` once the framework's token is seen.
 
+#![allow(clippy::too_many_lines)]
+
 use std::time::Duration;
 
 use framework::{FrameworkClient, FrameworkConfig, FrameworkError};

@@ -472,6 +472,7 @@ impl LogEntry {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use proto::{FrameworkId, TaskState};
 

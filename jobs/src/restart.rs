@@ -43,6 +43,7 @@ impl Backoff {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,8 @@
 //! the book's calls go to the master, the master's events come back to the book, and
 //! the agents are played by the test.
 
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 
 use jobs::book::{JobBook, JobBookConfig, KillError, SubmitError};

@@ -10,6 +10,8 @@
 //! - `offers`: a framework declines every offer (filter 0 s) so the master offers again at
 //!   once; 10 agents, in process; time per offer round and offers/s printed.
 
+#![allow(clippy::too_many_lines)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};

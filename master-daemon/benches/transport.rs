@@ -3,6 +3,8 @@
 //!   it receives, for a WASM task whose module is cached and compiled (p50/p99 printed);
 //! - `advert_ingest`: adverts per second the master takes in, 1,000 agents re-advertising.
 
+#![allow(clippy::too_many_lines)]
+
 use std::time::{Duration, Instant};
 
 use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle};

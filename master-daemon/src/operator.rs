@@ -290,6 +290,7 @@ pub(crate) fn kill_in_core(
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

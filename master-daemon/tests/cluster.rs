@@ -2,6 +2,8 @@
 //! test): a master, an agent running real WASM on wasmtime, and a framework written with
 //! the native client.
 
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

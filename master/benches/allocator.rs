@@ -10,6 +10,8 @@
 //!   ends (status update), the agent is offered again (`handle_timeout`), and the
 //!   framework launches a task on the offer (`handle_call`).
 
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The transport over real zenoh sessions on loopback: a master (router) on a free port
 //! and peers connected to it, scouting off, one cluster per test so tests run in parallel.
 
+#![allow(clippy::too_many_lines)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -12,6 +12,8 @@
 //! Needs the modules built: `cargo xtask modules`. Short run: `cargo bench -p
 //! wasmos-policy-host -- --warm-up-time 1 --measurement-time 3`.
 
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 

@@ -2,6 +2,8 @@
 //! snapshot, the example modules through the master core, hostile modules, and `drf.wasm`
 //! against the built-in DRF. Needs the modules built: `cargo xtask modules`.
 
+#![allow(clippy::too_many_lines)]
+
 #[path = "policy_host/cluster.rs"]
 mod cluster;
 #[path = "policy_host/codec.rs"]

@@ -1,5 +1,7 @@
 //! The decoder rejects every malformed frame with an error and never panics.
 
+#![allow(clippy::too_many_lines)]
+
 use proptest::prelude::*;
 use proto::*;
 

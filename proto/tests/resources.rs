@@ -1,5 +1,7 @@
 //! Property tests of resource arithmetic.
 
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;

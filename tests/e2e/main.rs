@@ -1,6 +1,8 @@
 //! End-to-end tests: real processes, real wasmtime, real runc, real zenoh on loopback.
 //! One binary for all of them (link time); each area is a module.
 
+#![allow(clippy::too_many_lines)]
+
 mod chaos;
 mod cluster;
 mod demo;

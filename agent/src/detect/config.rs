@@ -162,6 +162,7 @@ impl ResourceConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -113,6 +113,7 @@ pub fn disk_mib(dir: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -269,6 +269,7 @@ fn capabilities(names: &[String]) -> Result<HashSet<Capability>, BundleError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -130,6 +130,7 @@ fn keyed_value(text: &str, key: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

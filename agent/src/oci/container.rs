@@ -493,6 +493,7 @@ fn poll_readable(fd: &OwnedFd, timeout: Duration) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -395,6 +395,7 @@ fn find_in_path(binary: &Path) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -593,6 +593,7 @@ impl ExitRecord {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -120,6 +120,7 @@ fn verify(bytes: &[u8], kind: CodeKind) -> Result<(), CacheMiss> {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

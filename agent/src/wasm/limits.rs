@@ -245,6 +245,7 @@ impl CpuThrottle {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

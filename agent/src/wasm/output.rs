@@ -171,6 +171,7 @@ impl AsyncWrite for CappedOutput {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -185,6 +185,7 @@ pub fn link_error(e: wasmtime::Error) -> LoadError {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 

@@ -60,6 +60,7 @@ pub fn of_timeout(timeout: Duration) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 
