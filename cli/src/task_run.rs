@@ -4,11 +4,12 @@
 //! `{"state":…,"exit_code":…,"reason":…,"stdout_tail":…}`; the exit status is 0 when the
 //! task finished with code 0, 1 otherwise, 2 for bad usage.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent::outcome::TaskOutcome;
-use proto::TaskState;
+use proto::{Resources, TaskState};
 
 #[path = "task_run_oci.rs"]
 mod oci;
@@ -59,6 +60,53 @@ pub fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
         oci::run(args)
     } else {
         wasm::run(args)
+    }
+}
+
+/// What both kinds of task take from the arguments alike; errors are usage errors.
+impl RunArgs {
+    /// `--mem` and `--cpus` as the task's resources.
+    fn resources(&self) -> Result<Resources, String> {
+        let mut resources = Resources::new();
+        if let Some(mem) = self.mem {
+            if mem == 0 {
+                return Err("--mem must be at least 1 (MiB)".into());
+            }
+            resources = resources.with_scalar("mem", mem as f64);
+        }
+        if let Some(cpus) = self.cpus {
+            if !(cpus.is_finite() && cpus > 0.0) {
+                return Err(format!("--cpus {cpus}: must be a positive number"));
+            }
+            resources = resources.with_scalar("cpus", cpus);
+        }
+        Ok(resources)
+    }
+
+    /// `--timeout` in whole milliseconds, rounded up.
+    fn timeout_ms(&self) -> Result<Option<u64>, String> {
+        match self.timeout {
+            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some((secs * 1000.0).ceil() as u64)),
+            Some(secs) => Err(format!(
+                "--timeout {secs}: must be a positive number of seconds"
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The `--env K=V` pairs.
+    fn env_vars(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut env = BTreeMap::new();
+        for pair in &self.env {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--env {pair:?}: expected K=V"))?;
+            if k.is_empty() {
+                return Err(format!("--env {pair:?}: empty name"));
+            }
+            env.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(env)
     }
 }
 

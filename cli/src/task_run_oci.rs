@@ -7,14 +7,13 @@
 //! without unpacking. Each run gets a fresh sandbox directory, removed afterwards.
 //! Ctrl-C or SIGTERM kill the container (SIGTERM, 2 s grace, SIGKILL) and report `killed`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use agent::oci::{OciConfig, OciExecutor};
 use agent::outcome::TaskOutcome;
-use proto::{OciTask, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState};
+use proto::{OciTask, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState};
 
 /// Grace period between SIGTERM and SIGKILL on a timeout or an interrupt.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -109,38 +108,9 @@ fn task_spec(args: &super::RunArgs) -> Result<TaskSpec, String> {
             "--dir is not supported with --oci: the container gets its sandbox at /sandbox".into(),
         );
     }
-    let mut resources = Resources::new();
-    if let Some(mem) = args.mem {
-        if mem == 0 {
-            return Err("--mem must be at least 1 MiB".into());
-        }
-        resources = resources.with_scalar("mem", mem as f64);
-    }
-    if let Some(cpus) = args.cpus {
-        if !(cpus.is_finite() && cpus > 0.0) {
-            return Err(format!("--cpus {cpus} is not a positive number"));
-        }
-        resources = resources.with_scalar("cpus", cpus);
-    }
-    let timeout_ms = match args.timeout {
-        Some(secs) if secs.is_finite() && secs > 0.0 => Some((secs * 1000.0).ceil() as u64),
-        Some(secs) => {
-            return Err(format!(
-                "--timeout {secs} is not a positive number of seconds"
-            ));
-        }
-        None => None,
-    };
-    let mut env = BTreeMap::new();
-    for kv in &args.env {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("--env {kv:?} is not K=V"))?;
-        if k.is_empty() {
-            return Err(format!("--env {kv:?} has an empty name"));
-        }
-        env.insert(k.to_owned(), v.to_owned());
-    }
+    let resources = args.resources()?;
+    let timeout_ms = args.timeout_ms()?;
+    let env = args.env_vars()?;
     let image = std::path::absolute(image).unwrap_or_else(|_| image.clone());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

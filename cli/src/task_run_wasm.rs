@@ -6,7 +6,6 @@
 //! `$HOME/.cache/wasmos/code` (no cache when none can be created). Ctrl-C or SIGTERM kill
 //! the task, which is reported as `killed`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::wasm::{ExecutorConfig, WasmExecutor};
 use anyhow::Context;
-use proto::{DirGrant, ModuleRef, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
+use proto::{DirGrant, ModuleRef, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const USAGE_ERROR: u8 = 2;
@@ -93,38 +92,9 @@ impl Interrupts {
 fn task_spec(args: &super::RunArgs) -> Result<(TaskSpec, Arc<[u8]>), String> {
     let path = args.module.as_ref().ok_or("a MODULE is required")?;
     let bytes = read_module(path)?;
-    let mut resources = Resources::new();
-    if let Some(mem) = args.mem {
-        if mem == 0 {
-            return Err("--mem must be at least 1 (MiB)".into());
-        }
-        resources = resources.with_scalar("mem", mem as f64);
-    }
-    if let Some(cpus) = args.cpus {
-        if !(cpus.is_finite() && cpus > 0.0) {
-            return Err(format!("--cpus {cpus}: must be a positive number"));
-        }
-        resources = resources.with_scalar("cpus", cpus);
-    }
-    let timeout_ms = match args.timeout {
-        Some(secs) if secs.is_finite() && secs > 0.0 => Some((secs * 1000.0).ceil() as u64),
-        Some(secs) => {
-            return Err(format!(
-                "--timeout {secs}: must be a positive number of seconds"
-            ));
-        }
-        None => None,
-    };
-    let mut env = BTreeMap::new();
-    for pair in &args.env {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("--env {pair:?}: expected K=V"))?;
-        if k.is_empty() {
-            return Err(format!("--env {pair:?}: empty name"));
-        }
-        env.insert(k.to_owned(), v.to_owned());
-    }
+    let resources = args.resources()?;
+    let timeout_ms = args.timeout_ms()?;
+    let env = args.env_vars()?;
     let dirs = args
         .dirs
         .iter()

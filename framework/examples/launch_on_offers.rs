@@ -9,13 +9,14 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
 use framework::{FrameworkClient, FrameworkConfig, Net, NetConfig};
 use proto::{
-    Event, Filters, Offer, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState, WasmTask,
+    Event, Filters, FrameworkId, ModuleRef, Offer, Resources, TaskId, TaskKind, TaskLimits,
+    TaskSpec, TaskState, WasmTask,
 };
 
 #[derive(Parser)]
@@ -58,42 +59,13 @@ async fn main() -> anyhow::Result<()> {
     let net =
         Net::open(&NetConfig::member(args.connect.clone()).with_cluster(&args.cluster)).await?;
 
-    let bytes = std::fs::read(&args.module)
-        .with_context(|| format!("reading {}", args.module.display()))?;
-    let name = args
-        .module
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let module = net::modules::upload_module(&net, &name, &bytes, |p| {
-        eprintln!("uploaded {} of {} bytes", p.sent_bytes, p.total_bytes);
-    })
-    .await?;
+    let module = upload(&net, &args.module).await?;
 
     let config = FrameworkConfig::new(&args.name).with_role(&args.role, args.weight);
     let (client, mut events) = FrameworkClient::subscribe(net, config).await?;
     println!("subscribed as {}", client.framework_id());
 
-    let per_task = Resources::new()
-        .with_scalar("cpus", args.cpus)
-        .with_scalar("mem", args.mem);
-    let mut pending: Vec<TaskSpec> = (0..args.count)
-        .map(|i| TaskSpec {
-            task_id: TaskId::new(format!(
-                "{}-{}-{i}",
-                client.framework_id(),
-                std::process::id()
-            )),
-            name: format!("{name} #{i}"),
-            resources: per_task.clone(),
-            kind: TaskKind::Wasm(WasmTask {
-                module: module.clone(),
-                args: args.args.clone(),
-                ..WasmTask::default()
-            }),
-            limits: TaskLimits::default(),
-        })
-        .collect();
+    let mut pending = tasks(&args, client.framework_id(), &module);
     let mut ended: BTreeSet<TaskId> = BTreeSet::new();
     let mut all_finished = true;
 
@@ -124,6 +96,40 @@ async fn main() -> anyhow::Result<()> {
     }
     client.teardown().await?;
     std::process::exit(if all_finished { 0 } else { 1 });
+}
+
+/// Puts the module into the master's module store.
+async fn upload(net: &Net, path: &Path) -> anyhow::Result<ModuleRef> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let module = net::modules::upload_module(net, &name, &bytes, |p| {
+        eprintln!("uploaded {} of {} bytes", p.sent_bytes, p.total_bytes);
+    })
+    .await?;
+    Ok(module)
+}
+
+/// The `--count` tasks to launch, each running the module with `args.args`.
+fn tasks(args: &Args, framework_id: &FrameworkId, module: &ModuleRef) -> Vec<TaskSpec> {
+    let per_task = Resources::new()
+        .with_scalar("cpus", args.cpus)
+        .with_scalar("mem", args.mem);
+    (0..args.count)
+        .map(|i| TaskSpec {
+            task_id: TaskId::new(format!("{framework_id}-{}-{i}", std::process::id())),
+            name: format!("{} #{i}", module.name),
+            resources: per_task.clone(),
+            kind: TaskKind::Wasm(WasmTask {
+                module: module.clone(),
+                args: args.args.clone(),
+                ..WasmTask::default()
+            }),
+            limits: TaskLimits::default(),
+        })
+        .collect()
 }
 
 /// Launches as many pending tasks as fit in `offer`, or declines it.

@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    Capability, Linux, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, Process, ProcessBuilder, RootBuilder, Spec, UserBuilder,
     get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
 };
 use proto::OciTask;
@@ -71,6 +71,21 @@ pub fn runtime_spec(
     sandbox: &Path,
     cgroups_path: &str,
 ) -> Result<Spec, BundleError> {
+    let mut spec = Spec::default();
+    spec.set_process(Some(process(image, task)?));
+    spec.set_root(Some(
+        RootBuilder::default().path(rootfs).readonly(true).build()?,
+    ));
+    spec.set_hostname(Some("wasmos".to_owned()));
+    spec.set_mounts(Some(mounts(sandbox)?));
+    spec.set_linux(Some(linux(task, limits, cgroups_path)?));
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+/// The container's process: the task's command (else the image's), its user, no new
+/// privileges, only the capabilities granted, and a bound on open files.
+fn process(image: &ImageRunConfig, task: &OciTask) -> Result<Process, BundleError> {
     let args = if task.command.is_empty() {
         image
             .entrypoint
@@ -115,7 +130,11 @@ pub fn runtime_spec(
                 .build()?,
         ])
         .build()?;
+    Ok(process)
+}
 
+/// Namespaces (the host's network only when asked), cgroup limits and masked paths.
+fn linux(task: &OciTask, limits: &ContainerLimits, cgroups_path: &str) -> Result<Linux, BundleError> {
     let mut namespaces = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
@@ -129,7 +148,6 @@ pub fn runtime_spec(
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
-
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources(limits)?)
@@ -137,17 +155,7 @@ pub fn runtime_spec(
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths())
         .build()?;
-
-    let mut spec = Spec::default();
-    spec.set_process(Some(process));
-    spec.set_root(Some(
-        RootBuilder::default().path(rootfs).readonly(true).build()?,
-    ));
-    spec.set_hostname(Some("wasmos".to_owned()));
-    spec.set_mounts(Some(mounts(sandbox)?));
-    spec.set_linux(Some(linux));
-    spec.set_annotations(None);
-    Ok(spec)
+    Ok(linux)
 }
 
 fn resources(limits: &ContainerLimits) -> Result<oci_spec::runtime::LinuxResources, BundleError> {

@@ -193,33 +193,7 @@ impl OciExecutor {
         id: &str,
         bundle: &Path,
     ) -> Result<OciContainer, LaunchError> {
-        let limits = bundle::ContainerLimits {
-            cpus_millis: spec.resources.scalar("cpus").millis(),
-            // Rounded up: a fraction of a MiB is still a limit, never "no limit".
-            mem_mib: spec.resources.scalar("mem").millis().div_ceil(1000),
-            limit_swap: self.cgroups.has_swap_accounting(),
-        };
-        let sandbox = fs::canonicalize(sandbox)?;
-        let cgroups_path = format!("/{}/{id}", self.config.cgroup_parent.trim_matches('/'));
-        let runtime_spec = bundle::runtime_spec(
-            &image.config,
-            task,
-            &limits,
-            &image.rootfs,
-            &sandbox,
-            &cgroups_path,
-        )?;
-        runtime_spec
-            .save(bundle.join("config.json"))
-            .map_err(|e| LaunchError::Start(e.to_string()))?;
-        let record = TaskRecord {
-            task_id: spec.task_id.to_string(),
-            container_id: id.to_owned(),
-            mem_mib: limits.mem_mib,
-            timeout_ms: spec.limits.timeout_ms,
-            started_at_ms: container::now_ms(),
-        };
-        container::write_json_atomic(&bundle.join(container::TASK_FILE), &record)?;
+        let (record, cgroups_path) = self.write_bundle(spec, task, image, sandbox, id, bundle)?;
         let shim_spec = shim::ShimSpec {
             runc: &self.runc.binary,
             runc_root: &self.runc.root,
@@ -230,25 +204,7 @@ impl OciExecutor {
         let started = shim::spawn(&shim_spec, START_TIMEOUT)?;
         let shim_start_ticks = container::proc_start_ticks(started.shim_pid).unwrap_or(0);
         if started.runc_status != 0 {
-            // Let the supervisor write its last file before the bundle is removed.
-            let runtime = RuntimeRecord {
-                shim_pid: started.shim_pid,
-                shim_start_ticks,
-                init_pid: -1,
-                cgroup: None,
-            };
-            OciContainer::attach(
-                bundle.to_path_buf(),
-                self.runc.clone(),
-                record,
-                Some(runtime),
-            )
-            .wait_exit(Some(Duration::from_secs(5)));
-            let why = runc::last_logged_error(&bundle.join(shim::RUNC_LOG_FILE))
-                .unwrap_or_else(|| format!("runc exited with status {}", started.runc_status >> 8));
-            return Err(LaunchError::Start(format!(
-                "runc could not start the container: {why}"
-            )));
+            return Err(self.runc_refused(bundle, record, &started, shim_start_ticks));
         }
         let init_pid = fs::read_to_string(bundle.join(shim::PID_FILE))?
             .trim()
@@ -278,6 +234,74 @@ impl OciExecutor {
             record,
             Some(runtime),
         ))
+    }
+
+    /// Writes the bundle's runtime spec and task record; returns the record and the
+    /// container's cgroups path.
+    fn write_bundle(
+        &self,
+        spec: &TaskSpec,
+        task: &OciTask,
+        image: &PreparedImage,
+        sandbox: &Path,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<(TaskRecord, String), LaunchError> {
+        let limits = bundle::ContainerLimits {
+            cpus_millis: spec.resources.scalar("cpus").millis(),
+            // Rounded up: a fraction of a MiB is still a limit, never "no limit".
+            mem_mib: spec.resources.scalar("mem").millis().div_ceil(1000),
+            limit_swap: self.cgroups.has_swap_accounting(),
+        };
+        let sandbox = fs::canonicalize(sandbox)?;
+        let cgroups_path = format!("/{}/{id}", self.config.cgroup_parent.trim_matches('/'));
+        let runtime_spec = bundle::runtime_spec(
+            &image.config,
+            task,
+            &limits,
+            &image.rootfs,
+            &sandbox,
+            &cgroups_path,
+        )?;
+        runtime_spec
+            .save(bundle.join("config.json"))
+            .map_err(|e| LaunchError::Start(e.to_string()))?;
+        let record = TaskRecord {
+            task_id: spec.task_id.to_string(),
+            container_id: id.to_owned(),
+            mem_mib: limits.mem_mib,
+            timeout_ms: spec.limits.timeout_ms,
+            started_at_ms: container::now_ms(),
+        };
+        container::write_json_atomic(&bundle.join(container::TASK_FILE), &record)?;
+        Ok((record, cgroups_path))
+    }
+
+    /// runc did not start the container: waits for the supervisor's last file (before the
+    /// bundle is removed) and names runc's reason.
+    fn runc_refused(
+        &self,
+        bundle: &Path,
+        record: TaskRecord,
+        started: &shim::Started,
+        shim_start_ticks: u64,
+    ) -> LaunchError {
+        let runtime = RuntimeRecord {
+            shim_pid: started.shim_pid,
+            shim_start_ticks,
+            init_pid: -1,
+            cgroup: None,
+        };
+        OciContainer::attach(
+            bundle.to_path_buf(),
+            self.runc.clone(),
+            record,
+            Some(runtime),
+        )
+        .wait_exit(Some(Duration::from_secs(5)));
+        let why = runc::last_logged_error(&bundle.join(shim::RUNC_LOG_FILE))
+            .unwrap_or_else(|| format!("runc exited with status {}", started.runc_status >> 8));
+        LaunchError::Start(format!("runc could not start the container: {why}"))
     }
 
     /// Launches and waits: the whole task, as `wasmos task run --oci` runs it.

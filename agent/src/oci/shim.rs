@@ -234,7 +234,7 @@ fn read_started(fd: libc::c_int, timeout: Duration) -> io::Result<Started> {
 ///
 /// # Safety
 /// Runs in a forked child of a multi-threaded process: async-signal-safe calls only, no
-/// allocation.
+/// allocation. The same holds for every step it calls.
 unsafe fn supervise(
     p: &mut Prepared,
     argv: &[*const libc::c_char],
@@ -242,20 +242,7 @@ unsafe fn supervise(
     sync: libc::c_int,
 ) -> ! {
     unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        let mut chld: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut chld);
-        libc::sigaddset(&mut chld, libc::SIGCHLD);
-        // SIGCHLD is only read through a signalfd, so it stays blocked here (not in runc).
-        libc::pthread_sigmask(libc::SIG_SETMASK, &chld, std::ptr::null_mut());
-        let me = libc::getpid();
-        write_all(sync, (&raw const me).cast(), 4);
-        close_inherited(sync);
-
+        let chld = become_supervisor(sync);
         let log_flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
         let out_log = libc::open(p.stdout.as_ptr(), log_flags, 0o640);
         let err_log = libc::open(p.stderr.as_ptr(), log_flags, 0o640);
@@ -269,34 +256,12 @@ unsafe fn supervise(
         let (mut out, mut err) = ([-1; 2], [-1; 2]);
         libc::pipe2(out.as_mut_ptr(), libc::O_CLOEXEC);
         libc::pipe2(err.as_mut_ptr(), libc::O_CLOEXEC);
-        let runc = libc::fork();
-        if runc == 0 {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            libc::dup2(null, 0);
-            libc::dup2(out[1], 1);
-            libc::dup2(err[1], 2);
-            libc::execve(p.runc.as_ptr(), argv.as_ptr(), env.as_ptr());
-            libc::_exit(127);
-        }
+        let runc = start_runc(p, argv, env, [null, out[1], err[1]]);
         libc::close(out[1]);
         libc::close(err[1]);
         libc::close(null);
 
-        let mut streams = [
-            Stream {
-                pipe: out[0],
-                log: out_log,
-                kept: 0,
-                dropped: 0,
-            },
-            Stream {
-                pipe: err[0],
-                log: err_log,
-                kept: 0,
-                dropped: 0,
-            },
-        ];
+        let mut streams = [Stream::new(out[0], out_log), Stream::new(err[0], err_log)];
         let mut reaps = Reaps::new(runc);
         let mut children_left = true;
         if runc < 0 {
@@ -308,32 +273,94 @@ unsafe fn supervise(
             if open {
                 pump(&mut streams, sigfd, &mut p.buf, p.output_bytes_max);
             }
-            // Reap everything that has exited; block only once the pipes are closed.
-            loop {
-                let mut status = 0;
-                let flags = if open { libc::WNOHANG } else { 0 };
-                let pid = libc::waitpid(-1, &mut status, flags);
-                if pid == 0 {
-                    break;
-                }
-                if pid < 0 {
-                    if errno() == libc::EINTR {
-                        continue;
-                    }
-                    children_left = false;
-                    break;
-                }
-                let line = &mut p.line;
-                let pid_file = p.pid_file.as_ptr();
-                if reaps.reaped(pid, status, || read_pid(pid_file, line)) {
-                    write_all(sync, (&raw const status).cast(), 4);
-                    libc::close(sync);
-                }
+            // Block in waitpid only once the pipes are closed.
+            if !reap_exited(p, &mut reaps, sync, !open) {
+                children_left = false;
             }
             if !open && !children_left {
                 break;
             }
         }
+        write_exit_file(p, &reaps, &streams);
+        libc::_exit(0)
+    }
+}
+
+/// The supervisor's first steps: a subreaper that ignores SIGPIPE and reads SIGCHLD only
+/// through a signalfd; it reports its pid on `sync` and closes what it inherited.
+/// Returns the SIGCHLD set (blocked) for the signalfd.
+unsafe fn become_supervisor(sync: libc::c_int) -> libc::sigset_t {
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let mut chld: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut chld);
+        libc::sigaddset(&mut chld, libc::SIGCHLD);
+        // SIGCHLD is only read through a signalfd, so it stays blocked here (not in runc).
+        libc::pthread_sigmask(libc::SIG_SETMASK, &chld, std::ptr::null_mut());
+        let me = libc::getpid();
+        write_all(sync, (&raw const me).cast(), 4);
+        close_inherited(sync);
+        chld
+    }
+}
+
+/// Forks and execs runc with `stdio` (stdin, stdout, stderr) and the default signal state;
+/// the pid, or a negative number when the fork failed.
+unsafe fn start_runc(
+    p: &Prepared,
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    stdio: [libc::c_int; 3],
+) -> libc::pid_t {
+    unsafe {
+        let runc = libc::fork();
+        if runc == 0 {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            for (fd, from) in stdio.into_iter().enumerate() {
+                libc::dup2(from, fd as libc::c_int);
+            }
+            libc::execve(p.runc.as_ptr(), argv.as_ptr(), env.as_ptr());
+            libc::_exit(127);
+        }
+        runc
+    }
+}
+
+/// Reaps every child that has exited (waiting for one when `block`); once runc is reaped
+/// its status goes to `sync`, which is then closed. False when no child is left.
+unsafe fn reap_exited(p: &mut Prepared, reaps: &mut Reaps, sync: libc::c_int, block: bool) -> bool {
+    unsafe {
+        loop {
+            let mut status = 0;
+            let flags = if block { 0 } else { libc::WNOHANG };
+            let pid = libc::waitpid(-1, &mut status, flags);
+            if pid == 0 {
+                return true;
+            }
+            if pid < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                return false;
+            }
+            let line = &mut p.line;
+            let pid_file = p.pid_file.as_ptr();
+            if reaps.reaped(pid, status, || read_pid(pid_file, line)) {
+                write_all(sync, (&raw const status).cast(), 4);
+                libc::close(sync);
+            }
+        }
+    }
+}
+
+/// Writes the `exit` file atomically (`exit.tmp`, then rename).
+unsafe fn write_exit_file(p: &mut Prepared, reaps: &Reaps, streams: &[Stream; 2]) {
+    unsafe {
         let values = [
             ("runc_status=", reaps.runc_status as i64),
             ("init_pid=", reaps.init_pid as i64),
@@ -358,7 +385,6 @@ unsafe fn supervise(
             libc::close(fd);
             libc::rename(p.exit_tmp.as_ptr(), p.exit.as_ptr());
         }
-        libc::_exit(0)
     }
 }
 
@@ -422,6 +448,17 @@ struct Stream {
     log: libc::c_int,
     kept: u64,
     dropped: u64,
+}
+
+impl Stream {
+    fn new(pipe: libc::c_int, log: libc::c_int) -> Stream {
+        Stream {
+            pipe,
+            log,
+            kept: 0,
+            dropped: 0,
+        }
+    }
 }
 
 /// Waits (up to [`REAP_POLL_MS`]) for output or a child's exit, and moves output to the

@@ -126,29 +126,8 @@ fn write_entry(
     let (uid, gid) = (header.uid().ok(), header.gid().ok());
     let kind = header.entry_type();
     match kind {
-        tar::EntryType::Directory => {
-            match fs::symlink_metadata(dest) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    remove_any(dest)?;
-                    fs::create_dir(dest).map_err(io_at(dest))?;
-                }
-                Err(_) => fs::create_dir(dest).map_err(io_at(dest))?,
-            }
-            fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(io_at(dest))?;
-        }
-        tar::EntryType::Regular | tar::EntryType::Continuous => {
-            remove_any(dest)?;
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(dest)
-                .map_err(io_at(dest))?;
-            io::copy(entry, &mut out).map_err(io_at(dest))?;
-            fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(io_at(dest))?;
-        }
+        tar::EntryType::Directory => write_dir(dest, mode)?,
+        tar::EntryType::Regular | tar::EntryType::Continuous => write_file(entry, dest, mode)?,
         tar::EntryType::Symlink => {
             let target = entry
                 .link_name()
@@ -158,30 +137,8 @@ fn write_entry(
             // The target is stored as data; it is never followed while unpacking.
             std::os::unix::fs::symlink(&target, dest).map_err(io_at(dest))?;
         }
-        tar::EntryType::Link => {
-            let target = entry
-                .link_name()
-                .map_err(io_at(dest))?
-                .ok_or_else(|| bad(raw, "hard link without a target"))?
-                .into_owned();
-            let target_rel = relative_path(&target)?;
-            let target_parent =
-                resolve_in_root(rootfs, target_rel.parent().unwrap_or(Path::new("")), false)?;
-            let Some(target_name) = target_rel.file_name() else {
-                return Err(bad(raw, "hard link to the rootfs itself"));
-            };
-            let source = target_parent.join(target_name);
-            if fs::symlink_metadata(&source).is_err() {
-                return Err(bad(
-                    raw,
-                    format!("hard link target {} does not exist", target.display()),
-                ));
-            }
-            remove_any(dest)?;
-            // linkat without AT_SYMLINK_FOLLOW: a symlink target is linked, not followed.
-            fs::hard_link(&source, dest).map_err(io_at(dest))?;
-            return Ok(());
-        }
+        // A hard link shares the target's owner and mode: nothing more to set.
+        tar::EntryType::Link => return write_hard_link(entry, rootfs, dest, raw),
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
             tracing::debug!(path = %raw.display(), "oci: device or fifo in layer skipped");
             return Ok(());
@@ -198,6 +155,61 @@ fn write_entry(
         }
     }
     Ok(())
+}
+
+fn write_dir(dest: &Path, mode: u32) -> Result<(), UnpackError> {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            remove_any(dest)?;
+            fs::create_dir(dest).map_err(io_at(dest))?;
+        }
+        Err(_) => fs::create_dir(dest).map_err(io_at(dest))?,
+    }
+    fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(io_at(dest))
+}
+
+fn write_file(entry: &mut tar::Entry<impl Read>, dest: &Path, mode: u32) -> Result<(), UnpackError> {
+    remove_any(dest)?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)
+        .map_err(io_at(dest))?;
+    io::copy(entry, &mut out).map_err(io_at(dest))?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(io_at(dest))
+}
+
+/// A hard link to an entry already unpacked, resolved inside `rootfs`.
+fn write_hard_link(
+    entry: &tar::Entry<impl Read>,
+    rootfs: &Path,
+    dest: &Path,
+    raw: &Path,
+) -> Result<(), UnpackError> {
+    let target = entry
+        .link_name()
+        .map_err(io_at(dest))?
+        .ok_or_else(|| bad(raw, "hard link without a target"))?
+        .into_owned();
+    let target_rel = relative_path(&target)?;
+    let target_parent =
+        resolve_in_root(rootfs, target_rel.parent().unwrap_or(Path::new("")), false)?;
+    let Some(target_name) = target_rel.file_name() else {
+        return Err(bad(raw, "hard link to the rootfs itself"));
+    };
+    let source = target_parent.join(target_name);
+    if fs::symlink_metadata(&source).is_err() {
+        return Err(bad(
+            raw,
+            format!("hard link target {} does not exist", target.display()),
+        ));
+    }
+    remove_any(dest)?;
+    // linkat without AT_SYMLINK_FOLLOW: a symlink target is linked, not followed.
+    fs::hard_link(&source, dest).map_err(io_at(dest))
 }
 
 /// Longest part of a tar reader's message kept in a reason.

@@ -278,6 +278,16 @@ impl Scheduler {
                 )
                 .await;
         };
+        self.launch(client, offer, index).await
+    }
+
+    /// Launches pending task `index` on `offer`; a refused launch stays pending.
+    async fn launch(
+        &mut self,
+        client: &FrameworkClient,
+        offer: Offer,
+        index: usize,
+    ) -> anyhow::Result<()> {
         let task = self.pending.remove(index);
         let spec = task.spec.clone();
         let needs = task.needs.map_or(String::new(), |(key, value)| {

@@ -2,7 +2,7 @@
 //! the `master/upload` queryable (protocol in [`proto::admin`]).
 
 use proto::admin::UploadReply;
-use proto::{MODULE_CHUNK_BYTES_MAX, ModuleChunk, ModuleRef};
+use proto::{MODULE_CHUNK_BYTES_MAX, ModuleChunk, ModuleHash, ModuleRef};
 use thiserror::Error;
 
 use crate::error::QueryError;
@@ -84,38 +84,20 @@ pub async fn upload_module(
                 source,
             })?;
         sent_bytes += piece.len() as u64;
-        match reply {
-            UploadReply::Continue { next_index } if next_index == index + 1 => {
-                progress(UploadProgress {
-                    sent_bytes,
-                    total_bytes,
-                });
-            }
-            UploadReply::Stored {
-                sha256: stored,
-                size_bytes,
-            } if stored == sha256 && size_bytes == total_bytes => {
+        match chunk_taken(name, index, &sha256, total_bytes, reply)? {
+            ChunkTaken::Continue => progress(UploadProgress {
+                sent_bytes,
+                total_bytes,
+            }),
+            ChunkTaken::Stored => {
                 progress(UploadProgress {
                     sent_bytes: total_bytes,
                     total_bytes,
                 });
                 return Ok(ModuleRef {
                     sha256,
-                    size_bytes,
+                    size_bytes: total_bytes,
                     name: name.to_owned(),
-                });
-            }
-            UploadReply::Error { message } => {
-                return Err(UploadError::Refused {
-                    name: name.to_owned(),
-                    message,
-                });
-            }
-            reply => {
-                return Err(UploadError::Protocol {
-                    name: name.to_owned(),
-                    index,
-                    reply,
                 });
             }
         }
@@ -125,4 +107,37 @@ pub async fn upload_module(
         index: count.saturating_sub(1),
         reply: UploadReply::Continue { next_index: count },
     })
+}
+
+/// What the master's reply to one chunk says.
+enum ChunkTaken {
+    /// Send the next chunk.
+    Continue,
+    /// The whole module is in the store.
+    Stored,
+}
+
+fn chunk_taken(
+    name: &str,
+    index: u32,
+    sha256: &ModuleHash,
+    total_bytes: u64,
+    reply: UploadReply,
+) -> Result<ChunkTaken, UploadError> {
+    match reply {
+        UploadReply::Continue { next_index } if next_index == index + 1 => Ok(ChunkTaken::Continue),
+        UploadReply::Stored {
+            sha256: stored,
+            size_bytes,
+        } if stored == *sha256 && size_bytes == total_bytes => Ok(ChunkTaken::Stored),
+        UploadReply::Error { message } => Err(UploadError::Refused {
+            name: name.to_owned(),
+            message,
+        }),
+        reply => Err(UploadError::Protocol {
+            name: name.to_owned(),
+            index,
+            reply,
+        }),
+    }
 }
