@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::detect::{self, AgentConfig};
 use agent::oci::OciConfig;
-use anyhow::Context;
 use agent_daemon::{AgentDaemon, AgentDaemonConfig};
+use anyhow::Context;
 use net::NetConfig;
 use proto::AgentAdvert;
 
@@ -139,7 +139,6 @@ pub fn build_advert(args: &AgentArgs) -> anyhow::Result<(AgentAdvert, PathBuf)> 
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let advert =
-        detect::advert(detected, &config, agent_id, incarnation)?;
+    let advert = detect::advert(detected, &config, agent_id, incarnation)?;
     Ok((advert, work_dir))
 }

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use master_daemon::tools;
 use jobs::request::{JOB_NAME_BYTES_MAX, JobAccepted, JobRequest, RestartPolicy};
+use master_daemon::tools;
 use net::modules::{UploadProgress, upload_module};
 use net::{Net, NetConfig, QueryError};
 use proto::admin::{AdminRequest, JobsReply, JobsRequest};

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use agent_daemon::{AgentDaemon, AgentDaemonConfig};
+use anyhow::Context;
 use net::NetConfig;
 
 use crate::agent_cmd::{self, AgentArgs};

@@ -21,7 +21,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use master::Millis;
 use master::allocator::{AgentSlot, Allocator, Changes, DrfAllocator, FrameworkSlot, Snapshot};
 use policy_host::abi::SchedulerInput;
-use policy_host::{FailurePolicy, HostedScheduler, Kind, Limits, Metering, ModuleCode, WasmAllocator};
+use policy_host::{
+    FailurePolicy, HostedScheduler, Kind, Limits, Metering, ModuleCode, WasmAllocator,
+};
 use proto::{AgentId, Attributes, Event, FrameworkId, Offer, OfferId, Resources};
 
 #[allow(unused_attributes, dead_code)]

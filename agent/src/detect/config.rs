@@ -137,10 +137,11 @@ impl ResourceConfig {
     pub fn to_resources(&self) -> Result<Resources, ResourceConfigError> {
         let mut r = Resources::new();
         for (name, units) in &self.scalars {
-            let amount = Scalar::from_units(*units).ok_or_else(|| ResourceConfigError::NotAmount {
-                name: name.clone(),
-                units: *units,
-            })?;
+            let amount =
+                Scalar::from_units(*units).ok_or_else(|| ResourceConfigError::NotAmount {
+                    name: name.clone(),
+                    units: *units,
+                })?;
             r.set_scalar(name, amount);
         }
         for (name, items) in &self.sets {
@@ -150,11 +151,12 @@ impl ResourceConfig {
                 .extend(items.iter().cloned());
         }
         for (name, intervals) in &self.ranges {
-            let set = RangeSet::from_intervals(intervals.iter().copied())
-                .map_err(|reason| ResourceConfigError::Range {
+            let set = RangeSet::from_intervals(intervals.iter().copied()).map_err(|reason| {
+                ResourceConfigError::Range {
                     name: name.clone(),
                     reason,
-                })?;
+                }
+            })?;
             r.ranges.insert(name.clone(), set);
         }
         Ok(r)

@@ -16,10 +16,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, Linux, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, Process, ProcessBuilder, RootBuilder, Spec, UserBuilder,
-    get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
+    Capability, Linux, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, Process, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts,
+    get_default_readonly_paths,
 };
 use proto::OciTask;
 
@@ -134,7 +135,11 @@ fn process(image: &ImageRunConfig, task: &OciTask) -> Result<Process, BundleErro
 }
 
 /// Namespaces (the host's network only when asked), cgroup limits and masked paths.
-fn linux(task: &OciTask, limits: &ContainerLimits, cgroups_path: &str) -> Result<Linux, BundleError> {
+fn linux(
+    task: &OciTask,
+    limits: &ContainerLimits,
+    cgroups_path: &str,
+) -> Result<Linux, BundleError> {
     let mut namespaces = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,

@@ -169,7 +169,11 @@ fn write_dir(dest: &Path, mode: u32) -> Result<(), UnpackError> {
     fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(io_at(dest))
 }
 
-fn write_file(entry: &mut tar::Entry<impl Read>, dest: &Path, mode: u32) -> Result<(), UnpackError> {
+fn write_file(
+    entry: &mut tar::Entry<impl Read>,
+    dest: &Path,
+    mode: u32,
+) -> Result<(), UnpackError> {
     remove_any(dest)?;
     let mut out = OpenOptions::new()
         .write(true)

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle};
+use anyhow::Context;
 use net::NetConfig;
 use proto::{AgentAdvert, AgentId, Attributes, Resources};
 

@@ -386,7 +386,8 @@ async fn last_output_line(client: &FrameworkClient, status: &TaskStatus) -> Stri
             .last()
             .unwrap_or("(no output)")
             .to_owned(),
-        Ok(LogsReply::Error { message }) | Err(master_daemon::tools::ToolError::Refused(message)) => {
+        Ok(LogsReply::Error { message })
+        | Err(master_daemon::tools::ToolError::Refused(message)) => {
             format!("(output not available: {message})")
         }
         Err(e) => format!("(output not available: {e})"),

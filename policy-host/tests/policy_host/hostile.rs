@@ -3,7 +3,9 @@
 
 use master::{Master, MasterConfig};
 use policy_host::sandbox::GuestError;
-use policy_host::{FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, WasmAllocator};
+use policy_host::{
+    FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, WasmAllocator,
+};
 
 use super::cluster::{Cluster, advert, finish_all, info};
 use super::examples::batch_scheduler;
