@@ -4,8 +4,8 @@
 //! Events and the current time go in ([`Master::handle_agent_advert`],
 //! [`Master::handle_call`], [`Master::handle_status`], [`Master::handle_timeout`], ...);
 //! actions come out ([`Master::poll_action`]): offers and other events to frameworks,
-//! launches, kills and acknowledgements to agents. [`sim`] drives the same machine in
-//! virtual time for `wasmos sim`.
+//! launches, kills and acknowledgements to agents. The `wasmos-sim` crate drives the same
+//! machine in virtual time for `wasmos sim`.
 //!
 //! Architecture invariant: this crate knows nothing of zenoh, tokio, wasmtime or clocks.
 //! Time is a [`Millis`] handed in; the only randomness is a seeded generator.
@@ -17,7 +17,6 @@ mod master;
 pub mod offer_book;
 pub mod reclaim;
 pub mod rng;
-pub mod sim;
 pub mod tasks;
 pub mod time;
 pub mod view;

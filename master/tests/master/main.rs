@@ -5,4 +5,3 @@ mod common;
 mod props;
 mod reclaim;
 mod recovery;
-mod sim;
