@@ -199,8 +199,10 @@ impl Sim {
         };
         for a in &scenario.agents {
             let total = resources_of(&format!("agent {}", a.id), &a.resources)?;
+            let advert = advert(&a.id, a.attributes.clone(), total);
             sim.master
-                .handle_agent_advert(sim.now, advert(&a.id, a.attributes.clone(), total));
+                .handle_agent_token(sim.now, &advert.agent_id, true);
+            sim.master.handle_agent_advert(sim.now, advert);
         }
         // A task of nothing changes no share and no free resources, so when such tasks are
         // launched does not change anyone else's count; subscribing their frameworks first
@@ -228,6 +230,8 @@ impl Sim {
                     message: format!("{reply:?}"),
                 });
             };
+            sim.master
+                .handle_framework_token(sim.now, &framework_id, true);
             if f.scheduler.is_some() {
                 let scheduler = load(f).map_err(|message| SimError::Scheduler {
                     framework: f.id.clone(),
