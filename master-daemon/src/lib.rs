@@ -50,7 +50,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use net::clock::{Clock, unix_ms};
-use crate::error::DaemonError;
 use crate::frameworks::InProcessFrameworks;
 use crate::frameworks::hosted::HostedFrameworks;
 

@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 use net::clock::Clock;
 use crate::error::DaemonError;
-use crate::master::Input;
+use crate::Input;
 
 /// How often every hosted scheduler gets a `Tick`.
 pub const HOSTED_TICK_MS: u64 = 1_000;
