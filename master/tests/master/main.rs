@@ -2,6 +2,7 @@
 
 mod calls;
 mod common;
+mod liveness;
 mod props;
 mod reclaim;
 mod recovery;
