@@ -147,7 +147,7 @@ fn malformed_faults_are_scenario_errors() {
 /// A random fleet whose frameworks all have durations and finitely many tasks, with
 /// agents that are cut off and always come back, and master restarts.
 fn dynamic_scenario() -> impl Strategy<Value = (Value, u64)> {
-    let agents = prop::collection::vec(1u64..4, 1..5);
+    let agents = prop::collection::vec(2u64..5, 1..5);
     let frameworks = prop::collection::vec((1u64..3, 1u64..8, 100u64..5000), 1..4);
     let cuts = prop::collection::vec((0usize..4, 0u64..20_000, 1u64..30_000), 0..3);
     let restarts = prop::collection::vec(0u64..30_000, 0..3);

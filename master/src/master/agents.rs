@@ -127,6 +127,12 @@ impl Master {
             self.doomed_status(status);
             return;
         }
+        if self.contradicts_told_end(&status) {
+            // Its framework keeps the end it was told (`lost`, for a task of an agent
+            // declared lost that comes back with the task ended otherwise).
+            self.ack_to_agent(&status);
+            return;
+        }
         if !self.tasks.is_known(&task_id) {
             // A task launched by an earlier master, heard of before its agent's advert.
             self.recover_framework(&status.framework_id);
@@ -153,12 +159,27 @@ impl Master {
             .is_some_and(|f| !f.torn_down);
         if listening {
             self.send(&framework_id, Event::Update { status });
-        } else if self.agents.contains_key(&status.agent_id) {
-            let (agent_id, status_uuid) = (status.agent_id.clone(), status.uuid);
+        } else {
+            self.ack_to_agent(&status);
+        }
+    }
+
+    /// A status of a task that already ended, saying it ended otherwise.
+    fn contradicts_told_end(&self, status: &TaskStatus) -> bool {
+        self.tasks.get(&status.task_id).is_none()
+            && self
+                .tasks
+                .ended(&status.task_id)
+                .is_some_and(|e| e.latest.state != status.state)
+    }
+
+    /// The master acknowledges an update itself: no framework will.
+    fn ack_to_agent(&mut self, status: &TaskStatus) {
+        if self.agents.contains_key(&status.agent_id) {
             self.actions.push_back(Action::AckStatus {
-                agent_id,
-                task_id,
-                status_uuid,
+                agent_id: status.agent_id.clone(),
+                task_id: status.task_id.clone(),
+                status_uuid: status.uuid,
             });
         }
     }
