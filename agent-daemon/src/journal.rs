@@ -1,44 +1,32 @@
-//! The agent's status journal: the tasks it holds, with their latest status, kept on disk
-//! so that status updates survive an agent restart.
+//! The agent's status journal on disk: the tasks it holds, with their latest status
+//! ([`agent_core::JournalEntry`]), so that status updates survive an agent restart. What
+//! is journaled when, and what recovery makes of it, is `agent_core`'s (see
+//! [`agent_core::journal`]); this module only writes and reads the file.
 //!
 //! The journal is the whole list, rewritten (to a temporary file, synced, then renamed
-//! over the old one) whenever a task's status changes or an update is acknowledged: a
-//! crash at any point leaves either the old or the new list, never a torn one. It holds
-//! exactly the tasks the agent holds, so it is bounded by [`crate::TASKS_MAX`] (launches
-//! beyond it are refused; nothing is ever dropped from the journal to make room). A list
-//! that would encode to more than `proto::codec::FRAME_BYTES_MAX` is not written: the
-//! error is logged and the previous journal stays.
-//!
-//! On start the agent reads the journal back. A terminal status not yet acknowledged is
-//! sent again, unchanged. A task that was running in the dead agent process cannot have
-//! survived if it was a WASM task (it ran inside that process): it is reported `failed`
-//! with the reason [`AGENT_RESTARTED`]. An OCI task whose container outlived the agent
-//! (runc runs it under a supervisor) is watched again; one whose container is gone is
-//! reported `failed` too.
+//! over the old one) whenever the node asks: a crash at any point leaves either the old
+//! or the new list, never a torn one. It holds exactly the tasks the agent holds, so it is
+//! bounded by [`crate::TASKS_MAX`] (launches beyond it are refused; nothing is ever
+//! dropped from the journal to make room). A list that would encode to more than
+//! `proto::codec::FRAME_BYTES_MAX` is not written: the error is logged and the previous
+//! journal stays.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use proto::{AdvertTask, TaskStatus};
-use serde::{Deserialize, Serialize};
+pub use agent_core::AGENT_RESTARTED;
+use agent_core::JournalEntry;
+use thiserror::Error;
 
 /// The journal's file name in the agent's work directory.
 pub const JOURNAL_FILE: &str = "status-journal";
-/// The reason given for tasks that died with the agent process.
-pub const AGENT_RESTARTED: &str = "agent restarted";
 
-/// One task as journaled.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct JournalEntry {
-    pub task: AdvertTask,
-    /// An OCI task, whose container may have outlived the agent.
-    pub oci: bool,
-}
-
-impl JournalEntry {
-    pub(crate) fn status(&self) -> &TaskStatus {
-        &self.task.status
-    }
+#[derive(Debug, Error)]
+enum JournalError {
+    #[error(transparent)]
+    Encode(#[from] proto::EncodeError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 pub(crate) struct StatusJournal {
@@ -84,20 +72,21 @@ impl StatusJournal {
         }
     }
 
-    fn write(&self, entries: &[JournalEntry]) -> Result<(), String> {
-        let bytes = proto::encode(&entries).map_err(|e| e.to_string())?;
-        let mut file = std::fs::File::create(&self.tmp).map_err(|e| e.to_string())?;
-        file.write_all(&bytes).map_err(|e| e.to_string())?;
+    fn write(&self, entries: &[JournalEntry]) -> Result<(), JournalError> {
+        let bytes = proto::encode(&entries)?;
+        let mut file = std::fs::File::create(&self.tmp)?;
+        file.write_all(&bytes)?;
         // Survives power loss, not only a killed process: edge devices lose power.
-        file.sync_data().map_err(|e| e.to_string())?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| e.to_string())
+        file.sync_data()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::too_many_lines)]
 mod tests {
-    use proto::{Resources, StatusUuid, TaskState};
+    use proto::{AdvertTask, Resources, StatusUuid, TaskState, TaskStatus};
 
     use super::*;
 

@@ -1,17 +1,18 @@
-//! The agent daemon: one device in the cluster.
+//! The agent daemon: one device in the cluster, a pump around [`agent_core::AgentNode`].
 //!
-//! It declares `agents/<id>/alive`, publishes its [`AgentAdvert`] on start, when the
-//! master (re)appears, when told of a change ([`AgentHandle::set_advert`]) and every
-//! `advert_period_ms`; it serves `agents/<id>/cmd` (launch, kill, acknowledge) and runs
-//! tasks on the WASM executor (and the OCI executor when configured), fetching modules
-//! through the module store into a cache on disk.
-//!
-//! Status updates are delivered at least once: each task's latest status is published on
-//! `agents/<id>/status` when it happens and again every `status_retry_ms` until the
-//! master relays the framework's acknowledgement of that status's uuid. A newer status
-//! supersedes an unacknowledged older one (a framework needs the latest state; resending
-//! `starting` after `running` would only mislead it); a terminal status is never
-//! superseded. A task is forgotten once its terminal status is acknowledged.
+//! It declares `agents/<id>/alive`, serves `agents/<id>/cmd` (launch, kill, acknowledge)
+//! and runs tasks on the WASM executor (and the OCI executor when configured), fetching
+//! modules through the module store into a cache on disk. Every rule lives in
+//! `agent_core`: which launches are refused, when the [`AgentAdvert`] is published (on
+//! start, when the master (re)appears, when told of a change with
+//! [`AgentHandle::set_advert`], and every `advert_period_ms`), how status updates are
+//! delivered at least once (published on `agents/<id>/status` when they happen and again,
+//! backing off from `status_retry_ms` to `status_retry_max_ms`, until the master relays
+//! the acknowledgement of that uuid; a newer status supersedes an unacknowledged older
+//! one, a terminal one is never superseded, a task is forgotten once its terminal status
+//! is acknowledged) and what a restart recovers from the journal. The daemon feeds the
+//! node its inputs with the time and carries out its actions: zenoh puts, journal writes
+//! ([`journal`]), runners started and cancelled.
 //!
 //! The output of the last [`OUTPUTS_KEPT_MAX`] ended tasks is served on
 //! `agents/<id>/logs` (see `proto::admin::LogsRequest`).
@@ -37,13 +38,12 @@ use tokio::task::JoinHandle;
 
 use runner::{Executors, RunnerUpdate};
 
-/// How often an agent advertises when nothing changes.
-pub const ADVERT_PERIOD_MS_DEFAULT: u64 = 5_000;
-/// How often an unacknowledged status update is sent again.
-pub const STATUS_RETRY_MS_DEFAULT: u64 = 2_000;
+pub use agent_core::{
+    ADVERT_PERIOD_MS_DEFAULT, STATUS_RETRY_MAX_MS_DEFAULT, STATUS_RETRY_MS_DEFAULT,
+};
 /// Tasks an agent holds at once (running, or ended with the end not yet acknowledged);
 /// launches beyond it are refused.
-pub const TASKS_MAX: usize = 4096;
+pub const TASKS_MAX: usize = agent_core::TASKS_MAX_DEFAULT;
 /// Inputs queued for the driver; the queryable and runners wait when it is full.
 pub const INPUTS_QUEUED_MAX: usize = 1024;
 /// Ended tasks whose output is kept for `agents/<id>/logs`; the oldest go first.
@@ -54,13 +54,16 @@ pub const OUTPUTS_KEPT_MAX: usize = 256;
 pub struct AgentDaemonConfig {
     pub net: NetConfig,
     /// Identity, attributes and resources (from `agent::detect::advert`); `seq`, `tasks`
-    /// and `version` are kept by the daemon.
+    /// and `version` are kept by the node.
     pub advert: AgentAdvert,
     /// Holds `modules/` (the module cache), `code-cache/`, `sandboxes/`, and the OCI
     /// executor's directories.
     pub work_dir: PathBuf,
     pub advert_period_ms: u64,
+    /// The wait before an unacknowledged status update is first sent again; it doubles
+    /// after every resend up to `status_retry_max_ms`.
     pub status_retry_ms: u64,
+    pub status_retry_max_ms: u64,
     /// `None`: OCI tasks fail with a reason saying this agent runs none.
     pub oci: Option<OciConfig>,
     /// `Some`: run on these parts instead of opening a session and an engine of its own.
@@ -95,6 +98,7 @@ impl AgentDaemonConfig {
             work_dir: work_dir.into(),
             advert_period_ms: ADVERT_PERIOD_MS_DEFAULT,
             status_retry_ms: STATUS_RETRY_MS_DEFAULT,
+            status_retry_max_ms: STATUS_RETRY_MAX_MS_DEFAULT,
             oci: None,
             shared: None,
         }

@@ -114,7 +114,7 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
         (None, Some(_)) => {}
     }
     config.jobs = !args.no_jobs;
-    config.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
+    config.core.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
     config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
     config.allocator.clone_from(&args.allocator);
     config.http = (!args.no_http).then_some(args.http);

@@ -1,14 +1,14 @@
 //! `wasmos sim [FILE]`: runs the master core in virtual time on a JSON scenario (from FILE,
 //! or stdin when none is given) and prints one JSON object on stdout. A malformed scenario
 //! is reported on stderr with exit code 2, and so is an `--allocator` that cannot be used
-//! (neither `drf` nor a loadable allocator module). The logic lives in `master::sim`.
+//! (neither `drf` nor a loadable allocator module). The logic lives in the `wasmos-sim` crate.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use master::sim::{
+use sim::{
     SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_with_schedulers,
 };
 use policy_host::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
@@ -43,21 +43,26 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     for field in Scenario::unknown_fields(&json) {
         eprintln!("warning: scenario: ignoring unknown field {field}");
     }
-    let allocator = match policy_host::allocator_from_spec(
-        &args.allocator,
-        SIM_SEED,
-        policy_host::Limits::default(),
-    ) {
-        Ok(allocator) => allocator,
-        Err(e) => {
-            eprintln!("error: --allocator: {e}");
-            return Ok(ExitCode::from(EXIT_MALFORMED));
-        }
+    // Checked once here, so that a bad `--allocator` is a clear error before the run; each
+    // master of the run (one more per restart) then gets its own instance.
+    if let Err(e) =
+        policy_host::allocator_from_spec(&args.allocator, SIM_SEED, policy_host::Limits::default())
+    {
+        eprintln!("error: --allocator: {e}");
+        return Ok(ExitCode::from(EXIT_MALFORMED));
+    }
+    let spec = args.allocator.clone();
+    let mut allocators = move |seed: u64| {
+        policy_host::allocator_from_spec(&spec, seed, policy_host::Limits::default())
+            .unwrap_or_else(|e| {
+                tracing::error!(%e, "the allocator cannot be made again; using the built-in DRF");
+                Box::new(master::DrfAllocator::new(seed))
+            })
     };
     let base = scenario_dir(args.file.as_deref());
     let engine = policy_host::sandbox::engine()?;
     let mut load = |f: &ScenarioFramework| load_scheduler(&engine, &base, f);
-    match run_scenario_with_schedulers(&json, allocator, &mut load) {
+    match run_scenario_with_schedulers(&json, &mut allocators, &mut load) {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)

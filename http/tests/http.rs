@@ -85,7 +85,11 @@ impl Daemon {
             min_offer: Resources::new(),
         };
         match self.call(None, Call::Subscribe { info }) {
-            CallReply::Subscribed { framework_id, .. } => framework_id,
+            CallReply::Subscribed { framework_id, .. } => {
+                let now = self.now();
+                self.master.handle_framework_token(now, &framework_id, true);
+                framework_id
+            }
             other => panic!("subscribe answered {other:?}"),
         }
     }
@@ -403,6 +407,11 @@ async fn start_cluster() -> Cluster {
         .with_scalar("cpus", 2.0)
         .with_scalar("mem", 2048.0);
     let now = daemon.now();
+    for agent in ["edge-1", "edge-2"] {
+        daemon
+            .master
+            .handle_agent_token(now, &AgentId::new(agent), true);
+    }
     daemon
         .master
         .handle_agent_advert(now, advert("edge-1", "x86_64", "gpu", gpu_box));

@@ -72,6 +72,7 @@ impl World {
             7,
         );
         for agent in agents {
+            master.handle_agent_token(Millis(0), &agent.agent_id, true);
             master.handle_agent_advert(Millis(0), agent);
         }
         let info = FrameworkInfo {
@@ -92,6 +93,7 @@ impl World {
         else {
             panic!("subscribe refused");
         };
+        master.handle_framework_token(Millis(0), &framework_id, true);
         let mut world = World {
             master,
             book: JobBook::new(config, 42),
@@ -259,6 +261,8 @@ fn a_copy_no_agent_can_take_waits_without_launching() {
     w.submit(module_job("gpu", 1, r#", "constraints": ["has=gpu"]"#));
     assert!(w.launched.is_empty());
     // A bigger agent with a GPU arrives: the copy goes there once the master offers it.
+    w.master
+        .handle_agent_token(Millis(10), &AgentId::new("c"), true);
     w.master.handle_agent_advert(
         Millis(10),
         advert("c", res(2.0, 1024.0), Attributes::new().with("has", "gpu")),

@@ -84,7 +84,7 @@ fn run_child_master(listen: &str) {
         let dir = tempfile::tempdir().unwrap();
         let mut config =
             MasterDaemonConfig::new(NetConfig::master(vec![listen.to_owned()]), dir.path());
-        config.agent_lost_timeout_ms = 3_600_000;
+        config.core.agent_lost_timeout_ms = 3_600_000;
         let master = MasterDaemon::start(config).await.unwrap();
         println!("ready");
         let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
@@ -250,7 +250,7 @@ async fn offer_setup() -> OfferBench {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         MasterDaemonConfig::new(NetConfig::loopback_ephemeral(), dir.path().join("store"));
-    config.agent_lost_timeout_ms = 3_600_000;
+    config.core.agent_lost_timeout_ms = 3_600_000;
     let master = MasterDaemon::start(config).await.unwrap();
     let publisher = Net::open(&NetConfig::member(master.endpoints().to_vec()))
         .await

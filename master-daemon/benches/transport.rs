@@ -165,7 +165,7 @@ fn advert_ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         MasterDaemonConfig::new(NetConfig::loopback_ephemeral(), dir.path().join("store"));
-    config.agent_lost_timeout_ms = 3_600_000;
+    config.core.agent_lost_timeout_ms = 3_600_000;
     let master = runtime.block_on(MasterDaemon::start(config)).unwrap();
     let publisher = runtime
         .block_on(Net::open(&NetConfig::member(master.endpoints().to_vec())))

@@ -1,50 +1,37 @@
-//! The driver: the one task that owns the master core. It feeds inputs in with the time,
-//! carries the actions out, and keeps the daemon's own deadlines.
+//! The driver: the one task that owns the master core, a pump in quinn's sense. Inputs go
+//! in with the time, the core's actions come out and are carried out, and one timer (the
+//! core's `poll_timeout`, or the next operator snapshot) wakes it. Every decision, every
+//! deadline and every status update the master makes up is the core's; the driver only
+//! does I/O (launches and other agent commands are queried in the background and their
+//! outcome fed back in as an input).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use master::{Action, Master, Millis};
+use master::{Action, LaunchOutcome, Master, Millis};
 use net::{Net, Responder};
 use proto::admin::{AdminReply, AdminRequest};
 use proto::{
-    AgentAdvert, AgentCommand, AgentId, AgentReply, Call, CallReply, Event, FrameworkCall,
-    FrameworkId, StatusUuid, TaskSpec, TaskState, TaskStatus,
+    AgentAdvert, AgentCommand, AgentId, AgentReply, CallReply, Event, FrameworkCall, FrameworkId,
+    TaskSpec,
 };
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use http_api::ClusterState;
 
 use crate::operator::{self, Snapshots};
-use crate::{
-    AGENT_COMMANDS_IN_FLIGHT_MAX, EVENTS_HELD_PER_FRAMEWORK_MAX, Input, MasterDaemonConfig,
-};
+use crate::{AGENT_COMMANDS_IN_FLIGHT_MAX, Input, MasterDaemonConfig};
 use net::clock::{Clock, unix_ms};
 
 pub(crate) struct Driver {
     core: Master,
     net: Net,
     clock: Clock,
-    agent_lost_timeout_ms: u64,
     agent_command_timeout_ms: u64,
-    framework_token_wait_ms: u64,
-    /// The driver's own input channel, for outcomes of commands carried out in the
-    /// background (a launch the agent refused becomes a status update).
+    /// The driver's own input channel, for the outcomes of launches carried out in the
+    /// background.
     inputs: mpsc::Sender<Input>,
     commands_in_flight: Arc<Semaphore>,
-    /// Agents whose liveliness token is present.
-    agents_alive: BTreeSet<AgentId>,
     advert_news: AdvertNews,
-    /// Agents without a token, and when they are declared lost.
-    agents_lost_at: BTreeMap<AgentId, Millis>,
-    /// Frameworks whose liveliness token is present: their events go out at once.
-    frameworks_alive: BTreeSet<FrameworkId>,
-    /// Frameworks subscribed but whose token has not come yet, with the deadline.
-    frameworks_awaited: BTreeMap<FrameworkId, Millis>,
-    /// Events held for frameworks whose token has not come yet.
-    held_events: BTreeMap<FrameworkId, VecDeque<Event>>,
-    /// For the uuids of status updates the master makes itself.
-    statuses_made: u64,
     /// What the HTTP API and the `master/admin` queryable serve.
     snapshots: Snapshots,
 }
@@ -61,18 +48,10 @@ impl Driver {
             core,
             net,
             clock,
-            agent_lost_timeout_ms: config.agent_lost_timeout_ms,
             agent_command_timeout_ms: config.agent_command_timeout_ms,
-            framework_token_wait_ms: config.framework_token_wait_ms,
             inputs,
             commands_in_flight: Arc::new(Semaphore::new(AGENT_COMMANDS_IN_FLIGHT_MAX)),
-            agents_alive: BTreeSet::new(),
             advert_news: AdvertNews::default(),
-            agents_lost_at: BTreeMap::new(),
-            frameworks_alive: BTreeSet::new(),
-            frameworks_awaited: BTreeMap::new(),
-            held_events: BTreeMap::new(),
-            statuses_made: 0,
             snapshots: Snapshots::new(),
         }
     }
@@ -84,19 +63,18 @@ impl Driver {
 
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         loop {
-            let deadline = self.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(self.clock.instant_of(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let snapshot_due = self.snapshots.due();
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map_or(snapshot_due, |at| at.min(snapshot_due));
+            let sleep = tokio::time::sleep_until(self.clock.instant_of(deadline));
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(input) => self.handle(input).await,
                     None => return,
                 },
-                () = sleep => self.handle_deadlines(),
+                () = sleep => self.handle_timeout(),
             }
             self.carry_out_actions().await;
             self.snapshots
@@ -104,48 +82,45 @@ impl Driver {
         }
     }
 
-    fn next_deadline(&self) -> Option<Millis> {
-        let own = self
-            .agents_lost_at
-            .values()
-            .chain(self.frameworks_awaited.values())
-            .chain([&self.snapshots.due()])
-            .min()
-            .copied();
-        match (self.core.poll_timeout(), own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// Whether the input may change what the operator snapshot shows.
+    fn changes_state(&mut self, input: &Input) -> bool {
+        match input {
+            Input::Inspect(_) | Input::Admin(..) => false,
+            Input::LaunchOutcome {
+                outcome: LaunchOutcome::Taken,
+                ..
+            } => false,
+            // A returning agent's advert is news even when it repeats its last one.
+            Input::Advert(advert) => {
+                self.advert_news.is_news(advert) || !self.core.knows_agent(&advert.agent_id)
+            }
+            _ => true,
         }
     }
 
     async fn handle(&mut self, input: Input) {
         let now = self.clock.now();
-        let changes_state = match &input {
-            Input::Inspect(_) | Input::Admin(..) => false,
-            Input::Advert(advert) => self.advert_news.is_news(advert),
-            _ => true,
-        };
-        if changes_state {
+        if self.changes_state(&input) {
             self.snapshots.mark_changed();
         }
         match input {
-            Input::Advert(advert) => {
-                // An advert from an agent without a token starts its lost clock; the token
-                // normally comes first, and coming later it stops the clock.
-                if !self.agents_alive.contains(&advert.agent_id) {
-                    self.agents_lost_at
-                        .entry(advert.agent_id.clone())
-                        .or_insert(now.plus_ms(self.agent_lost_timeout_ms));
-                }
-                self.core.handle_agent_advert(now, advert);
-            }
+            Input::Advert(advert) => self.core.handle_agent_advert(now, advert),
             Input::Status(status) => {
                 self.snapshots.recorder().observe_status(unix_ms(), &status);
                 self.core.handle_status(now, status);
             }
-            Input::AgentAlive(agent_id) => {
-                self.agents_lost_at.remove(&agent_id);
-                self.agents_alive.insert(agent_id);
+            Input::AgentAlive(agent_id) => self.core.handle_agent_token(now, &agent_id, true),
+            Input::AgentGone(agent_id) => self.core.handle_agent_token(now, &agent_id, false),
+            Input::LaunchOutcome {
+                agent_id,
+                task_id,
+                outcome,
+            } => {
+                self.core
+                    .handle_launch_outcome(now, &agent_id, &task_id, outcome);
+                if let Some(status) = self.core.launch_failure(&task_id) {
+                    self.snapshots.recorder().observe_status(unix_ms(), status);
+                }
             }
             Input::HostedFault {
                 framework_id,
@@ -153,27 +128,14 @@ impl Driver {
             } => {
                 let recorder = self.snapshots.recorder();
                 recorder.observe_scheduler_fault(unix_ms(), framework_id.as_str(), &message);
-                self.send_event(&framework_id, Event::Error { message })
+                self.publish_event(&framework_id, Event::Error { message })
                     .await;
             }
-            Input::AgentUnreachable(agent_id) => {
-                self.core.handle_agent_unreachable(now, &agent_id);
-            }
-            Input::AgentGone(agent_id) => {
-                self.agents_alive.remove(&agent_id);
-                tracing::info!(%agent_id, timeout_ms = self.agent_lost_timeout_ms, "agent token gone");
-                self.agents_lost_at
-                    .insert(agent_id, now.plus_ms(self.agent_lost_timeout_ms));
-            }
             Input::FrameworkAlive(framework_id) => {
-                self.frameworks_awaited.remove(&framework_id);
-                self.frameworks_alive.insert(framework_id.clone());
-                self.release_held_events(&framework_id).await;
+                self.core.handle_framework_token(now, &framework_id, true);
             }
             Input::FrameworkGone(framework_id) => {
-                self.frameworks_alive.remove(&framework_id);
-                tracing::info!(%framework_id, "framework token gone");
-                self.core.handle_framework_disconnected(now, &framework_id);
+                self.core.handle_framework_token(now, &framework_id, false);
             }
             Input::Call(call, responder) => self.handle_call(now, call, responder).await,
             Input::Admin(request, responder) => {
@@ -192,7 +154,6 @@ impl Driver {
     }
 
     async fn handle_call(&mut self, now: Millis, call: FrameworkCall, responder: Responder) {
-        let resubscribing = matches!(call.call, Call::Subscribe { .. });
         let result = self.core.handle_call(now, call.clone());
         self.snapshots
             .recorder()
@@ -203,14 +164,6 @@ impl Driver {
                 message: refusal.to_string(),
             },
         };
-        if let (true, CallReply::Subscribed { framework_id, .. }) = (resubscribing, &reply)
-            && !self.frameworks_alive.contains(framework_id)
-        {
-            self.frameworks_awaited.insert(
-                framework_id.clone(),
-                now.plus_ms(self.framework_token_wait_ms),
-            );
-        }
         if let Err(e) = responder.reply(&reply).await {
             tracing::debug!(%e, "could not answer a framework call");
         }
@@ -239,40 +192,22 @@ impl Driver {
         }
     }
 
-    /// Agents lost, frameworks that never showed their token, and the core's own timers.
-    fn handle_deadlines(&mut self) {
+    /// The core's timers: allocation, expiries, agents lost, frameworks' token waits.
+    fn handle_timeout(&mut self) {
         let now = self.clock.now();
-        let lost: Vec<AgentId> = self
-            .agents_lost_at
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for agent_id in lost {
-            self.agents_lost_at.remove(&agent_id);
-            tracing::warn!(%agent_id, "agent lost");
-            self.advert_news.last.remove(&agent_id);
-            self.core.handle_agent_lost(now, &agent_id);
+        if !self.core.poll_timeout().is_some_and(|at| at <= now) {
+            return;
         }
-        let tokenless: Vec<FrameworkId> = self
-            .frameworks_awaited
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for framework_id in tokenless {
-            self.frameworks_awaited.remove(&framework_id);
-            tracing::warn!(%framework_id, "framework subscribed but shows no liveliness token; treating it as disconnected");
-            // Its held events go out now: it may still listen without a token.
-            self.frameworks_alive.insert(framework_id.clone());
-            self.core.handle_framework_disconnected(now, &framework_id);
-        }
-        if self.core.poll_timeout().is_some_and(|at| at <= now) {
-            let started = std::time::Instant::now();
-            self.core.handle_timeout(now);
-            self.snapshots
-                .recorder()
-                .observe_allocation_pass(started.elapsed());
+        let agents_lost = self.core.agents_lost();
+        let started = std::time::Instant::now();
+        self.core.handle_timeout(now);
+        self.snapshots
+            .recorder()
+            .observe_allocation_pass(started.elapsed());
+        if self.core.agents_lost() != agents_lost {
+            self.snapshots.mark_changed();
+            let core = &self.core;
+            self.advert_news.last.retain(|id, _| core.knows_agent(id));
         }
     }
 
@@ -283,7 +218,7 @@ impl Driver {
                 Action::SendEvent {
                     framework_id,
                     event,
-                } => self.send_event(&framework_id, event).await,
+                } => self.publish_event(&framework_id, event).await,
                 Action::LaunchTask {
                     agent_id,
                     framework_id,
@@ -324,91 +259,40 @@ impl Driver {
                         "task {task_id} on agent {agent_id} will be killed in {in_ms} ms to give resources back \
                          to a framework below its fair share"
                     );
-                    self.send_event(&framework_id, Event::Error { message })
+                    self.publish_event(&framework_id, Event::Error { message })
                         .await;
                 }
             }
         }
-        let frameworks_held: Vec<FrameworkId> = self
-            .held_events
-            .keys()
-            .filter(|id| self.frameworks_alive.contains(*id))
-            .cloned()
-            .collect();
-        for framework_id in frameworks_held {
-            self.release_held_events(&framework_id).await;
-        }
     }
 
-    async fn send_event(&mut self, framework_id: &FrameworkId, event: Event) {
-        if !self.frameworks_alive.contains(framework_id) {
-            let held = self.held_events.entry(framework_id.clone()).or_default();
-            if held.len() >= EVENTS_HELD_PER_FRAMEWORK_MAX {
-                tracing::warn!(%framework_id, "too many events held for a framework without a token; dropping the oldest");
-                held.pop_front();
-            }
-            held.push_back(event);
-            return;
-        }
+    // `&mut self`: the driver is `Send` but not `Sync` (its core holds the allocator).
+    async fn publish_event(&mut self, framework_id: &FrameworkId, event: Event) {
         let key = self.net.keys().framework_events(framework_id.as_str());
         if let Err(e) = self.net.put(&key, &event).await {
             tracing::warn!(%framework_id, %e, "could not send an event");
         }
     }
 
-    async fn release_held_events(&mut self, framework_id: &FrameworkId) {
-        for event in self.held_events.remove(framework_id).unwrap_or_default() {
-            self.send_event(framework_id, event).await;
-        }
-    }
-
-    /// Sends the launch in the background; an agent that refuses it or does not answer
-    /// turns into a status update, so the framework learns why.
+    /// Sends the launch in the background and feeds its outcome back in, for the core to
+    /// make of a refusal or silence what it decides.
     async fn launch(&mut self, agent_id: AgentId, framework_id: FrameworkId, task: TaskSpec) {
         let task_id = task.task_id.clone();
-        let command = AgentCommand::Launch {
-            framework_id: framework_id.clone(),
-            task,
-        };
-        self.statuses_made += 1;
-        let uuid = StatusUuid(
-            (u128::from(self.core.config().incarnation) << 64) | u128::from(self.statuses_made),
-        );
+        let command = AgentCommand::Launch { framework_id, task };
         let inputs = self.inputs.clone();
-        let failed = move |state: TaskState, reason: String| TaskStatus {
-            task_id,
-            framework_id,
-            agent_id: AgentId::new(""),
-            state,
-            exit_code: None,
-            reason,
-            uuid,
-            timestamp_ms: unix_ms(),
-        };
         let agent = agent_id.clone();
         self.spawn_command(agent_id, command, move |outcome| async move {
-            let status = match outcome {
-                CommandOutcome::Done => return,
-                CommandOutcome::Refused(message) => failed(
-                    TaskState::Failed,
-                    format!("agent refused the launch: {message}"),
-                ),
-                CommandOutcome::Unreachable(message) => failed(
-                    TaskState::Lost,
-                    format!("agent did not take the launch: {message}"),
-                ),
+            let outcome = match outcome {
+                CommandOutcome::Done => LaunchOutcome::Taken,
+                CommandOutcome::Refused(message) => LaunchOutcome::Refused { message },
+                CommandOutcome::Unreachable(message) => LaunchOutcome::Unanswered { message },
             };
-            let unreachable = status.state == TaskState::Lost;
-            let _ = inputs
-                .send(Input::Status(TaskStatus {
-                    agent_id: agent.clone(),
-                    ..status
-                }))
-                .await;
-            // After the status: a status from the agent counts as hearing from it.
-            if unreachable {
-                let _ = inputs.send(Input::AgentUnreachable(agent)).await;
-            }
+            let input = Input::LaunchOutcome {
+                agent_id: agent,
+                task_id,
+                outcome,
+            };
+            let _ = inputs.send(input).await;
         })
         .await;
     }

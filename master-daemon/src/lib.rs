@@ -1,26 +1,27 @@
 //! The master daemon: `master::Master` driven over zenoh, the operator API, and the
 //! frameworks that run inside the master process ([`frameworks`]).
 //!
-//! Architecture invariant: the daemon decides nothing the core decides; it moves
-//! messages, keeps time and holds timers. Keys come from `proto::Keys`, bytes from
-//! `proto`'s codec, transport from the `net` crate.
+//! Architecture invariant: the daemon decides nothing; `master::Master` decides
+//! everything (agent loss, framework token waits and the events held meanwhile, what a
+//! refused or unanswered launch becomes, status uuids). The daemon moves messages and
+//! reads the clock. Keys come from `proto::Keys`, bytes from `proto`'s codec, transport
+//! from the `net` crate.
 //!
 //! One driver task owns the core and is the only one to touch it; input pumps turn zenoh
 //! traffic into [`Input`]s on one bounded channel, and the driver carries out the core's
-//! actions. One timer, armed at the earliest of the core's `poll_timeout` and the
-//! daemon's own deadlines (agents whose token went, frameworks whose token has not come),
-//! drives time.
+//! actions. One timer, armed at the earlier of the core's `poll_timeout` and the next
+//! operator snapshot, drives time.
 //!
-//! | key | what the daemon does |
-//! |---|---|
-//! | `agents/*/advert` | `handle_agent_advert` |
-//! | `agents/*/status` | `handle_status` |
-//! | `agents/*/alive` | token gone: the agent is lost after `agent_lost_timeout_ms` unless it returns |
-//! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements |
-//! | `master/calls` | `handle_call`; the reply carries the core's answer or its refusal |
-//! | `master/alive` | declared once everything above is in place |
-//! | `frameworks/*/alive` | token gone: `handle_framework_disconnected`; events wait for the token |
-//! | `frameworks/<id>/events` | the core's events |
+//! | key | what the daemon does | where the decision lives |
+//! |---|---|---|
+//! | `agents/*/advert` | `handle_agent_advert` | core (an advert without a token starts the agent's lost clock) |
+//! | `agents/*/status` | `handle_status` | core |
+//! | `agents/*/alive` | `handle_agent_token(present)` | core: lost after `MasterConfig::agent_lost_timeout_ms` unless it returns |
+//! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements; a launch's outcome goes back in as `handle_launch_outcome` | core: refused → `failed`, unanswered → `lost` and the agent unreachable |
+//! | `master/calls` | `handle_call`; the reply carries the core's answer or its refusal | core |
+//! | `master/alive` | declared once everything above is in place | daemon (start-up order) |
+//! | `frameworks/*/alive` | `handle_framework_token(present)` | core: events held until the token, for at most `MasterConfig::framework_token_wait_ms` after subscribing; token gone → disconnected |
+//! | `frameworks/<id>/events` | the core's `SendEvent`s; reclaim notices and hosted schedulers' faults as `Error` events | core |
 //! | `modules/*`, `master/upload` | the module store |
 //! | `master/admin` | rows of the latest [`http_api::ClusterState`] for operator tools, as JSON (see [`crate::tools`]) |
 //! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`crate::hosted`]) |
@@ -53,15 +54,18 @@ use crate::frameworks::InProcessFrameworks;
 use crate::frameworks::hosted::HostedFrameworks;
 
 /// An agent whose liveliness token went is declared lost this long after, unless the
-/// token comes back first.
-pub const AGENT_LOST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// token comes back first (the core's `MasterConfig::agent_lost_timeout_ms`).
+pub use master::config::AGENT_LOST_TIMEOUT_MS_DEFAULT;
+/// How long events for a newly subscribed framework wait for its liveliness token; after
+/// that they are sent anyway and the framework counts as disconnected (the core's
+/// `MasterConfig::framework_token_wait_ms`).
+pub use master::config::FRAMEWORK_TOKEN_WAIT_MS_DEFAULT;
 /// How long the master waits for an agent to answer a command.
 pub const AGENT_COMMAND_TIMEOUT_MS_DEFAULT: u64 = 5_000;
-/// How long events for a newly subscribed framework wait for its liveliness token; after
-/// that they are sent anyway and the framework counts as disconnected.
-pub const FRAMEWORK_TOKEN_WAIT_MS_DEFAULT: u64 = 10_000;
-/// Events held per framework while waiting for its token; beyond it the oldest go.
-pub const EVENTS_HELD_PER_FRAMEWORK_MAX: usize = 1024;
+/// Events held per framework while waiting for its token; beyond it the oldest go (the
+/// default of the core's `MasterConfig::events_held_per_framework_max`).
+pub const EVENTS_HELD_PER_FRAMEWORK_MAX: usize =
+    master::config::EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT;
 /// Inputs queued for the driver; pumps wait (and zenoh holds traffic) when it is full.
 pub const INPUTS_QUEUED_MAX: usize = 4096;
 /// Agent commands in flight at once; the driver waits for a slot beyond it.
@@ -71,8 +75,10 @@ pub const AGENT_COMMANDS_IN_FLIGHT_MAX: usize = 256;
 #[derive(Clone, Debug)]
 pub struct MasterDaemonConfig {
     pub net: NetConfig,
-    /// The core's configuration; an `incarnation` of 0 is replaced by the wall clock in
-    /// milliseconds at start, so that ids never repeat across restarts.
+    /// The core's configuration, with every period and limit the master decides by
+    /// (`agent_lost_timeout_ms`, `framework_token_wait_ms`, ...); an `incarnation` of 0 is
+    /// replaced by the wall clock in milliseconds at start, so that ids never repeat
+    /// across restarts.
     pub core: MasterConfig,
     /// Seed of the core's generator.
     pub seed: u64,
@@ -83,9 +89,9 @@ pub struct MasterDaemonConfig {
     pub state_dir: PathBuf,
     /// Start the built-in jobs framework (`wasmos run`, `POST /api/v1/jobs`).
     pub jobs: bool,
-    pub agent_lost_timeout_ms: u64,
+    /// How long a command to an agent may go unanswered; an unanswered launch is
+    /// reported to the core as [`master::LaunchOutcome::Unanswered`].
     pub agent_command_timeout_ms: u64,
-    pub framework_token_wait_ms: u64,
     /// Where to serve the operator HTTP API, `/metrics` and the dashboard; `None`: not
     /// served. Port 0 picks a free port ([`MasterHandle::http_addr`] tells which).
     pub http: Option<SocketAddr>,
@@ -112,9 +118,7 @@ impl MasterDaemonConfig {
             store_dir,
             state_dir: state_dir.into(),
             jobs: false,
-            agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
             agent_command_timeout_ms: AGENT_COMMAND_TIMEOUT_MS_DEFAULT,
-            framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
             http: None,
             allocator: "drf".to_owned(),
             module_limits: policy_host::Limits::default(),
@@ -128,8 +132,12 @@ pub(crate) enum Input {
     Status(TaskStatus),
     AgentAlive(AgentId),
     AgentGone(AgentId),
-    /// A launch the agent did not answer.
-    AgentUnreachable(AgentId),
+    /// What became of a launch sent to an agent.
+    LaunchOutcome {
+        agent_id: AgentId,
+        task_id: TaskId,
+        outcome: master::LaunchOutcome,
+    },
     /// A scheduler module hosted here failed a call.
     HostedFault {
         framework_id: FrameworkId,
@@ -170,19 +178,7 @@ impl MasterDaemon {
         let modules = ModuleServer::start(&net, store.clone()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = pumps::start(&net, &inputs_tx).await?;
-        // A live master is not reproducible anyway: its allocator module gets a wall-clock
-        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
-        let allocator_limits = policy_host::Limits {
-            metering: policy_host::Metering::Deadline,
-            ..config.module_limits
-        };
-        let allocator = policy_host::allocator_from_spec(
-            &config.allocator,
-            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
-            allocator_limits,
-        )?;
-        tracing::info!(allocator = allocator.name(), "allocation policy");
-        let core = Master::with_allocator(config.core.clone(), config.seed, allocator);
+        let core = MasterDaemon::core(&config)?;
         let driver = driver::Driver::new(
             core,
             net.clone(),
@@ -202,20 +198,8 @@ impl MasterDaemon {
         let (operator_tasks, http_addr) = operator::serve(http_listener, commands);
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
-        let member = NetConfig::member(endpoints.clone()).with_cluster(&config.net.cluster);
-        let hosted = HostedFrameworks::start(
-            &net,
-            &member,
-            store.clone(),
-            config.module_limits,
-            inputs_tx.clone(),
-        )
-        .await?;
-        let jobs_handle = InProcessFrameworks::start_jobs(&member, &config).await?;
-        let frameworks = InProcessFrameworks {
-            hosted,
-            jobs: jobs_handle,
-        };
+        let frameworks =
+            MasterDaemon::frameworks(&net, &endpoints, &config, &store, &inputs_tx).await?;
         jobs.send_replace(frameworks.jobs_submitter());
         tracing::info!(
             ?endpoints,
@@ -237,6 +221,50 @@ impl MasterDaemon {
             jobs,
             operator: operator_tasks,
         })
+    }
+}
+
+impl MasterDaemon {
+    /// The core with the configured allocation policy.
+    fn core(config: &MasterDaemonConfig) -> Result<Master, DaemonError> {
+        // A live master is not reproducible anyway: its allocator module gets a wall-clock
+        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
+        let allocator_limits = policy_host::Limits {
+            metering: policy_host::Metering::Deadline,
+            ..config.module_limits
+        };
+        let allocator = policy_host::allocator_from_spec(
+            &config.allocator,
+            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
+            allocator_limits,
+        )?;
+        tracing::info!(allocator = allocator.name(), "allocation policy");
+        Ok(Master::with_allocator(
+            config.core.clone(),
+            config.seed,
+            allocator,
+        ))
+    }
+
+    /// The frameworks run in this process, connected to the master as members.
+    async fn frameworks(
+        net: &Net,
+        endpoints: &[String],
+        config: &MasterDaemonConfig,
+        store: &Arc<ModuleStore>,
+        inputs: &mpsc::Sender<Input>,
+    ) -> Result<InProcessFrameworks, DaemonError> {
+        let member = NetConfig::member(endpoints.to_vec()).with_cluster(&config.net.cluster);
+        let hosted = HostedFrameworks::start(
+            net,
+            &member,
+            store.clone(),
+            config.module_limits,
+            inputs.clone(),
+        )
+        .await?;
+        let jobs = InProcessFrameworks::start_jobs(&member, config).await?;
+        Ok(InProcessFrameworks { hosted, jobs })
     }
 }
 

@@ -2,11 +2,12 @@
 //! [`Input`]s for the driver. A message whose id disagrees with the id in its key is
 //! counted as a decode error and dropped, like any other malformed payload.
 
-use net::{Liveness, Net};
+use net::{AliveWatch, Liveness, Net, Requests, Responder, Subscription};
 use proto::admin::AdminRequest;
 use proto::{
     AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus, TaskUsageReport,
 };
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -18,127 +19,101 @@ pub(crate) async fn start(
     inputs: &mpsc::Sender<Input>,
 ) -> Result<Vec<JoinHandle<()>>, DaemonError> {
     let keys = net.keys().clone();
-    let mut adverts = net
+    let adverts = net
         .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
         .await?;
-    let mut statuses = net
+    let statuses = net
         .subscribe::<TaskStatus>(&keys.all_agent_status())
         .await?;
-    let mut agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
-    let mut frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
-    let mut calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
-    let mut admin = net.serve::<AdminRequest>(&keys.master_admin()).await?;
-    let mut usage = net
+    let agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
+    let frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
+    let calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
+    let admin = net.serve::<AdminRequest>(&keys.master_admin()).await?;
+    let usage = net
         .subscribe::<TaskUsageReport>(&keys.all_agent_metrics())
         .await?;
-
-    let advert_pump = {
-        let (net, inputs) = (net.clone(), inputs.clone());
-        tokio::spawn(async move {
-            while let Some(received) = adverts.recv().await {
-                let agent_id = &received.message.agent_id;
-                if id_matches_key(&net, &received.key, agent_id.as_str())
-                    && inputs.send(Input::Advert(received.message)).await.is_err()
-                {
-                    return;
-                }
-            }
-        })
-    };
-    let status_pump = {
-        let (net, inputs) = (net.clone(), inputs.clone());
-        tokio::spawn(async move {
-            while let Some(received) = statuses.recv().await {
-                let agent_id = &received.message.agent_id;
-                if id_matches_key(&net, &received.key, agent_id.as_str())
-                    && inputs.send(Input::Status(received.message)).await.is_err()
-                {
-                    return;
-                }
-            }
-        })
-    };
-    let agent_alive_pump = {
-        let (net, inputs) = (net.clone(), inputs.clone());
-        tokio::spawn(async move {
-            while let Some(change) = agents_alive.recv().await {
-                let Some(id) = net.keys().id_in(change.key()).map(AgentId::from) else {
-                    continue;
-                };
-                let input = match change {
-                    Liveness::Alive { .. } => Input::AgentAlive(id),
-                    Liveness::Gone { .. } => Input::AgentGone(id),
-                };
-                if inputs.send(input).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    let framework_alive_pump = {
-        let (net, inputs) = (net.clone(), inputs.clone());
-        tokio::spawn(async move {
-            while let Some(change) = frameworks_alive.recv().await {
-                let Some(id) = net.keys().id_in(change.key()).map(FrameworkId::from) else {
-                    continue;
-                };
-                let input = match change {
-                    Liveness::Alive { .. } => Input::FrameworkAlive(id),
-                    Liveness::Gone { .. } => Input::FrameworkGone(id),
-                };
-                if inputs.send(input).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    let usage_pump = {
-        let (net, inputs) = (net.clone(), inputs.clone());
-        tokio::spawn(async move {
-            while let Some(received) = usage.recv().await {
-                let agent_id = &received.message.agent_id;
-                if id_matches_key(&net, &received.key, agent_id.as_str())
-                    && inputs
-                        .send(Input::TaskUsage(received.message))
-                        .await
-                        .is_err()
-                {
-                    return;
-                }
-            }
-        })
-    };
-    let call_pump = {
-        let inputs = inputs.clone();
-        tokio::spawn(async move {
-            while let Some(request) = calls.recv().await {
-                let (call, responder) = request.into_parts();
-                if inputs.send(Input::Call(call, responder)).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    let admin_pump = {
-        let inputs = inputs.clone();
-        tokio::spawn(async move {
-            while let Some(request) = admin.recv().await {
-                let (request, responder) = request.into_parts();
-                if inputs.send(Input::Admin(request, responder)).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
     Ok(vec![
-        advert_pump,
-        status_pump,
-        agent_alive_pump,
-        framework_alive_pump,
-        call_pump,
-        admin_pump,
-        usage_pump,
+        forward_agent_messages(net, inputs, adverts, |m| &m.agent_id, Input::Advert),
+        forward_agent_messages(net, inputs, statuses, |m| &m.agent_id, Input::Status),
+        forward_liveness(net, inputs, agents_alive, |id, alive| {
+            let id = AgentId::from(id);
+            if alive {
+                Input::AgentAlive(id)
+            } else {
+                Input::AgentGone(id)
+            }
+        }),
+        forward_liveness(net, inputs, frameworks_alive, |id, alive| {
+            let id = FrameworkId::from(id);
+            if alive {
+                Input::FrameworkAlive(id)
+            } else {
+                Input::FrameworkGone(id)
+            }
+        }),
+        forward_requests(inputs, calls, Input::Call),
+        forward_requests(inputs, admin, Input::Admin),
+        forward_agent_messages(net, inputs, usage, |m| &m.agent_id, Input::TaskUsage),
     ])
+}
+
+/// Forwards each message an agent published whose agent id is the one in its key.
+fn forward_agent_messages<T: DeserializeOwned + Send + 'static>(
+    net: &Net,
+    inputs: &mpsc::Sender<Input>,
+    mut messages: Subscription<T>,
+    agent_of: fn(&T) -> &AgentId,
+    input: fn(T) -> Input,
+) -> JoinHandle<()> {
+    let (net, inputs) = (net.clone(), inputs.clone());
+    tokio::spawn(async move {
+        while let Some(received) = messages.recv().await {
+            let agent_id = agent_of(&received.message);
+            if id_matches_key(&net, &received.key, agent_id.as_str())
+                && inputs.send(input(received.message)).await.is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// Forwards liveliness tokens appearing (`true`) and going, by the id in their key.
+fn forward_liveness(
+    net: &Net,
+    inputs: &mpsc::Sender<Input>,
+    mut changes: AliveWatch,
+    input: fn(&str, bool) -> Input,
+) -> JoinHandle<()> {
+    let (net, inputs) = (net.clone(), inputs.clone());
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            let Some(id) = net.keys().id_in(change.key()) else {
+                continue;
+            };
+            let alive = matches!(change, Liveness::Alive { .. });
+            if inputs.send(input(id, alive)).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Forwards each request with the responder its answer goes to.
+fn forward_requests<Q: DeserializeOwned + Send + 'static>(
+    inputs: &mpsc::Sender<Input>,
+    mut requests: Requests<Q>,
+    input: fn(Q, Responder) -> Input,
+) -> JoinHandle<()> {
+    let inputs = inputs.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let (message, responder) = request.into_parts();
+            if inputs.send(input(message, responder)).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// True when the message's `id` is the id in its key; otherwise counts it as malformed.

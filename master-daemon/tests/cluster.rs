@@ -46,7 +46,7 @@ struct Cluster {
 
 async fn cluster(agent_lost_timeout_ms: u64) -> Cluster {
     cluster_configured(|config| {
-        config.agent_lost_timeout_ms = agent_lost_timeout_ms;
+        config.core.agent_lost_timeout_ms = agent_lost_timeout_ms;
         config.core.offer_timeout_ms = Some(5_000);
     })
     .await

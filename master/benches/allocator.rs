@@ -178,10 +178,11 @@ impl Full {
                 framework_id: None,
                 call: Call::Subscribe { info },
             };
-            assert!(matches!(
-                m.handle_call(Millis(0), call),
-                Ok(CallReply::Subscribed { .. })
-            ));
+            let Ok(CallReply::Subscribed { framework_id, .. }) = m.handle_call(Millis(0), call)
+            else {
+                panic!("subscribe refused");
+            };
+            m.handle_framework_token(Millis(0), &framework_id, true);
         }
         for i in 0..agents {
             let advert = AgentAdvert {
@@ -195,6 +196,7 @@ impl Full {
                 tasks: Vec::new(),
                 version: String::new(),
             };
+            m.handle_agent_token(Millis(0), &advert.agent_id, true);
             m.handle_agent_advert(Millis(0), advert);
         }
         let mut full = Full {

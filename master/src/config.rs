@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 pub const REREGISTRATION_WINDOW_MS_DEFAULT: u64 = 5_000;
 /// Default of [`MasterConfig::recovered_framework_timeout_ms`].
 pub const RECOVERED_FRAMEWORK_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// Default of [`MasterConfig::agent_lost_timeout_ms`].
+pub const AGENT_LOST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default of [`MasterConfig::framework_token_wait_ms`].
+pub const FRAMEWORK_TOKEN_WAIT_MS_DEFAULT: u64 = 10_000;
+/// Default of [`MasterConfig::events_held_per_framework_max`].
+pub const EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT: usize = 1024;
 
 /// Configuration of a [`crate::Master`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +64,30 @@ pub struct MasterConfig {
     /// framework's own `failover_timeout_ms`, so this stands in for it until the
     /// framework re-subscribes.
     pub recovered_framework_timeout_ms: u64,
+    /// An agent whose liveliness token is gone (or that adverts without one) is declared
+    /// lost this long after, unless the token comes (back) first.
+    #[serde(default = "agent_lost_timeout_ms_default")]
+    pub agent_lost_timeout_ms: u64,
+    /// Events for a framework wait this long after its subscription for its liveliness
+    /// token; then they are sent anyway and the framework counts as disconnected.
+    #[serde(default = "framework_token_wait_ms_default")]
+    pub framework_token_wait_ms: u64,
+    /// Events held per framework while its token is not present; beyond it the oldest
+    /// are dropped (and counted, [`crate::Master::events_dropped`]).
+    #[serde(default = "events_held_per_framework_max_default")]
+    pub events_held_per_framework_max: usize,
+}
+
+fn agent_lost_timeout_ms_default() -> u64 {
+    AGENT_LOST_TIMEOUT_MS_DEFAULT
+}
+
+fn framework_token_wait_ms_default() -> u64 {
+    FRAMEWORK_TOKEN_WAIT_MS_DEFAULT
+}
+
+fn events_held_per_framework_max_default() -> usize {
+    EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT
 }
 
 /// When and how the master takes resources back; see [`crate::reclaim`].
@@ -99,6 +129,9 @@ impl Default for MasterConfig {
             reclaim: Some(ReclaimConfig::default()),
             reregistration_window_ms: REREGISTRATION_WINDOW_MS_DEFAULT,
             recovered_framework_timeout_ms: RECOVERED_FRAMEWORK_TIMEOUT_MS_DEFAULT,
+            agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
+            framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
+            events_held_per_framework_max: EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT,
         }
     }
 }

@@ -65,18 +65,18 @@ impl Master {
     pub fn agents_view(&self) -> Vec<AgentView> {
         self.agents
             .iter()
-            .map(|(id, r)| {
-                let slot = self.snapshot.agents.get(id);
-                AgentView {
+            .filter_map(|(id, r)| {
+                let books = self.book.agent(id)?;
+                Some(AgentView {
                     agent_id: id.clone(),
                     hostname: r.hostname.clone(),
-                    attributes: slot.map(|s| s.attributes.clone()).unwrap_or_default(),
-                    total: r.total.clone(),
-                    free: slot.map(|s| s.free.clone()).unwrap_or_default(),
-                    offered: r.offered.clone(),
-                    used: r.used.clone(),
+                    attributes: books.attributes.clone(),
+                    total: books.total.clone(),
+                    free: books.free.clone(),
+                    offered: books.offered.clone(),
+                    used: books.used.clone(),
                     tasks: r.tasks.len(),
-                }
+                })
             })
             .collect()
     }
@@ -85,13 +85,13 @@ impl Master {
         self.frameworks
             .iter()
             .filter_map(|(id, r)| {
-                let slot = self.snapshot.frameworks.get(id)?;
+                let snapshot = self.book.snapshot();
+                let slot = snapshot.frameworks.get(id)?;
                 Some(FrameworkView {
                     framework_id: id.clone(),
                     name: r.info.name.clone(),
                     role: slot.role.clone(),
-                    role_weight: self
-                        .snapshot
+                    role_weight: snapshot
                         .role_weights
                         .get(&slot.role)
                         .copied()
@@ -100,7 +100,7 @@ impl Master {
                     connected: r.connected,
                     suppressed: r.suppressed,
                     allocation: slot.allocation.clone(),
-                    dominant_share: dominant_share_of(&slot.allocation, &self.snapshot.total),
+                    dominant_share: dominant_share_of(&slot.allocation, &snapshot.total),
                     tasks: r.tasks.len(),
                     offers: self.offers.of_framework(id).len(),
                 })

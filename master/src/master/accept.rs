@@ -97,11 +97,10 @@ impl Master {
         if self.offers.remove(&p.offer_id).is_none() {
             return;
         }
-        self.offered_to_free(&p.agent_id, &p.left);
-        self.allocation_sub(id, &p.left);
+        self.offered_to_free(&p.agent_id, id, &p.left);
         self.add_filter(id, &p.agent_id, p.left, filters);
         for task in p.tasks {
-            self.offered_to_used(&p.agent_id, &task.resources);
+            self.book.launch_from_offer(&p.agent_id, &task.resources);
             self.launches += 1;
             let record = TaskRecord {
                 task_id: task.task_id.clone(),
@@ -171,7 +170,7 @@ impl Master {
         }
         let until = self.now.plus_ms(ms);
         let max = self.config.filters_per_framework_max.max(1);
-        let Some(fw) = self.snapshot.frameworks.get_mut(id) else {
+        let Some(fw) = self.book.framework_mut(id) else {
             return;
         };
         let count: usize = fw.filters.values().map(Vec::len).sum();
@@ -194,13 +193,11 @@ impl Master {
             .push(FilterSlot { resources, until });
         self.filter_expiry
             .insert((until, id.clone(), agent_id.clone()));
-        self.snapshot.changes.frameworks.insert(id.clone());
     }
 
     pub(super) fn clear_filters(&mut self, id: &FrameworkId) {
-        if let Some(fw) = self.snapshot.frameworks.get_mut(id) {
+        if let Some(fw) = self.book.framework_mut(id) {
             fw.filters.clear();
-            self.snapshot.changes.frameworks.insert(id.clone());
         }
         self.filter_expiry.retain(|(_, f, _)| f != id);
     }

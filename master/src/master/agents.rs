@@ -2,12 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use proto::resources::{add_quantities, subtract_quantities};
-use proto::{AgentAdvert, AgentId, Event, Resources, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{AgentAdvert, AgentId, Event, StatusUuid, TaskId, TaskState, TaskStatus};
 
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
-use crate::allocator::AgentSlot;
 use crate::time::Millis;
 
 impl Master {
@@ -18,9 +16,13 @@ impl Master {
     ///
     /// An advert whose total is less than what its tasks use keeps, per resource, the
     /// larger of the two until the tasks end, so the books always balance.
+    ///
+    /// An advert from an agent whose liveliness token is not present starts its lost
+    /// clock ([`Master::handle_agent_token`]).
     pub fn handle_agent_advert(&mut self, now: Millis, advert: AgentAdvert) {
         self.advance(now);
         let id = advert.agent_id.clone();
+        self.advert_liveness(&id);
         self.heard_from(&id);
         let tasks = advert.tasks.clone();
         match self.agents.get(&id) {
@@ -54,16 +56,21 @@ impl Master {
     /// A command to the agent (a launch) went unanswered: the agent may be cut off while
     /// its liveliness token has not yet timed out. Its offers are rescinded and it is
     /// offered nothing until it is heard from again (an advert or a status update), so that
-    /// frameworks do not launch task after task into a silent agent.
+    /// frameworks do not launch task after task into a silent agent. The daemon reports
+    /// this as [`super::LaunchOutcome::Unanswered`]; this entry point is for tests.
     pub fn handle_agent_unreachable(&mut self, now: Millis, agent_id: &AgentId) {
         self.advance(now);
+        self.mark_unreachable(agent_id);
+        self.debug_check();
+    }
+
+    pub(super) fn mark_unreachable(&mut self, agent_id: &AgentId) {
         if !self.agents.contains_key(agent_id) || !self.unreachable.insert(agent_id.clone()) {
             return;
         }
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
         }
-        self.debug_check();
     }
 
     fn heard_from(&mut self, agent_id: &AgentId) {
@@ -72,28 +79,32 @@ impl Master {
         }
     }
 
-    /// The agent is gone (its liveliness token vanished): its offers are rescinded, its
-    /// tasks reported lost to their frameworks, and its resources leave the cluster.
+    /// Declares the agent lost at once. The daemon never calls this: an agent is lost
+    /// when the clock [`Master::handle_agent_token`] started runs out. For tests.
     pub fn handle_agent_lost(&mut self, now: Millis, agent_id: &AgentId) {
         self.advance(now);
+        self.lose_agent(agent_id);
+        self.debug_check();
+    }
+
+    /// The agent is gone: its offers are rescinded, its tasks reported lost to their
+    /// frameworks, and its resources leave the cluster.
+    pub(super) fn lose_agent(&mut self, agent_id: &AgentId) {
         let Some(record) = self.agents.get(agent_id) else {
             return;
         };
         let tasks: Vec<TaskId> = record.tasks.iter().cloned().collect();
+        self.note_agent_lost(agent_id);
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
         }
         for task_id in tasks {
             self.lose_task(&task_id, "the agent was lost");
         }
-        if let Some(record) = self.agents.remove(agent_id) {
-            subtract_quantities(&mut self.snapshot.total, &record.total.quantities());
-            self.snapshot.changes.all = true;
-        }
-        self.snapshot.agents.remove(agent_id);
+        self.agents.remove(agent_id);
+        self.book.remove_agent(agent_id);
         self.allocation_agents.remove(agent_id);
         self.unreachable.remove(agent_id);
-        self.debug_check();
     }
 
     /// A task status update from an agent. It is passed on to the task's framework (which
@@ -102,13 +113,24 @@ impl Master {
     /// resources; repeated or late updates free nothing.
     pub fn handle_status(&mut self, now: Millis, status: TaskStatus) {
         self.advance(now);
+        self.take_status(status);
+        self.debug_check();
+    }
+
+    /// [`Master::handle_status`] without the clock: also takes the master's own updates.
+    pub(super) fn take_status(&mut self, status: TaskStatus) {
         if self.agents.contains_key(&status.agent_id) {
             self.heard_from(&status.agent_id);
         }
         let task_id = status.task_id.clone();
         if self.tasks.get(&task_id).is_some_and(|t| t.doomed) {
             self.doomed_status(status);
-            self.debug_check();
+            return;
+        }
+        if self.contradicts_told_end(&status) {
+            // Its framework keeps the end it was told (`lost`, for a task of an agent
+            // declared lost that comes back with the task ended otherwise).
+            self.ack_to_agent(&status);
             return;
         }
         if !self.tasks.is_known(&task_id) {
@@ -137,15 +159,29 @@ impl Master {
             .is_some_and(|f| !f.torn_down);
         if listening {
             self.send(&framework_id, Event::Update { status });
-        } else if self.agents.contains_key(&status.agent_id) {
-            let (agent_id, status_uuid) = (status.agent_id.clone(), status.uuid);
+        } else {
+            self.ack_to_agent(&status);
+        }
+    }
+
+    /// A status of a task that already ended, saying it ended otherwise.
+    fn contradicts_told_end(&self, status: &TaskStatus) -> bool {
+        self.tasks.get(&status.task_id).is_none()
+            && self
+                .tasks
+                .ended(&status.task_id)
+                .is_some_and(|e| e.latest.state != status.state)
+    }
+
+    /// The master acknowledges an update itself: no framework will.
+    fn ack_to_agent(&mut self, status: &TaskStatus) {
+        if self.agents.contains_key(&status.agent_id) {
             self.actions.push_back(Action::AckStatus {
-                agent_id,
-                task_id,
-                status_uuid,
+                agent_id: status.agent_id.clone(),
+                task_id: status.task_id.clone(),
+                status_uuid: status.uuid,
             });
         }
-        self.debug_check();
     }
 
     /// A doomed task's framework was told `lost` already: its updates stop at the master,
@@ -168,70 +204,39 @@ impl Master {
 
     fn add_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
-        add_quantities(&mut self.snapshot.total, &advert.total.quantities());
-        self.snapshot.changes.all = true;
-        self.snapshot.agents.insert(
-            id.clone(),
-            AgentSlot {
-                attributes: advert.attributes,
-                free: advert.total.clone(),
-            },
-        );
+        self.book.add_agent(&id, advert.total, advert.attributes);
         let record = AgentRecord {
             hostname: advert.hostname,
             incarnation: advert.incarnation,
             seq: advert.seq,
-            total: advert.total,
-            offered: Resources::new(),
-            used: Resources::new(),
             tasks: BTreeSet::new(),
         };
         self.agents.insert(id.clone(), record);
         self.want_allocation_of(&id);
     }
 
+    /// A newer advert of a known agent. A change of what it has to offer (its total,
+    /// within what its tasks use, or its attributes) rescinds its offers first.
     fn update_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
-        let Some(record) = self.agents.get(&id) else {
+        if !self.agents.contains_key(&id) {
             return;
-        };
-        let attributes_changed = self
-            .snapshot
-            .agents
-            .get(&id)
-            .is_some_and(|s| s.attributes != advert.attributes);
-        // The larger of the advertised total and what tasks use, per resource.
-        let mut beyond_used = advert.total.clone();
-        beyond_used.subtract_saturating(&record.used);
-        let total = record.used.plus(&beyond_used);
-        let changed = attributes_changed || total != record.total;
+        }
+        let changed = self
+            .book
+            .advert_changes(&id, &advert.total, &advert.attributes);
         if changed {
             for offer_id in self.offers.of_agent(&id) {
                 self.withdraw_offer(&offer_id, true);
             }
+            self.book.readvertise(&id, &advert.total, advert.attributes);
+            self.want_allocation_of(&id);
         }
-        let Some(record) = self.agents.get_mut(&id) else {
-            return;
-        };
-        record.hostname = advert.hostname;
-        record.incarnation = advert.incarnation;
-        record.seq = advert.seq;
-        if !changed {
-            return;
+        if let Some(record) = self.agents.get_mut(&id) {
+            record.hostname = advert.hostname;
+            record.incarnation = advert.incarnation;
+            record.seq = advert.seq;
         }
-        if total != record.total {
-            subtract_quantities(&mut self.snapshot.total, &record.total.quantities());
-            add_quantities(&mut self.snapshot.total, &total.quantities());
-            self.snapshot.changes.all = true;
-            record.total = total;
-        }
-        // Offers were withdrawn above, so everything not used is free.
-        let free = record.total.checked_sub(&record.used).unwrap_or_default();
-        if let Some(slot) = self.snapshot.agents.get_mut(&id) {
-            slot.attributes = advert.attributes;
-            slot.free = free;
-        }
-        self.want_allocation_of(&id);
     }
 
     /// Marks a live task lost, tells its framework, and frees its resources.
@@ -253,15 +258,18 @@ impl Master {
     }
 
     /// The only place a live task ends: its resources are freed here, exactly once.
-    pub(crate) fn end_task(&mut self, task_id: &TaskId, latest: TaskStatus) {
+    pub(super) fn end_task(&mut self, task_id: &TaskId, latest: TaskStatus) {
         let Some(task) = self
             .tasks
             .end(task_id, latest, self.config.ended_tasks_kept_max)
         else {
             return;
         };
-        self.used_to_free(&task.agent_id, &task.resources);
-        self.allocation_sub(&task.framework_id, &task.resources);
+        self.book
+            .release_used(&task.agent_id, &task.framework_id, &task.resources);
+        if self.agents.contains_key(&task.agent_id) {
+            self.want_allocation_of(&task.agent_id);
+        }
         if let Some(agent) = self.agents.get_mut(&task.agent_id) {
             agent.tasks.remove(task_id);
         }

@@ -1,9 +1,9 @@
-//! Moving resources between free, offered and used, and checking that nothing is lost
-//! or counted twice.
+//! Offers made and withdrawn (the resources themselves move in the
+//! [`crate::resource_book::ResourceBook`]), and the check of every bookkeeping invariant.
 
 use std::collections::BTreeMap;
 
-use proto::resources::{add_quantities, subtract_quantities};
+use proto::resources::add_quantities;
 use proto::{AgentId, Event, FrameworkId, Offer, OfferId, Resources};
 
 use super::Master;
@@ -12,18 +12,18 @@ use crate::offer_book::Outstanding;
 impl Master {
     /// Offers all free resources of `agent_id` to `framework_id`; `None` when there is
     /// nothing free or either is unknown.
-    pub(crate) fn make_offer(
+    pub(super) fn make_offer(
         &mut self,
         agent_id: &AgentId,
         framework_id: &FrameworkId,
     ) -> Option<Offer> {
-        let record = self.agents.get_mut(agent_id)?;
-        let slot = self.snapshot.agents.get_mut(agent_id)?;
-        if slot.free.is_empty() || !self.snapshot.frameworks.contains_key(framework_id) {
-            return None;
-        }
-        let resources = std::mem::take(&mut slot.free);
-        record.offered.add(&resources);
+        let hostname = self.agents.get(agent_id)?.hostname.clone();
+        let resources = self.book.offer(agent_id, framework_id)?;
+        let attributes = self
+            .book
+            .agent(agent_id)
+            .map(|a| a.attributes.clone())
+            .unwrap_or_default();
         self.offers_made += 1;
         let offer = Offer {
             offer_id: OfferId(format!(
@@ -32,11 +32,10 @@ impl Master {
             )),
             framework_id: framework_id.clone(),
             agent_id: agent_id.clone(),
-            hostname: record.hostname.clone(),
-            attributes: slot.attributes.clone(),
+            hostname,
+            attributes,
             resources,
         };
-        self.allocation_add(framework_id, &offer.resources);
         let expires_at = self.config.offer_timeout_ms.map(|ms| self.now.plus_ms(ms));
         self.offers.insert(Outstanding {
             offer: offer.clone(),
@@ -48,13 +47,12 @@ impl Master {
 
     /// Takes an offer out of the book and returns all its resources to the pool.
     /// With `rescind`, tells its framework.
-    pub(crate) fn withdraw_offer(&mut self, offer_id: &OfferId, rescind: bool) {
+    pub(super) fn withdraw_offer(&mut self, offer_id: &OfferId, rescind: bool) {
         let Some(outstanding) = self.offers.remove(offer_id) else {
             return;
         };
         let offer = outstanding.offer;
-        self.offered_to_free(&offer.agent_id, &offer.resources);
-        self.allocation_sub(&offer.framework_id, &offer.resources);
+        self.offered_to_free(&offer.agent_id, &offer.framework_id, &offer.resources);
         if rescind
             && self
                 .frameworks
@@ -70,64 +68,16 @@ impl Master {
         }
     }
 
-    pub(crate) fn offered_to_free(&mut self, agent_id: &AgentId, resources: &Resources) {
-        if let (Some(record), Some(slot)) = (
-            self.agents.get_mut(agent_id),
-            self.snapshot.agents.get_mut(agent_id),
-        ) {
-            debug_assert!(
-                record.offered.contains(resources),
-                "returning more than was offered on {agent_id}"
-            );
-            record.offered.subtract_saturating(resources);
-            slot.free.add(resources);
+    /// Offered resources back to the pool, and the agent up for allocation again.
+    pub(super) fn offered_to_free(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        resources: &Resources,
+    ) {
+        self.book.rescind(agent_id, framework_id, resources);
+        if self.agents.contains_key(agent_id) {
             self.want_allocation_of(agent_id);
-        }
-    }
-
-    pub(crate) fn offered_to_used(&mut self, agent_id: &AgentId, resources: &Resources) {
-        if let Some(record) = self.agents.get_mut(agent_id) {
-            debug_assert!(
-                record.offered.contains(resources),
-                "launching more than was offered on {agent_id}"
-            );
-            record.offered.subtract_saturating(resources);
-            record.used.add(resources);
-        }
-    }
-
-    pub(crate) fn used_to_free(&mut self, agent_id: &AgentId, resources: &Resources) {
-        if let (Some(record), Some(slot)) = (
-            self.agents.get_mut(agent_id),
-            self.snapshot.agents.get_mut(agent_id),
-        ) {
-            debug_assert!(
-                record.used.contains(resources),
-                "freeing more than was used on {agent_id}"
-            );
-            record.used.subtract_saturating(resources);
-            slot.free.add(resources);
-            self.want_allocation_of(agent_id);
-        }
-    }
-
-    pub(crate) fn allocation_add(&mut self, framework_id: &FrameworkId, resources: &Resources) {
-        if let Some(fw) = self.snapshot.frameworks.get_mut(framework_id) {
-            add_quantities(&mut fw.allocation, &resources.quantities());
-            self.snapshot
-                .changes
-                .frameworks
-                .insert(framework_id.clone());
-        }
-    }
-
-    pub(crate) fn allocation_sub(&mut self, framework_id: &FrameworkId, resources: &Resources) {
-        if let Some(fw) = self.snapshot.frameworks.get_mut(framework_id) {
-            subtract_quantities(&mut fw.allocation, &resources.quantities());
-            self.snapshot
-                .changes
-                .frameworks
-                .insert(framework_id.clone());
         }
     }
 
@@ -142,17 +92,15 @@ impl Master {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut total = BTreeMap::new();
         for (id, record) in &self.agents {
-            let free = self
-                .snapshot
-                .agents
-                .get(id)
-                .map(|s| &s.free)
-                .ok_or(format!("agent {id} has no slot"))?;
-            let sum = free.plus(&record.offered).plus(&record.used);
-            if sum != record.total {
+            let books = self
+                .book
+                .agent(id)
+                .ok_or(format!("agent {id} has no books"))?;
+            let sum = books.free.plus(books.offered).plus(books.used);
+            if sum != *books.total {
                 return Err(format!(
-                    "agent {id}: free {free} + offered {} + used {} != total {}",
-                    record.offered, record.used, record.total
+                    "agent {id}: free {} + offered {} + used {} != total {}",
+                    books.free, books.offered, books.used, books.total
                 ));
             }
             let offered = self
@@ -161,10 +109,10 @@ impl Master {
                 .iter()
                 .filter_map(|o| self.offers.get(o))
                 .fold(Resources::new(), |acc, o| acc.plus(&o.offer.resources));
-            if offered != record.offered {
+            if offered != *books.offered {
                 return Err(format!(
                     "agent {id}: offers sum to {offered}, books say {}",
-                    record.offered
+                    books.offered
                 ));
             }
             let used = record
@@ -172,21 +120,22 @@ impl Master {
                 .iter()
                 .filter_map(|t| self.tasks.get(t))
                 .fold(Resources::new(), |acc, t| acc.plus(&t.resources));
-            if used != record.used {
+            if used != *books.used {
                 return Err(format!(
                     "agent {id}: tasks use {used}, books say {}",
-                    record.used
+                    books.used
                 ));
             }
-            add_quantities(&mut total, &record.total.quantities());
+            add_quantities(&mut total, &books.total.quantities());
         }
-        if total != self.snapshot.total {
+        let snapshot = self.book.snapshot();
+        if total != snapshot.total {
             return Err(format!(
                 "cluster total {:?} != sum of agents {:?}",
-                self.snapshot.total, total
+                snapshot.total, total
             ));
         }
-        if self.snapshot.agents.len() != self.agents.len() {
+        if snapshot.agents.len() != self.agents.len() || self.book.agent_count() != self.agents.len() {
             return Err("agent slots and records differ".to_owned());
         }
         self.check_allocations()
@@ -201,7 +150,7 @@ impl Master {
             );
         }
         for t in self.tasks.live() {
-            let slotless = !self.snapshot.frameworks.contains_key(&t.framework_id);
+            let slotless = !self.book.snapshot().frameworks.contains_key(&t.framework_id);
             let recovered = self
                 .frameworks
                 .get(&t.framework_id)
@@ -216,7 +165,7 @@ impl Master {
                 &t.resources.quantities(),
             );
         }
-        for (id, fw) in &self.snapshot.frameworks {
+        for (id, fw) in &self.book.snapshot().frameworks {
             let want = expected.remove(id).unwrap_or_default();
             if want != fw.allocation {
                 return Err(format!(

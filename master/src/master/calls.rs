@@ -43,6 +43,11 @@ impl Master {
     /// `failover_timeout_ms`.
     pub fn handle_framework_disconnected(&mut self, now: Millis, framework_id: &FrameworkId) {
         self.advance(now);
+        self.disconnect(framework_id);
+        self.debug_check();
+    }
+
+    pub(super) fn disconnect(&mut self, framework_id: &FrameworkId) {
         let Some(fw) = self.frameworks.get_mut(framework_id) else {
             return;
         };
@@ -50,12 +55,11 @@ impl Master {
             return;
         }
         fw.connected = false;
-        fw.failover_at = Some(now.plus_ms(fw.info.failover_timeout_ms));
+        fw.failover_at = Some(self.now.plus_ms(fw.info.failover_timeout_ms));
         self.update_wants(framework_id);
         for offer_id in self.offers.of_framework(framework_id) {
             self.withdraw_offer(&offer_id, false);
         }
-        self.debug_check();
     }
 
     fn framework_call(&mut self, id: &FrameworkId, call: Call) -> Result<(), CallError> {
@@ -111,6 +115,30 @@ impl Master {
         from: Option<FrameworkId>,
         info: FrameworkInfo,
     ) -> Result<CallReply, CallError> {
+        let id = self.subscription_id(from, &info)?;
+        self.admit(&id, info);
+        let heartbeat_interval_ms = self.config.heartbeat_interval_ms;
+        self.send(
+            &id,
+            Event::Subscribed {
+                framework_id: id.clone(),
+                heartbeat_interval_ms,
+            },
+        );
+        self.want_allocation_all();
+        Ok(CallReply::Subscribed {
+            framework_id: id,
+            heartbeat_interval_ms,
+        })
+    }
+
+    /// Checks a `Subscribe` and gives the id the framework is to have: the one it named,
+    /// or a new one. Nothing changes when it is refused.
+    fn subscription_id(
+        &mut self,
+        from: Option<FrameworkId>,
+        info: &FrameworkInfo,
+    ) -> Result<FrameworkId, CallError> {
         if !(info.weight > 0.0 && info.weight.is_finite()) {
             return Err(CallError::InvalidWeight(info.weight));
         }
@@ -129,14 +157,21 @@ impl Master {
             .as_ref()
             .is_some_and(|id| self.frameworks.get(id).is_none_or(|f| f.recovered));
         let id = match named {
-            Some(id) => self.resubscribe_id(id, &info)?,
+            Some(id) => self.resubscribe_id(id, info)?,
             None => self.new_framework_id(),
         };
-        self.check_role_weight(&id, &info)?;
+        self.check_role_weight(&id, info)?;
         if returning {
             self.note_recovery_evidence();
         }
-        let seq = match self.snapshot.frameworks.get(&id) {
+        Ok(id)
+    }
+
+    /// Puts a subscribing framework on the books: its allocator slot (new, or replacing
+    /// its earlier one) and its record, keeping the tasks it has.
+    fn admit(&mut self, id: &FrameworkId, info: FrameworkInfo) {
+        let id = id.clone();
+        let seq = match self.book.snapshot().frameworks.get(&id) {
             Some(slot) => slot.subscribed_seq,
             None => {
                 self.subscriptions += 1;
@@ -154,16 +189,13 @@ impl Master {
             .unwrap_or_default();
         let suppressed = self.frameworks.get(&id).is_some_and(|f| f.suppressed);
         if !self.config.role_weights.contains_key(&info.role)
-            && self.snapshot.role_weights.get(&info.role) != Some(&info.weight)
+            && self.book.snapshot().role_weights.get(&info.role) != Some(&info.weight)
         {
             // No other framework holds the role (checked above): the weight is this one's.
-            self.snapshot
-                .role_weights
-                .insert(info.role.clone(), info.weight);
-            self.snapshot.changes.all = true;
+            self.book.set_role_weight(&info.role, info.weight);
         }
         // A framework recovered from adverts has no slot yet: its tasks are its allocation.
-        let allocation = match self.snapshot.frameworks.get(&id) {
+        let allocation = match self.book.snapshot().frameworks.get(&id) {
             Some(slot) => slot.allocation.clone(),
             None => self.tasks_quantities(&tasks),
         };
@@ -185,8 +217,7 @@ impl Master {
             min_offer: info.min_offer.clone(),
             filters: BTreeMap::new(),
         };
-        self.snapshot.frameworks.insert(id.clone(), slot);
-        self.snapshot.changes.frameworks.insert(id.clone());
+        self.book.put_framework(&id, slot);
         let info = FrameworkInfo {
             framework_id: Some(id.clone()),
             ..info
@@ -202,19 +233,7 @@ impl Master {
             recovered: false,
         };
         self.frameworks.insert(id.clone(), record);
-        let heartbeat_interval_ms = self.config.heartbeat_interval_ms;
-        self.send(
-            &id,
-            Event::Subscribed {
-                framework_id: id.clone(),
-                heartbeat_interval_ms,
-            },
-        );
-        self.want_allocation_all();
-        Ok(CallReply::Subscribed {
-            framework_id: id,
-            heartbeat_interval_ms,
-        })
+        self.await_token(&id);
     }
 
     /// A framework subscribing with an id: a failover, or a framework re-registering with
@@ -257,11 +276,12 @@ impl Master {
             return Ok(());
         }
         let others = self
-            .snapshot
+            .book
+            .snapshot()
             .frameworks
             .iter()
             .any(|(other, s)| other != id && s.role == info.role);
-        match self.snapshot.role_weights.get(&info.role) {
+        match self.book.snapshot().role_weights.get(&info.role) {
             Some(has) if others && *has != info.weight => Err(CallError::RoleWeightMismatch {
                 role: info.role.clone(),
                 has: *has,
@@ -278,16 +298,19 @@ impl Master {
     }
 
     /// A framework wants offers while connected, not torn down and not suppressed.
-    pub(crate) fn update_wants(&mut self, id: &FrameworkId) {
+    pub(super) fn update_wants(&mut self, id: &FrameworkId) {
         let wants = self
             .frameworks
             .get(id)
             .is_some_and(|f| f.connected && !f.torn_down && !f.suppressed);
-        if let Some(slot) = self.snapshot.frameworks.get_mut(id)
-            && slot.wants_offers != wants
-        {
+        let changed = self
+            .book
+            .snapshot()
+            .frameworks
+            .get(id)
+            .is_some_and(|slot| slot.wants_offers != wants);
+        if changed && let Some(slot) = self.book.framework_mut(id) {
             slot.wants_offers = wants;
-            self.snapshot.changes.frameworks.insert(id.clone());
             if wants {
                 self.want_allocation_all();
             }
@@ -347,7 +370,7 @@ impl Master {
 
     /// Sends the latest known status of each named task (all of the framework's live tasks
     /// when none is named); a task the master does not know is reported lost.
-    pub(crate) fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
+    pub(super) fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
         let task_ids = if task_ids.is_empty() {
             self.frameworks
                 .get(id)
@@ -382,7 +405,7 @@ impl Master {
 
     /// Removes the framework: its offers return to the pool, its tasks are killed, and it
     /// is forgotten once they have ended. Its id is never admitted again.
-    pub(crate) fn teardown(&mut self, id: &FrameworkId) {
+    pub(super) fn teardown(&mut self, id: &FrameworkId) {
         let Some(fw) = self.frameworks.get_mut(id) else {
             return;
         };
@@ -409,22 +432,22 @@ impl Master {
     }
 
     /// A torn-down framework whose tasks have all ended is forgotten.
-    pub(crate) fn forget_if_drained(&mut self, id: &FrameworkId) {
+    pub(super) fn forget_if_drained(&mut self, id: &FrameworkId) {
         if self
             .frameworks
             .get(id)
             .is_some_and(|f| f.torn_down && f.tasks.is_empty())
         {
             self.frameworks.remove(id);
-            self.snapshot.frameworks.remove(id);
-            self.snapshot.changes.frameworks.insert(id.clone());
+            self.book.remove_framework(id);
+            self.forget_liveness(id);
             self.removed_frameworks.insert(id.clone());
         }
     }
 }
 
 /// A status the master makes up for a task (reconciliation, agent lost).
-pub(crate) fn synthetic_status(
+pub(super) fn synthetic_status(
     t: &TaskRecord,
     state: TaskState,
     reason: &str,

@@ -5,20 +5,25 @@ mod accept;
 mod agents;
 mod books;
 mod calls;
+mod liveness;
 mod reclaiming;
 mod recovery;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use proto::{AgentId, Event, FrameworkId, FrameworkInfo, Resources, StatusUuid, TaskId, TaskSpec};
+use proto::{AgentId, Event, FrameworkId, FrameworkInfo, StatusUuid, TaskId, TaskSpec};
 
 use crate::allocator::{Allocator, DrfAllocator, Snapshot};
 use crate::config::MasterConfig;
 use crate::offer_book::OfferBook;
+use crate::resource_book::ResourceBook;
 use crate::rng::SplitMix64;
 use crate::tasks::TaskRegistry;
 use crate::time::Millis;
+
+pub use liveness::LaunchOutcome;
+use liveness::Liveness;
 
 /// Something the adapter must do. Actions come out in the order they must be done.
 #[must_use]
@@ -59,16 +64,13 @@ pub enum Action {
     },
 }
 
-/// The master's books of one agent. Invariant: `free + offered + used == total`, with
-/// `free` kept in the allocator's snapshot.
+/// What the master knows of one agent besides its resources (which are in the
+/// [`ResourceBook`]).
 #[derive(Clone, Debug)]
 pub(crate) struct AgentRecord {
     pub hostname: String,
     pub incarnation: u64,
     pub seq: u64,
-    pub total: Resources,
-    pub offered: Resources,
-    pub used: Resources,
     pub tasks: BTreeSet<TaskId>,
 }
 
@@ -101,56 +103,61 @@ pub const BUILTIN_DRF_SEED_MIX: u64 = 0xa11c_a7e5;
 ///
 /// Call order:
 /// 1. `Master::new(config, seed)` (or [`Master::with_allocator`]).
-/// 2. Feed each input as it arrives with `handle_*(now, ...)`: agent adverts and loss,
-///    framework calls (whose reply goes back to the caller at once) and disconnections,
-///    task status updates.
+/// 2. Feed each input as it arrives with `handle_*(now, ...)`: agents' and frameworks'
+///    liveliness tokens appearing and going, agent adverts, framework calls (whose reply
+///    goes back to the caller at once), task status updates, and what became of each
+///    launch ([`Master::handle_launch_outcome`]).
 /// 3. After every input, drain [`Master::poll_action`] until it returns `None`, and carry
 ///    the actions out in order.
 /// 4. Ask [`Master::poll_timeout`] when the master next needs to run; when that time
 ///    comes (or at once, if it has passed) call [`Master::handle_timeout`], then drain the
-///    actions again. Allocation, offer expiry, filter expiry, failover and reclaim all
-///    happen there.
+///    actions again. Agent loss, the end of a framework's token wait, allocation, offer
+///    expiry, filter expiry, failover and reclaim all happen there.
 ///
 /// `now` is milliseconds on a monotonic clock and must never decrease between calls.
 /// Randomness (the order agents are visited in) comes from `seed`, so a run is
 /// reproducible.
 pub struct Master {
-    pub(crate) config: MasterConfig,
-    pub(crate) allocator: Box<dyn Allocator + Send>,
-    /// What the allocator sees; also the home of agents' free resources and frameworks'
-    /// allocations, filters and wants.
-    pub(crate) snapshot: Snapshot,
+    config: MasterConfig,
+    allocator: Box<dyn Allocator + Send>,
+    /// Agents' resources and frameworks' allocations; the allocator's snapshot.
+    pub(crate) book: ResourceBook,
     pub(crate) agents: BTreeMap<AgentId, AgentRecord>,
     pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
     /// Frameworks torn down, never admitted again under the same id.
-    pub(crate) removed_frameworks: BTreeSet<FrameworkId>,
+    removed_frameworks: BTreeSet<FrameworkId>,
     pub(crate) offers: OfferBook,
     pub(crate) tasks: TaskRegistry,
-    pub(crate) actions: VecDeque<Action>,
-    pub(crate) rng: SplitMix64,
-    pub(crate) now: Millis,
-    pub(crate) frameworks_created: u64,
-    pub(crate) subscriptions: u64,
-    pub(crate) offers_made: u64,
-    pub(crate) launches: u64,
+    /// Liveliness tokens, the clocks they start, and events held for frameworks.
+    liveness: Liveness,
+    actions: VecDeque<Action>,
+    rng: SplitMix64,
+    now: Millis,
+    frameworks_created: u64,
+    subscriptions: u64,
+    offers_made: u64,
+    launches: u64,
+    /// Status updates the master made itself (launches refused or unanswered): the low
+    /// half of their uuids.
+    statuses_made: u64,
     /// When the next allocation runs, and over which agents.
-    pub(crate) allocation_at: Option<Millis>,
-    pub(crate) allocation_all: bool,
-    pub(crate) allocation_agents: BTreeSet<AgentId>,
+    allocation_at: Option<Millis>,
+    allocation_all: bool,
+    allocation_agents: BTreeSet<AgentId>,
     /// Agents that did not take a launch: offered nothing until they are heard from again.
-    pub(crate) unreachable: BTreeSet<AgentId>,
+    unreachable: BTreeSet<AgentId>,
     /// Decline filter expiries: `(until, framework, agent)`.
-    pub(crate) filter_expiry: BTreeSet<(Millis, FrameworkId, AgentId)>,
+    filter_expiry: BTreeSet<(Millis, FrameworkId, AgentId)>,
     /// Reclaimed tasks to kill: `(kill_at, task)`.
-    pub(crate) reclaim_kills: BTreeSet<(Millis, TaskId)>,
-    pub(crate) reclaim_check_at: Option<Millis>,
+    reclaim_kills: BTreeSet<(Millis, TaskId)>,
+    reclaim_check_at: Option<Millis>,
     /// Allocator decisions the master refused (a faulty policy); a counter for operators.
-    pub(crate) decisions_refused: u64,
+    decisions_refused: u64,
     /// Set once the master sees it replaces an earlier one: no offers until then.
-    pub(crate) offers_held_until: Option<Millis>,
+    offers_held_until: Option<Millis>,
     /// Reconciliations asked while offers are held, answered when the hold ends (an
     /// answer then could call a task lost whose agent has not re-registered yet).
-    pub(crate) deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
+    deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
 }
 
 impl Master {
@@ -166,18 +173,16 @@ impl Master {
         seed: u64,
         allocator: Box<dyn Allocator + Send>,
     ) -> Master {
-        let mut snapshot = Snapshot::default();
-        snapshot.changes.all = true;
-        snapshot.role_weights = config.role_weights.clone();
         Master {
+            book: ResourceBook::new(config.role_weights.clone()),
             config,
             allocator,
-            snapshot,
             agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
             removed_frameworks: BTreeSet::new(),
             offers: OfferBook::default(),
             tasks: TaskRegistry::default(),
+            liveness: Liveness::default(),
             actions: VecDeque::new(),
             rng: SplitMix64::new(seed),
             now: Millis::ZERO,
@@ -185,6 +190,7 @@ impl Master {
             subscriptions: 0,
             offers_made: 0,
             launches: 0,
+            statuses_made: 0,
             allocation_at: None,
             allocation_all: false,
             allocation_agents: BTreeSet::new(),
@@ -209,7 +215,17 @@ impl Master {
 
     /// The allocator's view of the cluster, as of now.
     pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
+        self.book.snapshot()
+    }
+
+    /// The books of agents' resources and frameworks' allocations.
+    pub fn resource_book(&self) -> &ResourceBook {
+        &self.book
+    }
+
+    /// True when the master counts the agent as part of the cluster.
+    pub fn knows_agent(&self, agent_id: &AgentId) -> bool {
+        self.agents.contains_key(agent_id)
     }
 
     /// Offers outstanding now.
@@ -233,11 +249,17 @@ impl Master {
         self.now = self.now.max(now);
     }
 
+    /// Sends `event` to the framework, or holds it while the framework's liveliness token
+    /// is not present (see `liveness.rs`).
     fn send(&mut self, framework_id: &FrameworkId, event: Event) {
-        self.actions.push_back(Action::SendEvent {
-            framework_id: framework_id.clone(),
-            event,
-        });
+        if self.liveness.framework_listening(framework_id) {
+            self.actions.push_back(Action::SendEvent {
+                framework_id: framework_id.clone(),
+                event,
+            });
+        } else {
+            self.hold_event(framework_id, event);
+        }
     }
 
     /// Asks for an allocation over every agent within the batch window.

@@ -11,7 +11,7 @@ use crate::time::Millis;
 impl Master {
     /// Looks for frameworks that have wanted offers below their fair share for
     /// `starvation_ms`, and reclaims tasks for them.
-    pub(crate) fn reclaim_check(&mut self, now: Millis) {
+    pub(super) fn reclaim_check(&mut self, now: Millis) {
         let Some(cfg) = self.config.reclaim.clone() else {
             return;
         };
@@ -24,7 +24,8 @@ impl Master {
             let Some(c) = contenders.iter().find(|c| c.framework_id == id) else {
                 continue;
             };
-            let share = proto::resources::dominant_share_of(&c.allocation, &self.snapshot.total);
+            let total = &self.book.snapshot().total;
+            let share = proto::resources::dominant_share_of(&c.allocation, total);
             let below = c.wants_offers && fair.get(&id).is_some_and(|f| share + SHARE_EPSILON < *f);
             let Some(fw) = self.frameworks.get_mut(&id) else {
                 continue;
@@ -42,7 +43,7 @@ impl Master {
             fw.below_fair_since = Some(now);
             let candidates = self.reclaim_candidates(&id);
             let victims =
-                choose_victims(&self.snapshot.total, &contenders, &fair, &id, &candidates);
+                choose_victims(&self.book.snapshot().total, &contenders, &fair, &id, &candidates);
             for task_id in victims {
                 self.schedule_reclaim(&task_id, now.plus_ms(cfg.grace_ms));
             }
@@ -53,7 +54,7 @@ impl Master {
     }
 
     /// Kills reclaimed tasks whose grace period is over.
-    pub(crate) fn reclaim_kills_due(&mut self, now: Millis) {
+    pub(super) fn reclaim_kills_due(&mut self, now: Millis) {
         while let Some((at, task_id)) = self.reclaim_kills.first().cloned() {
             if at > now {
                 break;
@@ -87,15 +88,14 @@ impl Master {
 
     /// Every framework with its allocation less the tasks already being reclaimed.
     fn contenders(&self) -> Vec<Contender> {
-        let mut out: Vec<Contender> = self
-            .snapshot
+        let snapshot = self.book.snapshot();
+        let mut out: Vec<Contender> = snapshot
             .frameworks
             .iter()
             .map(|(id, slot)| Contender {
                 framework_id: id.clone(),
                 role: slot.role.clone(),
-                role_weight: self
-                    .snapshot
+                role_weight: snapshot
                     .role_weights
                     .get(&slot.role)
                     .copied()
@@ -116,16 +116,17 @@ impl Master {
     /// Tasks of other frameworks, not yet being reclaimed, on agents whose attributes
     /// `starving` accepts and whose resources it has not filtered out.
     fn reclaim_candidates(&self, starving: &FrameworkId) -> Vec<TaskCandidate> {
-        let Some(slot) = self.snapshot.frameworks.get(starving) else {
+        let snapshot = self.book.snapshot();
+        let Some(slot) = snapshot.frameworks.get(starving) else {
             return Vec::new();
         };
         self.tasks
             .live()
             .filter(|t| &t.framework_id != starving && t.reclaim_at.is_none() && !t.doomed)
             // A recovered framework has no slot (no share) until it subscribes again.
-            .filter(|t| self.snapshot.frameworks.contains_key(&t.framework_id))
+            .filter(|t| snapshot.frameworks.contains_key(&t.framework_id))
             .filter(|t| {
-                self.snapshot
+                snapshot
                     .agents
                     .get(&t.agent_id)
                     .is_some_and(|a| a.attributes.satisfies(&slot.constraints))

@@ -28,7 +28,7 @@ use crate::time::Millis;
 impl Master {
     /// The master has seen that it replaces an earlier one. Within the re-registration
     /// window, offers are held until the window ends.
-    pub(crate) fn note_recovery_evidence(&mut self) {
+    pub(super) fn note_recovery_evidence(&mut self) {
         let window_end = Millis(self.config.reregistration_window_ms);
         if self.offers_held_until.is_none() && self.now < window_end {
             tracing::info!(
@@ -46,7 +46,7 @@ impl Master {
 
     /// Ends the hold when its time has come: allocation runs over every agent, and
     /// deferred reconciliations are answered.
-    pub(crate) fn end_hold_if_due(&mut self, now: Millis) {
+    pub(super) fn end_hold_if_due(&mut self, now: Millis) {
         if self.offers_held_until.is_some_and(|t| t <= now) {
             self.offers_held_until = None;
             tracing::info!("re-registration window over: offers resume");
@@ -60,7 +60,7 @@ impl Master {
     /// Accounts for the tasks an agent lists. Tasks the master knows as live are left to
     /// status updates; a task it declared lost is killed (the lost-agent rule); a task it
     /// has never heard of is adopted (it replaces an earlier master).
-    pub(crate) fn take_advert_tasks(&mut self, agent_id: &AgentId, tasks: &[AdvertTask]) {
+    pub(super) fn take_advert_tasks(&mut self, agent_id: &AgentId, tasks: &[AdvertTask]) {
         for task in tasks {
             let task_id = &task.status.task_id;
             if self.tasks.get(task_id).is_some() {
@@ -94,7 +94,7 @@ impl Master {
             .frameworks
             .get(&framework_id)
             .is_none_or(|f| f.torn_down);
-        if !self.occupy(agent_id, &status.task_id, &task.resources) {
+        if !self.occupy(agent_id, &status, &task.resources) {
             return;
         }
         let record = self.record_of(agent_id, task, status, gone);
@@ -104,7 +104,7 @@ impl Master {
     /// A task declared lost, still running on its returning agent: killed.
     fn doom(&mut self, agent_id: &AgentId, task: &AdvertTask, told: TaskStatus) {
         tracing::info!(task_id = %told.task_id, %agent_id, "a task declared lost is still running on its returning agent; killing it");
-        if !self.occupy(agent_id, &told.task_id, &task.resources) {
+        if !self.occupy(agent_id, &told, &task.resources) {
             return;
         }
         let record = self.record_of(agent_id, task, told, true);
@@ -137,28 +137,20 @@ impl Master {
     /// Moves `resources` from free to used on the agent. A task that does not fit in the
     /// agent's free resources (an agent that lists more than it advertises, or one port
     /// twice) is killed rather than counted twice; false then.
-    fn occupy(&mut self, agent_id: &AgentId, task_id: &TaskId, resources: &Resources) -> bool {
-        let fits = self
-            .snapshot
-            .agents
-            .get(agent_id)
-            .and_then(|slot| slot.free.checked_sub(resources));
-        let (Some(left), Some(record)) = (fits, self.agents.get_mut(agent_id)) else {
+    fn occupy(&mut self, agent_id: &AgentId, status: &TaskStatus, resources: &Resources) -> bool {
+        let (task_id, framework_id) = (&status.task_id, &status.framework_id);
+        if !self.book.occupy(agent_id, framework_id, resources) {
             tracing::warn!(%task_id, %agent_id, "a listed task does not fit in its agent's free resources; killing it");
             self.push_kill(agent_id, task_id);
             return false;
-        };
-        record.used.add(resources);
-        if let Some(slot) = self.snapshot.agents.get_mut(agent_id) {
-            slot.free = left;
         }
         true
     }
 
+    /// Counts a task whose resources [`Master::occupy`] took.
     fn register_live(&mut self, record: TaskRecord, doomed: bool) {
         let (task_id, agent_id) = (record.task_id.clone(), record.agent_id.clone());
         let framework_id = record.framework_id.clone();
-        self.allocation_add(&framework_id, &record.resources);
         if let Some(agent) = self.agents.get_mut(&agent_id) {
             agent.tasks.insert(task_id.clone());
         }
@@ -182,7 +174,7 @@ impl Master {
     }
 
     /// A framework known only by id, from its tasks; it must subscribe in time.
-    pub(crate) fn recover_framework(&mut self, id: &FrameworkId) {
+    pub(super) fn recover_framework(&mut self, id: &FrameworkId) {
         if self.frameworks.contains_key(id) || self.removed_frameworks.contains(id) {
             return;
         }
@@ -212,7 +204,7 @@ impl Master {
     }
 
     /// The quantities of the named live tasks: a recovered framework's allocation.
-    pub(crate) fn tasks_quantities(
+    pub(super) fn tasks_quantities(
         &self,
         task_ids: &BTreeSet<TaskId>,
     ) -> std::collections::BTreeMap<String, u64> {

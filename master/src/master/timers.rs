@@ -20,6 +20,7 @@ impl Master {
         };
         [
             allocation_at,
+            self.liveness.next_deadline(),
             self.offers_held_until,
             self.offers.next_expiry(),
             self.filter_expiry.first().map(|(at, _, _)| *at),
@@ -32,11 +33,13 @@ impl Master {
         .min()
     }
 
-    /// Does whatever is due at `now`: rescinds expired offers, drops expired filters,
+    /// Does whatever is due at `now`: loses agents whose token stayed away, gives up
+    /// waiting for frameworks' tokens, rescinds expired offers, drops expired filters,
     /// tears down frameworks whose failover time is over, kills reclaimed tasks, looks for
     /// starvation, and runs the allocation.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.advance(now);
+        self.liveness_due(now);
         for offer_id in self.offers.expired(now) {
             self.withdraw_offer(&offer_id, true);
         }
@@ -68,14 +71,13 @@ impl Master {
             }
             self.filter_expiry
                 .remove(&(until, fw.clone(), agent.clone()));
-            if let Some(slot) = self.snapshot.frameworks.get_mut(&fw) {
-                if let Some(list) = slot.filters.get_mut(&agent) {
-                    list.retain(|f| f.until > now);
-                    if list.is_empty() {
-                        slot.filters.remove(&agent);
-                    }
+            if let Some(slot) = self.book.framework_mut(&fw)
+                && let Some(list) = slot.filters.get_mut(&agent)
+            {
+                list.retain(|f| f.until > now);
+                if list.is_empty() {
+                    slot.filters.remove(&agent);
                 }
-                self.snapshot.changes.frameworks.insert(fw.clone());
             }
             self.want_allocation_of(&agent);
         }
@@ -93,7 +95,8 @@ impl Master {
         }
         let candidates: Vec<AgentId> = if std::mem::take(&mut self.allocation_all) {
             self.allocation_agents.clear();
-            self.snapshot
+            self.book
+                .snapshot()
                 .agents
                 .iter()
                 .filter(|(id, s)| !s.free.is_empty() && !self.unreachable.contains(*id))
@@ -106,29 +109,27 @@ impl Master {
                 .filter(|id| {
                     !self.unreachable.contains(id)
                         && self
-                            .snapshot
+                            .book
+                            .snapshot()
                             .agents
                             .get(id)
                             .is_some_and(|s| !s.free.is_empty())
                 })
                 .collect()
         };
-        if candidates.is_empty() || self.snapshot.frameworks.is_empty() {
+        if candidates.is_empty() || self.book.snapshot().frameworks.is_empty() {
             return;
         }
-        self.snapshot.now = now;
-        let decisions = self.allocator.allocate(&self.snapshot, &candidates);
-        self.snapshot.changes = Default::default();
+        let decisions = self.allocator.allocate(self.book.pass_at(now), &candidates);
+        self.book.changes_seen();
         let mut made: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for d in decisions {
             // The allocator counted this offer against the framework: resync it next time.
-            self.snapshot
-                .changes
-                .frameworks
-                .insert(d.framework_id.clone());
+            self.book.note_framework_changed(&d.framework_id);
+            let snapshot = self.book.snapshot();
             let allowed = match (
-                self.snapshot.frameworks.get(&d.framework_id),
-                self.snapshot.agents.get(&d.agent_id),
+                snapshot.frameworks.get(&d.framework_id),
+                snapshot.agents.get(&d.agent_id),
             ) {
                 (Some(fw), Some(agent)) => may_offer(fw, &d.agent_id, agent, now),
                 _ => false,

@@ -8,8 +8,8 @@ use crate::common::*;
 #[test]
 fn an_offer_is_all_free_resources_of_one_agent_and_counts_against_the_share() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
-    m.handle_agent_advert(Millis(0), advert("a2", res(2.0, 2048.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a2", res(2.0, 2048.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("one", "r", 1.0));
     let actions = step(&mut m, 0);
     let mut got: Vec<_> = offers_to(&actions, &fw)
@@ -38,7 +38,7 @@ fn an_offer_is_all_free_resources_of_one_agent_and_counts_against_the_share() {
 #[test]
 fn accept_launches_and_the_rest_returns_to_the_pool_at_once() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw_a = subscribe(&mut m, 0, info("a", "r", 1.0));
     let offer = offers_to(&step(&mut m, 0), &fw_a).remove(0);
     let fw_b = subscribe(&mut m, 1, info("b", "s", 1.0));
@@ -69,8 +69,8 @@ fn accept_launches_and_the_rest_returns_to_the_pool_at_once() {
 #[test]
 fn a_refused_launch_changes_nothing() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(2.0, 2048.0), Attributes::new()));
-    m.handle_agent_advert(Millis(0), advert("a2", res(2.0, 2048.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(2.0, 2048.0), Attributes::new()));
+    join(&mut m, 0, advert("a2", res(2.0, 2048.0), Attributes::new()));
     let fw_a = subscribe(&mut m, 0, info("a", "r", 1.0));
     let fw_b = subscribe(&mut m, 0, info("b", "s", 1.0));
     let actions = step(&mut m, 0);
@@ -130,7 +130,7 @@ fn a_refused_launch_changes_nothing() {
 fn a_rigid_framework_holds_offers_and_launches_across_agents_all_or_nothing() {
     let mut m = master();
     for id in ["a1", "a2"] {
-        m.handle_agent_advert(Millis(0), advert(id, res(4.0, 4096.0), Attributes::new()));
+        join(&mut m, 0, advert(id, res(4.0, 4096.0), Attributes::new()));
     }
     let fw = subscribe(&mut m, 0, info("mpi", "hpc", 1.0));
     let held = offers_to(&step(&mut m, 0), &fw);
@@ -164,7 +164,7 @@ fn a_rigid_framework_holds_offers_and_launches_across_agents_all_or_nothing() {
 #[test]
 fn a_decline_filter_sends_the_agent_to_others_until_it_expires() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw_a = subscribe(&mut m, 0, info("a", "r", 1.0));
     let fw_b = subscribe(&mut m, 0, info("b", "s", 1.0));
     let first = offers(&step(&mut m, 0));
@@ -185,7 +185,7 @@ fn a_decline_filter_sends_the_agent_to_others_until_it_expires() {
 #[test]
 fn suppress_stops_offers_and_revive_clears_filters() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
     let offer = offers(&step(&mut m, 0)).remove(0);
     call(&mut m, 0, &fw, decline(&offer.offer_id, 3600.0)).unwrap();
@@ -202,25 +202,19 @@ fn suppress_stops_offers_and_revive_clears_filters() {
 #[test]
 fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
     let mut m = master();
-    m.handle_agent_advert(
-        Millis(0),
-        advert(
+    join(&mut m, 0, advert(
             "arm",
             res(4.0, 4096.0),
             Attributes::new().with("arch", "aarch64"),
         ),
     );
-    m.handle_agent_advert(
-        Millis(0),
-        advert(
+    join(&mut m, 0, advert(
             "x86",
             res(4.0, 4096.0),
             Attributes::new().with("arch", "x86_64"),
         ),
     );
-    m.handle_agent_advert(
-        Millis(0),
-        advert(
+    join(&mut m, 0, advert(
             "tiny",
             res(1.0, 4096.0),
             Attributes::new().with("arch", "aarch64"),
@@ -247,7 +241,7 @@ fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
 #[test]
 fn a_terminal_status_frees_the_task_resources_exactly_once() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
     let offer = offers(&step(&mut m, 0)).remove(0);
     call(
@@ -350,7 +344,7 @@ fn an_unanswered_offer_is_rescinded_when_it_expires() {
         },
         1,
     );
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
     let offer = offers(&step(&mut m, 0)).remove(0);
     assert_eq!(m.poll_timeout(), Some(Millis(1_000)));
@@ -372,7 +366,7 @@ fn an_unanswered_offer_is_rescinded_when_it_expires() {
 #[test]
 fn a_lost_agent_takes_its_resources_away_and_its_tasks_are_lost() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
     let offer = offers(&step(&mut m, 0)).remove(0);
     call(
@@ -406,7 +400,7 @@ fn framework_weights_order_frameworks_inside_an_operator_weighted_role() {
         },
         7,
     );
-    m.handle_agent_advert(Millis(0), advert("a1", res(8.0, 8192.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(8.0, 8192.0), Attributes::new()));
     let light = subscribe(&mut m, 0, info("light", "shared", 1.0));
     let heavy = subscribe(&mut m, 0, info("heavy", "shared", 3.0));
     let mut launched = std::collections::BTreeMap::new();
@@ -444,8 +438,8 @@ fn framework_weights_order_frameworks_inside_an_operator_weighted_role() {
 #[test]
 fn an_agent_that_does_not_take_a_launch_is_offered_nothing_until_heard_from() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
-    m.handle_agent_advert(Millis(0), advert("a2", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a2", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
     let first = offers_to(&step(&mut m, 1_000), &fw);
     assert_eq!(first.len(), 2, "{first:?}");
@@ -476,7 +470,7 @@ fn an_agent_that_does_not_take_a_launch_is_offered_nothing_until_heard_from() {
     // An advert (the link is back) makes it eligible again.
     let mut back = advert("a1", res(4.0, 4096.0), Attributes::new());
     back.seq = 2;
-    m.handle_agent_advert(Millis(61_000), back);
+    join(&mut m, 61_000, back);
     let again = offers_to(&step(&mut m, 62_000), &fw);
     assert!(
         again.iter().any(|o| o.agent_id.as_str() == "a1"),

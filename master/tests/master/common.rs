@@ -80,6 +80,8 @@ pub fn master() -> Master {
     )
 }
 
+/// Subscribes a framework, which then shows its liveliness token (so that its events go
+/// out).
 pub fn subscribe(m: &mut Master, now: u64, info: FrameworkInfo) -> FrameworkId {
     match m.handle_call(
         Millis(now),
@@ -88,9 +90,18 @@ pub fn subscribe(m: &mut Master, now: u64, info: FrameworkInfo) -> FrameworkId {
             call: Call::Subscribe { info },
         },
     ) {
-        Ok(proto::CallReply::Subscribed { framework_id, .. }) => framework_id,
+        Ok(proto::CallReply::Subscribed { framework_id, .. }) => {
+            m.handle_framework_token(Millis(now), &framework_id, true);
+            framework_id
+        }
         other => panic!("subscribe: {other:?}"),
     }
+}
+
+/// An agent joins: its liveliness token, then its advert.
+pub fn join(m: &mut Master, now: u64, advert: AgentAdvert) {
+    m.handle_agent_token(Millis(now), &advert.agent_id, true);
+    m.handle_agent_advert(Millis(now), advert);
 }
 
 pub fn call(

@@ -4,7 +4,7 @@
 
 mod calls;
 mod common;
+mod liveness;
 mod props;
 mod reclaim;
 mod recovery;
-mod sim;

@@ -205,7 +205,7 @@ impl World {
                 .filter(|t| t.agent_id == a.agent_id)
                 .map(|t| self.listed(t))
                 .collect();
-            new.handle_agent_advert(Millis(now), ad);
+            join(&mut new, now, ad);
         }
         let mut back = Vec::new();
         for f in m.frameworks_view() {
@@ -222,6 +222,7 @@ impl World {
                 },
             );
             assert!(reply.is_ok(), "re-subscribe refused: {reply:?}");
+            new.handle_framework_token(Millis(now), &f.framework_id, true);
             back.push(f.framework_id);
         }
         assert_eq!(new.check_invariants(), Ok(()));
@@ -284,7 +285,7 @@ impl World {
                 }
                 let mut a = advert(&format!("a{agent}"), total, Attributes::new());
                 a.seq = now + 2;
-                m.handle_agent_advert(Millis(now), a);
+                join(m, now, a);
             }
             Op::AgentLost { agent } => {
                 let id = format!("a{agent}");
@@ -304,7 +305,7 @@ impl World {
                     let mut a = advert(&id, total, Attributes::new());
                     a.seq = now + 2;
                     a.tasks = running.iter().map(|t| self.listed(t)).collect();
-                    m.handle_agent_advert(Millis(now), a);
+                    join(m, now, a);
                 }
             }
             Op::RestartMaster => self.restart(m),

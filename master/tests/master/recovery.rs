@@ -55,6 +55,7 @@ fn resubscribe(m: &mut Master, now: u64, fw: &FrameworkId, role: &str) {
         matches!(reply, Ok(proto::CallReply::Subscribed { ref framework_id, .. }) if framework_id == fw),
         "{reply:?}"
     );
+    m.handle_framework_token(Millis(now), fw, true);
 }
 
 fn updates_to(actions: &[Action], fw: &FrameworkId) -> Vec<TaskStatus> {
@@ -84,11 +85,9 @@ fn kills(actions: &[Action]) -> Vec<TaskId> {
 fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window() {
     let mut m = restarted_master();
     let (fw_a, fw_b) = (FrameworkId::new("fw1-1"), FrameworkId::new("fw1-2"));
-    m.handle_agent_advert(
-        Millis(100),
-        advert_with("a1", &[("t1", &fw_a, 1.0), ("t2", &fw_b, 2.0)]),
+    join(&mut m, 100, advert_with("a1", &[("t1", &fw_a, 1.0), ("t2", &fw_b, 2.0)]),
     );
-    m.handle_agent_advert(Millis(150), advert_with("a2", &[("t3", &fw_a, 1.0)]));
+    join(&mut m, 150, advert_with("a2", &[("t3", &fw_a, 1.0)]));
     assert_eq!(m.check_invariants(), Ok(()));
     resubscribe(&mut m, 200, &fw_a, "r");
     let fresh = subscribe(&mut m, 250, info("new", "s", 1.0));
@@ -129,9 +128,7 @@ fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window(
 #[test]
 fn a_new_cluster_offers_at_once() {
     let mut m = restarted_master();
-    m.handle_agent_advert(
-        Millis(10),
-        advert("a1", res(4.0, 4096.0), Attributes::new()),
+    join(&mut m, 10, advert("a1", res(4.0, 4096.0), Attributes::new()),
     );
     let fw = subscribe(&mut m, 20, info("new", "r", 1.0));
     assert!(!m.offers_held());
@@ -148,9 +145,7 @@ fn reconciliation_during_the_window_is_answered_at_its_end_with_what_agents_repo
     call(&mut m, 120, &fw, Call::Reconcile { tasks: named }).unwrap();
     assert!(updates_to(&drain(&mut m), &fw).is_empty());
     // The agent re-registers late in the window.
-    m.handle_agent_advert(
-        Millis(2_500),
-        advert_with("a1", &[("t1", &fw, 1.0), ("t2", &fw, 1.0)]),
+    join(&mut m, 2_500, advert_with("a1", &[("t1", &fw, 1.0), ("t2", &fw, 1.0)]),
     );
     let updates = updates_to(&step(&mut m, WINDOW_MS), &fw);
     let state_of = |id: &str| -> Vec<TaskState> {
@@ -181,9 +176,7 @@ fn reconciliation_during_the_window_is_answered_at_its_end_with_what_agents_repo
 fn tasks_of_a_framework_that_does_not_return_are_killed_after_its_timeout() {
     let mut m = restarted_master();
     let (gone, back) = (FrameworkId::new("fw1-1"), FrameworkId::new("fw1-2"));
-    m.handle_agent_advert(
-        Millis(100),
-        advert_with("a1", &[("t1", &gone, 1.0), ("t2", &back, 1.0)]),
+    join(&mut m, 100, advert_with("a1", &[("t1", &gone, 1.0), ("t2", &back, 1.0)]),
     );
     resubscribe(&mut m, 200, &back, "r");
     assert!(kills(&step(&mut m, WINDOW_MS + RECOVERED_TIMEOUT_MS - 1)).is_empty());
@@ -224,7 +217,9 @@ fn tasks_of_a_framework_that_does_not_return_are_killed_after_its_timeout() {
 fn updates_for_a_framework_not_yet_back_are_held_for_it_not_acknowledged_by_the_master() {
     let mut m = restarted_master();
     let fw = FrameworkId::new("fw1-1");
-    m.handle_agent_advert(Millis(100), advert_with("a1", &[("t1", &fw, 1.0)]));
+    // The framework still runs (only the master restarted): its token is there.
+    m.handle_framework_token(Millis(100), &fw, true);
+    join(&mut m, 100, advert_with("a1", &[("t1", &fw, 1.0)]));
     m.handle_status(
         Millis(150),
         status("t1", &fw, "a1", TaskState::Finished, 50),
@@ -260,7 +255,7 @@ fn updates_for_a_framework_not_yet_back_are_held_for_it_not_acknowledged_by_the_
 #[test]
 fn a_task_declared_lost_is_killed_when_its_agent_returns_and_keeps_its_resources_until_it_ends() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
     let o = offers_to(&step(&mut m, 0), &fw).remove(0);
     call(
@@ -279,7 +274,7 @@ fn a_task_declared_lost_is_killed_when_its_agent_returns_and_keeps_its_resources
     // The agent comes back (a partition healed) still running t1.
     let mut back = advert_with("a1", &[("t1", &fw, 1.0)]);
     back.seq = 5;
-    m.handle_agent_advert(Millis(20), back);
+    join(&mut m, 20, back);
     let actions = step(&mut m, 20);
     assert_eq!(kills(&actions), vec![TaskId::new("t1")]);
     assert!(
@@ -327,7 +322,7 @@ fn a_task_declared_lost_is_killed_when_its_agent_returns_and_keeps_its_resources
 #[test]
 fn reconciliation_names_each_task_or_all_of_the_framework() {
     let mut m = master();
-    m.handle_agent_advert(Millis(0), advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
     let other = subscribe(&mut m, 0, info("g", "r", 1.0));
     let o = offers_to(&step(&mut m, 0), &fw).remove(0);

@@ -89,7 +89,9 @@ impl Cluster {
     }
 
     pub fn add_agent(&mut self, advert: AgentAdvert) {
-        self.master.handle_agent_advert(Millis(self.now), advert);
+        let now = Millis(self.now);
+        self.master.handle_agent_token(now, &advert.agent_id, true);
+        self.master.handle_agent_advert(now, advert);
         self.drain();
     }
 
@@ -107,6 +109,8 @@ impl Cluster {
         let CallReply::Subscribed { framework_id, .. } = reply else {
             panic!("not subscribed: {reply:?}")
         };
+        self.master
+            .handle_framework_token(Millis(self.now), &framework_id, true);
         if let Some(s) = scheduler {
             self.hosted.insert(framework_id.clone(), s);
         }

@@ -10,6 +10,8 @@ use serde_json::Value;
 pub const SCENARIO_AGENTS_MAX: usize = 100_000;
 /// More frameworks than this is a scenario error.
 pub const SCENARIO_FRAMEWORKS_MAX: usize = 10_000;
+/// More faults than this is a scenario error.
+pub const SCENARIO_FAULTS_MAX: usize = 100_000;
 
 /// A malformed scenario; the message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,14 @@ pub enum ScenarioError {
         first: f64,
         second: f64,
     },
+    #[error("fault {index}: no agent {agent:?} in the scenario")]
+    FaultAgent { index: usize, agent: String },
+    #[error("fault {index}: at_ms {at_ms} is after until_ms {until_ms}")]
+    FaultAfterEnd {
+        index: usize,
+        at_ms: u64,
+        until_ms: u64,
+    },
     #[error("{count} {what}, more than the limit of {max}")]
     TooMany {
         what: &'static str,
@@ -54,6 +64,65 @@ pub enum ScenarioError {
 pub struct Scenario {
     pub agents: Vec<ScenarioAgent>,
     pub frameworks: Vec<ScenarioFramework>,
+    /// Seeds the master core (and so the DRF visiting order); [`crate::SIM_SEED`] when absent.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Virtual time at which the run stops; absent: when nothing more happens.
+    #[serde(default)]
+    pub until_ms: Option<u64>,
+    /// Agents lost and back, master restarts, at given virtual times.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+/// Something that happens to the cluster at `at_ms` of virtual time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub at_ms: u64,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The agent's liveliness token goes and nothing passes between it and the master;
+    /// it keeps running its tasks. The master declares it lost after its agent-lost timeout.
+    AgentLost(String),
+    /// The agent's token and link come back, with whatever it still runs.
+    AgentBack(String),
+    /// The master core is dropped and a new one rebuilt from re-registration alone.
+    MasterRestart,
+}
+
+/// A fault as the scenario file spells it.
+#[derive(Deserialize)]
+struct FaultJson {
+    at_ms: u64,
+    #[serde(default)]
+    agent_lost: Option<String>,
+    #[serde(default)]
+    agent_back: Option<String>,
+    #[serde(default)]
+    master_restart: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Fault {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fault, D::Error> {
+        let f = FaultJson::deserialize(deserializer)?;
+        let kind = match (f.agent_lost, f.agent_back, f.master_restart) {
+            (Some(id), None, None) => FaultKind::AgentLost(id),
+            (None, Some(id), None) => FaultKind::AgentBack(id),
+            (None, None, Some(true)) => FaultKind::MasterRestart,
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "a fault has `at_ms` and exactly one of `\"agent_lost\": ID`, `\"agent_back\": ID`, `\"master_restart\": true`",
+                ));
+            }
+        };
+        Ok(Fault {
+            at_ms: f.at_ms,
+            kind,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -94,6 +163,10 @@ pub struct ScenarioFramework {
     /// scenario file.
     #[serde(default)]
     pub config: Option<String>,
+    /// Each of its tasks runs this long in virtual time, then finishes; absent: its tasks
+    /// never end.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
 }
 
 impl ScenarioFramework {
@@ -127,9 +200,11 @@ impl ScenarioFramework {
 }
 
 /// Known fields of each object of a scenario.
-const SCENARIO_FIELDS: [&str; 2] = ["agents", "frameworks"];
+const SCENARIO_FIELDS: [&str; 5] = ["agents", "frameworks", "seed", "until_ms", "faults"];
 const AGENT_FIELDS: [&str; 3] = ["id", "resources", "attributes"];
-const FRAMEWORK_FIELDS: [&str; 8] = [
+const FAULT_FIELDS: [&str; 4] = ["at_ms", "agent_lost", "agent_back", "master_restart"];
+const FRAMEWORK_FIELDS: [&str; 9] = [
+    "duration_ms",
     "id",
     "role",
     "weight",
@@ -196,6 +271,7 @@ impl Scenario {
         for (list, known) in [
             ("agents", &AGENT_FIELDS[..]),
             ("frameworks", &FRAMEWORK_FIELDS),
+            ("faults", &FAULT_FIELDS),
         ] {
             let Some(Value::Array(items)) = top.get(list) else {
                 continue;
@@ -212,6 +288,7 @@ impl Scenario {
     fn check(&self) -> Result<(), ScenarioError> {
         check_count("agents", self.agents.len(), SCENARIO_AGENTS_MAX)?;
         check_count("frameworks", self.frameworks.len(), SCENARIO_FRAMEWORKS_MAX)?;
+        check_count("faults", self.faults.len(), SCENARIO_FAULTS_MAX)?;
         check_ids("agent", self.agents.iter().map(|a| a.id.as_str()))?;
         check_ids("framework", self.frameworks.iter().map(|f| f.id.as_str()))?;
         for a in &self.agents {
@@ -243,7 +320,42 @@ impl Scenario {
                 });
             }
         }
+        self.check_faults()?;
         self.role_weights().map(|_| ())
+    }
+
+    fn check_faults(&self) -> Result<(), ScenarioError> {
+        let agents: BTreeSet<&str> = self.agents.iter().map(|a| a.id.as_str()).collect();
+        for (index, fault) in self.faults.iter().enumerate() {
+            if let FaultKind::AgentLost(agent) | FaultKind::AgentBack(agent) = &fault.kind
+                && !agents.contains(agent.as_str())
+            {
+                return Err(ScenarioError::FaultAgent {
+                    index,
+                    agent: agent.clone(),
+                });
+            }
+            if let Some(until_ms) = self.until_ms
+                && fault.at_ms > until_ms
+            {
+                return Err(ScenarioError::FaultAfterEnd {
+                    index,
+                    at_ms: fault.at_ms,
+                    until_ms,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the scenario uses anything beyond the first format (a seed, an end
+    /// time, faults or task durations): its report then also counts how tasks ended and
+    /// says whether every invariant held. Older scenarios print exactly what they did.
+    pub fn is_dynamic(&self) -> bool {
+        self.seed.is_some()
+            || self.until_ms.is_some()
+            || !self.faults.is_empty()
+            || self.frameworks.iter().any(|f| f.duration_ms.is_some())
     }
 
     /// The weight of each role, checking that frameworks sharing a role agree on it.

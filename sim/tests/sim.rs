@@ -1,9 +1,10 @@
+#![allow(clippy::too_many_lines)]
 //! `wasmos sim` in-process: single-agent runs against an independent progressive-filling
 //! reference, multi-agent runs against the contract's properties, malformed scenarios.
 
 use std::collections::BTreeMap;
 
-use master::sim::{Scenario, SimError, run_scenario};
+use sim::{Scenario, SimError, run_scenario};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -389,7 +390,7 @@ struct OnePerOffer {
     left: u32,
 }
 
-impl master::sim::SimScheduler for OnePerOffer {
+impl sim::SimScheduler for OnePerOffer {
     fn handle_event(&mut self, _now_ms: u64, event: &proto::Event) -> Vec<proto::Call> {
         use proto::{Call, Event, Filters, Operation, TaskId, TaskKind, TaskLimits, TaskSpec};
         let Event::Offers { offers } = event else {
@@ -437,9 +438,9 @@ fn scheduler_entries_are_answered_by_the_loaded_scheduler() {
         ]
     });
     let mut loaded = Vec::new();
-    let report = master::sim::run_scenario_with_schedulers(
+    let report = sim::run_scenario_with_schedulers(
         &scenario.to_string(),
-        Box::new(master::allocator::DrfAllocator::new(master::sim::SIM_SEED)),
+        &mut |seed| Box::new(master::allocator::DrfAllocator::new(seed)),
         &mut |f| {
             loaded.push((f.id.clone(), f.scheduler.clone()));
             Ok(Box::new(OnePerOffer { left: 3 }))
@@ -452,9 +453,9 @@ fn scheduler_entries_are_answered_by_the_loaded_scheduler() {
         json!({"hooked": 3, "synth": 2})
     );
     // Without a loader a scheduler entry is an error naming the framework, not a panic.
-    let refused = master::sim::run_scenario_with(
+    let refused = sim::run_scenario_with(
         &scenario.to_string(),
-        Box::new(master::allocator::DrfAllocator::new(master::sim::SIM_SEED)),
+        &mut |seed| Box::new(master::allocator::DrfAllocator::new(seed)),
     );
     assert!(
         matches!(&refused, Err(SimError::Scheduler { framework, .. }) if framework == "hooked"),

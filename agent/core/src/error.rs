@@ -1,0 +1,21 @@
+//! Why the agent refuses a master command. The message is the `AgentReply::Error` the
+//! master sees.
+
+use proto::keys::KeyError;
+use proto::{AgentId, TaskId};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CommandRefused {
+    /// The task id names the sandbox directory: it must be one plain path component.
+    #[error(transparent)]
+    TaskIdInvalid(#[from] KeyError),
+    #[error("task id {0:?} must not start with a dot")]
+    TaskIdDot(TaskId),
+    #[error("agent {agent_id} already holds a task {task_id}")]
+    TaskHeld { agent_id: AgentId, task_id: TaskId },
+    #[error("agent {agent_id} holds {tasks_max} tasks already")]
+    TasksFull { agent_id: AgentId, tasks_max: usize },
+    #[error("agent {agent_id} holds no task {task_id}")]
+    TaskUnknown { agent_id: AgentId, task_id: TaskId },
+}

@@ -1,0 +1,518 @@
+//! [`AgentNode`]: the agent's state machine.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use proto::{
+    AdvertTask, AgentAdvert, AgentCommand, AgentReply, FrameworkId, Millis, Resources, StatusUuid,
+    TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
+};
+
+use crate::error::CommandRefused;
+use crate::journal::{AGENT_RESTARTED, JournalEntry};
+use crate::{
+    ADVERT_PERIOD_MS_DEFAULT, STATUS_RETRY_MAX_MS_DEFAULT, STATUS_RETRY_MS_DEFAULT,
+    TASKS_MAX_DEFAULT,
+};
+
+/// How to run an [`AgentNode`].
+#[derive(Clone, Debug)]
+pub struct AgentNodeConfig {
+    /// Identity, attributes, resources and incarnation; `seq`, `tasks` and `version` are
+    /// kept by the node.
+    pub advert: AgentAdvert,
+    /// The wait between two adverts when nothing changes.
+    pub advert_period_ms: u64,
+    /// The wait before the first resend of an unacknowledged status.
+    pub status_retry_ms: u64,
+    /// The wait doubles after every resend up to this.
+    pub status_retry_max_ms: u64,
+    /// Launches beyond this many held tasks are refused.
+    pub tasks_max: usize,
+    /// Unix milliseconds at `Millis(0)`: status timestamps are `wall_origin_ms + now`.
+    pub wall_origin_ms: u64,
+}
+
+impl AgentNodeConfig {
+    /// The defaults for everything but the advert and the wall-clock origin.
+    pub fn new(advert: AgentAdvert, wall_origin_ms: u64) -> AgentNodeConfig {
+        AgentNodeConfig {
+            advert,
+            advert_period_ms: ADVERT_PERIOD_MS_DEFAULT,
+            status_retry_ms: STATUS_RETRY_MS_DEFAULT,
+            status_retry_max_ms: STATUS_RETRY_MAX_MS_DEFAULT,
+            tasks_max: TASKS_MAX_DEFAULT,
+            wall_origin_ms,
+        }
+    }
+}
+
+/// How a task's executor says it ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskEnd {
+    /// A terminal state.
+    pub state: TaskState,
+    pub exit_code: Option<i32>,
+    pub reason: String,
+}
+
+/// What the node wants done; see [`AgentNode::poll_action`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum AgentAction {
+    PublishAdvert(AgentAdvert),
+    PublishStatus(TaskStatus),
+    /// The whole list of held tasks, to replace the journal with.
+    SaveJournal(Vec<JournalEntry>),
+    StartTask {
+        framework_id: FrameworkId,
+        task: TaskSpec,
+    },
+    /// Stop the task's executor. After [`AgentNode::recover`] also for a surviving
+    /// executor no held task owns: stop and remove it.
+    KillTask {
+        task_id: TaskId,
+        grace_ms: u64,
+    },
+    /// The task's terminal status was acknowledged, or the task died with the previous
+    /// agent process: what is left of it (its sandbox) may go.
+    ForgetTask {
+        task_id: TaskId,
+    },
+}
+
+/// One task the node holds.
+#[derive(Clone, Debug)]
+struct HeldTask {
+    latest: TaskStatus,
+    /// Listed in the advert, so that a restarted master can account for the task.
+    name: String,
+    resources: Resources,
+    /// An OCI task, whose container may outlive the agent process.
+    oci: bool,
+    /// `Some` while `latest` is not acknowledged.
+    resend: Option<Resend>,
+}
+
+/// When an unacknowledged status is sent again, and the wait after that send.
+#[derive(Clone, Copy, Debug)]
+struct Resend {
+    at: Millis,
+    wait_ms: u64,
+}
+
+/// The agent's state machine: the tasks it holds, their status updates until
+/// acknowledged, its journal and its adverts.
+///
+/// Call order: [`AgentNode::new`], then [`AgentNode::recover`] with the journal of the
+/// previous process (if any), then any `handle_*` in any order, draining
+/// [`AgentNode::poll_action`] after each and arming one timer at
+/// [`AgentNode::poll_timeout`]. The first advert is due at once (`Millis(0)`), so it
+/// lists the recovered tasks. Time is monotonic: `now` never goes back between calls.
+#[derive(Debug)]
+pub struct AgentNode {
+    advert: AgentAdvert,
+    advert_period_ms: u64,
+    status_retry_ms: u64,
+    status_retry_max_ms: u64,
+    tasks_max: usize,
+    wall_origin_ms: u64,
+    tasks: BTreeMap<TaskId, HeldTask>,
+    /// Every `HeldTask::resend`, by time: the next resends are the first entries.
+    resends: BTreeSet<(Millis, TaskId)>,
+    advert_at: Millis,
+    /// The last status uuid's counter (the low 64 bits; the incarnation is above them).
+    statuses_minted: u64,
+    actions: VecDeque<AgentAction>,
+}
+
+impl AgentNode {
+    pub fn new(config: AgentNodeConfig) -> AgentNode {
+        let mut advert = config.advert;
+        advert.seq = 0;
+        advert.tasks.clear();
+        env!("CARGO_PKG_VERSION").clone_into(&mut advert.version);
+        let status_retry_ms = config.status_retry_ms.max(1);
+        AgentNode {
+            advert,
+            advert_period_ms: config.advert_period_ms.max(1),
+            status_retry_ms,
+            status_retry_max_ms: config.status_retry_max_ms.max(status_retry_ms),
+            tasks_max: config.tasks_max,
+            wall_origin_ms: config.wall_origin_ms,
+            tasks: BTreeMap::new(),
+            resends: BTreeSet::new(),
+            advert_at: Millis::ZERO,
+            statuses_minted: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Takes back the tasks of the previous agent process: `journal` as it last saved
+    /// it, `survivors` the tasks whose executors outlived it (OCI containers still
+    /// there). A task neither terminal nor surviving is reported `failed`
+    /// ([`AGENT_RESTARTED`]) and its leftovers forgotten; a survivor that no journaled
+    /// live OCI task owns is killed. Every recovered status is sent at once (it may never
+    /// have reached the master) and then until acknowledged.
+    pub fn recover(
+        &mut self,
+        now: Millis,
+        journal: Vec<JournalEntry>,
+        survivors: &BTreeSet<TaskId>,
+    ) {
+        for entry in &journal {
+            self.count_past(entry.status().uuid);
+        }
+        let mut kept = BTreeSet::new();
+        for entry in journal {
+            let task_id = entry.status().task_id.clone();
+            let terminal = entry.status().state.is_terminal();
+            let survived = entry.oci && !terminal && survivors.contains(&task_id);
+            let mut latest = entry.task.status;
+            if !terminal && !survived {
+                let framework_id = latest.framework_id.clone();
+                latest = TaskStatus {
+                    reason: AGENT_RESTARTED.to_owned(),
+                    ..self.status(now, &task_id, &framework_id, TaskState::Failed)
+                };
+                self.actions.push_back(AgentAction::ForgetTask {
+                    task_id: task_id.clone(),
+                });
+            }
+            if survived {
+                kept.insert(task_id.clone());
+            }
+            tracing::info!(%task_id, state = latest.state.as_str(), "task recovered from the status journal");
+            let task = HeldTask {
+                latest,
+                name: entry.task.name,
+                resources: entry.task.resources,
+                oci: entry.oci,
+                resend: None,
+            };
+            self.tasks.insert(task_id.clone(), task);
+            let wait_ms = self.status_retry_ms;
+            self.schedule(&task_id, Some(Resend { at: now, wait_ms }));
+        }
+        for task_id in survivors.difference(&kept) {
+            tracing::warn!(%task_id, "an executor no journaled task owns; killing it");
+            self.actions.push_back(AgentAction::KillTask {
+                task_id: task_id.clone(),
+                grace_ms: 0,
+            });
+        }
+        self.save_journal();
+    }
+
+    /// Launch, kill or acknowledge; the reply is the master's answer.
+    pub fn handle_command(&mut self, now: Millis, command: AgentCommand) -> AgentReply {
+        let done = match command {
+            AgentCommand::Launch { framework_id, task } => self.launch(now, framework_id, task),
+            AgentCommand::Kill { task_id, grace_ms } => self.kill(task_id, grace_ms),
+            AgentCommand::Acknowledge {
+                task_id,
+                status_uuid,
+            } => {
+                self.acknowledge(&task_id, status_uuid);
+                Ok(())
+            }
+        };
+        match done {
+            Ok(()) => AgentReply::Ok,
+            Err(refused) => AgentReply::Error {
+                message: refused.to_string(),
+            },
+        }
+    }
+
+    /// The task's executor started it.
+    pub fn handle_task_running(&mut self, now: Millis, task_id: &TaskId) {
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
+        let state = task.latest.state;
+        if state.is_terminal() || state == TaskState::Running {
+            return;
+        }
+        let framework_id = task.latest.framework_id.clone();
+        let status = self.status(now, task_id, &framework_id, TaskState::Running);
+        self.supersede(now, status);
+    }
+
+    /// The task's executor says how it ended. A task already ended (killed before it
+    /// started, or reported failed at recovery) keeps its first end.
+    pub fn handle_task_ended(&mut self, now: Millis, task_id: &TaskId, end: TaskEnd) {
+        debug_assert!(end.state.is_terminal(), "{end:?} does not end a task");
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
+        if task.latest.state.is_terminal() || !end.state.is_terminal() {
+            return;
+        }
+        let framework_id = task.latest.framework_id.clone();
+        let status = TaskStatus {
+            exit_code: end.exit_code,
+            reason: end.reason,
+            ..self.status(now, task_id, &framework_id, end.state)
+        };
+        self.supersede(now, status);
+    }
+
+    /// The master (re)appeared: it may have missed anything, so advertise and send every
+    /// unacknowledged status at once, and start their backoff over.
+    pub fn handle_master_appeared(&mut self, now: Millis) {
+        self.publish_advert(now);
+        let unacknowledged: Vec<TaskId> = self.resends.iter().map(|(_, id)| id.clone()).collect();
+        for task_id in unacknowledged {
+            self.send(now, &task_id, self.status_retry_ms);
+        }
+    }
+
+    /// Identity, attributes or resources changed: advertise the new ones at once.
+    pub fn handle_advert_changed(&mut self, now: Millis, advert: AgentAdvert) {
+        self.advert = AgentAdvert {
+            seq: self.advert.seq,
+            version: self.advert.version.clone(),
+            tasks: Vec::new(),
+            ..advert
+        };
+        self.publish_advert(now);
+    }
+
+    /// The agent is stopping: kill every task that has not ended, at once.
+    pub fn handle_shutdown(&mut self) {
+        for (task_id, task) in &self.tasks {
+            if !task.latest.state.is_terminal() {
+                self.actions.push_back(AgentAction::KillTask {
+                    task_id: task_id.clone(),
+                    grace_ms: 0,
+                });
+            }
+        }
+    }
+
+    /// When [`AgentNode::handle_timeout`] is next due: the next advert or status resend.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let resend = self.resends.first().map(|(at, _)| *at);
+        Some(resend.map_or(self.advert_at, |at| at.min(self.advert_at)))
+    }
+
+    /// Advertises when the period is up and sends again every unacknowledged status
+    /// that is due, waiting twice as long (up to `status_retry_max_ms`) for the next.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if now >= self.advert_at {
+            self.publish_advert(now);
+        }
+        // Each send moves its task past `now` (waits are at least 1 ms): at most one
+        // round per held task.
+        while let Some((at, task_id)) = self.resends.first().cloned() {
+            if at > now {
+                break;
+            }
+            let wait_ms = self
+                .tasks
+                .get(&task_id)
+                .and_then(|t| t.resend)
+                .map_or(self.status_retry_ms, |r| r.wait_ms);
+            self.send(now, &task_id, wait_ms);
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<AgentAction> {
+        self.actions.pop_front()
+    }
+
+    /// The latest status of each held task, by task id.
+    pub fn tasks(&self) -> impl Iterator<Item = &TaskStatus> {
+        self.tasks.values().map(|t| &t.latest)
+    }
+
+    /// The latest status of one held task.
+    pub fn task(&self, task_id: &TaskId) -> Option<&TaskStatus> {
+        self.tasks.get(task_id).map(|t| &t.latest)
+    }
+
+    /// The advert as last published (before the first: as configured).
+    pub fn advert(&self) -> &AgentAdvert {
+        &self.advert
+    }
+
+    fn launch(
+        &mut self,
+        now: Millis,
+        framework_id: FrameworkId,
+        spec: TaskSpec,
+    ) -> Result<(), CommandRefused> {
+        let task_id = spec.task_id.clone();
+        proto::keys::valid_chunk("task id", task_id.as_str())?;
+        if task_id.as_str().starts_with('.') {
+            return Err(CommandRefused::TaskIdDot(task_id));
+        }
+        let agent_id = self.advert.agent_id.clone();
+        if self.tasks.contains_key(&task_id) {
+            return Err(CommandRefused::TaskHeld { agent_id, task_id });
+        }
+        if self.tasks.len() >= self.tasks_max {
+            let tasks_max = self.tasks_max;
+            return Err(CommandRefused::TasksFull {
+                agent_id,
+                tasks_max,
+            });
+        }
+        let latest = self.status(now, &task_id, &framework_id, TaskState::Starting);
+        let task = HeldTask {
+            latest: latest.clone(),
+            name: spec.name.clone(),
+            resources: spec.resources.clone(),
+            oci: matches!(spec.kind, TaskKind::Oci(_)),
+            resend: None,
+        };
+        self.tasks.insert(task_id, task);
+        self.supersede(now, latest);
+        self.actions.push_back(AgentAction::StartTask {
+            framework_id,
+            task: spec,
+        });
+        Ok(())
+    }
+
+    fn kill(&mut self, task_id: TaskId, grace_ms: u64) -> Result<(), CommandRefused> {
+        match self.tasks.get(&task_id) {
+            Some(task) if !task.latest.state.is_terminal() => {
+                self.actions
+                    .push_back(AgentAction::KillTask { task_id, grace_ms });
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(CommandRefused::TaskUnknown {
+                agent_id: self.advert.agent_id.clone(),
+                task_id,
+            }),
+        }
+    }
+
+    fn acknowledge(&mut self, task_id: &TaskId, status_uuid: StatusUuid) {
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
+        if task.latest.uuid != status_uuid {
+            return; // An older, superseded status.
+        }
+        let terminal = task.latest.state.is_terminal();
+        self.schedule(task_id, None);
+        if terminal {
+            self.tasks.remove(task_id);
+            self.save_journal();
+            self.actions.push_back(AgentAction::ForgetTask {
+                task_id: task_id.clone(),
+            });
+        }
+    }
+
+    /// Makes `status` its task's latest (replacing an unacknowledged older one),
+    /// journals it and publishes it.
+    fn supersede(&mut self, now: Millis, status: TaskStatus) {
+        let task_id = status.task_id.clone();
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        task.latest = status.clone();
+        let at = now.plus_ms(self.status_retry_ms);
+        let wait_ms = self.doubled(self.status_retry_ms);
+        self.schedule(&task_id, Some(Resend { at, wait_ms }));
+        self.save_journal();
+        self.actions.push_back(AgentAction::PublishStatus(status));
+    }
+
+    /// Publishes the task's latest status (again) and sends it next after `wait_ms`.
+    fn send(&mut self, now: Millis, task_id: &TaskId, wait_ms: u64) {
+        let Some(task) = self.tasks.get(task_id) else {
+            self.schedule(task_id, None);
+            return;
+        };
+        self.actions
+            .push_back(AgentAction::PublishStatus(task.latest.clone()));
+        let next = Resend {
+            at: now.plus_ms(wait_ms),
+            wait_ms: self.doubled(wait_ms),
+        };
+        self.schedule(task_id, Some(next));
+    }
+
+    fn doubled(&self, wait_ms: u64) -> u64 {
+        wait_ms.saturating_mul(2).min(self.status_retry_max_ms)
+    }
+
+    /// Sets (or clears) the task's resend, keeping `resends` in step.
+    fn schedule(&mut self, task_id: &TaskId, resend: Option<Resend>) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        if let Some(old) = task.resend.take() {
+            self.resends.remove(&(old.at, task_id.clone()));
+        }
+        if let Some(new) = resend {
+            self.resends.insert((new.at, task_id.clone()));
+        }
+        task.resend = resend;
+    }
+
+    /// A new status of the task (no exit code, no reason), its uuid after every other.
+    fn status(
+        &mut self,
+        now: Millis,
+        task_id: &TaskId,
+        framework_id: &FrameworkId,
+        state: TaskState,
+    ) -> TaskStatus {
+        self.statuses_minted += 1;
+        let uuid = (u128::from(self.advert.incarnation) << 64) | u128::from(self.statuses_minted);
+        TaskStatus {
+            task_id: task_id.clone(),
+            framework_id: framework_id.clone(),
+            agent_id: self.advert.agent_id.clone(),
+            state,
+            exit_code: None,
+            reason: String::new(),
+            uuid: StatusUuid(uuid),
+            timestamp_ms: self.wall_origin_ms.saturating_add(now.0),
+        }
+    }
+
+    /// A restarted agent that kept its incarnation must not mint the uuids of its past
+    /// statuses again.
+    fn count_past(&mut self, uuid: StatusUuid) {
+        if uuid.0 >> 64 == u128::from(self.advert.incarnation) {
+            // The low 64 bits, by construction.
+            let counter = u64::try_from(uuid.0 & u128::from(u64::MAX)).unwrap_or(u64::MAX);
+            self.statuses_minted = self.statuses_minted.max(counter);
+        }
+    }
+
+    fn publish_advert(&mut self, now: Millis) {
+        self.advert.seq += 1;
+        self.advert.tasks = self.tasks.values().map(advert_task).collect();
+        self.actions
+            .push_back(AgentAction::PublishAdvert(self.advert.clone()));
+        self.advert_at = now.plus_ms(self.advert_period_ms);
+    }
+
+    fn save_journal(&mut self) {
+        let entries = self
+            .tasks
+            .values()
+            .map(|t| JournalEntry {
+                task: advert_task(t),
+                oci: t.oci,
+            })
+            .collect();
+        self.actions.push_back(AgentAction::SaveJournal(entries));
+    }
+}
+
+fn advert_task(task: &HeldTask) -> AdvertTask {
+    AdvertTask {
+        status: task.latest.clone(),
+        name: task.name.clone(),
+        resources: task.resources.clone(),
+    }
+}

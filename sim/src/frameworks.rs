@@ -1,0 +1,160 @@
+//! The simulated frameworks: synthetic ones that launch one task of their shape per offer,
+//! and ones answered by a scheduler module ([`SimScheduler`]).
+//!
+//! A synthetic framework, for each offer, launches exactly one task of its shape when the
+//! task fits and it has tasks left, declining the rest with a 0-second filter; when the
+//! task does not fit it declines the whole offer with a one-hour filter; with no tasks left
+//! it declines and suppresses. It acknowledges every status update and relaunches nothing
+//! on its own: a task that ends, or is lost, is not replaced.
+
+use std::collections::BTreeMap;
+
+use proto::{
+    Call, Event, Filters, FrameworkId, Offer, Operation, Resources, TaskId, TaskKind, TaskLimits,
+    TaskSpec, TaskState, TaskStatus, WasmTask,
+};
+
+/// Declining an offer whose resources cannot hold one task refuses that agent this long
+/// (for offers no larger than this one: a filter applies to subsets only).
+const SIM_NO_FIT_REFUSE_SECONDS: f64 = 3600.0;
+
+/// A framework's scheduler in a simulation instead of the synthetic behaviour (a scenario
+/// entry with `"scheduler"`): it gets every event the master sends its framework, in
+/// virtual time, and answers with calls that the master handles as any framework's
+/// (`Subscribe` excepted: the simulation subscribes it). Calls the master refuses are the
+/// scheduler's mistakes, logged and skipped. It gets no ticks.
+pub trait SimScheduler: Send {
+    fn handle_event(&mut self, now_ms: u64, event: &Event) -> Vec<Call>;
+}
+
+/// A synthetic framework.
+pub(crate) struct SynthFramework {
+    pub name: String,
+    pub task: Resources,
+    /// Agent attributes it requires.
+    pub constraints: Vec<proto::Constraint>,
+    /// `None`: unlimited.
+    pub left: Option<u64>,
+    pub launched: u64,
+    pub suppressed: bool,
+}
+
+impl SynthFramework {
+    pub fn has_tasks_left(&self) -> bool {
+        self.left.is_none_or(|n| n > 0)
+    }
+
+    /// Its calls in answer to `offer`.
+    pub fn answer(&mut self, offer: &Offer) -> Vec<Call> {
+        let decline = |refuse_seconds| Call::Decline {
+            offer_ids: vec![offer.offer_id.clone()],
+            filters: Filters { refuse_seconds },
+        };
+        if !self.has_tasks_left() {
+            let suppress = !std::mem::replace(&mut self.suppressed, true);
+            let mut calls = vec![decline(0.0)];
+            calls.extend(suppress.then_some(Call::Suppress));
+            return calls;
+        }
+        if !offer.resources.contains(&self.task) {
+            return vec![decline(SIM_NO_FIT_REFUSE_SECONDS)];
+        }
+        self.launched += 1;
+        self.left = self.left.map(|n| n - 1);
+        let task = TaskSpec {
+            task_id: TaskId(format!("{}-{}", self.name, self.launched)),
+            name: self.name.clone(),
+            resources: self.task.clone(),
+            kind: TaskKind::Wasm(WasmTask::default()),
+            limits: TaskLimits::default(),
+        };
+        let mut calls = vec![Call::Accept {
+            offer_ids: vec![offer.offer_id.clone()],
+            operations: vec![Operation::Launch { tasks: vec![task] }],
+            filters: Filters {
+                refuse_seconds: 0.0,
+            },
+        }];
+        if !self.has_tasks_left() {
+            self.suppressed = true;
+            calls.push(Call::Suppress);
+        }
+        calls
+    }
+}
+
+/// A framework answered by a [`SimScheduler`].
+pub(crate) struct ModuleFramework {
+    pub name: String,
+    pub scheduler: Box<dyn SimScheduler>,
+    pub launched: u64,
+    /// Suppressed, or answered its latest offers without launching: it asks for nothing
+    /// more, so the run may end.
+    pub quiet: bool,
+}
+
+impl ModuleFramework {
+    /// The scheduler's calls for one event; tracks whether it went quiet.
+    pub fn deliver(&mut self, now_ms: u64, event: &Event) -> Vec<Call> {
+        let calls = self.scheduler.handle_event(now_ms, event);
+        if matches!(event, Event::Offers { .. }) {
+            self.quiet = !calls.iter().any(|c| matches!(c, Call::Accept { .. }));
+        }
+        for call in &calls {
+            match call {
+                Call::Suppress => self.quiet = true,
+                Call::Revive => self.quiet = false,
+                _ => {}
+            }
+        }
+        calls
+    }
+}
+
+/// What every framework was told of its tasks' ends: the first terminal state of each
+/// task counts. One master telling a second, different end is a broken invariant. Across a
+/// master restart it is a known limit of keeping no database: a master that restarts
+/// while an agent is cut off forgets having declared it lost, so if the agent returns its
+/// tasks are adopted and their later ends reach frameworks that were told `lost`.
+#[derive(Default)]
+pub(crate) struct TaskEnds {
+    /// The first end told, and by which master incarnation.
+    first: BTreeMap<TaskId, (TaskState, u64)>,
+    counts: BTreeMap<(FrameworkId, TaskState), u64>,
+}
+
+impl TaskEnds {
+    /// Records `status` as told to its framework by master `incarnation`; the error
+    /// describes a contradiction.
+    pub fn record(&mut self, status: &TaskStatus, incarnation: u64) -> Result<(), String> {
+        if !status.state.is_terminal() {
+            return Ok(());
+        }
+        match self.first.get(&status.task_id) {
+            None => {
+                self.first
+                    .insert(status.task_id.clone(), (status.state, incarnation));
+                *self
+                    .counts
+                    .entry((status.framework_id.clone(), status.state))
+                    .or_default() += 1;
+                Ok(())
+            }
+            Some((first, by)) if *first != status.state && *by == incarnation => Err(format!(
+                "task {} of framework {}: told {} after {}",
+                status.task_id,
+                status.framework_id,
+                status.state.as_str(),
+                first.as_str()
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub fn count(&self, framework_id: &FrameworkId, state: TaskState) -> u64 {
+        self.counts
+            .get(&(framework_id.clone(), state))
+            .copied()
+            .unwrap_or(0)
+    }
+}
