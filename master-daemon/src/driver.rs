@@ -195,7 +195,7 @@ impl Driver {
     /// The core's timers: allocation, expiries, agents lost, frameworks' token waits.
     fn handle_timeout(&mut self) {
         let now = self.clock.now();
-        if !self.core.poll_timeout().is_some_and(|at| at <= now) {
+        if self.core.poll_timeout().is_none_or(|at| at > now) {
             return;
         }
         let agents_lost = self.core.agents_lost();
@@ -266,7 +266,7 @@ impl Driver {
         }
     }
 
-    async fn publish_event(&self, framework_id: &FrameworkId, event: Event) {
+    async fn publish_event(&mut self, framework_id: &FrameworkId, event: Event) {
         let key = self.net.keys().framework_events(framework_id.as_str());
         if let Err(e) = self.net.put(&key, &event).await {
             tracing::warn!(%framework_id, %e, "could not send an event");

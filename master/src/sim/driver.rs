@@ -199,10 +199,7 @@ impl Sim {
         };
         for a in &scenario.agents {
             let total = resources_of(&format!("agent {}", a.id), &a.resources)?;
-            let advert = advert(&a.id, a.attributes.clone(), total);
-            sim.master
-                .handle_agent_token(sim.now, &advert.agent_id, true);
-            sim.master.handle_agent_advert(sim.now, advert);
+            sim.join(advert(&a.id, a.attributes.clone(), total));
         }
         // A task of nothing changes no share and no free resources, so when such tasks are
         // launched does not change anyone else's count; subscribing their frameworks first
@@ -223,15 +220,7 @@ impl Sim {
                 constraints: f.constraints(),
                 min_offer: Resources::new(),
             };
-            let reply = sim.call(&f.id, None, Call::Subscribe { info })?;
-            let proto::CallReply::Subscribed { framework_id, .. } = reply else {
-                return Err(SimError::Refused {
-                    framework: f.id.clone(),
-                    message: format!("{reply:?}"),
-                });
-            };
-            sim.master
-                .handle_framework_token(sim.now, &framework_id, true);
+            let framework_id = sim.subscribe(&f.id, info)?;
             if f.scheduler.is_some() {
                 let scheduler = load(f).map_err(|message| SimError::Scheduler {
                     framework: f.id.clone(),
@@ -258,6 +247,13 @@ impl Sim {
             sim.frameworks.insert(framework_id, synth);
         }
         Ok(sim)
+    }
+
+    /// An agent joins: its liveliness token, then its advert.
+    fn join(&mut self, advert: AgentAdvert) {
+        self.master
+            .handle_agent_token(self.now, &advert.agent_id, true);
+        self.master.handle_agent_advert(self.now, advert);
     }
 
     fn run(&mut self) -> Result<(), SimError> {
@@ -422,6 +418,20 @@ impl Sim {
             .map(|f| f.name.clone())
             .unwrap_or_default();
         self.call(&name, Some(id.clone()), call)
+    }
+
+    /// Subscribes a framework, which then shows its liveliness token.
+    fn subscribe(&mut self, name: &str, info: FrameworkInfo) -> Result<FrameworkId, SimError> {
+        let reply = self.call(name, None, Call::Subscribe { info })?;
+        let proto::CallReply::Subscribed { framework_id, .. } = reply else {
+            return Err(SimError::Refused {
+                framework: name.to_owned(),
+                message: format!("{reply:?}"),
+            });
+        };
+        self.master
+            .handle_framework_token(self.now, &framework_id, true);
+        Ok(framework_id)
     }
 
     fn call(

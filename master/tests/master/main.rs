@@ -1,5 +1,7 @@
 //! Tests of the master core. One binary (link time); each area is a module.
 
+#![allow(clippy::too_many_lines)]
+
 mod calls;
 mod common;
 mod liveness;
