@@ -16,9 +16,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use criterion::Criterion;
 use framework::{Events, FrameworkClient, FrameworkConfig};
+use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::{Net, NetConfig};
 use proto::{AgentAdvert, AgentId, Attributes, Event, Filters, Resources};
 

@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle};
-use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use framework::{Events, FrameworkClient, FrameworkConfig};
+use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::{Net, NetConfig};
 use proto::{
     AgentAdvert, AgentId, Attributes, Event, ModuleRef, Resources, TaskId, TaskKind, TaskLimits,

@@ -195,7 +195,7 @@ impl Driver {
     /// The core's timers: allocation, expiries, agents lost, frameworks' token waits.
     fn handle_timeout(&mut self) {
         let now = self.clock.now();
-        if !self.core.poll_timeout().is_some_and(|at| at <= now) {
+        if self.core.poll_timeout().is_none_or(|at| at > now) {
             return;
         }
         let agents_lost = self.core.agents_lost();

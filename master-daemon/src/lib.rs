@@ -49,9 +49,9 @@ use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use net::clock::{Clock, unix_ms};
 use crate::frameworks::InProcessFrameworks;
 use crate::frameworks::hosted::HostedFrameworks;
+use net::clock::{Clock, unix_ms};
 
 /// An agent whose liveliness token went is declared lost this long after, unless the
 /// token comes back first (the core's `MasterConfig::agent_lost_timeout_ms`).

@@ -25,8 +25,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::Input;
-use net::clock::unix_ms;
 use crate::error::DaemonError;
+use net::clock::unix_ms;
 
 /// Between two snapshots of a cluster where nothing happened.
 pub const SNAPSHOT_IDLE_INTERVAL_MS: u64 = 5_000;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle};
-use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
-use master_daemon::tools;
 use framework::{Events, FrameworkClient, FrameworkConfig};
+use master_daemon::tools;
+use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::modules::upload_module;
 use net::{Net, NetConfig};
 use proto::admin::{AdminRequest, LogsReply};

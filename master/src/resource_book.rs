@@ -78,7 +78,9 @@ impl ResourceBook {
     }
 
     pub fn agents(&self) -> impl Iterator<Item = (&AgentId, AgentResources<'_>)> {
-        self.balances.keys().filter_map(|id| Some((id, self.agent(id)?)))
+        self.balances
+            .keys()
+            .filter_map(|id| Some((id, self.agent(id)?)))
     }
 
     pub fn agent_count(&self) -> usize {
@@ -143,10 +145,9 @@ impl ResourceBook {
     /// [`ResourceBook::advert_changes`]) of which all that is not used is free. The agent
     /// must have nothing offered.
     pub fn readvertise(&mut self, id: &AgentId, advertised: &Resources, attributes: Attributes) {
-        let (Some(balance), Some(slot)) = (
-            self.balances.get_mut(id),
-            self.snapshot.agents.get_mut(id),
-        ) else {
+        let (Some(balance), Some(slot)) =
+            (self.balances.get_mut(id), self.snapshot.agents.get_mut(id))
+        else {
             return;
         };
         assert!(
@@ -182,7 +183,12 @@ impl ResourceBook {
 
     /// Offered resources the framework did not take (rescinded, declined, expired, or
     /// left over after a launch): offered → free, out of its allocation.
-    pub fn rescind(&mut self, agent_id: &AgentId, framework_id: &FrameworkId, resources: &Resources) {
+    pub fn rescind(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        resources: &Resources,
+    ) {
         let (Some(balance), Some(slot)) = (
             self.balances.get_mut(agent_id),
             self.snapshot.agents.get_mut(agent_id),
@@ -253,8 +259,7 @@ impl ResourceBook {
     /// Panics unless `free + offered + used == total` on the agent: resources were lost or
     /// counted twice, and every later decision would build on it.
     fn assert_balanced(&self, id: &AgentId) {
-        if let (Some(balance), Some(slot)) = (self.balances.get(id), self.snapshot.agents.get(id))
-        {
+        if let (Some(balance), Some(slot)) = (self.balances.get(id), self.snapshot.agents.get(id)) {
             assert!(
                 balanced(&slot.free, &balance.offered, &balance.used, &balance.total),
                 "agent {id}: free {} + offered {} + used {} != total {}",
@@ -269,14 +274,20 @@ impl ResourceBook {
     fn allocation_add(&mut self, framework_id: &FrameworkId, resources: &Resources) {
         if let Some(fw) = self.snapshot.frameworks.get_mut(framework_id) {
             add_quantities(&mut fw.allocation, &resources.quantities());
-            self.snapshot.changes.frameworks.insert(framework_id.clone());
+            self.snapshot
+                .changes
+                .frameworks
+                .insert(framework_id.clone());
         }
     }
 
     fn allocation_sub(&mut self, framework_id: &FrameworkId, resources: &Resources) {
         if let Some(fw) = self.snapshot.frameworks.get_mut(framework_id) {
             subtract_quantities(&mut fw.allocation, &resources.quantities());
-            self.snapshot.changes.frameworks.insert(framework_id.clone());
+            self.snapshot
+                .changes
+                .frameworks
+                .insert(framework_id.clone());
         }
     }
 
@@ -346,12 +357,14 @@ fn balanced(free: &Resources, offered: &Resources, used: &Resources, total: &Res
         ..Resources::default()
     };
     for part in [offered, used] {
-        let overlaps = part.ranges.iter().any(|(k, r)| {
-            sum.ranges.get(k).is_some_and(|mine| mine.overlaps(r))
-        }) || part
-            .sets
+        let overlaps = part
+            .ranges
             .iter()
-            .any(|(k, s)| sum.sets.get(k).is_some_and(|mine| !mine.is_disjoint(s)));
+            .any(|(k, r)| sum.ranges.get(k).is_some_and(|mine| mine.overlaps(r)))
+            || part
+                .sets
+                .iter()
+                .any(|(k, s)| sum.sets.get(k).is_some_and(|mine| !mine.is_disjoint(s)));
         if overlaps {
             return false;
         }

@@ -32,16 +32,18 @@ use std::time::Duration;
 use framework::{Events, FrameworkClient, FrameworkConfig};
 use net::modules::ModuleStore;
 use net::{Net, NetConfig, Responder};
-use policy_host::{FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, SchedulerFault};
+use policy_host::{
+    FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, SchedulerFault,
+};
 use proto::admin::{HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest};
 use proto::{Call, Event, FrameworkId};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use net::clock::Clock;
-use crate::error::DaemonError;
 use crate::Input;
+use crate::error::DaemonError;
+use net::clock::Clock;
 
 /// How often every hosted scheduler gets a `Tick`.
 pub const HOSTED_TICK_MS: u64 = 1_000;

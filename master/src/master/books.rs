@@ -135,7 +135,9 @@ impl Master {
                 snapshot.total, total
             ));
         }
-        if snapshot.agents.len() != self.agents.len() || self.book.agent_count() != self.agents.len() {
+        if snapshot.agents.len() != self.agents.len()
+            || self.book.agent_count() != self.agents.len()
+        {
             return Err("agent slots and records differ".to_owned());
         }
         self.check_allocations()
@@ -150,7 +152,11 @@ impl Master {
             );
         }
         for t in self.tasks.live() {
-            let slotless = !self.book.snapshot().frameworks.contains_key(&t.framework_id);
+            let slotless = !self
+                .book
+                .snapshot()
+                .frameworks
+                .contains_key(&t.framework_id);
             let recovered = self
                 .frameworks
                 .get(&t.framework_id)

@@ -144,7 +144,12 @@ impl Master {
 
     /// A framework's liveliness token appeared (`present`: its held events go out) or went
     /// (it is disconnected, [`Master::handle_framework_disconnected`]).
-    pub fn handle_framework_token(&mut self, now: Millis, framework_id: &FrameworkId, present: bool) {
+    pub fn handle_framework_token(
+        &mut self,
+        now: Millis,
+        framework_id: &FrameworkId,
+        present: bool,
+    ) {
         self.advance(now);
         if present {
             self.liveness.frameworks_awaited.remove(framework_id);
@@ -172,11 +177,7 @@ impl Master {
 
     pub(super) fn hold_event(&mut self, framework_id: &FrameworkId, event: Event) {
         let max = self.config.events_held_per_framework_max;
-        let held = self
-            .liveness
-            .held
-            .entry(framework_id.clone())
-            .or_default();
+        let held = self.liveness.held.entry(framework_id.clone()).or_default();
         held.push_back(event);
         while held.len() > max {
             held.pop_front();

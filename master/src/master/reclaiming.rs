@@ -42,8 +42,13 @@ impl Master {
             // Wait a whole starvation period again before the next reclaim for it.
             fw.below_fair_since = Some(now);
             let candidates = self.reclaim_candidates(&id);
-            let victims =
-                choose_victims(&self.book.snapshot().total, &contenders, &fair, &id, &candidates);
+            let victims = choose_victims(
+                &self.book.snapshot().total,
+                &contenders,
+                &fair,
+                &id,
+                &candidates,
+            );
             for task_id in victims {
                 self.schedule_reclaim(&task_id, now.plus_ms(cfg.grace_ms));
             }

@@ -202,19 +202,28 @@ fn suppress_stops_offers_and_revive_clears_filters() {
 #[test]
 fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
     let mut m = master();
-    join(&mut m, 0, advert(
+    join(
+        &mut m,
+        0,
+        advert(
             "arm",
             res(4.0, 4096.0),
             Attributes::new().with("arch", "aarch64"),
         ),
     );
-    join(&mut m, 0, advert(
+    join(
+        &mut m,
+        0,
+        advert(
             "x86",
             res(4.0, 4096.0),
             Attributes::new().with("arch", "x86_64"),
         ),
     );
-    join(&mut m, 0, advert(
+    join(
+        &mut m,
+        0,
+        advert(
             "tiny",
             res(1.0, 4096.0),
             Attributes::new().with("arch", "aarch64"),

@@ -160,7 +160,15 @@ fn events_wait_for_the_framework_token_and_go_out_in_order() {
     assert_eq!(reconciled, [&TaskId::new("x1"), &TaskId::new("x2")]);
     assert_eq!(m.events_dropped(), 0);
     // With the token present, events go out at once.
-    call(&mut m, 3, &fw, Call::Reconcile { tasks: vec![TaskId::new("x3")] }).unwrap();
+    call(
+        &mut m,
+        3,
+        &fw,
+        Call::Reconcile {
+            tasks: vec![TaskId::new("x3")],
+        },
+    )
+    .unwrap();
     assert_eq!(events_to(&drain(&mut m), &fw).len(), 1);
     assert!(connected(&m, &fw));
 }
@@ -177,7 +185,7 @@ fn events_held_are_bounded_and_the_oldest_dropped() {
         7,
     );
     let fw = subscribe_tokenless(&mut m, 0, "f");
-    let tasks: Vec<TaskId> = (1..=5).map(|i| TaskId::new(&format!("x{i}"))).collect();
+    let tasks: Vec<TaskId> = (1..=5).map(|i| TaskId::new(format!("x{i}"))).collect();
     call(&mut m, 1, &fw, Call::Reconcile { tasks }).unwrap();
     drain(&mut m);
     // Held: Subscribed, x1..x5; kept: the newest three.
@@ -209,7 +217,11 @@ fn a_token_that_never_comes_releases_the_events_and_disconnects_the_framework() 
     assert!(matches!(at_deadline[0], Event::Subscribed { .. }));
     assert!(matches!(at_deadline[1], Event::Offers { .. }));
     assert!(!connected(&m, &fw), "counts as disconnected");
-    assert_eq!(m.outstanding_offers(), 0, "its offers went back to the pool");
+    assert_eq!(
+        m.outstanding_offers(),
+        0,
+        "its offers went back to the pool"
+    );
     // Torn down when its failover time (1 s in `info`) runs out.
     step(&mut m, 100 + TIMEOUT_MS + 1_000);
     assert!(m.frameworks_view().iter().all(|f| f.framework_id != fw));

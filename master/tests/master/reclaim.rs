@@ -102,7 +102,11 @@ fn reclaim_converges_to_fair_shares_without_thrashing() {
         notices: 0,
         owner: BTreeMap::new(),
     };
-    join(&mut c.m, 0, advert("a1", res(8.0, 8192.0), Attributes::new()));
+    join(
+        &mut c.m,
+        0,
+        advert("a1", res(8.0, 8192.0), Attributes::new()),
+    );
     let early = subscribe(&mut c.m, 0, info("early", "batch", 1.0));
     c.run_until(1_000, |_| {});
     assert_eq!(c.tasks_of(&early), 8, "alone, it takes the whole cluster");
@@ -160,7 +164,10 @@ fn weighted_roles_get_weighted_fair_shares() {
         notices: 0,
         owner: BTreeMap::new(),
     };
-    join(&mut c.m, 0, advert("a1", res(12.0, 12288.0), Attributes::new()),
+    join(
+        &mut c.m,
+        0,
+        advert("a1", res(12.0, 12288.0), Attributes::new()),
     );
     let light = subscribe(&mut c.m, 0, info("light", "light", 1.0));
     c.run_until(1_000, |_| {});

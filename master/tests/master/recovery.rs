@@ -85,7 +85,10 @@ fn kills(actions: &[Action]) -> Vec<TaskId> {
 fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window() {
     let mut m = restarted_master();
     let (fw_a, fw_b) = (FrameworkId::new("fw1-1"), FrameworkId::new("fw1-2"));
-    join(&mut m, 100, advert_with("a1", &[("t1", &fw_a, 1.0), ("t2", &fw_b, 2.0)]),
+    join(
+        &mut m,
+        100,
+        advert_with("a1", &[("t1", &fw_a, 1.0), ("t2", &fw_b, 2.0)]),
     );
     join(&mut m, 150, advert_with("a2", &[("t3", &fw_a, 1.0)]));
     assert_eq!(m.check_invariants(), Ok(()));
@@ -128,7 +131,10 @@ fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window(
 #[test]
 fn a_new_cluster_offers_at_once() {
     let mut m = restarted_master();
-    join(&mut m, 10, advert("a1", res(4.0, 4096.0), Attributes::new()),
+    join(
+        &mut m,
+        10,
+        advert("a1", res(4.0, 4096.0), Attributes::new()),
     );
     let fw = subscribe(&mut m, 20, info("new", "r", 1.0));
     assert!(!m.offers_held());
@@ -145,7 +151,10 @@ fn reconciliation_during_the_window_is_answered_at_its_end_with_what_agents_repo
     call(&mut m, 120, &fw, Call::Reconcile { tasks: named }).unwrap();
     assert!(updates_to(&drain(&mut m), &fw).is_empty());
     // The agent re-registers late in the window.
-    join(&mut m, 2_500, advert_with("a1", &[("t1", &fw, 1.0), ("t2", &fw, 1.0)]),
+    join(
+        &mut m,
+        2_500,
+        advert_with("a1", &[("t1", &fw, 1.0), ("t2", &fw, 1.0)]),
     );
     let updates = updates_to(&step(&mut m, WINDOW_MS), &fw);
     let state_of = |id: &str| -> Vec<TaskState> {
@@ -176,7 +185,10 @@ fn reconciliation_during_the_window_is_answered_at_its_end_with_what_agents_repo
 fn tasks_of_a_framework_that_does_not_return_are_killed_after_its_timeout() {
     let mut m = restarted_master();
     let (gone, back) = (FrameworkId::new("fw1-1"), FrameworkId::new("fw1-2"));
-    join(&mut m, 100, advert_with("a1", &[("t1", &gone, 1.0), ("t2", &back, 1.0)]),
+    join(
+        &mut m,
+        100,
+        advert_with("a1", &[("t1", &gone, 1.0), ("t2", &back, 1.0)]),
     );
     resubscribe(&mut m, 200, &back, "r");
     assert!(kills(&step(&mut m, WINDOW_MS + RECOVERED_TIMEOUT_MS - 1)).is_empty());
