@@ -43,14 +43,17 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     for field in Scenario::unknown_fields(&json) {
         eprintln!("warning: scenario: ignoring unknown field {field}");
     }
-    let allocator =
-        match policy_host::allocator_from_spec(&args.allocator, SIM_SEED, policy_host::Limits::default()) {
-            Ok(allocator) => allocator,
-            Err(e) => {
-                eprintln!("error: --allocator: {e}");
-                return Ok(ExitCode::from(EXIT_MALFORMED));
-            }
-        };
+    let allocator = match policy_host::allocator_from_spec(
+        &args.allocator,
+        SIM_SEED,
+        policy_host::Limits::default(),
+    ) {
+        Ok(allocator) => allocator,
+        Err(e) => {
+            eprintln!("error: --allocator: {e}");
+            return Ok(ExitCode::from(EXIT_MALFORMED));
+        }
+    };
     let base = scenario_dir(args.file.as_deref());
     let engine = policy_host::sandbox::engine()?;
     let mut load = |f: &ScenarioFramework| load_scheduler(&engine, &base, f);
@@ -138,7 +141,7 @@ fn load_scheduler(
     let module = framework.scheduler.as_deref().unwrap_or_default();
     let bytes = read(module, limits.module_bytes_max)?;
     let config = match &framework.config {
-        Some(config) => read(config, proto::admin::HOSTED_CONFIG_BYTES_MAX)?,
+        Some(config) => read(config, proto::operator::HOSTED_CONFIG_BYTES_MAX)?,
         None => Vec::new(),
     };
     let code = ModuleCode::compile(engine, &bytes, Kind::Scheduler, limits)

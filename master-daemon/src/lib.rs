@@ -22,8 +22,8 @@
 //! | `frameworks/*/alive` | token gone: `handle_framework_disconnected`; events wait for the token |
 //! | `frameworks/<id>/events` | the core's events |
 //! | `modules/*`, `master/upload` | the module store |
-//! | `master/admin` | rows of the latest [`http_api::ClusterState`] for operator tools, as JSON (see [`crate::tools`]) |
-//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`crate::hosted`]) |
+//! | `master/admin` | the operator protocol (`proto::operator`), answered by [`operator`] as the HTTP API is (see [`crate::tools`]) |
+//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`frameworks::hosted`]) |
 
 mod driver;
 pub mod error;
@@ -33,25 +33,25 @@ mod pumps;
 pub mod tools;
 
 pub use error::DaemonError;
+pub use operator::JobSubmitter;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http_api::{ClusterState, CommandError, JobSubmitter};
+use http_api::ClusterState;
 
-use master::{Master, MasterConfig};
+use master::{Master, MasterConfig, OperatorKillError};
 use net::modules::{ModuleServer, ModuleStore};
 use net::{AliveToken, Net, NetConfig, Responder};
-use proto::admin::AdminRequest;
 use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use net::clock::{Clock, unix_ms};
 use crate::error::DaemonError;
 use crate::frameworks::InProcessFrameworks;
 use crate::frameworks::hosted::HostedFrameworks;
+use net::clock::{Clock, unix_ms};
 
 /// An agent whose liveliness token went is declared lost this long after, unless the
 /// token comes back first.
@@ -139,14 +139,16 @@ pub(crate) enum Input {
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
     Call(FrameworkCall, Responder),
-    Admin(AdminRequest, Responder),
+    /// From the operator ([`operator`]): the latest snapshot, published anew first if
+    /// anything changed, so that a tool sees what it just did.
+    Snapshot(oneshot::Sender<Arc<ClusterState>>),
     Inspect(Box<dyn FnOnce(&Master) + Send>),
-    /// What an agent's task uses, for `/metrics`.
+    /// What an agent's task uses, for the operator's rows.
     TaskUsage(proto::TaskUsageReport),
-    /// From the HTTP API: kill a task on behalf of its framework.
+    /// From the operator ([`operator`]): kill a task in the operator's name.
     KillTask {
         task_id: TaskId,
-        reply: oneshot::Sender<Result<(), CommandError>>,
+        reply: oneshot::Sender<Result<(), OperatorKillError>>,
     },
 }
 
@@ -194,24 +196,22 @@ impl MasterDaemon {
         let state = driver.cluster_state();
         let driver = tokio::spawn(driver.run(inputs_rx));
         let (jobs, jobs_slot) = watch::channel(None);
-        let commands = operator::CommandContext {
-            net: net.clone(),
-            state: state.clone(),
-            inputs: inputs_tx.clone(),
-            jobs: jobs_slot,
-        };
-        let (operator_tasks, http_addr) = operator::serve(http_listener, commands);
+        let (hosted_door, hosted_slot) = watch::channel(None);
+        let ctx =
+            operator::OperatorContext::new(net.clone(), inputs_tx.clone(), jobs_slot, hosted_slot);
+        let (operator_tasks, http_addr) =
+            operator::serve(http_listener, ctx, state.clone()).await?;
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
         let member = NetConfig::member(endpoints.clone()).with_cluster(&config.net.cluster);
         let hosted = HostedFrameworks::start(
-            &net,
             &member,
             store.clone(),
             config.module_limits,
             inputs_tx.clone(),
         )
         .await?;
+        hosted_door.send_replace(Some(hosted.door()));
         let jobs_handle = InProcessFrameworks::start_jobs(&member, &config).await?;
         let frameworks = InProcessFrameworks {
             hosted,
@@ -256,7 +256,7 @@ pub struct MasterHandle {
     state: watch::Receiver<Arc<ClusterState>>,
     http_addr: Option<SocketAddr>,
     jobs: watch::Sender<Option<Arc<dyn JobSubmitter>>>,
-    /// The HTTP server and the task answering its commands.
+    /// The operator's queryables, the HTTP server and the task answering its commands.
     operator: Vec<JoinHandle<()>>,
 }
 
@@ -281,15 +281,15 @@ impl MasterHandle {
         self.http_addr
     }
 
-    /// The snapshots the HTTP API and the `master/admin` queryable serve, the latest
-    /// first; a new one at most every [`http_api::SNAPSHOT_INTERVAL_MS_MIN`].
+    /// The snapshots the HTTP API serves, the latest first; a new one at most every
+    /// [`http_api::SNAPSHOT_INTERVAL_MS_MIN`].
     pub fn cluster_state(&self) -> watch::Receiver<Arc<ClusterState>> {
         self.state.clone()
     }
 
-    /// Hands `POST /api/v1/jobs` (and kills of its tasks) to a jobs framework connected
-    /// to this master; replaces the one attached before. Until then, submissions are
-    /// answered 409 "jobs framework not running".
+    /// Hands operators' jobs (`wasmos run`, `POST /api/v1/jobs`, and cancelling its tasks
+    /// not launched yet) to a jobs framework connected to this master; replaces the one
+    /// attached before. Until then, submissions are refused "jobs framework not running".
     pub fn attach_jobs(&self, jobs: Arc<dyn JobSubmitter>) {
         self.jobs.send_replace(Some(jobs));
     }

@@ -3,7 +3,6 @@
 //! counted as a decode error and dropped, like any other malformed payload.
 
 use net::{Liveness, Net};
-use proto::admin::AdminRequest;
 use proto::{
     AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus, TaskUsageReport,
 };
@@ -27,7 +26,6 @@ pub(crate) async fn start(
     let mut agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
     let mut frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
     let mut calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
-    let mut admin = net.serve::<AdminRequest>(&keys.master_admin()).await?;
     let mut usage = net
         .subscribe::<TaskUsageReport>(&keys.all_agent_metrics())
         .await?;
@@ -119,24 +117,12 @@ pub(crate) async fn start(
             }
         })
     };
-    let admin_pump = {
-        let inputs = inputs.clone();
-        tokio::spawn(async move {
-            while let Some(request) = admin.recv().await {
-                let (request, responder) = request.into_parts();
-                if inputs.send(Input::Admin(request, responder)).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
     Ok(vec![
         advert_pump,
         status_pump,
         agent_alive_pump,
         framework_alive_pump,
         call_pump,
-        admin_pump,
         usage_pump,
     ])
 }

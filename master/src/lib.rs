@@ -25,5 +25,5 @@ pub mod view;
 pub use allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
 pub use config::{MasterConfig, ReclaimConfig};
 pub use error::CallError;
-pub use master::{Action, BUILTIN_DRF_SEED_MIX, Master};
+pub use master::{Action, BUILTIN_DRF_SEED_MIX, Master, OperatorKillError};
 pub use time::Millis;

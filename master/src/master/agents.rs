@@ -76,6 +76,7 @@ impl Master {
     /// tasks reported lost to their frameworks, and its resources leave the cluster.
     pub fn handle_agent_lost(&mut self, now: Millis, agent_id: &AgentId) {
         self.advance(now);
+        self.remember_lost_agent(agent_id);
         let Some(record) = self.agents.get(agent_id) else {
             return;
         };
@@ -168,6 +169,7 @@ impl Master {
 
     fn add_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
+        self.lost_agents.forget(&id);
         add_quantities(&mut self.snapshot.total, &advert.total.quantities());
         self.snapshot.changes.all = true;
         self.snapshot.agents.insert(

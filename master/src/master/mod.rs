@@ -5,6 +5,7 @@ mod accept;
 mod agents;
 mod books;
 mod calls;
+mod operator;
 mod reclaiming;
 mod recovery;
 mod timers;
@@ -19,6 +20,9 @@ use crate::offer_book::OfferBook;
 use crate::rng::SplitMix64;
 use crate::tasks::TaskRegistry;
 use crate::time::Millis;
+use crate::view::LostAgents;
+
+pub use operator::OperatorKillError;
 
 /// Something the adapter must do. Actions come out in the order they must be done.
 #[must_use]
@@ -151,6 +155,8 @@ pub struct Master {
     /// Reconciliations asked while offers are held, answered when the hold ends (an
     /// answer then could call a task lost whose agent has not re-registered yet).
     pub(crate) deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
+    /// For the operator's listing only.
+    pub(crate) lost_agents: LostAgents,
 }
 
 impl Master {
@@ -195,6 +201,7 @@ impl Master {
             decisions_refused: 0,
             offers_held_until: None,
             deferred_reconciles: Vec::new(),
+            lost_agents: LostAgents::default(),
         }
     }
 
