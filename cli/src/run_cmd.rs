@@ -280,18 +280,16 @@ async fn submit(net: &Net, request: &JobRequest, endpoint: &str) -> anyhow::Resu
     let submission = OperatorRequest::SubmitJob(request.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(SUBMIT_RETRY_WINDOW_MS);
     let reply = loop {
-        let starting = match tools::ask(net, &submission, SUBMIT_TIMEOUT_MS).await {
-            Err(ToolError::Query(QueryError::NoReply { .. })) => true,
-            Err(ToolError::Operator(OperatorError::JobsNotRunning(_))) => true,
-            other => break other,
-        };
-        if starting && tokio::time::Instant::now() >= deadline {
-            bail!(
+        match tools::ask(net, &submission, SUBMIT_TIMEOUT_MS).await {
+            Err(e) if no_jobs_yet(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(SUBMIT_RETRY_PAUSE_MS)).await;
+            }
+            Err(e) if no_jobs_yet(&e) => bail!(
                 "no jobs framework answered at {endpoint}: the master there runs without one \
                  (started with --no-jobs?); start it with `wasmos up` or `wasmos master`"
-            );
+            ),
+            other => break other,
         }
-        tokio::time::sleep(Duration::from_millis(SUBMIT_RETRY_PAUSE_MS)).await;
     };
     match reply {
         Ok(OperatorReply::JobAccepted(accepted)) => Ok(accepted),
@@ -299,6 +297,15 @@ async fn submit(net: &Net, request: &JobRequest, endpoint: &str) -> anyhow::Resu
         Err(ToolError::Operator(e)) => Err(anyhow!("the job was refused: {e}")),
         Err(e) => Err(anyhow!(e).context("submitting the job")),
     }
+}
+
+/// No master answers yet, or it has no jobs framework yet: one may be starting.
+fn no_jobs_yet(e: &ToolError) -> bool {
+    matches!(
+        e,
+        ToolError::Query(QueryError::NoReply { .. })
+            | ToolError::Operator(OperatorError::JobsNotRunning(_))
+    )
 }
 
 /// The task ids, one per line: the last lines of stdout.
