@@ -35,7 +35,6 @@ use proto::{AgentAdvert, AgentCommand, AgentId, TaskId, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::error::DaemonError;
 use runner::{Executors, RunnerUpdate};
 
 /// How often an agent advertises when nothing changes.

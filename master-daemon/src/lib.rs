@@ -48,7 +48,6 @@ use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::DaemonError;
 use crate::frameworks::InProcessFrameworks;
 use crate::frameworks::hosted::HostedFrameworks;
 use net::clock::{Clock, unix_ms};

@@ -357,7 +357,10 @@ async fn fifty_tasks_at_once_including_hostile_ones() {
             "p1_exit3" => (TaskState::Failed, "exited with code 3"),
             _ => (TaskState::Failed, "timed out after 2 s"),
         };
-        assert_eq!((o.state, o.reason.as_str()), expected, "{name}");
+        // On a loaded machine the deadline may pass while fifty modules still compile:
+        // the reason then says so after the same words.
+        assert_eq!(o.state, expected.0, "{name}: {}", o.reason);
+        assert!(o.reason.starts_with(expected.1), "{name}: {}", o.reason);
     }
     let after = run_module(&exec, "p1_hello", 16.0, None).await;
     assert_eq!(

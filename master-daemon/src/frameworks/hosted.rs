@@ -43,9 +43,10 @@ use proto::{Call, Event, FrameworkId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use net::clock::Clock;
+
 use crate::Input;
 use crate::error::DaemonError;
-use net::clock::Clock;
 
 /// How often every hosted scheduler gets a `Tick`.
 pub const HOSTED_TICK_MS: u64 = 1_000;
