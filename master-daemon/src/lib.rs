@@ -154,6 +154,27 @@ pub(crate) enum Input {
 pub struct MasterDaemon;
 
 impl MasterDaemon {
+    /// The core, with the allocation policy `config` asks for.
+    fn core(config: &MasterDaemonConfig) -> Result<Master, DaemonError> {
+        // A live master is not reproducible anyway: its allocator module gets a wall-clock
+        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
+        let allocator_limits = policy_host::Limits {
+            metering: policy_host::Metering::Deadline,
+            ..config.module_limits
+        };
+        let allocator = policy_host::allocator_from_spec(
+            &config.allocator,
+            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
+            allocator_limits,
+        )?;
+        tracing::info!(allocator = allocator.name(), "allocation policy");
+        Ok(Master::with_allocator(
+            config.core.clone(),
+            config.seed,
+            allocator,
+        ))
+    }
+
     /// Opens the session, serves the module store, declares every subscriber and
     /// queryable, starts the driver, and only then declares `master/alive`, so that agents
     /// and frameworks that react to the token find everything in place.
@@ -172,19 +193,7 @@ impl MasterDaemon {
         let modules = ModuleServer::start(&net, store.clone()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = pumps::start(&net, &inputs_tx).await?;
-        // A live master is not reproducible anyway: its allocator module gets a wall-clock
-        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
-        let allocator_limits = policy_host::Limits {
-            metering: policy_host::Metering::Deadline,
-            ..config.module_limits
-        };
-        let allocator = policy_host::allocator_from_spec(
-            &config.allocator,
-            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
-            allocator_limits,
-        )?;
-        tracing::info!(allocator = allocator.name(), "allocation policy");
-        let core = Master::with_allocator(config.core.clone(), config.seed, allocator);
+        let core = MasterDaemon::core(&config)?;
         let driver = driver::Driver::new(
             core,
             net.clone(),
