@@ -7,9 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
+use master_daemon::tools;
 use net::modules::{MODULE_BYTES_MAX, upload_module};
 use net::{Net, NetConfig};
-use proto::admin::{HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest};
+use proto::operator::{
+    HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest, OperatorReply,
+    OperatorRequest,
+};
 
 use crate::master_cmd::runtime;
 
@@ -97,10 +101,10 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
                 module,
                 config,
             });
-            match query(&net, &request, ADD_TIMEOUT_MS).await? {
+            match query(&net, request, ADD_TIMEOUT_MS).await? {
                 HostedReply::Added { framework_id } => Ok(framework_id),
                 HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
-                HostedReply::Json { .. } => Err(anyhow!("the master answered with a listing")),
+                HostedReply::List { .. } => Err(anyhow!("the master answered with a listing")),
             }
         }
         .await;
@@ -112,18 +116,21 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
-    let json = runtime()?.block_on(async {
+    let rows = runtime()?.block_on(async {
         let net = open(&args.master).await?;
-        let reply = query(&net, &HostedRequest::List, LIST_TIMEOUT_MS).await;
+        let reply = query(&net, HostedRequest::List, LIST_TIMEOUT_MS).await;
         close(&net).await;
         match reply? {
-            HostedReply::Json { json } => Ok(json),
+            HostedReply::List { rows } => Ok(rows),
             HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
             HostedReply::Added { .. } => Err(anyhow!("the master answered with an addition")),
         }
     })?;
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&json).context("the master's answer is not a JSON array")?;
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .context("the master's rows are not JSON")?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
@@ -169,10 +176,15 @@ async fn close(net: &Net) {
     }
 }
 
-async fn query(net: &Net, request: &HostedRequest, timeout_ms: u64) -> anyhow::Result<HostedReply> {
-    net.query(&net.keys().master_hosted(), request, timeout_ms)
+async fn query(net: &Net, request: HostedRequest, timeout_ms: u64) -> anyhow::Result<HostedReply> {
+    let request = OperatorRequest::Hosted(request);
+    match tools::ask(net, &request, timeout_ms)
         .await
-        .context("the master did not answer (is it a wasmos master of this version?)")
+        .context("the master did not answer (is it a wasmos master of this version?)")?
+    {
+        OperatorReply::Hosted(reply) => Ok(reply),
+        other => Err(anyhow!(tools::unexpected(&other))),
+    }
 }
 
 /// The file's bytes; over `max` bytes is an error, found without reading it whole.

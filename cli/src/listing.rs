@@ -1,20 +1,21 @@
 //! The operator's client commands over a running cluster: `wasmos agents`, `frameworks`,
 //! `ps` (a table, or with `--json` an array with one object per row), `logs` and `kill`.
 //!
-//! The rows are the master's `master/admin` answer: the rows of the same
-//! `http_api::ClusterState` snapshot that `GET /api/v1/agents`, `/frameworks` and `/tasks`
-//! serve (one code path), each with an `id` added. Tasks include the recently ended
-//! ones; agents include the recently lost ones (`state` says which).
+//! The rows are the master's answer to the operator protocol on `master/admin`: the
+//! master core's rows (`proto::operator`), in the JSON that `GET /api/v1/agents`,
+//! `/frameworks` and `/tasks` serve, each with an `id` added. Tasks include the recently
+//! ended ones; agents include the recently lost ones (`state` says which). `logs` and
+//! `kill` ask the master too, which answers them as it answers the HTTP API.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use master_daemon::tools::{self, ToolError};
+use master_daemon::tools::{self, TOOL_QUERY_TIMEOUT_MS, ToolError};
 use net::{Net, NetConfig};
-use proto::admin::{AdminRequest, LogsReply};
-use proto::{AgentId, FrameworkId, TaskId};
+use proto::TaskId;
+use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
 use serde_json::{Map, Value};
 
 use crate::master_cmd::runtime;
@@ -76,11 +77,11 @@ pub enum Listing {
 }
 
 impl Listing {
-    fn request(self) -> AdminRequest {
+    fn request(self) -> OperatorRequest {
         match self {
-            Listing::Agents => AdminRequest::Agents,
-            Listing::Frameworks => AdminRequest::Frameworks,
-            Listing::Tasks => AdminRequest::Tasks,
+            Listing::Agents => OperatorRequest::Agents,
+            Listing::Frameworks => OperatorRequest::Frameworks,
+            Listing::Tasks => OperatorRequest::Tasks,
         }
     }
 
@@ -150,14 +151,13 @@ pub fn logs(args: TaskArgs) -> anyhow::Result<ExitCode> {
         let endpoint = &args.connect.endpoint();
         let net = open(&args.connect).await?;
         let result = async {
-            let task = find_task(&net, &args.task, endpoint).await?;
-            let agent = AgentId::new(field(&task, "agent_id"));
-            let reply = tools::task_logs(&net, &agent, &TaskId::new(args.task.clone()))
+            let request = OperatorRequest::Logs {
+                task_id: TaskId::new(args.task.clone()),
+            };
+            let reply = tools::ask(&net, &request, TOOL_QUERY_TIMEOUT_MS)
                 .await
-                .map_err(|e| tool_error(e, endpoint))
-                .with_context(|| {
-                    format!("logs of task {} from agent {}", args.task, agent.as_str())
-                })?;
+                .map_err(|e| task_error(e, &args.task, endpoint))
+                .with_context(|| format!("logs of task {}", args.task))?;
             print_logs(reply)
         }
         .await;
@@ -171,11 +171,9 @@ pub fn kill(args: TaskArgs) -> anyhow::Result<ExitCode> {
         let endpoint = &args.connect.endpoint();
         let net = open(&args.connect).await?;
         let result = async {
-            let task = find_task(&net, &args.task, endpoint).await?;
-            let framework = FrameworkId::new(field(&task, "framework_id"));
-            tools::kill_task(&net, &framework, &TaskId::new(args.task.clone()))
+            tools::kill_task(&net, &TaskId::new(args.task.clone()))
                 .await
-                .map_err(|e| tool_error(e, endpoint))
+                .map_err(|e| task_error(e, &args.task, endpoint))
                 .with_context(|| format!("killing task {}", args.task))?;
             println!("kill sent to task {}", args.task);
             Ok(ExitCode::SUCCESS)
@@ -214,17 +212,29 @@ fn tool_error(error: ToolError, endpoint: &str) -> anyhow::Error {
             tracing::debug!(%e, "query");
             no_master(endpoint)
         }
+        ToolError::Operator(e) => anyhow!("refused: {e}"),
         ToolError::Refused(message) => anyhow!("refused: {message}"),
+        other @ ToolError::Unexpected(_) => anyhow!(other),
+    }
+}
+
+/// As [`tool_error`], and an unknown task says where the ids are.
+fn task_error(error: ToolError, task: &str, endpoint: &str) -> anyhow::Error {
+    match error {
+        ToolError::Operator(OperatorError::NotFound(_)) => {
+            anyhow!("no task {task} in the cluster: see `wasmos ps` for the task ids")
+        }
+        other => tool_error(other, endpoint),
     }
 }
 
 /// The rows of one of the master's views, each with an `id` key added.
 async fn rows(net: &Net, listing: Listing, endpoint: &str) -> anyhow::Result<Vec<Value>> {
-    let json = tools::admin_json(net, listing.request())
+    let json = tools::listing_json(net, &listing.request())
         .await
         .map_err(|e| tool_error(e, endpoint))?;
     let rows: Vec<Map<String, Value>> =
-        serde_json::from_str(&json).context("the master's answer is not a JSON array of rows")?;
+        serde_json::from_value(json).context("the master's answer is not rows")?;
     Ok(rows
         .into_iter()
         .map(|row| with_id(row, listing.id_key()))
@@ -241,24 +251,9 @@ fn with_id(row: Map<String, Value>, id_key: &str) -> Value {
     Value::Object(out)
 }
 
-async fn find_task(net: &Net, task: &str, endpoint: &str) -> anyhow::Result<Value> {
-    rows(net, Listing::Tasks, endpoint)
-        .await?
-        .into_iter()
-        .find(|row| row.get("id").and_then(Value::as_str) == Some(task))
-        .ok_or_else(|| anyhow!("no task {task} in the cluster: see `wasmos ps` for the task ids"))
-}
-
-fn field(row: &Value, key: &str) -> String {
-    row.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn print_logs(reply: LogsReply) -> anyhow::Result<ExitCode> {
+fn print_logs(reply: OperatorReply) -> anyhow::Result<ExitCode> {
     match reply {
-        LogsReply::Output {
+        OperatorReply::Logs {
             stdout,
             stderr,
             dropped_bytes,
@@ -272,7 +267,7 @@ fn print_logs(reply: LogsReply) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        LogsReply::Error { message } => Err(anyhow!("{message}")),
+        other => Err(anyhow!(tools::unexpected(&other))),
     }
 }
 

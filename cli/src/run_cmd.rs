@@ -1,6 +1,6 @@
 //! `wasmos run`: deploy copies of a WASM module or an OCI image through the built-in jobs
 //! framework. Uploads the module into the master's store (progress on stderr), submits the
-//! job on `jobs/submit`, and prints the new task ids, one per line, as the last lines of
+//! job to the master (the operator protocol on `master/admin`), and prints the new task ids, one per line, as the last lines of
 //! stdout. With `--wait`, waits for those tasks to end (their states on stderr) and exits
 //! 1 if any did not finish.
 
@@ -12,19 +12,18 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use jobs::request::{JOB_NAME_BYTES_MAX, JobAccepted, JobRequest, RestartPolicy};
-use master_daemon::tools;
+use master_daemon::tools::{self, ToolError};
 use net::modules::{UploadProgress, upload_module};
 use net::{Net, NetConfig, QueryError};
-use proto::admin::{AdminRequest, JobsReply, JobsRequest};
+use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
 use proto::{Constraint, TaskId, TaskState};
-use serde_json::Value;
 
 use crate::master_cmd::runtime;
 
 /// How long `wasmos run` waits for the jobs framework to answer one submission.
 const SUBMIT_TIMEOUT_MS: u64 = 10_000;
-/// How long `wasmos run` keeps asking while no jobs framework serves `jobs/submit` (one
-/// that is still starting next to its master).
+/// How long `wasmos run` keeps asking while the master has no jobs framework (one that
+/// is still starting next to it).
 const SUBMIT_RETRY_WINDOW_MS: u64 = 5_000;
 const SUBMIT_RETRY_PAUSE_MS: u64 = 250;
 /// Pause between two looks at the tasks' states with `--wait`.
@@ -276,33 +275,37 @@ fn show_progress(name: &str, p: UploadProgress, terminal: bool) {
     }
 }
 
-/// Submits `request`, asking again for a while when nothing serves `jobs/submit` yet.
+/// Submits `request`, asking again for a while when the master has no jobs framework yet.
 async fn submit(net: &Net, request: &JobRequest, endpoint: &str) -> anyhow::Result<JobAccepted> {
-    let json = serde_json::to_string(request).context("writing the job as JSON")?;
-    let key = net.keys().jobs_submit();
-    let submission = JobsRequest::Submit { json };
+    let submission = OperatorRequest::SubmitJob(request.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(SUBMIT_RETRY_WINDOW_MS);
     let reply = loop {
-        match net
-            .query::<_, JobsReply>(&key, &submission, SUBMIT_TIMEOUT_MS)
-            .await
-        {
-            Err(QueryError::NoReply { .. }) if tokio::time::Instant::now() < deadline => {
+        match tools::ask(net, &submission, SUBMIT_TIMEOUT_MS).await {
+            Err(e) if no_jobs_yet(&e) && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(SUBMIT_RETRY_PAUSE_MS)).await;
             }
-            Err(QueryError::NoReply { .. }) => bail!(
+            Err(e) if no_jobs_yet(&e) => bail!(
                 "no jobs framework answered at {endpoint}: the master there runs without one \
                  (started with --no-jobs?); start it with `wasmos up` or `wasmos master`"
             ),
-            other => break other.context("submitting the job")?,
+            other => break other,
         }
     };
     match reply {
-        JobsReply::Accepted { json } => {
-            serde_json::from_str(&json).context("the jobs framework's answer is not a JobAccepted")
-        }
-        JobsReply::Error { message } => Err(anyhow!("the job was refused: {message}")),
+        Ok(OperatorReply::JobAccepted(accepted)) => Ok(accepted),
+        Ok(other) => Err(anyhow!(tools::unexpected(&other))),
+        Err(ToolError::Operator(e)) => Err(anyhow!("the job was refused: {e}")),
+        Err(e) => Err(anyhow!(e).context("submitting the job")),
     }
+}
+
+/// No master answers yet, or it has no jobs framework yet: one may be starting.
+fn no_jobs_yet(e: &ToolError) -> bool {
+    matches!(
+        e,
+        ToolError::Query(QueryError::NoReply { .. })
+            | ToolError::Operator(OperatorError::JobsNotRunning(_))
+    )
 }
 
 /// The task ids, one per line: the last lines of stdout.
@@ -320,20 +323,17 @@ fn print_ids(task_ids: &[TaskId]) -> anyhow::Result<()> {
 async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<ExitCode> {
     let mut seen: BTreeMap<&TaskId, TaskState> = BTreeMap::new();
     loop {
-        let json = tools::admin_json(net, AdminRequest::Tasks)
+        let reply = tools::ask(net, &OperatorRequest::Tasks, tools::TOOL_QUERY_TIMEOUT_MS)
             .await
             .map_err(|e| {
                 tracing::debug!(%e, "reading the tasks");
                 no_master(endpoint)
             })?;
-        let rows: Vec<Value> =
-            serde_json::from_str(&json).context("the master's task list is not JSON rows")?;
+        let OperatorReply::Tasks(rows) = reply else {
+            bail!(tools::unexpected(&reply));
+        };
         for id in task_ids {
-            let state = rows
-                .iter()
-                .find(|r| r.get("task_id").and_then(Value::as_str) == Some(id.as_str()))
-                .and_then(|r| r.get("state").and_then(Value::as_str))
-                .and_then(TaskState::parse);
+            let state = rows.iter().find(|r| &r.task_id == id).map(|r| r.state);
             if let Some(state) = state
                 && seen.insert(id, state) != Some(state)
             {

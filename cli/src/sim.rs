@@ -146,7 +146,7 @@ fn load_scheduler(
     let module = framework.scheduler.as_deref().unwrap_or_default();
     let bytes = read(module, limits.module_bytes_max)?;
     let config = match &framework.config {
-        Some(config) => read(config, proto::admin::HOSTED_CONFIG_BYTES_MAX)?,
+        Some(config) => read(config, proto::operator::HOSTED_CONFIG_BYTES_MAX)?,
         None => Vec::new(),
     };
     let code = ModuleCode::compile(engine, &bytes, Kind::Scheduler, limits)

@@ -12,6 +12,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use proto::operator::{
+    JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError, OperatorReply, OperatorRequest,
+};
 use proto::{TaskId, TaskState};
 use serde::Deserialize;
 use tokio::sync::oneshot;
@@ -19,12 +22,13 @@ use tokio_stream::{Stream, StreamExt, wrappers::WatchStream};
 use utoipa::{IntoParams, OpenApi};
 
 use crate::Handles;
+use crate::command::Command;
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::{Command, CommandError, JobAccepted, JobRequest};
-use crate::state::{AgentInfo, ClusterState, FrameworkInfo, LogTail, TaskDetail, TaskInfo};
+use crate::state::{AgentRow, ClusterState, FrameworkRow, LogTail, TaskDetail, TaskRow};
 
-/// Largest request body taken; a larger one is answered 413 `body_too_large`.
-pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Largest request body taken; a larger one is answered 413 `body_too_large`. The only
+/// body taken is a job, so this is the operator's one limit for jobs.
+pub const BODY_BYTES_MAX: usize = JOB_REQUEST_BYTES_MAX;
 /// How long a handler waits for the daemon to answer a command before answering 503.
 pub const COMMAND_TIMEOUT_MS: u64 = 5_000;
 /// Between SSE keep-alive comments, so proxies keep an idle stream open.
@@ -101,13 +105,13 @@ async fn state(State(h): State<Handles>) -> Json<ClusterState> {
     Json(ClusterState::clone(&current(&h)))
 }
 
-#[utoipa::path(get, path = "/api/v1/agents", responses((status = 200, body = Vec<AgentInfo>)))]
-async fn agents(State(h): State<Handles>) -> Json<Vec<AgentInfo>> {
+#[utoipa::path(get, path = "/api/v1/agents", responses((status = 200, body = Vec<AgentRow>)))]
+async fn agents(State(h): State<Handles>) -> Json<Vec<AgentRow>> {
     Json(current(&h).agents.clone())
 }
 
-#[utoipa::path(get, path = "/api/v1/frameworks", responses((status = 200, body = Vec<FrameworkInfo>)))]
-async fn frameworks(State(h): State<Handles>) -> Json<Vec<FrameworkInfo>> {
+#[utoipa::path(get, path = "/api/v1/frameworks", responses((status = 200, body = Vec<FrameworkRow>)))]
+async fn frameworks(State(h): State<Handles>) -> Json<Vec<FrameworkRow>> {
     Json(current(&h).frameworks.clone())
 }
 
@@ -115,14 +119,14 @@ async fn frameworks(State(h): State<Handles>) -> Json<Vec<FrameworkInfo>> {
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TaskFilter {
-    /// `staging`, `starting`, `running`, `finished`, `failed`, `killed`, `lost` or `error`.
+    /// A task state (`running`, `finished`, ...; see the `TaskState` schema).
     pub state: Option<String>,
     pub framework: Option<String>,
     pub agent: Option<String>,
 }
 
 impl TaskFilter {
-    fn matcher(&self) -> Result<impl Fn(&TaskInfo) -> bool + '_, ApiError> {
+    fn matcher(&self) -> Result<impl Fn(&TaskRow) -> bool + '_, ApiError> {
         let state = match self.state.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
                 ApiError::new(
@@ -135,7 +139,7 @@ impl TaskFilter {
         };
         let empty_is_none = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
         let (framework, agent) = (empty_is_none(&self.framework), empty_is_none(&self.agent));
-        Ok(move |t: &TaskInfo| {
+        Ok(move |t: &TaskRow| {
             state.is_none_or(|s| t.state == s)
                 && framework
                     .as_deref()
@@ -147,12 +151,12 @@ impl TaskFilter {
 
 #[utoipa::path(
     get, path = "/api/v1/tasks", params(TaskFilter),
-    responses((status = 200, body = Vec<TaskInfo>), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Vec<TaskRow>), (status = 400, body = ErrorBody))
 )]
 async fn tasks(
     State(h): State<Handles>,
     query: Result<Query<TaskFilter>, QueryRejection>,
-) -> Result<Json<Vec<TaskInfo>>, ApiError> {
+) -> Result<Json<Vec<TaskRow>>, ApiError> {
     let Query(filter) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let matches = filter.matcher()?;
@@ -193,13 +197,24 @@ async fn task(
     let id = task_id(path)?;
     let found = current(&h).tasks.iter().find(|t| t.task_id == id).cloned();
     let task = found.ok_or_else(|| task_not_found(&id))?;
-    let logs = ask(&h, |reply| Command::TaskLogs {
-        task_id: id.clone(),
-        reply,
-    })
+    let logs = ask(
+        &h,
+        OperatorRequest::Logs {
+            task_id: id.clone(),
+        },
+    )
     .await;
     let (log_tail, log_error) = match logs {
-        Ok(tail) => (Some(tail), None),
+        Ok(OperatorReply::Logs {
+            stdout,
+            stderr,
+            dropped_bytes,
+            ..
+        }) => (
+            Some(LogTail::of_output(&stdout, &stderr, dropped_bytes)),
+            None,
+        ),
+        Ok(other) => (None, Some(unexpected(&other).message)),
         Err(e) => (None, Some(e.message)),
     };
     Ok(Json(TaskDetail {
@@ -209,8 +224,8 @@ async fn task(
     }))
 }
 
-/// Kills a task (through the jobs framework). 202: the kill was sent; the task's state
-/// tells when it ended.
+/// Kills a task as the operator (a task of the jobs framework not launched yet is
+/// cancelled). 202: the kill was sent; the task's state tells when it ended.
 #[utoipa::path(
     delete, path = "/api/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
     responses((status = 202), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
@@ -220,12 +235,10 @@ async fn kill_task(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = task_id(path)?;
-    ask(&h, |reply| Command::KillTask {
-        task_id: id.clone(),
-        reply,
-    })
-    .await?;
-    Ok(StatusCode::ACCEPTED)
+    match ask(&h, OperatorRequest::Kill { task_id: id }).await? {
+        OperatorReply::Killed => Ok(StatusCode::ACCEPTED),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// Submits a job to the jobs framework.
@@ -252,15 +265,10 @@ async fn submit_job(
         _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()),
     })?;
     let request: JobRequest = serde_json::from_slice(&body).map_err(json_error)?;
-    let job = request.validate().map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_job",
-            e.to_string(),
-        )
-    })?;
-    let accepted = ask(&h, |reply| Command::SubmitJob { job, reply }).await?;
-    Ok((StatusCode::CREATED, Json(accepted)))
+    match ask(&h, OperatorRequest::SubmitJob(request)).await? {
+        OperatorReply::JobAccepted(accepted) => Ok((StatusCode::CREATED, Json(accepted))),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// Syntax errors are 400; well-formed JSON of the wrong shape is 422.
@@ -278,25 +286,37 @@ fn json_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// Sends a command to the daemon and waits (bounded) for its answer.
-async fn ask<T>(
-    h: &Handles,
-    command: impl FnOnce(oneshot::Sender<Result<T, CommandError>>) -> Command,
-) -> Result<T, ApiError> {
+/// Sends a request to the daemon and waits (bounded) for its answer; its refusals are
+/// errors here.
+async fn ask(h: &Handles, request: OperatorRequest) -> Result<OperatorReply, ApiError> {
     let (reply, answer) = oneshot::channel();
     let gone = || ApiError::unavailable("the master daemon is not answering");
-    h.commands.send(command(reply)).await.map_err(|_| gone())?;
+    let command = Command { request, reply };
+    h.commands.send(command).await.map_err(|_| gone())?;
     let answered = tokio::time::timeout(Duration::from_millis(COMMAND_TIMEOUT_MS), answer).await;
     match answered {
-        Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(CommandError::NotFound(m)))) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "task_not_found", m))
-        }
-        Ok(Ok(Err(CommandError::Conflict(m)))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "conflict", m))
-        }
+        Ok(Ok(OperatorReply::Error(e))) => Err(refusal(e)),
+        Ok(Ok(reply)) => Ok(reply),
         Ok(Err(_)) | Err(_) => Err(gone()),
     }
+}
+
+fn refusal(e: OperatorError) -> ApiError {
+    match e {
+        OperatorError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "task_not_found", m),
+        OperatorError::Conflict(m) | OperatorError::JobsNotRunning(m) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", m)
+        }
+        OperatorError::InvalidJob(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_job", m)
+        }
+    }
+}
+
+/// The daemon answered another question than the one asked.
+fn unexpected(reply: &OperatorReply) -> ApiError {
+    tracing::error!(?reply, "the master daemon answered another question");
+    ApiError::unavailable("the master daemon gave an answer that does not fit")
 }
 
 /// Server-sent events: one `state` event with the whole [`ClusterState`] at once, then

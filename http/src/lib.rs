@@ -4,20 +4,20 @@
 //! Wiring, in the master daemon (`master_daemon::operator` does this):
 //! 1. Keep a [`Recorder`] next to the [`master::Master`]; hand it every action drained,
 //!    every call and status fed, and the duration of every `handle_timeout`.
-//! 2. Publish `Arc::new(recorder.snapshot(&master, wall_ms, master_now))` on a
-//!    `tokio::sync::watch` channel, at most every [`SNAPSHOT_INTERVAL_MS_MIN`].
-//! 3. Answer the [`Command`]s that arrive on an mpsc channel (jobs, kills, log tails);
-//!    jobs and kills of jobs' tasks go to a [`JobSubmitter`] (the jobs framework's
-//!    `jobs::JobsClient` implements it) when one is attached.
+//! 2. Publish `Arc::new(recorder.snapshot(&master, wall_ms, master_now))` (the core's rows
+//!    with the recorder's log and counters) on a `tokio::sync::watch` channel, at most
+//!    every [`SNAPSHOT_INTERVAL_MS_MIN`].
+//! 3. Answer the [`Command`]s that arrive on an mpsc channel: operator requests (log
+//!    tails, kills, jobs), answered as on the `master/admin` queryable.
 //! 4. `tokio::spawn(http_api::serve(addr, Handles { state, commands }))`.
 //!
 //! Architecture invariant: this crate never mutates the master; everything it shows comes
 //! from the published [`ClusterState`], everything it asks goes through [`Command`].
 
 mod api;
+pub mod command;
 mod dashboard;
 pub mod error;
-pub mod jobs;
 pub mod metrics;
 pub mod recorder;
 pub mod state;
@@ -28,10 +28,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 pub use api::{ApiDoc, BODY_BYTES_MAX, COMMAND_TIMEOUT_MS, TaskFilter};
+pub use command::Command;
 pub use error::{ApiError, ErrorBody};
-pub use jobs::{
-    Command, CommandError, JobAccepted, JobRequest, JobSubmitter, RestartPolicy, ValidJob,
-};
 pub use recorder::Recorder;
 pub use state::ClusterState;
 

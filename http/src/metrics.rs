@@ -7,80 +7,70 @@ use std::fmt::Write;
 
 use proto::TaskState;
 
-use crate::state::{AgentState, ClusterState, Histogram};
+use crate::state::{AgentState, ClusterState, Histogram, TaskRow};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-const TASK_STATES: [TaskState; 8] = [
-    TaskState::Staging,
-    TaskState::Starting,
-    TaskState::Running,
-    TaskState::Finished,
-    TaskState::Failed,
-    TaskState::Killed,
-    TaskState::Lost,
-    TaskState::Error,
-];
-
 pub fn render(state: &ClusterState) -> String {
     let mut out = String::new();
-    let c = &state.counters;
+    gauges(&mut out, state);
+    counters(&mut out, state);
+    task_samples(&mut out, &state.tasks);
+    resources(&mut out, state);
+    out
+}
 
+/// What the rows count: agents, frameworks, tasks and offers.
+fn gauges(out: &mut String, state: &ClusterState) {
     family(
-        &mut out,
+        out,
         "wasmos_agents",
         "gauge",
         "Agents known to the master, by state.",
     );
     for s in AgentState::ALL {
         let n = state.agents.iter().filter(|a| a.state == s).count();
-        sample(
-            &mut out,
-            "wasmos_agents",
-            &[("state", s.as_str())],
-            n as f64,
-        );
+        sample(out, "wasmos_agents", &[("state", s.as_str())], n as f64);
     }
 
     family(
-        &mut out,
+        out,
         "wasmos_frameworks",
         "gauge",
         "Frameworks registered with the master.",
     );
-    sample(
-        &mut out,
-        "wasmos_frameworks",
-        &[],
-        state.frameworks.len() as f64,
-    );
+    sample(out, "wasmos_frameworks", &[], state.frameworks.len() as f64);
 
     family(
-        &mut out,
+        out,
         "wasmos_tasks",
         "gauge",
         "Tasks live or recently ended, by state.",
     );
-    for s in TASK_STATES {
+    for s in TaskState::ALL {
         let n = state.tasks.iter().filter(|t| t.state == s).count();
-        sample(&mut out, "wasmos_tasks", &[("state", s.as_str())], n as f64);
+        sample(out, "wasmos_tasks", &[("state", s.as_str())], n as f64);
     }
 
     family(
-        &mut out,
+        out,
         "wasmos_offers_outstanding",
         "gauge",
         "Offers made and not yet answered.",
     );
     sample(
-        &mut out,
+        out,
         "wasmos_offers_outstanding",
         &[],
         state.offers.len() as f64,
     );
+}
 
+/// The recorder's counters of offers and allocation passes.
+fn counters(out: &mut String, state: &ClusterState) {
+    let c = &state.counters;
     family(
-        &mut out,
+        out,
         "wasmos_offers_total",
         "counter",
         "Offers by outcome since the master started.",
@@ -92,7 +82,7 @@ pub fn render(state: &ClusterState) -> String {
         ("rescinded", c.offers_rescinded),
     ] {
         sample(
-            &mut out,
+            out,
             "wasmos_offers_total",
             &[("outcome", outcome)],
             n as f64,
@@ -100,26 +90,31 @@ pub fn render(state: &ClusterState) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "wasmos_allocation_pass_duration_seconds",
         "histogram",
         "Time of one allocation pass of the master.",
     );
     histogram(
-        &mut out,
+        out,
         "wasmos_allocation_pass_duration_seconds",
         &c.allocation_pass_seconds,
     );
+    shares_and_faults(out, state);
+}
 
+/// Dominant shares, then the counters of what went wrong on the way in.
+fn shares_and_faults(out: &mut String, state: &ClusterState) {
+    let c = &state.counters;
     family(
-        &mut out,
+        out,
         "wasmos_framework_dominant_share",
         "gauge",
         "DRF dominant share of each framework (0 to 1).",
     );
     for f in &state.frameworks {
         sample(
-            &mut out,
+            out,
             "wasmos_framework_dominant_share",
             &[("framework", f.framework_id.as_str()), ("name", &f.name)],
             f.dominant_share,
@@ -127,14 +122,14 @@ pub fn render(state: &ClusterState) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "wasmos_decode_errors_total",
         "counter",
         "Payloads dropped because they did not decode, by key.",
     );
     for (key, n) in &c.decode_errors {
         sample(
-            &mut out,
+            out,
             "wasmos_decode_errors_total",
             &[("key", key)],
             *n as f64,
@@ -142,74 +137,78 @@ pub fn render(state: &ClusterState) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "wasmos_status_update_retries_total",
         "counter",
         "Task status updates resent by agents for want of an acknowledgement.",
     );
     sample(
-        &mut out,
+        out,
         "wasmos_status_update_retries_total",
         &[],
         c.status_update_retries as f64,
     );
+}
 
+/// Per task: exit codes and usage.
+fn task_samples(out: &mut String, tasks: &[TaskRow]) {
     family(
-        &mut out,
+        out,
         "wasmos_task_exit_code",
         "gauge",
         "Exit code of each task in the snapshot that reported one (live and recently ended).",
     );
-    for t in state.tasks.iter() {
+    for t in tasks {
         if let Some(code) = t.exit_code {
             let labels = task_labels(t);
-            sample(&mut out, "wasmos_task_exit_code", &labels, f64::from(code));
+            sample(out, "wasmos_task_exit_code", &labels, f64::from(code));
         }
     }
 
-    let usage = |t: &&crate::state::TaskInfo| t.cpu_seconds.is_some();
+    let usage = |t: &&TaskRow| t.cpu_seconds.is_some();
     family(
-        &mut out,
+        out,
         "wasmos_task_cpu_seconds_total",
         "counter",
         "Cpu time each task in the snapshot used, as its agent reported it.",
     );
-    for t in state.tasks.iter().filter(usage) {
+    for t in tasks.iter().filter(usage) {
         let labels = task_labels(t);
         let cpu = t.cpu_seconds.unwrap_or_default();
-        sample(&mut out, "wasmos_task_cpu_seconds_total", &labels, cpu);
+        sample(out, "wasmos_task_cpu_seconds_total", &labels, cpu);
     }
     family(
-        &mut out,
+        out,
         "wasmos_task_memory_bytes",
         "gauge",
         "Memory each task in the snapshot used at its agent's last report.",
     );
-    for t in state.tasks.iter().filter(usage) {
+    for t in tasks.iter().filter(usage) {
         let labels = task_labels(t);
         let memory = t.memory_bytes.unwrap_or_default() as f64;
-        sample(&mut out, "wasmos_task_memory_bytes", &labels, memory);
+        sample(out, "wasmos_task_memory_bytes", &labels, memory);
     }
+}
 
+fn resources(out: &mut String, state: &ClusterState) {
     let resources = cluster_resources(state);
     family(
-        &mut out,
+        out,
         "wasmos_cluster_resources",
         "gauge",
         "Scalar resources of active agents, by resource and kind (total, used, offered).",
     );
     for ((resource, kind), v) in &resources {
         sample(
-            &mut out,
+            out,
             "wasmos_cluster_resources",
             &[("resource", resource), ("kind", kind)],
             *v,
         );
     }
-    out
 }
 
-fn task_labels(t: &crate::state::TaskInfo) -> [(&'static str, &str); 3] {
+fn task_labels(t: &TaskRow) -> [(&'static str, &str); 3] {
     [
         ("task", t.task_id.as_str()),
         ("framework", t.framework_id.as_str()),

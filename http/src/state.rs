@@ -1,27 +1,30 @@
 //! The snapshot of the cluster that the API, `/metrics` and the dashboard serve: one
-//! serializable value, built by [`crate::Recorder`] and published by the master daemon.
-//!
-//! Identifiers, resources and attributes are the `proto` types, serialized as JSON the
-//! same way the CLI prints them; the `*Doc` types only describe those shapes in OpenAPI.
+//! serializable value, published by the master daemon. Its rows are the master core's
+//! (`proto::operator`, built by `master::view`); the decision log, the share history and
+//! the counters are the [`crate::Recorder`]'s.
 
 use std::collections::BTreeMap;
 
-use proto::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId, TaskState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use proto::operator::{
+    AgentRow, AgentState, FrameworkRow, LogEntry, LogKind, OfferRow, TaskRow,
+};
 
 /// Everything the operator API serves, as of `generated_at_ms`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterState {
     /// Wall clock of the master when the snapshot was taken, ms since the Unix epoch.
     pub generated_at_ms: u64,
-    pub agents: Vec<AgentInfo>,
-    pub frameworks: Vec<FrameworkInfo>,
+    /// Active agents, then recently lost ones.
+    pub agents: Vec<AgentRow>,
+    pub frameworks: Vec<FrameworkRow>,
     /// Live tasks, then recently ended ones (newest first, at most
-    /// [`crate::recorder::ENDED_TASKS_KEPT_MAX`]).
-    pub tasks: Vec<TaskInfo>,
+    /// `master::view::ENDED_TASKS_LISTED_MAX`).
+    pub tasks: Vec<TaskRow>,
     /// Outstanding offers.
-    pub offers: Vec<OfferInfo>,
+    pub offers: Vec<OfferRow>,
     /// Recent offers and decisions, oldest first (at most [`crate::recorder::LOG_ENTRIES_MAX`]).
     pub log: Vec<LogEntry>,
     /// Each framework's dominant share at recent snapshots, oldest first (at most
@@ -30,99 +33,11 @@ pub struct ClusterState {
     pub counters: Counters,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    /// Registered and advertising.
-    Active,
-    /// Was registered and is gone (its liveliness token vanished).
-    Lost,
-}
-
-impl AgentState {
-    pub const ALL: [AgentState; 2] = [AgentState::Active, AgentState::Lost];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentState::Active => "active",
-            AgentState::Lost => "lost",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct AgentInfo {
-    #[schema(value_type = String)]
-    pub agent_id: AgentId,
-    pub hostname: String,
-    pub state: AgentState,
-    /// `arch=aarch64`, `has=camera`; a key with several values is an array.
-    #[schema(value_type = BTreeMap<String, Object>)]
-    pub attributes: Attributes,
-    #[schema(value_type = ResourcesDoc)]
-    pub total: Resources,
-    #[schema(value_type = ResourcesDoc)]
-    pub free: Resources,
-    #[schema(value_type = ResourcesDoc)]
-    pub offered: Resources,
-    #[schema(value_type = ResourcesDoc)]
-    pub used: Resources,
-    pub tasks: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct FrameworkInfo {
-    #[schema(value_type = String)]
-    pub framework_id: FrameworkId,
-    pub name: String,
-    pub role: String,
-    pub role_weight: f64,
-    pub weight: f64,
-    pub connected: bool,
-    pub suppressed: bool,
-    /// Quantities used by its tasks plus offered to it, in thousandths of a unit.
-    pub allocation: BTreeMap<String, u64>,
-    /// Its dominant share of the cluster (0 to 1), unweighted.
-    pub dominant_share: f64,
-    pub tasks: usize,
-    pub offers: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct TaskInfo {
-    #[schema(value_type = String)]
-    pub task_id: TaskId,
-    #[schema(value_type = String)]
-    pub framework_id: FrameworkId,
-    #[schema(value_type = String)]
-    pub agent_id: AgentId,
-    pub name: String,
-    #[schema(value_type = ResourcesDoc)]
-    pub resources: Resources,
-    #[schema(value_type = TaskStateDoc)]
-    pub state: TaskState,
-    pub exit_code: Option<i32>,
-    /// Why the task is in its state, from its latest status update.
-    pub reason: String,
-    /// When the task was launched, wall clock, ms since the Unix epoch; 0 for a task that
-    /// ended before this master learned of its launch (after a restart).
-    pub launched_at_ms: u64,
-    /// Set when the task was chosen for reclaim: when it will be killed, wall clock, ms
-    /// since the Unix epoch.
-    pub reclaim_at_ms: Option<u64>,
-    /// Cpu time used, seconds, as its agent last reported (`None` before any report).
-    #[serde(default)]
-    pub cpu_seconds: Option<f64>,
-    /// Memory in use, bytes, as its agent last reported.
-    #[serde(default)]
-    pub memory_bytes: Option<u64>,
-}
-
 /// One task with what it wrote, for `GET /api/v1/tasks/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
-    pub task: TaskInfo,
+    pub task: TaskRow,
     /// The end of its output, as the agent keeps it; `None` when it could not be had
     /// (see `log_error`).
     pub log_tail: Option<LogTail>,
@@ -138,47 +53,26 @@ pub struct LogTail {
     pub dropped_bytes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct OfferInfo {
-    #[schema(value_type = String)]
-    pub offer_id: OfferId,
-    #[schema(value_type = String)]
-    pub framework_id: FrameworkId,
-    #[schema(value_type = String)]
-    pub agent_id: AgentId,
-    #[schema(value_type = ResourcesDoc)]
-    pub resources: Resources,
-    pub made_at_ms: u64,
-    pub expires_at_ms: Option<u64>,
-}
+/// Most bytes of each stream in a task's log tail; older bytes are counted as dropped.
+pub const LOG_TAIL_BYTES_MAX: usize = 64 * 1024;
 
-/// Something the master decided or was told, for the dashboard's log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct LogEntry {
-    /// Wall clock, ms since the Unix epoch.
-    pub at_ms: u64,
-    pub kind: LogKind,
-    pub framework_id: Option<String>,
-    pub agent_id: Option<String>,
-    pub task_id: Option<String>,
-    /// For people: "offered cpus:2 mem:512 of edge-1".
-    pub message: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogKind {
-    Offer,
-    Accept,
-    Decline,
-    Rescind,
-    Launch,
-    Kill,
-    Status,
-    Reclaim,
-    CallRefused,
-    /// A scheduler module hosted by the master failed a call.
-    SchedulerFault,
+impl LogTail {
+    /// The last [`LOG_TAIL_BYTES_MAX`] of each stream of what the agent kept, decoded
+    /// lossily; `dropped_bytes` is what the agent did not keep.
+    pub fn of_output(stdout: &[u8], stderr: &[u8], dropped_bytes: u64) -> LogTail {
+        let mut dropped = dropped_bytes;
+        let mut tail = |bytes: &[u8]| {
+            let cut = bytes.len().saturating_sub(LOG_TAIL_BYTES_MAX);
+            dropped += cut as u64;
+            String::from_utf8_lossy(&bytes[cut..]).into_owned()
+        };
+        let (stdout, stderr) = (tail(stdout), tail(stderr));
+        LogTail {
+            stdout,
+            stderr,
+            dropped_bytes: dropped,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -246,29 +140,16 @@ impl Histogram {
     }
 }
 
-/// The JSON shape of `proto::Resources` (documentation only).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ResourcesDoc {
-    /// `cpus`, `mem` (MiB), `disk` (MiB), `gpus`: whole units, fractions allowed.
-    scalars: BTreeMap<String, f64>,
-    /// `ports`: sorted inclusive `[start, end]` intervals.
-    ranges: BTreeMap<String, Vec<[u64; 2]>>,
-    /// Device ids such as `gpu:0`.
-    sets: BTreeMap<String, Vec<String>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The JSON shape of `proto::TaskState` (documentation only).
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum TaskStateDoc {
-    Staging,
-    Starting,
-    Running,
-    Finished,
-    Failed,
-    Killed,
-    Lost,
-    Error,
+    #[test]
+    fn log_tail_keeps_the_end_of_each_stream_and_counts_the_rest() {
+        let long = vec![b'a'; LOG_TAIL_BYTES_MAX + 10];
+        let tail = LogTail::of_output(&long, b"err\xff", 5);
+        assert_eq!(tail.stdout.len(), LOG_TAIL_BYTES_MAX);
+        assert_eq!(tail.stderr, "err\u{fffd}");
+        assert_eq!(tail.dropped_bytes, 15);
+    }
 }

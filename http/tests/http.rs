@@ -13,10 +13,11 @@ use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_api::jobs::{Artifact, Command, CommandError, JobAccepted, ValidJob};
-use http_api::state::{ClusterState, LogTail, TaskInfo};
-use http_api::{ErrorBody, Handles, Recorder};
-use master::{Action, Master, MasterConfig, Millis};
+use http_api::state::{ClusterState, TaskRow};
+use http_api::{Command, ErrorBody, Handles, Recorder};
+use jobs::request::{Artifact, ValidJob, ValidateJob};
+use master::{Action, Master, MasterConfig, Millis, OperatorKillError};
+use proto::operator::{JobAccepted, OperatorError, OperatorReply, OperatorRequest};
 use proto::{
     AgentAdvert, AgentId, Attributes, Call, CallReply, Event, Filters, FrameworkCall, FrameworkId,
     FrameworkInfo, ModuleRef, Offer, Operation, Resources, StatusUuid, TaskId, TaskKind,
@@ -261,34 +262,32 @@ impl Daemon {
         self.state_tx.send_replace(Arc::new(snapshot));
     }
 
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::SubmitJob { job, reply } => {
-                let _ = reply.send(Ok(self.submit(job)));
-            }
-            Command::KillTask { task_id, reply } => {
-                let _ = reply.send(self.kill(task_id));
-            }
-            Command::TaskLogs { task_id, reply } => {
-                let now = self.now();
-                let known = self
-                    .recorder
-                    .snapshot(&self.master, Daemon::wall_ms(), now)
-                    .tasks
-                    .iter()
-                    .any(|t| t.task_id == task_id);
-                let answer = if known {
-                    Ok(LogTail {
-                        stdout: format!("hello from {task_id}\n"),
-                        stderr: String::new(),
-                        dropped_bytes: 0,
-                    })
-                } else {
-                    Err(CommandError::NotFound(format!("no task {task_id}")))
-                };
-                let _ = reply.send(answer);
-            }
-        }
+    /// Answers as the master daemon's operator does: jobs validated, then queued;
+    /// kills through the core's operator input; logs of tasks the core knows.
+    fn command(&mut self, Command { request, reply }: Command) {
+        let answer = match request {
+            OperatorRequest::SubmitJob(job) => match job.validate() {
+                Ok(job) => OperatorReply::JobAccepted(self.submit(job)),
+                Err(e) => OperatorReply::Error(OperatorError::InvalidJob(e.to_string())),
+            },
+            OperatorRequest::Kill { task_id } => match self.kill(task_id) {
+                Ok(()) => OperatorReply::Killed,
+                Err(e) => OperatorReply::Error(e),
+            },
+            OperatorRequest::Logs { task_id } => match self.master.task_agent(&task_id) {
+                Some(_) => OperatorReply::Logs {
+                    state: TaskState::Finished,
+                    stdout: format!("hello from {task_id}\n").into_bytes(),
+                    stderr: Vec::new(),
+                    dropped_bytes: 0,
+                },
+                None => OperatorReply::Error(OperatorError::NotFound(format!("no task {task_id}"))),
+            },
+            other => OperatorReply::Error(OperatorError::Conflict(format!(
+                "the API does not ask {other:?}"
+            ))),
+        };
+        let _ = reply.send(answer);
     }
 
     fn submit(&mut self, job: ValidJob) -> JobAccepted {
@@ -314,29 +313,14 @@ impl Daemon {
         JobAccepted { job_id, task_ids }
     }
 
-    fn kill(&mut self, task_id: TaskId) -> Result<(), CommandError> {
-        let live = self
-            .master
-            .tasks_view()
-            .into_iter()
-            .find(|t| t.task_id == task_id);
-        let Some(task) = live else {
-            let now = self.now();
-            let ended = self
-                .recorder
-                .snapshot(&self.master, Daemon::wall_ms(), now)
-                .tasks
-                .iter()
-                .any(|t| t.task_id == task_id);
-            return Err(if ended {
-                CommandError::Conflict(format!("task {task_id} already ended"))
-            } else {
-                CommandError::NotFound(format!("no task {task_id}"))
-            });
-        };
-        self.call(Some(task.framework_id), Call::Kill { task_id });
+    fn kill(&mut self, task_id: TaskId) -> Result<(), OperatorError> {
+        let now = self.now();
+        let killed = self.master.handle_operator_kill(now, &task_id);
         self.drain();
-        Ok(())
+        killed.map_err(|e| match e {
+            OperatorKillError::Unknown(_) => OperatorError::NotFound(e.to_string()),
+            OperatorKillError::Ended { .. } => OperatorError::Conflict(e.to_string()),
+        })
     }
 }
 
@@ -452,10 +436,10 @@ fn job(name: &str) -> Value {
     json!({"name": name, "module": MODULE_SHA, "cpus": 0.5, "mem": 64, "count": 1, "args": ["--greet"], "constraints": ["arch=x86_64"], "restart": "never"})
 }
 
-async fn wait_for_state(client: &reqwest::Client, base: &str, task: &str, state: &str) -> TaskInfo {
+async fn wait_for_state(client: &reqwest::Client, base: &str, task: &str, state: &str) -> TaskRow {
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     loop {
-        let tasks: Vec<TaskInfo> = client
+        let tasks: Vec<TaskRow> = client
             .get(format!("{base}/api/v1/tasks"))
             .send()
             .await
@@ -558,7 +542,7 @@ async fn every_endpoint_over_tcp() {
                 .send()
                 .await
                 .unwrap()
-                .json::<Vec<TaskInfo>>()
+                .json::<Vec<TaskRow>>()
                 .await
                 .unwrap()
         }

@@ -1,28 +1,23 @@
-//! The adapter: runs a [`JobBook`] over `framework::FrameworkClient` in a tokio task and
-//! serves the `jobs/submit` queryable. It moves messages and holds the timer; the book
-//! decides.
+//! The adapter: runs a [`JobBook`] over `framework::FrameworkClient` in a tokio task. It
+//! moves messages and holds the timer; the book decides.
 //!
-//! `jobs/submit` takes a [`proto::admin::JobsRequest::Submit`] whose `json` is a
-//! [`JobRequest`] (the same JSON as `POST /api/v1/jobs`) and answers
-//! [`proto::admin::JobsReply::Accepted`] with the [`JobAccepted`] JSON, or
-//! [`proto::admin::JobsReply::Error`] saying what to fix. Both go through `proto`'s codec
-//! like every other payload; JSON inside, as on `master/admin`, because the job's shape is
-//! the operator's contract and grows with it.
+//! Jobs reach it through a [`JobsClient`]: the master's operator protocol
+//! (`master_daemon::operator`) is the one door for `wasmos run` and `POST /api/v1/jobs`,
+//! and hands it jobs it validated with [`crate::request::ValidateJob`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use framework::{FrameworkClient, FrameworkConfig, FrameworkError};
-use net::{Net, NetError, Request, Requests};
+use net::Net;
 use proto::TaskId;
-use proto::admin::{JobsReply, JobsRequest};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::book::{JobBook, JobBookConfig, KillError, SubmitError};
-use crate::request::{JobAccepted, JobError, JobRequest, ValidJob};
+use crate::request::{JobAccepted, ValidJob};
 
 /// The framework name the jobs framework subscribes with.
 pub const JOBS_FRAMEWORK_NAME: &str = "jobs";
@@ -31,8 +26,6 @@ pub const JOBS_FRAMEWORK_NAME: &str = "jobs";
 pub const JOBS_FAILOVER_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Requests from [`JobsHandle`]s waiting for the framework's task; callers wait beyond it.
 pub const COMMANDS_QUEUED_MAX: usize = 64;
-/// Largest job JSON taken on `jobs/submit`; a bigger one is refused before parsing.
-pub const SUBMIT_JSON_BYTES_MAX: usize = 256 << 10;
 
 /// How the jobs framework subscribes and schedules.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,10 +57,6 @@ impl Default for JobsConfig {
 pub enum JobsError {
     #[error("the jobs framework could not subscribe to the master: {0}")]
     Subscribe(#[source] FrameworkError),
-    #[error("the jobs framework could not serve its queryable: {0}")]
-    Net(#[from] NetError),
-    #[error("{0}")]
-    Invalid(#[from] JobError),
     #[error("{0}")]
     Submit(#[from] SubmitError),
     #[error("{0}")]
@@ -124,15 +113,13 @@ pub struct JobsFramework;
 
 impl JobsFramework {
     /// Subscribes as a framework (retrying while no master answers, see
-    /// `framework::FrameworkConfig::subscribe_timeout_ms`), declares `jobs/submit`, and
-    /// runs until [`JobsHandle::shutdown`] or until `net` closes.
+    /// `framework::FrameworkConfig::subscribe_timeout_ms`) and runs until [`JobsHandle::shutdown`] or until `net` closes.
     pub async fn start(net: Net, config: JobsConfig) -> Result<JobsHandle, JobsError> {
         let mut framework_config =
             FrameworkConfig::new(&config.name).with_role(&config.role, config.weight);
         framework_config.info.failover_timeout_ms = JOBS_FAILOVER_TIMEOUT_MS;
         let (client, events) =
             subscribe(&net, framework_config, config.framework_id_file.as_deref()).await?;
-        let submissions = net.serve::<JobsRequest>(&net.keys().jobs_submit()).await?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (stop_tx, stop_rx) = oneshot::channel();
         let framework_id = client.framework_id().clone();
@@ -141,7 +128,6 @@ impl JobsFramework {
             book: JobBook::new(config.book, incarnation()),
             client,
             events,
-            submissions,
             commands: commands_rx,
             stop: stop_rx,
             started: Instant::now(),
@@ -189,7 +175,7 @@ impl JobsHandle {
         self.client.clone()
     }
 
-    /// Stops the framework: no more offers are taken and `jobs/submit` goes away. Its
+    /// Stops the framework: no more offers are taken and its clients' calls fail. Its
     /// running tasks stay (the master keeps them for the framework's failover timeout).
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
@@ -257,7 +243,6 @@ struct Driver {
     book: JobBook,
     client: FrameworkClient,
     events: framework::Events,
-    submissions: Requests<JobsRequest>,
     commands: mpsc::Receiver<Command>,
     stop: oneshot::Receiver<()>,
     started: Instant,
@@ -281,10 +266,6 @@ impl Driver {
                         tracing::info!("the jobs framework's event stream ended");
                         return;
                     }
-                },
-                request = self.submissions.recv() => match request {
-                    Some(request) => self.answer_submission(request).await,
-                    None => return,
                 },
                 Some(command) = self.commands.recv() => self.handle_command(command),
                 _ = &mut self.stop => return,
@@ -321,46 +302,6 @@ impl Driver {
             }
         }
     }
-
-    async fn answer_submission(&mut self, request: Request<JobsRequest>) {
-        let (JobsRequest::Submit { json }, responder) = request.into_parts();
-        let reply = match self.submit_json(&json) {
-            Ok(accepted) => match serde_json::to_string(&accepted) {
-                Ok(json) => JobsReply::Accepted { json },
-                Err(e) => JobsReply::Error {
-                    message: format!("could not write the answer: {e}"),
-                },
-            },
-            Err(e) => JobsReply::Error {
-                message: e.to_string(),
-            },
-        };
-        if let Err(e) = responder.reply(&reply).await {
-            tracing::debug!(%e, "could not answer a job submission");
-        }
-    }
-
-    fn submit_json(&mut self, json: &str) -> Result<JobAccepted, SubmitJsonError> {
-        if json.len() > SUBMIT_JSON_BYTES_MAX {
-            return Err(SubmitJsonError::TooLarge(json.len()));
-        }
-        let request: JobRequest = serde_json::from_str(json).map_err(SubmitJsonError::Json)?;
-        let job = request.validate()?;
-        let now = self.now_ms();
-        Ok(self.book.submit(now, job)?)
-    }
-}
-
-#[derive(Debug, Error)]
-enum SubmitJsonError {
-    #[error("the job is {0} bytes of JSON, over the limit of {SUBMIT_JSON_BYTES_MAX}")]
-    TooLarge(usize),
-    #[error("the job is not a valid job request: {0}")]
-    Json(serde_json::Error),
-    #[error("{0}")]
-    Invalid(#[from] JobError),
-    #[error("{0}")]
-    Submit(#[from] SubmitError),
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

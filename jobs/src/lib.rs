@@ -2,11 +2,11 @@
 //! with resources, constraints and a restart policy, spread across agents, without
 //! writing a scheduler.
 //!
-//! - [`request`]: a job as operators submit it (`wasmos run`, `POST /api/v1/jobs`, the
-//!   `jobs/submit` queryable) and its validation.
+//! - [`request`]: a job as operators submit it (`wasmos run`, `POST /api/v1/jobs`, both
+//!   answered by the master's operator protocol) and its validation.
 //! - [`book`]: the scheduler, sans-IO: jobs and master events in, framework calls out.
-//! - [`framework`]: the adapter that runs the book over `framework::FrameworkClient` and
-//!   serves `jobs/submit`.
+//! - [`framework`]: the adapter that runs the book over `framework::FrameworkClient`, and
+//!   the [`JobsClient`] through which the master hands it submissions and kills.
 
 pub mod book;
 pub mod framework;
@@ -16,4 +16,4 @@ pub mod restart;
 
 pub use book::{JobBook, JobBookConfig, KillError, SubmitError};
 pub use framework::{JobsClient, JobsConfig, JobsError, JobsFramework, JobsHandle};
-pub use request::{JobAccepted, JobError, JobRequest, RestartPolicy, ValidJob};
+pub use request::{JobAccepted, JobError, JobRequest, RestartPolicy, ValidJob, ValidateJob};

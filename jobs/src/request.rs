@@ -1,11 +1,13 @@
-//! A job as operators submit it (`wasmos run`, `POST /api/v1/jobs`, the `jobs/submit`
-//! queryable): its JSON shape, its limits, and its validation into a [`ValidJob`].
+//! A job as operators submit it (`wasmos run`, `POST /api/v1/jobs`, both through the
+//! master's operator protocol): its limits, and its validation into a [`ValidJob`]. The
+//! shape itself, [`JobRequest`], is the operator's contract and lives in
+//! `proto::operator`.
 
 use std::collections::BTreeMap;
 
-use proto::{Constraint, ModuleHash, TaskId};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use proto::{Constraint, ModuleHash};
+
+pub use proto::operator::{JobAccepted, JobRequest, RestartPolicy};
 
 /// Tasks one job may ask for.
 pub const JOB_COUNT_MAX: u32 = 256;
@@ -19,55 +21,6 @@ pub const JOB_NAME_BYTES_MAX: usize = 64;
 pub const JOB_LIST_ITEMS_MAX: usize = 64;
 /// Longest argument, environment value, constraint or image path, bytes.
 pub const JOB_ITEM_BYTES_MAX: usize = 4096;
-
-/// What `POST /api/v1/jobs` takes: `count` copies of one task, placed by the jobs
-/// framework on agents that satisfy `constraints`. Exactly one of `module` and `image`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobRequest {
-    /// Names the job's tasks (`<name>-<n>.<tag>`): 1 to 64 of `a-z 0-9 - _ .`, starting
-    /// with a letter or digit.
-    pub name: String,
-    /// sha256 (64 lower-case hex digits) of a WASM module already in the master's store.
-    #[serde(default)]
-    pub module: Option<String>,
-    /// Path of an OCI image layout on the agent.
-    #[serde(default)]
-    pub image: Option<String>,
-    /// Cpus per task, more than 0.
-    pub cpus: f64,
-    /// Memory per task, MiB, more than 0.
-    pub mem: f64,
-    /// Tasks to run, 1 to 256.
-    #[serde(default = "one")]
-    pub count: u32,
-    /// `key=value` attributes an agent must have (`arch=aarch64`).
-    #[serde(default)]
-    pub constraints: Vec<String>,
-    /// Arguments (for an image: the command, overriding its entrypoint).
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    /// Wall-clock limit of each task, ms.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RestartPolicy {
-    #[default]
-    Never,
-    OnFailure,
-    Always,
-}
 
 /// A job that passed validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,8 +70,13 @@ pub enum JobError {
     TooLong(&'static str),
 }
 
-impl JobRequest {
-    pub fn validate(self) -> Result<ValidJob, JobError> {
+/// Validation of a [`JobRequest`] (a trait, since the request is `proto`'s type).
+pub trait ValidateJob {
+    fn validate(self) -> Result<ValidJob, JobError>;
+}
+
+impl ValidateJob for JobRequest {
+    fn validate(self) -> Result<ValidJob, JobError> {
         // The first byte is checked apart: task ids start with the name, and agents refuse
         // ids starting with a dot (they name directories).
         let name_ok = self
@@ -185,13 +143,4 @@ fn check_list<'a>(
         }
     }
     Ok(())
-}
-
-/// What `POST /api/v1/jobs` answers (201).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct JobAccepted {
-    pub job_id: String,
-    /// The tasks the job will run, in the state `staging` until launched.
-    #[schema(value_type = Vec<String>)]
-    pub task_ids: Vec<TaskId>,
 }

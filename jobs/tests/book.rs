@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use jobs::book::{JobBook, JobBookConfig, KillError, SubmitError};
-use jobs::request::{JobRequest, RestartPolicy, ValidJob};
+use jobs::request::{JobRequest, RestartPolicy, ValidJob, ValidateJob};
 use jobs::restart::Backoff;
 use master::{Action, Master, MasterConfig, Millis};
 use proto::{

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use master::{Action, LaunchOutcome, Master, Millis};
 use net::{Net, Responder};
-use proto::admin::{AdminReply, AdminRequest};
 use proto::{
     AgentAdvert, AgentCommand, AgentId, AgentReply, CallReply, Event, FrameworkCall, FrameworkId,
     TaskSpec,
@@ -18,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use http_api::ClusterState;
 
-use crate::operator::{self, Snapshots};
+use crate::operator::Snapshots;
 use crate::{AGENT_COMMANDS_IN_FLIGHT_MAX, Input, MasterDaemonConfig};
 use net::clock::{Clock, unix_ms};
 
@@ -85,7 +84,7 @@ impl Driver {
     /// Whether the input may change what the operator snapshot shows.
     fn changes_state(&mut self, input: &Input) -> bool {
         match input {
-            Input::Inspect(_) | Input::Admin(..) => false,
+            Input::Inspect(_) | Input::Snapshot(_) => false,
             Input::LaunchOutcome {
                 outcome: LaunchOutcome::Taken,
                 ..
@@ -138,17 +137,13 @@ impl Driver {
                 self.core.handle_framework_token(now, &framework_id, false);
             }
             Input::Call(call, responder) => self.handle_call(now, call, responder).await,
-            Input::Admin(request, responder) => {
-                if let Err(e) = responder.reply(&self.admin_view(request)).await {
-                    tracing::debug!(%e, "could not answer an admin request");
-                }
+            Input::Snapshot(reply) => {
+                let _ = reply.send(self.snapshots.fresh(now, &self.core, &self.net));
             }
             Input::Inspect(read) => read(&self.core),
-            Input::TaskUsage(report) => self.snapshots.recorder().observe_task_usage(&report),
+            Input::TaskUsage(report) => self.core.handle_task_usage(now, &report),
             Input::KillTask { task_id, reply } => {
-                let done =
-                    operator::kill_in_core(&mut self.core, &mut self.snapshots, now, task_id);
-                let _ = reply.send(done);
+                let _ = reply.send(self.core.handle_operator_kill(now, &task_id));
             }
         }
     }
@@ -166,29 +161,6 @@ impl Driver {
         };
         if let Err(e) = responder.reply(&reply).await {
             tracing::debug!(%e, "could not answer a framework call");
-        }
-    }
-
-    /// The rows of the snapshot the HTTP API serves (one code path for the CLI listings
-    /// and the API), published anew first if anything changed.
-    fn admin_view(&mut self, request: AdminRequest) -> AdminReply {
-        let state = self
-            .snapshots
-            .fresh(self.clock.now(), &self.core, &self.net);
-        let json = match request {
-            AdminRequest::Agents => serde_json::to_string(&state.agents),
-            AdminRequest::Frameworks => serde_json::to_string(&state.frameworks),
-            AdminRequest::Tasks => serde_json::to_string(&state.tasks),
-            AdminRequest::Offers => serde_json::to_string(&state.offers),
-            AdminRequest::DecodeErrors => {
-                serde_json::to_string(&self.net.decode_errors().snapshot())
-            }
-        };
-        match json {
-            Ok(json) => AdminReply::Json { json },
-            Err(e) => AdminReply::Error {
-                message: format!("the master cannot write its view as JSON: {e}"),
-            },
         }
     }
 

@@ -23,8 +23,8 @@
 //! | `frameworks/*/alive` | `handle_framework_token(present)` | core: events held until the token, for at most `MasterConfig::framework_token_wait_ms` after subscribing; token gone → disconnected |
 //! | `frameworks/<id>/events` | the core's `SendEvent`s; reclaim notices and hosted schedulers' faults as `Error` events | core |
 //! | `modules/*`, `master/upload` | the module store |
-//! | `master/admin` | rows of the latest [`http_api::ClusterState`] for operator tools, as JSON (see [`crate::tools`]) |
-//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`crate::hosted`]) |
+//! | `master/admin` | the operator protocol (`proto::operator`), answered by [`operator`] as the HTTP API is (see [`crate::tools`]) |
+//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`frameworks::hosted`]) |
 
 mod driver;
 pub mod error;
@@ -34,17 +34,17 @@ mod pumps;
 pub mod tools;
 
 pub use error::DaemonError;
+pub use operator::JobSubmitter;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http_api::{ClusterState, CommandError, JobSubmitter};
+use http_api::ClusterState;
 
-use master::{Master, MasterConfig};
+use master::{Master, MasterConfig, OperatorKillError};
 use net::modules::{ModuleServer, ModuleStore};
 use net::{AliveToken, Net, NetConfig, Responder};
-use proto::admin::AdminRequest;
 use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -146,20 +146,43 @@ pub(crate) enum Input {
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
     Call(FrameworkCall, Responder),
-    Admin(AdminRequest, Responder),
+    /// From the operator ([`operator`]): the latest snapshot, published anew first if
+    /// anything changed, so that a tool sees what it just did.
+    Snapshot(oneshot::Sender<Arc<ClusterState>>),
     Inspect(Box<dyn FnOnce(&Master) + Send>),
-    /// What an agent's task uses, for `/metrics`.
+    /// What an agent's task uses, for the operator's rows.
     TaskUsage(proto::TaskUsageReport),
-    /// From the HTTP API: kill a task on behalf of its framework.
+    /// From the operator ([`operator`]): kill a task in the operator's name.
     KillTask {
         task_id: TaskId,
-        reply: oneshot::Sender<Result<(), CommandError>>,
+        reply: oneshot::Sender<Result<(), OperatorKillError>>,
     },
 }
 
 pub struct MasterDaemon;
 
 impl MasterDaemon {
+    /// The core, with the allocation policy `config` asks for.
+    fn core(config: &MasterDaemonConfig) -> Result<Master, DaemonError> {
+        // A live master is not reproducible anyway: its allocator module gets a wall-clock
+        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
+        let allocator_limits = policy_host::Limits {
+            metering: policy_host::Metering::Deadline,
+            ..config.module_limits
+        };
+        let allocator = policy_host::allocator_from_spec(
+            &config.allocator,
+            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
+            allocator_limits,
+        )?;
+        tracing::info!(allocator = allocator.name(), "allocation policy");
+        Ok(Master::with_allocator(
+            config.core.clone(),
+            config.seed,
+            allocator,
+        ))
+    }
+
     /// Opens the session, serves the module store, declares every subscriber and
     /// queryable, starts the driver, and only then declares `master/alive`, so that agents
     /// and frameworks that react to the token find everything in place.
@@ -189,17 +212,15 @@ impl MasterDaemon {
         let state = driver.cluster_state();
         let driver = tokio::spawn(driver.run(inputs_rx));
         let (jobs, jobs_slot) = watch::channel(None);
-        let commands = operator::CommandContext {
-            net: net.clone(),
-            state: state.clone(),
-            inputs: inputs_tx.clone(),
-            jobs: jobs_slot,
-        };
-        let (operator_tasks, http_addr) = operator::serve(http_listener, commands);
+        let (hosted_door, hosted_slot) = watch::channel(None);
+        let ctx =
+            operator::OperatorContext::new(net.clone(), inputs_tx.clone(), jobs_slot, hosted_slot);
+        let (operator_tasks, http_addr) =
+            operator::serve(http_listener, ctx, state.clone()).await?;
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
-        let frameworks =
-            MasterDaemon::frameworks(&net, &endpoints, &config, &store, &inputs_tx).await?;
+        let frameworks = MasterDaemon::frameworks(&endpoints, &config, &store, &inputs_tx).await?;
+        hosted_door.send_replace(Some(frameworks.hosted.door()));
         jobs.send_replace(frameworks.jobs_submitter());
         tracing::info!(
             ?endpoints,
@@ -225,30 +246,8 @@ impl MasterDaemon {
 }
 
 impl MasterDaemon {
-    /// The core with the configured allocation policy.
-    fn core(config: &MasterDaemonConfig) -> Result<Master, DaemonError> {
-        // A live master is not reproducible anyway: its allocator module gets a wall-clock
-        // deadline, cheaper than fuel on the hot path (policy-host/README.md).
-        let allocator_limits = policy_host::Limits {
-            metering: policy_host::Metering::Deadline,
-            ..config.module_limits
-        };
-        let allocator = policy_host::allocator_from_spec(
-            &config.allocator,
-            config.seed ^ master::BUILTIN_DRF_SEED_MIX,
-            allocator_limits,
-        )?;
-        tracing::info!(allocator = allocator.name(), "allocation policy");
-        Ok(Master::with_allocator(
-            config.core.clone(),
-            config.seed,
-            allocator,
-        ))
-    }
-
     /// The frameworks run in this process, connected to the master as members.
     async fn frameworks(
-        net: &Net,
         endpoints: &[String],
         config: &MasterDaemonConfig,
         store: &Arc<ModuleStore>,
@@ -256,7 +255,6 @@ impl MasterDaemon {
     ) -> Result<InProcessFrameworks, DaemonError> {
         let member = NetConfig::member(endpoints.to_vec()).with_cluster(&config.net.cluster);
         let hosted = HostedFrameworks::start(
-            net,
             &member,
             store.clone(),
             config.module_limits,
@@ -283,7 +281,7 @@ pub struct MasterHandle {
     state: watch::Receiver<Arc<ClusterState>>,
     http_addr: Option<SocketAddr>,
     jobs: watch::Sender<Option<Arc<dyn JobSubmitter>>>,
-    /// The HTTP server and the task answering its commands.
+    /// The operator's queryables, the HTTP server and the task answering its commands.
     operator: Vec<JoinHandle<()>>,
 }
 
@@ -308,15 +306,15 @@ impl MasterHandle {
         self.http_addr
     }
 
-    /// The snapshots the HTTP API and the `master/admin` queryable serve, the latest
-    /// first; a new one at most every [`http_api::SNAPSHOT_INTERVAL_MS_MIN`].
+    /// The snapshots the HTTP API serves, the latest first; a new one at most every
+    /// [`http_api::SNAPSHOT_INTERVAL_MS_MIN`].
     pub fn cluster_state(&self) -> watch::Receiver<Arc<ClusterState>> {
         self.state.clone()
     }
 
-    /// Hands `POST /api/v1/jobs` (and kills of its tasks) to a jobs framework connected
-    /// to this master; replaces the one attached before. Until then, submissions are
-    /// answered 409 "jobs framework not running".
+    /// Hands operators' jobs (`wasmos run`, `POST /api/v1/jobs`, and cancelling its tasks
+    /// not launched yet) to a jobs framework connected to this master; replaces the one
+    /// attached before. Until then, submissions are refused "jobs framework not running".
     pub fn attach_jobs(&self, jobs: Arc<dyn JobSubmitter>) {
         self.jobs.send_replace(Some(jobs));
     }

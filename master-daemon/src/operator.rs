@@ -1,47 +1,111 @@
-//! The master's operator surface: the [`ClusterState`] snapshots that the HTTP API, the
-//! dashboard and the CLI listings all read (one code path), and the answers to the API's
-//! [`Command`]s.
+//! The master's operator surface, answered in one place: the operator protocol
+//! (`proto::operator`) on the `master/admin` queryable (and hosted-framework requests on
+//! `master/frameworks/hosted`), and the HTTP API's commands, all go to [`answer`].
+//!
+//! - Listings are the core's own rows (`master::view`) as the latest snapshot holds them
+//!   (published anew first if anything changed): the very rows the HTTP API serves.
+//! - A kill is the core's operator input (`Master::handle_operator_kill`); a task the
+//!   core does not know may be one the jobs framework holds but has not launched, which is
+//!   then cancelled there.
+//! - A task's output is asked of the agent in its row.
+//! - Jobs are validated here (one validation, one size limit:
+//!   [`JOB_REQUEST_BYTES_MAX`]) and handed to the attached jobs framework.
+//! - Hosted frameworks are managed by the master's [`HostedDoor`].
 //!
 //! The driver owns a [`Snapshots`]: it hands its [`Recorder`] every input and action and
-//! publishes a snapshot on a `watch` channel when something changed, at most every
-//! [`SNAPSHOT_INTERVAL_MS_MIN`], and every [`SNAPSHOT_IDLE_INTERVAL_MS`] regardless (so
-//! the share chart and the decode-error counters move on an idle cluster). Commands are
-//! answered by [`answer_commands`] outside the driver: kills go into the driver as an
-//! input (the core is only touched there), log tails are asked of the task's agent, jobs
-//! go to the attached [`JobSubmitter`].
+//! publishes a snapshot (the core's rows with the recorder's log and counters) on a
+//! `watch` channel when something changed, at most every [`SNAPSHOT_INTERVAL_MS_MIN`],
+//! and every [`SNAPSHOT_IDLE_INTERVAL_MS`] regardless (so the share chart and the
+//! decode-error counters move on an idle cluster). The HTTP API serves that snapshot.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use http_api::jobs::{JobSubmitter, jobs_not_running};
-use http_api::state::LogTail;
-use http_api::{ClusterState, Command, CommandError, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MIN};
-use master::{Master, Millis};
-use net::Net;
+use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MIN};
+use jobs::request::{ValidJob, ValidateJob};
+use master::{Master, Millis, OperatorKillError};
+use net::clock::unix_ms;
+use net::{Net, Responder};
 use proto::TaskId;
 use proto::admin::{LogsReply, LogsRequest};
+use proto::operator::{
+    HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
+    OperatorReply, OperatorRequest,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::Input;
 use crate::error::DaemonError;
-use net::clock::unix_ms;
+use crate::frameworks::hosted::HostedDoor;
 
 /// Between two snapshots of a cluster where nothing happened.
 pub const SNAPSHOT_IDLE_INTERVAL_MS: u64 = 5_000;
 /// Commands queued from the HTTP API; its handlers wait for room beyond it.
 pub const COMMANDS_QUEUED_MAX: usize = 64;
-/// Commands answered at once (log queries wait on agents); the rest wait in the queue.
+/// Operator requests answered at once (log queries wait on agents); the rest wait.
 pub const COMMANDS_IN_FLIGHT_MAX: usize = 16;
 /// How long the master waits for an agent's log tail; shorter than the API's own
 /// [`http_api::COMMAND_TIMEOUT_MS`] so that the client hears the agent's failure.
 pub const LOGS_QUERY_TIMEOUT_MS: u64 = 3_000;
-/// Most bytes of each stream in a task's log tail; older bytes are counted as dropped.
-pub const LOG_TAIL_BYTES_MAX: usize = 64 * 1024;
 
-/// The jobs framework attached to a running master, if any.
-pub(crate) type JobsSlot = watch::Receiver<Option<Arc<dyn JobSubmitter>>>;
+/// What an async [`JobSubmitter`] method returns (boxed, so the trait is object safe).
+pub type SubmitterFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, OperatorError>> + Send + 'a>>;
+
+/// The jobs framework as the master sees it: where operators' jobs go. The master holds
+/// at most one (attached after start, since the framework connects to the running
+/// master); with none, submissions are refused "jobs framework not running".
+pub trait JobSubmitter: Send + Sync + 'static {
+    /// Queues `job`; answers the ids its tasks will have.
+    fn submit(&self, job: ValidJob) -> SubmitterFuture<'_, JobAccepted>;
+    /// Cancels one of its tasks that it has not launched, and keeps it from starting.
+    fn cancel<'a>(&'a self, task_id: &'a TaskId) -> SubmitterFuture<'a, ()>;
+}
+
+impl JobSubmitter for jobs::JobsClient {
+    fn submit(&self, job: ValidJob) -> SubmitterFuture<'_, JobAccepted> {
+        Box::pin(async move {
+            jobs::JobsClient::submit(self, job)
+                .await
+                .map_err(jobs_error)
+        })
+    }
+
+    fn cancel<'a>(&'a self, task_id: &'a TaskId) -> SubmitterFuture<'a, ()> {
+        Box::pin(async move {
+            jobs::JobsClient::kill(self, task_id)
+                .await
+                .map_err(jobs_error)
+        })
+    }
+}
+
+fn jobs_error(e: jobs::JobsError) -> OperatorError {
+    use jobs::{JobsError, KillError};
+    match e {
+        JobsError::Kill(KillError::Unknown(task_id)) => no_task(&task_id),
+        JobsError::Stopped => {
+            OperatorError::JobsNotRunning(format!("jobs framework not running: {e}"))
+        }
+        other => OperatorError::Conflict(other.to_string()),
+    }
+}
+
+fn no_task(task_id: &TaskId) -> OperatorError {
+    OperatorError::NotFound(format!("no task {task_id}"))
+}
+
+fn jobs_not_running() -> OperatorError {
+    OperatorError::JobsNotRunning(
+        "jobs framework not running: the master serves the API, but no jobs framework \
+         is attached to it (`wasmos master` and `wasmos up` start one unless --no-jobs)"
+            .to_owned(),
+    )
+}
 
 /// The recorder and the channel its snapshots are published on.
 pub(crate) struct Snapshots {
@@ -92,15 +156,11 @@ impl Snapshots {
     }
 
     /// The latest snapshot, first published anew if anything changed since: what the
-    /// `master/admin` queryable answers, so a tool sees what it just did.
+    /// operator's listings answer, so a tool sees what it just did.
     pub(crate) fn fresh(&mut self, now: Millis, core: &Master, net: &Net) -> Arc<ClusterState> {
         if self.changed {
             self.publish(now, core, net);
         }
-        self.publisher.borrow().clone()
-    }
-
-    pub(crate) fn latest(&self) -> Arc<ClusterState> {
         self.publisher.borrow().clone()
     }
 
@@ -123,104 +183,211 @@ pub(crate) async fn bind_http(addr: SocketAddr) -> Result<TcpListener, DaemonErr
         .map_err(|source| DaemonError::HttpBind { addr, source })
 }
 
-/// Serves the HTTP API on `listener`, if any, and answers its commands; returns the tasks
-/// (to abort when the master stops) and the address served.
-pub(crate) fn serve(
+/// What answering operator requests needs; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct OperatorContext {
+    pub(crate) net: Net,
+    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
+    pub(crate) hosted: watch::Receiver<Option<HostedDoor>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl OperatorContext {
+    pub(crate) fn new(
+        net: Net,
+        inputs: mpsc::Sender<Input>,
+        jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
+        hosted: watch::Receiver<Option<HostedDoor>>,
+    ) -> OperatorContext {
+        OperatorContext {
+            net,
+            inputs,
+            jobs,
+            hosted,
+            in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
+        }
+    }
+}
+
+/// Serves the operator's queryables and, on `listener` if any, the HTTP API over the
+/// snapshots of `state`; returns the tasks (to abort when the master stops) and the HTTP
+/// address served.
+pub(crate) async fn serve(
     listener: Option<TcpListener>,
-    ctx: CommandContext,
-) -> (Vec<JoinHandle<()>>, Option<SocketAddr>) {
+    ctx: OperatorContext,
+    state: watch::Receiver<Arc<ClusterState>>,
+) -> Result<(Vec<JoinHandle<()>>, Option<SocketAddr>), DaemonError> {
+    let keys = ctx.net.keys().clone();
+    let mut admin = ctx
+        .net
+        .serve::<OperatorRequest>(&keys.master_admin())
+        .await?;
+    let mut hosted = ctx
+        .net
+        .serve::<HostedRequest>(&keys.master_hosted())
+        .await?;
+    let admin_ctx = ctx.clone();
+    let admin_door = tokio::spawn(async move {
+        while let Some(request) = admin.recv().await {
+            let (request, responder) = request.into_parts();
+            spawn_answer(&admin_ctx, request, Reply::Zenoh(responder)).await;
+        }
+    });
+    let hosted_ctx = ctx.clone();
+    let hosted_door = tokio::spawn(async move {
+        while let Some(request) = hosted.recv().await {
+            let (request, responder) = request.into_parts();
+            let request = OperatorRequest::Hosted(request);
+            spawn_answer(&hosted_ctx, request, Reply::Hosted(responder)).await;
+        }
+    });
+    let mut tasks = vec![admin_door, hosted_door];
     let Some(listener) = listener else {
-        return (Vec::new(), None);
+        return Ok((tasks, None));
     };
     let addr = listener.local_addr().ok();
-    let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_QUEUED_MAX);
+    let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(COMMANDS_QUEUED_MAX);
     let handles = Handles {
-        state: ctx.state.clone(),
+        state,
         commands: commands_tx,
     };
-    let server = tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         if let Err(e) = http_api::serve_on(listener, handles).await {
             tracing::error!(%e, "the HTTP API stopped");
         }
-    });
-    let answers = tokio::spawn(answer_commands(commands_rx, ctx));
-    (vec![server, answers], addr)
+    }));
+    tasks.push(tokio::spawn(async move {
+        while let Some(Command { request, reply }) = commands_rx.recv().await {
+            spawn_answer(&ctx, request, Reply::Http(reply)).await;
+        }
+    }));
+    Ok((tasks, addr))
 }
 
-/// What answering commands needs; cheap to clone.
-#[derive(Clone)]
-pub(crate) struct CommandContext {
-    pub(crate) net: Net,
-    pub(crate) state: watch::Receiver<Arc<ClusterState>>,
-    pub(crate) inputs: mpsc::Sender<Input>,
-    pub(crate) jobs: JobsSlot,
+/// Where an answer goes. A client that went away before it is not an error.
+enum Reply {
+    Zenoh(Responder),
+    /// The `master/frameworks/hosted` queryable answers the [`HostedReply`] alone.
+    Hosted(Responder),
+    Http(oneshot::Sender<OperatorReply>),
 }
 
-/// Answers the HTTP API's commands until the API's side of the channel is gone, at most
-/// [`COMMANDS_IN_FLIGHT_MAX`] at once.
-pub(crate) async fn answer_commands(mut commands: mpsc::Receiver<Command>, ctx: CommandContext) {
-    let in_flight = Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX));
-    while let Some(command) = commands.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
+/// Answers in a task of its own, at most [`COMMANDS_IN_FLIGHT_MAX`] at once.
+async fn spawn_answer(ctx: &OperatorContext, request: OperatorRequest, reply: Reply) {
+    let Ok(permit) = ctx.in_flight.clone().acquire_owned().await else {
+        return;
+    };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let answer = answer(&ctx, request).await;
+        drop(permit);
+        let sent = match (reply, answer) {
+            (Reply::Http(tx), answer) => {
+                let _ = tx.send(answer);
+                Ok(())
+            }
+            (Reply::Zenoh(responder), answer) => responder.reply(&answer).await,
+            (Reply::Hosted(responder), OperatorReply::Hosted(answer)) => {
+                responder.reply(&answer).await
+            }
+            (Reply::Hosted(responder), other) => {
+                let message = format!("not a hosted-framework answer: {other:?}");
+                responder.reply(&HostedReply::Error { message }).await
+            }
         };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            answer(&ctx, command).await;
-            drop(permit);
-        });
-    }
+        if let Err(e) = sent {
+            tracing::debug!(%e, "could not answer an operator request");
+        }
+    });
 }
 
-/// A client that went away before the answer is not an error: its `reply` is dropped.
-async fn answer(ctx: &CommandContext, command: Command) {
-    match command {
-        Command::SubmitJob { job, reply } => {
-            let jobs = ctx.jobs.borrow().clone();
-            let answer = match jobs {
-                Some(jobs) => jobs.submit(job).await,
-                None => Err(jobs_not_running()),
-            };
-            let _ = reply.send(answer);
-        }
-        Command::KillTask { task_id, reply } => {
-            let _ = reply.send(kill(ctx, task_id).await);
-        }
-        Command::TaskLogs { task_id, reply } => {
-            let _ = reply.send(logs(ctx, &task_id).await);
-        }
-    }
+/// The one answer to every operator request, from zenoh or HTTP.
+pub(crate) async fn answer(ctx: &OperatorContext, request: OperatorRequest) -> OperatorReply {
+    let listed = match request {
+        OperatorRequest::Agents => fresh(ctx)
+            .await
+            .map(|s| OperatorReply::Agents(s.agents.clone())),
+        OperatorRequest::Frameworks => fresh(ctx)
+            .await
+            .map(|s| OperatorReply::Frameworks(s.frameworks.clone())),
+        OperatorRequest::Tasks => fresh(ctx)
+            .await
+            .map(|s| OperatorReply::Tasks(s.tasks.clone())),
+        OperatorRequest::Offers => fresh(ctx)
+            .await
+            .map(|s| OperatorReply::Offers(s.offers.clone())),
+        OperatorRequest::DecodeErrors => Ok(OperatorReply::DecodeErrors(
+            ctx.net.decode_errors().snapshot(),
+        )),
+        OperatorRequest::Logs { task_id } => logs(ctx, task_id).await,
+        OperatorRequest::Kill { task_id } => kill(ctx, task_id).await,
+        OperatorRequest::SubmitJob(job) => submit(ctx, job).await,
+        OperatorRequest::Hosted(request) => Ok(OperatorReply::Hosted(hosted(ctx, request).await)),
+    };
+    listed.unwrap_or_else(OperatorReply::Error)
 }
 
-/// Through the jobs framework when the task is one of its own (so that it is not
-/// restarted), else through the master on behalf of the task's framework.
-async fn kill(ctx: &CommandContext, task_id: TaskId) -> Result<(), CommandError> {
-    let jobs = ctx.jobs.borrow().clone();
-    if let Some(jobs) = jobs {
-        match jobs.kill(&task_id).await {
-            Err(CommandError::NotFound(_)) => {}
-            done => return done,
-        }
-    }
-    let (reply, answer) = oneshot::channel();
-    let stopped = || CommandError::Conflict("the master is stopping".to_owned());
+fn stopping() -> OperatorError {
+    OperatorError::Conflict("the master is stopping".to_owned())
+}
+
+/// The latest snapshot, published anew first if anything changed.
+async fn fresh(ctx: &OperatorContext) -> Result<Arc<ClusterState>, OperatorError> {
+    let (tx, rx) = oneshot::channel();
     ctx.inputs
-        .send(Input::KillTask { task_id, reply })
+        .send(Input::Snapshot(tx))
         .await
-        .map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?
+        .map_err(|_| stopping())?;
+    rx.await.map_err(|_| stopping())
 }
 
-/// The tail of what the task wrote, from the agent in the task's row.
-async fn logs(ctx: &CommandContext, task_id: &TaskId) -> Result<LogTail, CommandError> {
-    let agent_id = ctx
-        .state
-        .borrow()
-        .tasks
-        .iter()
-        .find(|t| &t.task_id == task_id)
-        .map(|t| t.agent_id.clone())
-        .ok_or_else(|| CommandError::NotFound(format!("no task {task_id}")))?;
+/// Runs `read` on the core between two inputs.
+async fn read<T: Send + 'static>(
+    ctx: &OperatorContext,
+    read: impl FnOnce(&Master) -> T + Send + 'static,
+) -> Result<T, OperatorError> {
+    let (tx, rx) = oneshot::channel();
+    let job: Box<dyn FnOnce(&Master) + Send> = Box::new(move |core| {
+        let _ = tx.send(read(core));
+    });
+    ctx.inputs
+        .send(Input::Inspect(job))
+        .await
+        .map_err(|_| stopping())?;
+    rx.await.map_err(|_| stopping())
+}
+
+/// A launched task through the core; one the core does not know, cancelled in the jobs
+/// framework if it holds it.
+async fn kill(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, OperatorError> {
+    let (reply, answer) = oneshot::channel();
+    let input = Input::KillTask {
+        task_id: task_id.clone(),
+        reply,
+    };
+    ctx.inputs.send(input).await.map_err(|_| stopping())?;
+    match answer.await.map_err(|_| stopping())? {
+        Ok(()) => Ok(OperatorReply::Killed),
+        Err(OperatorKillError::Unknown(_)) => {
+            let jobs = ctx.jobs.borrow().clone();
+            match jobs {
+                Some(jobs) => jobs.cancel(&task_id).await.map(|()| OperatorReply::Killed),
+                None => Err(no_task(&task_id)),
+            }
+        }
+        Err(ended @ OperatorKillError::Ended { .. }) => {
+            Err(OperatorError::Conflict(ended.to_string()))
+        }
+    }
+}
+
+/// What the task wrote, from the agent in its row.
+async fn logs(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, OperatorError> {
+    let id = task_id.clone();
+    let agent_id = read(ctx, move |core| core.task_agent(&id))
+        .await?
+        .ok_or_else(|| no_task(&task_id))?;
     let request = LogsRequest {
         task_id: task_id.clone(),
     };
@@ -231,75 +398,45 @@ async fn logs(ctx: &CommandContext, task_id: &TaskId) -> Result<LogTail, Command
         .await
     {
         Ok(LogsReply::Output {
+            state,
             stdout,
             stderr,
             dropped_bytes,
-            ..
-        }) => Ok(log_tail(stdout, stderr, dropped_bytes)),
-        Ok(LogsReply::Error { message }) => Err(CommandError::Conflict(message)),
-        Err(e) => Err(CommandError::Conflict(format!(
+        }) => Ok(OperatorReply::Logs {
+            state,
+            stdout,
+            stderr,
+            dropped_bytes,
+        }),
+        Ok(LogsReply::Error { message }) => Err(OperatorError::Conflict(message)),
+        Err(e) => Err(OperatorError::Conflict(format!(
             "agent {agent_id} did not give the output of {task_id}: {e}"
         ))),
     }
 }
 
-/// The last [`LOG_TAIL_BYTES_MAX`] of each stream, decoded lossily.
-fn log_tail(stdout: Vec<u8>, stderr: Vec<u8>, dropped_bytes: u64) -> LogTail {
-    let mut dropped = dropped_bytes;
-    let mut tail = |bytes: Vec<u8>| {
-        let cut = bytes.len().saturating_sub(LOG_TAIL_BYTES_MAX);
-        dropped += cut as u64;
-        String::from_utf8_lossy(&bytes[cut..]).into_owned()
-    };
-    let (stdout, stderr) = (tail(stdout), tail(stderr));
-    LogTail {
-        stdout,
-        stderr,
-        dropped_bytes: dropped,
+/// Validated here, for every door alike, then handed to the jobs framework.
+async fn submit(ctx: &OperatorContext, job: JobRequest) -> Result<OperatorReply, OperatorError> {
+    let size = proto::encode(&job).map_or(usize::MAX, |bytes| bytes.len());
+    if size > JOB_REQUEST_BYTES_MAX {
+        return Err(OperatorError::InvalidJob(format!(
+            "the job is {size} bytes, over the limit of {JOB_REQUEST_BYTES_MAX}"
+        )));
     }
+    let job = job
+        .validate()
+        .map_err(|e| OperatorError::InvalidJob(e.to_string()))?;
+    let jobs = ctx.jobs.borrow().clone();
+    let jobs = jobs.ok_or_else(jobs_not_running)?;
+    jobs.submit(job).await.map(OperatorReply::JobAccepted)
 }
 
-/// Kills a live task through the core, on behalf of its framework (the driver's side of
-/// [`Input::KillTask`]). An ended task is a conflict, an unknown one not found.
-pub(crate) fn kill_in_core(
-    core: &mut Master,
-    snapshots: &mut Snapshots,
-    now: Millis,
-    task_id: TaskId,
-) -> Result<(), CommandError> {
-    let live = core.tasks_view().into_iter().find(|t| t.task_id == task_id);
-    let Some(task) = live else {
-        let latest = snapshots.latest();
-        return Err(match latest.tasks.iter().find(|t| t.task_id == task_id) {
-            Some(t) => CommandError::Conflict(format!(
-                "task {task_id} already ended ({})",
-                t.state.as_str()
-            )),
-            None => CommandError::NotFound(format!("no task {task_id}")),
-        });
-    };
-    let call = proto::FrameworkCall {
-        framework_id: Some(task.framework_id),
-        call: proto::Call::Kill { task_id },
-    };
-    let result = core.handle_call(now, call.clone());
-    snapshots.recorder().observe_call(unix_ms(), &call, &result);
-    result
-        .map(|_| ())
-        .map_err(|e| CommandError::Conflict(e.to_string()))
-}
-
-#[cfg(test)]
-#[allow(clippy::too_many_lines)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_tail_keeps_the_end_of_each_stream_and_counts_the_rest() {
-        let long = vec![b'a'; LOG_TAIL_BYTES_MAX + 10];
-        let tail = log_tail(long, b"err\xff".to_vec(), 5);
-        assert_eq!(tail.stdout.len(), LOG_TAIL_BYTES_MAX);
-        assert_eq!(tail.stderr, "err\u{fffd}");
-        assert_eq!(tail.dropped_bytes, 15);
+async fn hosted(ctx: &OperatorContext, request: HostedRequest) -> HostedReply {
+    let door = ctx.hosted.borrow().clone();
+    match door {
+        Some(door) => door.answer(request).await,
+        None => HostedReply::Error {
+            message: "this master is still starting its hosted frameworks; ask again".to_owned(),
+        },
     }
 }

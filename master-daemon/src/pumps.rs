@@ -3,7 +3,6 @@
 //! counted as a decode error and dropped, like any other malformed payload.
 
 use net::{AliveWatch, Liveness, Net, Requests, Responder, Subscription};
-use proto::admin::AdminRequest;
 use proto::{
     AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus, TaskUsageReport,
 };
@@ -28,7 +27,6 @@ pub(crate) async fn start(
     let agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
     let frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
     let calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
-    let admin = net.serve::<AdminRequest>(&keys.master_admin()).await?;
     let usage = net
         .subscribe::<TaskUsageReport>(&keys.all_agent_metrics())
         .await?;
@@ -52,7 +50,6 @@ pub(crate) async fn start(
             }
         }),
         forward_requests(inputs, calls, Input::Call),
-        forward_requests(inputs, admin, Input::Admin),
         forward_agent_messages(net, inputs, usage, |m| &m.agent_id, Input::TaskUsage),
     ])
 }

@@ -1,9 +1,11 @@
-//! What operator tools (`wasmos ps`, `agents`, `frameworks`, `logs`) ask a running
-//! cluster, over a session opened with `net::NetConfig::tool`.
+//! What operator tools (`wasmos ps`, `agents`, `frameworks`, `logs`, `kill`, `run`,
+//! `framework`) ask a running cluster, over a session opened with `net::NetConfig::tool`:
+//! the operator protocol (`proto::operator`) on the master's `master/admin` queryable.
 
 use net::{Net, QueryError};
-use proto::admin::{AdminReply, AdminRequest, LogsReply, LogsRequest};
-use proto::{AgentId, Call, CallReply, FrameworkCall, FrameworkId, TaskId};
+use proto::admin::{LogsReply, LogsRequest};
+use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
+use proto::{AgentId, TaskId};
 use thiserror::Error;
 
 /// How long a tool waits for the master or an agent to answer.
@@ -13,25 +15,39 @@ pub const TOOL_QUERY_TIMEOUT_MS: u64 = 5_000;
 pub enum ToolError {
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// The master did not do it, and why.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    /// An agent did not give what was asked, and why.
     #[error("{0}")]
     Refused(String),
+    #[error("the master answered another question: {0}")]
+    Unexpected(String),
 }
 
-/// One of the master's views as JSON: an array with one object per row (agents,
-/// frameworks with their DRF shares, tasks, offers) or, for decode errors, an object
-/// from key to count.
-pub async fn admin_json(net: &Net, request: AdminRequest) -> Result<String, ToolError> {
+/// Asks the master; its refusals are [`ToolError::Operator`].
+pub async fn ask(
+    net: &Net,
+    request: &OperatorRequest,
+    timeout_ms: u64,
+) -> Result<OperatorReply, ToolError> {
     match net
-        .query(&net.keys().master_admin(), &request, TOOL_QUERY_TIMEOUT_MS)
+        .query(&net.keys().master_admin(), request, timeout_ms)
         .await?
     {
-        AdminReply::Json { json } => Ok(json),
-        AdminReply::Error { message } => Err(ToolError::Refused(message)),
+        OperatorReply::Error(e) => Err(ToolError::Operator(e)),
+        reply => Ok(reply),
     }
 }
 
-/// What an ended task wrote, from the agent that ran it (the agent is in the task's row
-/// of the master's `Tasks` view).
+/// An answer that does not fit the question.
+pub fn unexpected(reply: &OperatorReply) -> ToolError {
+    let mut what = format!("{reply:?}");
+    what.truncate(200);
+    ToolError::Unexpected(what)
+}
+
+/// What an ended task wrote, straight from the agent that ran it.
 pub async fn task_logs(
     net: &Net,
     agent_id: &AgentId,
@@ -53,24 +69,32 @@ pub async fn task_logs(
     }
 }
 
-/// Kills `task_id` on behalf of its framework (`framework_id` is in the task's row of the
-/// master's `Tasks` view), as `wasmos kill` does; the framework sees the `killed` update.
-pub async fn kill_task(
-    net: &Net,
-    framework_id: &FrameworkId,
-    task_id: &TaskId,
-) -> Result<(), ToolError> {
-    let call = FrameworkCall {
-        framework_id: Some(framework_id.clone()),
-        call: Call::Kill {
-            task_id: task_id.clone(),
-        },
+/// Kills `task_id` as the operator, as `wasmos kill` does: its framework sees the
+/// `killed` update (a task of the jobs framework not launched yet is cancelled).
+pub async fn kill_task(net: &Net, task_id: &TaskId) -> Result<(), ToolError> {
+    let request = OperatorRequest::Kill {
+        task_id: task_id.clone(),
     };
-    match net
-        .query(&net.keys().master_calls(), &call, TOOL_QUERY_TIMEOUT_MS)
-        .await?
-    {
-        CallReply::Error { message } => Err(ToolError::Refused(message)),
-        _ => Ok(()),
+    match ask(net, &request, TOOL_QUERY_TIMEOUT_MS).await? {
+        OperatorReply::Killed => Ok(()),
+        other => Err(unexpected(&other)),
     }
+}
+
+/// One of the master's listings (agents, frameworks, tasks, offers, decode errors) as
+/// JSON, for tools that print it: the rows' JSON is the HTTP API's.
+pub async fn listing_json(
+    net: &Net,
+    request: &OperatorRequest,
+) -> Result<serde_json::Value, ToolError> {
+    let reply = ask(net, request, TOOL_QUERY_TIMEOUT_MS).await?;
+    let json = match &reply {
+        OperatorReply::Agents(rows) => serde_json::to_value(rows),
+        OperatorReply::Frameworks(rows) => serde_json::to_value(rows),
+        OperatorReply::Tasks(rows) => serde_json::to_value(rows),
+        OperatorReply::Offers(rows) => serde_json::to_value(rows),
+        OperatorReply::DecodeErrors(counts) => serde_json::to_value(counts),
+        other => return Err(unexpected(other)),
+    };
+    json.map_err(|e| ToolError::Unexpected(format!("rows that are not JSON: {e}")))
 }

@@ -13,7 +13,8 @@ use master_daemon::tools;
 use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::modules::upload_module;
 use net::{Net, NetConfig};
-use proto::admin::{AdminRequest, LogsReply};
+use proto::admin::LogsReply;
+use proto::operator::OperatorRequest;
 use proto::{
     AgentAdvert, AgentId, Attributes, Event, Filters, ModuleHash, ModuleRef, Resources, TaskId,
     TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
@@ -246,19 +247,13 @@ async fn tasks_run_to_their_end_and_every_update_is_acknowledged() {
     let tool = Net::open(&NetConfig::tool(cluster.master.endpoints().to_vec()))
         .await
         .unwrap();
-    let agents: serde_json::Value = serde_json::from_str(
-        &tools::admin_json(&tool, AdminRequest::Agents)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let agents = tools::listing_json(&tool, &OperatorRequest::Agents)
+        .await
+        .unwrap();
     assert_eq!(agents[0]["agent_id"], "edge-1", "{agents}");
-    let frameworks: serde_json::Value = serde_json::from_str(
-        &tools::admin_json(&tool, AdminRequest::Frameworks)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let frameworks = tools::listing_json(&tool, &OperatorRequest::Frameworks)
+        .await
+        .unwrap();
     assert_eq!(frameworks[0]["name"], "jobs", "{frameworks}");
     let logs = tools::task_logs(&tool, &AgentId::new("edge-1"), &TaskId::new("ok"))
         .await
@@ -293,14 +288,14 @@ async fn a_killed_task_ends_killed_and_a_lost_agent_reports_lost() {
     let tasks = vec![task("spin-1", spin.clone()), task("spin-2", spin)];
     launch_and_follow(&client, &mut events, tasks, &[TaskState::Running]).await;
 
-    // Killed by an operator's tool on the framework's behalf.
+    // Killed by an operator's tool, in the operator's name.
     let tool = Net::open(&NetConfig::tool(cluster.master.endpoints().to_vec()))
         .await
         .unwrap();
-    tools::kill_task(&tool, client.framework_id(), &TaskId::new("spin-1"))
+    tools::kill_task(&tool, &TaskId::new("spin-1"))
         .await
         .unwrap();
-    let error = tools::kill_task(&tool, client.framework_id(), &TaskId::new("no-such-task"))
+    let error = tools::kill_task(&tool, &TaskId::new("no-such-task"))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("no-such-task"), "{error}");

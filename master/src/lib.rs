@@ -27,6 +27,6 @@ pub mod view;
 pub use allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
 pub use config::{MasterConfig, ReclaimConfig};
 pub use error::CallError;
-pub use master::{Action, BUILTIN_DRF_SEED_MIX, LaunchOutcome, Master};
+pub use master::{Action, BUILTIN_DRF_SEED_MIX, LaunchOutcome, Master, OperatorKillError};
 pub use resource_book::ResourceBook;
 pub use time::Millis;

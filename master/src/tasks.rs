@@ -30,12 +30,26 @@ pub struct TaskRecord {
     pub doomed: bool,
 }
 
-/// Where an ended task ran, remembered to route late acknowledgements.
+/// Where an ended task ran, remembered to route late acknowledgements, and what the
+/// operator's listing shows of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EndedTask {
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
     pub latest: TaskStatus,
+    /// Empty for a task this master never saw launched (it learned of it ended).
+    pub name: String,
+    pub resources: Resources,
+    /// `None` for a task this master never saw launched.
+    pub launched_at: Option<Millis>,
+    pub usage: Option<TaskUsage>,
+}
+
+/// What a task used at its agent's latest report.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TaskUsage {
+    pub cpu_seconds: f64,
+    pub memory_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -43,6 +57,8 @@ pub struct TaskRegistry {
     live: BTreeMap<TaskId, TaskRecord>,
     ended: HashMap<TaskId, EndedTask>,
     ended_order: VecDeque<TaskId>,
+    /// The latest usage report of each live task.
+    usage: HashMap<TaskId, TaskUsage>,
 }
 
 impl TaskRegistry {
@@ -64,6 +80,26 @@ impl TaskRegistry {
 
     pub fn ended(&self, id: &TaskId) -> Option<&EndedTask> {
         self.ended.get(id)
+    }
+
+    /// Ended tasks, the most recently ended first.
+    pub fn ended_newest_first(&self) -> impl Iterator<Item = (&TaskId, &EndedTask)> {
+        self.ended_order
+            .iter()
+            .rev()
+            .filter_map(|id| self.ended.get(id).map(|e| (id, e)))
+    }
+
+    /// The latest usage its agent reported of a live task.
+    pub fn usage(&self, id: &TaskId) -> Option<TaskUsage> {
+        self.usage.get(id).copied()
+    }
+
+    /// Keeps a live task's usage; a report for a task not live is dropped.
+    pub fn set_usage(&mut self, id: &TaskId, usage: TaskUsage) {
+        if self.live.contains_key(id) {
+            self.usage.insert(id.clone(), usage);
+        }
     }
 
     /// True when the id is live or remembered as ended: launching it again is refused.
@@ -91,6 +127,10 @@ impl TaskRegistry {
             framework_id: latest.framework_id.clone(),
             agent_id: latest.agent_id.clone(),
             latest,
+            name: String::new(),
+            resources: Resources::new(),
+            launched_at: None,
+            usage: None,
         };
         self.ended.insert(id.clone(), ended);
         self.ended_order.push_back(id);
@@ -120,6 +160,10 @@ impl TaskRegistry {
             framework_id: record.framework_id.clone(),
             agent_id: record.agent_id.clone(),
             latest,
+            name: record.name.clone(),
+            resources: record.resources.clone(),
+            launched_at: Some(record.launched_at),
+            usage: self.usage.remove(id),
         };
         self.ended.insert(id.clone(), ended);
         self.ended_order.push_back(id.clone());

@@ -1,101 +1,112 @@
-//! Read-only views of the master's state, which the operator API and dashboard turn into
-//! their own documented rows (`http_api::state`).
+//! The operator's read model: the master's books as the rows of `proto::operator`, which
+//! the HTTP API, `/metrics` and the CLI all serve. Built here, from the core's own books
+//! (the task registry keeps ended tasks, [`LostAgents`] the agents lost), so that no
+//! reader keeps a second copy of the cluster's state.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
+use proto::operator::{AgentRow, AgentState, FrameworkRow, OfferRow, TaskRow};
 use proto::resources::dominant_share_of;
-use proto::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId, TaskState};
+use proto::{AgentId, TaskId};
 
 use crate::master::Master;
+use crate::tasks::{EndedTask, TaskRecord, TaskUsage};
 use crate::time::Millis;
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct AgentView {
-    pub agent_id: AgentId,
-    pub hostname: String,
-    pub attributes: Attributes,
-    pub total: Resources,
-    pub free: Resources,
-    pub offered: Resources,
-    pub used: Resources,
-    pub tasks: usize,
+/// Ended tasks listed after the live ones, the most recently ended first.
+pub const ENDED_TASKS_LISTED_MAX: usize = 200;
+/// Lost agents remembered for the listing; the ones lost first are forgotten first.
+pub const LOST_AGENTS_KEPT_MAX: usize = 64;
+
+/// Turns the master's times into wall-clock ones: `wall_ms` on the wall clock is
+/// `master_now` on the master's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock {
+    pub wall_ms: u64,
+    pub master_now: Millis,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct FrameworkView {
-    pub framework_id: FrameworkId,
-    pub name: String,
-    pub role: String,
-    pub role_weight: f64,
-    pub weight: f64,
-    pub connected: bool,
-    pub suppressed: bool,
-    /// Quantities used by its tasks plus offered to it (thousandths, as
-    /// [`Resources::quantities`]).
-    pub allocation: BTreeMap<String, u64>,
-    /// Its dominant share of the cluster, unweighted.
-    pub dominant_share: f64,
-    pub tasks: usize,
-    pub offers: usize,
+impl WallClock {
+    /// Times stay on the master's clock.
+    pub const MASTER: WallClock = WallClock {
+        wall_ms: 0,
+        master_now: Millis(0),
+    };
+
+    pub fn wall(self, at: Millis) -> u64 {
+        match at.0.checked_sub(self.master_now.0) {
+            Some(ahead) => self.wall_ms.saturating_add(ahead),
+            None => self.wall_ms.saturating_sub(self.master_now.0 - at.0),
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct TaskView {
-    pub task_id: TaskId,
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
-    pub name: String,
-    pub resources: Resources,
-    pub state: TaskState,
-    pub launched_at: Millis,
-    pub reclaim_at: Option<Millis>,
+/// Agents that were lost, as they were just before, the most recently lost last.
+#[derive(Clone, Debug, Default)]
+pub struct LostAgents {
+    rows: VecDeque<AgentRow>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct OfferView {
-    pub offer_id: OfferId,
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
-    pub resources: Resources,
-    pub made_at: Millis,
-    pub expires_at: Option<Millis>,
+impl LostAgents {
+    pub(crate) fn remember(&mut self, mut row: AgentRow) {
+        row.state = AgentState::Lost;
+        self.forget(&row.agent_id);
+        self.rows.push_back(row);
+        while self.rows.len() > LOST_AGENTS_KEPT_MAX {
+            self.rows.pop_front();
+        }
+    }
+
+    /// The agent registered again.
+    pub(crate) fn forget(&mut self, agent_id: &AgentId) {
+        self.rows.retain(|r| &r.agent_id != agent_id);
+    }
 }
 
 impl Master {
-    pub fn agents_view(&self) -> Vec<AgentView> {
+    /// The registered agents.
+    pub fn agents_view(&self) -> Vec<AgentRow> {
         self.agents
-            .iter()
-            .filter_map(|(id, r)| {
-                let books = self.book.agent(id)?;
-                Some(AgentView {
-                    agent_id: id.clone(),
-                    hostname: r.hostname.clone(),
-                    attributes: books.attributes.clone(),
-                    total: books.total.clone(),
-                    free: books.free.clone(),
-                    offered: books.offered.clone(),
-                    used: books.used.clone(),
-                    tasks: r.tasks.len(),
-                })
-            })
+            .keys()
+            .filter_map(|id| self.agent_row(id))
             .collect()
     }
 
-    pub fn frameworks_view(&self) -> Vec<FrameworkView> {
+    /// The registered agents, then the recently lost ones.
+    pub fn agent_rows(&self) -> Vec<AgentRow> {
+        let mut rows = self.agents_view();
+        rows.extend(self.lost_agents.rows.iter().cloned());
+        rows
+    }
+
+    pub(crate) fn agent_row(&self, id: &AgentId) -> Option<AgentRow> {
+        let r = self.agents.get(id)?;
+        let books = self.book.agent(id)?;
+        Some(AgentRow {
+            agent_id: id.clone(),
+            hostname: r.hostname.clone(),
+            state: AgentState::Active,
+            attributes: books.attributes.clone(),
+            total: books.total.clone(),
+            free: books.free.clone(),
+            offered: books.offered.clone(),
+            used: books.used.clone(),
+            tasks: r.tasks.len(),
+        })
+    }
+
+    pub fn frameworks_view(&self) -> Vec<FrameworkRow> {
         self.frameworks
             .iter()
             .filter_map(|(id, r)| {
                 let snapshot = self.book.snapshot();
                 let slot = snapshot.frameworks.get(id)?;
-                Some(FrameworkView {
+                let role_weights = &snapshot.role_weights;
+                Some(FrameworkRow {
                     framework_id: id.clone(),
                     name: r.info.name.clone(),
                     role: slot.role.clone(),
-                    role_weight: snapshot
-                        .role_weights
-                        .get(&slot.role)
-                        .copied()
-                        .unwrap_or(1.0),
+                    role_weight: role_weights.get(&slot.role).copied().unwrap_or(1.0),
                     weight: slot.weight,
                     connected: r.connected,
                     suppressed: r.suppressed,
@@ -108,33 +119,126 @@ impl Master {
             .collect()
     }
 
-    pub fn tasks_view(&self) -> Vec<TaskView> {
-        self.tasks
-            .live()
-            .map(|t| TaskView {
-                task_id: t.task_id.clone(),
-                framework_id: t.framework_id.clone(),
-                agent_id: t.agent_id.clone(),
-                name: t.name.clone(),
-                resources: t.resources.clone(),
-                state: t.state,
-                launched_at: t.launched_at,
-                reclaim_at: t.reclaim_at,
-            })
-            .collect()
+    /// The live tasks, times on the master's clock.
+    pub fn tasks_view(&self) -> Vec<TaskRow> {
+        self.live_task_rows(WallClock::MASTER).collect()
     }
 
-    pub fn offers_view(&self) -> Vec<OfferView> {
+    /// The live tasks, then at most [`ENDED_TASKS_LISTED_MAX`] ended ones (the most
+    /// recently ended first), times on the wall clock of `clock`.
+    pub fn task_rows(&self, clock: WallClock) -> Vec<TaskRow> {
+        let ended = self
+            .tasks
+            .ended_newest_first()
+            .take(ENDED_TASKS_LISTED_MAX)
+            .map(|(_, t)| ended_row(t, clock));
+        self.live_task_rows(clock).chain(ended).collect()
+    }
+
+    fn live_task_rows(&self, clock: WallClock) -> impl Iterator<Item = TaskRow> + '_ {
+        self.tasks
+            .live()
+            .map(move |t| live_row(t, self.tasks.usage(&t.task_id), clock))
+    }
+
+    /// The agent a live or remembered ended task ran on.
+    pub fn task_agent(&self, task_id: &TaskId) -> Option<AgentId> {
+        match self.tasks.get(task_id) {
+            Some(live) => Some(live.agent_id.clone()),
+            None => self.tasks.ended(task_id).map(|t| t.agent_id.clone()),
+        }
+    }
+
+    /// Outstanding offers, times on the master's clock.
+    pub fn offers_view(&self) -> Vec<OfferRow> {
         self.offers
             .iter()
-            .map(|o| OfferView {
+            .map(|o| OfferRow {
                 offer_id: o.offer.offer_id.clone(),
                 framework_id: o.offer.framework_id.clone(),
                 agent_id: o.offer.agent_id.clone(),
                 resources: o.offer.resources.clone(),
-                made_at: o.made_at,
-                expires_at: o.expires_at,
+                made_at_ms: o.made_at.0,
+                expires_at_ms: o.expires_at.map(|m| m.0),
             })
             .collect()
+    }
+}
+
+fn live_row(t: &TaskRecord, usage: Option<TaskUsage>, clock: WallClock) -> TaskRow {
+    let latest = t.latest.as_ref();
+    TaskRow {
+        task_id: t.task_id.clone(),
+        framework_id: t.framework_id.clone(),
+        agent_id: t.agent_id.clone(),
+        name: t.name.clone(),
+        resources: t.resources.clone(),
+        state: t.state,
+        exit_code: latest.and_then(|s| s.exit_code),
+        reason: latest.map(|s| s.reason.clone()).unwrap_or_default(),
+        launched_at_ms: clock.wall(t.launched_at),
+        reclaim_at_ms: t.reclaim_at.map(|at| clock.wall(at)),
+        cpu_seconds: usage.map(|u| u.cpu_seconds),
+        memory_bytes: usage.map(|u| u.memory_bytes),
+    }
+}
+
+fn ended_row(t: &EndedTask, clock: WallClock) -> TaskRow {
+    TaskRow {
+        task_id: t.latest.task_id.clone(),
+        framework_id: t.framework_id.clone(),
+        agent_id: t.agent_id.clone(),
+        name: t.name.clone(),
+        resources: t.resources.clone(),
+        state: t.latest.state,
+        exit_code: t.latest.exit_code,
+        reason: t.latest.reason.clone(),
+        launched_at_ms: t.launched_at.map_or(0, |at| clock.wall(at)),
+        reclaim_at_ms: None,
+        cpu_seconds: t.usage.map(|u| u.cpu_seconds),
+        memory_bytes: t.usage.map(|u| u.memory_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{FrameworkId, StatusUuid, TaskState, TaskStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_task_launched_before_a_restart_is_listed_when_it_ends() {
+        let mut master = Master::new(crate::MasterConfig::default(), 0);
+        let status = TaskStatus {
+            task_id: TaskId::new("from-before"),
+            framework_id: FrameworkId::new("f"),
+            agent_id: AgentId::new("a"),
+            state: TaskState::Failed,
+            exit_code: None,
+            reason: "agent restarted".to_owned(),
+            uuid: StatusUuid(7),
+            timestamp_ms: 0,
+        };
+        master.handle_status(Millis(10), status.clone());
+        let clock = WallClock {
+            wall_ms: 10,
+            master_now: Millis(10),
+        };
+        let tasks = master.task_rows(clock);
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(tasks[0].task_id, status.task_id);
+        assert_eq!(tasks[0].state, TaskState::Failed);
+        assert_eq!(tasks[0].reason, "agent restarted");
+        assert_eq!(tasks[0].launched_at_ms, 0);
+    }
+
+    #[test]
+    fn master_times_turn_into_wall_clock_times() {
+        let clock = WallClock {
+            wall_ms: 1_000_000,
+            master_now: Millis(500),
+        };
+        assert_eq!(clock.wall(Millis(400)), 999_900);
+        assert_eq!(clock.wall(Millis(700)), 1_000_200);
     }
 }

@@ -9,8 +9,8 @@
 //! | `wasmos/<cluster>/master/alive` | liveliness token of the leading master |
 //! | `wasmos/<cluster>/master/calls` | queryable, framework → master |
 //! | `wasmos/<cluster>/master/upload` | queryable, client → master module store (see [`crate::admin`]) |
-//! | `wasmos/<cluster>/master/admin` | queryable, tool → master: views of its state |
-//! | `wasmos/<cluster>/jobs/submit` | queryable, tool → jobs framework: job submissions |
+//! | `wasmos/<cluster>/master/admin` | queryable, tool → master: the operator protocol (see [`crate::operator`]) |
+//! | `wasmos/<cluster>/master/frameworks/hosted` | queryable, tool → master: hosted schedulers |
 //! | `wasmos/<cluster>/agents/<agent_id>/logs` | queryable, tool → agent: output of ended tasks |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/events` | put, master → framework |
 //! | `wasmos/<cluster>/frameworks/<framework_id>/alive` | liveliness token of a native framework |
@@ -114,19 +114,14 @@ impl Keys {
     pub fn master_upload(&self) -> String {
         format!("{}/master/upload", self.prefix)
     }
-    /// Queryable of the master for operator tools: views of its state (see [`crate::admin`]).
+    /// Queryable of the master for operator tools: [`crate::operator::OperatorRequest`].
     pub fn master_admin(&self) -> String {
         format!("{}/master/admin", self.prefix)
     }
     /// Queryable of the master for frameworks whose scheduler is a module the master runs
-    /// (`wasmos framework add`; see [`crate::admin::HostedRequest`]).
+    /// (see [`crate::operator::HostedRequest`], also asked on [`Keys::master_admin`]).
     pub fn master_hosted(&self) -> String {
         format!("{}/master/frameworks/hosted", self.prefix)
-    }
-    /// Queryable of the built-in jobs framework: job submissions (see
-    /// [`crate::admin::JobsRequest`]).
-    pub fn jobs_submit(&self) -> String {
-        format!("{}/jobs/submit", self.prefix)
     }
     pub fn framework_events(&self, framework_id: &str) -> String {
         format!("{}/frameworks/{framework_id}/events", self.prefix)

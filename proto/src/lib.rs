@@ -10,6 +10,7 @@ pub mod codec;
 pub mod ids;
 pub mod keys;
 pub mod messages;
+pub mod operator;
 pub mod resources;
 pub mod task;
 pub mod time;

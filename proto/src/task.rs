@@ -110,7 +110,19 @@ impl Default for TaskLimits {
 pub const OUTPUT_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 
 /// `Staging → Starting → Running → {Finished, Failed, Killed, Lost, Error}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     Staging,
@@ -124,6 +136,18 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Every state, in the order of the life of a task: the one list of them.
+    pub const ALL: [TaskState; 8] = [
+        TaskState::Staging,
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::Finished,
+        TaskState::Failed,
+        TaskState::Killed,
+        TaskState::Lost,
+        TaskState::Error,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -149,18 +173,7 @@ impl TaskState {
     }
 
     pub fn parse(s: &str) -> Option<TaskState> {
-        [
-            TaskState::Staging,
-            TaskState::Starting,
-            TaskState::Running,
-            TaskState::Finished,
-            TaskState::Failed,
-            TaskState::Killed,
-            TaskState::Lost,
-            TaskState::Error,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        TaskState::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 

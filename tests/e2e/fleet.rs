@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use framework::{Events, FrameworkClient, FrameworkConfig, Net, NetConfig};
-use proto::admin::AdminRequest;
+use proto::operator::{OperatorReply, OperatorRequest};
 use proto::{
     DirGrant, Event, Filters, ModuleRef, OciTask, Operation, Resources, TaskId, TaskKind,
     TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
@@ -451,18 +451,18 @@ async fn garbage_on_every_key_is_counted_and_ignored() {
 
     // The master counted what it dropped, per key.
     let counts: Value = {
-        let reply: proto::admin::AdminReply = raw
+        let reply: OperatorReply = raw
             .query(
                 &raw.keys().master_admin(),
-                &AdminRequest::DecodeErrors,
+                &OperatorRequest::DecodeErrors,
                 5_000,
             )
             .await
             .unwrap();
-        let proto::admin::AdminReply::Json { json } = reply else {
+        let OperatorReply::DecodeErrors(counts) = reply else {
             panic!("{reply:?}");
         };
-        serde_json::from_str(&json).unwrap()
+        serde_json::to_value(counts).unwrap()
     };
     for (key, _) in keys
         .iter()

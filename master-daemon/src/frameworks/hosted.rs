@@ -2,7 +2,8 @@
 //! module (executor-sdk/README.md) run in wasmtime by `policy_host::HostedScheduler`, and a
 //! framework like any other over the offer protocol.
 //!
-//! The master serves `master/frameworks/hosted` ([`HostedRequest`]). An `Add` names a
+//! The master answers [`HostedRequest`]s through its [`HostedDoor`] (on `master/admin`
+//! and `master/frameworks/hosted`, see `crate::operator`). An `Add` names a
 //! module already in the master's module store; it is compiled (a module that does not
 //! compile, imports anything or lacks an export is refused in the reply), subscribed as a
 //! framework through `framework::FrameworkClient` on a client session of the master's own
@@ -14,7 +15,7 @@
 //! memory cap or answers garbage is logged (`tracing::error!`, by `HostedScheduler`),
 //! reported as an `Event::Error` to the framework and a `scheduler_fault` entry in the
 //! operator log (HTTP API and dashboard), counted and shown by `List` (`health`,
-//! `failures_total`, `last_error`); the module is
+//! `failures_total`, `last_error`, in a [`HostedRow`]); the module is
 //! retried with backoff and deactivated after repeated failures (`policy_host::FailurePolicy`),
 //! while its offers are declined and its status updates acknowledged on its behalf.
 //! Module calls run on tokio's blocking pool, so a module using its whole budget delays
@@ -31,19 +32,21 @@ use std::time::Duration;
 
 use framework::{Events, FrameworkClient, FrameworkConfig};
 use net::modules::ModuleStore;
-use net::{Net, NetConfig, Responder};
+use net::{Net, NetConfig};
 use policy_host::{
     FailurePolicy, Health, HostedScheduler, Kind, Limits, ModuleCode, SchedulerFault,
 };
-use proto::admin::{HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest};
+use proto::operator::{
+    HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedHealth, HostedReply, HostedRequest, HostedRow,
+};
 use proto::{Call, Event, FrameworkId};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use net::clock::Clock;
+
 use crate::Input;
 use crate::error::DaemonError;
-use net::clock::Clock;
 
 /// How often every hosted scheduler gets a `Tick`.
 pub const HOSTED_TICK_MS: u64 = 1_000;
@@ -55,9 +58,9 @@ pub const HOSTED_SUBSCRIBE_TIMEOUT_MS: u64 = 10_000;
 /// are not counted.
 pub const HOSTED_TASKS_TRACKED_MAX: usize = 10_000;
 
-/// What `List` shows of one hosted framework.
+/// What the host keeps of one hosted framework, shown by `List` as a [`HostedRow`].
 #[derive(Clone, Debug)]
-struct HostedRow {
+struct Hosted {
     name: String,
     module: String,
     sha256: String,
@@ -70,7 +73,7 @@ struct HostedRow {
 
 #[derive(Default)]
 struct Registry {
-    rows: BTreeMap<FrameworkId, HostedRow>,
+    rows: BTreeMap<FrameworkId, Hosted>,
     adapters: Vec<JoinHandle<()>>,
     /// `Add`s under way, counted against [`HOSTED_FRAMEWORKS_MAX`].
     adding: usize,
@@ -97,25 +100,30 @@ struct Host {
 
 /// The hosted frameworks of one master; they stop when this is dropped.
 pub struct HostedFrameworks {
-    serve: JoinHandle<()>,
+    host: Arc<Host>,
     registry: SharedRegistry,
     member: Net,
 }
 
+/// Where the operator's [`HostedRequest`]s are answered; cheap to clone.
+#[derive(Clone)]
+pub struct HostedDoor(Arc<Host>);
+
+impl HostedDoor {
+    pub(crate) async fn answer(&self, request: HostedRequest) -> HostedReply {
+        self.0.clone().answer(request).await
+    }
+}
+
 impl HostedFrameworks {
-    /// Serves `master/frameworks/hosted` on the master's session `master_net`; hosted
-    /// frameworks reach the master through a client session of `member_config` (the
-    /// master's own endpoints).
+    /// Hosted frameworks reach the master through a client session of `member_config`
+    /// (the master's own endpoints).
     pub(crate) async fn start(
-        master_net: &Net,
         member_config: &NetConfig,
         store: Arc<ModuleStore>,
         limits: Limits,
         faults: mpsc::Sender<Input>,
     ) -> Result<HostedFrameworks, DaemonError> {
-        let mut requests = master_net
-            .serve::<HostedRequest>(&master_net.keys().master_hosted())
-            .await?;
         let member = Net::open(member_config).await?;
         let engine = policy_host::sandbox::engine().map_err(DaemonError::Modules)?;
         let registry = SharedRegistry::default();
@@ -129,17 +137,16 @@ impl HostedFrameworks {
             registry: registry.clone(),
             faults,
         });
-        let serve = tokio::spawn(async move {
-            while let Some(request) = requests.recv().await {
-                let (request, responder) = request.into_parts();
-                tokio::spawn(host.clone().answer(request, responder));
-            }
-        });
         Ok(HostedFrameworks {
-            serve,
+            host,
             registry,
             member,
         })
+    }
+
+    /// Where operators manage them.
+    pub(crate) fn door(&self) -> HostedDoor {
+        HostedDoor(self.host.clone())
     }
 
     /// Stops every hosted framework and closes its session (the master then sees their
@@ -152,7 +159,6 @@ impl HostedFrameworks {
     }
 
     fn stop(&self) {
-        self.serve.abort();
         for adapter in &lock(&self.registry).adapters {
             adapter.abort();
         }
@@ -166,8 +172,8 @@ impl Drop for HostedFrameworks {
 }
 
 impl Host {
-    async fn answer(self: Arc<Host>, request: HostedRequest, responder: Responder) {
-        let reply = match request {
+    async fn answer(self: Arc<Host>, request: HostedRequest) -> HostedReply {
+        match request {
             HostedRequest::List => self.list(),
             HostedRequest::Add(framework) => {
                 let name = framework.name.clone();
@@ -182,24 +188,16 @@ impl Host {
                     }
                 }
             }
-        };
-        if let Err(e) = responder.reply(&reply).await {
-            tracing::debug!(%e, "could not answer a hosted-framework request");
         }
     }
 
     fn list(&self) -> HostedReply {
-        let rows: Vec<serde_json::Value> = lock(&self.registry)
+        let rows = lock(&self.registry)
             .rows
             .iter()
-            .map(|(id, row)| row_json(id, row))
+            .map(|(id, hosted)| hosted_row(id, hosted))
             .collect();
-        match serde_json::to_string(&rows) {
-            Ok(json) => HostedReply::Json { json },
-            Err(e) => HostedReply::Error {
-                message: format!("cannot write the hosted frameworks as JSON: {e}"),
-            },
-        }
+        HostedReply::List { rows }
     }
 
     /// Reserves a place, loads and subscribes the framework, starts its adapter.
@@ -220,7 +218,7 @@ impl Host {
         let framework_id = client.framework_id().clone();
         registry.rows.insert(
             framework_id.clone(),
-            HostedRow {
+            Hosted {
                 name: framework.name.clone(),
                 module: framework.module.name.clone(),
                 sha256: framework.module.sha256.0.clone(),
@@ -295,31 +293,27 @@ impl Host {
     }
 }
 
-fn row_json(framework_id: &FrameworkId, row: &HostedRow) -> serde_json::Value {
-    let (health, retry_at_ms) = match row.health {
-        Health::Healthy => ("healthy", None),
-        Health::BackingOff { until_ms } => ("backing_off", Some(until_ms)),
-        Health::Deactivated => ("deactivated", None),
+fn hosted_row(framework_id: &FrameworkId, hosted: &Hosted) -> HostedRow {
+    let (health, retry_at_ms) = match hosted.health {
+        Health::Healthy => (HostedHealth::Healthy, None),
+        Health::BackingOff { until_ms } => (HostedHealth::BackingOff, Some(until_ms)),
+        Health::Deactivated => (HostedHealth::Deactivated, None),
     };
-    let mut task_states: BTreeMap<String, usize> = BTreeMap::new();
-    for state in row.task_states.values() {
-        let name = serde_json::to_value(state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("{state:?}"));
-        *task_states.entry(name).or_default() += 1;
+    let mut task_states = BTreeMap::new();
+    for state in hosted.task_states.values() {
+        *task_states.entry(*state).or_default() += 1;
     }
-    json!({
-        "framework_id": framework_id.as_str(),
-        "name": row.name,
-        "module": row.module,
-        "sha256": row.sha256,
-        "health": health,
-        "retry_at_ms": retry_at_ms,
-        "failures_total": row.failures_total,
-        "last_error": row.last_error,
-        "task_states": task_states,
-    })
+    HostedRow {
+        framework_id: framework_id.clone(),
+        name: hosted.name.clone(),
+        module: hosted.module.clone(),
+        sha256: hosted.sha256.clone(),
+        health,
+        retry_at_ms,
+        failures_total: hosted.failures_total,
+        last_error: hosted.last_error.clone(),
+        task_states,
+    }
 }
 
 /// What wakes an adapter.

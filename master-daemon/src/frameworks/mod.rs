@@ -35,11 +35,11 @@ impl InProcessFrameworks {
         jobs::start(member, &dir).await.map(Some)
     }
 
-    /// The jobs framework as the HTTP API's job door, if it runs.
-    pub(crate) fn jobs_submitter(&self) -> Option<Arc<dyn http_api::JobSubmitter>> {
+    /// The jobs framework as the operator's door for jobs, if it runs.
+    pub(crate) fn jobs_submitter(&self) -> Option<Arc<dyn crate::JobSubmitter>> {
         self.jobs
             .as_ref()
-            .map(|jobs| Arc::new(jobs.client()) as Arc<dyn http_api::JobSubmitter>)
+            .map(|jobs| Arc::new(jobs.client()) as Arc<dyn crate::JobSubmitter>)
     }
 
     pub(crate) async fn shutdown(self) {

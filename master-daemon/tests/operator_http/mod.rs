@@ -9,8 +9,9 @@ use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_api::{ErrorBody, JobAccepted};
+use http_api::ErrorBody;
 use jobs::{JobsConfig, JobsFramework};
+use proto::operator::JobAccepted;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -136,11 +137,10 @@ async fn live_cluster_serves_the_api_metrics_and_the_dashboard_in_chromium() {
         .await
         .unwrap();
     for (request, path) in [
-        (AdminRequest::Tasks, "tasks"),
-        (AdminRequest::Agents, "agents"),
+        (OperatorRequest::Tasks, "tasks"),
+        (OperatorRequest::Agents, "agents"),
     ] {
-        let admin: Value =
-            serde_json::from_str(&tools::admin_json(&tool, request).await.unwrap()).unwrap();
+        let admin = tools::listing_json(&tool, &request).await.unwrap();
         let api = get_json(&c, &format!("{base}/api/v1/{path}")).await;
         assert_eq!(admin, api, "master/admin and /api/v1/{path} disagree");
     }

@@ -90,6 +90,7 @@ impl Master {
     /// The agent is gone: its offers are rescinded, its tasks reported lost to their
     /// frameworks, and its resources leave the cluster.
     pub(super) fn lose_agent(&mut self, agent_id: &AgentId) {
+        self.remember_lost_agent(agent_id);
         let Some(record) = self.agents.get(agent_id) else {
             return;
         };
@@ -204,6 +205,7 @@ impl Master {
 
     fn add_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
+        self.lost_agents.forget(&id);
         self.book.add_agent(&id, advert.total, advert.attributes);
         let record = AgentRecord {
             hostname: advert.hostname,

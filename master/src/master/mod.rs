@@ -6,6 +6,7 @@ mod agents;
 mod books;
 mod calls;
 mod liveness;
+mod operator;
 mod reclaiming;
 mod recovery;
 mod timers;
@@ -21,6 +22,9 @@ use crate::resource_book::ResourceBook;
 use crate::rng::SplitMix64;
 use crate::tasks::TaskRegistry;
 use crate::time::Millis;
+use crate::view::LostAgents;
+
+pub use operator::OperatorKillError;
 
 pub use liveness::LaunchOutcome;
 use liveness::Liveness;
@@ -158,6 +162,8 @@ pub struct Master {
     /// Reconciliations asked while offers are held, answered when the hold ends (an
     /// answer then could call a task lost whose agent has not re-registered yet).
     deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
+    /// For the operator's listing only.
+    pub(crate) lost_agents: LostAgents,
 }
 
 impl Master {
@@ -201,6 +207,7 @@ impl Master {
             decisions_refused: 0,
             offers_held_until: None,
             deferred_reconciles: Vec::new(),
+            lost_agents: LostAgents::default(),
         }
     }
 

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use master::view::TaskView;
 use master::{Action, Master, MasterConfig, Millis, ReclaimConfig};
 use proptest::prelude::*;
+use proto::operator::TaskRow;
 use proto::resources::add_quantities;
 use proto::{
     AdvertTask, Attributes, Call, Event, FrameworkId, Offer, OfferId, Resources, TaskState,
@@ -115,7 +115,7 @@ struct World {
     /// Frameworks the test tore down: they do not come back after a restart.
     torn_down: BTreeSet<FrameworkId>,
     /// Agents declared lost, with their total and the tasks they keep running.
-    partitioned: BTreeMap<String, (Resources, Vec<TaskView>)>,
+    partitioned: BTreeMap<String, (Resources, Vec<TaskRow>)>,
     restarts: u64,
 }
 
@@ -147,7 +147,7 @@ impl World {
     }
 
     /// How an agent lists a task it runs in its advert.
-    fn listed(&mut self, t: &TaskView) -> AdvertTask {
+    fn listed(&mut self, t: &TaskRow) -> AdvertTask {
         self.uuid += 1;
         // A task the master declared lost still runs on its agent.
         let state = if t.state.is_terminal() {
