@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use policy_host::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
+use proto::{Call, Event};
 use sim::{
     SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_with_schedulers,
 };
-use policy_host::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
-use proto::{Call, Event};
 
 /// Exit code for a malformed scenario.
 const EXIT_MALFORMED: u8 = 2;

@@ -254,13 +254,9 @@ impl MasterDaemon {
         inputs: &mpsc::Sender<Input>,
     ) -> Result<InProcessFrameworks, DaemonError> {
         let member = NetConfig::member(endpoints.to_vec()).with_cluster(&config.net.cluster);
-        let hosted = HostedFrameworks::start(
-            &member,
-            store.clone(),
-            config.module_limits,
-            inputs.clone(),
-        )
-        .await?;
+        let hosted =
+            HostedFrameworks::start(&member, store.clone(), config.module_limits, inputs.clone())
+                .await?;
         let jobs = InProcessFrameworks::start_jobs(&member, config).await?;
         Ok(InProcessFrameworks { hosted, jobs })
     }

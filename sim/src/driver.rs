@@ -29,7 +29,9 @@ const SIM_TIME_NEVER: Millis = Millis(1 << 39);
 pub enum SimError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
-    #[error("the run did not settle within {steps} steps (tasks that end and frameworks with unlimited tasks never settle: give `until_ms`)")]
+    #[error(
+        "the run did not settle within {steps} steps (tasks that end and frameworks with unlimited tasks never settle: give `until_ms`)"
+    )]
     StepLimit { steps: u64 },
     #[error("the run launched more than {max} tasks")]
     TaskLimit { max: u64 },
@@ -276,8 +278,7 @@ impl Sim {
     /// re-registering and frameworks subscribing again with their ids.
     fn restart_master(&mut self, allocators: &mut AllocatorFactory<'_>) -> Result<(), SimError> {
         self.config.incarnation += 1;
-        self.master =
-            Master::with_allocator(self.config.clone(), self.seed, allocators(self.seed));
+        self.master = Master::with_allocator(self.config.clone(), self.seed, allocators(self.seed));
         self.origin = self.now;
         self.inbox.clear();
         self.module_inbox.clear();
@@ -303,7 +304,11 @@ impl Sim {
 
     /// Applies the faults due now.
     fn apply_faults(&mut self, allocators: &mut AllocatorFactory<'_>) -> Result<(), SimError> {
-        while self.faults.front().is_some_and(|f| Millis(f.at_ms) <= self.now) {
+        while self
+            .faults
+            .front()
+            .is_some_and(|f| Millis(f.at_ms) <= self.now)
+        {
             let Some(fault) = self.faults.pop_front() else {
                 break;
             };

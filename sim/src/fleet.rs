@@ -104,7 +104,13 @@ impl Fleet {
     }
 
     /// A task starts on agent `i`: it is running at once. Returns an over-commit, if any.
-    pub fn start(&mut self, i: usize, now: Millis, task_id: &TaskId, used: Resources) -> Option<String> {
+    pub fn start(
+        &mut self,
+        i: usize,
+        now: Millis,
+        task_id: &TaskId,
+        used: Resources,
+    ) -> Option<String> {
         let agent = &mut self.agents[i];
         agent.used = agent.used.plus(&used);
         agent.running.insert(task_id.clone(), used);

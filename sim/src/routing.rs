@@ -3,7 +3,10 @@
 
 use agent_core::AgentAction;
 use master::{Action, LaunchOutcome};
-use proto::{AgentCommand, AgentId, AgentReply, Call, Event, FrameworkCall, FrameworkId, Offer, TaskId, TaskSpec, TaskState};
+use proto::{
+    AgentCommand, AgentId, AgentReply, Call, Event, FrameworkCall, FrameworkId, Offer, TaskId,
+    TaskSpec, TaskState,
+};
 
 use crate::driver::{SIM_TASKS_MAX, Sim, SimError};
 
@@ -164,7 +167,9 @@ impl Sim {
             ));
         }
         let now = self.now;
-        if let Some(overcommit) = self.fleet.start(i, now, &task.task_id, task.resources.clone())
+        if let Some(overcommit) = self
+            .fleet
+            .start(i, now, &task.task_id, task.resources.clone())
         {
             self.violations.push(overcommit);
         }

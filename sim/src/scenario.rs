@@ -42,6 +42,10 @@ pub enum ScenarioError {
         first: f64,
         second: f64,
     },
+    #[error(
+        "framework {0}: its tasks end (duration_ms) and it has no max_tasks, so the run never settles: give the scenario an until_ms"
+    )]
+    NeverSettles(String),
     #[error("fault {index}: no agent {agent:?} in the scenario")]
     FaultAgent { index: usize, agent: String },
     #[error("fault {index}: at_ms {at_ms} is after until_ms {until_ms}")]
@@ -321,6 +325,14 @@ impl Scenario {
             }
         }
         self.check_faults()?;
+        if self.until_ms.is_none()
+            && let Some(f) = self
+                .frameworks
+                .iter()
+                .find(|f| f.duration_ms.is_some() && f.max_tasks.is_none() && f.scheduler.is_none())
+        {
+            return Err(ScenarioError::NeverSettles(f.id.clone()));
+        }
         self.role_weights().map(|_| ())
     }
 

@@ -78,7 +78,10 @@ fn an_agent_back_after_the_timeout_keeps_its_tasks_lost_and_they_are_killed() {
     assert_eq!(report["launched"], json!({"fw": 2}));
     assert_eq!(report["lost"], json!({"fw": 1}));
     assert_eq!(report["killed"], json!({"fw": 0}));
-    assert_eq!(report["placements"], json!([{"framework": "fw", "agent": "a1", "tasks": 2}]));
+    assert_eq!(
+        report["placements"],
+        json!([{"framework": "fw", "agent": "a1", "tasks": 2}])
+    );
 }
 
 #[test]
@@ -128,10 +131,19 @@ fn the_first_format_prints_exactly_what_it_did() {
 #[test]
 fn malformed_faults_are_scenario_errors() {
     for (faults, says) in [
-        (json!([{"at_ms": 1, "agent_lost": "nobody"}]), "no agent \"nobody\""),
+        (
+            json!([{"at_ms": 1, "agent_lost": "nobody"}]),
+            "no agent \"nobody\"",
+        ),
         (json!([{"at_ms": 1}]), "exactly one of"),
-        (json!([{"at_ms": 1, "agent_lost": "a1", "master_restart": true}]), "exactly one of"),
-        (json!([{"at_ms": 1, "master_restart": false}]), "exactly one of"),
+        (
+            json!([{"at_ms": 1, "agent_lost": "a1", "master_restart": true}]),
+            "exactly one of",
+        ),
+        (
+            json!([{"at_ms": 1, "master_restart": false}]),
+            "exactly one of",
+        ),
         (json!([{"agent_lost": "a1"}]), "at_ms"),
     ] {
         let scenario = json!({
@@ -207,4 +219,14 @@ proptest! {
             prop_assert_eq!(launched, f["max_tasks"].as_u64().unwrap(), "{}", report);
         }
     }
+}
+
+#[test]
+fn unlimited_tasks_that_end_need_an_end_time() {
+    let scenario = json!({
+        "agents": [{"id": "a1", "resources": {"cpus": 1}}],
+        "frameworks": [{"id": "fw", "task": {"cpus": 1}, "duration_ms": 10}]
+    });
+    let e = run_scenario(&scenario.to_string()).unwrap_err().to_string();
+    assert!(e.contains("give the scenario an until_ms"), "{e}");
 }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use sim::{Scenario, SimError, run_scenario};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use sim::{Scenario, SimError, run_scenario};
 
 const KINDS: [&str; 3] = ["cpus", "mem", "gpus"];
 /// Role weights as exact fractions `(numerator, denominator)`.
@@ -453,10 +453,9 @@ fn scheduler_entries_are_answered_by_the_loaded_scheduler() {
         json!({"hooked": 3, "synth": 2})
     );
     // Without a loader a scheduler entry is an error naming the framework, not a panic.
-    let refused = sim::run_scenario_with(
-        &scenario.to_string(),
-        &mut |seed| Box::new(master::allocator::DrfAllocator::new(seed)),
-    );
+    let refused = sim::run_scenario_with(&scenario.to_string(), &mut |seed| {
+        Box::new(master::allocator::DrfAllocator::new(seed))
+    });
     assert!(
         matches!(&refused, Err(SimError::Scheduler { framework, .. }) if framework == "hooked"),
         "{refused:?}"
