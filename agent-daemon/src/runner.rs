@@ -165,7 +165,7 @@ async fn run_wasm(
     }
     let run = match TaskRun::from_spec(spec, sandbox) {
         Ok(run) => run,
-        Err(reason) => return failed(reason),
+        Err(reason) => return failed(reason.to_string()),
     };
     let handle = executors.wasm.start(module, run);
     let reports = UsageReports::start(executors, spec, handle.usage(), None);

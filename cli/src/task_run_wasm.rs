@@ -98,7 +98,7 @@ fn task_spec(args: &super::RunArgs) -> Result<(TaskSpec, Arc<[u8]>), String> {
     let dirs = args
         .dirs
         .iter()
-        .map(|d| DirGrant::parse(d))
+        .map(|d| DirGrant::parse(d).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     for grant in &dirs {
         if !Path::new(&grant.host).is_dir() {

@@ -113,7 +113,7 @@ impl ValidateJob for JobRequest {
         let constraints = self
             .constraints
             .iter()
-            .map(|c| Constraint::parse(c).map_err(JobError::Constraint))
+            .map(|c| Constraint::parse(c).map_err(|e| JobError::Constraint(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ValidJob {
             name: self.name,

@@ -27,6 +27,8 @@ pub mod view;
 pub use allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
 pub use config::{MasterConfig, ReclaimConfig};
 pub use error::CallError;
-pub use master::{Action, BUILTIN_DRF_SEED_MIX, LaunchOutcome, Master, OperatorKillError};
+pub use master::{
+    Action, BUILTIN_DRF_SEED_MIX, BrokenInvariant, LaunchOutcome, Master, OperatorKillError,
+};
 pub use resource_book::ResourceBook;
 pub use time::Millis;

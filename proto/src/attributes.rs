@@ -62,16 +62,21 @@ pub struct Constraint {
 
 impl Constraint {
     /// Parses `key=value`; both sides must be non-empty.
-    pub fn parse(s: &str) -> Result<Constraint, String> {
+    pub fn parse(s: &str) -> Result<Constraint, ConstraintError> {
         match s.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok(Constraint {
                 key: k.trim().to_owned(),
                 value: v.trim().to_owned(),
             }),
-            _ => Err(format!("constraint {s:?} is not of the form key=value")),
+            _ => Err(ConstraintError(s.to_owned())),
         }
     }
 }
+
+/// A constraint that is not `key=value`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("constraint {0:?} is not of the form key=value")]
+pub struct ConstraintError(pub String);
 
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]

@@ -15,11 +15,11 @@ pub mod resources;
 pub mod task;
 pub mod time;
 
-pub use attributes::{Attributes, Constraint};
+pub use attributes::{Attributes, Constraint, ConstraintError};
 pub use codec::{DecodeError, EncodeError, PROTOCOL_VERSION, decode, encode};
 pub use ids::{AgentId, FrameworkId, ModuleHash, OfferId, StatusUuid, TaskId};
 pub use keys::Keys;
 pub use messages::*;
-pub use resources::{RangeSet, Resources, Scalar};
+pub use resources::{RangeError, RangeSet, Resources, Scalar};
 pub use task::*;
 pub use time::Millis;

@@ -95,14 +95,25 @@ impl<'de> Deserialize<'de> for RangeSet {
     }
 }
 
+/// An interval that ends before it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("range [{start}, {end}] ends before it starts")]
+pub struct RangeError {
+    pub start: u64,
+    pub end: u64,
+}
+
 impl RangeSet {
     /// Normalizes arbitrary intervals (any order, overlapping); rejects `start > end`.
     pub fn from_intervals(
         intervals: impl IntoIterator<Item = (u64, u64)>,
-    ) -> Result<RangeSet, String> {
+    ) -> Result<RangeSet, RangeError> {
         let mut raw: Vec<(u64, u64)> = intervals.into_iter().collect();
-        if let Some((s, e)) = raw.iter().find(|(s, e)| s > e) {
-            return Err(format!("range [{s}, {e}] ends before it starts"));
+        if let Some((start, end)) = raw.iter().find(|(s, e)| s > e) {
+            return Err(RangeError {
+                start: *start,
+                end: *end,
+            });
         }
         raw.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(raw.len());

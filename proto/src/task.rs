@@ -54,19 +54,28 @@ pub struct DirGrant {
     pub read_only: bool,
 }
 
+/// A directory grant that is not `HOST::GUEST[:ro|:rw]`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DirGrantError {
+    #[error("directory grant {0:?} is not HOST::GUEST[:ro|:rw]")]
+    Form(String),
+    #[error("directory grant {0:?} has an empty side")]
+    EmptySide(String),
+}
+
 impl DirGrant {
     /// Parses the command-line form `HOST::GUEST[:ro|:rw]` (read-only unless `:rw`).
-    pub fn parse(s: &str) -> Result<DirGrant, String> {
+    pub fn parse(s: &str) -> Result<DirGrant, DirGrantError> {
         let (host, rest) = s
             .split_once("::")
-            .ok_or_else(|| format!("directory grant {s:?} is not HOST::GUEST[:ro|:rw]"))?;
+            .ok_or_else(|| DirGrantError::Form(s.to_owned()))?;
         let (guest, read_only) = match rest.rsplit_once(':') {
             Some((g, "ro")) => (g, true),
             Some((g, "rw")) => (g, false),
             _ => (rest, true),
         };
         if host.is_empty() || guest.is_empty() {
-            return Err(format!("directory grant {s:?} has an empty side"));
+            return Err(DirGrantError::EmptySide(s.to_owned()));
         }
         Ok(DirGrant {
             host: host.to_owned(),

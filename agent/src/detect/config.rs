@@ -154,7 +154,7 @@ impl ResourceConfig {
             let set = RangeSet::from_intervals(intervals.iter().copied()).map_err(|reason| {
                 ResourceConfigError::Range {
                     name: name.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 }
             })?;
             r.ranges.insert(name.clone(), set);

@@ -49,7 +49,7 @@ pub use cache::{CacheMiss, CodeCache, CodeKind};
 pub use limits::WasmLimits;
 pub use output::{CappedOutput, CapturedOutput};
 pub use program::{CodeOrigin, LoadError, LoadedModule, MODULE_BYTES_MAX};
-pub use run::{KillSwitch, SANDBOX_GUEST_DIR, TaskReport, TaskRun};
+pub use run::{KillSwitch, NotWasmTask, SANDBOX_GUEST_DIR, TaskReport, TaskRun};
 
 use crate::outcome::TaskOutcome;
 use crate::usage::TaskUsage;
@@ -373,7 +373,7 @@ impl WasmExecutor {
         let join = tokio::spawn(async move {
             let task = match task {
                 Ok(task) => task,
-                Err(reason) => return TaskReport::failed_before_start(reason),
+                Err(reason) => return TaskReport::failed_before_start(reason.to_string()),
             };
             let loader = exec.clone();
             let loading = tokio::task::spawn_blocking(move || loader.load(&module_bytes));

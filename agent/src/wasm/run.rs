@@ -66,11 +66,16 @@ pub struct TaskRun {
     pub limits: WasmLimits,
 }
 
+/// A spec given to the WASM executor that is not a WASM task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a wasm task")]
+pub struct NotWasmTask;
+
 impl TaskRun {
     /// The run of a `TaskKind::Wasm` spec in `sandbox_dir`.
-    pub fn from_spec(spec: &TaskSpec, sandbox_dir: PathBuf) -> Result<TaskRun, String> {
+    pub fn from_spec(spec: &TaskSpec, sandbox_dir: PathBuf) -> Result<TaskRun, NotWasmTask> {
         let TaskKind::Wasm(wasm) = &spec.kind else {
-            return Err("not a wasm task".to_owned());
+            return Err(NotWasmTask);
         };
         let argv0 = if wasm.module.name.is_empty() {
             spec.name.clone()

@@ -89,7 +89,11 @@ impl Master {
     ///   overlapping ranges or sets is itself asserted);
     /// - per framework, its allocation is the quantities of its offers and live tasks;
     /// - the cluster total is the sum of agents' totals.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), BrokenInvariant> {
+        self.check_books().map_err(BrokenInvariant)
+    }
+
+    fn check_books(&self) -> Result<(), String> {
         let mut total = BTreeMap::new();
         for (id, record) in &self.agents {
             let books = self
@@ -186,3 +190,9 @@ impl Master {
         }
     }
 }
+
+/// A bookkeeping invariant of the master that does not hold: a master bug, never an
+/// operating error. The text names the first one found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BrokenInvariant(pub String);

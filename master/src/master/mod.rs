@@ -26,6 +26,7 @@ use crate::view::LostAgents;
 
 pub use operator::OperatorKillError;
 
+pub use books::BrokenInvariant;
 pub use liveness::LaunchOutcome;
 use liveness::Liveness;
 
