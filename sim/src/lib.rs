@@ -24,9 +24,9 @@
 //!   anywhere.
 //!
 //! Invariants checked throughout: the master's own books after every fault and at the
-//! end, no agent running more than it has, no task started twice, no task told two
-//! different ends, and (once settled) no agent still holding an end its framework was
-//! not told of.
+//! end, no agent running more than it has, no task started twice, no master telling two
+//! different ends of one task, and (once settled) no agent still holding an end its
+//! framework was not told of.
 
 mod driver;
 mod fleet;
