@@ -208,6 +208,9 @@ fn kill_uses_sigterm_then_sigkill_and_reports_killed() {
         busybox(),
         &["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"],
     ));
+    // Let the shell install its trap first: this test is about what a TERM does to a
+    // running task (a cold CI run once killed it before then and waited out the grace).
+    std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     c.kill(Duration::from_secs(20));
     assert!(
