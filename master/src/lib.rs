@@ -14,6 +14,7 @@
 
 pub mod allocator;
 pub mod config;
+mod deadlines;
 pub mod error;
 mod master;
 pub mod offer_book;

@@ -28,6 +28,27 @@ struct Balance {
     used: Resources,
 }
 
+impl Balance {
+    /// Panics unless `free + offered + used == total` on the agent: resources were lost or
+    /// counted twice, and every later decision would build on it.
+    fn assert_balanced(&self, id: &AgentId, free: &Resources) {
+        assert!(
+            balanced(free, &self.offered, &self.used, &self.total),
+            "agent {id}: free {free} + offered {} + used {} != total {}",
+            self.offered,
+            self.used,
+            self.total
+        );
+    }
+}
+
+/// Which of an agent's resources that are not free a move takes from.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    Offered,
+    Used,
+}
+
 /// One agent's resources, as the book holds them.
 #[derive(Clone, Copy, Debug)]
 pub struct AgentResources<'a> {
@@ -163,12 +184,17 @@ impl ResourceBook {
         }
         slot.free = balance.total.checked_sub(&balance.used).unwrap_or_default();
         slot.attributes = attributes;
-        self.assert_balanced(id);
+        balance.assert_balanced(id, &slot.free);
     }
 
     /// Offers all free resources of the agent to the framework: free → offered, counted
-    /// in its allocation. `None` when nothing is free or either is unknown.
-    pub fn offer(&mut self, agent_id: &AgentId, framework_id: &FrameworkId) -> Option<Resources> {
+    /// in its allocation; the resources offered and the agent's attributes. `None` when
+    /// nothing is free or either is unknown.
+    pub fn offer(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+    ) -> Option<(Resources, Attributes)> {
         let balance = self.balances.get_mut(agent_id)?;
         let slot = self.snapshot.agents.get_mut(agent_id)?;
         if slot.free.is_empty() || !self.snapshot.frameworks.contains_key(framework_id) {
@@ -176,9 +202,10 @@ impl ResourceBook {
         }
         let resources = std::mem::take(&mut slot.free);
         balance.offered.add(&resources);
+        balance.assert_balanced(agent_id, &slot.free);
+        let attributes = slot.attributes.clone();
         self.allocation_add(framework_id, &resources);
-        self.assert_balanced(agent_id);
-        Some(resources)
+        Some((resources, attributes))
     }
 
     /// Offered resources the framework did not take (rescinded, declined, expired, or
@@ -189,27 +216,21 @@ impl ResourceBook {
         framework_id: &FrameworkId,
         resources: &Resources,
     ) {
-        let (Some(balance), Some(slot)) = (
-            self.balances.get_mut(agent_id),
-            self.snapshot.agents.get_mut(agent_id),
-        ) else {
-            return;
-        };
-        balance.offered.subtract_saturating(resources);
-        slot.free.add(resources);
-        self.allocation_sub(framework_id, resources);
-        self.assert_balanced(agent_id);
+        self.back_to_free(agent_id, framework_id, resources, Held::Offered);
     }
 
     /// A task launched on offered resources: offered → used; the framework's allocation
     /// does not change (its offer became its task).
     pub fn launch_from_offer(&mut self, agent_id: &AgentId, resources: &Resources) {
-        let Some(balance) = self.balances.get_mut(agent_id) else {
+        let (Some(balance), Some(slot)) = (
+            self.balances.get_mut(agent_id),
+            self.snapshot.agents.get(agent_id),
+        ) else {
             return;
         };
         balance.offered.subtract_saturating(resources);
         balance.used.add(resources);
-        self.assert_balanced(agent_id);
+        balance.assert_balanced(agent_id, &slot.free);
     }
 
     /// A task ended: used → free, out of its framework's allocation.
@@ -219,16 +240,30 @@ impl ResourceBook {
         framework_id: &FrameworkId,
         resources: &Resources,
     ) {
+        self.back_to_free(agent_id, framework_id, resources, Held::Used);
+    }
+
+    /// Offered or used → free, out of the framework's allocation.
+    fn back_to_free(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        resources: &Resources,
+        from: Held,
+    ) {
         let (Some(balance), Some(slot)) = (
             self.balances.get_mut(agent_id),
             self.snapshot.agents.get_mut(agent_id),
         ) else {
             return;
         };
-        balance.used.subtract_saturating(resources);
+        match from {
+            Held::Offered => balance.offered.subtract_saturating(resources),
+            Held::Used => balance.used.subtract_saturating(resources),
+        }
         slot.free.add(resources);
+        balance.assert_balanced(agent_id, &slot.free);
         self.allocation_sub(framework_id, resources);
-        self.assert_balanced(agent_id);
     }
 
     /// A task this master did not launch (listed in an advert): free → used, counted in
@@ -251,29 +286,14 @@ impl ResourceBook {
         };
         slot.free = left;
         balance.used.add(resources);
+        balance.assert_balanced(agent_id, &slot.free);
         self.allocation_add(framework_id, resources);
-        self.assert_balanced(agent_id);
         true
-    }
-
-    /// Panics unless `free + offered + used == total` on the agent: resources were lost or
-    /// counted twice, and every later decision would build on it.
-    fn assert_balanced(&self, id: &AgentId) {
-        if let (Some(balance), Some(slot)) = (self.balances.get(id), self.snapshot.agents.get(id)) {
-            assert!(
-                balanced(&slot.free, &balance.offered, &balance.used, &balance.total),
-                "agent {id}: free {} + offered {} + used {} != total {}",
-                slot.free,
-                balance.offered,
-                balance.used,
-                balance.total
-            );
-        }
     }
 
     fn allocation_add(&mut self, framework_id: &FrameworkId, resources: &Resources) {
         if let Some(fw) = self.snapshot.frameworks.get_mut(framework_id) {
-            add_quantities(&mut fw.allocation, &resources.quantities());
+            resources.add_quantities_to(&mut fw.allocation);
             self.snapshot
                 .changes
                 .frameworks
@@ -283,7 +303,7 @@ impl ResourceBook {
 
     fn allocation_sub(&mut self, framework_id: &FrameworkId, resources: &Resources) {
         if let Some(fw) = self.snapshot.frameworks.get_mut(framework_id) {
-            subtract_quantities(&mut fw.allocation, &resources.quantities());
+            resources.subtract_quantities_from(&mut fw.allocation);
             self.snapshot
                 .changes
                 .frameworks
@@ -333,18 +353,30 @@ impl ResourceBook {
     }
 }
 
+/// The parts' scalars add up to the total's, kind by kind, and no part has a kind the
+/// total lacks: one walk over the sorted maps side by side, no lookups (this runs on
+/// every move).
+fn scalars_balanced(parts: [&Resources; 3], total: &Resources) -> bool {
+    let mut walks = parts.map(|p| p.scalars.iter().peekable());
+    for (kind, amount) in &total.scalars {
+        let mut sum = 0u64;
+        for walk in &mut walks {
+            if let Some((_, part)) = walk.next_if(|(k, _)| *k == kind) {
+                sum = sum.saturating_add(part.0);
+            }
+        }
+        if sum != amount.0 {
+            return false;
+        }
+    }
+    walks.iter_mut().all(|walk| walk.peek().is_none())
+}
+
 /// `free + offered + used == total`, without allocating for scalar resources (the common
 /// case); ranges and sets, which must also be disjoint, are summed exactly.
 fn balanced(free: &Resources, offered: &Resources, used: &Resources, total: &Resources) -> bool {
     let parts = [free, offered, used];
-    let scalars_ok = total
-        .scalars
-        .iter()
-        .all(|(k, t)| parts.iter().map(|p| p.scalar(k).0).sum::<u64>() == t.0)
-        && parts
-            .iter()
-            .all(|p| p.scalars.keys().all(|k| total.scalars.contains_key(k)));
-    if !scalars_ok {
+    if !scalars_balanced(parts, total) {
         return false;
     }
     let discrete = |r: &Resources| !r.ranges.is_empty() || !r.sets.is_empty();
@@ -411,7 +443,7 @@ mod tests {
     #[test]
     fn resources_go_round_and_the_snapshot_is_the_book() {
         let (mut book, a, f) = book();
-        let offered = book.offer(&a, &f).expect("all of it is free");
+        let (offered, _) = book.offer(&a, &f).expect("all of it is free");
         assert!(book.agent(&a).is_some_and(|r| r.free.is_empty()));
         assert_eq!(book.snapshot().frameworks[&f].allocation["cpus"], 4_000);
         let task = res(1.0).with_range("ports", 1000, 1009);

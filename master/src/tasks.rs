@@ -34,8 +34,7 @@ pub struct TaskRecord {
 /// operator's listing shows of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EndedTask {
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
+    /// The end its framework was told; its framework and agent ids are the task's.
     pub latest: TaskStatus,
     /// Empty for a task this master never saw launched (it learned of it ended).
     pub name: String,
@@ -43,6 +42,16 @@ pub struct EndedTask {
     /// `None` for a task this master never saw launched.
     pub launched_at: Option<Millis>,
     pub usage: Option<TaskUsage>,
+}
+
+impl EndedTask {
+    pub fn framework_id(&self) -> &FrameworkId {
+        &self.latest.framework_id
+    }
+
+    pub fn agent_id(&self) -> &AgentId {
+        &self.latest.agent_id
+    }
 }
 
 /// What a task used at its agent's latest report.
@@ -80,6 +89,14 @@ impl TaskRegistry {
 
     pub fn ended(&self, id: &TaskId) -> Option<&EndedTask> {
         self.ended.get(id)
+    }
+
+    /// The framework and the agent of a live or remembered ended task.
+    pub fn owner(&self, id: &TaskId) -> Option<(&FrameworkId, &AgentId)> {
+        match self.live.get(id) {
+            Some(t) => Some((&t.framework_id, &t.agent_id)),
+            None => self.ended.get(id).map(|e| (e.framework_id(), e.agent_id())),
+        }
     }
 
     /// Ended tasks, the most recently ended first.
@@ -124,8 +141,6 @@ impl TaskRegistry {
         }
         let id = latest.task_id.clone();
         let ended = EndedTask {
-            framework_id: latest.framework_id.clone(),
-            agent_id: latest.agent_id.clone(),
             latest,
             name: String::new(),
             resources: Resources::new(),
@@ -147,28 +162,32 @@ impl TaskRegistry {
     }
 
     /// Moves a live task to the ended memory, which keeps at most `ended_kept_max`
-    /// tasks (the oldest are forgotten first). Returns the record, whose resources the
-    /// caller frees: this is the only way out of `live`, so they are freed exactly once.
+    /// tasks, and at least this one (the oldest are forgotten first). Returns the ended
+    /// task, whose resources the caller frees, and when it was to be reclaimed: this is
+    /// the only way out of `live`, so they are freed exactly once.
     pub fn end(
         &mut self,
         id: &TaskId,
         latest: TaskStatus,
         ended_kept_max: usize,
-    ) -> Option<TaskRecord> {
+    ) -> Option<(&EndedTask, Option<Millis>)> {
         let record = self.live.remove(id)?;
+        let latest = TaskStatus {
+            framework_id: record.framework_id,
+            agent_id: record.agent_id,
+            ..latest
+        };
         let ended = EndedTask {
-            framework_id: record.framework_id.clone(),
-            agent_id: record.agent_id.clone(),
             latest,
-            name: record.name.clone(),
-            resources: record.resources.clone(),
+            name: record.name,
+            resources: record.resources,
             launched_at: Some(record.launched_at),
             usage: self.usage.remove(id),
         };
-        self.ended.insert(id.clone(), ended);
+        self.forget_oldest(ended_kept_max.saturating_sub(1));
         self.ended_order.push_back(id.clone());
-        self.forget_oldest(ended_kept_max);
-        Some(record)
+        let ended = self.ended.entry(id.clone()).insert_entry(ended).into_mut();
+        Some((ended, record.reclaim_at))
     }
 
     fn forget_oldest(&mut self, ended_kept_max: usize) {

@@ -143,10 +143,9 @@ impl Master {
 
     /// The agent a live or remembered ended task ran on.
     pub fn task_agent(&self, task_id: &TaskId) -> Option<AgentId> {
-        match self.tasks.get(task_id) {
-            Some(live) => Some(live.agent_id.clone()),
-            None => self.tasks.ended(task_id).map(|t| t.agent_id.clone()),
-        }
+        self.tasks
+            .owner(task_id)
+            .map(|(_, agent_id)| agent_id.clone())
     }
 
     /// Outstanding offers, times on the master's clock.
@@ -186,8 +185,8 @@ fn live_row(t: &TaskRecord, usage: Option<TaskUsage>, clock: WallClock) -> TaskR
 fn ended_row(t: &EndedTask, clock: WallClock) -> TaskRow {
     TaskRow {
         task_id: t.latest.task_id.clone(),
-        framework_id: t.framework_id.clone(),
-        agent_id: t.agent_id.clone(),
+        framework_id: t.framework_id().clone(),
+        agent_id: t.agent_id().clone(),
         name: t.name.clone(),
         resources: t.resources.clone(),
         state: t.latest.state,

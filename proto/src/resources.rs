@@ -316,21 +316,47 @@ impl Resources {
     /// Amount of each resource kind as thousandths: scalars as they are, ranges and sets
     /// by how many items they hold. Quantities of different agents add up to cluster totals.
     pub fn quantities(&self) -> BTreeMap<String, u64> {
-        let mut q: BTreeMap<String, u64> = BTreeMap::new();
-        for (k, v) in &self.scalars {
-            q.insert(k.clone(), v.0);
-        }
-        for (k, r) in &self.ranges {
-            q.insert(k.clone(), r.count().saturating_mul(SCALAR_MILLIS_PER_UNIT));
-        }
-        for (k, s) in &self.sets {
-            q.insert(
-                k.clone(),
-                (s.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT),
-            );
-        }
-        q.retain(|_, v| *v > 0);
+        let mut q = BTreeMap::new();
+        self.add_quantities_to(&mut q);
         q
+    }
+
+    /// [`Resources::quantities`] without building a map: kinds with a zero quantity are
+    /// skipped.
+    pub fn quantities_iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        let per_item = |n: u64| n.saturating_mul(SCALAR_MILLIS_PER_UNIT);
+        let scalars = self.scalars.iter().map(|(k, v)| (k.as_str(), v.0));
+        let ranges = (self.ranges.iter()).map(move |(k, r)| (k.as_str(), per_item(r.count())));
+        let sets = (self.sets.iter()).map(move |(k, s)| (k.as_str(), per_item(s.len() as u64)));
+        scalars.chain(ranges).chain(sets).filter(|(_, v)| *v > 0)
+    }
+
+    /// Adds this vector's quantities into a running total (as [`add_quantities`] does with
+    /// [`Resources::quantities`], without the map in between).
+    pub fn add_quantities_to(&self, into: &mut BTreeMap<String, u64>) {
+        for (k, v) in self.quantities_iter() {
+            match into.get_mut(k) {
+                Some(slot) => *slot = slot.saturating_add(v),
+                None => {
+                    into.insert(k.to_owned(), v);
+                }
+            }
+        }
+    }
+
+    /// Subtracts this vector's quantities from a running total, never below zero,
+    /// dropping kinds that reach zero (as [`subtract_quantities`] does).
+    pub fn subtract_quantities_from(&self, from: &mut BTreeMap<String, u64>) {
+        let mut emptied = false;
+        for (k, v) in self.quantities_iter() {
+            if let Some(slot) = from.get_mut(k) {
+                *slot = slot.saturating_sub(v);
+                emptied |= *slot == 0;
+            }
+        }
+        if emptied {
+            from.retain(|_, v| *v > 0);
+        }
     }
 
     /// The largest fraction of `total` this holds over all resource kinds (DRF's dominant

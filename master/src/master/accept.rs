@@ -97,8 +97,10 @@ impl Master {
         if self.offers.remove(&p.offer_id).is_none() {
             return;
         }
-        self.offered_to_free(&p.agent_id, id, &p.left);
-        self.add_filter(id, &p.agent_id, p.left, filters);
+        if !p.left.is_empty() {
+            self.offered_to_free(&p.agent_id, id, &p.left);
+            self.add_filter(id, &p.agent_id, p.left, filters);
+        }
         for task in p.tasks {
             self.book.launch_from_offer(&p.agent_id, &task.resources);
             self.launches += 1;

@@ -123,37 +123,38 @@ impl Master {
         if self.agents.contains_key(&status.agent_id) {
             self.heard_from(&status.agent_id);
         }
-        let task_id = status.task_id.clone();
-        if self.tasks.get(&task_id).is_some_and(|t| t.doomed) {
-            self.doomed_status(status);
-            return;
+        match self.tasks.get(&status.task_id).map(|t| t.doomed) {
+            Some(true) => return self.doomed_status(status),
+            Some(false) => {}
+            None => match self.tasks.ended(&status.task_id) {
+                // Its framework keeps the end it was told (`lost`, for a task of an agent
+                // declared lost that comes back with the task ended otherwise).
+                Some(told) if told.latest.state != status.state => {
+                    return self.ack_to_agent(&status);
+                }
+                Some(_) => {}
+                None => {
+                    // A task launched by an earlier master, heard of before its agent's
+                    // advert.
+                    self.recover_framework(&status.framework_id);
+                    if status.state.is_terminal() {
+                        self.tasks
+                            .remember_ended(status.clone(), self.config.ended_tasks_kept_max);
+                    }
+                }
+            },
         }
-        if self.contradicts_told_end(&status) {
-            // Its framework keeps the end it was told (`lost`, for a task of an agent
-            // declared lost that comes back with the task ended otherwise).
-            self.ack_to_agent(&status);
-            return;
-        }
-        if !self.tasks.is_known(&task_id) {
-            // A task launched by an earlier master, heard of before its agent's advert.
-            self.recover_framework(&status.framework_id);
-            if status.state.is_terminal() {
-                self.tasks
-                    .remember_ended(status.clone(), self.config.ended_tasks_kept_max);
-            }
-        }
-        let framework_id = match self.tasks.get_mut(&task_id) {
-            Some(task) => {
-                task.state = status.state;
-                task.latest = Some(status.clone());
-                Some(task.framework_id.clone())
-            }
-            None => self.tasks.ended(&task_id).map(|e| e.framework_id.clone()),
+        let framework_id = match self.tasks.owner(&status.task_id) {
+            Some((framework_id, _)) => framework_id.clone(),
+            None => status.framework_id.clone(),
         };
         if status.state.is_terminal() {
-            self.end_task(&task_id, status.clone());
+            // The ended task keeps it as the end its framework was told.
+            self.end_task(&status.task_id, status.clone());
+        } else if let Some(task) = self.tasks.get_mut(&status.task_id) {
+            task.state = status.state;
+            task.latest = Some(status.clone());
         }
-        let framework_id = framework_id.unwrap_or_else(|| status.framework_id.clone());
         let listening = self
             .frameworks
             .get(&framework_id)
@@ -163,15 +164,6 @@ impl Master {
         } else {
             self.ack_to_agent(&status);
         }
-    }
-
-    /// A status of a task that already ended, saying it ended otherwise.
-    fn contradicts_told_end(&self, status: &TaskStatus) -> bool {
-        self.tasks.get(&status.task_id).is_none()
-            && self
-                .tasks
-                .ended(&status.task_id)
-                .is_some_and(|e| e.latest.state != status.state)
     }
 
     /// The master acknowledges an update itself: no framework will.
@@ -261,26 +253,25 @@ impl Master {
 
     /// The only place a live task ends: its resources are freed here, exactly once.
     pub(super) fn end_task(&mut self, task_id: &TaskId, latest: TaskStatus) {
-        let Some(task) = self
-            .tasks
-            .end(task_id, latest, self.config.ended_tasks_kept_max)
+        let Some((ended, reclaim_at)) =
+            self.tasks
+                .end(task_id, latest, self.config.ended_tasks_kept_max)
         else {
             return;
         };
+        let (agent_id, framework_id) = (ended.agent_id().clone(), ended.framework_id().clone());
         self.book
-            .release_used(&task.agent_id, &task.framework_id, &task.resources);
-        if self.agents.contains_key(&task.agent_id) {
-            self.want_allocation_of(&task.agent_id);
-        }
-        if let Some(agent) = self.agents.get_mut(&task.agent_id) {
+            .release_used(&agent_id, &framework_id, &ended.resources);
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
             agent.tasks.remove(task_id);
+            self.want_allocation_of(&agent_id);
         }
-        if let Some(fw) = self.frameworks.get_mut(&task.framework_id) {
+        if let Some(fw) = self.frameworks.get_mut(&framework_id) {
             fw.tasks.remove(task_id);
         }
-        if let Some(at) = task.reclaim_at {
+        if let Some(at) = reclaim_at {
             self.reclaim_kills.remove(&(at, task_id.clone()));
         }
-        self.forget_if_drained(&task.framework_id);
+        self.forget_if_drained(&framework_id);
     }
 }

@@ -18,12 +18,7 @@ impl Master {
         framework_id: &FrameworkId,
     ) -> Option<Offer> {
         let hostname = self.agents.get(agent_id)?.hostname.clone();
-        let resources = self.book.offer(agent_id, framework_id)?;
-        let attributes = self
-            .book
-            .agent(agent_id)
-            .map(|a| a.attributes.clone())
-            .unwrap_or_default();
+        let (resources, attributes) = self.book.offer(agent_id, framework_id)?;
         self.offers_made += 1;
         let offer = Offer {
             offer_id: OfferId(format!(

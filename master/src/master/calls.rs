@@ -55,7 +55,8 @@ impl Master {
             return;
         }
         fw.connected = false;
-        fw.failover_at = Some(self.now.plus_ms(fw.info.failover_timeout_ms));
+        let failover_at = self.now.plus_ms(fw.info.failover_timeout_ms);
+        self.failovers.set(framework_id.clone(), failover_at);
         self.update_wants(framework_id);
         for offer_id in self.offers.of_framework(framework_id) {
             self.withdraw_offer(&offer_id, false);
@@ -227,12 +228,12 @@ impl Master {
             connected: true,
             suppressed,
             torn_down: false,
-            failover_at: None,
             tasks,
             below_fair_since: None,
             recovered: false,
         };
         self.frameworks.insert(id.clone(), record);
+        self.failovers.remove(&id);
         self.await_token(&id);
     }
 
@@ -340,11 +341,10 @@ impl Master {
         task_id: TaskId,
         status_uuid: StatusUuid,
     ) -> Result<(), CallError> {
-        let (owner, agent_id) = match (self.tasks.get(&task_id), self.tasks.ended(&task_id)) {
-            (Some(t), _) => (t.framework_id.clone(), t.agent_id.clone()),
-            (None, Some(e)) => (e.framework_id.clone(), e.agent_id.clone()),
-            (None, None) => return Err(CallError::UnknownTask(task_id)),
+        let Some((owner, agent_id)) = self.tasks.owner(&task_id) else {
+            return Err(CallError::UnknownTask(task_id));
         };
+        let (owner, agent_id) = (owner.clone(), agent_id.clone());
         if &owner != id {
             return Err(CallError::NotYourTask(task_id));
         }
@@ -387,7 +387,7 @@ impl Master {
                         .clone()
                         .unwrap_or_else(|| synthetic_status(t, t.state, "", uuid))
                 }
-                (None, Some(e)) if &e.framework_id == id => e.latest.clone(),
+                (None, Some(e)) if e.framework_id() == id => e.latest.clone(),
                 _ => TaskStatus {
                     task_id,
                     framework_id: id.clone(),
@@ -411,8 +411,8 @@ impl Master {
         };
         fw.torn_down = true;
         fw.connected = false;
-        fw.failover_at = None;
         let tasks: Vec<TaskId> = fw.tasks.iter().cloned().collect();
+        self.failovers.remove(id);
         self.update_wants(id);
         self.clear_filters(id);
         for offer_id in self.offers.of_framework(id) {

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::deadlines::Deadlines;
+
 use proto::{AgentId, Event, FrameworkId, StatusUuid, TaskId, TaskState, TaskStatus};
 
 use super::{Action, Master};
@@ -28,59 +30,6 @@ pub enum LaunchOutcome {
     Refused { message: String },
     /// The agent did not answer in time (it may be cut off).
     Unanswered { message: String },
-}
-
-/// Deadlines by key, with the earliest found in `O(log n)`.
-#[derive(Clone, Debug)]
-struct Deadlines<K: Ord + Clone> {
-    at: BTreeMap<K, Millis>,
-    order: BTreeSet<(Millis, K)>,
-}
-
-impl<K: Ord + Clone> Default for Deadlines<K> {
-    fn default() -> Self {
-        Deadlines {
-            at: BTreeMap::new(),
-            order: BTreeSet::new(),
-        }
-    }
-}
-
-impl<K: Ord + Clone> Deadlines<K> {
-    fn set(&mut self, key: K, at: Millis) {
-        self.remove(&key);
-        self.order.insert((at, key.clone()));
-        self.at.insert(key, at);
-    }
-
-    fn set_if_absent(&mut self, key: K, at: Millis) {
-        if !self.at.contains_key(&key) {
-            self.set(key, at);
-        }
-    }
-
-    fn remove(&mut self, key: &K) {
-        if let Some(at) = self.at.remove(key) {
-            self.order.remove(&(at, key.clone()));
-        }
-    }
-
-    fn next(&self) -> Option<Millis> {
-        self.order.first().map(|(at, _)| *at)
-    }
-
-    /// Takes out every key whose deadline is not after `now`, earliest first.
-    fn take_due(&mut self, now: Millis) -> Vec<K> {
-        let mut due = Vec::new();
-        while let Some((at, key)) = self.order.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.remove(&key);
-            due.push(key);
-        }
-        due
-    }
 }
 
 /// The liveliness books; see the module documentation.
@@ -248,10 +197,9 @@ impl Master {
                 format!("agent did not take the launch: {message}"),
             ),
         };
-        let framework_id = match (self.tasks.get(task_id), self.tasks.ended(task_id)) {
-            (Some(t), _) => t.framework_id.clone(),
-            (None, Some(e)) => e.framework_id.clone(),
-            (None, None) => {
+        let framework_id = match self.tasks.owner(task_id) {
+            Some((framework_id, _)) => framework_id.clone(),
+            None => {
                 tracing::debug!(%task_id, %agent_id, "launch outcome for a task the master does not know");
                 return;
             }

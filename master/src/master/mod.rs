@@ -17,6 +17,7 @@ use proto::{AgentId, Event, FrameworkId, FrameworkInfo, StatusUuid, TaskId, Task
 
 use crate::allocator::{Allocator, DrfAllocator, Snapshot};
 use crate::config::MasterConfig;
+use crate::deadlines::Deadlines;
 use crate::offer_book::OfferBook;
 use crate::resource_book::ResourceBook;
 use crate::rng::SplitMix64;
@@ -86,8 +87,6 @@ pub(crate) struct FrameworkRecord {
     pub suppressed: bool,
     /// Torn down: gets no offers and no events; removed once its last task ends.
     pub torn_down: bool,
-    /// Disconnected: torn down at this time unless it subscribes again.
-    pub failover_at: Option<Millis>,
     pub tasks: BTreeSet<TaskId>,
     /// Since when it has wanted offers while below its fair share.
     pub below_fair_since: Option<Millis>,
@@ -135,6 +134,8 @@ pub struct Master {
     pub(crate) tasks: TaskRegistry,
     /// Liveliness tokens, the clocks they start, and events held for frameworks.
     liveness: Liveness,
+    /// Disconnected frameworks, torn down at their deadline unless they subscribe again.
+    failovers: Deadlines<FrameworkId>,
     actions: VecDeque<Action>,
     rng: SplitMix64,
     now: Millis,
@@ -190,6 +191,7 @@ impl Master {
             offers: OfferBook::default(),
             tasks: TaskRegistry::default(),
             liveness: Liveness::default(),
+            failovers: Deadlines::default(),
             actions: VecDeque::new(),
             rng: SplitMix64::new(seed),
             now: Millis::ZERO,

@@ -194,13 +194,13 @@ impl Master {
             connected: false,
             suppressed: false,
             torn_down: false,
-            failover_at: Some(from.plus_ms(timeout_ms)),
             tasks: BTreeSet::new(),
             below_fair_since: None,
             recovered: true,
         };
         tracing::info!(framework_id = %id, timeout_ms, "framework recovered from adverts; waiting for it to subscribe");
         self.frameworks.insert(id.clone(), record);
+        self.failovers.set(id.clone(), from.plus_ms(timeout_ms));
     }
 
     /// The quantities of the named live tasks: a recovered framework's allocation.

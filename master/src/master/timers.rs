@@ -24,7 +24,7 @@ impl Master {
             self.offers_held_until,
             self.offers.next_expiry(),
             self.filter_expiry.first().map(|(at, _, _)| *at),
-            self.frameworks.values().filter_map(|f| f.failover_at).min(),
+            self.failovers.next(),
             self.reclaim_kills.first().map(|(at, _)| *at),
             self.reclaim_check_at,
         ]
@@ -44,13 +44,7 @@ impl Master {
             self.withdraw_offer(&offer_id, true);
         }
         self.expire_filters(now);
-        let failed: Vec<FrameworkId> = self
-            .frameworks
-            .iter()
-            .filter(|(_, f)| f.failover_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in failed {
+        for id in self.failovers.take_due(now) {
             self.teardown(&id);
         }
         self.reclaim_kills_due(now);
