@@ -48,6 +48,9 @@ impl AgentState {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentRow {
+    /// The same as `agent_id`: every listing's rows name their id `id` (the CLI's
+    /// `--json` and the HTTP API serve the same rows).
+    pub id: String,
     #[schema(value_type = String)]
     pub agent_id: AgentId,
     pub hostname: String,
@@ -70,6 +73,9 @@ pub struct AgentRow {
 /// [`crate::FrameworkInfo`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FrameworkRow {
+    /// The same as `framework_id`: every listing's rows name their id `id` (the CLI's
+    /// `--json` and the HTTP API serve the same rows).
+    pub id: String,
     #[schema(value_type = String)]
     pub framework_id: FrameworkId,
     pub name: String,
@@ -78,8 +84,9 @@ pub struct FrameworkRow {
     pub weight: f64,
     pub connected: bool,
     pub suppressed: bool,
-    /// Quantities used by its tasks plus offered to it, in thousandths of a unit.
-    pub allocation: BTreeMap<String, u64>,
+    /// What its tasks use plus what is offered to it, in the units resources are given
+    /// in everywhere else (`cpus` in cores, `mem` in MiB, ranges and sets in items).
+    pub allocation: BTreeMap<String, f64>,
     /// Its dominant share of the cluster (0 to 1), unweighted.
     pub dominant_share: f64,
     pub tasks: usize,
@@ -88,6 +95,9 @@ pub struct FrameworkRow {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskRow {
+    /// The same as `task_id`: every listing's rows name their id `id` (the CLI's
+    /// `--json` and the HTTP API serve the same rows).
+    pub id: String,
     #[schema(value_type = String)]
     pub task_id: TaskId,
     #[schema(value_type = String)]
