@@ -392,6 +392,40 @@ fn an_agent_without_a_master_says_it_waits_and_stops_on_a_signal() {
 }
 
 #[test]
+fn a_second_agent_with_a_live_agent_s_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let config = "agent_id = \"board1\"\n";
+    let (_first, id) = start_agent(&endpoint, &dir.path().join("first"), Some(config));
+    assert_eq!(id, "board1");
+    let deadline = Instant::now() + AGENT_LISTED_WAIT;
+    while json_rows(&["agents", "--json"], &endpoint).is_empty() {
+        assert!(Instant::now() < deadline, "agent not listed in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second_dir = dir.path().join("second");
+    let second_config = second_dir.with_extension("toml");
+    std::fs::write(&second_config, config).unwrap();
+    let second = wasmos()
+        .args(["agent", "--connect", &endpoint, "--work-dir"])
+        .arg(&second_dir)
+        .arg("--config")
+        .arg(&second_config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("agent id \"board1\" is held by another agent"),
+        "{stderr}"
+    );
+    let agents = json_rows(&["agents", "--json"], &endpoint);
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(agents[0]["state"], "active", "{agents:?}");
+}
+
+#[test]
 fn malformed_arguments_are_refused_at_once_in_plain_words() {
     let cases: [(&[&str], &str); 8] = [
         (
