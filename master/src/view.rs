@@ -86,7 +86,10 @@ impl Master {
             id: id.to_string(),
             agent_id: id.clone(),
             hostname: r.hostname.clone(),
-            state: AgentState::Active,
+            state: match self.agent_token_missing(id) {
+                true => AgentState::Disconnected,
+                false => AgentState::Active,
+            },
             attributes: books.attributes.clone(),
             total: books.total.clone(),
             free: books.free.clone(),

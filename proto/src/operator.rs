@@ -31,16 +31,24 @@ pub const HOSTED_CONFIG_BYTES_MAX: usize = 64 << 10;
 pub enum AgentState {
     /// Registered and advertising.
     Active,
+    /// Registered, but its liveliness token is gone (killed, cut off): it is lost, and
+    /// its tasks with it, when the grace period ends unless it comes back first.
+    Disconnected,
     /// Was registered and is gone (its liveliness token vanished).
     Lost,
 }
 
 impl AgentState {
-    pub const ALL: [AgentState; 2] = [AgentState::Active, AgentState::Lost];
+    pub const ALL: [AgentState; 3] = [
+        AgentState::Active,
+        AgentState::Disconnected,
+        AgentState::Lost,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             AgentState::Active => "active",
+            AgentState::Disconnected => "disconnected",
             AgentState::Lost => "lost",
         }
     }
