@@ -214,8 +214,13 @@ impl MasterDaemon {
         let state = driver.cluster_state();
         let driver = tokio::spawn(driver.run(inputs_rx));
         let (hosted_door, hosted_slot) = watch::channel(None);
-        let ctx =
-            operator::OperatorContext::new(net.clone(), inputs_tx.clone(), jobs_slot, hosted_slot);
+        let ctx = operator::OperatorContext::new(
+            net.clone(),
+            inputs_tx.clone(),
+            jobs_slot,
+            hosted_slot,
+            store.clone(),
+        );
         let (operator_tasks, http_addr) =
             operator::serve(http_listener, ctx, state.clone()).await?;
         let token = net.declare_alive(&net.keys().master_alive()).await?;

@@ -27,6 +27,7 @@ use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MI
 use jobs::request::{ValidJob, ValidateJob};
 use master::{Master, Millis, OperatorKillError};
 use net::clock::unix_ms;
+use net::modules::ModuleStore;
 use net::{Net, Responder};
 use proto::TaskId;
 use proto::admin::{LogsReply, LogsRequest};
@@ -214,6 +215,8 @@ pub(crate) struct OperatorContext {
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
     pub(crate) hosted: watch::Receiver<Option<HostedDoor>>,
+    /// The module store: a job naming a module it does not hold is refused.
+    pub(crate) store: Arc<ModuleStore>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -223,12 +226,14 @@ impl OperatorContext {
         inputs: mpsc::Sender<Input>,
         jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
         hosted: watch::Receiver<Option<HostedDoor>>,
+        store: Arc<ModuleStore>,
     ) -> OperatorContext {
         OperatorContext {
             net,
             inputs,
             jobs,
             hosted,
+            store,
             in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         }
     }
@@ -458,6 +463,12 @@ async fn submit(ctx: &OperatorContext, job: JobRequest) -> Result<OperatorReply,
     let job = job
         .validate()
         .map_err(|e| OperatorError::InvalidJob(e.to_string()))?;
+    if let jobs::request::Artifact::Module(sha256) = &job.artifact
+        && !ctx.store.contains(sha256)
+    {
+        let unknown = net::modules::StoreError::Unknown(sha256.clone());
+        return Err(OperatorError::InvalidJob(format!("module: {unknown}")));
+    }
     let jobs = ctx.jobs.borrow().clone();
     let jobs = jobs.ok_or_else(jobs_not_running)?;
     jobs.submit(job).await.map(OperatorReply::JobAccepted)
