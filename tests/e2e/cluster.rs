@@ -434,6 +434,59 @@ fn a_task_that_cannot_be_placed_is_listed_pending_and_can_be_killed() {
 }
 
 #[test]
+fn run_wait_keeps_waiting_through_a_master_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let mut master = start_master(&endpoint, &store);
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let spin = module("p1_spin");
+    let mut waiting = wasmos()
+        .args([
+            "run",
+            "--connect",
+            &endpoint,
+            spin.to_str().unwrap(),
+            "--wait",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    let task = loop {
+        let rows = json_rows(&["ps", "--json"], &endpoint);
+        if let Some(row) = rows.iter().find(|r| r["state"] == "running") {
+            break row["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the task never ran: {rows:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    master.0.kill().unwrap();
+    master.0.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _master = start_master(&endpoint, &store);
+    wait_for_tasks(
+        &endpoint,
+        std::slice::from_ref(&task),
+        "running",
+        state_is("running"),
+    );
+    let kill = client(&["kill", &task], &endpoint);
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let out = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "killed, not finished: {stderr}");
+    assert!(stderr.contains("still waiting for the tasks"), "{stderr}");
+    assert!(stderr.contains("the master answers again"), "{stderr}");
+    assert!(stderr.contains(&format!("{task}: killed")), "{stderr}");
+}
+
+#[test]
 fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint();
