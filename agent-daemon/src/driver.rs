@@ -5,7 +5,6 @@
 //! runners' cancel handles and the output of ended tasks (for `agents/<id>/logs`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use agent_core::{AgentAction, AgentNode, AgentNodeConfig, TaskEnd};
 use net::clock::{Clock, unix_ms};
 use proto::admin::{LOG_STREAM_BYTES_MAX, LogsReply};
 use proto::{AgentAdvert, TaskId, TaskState, TaskStatus};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::StatusJournal;
 use crate::runner::{self, Cancel, Executors, RunnerUpdate};
@@ -35,6 +34,9 @@ pub(crate) struct Driver {
     outputs_order: VecDeque<TaskId>,
     inputs: mpsc::Sender<Input>,
     journal: StatusJournal,
+    /// Answered once the agent has left.
+    shutdown_done: Option<oneshot::Sender<()>>,
+    left: bool,
 }
 
 impl Driver {
@@ -62,6 +64,8 @@ impl Driver {
             outputs_order: VecDeque::new(),
             inputs,
             journal: StatusJournal::new(&config.work_dir),
+            shutdown_done: None,
+            left: false,
         }
     }
 
@@ -77,21 +81,19 @@ impl Driver {
             };
             tokio::select! {
                 input = inputs.recv() => match input {
-                    Some(input) => {
-                        if self.handle(input).await.is_break() {
-                            return;
-                        }
-                    }
+                    Some(input) => self.handle(input).await,
                     None => return,
                 },
                 () = timer => self.node.handle_timeout(self.clock.now()),
             }
             self.carry_out().await;
+            if self.left {
+                return;
+            }
         }
     }
 
-    /// Breaks once the agent is shut down.
-    async fn handle(&mut self, input: Input) -> ControlFlow<()> {
+    async fn handle(&mut self, input: Input) {
         let now = self.clock.now();
         match input {
             Input::Command(command, responder) => {
@@ -116,13 +118,11 @@ impl Driver {
                 let _ = reply.send(self.node.tasks().cloned().collect());
             }
             Input::Shutdown(done) => {
-                self.node.handle_shutdown();
-                self.carry_out().await;
-                let _ = done.send(());
-                return ControlFlow::Break(());
+                // The node kills the tasks and leaves once their ends are acknowledged.
+                self.shutdown_done = Some(done);
+                self.node.handle_shutdown(now);
             }
         }
-        ControlFlow::Continue(())
     }
 
     fn handle_runner(&mut self, now: proto::Millis, task_id: &TaskId, update: RunnerUpdate) {
@@ -161,8 +161,23 @@ impl Driver {
                 }
                 AgentAction::KillTask { task_id, grace_ms } => self.kill(&task_id, grace_ms),
                 AgentAction::ForgetTask { task_id } => self.forget(&task_id),
+                AgentAction::Leave => self.leave().await,
             }
         }
+    }
+
+    /// Tells the master the agent leaves, and answers the shutdown.
+    async fn leave(&mut self) {
+        let net = &self.executors.net;
+        let agent_id = self.node.advert().agent_id.clone();
+        let key = net.keys().agent_leave(agent_id.as_str());
+        if let Err(e) = net.put(&key, &agent_id).await {
+            tracing::warn!(%e, "could not tell the master the agent leaves; it will count it lost");
+        }
+        if let Some(done) = self.shutdown_done.take() {
+            let _ = done.send(());
+        }
+        self.left = true;
     }
 
     fn kill(&mut self, task_id: &TaskId, grace_ms: u64) {

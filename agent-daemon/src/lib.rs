@@ -280,9 +280,10 @@ impl AgentHandle {
         let _ = self.inputs.send(Input::SetAdvert(Box::new(advert))).await;
     }
 
-    /// Kills the agent's tasks, withdraws its token and closes its session (unless shared).
-    /// The master
-    /// sees the agent go and declares it lost after its timeout.
+    /// Kills the agent's tasks, waits (at most `agent_core::SHUTDOWN_DRAIN_MS`) until the
+    /// master acknowledged their ends, tells it the agent leaves (it counts the agent gone
+    /// at once, without its lost timeout), withdraws the token and closes the session
+    /// (unless shared).
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
         if self.inputs.send(Input::Shutdown(tx)).await.is_ok() {

@@ -111,6 +111,7 @@ impl Driver {
             }
             Input::AgentAlive(agent_id) => self.core.handle_agent_token(now, &agent_id, true),
             Input::AgentGone(agent_id) => self.core.handle_agent_token(now, &agent_id, false),
+            Input::AgentLeft(agent_id) => self.core.handle_agent_left(now, &agent_id),
             Input::LaunchOutcome {
                 agent_id,
                 task_id,

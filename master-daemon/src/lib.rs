@@ -17,6 +17,7 @@
 //! | `agents/*/advert` | `handle_agent_advert` | core (an advert without a token starts the agent's lost clock) |
 //! | `agents/*/status` | `handle_status` | core |
 //! | `agents/*/alive` | `handle_agent_token(present)` | core: lost after `MasterConfig::agent_lost_timeout_ms` unless it returns |
+//! | `agents/*/leave` | `handle_agent_left` | core: gone at once; a task it still held is lost |
 //! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements; a launch's outcome goes back in as `handle_launch_outcome` | core: refused → `failed`, unanswered → `lost` and the agent unreachable |
 //! | `master/calls` | `handle_call`; the reply carries the core's answer or its refusal | core |
 //! | `master/alive` | declared once everything above is in place | daemon (start-up order) |
@@ -132,6 +133,7 @@ pub(crate) enum Input {
     Status(TaskStatus),
     AgentAlive(AgentId),
     AgentGone(AgentId),
+    AgentLeft(AgentId),
     /// What became of a launch sent to an agent.
     LaunchOutcome {
         agent_id: AgentId,

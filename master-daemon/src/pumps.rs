@@ -30,6 +30,7 @@ pub(crate) async fn start(
     let usage = net
         .subscribe::<TaskUsageReport>(&keys.all_agent_metrics())
         .await?;
+    let leaves = net.subscribe::<AgentId>(&keys.all_agent_leave()).await?;
     Ok(vec![
         forward_agent_messages(net, inputs, adverts, |m| &m.agent_id, Input::Advert),
         forward_agent_messages(net, inputs, statuses, |m| &m.agent_id, Input::Status),
@@ -51,6 +52,7 @@ pub(crate) async fn start(
         }),
         forward_requests(inputs, calls, Input::Call),
         forward_agent_messages(net, inputs, usage, |m| &m.agent_id, Input::TaskUsage),
+        forward_agent_messages(net, inputs, leaves, |m| m, Input::AgentLeft),
     ])
 }
 

@@ -6,6 +6,7 @@
 //! | `wasmos/<cluster>/agents/<agent_id>/alive` | liveliness token of an agent |
 //! | `wasmos/<cluster>/agents/<agent_id>/cmd` | queryable, master → agent |
 //! | `wasmos/<cluster>/agents/<agent_id>/status` | put, agent → master |
+//! | `wasmos/<cluster>/agents/<agent_id>/leave` | put, agent → master: it shuts down (payload: its id) |
 //! | `wasmos/<cluster>/master/alive` | liveliness token of the leading master |
 //! | `wasmos/<cluster>/master/calls` | queryable, framework → master |
 //! | `wasmos/<cluster>/master/upload` | queryable, client → master module store (see [`crate::admin`]) |
@@ -82,6 +83,14 @@ impl Keys {
     }
     pub fn agent_status(&self, agent_id: &str) -> String {
         format!("{}/agents/{agent_id}/status", self.prefix)
+    }
+    /// Put by an agent that shuts down, after its tasks' ends were acknowledged: the
+    /// master counts it gone at once.
+    pub fn agent_leave(&self, agent_id: &str) -> String {
+        format!("{}/agents/{agent_id}/leave", self.prefix)
+    }
+    pub fn all_agent_leave(&self) -> String {
+        self.agent_leave("*")
     }
     /// Queryable of an agent: the output of its ended tasks (see [`crate::admin`]).
     pub fn agent_logs(&self, agent_id: &str) -> String {

@@ -487,6 +487,49 @@ fn run_wait_keeps_waiting_through_a_master_restart() {
 }
 
 #[test]
+fn an_agent_stopped_with_sigterm_leaves_at_once_with_its_task_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    // A lost timeout far longer than the waits below: the agent must say it leaves.
+    let mut master = wasmos();
+    master
+        .args([
+            "master",
+            "--listen",
+            &endpoint,
+            "--agent-lost-timeout",
+            "600",
+        ])
+        .args(["--http", "127.0.0.1:0", "--store-dir"])
+        .arg(dir.path().join("store"))
+        .stderr(Stdio::inherit());
+    let _master = spawn_master(master, &endpoint);
+    let (agent, agent_id) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let spin = module("p1_spin");
+    let ids = run(&[spin.to_str().unwrap()], 1, &endpoint);
+    wait_for_tasks(&endpoint, &ids, "running", state_is("running"));
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_for_tasks(&endpoint, &ids, "killed", state_is("killed"));
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    loop {
+        let agents = json_rows(&["agents", "--json"], &endpoint);
+        let row = agents.iter().find(|a| a["id"] == agent_id.as_str());
+        if row.is_some_and(|a| a["state"] == "lost") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not leave: {agents:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint();

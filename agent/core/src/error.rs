@@ -18,4 +18,6 @@ pub enum CommandRefused {
     TasksFull { agent_id: AgentId, tasks_max: usize },
     #[error("agent {agent_id} holds no task {task_id}")]
     TaskUnknown { agent_id: AgentId, task_id: TaskId },
+    #[error("agent {0} is shutting down")]
+    ShuttingDown(AgentId),
 }

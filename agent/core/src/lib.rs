@@ -26,7 +26,7 @@ mod node;
 
 pub use error::CommandRefused;
 pub use journal::{AGENT_RESTARTED, JournalEntry};
-pub use node::{AgentAction, AgentNode, AgentNodeConfig, TaskEnd};
+pub use node::{AgentAction, AgentNode, AgentNodeConfig, SHUTDOWN_DRAIN_MS, TaskEnd};
 pub use proto::Millis;
 
 /// How often an agent advertises when nothing changes.

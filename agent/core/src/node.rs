@@ -78,7 +78,14 @@ pub enum AgentAction {
     ForgetTask {
         task_id: TaskId,
     },
+    /// Shut down: tell the master the agent leaves (it then counts it gone at once, not
+    /// after its lost timeout), and stop.
+    Leave,
 }
+
+/// How long a shutting-down agent waits for its killed tasks' statuses to be
+/// acknowledged before it leaves anyway.
+pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
 
 /// One task the node holds.
 #[derive(Clone, Debug)]
@@ -123,6 +130,8 @@ pub struct AgentNode {
     /// The last status uuid's counter (the low 64 bits; the incarnation is above them).
     statuses_minted: u64,
     actions: VecDeque<AgentAction>,
+    /// Shutting down: the agent leaves once it holds no task, or at this time.
+    leave_by: Option<Millis>,
 }
 
 impl AgentNode {
@@ -144,6 +153,7 @@ impl AgentNode {
             advert_at: Millis::ZERO,
             statuses_minted: 0,
             actions: VecDeque::new(),
+            leave_by: None,
         }
     }
 
@@ -278,8 +288,10 @@ impl AgentNode {
         self.publish_advert(now);
     }
 
-    /// The agent is stopping: kill every task that has not ended, at once.
-    pub fn handle_shutdown(&mut self) {
+    /// The agent is stopping: kill every task that has not ended, at once, and refuse
+    /// launches. It leaves ([`AgentAction::Leave`]) once every end is acknowledged, or
+    /// [`SHUTDOWN_DRAIN_MS`] from now.
+    pub fn handle_shutdown(&mut self, now: Millis) {
         for (task_id, task) in &self.tasks {
             if !task.latest.state.is_terminal() {
                 self.actions.push_back(AgentAction::KillTask {
@@ -288,17 +300,36 @@ impl AgentNode {
                 });
             }
         }
+        self.leave_by = Some(now.plus_ms(SHUTDOWN_DRAIN_MS));
+        self.leave_if_settled();
+    }
+
+    /// Leaves when shutting down and every task's end was acknowledged.
+    fn leave_if_settled(&mut self) {
+        if self.leave_by.is_some() && self.tasks.is_empty() {
+            self.leave_by = None;
+            self.actions.push_back(AgentAction::Leave);
+        }
     }
 
     /// When [`AgentNode::handle_timeout`] is next due: the next advert or status resend.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let resend = self.resends.first().map(|(at, _)| *at);
-        Some(resend.map_or(self.advert_at, |at| at.min(self.advert_at)))
+        let next = resend.map_or(self.advert_at, |at| at.min(self.advert_at));
+        Some(self.leave_by.map_or(next, |at| at.min(next)))
     }
 
     /// Advertises when the period is up and sends again every unacknowledged status
     /// that is due, waiting twice as long (up to `status_retry_max_ms`) for the next.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.leave_by.is_some_and(|at| at <= now) {
+            tracing::warn!(
+                tasks = self.tasks.len(),
+                "leaving with statuses not acknowledged"
+            );
+            self.leave_by = None;
+            self.actions.push_back(AgentAction::Leave);
+        }
         if now >= self.advert_at {
             self.publish_advert(now);
         }
@@ -342,6 +373,9 @@ impl AgentNode {
         framework_id: FrameworkId,
         spec: TaskSpec,
     ) -> Result<(), CommandRefused> {
+        if self.leave_by.is_some() {
+            return Err(CommandRefused::ShuttingDown(self.advert.agent_id.clone()));
+        }
         let task_id = spec.task_id.clone();
         proto::keys::valid_chunk("task id", task_id.as_str())?;
         if task_id.as_str().starts_with('.') {
@@ -405,6 +439,7 @@ impl AgentNode {
             self.actions.push_back(AgentAction::ForgetTask {
                 task_id: task_id.clone(),
             });
+            self.leave_if_settled();
         }
     }
 

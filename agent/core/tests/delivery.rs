@@ -98,6 +98,7 @@ impl Harness {
                     assert_eq!(listed, held, "the advert lists every held task");
                 }
                 AgentAction::StartTask { .. } | AgentAction::KillTask { .. } => {}
+                AgentAction::Leave => panic!("left without being shut down"),
             }
         }
         assert!(self.node.tasks().count() <= TASKS_MAX);

@@ -328,7 +328,7 @@ fn shutting_down_kills_every_live_task_at_once() {
     launch(&mut node, 0, "t2");
     node.handle_task_ended(Millis(1), &TaskId::new("t1"), end(TaskState::Finished, ""));
     drain(&mut node);
-    node.handle_shutdown();
+    node.handle_shutdown(Millis(2));
     assert_eq!(
         drain(&mut node),
         vec![AgentAction::KillTask {
@@ -336,6 +336,47 @@ fn shutting_down_kills_every_live_task_at_once() {
             grace_ms: 0
         }]
     );
+}
+
+#[test]
+fn a_shutting_down_agent_leaves_once_every_end_is_acknowledged() {
+    let mut node = node(1);
+    launch(&mut node, 0, "t1");
+    drain(&mut node);
+    node.handle_shutdown(Millis(1));
+    drain(&mut node);
+    assert!(
+        matches!(launch(&mut node, 1, "late"), AgentReply::Error { message } if message.contains("shutting down"))
+    );
+    node.handle_task_ended(Millis(2), &TaskId::new("t1"), end(TaskState::Killed, ""));
+    let killed = statuses(&drain(&mut node)).remove(0);
+    assert_eq!(killed.state, TaskState::Killed);
+    ack(&mut node, 3, "t1", killed.uuid);
+    let actions = drain(&mut node);
+    assert_eq!(actions.last(), Some(&AgentAction::Leave), "{actions:?}");
+}
+
+#[test]
+fn a_shutting_down_agent_leaves_after_the_drain_time_without_acknowledgements() {
+    let mut node = node(1);
+    launch(&mut node, 0, "t1");
+    drain(&mut node);
+    node.handle_shutdown(Millis(10));
+    node.handle_task_ended(Millis(11), &TaskId::new("t1"), end(TaskState::Killed, ""));
+    let timed = run_until(&mut node, 10 + agent_core::SHUTDOWN_DRAIN_MS);
+    let left: Vec<u64> = (timed.iter())
+        .filter(|(_, a)| *a == AgentAction::Leave)
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(left, vec![10 + agent_core::SHUTDOWN_DRAIN_MS]);
+}
+
+#[test]
+fn an_idle_agent_leaves_at_once() {
+    let mut node = node(1);
+    drain(&mut node);
+    node.handle_shutdown(Millis(1));
+    assert_eq!(drain(&mut node), vec![AgentAction::Leave]);
 }
 
 /// The journal of a node (incarnation 1) holding: a running WASM task `wasm`, running

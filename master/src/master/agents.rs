@@ -8,6 +8,11 @@ use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
 use crate::time::Millis;
 
+/// Why the tasks of an agent whose token stayed away are lost.
+pub(super) const AGENT_LOST: &str = "the agent was lost";
+/// Why the tasks of an agent that left still holding them are lost.
+pub(super) const AGENT_LEFT: &str = "the agent shut down";
+
 impl Master {
     /// An agent's advert (on start, on change, and periodically). Adverts older than the
     /// last one seen (by incarnation, then sequence number) are ignored. A new incarnation
@@ -83,25 +88,36 @@ impl Master {
     /// when the clock [`Master::handle_agent_token`] started runs out. For tests.
     pub fn handle_agent_lost(&mut self, now: Millis, agent_id: &AgentId) {
         self.advance(now);
-        self.lose_agent(agent_id);
+        self.lose_agent(agent_id, AGENT_LOST);
         self.debug_check();
     }
 
-    /// The agent is gone: its offers are rescinded, its tasks reported lost to their
-    /// frameworks, and its resources leave the cluster.
-    pub(super) fn lose_agent(&mut self, agent_id: &AgentId) {
+    /// The agent said it leaves: it shut down after the master acknowledged its tasks'
+    /// ends. It is gone at once, without the lost timeout; a task it still held (its end
+    /// not acknowledged in time) is lost.
+    pub fn handle_agent_left(&mut self, now: Millis, agent_id: &AgentId) {
+        self.advance(now);
+        if self.agents.contains_key(agent_id) {
+            tracing::info!(%agent_id, "agent left");
+            self.lose_agent(agent_id, AGENT_LEFT);
+        }
+        self.debug_check();
+    }
+
+    /// The agent is gone: its offers are rescinded, its tasks reported lost (`why`) to
+    /// their frameworks, and its resources leave the cluster.
+    pub(super) fn lose_agent(&mut self, agent_id: &AgentId, why: &str) {
         self.remember_lost_agent(agent_id);
         let Some(record) = self.agents.get(agent_id) else {
             return;
         };
         let tasks: Vec<TaskId> = record.tasks.iter().cloned().collect();
-        tracing::warn!(%agent_id, tasks = tasks.len(), "agent lost: its tasks are lost");
         self.note_agent_lost(agent_id);
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
         }
         for task_id in tasks {
-            self.lose_task(&task_id, "the agent was lost");
+            self.lose_task(&task_id, why);
         }
         self.agents.remove(agent_id);
         self.book.remove_agent(agent_id);

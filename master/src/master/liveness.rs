@@ -78,6 +78,9 @@ impl Master {
             return;
         }
         self.liveness.agents_alive.remove(agent_id);
+        if !self.agents.contains_key(agent_id) {
+            return; // Left already, or never advertised: an advert starts the clock.
+        }
         let timeout_ms = self.config.agent_lost_timeout_ms;
         tracing::info!(%agent_id, timeout_ms, "agent token gone");
         self.liveness
@@ -160,7 +163,7 @@ impl Master {
     /// their events and count as disconnected.
     pub(super) fn liveness_due(&mut self, now: Millis) {
         for agent_id in self.liveness.agents_lost_at.take_due(now) {
-            self.lose_agent(&agent_id);
+            self.lose_agent(&agent_id, super::agents::AGENT_LOST);
         }
         for framework_id in self.liveness.frameworks_awaited.take_due(now) {
             tracing::warn!(%framework_id, "framework subscribed but shows no liveliness token; treating it as disconnected");

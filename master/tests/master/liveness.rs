@@ -333,3 +333,31 @@ fn the_operator_sees_an_agent_disconnected_then_lost_and_its_tasks_throughout() 
         "listed lost while away"
     );
 }
+
+#[test]
+fn an_agent_that_leaves_is_gone_at_once_and_its_token_starts_no_clock() {
+    let (mut m, fw) = running_one_task();
+    m.handle_agent_left(Millis(100), &a("a1"));
+    assert!(!m.knows_agent(&a("a1")));
+    let lost = updates(&drain(&mut m));
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (lost[0].state, lost[0].framework_id.clone()),
+        (TaskState::Lost, fw)
+    );
+    assert_eq!(lost[0].reason, "the agent shut down");
+    m.handle_agent_token(Millis(101), &a("a1"), false);
+    assert_eq!(
+        m.poll_timeout(),
+        Some(Millis(100)),
+        "only the allocation is due"
+    );
+    assert!(updates(&step(&mut m, 101 + TIMEOUT_MS)).is_empty());
+    assert_eq!(
+        m.poll_timeout(),
+        None,
+        "no lost clock for an agent that left"
+    );
+    assert_eq!(m.agents_lost(), 1);
+    assert_eq!(m.check_invariants(), Ok(()));
+}
