@@ -141,56 +141,21 @@ impl AgentDaemon {
             return Err(DaemonError::AgentIdInUse(agent_id.0.clone()));
         }
         let token = net.declare_alive(&alive_key).await?;
-        let mut commands = net
+        let commands = net
             .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
             .await?;
-        let mut logs = net
+        let logs = net
             .serve::<LogsRequest>(&keys.agent_logs(agent_id.as_str()))
             .await?;
-        let mut master = net.watch_alive(&keys.master_alive()).await?;
+        let master = net.watch_alive(&keys.master_alive()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
-
-        let command_pump = {
-            let inputs = inputs_tx.clone();
-            tokio::spawn(async move {
-                while let Some(request) = commands.recv().await {
-                    let (command, responder) = request.into_parts();
-                    if inputs
-                        .send(Input::Command(Box::new(command), responder))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            })
-        };
-        let logs_pump = {
-            let inputs = inputs_tx.clone();
-            tokio::spawn(async move {
-                while let Some(request) = logs.recv().await {
-                    let (request, responder) = request.into_parts();
-                    if inputs.send(Input::Logs(request, responder)).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        };
-        let master_pump = {
-            let inputs = inputs_tx.clone();
-            tokio::spawn(async move {
-                while let Some(change) = master.recv().await {
-                    if matches!(change, Liveness::Gone { .. }) {
-                        tracing::warn!("the master is gone; waiting for it (tasks keep running)");
-                        continue;
-                    }
-                    tracing::info!("master reachable");
-                    if inputs.send(Input::MasterAppeared).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        };
+        let pumps = vec![
+            pump_requests(commands, &inputs_tx, |command, responder| {
+                Input::Command(Box::new(command), responder)
+            }),
+            pump_requests(logs, &inputs_tx, Input::Logs),
+            pump_master(master, &inputs_tx),
+        ];
         let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
         let driver = tokio::spawn(driver.run(inputs_rx));
         tracing::info!(%agent_id, "agent started");
@@ -200,10 +165,44 @@ impl AgentDaemon {
             net,
             inputs: inputs_tx,
             driver,
-            pumps: vec![command_pump, logs_pump, master_pump],
+            pumps,
             _token: token,
         })
     }
+}
+
+/// Forwards each request with the responder its answer goes to.
+fn pump_requests<Q: serde::de::DeserializeOwned + Send + 'static>(
+    mut requests: net::Requests<Q>,
+    inputs: &mpsc::Sender<Input>,
+    input: fn(Q, net::Responder) -> Input,
+) -> JoinHandle<()> {
+    let inputs = inputs.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let (message, responder) = request.into_parts();
+            if inputs.send(input(message, responder)).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Tells the driver each time the master appears; says when it goes.
+fn pump_master(mut master: net::AliveWatch, inputs: &mpsc::Sender<Input>) -> JoinHandle<()> {
+    let inputs = inputs.clone();
+    tokio::spawn(async move {
+        while let Some(change) = master.recv().await {
+            if matches!(change, Liveness::Gone { .. }) {
+                tracing::warn!("the master is gone; waiting for it (tasks keep running)");
+                continue;
+            }
+            tracing::info!("master reachable");
+            if inputs.send(Input::MasterAppeared).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError> {

@@ -1,6 +1,7 @@
 //! `wasmos framework add MODULE.wasm --name NAME`: a framework whose scheduler is a module
 //! run inside the master (uploaded to its module store, then hosted on request; see
-//! `master_daemon::frameworks::hosted`), and `wasmos framework list`: those frameworks and their health.
+//! `master_daemon::frameworks::hosted`), `wasmos framework list`: those frameworks and their
+//! health, and `wasmos framework remove NAME`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,17 @@ pub enum FrameworkCommand {
     Add(AddArgs),
     /// List the frameworks whose scheduler the master runs, with their health.
     List(ListHostedArgs),
+    /// Stop the hosted framework NAME: it tears down (the master kills its tasks) and
+    /// leaves the list; prints its id.
+    Remove(RemoveArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RemoveArgs {
+    /// The framework's name (see `wasmos framework list`).
+    name: String,
+    #[command(flatten)]
+    master: MasterConnection,
 }
 
 #[derive(clap::Args)]
@@ -75,7 +87,24 @@ pub fn run(command: FrameworkCommand) -> anyhow::Result<ExitCode> {
     match command {
         FrameworkCommand::Add(args) => add(args),
         FrameworkCommand::List(args) => list(args),
+        FrameworkCommand::Remove(args) => remove(args),
     }
+}
+
+fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
+    let framework_id = runtime()?.block_on(async {
+        let net = open(&args.master).await?;
+        let request = HostedRequest::Remove { name: args.name };
+        let reply = query(&net, request, LIST_TIMEOUT_MS).await;
+        close(&net).await;
+        match reply? {
+            HostedReply::Removed { framework_id } => Ok(framework_id),
+            HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
+            other => Err(anyhow!("the master answered another question: {other:?}")),
+        }
+    })?;
+    println!("{}", framework_id.as_str());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
@@ -104,7 +133,7 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             match query(&net, request, ADD_TIMEOUT_MS).await? {
                 HostedReply::Added { framework_id } => Ok(framework_id),
                 HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
-                HostedReply::List { .. } => Err(anyhow!("the master answered with a listing")),
+                other => Err(anyhow!("the master answered another question: {other:?}")),
             }
         }
         .await;
@@ -123,7 +152,7 @@ fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
         match reply? {
             HostedReply::List { rows } => Ok(rows),
             HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
-            HostedReply::Added { .. } => Err(anyhow!("the master answered with an addition")),
+            other => Err(anyhow!("the master answered another question: {other:?}")),
         }
     })?;
     let rows: Vec<serde_json::Value> = rows
@@ -135,24 +164,15 @@ fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        writeln!(out, "ID\tNAME\tMODULE\tHEALTH\tFAILURES\tLAST_ERROR")?;
-        for row in &rows {
-            let text = |key: &str| match &row[key] {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => "-".to_owned(),
-                other => other.to_string(),
-            };
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\t{}",
-                text("framework_id"),
-                text("name"),
-                text("module"),
-                text("health"),
-                text("failures_total"),
-                text("last_error"),
-            )?;
-        }
+        let columns = [
+            ("ID", "framework_id"),
+            ("NAME", "name"),
+            ("MODULE", "module"),
+            ("HEALTH", "health"),
+            ("FAILURES", "failures_total"),
+            ("LAST_ERROR", "last_error"),
+        ];
+        write!(out, "{}", crate::listing::table(&columns, &rows))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

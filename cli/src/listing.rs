@@ -132,7 +132,7 @@ pub fn list(listing: Listing, args: ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        write!(out, "{}", table(listing, &rows))?;
+        write!(out, "{}", table(listing.columns(), &rows))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -248,9 +248,9 @@ fn print_logs(reply: OperatorReply) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// An aligned table with a heading line; `(none)` when there are no rows.
-fn table(listing: Listing, rows: &[Value]) -> String {
-    let columns = listing.columns();
+/// An aligned table with a heading line (`columns`: heading and the row's key); `(none)`
+/// when there are no rows.
+pub(crate) fn table(columns: &[(&str, &str)], rows: &[Value]) -> String {
     let mut lines: Vec<Vec<String>> = vec![columns.iter().map(|(h, _)| (*h).to_owned()).collect()];
     for row in rows {
         lines.push(columns.iter().map(|(_, key)| cell(row.get(*key))).collect());

@@ -271,12 +271,16 @@ pub enum HostedRequest {
     Add(HostedFramework),
     /// The hosted schedulers and their health.
     List,
+    /// Stop the hosted framework named so: it tears down (the master kills its tasks)
+    /// and leaves the list; answered with [`HostedReply::Removed`].
+    Remove { name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum HostedReply {
     Added { framework_id: FrameworkId },
     List { rows: Vec<HostedRow> },
+    Removed { framework_id: FrameworkId },
     Error { message: String },
 }
 
@@ -289,7 +293,8 @@ pub struct HostedRow {
     pub module: String,
     pub sha256: String,
     pub health: HostedHealth,
-    /// While backing off: when the module is called again (the master's clock, ms).
+    /// While backing off: when the module is called again (wall clock, ms since the Unix
+    /// epoch).
     pub retry_at_ms: Option<u64>,
     pub failures_total: u64,
     pub last_error: Option<String>,

@@ -322,11 +322,17 @@ impl Resources {
     }
 
     /// [`Resources::quantities`] without building a map: kinds with a zero quantity are
-    /// skipped.
+    /// skipped. A name held as more than one kind counts once, as its set, else its range
+    /// (as the guest SDK's quantities do).
     pub fn quantities_iter(&self) -> impl Iterator<Item = (&str, u64)> {
         let per_item = |n: u64| n.saturating_mul(SCALAR_MILLIS_PER_UNIT);
-        let scalars = self.scalars.iter().map(|(k, v)| (k.as_str(), v.0));
-        let ranges = (self.ranges.iter()).map(move |(k, r)| (k.as_str(), per_item(r.count())));
+        let (ranges, sets) = (&self.ranges, &self.sets);
+        let scalars = (self.scalars.iter())
+            .filter(move |(k, _)| !ranges.contains_key(*k) && !sets.contains_key(*k))
+            .map(|(k, v)| (k.as_str(), v.0));
+        let ranges = (self.ranges.iter())
+            .filter(move |(k, _)| !sets.contains_key(*k))
+            .map(move |(k, r)| (k.as_str(), per_item(r.count())));
         let sets = (self.sets.iter()).map(move |(k, s)| (k.as_str(), per_item(s.len() as u64)));
         scalars.chain(ranges).chain(sets).filter(|(_, v)| *v > 0)
     }

@@ -441,7 +441,7 @@ fn run_wait_keeps_waiting_through_a_master_restart() {
     let mut master = start_master(&endpoint, &store);
     let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
     let spin = module("p1_spin");
-    let mut waiting = wasmos()
+    let waiting = wasmos()
         .args([
             "run",
             "--connect",

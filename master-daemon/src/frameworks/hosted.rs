@@ -26,7 +26,7 @@
 //! in the master process: like everything of a master, they are not persisted, and a
 //! restarted master hosts none until they are added again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,10 +40,10 @@ use proto::operator::{
     HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedHealth, HostedReply, HostedRequest, HostedRow,
 };
 use proto::{Call, Event, FrameworkId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use net::clock::Clock;
+use net::clock::{Clock, unix_ms};
 
 use crate::Input;
 use crate::error::DaemonError;
@@ -75,8 +75,24 @@ struct Hosted {
 struct Registry {
     rows: BTreeMap<FrameworkId, Hosted>,
     adapters: Vec<JoinHandle<()>>,
-    /// `Add`s under way, counted against [`HOSTED_FRAMEWORKS_MAX`].
-    adding: usize,
+    /// What stops each framework's adapter (it tears the framework down first).
+    stops: BTreeMap<FrameworkId, oneshot::Sender<()>>,
+    /// Names of the `Add`s under way, counted against [`HOSTED_FRAMEWORKS_MAX`].
+    adding: BTreeSet<String>,
+}
+
+impl Registry {
+    /// The framework of that name, hosted or being added.
+    fn name_taken(&self, name: &str) -> Option<String> {
+        let hosted = self.rows.iter().find(|(_, h)| h.name == name);
+        match hosted {
+            Some((id, _)) => Some(format!("framework {id}")),
+            None => self
+                .adding
+                .contains(name)
+                .then(|| "one being added".to_owned()),
+        }
+    }
 }
 
 type SharedRegistry = Arc<Mutex<Registry>>;
@@ -175,6 +191,7 @@ impl Host {
     async fn answer(self: Arc<Host>, request: HostedRequest) -> HostedReply {
         match request {
             HostedRequest::List => self.list(),
+            HostedRequest::Remove { name } => self.remove(&name).await,
             HostedRequest::Add(framework) => {
                 let name = framework.name.clone();
                 match self.add(framework).await {
@@ -192,28 +209,59 @@ impl Host {
     }
 
     fn list(&self) -> HostedReply {
+        let wall = WallClock::now(&self.clock);
         let rows = lock(&self.registry)
             .rows
             .iter()
-            .map(|(id, hosted)| hosted_row(id, hosted))
+            .map(|(id, hosted)| hosted_row(id, hosted, wall))
             .collect();
         HostedReply::List { rows }
+    }
+
+    /// Tears the named framework down and forgets it.
+    async fn remove(&self, name: &str) -> HostedReply {
+        let removed = {
+            let mut registry = lock(&self.registry);
+            let found = registry.rows.iter().find(|(_, h)| h.name == name);
+            let Some(framework_id) = found.map(|(id, _)| id.clone()) else {
+                return HostedReply::Error {
+                    message: format!(
+                        "no hosted framework is named {name:?}; see `wasmos framework list`"
+                    ),
+                };
+            };
+            registry.rows.remove(&framework_id);
+            let stop = registry.stops.remove(&framework_id);
+            (framework_id, stop)
+        };
+        let (framework_id, stop) = removed;
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        tracing::info!(%framework_id, %name, "hosted framework removed");
+        HostedReply::Removed { framework_id }
     }
 
     /// Reserves a place, loads and subscribes the framework, starts its adapter.
     async fn add(self: &Arc<Host>, framework: HostedFramework) -> Result<FrameworkId, String> {
         {
             let mut registry = lock(&self.registry);
-            if registry.rows.len() + registry.adding >= HOSTED_FRAMEWORKS_MAX {
+            if registry.rows.len() + registry.adding.len() >= HOSTED_FRAMEWORKS_MAX {
                 return Err(format!(
                     "this master hosts {HOSTED_FRAMEWORKS_MAX} frameworks already"
                 ));
             }
-            registry.adding += 1;
+            if let Some(holder) = registry.name_taken(&framework.name) {
+                return Err(format!(
+                    "the name {:?} is taken by {holder}; choose another, or `wasmos framework remove {}` first",
+                    framework.name, framework.name
+                ));
+            }
+            registry.adding.insert(framework.name.clone());
         }
         let added = self.load_and_subscribe(&framework).await;
         let mut registry = lock(&self.registry);
-        registry.adding -= 1;
+        registry.adding.remove(&framework.name);
         let (client, events, scheduler) = added?;
         let framework_id = client.framework_id().clone();
         registry.rows.insert(
@@ -235,7 +283,11 @@ impl Host {
             registry: self.registry.clone(),
             faults: self.faults.clone(),
         };
-        registry.adapters.push(tokio::spawn(adapter.run(events)));
+        let (stop, stopped) = oneshot::channel();
+        registry.stops.insert(framework_id.clone(), stop);
+        registry
+            .adapters
+            .push(tokio::spawn(adapter.run(events, stopped)));
         Ok(framework_id)
     }
 
@@ -293,10 +345,30 @@ impl Host {
     }
 }
 
-fn hosted_row(framework_id: &FrameworkId, hosted: &Hosted) -> HostedRow {
+/// The host's clock read beside the wall clock, to give its times as wall-clock times.
+#[derive(Clone, Copy)]
+struct WallClock {
+    host_ms: u64,
+    wall_ms: u64,
+}
+
+impl WallClock {
+    fn now(clock: &Clock) -> WallClock {
+        WallClock {
+            host_ms: clock.now().0,
+            wall_ms: unix_ms(),
+        }
+    }
+
+    fn wall(self, host_ms: u64) -> u64 {
+        (self.wall_ms + host_ms).saturating_sub(self.host_ms)
+    }
+}
+
+fn hosted_row(framework_id: &FrameworkId, hosted: &Hosted, clock: WallClock) -> HostedRow {
     let (health, retry_at_ms) = match hosted.health {
         Health::Healthy => (HostedHealth::Healthy, None),
-        Health::BackingOff { until_ms } => (HostedHealth::BackingOff, Some(until_ms)),
+        Health::BackingOff { until_ms } => (HostedHealth::BackingOff, Some(clock.wall(until_ms))),
         Health::Deactivated => (HostedHealth::Deactivated, None),
     };
     let mut task_states = BTreeMap::new();
@@ -333,7 +405,7 @@ struct Adapter {
 }
 
 impl Adapter {
-    async fn run(mut self, mut events: Events) {
+    async fn run(mut self, mut events: Events, mut stop: oneshot::Receiver<()>) {
         let mut tick = tokio::time::interval(Duration::from_millis(HOSTED_TICK_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -343,6 +415,7 @@ impl Adapter {
                     None => return,
                 },
                 _ = tick.tick() => Wake::Tick,
+                _ = &mut stop => return self.teardown().await,
             };
             let Some(calls) = self.deliver(wake).await else {
                 return;
@@ -352,6 +425,13 @@ impl Adapter {
                     tracing::warn!(framework_id = %self.client.framework_id(), %e, "a hosted scheduler's call failed");
                 }
             }
+        }
+    }
+
+    /// Removed by the operator: the master tears the framework down and kills its tasks.
+    async fn teardown(&self) {
+        if let Err(e) = self.client.call(Call::Teardown).await {
+            tracing::warn!(framework_id = %self.client.framework_id(), %e, "tearing a removed hosted framework down failed");
         }
     }
 
