@@ -2,6 +2,8 @@
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proto::{TaskKind, TaskSpec, TaskState};
@@ -139,4 +141,37 @@ async fn p1_socket_calls_follow_the_descriptor_table() {
         "{}",
         report.outcome.reason
     );
+}
+
+/// Counts the warnings and errors logged on the thread it is the default on.
+struct WarningCounter(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for WarningCounter {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() <= tracing::Level::WARN {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The p1 socket calls stay quiet: a thousand of them log nothing (wasmtime-wasi's own
+/// functions would log a warning for each).
+#[tokio::test(flavor = "current_thread")]
+async fn p1_socket_calls_log_nothing() {
+    let warnings = Arc::new(AtomicUsize::new(0));
+    let _default = tracing::subscriber::set_default(WarningCounter(warnings.clone()));
+    let task = spec("p1_sockerr", 64.0, Some(20_000), &[]);
+    let (report, _sb) = run_spec(&executor(), &task, module_bytes("p1_sockerr")).await;
+    assert_eq!(report.outcome.exit_code, Some(0), "{}", report.outcome.reason);
+    assert_eq!(warnings.load(Ordering::Relaxed), 0);
 }
