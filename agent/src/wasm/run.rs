@@ -223,11 +223,14 @@ async fn execute(
             let mut builder = builder;
             let mut wasi = builder.build_p1();
             wasi.ctx().table.set_max_capacity(HANDLES_MAX);
-            let mut store = Store::new(engine, P1Ctx {
-                wasi,
-                limiter,
-                fd_probe: None,
-            });
+            let mut store = Store::new(
+                engine,
+                P1Ctx {
+                    wasi,
+                    limiter,
+                    fd_probe: None,
+                },
+            );
             store.limiter(|ctx| &mut ctx.limiter);
             arm_epoch(&mut store, throttle);
             let result = async {

@@ -70,9 +70,15 @@ async fn p2_component_without_the_net_grant_is_denied() {
     let task = with_net(spec("p2_connect", 64.0, Some(20_000), &[&port]), false);
     let (report, _sb) = run_spec(&executor(), &task, module_bytes("p2_connect")).await;
     let o = report.outcome;
-    assert_eq!((o.state, o.exit_code), (TaskState::Failed, Some(1)), "{}", o.reason);
+    assert_eq!(
+        (o.state, o.exit_code),
+        (TaskState::Failed, Some(1)),
+        "{}",
+        o.reason
+    );
     assert!(
-        o.stdout_tail.starts_with("connect failed: Permission denied"),
+        o.stdout_tail
+            .starts_with("connect failed: Permission denied"),
         "{}",
         o.stdout_tail
     );
@@ -172,6 +178,11 @@ async fn p1_socket_calls_log_nothing() {
     let _default = tracing::subscriber::set_default(WarningCounter(warnings.clone()));
     let task = spec("p1_sockerr", 64.0, Some(20_000), &[]);
     let (report, _sb) = run_spec(&executor(), &task, module_bytes("p1_sockerr")).await;
-    assert_eq!(report.outcome.exit_code, Some(0), "{}", report.outcome.reason);
+    assert_eq!(
+        report.outcome.exit_code,
+        Some(0),
+        "{}",
+        report.outcome.reason
+    );
     assert_eq!(warnings.load(Ordering::Relaxed), 0);
 }
