@@ -92,8 +92,8 @@ async fn sock_errno(
     let fd_errno = match caller.data().fd_probe.clone() {
         Some(f) => f,
         None => {
-            // Fails only when the probe's one page does not fit the task's limits; the
-            // task learns it like any allocation failure, without a trap.
+            // Fails when the probe's one page of memory does not fit the task's limits;
+            // the task learns it as `nomem`, like any allocation failure, not as a trap.
             let Ok(instance) = probe.instantiate_async(&mut *caller).await else {
                 return Ok(ERRNO_NOMEM);
             };
