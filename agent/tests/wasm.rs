@@ -8,5 +8,7 @@
 mod detect;
 #[path = "wasm/executor.rs"]
 mod executor;
+#[path = "wasm/sockets.rs"]
+mod sockets;
 #[path = "wasm/support.rs"]
 mod support;

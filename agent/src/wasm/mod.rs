@@ -31,6 +31,7 @@
 mod cache;
 pub mod limits;
 mod output;
+mod p1_sockets;
 mod program;
 mod reason;
 mod run;
@@ -171,7 +172,7 @@ impl WasmExecutor {
         let mut p1_linker: Linker<P1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, P1Ctx::wasi)
             .and_then(|_| wasmtime_wasi::p0::add_to_linker_async(&mut p1_linker, P1Ctx::wasi))
-            .and_then(|_| quiet_p1_sockets(&mut p1_linker))
+            .and_then(|_| p1_sockets::add_quiet(&mut p1_linker))
             .map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
@@ -407,34 +408,6 @@ impl WasmExecutor {
         });
         TaskHandle { kill, join, usage }
     }
-}
-
-/// WASI p1 errno `notsock`.
-const ERRNO_NOTSOCK: i32 = 57;
-
-/// wasmtime-wasi's p1 `sock_*` functions log a warning on every call, so a guest calling
-/// them in a loop would flood the agent's log. A p1 task never holds a socket (none is
-/// ever preopened), so they are replaced by ones that answer `notsock` without a word.
-fn quiet_p1_sockets(linker: &mut Linker<P1Ctx>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    for module in ["wasi_snapshot_preview1", "wasi_unstable"] {
-        linker.func_wrap(module, "sock_accept", |_: i32, _: i32, _: i32| {
-            ERRNO_NOTSOCK
-        })?;
-        linker.func_wrap(
-            module,
-            "sock_recv",
-            |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_NOTSOCK,
-        )?;
-        linker.func_wrap(
-            module,
-            "sock_send",
-            |_: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_NOTSOCK,
-        )?;
-        linker.func_wrap(module, "sock_shutdown", |_: i32, _: i32| ERRNO_NOTSOCK)?;
-    }
-    linker.allow_shadowing(false);
-    Ok(())
 }
 
 fn engine_config() -> Config {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use proto::{DirGrant, TaskKind, TaskSpec, TaskState};
 use tokio::sync::Notify;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -26,6 +26,8 @@ pub const SANDBOX_GUEST_DIR: &str = "/";
 pub struct P1Ctx {
     wasi: WasiP1Ctx,
     limiter: TaskLimiter,
+    /// The task's descriptor probe for the quiet `sock_*` calls, made on first use.
+    pub(crate) fd_probe: Option<TypedFunc<i32, i32>>,
 }
 
 /// Store data of a WASI p2 task.
@@ -221,7 +223,14 @@ async fn execute(
             let mut builder = builder;
             let mut wasi = builder.build_p1();
             wasi.ctx().table.set_max_capacity(HANDLES_MAX);
-            let mut store = Store::new(engine, P1Ctx { wasi, limiter });
+            let mut store = Store::new(
+                engine,
+                P1Ctx {
+                    wasi,
+                    limiter,
+                    fd_probe: None,
+                },
+            );
             store.limiter(|ctx| &mut ctx.limiter);
             arm_epoch(&mut store, throttle);
             let result = async {
@@ -332,8 +341,14 @@ fn wasi_builder(
                 error,
             })?;
     }
+    // `inherit_network` only opens the socket address check: wasmtime-wasi also refuses to
+    // create any TCP or UDP socket unless they are allowed, and both are off by default
+    // (whatever its builder docs say). Without the grant both gates stay shut.
+    b.allow_tcp(run.net)
+        .allow_udp(run.net)
+        .allow_ip_name_lookup(run.net);
     if run.net {
-        b.inherit_network().allow_ip_name_lookup(true);
+        b.inherit_network();
     }
     Ok(b)
 }
