@@ -119,6 +119,9 @@ pub(crate) enum Input {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// How long a starting agent waits for the token of another agent with its id.
+const AGENT_ID_CHECK_TIMEOUT_MS: u64 = 1_000;
+
 pub struct AgentDaemon;
 
 impl AgentDaemon {
@@ -132,9 +135,12 @@ impl AgentDaemon {
         let owns_net = config.shared.is_none();
         let net = executors.net.clone();
         let keys = net.keys().clone();
-        let token = net
-            .declare_alive(&keys.agent_alive(agent_id.as_str()))
-            .await?;
+        let alive_key = keys.agent_alive(agent_id.as_str());
+        // First come, first served: an id whose holder is alive is not taken over.
+        if net.alive_now(&alive_key, AGENT_ID_CHECK_TIMEOUT_MS).await? {
+            return Err(DaemonError::AgentIdInUse(agent_id.0.clone()));
+        }
+        let token = net.declare_alive(&alive_key).await?;
         let mut commands = net
             .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
             .await?;

@@ -36,7 +36,7 @@ pub struct AgentArgs {
     /// zenoh endpoint of the master to connect to; default tcp/127.0.0.1:7447, or the
     /// `--zenoh-config` file's. Repeat it for standby masters: the agent connects to
     /// whichever answers and moves to another when it goes.
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = crate::args::connect_endpoint)]
     pub connect: Vec<String>,
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
@@ -46,6 +46,9 @@ pub struct AgentArgs {
     #[arg(long)]
     pub no_oci: bool,
 }
+
+/// How long the agent waits for a master before it says it is waiting.
+const WAITING_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if !args.root.is_dir() {
@@ -64,7 +67,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
     config.oci = oci_config(args.no_oci, &work_dir);
-    runtime()?.block_on(run_daemon(config))
+    let runtime = runtime()?;
+    let code = runtime.block_on(run_daemon(config));
+    // zenoh opens a session in a blocking section that waits for a master: a signal
+    // while it waits must not wait for it to end.
+    runtime.shutdown_background();
+    code
 }
 
 /// The OCI executor's configuration when this agent should run OCI tasks: unless
@@ -102,16 +110,30 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// Runs the agent daemon until Ctrl-C or SIGTERM.
+/// Runs the agent daemon until Ctrl-C or SIGTERM, which stop it at any time, also while
+/// it waits for a master.
 async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
     let connect = match config.net.connect.join(", ") {
         endpoints if endpoints.is_empty() => "the zenoh configuration's endpoints".to_owned(),
         endpoints => endpoints,
     };
-    tracing::info!(agent_id = %config.advert.agent_id.as_str(), %connect, "agent connecting");
-    let agent = tokio::select! {
-        agent = AgentDaemon::start(config) => agent.context("starting the agent")?,
-        r = wait_for_signal() => return r.map(|()| ExitCode::SUCCESS),
+    let agent_id = config.advert.agent_id.clone();
+    tracing::info!(agent_id = %agent_id.as_str(), %connect, "agent connecting");
+    // Its own task: opening the session blocks the task it runs on until a master answers.
+    let mut start = tokio::spawn(AgentDaemon::start(config));
+    let mut waiting_said = false;
+    let agent = loop {
+        tokio::select! {
+            started = &mut start => break started.context("starting the agent")?.context("starting the agent")?,
+            r = wait_for_signal() => {
+                eprintln!("stopped before a master answered at {connect}");
+                return r.map(|()| ExitCode::SUCCESS);
+            }
+            () = tokio::time::sleep(WAITING_NOTICE_AFTER), if !waiting_said => {
+                waiting_said = true;
+                eprintln!("agent {}: waiting for a master at {connect} (Ctrl-C to stop)", agent_id.as_str());
+            }
+        }
     };
     println!("agent {} connected to {connect}", agent.agent_id().as_str());
     wait_for_signal().await?;

@@ -34,7 +34,7 @@ pub enum FrameworkCommand {
 #[derive(clap::Args)]
 pub struct MasterConnection {
     /// zenoh endpoint of the master.
-    #[arg(long, value_name = "ENDPOINT", default_value = net::DEFAULT_ENDPOINT)]
+    #[arg(long, value_name = "ENDPOINT", value_parser = crate::args::connect_endpoint, default_value = net::DEFAULT_ENDPOINT)]
     pub connect: String,
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
@@ -52,7 +52,7 @@ pub struct AddArgs {
     #[arg(long, default_value = "default")]
     role: String,
     /// Its DRF weight within the role.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::args::positive_amount)]
     weight: f64,
     /// Configuration handed to the module's `start` (for the SDK's modules, `key = value`
     /// lines).

@@ -3,7 +3,7 @@
 //!
 //! The rows are the master's answer to the operator protocol on `master/admin`: the
 //! master core's rows (`proto::operator`), in the JSON that `GET /api/v1/agents`,
-//! `/frameworks` and `/tasks` serve, each with an `id` added. Tasks include the recently
+//! `/frameworks` and `/tasks` serve, each with its `id` first. Tasks include the recently
 //! ended ones; agents include the recently lost ones (`state` says which). `logs` and
 //! `kill` ask the master too, which answers them as it answers the HTTP API.
 
@@ -33,7 +33,7 @@ pub struct ListArgs {
 pub struct ConnectArgs {
     /// zenoh endpoint of the master; default tcp/127.0.0.1:7447, or the `--zenoh-config`
     /// file's.
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = crate::args::connect_endpoint)]
     pub connect: Option<String>,
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
@@ -82,15 +82,6 @@ impl Listing {
             Listing::Agents => OperatorRequest::Agents,
             Listing::Frameworks => OperatorRequest::Frameworks,
             Listing::Tasks => OperatorRequest::Tasks,
-        }
-    }
-
-    /// The key of the master's view that holds the row's id, copied to `id` in the output.
-    fn id_key(self) -> &'static str {
-        match self {
-            Listing::Agents => "agent_id",
-            Listing::Frameworks => "framework_id",
-            Listing::Tasks => "task_id",
         }
     }
 
@@ -228,27 +219,12 @@ fn task_error(error: ToolError, task: &str, endpoint: &str) -> anyhow::Error {
     }
 }
 
-/// The rows of one of the master's views, each with an `id` key added.
+/// The rows of one of the master's views (each has its `id` first).
 async fn rows(net: &Net, listing: Listing, endpoint: &str) -> anyhow::Result<Vec<Value>> {
     let json = tools::listing_json(net, &listing.request())
         .await
         .map_err(|e| tool_error(e, endpoint))?;
-    let rows: Vec<Map<String, Value>> =
-        serde_json::from_value(json).context("the master's answer is not rows")?;
-    Ok(rows
-        .into_iter()
-        .map(|row| with_id(row, listing.id_key()))
-        .collect())
-}
-
-/// `row` with `id` (a copy of `id_key`) first.
-fn with_id(row: Map<String, Value>, id_key: &str) -> Value {
-    let mut out = Map::new();
-    if let Some(id) = row.get(id_key) {
-        out.insert("id".to_owned(), id.clone());
-    }
-    out.extend(row);
-    Value::Object(out)
+    serde_json::from_value(json).context("the master's answer is not rows")
 }
 
 fn print_logs(reply: OperatorReply) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent_cmd;
+mod args;
 mod demo;
 mod framework_cmd;
 mod leader;

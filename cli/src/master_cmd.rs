@@ -18,7 +18,7 @@ use crate::leader::{self, ElectionArgs};
 pub struct MasterArgs {
     /// zenoh endpoint to listen on (repeatable); default tcp/127.0.0.1:7447, or the
     /// `--zenoh-config` file's.
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = crate::args::listen_endpoint)]
     pub listen: Vec<String>,
     /// zenoh configuration file (zenoh's json5 format); `--listen` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
@@ -40,6 +40,11 @@ pub struct MasterArgs {
     /// (0: no hold).
     #[arg(long, value_name = "SECS", default_value_t = master::config::REREGISTRATION_WINDOW_MS_DEFAULT / 1000)]
     pub reregistration_window: u64,
+    /// A role's DRF weight, `ROLE=WEIGHT` (repeatable): the role's frameworks then share
+    /// by the weights they give. Roles not named here weigh 1, and the first framework
+    /// of such a role sets the weight the later ones must give.
+    #[arg(long = "role-weight", value_name = "ROLE=WEIGHT", value_parser = crate::args::role_weight)]
+    pub role_weights: Vec<(String, f64)>,
     /// Allocation policy: `drf` (the built-in hierarchical weighted DRF) or the path of an
     /// allocator module (`MODULE.wasm`, see executor-sdk/README.md); a module that fails a
     /// pass is replaced by the built-in DRF for that pass, with an error logged.
@@ -116,6 +121,7 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
     config.jobs = !args.no_jobs;
     config.core.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
     config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
+    config.core.role_weights = args.role_weights.iter().cloned().collect();
     config.allocator.clone_from(&args.allocator);
     config.http = (!args.no_http).then_some(args.http);
     MasterDaemon::start(config)

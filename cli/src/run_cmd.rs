@@ -50,13 +50,13 @@ pub struct RunArgs {
     /// Run this OCI image layout (its path on the agents) instead of a module.
     #[arg(long, value_name = "IMAGE")]
     pub oci: Option<String>,
-    /// Cpus per task.
-    #[arg(long, default_value_t = 0.1)]
+    /// Cpus per task (more than 0, at most 1024).
+    #[arg(long, default_value_t = 0.1, value_parser = crate::args::finite_amount)]
     pub cpus: f64,
-    /// Memory per task, MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64.0)]
+    /// Memory per task, MiB (more than 0, at most 1048576).
+    #[arg(long, value_name = "MIB", default_value_t = 64.0, value_parser = crate::args::finite_amount)]
     pub mem: f64,
-    /// Copies to run; they are spread over the agents that can take them.
+    /// Copies to run, 1 to 256; they are spread over the agents that can take them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub count: u32,
     /// Where the tasks may run (repeatable; all must hold): `key=value` or `key==value`,
@@ -85,7 +85,7 @@ pub struct RunArgs {
     pub wait: bool,
     /// zenoh endpoint of the master; default tcp/127.0.0.1:7447, or the `--zenoh-config`
     /// file's.
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = crate::args::connect_endpoint)]
     pub connect: Option<String>,
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
@@ -375,5 +375,20 @@ mod tests {
         assert_eq!(job_name(".hidden"), "hidden");
         assert_eq!(job_name("…"), "job");
         assert_eq!(job_name(&"x".repeat(100)).len(), 64);
+    }
+
+    /// The limits `--help` states are the jobs framework's.
+    #[test]
+    fn help_states_the_job_limits() {
+        use clap::Args;
+        let mut command = super::RunArgs::augment_args(clap::Command::new("run"));
+        let help = command.render_long_help().to_string();
+        for limit in [
+            format!("at most {}", jobs::request::TASK_CPUS_MAX),
+            format!("at most {}", jobs::request::TASK_MEM_MIB_MAX),
+            format!("1 to {}", jobs::request::JOB_COUNT_MAX),
+        ] {
+            assert!(help.contains(&limit), "{limit:?} not in\n{help}");
+        }
     }
 }

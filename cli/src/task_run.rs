@@ -29,10 +29,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "MIB")]
     pub mem: Option<u64>,
     /// CPU share (0.5 = half a core).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::positive_amount)]
     pub cpus: Option<f64>,
     /// Wall-clock limit in seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::args::positive_amount)]
     pub timeout: Option<f64>,
     /// Grant a host directory: HOST::GUEST, read-only unless suffixed `:rw`.
     #[arg(long = "dir", value_name = "HOST::GUEST[:ro|:rw]")]

@@ -41,6 +41,10 @@ impl<K: Ord + Clone> Deadlines<K> {
         }
     }
 
+    pub fn contains(&self, key: &K) -> bool {
+        self.at.contains_key(key)
+    }
+
     pub fn next(&self) -> Option<Millis> {
         self.order.first().map(|(at, _)| *at)
     }

@@ -27,7 +27,7 @@ pub enum CallError {
         asked: String,
     },
     #[error(
-        "role {role} has weight {has}; subscribe with that weight or ask the operator to change it"
+        "role {role} has weight {has}; subscribe with that weight, or have the operator give the role a weight (`wasmos master --role-weight {role}=W`), within which each framework's own weight counts"
     )]
     RoleWeightMismatch { role: String, has: f64 },
     #[error("accept names no offer")]

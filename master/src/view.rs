@@ -3,10 +3,10 @@
 //! (the task registry keeps ended tasks, [`LostAgents`] the agents lost), so that no
 //! reader keeps a second copy of the cluster's state.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use proto::operator::{AgentRow, AgentState, FrameworkRow, OfferRow, TaskRow};
-use proto::resources::dominant_share_of;
+use proto::resources::{SCALAR_MILLIS_PER_UNIT, dominant_share_of};
 use proto::{AgentId, TaskId};
 
 use crate::master::Master;
@@ -83,9 +83,13 @@ impl Master {
         let r = self.agents.get(id)?;
         let books = self.book.agent(id)?;
         Some(AgentRow {
+            id: id.to_string(),
             agent_id: id.clone(),
             hostname: r.hostname.clone(),
-            state: AgentState::Active,
+            state: match self.agent_token_missing(id) {
+                true => AgentState::Disconnected,
+                false => AgentState::Active,
+            },
             attributes: books.attributes.clone(),
             total: books.total.clone(),
             free: books.free.clone(),
@@ -103,14 +107,17 @@ impl Master {
                 let slot = snapshot.frameworks.get(id)?;
                 let role_weights = &snapshot.role_weights;
                 Some(FrameworkRow {
+                    id: id.to_string(),
                     framework_id: id.clone(),
                     name: r.info.name.clone(),
                     role: slot.role.clone(),
                     role_weight: role_weights.get(&slot.role).copied().unwrap_or(1.0),
-                    weight: slot.weight,
+                    // The weight the framework gave (in a role without an operator's
+                    // weight it is the role's, and the slot's own is 1).
+                    weight: r.info.weight,
                     connected: r.connected,
                     suppressed: r.suppressed,
-                    allocation: slot.allocation.clone(),
+                    allocation: in_units(&slot.allocation),
                     dominant_share: dominant_share_of(&slot.allocation, &snapshot.total),
                     tasks: r.tasks.len(),
                     offers: self.offers.of_framework(id).len(),
@@ -167,6 +174,7 @@ impl Master {
 fn live_row(t: &TaskRecord, usage: Option<TaskUsage>, clock: WallClock) -> TaskRow {
     let latest = t.latest.as_ref();
     TaskRow {
+        id: t.task_id.to_string(),
         task_id: t.task_id.clone(),
         framework_id: t.framework_id.clone(),
         agent_id: t.agent_id.clone(),
@@ -182,8 +190,17 @@ fn live_row(t: &TaskRecord, usage: Option<TaskUsage>, clock: WallClock) -> TaskR
     }
 }
 
+/// Quantities (thousandths) in the units resources are given in.
+fn in_units(quantities: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    let per_unit = SCALAR_MILLIS_PER_UNIT as f64;
+    (quantities.iter())
+        .map(|(kind, q)| (kind.clone(), *q as f64 / per_unit))
+        .collect()
+}
+
 fn ended_row(t: &EndedTask, clock: WallClock) -> TaskRow {
     TaskRow {
+        id: t.latest.task_id.to_string(),
         task_id: t.latest.task_id.clone(),
         framework_id: t.framework_id().clone(),
         agent_id: t.agent_id().clone(),

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use proto::keys::KeyError;
+
+use crate::endpoint::EndpointError;
 use proto::{DecodeError, EncodeError};
 use thiserror::Error;
 
@@ -11,6 +13,8 @@ use thiserror::Error;
 pub enum NetError {
     #[error("invalid cluster name: {0}")]
     Cluster(KeyError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     #[error("zenoh configuration file {path}: {message}")]
     ConfigFile { path: PathBuf, message: String },
     #[error("zenoh configuration {key} = {value}: {message}")]

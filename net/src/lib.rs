@@ -3,6 +3,7 @@
 //!
 //! - [`session`]: opening a session ([`NetConfig`] → [`Net`]), scouting off by default,
 //!   and the endpoints actually listened on.
+//! - [`endpoint`]: endpoints checked before zenoh sees them.
 //! - [`typed`]: put, subscribe, query and queryables over the `proto` codec; what does not
 //!   decode is counted per key in [`DecodeErrors`], logged and dropped, never a panic.
 //! - [`liveliness`]: tokens that say a node is up, and watching them.
@@ -14,6 +15,7 @@
 
 pub mod clock;
 pub mod decode_errors;
+pub mod endpoint;
 pub mod error;
 pub mod liveliness;
 pub mod modules;
@@ -21,6 +23,7 @@ pub mod session;
 pub mod typed;
 
 pub use decode_errors::DecodeErrors;
+pub use endpoint::{EndpointError, EndpointUse, check_endpoint};
 pub use error::{NetError, QueryError};
 pub use liveliness::{AliveToken, AliveWatch, Liveness};
 pub use session::{DEFAULT_ENDPOINT, DEFAULT_PORT, Mode, Net, NetConfig};

@@ -63,6 +63,28 @@ impl Net {
         Ok(AliveToken { _token: token })
     }
 
+    /// True when a token `key` is alive now (held by another session): asks the tokens
+    /// the network knows, waiting at most `timeout_ms` for answers.
+    pub async fn alive_now(&self, key: &str, timeout_ms: u64) -> Result<bool, NetError> {
+        let replies = self
+            .session()
+            .liveliness()
+            .get(key)
+            .timeout(std::time::Duration::from_millis(timeout_ms))
+            .await
+            .map_err(|e| NetError::Declare {
+                what: "a liveliness query",
+                key: key.to_owned(),
+                message: e.to_string(),
+            })?;
+        while let Ok(reply) = replies.recv_async().await {
+            if reply.result().is_ok() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Watches tokens matching `key_expr`; the tokens alive now are reported first, as
     /// `Alive`.
     pub async fn watch_alive(&self, key_expr: &str) -> Result<AliveWatch, NetError> {

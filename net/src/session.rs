@@ -15,6 +15,7 @@ use proto::Keys;
 use proto::keys::KeyError;
 
 use crate::decode_errors::DecodeErrors;
+use crate::endpoint::{EndpointError, EndpointUse, check_endpoint};
 use crate::error::NetError;
 
 /// Port the master listens on unless told otherwise.
@@ -129,6 +130,15 @@ impl NetConfig {
         }
     }
 
+    /// Refuses malformed endpoints at once (see [`crate::endpoint`]).
+    pub fn check_endpoints(&self) -> Result<(), EndpointError> {
+        let listen = self.listen.iter().map(|e| (e, EndpointUse::Listen));
+        let connect = self.connect.iter().map(|e| (e, EndpointUse::Connect));
+        listen
+            .chain(connect)
+            .try_for_each(|(endpoint, usage)| check_endpoint(endpoint, usage))
+    }
+
     /// The zenoh configuration these settings stand for.
     pub fn to_zenoh(&self) -> Result<zenoh::Config, NetError> {
         let mut config = match &self.zenoh_config_file {
@@ -217,6 +227,7 @@ pub struct Net {
 impl Net {
     pub async fn open(config: &NetConfig) -> Result<Net, NetError> {
         let keys = Keys::new(&config.cluster).map_err(|e: KeyError| NetError::Cluster(e))?;
+        config.check_endpoints()?;
         let zenoh_config = config.to_zenoh()?;
         let session = zenoh::open(zenoh_config)
             .await

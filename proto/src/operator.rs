@@ -31,16 +31,24 @@ pub const HOSTED_CONFIG_BYTES_MAX: usize = 64 << 10;
 pub enum AgentState {
     /// Registered and advertising.
     Active,
+    /// Registered, but its liveliness token is gone (killed, cut off): it is lost, and
+    /// its tasks with it, when the grace period ends unless it comes back first.
+    Disconnected,
     /// Was registered and is gone (its liveliness token vanished).
     Lost,
 }
 
 impl AgentState {
-    pub const ALL: [AgentState; 2] = [AgentState::Active, AgentState::Lost];
+    pub const ALL: [AgentState; 3] = [
+        AgentState::Active,
+        AgentState::Disconnected,
+        AgentState::Lost,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             AgentState::Active => "active",
+            AgentState::Disconnected => "disconnected",
             AgentState::Lost => "lost",
         }
     }
@@ -48,6 +56,9 @@ impl AgentState {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentRow {
+    /// The same as `agent_id`: every listing's rows name their id `id` (the CLI's
+    /// `--json` and the HTTP API serve the same rows).
+    pub id: String,
     #[schema(value_type = String)]
     pub agent_id: AgentId,
     pub hostname: String,
@@ -70,6 +81,9 @@ pub struct AgentRow {
 /// [`crate::FrameworkInfo`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FrameworkRow {
+    /// The same as `framework_id`: every listing's rows name their id `id` (the CLI's
+    /// `--json` and the HTTP API serve the same rows).
+    pub id: String,
     #[schema(value_type = String)]
     pub framework_id: FrameworkId,
     pub name: String,
@@ -78,8 +92,9 @@ pub struct FrameworkRow {
     pub weight: f64,
     pub connected: bool,
     pub suppressed: bool,
-    /// Quantities used by its tasks plus offered to it, in thousandths of a unit.
-    pub allocation: BTreeMap<String, u64>,
+    /// What its tasks use plus what is offered to it, in the units resources are given
+    /// in everywhere else (`cpus` in cores, `mem` in MiB, ranges and sets in items).
+    pub allocation: BTreeMap<String, f64>,
     /// Its dominant share of the cluster (0 to 1), unweighted.
     pub dominant_share: f64,
     pub tasks: usize,
@@ -88,6 +103,9 @@ pub struct FrameworkRow {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskRow {
+    /// The same as `task_id`: every listing's rows name their id `id` (the CLI's
+    /// `--json` and the HTTP API serve the same rows).
+    pub id: String,
     #[schema(value_type = String)]
     pub task_id: TaskId,
     #[schema(value_type = String)]

@@ -358,6 +358,138 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
     );
 }
 
+/// How long an agent may take to say it waits, and to stop on a signal (generous bounds
+/// for a loaded machine, not speed targets).
+const AGENT_SAYS_WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn an_agent_without_a_master_says_it_waits_and_stops_on_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint(); // nothing listens there
+    for signal in ["-INT", "-TERM"] {
+        let mut child = wasmos()
+            .args(["agent", "--connect", &endpoint, "--work-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let said = loop {
+            let line = lines
+                .recv_timeout(AGENT_SAYS_WAIT)
+                .expect("the agent says it waits");
+            if line.contains("waiting for a master at") {
+                break line;
+            }
+        };
+        assert!(said.contains(&endpoint), "{said}");
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + AGENT_SAYS_WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the agent ignored SIG{}", &signal[1..]);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{signal}: {status:?}");
+    }
+}
+
+#[test]
+fn a_second_agent_with_a_live_agent_s_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let config = "agent_id = \"board1\"\n";
+    let (_first, id) = start_agent(&endpoint, &dir.path().join("first"), Some(config));
+    assert_eq!(id, "board1");
+    let deadline = Instant::now() + AGENT_LISTED_WAIT;
+    while json_rows(&["agents", "--json"], &endpoint).is_empty() {
+        assert!(Instant::now() < deadline, "agent not listed in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second_dir = dir.path().join("second");
+    let second_config = second_dir.with_extension("toml");
+    std::fs::write(&second_config, config).unwrap();
+    let second = wasmos()
+        .args(["agent", "--connect", &endpoint, "--work-dir"])
+        .arg(&second_dir)
+        .arg("--config")
+        .arg(&second_config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("agent id \"board1\" is held by another agent"),
+        "{stderr}"
+    );
+    let agents = json_rows(&["agents", "--json"], &endpoint);
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(agents[0]["state"], "active", "{agents:?}");
+}
+
+#[test]
+fn malformed_arguments_are_refused_at_once_in_plain_words() {
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["ps", "--connect", "garbage"],
+            "endpoint \"garbage\": no protocol",
+        ),
+        (&["ps", "--connect", "tcp/"], "endpoint \"tcp/\": no port"),
+        (
+            &["agents", "--connect", "http://127.0.0.1:7447"],
+            "unknown protocol",
+        ),
+        (
+            &["agent", "--connect", "tcp/127.0.0.1:99999"],
+            "is not 1 to 65535",
+        ),
+        (
+            &["run", "m.wasm", "--cpus", "NaN"],
+            "\"NaN\" is not a finite number",
+        ),
+        (
+            &["run", "m.wasm", "--cpus", "inf"],
+            "\"inf\" is not a finite number",
+        ),
+        (
+            &["task", "run", "m.wasm", "--timeout=-1"],
+            "must be greater than 0",
+        ),
+        (
+            &["master", "--role-weight", "analytics"],
+            "is not ROLE=WEIGHT",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = wasmos().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains(".cargo/registry"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn run_without_a_master_says_to_start_one() {
     let endpoint = free_endpoint();

@@ -47,6 +47,7 @@ function badges(agent) {
     if (k !== "arch" && k !== "has") out.push(el("span", { class: "badge" }, `${k}=${Array.isArray(v) ? v.join(",") : v}`));
   }
   if (agent.state === "lost") out.push(el("span", { class: "badge lost" }, "lost"));
+  if (agent.state === "disconnected") out.push(el("span", { class: "badge lost" }, "disconnected"));
   return out;
 }
 

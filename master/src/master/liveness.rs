@@ -63,6 +63,11 @@ impl Liveness {
 }
 
 impl Master {
+    /// True while the agent's token is away and its lost clock runs.
+    pub(crate) fn agent_token_missing(&self, agent_id: &AgentId) -> bool {
+        self.liveness.agents_lost_at.contains(agent_id)
+    }
+
     /// An agent's liveliness token appeared (`present`) or went. Present stops the agent's
     /// lost clock; gone starts it, and the agent is lost when it runs out.
     pub fn handle_agent_token(&mut self, now: Millis, agent_id: &AgentId, present: bool) {

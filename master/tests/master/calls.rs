@@ -508,3 +508,28 @@ fn an_agent_that_does_not_take_a_launch_is_offered_nothing_until_heard_from() {
     );
     m.check_invariants().unwrap();
 }
+
+#[test]
+fn framework_rows_show_the_allocation_in_units_and_the_weight_given() {
+    let mut m = master();
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("a", "r", 3.0));
+    let offer = offers_to(&step(&mut m, 0), &fw).remove(0);
+    call(
+        &mut m,
+        1,
+        &fw,
+        accept(&[&offer], vec![task("t1", res(0.5, 64.0))]),
+    )
+    .unwrap();
+    let row = m.frameworks_view().remove(0);
+    assert_eq!(row.id, fw.0);
+    assert_eq!(row.weight, 3.0, "the weight the framework gave");
+    assert_eq!(
+        row.allocation,
+        std::collections::BTreeMap::from([("cpus".to_owned(), 0.5), ("mem".to_owned(), 64.0)]),
+        "cores and MiB, as resources are given"
+    );
+    let task_row = m.tasks_view().remove(0);
+    assert_eq!(task_row.id, "t1");
+}

@@ -307,3 +307,29 @@ fn refused_and_unanswered_launches_become_updates_the_master_makes() {
     let again = offers(&step(&mut m, 6));
     assert!(again.iter().any(|o| o.agent_id == a("a1")), "{again:?}");
 }
+
+#[test]
+fn the_operator_sees_an_agent_disconnected_then_lost_and_its_tasks_throughout() {
+    use proto::operator::AgentState;
+    let (mut m, _) = running_one_task();
+    let state = |m: &Master| m.agent_rows().first().map(|r| r.state);
+    let task_state = |m: &Master| {
+        let rows = m.task_rows(master::view::WallClock::MASTER);
+        rows.into_iter().find(|r| r.id == "t1").map(|r| r.state)
+    };
+    assert_eq!(state(&m), Some(AgentState::Active));
+    m.handle_agent_token(Millis(100), &a("a1"), false);
+    assert_eq!(state(&m), Some(AgentState::Disconnected));
+    assert_eq!(
+        task_state(&m),
+        Some(TaskState::Staging),
+        "still listed while away"
+    );
+    step(&mut m, 100 + TIMEOUT_MS);
+    assert_eq!(state(&m), Some(AgentState::Lost));
+    assert_eq!(
+        task_state(&m),
+        Some(TaskState::Lost),
+        "listed lost while away"
+    );
+}

@@ -245,9 +245,12 @@ impl World {
                 "tasks of {id}"
             );
             // No offers yet: the allocation is exactly the tasks'.
+            let want_units: BTreeMap<String, f64> = (want.iter())
+                .map(|(kind, q)| (kind.clone(), *q as f64 / 1000.0))
+                .collect();
             assert_eq!(
                 views.get(id).map(|v| v.allocation.clone()),
-                Some(want),
+                Some(want_units),
                 "allocation of {id}"
             );
         }

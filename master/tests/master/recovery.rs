@@ -104,7 +104,8 @@ fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window(
     let view = m.frameworks_view();
     let a = view.iter().find(|f| f.framework_id == fw_a).unwrap();
     assert_eq!(a.tasks, 2);
-    assert_eq!(a.allocation, res(2.0, 512.0).quantities());
+    let in_units = std::collections::BTreeMap::from([("cpus".into(), 2.0), ("mem".into(), 512.0)]);
+    assert_eq!(a.allocation, in_units);
     let a1 = m
         .agents_view()
         .into_iter()
