@@ -272,7 +272,10 @@ impl<'a> Constraint<'a> {
     /// Anything else is [`crate::Error::Malformed`].
     pub fn parse(s: &'a str) -> Result<Constraint<'a>, crate::Error> {
         let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b);
-        let key_end = s.bytes().position(|b| !allowed(b)).ok_or(crate::Error::Malformed)?;
+        let key_end = s
+            .bytes()
+            .position(|b| !allowed(b))
+            .ok_or(crate::Error::Malformed)?;
         let op_end = s.as_bytes()[key_end..]
             .iter()
             .position(|b| allowed(*b))

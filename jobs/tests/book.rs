@@ -12,7 +12,8 @@ use jobs::restart::Backoff;
 use master::{Action, Master, MasterConfig, Millis};
 use proto::{
     AgentAdvert, AgentId, Attributes, Call, CallReply, Constraint, ConstraintOp, Event,
-    FrameworkCall, FrameworkId, FrameworkInfo, Resources, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
+    FrameworkCall, FrameworkId, FrameworkInfo, Resources, StatusUuid, TaskId, TaskKind, TaskSpec,
+    TaskState, TaskStatus,
 };
 
 const MODULE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -258,10 +259,18 @@ fn constraints_are_honoured_and_other_offers_declined() {
 #[test]
 fn operators_and_lists_place_where_every_constraint_holds() {
     let mut w = World::new(JobBookConfig::default(), two_agents());
-    w.submit(module_job("not-x86", 2, r#", "constraints": ["arch!=x86_64"]"#));
+    w.submit(module_job(
+        "not-x86",
+        2,
+        r#", "constraints": ["arch!=x86_64"]"#,
+    ));
     assert_eq!(w.per_agent(), BTreeMap::from([("b".to_owned(), 2)]));
     let mut w = World::new(JobBookConfig::default(), two_agents());
-    w.submit(module_job("no-cam", 1, r#", "constraints": ["has!=camera"]"#));
+    w.submit(module_job(
+        "no-cam",
+        1,
+        r#", "constraints": ["has!=camera"]"#,
+    ));
     assert_eq!(w.per_agent(), BTreeMap::from([("a".to_owned(), 1)]));
     let mut w = World::new(JobBookConfig::default(), two_agents());
     w.submit(module_job(
@@ -292,8 +301,19 @@ fn constraints_are_parsed_at_validation_and_bad_ones_refused() {
         ]
     );
     for bad in [
-        "arch", "arch<5", "arch>5", "arch=~a", "arch!a", "arch===a", "=a", "arch=", "arch=a,",
-        "arch=a, has=b", "arch = a", "arch=a b", "",
+        "arch",
+        "arch<5",
+        "arch>5",
+        "arch=~a",
+        "arch!a",
+        "arch===a",
+        "=a",
+        "arch=",
+        "arch=a,",
+        "arch=a, has=b",
+        "arch = a",
+        "arch=a b",
+        "",
     ] {
         let err = request(&serde_json::to_string(&[bad]).unwrap())
             .validate()
@@ -303,7 +323,10 @@ fn constraints_are_parsed_at_validation_and_bad_ones_refused() {
         };
         assert_eq!(e.given, bad);
         let message = err.to_string();
-        assert!(message.contains(&format!("constraint {bad:?}")), "{message}");
+        assert!(
+            message.contains(&format!("constraint {bad:?}")),
+            "{message}"
+        );
         assert!(message.contains("key!=value"), "{message}");
     }
 }

@@ -165,7 +165,10 @@ fn parse_one(s: &str) -> Result<Constraint, ConstraintFault> {
     if value.is_empty() {
         return Err(ConstraintFault::EmptyValue);
     }
-    if let Some(c) = value.chars().find(|c| !c.is_ascii() || !is_constraint_byte(*c as u8)) {
+    if let Some(c) = value
+        .chars()
+        .find(|c| !c.is_ascii() || !is_constraint_byte(*c as u8))
+    {
         return Err(ConstraintFault::ValueChar(c));
     }
     Ok(Constraint::new(key, op, value))

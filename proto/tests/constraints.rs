@@ -83,7 +83,10 @@ fn lists_are_comma_separated_and_refused_whole() {
         ("arch=aarch64,", ConstraintFault::EmptyItem),
         (",arch=aarch64", ConstraintFault::EmptyItem),
         ("arch=aarch64,,has=camera", ConstraintFault::EmptyItem),
-        ("arch=aarch64, has=camera", ConstraintFault::Operator(" ".into())),
+        (
+            "arch=aarch64, has=camera",
+            ConstraintFault::Operator(" ".into()),
+        ),
         ("arch=aarch64,has<3", ConstraintFault::Operator("<".into())),
     ] {
         let e = Constraint::parse_list(given).expect_err(given);

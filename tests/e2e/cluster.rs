@@ -334,7 +334,13 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
     wait_for_tasks(&endpoint, &spin_ids, "killed", state_is("killed"));
 
     // Mistakes fail before anything is sent, saying what to do.
-    for constraint in ["arch", "arch<5", "arch!x86_64", "arch=aarch64,", "arch = aarch64"] {
+    for constraint in [
+        "arch",
+        "arch<5",
+        "arch!x86_64",
+        "arch=aarch64,",
+        "arch = aarch64",
+    ] {
         let bad = client(&["run", hello, "--constraint", constraint], &endpoint);
         assert_eq!(bad.status.code(), Some(1), "{constraint}");
         let stderr = String::from_utf8_lossy(&bad.stderr);

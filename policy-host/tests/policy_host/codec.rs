@@ -583,7 +583,13 @@ fn guest_constraint_parsing_takes_the_cli_forms() {
         let c = sdk::Constraint::parse(given).unwrap();
         assert_eq!((c.key, c.op, c.value), ("arch", op, "aarch64"));
     }
-    for bad in ["arch", "arch<5", "arch=~a", "arch===a", "=a", "arch=", "a=b,c=d", "a = b"] {
-        assert_eq!(sdk::Constraint::parse(bad), Err(sdk::Error::Malformed), "{bad}");
+    for bad in [
+        "arch", "arch<5", "arch=~a", "arch===a", "=a", "arch=", "a=b,c=d", "a = b",
+    ] {
+        assert_eq!(
+            sdk::Constraint::parse(bad),
+            Err(sdk::Error::Malformed),
+            "{bad}"
+        );
     }
 }

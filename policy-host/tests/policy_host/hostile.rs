@@ -99,10 +99,7 @@ fn modules_outside_the_abi_do_not_load() {
         })
     ));
     // A module of ABI 1 (constraints without an operator) is refused.
-    let v1 = wat(kind, TRAP, "").replace(
-        "(result i32) i32.const 2)",
-        "(result i32) i32.const 1)",
-    );
+    let v1 = wat(kind, TRAP, "").replace("(result i32) i32.const 2)", "(result i32) i32.const 1)");
     let code = load(kind, &v1).unwrap();
     assert!(matches!(
         code.instantiate(),
