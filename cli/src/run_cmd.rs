@@ -144,11 +144,8 @@ fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
     for c in &args.constraints {
         Constraint::parse_list(c).map_err(|e| {
             anyhow!(
-                "--constraint {c:?}: {}; write --constraint KEY=VALUE (or KEY==VALUE: the agent's \
-                 attribute holds the value) or KEY!=VALUE (it does not), several joined by \
-                 commas (--constraint arch=aarch64,has=camera); keys and values of \
-                 A-Z a-z 0-9 _ . : / -",
-                e.fault
+                "{e}; on the command line: --constraint KEY=VALUE, \
+                 e.g. --constraint arch!=x86_64,has=camera"
             )
         })?;
     }
