@@ -180,9 +180,12 @@ impl AgentDaemon {
             let inputs = inputs_tx.clone();
             tokio::spawn(async move {
                 while let Some(change) = master.recv().await {
-                    if matches!(change, Liveness::Alive { .. })
-                        && inputs.send(Input::MasterAppeared).await.is_err()
-                    {
+                    if matches!(change, Liveness::Gone { .. }) {
+                        tracing::warn!("the master is gone; waiting for it (tasks keep running)");
+                        continue;
+                    }
+                    tracing::info!("master reachable");
+                    if inputs.send(Input::MasterAppeared).await.is_err() {
                         return;
                     }
                 }

@@ -115,6 +115,7 @@ impl Listing {
                 ("FRAMEWORK", "framework_id"),
                 ("AGENT", "agent_id"),
                 ("RESOURCES", "resources"),
+                ("REASON", "reason"),
             ],
         }
     }

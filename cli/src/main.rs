@@ -1,5 +1,6 @@
 //! `wasmos`: the one command operators, framework authors and tests use.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -23,14 +24,12 @@ mod up;
     about = "WebAssembly-sandboxed two-level scheduler for edge fleets"
 )]
 struct Cli {
-    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `wasmos=debug`. Logs go to stderr.
-    #[arg(
-        long,
-        global = true,
-        env = "WASMOS_LOG",
-        default_value = "warn,zenoh=error"
-    )]
-    log: String,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `master_daemon=debug`.
+    /// Logs go to stderr, coloured only on a terminal. Default: what happens (agents
+    /// joining and lost, frameworks subscribing, the master coming and going) for
+    /// `master`, `agent` and `up`; warnings only for the other commands.
+    #[arg(long, global = true, env = "WASMOS_LOG")]
+    log: Option<String>,
     /// Logs as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -64,7 +63,10 @@ enum Command {
     /// Deploy copies of a WASM module or an OCI image through the built-in jobs framework;
     /// prints the new task ids, one per line, last.
     Run(run_cmd::RunArgs),
-    /// List the tasks, with their states.
+    /// List the tasks with their states and why: pending ones (not placed yet), live
+    /// ones, then the 200 most recently ended (newest first; the master remembers the
+    /// last 10,000 ended tasks, and forgets all of them when it restarts but for those
+    /// its agents still report).
     Ps(listing::ListArgs),
     /// Print what an ended task wrote (stdout, then stderr).
     Logs(listing::TaskArgs),
@@ -81,7 +83,15 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    init_logging(&cli.log, cli.log_json);
+    let daemon = matches!(
+        cli.command,
+        Command::Agent(_) | Command::Master(_) | Command::Up(_)
+    );
+    let default_filter = match daemon {
+        true => LOG_FILTER_DAEMON_DEFAULT,
+        false => LOG_FILTER_TOOL_DEFAULT,
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_json);
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Task(cmd) => task_run::run(cmd),
@@ -106,11 +116,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the daemons log by default: their lifecycle at info, zenoh's errors only.
+const LOG_FILTER_DAEMON_DEFAULT: &str = "warn,master=info,master_daemon=info,agent_daemon=info,jobs=info,framework=info,wasmos=info,zenoh=error";
+/// What the one-shot commands log by default.
+const LOG_FILTER_TOOL_DEFAULT: &str = "warn,zenoh=error";
+
 fn init_logging(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("warning: --log {filter:?} is not a log filter ({e}); logging warnings only");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -28,6 +28,9 @@ const SUBMIT_RETRY_WINDOW_MS: u64 = 5_000;
 const SUBMIT_RETRY_PAUSE_MS: u64 = 250;
 /// Pause between two looks at the tasks' states with `--wait`.
 const WAIT_POLL_MS: u64 = 250;
+/// How long `--wait` keeps waiting while no master answers (one restarting) before it
+/// gives up.
+const WAIT_MASTER_AWAY_MAX_MS: u64 = 300_000;
 /// Name of a job whose module or image path gives none.
 const JOB_NAME_FALLBACK: &str = "job";
 
@@ -327,22 +330,41 @@ fn print_ids(task_ids: &[TaskId]) -> anyhow::Result<()> {
 /// Restarted copies run under new ids and are not waited for.
 async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<ExitCode> {
     let mut seen: BTreeMap<&TaskId, TaskState> = BTreeMap::new();
+    let mut away_since: Option<std::time::Instant> = None;
     loop {
-        let reply = tools::ask(net, &OperatorRequest::Tasks, tools::TOOL_QUERY_TIMEOUT_MS)
+        let rows = match tools::ask(net, &OperatorRequest::Tasks, tools::TOOL_QUERY_TIMEOUT_MS)
             .await
-            .map_err(|e| {
+        {
+            Ok(OperatorReply::Tasks(rows)) => rows,
+            Ok(other) => bail!(tools::unexpected(&other)),
+            Err(e) => {
+                // A master restarting: the session reconnects by itself; keep asking.
                 tracing::debug!(%e, "reading the tasks");
-                no_master(endpoint)
-            })?;
-        let OperatorReply::Tasks(rows) = reply else {
-            bail!(tools::unexpected(&reply));
+                let since = *away_since.get_or_insert_with(|| {
+                    eprintln!("no master answers at {endpoint} (restarting?); still waiting for the tasks (Ctrl-C to stop)");
+                    std::time::Instant::now()
+                });
+                if since.elapsed() > Duration::from_millis(WAIT_MASTER_AWAY_MAX_MS) {
+                    return Err(no_master(endpoint));
+                }
+                tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+                continue;
+            }
         };
+        if away_since.take().is_some() {
+            eprintln!("the master answers again; still waiting");
+        }
         for id in task_ids {
-            let state = rows.iter().find(|r| &r.task_id == id).map(|r| r.state);
-            if let Some(state) = state
-                && seen.insert(id, state) != Some(state)
-            {
-                eprintln!("{id}: {}", state.as_str());
+            let Some(row) = rows.iter().find(|r| &r.task_id == id) else {
+                continue;
+            };
+            if seen.insert(id, row.state) != Some(row.state) {
+                let state = row.state.as_str();
+                match row.reason.as_str() {
+                    "" => eprintln!("{id}: {state}"),
+                    same if same == state => eprintln!("{id}: {state}"),
+                    reason => eprintln!("{id}: {state} ({reason})"),
+                }
             }
         }
         let ended = task_ids

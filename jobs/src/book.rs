@@ -20,9 +20,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use proto::operator::TaskRow;
 use proto::{
-    AgentId, Call, Event, Filters, FrameworkId, Offer, OfferId, Operation, Resources, TaskId,
-    TaskSpec, TaskState, TaskStatus,
+    AgentId, Call, Constraint, Event, Filters, FrameworkId, Offer, OfferId, Operation, Resources,
+    TaskId, TaskSpec, TaskState, TaskStatus,
 };
 use thiserror::Error;
 
@@ -252,6 +253,35 @@ impl JobBook {
         }
         self.settle_wants();
         Ok(())
+    }
+
+    /// The copies waiting for an offer, as the operator's task rows (`pending`, with
+    /// what they wait for); their framework is this one, and no agent has them yet.
+    pub fn pending_rows(&self) -> Vec<TaskRow> {
+        let framework_id = self.framework_id.clone().unwrap_or(FrameworkId::new(""));
+        let mut rows = Vec::new();
+        for job in self.jobs.values() {
+            let waiting = job.slots.iter().filter(|s| s.state == SlotState::Waiting);
+            for slot in waiting {
+                let resources = task_resources(&job.job);
+                rows.push(TaskRow {
+                    id: slot.task_id.to_string(),
+                    task_id: slot.task_id.clone(),
+                    framework_id: framework_id.clone(),
+                    agent_id: AgentId::new(""),
+                    name: job.job.name.clone(),
+                    reason: waiting_reason(&resources, &job.job.constraints),
+                    resources,
+                    state: TaskState::Pending,
+                    exit_code: None,
+                    launched_at_ms: 0,
+                    reclaim_at_ms: None,
+                    cpu_seconds: None,
+                    memory_bytes: None,
+                });
+            }
+        }
+        rows
     }
 
     /// An event of the master for this framework.
@@ -566,4 +596,17 @@ fn base36(mut n: u64) -> String {
         }
     }
     digits.iter().rev().collect()
+}
+
+/// What a pending copy waits for, in the operator's words.
+fn waiting_reason(resources: &Resources, constraints: &[Constraint]) -> String {
+    let mut reason = format!("waiting for an offer with {resources} free");
+    if !constraints.is_empty() {
+        let wanted: Vec<String> = constraints
+            .iter()
+            .map(|c| format!("{}={}", c.key, c.value))
+            .collect();
+        reason.push_str(&format!(" on an agent with {}", wanted.join(", ")));
+    }
+    reason
 }

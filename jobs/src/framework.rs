@@ -6,13 +6,15 @@
 //! and hands it jobs it validated with [`crate::request::ValidateJob`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use framework::{FrameworkClient, FrameworkConfig, FrameworkError};
 use net::Net;
 use proto::TaskId;
+use proto::operator::TaskRow;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -124,6 +126,7 @@ impl JobsFramework {
         let (stop_tx, stop_rx) = oneshot::channel();
         let framework_id = client.framework_id().clone();
         tracing::info!(%framework_id, "jobs framework subscribed");
+        let (pending_tx, pending_rx) = watch::channel(Arc::new(Vec::new()));
         let driver = Driver {
             book: JobBook::new(config.book, incarnation()),
             client,
@@ -131,10 +134,12 @@ impl JobsFramework {
             commands: commands_rx,
             stop: stop_rx,
             started: Instant::now(),
+            pending: pending_tx,
         };
         Ok(JobsHandle {
             client: JobsClient {
                 commands: commands_tx,
+                pending: pending_rx,
             },
             framework_id,
             stop: stop_tx,
@@ -191,9 +196,16 @@ impl JobsHandle {
 #[derive(Clone, Debug)]
 pub struct JobsClient {
     commands: mpsc::Sender<Command>,
+    pending: watch::Receiver<Arc<Vec<TaskRow>>>,
 }
 
 impl JobsClient {
+    /// The copies waiting for an offer ([`JobBook::pending_rows`]) as of the framework's
+    /// latest step; a new `Arc` whenever they change.
+    pub fn pending(&self) -> Arc<Vec<TaskRow>> {
+        self.pending.borrow().clone()
+    }
+
     /// See [`JobsHandle::submit`].
     pub async fn submit(&self, job: ValidJob) -> Result<JobAccepted, JobsError> {
         let (reply, answer) = oneshot::channel();
@@ -246,12 +258,15 @@ struct Driver {
     commands: mpsc::Receiver<Command>,
     stop: oneshot::Receiver<()>,
     started: Instant,
+    /// What [`JobsClient::pending`] reads, published after every step.
+    pending: watch::Sender<Arc<Vec<TaskRow>>>,
 }
 
 impl Driver {
     async fn run(mut self) {
         loop {
             self.send_calls().await;
+            self.publish_pending();
             let wake = self
                 .book
                 .poll_timeout()
@@ -279,6 +294,17 @@ impl Driver {
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    fn publish_pending(&mut self) {
+        let rows = self.book.pending_rows();
+        self.pending.send_if_modified(|published| {
+            let changed = **published != rows;
+            if changed {
+                *published = Arc::new(rows);
+            }
+            changed
+        });
     }
 
     async fn send_calls(&mut self) {

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use http_api::ClusterState;
 
-use crate::operator::Snapshots;
+use crate::operator::{JobSubmitter, Snapshots};
 use crate::{AGENT_COMMANDS_IN_FLIGHT_MAX, Input, MasterDaemonConfig};
 use net::clock::{Clock, unix_ms};
 
@@ -42,6 +42,7 @@ impl Driver {
         clock: Clock,
         config: &MasterDaemonConfig,
         inputs: mpsc::Sender<Input>,
+        jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
     ) -> Driver {
         Driver {
             core,
@@ -51,7 +52,7 @@ impl Driver {
             inputs,
             commands_in_flight: Arc::new(Semaphore::new(AGENT_COMMANDS_IN_FLIGHT_MAX)),
             advert_news: AdvertNews::default(),
-            snapshots: Snapshots::new(),
+            snapshots: Snapshots::new(jobs),
         }
     }
 

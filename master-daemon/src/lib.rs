@@ -202,19 +202,25 @@ impl MasterDaemon {
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = pumps::start(&net, &inputs_tx).await?;
         let core = MasterDaemon::core(&config)?;
+        let (jobs, jobs_slot) = watch::channel(None);
         let driver = driver::Driver::new(
             core,
             net.clone(),
             Clock::start(),
             &config,
             inputs_tx.clone(),
+            jobs_slot.clone(),
         );
         let state = driver.cluster_state();
         let driver = tokio::spawn(driver.run(inputs_rx));
-        let (jobs, jobs_slot) = watch::channel(None);
         let (hosted_door, hosted_slot) = watch::channel(None);
-        let ctx =
-            operator::OperatorContext::new(net.clone(), inputs_tx.clone(), jobs_slot, hosted_slot);
+        let ctx = operator::OperatorContext::new(
+            net.clone(),
+            inputs_tx.clone(),
+            jobs_slot,
+            hosted_slot,
+            store.clone(),
+        );
         let (operator_tasks, http_addr) =
             operator::serve(http_listener, ctx, state.clone()).await?;
         let token = net.declare_alive(&net.keys().master_alive()).await?;

@@ -27,12 +27,13 @@ use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MI
 use jobs::request::{ValidJob, ValidateJob};
 use master::{Master, Millis, OperatorKillError};
 use net::clock::unix_ms;
+use net::modules::ModuleStore;
 use net::{Net, Responder};
 use proto::TaskId;
 use proto::admin::{LogsReply, LogsRequest};
 use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
-    OperatorReply, OperatorRequest,
+    OperatorReply, OperatorRequest, TaskRow,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -64,6 +65,9 @@ pub trait JobSubmitter: Send + Sync + 'static {
     fn submit(&self, job: ValidJob) -> SubmitterFuture<'_, JobAccepted>;
     /// Cancels one of its tasks that it has not launched, and keeps it from starting.
     fn cancel<'a>(&'a self, task_id: &'a TaskId) -> SubmitterFuture<'a, ()>;
+    /// The tasks it holds, not launched yet, as `pending` rows; a new `Arc` when they
+    /// change.
+    fn pending(&self) -> Arc<Vec<TaskRow>>;
 }
 
 impl JobSubmitter for jobs::JobsClient {
@@ -81,6 +85,10 @@ impl JobSubmitter for jobs::JobsClient {
                 .await
                 .map_err(jobs_error)
         })
+    }
+
+    fn pending(&self) -> Arc<Vec<TaskRow>> {
+        jobs::JobsClient::pending(self)
     }
 }
 
@@ -113,15 +121,20 @@ pub(crate) struct Snapshots {
     publisher: watch::Sender<Arc<ClusterState>>,
     changed: bool,
     published_at: Option<Millis>,
+    /// The jobs framework, whose pending tasks the task listing shows after the core's.
+    jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
+    pending_published: Arc<Vec<TaskRow>>,
 }
 
 impl Snapshots {
-    pub(crate) fn new() -> Snapshots {
+    pub(crate) fn new(jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>) -> Snapshots {
         Snapshots {
             recorder: Recorder::new(),
             publisher: watch::Sender::new(Arc::new(ClusterState::default())),
             changed: true,
             published_at: None,
+            jobs,
+            pending_published: Arc::new(Vec::new()),
         }
     }
 
@@ -140,11 +153,20 @@ impl Snapshots {
         self.changed = true;
     }
 
+    fn pending(&self) -> Arc<Vec<TaskRow>> {
+        let jobs = self.jobs.borrow().clone();
+        jobs.map_or_else(|| Arc::new(Vec::new()), |jobs| jobs.pending())
+    }
+
+    fn changed(&self) -> bool {
+        self.changed || !Arc::ptr_eq(&self.pending(), &self.pending_published)
+    }
+
     /// When the next snapshot is due (master clock).
     pub(crate) fn due(&self) -> Millis {
         match self.published_at {
             None => Millis(0),
-            Some(at) if self.changed => at.plus_ms(SNAPSHOT_INTERVAL_MS_MIN),
+            Some(at) if self.changed() => at.plus_ms(SNAPSHOT_INTERVAL_MS_MIN),
             Some(at) => at.plus_ms(SNAPSHOT_IDLE_INTERVAL_MS),
         }
     }
@@ -158,7 +180,7 @@ impl Snapshots {
     /// The latest snapshot, first published anew if anything changed since: what the
     /// operator's listings answer, so a tool sees what it just did.
     pub(crate) fn fresh(&mut self, now: Millis, core: &Master, net: &Net) -> Arc<ClusterState> {
-        if self.changed {
+        if self.changed() {
             self.publish(now, core, net);
         }
         self.publisher.borrow().clone()
@@ -167,7 +189,10 @@ impl Snapshots {
     fn publish(&mut self, now: Millis, core: &Master, net: &Net) {
         self.recorder
             .set_decode_errors(net.decode_errors().snapshot());
-        let state = self.recorder.snapshot(core, unix_ms(), now);
+        let mut state = self.recorder.snapshot(core, unix_ms(), now);
+        let pending = self.pending();
+        state.tasks.extend(pending.iter().cloned());
+        self.pending_published = pending;
         // No receiver (HTTP off and no tool asking) is fine: the value is kept.
         self.publisher.send_replace(Arc::new(state));
         self.changed = false;
@@ -190,6 +215,8 @@ pub(crate) struct OperatorContext {
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
     pub(crate) hosted: watch::Receiver<Option<HostedDoor>>,
+    /// The module store: a job naming a module it does not hold is refused.
+    pub(crate) store: Arc<ModuleStore>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -199,12 +226,14 @@ impl OperatorContext {
         inputs: mpsc::Sender<Input>,
         jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
         hosted: watch::Receiver<Option<HostedDoor>>,
+        store: Arc<ModuleStore>,
     ) -> OperatorContext {
         OperatorContext {
             net,
             inputs,
             jobs,
             hosted,
+            store,
             in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         }
     }
@@ -385,9 +414,17 @@ async fn kill(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, O
 /// What the task wrote, from the agent in its row.
 async fn logs(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, OperatorError> {
     let id = task_id.clone();
-    let agent_id = read(ctx, move |core| core.task_agent(&id))
-        .await?
-        .ok_or_else(|| no_task(&task_id))?;
+    let Some(agent_id) = read(ctx, move |core| core.task_agent(&id)).await? else {
+        let jobs = ctx.jobs.borrow().clone();
+        let pending = jobs.is_some_and(|j| j.pending().iter().any(|t| t.task_id == task_id));
+        return Err(match pending {
+            true => OperatorError::Conflict(format!(
+                "task {task_id} is pending (not placed on an agent yet): it has no output; \
+                 `wasmos ps` says what it waits for"
+            )),
+            false => no_task(&task_id),
+        });
+    };
     let request = LogsRequest {
         task_id: task_id.clone(),
     };
@@ -426,6 +463,12 @@ async fn submit(ctx: &OperatorContext, job: JobRequest) -> Result<OperatorReply,
     let job = job
         .validate()
         .map_err(|e| OperatorError::InvalidJob(e.to_string()))?;
+    if let jobs::request::Artifact::Module(sha256) = &job.artifact
+        && !ctx.store.contains(sha256)
+    {
+        let unknown = net::modules::StoreError::Unknown(sha256.clone());
+        return Err(OperatorError::InvalidJob(format!("module: {unknown}")));
+    }
     let jobs = ctx.jobs.borrow().clone();
     let jobs = jobs.ok_or_else(jobs_not_running)?;
     jobs.submit(job).await.map(OperatorReply::JobAccepted)

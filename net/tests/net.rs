@@ -48,16 +48,17 @@ fn advert(agent: &str, seq: u64) -> AgentAdvert {
 }
 
 /// Bytes that do not compress to a pattern, from a fixed seed.
+/// `len` bytes behind a WebAssembly header (what the store takes), the rest noise.
 fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    const HEADER: &[u8; 8] = b"\0asm\x01\0\0\0";
     let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let noise = (HEADER.len()..len).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    });
+    HEADER.iter().copied().take(len).chain(noise).collect()
 }
 
 /// Puts `advert(agent, 0)` until the subscription sees one: afterwards the route from
@@ -463,10 +464,10 @@ async fn the_store_refuses_uploads_that_do_not_hash_to_their_name_and_bad_chunk_
     let claimed = module_hash(b"what the client claims");
     let chunk = ModuleChunk {
         sha256: claimed.clone(),
-        size_bytes: 5,
+        size_bytes: 9,
         index: 0,
         count: 1,
-        bytes: b"other".to_vec(),
+        bytes: b"\0asm\x01\0\0\0!".to_vec(),
     };
     let reply: UploadReply = client
         .query(&keys.master_upload(), &chunk, 5_000)
@@ -506,4 +507,26 @@ async fn the_store_refuses_uploads_that_do_not_hash_to_their_name_and_bad_chunk_
     assert!(matches!(error, QueryError::Remote { .. }), "{error}");
     assert_eq!(master.decode_errors().count(&no_chunk), 1);
     assert_eq!(master.decode_errors().count(&keys.module("not-a-hash")), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_refuses_uploads_that_are_not_webassembly() {
+    let master = master().await;
+    let store = serve_store(&master).await;
+    let client = peer_of(&master).await;
+    let mut garbage = pseudo_random_bytes(4096, 3);
+    garbage[0] = b'x';
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("empty.wasm", b"", "the module is empty"),
+        ("short.wasm", b"\0as", "shorter than the 8-byte header"),
+        ("random.wasm", &garbage, "not a WebAssembly binary"),
+    ];
+    for (name, bytes, says) in cases {
+        let error = upload_module(&client, name, bytes, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(says), "{name}: {error}");
+        assert!(!store.store.contains(&module_hash(bytes)), "{name} stored");
+    }
 }

@@ -142,11 +142,16 @@ pub enum TaskState {
     Killed,
     Lost,
     Error,
+    /// Not launched yet: its framework holds it until an offer fits (the operator's
+    /// listings show the jobs framework's copies so; no agent ever reports it). Last, so
+    /// that the others keep their wire numbers.
+    Pending,
 }
 
 impl TaskState {
     /// Every state, in the order of the life of a task: the one list of them.
-    pub const ALL: [TaskState; 8] = [
+    pub const ALL: [TaskState; 9] = [
+        TaskState::Pending,
         TaskState::Staging,
         TaskState::Starting,
         TaskState::Running,
@@ -178,6 +183,7 @@ impl TaskState {
             TaskState::Killed => "killed",
             TaskState::Lost => "lost",
             TaskState::Error => "error",
+            TaskState::Pending => "pending",
         }
     }
 

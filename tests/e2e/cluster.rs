@@ -421,6 +421,101 @@ fn an_agent_without_a_master_says_it_waits_and_stops_on_a_signal() {
 }
 
 #[test]
+fn a_task_that_cannot_be_placed_is_listed_pending_and_can_be_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let hello = module("p1_hello");
+    let ids = run(
+        &[hello.to_str().unwrap(), "--constraint", "arch=riscv64"],
+        1,
+        &endpoint,
+    );
+    let rows = wait_for_tasks(&endpoint, &ids, "pending", state_is("pending"));
+    let reason = rows[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("arch=riscv64"), "{reason}");
+    assert_eq!(rows[0]["id"], ids[0].as_str());
+    let logs = client(&["logs", &ids[0]], &endpoint);
+    assert!(!logs.status.success());
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("is pending"),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let kill = client(&["kill", &ids[0]], &endpoint);
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    while json_rows(&["ps", "--json"], &endpoint)
+        .iter()
+        .any(|r| r["id"] == ids[0].as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the killed pending task is still listed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn run_wait_keeps_waiting_through_a_master_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let mut master = start_master(&endpoint, &store);
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let spin = module("p1_spin");
+    let mut waiting = wasmos()
+        .args([
+            "run",
+            "--connect",
+            &endpoint,
+            spin.to_str().unwrap(),
+            "--wait",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    let task = loop {
+        let rows = json_rows(&["ps", "--json"], &endpoint);
+        if let Some(row) = rows.iter().find(|r| r["state"] == "running") {
+            break row["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the task never ran: {rows:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    master.0.kill().unwrap();
+    master.0.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _master = start_master(&endpoint, &store);
+    wait_for_tasks(
+        &endpoint,
+        std::slice::from_ref(&task),
+        "running",
+        state_is("running"),
+    );
+    let kill = client(&["kill", &task], &endpoint);
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let out = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "killed, not finished: {stderr}");
+    assert!(stderr.contains("still waiting for the tasks"), "{stderr}");
+    assert!(stderr.contains("the master answers again"), "{stderr}");
+    assert!(stderr.contains(&format!("{task}: killed")), "{stderr}");
+}
+
+#[test]
 fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint();

@@ -2,7 +2,7 @@
 // /api/v1/events stream. Plain DOM, no dependencies.
 "use strict";
 
-const STATES = ["staging", "starting", "running", "finished", "failed", "killed", "lost", "error"];
+const STATES = ["pending", "staging", "starting", "running", "finished", "failed", "killed", "lost", "error"];
 const COLORS = ["#58a6ff", "#3fb950", "#d29922", "#a371f7", "#f85149", "#39c5cf", "#db61a2", "#e3b341"];
 const SENSORS = ["camera", "microphone", "lidar", "imu", "gps", "sensor", "temperature", "radar"];
 // Reconnect delay after the event stream drops; EventSource retries by itself too.

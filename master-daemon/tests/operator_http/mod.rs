@@ -105,6 +105,20 @@ async fn live_cluster_serves_the_api_metrics_and_the_dashboard_in_chromium() {
     assert_eq!(accepted.status(), StatusCode::CREATED);
     let accepted: JobAccepted = accepted.json().await.unwrap();
     let task_id = accepted.task_ids[0].to_string();
+    // A module the store does not hold is refused before the jobs framework sees it.
+    let unknown = json!({"name": "ghost", "module": "ab".repeat(32), "cpus": 0.5, "mem": 64});
+    let refused = c
+        .post(format!("{base}/api/v1/jobs"))
+        .json(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: ErrorBody = refused.json().await.unwrap();
+    assert!(
+        body.error.message.contains("is not in the store"),
+        "{body:?}"
+    );
     let finished = poll_json(&c, &format!("{base}/api/v1/tasks?state=finished"), |t| {
         t.as_array().is_some_and(|t| !t.is_empty())
     })

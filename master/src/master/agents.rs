@@ -95,6 +95,7 @@ impl Master {
             return;
         };
         let tasks: Vec<TaskId> = record.tasks.iter().cloned().collect();
+        tracing::warn!(%agent_id, tasks = tasks.len(), "agent lost: its tasks are lost");
         self.note_agent_lost(agent_id);
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
@@ -197,6 +198,7 @@ impl Master {
 
     fn add_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
+        tracing::info!(agent_id = %id, hostname = %advert.hostname, total = %advert.total, "agent joined");
         self.lost_agents.forget(&id);
         self.book.add_agent(&id, advert.total, advert.attributes);
         let record = AgentRecord {

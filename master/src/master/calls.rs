@@ -232,6 +232,7 @@ impl Master {
             below_fair_since: None,
             recovered: false,
         };
+        tracing::info!(framework_id = %id, name = %record.info.name, role = %record.info.role, "framework subscribed");
         self.frameworks.insert(id.clone(), record);
         self.failovers.remove(&id);
         self.await_token(&id);

@@ -12,5 +12,7 @@ pub mod upload;
 
 pub use fetch::{CachedModule, FetchError, ModuleCache};
 pub use serve::ModuleServer;
-pub use store::{MODULE_BYTES_MAX, ModuleStore, StoreError, module_hash};
+pub use store::{
+    MODULE_BYTES_MAX, ModuleStore, StoreError, WasmHeaderError, check_wasm_header, module_hash,
+};
 pub use upload::{UploadError, UploadProgress, upload_module};

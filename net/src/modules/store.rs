@@ -67,6 +67,61 @@ pub enum StoreError {
     },
     #[error("a module of {size_bytes} bytes is over the store's limit of {max} bytes")]
     TooLarge { size_bytes: u64, max: u64 },
+    #[error(transparent)]
+    NotWasm(#[from] WasmHeaderError),
+}
+
+/// Why bytes are neither a WebAssembly binary (read from its first 8 bytes) nor WAT text:
+/// what the store refuses at once rather than keep a module no agent can load.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum WasmHeaderError {
+    #[error("the module is empty: a WebAssembly module or component is a .wasm binary")]
+    Empty,
+    #[error(
+        "the module is {size_bytes} bytes, shorter than the 8-byte header every WebAssembly \
+         binary starts with"
+    )]
+    Truncated { size_bytes: u64 },
+    #[error(
+        "the module is not a WebAssembly binary (it does not start with \"\\0asm\") nor \
+         WAT text (it does not start with \"(\"); compile it to .wasm first"
+    )]
+    NoMagic,
+    #[error(
+        "the module's header gives version/layer {0:02x?}: neither a core module \
+         (01 00 00 00) nor a component (0d 00 01 00)"
+    )]
+    UnknownVersion([u8; 4]),
+}
+
+/// The magic number every WebAssembly binary starts with.
+const WASM_MAGIC: [u8; 4] = *b"\0asm";
+/// Version and layer of a core module and of a component (the component model's
+/// pre-1.0 encoding that wasmtime 48 reads).
+const WASM_VERSIONS: [[u8; 4]; 2] = [[1, 0, 0, 0], [0x0d, 0, 1, 0]];
+
+/// Checks the header of a module of `size_bytes` whose first bytes are `head`. WAT text
+/// (a first `(` or `;;` comment after white space) passes: agents compile it as wasmtime
+/// does, and a malformed text fails there with the parser's message.
+pub fn check_wasm_header(head: &[u8], size_bytes: u64) -> Result<(), WasmHeaderError> {
+    if size_bytes == 0 {
+        return Err(WasmHeaderError::Empty);
+    }
+    let text_start = head.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(text_start, Some(b'(' | b';')) {
+        return Ok(());
+    }
+    let (Some(magic), Some(version)) = (head.get(..4), head.get(4..8)) else {
+        return Err(WasmHeaderError::Truncated { size_bytes });
+    };
+    if magic != WASM_MAGIC {
+        return Err(WasmHeaderError::NoMagic);
+    }
+    match <[u8; 4]>::try_from(version) {
+        Ok(v) if WASM_VERSIONS.contains(&v) => Ok(()),
+        Ok(v) => Err(WasmHeaderError::UnknownVersion(v)),
+        Err(_) => Err(WasmHeaderError::Truncated { size_bytes }),
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -140,6 +195,7 @@ impl ModuleStore {
                 max: MODULE_BYTES_MAX,
             });
         }
+        check_wasm_header(bytes, size_bytes)?;
         let sha256 = module_hash(bytes);
         let path = self.path_of(&sha256)?;
         if !path.is_file() {
@@ -343,6 +399,9 @@ fn validate_chunk(chunk: &ModuleChunk) -> Result<(), String> {
         }
         .to_string());
     }
+    if chunk.index == 0 {
+        check_wasm_header(&chunk.bytes, chunk.size_bytes).map_err(|e| e.to_string())?;
+    }
     let count = chunk_count(chunk.size_bytes);
     if chunk.count != count {
         return Err(format!(
@@ -361,5 +420,43 @@ fn validate_chunk(chunk: &ModuleChunk) -> Result<(), String> {
             "a module of {count} chunks has no chunk {}",
             chunk.index
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_webassembly_binaries_and_wat_text_pass_the_header_check() {
+        let ok: [&[u8]; 4] = [
+            b"\0asm\x01\0\0\0",
+            b"\0asm\x0d\0\x01\0rest",
+            b"  (module)",
+            b";; a comment\n(component)",
+        ];
+        for head in ok {
+            assert_eq!(
+                check_wasm_header(head, head.len() as u64),
+                Ok(()),
+                "{head:?}"
+            );
+        }
+        let refused: [(&[u8], WasmHeaderError); 4] = [
+            (b"", WasmHeaderError::Empty),
+            (b"\0asm\x01", WasmHeaderError::Truncated { size_bytes: 5 }),
+            (b"\x7fELF\x02\x01\x01\0", WasmHeaderError::NoMagic),
+            (
+                b"\0asm\x02\0\0\0",
+                WasmHeaderError::UnknownVersion([2, 0, 0, 0]),
+            ),
+        ];
+        for (head, error) in refused {
+            assert_eq!(
+                check_wasm_header(head, head.len() as u64),
+                Err(error),
+                "{head:?}"
+            );
+        }
     }
 }
