@@ -62,9 +62,11 @@ pub struct RunArgs {
     /// Copies to run, 1 to 256; they are spread over the agents that can take them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub count: u32,
-    /// An attribute the agent must have, `key=value` (repeatable), e.g. `arch=aarch64` or
-    /// `has=camera`.
-    #[arg(long = "constraint", value_name = "KEY=VALUE")]
+    /// Where the tasks may run (repeatable; all must hold): `key=value` or `key==value`,
+    /// the agent's attribute holds the value (`arch=aarch64`, `has=camera`);
+    /// `key!=value`, it does not (`arch!=x86_64`, also met by agents without the key);
+    /// several joined by commas (`arch=aarch64,has=camera`).
+    #[arg(long = "constraint", value_name = "KEY[!]=VALUE[,...]")]
     pub constraints: Vec<String>,
     /// What to do when a task ends: on-failure restarts failed (or lost) tasks, always
     /// restarts finished ones too, after 1 s doubling up to 60 s, at most 10 starts per
@@ -143,8 +145,11 @@ fn read_module(path: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
 /// Constraints and environment are checked here so that a typo fails before the upload.
 fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
     for c in &args.constraints {
-        Constraint::parse(c).map_err(|e| {
-            anyhow!("{e}: write --constraint KEY=VALUE, e.g. --constraint arch=aarch64")
+        Constraint::parse_list(c).map_err(|e| {
+            anyhow!(
+                "{e}; on the command line: --constraint KEY=VALUE, \
+                 e.g. --constraint arch!=x86_64,has=camera"
+            )
         })?;
     }
     let mut env = BTreeMap::new();

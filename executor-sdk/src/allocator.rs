@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{
     Attributes, CONSTRAINTS_MAX, Constraint, QUANTITY_KINDS_MAX, Quantities, Resources,
-    decode_with_skip, pass_attributes, pass_resources, skip_attributes, skip_resources,
+    decode_with_skip, pass_attributes, pass_resources, skip_attributes, skip_constraint,
+    skip_resources,
 };
 use crate::wire::{
     Decode, Error, Output, Seq, finish, skip_bytes, skip_seq, skip_str, skip_varint, take,
@@ -105,7 +106,7 @@ pub struct FrameworkEntry<'a> {
     pub allocation: Quantities<'a>,
     /// Connected and not suppressed.
     pub wants_offers: bool,
-    /// Standing preference: only agents with all these attributes.
+    /// Standing preference: only agents whose attributes satisfy all these.
     pub constraints: Vec<Constraint<'a>, CONSTRAINTS_MAX>,
     /// Standing preference: no offer that does not contain this.
     pub min_offer: Resources<'a>,
@@ -144,7 +145,7 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
             skip_varint(skip_str(b)?)
         })?;
         let rest = skip_bool(rest)?;
-        let rest = skip_seq(rest, CONSTRAINTS_MAX, |b| skip_str(skip_str(b)?))?;
+        let rest = skip_seq(rest, CONSTRAINTS_MAX, skip_constraint)?;
         let rest = skip_resources(rest)?;
         let (filters, rest) = take_varint(rest)?;
         let mut rest = rest;

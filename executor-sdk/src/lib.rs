@@ -45,14 +45,15 @@ pub use scheduler::{
 };
 pub use template::WasmTaskTemplate;
 pub use types::{
-    Attributes, Constraint, Filters, Offer, Quantities, Resources, TaskState, TaskStatus,
+    Attributes, Constraint, ConstraintOp, Filters, Offer, Quantities, Resources, TaskState,
+    TaskStatus,
 };
 pub use wire::{Decode, Error, Indexed, Output, Seq};
 
 /// Version of the module ABI described in the README. A host refuses a module whose
-/// `wasmos_abi_version` export returns another value. Version 1 carries the messages of
-/// `proto::PROTOCOL_VERSION` 1.
-pub const ABI_VERSION: u32 = 1;
+/// `wasmos_abi_version` export returns another value. Version 2 carries the messages of
+/// `proto::PROTOCOL_VERSION` 2 (version 1's constraints had no operator).
+pub const ABI_VERSION: u32 = 2;
 /// Size of the SDK's input buffer: the largest message a module built with this SDK takes.
 pub const INPUT_BYTES_MAX: usize = 4 << 20;
 /// Size of the SDK's output buffer: the most call or decision bytes one call returns.

@@ -229,17 +229,88 @@ impl Attributes<'_> {
             .and_then(|(_, vs)| vs.first().copied())
     }
 
-    /// True when every constraint is among our attributes.
+    /// True when every constraint holds for our attributes.
     pub fn satisfies(&self, constraints: &[Constraint<'_>]) -> bool {
-        constraints.iter().all(|c| self.has(c.key, c.value))
+        constraints.iter().all(|c| c.holds_for(self))
     }
 }
 
-/// `proto::Constraint`: a required attribute `key=value`.
+/// `proto::ConstraintOp`, in the same order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConstraintOp {
+    /// The attribute holds the value.
+    #[default]
+    Eq,
+    /// The attribute does not hold the value (an agent without the key satisfies it).
+    Ne,
+}
+
+/// Variants of [`ConstraintOp`] on the wire.
+const CONSTRAINT_OPS: u64 = 2;
+
+/// `proto::Constraint`: a rule on one agent attribute, `key=value` or `key!=value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Constraint<'a> {
     pub key: &'a str,
+    pub op: ConstraintOp,
     pub value: &'a str,
+}
+
+impl<'a> Constraint<'a> {
+    /// Whether an agent with `attributes` satisfies this constraint (as
+    /// `proto::Constraint::holds_for`).
+    pub fn holds_for(&self, attributes: &Attributes<'_>) -> bool {
+        let has = attributes.has(self.key, self.value);
+        match self.op {
+            ConstraintOp::Eq => has,
+            ConstraintOp::Ne => !has,
+        }
+    }
+
+    /// Parses one constraint as `proto::Constraint::parse` does: `key=value`,
+    /// `key==value` or `key!=value`, key and value non-empty of `[A-Za-z0-9_.:/-]`.
+    /// Anything else is [`crate::Error::Malformed`].
+    pub fn parse(s: &'a str) -> Result<Constraint<'a>, crate::Error> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b);
+        let key_end = s
+            .bytes()
+            .position(|b| !allowed(b))
+            .ok_or(crate::Error::Malformed)?;
+        let op_end = s.as_bytes()[key_end..]
+            .iter()
+            .position(|b| allowed(*b))
+            .map_or(s.len(), |n| key_end + n);
+        let op = match &s.as_bytes()[key_end..op_end] {
+            b"=" | b"==" => ConstraintOp::Eq,
+            b"!=" => ConstraintOp::Ne,
+            _ => return Err(crate::Error::Malformed),
+        };
+        // The key and the operator are ASCII, so both ends are on character boundaries.
+        let (key, value) = (&s[..key_end], &s[op_end..]);
+        if key.is_empty() || value.is_empty() || !value.bytes().all(allowed) {
+            return Err(crate::Error::Malformed);
+        }
+        Ok(Constraint { key, op, value })
+    }
+}
+
+/// Whether encoded `Attributes` satisfy `constraint`, read in place (as
+/// [`Constraint::holds_for`]).
+pub fn attributes_satisfy(input: &[u8], constraint: &Constraint<'_>) -> Result<bool, crate::Error> {
+    let has = attributes_have(input, constraint.key, constraint.value)?;
+    Ok(match constraint.op {
+        ConstraintOp::Eq => has,
+        ConstraintOp::Ne => !has,
+    })
+}
+
+/// Skips a `Constraint` exactly as decoding it checks it.
+pub fn skip_constraint(input: &[u8]) -> Result<&[u8], crate::Error> {
+    let (op, rest) = take_varint(skip_str(input)?)?;
+    if op >= CONSTRAINT_OPS {
+        return Err(crate::Error::Malformed);
+    }
+    skip_str(rest)
 }
 
 /// `proto::Offer`: resources of one agent for one framework.

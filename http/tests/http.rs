@@ -626,6 +626,14 @@ async fn every_endpoint_over_tcp() {
             "constraint",
         ),
         (
+            json!({"name": "x", "module": MODULE_SHA, "cpus": 1, "mem": 1, "constraints": ["arch<5"]}),
+            "constraint \"arch<5\" is refused: \"<\" is not an operator",
+        ),
+        (
+            json!({"name": "x", "module": MODULE_SHA, "cpus": 1, "mem": 1, "constraints": ["arch=aarch64,"]}),
+            "key!=value",
+        ),
+        (
             json!({"name": "Bad Name", "module": MODULE_SHA, "cpus": 1, "mem": 1}),
             "name",
         ),

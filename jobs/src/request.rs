@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use proto::{Constraint, ModuleHash};
+use proto::{Constraint, ConstraintError, ModuleHash};
 
 pub use proto::operator::{JobAccepted, JobRequest, RestartPolicy};
 
@@ -62,8 +62,8 @@ pub enum JobError {
     Mem(f64),
     #[error("count must be 1 to {JOB_COUNT_MAX}, got {0}")]
     Count(u32),
-    #[error("constraint {0}")]
-    Constraint(String),
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
     #[error(
         "{0} may hold at most {JOB_LIST_ITEMS_MAX} items of at most {JOB_ITEM_BYTES_MAX} bytes"
     )]
@@ -110,11 +110,11 @@ impl ValidateJob for JobRequest {
         check_list("args", &self.args)?;
         check_list("env", self.env.keys().chain(self.env.values()))?;
         check_list("constraints", &self.constraints)?;
-        let constraints = self
-            .constraints
-            .iter()
-            .map(|c| Constraint::parse(c).map_err(|e| JobError::Constraint(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Each item may itself be a comma-separated list (`arch=aarch64,has=camera`).
+        let mut constraints = Vec::new();
+        for item in &self.constraints {
+            constraints.extend(Constraint::parse_list(item)?);
+        }
         Ok(ValidJob {
             name: self.name,
             artifact,

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 
 use jobs::book::{JobBook, JobBookConfig, KillError, SubmitError};
-use jobs::request::{JobRequest, RestartPolicy, ValidJob, ValidateJob};
+use jobs::request::{JobError, JobRequest, RestartPolicy, ValidJob, ValidateJob};
 use jobs::restart::Backoff;
 use master::{Action, Master, MasterConfig, Millis};
 use proto::{
-    AgentAdvert, AgentId, Attributes, Call, CallReply, Event, FrameworkCall, FrameworkId,
-    FrameworkInfo, Resources, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
+    AgentAdvert, AgentId, Attributes, Call, CallReply, Constraint, ConstraintOp, Event,
+    FrameworkCall, FrameworkId, FrameworkInfo, Resources, StatusUuid, TaskId, TaskKind, TaskSpec,
+    TaskState, TaskStatus,
 };
 
 const MODULE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -253,6 +254,81 @@ fn constraints_are_honoured_and_other_offers_declined() {
         "the offer of agent a is declined: {:?}",
         w.calls
     );
+}
+
+#[test]
+fn operators_and_lists_place_where_every_constraint_holds() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    w.submit(module_job(
+        "not-x86",
+        2,
+        r#", "constraints": ["arch!=x86_64"]"#,
+    ));
+    assert_eq!(w.per_agent(), BTreeMap::from([("b".to_owned(), 2)]));
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    w.submit(module_job(
+        "no-cam",
+        1,
+        r#", "constraints": ["has!=camera"]"#,
+    ));
+    assert_eq!(w.per_agent(), BTreeMap::from([("a".to_owned(), 1)]));
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    w.submit(module_job(
+        "both",
+        1,
+        r#", "constraints": ["arch==aarch64,has=camera", "os!=windows"]"#,
+    ));
+    assert_eq!(w.per_agent(), BTreeMap::from([("b".to_owned(), 1)]));
+}
+
+#[test]
+fn constraints_are_parsed_at_validation_and_bad_ones_refused() {
+    let request = |constraints: &str| -> JobRequest {
+        serde_json::from_str(&format!(
+            r#"{{"name": "x", "module": "{MODULE}", "cpus": 1, "mem": 1, "constraints": {constraints}}}"#
+        ))
+        .unwrap()
+    };
+    let valid = request(r#"["arch=aarch64,has=camera", "arch!=x86_64"]"#)
+        .validate()
+        .unwrap();
+    assert_eq!(
+        valid.constraints,
+        vec![
+            Constraint::new("arch", ConstraintOp::Eq, "aarch64"),
+            Constraint::new("has", ConstraintOp::Eq, "camera"),
+            Constraint::new("arch", ConstraintOp::Ne, "x86_64"),
+        ]
+    );
+    for bad in [
+        "arch",
+        "arch<5",
+        "arch>5",
+        "arch=~a",
+        "arch!a",
+        "arch===a",
+        "=a",
+        "arch=",
+        "arch=a,",
+        "arch=a, has=b",
+        "arch = a",
+        "arch=a b",
+        "",
+    ] {
+        let err = request(&serde_json::to_string(&[bad]).unwrap())
+            .validate()
+            .expect_err(bad);
+        let JobError::Constraint(e) = &err else {
+            panic!("{bad}: {err:?}");
+        };
+        assert_eq!(e.given, bad);
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("constraint {bad:?}")),
+            "{message}"
+        );
+        assert!(message.contains("key!=value"), "{message}");
+    }
 }
 
 #[test]

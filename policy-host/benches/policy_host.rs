@@ -167,10 +167,11 @@ fn big_snapshot() -> (Snapshot, Vec<AgentId>) {
     }
     for i in 0..FRAMEWORKS {
         let constraints = if i % 10 == 0 {
-            vec![proto::Constraint {
-                key: "has".into(),
-                value: "camera".into(),
-            }]
+            vec![proto::Constraint::new(
+                "has",
+                proto::ConstraintOp::Eq,
+                "camera",
+            )]
         } else {
             vec![]
         };

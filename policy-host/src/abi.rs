@@ -9,7 +9,7 @@ use proto::{Call, Event};
 use serde::{Deserialize, Serialize};
 
 /// The ABI version this host speaks (`executor_sdk::ABI_VERSION`).
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Export giving the module's ABI version: `() -> i32`.
 pub const EXPORT_ABI_VERSION: &str = "wasmos_abi_version";

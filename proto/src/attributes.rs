@@ -1,4 +1,5 @@
-//! Agent attributes: facts used for placement (`arch=aarch64`, `has=camera`).
+//! Agent attributes: facts used for placement (`arch=aarch64`, `has=camera`), and the
+//! constraints on them that frameworks and jobs place by (`arch=aarch64`, `arch!=x86_64`).
 //!
 //! A key may hold several values (`has=camera` and `has=gpu` on one agent). In JSON a
 //! key with one value is a string and a key with several is an array.
@@ -47,36 +48,169 @@ impl Attributes {
             .map(String::as_str)
     }
 
-    /// True when every `(key, value)` constraint is among our attributes.
+    /// True when every constraint holds for our attributes.
     pub fn satisfies(&self, constraints: &[Constraint]) -> bool {
-        constraints.iter().all(|c| self.has(&c.key, &c.value))
+        constraints.iter().all(|c| c.holds_for(self))
     }
 }
 
-/// A required attribute, written `key=value` on the command line.
+/// How a [`Constraint`] compares an agent's attribute with its value. In JSON `"="` or
+/// `"!="`; absent means `"="` (constraints written before operators existed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConstraintOp {
+    /// The attribute holds the value (`key=value` or `key==value`).
+    #[default]
+    #[serde(rename = "=")]
+    Eq,
+    /// The attribute does not hold the value (`key!=value`); an agent without the key
+    /// satisfies it.
+    #[serde(rename = "!=")]
+    Ne,
+}
+
+/// A placement rule on one agent attribute, written `key=value`, `key==value` or
+/// `key!=value` (see [`Constraint::parse`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Constraint {
     pub key: String,
+    #[serde(default)]
+    pub op: ConstraintOp,
     pub value: String,
 }
 
+/// What a constraint's key and value may hold besides ASCII letters and digits.
+const CONSTRAINT_PUNCTUATION: &[u8] = b"_.:/-";
+
+/// How constraints are written, for messages.
+pub const CONSTRAINT_FORMS: &str = "write key=value (or key==value: the attribute holds the value), \
+     key!=value (it does not), several joined by commas (arch=aarch64,has=camera); keys and \
+     values of A-Z a-z 0-9 _ . : / -";
+
+fn is_constraint_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || CONSTRAINT_PUNCTUATION.contains(&b)
+}
+
 impl Constraint {
-    /// Parses `key=value`; both sides must be non-empty.
+    pub fn new(key: impl Into<String>, op: ConstraintOp, value: impl Into<String>) -> Constraint {
+        Constraint {
+            key: key.into(),
+            op,
+            value: value.into(),
+        }
+    }
+
+    /// Parses one constraint: `key=value`, `key==value` or `key!=value`, key and value
+    /// non-empty of `[A-Za-z0-9_.:/-]`, nothing else (no spaces).
     pub fn parse(s: &str) -> Result<Constraint, ConstraintError> {
-        match s.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok(Constraint {
-                key: k.trim().to_owned(),
-                value: v.trim().to_owned(),
-            }),
-            _ => Err(ConstraintError(s.to_owned())),
+        parse_one(s).map_err(|fault| ConstraintError {
+            given: s.to_owned(),
+            fault,
+        })
+    }
+
+    /// Parses constraints joined by commas (`arch=aarch64,has=camera`), all of which must
+    /// hold; refuses the whole list if one item is not a constraint or is empty.
+    pub fn parse_list(s: &str) -> Result<Vec<Constraint>, ConstraintError> {
+        if s.is_empty() {
+            return Err(ConstraintError {
+                given: s.to_owned(),
+                fault: ConstraintFault::Empty,
+            });
+        }
+        s.split(',')
+            .map(|item| match item {
+                "" => Err(ConstraintFault::EmptyItem),
+                _ => parse_one(item),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|fault| ConstraintError {
+                given: s.to_owned(),
+                fault,
+            })
+    }
+
+    /// Whether an agent with `attributes` satisfies this constraint.
+    pub fn holds_for(&self, attributes: &Attributes) -> bool {
+        let has = attributes.has(&self.key, &self.value);
+        match self.op {
+            ConstraintOp::Eq => has,
+            ConstraintOp::Ne => !has,
         }
     }
 }
 
-/// A constraint that is not `key=value`.
+/// One constraint: the key is the leading run of allowed bytes, the operator the run of
+/// other bytes after it, the value the rest.
+fn parse_one(s: &str) -> Result<Constraint, ConstraintFault> {
+    if s.is_empty() {
+        return Err(ConstraintFault::Empty);
+    }
+    let key_end = s.bytes().position(|b| !is_constraint_byte(b));
+    let Some(key_end) = key_end else {
+        return Err(ConstraintFault::NoOperator);
+    };
+    let op_end = s[key_end..]
+        .bytes()
+        .position(is_constraint_byte)
+        .map_or(s.len(), |n| key_end + n);
+    let (key, operator, value) = (&s[..key_end], &s[key_end..op_end], &s[op_end..]);
+    let op = match operator {
+        "=" | "==" => ConstraintOp::Eq,
+        "!=" => ConstraintOp::Ne,
+        _ => return Err(ConstraintFault::Operator(operator.to_owned())),
+    };
+    if key.is_empty() {
+        return Err(ConstraintFault::EmptyKey);
+    }
+    if value.is_empty() {
+        return Err(ConstraintFault::EmptyValue);
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !c.is_ascii() || !is_constraint_byte(*c as u8))
+    {
+        return Err(ConstraintFault::ValueChar(c));
+    }
+    Ok(Constraint::new(key, op, value))
+}
+
+impl std::fmt::Display for Constraint {
+    /// The canonical form, which [`Constraint::parse`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            ConstraintOp::Eq => "=",
+            ConstraintOp::Ne => "!=",
+        };
+        write!(f, "{}{op}{}", self.key, self.value)
+    }
+}
+
+/// A constraint (or comma-separated list) that does not parse: what was given and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("constraint {0:?} is not of the form key=value")]
-pub struct ConstraintError(pub String);
+#[error("constraint {given:?} is refused: {fault}; {CONSTRAINT_FORMS}")]
+pub struct ConstraintError {
+    pub given: String,
+    pub fault: ConstraintFault,
+}
+
+/// Why a constraint does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConstraintFault {
+    #[error("it is empty")]
+    Empty,
+    #[error("it has an empty item (a comma at an end, or two in a row)")]
+    EmptyItem,
+    #[error("it has no operator")]
+    NoOperator,
+    #[error("{0:?} is not an operator")]
+    Operator(String),
+    #[error("the key is empty")]
+    EmptyKey,
+    #[error("the value is empty")]
+    EmptyValue,
+    #[error("{0:?} may not be in a value")]
+    ValueChar(char),
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]

@@ -15,7 +15,9 @@ pub mod resources;
 pub mod task;
 pub mod time;
 
-pub use attributes::{Attributes, Constraint, ConstraintError};
+pub use attributes::{
+    Attributes, CONSTRAINT_FORMS, Constraint, ConstraintError, ConstraintFault, ConstraintOp,
+};
 pub use codec::{DecodeError, EncodeError, PROTOCOL_VERSION, decode, encode};
 pub use ids::{AgentId, FrameworkId, ModuleHash, OfferId, StatusUuid, TaskId};
 pub use keys::Keys;

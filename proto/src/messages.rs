@@ -51,7 +51,7 @@ pub struct FrameworkInfo {
     pub framework_id: Option<FrameworkId>,
     /// How long the master keeps the framework's tasks after it disconnects.
     pub failover_timeout_ms: u64,
-    /// Standing preference: only agents with all these attributes are offered.
+    /// Standing preference: only agents whose attributes satisfy all these are offered.
     pub constraints: Vec<Constraint>,
     /// Standing preference: offers smaller than this (in any scalar) are not made.
     pub min_offer: Resources,

@@ -212,7 +212,10 @@ pub struct JobRequest {
     /// Tasks to run, 1 to 256.
     #[serde(default = "one")]
     pub count: u32,
-    /// `key=value` attributes an agent must have (`arch=aarch64`).
+    /// Placement constraints, all of which must hold: `key=value` or `key==value` (the
+    /// agent's attribute holds the value, `arch=aarch64`), `key!=value` (it does not, or
+    /// the agent lacks the key); one item may join several with commas
+    /// (`arch=aarch64,has=camera`).
     #[serde(default)]
     pub constraints: Vec<String>,
     /// Arguments (for an image: the command, overriding its entrypoint).

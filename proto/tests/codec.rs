@@ -107,7 +107,7 @@ fn each_rejection_has_its_reason() {
         decode::<AgentAdvert>(&wrong),
         Err(DecodeError::Version {
             found: 99,
-            expected: 1
+            expected: PROTOCOL_VERSION
         })
     );
     let mut long = frame.clone();

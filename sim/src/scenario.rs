@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::{Attributes, Constraint, Resources, Scalar};
+use proto::{Attributes, Constraint, ConstraintOp, Resources, Scalar};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -158,6 +158,10 @@ pub struct ScenarioFramework {
     /// array): it is offered, and so launches on, only agents that have them all.
     #[serde(default, deserialize_with = "attributes_of_json")]
     pub attributes: Attributes,
+    /// More placement constraints, as `wasmos run --constraint` takes them
+    /// (`"arch!=x86_64"`, `"arch=aarch64,has=camera"`); all must hold, with `attributes`.
+    #[serde(default, deserialize_with = "constraints_of_json")]
+    pub constraints: Vec<Constraint>,
     /// A scheduler module (`PATH.wasm`, relative to the scenario file) that answers the
     /// framework's events instead of the synthetic behaviour; `task` and `max_tasks` are
     /// then unused.
@@ -188,17 +192,17 @@ impl ScenarioFramework {
         self.weight.unwrap_or(1.0)
     }
 
-    /// Its required attributes as constraints.
+    /// Its required attributes as constraints, then its other constraints.
     pub fn constraints(&self) -> Vec<Constraint> {
         self.attributes
             .0
             .iter()
             .flat_map(|(key, values)| {
-                values.iter().map(|value| Constraint {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
+                values
+                    .iter()
+                    .map(move |value| Constraint::new(key, ConstraintOp::Eq, value))
             })
+            .chain(self.constraints.iter().cloned())
             .collect()
     }
 }
@@ -207,7 +211,7 @@ impl ScenarioFramework {
 const SCENARIO_FIELDS: [&str; 5] = ["agents", "frameworks", "seed", "until_ms", "faults"];
 const AGENT_FIELDS: [&str; 3] = ["id", "resources", "attributes"];
 const FAULT_FIELDS: [&str; 4] = ["at_ms", "agent_lost", "agent_back", "master_restart"];
-const FRAMEWORK_FIELDS: [&str; 9] = [
+const FRAMEWORK_FIELDS: [&str; 10] = [
     "duration_ms",
     "id",
     "role",
@@ -215,6 +219,7 @@ const FRAMEWORK_FIELDS: [&str; 9] = [
     "task",
     "max_tasks",
     "attributes",
+    "constraints",
     "scheduler",
     "config",
 ];
@@ -234,6 +239,17 @@ fn attribute_text(value: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// Constraints as JSON: strings, each one constraint or several joined by commas.
+fn constraints_of_json<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Constraint>, D::Error> {
+    let mut constraints = Vec::new();
+    for item in Vec::<String>::deserialize(deserializer)? {
+        constraints.extend(Constraint::parse_list(&item).map_err(serde::de::Error::custom)?);
+    }
+    Ok(constraints)
 }
 
 fn attributes_of_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Attributes, D::Error> {

@@ -328,6 +328,10 @@ fn malformed_scenarios_are_scenario_errors_with_a_clear_message() {
             r#"{"agents":[],"frameworks":[{"id":"f","task":{"cpus":1},"max_tasks":-3}]}"#,
             "-3",
         ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f","task":{"cpus":1},"constraints":["arch<5"]}]}"#,
+            "constraint \"arch<5\"",
+        ),
     ];
     for (json, needle) in cases {
         match run_scenario(json) {
@@ -355,6 +359,29 @@ fn framework_attributes_are_required_agent_attributes() {
         report["placements"],
         json!([{"framework":"fw0","agent":"a1","tasks":2},{"framework":"fw1","agent":"a2","tasks":5}])
     );
+}
+
+#[test]
+fn framework_constraints_take_operators_and_lists() {
+    // fw0 avoids x86_64 (a1 and a3, which has no arch); fw1 wants aarch64 with a camera
+    // (a1 only); fw2 wants aarch64 without a camera (a3 has no arch: nothing).
+    let json = r#"{"agents":[
+            {"id":"a1","resources":{"cpus":2},"attributes":{"arch":"aarch64","has":["camera","gpu"]}},
+            {"id":"a2","resources":{"cpus":2},"attributes":{"arch":"x86_64"}},
+            {"id":"a3","resources":{"cpus":2}}],
+        "frameworks":[
+            {"id":"fw0","task":{"cpus":1},"max_tasks":2,"constraints":["arch!=x86_64"]},
+            {"id":"fw1","task":{"cpus":1},"max_tasks":1,"constraints":["arch==aarch64,has=camera"]},
+            {"id":"fw2","task":{"cpus":1},"attributes":{"arch":"aarch64"},"constraints":["has!=camera"]}]}"#;
+    let report = run(json);
+    assert_eq!(report["launched"], json!({"fw0": 2, "fw1": 1, "fw2": 0}));
+    for p in report["placements"].as_array().unwrap() {
+        let (fw, agent) = (&p["framework"], &p["agent"]);
+        assert!(agent != "a2", "{fw} placed on a2: {report}");
+        if fw == "fw1" {
+            assert_eq!(agent, "a1", "{report}");
+        }
+    }
 }
 
 #[test]

@@ -286,6 +286,24 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
     for row in wait_for_tasks(&endpoint, &arm, "finished", state_is("finished")) {
         assert_eq!(row["agent_id"], arm_id.as_str(), "{row}");
     }
+    // Operators and lists: `==`, `!=` and a comma list, with a second flag.
+    let listed = run(
+        &[
+            hello,
+            "--constraint",
+            "arch==aarch64,has=camera",
+            "--constraint",
+            "os!=windows",
+            "--name",
+            "listed",
+            "--wait",
+        ],
+        1,
+        &endpoint,
+    );
+    for row in wait_for_tasks(&endpoint, &listed, "finished", state_is("finished")) {
+        assert_eq!(row["agent_id"], arm_id.as_str(), "{row}");
+    }
 
     // A task that fails: `--wait` says so with exit 1; ids still end stdout.
     let exit3 = module("p1_exit3");
@@ -316,9 +334,20 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
     wait_for_tasks(&endpoint, &spin_ids, "killed", state_is("killed"));
 
     // Mistakes fail before anything is sent, saying what to do.
-    let bad = client(&["run", hello, "--constraint", "arch"], &endpoint);
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--constraint KEY=VALUE"));
+    for constraint in [
+        "arch",
+        "arch<5",
+        "arch!x86_64",
+        "arch=aarch64,",
+        "arch = aarch64",
+    ] {
+        let bad = client(&["run", hello, "--constraint", constraint], &endpoint);
+        assert_eq!(bad.status.code(), Some(1), "{constraint}");
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains("--constraint KEY=VALUE"), "{stderr}");
+        assert!(stderr.contains("key!=value"), "{stderr}");
+        assert!(stderr.contains(&format!("{constraint:?}")), "{stderr}");
+    }
     // What only the jobs framework checks comes back from it, field named.
     let refused = client(&["run", hello, "--cpus", "0"], &endpoint);
     assert_eq!(refused.status.code(), Some(1));

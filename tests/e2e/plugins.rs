@@ -219,7 +219,7 @@ fn abi_module(body: &str) -> String {
         r#"(module
   (memory (export "memory") 1)
   (data (i32.const 0) "\ff\ff\ff\ff\ff\ff\ff\ff")
-  (func (export "wasmos_abi_version") (result i32) i32.const 1)
+  (func (export "wasmos_abi_version") (result i32) i32.const 2)
   (func (export "wasmos_input") (param i32) (result i32)
     (select (i32.const 1024) (i32.const 0) (i32.le_u (local.get 0) (i32.const 60000))))
   (func (export "wasmos_scheduler_handle") (param i32) (result i64)

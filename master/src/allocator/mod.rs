@@ -85,7 +85,7 @@ pub struct FrameworkSlot {
     pub allocation: BTreeMap<String, u64>,
     /// Connected and not suppressed: it wants offers.
     pub wants_offers: bool,
-    /// Standing preference: only agents with all these attributes.
+    /// Standing preference: only agents whose attributes satisfy all these.
     pub constraints: Vec<Constraint>,
     /// Standing preference: no offer that does not contain this.
     pub min_offer: Resources,

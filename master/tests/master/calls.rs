@@ -248,6 +248,27 @@ fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
 }
 
 #[test]
+fn a_not_equal_constraint_keeps_offers_of_agents_holding_the_value_away() {
+    let mut m = master();
+    for (id, attributes) in [
+        ("arm", Attributes::new().with("arch", "aarch64")),
+        ("x86", Attributes::new().with("arch", "x86_64")),
+        ("bare", Attributes::new()),
+    ] {
+        join(&mut m, 0, advert(id, res(4.0, 4096.0), attributes));
+    }
+    let mut not_x86 = info("not-x86", "r", 1.0);
+    not_x86.constraints = Constraint::parse_list("arch!=x86_64").unwrap();
+    let not_x86 = subscribe(&mut m, 0, not_x86);
+    let mut agents = offers_to(&step(&mut m, 0), &not_x86)
+        .into_iter()
+        .map(|o| o.agent_id.0)
+        .collect::<Vec<_>>();
+    agents.sort();
+    assert_eq!(agents, vec!["arm".to_owned(), "bare".to_owned()]);
+}
+
+#[test]
 fn a_terminal_status_frees_the_task_resources_exactly_once() {
     let mut m = master();
     join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));

@@ -383,10 +383,7 @@ fn snapshot() -> (Snapshot, Vec<AgentId>) {
         subscribed_seq: 4,
         allocation: BTreeMap::from([("cpus".into(), 1_000)]),
         wants_offers: true,
-        constraints: vec![Constraint {
-            key: "arch".into(),
-            value: "x86_64".into(),
-        }],
+        constraints: vec![Constraint::new("arch", proto::ConstraintOp::Eq, "x86_64")],
         min_offer: Resources::new().with_scalar("mem", 32.0),
         filters: BTreeMap::from([(
             AgentId::new("a-2"),
@@ -508,5 +505,91 @@ proptest! {
         let end = sdk::types::visit_quantities_bytes(&bytes, |k, v| passed.push((k.to_vec(), v))).unwrap();
         prop_assert_eq!(end, skipped);
         prop_assert_eq!(checked, passed);
+    }
+}
+
+prop_compose! {
+    fn arb_attributes()(
+        map in proptest::collection::btree_map("[a-c]{1,2}", proptest::collection::btree_set("[x-z]{1,2}", 1..4), 0..5),
+    ) -> Attributes {
+        Attributes(map)
+    }
+}
+
+prop_compose! {
+    fn arb_constraint()(
+        key in "[a-c]{1,2}",
+        ne in any::<bool>(),
+        value in "[x-z]{1,2}",
+    ) -> Constraint {
+        let op = if ne { proto::ConstraintOp::Ne } else { proto::ConstraintOp::Eq };
+        Constraint::new(key, op, value)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Proto constraints decode in the guest to the same bytes, skip to the same end, and
+    /// the guest's `satisfies` (decoded, and in place on the encoded attributes) agrees
+    /// with proto's, for `=` and `!=`, shared keys, several values and missing keys.
+    #[test]
+    fn guest_constraints_agree_with_proto(
+        attributes in arb_attributes(),
+        constraints in proptest::collection::vec(arb_constraint(), 0..5),
+        tail in proptest::collection::vec(any::<u8>(), 0..4),
+    ) {
+        let attribute_bytes = postcard::to_allocvec(&attributes).unwrap();
+        let guest_attributes: sdk::Attributes<'_> = postcard::from_bytes(&attribute_bytes).unwrap();
+        let bytes = postcard::to_allocvec(&constraints).unwrap();
+        let guest: heapless::Vec<sdk::Constraint<'_>, { sdk::types::CONSTRAINTS_MAX }> =
+            postcard::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&postcard::to_allocvec(&guest).unwrap(), &bytes);
+        prop_assert_eq!(guest_attributes.satisfies(&guest), attributes.satisfies(&constraints));
+        for (host, guest) in constraints.iter().zip(&guest) {
+            let host_holds = host.holds_for(&attributes);
+            prop_assert_eq!(guest.holds_for(&guest_attributes), host_holds, "{}", host);
+            prop_assert_eq!(sdk::types::attributes_satisfy(&attribute_bytes, guest), Ok(host_holds));
+            let mut one = postcard::to_allocvec(host).unwrap();
+            one.extend_from_slice(&tail);
+            prop_assert_eq!(sdk::types::skip_constraint(&one), Ok(&tail[..]));
+            // An operator the ABI does not know is refused by decoding and skipping alike.
+            one[1 + host.key.len()] = 2;
+            prop_assert!(sdk::types::skip_constraint(&one).is_err());
+            prop_assert!(postcard::from_bytes::<sdk::Constraint<'_>>(&one).is_err());
+        }
+    }
+
+    /// The guest parses exactly the constraints proto parses, to the same rule.
+    #[test]
+    fn guest_constraint_parsing_agrees_with_proto(s in "[ab:=!<~ ._é-]{0,7}") {
+        let host = Constraint::parse(&s).ok();
+        let guest = sdk::Constraint::parse(&s).ok();
+        prop_assert_eq!(
+            guest.map(|c| (c.key.to_owned(), c.op == sdk::ConstraintOp::Ne, c.value.to_owned())),
+            host.map(|c| (c.key, c.op == proto::ConstraintOp::Ne, c.value)),
+            "{:?}", s
+        );
+    }
+}
+
+#[test]
+fn guest_constraint_parsing_takes_the_cli_forms() {
+    for (given, op) in [
+        ("arch=aarch64", sdk::ConstraintOp::Eq),
+        ("arch==aarch64", sdk::ConstraintOp::Eq),
+        ("arch!=aarch64", sdk::ConstraintOp::Ne),
+    ] {
+        let c = sdk::Constraint::parse(given).unwrap();
+        assert_eq!((c.key, c.op, c.value), ("arch", op, "aarch64"));
+    }
+    for bad in [
+        "arch", "arch<5", "arch=~a", "arch===a", "=a", "arch=", "a=b,c=d", "a = b",
+    ] {
+        assert_eq!(
+            sdk::Constraint::parse(bad),
+            Err(sdk::Error::Malformed),
+            "{bad}"
+        );
     }
 }

@@ -10,7 +10,8 @@ use master::{Master, MasterConfig, Millis};
 use policy_host::WasmAllocator;
 use proptest::prelude::*;
 use proto::{
-    AgentId, Attributes, Call, Constraint, Filters, FrameworkCall, FrameworkId, Resources,
+    AgentId, Attributes, Call, Constraint, ConstraintOp, Filters, FrameworkCall, FrameworkId,
+    Resources,
 };
 
 use super::cluster::{Cluster, advert, finish_all, info};
@@ -36,7 +37,8 @@ struct FrameworkGen {
     alloc_cpus_millis: u64,
     alloc_mem: u64,
     wants: bool,
-    wants_camera: bool,
+    /// `has=camera`, `has!=camera` or no constraint.
+    camera: Option<ConstraintOp>,
     min_cpus_millis: u64,
     filtered_agents: Vec<usize>,
     filter_until_ms: u64,
@@ -64,7 +66,11 @@ fn framework_gen() -> impl Strategy<Value = FrameworkGen> {
         (0..ROLES.len(), 0..WEIGHTS.len(), 0u64..1_000),
         (0u64..4_000, 0u64..4_096, prop::bool::weighted(0.85)),
         (
-            prop::bool::weighted(0.2),
+            prop_oneof![
+                13 => Just(None),
+                4 => Just(Some(ConstraintOp::Eq)),
+                3 => Just(Some(ConstraintOp::Ne)),
+            ],
             prop::sample::select(vec![0u64, 0, 0, 500, 2_000]),
         ),
         (prop::collection::vec(0usize..40, 0..4), 0u64..20_000),
@@ -73,7 +79,7 @@ fn framework_gen() -> impl Strategy<Value = FrameworkGen> {
             |(
                 (role, weight, seq),
                 (alloc_cpus_millis, alloc_mem, wants),
-                (wants_camera, min),
+                (camera, min),
                 (filtered_agents, until),
             )| {
                 FrameworkGen {
@@ -83,7 +89,7 @@ fn framework_gen() -> impl Strategy<Value = FrameworkGen> {
                     alloc_cpus_millis,
                     alloc_mem,
                     wants,
-                    wants_camera,
+                    camera,
                     min_cpus_millis: min,
                     filtered_agents,
                     filter_until_ms: until,
@@ -163,14 +169,11 @@ fn build_snapshot(
             subscribed_seq: seq,
             allocation,
             wants_offers: f.wants,
-            constraints: if f.wants_camera {
-                vec![Constraint {
-                    key: "has".into(),
-                    value: "camera".into(),
-                }]
-            } else {
-                vec![]
-            },
+            constraints: f
+                .camera
+                .map(|op| Constraint::new("has", op, "camera"))
+                .into_iter()
+                .collect(),
             min_offer: Resources::new().with_scalar("cpus", f.min_cpus_millis as f64 / 1000.0),
             filters,
         };
@@ -243,7 +246,7 @@ proptest! {
     #[test]
     fn drf_module_agrees_with_builtin_in_master_runs(
         agents in prop::collection::vec((1u32..8, 256u32..4096, any::<bool>()), 1..12),
-        frameworks in prop::collection::vec((0..ROLES.len(), 0u32..6, prop::bool::weighted(0.3)), 1..6),
+        frameworks in prop::collection::vec((0..ROLES.len(), 0u32..6, prop::bool::weighted(0.3), any::<bool>()), 1..6),
         role_weights in prop::collection::vec(0..WEIGHTS.len(), ROLES.len()),
         seed in any::<u64>(),
     ) {
@@ -254,11 +257,12 @@ proptest! {
                 cluster.add_agent(advert(&format!("a-{i}"), *cpus as f64, *mem as f64, attrs));
             }
             let mut ids = Vec::new();
-            for (i, (role, count, decliner)) in frameworks.iter().enumerate() {
+            for (i, (role, count, decliner, not_camera)) in frameworks.iter().enumerate() {
                 // The master wants one weight per role.
                 let mut fi = info(&format!("fw{i}"), ROLES[*role], WEIGHTS[role_weights[*role]]);
                 if *decliner {
-                    fi.constraints = vec![Constraint { key: "has".into(), value: "camera".into() }];
+                    let op = if *not_camera { ConstraintOp::Ne } else { ConstraintOp::Eq };
+                    fi.constraints = vec![Constraint::new("has", op, "camera")];
                 }
                 let scheduler = (!*decliner).then(|| super::examples::batch_scheduler(*count, ""));
                 ids.push((cluster.subscribe(fi, scheduler), *decliner));

@@ -139,8 +139,12 @@ fn batch_with_a_bad_config_is_deactivated_not_fatal() {
 }
 
 fn spread_scheduler() -> HostedScheduler {
+    spread_scheduler_on("has=camera")
+}
+
+fn spread_scheduler_on(constraint: &str) -> HostedScheduler {
     let config = format!(
-        "name = sampler\nconstraint = has=camera\ncpus = 0.5\nmem = 64\nmodule_sha256 = {SHA}\n\
+        "name = sampler\nconstraint = {constraint}\ncpus = 0.5\nmem = 64\nmodule_sha256 = {SHA}\n\
          module_size = 1\nmodule_name = p1_sensor.wasm\nargs = --device /sensors/temp0"
     );
     HostedScheduler::new(
@@ -184,6 +188,27 @@ fn spread_places_one_task_on_each_matching_agent() {
         per_agent, expected,
         "one copy per camera agent, the late one included"
     );
+    assert!(cluster.refused_calls.is_empty() && cluster.faults.is_empty());
+}
+
+#[test]
+fn spread_takes_a_not_equal_constraint() {
+    let mut cluster = Cluster::with_builtin(keeps_running);
+    cluster.add_agent(advert("cam-0", 4.0, 1024.0, &[("has", "camera")]));
+    cluster.add_agent(advert("plain-0", 4.0, 1024.0, &[]));
+    cluster.add_agent(advert("gpu-0", 4.0, 1024.0, &[("has", "gpu")]));
+    let fw = cluster.subscribe(
+        info("spread", "sensors", 1.0),
+        Some(spread_scheduler_on("has!=camera")),
+    );
+    cluster.run(100);
+    let mut agents: Vec<String> = cluster
+        .launches_of(&fw)
+        .into_iter()
+        .map(|(agent, _, _)| agent.to_string())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["gpu-0", "plain-0"]);
     assert!(cluster.refused_calls.is_empty() && cluster.faults.is_empty());
 }
 

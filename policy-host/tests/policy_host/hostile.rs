@@ -20,7 +20,7 @@ fn wat(kind: Kind, entry: &str, extra: &str) -> String {
     format!(
         r#"(module
             (memory (export "memory") 1)
-            (func (export "wasmos_abi_version") (result i32) i32.const 1)
+            (func (export "wasmos_abi_version") (result i32) i32.const 2)
             (func (export "wasmos_input") (param i32) (result i32) i32.const 1024)
             (func (export "{name}") (param $len i32) (result i64) {entry})
             {extra})"#
@@ -98,13 +98,14 @@ fn modules_outside_the_abi_do_not_load() {
             name: "wasmos_scheduler_handle"
         })
     ));
-    let v2 = wat(kind, TRAP, "").replace("i32.const 1)", "i32.const 2)");
-    let code = load(kind, &v2).unwrap();
+    // A module of ABI 1 (constraints without an operator) is refused.
+    let v1 = wat(kind, TRAP, "").replace("(result i32) i32.const 2)", "(result i32) i32.const 1)");
+    let code = load(kind, &v1).unwrap();
     assert!(matches!(
         code.instantiate(),
         Err(GuestError::AbiVersion {
-            found: 2,
-            expected: 1
+            found: 1,
+            expected: 2
         })
     ));
     let huge = wat(kind, TRAP, "").replace(

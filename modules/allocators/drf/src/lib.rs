@@ -5,10 +5,10 @@
 #![no_std]
 
 use executor_sdk::types::{
-    CONSTRAINTS_MAX, QUANTITY_KINDS_MAX, Quantities, attributes_have, pass_attributes,
+    CONSTRAINTS_MAX, QUANTITY_KINDS_MAX, Quantities, attributes_satisfy, pass_attributes,
     visit_quantities_bytes,
 };
-use executor_sdk::wire::{take_str, take_str_bytes, take_varint};
+use executor_sdk::wire::{Decode, take_str, take_str_bytes, take_varint};
 use executor_sdk::{
     AgentEntry, AllocationInput, Allocator, Constraint, Decisions, FrameworkEntry, Indexed,
 };
@@ -75,7 +75,7 @@ impl<'a> ConstraintTable<'a> {
         Some(
             constraints
                 .iter()
-                .all(|c| attributes_have(attributes, c.key, c.value).unwrap_or(false)),
+                .all(|c| attributes_satisfy(attributes, c).unwrap_or(false)),
         )
     }
 }
@@ -117,9 +117,8 @@ impl<'a> FrameworkHead<'a> {
         let (count, mut rest) = take_varint(rest).ok()?;
         let mut constraints = Vec::new();
         for _ in 0..count {
-            let (key, after) = take_str(rest).ok()?;
-            let (value, after) = take_str(after).ok()?;
-            constraints.push(Constraint { key, value }).ok()?;
+            let (constraint, after) = Constraint::take(rest).ok()?;
+            constraints.push(constraint).ok()?;
             rest = after;
         }
         // Empty as `Resources::is_empty`: every quantity zero.

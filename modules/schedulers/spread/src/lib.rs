@@ -5,7 +5,7 @@
 //! Config (`--config FILE`, `key = value` lines):
 //! ```text
 //! name = sampler           # task ids are FRAMEWORK_ID-NAME-AGENT-ATTEMPT
-//! constraint = has=camera  # optional: only agents with this attribute
+//! constraint = has=camera  # optional: only agents that satisfy it (key=value, key!=value)
 //! cpus = 0.1
 //! mem = 16                 # MiB
 //! module_sha256 = <64 hex>
@@ -55,13 +55,7 @@ struct Template<'c> {
 fn template(config: &[u8]) -> Result<Template<'_>, Error> {
     let c = Config::parse(config)?;
     let constraint = match c.get("constraint") {
-        Some(kv) => {
-            let (key, value) = kv.split_once('=').ok_or(Error::Malformed)?;
-            Some(Constraint {
-                key: key.trim(),
-                value: value.trim(),
-            })
-        }
+        Some(c) => Some(Constraint::parse(c)?),
         None => None,
     };
     Ok(Template {
@@ -95,7 +89,7 @@ impl Scheduler for Spread {
         for offer in offers.iter() {
             let matches = template
                 .constraint
-                .is_none_or(|c| offer.attributes.has(c.key, c.value));
+                .is_none_or(|c| c.holds_for(&offer.attributes));
             if !matches || self.placed.has(offer.agent_id) {
                 calls.decline(
                     &[offer.offer_id],
