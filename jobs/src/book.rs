@@ -602,10 +602,7 @@ fn base36(mut n: u64) -> String {
 fn waiting_reason(resources: &Resources, constraints: &[Constraint]) -> String {
     let mut reason = format!("waiting for an offer with {resources} free");
     if !constraints.is_empty() {
-        let wanted: Vec<String> = constraints
-            .iter()
-            .map(|c| format!("{}={}", c.key, c.value))
-            .collect();
+        let wanted: Vec<String> = constraints.iter().map(ToString::to_string).collect();
         reason.push_str(&format!(" on an agent with {}", wanted.join(", ")));
     }
     reason

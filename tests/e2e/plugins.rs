@@ -242,6 +242,24 @@ fn hosted_batch_scheduler_runs_its_tasks_to_finished_under_the_drf_module() {
         .unwrap_or_else(|| panic!("{id} not in `wasmos frameworks`: {frameworks:?}"));
     assert_eq!(row["name"], "batch");
     cluster.wait_batch_finished(&id, 3);
+
+    // One name, one framework; removing it frees the name and tears it down.
+    let again = cluster.add(&module("batch"), "batch", Some(&config));
+    let refused = again.expect_err("a second framework named batch");
+    assert!(refused.contains("the name \"batch\" is taken"), "{refused}");
+    let removed = cluster.run(&["framework", "remove", "batch"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&removed.stdout).trim(), id);
+    assert!(cluster.rows(&["framework", "list", "--json"]).is_empty());
+    let table = cluster.run(&["framework", "list"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("(none)"));
+    let unknown = cluster.run(&["framework", "remove", "batch"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no hosted framework is named"));
 }
 
 #[test]
