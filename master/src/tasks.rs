@@ -135,21 +135,41 @@ impl TaskRegistry {
 
     /// Remembers a task that ended before this master heard of it (listed by an agent
     /// with a terminal status not yet acknowledged), so that the acknowledgement routes.
-    pub fn remember_ended(&mut self, latest: TaskStatus, ended_kept_max: usize) {
+    /// `name` and `resources` are what its agent's advert lists (empty when the status
+    /// came first: [`TaskRegistry::describe_ended`] fills them in later).
+    pub fn remember_ended(
+        &mut self,
+        latest: TaskStatus,
+        name: String,
+        resources: Resources,
+        ended_kept_max: usize,
+    ) {
         if self.is_known(&latest.task_id) {
             return;
         }
         let id = latest.task_id.clone();
         let ended = EndedTask {
             latest,
-            name: String::new(),
-            resources: Resources::new(),
+            name,
+            resources,
             launched_at: None,
             usage: None,
         };
         self.ended.insert(id.clone(), ended);
         self.ended_order.push_back(id);
         self.forget_oldest(ended_kept_max);
+    }
+
+    /// Gives a remembered ended task that lacks them the name and resources its agent
+    /// lists.
+    pub fn describe_ended(&mut self, id: &TaskId, name: &str, resources: &Resources) {
+        if let Some(ended) = self.ended.get_mut(id)
+            && ended.name.is_empty()
+            && ended.resources.is_empty()
+        {
+            name.clone_into(&mut ended.name);
+            ended.resources.clone_from(resources);
+        }
     }
 
     pub fn insert(&mut self, record: TaskRecord) {

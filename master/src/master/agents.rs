@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use proto::{AgentAdvert, AgentId, Event, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{AgentAdvert, AgentId, Event, Resources, StatusUuid, TaskId, TaskState, TaskStatus};
 
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
@@ -155,8 +155,10 @@ impl Master {
                     // advert.
                     self.recover_framework(&status.framework_id);
                     if status.state.is_terminal() {
+                        let kept_max = self.config.ended_tasks_kept_max;
+                        let (name, resources) = (String::new(), Resources::new());
                         self.tasks
-                            .remember_ended(status.clone(), self.config.ended_tasks_kept_max);
+                            .remember_ended(status.clone(), name, resources, kept_max);
                     }
                 }
             },

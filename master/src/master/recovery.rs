@@ -68,7 +68,10 @@ impl Master {
             }
             let told = self.tasks.ended(task_id).map(|e| e.latest.clone());
             match told {
-                Some(_) if task.status.state.is_terminal() => {}
+                Some(_) if task.status.state.is_terminal() => {
+                    self.tasks
+                        .describe_ended(task_id, &task.name, &task.resources);
+                }
                 Some(told) => self.doom(agent_id, task, told),
                 None => self.adopt(agent_id, task),
             }
@@ -86,8 +89,9 @@ impl Master {
         };
         if status.state.is_terminal() {
             // Ended, its update not yet acknowledged: remembered so the ack routes.
-            self.tasks
-                .remember_ended(status, self.config.ended_tasks_kept_max);
+            let (name, resources) = (task.name.clone(), task.resources.clone());
+            let kept_max = self.config.ended_tasks_kept_max;
+            self.tasks.remember_ended(status, name, resources, kept_max);
             return;
         }
         let gone = self

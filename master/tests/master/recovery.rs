@@ -374,3 +374,24 @@ fn reconciliation_names_each_task_or_all_of_the_framework() {
     let theirs = updates_to(&drain(&mut m), &other);
     assert_eq!(theirs[0].state, TaskState::Lost);
 }
+
+#[test]
+fn a_task_that_ended_during_the_restart_is_listed_with_its_name_and_resources() {
+    let fw = FrameworkId::new("fw-old");
+    // Its status comes before its agent's advert: the advert then describes it.
+    let mut m = restarted_master();
+    m.handle_status(
+        Millis(0),
+        status("early", &fw, "a1", TaskState::Finished, 7),
+    );
+    let mut listed = advert_with("a1", &[("early", &fw, 1.0), ("late", &fw, 0.5)]);
+    listed.tasks[1].status.state = TaskState::Failed;
+    m.handle_agent_token(Millis(1), &listed.agent_id, true);
+    m.handle_agent_advert(Millis(1), listed);
+    let rows = m.task_rows(master::view::WallClock::MASTER);
+    for (id, cpus) in [("early", 1.0), ("late", 0.5)] {
+        let row = rows.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(row.name, id, "{row:?}");
+        assert_eq!(row.resources, res(cpus, 256.0), "{row:?}");
+    }
+}
