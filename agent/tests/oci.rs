@@ -729,3 +729,34 @@ fn containers_survive_a_killed_agent_and_are_recovered() {
     }
     assert!(executor.recover().is_empty());
 }
+
+/// An image for another architecture is refused by name, and its one architecture is
+/// what `wasmos run --oci` constrains placement on (no runc needed).
+#[test]
+fn an_image_for_another_architecture_is_refused_and_its_arch_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (other_oci, other_agent) = match std::env::consts::ARCH {
+        "aarch64" => ("amd64", "x86_64"),
+        _ => ("arm64", "aarch64"),
+    };
+    let foreign = dir.path().join("foreign");
+    layout::write_layout_for(&foreign, &[], &["/bin/true"], other_oci);
+    let cache = agent::oci::ImageCache::new(dir.path().join("cache"));
+    let error = cache.prepare(&foreign).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!(
+            "the image is for linux/{other_oci}, this agent is linux/"
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        agent::oci::image_arch(&foreign).unwrap().as_deref(),
+        Some(other_agent)
+    );
+    let native = dir.path().join("native");
+    layout::write_layout(&native, &[], &["/bin/true"]);
+    assert_eq!(
+        agent::oci::image_arch(&native).unwrap().as_deref(),
+        Some(std::env::consts::ARCH)
+    );
+}

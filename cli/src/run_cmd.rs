@@ -144,13 +144,22 @@ fn read_module(path: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
 /// The job as the jobs framework takes it; the module's hash is filled in after upload.
 /// Constraints and environment are checked here so that a typo fails before the upload.
 fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
+    let mut parsed = Vec::new();
     for c in &args.constraints {
-        Constraint::parse_list(c).map_err(|e| {
+        parsed.extend(Constraint::parse_list(c).map_err(|e| {
             anyhow!(
                 "{e}; on the command line: --constraint KEY=VALUE, \
                  e.g. --constraint arch!=x86_64,has=camera"
             )
-        })?;
+        })?);
+    }
+    let mut constraints = args.constraints.clone();
+    if let Some(image) = &args.oci
+        && !parsed.iter().any(|c| c.key == "arch")
+        && let Some(arch) = image_arch_here(Path::new(image))
+    {
+        eprintln!("image {image} is for {arch}: placing it on agents with arch={arch}");
+        constraints.push(format!("arch={arch}"));
     }
     let mut env = BTreeMap::new();
     for pair in &args.env {
@@ -178,7 +187,7 @@ fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
         cpus: args.cpus,
         mem: args.mem,
         count: args.count,
-        constraints: args.constraints.clone(),
+        constraints,
         args: args.args.clone(),
         env,
         restart: match args.restart {
@@ -380,6 +389,19 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
     }
+}
+
+/// The one architecture of an image layout directory found here (agents usually see the
+/// same path); `None` when it is not here, names several, or cannot be read (the agent
+/// then says why when it runs it).
+fn image_arch_here(image: &Path) -> Option<String> {
+    if !image.is_dir() {
+        return None;
+    }
+    agent::oci::image_arch(image)
+        .inspect_err(|e| tracing::debug!(%e, "reading the image's platform"))
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]

@@ -443,6 +443,43 @@ fn a_task_that_cannot_be_placed_is_listed_pending_and_can_be_killed() {
         "{}",
         String::from_utf8_lossy(&logs.stderr)
     );
+    // An image for another architecture waits for an agent of that architecture.
+    let (other_oci, other_arch) = match std::env::consts::ARCH {
+        "aarch64" => ("amd64", "x86_64"),
+        _ => ("arm64", "aarch64"),
+    };
+    let image = dir.path().join("foreign-image");
+    wasmos_tests::oci_image::write_layout_for(&image, &[], &["/bin/true"], other_oci);
+    let out = wasmos()
+        .args([
+            "run",
+            "--connect",
+            &endpoint,
+            "--oci",
+            image.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("placing it on agents with arch={other_arch}")),
+        "{stderr}"
+    );
+    let oci_id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let rows = wait_for_tasks(
+        &endpoint,
+        std::slice::from_ref(&oci_id),
+        "pending",
+        state_is("pending"),
+    );
+    let reason = rows[0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("arch={other_arch}")), "{reason}");
+
     let kill = client(&["kill", &ids[0]], &endpoint);
     assert!(
         kill.status.success(),

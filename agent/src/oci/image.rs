@@ -9,6 +9,7 @@
 //! `<cache>/sha256-<manifest hex>/` (written to a temporary directory first, then renamed
 //! into place, so a reader never sees half a rootfs).
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -71,6 +72,8 @@ pub enum ImageError {
     },
     #[error("layer {digest}: {source}")]
     Layer { digest: String, source: UnpackError },
+    #[error("the image is for {image}, this agent is {agent}")]
+    WrongPlatform { image: String, agent: String },
 }
 
 impl ImageError {
@@ -349,6 +352,14 @@ impl Layout {
         }
         let bytes = self.verified_json(desc)?;
         let image: ImageConfiguration = parse_json(&bytes, "image config")?;
+        let platform = format!("{}/{}", image.os(), image.architecture());
+        let here = format!("linux/{}", oci_arch(std::env::consts::ARCH));
+        if platform != here {
+            return Err(ImageError::WrongPlatform {
+                image: platform,
+                agent: here,
+            });
+        }
         let Some(c) = image.config() else {
             return Ok(ImageRunConfig::default());
         };
@@ -452,12 +463,57 @@ impl VerifyingBlob {
     }
 }
 
-fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
-    let arch = match std::env::consts::ARCH {
+/// The OCI name (`amd64`) of a Rust/Linux architecture name (`x86_64`).
+pub fn oci_arch(arch: &str) -> &str {
+    match arch {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
+        "x86" => "386",
         other => other,
+    }
+}
+
+/// The agents' `arch` attribute (`x86_64`) for an OCI architecture name (`amd64`).
+pub fn agent_arch(oci: &str) -> &str {
+    match oci {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "x86",
+        other => other,
+    }
+}
+
+/// The one architecture an image layout directory runs on (as its index names it, or its
+/// single manifest's config), to place it on agents of that `arch`; `None` when it names
+/// several (each agent picks its own) or none.
+pub fn image_arch(layout: &Path) -> Result<Option<String>, ImageError> {
+    let layout = Layout {
+        dir: layout.to_path_buf(),
     };
+    layout.check_header()?;
+    let bytes = read_capped(&layout.dir.join("index.json"), JSON_BYTES_MAX)?;
+    let index: ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
+    let archs: BTreeSet<String> = (index.manifests().iter())
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| p.architecture().to_string())
+        .collect();
+    if archs.len() > 1 {
+        return Ok(None);
+    }
+    if let Some(arch) = archs.into_iter().next() {
+        return Ok(Some(agent_arch(&arch).to_owned()));
+    }
+    let (_, manifest) = layout.manifest()?;
+    let config = layout.verified_json(manifest.config())?;
+    let image: ImageConfiguration = parse_json(&config, "image config")?;
+    Ok(Some(
+        agent_arch(&image.architecture().to_string()).to_owned(),
+    ))
+}
+
+fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
+    let arch = oci_arch(std::env::consts::ARCH);
     let fits = |d: &&Descriptor| match d.platform() {
         None => true,
         Some(p) => p.os().to_string() == "linux" && p.architecture().to_string() == arch,

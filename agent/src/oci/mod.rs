@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 pub use bundle::SANDBOX_GUEST;
 pub use cgroup::{CgroupPaths, CgroupVersion};
 pub use container::OciContainer;
-pub use image::{ImageCache, ImageError, PreparedImage};
+pub use image::{ImageCache, ImageError, PreparedImage, image_arch};
 
 use crate::outcome::TaskOutcome;
 use container::{RuntimeRecord, TaskRecord};

@@ -119,17 +119,27 @@ pub fn put_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Va
 /// Writes an image layout at `layout` from `(media type, blob)` layers and a cmd.
 /// Returns the manifest digest.
 pub fn write_layout(layout: &Path, layers: &[(&str, Vec<u8>)], cmd: &[&str]) -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    write_layout_for(layout, layers, cmd, arch)
+}
+
+/// [`write_layout`] of an image for the OCI architecture `arch` (`amd64`, `arm64`).
+pub fn write_layout_for(
+    layout: &Path,
+    layers: &[(&str, Vec<u8>)],
+    cmd: &[&str],
+    arch: &str,
+) -> String {
     fs::create_dir_all(layout).unwrap();
     fs::write(
         layout.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
     let config = serde_json::json!({
         "architecture": arch,
         "os": "linux",
