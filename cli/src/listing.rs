@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use master_daemon::tools::{self, TOOL_QUERY_TIMEOUT_MS, ToolError};
 use net::{Net, NetConfig};
-use proto::TaskId;
 use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
+use proto::{TaskId, TaskState};
 use serde_json::{Map, Value};
 
 use crate::master_cmd::runtime;
@@ -27,6 +27,16 @@ pub struct ListArgs {
     /// Print a JSON array with one object per row instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// How many ended tasks to show, the most recently ended first (the master lists at
+    /// most 200).
+    #[arg(long, value_name = "N", default_value_t = master::view::ENDED_TASKS_LISTED_MAX)]
+    pub history: usize,
 }
 
 #[derive(clap::Args)]
@@ -128,11 +138,37 @@ pub fn list(listing: Listing, args: ListArgs) -> anyhow::Result<ExitCode> {
         close(&net).await;
         rows
     })?;
+    print_rows(listing, &args, &rows)
+}
+
+/// `wasmos ps`: pending and live tasks, then at most `--history` ended ones.
+pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
+    let rows = runtime()?.block_on(async {
+        let net = open(&args.list.connect).await?;
+        let rows = rows(&net, Listing::Tasks, &args.list.connect.endpoint()).await;
+        close(&net).await;
+        rows
+    })?;
+    let mut ended = 0;
+    let rows: Vec<Value> = (rows.into_iter())
+        .filter(|row| {
+            let state = row["state"].as_str().and_then(TaskState::parse);
+            if !state.is_some_and(TaskState::is_terminal) {
+                return true;
+            }
+            ended += 1;
+            ended <= args.history
+        })
+        .collect();
+    print_rows(Listing::Tasks, &args.list, &rows)
+}
+
+fn print_rows(listing: Listing, args: &ListArgs, rows: &[Value]) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?;
     } else {
-        write!(out, "{}", table(listing.columns(), &rows))?;
+        write!(out, "{}", table(listing.columns(), rows))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

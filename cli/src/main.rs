@@ -64,10 +64,10 @@ enum Command {
     /// prints the new task ids, one per line, last.
     Run(run_cmd::RunArgs),
     /// List the tasks with their states and why: pending ones (not placed yet), live
-    /// ones, then the 200 most recently ended (newest first; the master remembers the
-    /// last 10,000 ended tasks, and forgets all of them when it restarts but for those
-    /// its agents still report).
-    Ps(listing::ListArgs),
+    /// ones, then the most recently ended (newest first, at most `--history`, 200; the
+    /// master remembers the last 10,000 ended tasks, and forgets them when it restarts
+    /// but for those its agents still report).
+    Ps(listing::PsArgs),
     /// Print what an ended task wrote (stdout, then stderr).
     Logs(listing::TaskArgs),
     /// Kill a task on behalf of its framework.
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         Command::Framework(cmd) => framework_cmd::run(cmd),
         Command::Frameworks(args) => listing::list(listing::Listing::Frameworks, args),
         Command::Run(args) => run_cmd::run(args),
-        Command::Ps(args) => listing::list(listing::Listing::Tasks, args),
+        Command::Ps(args) => listing::ps(args),
         Command::Logs(args) => listing::logs(args),
         Command::Kill(args) => listing::kill(args),
     };

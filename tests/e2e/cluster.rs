@@ -332,6 +332,19 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
         String::from_utf8_lossy(&kill.stderr)
     );
     wait_for_tasks(&endpoint, &spin_ids, "killed", state_is("killed"));
+    // `--history N` keeps the N most recently ended, the kill first.
+    let recent = json_rows(&["ps", "--json", "--history", "1"], &endpoint);
+    let ended: Vec<&Value> = recent
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r["state"].as_str(),
+                Some("running" | "pending" | "staging" | "starting")
+            )
+        })
+        .collect();
+    assert_eq!(ended.len(), 1, "{recent:?}");
+    assert_eq!(ended[0]["id"], spin_ids[0].as_str());
 
     // Mistakes fail before anything is sent, saying what to do.
     for constraint in [
