@@ -150,10 +150,10 @@ impl AgentDaemon {
         let master = net.watch_alive(&keys.master_alive()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = vec![
-            pump_requests(commands, &inputs_tx, |command, responder| {
+            commands.pump_into(&inputs_tx, |command, responder| {
                 Input::Command(Box::new(command), responder)
             }),
-            pump_requests(logs, &inputs_tx, Input::Logs),
+            logs.pump_into(&inputs_tx, Input::Logs),
             pump_master(master, &inputs_tx),
         ];
         let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
@@ -169,23 +169,6 @@ impl AgentDaemon {
             _token: token,
         })
     }
-}
-
-/// Forwards each request with the responder its answer goes to.
-fn pump_requests<Q: serde::de::DeserializeOwned + Send + 'static>(
-    mut requests: net::Requests<Q>,
-    inputs: &mpsc::Sender<Input>,
-    input: fn(Q, net::Responder) -> Input,
-) -> JoinHandle<()> {
-    let inputs = inputs.clone();
-    tokio::spawn(async move {
-        while let Some(request) = requests.recv().await {
-            let (message, responder) = request.into_parts();
-            if inputs.send(input(message, responder)).await.is_err() {
-                return;
-            }
-        }
-    })
 }
 
 /// Tells the driver each time the master appears; says when it goes.

@@ -2,7 +2,7 @@
 //! [`Input`]s for the driver. A message whose id disagrees with the id in its key is
 //! counted as a decode error and dropped, like any other malformed payload.
 
-use net::{AliveWatch, Liveness, Net, Requests, Responder, Subscription};
+use net::{AliveWatch, Liveness, Net, Subscription};
 use proto::{
     AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus, TaskUsageReport,
 };
@@ -50,7 +50,7 @@ pub(crate) async fn start(
                 Input::FrameworkGone(id)
             }
         }),
-        forward_requests(inputs, calls, Input::Call),
+        calls.pump_into(inputs, Input::Call),
         forward_agent_messages(net, inputs, usage, |m| &m.agent_id, Input::TaskUsage),
         forward_agent_messages(net, inputs, leaves, |m| m, Input::AgentLeft),
     ])
@@ -92,23 +92,6 @@ fn forward_liveness(
             };
             let alive = matches!(change, Liveness::Alive { .. });
             if inputs.send(input(id, alive)).await.is_err() {
-                return;
-            }
-        }
-    })
-}
-
-/// Forwards each request with the responder its answer goes to.
-fn forward_requests<Q: DeserializeOwned + Send + 'static>(
-    inputs: &mpsc::Sender<Input>,
-    mut requests: Requests<Q>,
-    input: fn(Q, Responder) -> Input,
-) -> JoinHandle<()> {
-    let inputs = inputs.clone();
-    tokio::spawn(async move {
-        while let Some(request) = requests.recv().await {
-            let (message, responder) = request.into_parts();
-            if inputs.send(input(message, responder)).await.is_err() {
                 return;
             }
         }

@@ -237,6 +237,27 @@ impl<Q: DeserializeOwned> Requests<Q> {
     }
 }
 
+impl<Q: DeserializeOwned + Send + 'static> Requests<Q> {
+    /// Hands each request, with the responder its answer goes to, to `inputs` as
+    /// `input(request, responder)`: the pump of a daemon whose driver answers them. Ends
+    /// when the session closes or the driver is gone.
+    pub fn pump_into<I: Send + 'static>(
+        mut self,
+        inputs: &tokio::sync::mpsc::Sender<I>,
+        input: fn(Q, Responder) -> I,
+    ) -> tokio::task::JoinHandle<()> {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            while let Some(request) = self.recv().await {
+                let (message, responder) = request.into_parts();
+                if inputs.send(input(message, responder)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
+
 /// One decoded request; answer it with [`Request::reply`] or [`Request::reply_error`].
 /// Dropping it unanswered ends the query with no reply (the sender sees a timeout).
 pub struct Request<Q> {
