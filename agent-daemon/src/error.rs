@@ -21,8 +21,8 @@ pub enum DaemonError {
     #[error("agent id {0:?} cannot be used in a key: {1}")]
     AgentId(String, proto::keys::KeyError),
     #[error(
-        "agent id {0:?} is held by another agent that is alive now (its liveliness token is \
-         present); give this agent its own id (agent_id in its configuration, or its own \
+        "agent id {0:?} is held by another agent that is alive (its liveliness token stayed \
+         present while this one waited); give this agent its own id (agent_id in its configuration, or its own \
          --work-dir), or stop the other one first"
     )]
     AgentIdInUse(String),

@@ -26,6 +26,7 @@ pub use error::DaemonError;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent::oci::{OciConfig, OciExecutor};
 use agent::wasm::{ExecutorConfig, WasmExecutor};
@@ -119,8 +120,13 @@ pub(crate) enum Input {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// How long a starting agent waits for the token of another agent with its id.
+/// How long one look for a live token of this agent's id waits for answers.
 const AGENT_ID_CHECK_TIMEOUT_MS: u64 = 1_000;
+/// How long a starting agent waits for a live token of its id to go before it refuses to
+/// start: longer than zenoh's session lease (10 s), so that the token of this agent's own
+/// previous process (killed, its session not yet timed out) is gone by then, while
+/// another live agent's stays.
+const AGENT_ID_CLAIM_WAIT_MS: u64 = 12_000;
 
 pub struct AgentDaemon;
 
@@ -137,9 +143,7 @@ impl AgentDaemon {
         let keys = net.keys().clone();
         let alive_key = keys.agent_alive(agent_id.as_str());
         // First come, first served: an id whose holder is alive is not taken over.
-        if net.alive_now(&alive_key, AGENT_ID_CHECK_TIMEOUT_MS).await? {
-            return Err(DaemonError::AgentIdInUse(agent_id.0.clone()));
-        }
+        claim_id(&net, &alive_key, &agent_id).await?;
         let token = net.declare_alive(&alive_key).await?;
         let commands = net
             .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
@@ -169,6 +173,24 @@ impl AgentDaemon {
             _token: token,
         })
     }
+}
+
+/// Waits (at most [`AGENT_ID_CLAIM_WAIT_MS`]) until no live token holds the agent's id:
+/// first come, first served, so a live agent's id is never taken over.
+async fn claim_id(net: &Net, alive_key: &str, agent_id: &AgentId) -> Result<(), DaemonError> {
+    let started = std::time::Instant::now();
+    let mut said = false;
+    while net.alive_now(alive_key, AGENT_ID_CHECK_TIMEOUT_MS).await? {
+        if started.elapsed() >= Duration::from_millis(AGENT_ID_CLAIM_WAIT_MS) {
+            return Err(DaemonError::AgentIdInUse(agent_id.0.clone()));
+        }
+        if !said {
+            said = true;
+            tracing::warn!(%agent_id, wait_ms = AGENT_ID_CLAIM_WAIT_MS, "another agent with this id is alive; waiting for it to go (a previous process of this agent goes within the session lease)");
+        }
+        tokio::time::sleep(Duration::from_millis(AGENT_ID_CHECK_TIMEOUT_MS / 2)).await;
+    }
+    Ok(())
 }
 
 /// Tells the driver each time the master appears; says when it goes.

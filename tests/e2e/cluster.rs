@@ -614,7 +614,7 @@ fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let endpoint = free_endpoint();
     let _master = start_master(&endpoint, &dir.path().join("store"));
     let config = "agent_id = \"board1\"\n";
-    let (_first, id) = start_agent(&endpoint, &dir.path().join("first"), Some(config));
+    let (first, id) = start_agent(&endpoint, &dir.path().join("first"), Some(config));
     assert_eq!(id, "board1");
     let deadline = Instant::now() + AGENT_LISTED_WAIT;
     while json_rows(&["agents", "--json"], &endpoint).is_empty() {
@@ -640,6 +640,29 @@ fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let agents = json_rows(&["agents", "--json"], &endpoint);
     assert_eq!(agents.len(), 1, "{agents:?}");
     assert_eq!(agents[0]["state"], "active", "{agents:?}");
+
+    // The same agent restarted at once after SIGKILL takes its id back.
+    let mut first = first;
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let (_again, again_id) = start_agent(&endpoint, &dir.path().join("first"), Some(config));
+    assert_eq!(again_id, "board1");
+    let deadline = Instant::now() + AGENT_LISTED_WAIT;
+    loop {
+        let agents = json_rows(&["agents", "--json"], &endpoint);
+        if agents
+            .iter()
+            .any(|a| a["id"] == "board1" && a["state"] == "active")
+            && agents.len() == 1
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted agent is not back: {agents:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
