@@ -11,7 +11,7 @@
 //! that calls the real `fd_fdstat_get` with the probe's own scratch memory: the table
 //! answers, and the guest's memory is never touched.
 
-use wasmtime::{Caller, InstancePre, Linker, Module};
+use wasmtime::{Caller, FuncType, InstancePre, Linker, Module, Val, ValType};
 
 use super::run::P1Ctx;
 
@@ -23,6 +23,13 @@ pub const ERRNO_NOMEM: i32 = 48;
 pub const ERRNO_NOTSOCK: i32 = 57;
 
 const P1_MODULES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
+/// The p1 socket calls and how many `i32` parameters each takes (the descriptor first).
+const SOCK_CALLS: [(&str, usize); 4] = [
+    ("sock_accept", 3),
+    ("sock_recv", 6),
+    ("sock_send", 5),
+    ("sock_shutdown", 2),
+];
 
 /// `fd_errno(fd)`: the errno of the real `fd_fdstat_get` on `fd` (its 24-byte result goes
 /// to the probe's own memory at 0).
@@ -40,43 +47,22 @@ pub fn add_quiet(linker: &mut Linker<P1Ctx>) -> wasmtime::Result<()> {
     let probe = linker.instantiate_pre(&module)?;
     linker.allow_shadowing(true);
     for module in P1_MODULES {
-        let p = probe.clone();
-        linker.func_wrap_async(
-            module,
-            "sock_accept",
-            move |mut caller: Caller<'_, P1Ctx>, (fd, _, _): (i32, i32, i32)| {
+        for (name, arity) in SOCK_CALLS {
+            let ty = FuncType::new(linker.engine(), vec![ValType::I32; arity], [ValType::I32]);
+            let p = probe.clone();
+            linker.func_new_async(module, name, ty, move |mut caller, params, results| {
                 let p = p.clone();
-                Box::new(async move { sock_errno(&mut caller, &p, fd).await })
-            },
-        )?;
-        let p = probe.clone();
-        linker.func_wrap_async(
-            module,
-            "sock_recv",
-            move |mut caller: Caller<'_, P1Ctx>,
-                  (fd, _, _, _, _, _): (i32, i32, i32, i32, i32, i32)| {
-                let p = p.clone();
-                Box::new(async move { sock_errno(&mut caller, &p, fd).await })
-            },
-        )?;
-        let p = probe.clone();
-        linker.func_wrap_async(
-            module,
-            "sock_send",
-            move |mut caller: Caller<'_, P1Ctx>, (fd, _, _, _, _): (i32, i32, i32, i32, i32)| {
-                let p = p.clone();
-                Box::new(async move { sock_errno(&mut caller, &p, fd).await })
-            },
-        )?;
-        let p = probe.clone();
-        linker.func_wrap_async(
-            module,
-            "sock_shutdown",
-            move |mut caller: Caller<'_, P1Ctx>, (fd, _): (i32, i32)| {
-                let p = p.clone();
-                Box::new(async move { sock_errno(&mut caller, &p, fd).await })
-            },
-        )?;
+                Box::new(async move {
+                    // The descriptor is every call's first parameter.
+                    let fd = params.first().and_then(Val::i32).unwrap_or(-1);
+                    let errno = sock_errno(&mut caller, &p, fd).await?;
+                    if let Some(result) = results.first_mut() {
+                        *result = Val::I32(errno);
+                    }
+                    Ok(())
+                })
+            })?;
+        }
     }
     linker.allow_shadowing(false);
     Ok(())
