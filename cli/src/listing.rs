@@ -78,6 +78,15 @@ pub struct TaskArgs {
     pub connect: ConnectArgs,
 }
 
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Print only the last N lines of each stream.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+}
+
 /// Which listing, with the key its rows are identified by and its table columns.
 #[derive(Clone, Copy)]
 pub enum Listing {
@@ -174,7 +183,8 @@ fn print_rows(listing: Listing, args: &ListArgs, rows: &[Value]) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn logs(args: TaskArgs) -> anyhow::Result<ExitCode> {
+pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let LogsArgs { task: args, tail } = args;
     runtime()?.block_on(async {
         let endpoint = &args.connect.endpoint();
         let net = open(&args.connect).await?;
@@ -186,7 +196,7 @@ pub fn logs(args: TaskArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| task_error(e, &args.task, endpoint))
                 .with_context(|| format!("logs of task {}", args.task))?;
-            print_logs(reply)
+            print_logs(reply, tail)
         }
         .await;
         close(&net).await;
@@ -264,7 +274,7 @@ async fn rows(net: &Net, listing: Listing, endpoint: &str) -> anyhow::Result<Vec
     serde_json::from_value(json).context("the master's answer is not rows")
 }
 
-fn print_logs(reply: OperatorReply) -> anyhow::Result<ExitCode> {
+fn print_logs(reply: OperatorReply, tail: Option<usize>) -> anyhow::Result<ExitCode> {
     match reply {
         OperatorReply::Logs {
             stdout,
@@ -272,9 +282,10 @@ fn print_logs(reply: OperatorReply) -> anyhow::Result<ExitCode> {
             dropped_bytes,
             ..
         } => {
-            std::io::stdout().write_all(&stdout)?;
+            let lines = |bytes: &[u8]| tail.map_or(0, |n| last_lines_start(bytes, n));
+            std::io::stdout().write_all(&stdout[lines(&stdout)..])?;
             std::io::stdout().flush()?;
-            std::io::stderr().write_all(&stderr)?;
+            std::io::stderr().write_all(&stderr[lines(&stderr)..])?;
             if dropped_bytes > 0 {
                 eprintln!("({dropped_bytes} bytes of output were not kept)");
             }
@@ -282,6 +293,18 @@ fn print_logs(reply: OperatorReply) -> anyhow::Result<ExitCode> {
         }
         other => Err(anyhow!(tools::unexpected(&other))),
     }
+}
+
+/// Where the last `n` lines of `bytes` start (a final newline ends the last line).
+fn last_lines_start(bytes: &[u8], n: usize) -> usize {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if n == 0 {
+        return bytes.len();
+    }
+    (body.iter().enumerate().rev())
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1)
 }
 
 /// An aligned table with a heading line (`columns`: heading and the row's key); `(none)`
@@ -344,4 +367,22 @@ fn pairs(map: &Map<String, Value>) -> String {
     }
     parts.retain(|p| !p.is_empty());
     parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines_start;
+
+    #[test]
+    fn the_last_lines_start_after_the_nth_newline_from_the_end() {
+        let text = b"one\ntwo\nthree\n";
+        let tail = |n| &text[last_lines_start(text, n)..];
+        assert_eq!(tail(0), b"");
+        assert_eq!(tail(1), b"three\n");
+        assert_eq!(tail(2), b"two\nthree\n");
+        assert_eq!(tail(5), text);
+        let unfinished = b"a\nb";
+        assert_eq!(&unfinished[last_lines_start(unfinished, 1)..], b"b");
+        assert_eq!(last_lines_start(b"", 3), 0);
+    }
 }

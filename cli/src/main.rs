@@ -69,7 +69,7 @@ enum Command {
     /// but for those its agents still report).
     Ps(listing::PsArgs),
     /// Print what an ended task wrote (stdout, then stderr).
-    Logs(listing::TaskArgs),
+    Logs(listing::LogsArgs),
     /// Kill a task on behalf of its framework.
     Kill(listing::TaskArgs),
 }

@@ -267,6 +267,11 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
         "{}",
         String::from_utf8_lossy(&logs.stdout)
     );
+    let full = String::from_utf8_lossy(&logs.stdout).into_owned();
+    let last = client(&["logs", "--tail", "1", &ids[0]], &endpoint);
+    let last = String::from_utf8_lossy(&last.stdout).into_owned();
+    assert_eq!(last.lines().count(), 1, "{last:?}");
+    assert!(full.ends_with(&last), "{last:?} is not the end of {full:?}");
 
     // A constraint only the second agent meets; `--wait` exits 0 once all finished.
     let arm = run(
