@@ -43,7 +43,9 @@ use proto::{Call, Event, FrameworkId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use master::view::WallClock;
 use net::clock::{Clock, unix_ms};
+use proto::Millis;
 
 use crate::Input;
 use crate::error::DaemonError;
@@ -209,7 +211,10 @@ impl Host {
     }
 
     fn list(&self) -> HostedReply {
-        let wall = WallClock::now(&self.clock);
+        let wall = WallClock {
+            wall_ms: unix_ms(),
+            master_now: self.clock.now(),
+        };
         let rows = lock(&self.registry)
             .rows
             .iter()
@@ -345,30 +350,12 @@ impl Host {
     }
 }
 
-/// The host's clock read beside the wall clock, to give its times as wall-clock times.
-#[derive(Clone, Copy)]
-struct WallClock {
-    host_ms: u64,
-    wall_ms: u64,
-}
-
-impl WallClock {
-    fn now(clock: &Clock) -> WallClock {
-        WallClock {
-            host_ms: clock.now().0,
-            wall_ms: unix_ms(),
-        }
-    }
-
-    fn wall(self, host_ms: u64) -> u64 {
-        (self.wall_ms + host_ms).saturating_sub(self.host_ms)
-    }
-}
-
 fn hosted_row(framework_id: &FrameworkId, hosted: &Hosted, clock: WallClock) -> HostedRow {
     let (health, retry_at_ms) = match hosted.health {
         Health::Healthy => (HostedHealth::Healthy, None),
-        Health::BackingOff { until_ms } => (HostedHealth::BackingOff, Some(clock.wall(until_ms))),
+        Health::BackingOff { until_ms } => {
+            (HostedHealth::BackingOff, Some(clock.wall(Millis(until_ms))))
+        }
         Health::Deactivated => (HostedHealth::Deactivated, None),
     };
     let mut task_states = BTreeMap::new();
