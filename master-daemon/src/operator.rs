@@ -123,7 +123,7 @@ pub(crate) struct Snapshots {
     published_at: Option<Millis>,
     /// The jobs framework, whose pending tasks the task listing shows after the core's.
     jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
-    pending_published: Arc<Vec<TaskRow>>,
+    pending_published: Option<Arc<Vec<TaskRow>>>,
 }
 
 impl Snapshots {
@@ -134,7 +134,7 @@ impl Snapshots {
             changed: true,
             published_at: None,
             jobs,
-            pending_published: Arc::new(Vec::new()),
+            pending_published: None,
         }
     }
 
@@ -153,13 +153,18 @@ impl Snapshots {
         self.changed = true;
     }
 
-    fn pending(&self) -> Arc<Vec<TaskRow>> {
+    /// The jobs framework's pending rows; `None` without a jobs framework.
+    fn pending(&self) -> Option<Arc<Vec<TaskRow>>> {
         let jobs = self.jobs.borrow().clone();
-        jobs.map_or_else(|| Arc::new(Vec::new()), |jobs| jobs.pending())
+        jobs.map(|jobs| jobs.pending())
     }
 
     fn changed(&self) -> bool {
-        self.changed || !Arc::ptr_eq(&self.pending(), &self.pending_published)
+        let pending_changed = match (self.pending(), &self.pending_published) {
+            (Some(now), Some(published)) => !Arc::ptr_eq(&now, published),
+            (now, published) => now.is_some() != published.is_some(),
+        };
+        self.changed || pending_changed
     }
 
     /// When the next snapshot is due (master clock).
@@ -191,7 +196,9 @@ impl Snapshots {
             .set_decode_errors(net.decode_errors().snapshot());
         let mut state = self.recorder.snapshot(core, unix_ms(), now);
         let pending = self.pending();
-        state.tasks.extend(pending.iter().cloned());
+        state
+            .tasks
+            .extend(pending.iter().flat_map(|rows| rows.iter().cloned()));
         self.pending_published = pending;
         // No receiver (HTTP off and no tool asking) is fine: the value is kept.
         self.publisher.send_replace(Arc::new(state));
