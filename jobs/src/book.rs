@@ -255,33 +255,41 @@ impl JobBook {
         Ok(())
     }
 
+    /// The task ids of the copies waiting for an offer, in [`JobBook::pending_rows`]
+    /// order: a cheap look at whether those rows changed.
+    pub fn pending_task_ids(&self) -> impl Iterator<Item = &TaskId> {
+        self.waiting().map(|(_, slot)| &slot.task_id)
+    }
+
+    fn waiting(&self) -> impl Iterator<Item = (&Job, &Slot)> {
+        (self.jobs.values())
+            .flat_map(|job| job.slots.iter().map(move |slot| (job, slot)))
+            .filter(|(_, slot)| slot.state == SlotState::Waiting)
+    }
+
     /// The copies waiting for an offer, as the operator's task rows (`pending`, with
     /// what they wait for); their framework is this one, and no agent has them yet.
     pub fn pending_rows(&self) -> Vec<TaskRow> {
         let framework_id = self.framework_id.clone().unwrap_or(FrameworkId::new(""));
-        let mut rows = Vec::new();
-        for job in self.jobs.values() {
-            let waiting = job.slots.iter().filter(|s| s.state == SlotState::Waiting);
-            for slot in waiting {
-                let resources = task_resources(&job.job);
-                rows.push(TaskRow {
-                    id: slot.task_id.to_string(),
-                    task_id: slot.task_id.clone(),
-                    framework_id: framework_id.clone(),
-                    agent_id: AgentId::new(""),
-                    name: job.job.name.clone(),
-                    reason: waiting_reason(&resources, &job.job.constraints),
-                    resources,
-                    state: TaskState::Pending,
-                    exit_code: None,
-                    launched_at_ms: 0,
-                    reclaim_at_ms: None,
-                    cpu_seconds: None,
-                    memory_bytes: None,
-                });
+        let row = |(job, slot): (&Job, &Slot)| {
+            let resources = task_resources(&job.job);
+            TaskRow {
+                id: slot.task_id.to_string(),
+                task_id: slot.task_id.clone(),
+                framework_id: framework_id.clone(),
+                agent_id: AgentId::new(""),
+                name: job.job.name.clone(),
+                reason: waiting_reason(&resources, &job.job.constraints),
+                resources,
+                state: TaskState::Pending,
+                exit_code: None,
+                launched_at_ms: 0,
+                reclaim_at_ms: None,
+                cpu_seconds: None,
+                memory_bytes: None,
             }
-        }
-        rows
+        };
+        self.waiting().map(row).collect()
     }
 
     /// An event of the master for this framework.

@@ -296,15 +296,21 @@ impl Driver {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Rebuilds the pending rows only when the waiting copies (or the framework's id)
+    /// changed, since a row depends on nothing else that changes: this runs after every
+    /// event.
     fn publish_pending(&mut self) {
-        let rows = self.book.pending_rows();
-        self.pending.send_if_modified(|published| {
-            let changed = **published != rows;
-            if changed {
-                *published = Arc::new(rows);
-            }
-            changed
-        });
+        let same = {
+            let published = self.pending.borrow();
+            let same_framework = (published.first())
+                .is_none_or(|row| Some(&row.framework_id) == self.book.framework_id());
+            let ids = published.iter().map(|row| &row.task_id);
+            same_framework && self.book.pending_task_ids().eq(ids)
+        };
+        if !same {
+            self.pending
+                .send_replace(Arc::new(self.book.pending_rows()));
+        }
     }
 
     async fn send_calls(&mut self) {
