@@ -141,23 +141,13 @@ impl Listing {
 }
 
 pub fn list(listing: Listing, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let rows = runtime()?.block_on(async {
-        let net = open(&args.connect).await?;
-        let rows = rows(&net, listing, &args.connect.endpoint()).await;
-        close(&net).await;
-        rows
-    })?;
+    let rows = fetch(listing, &args.connect)?;
     print_rows(listing, &args, &rows)
 }
 
 /// `wasmos ps`: pending and live tasks, then at most `--history` ended ones.
 pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
-    let rows = runtime()?.block_on(async {
-        let net = open(&args.list.connect).await?;
-        let rows = rows(&net, Listing::Tasks, &args.list.connect.endpoint()).await;
-        close(&net).await;
-        rows
-    })?;
+    let rows = fetch(Listing::Tasks, &args.list.connect)?;
     let mut ended = 0;
     let rows: Vec<Value> = (rows.into_iter())
         .filter(|row| {
@@ -170,6 +160,16 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     print_rows(Listing::Tasks, &args.list, &rows)
+}
+
+/// One listing of the master, in a session of its own.
+fn fetch(listing: Listing, connect: &ConnectArgs) -> anyhow::Result<Vec<Value>> {
+    runtime()?.block_on(async {
+        let net = open(connect).await?;
+        let rows = rows(&net, listing, &connect.endpoint()).await;
+        close(&net).await;
+        rows
+    })
 }
 
 fn print_rows(listing: Listing, args: &ListArgs, rows: &[Value]) -> anyhow::Result<ExitCode> {
