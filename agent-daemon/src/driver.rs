@@ -2,7 +2,8 @@
 //! updates, the master's appearance, advert changes and its one timer, with the time, and
 //! carries out what the node asks: zenoh puts, journal writes, runners started and
 //! cancelled, leftovers removed. Every rule is the node's; the driver only keeps the
-//! runners' cancel handles and the output of ended tasks (for `agents/<id>/logs`).
+//! runners' cancel handles, where running tasks' output is read, and the output of ended
+//! tasks (for `agents/<id>/logs`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -12,12 +13,12 @@ use agent::oci::OciContainer;
 use agent::wasm::CapturedOutput;
 use agent_core::{AgentAction, AgentNode, AgentNodeConfig, TaskEnd};
 use net::clock::{Clock, unix_ms};
-use proto::admin::{LOG_STREAM_BYTES_MAX, LogsReply};
+use proto::admin::{LOG_STREAM_BYTES_MAX, LogsReply, LogsRequest, OutputPart, TaskOutput};
 use proto::{AgentAdvert, TaskId, TaskState, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::StatusJournal;
-use crate::runner::{self, Cancel, Executors, RunnerUpdate};
+use crate::runner::{self, Cancel, Executors, LiveOutput, RunnerUpdate};
 use crate::{AgentDaemonConfig, Input, OUTPUTS_KEPT_MAX, TASKS_MAX};
 
 pub(crate) struct Driver {
@@ -29,8 +30,11 @@ pub(crate) struct Driver {
     /// Containers found at start that no runner watches yet: the node says which to kill
     /// during recovery; the driver watches the rest.
     recovered: BTreeMap<TaskId, OciContainer>,
-    /// Output of ended tasks, oldest first in `outputs_order`.
-    outputs: BTreeMap<TaskId, LogsReply>,
+    /// Where running tasks' output is read.
+    live: BTreeMap<TaskId, LiveOutput>,
+    /// Output of ended tasks (the last [`LOG_STREAM_BYTES_MAX`] of each stream), oldest
+    /// first in `outputs_order`.
+    outputs: BTreeMap<TaskId, TaskOutput>,
     outputs_order: VecDeque<TaskId>,
     inputs: mpsc::Sender<Input>,
     journal: StatusJournal,
@@ -60,6 +64,7 @@ impl Driver {
             clock,
             cancels: BTreeMap::new(),
             recovered: BTreeMap::new(),
+            live: BTreeMap::new(),
             outputs: BTreeMap::new(),
             outputs_order: VecDeque::new(),
             inputs,
@@ -106,7 +111,7 @@ impl Driver {
                 }
             }
             Input::Logs(request, responder) => {
-                let reply = self.logs(&request.task_id);
+                let reply = self.logs(&request);
                 if let Err(e) = responder.reply(&reply).await {
                     tracing::debug!(%e, "could not answer a logs request");
                 }
@@ -127,12 +132,16 @@ impl Driver {
 
     fn handle_runner(&mut self, now: proto::Millis, task_id: &TaskId, update: RunnerUpdate) {
         match update {
-            RunnerUpdate::Running => self.node.handle_task_running(now, task_id),
+            RunnerUpdate::Running(output) => {
+                self.live.insert(task_id.clone(), output);
+                self.node.handle_task_running(now, task_id);
+            }
             RunnerUpdate::Ended {
                 outcome,
                 stdout,
                 stderr,
             } => {
+                self.live.remove(task_id);
                 if self.node.task(task_id).is_some() {
                     self.keep_output(task_id, outcome.state, &stdout, &stderr);
                 }
@@ -195,6 +204,7 @@ impl Driver {
     /// with the previous agent process). Its output stays for `logs` until pushed out.
     fn forget(&mut self, task_id: &TaskId) {
         self.cancels.remove(task_id);
+        self.live.remove(task_id);
         let sandbox = self.executors.sandboxes_dir.join(task_id.as_str());
         if let Err(e) = std::fs::remove_dir_all(&sandbox)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -228,9 +238,12 @@ impl Driver {
     fn watch_recovered(&mut self, container: OciContainer, task_id: TaskId) {
         let cancel = Cancel::default();
         self.cancels.insert(task_id.clone(), cancel.clone());
+        let container = Arc::new(container);
+        self.live
+            .insert(task_id.clone(), LiveOutput::Oci(container.clone()));
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
-            let update = runner::watch_container(Arc::new(container), &task_id, &cancel).await;
+            let update = runner::watch_container(container, &task_id, &cancel).await;
             let _ = inputs.send(Input::Runner { task_id, update }).await;
         });
     }
@@ -263,49 +276,50 @@ impl Driver {
         {
             self.outputs.remove(&oldest);
         }
-        let (stdout, stdout_dropped) = stream_tail(stdout);
-        let (stderr, stderr_dropped) = stream_tail(stderr);
-        let dropped_bytes = stdout_dropped + stderr_dropped;
-        self.outputs.insert(
-            task_id.clone(),
-            LogsReply::Output {
-                state,
-                stdout,
-                stderr,
-                dropped_bytes,
-            },
-        );
+        let output = TaskOutput {
+            state,
+            stdout: stdout.part().last(LOG_STREAM_BYTES_MAX),
+            stderr: stderr.part().last(LOG_STREAM_BYTES_MAX),
+        };
+        self.outputs.insert(task_id.clone(), output);
         self.outputs_order.push_back(task_id.clone());
     }
 
-    fn logs(&self, task_id: &TaskId) -> LogsReply {
+    /// What a task wrote, running or ended, as the request asks.
+    fn logs(&self, request: &LogsRequest) -> LogsReply {
+        let (task_id, from) = (&request.task_id, request.from);
         if let Some(output) = self.outputs.get(task_id) {
-            return output.clone();
+            return LogsReply::Output(TaskOutput {
+                state: output.state,
+                stdout: output
+                    .stdout
+                    .select(from.map(|f| f.stdout), LOG_STREAM_BYTES_MAX),
+                stderr: output
+                    .stderr
+                    .select(from.map(|f| f.stderr), LOG_STREAM_BYTES_MAX),
+            });
         }
-        let message = match self.node.task(task_id) {
-            Some(status) => format!(
-                "task {task_id} is {}; its output is kept once it ends",
-                status.state.as_str()
-            ),
-            None => format!(
-                "agent {} has no output of task {task_id} (it never ran here, or its output was dropped to make room)",
-                self.node.advert().agent_id
-            ),
-        };
-        LogsReply::Error { message }
+        let status = self.node.task(task_id);
+        match (status, self.live.get(task_id)) {
+            (Some(status), Some(live)) => {
+                let (stdout, stderr) = live.parts(from, LOG_STREAM_BYTES_MAX);
+                LogsReply::Output(TaskOutput {
+                    state: status.state,
+                    stdout,
+                    stderr,
+                })
+            }
+            (Some(status), None) => LogsReply::Output(TaskOutput {
+                state: status.state,
+                stdout: OutputPart::default(),
+                stderr: OutputPart::default(),
+            }),
+            (None, _) => LogsReply::Error {
+                message: format!(
+                    "agent {} has no output of task {task_id} (it never ran here, or its output was dropped to make room)",
+                    self.node.advert().agent_id
+                ),
+            },
+        }
     }
-}
-
-/// The kept bytes of one stream, at most [`LOG_STREAM_BYTES_MAX`] of its end, and how many
-/// were dropped on the way (by the executor or here).
-fn stream_tail(output: &CapturedOutput) -> (Vec<u8>, u64) {
-    let mut bytes = output.head.clone();
-    if output.dropped_bytes > 0 {
-        bytes.extend_from_slice(
-            format!("\n[... {} bytes not kept ...]\n", output.dropped_bytes).as_bytes(),
-        );
-    }
-    bytes.extend_from_slice(&output.tail);
-    let cut = bytes.len().saturating_sub(LOG_STREAM_BYTES_MAX);
-    (bytes.split_off(cut), output.dropped_bytes + cut as u64)
 }

@@ -14,8 +14,8 @@
 //! node its inputs with the time and carries out its actions: zenoh puts, journal writes
 //! ([`journal`]), runners started and cancelled.
 //!
-//! The output of the last [`OUTPUTS_KEPT_MAX`] ended tasks is served on
-//! `agents/<id>/logs` (see `proto::admin::LogsRequest`).
+//! Running tasks' output, and that of the last [`OUTPUTS_KEPT_MAX`] ended tasks, is served
+//! on `agents/<id>/logs` (see `proto::admin::LogsRequest`).
 
 mod driver;
 pub mod error;

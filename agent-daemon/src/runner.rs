@@ -9,9 +9,10 @@ use std::time::Duration;
 use agent::oci::{OciContainer, OciExecutor};
 use agent::outcome::TaskOutcome;
 use agent::usage::TaskUsage;
-use agent::wasm::{CapturedOutput, TaskRun, WasmExecutor};
+use agent::wasm::{CapturedOutput, OutputStreams, TaskRun, WasmExecutor};
 use net::Net;
 use net::modules::ModuleCache;
+use proto::admin::{LogOffsets, OutputPart};
 use proto::{
     AgentId, TASK_USAGE_PERIOD_MS, TaskKind, TaskSpec, TaskState, TaskUsageReport, WasmTask,
 };
@@ -21,12 +22,33 @@ use crate::Input;
 
 /// What a runner tells the driver.
 pub(crate) enum RunnerUpdate {
-    Running,
+    /// The task started; its output can be read from `output` while it runs.
+    Running(LiveOutput),
     Ended {
         outcome: TaskOutcome,
         stdout: CapturedOutput,
         stderr: CapturedOutput,
     },
+}
+
+/// Where a running task's output is read.
+#[derive(Clone)]
+pub(crate) enum LiveOutput {
+    Wasm(OutputStreams),
+    Oci(Arc<OciContainer>),
+}
+
+impl LiveOutput {
+    /// What the task has written so far, as asked (see [`OutputPart::select`]).
+    pub(crate) fn parts(&self, from: Option<LogOffsets>, max: usize) -> (OutputPart, OutputPart) {
+        match self {
+            LiveOutput::Wasm(streams) => (
+                streams.stdout.part().select(from.map(|f| f.stdout), max),
+                streams.stderr.part().select(from.map(|f| f.stderr), max),
+            ),
+            LiveOutput::Oci(container) => container.output_parts(from, max),
+        }
+    }
 }
 
 /// The executors and caches runners share.
@@ -172,7 +194,7 @@ async fn run_wasm(
     let _ = driver
         .send(Input::Runner {
             task_id: spec.task_id.clone(),
-            update: RunnerUpdate::Running,
+            update: RunnerUpdate::Running(LiveOutput::Wasm(handle.output())),
         })
         .await;
     let kill = handle.kill_switch();
@@ -219,7 +241,7 @@ async fn run_oci(
     let _ = driver
         .send(Input::Runner {
             task_id: spec.task_id.clone(),
-            update: RunnerUpdate::Running,
+            update: RunnerUpdate::Running(LiveOutput::Oci(container.clone())),
         })
         .await;
     let reports = UsageReports::start(executors, spec, TaskUsage::new(), Some(container.clone()));

@@ -1,20 +1,21 @@
 //! The operator's client commands over a running cluster: `wasmos agents`, `frameworks`,
-//! `ps` (a table, or with `--json` an array with one object per row), `logs` and `kill`.
+//! `ps` (a table, or with `--json` an array with one object per row) and `kill`.
 //!
 //! The rows are the master's answer to the operator protocol on `master/admin`: the
 //! master core's rows (`proto::operator`), in the JSON that `GET /api/v1/agents`,
 //! `/frameworks` and `/tasks` serve, each with its `id` first. Tasks include the recently
-//! ended ones; agents include the recently lost ones (`state` says which). `logs` and
-//! `kill` ask the master too, which answers them as it answers the HTTP API.
+//! ended ones; agents include the recently lost ones (`state` says which). `kill` (and
+//! `logs`, in [`crate::logs`]) ask the master too, which answers them as it answers the
+//! HTTP API.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use master_daemon::tools::{self, TOOL_QUERY_TIMEOUT_MS, ToolError};
+use master_daemon::tools::{self, ToolError};
 use net::{Net, NetConfig};
-use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
+use proto::operator::{OperatorError, OperatorRequest};
 use proto::{TaskId, TaskState};
 use serde_json::{Map, Value};
 
@@ -52,7 +53,7 @@ pub struct ConnectArgs {
 
 impl ConnectArgs {
     /// Where the master is looked for, for messages.
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         match (&self.connect, &self.zenoh_config) {
             (Some(endpoint), _) => endpoint.clone(),
             (None, Some(file)) => format!("the endpoints of {}", file.display()),
@@ -76,15 +77,6 @@ pub struct TaskArgs {
     pub task: String,
     #[command(flatten)]
     pub connect: ConnectArgs,
-}
-
-#[derive(clap::Args)]
-pub struct LogsArgs {
-    #[command(flatten)]
-    pub task: TaskArgs,
-    /// Print only the last N lines of each stream.
-    #[arg(long, value_name = "N")]
-    pub tail: Option<usize>,
 }
 
 /// Which listing, with the key its rows are identified by and its table columns.
@@ -183,27 +175,6 @@ fn print_rows(listing: Listing, args: &ListArgs, rows: &[Value]) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let LogsArgs { task: args, tail } = args;
-    runtime()?.block_on(async {
-        let endpoint = &args.connect.endpoint();
-        let net = open(&args.connect).await?;
-        let result = async {
-            let request = OperatorRequest::Logs {
-                task_id: TaskId::new(args.task.clone()),
-            };
-            let reply = tools::ask(&net, &request, TOOL_QUERY_TIMEOUT_MS)
-                .await
-                .map_err(|e| task_error(e, &args.task, endpoint))
-                .with_context(|| format!("logs of task {}", args.task))?;
-            print_logs(reply, tail)
-        }
-        .await;
-        close(&net).await;
-        result
-    })
-}
-
 pub fn kill(args: TaskArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let endpoint = &args.connect.endpoint();
@@ -230,14 +201,14 @@ fn no_master(endpoint: &str) -> anyhow::Error {
 }
 
 /// A tool session to the master at `endpoint`; fails with what to do when none answers.
-async fn open(connect: &ConnectArgs) -> anyhow::Result<Net> {
+pub(crate) async fn open(connect: &ConnectArgs) -> anyhow::Result<Net> {
     Net::open(&connect.net_config()).await.map_err(|e| {
         tracing::debug!(%e, "opening the tool session");
         no_master(&connect.endpoint())
     })
 }
 
-async fn close(net: &Net) {
+pub(crate) async fn close(net: &Net) {
     if let Err(e) = net.close().await {
         tracing::debug!(%e, "closing the tool session");
     }
@@ -257,7 +228,7 @@ fn tool_error(error: ToolError, endpoint: &str) -> anyhow::Error {
 }
 
 /// As [`tool_error`], and an unknown task says where the ids are.
-fn task_error(error: ToolError, task: &str, endpoint: &str) -> anyhow::Error {
+pub(crate) fn task_error(error: ToolError, task: &str, endpoint: &str) -> anyhow::Error {
     match error {
         ToolError::Operator(OperatorError::NotFound(_)) => {
             anyhow!("no task {task} in the cluster: see `wasmos ps` for the task ids")
@@ -272,39 +243,6 @@ async fn rows(net: &Net, listing: Listing, endpoint: &str) -> anyhow::Result<Vec
         .await
         .map_err(|e| tool_error(e, endpoint))?;
     serde_json::from_value(json).context("the master's answer is not rows")
-}
-
-fn print_logs(reply: OperatorReply, tail: Option<usize>) -> anyhow::Result<ExitCode> {
-    match reply {
-        OperatorReply::Logs {
-            stdout,
-            stderr,
-            dropped_bytes,
-            ..
-        } => {
-            let lines = |bytes: &[u8]| tail.map_or(0, |n| last_lines_start(bytes, n));
-            std::io::stdout().write_all(&stdout[lines(&stdout)..])?;
-            std::io::stdout().flush()?;
-            std::io::stderr().write_all(&stderr[lines(&stderr)..])?;
-            if dropped_bytes > 0 {
-                eprintln!("({dropped_bytes} bytes of output were not kept)");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        other => Err(anyhow!(tools::unexpected(&other))),
-    }
-}
-
-/// Where the last `n` lines of `bytes` start (a final newline ends the last line).
-fn last_lines_start(bytes: &[u8], n: usize) -> usize {
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    if n == 0 {
-        return bytes.len();
-    }
-    (body.iter().enumerate().rev())
-        .filter(|(_, b)| **b == b'\n')
-        .nth(n - 1)
-        .map_or(0, |(i, _)| i + 1)
 }
 
 /// An aligned table with a heading line (`columns`: heading and the row's key); `(none)`
@@ -367,22 +305,4 @@ fn pairs(map: &Map<String, Value>) -> String {
     }
     parts.retain(|p| !p.is_empty());
     parts.join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::last_lines_start;
-
-    #[test]
-    fn the_last_lines_start_after_the_nth_newline_from_the_end() {
-        let text = b"one\ntwo\nthree\n";
-        let tail = |n| &text[last_lines_start(text, n)..];
-        assert_eq!(tail(0), b"");
-        assert_eq!(tail(1), b"three\n");
-        assert_eq!(tail(2), b"two\nthree\n");
-        assert_eq!(tail(5), text);
-        let unfinished = b"a\nb";
-        assert_eq!(&unfinished[last_lines_start(unfinished, 1)..], b"b");
-        assert_eq!(last_lines_start(b"", 3), 0);
-    }
 }

@@ -11,6 +11,7 @@ mod demo;
 mod framework_cmd;
 mod leader;
 mod listing;
+mod logs;
 mod master_cmd;
 mod run_cmd;
 mod sim;
@@ -68,8 +69,8 @@ enum Command {
     /// master remembers the last 10,000 ended tasks, and forgets them when it restarts
     /// but for those its agents still report).
     Ps(listing::PsArgs),
-    /// Print what an ended task wrote (stdout, then stderr).
-    Logs(listing::LogsArgs),
+    /// Print what a task wrote, running or ended (stdout, then stderr); -f follows it.
+    Logs(logs::LogsArgs),
     /// Kill a task on behalf of its framework.
     Kill(listing::TaskArgs),
 }
@@ -104,7 +105,7 @@ fn main() -> ExitCode {
         Command::Frameworks(args) => listing::list(listing::Listing::Frameworks, args),
         Command::Run(args) => run_cmd::run(args),
         Command::Ps(args) => listing::ps(args),
-        Command::Logs(args) => listing::logs(args),
+        Command::Logs(args) => logs::logs(args),
         Command::Kill(args) => listing::kill(args),
     };
     match result {

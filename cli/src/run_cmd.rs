@@ -50,9 +50,13 @@ pub struct RunArgs {
         conflicts_with = "oci"
     )]
     pub module: Option<PathBuf>,
-    /// Run this OCI image layout (its path on the agents) instead of a module.
+    /// Run this OCI image layout instead of a module. It is checked here and its absolute
+    /// path is sent: the agents must see the same path.
     #[arg(long, value_name = "IMAGE")]
     pub oci: Option<String>,
+    /// The --oci image is on the agents only: do not check it here (give an absolute path).
+    #[arg(long, requires = "oci")]
+    pub image_on_agents: bool,
     /// Cpus per task (more than 0, at most 1024).
     #[arg(long, default_value_t = 0.1, value_parser = crate::args::finite_amount)]
     pub cpus: f64,
@@ -154,9 +158,12 @@ fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
         })?);
     }
     let mut constraints = args.constraints.clone();
-    if let Some(image) = &args.oci
+    let image = match &args.oci {
+        Some(image) => Some(checked_image(image, args.image_on_agents)?),
+        None => None,
+    };
+    if let Some((image, Some(arch))) = &image
         && !parsed.iter().any(|c| c.key == "arch")
-        && let Some(arch) = image_arch_here(Path::new(image))
     {
         eprintln!("image {image} is for {arch}: placing it on agents with arch={arch}");
         constraints.push(format!("arch={arch}"));
@@ -183,7 +190,7 @@ fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
     Ok(JobRequest {
         name,
         module: None,
-        image: args.oci.clone(),
+        image: image.map(|(path, _)| path),
         cpus: args.cpus,
         mem: args.mem,
         count: args.count,
@@ -391,17 +398,28 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
     }
 }
 
-/// The one architecture of an image layout directory found here (agents usually see the
-/// same path); `None` when it is not here, names several, or cannot be read (the agent
-/// then says why when it runs it).
-fn image_arch_here(image: &Path) -> Option<String> {
-    if !image.is_dir() {
-        return None;
+/// The image's absolute path and the one architecture it runs on (`None`: several, or
+/// not known), once it is known to be an OCI image layout here; with `on_agents_only`,
+/// once its path is absolute.
+fn checked_image(image: &str, on_agents_only: bool) -> anyhow::Result<(String, Option<String>)> {
+    let path = Path::new(image);
+    if on_agents_only {
+        return match path.is_absolute() {
+            true => Ok((image.to_owned(), None)),
+            false => Err(anyhow!(
+                "--image-on-agents needs the image's absolute path on the agents, not {image:?}"
+            )),
+        };
     }
-    agent::oci::image_arch(image)
-        .inspect_err(|e| tracing::debug!(%e, "reading the image's platform"))
-        .ok()
-        .flatten()
+    let absolute = std::fs::canonicalize(path).map_err(|e| {
+        anyhow!(
+            "no OCI image layout at {image} ({e}); give the path of an image layout directory \
+             (with oci-layout and index.json), or --image-on-agents for an image only the agents have"
+        )
+    })?;
+    let arch = agent::oci::image_arch(&absolute)
+        .map_err(|e| anyhow!("{image} is not a usable OCI image layout: {e}"))?;
+    Ok((absolute.to_string_lossy().into_owned(), arch))
 }
 
 #[cfg(test)]

@@ -12,13 +12,15 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use proto::admin::{LogOffsets, LogsRequest, OutputPart, TaskOutput};
 use proto::operator::{
     JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError, OperatorReply, OperatorRequest,
 };
 use proto::{TaskId, TaskState};
 use serde::Deserialize;
-use tokio::sync::oneshot;
-use tokio_stream::{Stream, StreamExt, wrappers::WatchStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
 use utoipa::{IntoParams, OpenApi};
 
 use crate::Handles;
@@ -31,6 +33,12 @@ use crate::state::{AgentRow, ClusterState, FrameworkRow, LogTail, TaskDetail, Ta
 pub const BODY_BYTES_MAX: usize = JOB_REQUEST_BYTES_MAX;
 /// How long a handler waits for the daemon to answer a command before answering 503.
 pub const COMMAND_TIMEOUT_MS: u64 = 5_000;
+/// How often a followed task's output is asked for.
+pub const LOG_FOLLOW_POLL_MS: u64 = 500;
+/// How long a follow keeps asking while the task's agent does not answer.
+pub const LOG_FOLLOW_UNANSWERED_MAX_MS: u64 = 60_000;
+/// Chunks of a followed task's output queued for a slow reader before the follow waits.
+const LOG_FOLLOW_CHUNKS_QUEUED: usize = 16;
 /// Between SSE keep-alive comments, so proxies keep an idle stream open.
 const SSE_KEEP_ALIVE_MS: u64 = 15_000;
 
@@ -41,7 +49,8 @@ const SSE_KEEP_ALIVE_MS: u64 = 15_000;
         description = "Agents, frameworks, tasks, offers and DRF shares of a wasmos cluster; job submission for the jobs framework."
     ),
     paths(
-        health, state, agents, frameworks, tasks, task, kill_task, submit_job, events, metrics
+        health, state, agents, frameworks, tasks, task, task_logs, kill_task, submit_job, events,
+        metrics
     ),
     components(schemas(ErrorBody, JobRequest, JobAccepted, TaskDetail, LogTail))
 )]
@@ -60,6 +69,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/v1/frameworks", get(frameworks))
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/tasks/{id}", get(task).delete(kill_task))
+        .route("/api/v1/tasks/{id}/logs", get(task_logs))
         .route("/api/v1/jobs", axum::routing::post(submit_job))
         .route("/api/v1/events", get(events))
         .fallback(not_found)
@@ -197,23 +207,14 @@ async fn task(
     let id = task_id(path)?;
     let found = current(&h).tasks.iter().find(|t| t.task_id == id).cloned();
     let task = found.ok_or_else(|| task_not_found(&id))?;
-    let logs = ask(
-        &h,
-        OperatorRequest::Logs {
-            task_id: id.clone(),
-        },
-    )
-    .await;
+    let logs = ask(&h, logs_request(&id, None)).await;
     let (log_tail, log_error) = match logs {
-        Ok(OperatorReply::Logs {
-            stdout,
-            stderr,
-            dropped_bytes,
-            ..
-        }) => (
-            Some(LogTail::of_output(&stdout, &stderr, dropped_bytes)),
-            None,
-        ),
+        Ok(OperatorReply::Logs(output)) => {
+            let (stdout, stderr) = (&output.stdout, &output.stderr);
+            let dropped = stdout.dropped_since(0) + stderr.dropped_since(0);
+            let tail = LogTail::of_output(&stdout.concat(), &stderr.concat(), dropped);
+            (Some(tail), None)
+        }
         Ok(other) => (None, Some(unexpected(&other).message)),
         Err(e) => (None, Some(e.message)),
     };
@@ -222,6 +223,151 @@ async fn task(
         log_tail,
         log_error,
     }))
+}
+
+fn logs_request(task_id: &TaskId, from: Option<LogOffsets>) -> OperatorRequest {
+    OperatorRequest::Logs(LogsRequest {
+        task_id: task_id.clone(),
+        from,
+    })
+}
+
+/// Query of `GET /api/v1/tasks/{id}/logs`.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Keep the response open and send what the task writes until it ends.
+    #[serde(default)]
+    pub follow: bool,
+    /// Start with only the last N lines of each stream.
+    pub tail: Option<usize>,
+    /// `stdout`, `stderr`, or `all` (the default: stdout, then stderr, in each read).
+    pub stream: Option<String>,
+}
+
+/// Which of a task's streams a reader wants.
+#[derive(Clone, Copy, Debug)]
+struct Streams {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Streams {
+    fn parse(s: Option<&str>) -> Result<Streams, ApiError> {
+        let (stdout, stderr) = match s.unwrap_or("all") {
+            "all" | "" => (true, true),
+            "stdout" => (true, false),
+            "stderr" => (false, true),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("unknown stream {other:?}: give stdout, stderr or all"),
+                ));
+            }
+        };
+        Ok(Streams { stdout, stderr })
+    }
+
+    /// The text of one read: from `from` on (gaps said in line), or the last `tail` lines.
+    fn text(self, output: &TaskOutput, from: LogOffsets, tail: Option<usize>) -> Vec<u8> {
+        let text = |part: &OutputPart, from: u64| match tail {
+            Some(n) => part.last_lines(n),
+            None => part.text_since(from),
+        };
+        let mut out = Vec::new();
+        if self.stdout {
+            out.extend(text(&output.stdout, from.stdout));
+        }
+        if self.stderr {
+            out.extend(text(&output.stderr, from.stderr));
+        }
+        out
+    }
+}
+
+/// What a task wrote, running or ended, as text: stdout then stderr (or the one asked
+/// for). With `follow=true` the response stays open and carries what the task writes
+/// until it ends; a pending task is waited for.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/{id}/logs",
+    params(("id" = String, Path, description = "task id"), LogsQuery),
+    responses(
+        (status = 200, content_type = "text/plain", description = "the task's output"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)
+    )
+)]
+async fn task_logs(
+    State(h): State<Handles>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = task_id(path)?;
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let streams = Streams::parse(query.stream.as_deref())?;
+    let output = match ask(&h, logs_request(&id, None)).await? {
+        OperatorReply::Logs(output) => output,
+        other => return Err(unexpected(&other)),
+    };
+    let first = streams.text(&output, LogOffsets::default(), query.tail);
+    let body = if query.follow && !output.state.is_terminal() {
+        let (tx, rx) = mpsc::channel(LOG_FOLLOW_CHUNKS_QUEUED);
+        let _ = tx.try_send(Ok(Bytes::from(first)));
+        tokio::spawn(follow_logs(h, id, streams, output.ends(), tx));
+        axum::body::Body::from_stream(ReceiverStream::new(rx))
+    } else {
+        axum::body::Body::from(first)
+    };
+    let content_type = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    Ok((content_type, body).into_response())
+}
+
+/// Sends what the task writes from `from` on until it ends, the reader goes, or nobody
+/// has answered for [`LOG_FOLLOW_UNANSWERED_MAX_MS`] (said at the end of the text).
+async fn follow_logs(
+    h: Handles,
+    id: TaskId,
+    streams: Streams,
+    mut from: LogOffsets,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+) {
+    let mut unanswered_since: Option<tokio::time::Instant> = None;
+    let stopped = |why: &str| {
+        Ok(Bytes::from(format!(
+            "\n[... following stopped: {why} ...]\n"
+        )))
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(LOG_FOLLOW_POLL_MS)).await;
+        if tx.is_closed() {
+            return;
+        }
+        let output = match ask(&h, logs_request(&id, Some(from))).await {
+            Ok(OperatorReply::Logs(output)) => output,
+            Ok(other) => {
+                let _ = tx.send(stopped(&unexpected(&other).message)).await;
+                return;
+            }
+            Err(e) => {
+                let since = *unanswered_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= Duration::from_millis(LOG_FOLLOW_UNANSWERED_MAX_MS) {
+                    let _ = tx.send(stopped(&e.message)).await;
+                    return;
+                }
+                continue;
+            }
+        };
+        unanswered_since = None;
+        let text = streams.text(&output, from, None);
+        from = output.ends();
+        if !text.is_empty() && tx.send(Ok(Bytes::from(text))).await.is_err() {
+            return;
+        }
+        if output.state.is_terminal() {
+            return;
+        }
+    }
 }
 
 /// Kills a task as the operator (a task of the jobs framework not launched yet is

@@ -17,6 +17,7 @@ use http_api::state::{ClusterState, TaskRow};
 use http_api::{Command, ErrorBody, Handles, Recorder};
 use jobs::request::{Artifact, ValidJob, ValidateJob};
 use master::{Action, Master, MasterConfig, Millis, OperatorKillError};
+use proto::admin::{LogsRequest, OutputPart, OutputPiece, TaskOutput};
 use proto::operator::{JobAccepted, OperatorError, OperatorReply, OperatorRequest};
 use proto::{
     AgentAdvert, AgentId, Attributes, Call, CallReply, Event, Filters, FrameworkCall, FrameworkId,
@@ -274,13 +275,25 @@ impl Daemon {
                 Ok(()) => OperatorReply::Killed,
                 Err(e) => OperatorReply::Error(e),
             },
-            OperatorRequest::Logs { task_id } => match self.master.task_agent(&task_id) {
-                Some(_) => OperatorReply::Logs {
-                    state: TaskState::Finished,
-                    stdout: format!("hello from {task_id}\n").into_bytes(),
-                    stderr: Vec::new(),
-                    dropped_bytes: 0,
-                },
+            OperatorRequest::Logs(LogsRequest { task_id, .. }) => match self
+                .master
+                .task_agent(&task_id)
+            {
+                Some(_) => {
+                    let hello = format!("hello from {task_id}\n").into_bytes();
+                    let end = hello.len() as u64;
+                    OperatorReply::Logs(TaskOutput {
+                        state: TaskState::Finished,
+                        stdout: OutputPart::new(
+                            [OutputPiece {
+                                offset: 0,
+                                bytes: hello,
+                            }],
+                            end,
+                        ),
+                        stderr: OutputPart::default(),
+                    })
+                }
                 None => OperatorReply::Error(OperatorError::NotFound(format!("no task {task_id}"))),
             },
             other => OperatorReply::Error(OperatorError::Conflict(format!(

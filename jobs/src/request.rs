@@ -54,7 +54,9 @@ pub enum JobError {
     Artifact,
     #[error("module must be 64 lower-case hex digits (a sha256), got {0:?}")]
     Module(String),
-    #[error("image must be a non-empty path of at most {JOB_ITEM_BYTES_MAX} bytes")]
+    #[error(
+        "image must be the absolute path of an OCI image layout on the agents, of at most {JOB_ITEM_BYTES_MAX} bytes"
+    )]
     Image,
     #[error("cpus must be more than 0 and at most {TASK_CPUS_MAX}, got {0}")]
     Cpus(f64),
@@ -94,7 +96,9 @@ impl ValidateJob for JobRequest {
         }
         let artifact = match (self.module, self.image) {
             (Some(m), None) => Artifact::Module(ModuleHash::parse(&m).ok_or(JobError::Module(m))?),
-            (None, Some(i)) if !i.is_empty() && i.len() <= JOB_ITEM_BYTES_MAX => Artifact::Image(i),
+            (None, Some(i)) if i.starts_with('/') && i.len() <= JOB_ITEM_BYTES_MAX => {
+                Artifact::Image(i)
+            }
             (None, Some(_)) => return Err(JobError::Image),
             _ => return Err(JobError::Artifact),
         };

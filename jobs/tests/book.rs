@@ -611,9 +611,22 @@ fn job_requests_keep_their_json_shape_and_refuse_names_agents_cannot_use() {
     }
     let dotted = JobRequest {
         name: ".hidden".to_owned(),
-        ..request
+        ..request.clone()
     };
     assert!(dotted.validate().is_err());
+    // An image is a path on the agents: a relative one means nothing there.
+    for (image, ok) in [
+        ("images/busybox", false),
+        ("", false),
+        ("/images/busybox", true),
+    ] {
+        let job = JobRequest {
+            module: None,
+            image: Some(image.to_owned()),
+            ..request.clone()
+        };
+        assert_eq!(job.validate().is_ok(), ok, "{image:?}");
+    }
 }
 
 #[test]

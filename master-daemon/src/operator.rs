@@ -29,12 +29,12 @@ use master::{Master, Millis, OperatorKillError};
 use net::clock::unix_ms;
 use net::modules::ModuleStore;
 use net::{Net, Responder};
-use proto::TaskId;
-use proto::admin::{LogsReply, LogsRequest};
+use proto::admin::{LogsReply, LogsRequest, OutputPart, TaskOutput};
 use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
     OperatorReply, OperatorRequest, TaskRow,
 };
+use proto::{TaskId, TaskState};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -356,7 +356,7 @@ pub(crate) async fn answer(ctx: &OperatorContext, request: OperatorRequest) -> O
         OperatorRequest::DecodeErrors => Ok(OperatorReply::DecodeErrors(
             ctx.net.decode_errors().snapshot(),
         )),
-        OperatorRequest::Logs { task_id } => logs(ctx, task_id).await,
+        OperatorRequest::Logs(request) => logs(ctx, request).await,
         OperatorRequest::Kill { task_id } => kill(ctx, task_id).await,
         OperatorRequest::SubmitJob(job) => submit(ctx, job).await,
         OperatorRequest::Hosted(request) => Ok(OperatorReply::Hosted(hosted(ctx, request).await)),
@@ -419,21 +419,21 @@ async fn kill(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, O
 }
 
 /// What the task wrote, from the agent in its row.
-async fn logs(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, OperatorError> {
+async fn logs(ctx: &OperatorContext, request: LogsRequest) -> Result<OperatorReply, OperatorError> {
+    let task_id = request.task_id.clone();
     let id = task_id.clone();
     let Some(agent_id) = read(ctx, move |core| core.task_agent(&id)).await? else {
+        // A task the jobs framework holds has written nothing yet; a follower waits on.
         let jobs = ctx.jobs.borrow().clone();
         let pending = jobs.is_some_and(|j| j.pending().iter().any(|t| t.task_id == task_id));
-        return Err(match pending {
-            true => OperatorError::Conflict(format!(
-                "task {task_id} is pending (not placed on an agent yet): it has no output; \
-                 `wasmos ps` says what it waits for"
-            )),
-            false => no_task(&task_id),
-        });
-    };
-    let request = LogsRequest {
-        task_id: task_id.clone(),
+        return match pending {
+            true => Ok(OperatorReply::Logs(TaskOutput {
+                state: TaskState::Pending,
+                stdout: OutputPart::default(),
+                stderr: OutputPart::default(),
+            })),
+            false => Err(no_task(&task_id)),
+        };
     };
     let key = ctx.net.keys().agent_logs(agent_id.as_str());
     match ctx
@@ -441,17 +441,7 @@ async fn logs(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, O
         .query::<LogsRequest, LogsReply>(&key, &request, LOGS_QUERY_TIMEOUT_MS)
         .await
     {
-        Ok(LogsReply::Output {
-            state,
-            stdout,
-            stderr,
-            dropped_bytes,
-        }) => Ok(OperatorReply::Logs {
-            state,
-            stdout,
-            stderr,
-            dropped_bytes,
-        }),
+        Ok(LogsReply::Output(output)) => Ok(OperatorReply::Logs(output)),
         Ok(LogsReply::Error { message }) => Err(OperatorError::Conflict(message)),
         Err(e) => Err(OperatorError::Conflict(format!(
             "agent {agent_id} did not give the output of {task_id}: {e}"

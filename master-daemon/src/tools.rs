@@ -3,7 +3,7 @@
 //! the operator protocol (`proto::operator`) on the master's `master/admin` queryable.
 
 use net::{Net, QueryError};
-use proto::admin::{LogsReply, LogsRequest};
+use proto::admin::{LogsReply, LogsRequest, TaskOutput};
 use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
 use proto::{AgentId, TaskId};
 use thiserror::Error;
@@ -47,14 +47,15 @@ pub fn unexpected(reply: &OperatorReply) -> ToolError {
     ToolError::Unexpected(what)
 }
 
-/// What an ended task wrote, straight from the agent that ran it.
+/// The last bytes a task wrote, running or ended, straight from the agent that runs it.
 pub async fn task_logs(
     net: &Net,
     agent_id: &AgentId,
     task_id: &TaskId,
-) -> Result<LogsReply, ToolError> {
+) -> Result<TaskOutput, ToolError> {
     let request = LogsRequest {
         task_id: task_id.clone(),
+        from: None,
     };
     match net
         .query(
@@ -65,7 +66,7 @@ pub async fn task_logs(
         .await?
     {
         LogsReply::Error { message } => Err(ToolError::Refused(message)),
-        output => Ok(output),
+        LogsReply::Output(output) => Ok(output),
     }
 }
 

@@ -13,7 +13,6 @@ use master_daemon::tools;
 use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::modules::upload_module;
 use net::{Net, NetConfig};
-use proto::admin::LogsReply;
 use proto::operator::OperatorRequest;
 use proto::{
     AgentAdvert, AgentId, Attributes, Event, Filters, ModuleHash, ModuleRef, Resources, TaskId,
@@ -258,17 +257,12 @@ async fn tasks_run_to_their_end_and_every_update_is_acknowledged() {
     let logs = tools::task_logs(&tool, &AgentId::new("edge-1"), &TaskId::new("ok"))
         .await
         .unwrap();
-    let LogsReply::Output {
-        state,
-        stdout,
-        dropped_bytes,
-        ..
-    } = logs
-    else {
-        unreachable!()
-    };
     assert_eq!(
-        (state, stdout.as_slice(), dropped_bytes),
+        (
+            logs.state,
+            logs.stdout.concat().as_slice(),
+            logs.stdout.dropped_since(0)
+        ),
         (TaskState::Finished, &b"hello from wasm\n"[..], 0)
     );
     let error = tools::task_logs(&tool, &AgentId::new("edge-1"), &TaskId::new("never"))

@@ -326,10 +326,8 @@ pub enum OperatorRequest {
     Offers,
     /// Payloads the master dropped because they did not decode, per key.
     DecodeErrors,
-    /// What a task wrote, asked of the agent in its row.
-    Logs {
-        task_id: TaskId,
-    },
+    /// What a task wrote, running or ended, asked of the agent in its row.
+    Logs(crate::admin::LogsRequest),
     /// Kill a task as the operator: a launched task through the master (its framework
     /// sees `killed`), one the jobs framework holds but has not launched is cancelled.
     Kill {
@@ -347,14 +345,8 @@ pub enum OperatorReply {
     Tasks(Vec<TaskRow>),
     Offers(Vec<OfferRow>),
     DecodeErrors(BTreeMap<String, u64>),
-    /// All the agent keeps of the task's output; `dropped_bytes` counts what it did not
-    /// keep, both streams together.
-    Logs {
-        state: TaskState,
-        stdout: Vec<u8>,
-        stderr: Vec<u8>,
-        dropped_bytes: u64,
-    },
+    /// The agent's answer, as it gave it.
+    Logs(crate::admin::TaskOutput),
     /// The kill was sent (or the job's task cancelled); the task's state tells when it
     /// ended.
     Killed,

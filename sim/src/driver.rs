@@ -216,7 +216,10 @@ impl Sim {
         let info = FrameworkInfo {
             name: f.id.clone(),
             role: f.role().to_owned(),
-            weight: f.weight(),
+            // A scenario's weight is its role's, which the master's config holds; a
+            // framework in an operator-weighted role gives its own weight inside the
+            // role, and scenario frameworks weigh alike there.
+            weight: 1.0,
             framework_id: None,
             failover_timeout_ms: 0,
             constraints: f.constraints(),

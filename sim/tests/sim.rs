@@ -283,6 +283,20 @@ fn a_shared_role_splits_its_weighted_share() {
 }
 
 #[test]
+fn a_tie_of_weighted_role_shares_goes_to_the_lower_own_share() {
+    // fw1 (weight 3, gpus 2.4 + mem 2 of 14.4 gpus, 18 mem) and fw2 (weight 2, mem 2) have
+    // equal weighted role shares after each task: 1/18 per task. The tie goes to the lower
+    // own share (fw2's 1/9 per task against fw1's 1/6), as in the reference; ranking
+    // frameworks by their share over their role's weight instead gave fw1 3 and fw2 2.
+    let json = r#"{"agents":[{"id":"a0","resources":{"gpus":14.4,"mem":18}}],
+        "frameworks":[{"id":"fw0","weight":3,"task":{"mem":0.7}},
+                      {"id":"fw1","weight":3,"task":{"gpus":2.4,"mem":2}},
+                      {"id":"fw2","weight":2,"task":{"mem":2}}]}"#;
+    let report = run(json);
+    assert_eq!(report["launched"], json!({"fw0": 11, "fw1": 2, "fw2": 3}));
+}
+
+#[test]
 fn attributes_and_unlimited_tasks_fill_the_agents() {
     let json = r#"{"agents":[{"id":"a1","resources":{"cpus":4},"attributes":{"arch":"aarch64","has":["gpu","camera"]}},
                               {"id":"a2","resources":{"cpus":2,"mem":10}}],

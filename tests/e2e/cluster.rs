@@ -772,3 +772,146 @@ fn run_oci_image_runs_the_given_command_in_place_of_the_image_s() {
     let stdout = String::from_utf8_lossy(&logs.stdout);
     assert!(stdout.contains("from the container"), "logs: {stdout}");
 }
+
+/// The highest `tick N` line in `text`.
+fn last_tick(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("tick ")?.parse().ok())
+        .max()
+}
+
+/// Reads lines until one is `tick {n}` or more; panics on the end of the stream.
+fn read_until_tick(lines: &mut impl Iterator<Item = std::io::Result<String>>, n: u64, who: &str) {
+    for line in lines.by_ref() {
+        let line = line.unwrap_or_else(|e| panic!("{who}: {e}"));
+        if last_tick(&line).is_some_and(|t| t >= n) {
+            return;
+        }
+    }
+    panic!("{who} ended before tick {n}");
+}
+
+/// What `wasmos logs` (no follow) shows now: its highest tick.
+fn ticks_now(id: &str, endpoint: &str) -> u64 {
+    let out = client(&["logs", id], endpoint);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    last_tick(&text).unwrap_or_else(|| panic!("no tick in {text:?}"))
+}
+
+#[test]
+fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let http = format!("127.0.0.1:{}", wasmos_tests::free_port());
+    let mut master = wasmos();
+    master
+        .args([
+            "master",
+            "--listen",
+            &endpoint,
+            "--http",
+            &http,
+            "--store-dir",
+        ])
+        .arg(dir.path().join("store"))
+        .stderr(Stdio::inherit());
+    let _master = spawn_master(master, &endpoint);
+    let _agent = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let ticks = module("p1_ticks");
+    let ids = run(
+        &[ticks.to_str().unwrap(), "--", "100000", "50"],
+        1,
+        &endpoint,
+    );
+    let id = ids[0].as_str();
+    wait_for_tasks(&endpoint, &ids, "running", state_is("running"));
+
+    // The CLI follower goes on printing: ticks written after a later snapshot arrive.
+    let mut follower = Killed(
+        wasmos()
+            .args(["logs", "-f", id, "--connect", &endpoint])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut followed = BufReader::new(follower.0.stdout.take().unwrap()).lines();
+    read_until_tick(&mut followed, 0, "logs -f");
+    let seen = ticks_now(id, &endpoint);
+    read_until_tick(&mut followed, seen + 3, "logs -f");
+
+    // So does HTTP's `?follow=true`, as one streamed response.
+    let mut stream = std::net::TcpStream::connect(&http).unwrap();
+    stream.set_read_timeout(Some(TASK_STATE_WAIT)).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/tasks/{id}/logs?follow=true&stream=stdout HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = BufReader::new(stream);
+    let mut status = String::new();
+    response.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut body = response.lines();
+    read_until_tick(&mut body, 0, "HTTP follow");
+    let seen = ticks_now(id, &endpoint);
+    read_until_tick(&mut body, seen + 3, "HTTP follow");
+
+    // Both end when the task does.
+    let killed = client(&["kill", id], &endpoint);
+    assert!(
+        killed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    let exit = loop {
+        if let Some(status) = follower.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "logs -f did not end with the task"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "logs -f: {exit:?}");
+    for line in body {
+        line.expect("the followed response ends when the task does");
+    }
+
+    // A pending task has no output yet, and says so; an unknown one is an error.
+    let pending = run(
+        &[ticks.to_str().unwrap(), "--constraint", "arch=riscv64"],
+        1,
+        &endpoint,
+    );
+    let out = client(&["logs", &pending[0]], &endpoint);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is pending"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client(&["logs", "-f", "no-such-task"], &endpoint);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no task no-such-task"));
+
+    // An OCI image that is not here is refused before anything is sent.
+    let out = wasmos()
+        .args(["run", "--connect", &endpoint, "--oci", "/no/such/image"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no OCI image layout at /no/such/image"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

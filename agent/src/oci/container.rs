@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::TaskState;
+use proto::admin::{LogOffsets, OutputPart, OutputPiece};
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::CgroupPaths;
@@ -264,6 +265,28 @@ impl OciContainer {
         (stream(shim::STDOUT_FILE), stream(shim::STDERR_FILE))
     }
 
+    /// What the container has written so far, as a reader asks for it (see
+    /// [`OutputPart::select`]): offsets are into the logs its supervisor keeps, which hold
+    /// the first `output_bytes_max` bytes of each stream.
+    pub fn output_parts(&self, from: Option<LogOffsets>, max: usize) -> (OutputPart, OutputPart) {
+        let stream = |file: &str, from: Option<u64>| {
+            let path = self.bundle().join(file);
+            let len = fs::metadata(&path).map_or(0, |m| m.len());
+            let offset = from.unwrap_or(len.saturating_sub(max as u64)).min(len);
+            let bytes = read_at(&path, offset, max);
+            let end = if from.is_some() {
+                offset + bytes.len() as u64
+            } else {
+                len
+            };
+            OutputPart::new([OutputPiece { offset, bytes }], end)
+        };
+        (
+            stream(shim::STDOUT_FILE, from.map(|f| f.stdout)),
+            stream(shim::STDERR_FILE, from.map(|f| f.stderr)),
+        )
+    }
+
     /// Deletes the bundle (logs included). Call once the outcome has been delivered.
     pub fn remove(&self) -> io::Result<()> {
         let _ = self.inner.runc.delete(self.container_id());
@@ -439,13 +462,19 @@ pub(super) fn write_json_atomic(path: &Path, value: &impl Serialize) -> io::Resu
 
 /// The last `max` bytes of a file (empty when unreadable).
 fn read_tail(path: &Path, max: usize) -> Vec<u8> {
+    let len = fs::metadata(path).map_or(0, |m| m.len());
+    read_at(path, len.saturating_sub(max as u64), max)
+}
+
+/// At most `max` bytes of a file from `offset` (empty when unreadable).
+fn read_at(path: &Path, offset: u64, max: usize) -> Vec<u8> {
     let Ok(mut file) = fs::File::open(path) else {
         return Vec::new();
     };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(max as u64)));
-    let mut out = Vec::with_capacity(max);
-    let _ = file.take(max as u64).read_to_end(&mut out);
+    let mut out = Vec::new();
+    if file.seek(SeekFrom::Start(offset)).is_ok() {
+        let _ = file.take(max as u64).read_to_end(&mut out);
+    }
     out
 }
 

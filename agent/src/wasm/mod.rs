@@ -48,7 +48,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 pub use cache::{CacheMiss, CodeCache, CodeKind};
 pub use limits::WasmLimits;
-pub use output::{CappedOutput, CapturedOutput};
+pub use output::{CappedOutput, CapturedOutput, OutputStreams};
 pub use program::{CodeOrigin, LoadError, LoadedModule, MODULE_BYTES_MAX};
 pub use run::{KillSwitch, NotWasmTask, SANDBOX_GUEST_DIR, TaskReport, TaskRun};
 
@@ -126,6 +126,7 @@ pub struct TaskHandle {
     kill: KillSwitch,
     join: tokio::task::JoinHandle<TaskReport>,
     usage: Arc<TaskUsage>,
+    output: OutputStreams,
 }
 
 impl TaskHandle {
@@ -142,6 +143,11 @@ impl TaskHandle {
     /// The task's cpu time and memory, updated while it runs.
     pub fn usage(&self) -> Arc<TaskUsage> {
         self.usage.clone()
+    }
+
+    /// What the task has written so far, while it runs.
+    pub fn output(&self) -> OutputStreams {
+        self.output.clone()
     }
 
     pub fn is_finished(&self) -> bool {
@@ -332,7 +338,8 @@ impl WasmExecutor {
         task: &TaskRun,
         kill: &KillSwitch,
     ) -> TaskReport {
-        self.run_metered(module, task, kill, &TaskUsage::new())
+        let output = OutputStreams::new(task.limits.output_bytes_max);
+        self.run_metered(module, task, kill, &TaskUsage::new(), &output)
             .await
     }
 
@@ -343,18 +350,28 @@ impl WasmExecutor {
         task: &TaskRun,
         kill: &KillSwitch,
         usage: &Arc<TaskUsage>,
+        output: &OutputStreams,
     ) -> TaskReport {
-        run::run(&self.shared.engine, module, task, kill, usage).await
+        run::run(&self.shared.engine, module, task, kill, usage, output).await
     }
 
     /// Starts a loaded module on the current tokio runtime.
     pub fn start(&self, module: LoadedModule, task: TaskRun) -> TaskHandle {
         let kill = KillSwitch::new();
         let usage = TaskUsage::new();
-        let (exec, switch, meter) = (self.clone(), kill.clone(), usage.clone());
-        let join =
-            tokio::spawn(async move { exec.run_metered(&module, &task, &switch, &meter).await });
-        TaskHandle { kill, join, usage }
+        let output = OutputStreams::new(task.limits.output_bytes_max);
+        let (exec, switch, meter, out) =
+            (self.clone(), kill.clone(), usage.clone(), output.clone());
+        let join = tokio::spawn(async move {
+            exec.run_metered(&module, &task, &switch, &meter, &out)
+                .await
+        });
+        TaskHandle {
+            kill,
+            join,
+            usage,
+            output,
+        }
     }
 
     /// Starts the task `spec` (a `TaskKind::Wasm`) from the module's bytes, in
@@ -369,8 +386,11 @@ impl WasmExecutor {
     ) -> TaskHandle {
         let kill = KillSwitch::new();
         let usage = TaskUsage::new();
-        let (exec, switch, meter) = (self.clone(), kill.clone(), usage.clone());
         let task = TaskRun::from_spec(spec, sandbox_dir);
+        let cap = task.as_ref().map_or(0, |task| task.limits.output_bytes_max);
+        let output = OutputStreams::new(cap);
+        let (exec, switch, meter, out) =
+            (self.clone(), kill.clone(), usage.clone(), output.clone());
         let join = tokio::spawn(async move {
             let task = match task {
                 Ok(task) => task,
@@ -399,14 +419,22 @@ impl WasmExecutor {
                 ));
             };
             match loaded {
-                Ok(Ok(module)) => exec.run_metered(&module, &task, &switch, &meter).await,
+                Ok(Ok(module)) => {
+                    exec.run_metered(&module, &task, &switch, &meter, &out)
+                        .await
+                }
                 Ok(Err(e)) => TaskReport::failed_before_start(e.to_string()),
                 Err(e) => TaskReport::failed_before_start(format!(
                     "executor error: loading the module ended abnormally ({e})"
                 )),
             }
         });
-        TaskHandle { kill, join, usage }
+        TaskHandle {
+            kill,
+            join,
+            usage,
+            output,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use proto::admin::{OutputPart, OutputPiece};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -65,6 +66,39 @@ impl CapturedOutput {
     pub fn total_bytes(&self) -> u64 {
         (self.head.len() + self.tail.len()) as u64 + self.dropped_bytes
     }
+
+    /// What was kept, each piece at its place in the stream.
+    pub fn part(&self) -> OutputPart {
+        let tail_at = self.head.len() as u64 + self.dropped_bytes;
+        let pieces = [
+            OutputPiece {
+                offset: 0,
+                bytes: self.head.clone(),
+            },
+            OutputPiece {
+                offset: tail_at,
+                bytes: self.tail.clone(),
+            },
+        ];
+        OutputPart::new(pieces, self.total_bytes())
+    }
+}
+
+/// A task's stdout and stderr, readable while it runs.
+#[derive(Clone)]
+pub struct OutputStreams {
+    pub stdout: CappedOutput,
+    pub stderr: CappedOutput,
+}
+
+impl OutputStreams {
+    /// Two streams of at most `cap_bytes` kept bytes each.
+    pub fn new(cap_bytes: usize) -> OutputStreams {
+        OutputStreams {
+            stdout: CappedOutput::new(cap_bytes),
+            stderr: CappedOutput::new(cap_bytes),
+        }
+    }
 }
 
 impl CappedOutput {
@@ -89,6 +123,12 @@ impl CappedOutput {
             tail: c.tail.iter().copied().collect(),
             dropped_bytes: c.dropped_bytes,
         }
+    }
+
+    /// What is kept so far, each piece at its place in the stream (a copy: the task
+    /// may go on writing).
+    pub fn part(&self) -> OutputPart {
+        self.captured().part()
     }
 
     fn lock(&self) -> MutexGuard<'_, Capture> {
@@ -198,5 +238,20 @@ mod tests {
         assert_eq!(got.dropped_bytes, 26 - 8);
         assert_eq!(got.total_bytes(), 26);
         assert_eq!(got.last_bytes(3), b"xyz");
+    }
+
+    #[test]
+    fn a_part_places_head_and_tail_around_what_was_dropped() {
+        let out = CappedOutput::new(8);
+        out.append(b"abcdefghijklmnopqrstuvwxyz");
+        let part = out.part();
+        assert_eq!(part.end, 26);
+        assert_eq!(part.pieces[0].offset, 0);
+        assert_eq!(part.pieces[0].bytes, b"abcd");
+        assert_eq!(part.pieces[1].offset, 22);
+        assert_eq!(part.pieces[1].bytes, b"wxyz");
+        assert_eq!(part.dropped_since(0), 18);
+        out.append(b"!");
+        assert_eq!(out.part().since(part.end, 100).concat(), b"!");
     }
 }

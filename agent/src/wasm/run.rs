@@ -13,7 +13,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::limits::{CpuThrottle, HANDLES_MAX, LimitHit, SLICE_TICKS, TaskLimiter, WasmLimits};
-use super::output::{CappedOutput, CapturedOutput};
+use super::output::{CappedOutput, CapturedOutput, OutputStreams};
 use super::program::{LoadedModule, Program};
 use super::reason;
 use crate::outcome::TaskOutcome;
@@ -174,11 +174,11 @@ pub(crate) async fn run(
     run: &TaskRun,
     kill: &KillSwitch,
     usage: &Arc<TaskUsage>,
+    output: &OutputStreams,
 ) -> TaskReport {
-    let stdout = CappedOutput::new(run.limits.output_bytes_max);
-    let stderr = CappedOutput::new(run.limits.output_bytes_max);
+    let OutputStreams { stdout, stderr } = output;
     let execution = Metered::new(
-        execute(engine, module, run, &stdout, &stderr, usage),
+        execute(engine, module, run, stdout, stderr, usage),
         usage.clone(),
     );
     let bounded = async {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use framework::{FrameworkClient, FrameworkConfig, Net};
-use proto::admin::LogsReply;
 use proto::{
     DirGrant, Event, Filters, ModuleRef, Offer, Operation, Resources, Scalar, TaskId, TaskKind,
     TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
@@ -381,13 +380,12 @@ impl Scheduler {
 /// The last line the task wrote on stdout, from its agent; a note when it cannot be had.
 async fn last_output_line(client: &FrameworkClient, status: &TaskStatus) -> String {
     match master_daemon::tools::task_logs(client.net(), &status.agent_id, &status.task_id).await {
-        Ok(LogsReply::Output { stdout, .. }) => String::from_utf8_lossy(&stdout)
+        Ok(output) => String::from_utf8_lossy(&output.stdout.concat())
             .lines()
             .last()
             .unwrap_or("(no output)")
             .to_owned(),
-        Ok(LogsReply::Error { message })
-        | Err(master_daemon::tools::ToolError::Refused(message)) => {
+        Err(master_daemon::tools::ToolError::Refused(message)) => {
             format!("(output not available: {message})")
         }
         Err(e) => format!("(output not available: {e})"),
