@@ -525,6 +525,21 @@ async fn every_endpoint_over_tcp() {
         state.counters
     );
     assert!(!state.share_history.is_empty());
+    let edge1_usage = &state.agent_usage["edge-1"];
+    assert!(
+        edge1_usage.used["cpus"].len() == edge1_usage.at_ms.len() && !edge1_usage.at_ms.is_empty(),
+        "{edge1_usage:?}"
+    );
+    let offers: Vec<http_api::state::OfferRow> =
+        get_json(&c, format!("{base}/api/v1/offers")).await;
+    let latest: ClusterState = get_json(&c, format!("{base}/api/v1/state")).await;
+    assert!(
+        offers
+            .iter()
+            .chain(&latest.offers)
+            .all(|o| o.made_at_ms <= latest.master_now_ms),
+        "offer times are on the master's clock, as master_now_ms: {offers:?}"
+    );
 
     let agents: Vec<Value> = get_json(&c, format!("{base}/api/v1/agents")).await;
     let edge1 = agents.iter().find(|a| a["agent_id"] == "edge-1").unwrap();
@@ -691,6 +706,7 @@ async fn every_endpoint_over_tcp() {
         "/api/v1/state",
         "/api/v1/agents",
         "/api/v1/frameworks",
+        "/api/v1/offers",
         "/api/v1/tasks",
         "/api/v1/tasks/{id}",
         "/api/v1/jobs",
@@ -825,6 +841,7 @@ mod fuzz {
             Just("/api/v1/state".to_owned()),
             Just("/api/v1/agents".to_owned()),
             Just("/api/v1/frameworks".to_owned()),
+            Just("/api/v1/offers".to_owned()),
             Just("/api/v1/jobs".to_owned()),
             "[a-z=&%0-9]{0,30}".prop_map(|q| format!("/api/v1/tasks?{q}")),
             ("(state|framework|agent|x)", "[a-zA-Z%0-9]{0,12}")
