@@ -139,41 +139,43 @@ function sinceText(what, times) {
   return span(times) ? `${what}, last ${duration(span(times))}` : `${what} now`;
 }
 
+// Active agents first, then the disconnected and the lost ones (the master lists the
+// registered ones by id, then the lost).
 function renderFleet(state) {
-  const here = state.agents.filter((a) => a.state === "active");
-  const gone = state.agents.filter((a) => a.state !== "active");
-  $("fleet").replaceChildren(...here.map((a) => agentCard(state, a)));
-  if (!here.length) $("fleet").append(el("div", { class: "empty" }, "no active agents"));
-  $("gone").replaceChildren(...gone.map((a) => agentCard(state, a)));
-  $("gone-title").hidden = !gone.length;
+  const order = (a) => ["active", "disconnected", "lost"].indexOf(a.state);
+  const agents = state.agents.slice().sort((a, b) => order(a) - order(b));
+  $("fleet").replaceChildren(...agents.map((a) => agentCard(state, a)));
+  if (!agents.length) $("fleet").append(el("div", { class: "empty" }, "no agents"));
+  const counts = ["active", "disconnected", "lost"].map((s) => [s, agents.filter((a) => a.state === s).length]);
+  $("fleet-counts").textContent = counts.filter(([, n]) => n).map(([s, n]) => `${n} ${s}`).join(" · ");
   for (const canvas of document.querySelectorAll("canvas.spark")) {
     const id = canvas.parentElement.dataset.agent;
     const history = state.agent_usage[id];
     const kinds = Object.keys(history.used);
-    drawLines(canvas, history.at_ms, kinds.map((k) => ({ color: kindColor(k, kinds), values: history.used[k] })), 1, false);
+    drawLines(canvas, history.at_ms, kinds.map((k) => ({ color: kindColor(k, kinds), values: history.used[k] })), 1, 0);
   }
 }
 
 // Lines over time on a canvas: x from the first sample to the last (one sample is a flat
-// line), y from 0 to `top`; `axis` draws the percentage grid.
-function drawLines(canvas, times, series, top, axis) {
+// line), y from 0 to `top`, with a percentage grid line every `grid` if given.
+function drawLines(canvas, times, series, top, grid) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 300, height = Number(canvas.getAttribute("height"));
   canvas.width = width * ratio; canvas.height = height * ratio;
   const g = canvas.getContext("2d");
   g.scale(ratio, ratio);
-  const pad = axis ? { l: 34, r: 6, t: 8, b: 8 } : { l: 1, r: 1, t: 3, b: 3 };
+  const pad = grid ? { l: 34, r: 6, t: 8, b: 8 } : { l: 1, r: 1, t: 3, b: 3 };
   const first = times[0], range = span(times);
   const x = (t) => pad.l + (range ? ((t - first) * (width - pad.l - pad.r)) / range : 0);
   const y = (v) => height - pad.b - (Math.min(v, top) / top) * (height - pad.t - pad.b);
   g.strokeStyle = "#2a3541"; g.fillStyle = "#8b98a5"; g.font = "10px system-ui"; g.lineWidth = 1;
-  for (let k = 0; axis && k <= 4; k++) {
-    const v = (top * k) / 4;
+  for (let k = 0; grid && k <= Math.round(top / grid); k++) {
+    const v = k * grid;
     g.beginPath(); g.moveTo(pad.l, y(v)); g.lineTo(width - pad.r, y(v)); g.stroke();
     g.fillText(`${Math.round(v * 100)}%`, 2, y(v) + 3);
   }
   for (const s of series) {
-    g.strokeStyle = s.color; g.lineWidth = axis ? 2 : 1.5; g.beginPath();
+    g.strokeStyle = s.color; g.lineWidth = grid ? 2 : 1.5; g.beginPath();
     let started = false;
     times.forEach((t, i) => {
       const v = s.values[i];
@@ -188,14 +190,15 @@ function drawLines(canvas, times, series, top, axis) {
 function drawShares(state) {
   const samples = state.share_history || [];
   const times = samples.map((s) => s.at_ms);
-  let top = 0.1;
-  for (const s of samples) for (const v of Object.values(s.shares)) top = Math.max(top, v);
-  top = Math.min(1, Math.ceil(top * 10) / 10);
+  let most = 0;
+  for (const s of samples) for (const v of Object.values(s.shares)) most = Math.max(most, v);
+  const grid = most <= 0.2 ? 0.05 : most <= 0.5 ? 0.1 : 0.2;
+  const top = Math.min(1, Math.max(0.1, Math.ceil(most / grid - 1e-9) * grid));
   const series = state.frameworks.map((f) => ({
     color: frameworkColor(state, f.framework_id),
     values: samples.map((s) => s.shares[f.framework_id]),
   }));
-  drawLines($("shares"), times, series, top, true);
+  drawLines($("shares"), times, series, top, grid);
   $("shares-caption").textContent = sinceText("dominant share in use", times);
 }
 
