@@ -1033,7 +1033,9 @@ async fn dashboard_in_headless_chromium() {
 
     let shot = test_output_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let mut cmd = chromium(&profile);
+    // A profile of its own: a Chromium started on a profile still in use (the last dump's
+    // may not have let go of it yet) hands its work to that one and exits.
+    let mut cmd = chromium(&profile.join("screenshot"));
     cmd.args([
         "--virtual-time-budget=5000",
         "--window-size=390,844",

@@ -400,9 +400,12 @@ fn test_output_dir() -> PathBuf {
     dir
 }
 
-/// Headless Chromium, quiet and self-contained, letting the page's scripts run for five
-/// seconds of virtual time.
-fn chromium(profile: &Path) -> Process {
+/// Runs headless Chromium on `args`, quiet and self-contained, letting the page's
+/// scripts run for five seconds of virtual time; off the runtime's threads (the master
+/// answers it on them), with a profile of its own (a second Chromium on a profile in use
+/// hands its work to the first and exits).
+async fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
     let mut p = Process::new("chromium");
     p.args([
         "--headless",
@@ -416,15 +419,12 @@ fn chromium(profile: &Path) -> Process {
         "--hide-scrollbars",
         "--virtual-time-budget=5000",
     ]);
-    p.arg(format!("--user-data-dir={}", profile.display()));
-    p
-}
-
-/// Runs Chromium off the runtime's threads (the master answers it on them).
-async fn run(mut chromium: Process) -> std::process::Output {
-    tokio::task::spawn_blocking(move || chromium.output())
+    p.arg(format!("--user-data-dir={}", profile.path().display()));
+    p.args(args);
+    tokio::task::spawn_blocking(move || (p.output(), profile))
         .await
         .unwrap()
+        .0
         .unwrap()
 }
 
@@ -487,14 +487,11 @@ async fn dashboard_in_chromium(base: &str, ended: &str, fleet: &Fleet) {
         );
         return;
     }
-    let profile = tempfile::tempdir().unwrap();
     let page = format!("{base}/?live=poll");
     let drilled = format!("{page}#task={}", fleet.running);
     let deadline = Instant::now() + DASHBOARD_WAIT;
     loop {
-        let mut dump = chromium(profile.path());
-        dump.args(["--dump-dom", &drilled]);
-        let out = run(dump).await;
+        let out = chromium(&["--dump-dom", &drilled]).await;
         let dom = String::from_utf8_lossy(&out.stdout);
         let Some(missing) = not_shown(&dom, ended, fleet) else {
             break;
@@ -512,13 +509,9 @@ async fn dashboard_in_chromium(base: &str, ended: &str, fleet: &Fleet) {
     ] {
         let shot = test_output_dir().join(name);
         let _ = std::fs::remove_file(&shot);
-        let mut take = chromium(profile.path());
-        take.args([
-            &format!("--window-size={size}"),
-            &format!("--screenshot={}", shot.display()),
-            url,
-        ]);
-        let out = run(take).await;
+        let window = format!("--window-size={size}");
+        let to = format!("--screenshot={}", shot.display());
+        let out = chromium(&[&window, &to, url]).await;
         let png = std::fs::read(&shot)
             .unwrap_or_else(|e| panic!("no screenshot at {}: {e}; {out:?}", shot.display()));
         assert!(
