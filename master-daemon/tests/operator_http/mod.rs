@@ -279,11 +279,12 @@ async fn fleet_with_every_kind_of_task(
     let lost = submit_job(c, base, job("doomed", "rack=b")).await;
     let pending = submit_job(c, base, job("riscv", "arch=riscv64")).await;
     let tasks = poll_json(c, &format!("{base}/api/v1/tasks"), |tasks| {
-        has_state(tasks, &running, "running") && has_state(tasks, &lost, "running")
+        has_state(tasks, &running, "running")
+            && has_state(tasks, &lost, "running")
+            && has_state(tasks, &pending, "pending")
     })
     .await;
     let waiting = task_in(&tasks, &pending).expect("the pending task is listed");
-    assert_eq!(waiting["state"], "pending", "{waiting}");
     assert!(
         waiting["reason"]
             .as_str()
@@ -438,7 +439,8 @@ fn opening_tag<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
 
 /// What the rendered page must show and does not: a card per agent (edge-2's lost), the
 /// tasks with their states and the pending one's reason, its job, a usage sparkline, the
-/// hoarder's offer, and the running task's drill-down with a Kill button.
+/// decision log, the hoarder's offer, and the running task's drill-down with a Kill
+/// button.
 fn not_shown(dom: &str, ended: &str, fleet: &Fleet) -> Option<String> {
     let texts = [
         "data-agent=\"edge-1\" data-state=\"active\"".to_owned(),
@@ -452,7 +454,7 @@ fn not_shown(dom: &str, ended: &str, fleet: &Fleet) -> Option<String> {
         "data-job=\"riscv\"".to_owned(),
         "class=\"spark\"".to_owned(),
         "data-kind=\"gpus\"".to_owned(),
-        "data-kind=\"accept\"".to_owned(),
+        "<li data-kind=\"".to_owned(),
     ];
     if let Some(missing) = texts.into_iter().find(|t| !dom.contains(t)) {
         return Some(missing);
