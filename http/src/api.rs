@@ -26,7 +26,7 @@ use utoipa::{IntoParams, OpenApi};
 use crate::Handles;
 use crate::command::Command;
 use crate::error::{ApiError, ErrorBody};
-use crate::state::{AgentRow, ClusterState, FrameworkRow, LogTail, TaskDetail, TaskRow};
+use crate::state::{AgentRow, ClusterState, FrameworkRow, LogTail, OfferRow, TaskDetail, TaskRow};
 
 /// Largest request body taken; a larger one is answered 413 `body_too_large`. The only
 /// body taken is a job, so this is the operator's one limit for jobs.
@@ -50,7 +50,7 @@ const SSE_KEEP_ALIVE_MS: u64 = 15_000;
     ),
     paths(
         health, state, agents, frameworks, tasks, task, task_logs, kill_task, submit_job, events,
-        metrics
+        metrics, offers
     ),
     components(schemas(ErrorBody, JobRequest, JobAccepted, TaskDetail, LogTail))
 )]
@@ -67,6 +67,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/v1/state", get(state))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/frameworks", get(frameworks))
+        .route("/api/v1/offers", get(offers))
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/tasks/{id}", get(task).delete(kill_task))
         .route("/api/v1/tasks/{id}/logs", get(task_logs))
@@ -123,6 +124,13 @@ async fn agents(State(h): State<Handles>) -> Json<Vec<AgentRow>> {
 #[utoipa::path(get, path = "/api/v1/frameworks", responses((status = 200, body = Vec<FrameworkRow>)))]
 async fn frameworks(State(h): State<Handles>) -> Json<Vec<FrameworkRow>> {
     Json(current(&h).frameworks.clone())
+}
+
+/// Outstanding offers; their times are on the master's clock (see `master_now_ms` in
+/// `/api/v1/state`).
+#[utoipa::path(get, path = "/api/v1/offers", responses((status = 200, body = Vec<OfferRow>)))]
+async fn offers(State(h): State<Handles>) -> Json<Vec<OfferRow>> {
+    Json(current(&h).offers.clone())
 }
 
 /// Filters of `GET /api/v1/tasks`; each given one must match.

@@ -1,7 +1,7 @@
 //! The snapshot of the cluster that the API, `/metrics` and the dashboard serve: one
 //! serializable value, published by the master daemon. Its rows are the master core's
-//! (`proto::operator`, built by `master::view`); the decision log, the share history and
-//! the counters are the [`crate::Recorder`]'s.
+//! (`proto::operator`, built by `master::view`); the decision log, the share and usage
+//! histories and the counters are the [`crate::Recorder`]'s.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,9 @@ pub use proto::operator::{
 pub struct ClusterState {
     /// Wall clock of the master when the snapshot was taken, ms since the Unix epoch.
     pub generated_at_ms: u64,
+    /// The master's own clock at `generated_at_ms`, ms since the master started: the clock
+    /// of the offers' `made_at_ms` and `expires_at_ms`.
+    pub master_now_ms: u64,
     /// Active agents, then recently lost ones.
     pub agents: Vec<AgentRow>,
     pub frameworks: Vec<FrameworkRow>,
@@ -27,9 +30,13 @@ pub struct ClusterState {
     pub offers: Vec<OfferRow>,
     /// Recent offers and decisions, oldest first (at most [`crate::recorder::LOG_ENTRIES_MAX`]).
     pub log: Vec<LogEntry>,
-    /// Each framework's dominant share at recent snapshots, oldest first (at most
-    /// [`crate::recorder::SHARE_SAMPLES_MAX`]).
+    /// Each framework's dominant share of what its tasks use (what is offered to it does
+    /// not count), one sample per [`crate::recorder::HISTORY_PERIOD_MS`], oldest first,
+    /// the last one as of this snapshot (at most [`crate::recorder::HISTORY_SAMPLES_MAX`]).
     pub share_history: Vec<ShareSample>,
+    /// Each agent's resources in use over time, by agent id, sampled as `share_history`
+    /// is (at most [`crate::recorder::AGENT_HISTORIES_MAX`] agents).
+    pub agent_usage: BTreeMap<String, UsageHistory>,
     pub counters: Counters,
 }
 
@@ -79,8 +86,19 @@ impl LogTail {
 pub struct ShareSample {
     /// Wall clock, ms since the Unix epoch.
     pub at_ms: u64,
-    /// Framework id to dominant share (0 to 1).
+    /// Framework id to its dominant share (0 to 1) of what its tasks use.
     pub shares: BTreeMap<String, f64>,
+}
+
+/// One agent's resources in use over time, column by column.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UsageHistory {
+    /// Wall clock of each sample, ms since the Unix epoch, oldest first.
+    pub at_ms: Vec<u64>,
+    /// Resource kind to the fraction (0 to 1, in thousandths) of the agent's total of it
+    /// in use at each sample of `at_ms`, as many; a kind the agent lacked at a sample is 0
+    /// there. Ranges and sets count their items.
+    pub used: BTreeMap<String, Vec<f64>>,
 }
 
 /// Monotonic counters since the master started, as `/metrics` exports them.

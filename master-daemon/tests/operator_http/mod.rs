@@ -1,7 +1,8 @@
 //! The operator HTTP API, `/metrics` and the dashboard of a live embedded cluster: a real
-//! master daemon serving HTTP on an ephemeral port, a real agent running WASM, the jobs
-//! framework attached to the daemon as `wasmos master` attaches it, a task submitted with
-//! `POST /api/v1/jobs`, and headless Chromium looking at the dashboard.
+//! master daemon serving HTTP on an ephemeral port, real agents running WASM, the jobs
+//! framework attached to the daemon as `wasmos master` attaches it, tasks submitted with
+//! `POST /api/v1/jobs`, and headless Chromium looking at the dashboard of a fleet with
+//! running, pending and lost tasks, a lost agent and an outstanding offer.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,13 +18,17 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// How long Chromium may take to show the task finished.
-const DASHBOARD_WAIT: Duration = Duration::from_secs(60);
+/// How long Chromium may take to show what the API already shows.
+const DASHBOARD_WAIT: Duration = Duration::from_secs(30);
+/// How long an agent's token may stay away before the master declares it lost: short, so
+/// that the dashboard gets to show a lost agent.
+const AGENT_LOST_TIMEOUT_MS: u64 = 1_000;
 
 /// A master serving HTTP on a free loopback port, and one agent.
 async fn cluster_with_http() -> (Cluster, String) {
     let cluster = cluster_configured(|config| {
         config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.core.agent_lost_timeout_ms = AGENT_LOST_TIMEOUT_MS;
     })
     .await;
     let addr = cluster
@@ -188,8 +193,135 @@ async fn live_cluster_serves_the_api_metrics_and_the_dashboard_in_chromium() {
     }
 
     bad_requests_get_a_4xx_json_error(&c, &base, &task_id).await;
-    dashboard_in_chromium(&base, &task_id);
+    let fleet = fleet_with_every_kind_of_task(&cluster, &c, &base, &member).await;
+    dashboard_in_chromium(&base, &task_id, &fleet).await;
+    fleet.edge_2.shutdown().await;
     jobs.shutdown().await;
+}
+
+/// What [`fleet_with_every_kind_of_task`] made: a task of each kind, and an idle
+/// framework holding an offer.
+struct Fleet {
+    running: String,
+    pending: String,
+    lost: String,
+    edge_2: AgentHandle,
+    _edge_2_dir: tempfile::TempDir,
+    _hoarder: (FrameworkClient, Events),
+}
+
+/// A second agent, `edge-2`, on a host named as edge-1's: two cards, told apart by id.
+async fn start_edge_2(cluster: &Cluster, dir: &Path) -> AgentHandle {
+    let advert = AgentAdvert {
+        agent_id: AgentId::new("edge-2"),
+        hostname: "edge-1.local".to_owned(),
+        attributes: Attributes::new().with("arch", "x86_64").with("rack", "b"),
+        total: Resources::new()
+            .with_scalar("cpus", 4.0)
+            .with_scalar("mem", 2048.0)
+            .with_scalar("gpus", 1.0),
+        reserved: Resources::new(),
+        seq: 0,
+        incarnation: 1,
+        tasks: Vec::new(),
+        version: String::new(),
+    };
+    let net = NetConfig::member(cluster.master.endpoints().to_vec());
+    let mut config = AgentDaemonConfig::new(net, advert, dir.to_path_buf());
+    config.advert_period_ms = 500;
+    AgentDaemon::start(config).await.unwrap()
+}
+
+async fn submit_job(c: &reqwest::Client, base: &str, job: Value) -> String {
+    let response = c
+        .post(format!("{base}/api/v1/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{job}");
+    let accepted: JobAccepted = response.json().await.unwrap();
+    accepted.task_ids[0].to_string()
+}
+
+fn task_in<'a>(tasks: &'a Value, id: &str) -> Option<&'a Value> {
+    tasks.as_array()?.iter().find(|t| t["task_id"] == id)
+}
+
+fn has_state(tasks: &Value, id: &str, state: &str) -> bool {
+    task_in(tasks, id).is_some_and(|t| t["state"] == state)
+}
+
+/// Makes the cluster show everything the dashboard shows: a task running on edge-1, one
+/// pending (its constraint `arch=riscv64` no agent meets), one lost with edge-2 (whose
+/// session is cut, as when its process is killed), and a framework that never answers
+/// its offers.
+async fn fleet_with_every_kind_of_task(
+    cluster: &Cluster,
+    c: &reqwest::Client,
+    base: &str,
+    member: &Net,
+) -> Fleet {
+    let edge_2_dir = tempfile::tempdir().unwrap();
+    let edge_2 = start_edge_2(cluster, edge_2_dir.path()).await;
+    let spin = upload_module(member, "spin.wat", SPIN.as_bytes(), |_| {})
+        .await
+        .unwrap();
+    let job = |name: &str, constraint: &str| {
+        json!({"name": name, "module": spin.sha256.0, "cpus": 0.5, "mem": 64,
+               "constraints": [constraint]})
+    };
+    poll_json(c, &format!("{base}/api/v1/agents"), |agents| {
+        agents[1]["agent_id"] == "edge-2" && agents[1]["state"] == "active"
+    })
+    .await;
+    let running = submit_job(c, base, job("spin", "arch=aarch64")).await;
+    let lost = submit_job(c, base, job("doomed", "rack=b")).await;
+    let pending = submit_job(c, base, job("riscv", "arch=riscv64")).await;
+    let tasks = poll_json(c, &format!("{base}/api/v1/tasks"), |tasks| {
+        has_state(tasks, &running, "running")
+            && has_state(tasks, &lost, "running")
+            && has_state(tasks, &pending, "pending")
+    })
+    .await;
+    let waiting = task_in(&tasks, &pending).expect("the pending task is listed");
+    assert!(
+        waiting["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("arch=riscv64")),
+        "{waiting}"
+    );
+
+    edge_2.net().close().await.unwrap();
+    let hoarder = framework(&cluster.master, "hoarder").await;
+    let hoarder_id = hoarder.0.framework_id().to_string();
+    poll_json(c, &format!("{base}/api/v1/tasks"), |tasks| {
+        has_state(tasks, &lost, "lost")
+    })
+    .await;
+    let state = poll_json(c, &format!("{base}/api/v1/state"), |state| {
+        state["agents"][1]["state"] == "lost"
+            && (state["offers"].as_array())
+                .is_some_and(|offers| offers.iter().any(|o| o["framework_id"] == hoarder_id))
+    })
+    .await;
+    // What is offered to the hoarder is its dominant share, but none of it is in use.
+    let hoarder_row = (state["frameworks"].as_array().unwrap().iter())
+        .find(|f| f["framework_id"] == hoarder_id)
+        .unwrap();
+    assert!(hoarder_row["dominant_share"].as_f64().unwrap() > 0.0);
+    let share_history = state["share_history"].as_array().unwrap();
+    let in_use = &share_history.last().unwrap()["shares"][&hoarder_id];
+    assert_eq!(in_use.as_f64(), Some(0.0), "{share_history:?}");
+    assert!(state["agent_usage"]["edge-1"]["used"]["cpus"].is_array());
+    Fleet {
+        running,
+        pending,
+        lost,
+        edge_2,
+        _edge_2_dir: edge_2_dir,
+        _hoarder: hoarder,
+    }
 }
 
 /// Every route with malformed JSON, wrong types, a huge body and unknown ids, through the
@@ -269,7 +401,12 @@ fn test_output_dir() -> PathBuf {
     dir
 }
 
-fn chromium(profile: &Path) -> Process {
+/// Runs headless Chromium on `args`, quiet and self-contained, letting the page's
+/// scripts run for five seconds of virtual time; off the runtime's threads (the master
+/// answers it on them), with a profile of its own (a second Chromium on a profile in use
+/// hands its work to the first and exits).
+async fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
     let mut p = Process::new("chromium");
     p.args([
         "--headless",
@@ -283,14 +420,65 @@ fn chromium(profile: &Path) -> Process {
         "--hide-scrollbars",
         "--virtual-time-budget=5000",
     ]);
-    p.arg(format!("--user-data-dir={}", profile.display()));
-    p
+    p.arg(format!("--user-data-dir={}", profile.path().display()));
+    p.args(args);
+    tokio::task::spawn_blocking(move || (p.output(), profile))
+        .await
+        .unwrap()
+        .0
+        .unwrap()
 }
 
-/// Loads the dashboard until the task's row shows `finished`, then saves a phone-sized
-/// screenshot. The page is loaded in its polling mode (`/?live=poll`): Chromium's virtual
-/// time waits for open requests, and the event stream never ends.
-fn dashboard_in_chromium(base: &str, task_id: &str) {
+/// The opening tag of the element with `id` in a dumped DOM, if there is one.
+fn opening_tag<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let start = dom[..at].rfind('<')?;
+    let end = at + dom[at..].find('>')?;
+    Some(&dom[start..=end])
+}
+
+/// What the rendered page must show and does not: a card per agent (edge-2's lost), the
+/// tasks with their states and the pending one's reason, its job, a usage sparkline, the
+/// decision log, the hoarder's offer, and the running task's drill-down with a Kill
+/// button.
+fn not_shown(dom: &str, ended: &str, fleet: &Fleet) -> Option<String> {
+    let texts = [
+        "data-agent=\"edge-1\" data-state=\"active\"".to_owned(),
+        "data-agent=\"edge-2\" data-state=\"lost\"".to_owned(),
+        format!("data-task=\"{ended}\" data-state=\"finished\""),
+        format!("data-task=\"{}\" data-state=\"running\"", fleet.running),
+        format!("data-task=\"{}\" data-state=\"pending\"", fleet.pending),
+        format!("data-task=\"{}\" data-state=\"lost\"", fleet.lost),
+        "waiting for an offer".to_owned(),
+        "arch=riscv64".to_owned(),
+        "data-job=\"riscv\"".to_owned(),
+        "class=\"spark\"".to_owned(),
+        "data-kind=\"gpus\"".to_owned(),
+        "<li data-kind=\"".to_owned(),
+    ];
+    if let Some(missing) = texts.into_iter().find(|t| !dom.contains(t)) {
+        return Some(missing);
+    }
+    let offers = dom.split("id=\"offers\"").nth(1).unwrap_or("");
+    let offers = offers.split("</table>").next().unwrap_or("");
+    if !(offers.contains("data-offer=") && offers.contains("hoarder")) {
+        return Some(format!(
+            "the hoarder's offer, in the offers table: {offers}"
+        ));
+    }
+    let drill = opening_tag(dom, "drill").unwrap_or("");
+    if !drill.contains(&format!("data-task=\"{}\"", fleet.running)) || drill.contains("hidden") {
+        return Some(format!("the running task's drill-down: {drill}"));
+    }
+    let kill = opening_tag(dom, "drill-kill").unwrap_or("");
+    (kill.is_empty() || kill.contains("disabled")).then(|| format!("a Kill button: {kill}"))
+}
+
+/// Loads the dashboard, with the running task's drill-down open, until it shows the
+/// fleet; then saves screenshots at phone and desktop sizes. The page is loaded in its
+/// polling mode (`/?live=poll`): Chromium's virtual time waits for open requests, and
+/// the event stream never ends.
+async fn dashboard_in_chromium(base: &str, ended: &str, fleet: &Fleet) {
     if !Process::new("chromium")
         .arg("--version")
         .output()
@@ -301,46 +489,37 @@ fn dashboard_in_chromium(base: &str, task_id: &str) {
         );
         return;
     }
-    let profile = tempfile::tempdir().unwrap();
     let page = format!("{base}/?live=poll");
-    let row = format!("data-task=\"{task_id}\" data-state=\"finished\"");
+    let drilled = format!("{page}#task={}", fleet.running);
     let deadline = Instant::now() + DASHBOARD_WAIT;
     loop {
-        let out = chromium(profile.path())
-            .args(["--dump-dom", &page])
-            .output()
-            .unwrap();
+        let out = chromium(&["--dump-dom", &drilled]).await;
         let dom = String::from_utf8_lossy(&out.stdout);
-        if dom.contains(&row) {
-            assert!(
-                dom.contains("data-agent=\"edge-1\""),
-                "fleet missing:\n{dom}"
-            );
-            assert!(dom.contains("jobs"), "framework missing:\n{dom}");
-            assert!(dom.contains("data-kind=\"accept\""), "decision log missing");
+        let Some(missing) = not_shown(&dom, ended, fleet) else {
             break;
-        }
+        };
         assert!(
             Instant::now() < deadline,
-            "the dashboard never showed {task_id} finished:\n{dom}\n{}",
+            "the dashboard never showed {missing}:\n{dom}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let shot = test_output_dir().join("live-cluster-dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = chromium(profile.path())
-        .args([
-            "--window-size=390,844",
-            &format!("--screenshot={}", shot.display()),
-            &page,
-        ])
-        .output()
-        .unwrap();
-    let png = std::fs::read(&shot)
-        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}; {out:?}", shot.display()));
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "the screenshot is not a picture of a page"
-    );
-    eprintln!("live dashboard screenshot: {}", shot.display());
+    for (name, size, url) in [
+        ("live-cluster-phone.png", "390,844", &page),
+        ("live-cluster-desktop.png", "1280,900", &page),
+        ("live-cluster-task-phone.png", "390,844", &drilled),
+    ] {
+        let shot = test_output_dir().join(name);
+        let _ = std::fs::remove_file(&shot);
+        let window = format!("--window-size={size}");
+        let to = format!("--screenshot={}", shot.display());
+        let out = chromium(&[&window, &to, url]).await;
+        let png = std::fs::read(&shot)
+            .unwrap_or_else(|e| panic!("no screenshot at {}: {e}; {out:?}", shot.display()));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name} is not a picture of a page"
+        );
+        eprintln!("live dashboard screenshot: {}", shot.display());
+    }
 }
