@@ -20,6 +20,16 @@ use super::*;
 
 /// How long Chromium may take to show what the API already shows.
 const DASHBOARD_WAIT: Duration = Duration::from_secs(30);
+/// Writes `spinning` on stdout, then spins: a running task with output to show.
+const CHATTY_SPIN: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "spinning\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 9))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop $forever (br $forever))))"#;
 /// How long an agent's token may stay away before the master declares it lost: short, so
 /// that the dashboard gets to show a lost agent.
 const AGENT_LOST_TIMEOUT_MS: u64 = 1_000;
@@ -264,7 +274,7 @@ async fn fleet_with_every_kind_of_task(
 ) -> Fleet {
     let edge_2_dir = tempfile::tempdir().unwrap();
     let edge_2 = start_edge_2(cluster, edge_2_dir.path()).await;
-    let spin = upload_module(member, "spin.wat", SPIN.as_bytes(), |_| {})
+    let spin = upload_module(member, "spin.wat", CHATTY_SPIN.as_bytes(), |_| {})
         .await
         .unwrap();
     let job = |name: &str, constraint: &str| {
@@ -439,8 +449,8 @@ fn opening_tag<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
 
 /// What the rendered page must show and does not: a card per agent (edge-2's lost), the
 /// tasks with their states and the pending one's reason, its job, a usage sparkline, the
-/// decision log, the hoarder's offer, and the running task's drill-down with a Kill
-/// button.
+/// decision log, the hoarder's offer, and the running task's drill-down with its output
+/// and a Kill button.
 fn not_shown(dom: &str, ended: &str, fleet: &Fleet) -> Option<String> {
     let texts = [
         "data-agent=\"edge-1\" data-state=\"active\"".to_owned(),
@@ -469,6 +479,15 @@ fn not_shown(dom: &str, ended: &str, fleet: &Fleet) -> Option<String> {
     let drill = opening_tag(dom, "drill").unwrap_or("");
     if !drill.contains(&format!("data-task=\"{}\"", fleet.running)) || drill.contains("hidden") {
         return Some(format!("the running task's drill-down: {drill}"));
+    }
+    let output = dom.split("id=\"drill-log\"").nth(1).unwrap_or("");
+    if !output
+        .split("</pre>")
+        .next()
+        .unwrap_or("")
+        .contains("spinning")
+    {
+        return Some("the running task's output in its drill-down".to_owned());
     }
     let kill = opening_tag(dom, "drill-kill").unwrap_or("");
     (kill.is_empty() || kill.contains("disabled")).then(|| format!("a Kill button: {kill}"))
