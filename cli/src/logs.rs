@@ -77,6 +77,12 @@ impl LogReader {
                 Ok(OperatorReply::Logs(output)) => {
                     self.unanswered_since = None;
                     self.print(&output)?;
+                    if self.follow
+                        && output.state.is_terminal()
+                        && output.state != TaskState::Finished
+                    {
+                        eprintln!("(task {} ended {})", self.task_id, output.state.as_str());
+                    }
                     if !self.follow || output.state.is_terminal() {
                         return Ok(ExitCode::SUCCESS);
                     }

@@ -55,7 +55,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "IMAGE")]
     pub oci: Option<String>,
     /// The --oci image is on the agents only: do not check it here (give an absolute path).
-    #[arg(long, requires = "oci")]
+    #[arg(long)]
     pub image_on_agents: bool,
     /// Cpus per task (more than 0, at most 1024).
     #[arg(long, default_value_t = 0.1, value_parser = crate::args::finite_amount)]
@@ -160,6 +160,7 @@ fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
     let mut constraints = args.constraints.clone();
     let image = match &args.oci {
         Some(image) => Some(checked_image(image, args.image_on_agents)?),
+        None if args.image_on_agents => return Err(anyhow!("--image-on-agents goes with --oci")),
         None => None,
     };
     if let Some((image, Some(arch))) = &image

@@ -442,10 +442,32 @@ async fn logs(ctx: &OperatorContext, request: LogsRequest) -> Result<OperatorRep
         .await
     {
         Ok(LogsReply::Output(output)) => Ok(OperatorReply::Logs(output)),
-        Ok(LogsReply::Error { message }) => Err(OperatorError::Conflict(message)),
-        Err(e) => Err(OperatorError::Conflict(format!(
-            "agent {agent_id} did not give the output of {task_id}: {e}"
-        ))),
+        Ok(LogsReply::Error { message }) => ended_for_follower(ctx, &request, message).await,
+        Err(e) => {
+            let message = format!("agent {agent_id} did not give the output of {task_id}: {e}");
+            ended_for_follower(ctx, &request, message).await
+        }
+    }
+}
+
+/// The agent gave no output. A follower (`from` given) of a task that has ended, lost
+/// with its agent or forgotten by it, is told the end with nothing more to read, so that
+/// it stops; anyone else gets `message`.
+async fn ended_for_follower(
+    ctx: &OperatorContext,
+    request: &LogsRequest,
+    message: String,
+) -> Result<OperatorReply, OperatorError> {
+    let (Some(from), id) = (request.from, request.task_id.clone()) else {
+        return Err(OperatorError::Conflict(message));
+    };
+    match read(ctx, move |core| core.task_end(&id)).await? {
+        Some(state) => Ok(OperatorReply::Logs(TaskOutput {
+            state,
+            stdout: OutputPart::new([], from.stdout),
+            stderr: OutputPart::new([], from.stderr),
+        })),
+        None => Err(OperatorError::Conflict(message)),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use proto::operator::{AgentRow, AgentState, FrameworkRow, OfferRow, TaskRow};
 use proto::resources::{SCALAR_MILLIS_PER_UNIT, dominant_share_of};
-use proto::{AgentId, TaskId};
+use proto::{AgentId, TaskId, TaskState};
 
 use crate::master::Master;
 use crate::tasks::{EndedTask, TaskRecord, TaskUsage};
@@ -153,6 +153,11 @@ impl Master {
         self.tasks
             .owner(task_id)
             .map(|(_, agent_id)| agent_id.clone())
+    }
+
+    /// The end a task's framework was told, while the master remembers it.
+    pub fn task_end(&self, task_id: &TaskId) -> Option<TaskState> {
+        self.tasks.ended(task_id).map(|t| t.latest.state)
     }
 
     /// Outstanding offers, times on the master's clock.

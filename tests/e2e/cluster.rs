@@ -793,6 +793,18 @@ fn read_until_tick(lines: &mut impl Iterator<Item = std::io::Result<String>>, n:
     panic!("{who} ended before tick {n}");
 }
 
+/// Waits (bounded) for a process that should end by itself.
+fn wait_for_exit(process: &mut Killed) -> std::process::ExitStatus {
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// What `wasmos logs` (no follow) shows now: its highest tick.
 fn ticks_now(id: &str, endpoint: &str) -> u64 {
     let out = client(&["logs", id], endpoint);
@@ -819,12 +831,14 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
             &endpoint,
             "--http",
             &http,
+            "--agent-lost-timeout",
+            "1",
             "--store-dir",
         ])
         .arg(dir.path().join("store"))
         .stderr(Stdio::inherit());
     let _master = spawn_master(master, &endpoint);
-    let _agent = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let (mut agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
     let ticks = module("p1_ticks");
     let ids = run(
         &[ticks.to_str().unwrap(), "--", "100000", "50"],
@@ -872,21 +886,33 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
         "{}",
         String::from_utf8_lossy(&killed.stderr)
     );
-    let deadline = Instant::now() + TASK_STATE_WAIT;
-    let exit = loop {
-        if let Some(status) = follower.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "logs -f did not end with the task"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = wait_for_exit(&mut follower);
     assert!(exit.success(), "logs -f: {exit:?}");
     for line in body {
         line.expect("the followed response ends when the task does");
     }
+
+    // A follower of a task lost with its agent stops, and says how the task ended.
+    let ids = run(
+        &[ticks.to_str().unwrap(), "--", "100000", "50"],
+        1,
+        &endpoint,
+    );
+    let mut follower = Killed(
+        wasmos()
+            .args(["logs", "-f", &ids[0], "--connect", &endpoint])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut followed = BufReader::new(follower.0.stdout.take().unwrap()).lines();
+    read_until_tick(&mut followed, 0, "logs -f");
+    agent.kill();
+    assert!(wait_for_exit(&mut follower).success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut follower.0.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("ended lost"), "{said}");
 
     // An unknown task is an error at once, even to a follower.
     let out = client(&["logs", "-f", "no-such-task"], &endpoint);
