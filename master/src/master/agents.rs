@@ -27,6 +27,14 @@ impl Master {
     pub fn handle_agent_advert(&mut self, now: Millis, advert: AgentAdvert) {
         self.advance(now);
         let id = advert.agent_id.clone();
+        if self.is_another_process(&advert) {
+            tracing::warn!(
+                agent_id = %id,
+                incarnation = advert.incarnation,
+                "advert ignored: another process holds this agent id (its liveliness token never went)"
+            );
+            return;
+        }
         self.advert_liveness(&id);
         self.heard_from(&id);
         let tasks = advert.tasks.clone();
@@ -224,6 +232,7 @@ impl Master {
             incarnation: advert.incarnation,
             seq: advert.seq,
             tasks: BTreeSet::new(),
+            token_lapsed: false,
         };
         self.agents.insert(id.clone(), record);
         self.want_allocation_of(&id);
@@ -247,6 +256,7 @@ impl Master {
             self.want_allocation_of(&id);
         }
         if let Some(record) = self.agents.get_mut(&id) {
+            record.token_lapsed &= record.incarnation == advert.incarnation;
             record.hostname = advert.hostname;
             record.incarnation = advert.incarnation;
             record.seq = advert.seq;

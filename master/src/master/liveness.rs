@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::deadlines::Deadlines;
 
-use proto::{AgentId, Event, FrameworkId, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{AgentAdvert, AgentId, Event, FrameworkId, StatusUuid, TaskId, TaskState, TaskStatus};
 
 use super::{Action, Master};
 use crate::time::Millis;
@@ -78,14 +78,26 @@ impl Master {
             return;
         }
         self.liveness.agents_alive.remove(agent_id);
-        if !self.agents.contains_key(agent_id) {
+        let Some(record) = self.agents.get_mut(agent_id) else {
             return; // Left already, or never advertised: an advert starts the clock.
-        }
+        };
+        record.token_lapsed = true;
         let timeout_ms = self.config.agent_lost_timeout_ms;
         tracing::info!(%agent_id, timeout_ms, "agent token gone");
         self.liveness
             .agents_lost_at
             .set(agent_id.clone(), now.plus_ms(timeout_ms));
+    }
+
+    /// An advert of a newer incarnation than the known one while the known process's
+    /// token has stayed: not a restart (whose old token goes first) but a second process
+    /// with the same id, which must not take the agent's place in the books.
+    pub(super) fn is_another_process(&self, advert: &AgentAdvert) -> bool {
+        self.agents.get(&advert.agent_id).is_some_and(|r| {
+            advert.incarnation > r.incarnation
+                && !r.token_lapsed
+                && self.liveness.agents_alive.contains(&advert.agent_id)
+        })
     }
 
     /// An advert from an agent without a token starts its lost clock; the token normally

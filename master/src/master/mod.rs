@@ -78,6 +78,9 @@ pub(crate) struct AgentRecord {
     pub incarnation: u64,
     pub seq: u64,
     pub tasks: BTreeSet<TaskId>,
+    /// Its liveliness token went since `incarnation` was first heard: a process with a
+    /// new incarnation may take the id (a restart). While it holds, one may not.
+    pub token_lapsed: bool,
 }
 
 #[derive(Clone, Debug)]
