@@ -12,8 +12,11 @@ use std::time::Duration;
 use agent::oci::OciContainer;
 use agent::wasm::CapturedOutput;
 use agent_core::{AgentAction, AgentNode, AgentNodeConfig, TaskEnd};
+use net::Responder;
 use net::clock::{Clock, unix_ms};
-use proto::admin::{LOG_STREAM_BYTES_MAX, LogsReply, LogsRequest, OutputPart, TaskOutput};
+use proto::admin::{
+    LOG_STREAM_BYTES_MAX, LogOffsets, LogsReply, LogsRequest, OutputPart, TaskOutput,
+};
 use proto::{AgentAdvert, TaskId, TaskState, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,7 +37,7 @@ pub(crate) struct Driver {
     live: BTreeMap<TaskId, LiveOutput>,
     /// Output of ended tasks (the last [`LOG_STREAM_BYTES_MAX`] of each stream), oldest
     /// first in `outputs_order`.
-    outputs: BTreeMap<TaskId, TaskOutput>,
+    outputs: BTreeMap<TaskId, Arc<TaskOutput>>,
     outputs_order: VecDeque<TaskId>,
     inputs: mpsc::Sender<Input>,
     journal: StatusJournal,
@@ -111,10 +114,7 @@ impl Driver {
                 }
             }
             Input::Logs(request, responder) => {
-                let reply = self.logs(&request);
-                if let Err(e) = responder.reply(&reply).await {
-                    tracing::debug!(%e, "could not answer a logs request");
-                }
+                self.log_source(&request.task_id).answer(request, responder);
             }
             Input::Runner { task_id, update } => self.handle_runner(now, &task_id, update),
             Input::MasterAppeared => self.node.handle_master_appeared(now),
@@ -278,48 +278,73 @@ impl Driver {
         }
         let output = TaskOutput {
             state,
-            stdout: stdout.part().last(LOG_STREAM_BYTES_MAX),
-            stderr: stderr.part().last(LOG_STREAM_BYTES_MAX),
+            stdout: stdout.part().select(None, LOG_STREAM_BYTES_MAX),
+            stderr: stderr.part().select(None, LOG_STREAM_BYTES_MAX),
         };
-        self.outputs.insert(task_id.clone(), output);
+        self.outputs.insert(task_id.clone(), Arc::new(output));
         self.outputs_order.push_back(task_id.clone());
     }
 
-    /// What a task wrote, running or ended, as the request asks.
-    fn logs(&self, request: &LogsRequest) -> LogsReply {
-        let (task_id, from) = (&request.task_id, request.from);
+    /// Where a task's output is read from: a copy of what an ended task kept, or the
+    /// running task's streams.
+    fn log_source(&self, task_id: &TaskId) -> LogSource {
         if let Some(output) = self.outputs.get(task_id) {
-            return LogsReply::Output(TaskOutput {
-                state: output.state,
-                stdout: output
-                    .stdout
-                    .select(from.map(|f| f.stdout), LOG_STREAM_BYTES_MAX),
-                stderr: output
-                    .stderr
-                    .select(from.map(|f| f.stderr), LOG_STREAM_BYTES_MAX),
-            });
+            return LogSource::Ended(output.clone());
         }
-        let status = self.node.task(task_id);
-        match (status, self.live.get(task_id)) {
-            (Some(status), Some(live)) => {
-                let (stdout, stderr) = live.parts(from, LOG_STREAM_BYTES_MAX);
+        match (self.node.task(task_id), self.live.get(task_id)) {
+            (Some(status), Some(live)) => LogSource::Live(status.state, live.clone()),
+            (Some(status), None) => LogSource::Ended(Arc::new(TaskOutput {
+                state: status.state,
+                stdout: OutputPart::default(),
+                stderr: OutputPart::default(),
+            })),
+            (None, _) => LogSource::Gone(format!(
+                "agent {} has no output of task {task_id} (it never ran here, or its output was dropped to make room)",
+                self.node.advert().agent_id
+            )),
+        }
+    }
+}
+
+/// Where a logs request is answered from, taken out of the driver so that reading (a
+/// container's log files, a copy of a capture) happens off its loop.
+enum LogSource {
+    Ended(Arc<TaskOutput>),
+    Live(TaskState, LiveOutput),
+    Gone(String),
+}
+
+impl LogSource {
+    fn read(self, from: Option<LogOffsets>) -> LogsReply {
+        let max = LOG_STREAM_BYTES_MAX;
+        match self {
+            LogSource::Ended(output) => LogsReply::Output(TaskOutput {
+                state: output.state,
+                stdout: output.stdout.select(from.map(|f| f.stdout), max),
+                stderr: output.stderr.select(from.map(|f| f.stderr), max),
+            }),
+            LogSource::Live(state, live) => {
+                let (stdout, stderr) = live.parts(from, max);
                 LogsReply::Output(TaskOutput {
-                    state: status.state,
+                    state,
                     stdout,
                     stderr,
                 })
             }
-            (Some(status), None) => LogsReply::Output(TaskOutput {
-                state: status.state,
-                stdout: OutputPart::default(),
-                stderr: OutputPart::default(),
-            }),
-            (None, _) => LogsReply::Error {
-                message: format!(
-                    "agent {} has no output of task {task_id} (it never ran here, or its output was dropped to make room)",
-                    self.node.advert().agent_id
-                ),
-            },
+            LogSource::Gone(message) => LogsReply::Error { message },
         }
+    }
+
+    /// Answers `request` on a blocking thread, then replies.
+    fn answer(self, request: LogsRequest, responder: Responder) {
+        tokio::spawn(async move {
+            let reading = tokio::task::spawn_blocking(move || self.read(request.from));
+            let reply = reading.await.unwrap_or_else(|e| LogsReply::Error {
+                message: format!("reading the task's output ended abnormally: {e}"),
+            });
+            if let Err(e) = responder.reply(&reply).await {
+                tracing::debug!(%e, "could not answer a logs request");
+            }
+        });
     }
 }

@@ -43,8 +43,8 @@ impl LiveOutput {
     pub(crate) fn parts(&self, from: Option<LogOffsets>, max: usize) -> (OutputPart, OutputPart) {
         match self {
             LiveOutput::Wasm(streams) => (
-                streams.stdout.part().select(from.map(|f| f.stdout), max),
-                streams.stderr.part().select(from.map(|f| f.stderr), max),
+                streams.stdout.select(from.map(|f| f.stdout), max),
+                streams.stderr.select(from.map(|f| f.stderr), max),
             ),
             LiveOutput::Oci(container) => container.output_parts(from, max),
         }

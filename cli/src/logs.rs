@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use master_daemon::tools::{self, TOOL_QUERY_TIMEOUT_MS, ToolError};
 use net::Net;
-use proto::admin::{LogOffsets, LogsRequest, OutputPart, TaskOutput};
+use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsRequest, OutputPart, TaskOutput};
 use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
 use proto::{TaskId, TaskState};
 
@@ -21,6 +21,9 @@ use crate::master_cmd::runtime;
 pub const FOLLOW_POLL_MS: u64 = 500;
 /// How long `logs -f` keeps asking while nobody answers, before it gives up.
 pub const FOLLOW_UNANSWERED_MAX_MS: u64 = 300_000;
+/// How long `logs -f` keeps asking while the master does not know a task it knew (a
+/// restarted master learns it from its agent within its re-registration window).
+pub const FOLLOW_NOT_FOUND_MAX_MS: u64 = 30_000;
 
 #[derive(clap::Args)]
 pub struct LogsArgs {
@@ -76,19 +79,32 @@ impl LogReader {
             match tools::ask(net, &request, TOOL_QUERY_TIMEOUT_MS).await {
                 Ok(OperatorReply::Logs(output)) => {
                     self.unanswered_since = None;
-                    self.print(&output)?;
-                    if self.follow
-                        && output.state.is_terminal()
-                        && output.state != TaskState::Finished
-                    {
-                        eprintln!("(task {} ended {})", self.task_id, output.state.as_str());
+                    if let Err(e) = self.print(&output) {
+                        // `logs -f | head`: the reader went, which is no failure.
+                        return match e.kind() {
+                            std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                            _ => Err(e.into()),
+                        };
                     }
-                    if !self.follow || output.state.is_terminal() {
+                    let state = output.state;
+                    if state.is_terminal() && state != TaskState::Finished {
+                        eprintln!("(task {} ended {})", self.task_id, state.as_str());
+                    }
+                    if !self.follow || state.is_terminal() {
                         return Ok(ExitCode::SUCCESS);
                     }
                     self.from = Some(output.ends());
+                    if is_cut_short(&output) {
+                        continue; // More is there already: no pause.
+                    }
                 }
                 Ok(other) => return Err(anyhow!(tools::unexpected(&other))),
+                Err(ToolError::Operator(OperatorError::NotFound(_))) if self.said_pending => {
+                    return Err(anyhow!(
+                        "task {} is gone: it was cancelled before it started",
+                        self.task_id
+                    ));
+                }
                 Err(e) if self.follow && self.worth_waiting(&e) => self.wait_for_answer(e)?,
                 Err(e) => return Err(task_error(e, self.task_id.as_str(), &self.endpoint)),
             }
@@ -106,7 +122,13 @@ impl LogReader {
         }
     }
 
+    /// Waits on, unless nobody has answered for [`FOLLOW_UNANSWERED_MAX_MS`] (a master
+    /// that does not know the task: [`FOLLOW_NOT_FOUND_MAX_MS`]).
     fn wait_for_answer(&mut self, e: ToolError) -> anyhow::Result<()> {
+        let limit_ms = match e {
+            ToolError::Operator(OperatorError::NotFound(_)) => FOLLOW_NOT_FOUND_MAX_MS,
+            _ => FOLLOW_UNANSWERED_MAX_MS,
+        };
         let since = *self.unanswered_since.get_or_insert_with(|| {
             eprintln!(
                 "(no answer about task {} yet: {e}; still waiting)",
@@ -114,16 +136,16 @@ impl LogReader {
             );
             Instant::now()
         });
-        if since.elapsed() > Duration::from_millis(FOLLOW_UNANSWERED_MAX_MS) {
+        if since.elapsed() > Duration::from_millis(limit_ms) {
             return Err(task_error(e, self.task_id.as_str(), &self.endpoint)).context(format!(
                 "gave up following after {} s without an answer",
-                FOLLOW_UNANSWERED_MAX_MS / 1000
+                limit_ms / 1000
             ));
         }
         Ok(())
     }
 
-    fn print(&mut self, output: &TaskOutput) -> anyhow::Result<()> {
+    fn print(&mut self, output: &TaskOutput) -> std::io::Result<()> {
         if output.state == TaskState::Pending && !self.said_pending {
             self.said_pending = true;
             let what = if self.follow {
@@ -146,4 +168,10 @@ impl LogReader {
         std::io::stderr().write_all(&text(&output.stderr, from.stderr))?;
         Ok(())
     }
+}
+
+/// A part cut at [`LOG_STREAM_BYTES_MAX`]: the agent holds more already.
+fn is_cut_short(output: &TaskOutput) -> bool {
+    let full = |part: &OutputPart| part.kept_bytes() >= LOG_STREAM_BYTES_MAX as u64;
+    full(&output.stdout) || full(&output.stderr)
 }

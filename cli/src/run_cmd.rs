@@ -412,12 +412,17 @@ fn checked_image(image: &str, on_agents_only: bool) -> anyhow::Result<(String, O
             )),
         };
     }
-    let absolute = std::fs::canonicalize(path).map_err(|e| {
-        anyhow!(
-            "no OCI image layout at {image} ({e}); give the path of an image layout directory \
-             (with oci-layout and index.json), or --image-on-agents for an image only the agents have"
-        )
-    })?;
+    // Absolute, but symbolic links kept: the agents are to see the same path.
+    let absolute = std::path::absolute(path)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| {
+            anyhow!(
+                "no OCI image layout at {image}: give the path of an image layout directory \
+                 (with oci-layout and index.json), or --image-on-agents for an image only the \
+                 agents have"
+            )
+        })?;
     let arch = agent::oci::image_arch(&absolute)
         .map_err(|e| anyhow!("{image} is not a usable OCI image layout: {e}"))?;
     Ok((absolute.to_string_lossy().into_owned(), arch))

@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use proto::admin::{LogOffsets, LogsRequest, OutputPart, TaskOutput};
+use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsRequest, OutputPart, TaskOutput};
 use proto::operator::{
     JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError, OperatorReply, OperatorRequest,
 };
@@ -23,10 +23,10 @@ use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 use utoipa::{IntoParams, OpenApi};
 
-use crate::Handles;
 use crate::command::Command;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{AgentRow, ClusterState, FrameworkRow, LogTail, OfferRow, TaskDetail, TaskRow};
+use crate::{Handles, LOG_FOLLOWS_MAX};
 
 /// Largest request body taken; a larger one is answered 413 `body_too_large`. The only
 /// body taken is a job, so this is the operator's one limit for jobs.
@@ -38,7 +38,7 @@ pub const LOG_FOLLOW_POLL_MS: u64 = 500;
 /// How long a follow keeps asking while the task's agent does not answer.
 pub const LOG_FOLLOW_UNANSWERED_MAX_MS: u64 = 60_000;
 /// Chunks of a followed task's output queued for a slow reader before the follow waits.
-const LOG_FOLLOW_CHUNKS_QUEUED: usize = 16;
+const LOG_FOLLOW_CHUNKS_QUEUED: usize = 4;
 /// Between SSE keep-alive comments, so proxies keep an idle stream open.
 const SSE_KEEP_ALIVE_MS: u64 = 15_000;
 
@@ -220,7 +220,7 @@ async fn task(
         Ok(OperatorReply::Logs(output)) => {
             let (stdout, stderr) = (&output.stdout, &output.stderr);
             let dropped = stdout.dropped_since(0) + stderr.dropped_since(0);
-            let tail = LogTail::of_output(&stdout.concat(), &stderr.concat(), dropped);
+            let tail = LogTail::of_output(&stdout.text_since(0), &stderr.text_since(0), dropped);
             (Some(tail), None)
         }
         Ok(other) => (None, Some(unexpected(&other).message)),
@@ -320,25 +320,36 @@ async fn task_logs(
     };
     let first = streams.text(&output, LogOffsets::default(), query.tail);
     let body = if query.follow && !output.state.is_terminal() {
+        let permit = h.follows.clone().try_acquire_owned().map_err(|_| {
+            ApiError::unavailable(format!(
+                "{LOG_FOLLOWS_MAX} task logs are followed already; try again later, or without follow"
+            ))
+        })?;
         let (tx, rx) = mpsc::channel(LOG_FOLLOW_CHUNKS_QUEUED);
         let _ = tx.try_send(Ok(Bytes::from(first)));
-        tokio::spawn(follow_logs(h, id, streams, output.ends(), tx));
+        tokio::spawn(async move {
+            follow_logs(&h, &id, streams, output.ends(), &tx).await;
+            drop(permit);
+        });
         axum::body::Body::from_stream(ReceiverStream::new(rx))
     } else {
         axum::body::Body::from(first)
     };
-    let content_type = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    Ok((content_type, body).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    Ok((headers, body).into_response())
 }
 
 /// Sends what the task writes from `from` on until it ends, the reader goes, or nobody
 /// has answered for [`LOG_FOLLOW_UNANSWERED_MAX_MS`] (said at the end of the text).
 async fn follow_logs(
-    h: Handles,
-    id: TaskId,
+    h: &Handles,
+    id: &TaskId,
     streams: Streams,
     mut from: LogOffsets,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
     let mut unanswered_since: Option<tokio::time::Instant> = None;
     let stopped = |why: &str| {
@@ -346,15 +357,23 @@ async fn follow_logs(
             "\n[... following stopped: {why} ...]\n"
         )))
     };
+    let mut pause = true;
     loop {
-        tokio::time::sleep(Duration::from_millis(LOG_FOLLOW_POLL_MS)).await;
+        if pause {
+            tokio::time::sleep(Duration::from_millis(LOG_FOLLOW_POLL_MS)).await;
+        }
         if tx.is_closed() {
             return;
         }
-        let output = match ask(&h, logs_request(&id, Some(from))).await {
+        let output = match ask(h, logs_request(id, Some(from))).await {
             Ok(OperatorReply::Logs(output)) => output,
             Ok(other) => {
                 let _ = tx.send(stopped(&unexpected(&other).message)).await;
+                return;
+            }
+            // Gone from the master (cancelled while pending, or forgotten): it ends here.
+            Err(e) if e.status == StatusCode::NOT_FOUND => {
+                let _ = tx.send(stopped(&e.message)).await;
                 return;
             }
             Err(e) => {
@@ -363,6 +382,7 @@ async fn follow_logs(
                     let _ = tx.send(stopped(&e.message)).await;
                     return;
                 }
+                pause = true;
                 continue;
             }
         };
@@ -375,6 +395,9 @@ async fn follow_logs(
         if output.state.is_terminal() {
             return;
         }
+        // A part cut at the reply's limit: more is there already.
+        let full = |part: &OutputPart| part.kept_bytes() >= LOG_STREAM_BYTES_MAX as u64;
+        pause = !(full(&output.stdout) || full(&output.stderr));
     }
 }
 

@@ -9,7 +9,7 @@
 //!    every [`SNAPSHOT_INTERVAL_MS_MIN`].
 //! 3. Answer the [`Command`]s that arrive on an mpsc channel: operator requests (log
 //!    tails, kills, jobs), answered as on the `master/admin` queryable.
-//! 4. `tokio::spawn(http_api::serve(addr, Handles { state, commands }))`.
+//! 4. `tokio::spawn(http_api::serve(addr, Handles::new(state, commands)))`.
 //!
 //! Architecture invariant: this crate never mutates the master; everything it shows comes
 //! from the published [`ClusterState`], everything it asks goes through [`Command`].
@@ -44,6 +44,25 @@ pub struct Handles {
     pub state: watch::Receiver<Arc<ClusterState>>,
     /// Requests to the daemon, each answered on its oneshot.
     pub commands: mpsc::Sender<Command>,
+    /// A permit per followed task log (`?follow=true`): at most [`LOG_FOLLOWS_MAX`].
+    pub(crate) follows: Arc<tokio::sync::Semaphore>,
+}
+
+/// Most task logs followed over HTTP at once; one more is answered 503. Each follower
+/// asks the daemon twice a second, through the same queue as every other request.
+pub const LOG_FOLLOWS_MAX: usize = 8;
+
+impl Handles {
+    pub fn new(
+        state: watch::Receiver<Arc<ClusterState>>,
+        commands: mpsc::Sender<Command>,
+    ) -> Handles {
+        Handles {
+            state,
+            commands,
+            follows: Arc::new(tokio::sync::Semaphore::new(LOG_FOLLOWS_MAX)),
+        }
+    }
 }
 
 /// Every route: the API under `/api/v1`, `/health`, `/metrics` and the dashboard at `/`.

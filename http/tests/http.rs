@@ -431,10 +431,7 @@ async fn start_cluster() -> Cluster {
             }
         }
     });
-    let handles = Handles {
-        state: state_rx,
-        commands: commands_tx,
-    };
+    let handles = Handles::new(state_rx, commands_tx);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(http_api::serve_on(listener, handles.clone()));

@@ -284,10 +284,7 @@ pub(crate) async fn serve(
     };
     let addr = listener.local_addr().ok();
     let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(COMMANDS_QUEUED_MAX);
-    let handles = Handles {
-        state,
-        commands: commands_tx,
-    };
+    let handles = Handles::new(state, commands_tx);
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http_api::serve_on(listener, handles).await {
             tracing::error!(%e, "the HTTP API stopped");
@@ -442,25 +439,23 @@ async fn logs(ctx: &OperatorContext, request: LogsRequest) -> Result<OperatorRep
         .await
     {
         Ok(LogsReply::Output(output)) => Ok(OperatorReply::Logs(output)),
-        Ok(LogsReply::Error { message }) => ended_for_follower(ctx, &request, message).await,
+        Ok(LogsReply::Error { message }) => ended_without_output(ctx, &request, message).await,
         Err(e) => {
             let message = format!("agent {agent_id} did not give the output of {task_id}: {e}");
-            ended_for_follower(ctx, &request, message).await
+            ended_without_output(ctx, &request, message).await
         }
     }
 }
 
-/// The agent gave no output. A follower (`from` given) of a task that has ended, lost
-/// with its agent or forgotten by it, is told the end with nothing more to read, so that
-/// it stops; anyone else gets `message`.
-async fn ended_for_follower(
+/// The agent gave no output. For a task that has ended (lost with its agent, or
+/// forgotten by it) that is the answer: its end, with nothing to read, so that a follower
+/// stops. For a live task, `message` (its agent may be back soon).
+async fn ended_without_output(
     ctx: &OperatorContext,
     request: &LogsRequest,
     message: String,
 ) -> Result<OperatorReply, OperatorError> {
-    let (Some(from), id) = (request.from, request.task_id.clone()) else {
-        return Err(OperatorError::Conflict(message));
-    };
+    let (from, id) = (request.from.unwrap_or_default(), request.task_id.clone());
     match read(ctx, move |core| core.task_end(&id)).await? {
         Some(state) => Ok(OperatorReply::Logs(TaskOutput {
             state,

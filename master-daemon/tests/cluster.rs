@@ -260,7 +260,7 @@ async fn tasks_run_to_their_end_and_every_update_is_acknowledged() {
     assert_eq!(
         (
             logs.state,
-            logs.stdout.concat().as_slice(),
+            logs.stdout.text_since(0).as_slice(),
             logs.stdout.dropped_since(0)
         ),
         (TaskState::Finished, &b"hello from wasm\n"[..], 0)

@@ -120,82 +120,36 @@ impl OutputPart {
         self.end.saturating_sub(from).saturating_sub(kept)
     }
 
-    /// The kept bytes, in order, with the gaps left out.
-    pub fn concat(&self) -> Vec<u8> {
-        self.pieces
-            .iter()
-            .flat_map(|p| p.bytes.iter().copied())
-            .collect()
-    }
-
-    /// The last `max` kept bytes.
-    pub fn last(&self, max: usize) -> OutputPart {
-        let mut left = max;
-        let mut pieces = Vec::new();
-        for p in self.pieces.iter().rev() {
-            if left == 0 {
-                break;
-            }
-            let cut = p.bytes.len().saturating_sub(left);
-            left -= p.bytes.len() - cut;
-            pieces.push(OutputPiece {
-                offset: p.offset + cut as u64,
-                bytes: p.bytes[cut..].to_vec(),
-            });
-        }
-        pieces.reverse();
-        OutputPart::new(pieces, self.end)
-    }
-
-    /// What is kept at offsets `from` and after, at most `max` bytes of it; when that cuts
-    /// it short, `end` is where the cut is, so that asking again from `end` goes on.
-    pub fn since(&self, from: u64, max: usize) -> OutputPart {
-        let mut left = max;
-        let mut pieces = Vec::new();
-        for p in &self.pieces {
-            let p_end = p.offset + p.bytes.len() as u64;
-            if p_end <= from {
-                continue;
-            }
-            let skip = from.saturating_sub(p.offset) as usize;
-            let take = (p.bytes.len() - skip).min(left);
-            if take == 0 {
-                return OutputPart::new(pieces, p.offset.max(from));
-            }
-            left -= take;
-            pieces.push(OutputPiece {
-                offset: p.offset + skip as u64,
-                bytes: p.bytes[skip..skip + take].to_vec(),
-            });
-            if skip + take < p.bytes.len() {
-                let cut = p.offset + (skip + take) as u64;
-                return OutputPart::new(pieces, cut);
-            }
-        }
-        OutputPart::new(pieces, self.end)
-    }
-
-    /// The kept bytes from offset `from` on, for people: each gap is said in line as
-    /// `[... N bytes not kept ...]`.
+    /// The kept bytes from offset `from` on, for people: each gap (also one at the end)
+    /// is said in line as `[... N bytes not kept ...]`.
     pub fn text_since(&self, from: u64) -> Vec<u8> {
         let mut out = Vec::new();
         let mut at = from;
+        let gap = |out: &mut Vec<u8>, bytes: u64| {
+            if !out.is_empty() && out.last() != Some(&b'\n') {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(format!("[... {bytes} bytes not kept ...]\n").as_bytes());
+        };
         for piece in &self.pieces {
             if piece.offset > at {
-                let newline = if at > 0 { "\n" } else { "" };
-                let gap = format!("{newline}[... {} bytes not kept ...]\n", piece.offset - at);
-                out.extend_from_slice(gap.as_bytes());
+                gap(&mut out, piece.offset - at);
             }
             let skip = at.saturating_sub(piece.offset) as usize;
             out.extend_from_slice(piece.bytes.get(skip..).unwrap_or_default());
             at = at.max(piece.offset + piece.bytes.len() as u64);
         }
+        if self.end > at {
+            gap(&mut out, self.end - at);
+        }
         out
     }
 
-    /// The last `n` lines of the kept bytes (a final newline ends the last line).
+    /// The last `n` lines of the kept bytes (a final newline ends the last line); a gap
+    /// among them is said as in [`OutputPart::text_since`].
     pub fn last_lines(&self, n: usize) -> Vec<u8> {
-        let mut bytes = self.concat();
+        let first = self.pieces.first().map_or(self.end, |p| p.offset);
+        let mut bytes = self.text_since(first);
         let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
         let start = match n {
             0 => bytes.len(),
@@ -207,12 +161,87 @@ impl OutputPart {
         bytes.split_off(start)
     }
 
-    /// [`OutputPart::last`] for `None`, [`OutputPart::since`] for `Some(from)`.
+    /// The kept bytes as a borrowed [`OutputView`].
+    pub fn view(&self) -> OutputView<'_> {
+        OutputView {
+            pieces: self
+                .pieces
+                .iter()
+                .map(|p| (p.offset, p.bytes.as_slice()))
+                .collect(),
+            end: self.end,
+        }
+    }
+
+    /// See [`OutputView::select`].
+    pub fn select(&self, from: Option<u64>, max: usize) -> OutputPart {
+        self.view().select(from, max)
+    }
+}
+
+/// Kept bytes of a stream, borrowed (from a part, or from a capture under its lock):
+/// `(offset, bytes)` pieces in offset order, and the stream's length.
+#[derive(Clone, Debug, Default)]
+pub struct OutputView<'a> {
+    pub pieces: Vec<(u64, &'a [u8])>,
+    pub end: u64,
+}
+
+impl OutputView<'_> {
+    /// The last `max` kept bytes for `None`; for `Some(from)`, those at offsets `from`
+    /// and after, at most `max` of them. Copies at most `max` bytes.
     pub fn select(&self, from: Option<u64>, max: usize) -> OutputPart {
         match from {
             None => self.last(max),
             Some(from) => self.since(from, max),
         }
+    }
+
+    fn last(&self, max: usize) -> OutputPart {
+        let mut left = max;
+        let mut pieces = Vec::new();
+        for (offset, bytes) in self.pieces.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let cut = bytes.len().saturating_sub(left);
+            left -= bytes.len() - cut;
+            pieces.push(OutputPiece {
+                offset: offset + cut as u64,
+                bytes: bytes[cut..].to_vec(),
+            });
+        }
+        pieces.reverse();
+        OutputPart::new(pieces, self.end)
+    }
+
+    /// When `max` cuts the bytes short, `end` is just after the last byte given, so that
+    /// asking again from `end` goes on (and a gap after it is seen by that next read). A
+    /// reader ahead of the stream keeps its offset: it never reads a byte twice.
+    fn since(&self, from: u64, max: usize) -> OutputPart {
+        let mut left = max;
+        let mut at = from;
+        let mut pieces = Vec::new();
+        for (offset, bytes) in &self.pieces {
+            if offset + bytes.len() as u64 <= from {
+                continue;
+            }
+            if left == 0 {
+                return OutputPart::new(pieces, at);
+            }
+            let skip = from.saturating_sub(*offset) as usize;
+            let take = (bytes.len() - skip).min(left);
+            left -= take;
+            pieces.push(OutputPiece {
+                offset: offset + skip as u64,
+                bytes: bytes[skip..skip + take].to_vec(),
+            });
+            at = offset + (skip + take) as u64;
+            if skip + take < bytes.len() {
+                return OutputPart::new(pieces, at);
+            }
+        }
+        OutputPart::new(pieces, self.end.max(from))
     }
 }
 
@@ -234,7 +263,7 @@ mod tests {
 
     #[test]
     fn last_takes_the_end_across_the_gap() {
-        let part = gapped().last(6);
+        let part = gapped().select(None, 6);
         assert_eq!(part.pieces, vec![piece(2, b"cd"), piece(14, b"wxyz")]);
         assert_eq!(part.end, 18);
         assert_eq!(part.dropped_since(2), 10);
@@ -242,22 +271,26 @@ mod tests {
 
     #[test]
     fn since_reads_forward_and_cuts_where_the_reader_goes_on() {
-        let first = gapped().since(1, 5);
+        let first = gapped().select(Some(1), 5);
         assert_eq!(first.pieces, vec![piece(1, b"bcd"), piece(14, b"wx")]);
         assert_eq!(first.end, 16);
         assert_eq!(first.dropped_since(1), 10);
-        let second = gapped().since(first.end, 5);
+        let second = gapped().select(Some(first.end), 5);
         assert_eq!(second.pieces, vec![piece(16, b"yz")]);
         assert_eq!(second.end, 18);
-        assert_eq!(gapped().since(18, 5), OutputPart::new([], 18));
+        assert_eq!(gapped().select(Some(18), 5), OutputPart::new([], 18));
     }
 
     #[test]
-    fn since_stops_at_a_piece_boundary_when_the_budget_is_spent() {
-        let part = gapped().since(0, 4);
+    fn a_budget_spent_at_a_piece_boundary_leaves_the_gap_to_the_next_read() {
+        let part = gapped().select(Some(0), 4);
         assert_eq!(part.pieces, vec![piece(0, b"abcd")]);
-        assert_eq!(part.end, 14);
-        assert_eq!(gapped().since(part.end, 4).concat(), b"wxyz");
+        assert_eq!(part.end, 4);
+        let next = gapped().select(Some(part.end), 4);
+        assert_eq!(
+            next.text_since(part.end),
+            b"[... 10 bytes not kept ...]\nwxyz"
+        );
     }
 
     #[test]
@@ -267,10 +300,15 @@ mod tests {
             b"abcd\n[... 10 bytes not kept ...]\nwxyz"
         );
         assert_eq!(
-            gapped().last(2).text_since(0),
+            gapped().select(None, 2).text_since(0),
             b"[... 16 bytes not kept ...]\nyz"
         );
         assert_eq!(gapped().text_since(15), b"xyz");
+        let dropped_at_the_end = OutputPart::new([piece(0, b"ab\n")], 10);
+        assert_eq!(
+            dropped_at_the_end.text_since(0),
+            b"ab\n[... 7 bytes not kept ...]\n"
+        );
     }
 
     #[test]
@@ -286,7 +324,18 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_ahead_of_the_writer_is_told_where_the_writer_is() {
-        assert_eq!(gapped().since(30, 5), OutputPart::new([], 18));
+    fn a_reader_ahead_of_the_stream_keeps_its_offset() {
+        // An OCI task's logs are deleted just before its end is reported: a follower must
+        // not be sent back to 0 to read everything again.
+        assert_eq!(gapped().select(Some(30), 5), OutputPart::new([], 30));
+    }
+
+    #[test]
+    fn last_lines_do_not_splice_lines_across_a_gap() {
+        let part = OutputPart::new([piece(0, b"one\ntw"), piece(10, b"ee\nfour\n")], 18);
+        assert_eq!(
+            part.last_lines(4),
+            b"tw\n[... 4 bytes not kept ...]\nee\nfour\n"
+        );
     }
 }

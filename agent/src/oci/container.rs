@@ -272,13 +272,15 @@ impl OciContainer {
         let stream = |file: &str, from: Option<u64>| {
             let path = self.bundle().join(file);
             let len = fs::metadata(&path).map_or(0, |m| m.len());
-            let offset = from.unwrap_or(len.saturating_sub(max as u64)).min(len);
-            let bytes = read_at(&path, offset, max);
-            let end = if from.is_some() {
-                offset + bytes.len() as u64
+            // Past the end (the logs are deleted as the container is removed): nothing
+            // more, and the reader keeps its offset.
+            let offset = from.unwrap_or(len.saturating_sub(max as u64));
+            let bytes = if offset < len {
+                read_at(&path, offset, max)
             } else {
-                len
+                Vec::new()
             };
+            let end = offset + bytes.len() as u64;
             OutputPart::new([OutputPiece { offset, bytes }], end)
         };
         (

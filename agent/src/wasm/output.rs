@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use proto::admin::{OutputPart, OutputPiece};
+use proto::admin::{OutputPart, OutputPiece, OutputView};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -125,10 +125,21 @@ impl CappedOutput {
         }
     }
 
-    /// What is kept so far, each piece at its place in the stream (a copy: the task
-    /// may go on writing).
-    pub fn part(&self) -> OutputPart {
-        self.captured().part()
+    /// What is kept so far, as a reader asks for it ([`OutputView::select`]); at most
+    /// `max` bytes are copied, under the lock the task's writes take.
+    pub fn select(&self, from: Option<u64>, max: usize) -> OutputPart {
+        let c = self.lock();
+        let tail_at = c.head.len() as u64 + c.dropped_bytes;
+        let (tail_a, tail_b) = c.tail.as_slices();
+        let view = OutputView {
+            pieces: vec![
+                (0, c.head.as_slice()),
+                (tail_at, tail_a),
+                (tail_at + tail_a.len() as u64, tail_b),
+            ],
+            end: tail_at + c.tail.len() as u64,
+        };
+        view.select(from, max)
     }
 
     fn lock(&self) -> MutexGuard<'_, Capture> {
@@ -244,14 +255,17 @@ mod tests {
     fn a_part_places_head_and_tail_around_what_was_dropped() {
         let out = CappedOutput::new(8);
         out.append(b"abcdefghijklmnopqrstuvwxyz");
-        let part = out.part();
+        let part = out.select(None, 100);
         assert_eq!(part.end, 26);
         assert_eq!(part.pieces[0].offset, 0);
         assert_eq!(part.pieces[0].bytes, b"abcd");
         assert_eq!(part.pieces[1].offset, 22);
         assert_eq!(part.pieces[1].bytes, b"wxyz");
         assert_eq!(part.dropped_since(0), 18);
+        let short = out.select(Some(2), 3);
+        assert_eq!(short.text_since(2), b"cd\n[... 18 bytes not kept ...]\nw");
+        assert_eq!(short.end, 23, "the next read goes on after the w");
         out.append(b"!");
-        assert_eq!(out.part().since(part.end, 100).concat(), b"!");
+        assert_eq!(out.select(Some(part.end), 100).text_since(part.end), b"!");
     }
 }

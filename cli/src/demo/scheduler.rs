@@ -380,7 +380,7 @@ impl Scheduler {
 /// The last line the task wrote on stdout, from its agent; a note when it cannot be had.
 async fn last_output_line(client: &FrameworkClient, status: &TaskStatus) -> String {
     match master_daemon::tools::task_logs(client.net(), &status.agent_id, &status.task_id).await {
-        Ok(output) => String::from_utf8_lossy(&output.stdout.concat())
+        Ok(output) => String::from_utf8_lossy(&output.stdout.text_since(0))
             .lines()
             .last()
             .unwrap_or("(no output)")

@@ -430,7 +430,15 @@ async function followLogs(view) {
     for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
       if (logView === view) setLogText(chunk.value, true);
     }
-    if (logView === view) setLogStatus("ended");
+    if (logView !== view) return;
+    // The server stops following when the task ends, or when its agent stays silent:
+    // then, unless the task has ended meanwhile, follow again.
+    const task = latest && latest.tasks.find((t) => t.id === view.taskId);
+    if (task && !ENDED.includes(task.state)) {
+      setLogStatus("following stopped; trying again");
+      return retryLogs(view, followLogs);
+    }
+    setLogStatus("ended");
   } catch (e) {
     if (logView !== view) return;
     setLogStatus(`cannot follow: ${e.message}`);

@@ -372,7 +372,13 @@ fn a_second_process_with_an_agent_id_does_not_take_the_agent_over_while_its_toke
     join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
     let made = offers_to(&step(&mut m, 0), &fw);
-    call(&mut m, 1, &fw, accept(&[&made[0]], vec![task("t1", res(1.0, 512.0))])).unwrap();
+    call(
+        &mut m,
+        1,
+        &fw,
+        accept(&[&made[0]], vec![task("t1", res(1.0, 512.0))]),
+    )
+    .unwrap();
     m.handle_status(Millis(2), status("t1", &fw, "a1", TaskState::Running, 1));
     drain(&mut m);
     let total = |m: &Master| m.agents_view()[0].total.clone();
@@ -380,7 +386,11 @@ fn a_second_process_with_an_agent_id_does_not_take_the_agent_over_while_its_toke
     let mut impostor = advert("a1", res(64.0, 65536.0), Attributes::new());
     impostor.incarnation = 2;
     m.handle_agent_advert(Millis(3), impostor.clone());
-    assert_eq!(total(&m), res(4.0, 4096.0), "the impostor's resources are not taken");
+    assert_eq!(
+        total(&m),
+        res(4.0, 4096.0),
+        "the impostor's resources are not taken"
+    );
     assert!(
         updates(&drain(&mut m)).is_empty(),
         "the real agent's task is not lost"
@@ -390,7 +400,11 @@ fn a_second_process_with_an_agent_id_does_not_take_the_agent_over_while_its_toke
     m.handle_agent_token(Millis(5), &a("a1"), true);
     impostor.tasks.clear();
     m.handle_agent_advert(Millis(6), impostor);
-    assert_eq!(total(&m), res(64.0, 65536.0), "after the token went: a restart");
+    assert_eq!(
+        total(&m),
+        res(64.0, 65536.0),
+        "after the token went: a restart"
+    );
     let lost = updates(&drain(&mut m));
     assert!(
         matches!(&lost[..], [s] if s.task_id == TaskId::new("t1") && s.state == TaskState::Lost),
