@@ -136,7 +136,7 @@ pub fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
             .iter()
             .map(|k| k.key_id().to_string())
             .collect();
-        tracing::info!(keys = %ids.join(", "), "only modules signed by these keys are taken");
+        tracing::info!(keys = %ids.join(", "), "trusted keys: modules no other key signed are refused");
     }
     Ok(trusted)
 }
