@@ -238,7 +238,10 @@ fn master_and_agent_with_trust_refuse_unsigned_modules() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("the module is unsigned; this master"), "{stderr}");
+    assert!(
+        stderr.contains("the module is unsigned; this master"),
+        "{stderr}"
+    );
 
     // An agent that trusts the key, under a master that trusts none: the unsigned task
     // reaches the agent, which fails it before compiling it.
