@@ -34,6 +34,7 @@ use net::modules::ModuleCache;
 use net::{AliveToken, Liveness, Net, NetConfig, Responder};
 use proto::admin::LogsRequest;
 use proto::{AgentAdvert, AgentCommand, AgentId, TaskId, TaskStatus};
+use signing::TrustedKeys;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -67,6 +68,10 @@ pub struct AgentDaemonConfig {
     pub status_retry_max_ms: u64,
     /// `None`: OCI tasks fail with a reason saying this agent runs none.
     pub oci: Option<OciConfig>,
+    /// Keys whose signed modules run here; with any, every other module fails before it
+    /// is compiled, with a reason saying why (unsigned, tampered, untrusted key). None:
+    /// every module runs. With `shared`, the shared executor's own keys apply instead.
+    pub trusted: TrustedKeys,
     /// `Some`: run on these parts instead of opening a session and an engine of its own.
     pub shared: Option<SharedParts>,
 }
@@ -101,6 +106,7 @@ impl AgentDaemonConfig {
             status_retry_ms: STATUS_RETRY_MS_DEFAULT,
             status_retry_max_ms: STATUS_RETRY_MAX_MS_DEFAULT,
             oci: None,
+            trusted: TrustedKeys::default(),
             shared: None,
         }
     }
@@ -220,6 +226,7 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError>
     let modules = Arc::new(ModuleCache::open(work_dir.join("modules"))?);
     let wasm_config = ExecutorConfig {
         cache_dir: Some(work_dir.join("code-cache")),
+        trusted: config.trusted.clone(),
         ..ExecutorConfig::default()
     };
     let wasm = match &config.shared {

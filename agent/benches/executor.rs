@@ -82,6 +82,7 @@ fn start_latency(c: &mut Criterion, name: &str, bytes: &[u8]) {
     let uncached = WasmExecutor::new(ExecutorConfig {
         cache_dir: None,
         loaded_modules_max: 0,
+        ..ExecutorConfig::default()
     })
     .unwrap();
     group.bench_function("cold_compile", |b| {
@@ -91,6 +92,7 @@ fn start_latency(c: &mut Criterion, name: &str, bytes: &[u8]) {
     let disk = ExecutorConfig {
         cache_dir: Some(cache.path().to_owned()),
         loaded_modules_max: 0,
+        ..ExecutorConfig::default()
     };
     let cached = WasmExecutor::new(disk).unwrap();
     cached.load(bytes).unwrap();

@@ -16,6 +16,7 @@ use agent_daemon::{AgentDaemon, AgentDaemonConfig};
 use anyhow::Context;
 use net::NetConfig;
 use proto::AgentAdvert;
+use signing::TrustedKeys;
 
 use crate::master_cmd::{runtime, wait_for_signal};
 
@@ -45,6 +46,19 @@ pub struct AgentArgs {
     /// runs as root with runc on PATH.
     #[arg(long)]
     pub no_oci: bool,
+    /// Run only WASM modules signed by this key (repeatable: any of them; added to the
+    /// configuration's `trust`). Any other module fails before it is compiled, its reason
+    /// saying why: unsigned, tampered, or signed by an untrusted key. See
+    /// `wasmos module --help`.
+    #[arg(long = "trust", value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
+}
+
+/// What the agent runs with: its advert, its work directory, the keys it trusts.
+pub struct AgentSetup {
+    pub advert: AgentAdvert,
+    pub work_dir: PathBuf,
+    pub trusted: TrustedKeys,
 }
 
 /// How long the agent waits for a master before it says it is waiting.
@@ -55,7 +69,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --root {}: not a directory", args.root.display());
         return Ok(ExitCode::from(2));
     }
-    let (advert, work_dir) = build_advert(&args)?;
+    let AgentSetup {
+        advert,
+        work_dir,
+        trusted,
+    } = setup(&args)?;
     if args.print_advert {
         println!("{}", serde_json::to_string_pretty(&advert)?);
         return Ok(ExitCode::SUCCESS);
@@ -67,6 +85,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
     config.oci = oci_config(args.no_oci, &work_dir);
+    config.trusted = trusted;
     let runtime = runtime()?;
     let code = runtime.block_on(run_daemon(config));
     // zenoh opens a session in a blocking section that waits for a master: a signal
@@ -143,8 +162,9 @@ async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// The advert of this agent (detection under `--root`, the configuration, and the agent id
-/// kept in the work directory) and its work directory.
-pub fn build_advert(args: &AgentArgs) -> anyhow::Result<(AgentAdvert, PathBuf)> {
+/// kept in the work directory), its work directory, and the keys of `--trust` and the
+/// configuration's `trust`.
+pub fn setup(args: &AgentArgs) -> anyhow::Result<AgentSetup> {
     let mut config = match &args.config {
         Some(path) => AgentConfig::load(path)?,
         None => AgentConfig::default(),
@@ -161,6 +181,12 @@ pub fn build_advert(args: &AgentArgs) -> anyhow::Result<(AgentAdvert, PathBuf)> 
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    let trust: Vec<PathBuf> = config.trust.iter().chain(&args.trust).cloned().collect();
+    let trusted = crate::module_cmd::trusted_keys(&trust)?;
     let advert = detect::advert(detected, &config, agent_id, incarnation)?;
-    Ok((advert, work_dir))
+    Ok(AgentSetup {
+        advert,
+        work_dir,
+        trusted,
+    })
 }

@@ -13,6 +13,7 @@ mod leader;
 mod listing;
 mod logs;
 mod master_cmd;
+mod module_cmd;
 mod run_cmd;
 mod sim;
 mod task_run;
@@ -45,6 +46,14 @@ enum Command {
     /// Run one task locally through the agent's executors.
     #[command(subcommand)]
     Task(task_run::TaskCommand),
+    /// Signed modules: make a key pair, sign a module, check a signature.
+    ///
+    /// A master, agent or `task run` given `--trust KEY.pub` (repeatable) refuses every
+    /// module that none of its keys signed: unsigned, tampered (changed after signing) or
+    /// signed by another key, with a reason saying which, before the module is compiled.
+    /// Without `--trust`, nothing is checked and signed modules run like any other.
+    #[command(subcommand)]
+    Module(module_cmd::ModuleCommand),
     /// Run the agent daemon of this device, connected to a master (or print its advert).
     Agent(agent_cmd::AgentArgs),
     /// Run the master daemon (a zenoh router) and print the endpoints it listens on.
@@ -96,6 +105,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Task(cmd) => task_run::run(cmd),
+        Command::Module(cmd) => module_cmd::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Master(args) => master_cmd::run(args),
         Command::Up(args) => up::run(args),

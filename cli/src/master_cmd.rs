@@ -61,6 +61,12 @@ pub struct MasterArgs {
     /// then have no scheduler to go to).
     #[arg(long)]
     pub no_jobs: bool,
+    /// Take only modules signed by this key (repeatable: any of them): the module store
+    /// refuses other uploads, telling the uploader why (unsigned, tampered, untrusted
+    /// key), and so are scheduler and allocator modules. Agents check on their own
+    /// (`wasmos agent --trust`). See `wasmos module --help`.
+    #[arg(long = "trust", value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
 }
 
 /// Where `wasmos master` and `wasmos up` serve HTTP unless told otherwise.
@@ -123,6 +129,7 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
     config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
     config.core.role_weights = args.role_weights.iter().cloned().collect();
     config.allocator.clone_from(&args.allocator);
+    config.trusted = crate::module_cmd::trusted_keys(&args.trust)?;
     config.http = (!args.no_http).then_some(args.http);
     MasterDaemon::start(config)
         .await

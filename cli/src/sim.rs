@@ -45,15 +45,20 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     }
     // Checked once here, so that a bad `--allocator` is a clear error before the run; each
     // master of the run (one more per restart) then gets its own instance.
-    if let Err(e) =
-        policy_host::allocator_from_spec(&args.allocator, SIM_SEED, policy_host::Limits::default())
-    {
+    // A simulation runs nothing on the fleet: it checks no signatures.
+    let unchecked = signing::TrustedKeys::default();
+    if let Err(e) = policy_host::allocator_from_spec(
+        &args.allocator,
+        SIM_SEED,
+        policy_host::Limits::default(),
+        &unchecked,
+    ) {
         eprintln!("error: --allocator: {e}");
         return Ok(ExitCode::from(EXIT_MALFORMED));
     }
     let spec = args.allocator.clone();
     let mut allocators = move |seed: u64| {
-        policy_host::allocator_from_spec(&spec, seed, policy_host::Limits::default())
+        policy_host::allocator_from_spec(&spec, seed, policy_host::Limits::default(), &unchecked)
             .unwrap_or_else(|e| {
                 tracing::error!(%e, "the allocator cannot be made again; using the built-in DRF");
                 Box::new(master::DrfAllocator::new(seed))

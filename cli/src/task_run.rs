@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// Grant network access.
     #[arg(long)]
     pub net: bool,
+    /// Run the module only if it is signed by this key (repeatable: any of them), and
+    /// unchanged since; else the task fails before it is compiled, saying why (unsigned,
+    /// tampered, untrusted key). See `wasmos module --help`.
+    #[arg(long = "trust", value_name = "KEY.pub", conflicts_with = "oci")]
+    pub trust: Vec<PathBuf>,
     /// Run an OCI image layout (directory or .tar) instead of a WASM module.
     #[arg(long, value_name = "IMAGE", conflicts_with = "module")]
     pub oci: Option<PathBuf>,

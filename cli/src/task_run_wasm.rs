@@ -4,7 +4,8 @@
 //!
 //! Compiled code is cached in `$WASMOS_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmos/code`, else
 //! `$HOME/.cache/wasmos/code` (no cache when none can be created). Ctrl-C or SIGTERM kill
-//! the task, which is reported as `killed`.
+//! the task, which is reported as `killed`. With `--trust KEY.pub`, a module not signed by
+//! one of the keys fails (`refused: ...`) before it is compiled or looked up in the cache.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,8 +27,16 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(USAGE_ERROR));
         }
     };
+    let trusted = match crate::module_cmd::trusted_keys(&args.trust) {
+        Ok(trusted) => trusted,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(USAGE_ERROR));
+        }
+    };
     let executor = WasmExecutor::new(ExecutorConfig {
         cache_dir: cache_dir(),
+        trusted,
         ..ExecutorConfig::default()
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

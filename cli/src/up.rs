@@ -35,8 +35,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         connect: Vec::new(),
         zenoh_config: None,
         no_oci: args.no_oci,
+        // The local agent trusts what the master trusts.
+        trust: args.master.trust.clone(),
     };
-    let (advert, work_dir) = agent_cmd::build_advert(&agent_args)?;
+    let agent_cmd::AgentSetup {
+        advert,
+        work_dir,
+        trusted,
+    } = agent_cmd::setup(&agent_args)?;
     runtime()?.block_on(async {
         let master = master_cmd::start(&args.master).await?;
         // The agent is a client of the master like any other, over the master's own
@@ -44,6 +50,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let net = NetConfig::member(master.endpoints().to_vec());
         let mut agent_config = AgentDaemonConfig::new(net, advert, work_dir.clone());
         agent_config.oci = agent_cmd::oci_config(args.no_oci, &work_dir);
+        agent_config.trusted = trusted;
         let agent = AgentDaemon::start(agent_config)
             .await
             .context("starting the local agent")?;

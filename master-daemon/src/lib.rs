@@ -47,6 +47,7 @@ use master::{Master, MasterConfig, OperatorKillError};
 use net::modules::{ModuleServer, ModuleStore};
 use net::{AliveToken, Net, NetConfig, Responder};
 use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus};
+use signing::TrustedKeys;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -103,6 +104,10 @@ pub struct MasterDaemonConfig {
     /// Budgets of every module the master runs: hosted schedulers as given, the allocator
     /// with `metering` set to a wall-clock deadline (`policy_host::Metering::Deadline`).
     pub module_limits: policy_host::Limits,
+    /// Keys whose signed modules the master takes: with any, the module store refuses
+    /// every other upload (the uploader is told why), and so are hosted scheduler and
+    /// allocator modules not signed by one. None: every module is taken.
+    pub trusted: TrustedKeys,
 }
 
 impl MasterDaemonConfig {
@@ -123,6 +128,7 @@ impl MasterDaemonConfig {
             http: None,
             allocator: "drf".to_owned(),
             module_limits: policy_host::Limits::default(),
+            trusted: TrustedKeys::default(),
         }
     }
 }
@@ -176,6 +182,7 @@ impl MasterDaemon {
             &config.allocator,
             config.seed ^ master::BUILTIN_DRF_SEED_MIX,
             allocator_limits,
+            &config.trusted,
         )?;
         tracing::info!(allocator = allocator.name(), "allocation policy");
         Ok(Master::with_allocator(
@@ -199,7 +206,8 @@ impl MasterDaemon {
         };
         let net = Net::open(&config.net).await?;
         // Start-up only: a directory listing, not worth a blocking-pool round trip.
-        let store = Arc::new(ModuleStore::open(&config.store_dir)?);
+        let store =
+            Arc::new(ModuleStore::open(&config.store_dir)?.trusting(config.trusted.clone()));
         let modules = ModuleServer::start(&net, store.clone()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = pumps::start(&net, &inputs_tx).await?;

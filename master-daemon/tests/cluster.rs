@@ -22,6 +22,7 @@ use proto::{
 const WAIT: Duration = Duration::from_secs(30);
 
 mod operator_http;
+mod signed_modules;
 
 const EXIT_0: &str = r#"(module (func (export "_start")))"#;
 const HELLO: &str = r#"(module

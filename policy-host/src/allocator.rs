@@ -228,6 +228,13 @@ pub enum AllocatorSpecError {
     Read { path: String, error: std::io::Error },
     #[error("allocator module {path}: {error}")]
     Module { path: String, error: GuestError },
+    #[error(
+        "allocator module {path} refused: {error} (only modules signed by a trusted key run here)"
+    )]
+    Refused {
+        path: String,
+        error: signing::VerifyError,
+    },
 }
 
 /// The policy named by a `--allocator` argument: `drf` (the built-in), or the path of an
@@ -236,11 +243,13 @@ pub enum AllocatorSpecError {
 /// the seed the built-in DRF would get (see [`BUILTIN_DRF_SEED_MIX`]). The module runs
 /// under `limits.metering`: `wasmos sim` keeps fuel (deterministic: a run gives the same
 /// answer on any machine), the master daemon uses [`crate::Metering::Deadline`] (about 8%
-/// faster on a 1,000 × 100 pass; policy-host/README.md).
+/// faster on a 1,000 × 100 pass; policy-host/README.md). With `trusted` keys, the module
+/// must be signed by one of them; it is checked before it is compiled.
 pub fn allocator_from_spec(
     spec: &str,
     drf_seed: u64,
     limits: Limits,
+    trusted: &signing::TrustedKeys,
 ) -> Result<Box<dyn Allocator + Send>, AllocatorSpecError> {
     if spec == "drf" {
         return Ok(Box::new(DrfAllocator::new(drf_seed)));
@@ -256,6 +265,12 @@ pub fn allocator_from_spec(
     };
     let bytes =
         read_capped(spec, limits.module_bytes_max).map_err(|error| AllocatorSpecError::Read {
+            path: spec.to_owned(),
+            error,
+        })?;
+    trusted
+        .check(&bytes)
+        .map_err(|error| AllocatorSpecError::Refused {
             path: spec.to_owned(),
             error,
         })?;

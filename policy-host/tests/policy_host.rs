@@ -1,6 +1,7 @@
 //! The one test binary of wasmos-policy-host: the SDK's codec against `proto` and the master's
-//! snapshot, the example modules through the master core, hostile modules, and `drf.wasm`
-//! against the built-in DRF. Needs the modules built: `cargo xtask modules`.
+//! snapshot, the example modules through the master core, hostile modules, `drf.wasm`
+//! against the built-in DRF, and signed allocator modules. Needs the modules built:
+//! `cargo xtask modules`.
 
 #![allow(clippy::too_many_lines)]
 
@@ -14,6 +15,8 @@ mod drf_agreement;
 mod examples;
 #[path = "policy_host/hostile.rs"]
 mod hostile;
+#[path = "policy_host/signed.rs"]
+mod signed;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

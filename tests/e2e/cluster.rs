@@ -34,7 +34,7 @@ fn start_master(endpoint: &str, store: &Path) -> Killed {
     spawn_master(master, endpoint)
 }
 
-fn client(args: &[&str], endpoint: &str) -> Output {
+pub(crate) fn client(args: &[&str], endpoint: &str) -> Output {
     wasmos()
         .args(args)
         .args(["--connect", endpoint])
@@ -43,7 +43,7 @@ fn client(args: &[&str], endpoint: &str) -> Output {
 }
 
 /// `wasmos <args> --json`: exit 0 and a JSON array.
-fn json_rows(args: &[&str], endpoint: &str) -> Vec<Value> {
+pub(crate) fn json_rows(args: &[&str], endpoint: &str) -> Vec<Value> {
     let out = client(args, endpoint);
     assert!(
         out.status.success(),
@@ -161,7 +161,7 @@ fn start_agent(endpoint: &str, work_dir: &Path, config: Option<&str>) -> (Killed
 }
 
 /// Polls `wasmos ps --json` until `ready` holds for the rows of `ids`; returns those rows.
-fn wait_for_tasks(
+pub(crate) fn wait_for_tasks(
     endpoint: &str,
     ids: &[String],
     what: &str,
@@ -186,7 +186,7 @@ fn wait_for_tasks(
 }
 
 /// `wasmos run <args>`: exit 0, and the last `count` lines of stdout are the task ids.
-fn run(args: &[&str], count: usize, endpoint: &str) -> Vec<String> {
+pub(crate) fn run(args: &[&str], count: usize, endpoint: &str) -> Vec<String> {
     // `--connect` first: after `--` it would be an argument of the task.
     let out = wasmos()
         .args(["run", "--connect", endpoint])
@@ -216,7 +216,7 @@ fn run(args: &[&str], count: usize, endpoint: &str) -> Vec<String> {
     ids
 }
 
-fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
+pub(crate) fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
     move |row| row["state"] == state
 }
 

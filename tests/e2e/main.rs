@@ -10,6 +10,7 @@ mod failover;
 mod fleet;
 mod oci;
 mod plugins;
+mod signed;
 mod sim;
 mod standby;
 mod task_run;

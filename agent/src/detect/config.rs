@@ -7,6 +7,10 @@
 //! agent_id = "dock-3-pi"
 //! # Where the agent keeps its id, the code cache and task sandboxes.
 //! work_dir = "/var/lib/wasmos/agent"
+//! # Public keys (`wasmos module keygen`) whose signed modules run here; with any, every
+//! # other module fails before it is compiled. Added to `--trust`; paths as given (relative
+//! # ones from the directory the agent starts in).
+//! trust = ["/etc/wasmos/release.pub"]
 //!
 //! # Attributes for placement. A key set here replaces the detected values of that key;
 //! # a value may be a string or a list of strings.
@@ -48,6 +52,9 @@ pub const CONFIG_BYTES_MAX: u64 = 1 << 20;
 pub struct AgentConfig {
     pub agent_id: Option<String>,
     pub work_dir: Option<PathBuf>,
+    /// Public key files whose signed modules run here (`--trust` adds more).
+    #[serde(default)]
+    pub trust: Vec<PathBuf>,
     #[serde(default)]
     pub attributes: Attributes,
     #[serde(default)]
@@ -186,5 +193,14 @@ mod tests {
         assert!(AgentConfig::parse("agentid = \"x\"").is_err());
         assert!(AgentConfig::parse("[resources.scalars]\nmem = -1").is_err());
         assert_eq!(AgentConfig::parse("").unwrap(), AgentConfig::default());
+    }
+
+    #[test]
+    fn trusted_keys_are_a_list_of_paths() {
+        let config = AgentConfig::parse("trust = [\"/etc/wasmos/a.pub\", \"b.pub\"]").unwrap();
+        assert_eq!(
+            config.trust,
+            [PathBuf::from("/etc/wasmos/a.pub"), PathBuf::from("b.pub")]
+        );
     }
 }

@@ -27,6 +27,14 @@
 //!   "timed out after N s".
 //! - **Output** (`output_bytes_max`): per stream, the first and last halves are kept and the
 //!   middle counted; writes never fail.
+//!
+//! # Signed modules
+//! With [`ExecutorConfig::trusted`] holding keys, [`WasmExecutor::load`] (and so
+//! [`WasmExecutor::start_spec`]) refuses a module that is unsigned, tampered or signed by
+//! another key ([`LoadError::Refused`], naming which) before wasmtime sees it: it is not
+//! parsed, compiled or looked up in the code cache, so code compiled earlier, by a run that
+//! trusted nothing, cannot stand in for a module that fails the check. Only modules this executor checked reach its
+//! in-memory cache, which is keyed by the sha256 of the very bytes checked.
 
 mod cache;
 pub mod limits;
@@ -42,6 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proto::TaskSpec;
+use signing::TrustedKeys;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Linker, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -84,6 +93,8 @@ pub struct ExecutorConfig {
     pub cache_dir: Option<PathBuf>,
     /// Loaded modules kept in memory; 0 disables the in-memory cache.
     pub loaded_modules_max: usize,
+    /// Keys whose signed modules run; none (the default): every module runs, signed or not.
+    pub trusted: TrustedKeys,
 }
 
 impl Default for ExecutorConfig {
@@ -91,6 +102,7 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             cache_dir: None,
             loaded_modules_max: LOADED_MODULES_MAX_DEFAULT,
+            trusted: TrustedKeys::default(),
         }
     }
 }
@@ -109,6 +121,7 @@ struct Shared {
     cache: Option<CodeCache>,
     loaded: Mutex<HashMap<String, LoadedModule>>,
     loaded_max: usize,
+    trusted: TrustedKeys,
     /// One lock per module being loaded, so that tasks started together with the same
     /// module compile it once (the others wait and take it from memory or the disk cache).
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -203,6 +216,7 @@ impl WasmExecutor {
             cache,
             loaded: Mutex::new(HashMap::new()),
             loaded_max: config.loaded_modules_max,
+            trusted: config.trusted,
             loading: Mutex::new(HashMap::new()),
             ticker_stop,
         };
@@ -222,13 +236,22 @@ impl WasmExecutor {
 
     /// Compiles (or takes from a cache) and links `bytes`: a core module (binary or WAT) or
     /// a component. CPU-heavy on a cold cache: call it off the async workers
-    /// ([`WasmExecutor::start_spec`] does).
+    /// ([`WasmExecutor::start_spec`] does). With trusted keys, a module that fails the
+    /// signature check is refused first (see "Signed modules" above).
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule, LoadError> {
-        let binary = program::to_binary(bytes)?;
+        if bytes.len() > MODULE_BYTES_MAX {
+            return Err(LoadError::TooLarge(bytes.len()));
+        }
         let sha256 = program::sha256_hex(bytes);
+        // Only checked bytes are ever remembered, under their own sha256, by this executor
+        // whose trusted keys never change: a hit is a module that passed the check.
         if let Some(module) = self.loaded_from_memory(&sha256) {
             return Ok(module);
         }
+        if let Some(signer) = self.shared.trusted.check(bytes)? {
+            tracing::debug!(%sha256, %signer, "module signed by a trusted key");
+        }
+        let binary = program::to_binary(bytes)?;
         let flight = {
             let mut loading = self
                 .shared

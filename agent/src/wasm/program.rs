@@ -29,6 +29,9 @@ pub enum LoadError {
     NotACommand(&'static str),
     #[error("cannot link module: {0}")]
     Link(String),
+    /// Keys are trusted and the module is not signed by one of them (or was changed since).
+    #[error("refused: {0} (only modules signed by a trusted key run here)")]
+    Refused(#[from] signing::VerifyError),
 }
 
 /// Where a loaded module's machine code came from.

@@ -376,6 +376,7 @@ fn code_cache_skips_compilation_and_recovers_from_corruption() {
     let config = ExecutorConfig {
         cache_dir: Some(dir.path().to_owned()),
         loaded_modules_max: 0,
+        ..ExecutorConfig::default()
     };
     let bytes = module_bytes("p1_hello");
     let first = WasmExecutor::new(config.clone())

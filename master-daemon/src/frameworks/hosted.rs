@@ -341,8 +341,14 @@ impl Host {
             )
         })?;
         let (engine, limits) = (self.engine.clone(), self.limits);
+        let trusted = self.store.trusted().clone();
         tokio::task::spawn_blocking(move || {
-            ModuleCode::compile(&engine, &bytes, Kind::Scheduler, limits)
+            // The store checked it on upload, but it may have been stored before the master
+            // trusted keys: checked again before it is compiled.
+            trusted.check(&bytes).map_err(|refused| {
+                format!("refused: {refused} (only modules signed by a trusted key run here)")
+            })?;
+            ModuleCode::compile(&engine, &bytes, Kind::Scheduler, limits).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("compiling the module stopped: {e}"))?

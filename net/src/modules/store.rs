@@ -6,6 +6,11 @@
 //! written under a temporary name and renamed into place, so a module file is whole or
 //! absent. The store does not re-verify what it serves: agents verify every module
 //! against its hash, end to end.
+//!
+//! A store that trusts keys ([`ModuleStore::trusting`]) takes only modules signed by one
+//! of them: an upload that does not verify is refused with the reason (unsigned, tampered,
+//! untrusted key), and so is one of a module stored before the keys were trusted. Agents
+//! check signatures again on their own; the store's check tells the uploader early.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 use proto::admin::UploadReply;
 use proto::{MODULE_CHUNK_BYTES_MAX, ModuleChunk, ModuleHash};
 use sha2::{Digest, Sha256};
+use signing::{TrustedKeys, VerifyError};
 use thiserror::Error;
 
 /// Largest module the store takes or an agent fetches.
@@ -69,6 +75,8 @@ pub enum StoreError {
     TooLarge { size_bytes: u64, max: u64 },
     #[error(transparent)]
     NotWasm(#[from] WasmHeaderError),
+    #[error("{0}; this master takes only modules signed by a key it trusts (`wasmos module sign`)")]
+    Untrusted(#[from] VerifyError),
 }
 
 /// Why bytes are neither a WebAssembly binary (read from its first 8 bytes) nor WAT text:
@@ -145,6 +153,7 @@ struct PartialUpload {
 pub struct ModuleStore {
     dir: PathBuf,
     uploads: Mutex<BTreeMap<ModuleHash, PartialUpload>>,
+    trusted: TrustedKeys,
 }
 
 impl ModuleStore {
@@ -166,7 +175,19 @@ impl ModuleStore {
         Ok(ModuleStore {
             dir,
             uploads: Mutex::new(BTreeMap::new()),
+            trusted: TrustedKeys::default(),
         })
+    }
+
+    /// This store, taking only modules signed by one of `trusted` (none: every module).
+    pub fn trusting(self, trusted: TrustedKeys) -> ModuleStore {
+        ModuleStore { trusted, ..self }
+    }
+
+    /// The keys whose modules the store takes; the master checks the modules it runs
+    /// itself (hosted schedulers) against them too.
+    pub fn trusted(&self) -> &TrustedKeys {
+        &self.trusted
     }
 
     pub fn dir(&self) -> &Path {
@@ -196,6 +217,7 @@ impl ModuleStore {
             });
         }
         check_wasm_header(bytes, size_bytes)?;
+        self.trusted.check(bytes)?;
         let sha256 = module_hash(bytes);
         let path = self.path_of(&sha256)?;
         if !path.is_file() {
@@ -251,6 +273,7 @@ impl ModuleStore {
     fn try_receive(&self, chunk: ModuleChunk, now: Instant) -> Result<UploadReply, String> {
         validate_chunk(&chunk)?;
         if chunk.index == 0 && self.contains(&chunk.sha256) {
+            self.check_signature(&self.path_of(&chunk.sha256).map_err(|e| e.to_string())?)?;
             return Ok(UploadReply::Stored {
                 sha256: chunk.sha256,
                 size_bytes: chunk.size_bytes,
@@ -361,6 +384,10 @@ impl ModuleStore {
                 "the uploaded bytes hash to {actual}, not to the announced {sha256}; the upload was corrupted on the way, send it again"
             ));
         }
+        if let Err(refused) = self.check_signature(&staging) {
+            let _ = fs::remove_file(&staging);
+            return Err(refused);
+        }
         let path = self.path_of(sha256).map_err(|e| e.to_string())?;
         fs::rename(&staging, &path).map_err(|e| {
             format!(
@@ -372,6 +399,24 @@ impl ModuleStore {
             sha256: sha256.clone(),
             size_bytes,
         })
+    }
+
+    /// With trusted keys, the module in `path` must be signed by one of them. Reads the
+    /// whole file (at most [`MODULE_BYTES_MAX`]); called on the blocking pool.
+    fn check_signature(&self, path: &Path) -> Result<(), String> {
+        if self.trusted.is_empty() {
+            return Ok(());
+        }
+        let bytes = fs::read(path).map_err(|e| {
+            format!(
+                "the master cannot read the module at {}: {e}",
+                path.display()
+            )
+        })?;
+        match self.trusted.check(&bytes) {
+            Ok(_) => Ok(()),
+            Err(refused) => Err(StoreError::Untrusted(refused).to_string()),
+        }
     }
 
     /// The uploads stay usable after a panic elsewhere: each is removed on any failure.
@@ -458,5 +503,65 @@ mod tests {
                 "{head:?}"
             );
         }
+    }
+
+    /// The whole of `bytes` as one upload chunk.
+    fn one_chunk(bytes: &[u8]) -> ModuleChunk {
+        ModuleChunk {
+            sha256: module_hash(bytes),
+            size_bytes: bytes.len() as u64,
+            index: 0,
+            count: 1,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_store_that_trusts_keys_takes_only_their_modules() {
+        let dir = tempfile::tempdir().unwrap();
+        let unsigned: &[u8] = b"\0asm\x01\0\0\0";
+        let before = ModuleStore::open(dir.path()).unwrap();
+        before.insert(unsigned).unwrap();
+        drop(before);
+
+        let alice = signing::SecretKey::from_seed(&[1; 32]);
+        let mallory = signing::SecretKey::from_seed(&[2; 32]);
+        let trusted = TrustedKeys::new([alice.public_key()]).unwrap();
+        let store = ModuleStore::open(dir.path()).unwrap().trusting(trusted);
+        let now = Instant::now();
+        let refused = |bytes: &[u8]| match store.receive(one_chunk(bytes), now) {
+            UploadReply::Error { message } => message,
+            reply => panic!("{reply:?}"),
+        };
+        let only =
+            "this master takes only modules signed by a key it trusts (`wasmos module sign`)";
+        // Stored before the keys were trusted: still refused.
+        assert_eq!(refused(unsigned), format!("the module is unsigned; {only}"));
+        let by_mallory = signing::sign(unsigned, &mallory).unwrap();
+        assert_eq!(
+            refused(&by_mallory),
+            format!(
+                "the module is signed by an untrusted key {}; {only}",
+                mallory.public_key().key_id()
+            )
+        );
+        assert!(!store.contains(&module_hash(&by_mallory)));
+        assert!(matches!(
+            store.insert(&by_mallory),
+            Err(StoreError::Untrusted(VerifyError::UntrustedKey { .. }))
+        ));
+
+        let by_alice = signing::sign(unsigned, &alice).unwrap();
+        assert!(matches!(
+            store.receive(one_chunk(&by_alice), now),
+            UploadReply::Stored { .. }
+        ));
+        assert!(store.contains(&module_hash(&by_alice)));
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(STAGING_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "refused uploads leave nothing behind");
     }
 }
