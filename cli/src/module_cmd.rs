@@ -85,6 +85,21 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("the operating system's random generator: {e}"))?;
     let key = SecretKey::from_seed(&seed);
     seed.fill(0);
+    // A new key directory is private (0700): it holds secret keys.
+    if let Some(dir) = args
+        .base
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create the key directory {}: {e}", dir.display())
+            })?;
+    }
     let (secret, public) = signing::write_key_pair(&args.base, &key)?;
     println!(
         "secret key {} (mode 0600: keep it private)",
