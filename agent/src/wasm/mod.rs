@@ -33,8 +33,9 @@
 //! [`WasmExecutor::start_spec`]) refuses a module that is unsigned, tampered or signed by
 //! another key ([`LoadError::Refused`], naming which) before wasmtime sees it: it is not
 //! parsed, compiled or looked up in the code cache, so code compiled earlier, by a run that
-//! trusted nothing, cannot stand in for a module that fails the check. Only modules this executor checked reach its
-//! in-memory cache, which is keyed by the sha256 of the very bytes checked.
+//! trusted nothing, cannot stand in for a module that fails the check. Only modules this
+//! executor checked reach its in-memory cache, which is keyed by the sha256 of the very
+//! bytes checked.
 
 mod cache;
 pub mod limits;
