@@ -14,9 +14,7 @@ use agent::wasm::CapturedOutput;
 use agent_core::{AgentAction, AgentNode, AgentNodeConfig, TaskEnd};
 use net::Responder;
 use net::clock::{Clock, unix_ms};
-use proto::admin::{
-    LOG_STREAM_BYTES_MAX, LogOffsets, LogsReply, LogsRequest, OutputPart, TaskOutput,
-};
+use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsReply, LogsRequest, TaskOutput};
 use proto::{AgentAdvert, TaskId, TaskState, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
@@ -278,8 +276,8 @@ impl Driver {
         }
         let output = TaskOutput {
             state,
-            stdout: stdout.part().select(None, LOG_STREAM_BYTES_MAX),
-            stderr: stderr.part().select(None, LOG_STREAM_BYTES_MAX),
+            stdout: stdout.view().select(None, LOG_STREAM_BYTES_MAX),
+            stderr: stderr.view().select(None, LOG_STREAM_BYTES_MAX),
         };
         self.outputs.insert(task_id.clone(), Arc::new(output));
         self.outputs_order.push_back(task_id.clone());
@@ -293,11 +291,10 @@ impl Driver {
         }
         match (self.node.task(task_id), self.live.get(task_id)) {
             (Some(status), Some(live)) => LogSource::Live(status.state, live.clone()),
-            (Some(status), None) => LogSource::Ended(Arc::new(TaskOutput {
-                state: status.state,
-                stdout: OutputPart::default(),
-                stderr: OutputPart::default(),
-            })),
+            (Some(status), None) => LogSource::Ended(Arc::new(TaskOutput::empty(
+                status.state,
+                LogOffsets::default(),
+            ))),
             (None, _) => LogSource::Gone(format!(
                 "agent {} has no output of task {task_id} (it never ran here, or its output was dropped to make room)",
                 self.node.advert().agent_id
@@ -318,11 +315,7 @@ impl LogSource {
     fn read(self, from: Option<LogOffsets>) -> LogsReply {
         let max = LOG_STREAM_BYTES_MAX;
         match self {
-            LogSource::Ended(output) => LogsReply::Output(TaskOutput {
-                state: output.state,
-                stdout: output.stdout.select(from.map(|f| f.stdout), max),
-                stderr: output.stderr.select(from.map(|f| f.stderr), max),
-            }),
+            LogSource::Ended(output) => LogsReply::Output(output.select(from, max)),
             LogSource::Live(state, live) => {
                 let (stdout, stderr) = live.parts(from, max);
                 LogsReply::Output(TaskOutput {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use master_daemon::tools::{self, TOOL_QUERY_TIMEOUT_MS, ToolError};
 use net::Net;
-use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsRequest, OutputPart, TaskOutput};
+use proto::admin::{LogOffsets, LogsRequest, TaskOutput};
 use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
 use proto::{TaskId, TaskState};
 
@@ -94,7 +94,7 @@ impl LogReader {
                         return Ok(ExitCode::SUCCESS);
                     }
                     self.from = Some(output.ends());
-                    if is_cut_short(&output) {
+                    if output.is_cut_short() {
                         continue; // More is there already: no pause.
                     }
                 }
@@ -157,21 +157,11 @@ impl LogReader {
         }
         // --tail applies to the first read: what was written before the command ran.
         let tail = self.tail.filter(|_| self.from.is_none());
-        let text = |part: &OutputPart, from: u64| match tail {
-            Some(n) => part.last_lines(n),
-            None => part.text_since(from),
-        };
         let from = self.from.unwrap_or_default();
         let mut out = std::io::stdout().lock();
-        out.write_all(&text(&output.stdout, from.stdout))?;
+        out.write_all(&output.stdout.text(from.stdout, tail))?;
         out.flush()?;
-        std::io::stderr().write_all(&text(&output.stderr, from.stderr))?;
+        std::io::stderr().write_all(&output.stderr.text(from.stderr, tail))?;
         Ok(())
     }
-}
-
-/// A part cut at [`LOG_STREAM_BYTES_MAX`]: the agent holds more already.
-fn is_cut_short(output: &TaskOutput) -> bool {
-    let full = |part: &OutputPart| part.kept_bytes() >= LOG_STREAM_BYTES_MAX as u64;
-    full(&output.stdout) || full(&output.stderr)
 }

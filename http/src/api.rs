@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsRequest, OutputPart, TaskOutput};
+use proto::admin::{LogOffsets, LogsRequest, TaskOutput};
 use proto::operator::{
     JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError, OperatorReply, OperatorRequest,
 };
@@ -279,16 +279,12 @@ impl Streams {
 
     /// The text of one read: from `from` on (gaps said in line), or the last `tail` lines.
     fn text(self, output: &TaskOutput, from: LogOffsets, tail: Option<usize>) -> Vec<u8> {
-        let text = |part: &OutputPart, from: u64| match tail {
-            Some(n) => part.last_lines(n),
-            None => part.text_since(from),
-        };
         let mut out = Vec::new();
         if self.stdout {
-            out.extend(text(&output.stdout, from.stdout));
+            out.extend(output.stdout.text(from.stdout, tail));
         }
         if self.stderr {
-            out.extend(text(&output.stderr, from.stderr));
+            out.extend(output.stderr.text(from.stderr, tail));
         }
         out
     }
@@ -395,9 +391,7 @@ async fn follow_logs(
         if output.state.is_terminal() {
             return;
         }
-        // A part cut at the reply's limit: more is there already.
-        let full = |part: &OutputPart| part.kept_bytes() >= LOG_STREAM_BYTES_MAX as u64;
-        pause = !(full(&output.stdout) || full(&output.stderr));
+        pause = !output.is_cut_short();
     }
 }
 

@@ -29,7 +29,7 @@ use master::{Master, Millis, OperatorKillError};
 use net::clock::unix_ms;
 use net::modules::ModuleStore;
 use net::{Net, Responder};
-use proto::admin::{LogsReply, LogsRequest, OutputPart, TaskOutput};
+use proto::admin::{LogOffsets, LogsReply, LogsRequest, TaskOutput};
 use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
     OperatorReply, OperatorRequest, TaskRow,
@@ -424,11 +424,10 @@ async fn logs(ctx: &OperatorContext, request: LogsRequest) -> Result<OperatorRep
         let jobs = ctx.jobs.borrow().clone();
         let pending = jobs.is_some_and(|j| j.pending().iter().any(|t| t.task_id == task_id));
         return match pending {
-            true => Ok(OperatorReply::Logs(TaskOutput {
-                state: TaskState::Pending,
-                stdout: OutputPart::default(),
-                stderr: OutputPart::default(),
-            })),
+            true => Ok(OperatorReply::Logs(TaskOutput::empty(
+                TaskState::Pending,
+                LogOffsets::default(),
+            ))),
             false => Err(no_task(&task_id)),
         };
     };
@@ -457,11 +456,7 @@ async fn ended_without_output(
 ) -> Result<OperatorReply, OperatorError> {
     let (from, id) = (request.from.unwrap_or_default(), request.task_id.clone());
     match read(ctx, move |core| core.task_end(&id)).await? {
-        Some(state) => Ok(OperatorReply::Logs(TaskOutput {
-            state,
-            stdout: OutputPart::new([], from.stdout),
-            stderr: OutputPart::new([], from.stderr),
-        })),
+        Some(state) => Ok(OperatorReply::Logs(TaskOutput::empty(state, from))),
         None => Err(OperatorError::Conflict(message)),
     }
 }

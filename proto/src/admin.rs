@@ -61,6 +61,32 @@ pub struct TaskOutput {
 }
 
 impl TaskOutput {
+    /// Nothing (more) to read, at `from`: a task that has written nothing yet, or whose
+    /// output cannot be had.
+    pub fn empty(state: crate::task::TaskState, from: LogOffsets) -> TaskOutput {
+        TaskOutput {
+            state,
+            stdout: OutputPart::new([], from.stdout),
+            stderr: OutputPart::new([], from.stderr),
+        }
+    }
+
+    /// Both streams as a reader asks for them ([`OutputView::select`]).
+    pub fn select(&self, from: Option<LogOffsets>, max: usize) -> TaskOutput {
+        TaskOutput {
+            state: self.state,
+            stdout: self.stdout.select(from.map(|f| f.stdout), max),
+            stderr: self.stderr.select(from.map(|f| f.stderr), max),
+        }
+    }
+
+    /// A stream came back cut at [`LOG_STREAM_BYTES_MAX`]: its agent holds more already,
+    /// and a follower asks again without pausing.
+    pub fn is_cut_short(&self) -> bool {
+        let full = |part: &OutputPart| part.kept_bytes() >= LOG_STREAM_BYTES_MAX as u64;
+        full(&self.stdout) || full(&self.stderr)
+    }
+
     /// Where a follower asks from next.
     pub fn ends(&self) -> LogOffsets {
         LogOffsets {
@@ -143,6 +169,14 @@ impl OutputPart {
             gap(&mut out, self.end - at);
         }
         out
+    }
+
+    /// For people: the last `tail` lines if given, else everything from `from` on.
+    pub fn text(&self, from: u64, tail: Option<usize>) -> Vec<u8> {
+        match tail {
+            Some(n) => self.last_lines(n),
+            None => self.text_since(from),
+        }
     }
 
     /// The last `n` lines of the kept bytes (a final newline ends the last line); a gap

@@ -793,6 +793,28 @@ fn read_until_tick(lines: &mut impl Iterator<Item = std::io::Result<String>>, n:
     panic!("{who} ended before tick {n}");
 }
 
+/// `wasmos logs -f ID`, and the lines it prints.
+fn follow_logs(
+    id: &str,
+    endpoint: &str,
+    stderr: Stdio,
+) -> (
+    Killed,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut follower = Killed(
+        wasmos()
+            .args(["logs", "-f", id, "--connect", endpoint])
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = follower.0.stdout.take().unwrap();
+    (follower, std::io::BufReader::new(stdout).lines())
+}
+
 /// Waits (bounded) for a process that should end by itself.
 fn wait_for_exit(process: &mut Killed) -> std::process::ExitStatus {
     let deadline = Instant::now() + TASK_STATE_WAIT;
@@ -849,15 +871,7 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
     wait_for_tasks(&endpoint, &ids, "running", state_is("running"));
 
     // The CLI follower goes on printing: ticks written after a later snapshot arrive.
-    let mut follower = Killed(
-        wasmos()
-            .args(["logs", "-f", id, "--connect", &endpoint])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut followed = BufReader::new(follower.0.stdout.take().unwrap()).lines();
+    let (mut follower, mut followed) = follow_logs(id, &endpoint, Stdio::inherit());
     read_until_tick(&mut followed, 0, "logs -f");
     let seen = ticks_now(id, &endpoint);
     read_until_tick(&mut followed, seen + 3, "logs -f");
@@ -898,15 +912,7 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
         1,
         &endpoint,
     );
-    let mut follower = Killed(
-        wasmos()
-            .args(["logs", "-f", &ids[0], "--connect", &endpoint])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut followed = BufReader::new(follower.0.stdout.take().unwrap()).lines();
+    let (mut follower, mut followed) = follow_logs(&ids[0], &endpoint, Stdio::piped());
     read_until_tick(&mut followed, 0, "logs -f");
     agent.kill();
     assert!(wait_for_exit(&mut follower).success());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use proto::admin::{OutputPart, OutputPiece, OutputView};
+use proto::admin::{OutputPart, OutputView};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -68,19 +68,8 @@ impl CapturedOutput {
     }
 
     /// What was kept, each piece at its place in the stream.
-    pub fn part(&self) -> OutputPart {
-        let tail_at = self.head.len() as u64 + self.dropped_bytes;
-        let pieces = [
-            OutputPiece {
-                offset: 0,
-                bytes: self.head.clone(),
-            },
-            OutputPiece {
-                offset: tail_at,
-                bytes: self.tail.clone(),
-            },
-        ];
-        OutputPart::new(pieces, self.total_bytes())
+    pub fn view(&self) -> OutputView<'_> {
+        capture_view(&self.head, self.dropped_bytes, (&self.tail, &[]))
     }
 }
 
@@ -129,17 +118,7 @@ impl CappedOutput {
     /// `max` bytes are copied, under the lock the task's writes take.
     pub fn select(&self, from: Option<u64>, max: usize) -> OutputPart {
         let c = self.lock();
-        let tail_at = c.head.len() as u64 + c.dropped_bytes;
-        let (tail_a, tail_b) = c.tail.as_slices();
-        let view = OutputView {
-            pieces: vec![
-                (0, c.head.as_slice()),
-                (tail_at, tail_a),
-                (tail_at + tail_a.len() as u64, tail_b),
-            ],
-            end: tail_at + c.tail.len() as u64,
-        };
-        view.select(from, max)
+        capture_view(&c.head, c.dropped_bytes, c.tail.as_slices()).select(from, max)
     }
 
     fn lock(&self) -> MutexGuard<'_, Capture> {
@@ -163,6 +142,17 @@ impl CappedOutput {
         c.tail.drain(..overflow);
         c.dropped_bytes += overflow as u64;
         c.tail.extend(bytes);
+    }
+}
+
+/// A capture in the stream: the head at 0, then `dropped` bytes, then the tail (in two
+/// slices, as a ring buffer holds it).
+fn capture_view<'a>(head: &'a [u8], dropped: u64, tail: (&'a [u8], &'a [u8])) -> OutputView<'a> {
+    let tail_at = head.len() as u64 + dropped;
+    let (a, b) = tail;
+    OutputView {
+        pieces: vec![(0, head), (tail_at, a), (tail_at + a.len() as u64, b)],
+        end: tail_at + (a.len() + b.len()) as u64,
     }
 }
 
