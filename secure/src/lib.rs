@@ -1,0 +1,28 @@
+//! Cluster security: the CA and the identities it signs, read back by the master to
+//! generate zenoh's access control; HTTP bearer tokens; the authorization policy file.
+//!
+//! An identity is a certificate signed by the cluster CA whose common name is the
+//! principal's name and whose organizational unit is its role (`wasmos-agent`,
+//! `wasmos-framework`, `wasmos-operator`, `wasmos-viewer`, `wasmos-master`). zenoh's TLS
+//! checks the chain on every connection, and its access control matches the common name:
+//! a principal's identity is what the transport proved, never a field it filled in.
+//!
+//! Files of a cluster directory `DIR` (all PEM; keys mode 0600, never overwritten):
+//! `ca.pem`, `ca.key`, and per identity `NAME.pem`, `NAME.key`.
+
+mod files;
+mod identity;
+mod issue;
+
+pub use files::{FileError, PRIVATE_FILE_MODE};
+pub use identity::{
+    IDENTITY_NAME_BYTES_MAX, Identity, IdentityPath, NameError, Role, cluster_identities,
+    valid_identity_name,
+};
+pub use issue::{
+    CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster,
+    issue_identity,
+};
+
+#[cfg(test)]
+mod tests;
