@@ -52,6 +52,8 @@ pub struct AgentArgs {
     /// `wasmos module --help`.
     #[arg(long = "trust", value_name = "KEY.pub")]
     pub trust: Vec<PathBuf>,
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 }
 
 /// What the agent runs with: its advert, its work directory, the keys it trusts.
@@ -83,6 +85,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.connect.is_empty() && args.zenoh_config.is_some() {
         net.connect.clear();
     }
+    let net = args.identity.apply(net)?;
     let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
     config.oci = oci_config(args.no_oci, &work_dir);
     config.trusted = trusted;
@@ -171,6 +174,16 @@ pub fn setup(args: &AgentArgs) -> anyhow::Result<AgentSetup> {
     };
     if let Some(dir) = &args.work_dir {
         config.work_dir = Some(dir.clone());
+    }
+    if let Some(name) = args.identity.name()? {
+        // The access control lets an agent use only `agents/<its certificate's name>/…`.
+        match &config.agent_id {
+            Some(id) if id.trim() != name => anyhow::bail!(
+                "the configuration's agent_id {id:?} is not the identity's name {name:?}: \
+                 on a secure cluster an agent's id is its certificate's name"
+            ),
+            _ => config.agent_id = Some(name),
+        }
     }
     let work_dir = detect::work_dir(&config);
     std::fs::create_dir_all(&work_dir)

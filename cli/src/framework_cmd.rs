@@ -51,6 +51,8 @@ pub struct MasterConnection {
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
     pub zenoh_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 }
 
 #[derive(clap::Args)]
@@ -181,6 +183,7 @@ fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
 async fn open(master: &MasterConnection) -> anyhow::Result<Net> {
     let config = NetConfig::tool(vec![master.connect.clone()])
         .with_zenoh_config_file(master.zenoh_config.clone());
+    let config = master.identity.apply(config)?;
     Net::open(&config).await.map_err(|e| {
         anyhow!(
             "no master answered at {}: {e}; start one with `wasmos up` or `wasmos master`, \

@@ -49,6 +49,8 @@ pub struct ConnectArgs {
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
     pub zenoh_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 }
 
 impl ConnectArgs {
@@ -57,17 +59,20 @@ impl ConnectArgs {
         match (&self.connect, &self.zenoh_config) {
             (Some(endpoint), _) => endpoint.clone(),
             (None, Some(file)) => format!("the endpoints of {}", file.display()),
+            (None, None) if self.identity.identity.is_some() => {
+                net::DEFAULT_TLS_ENDPOINT.to_owned()
+            }
             (None, None) => net::DEFAULT_ENDPOINT.to_owned(),
         }
     }
 
-    fn net_config(&self) -> NetConfig {
+    fn net_config(&self) -> anyhow::Result<NetConfig> {
         let connect = self.connect.iter().cloned().collect();
         let mut config = NetConfig::tool(connect).with_zenoh_config_file(self.zenoh_config.clone());
         if self.connect.is_none() && self.zenoh_config.is_some() {
             config.connect.clear();
         }
-        config
+        self.identity.apply(config)
     }
 }
 
@@ -202,7 +207,7 @@ fn no_master(endpoint: &str) -> anyhow::Error {
 
 /// A tool session to the master at `endpoint`; fails with what to do when none answers.
 pub(crate) async fn open(connect: &ConnectArgs) -> anyhow::Result<Net> {
-    Net::open(&connect.net_config()).await.map_err(|e| {
+    Net::open(&connect.net_config()?).await.map_err(|e| {
         tracing::debug!(%e, "opening the tool session");
         no_master(&connect.endpoint())
     })

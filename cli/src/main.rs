@@ -9,6 +9,7 @@ mod agent_cmd;
 mod args;
 mod demo;
 mod framework_cmd;
+mod identity;
 mod leader;
 mod listing;
 mod logs;

@@ -67,6 +67,13 @@ pub struct MasterArgs {
     /// (`wasmos agent --trust`). See `wasmos module --help`.
     #[arg(long = "trust", value_name = "KEY.pub")]
     pub trust: Vec<PathBuf>,
+    /// Run secure as this identity (`DIR/master`, made by `wasmos secure init DIR`):
+    /// listen only on `tls/` endpoints with mutual TLS (default tls/127.0.0.1:7447), let
+    /// in only identities of `DIR`'s CA, each limited by an access control generated from
+    /// `DIR` to its own keys, and hold them to `DIR/policy.toml`. Identities issued later
+    /// are admitted when the master restarts.
+    #[arg(long, value_name = "DIR/master")]
+    pub identity: Option<PathBuf>,
 }
 
 /// Where `wasmos master` and `wasmos up` serve HTTP unless told otherwise.
@@ -131,6 +138,13 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
     config.allocator.clone_from(&args.allocator);
     config.trusted = crate::module_cmd::trusted_keys(&args.trust)?;
     config.http = (!args.no_http).then_some(args.http);
+    match &args.identity {
+        Some(identity) => crate::identity::secure_master(&mut config, identity)?,
+        None => tracing::warn!(
+            "insecure: plain TCP, no authentication; anyone who reaches the master's port \
+             may do anything (run with --identity, see `wasmos secure --help`)"
+        ),
+    }
     MasterDaemon::start(config)
         .await
         .context("starting the master")

@@ -97,6 +97,8 @@ pub struct RunArgs {
     /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
     #[arg(long, value_name = "FILE")]
     pub zenoh_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
     /// Arguments for the module (for an image: the command, replacing its entrypoint).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -238,10 +240,11 @@ async fn open(args: &RunArgs) -> anyhow::Result<(Net, String)> {
         // The file's endpoints.
         config.connect.clear();
     }
+    let config = args.identity.apply(config)?;
     let endpoint = match (&args.connect, &args.zenoh_config) {
         (Some(endpoint), _) => endpoint.clone(),
         (None, Some(file)) => format!("the endpoints of {}", file.display()),
-        (None, None) => net::DEFAULT_ENDPOINT.to_owned(),
+        (None, None) => config.connect.first().cloned().unwrap_or_default(),
     };
     let net = Net::open(&config).await.map_err(|e| {
         tracing::debug!(%e, "opening the tool session");

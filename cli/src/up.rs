@@ -37,6 +37,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         no_oci: args.no_oci,
         // The local agent trusts what the master trusts.
         trust: args.master.trust.clone(),
+        identity: crate::identity::IdentityArgs::default(),
     };
     let agent_cmd::AgentSetup {
         advert,

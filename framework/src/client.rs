@@ -142,10 +142,10 @@ impl FrameworkClient {
         proto::keys::valid_chunk("framework id", framework_id.as_str())
             .map_err(|_| FrameworkError::BadFrameworkId(framework_id.0.clone()))?;
         let events = net
-            .subscribe::<Event>(&keys.framework_events(framework_id.as_str()))
+            .subscribe::<Event>(&keys.framework_events(&framework_id))
             .await?;
         let token = net
-            .declare_alive(&keys.framework_alive(framework_id.as_str()))
+            .declare_alive(&keys.framework_alive(&framework_id))
             .await?;
 
         let (events_tx, events_rx) = mpsc::channel(config.events_queued_max.max(1));
@@ -327,7 +327,11 @@ async fn send_call(
         call,
     };
     let reply = net
-        .query(&net.keys().master_calls(), &request, timeout_ms)
+        .query(
+            &net.keys().master_calls(net.principal()),
+            &request,
+            timeout_ms,
+        )
         .await
         .map_err(|source| FrameworkError::Call { call: name, source })?;
     match reply {

@@ -28,7 +28,7 @@ impl FakeMaster {
         let net = Net::open(&NetConfig::loopback_ephemeral()).await.unwrap();
         let keys = net.keys().clone();
         let calls = net
-            .serve::<FrameworkCall>(&keys.master_calls())
+            .serve::<FrameworkCall>(&keys.master_calls(proto::principal::ANONYMOUS))
             .await
             .unwrap();
         let frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await.unwrap();
@@ -66,7 +66,7 @@ impl FakeMaster {
         assert_eq!(
             alive,
             Liveness::Alive {
-                key: self.net.keys().framework_alive("fw-1")
+                key: self.net.keys().framework_alive(&"fw-1".into())
             }
         );
         call
@@ -74,7 +74,7 @@ impl FakeMaster {
 
     async fn send(&self, event: &Event) {
         self.net
-            .put(&self.net.keys().framework_events("fw-1"), event)
+            .put(&self.net.keys().framework_events(&"fw-1".into()), event)
             .await
             .unwrap();
     }
@@ -245,7 +245,7 @@ async fn updates_are_acknowledged_and_garbage_on_the_events_key_is_dropped() {
     master.accept_subscription().await;
     let (_client, mut events) = subscribing.await.unwrap().unwrap();
 
-    let events_key = master.net.keys().framework_events("fw-1");
+    let events_key = master.net.keys().framework_events(&"fw-1".into());
     master
         .net
         .put_raw(&events_key, b"\x01garbage".to_vec())

@@ -481,6 +481,7 @@ fn refusal(e: OperatorError) -> ApiError {
         OperatorError::InvalidJob(m) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_job", m)
         }
+        OperatorError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
     }
 }
 

@@ -185,6 +185,12 @@ impl Recorder {
         self.push_log(e);
     }
 
+    /// An operator request the policy refused.
+    pub fn observe_operator_refusal(&mut self, now_ms: u64, message: &str) {
+        let message = format!("operator request refused: {message}");
+        self.push_log(entry(now_ms, LogKind::CallRefused, message));
+    }
+
     /// A hosted scheduler module failed a call (trap, budget, memory, garbage).
     pub fn observe_scheduler_fault(&mut self, now_ms: u64, framework_id: &str, message: &str) {
         self.push_log(
@@ -558,7 +564,9 @@ mod tests {
             framework_id: None,
             call: Call::Subscribe { info },
         };
-        let Ok(CallReply::Subscribed { framework_id, .. }) = master.handle_call(now, call) else {
+        let Ok(CallReply::Subscribed { framework_id, .. }) =
+            master.handle_call(now, &proto::Principal::anonymous(), call)
+        else {
             panic!("the subscription was refused");
         };
         master.handle_framework_token(now, &framework_id, true);
@@ -611,7 +619,7 @@ mod tests {
                 filters: proto::Filters::default(),
             },
         };
-        let accepted = master.handle_call(Millis(10_001), accept);
+        let accepted = master.handle_call(Millis(10_001), &proto::Principal::anonymous(), accept);
         assert!(accepted.is_ok(), "{accepted:?}");
         let state = recorder.snapshot(&master, 2_000, Millis(10_002));
         assert_eq!(state.share_history.len(), 1, "the same period");

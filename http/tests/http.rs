@@ -70,7 +70,9 @@ impl Daemon {
     fn call(&mut self, framework_id: Option<FrameworkId>, call: Call) -> CallReply {
         let now = self.now();
         let call = FrameworkCall { framework_id, call };
-        let result = self.master.handle_call(now, call.clone());
+        let result = self
+            .master
+            .handle_call(now, &proto::Principal::anonymous(), call.clone());
         self.recorder
             .observe_call(Daemon::wall_ms(), &call, &result);
         result.unwrap()

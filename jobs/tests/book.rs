@@ -90,7 +90,7 @@ impl World {
             call: Call::Subscribe { info },
         };
         let Ok(CallReply::Subscribed { framework_id, .. }) =
-            master.handle_call(Millis(0), subscribe)
+            master.handle_call(Millis(0), &proto::Principal::anonymous(), subscribe)
         else {
             panic!("subscribe refused");
         };
@@ -144,7 +144,11 @@ impl World {
                     framework_id: Some(self.framework_id.clone()),
                     call: call.clone(),
                 };
-                if self.master.handle_call(now, framework_call).is_err() {
+                if self
+                    .master
+                    .handle_call(now, &proto::Principal::anonymous(), framework_call)
+                    .is_err()
+                {
                     self.book.handle_call_refused(self.now, &call);
                 }
             }

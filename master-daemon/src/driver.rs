@@ -138,20 +138,32 @@ impl Driver {
             Input::FrameworkGone(framework_id) => {
                 self.core.handle_framework_token(now, &framework_id, false);
             }
-            Input::Call(call, responder) => self.handle_call(now, call, responder).await,
+            Input::Call(caller, call, responder) => {
+                self.handle_call(now, &caller, call, responder).await;
+            }
             Input::Snapshot(reply) => {
                 let _ = reply.send(self.snapshots.fresh(now, &self.core, &self.net));
             }
             Input::Inspect(read) => read(&self.core),
             Input::TaskUsage(report) => self.core.handle_task_usage(now, &report),
+            Input::Refused(message) => {
+                let recorder = self.snapshots.recorder();
+                recorder.observe_operator_refusal(unix_ms(), &message);
+            }
             Input::KillTask { task_id, reply } => {
                 let _ = reply.send(self.core.handle_operator_kill(now, &task_id));
             }
         }
     }
 
-    async fn handle_call(&mut self, now: Millis, call: FrameworkCall, responder: Responder) {
-        let result = self.core.handle_call(now, call.clone());
+    async fn handle_call(
+        &mut self,
+        now: Millis,
+        caller: &proto::Principal,
+        call: FrameworkCall,
+        responder: Responder,
+    ) {
+        let result = self.core.handle_call(now, caller, call.clone());
         self.snapshots
             .recorder()
             .observe_call(unix_ms(), &call, &result);
@@ -242,7 +254,7 @@ impl Driver {
 
     // `&mut self`: the driver is `Send` but not `Sync` (its core holds the allocator).
     async fn publish_event(&mut self, framework_id: &FrameworkId, event: Event) {
-        let key = self.net.keys().framework_events(framework_id.as_str());
+        let key = self.net.keys().framework_events(framework_id);
         if let Err(e) = self.net.put(&key, &event).await {
             tracing::warn!(%framework_id, %e, "could not send an event");
         }

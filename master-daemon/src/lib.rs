@@ -19,23 +19,24 @@
 //! | `agents/*/alive` | `handle_agent_token(present)` | core: lost after `MasterConfig::agent_lost_timeout_ms` unless it returns |
 //! | `agents/*/leave` | `handle_agent_left` | core: gone at once; a task it still held is lost |
 //! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements; a launch's outcome goes back in as `handle_launch_outcome` | core: refused → `failed`, unanswered → `lost` and the agent unreachable |
-//! | `master/calls` | `handle_call`; the reply carries the core's answer or its refusal | core |
+//! | `master/calls/*` | `handle_call` with the caller the key proves ([`principals`]); the reply carries the core's answer or its refusal | core (ownership, roles, OCI: `master::Policy`) |
 //! | `master/alive` | declared once everything above is in place | daemon (start-up order) |
-//! | `frameworks/*/alive` | `handle_framework_token(present)` | core: events held until the token, for at most `MasterConfig::framework_token_wait_ms` after subscribing; token gone → disconnected |
-//! | `frameworks/<id>/events` | the core's `SendEvent`s; reclaim notices and hosted schedulers' faults as `Error` events | core |
-//! | `modules/*`, `master/upload` | the module store |
-//! | `master/admin` | the operator protocol (`proto::operator`), answered by [`operator`] as the HTTP API is (see [`crate::tools`]) |
-//! | `master/frameworks/hosted` | scheduler modules run as frameworks in this process (see [`frameworks::hosted`]) |
+//! | `frameworks/*/*/alive` | `handle_framework_token(present)` | core: events held until the token, for at most `MasterConfig::framework_token_wait_ms` after subscribing; token gone → disconnected |
+//! | `frameworks/<owner>/<id>/events` | the core's `SendEvent`s; reclaim notices and hosted schedulers' faults as `Error` events | core |
+//! | `modules/*`, `master/upload/*` | the module store |
+//! | `master/admin/*` | the operator protocol (`proto::operator`), answered by [`operator`] as the HTTP API is (see [`crate::tools`]), for the caller the key proves | core (`master::Policy::check_operator`) |
 
 mod driver;
 pub mod error;
 pub mod frameworks;
 pub mod operator;
+pub mod principals;
 mod pumps;
 pub mod tools;
 
 pub use error::DaemonError;
 pub use operator::JobSubmitter;
+pub use principals::Principals;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -108,6 +109,9 @@ pub struct MasterDaemonConfig {
     /// every other upload (the uploader is told why), and so are hosted scheduler and
     /// allocator modules not signed by one. None: every module is taken.
     pub trusted: TrustedKeys,
+    /// Who may call (with `net.tls` and `net.access_control` on a secure cluster); the
+    /// policy they are held to is `core.policy`.
+    pub principals: Principals,
 }
 
 impl MasterDaemonConfig {
@@ -129,6 +133,7 @@ impl MasterDaemonConfig {
             allocator: "drf".to_owned(),
             module_limits: policy_host::Limits::default(),
             trusted: TrustedKeys::default(),
+            principals: Principals::Anyone,
         }
     }
 }
@@ -153,13 +158,16 @@ pub(crate) enum Input {
     },
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
-    Call(FrameworkCall, Responder),
+    /// A framework call and its caller, as the key it came on proves it.
+    Call(proto::Principal, FrameworkCall, Responder),
     /// From the operator ([`operator`]): the latest snapshot, published anew first if
     /// anything changed, so that a tool sees what it just did.
     Snapshot(oneshot::Sender<Arc<ClusterState>>),
     Inspect(Box<dyn FnOnce(&Master) + Send>),
     /// What an agent's task uses, for the operator's rows.
     TaskUsage(proto::TaskUsageReport),
+    /// From the operator ([`operator`]): a request the policy refused, for the log.
+    Refused(String),
     /// From the operator ([`operator`]): kill a task in the operator's name.
     KillTask {
         task_id: TaskId,
@@ -208,9 +216,9 @@ impl MasterDaemon {
         // Start-up only: a directory listing, not worth a blocking-pool round trip.
         let store =
             Arc::new(ModuleStore::open(&config.store_dir)?.trusting(config.trusted.clone()));
-        let modules = ModuleServer::start(&net, store.clone()).await?;
+        let modules = ModuleServer::start(&net, store.clone(), upload_gate(&config)).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
-        let pumps = pumps::start(&net, &inputs_tx).await?;
+        let pumps = pumps::start(&net, &inputs_tx, &config.principals).await?;
         let core = MasterDaemon::core(&config)?;
         let (jobs, jobs_slot) = watch::channel(None);
         let driver = driver::Driver::new(
@@ -230,6 +238,8 @@ impl MasterDaemon {
             jobs_slot,
             hosted_slot,
             store.clone(),
+            config.principals.clone(),
+            Arc::new(config.core.policy.clone()),
         );
         let (operator_tasks, http_addr) =
             operator::serve(http_listener, ctx, state.clone()).await?;
@@ -269,13 +279,35 @@ impl MasterDaemon {
         store: &Arc<ModuleStore>,
         inputs: &mpsc::Sender<Input>,
     ) -> Result<InProcessFrameworks, DaemonError> {
-        let member = NetConfig::member(endpoints.to_vec()).with_cluster(&config.net.cluster);
+        // As the master itself: over TLS with its identity on a secure cluster.
+        let mut member = NetConfig::member(endpoints.to_vec()).with_cluster(&config.net.cluster);
+        if let Some(tls) = &config.net.tls {
+            member = member.with_tls(&config.net.principal, tls.clone());
+        }
         let hosted =
             HostedFrameworks::start(&member, store.clone(), config.module_limits, inputs.clone())
                 .await?;
         let jobs = InProcessFrameworks::start_jobs(&member, config).await?;
         Ok(InProcessFrameworks { hosted, jobs })
     }
+}
+
+/// Uploads as the policy allows the caller the key proves.
+fn upload_gate(config: &MasterDaemonConfig) -> net::modules::UploadGate {
+    let (principals, policy) = (config.principals.clone(), config.core.policy.clone());
+    let keys = match proto::Keys::new(&config.net.cluster) {
+        Ok(keys) => keys,
+        // Net::open refuses the same cluster name before any upload can come.
+        Err(_) => proto::Keys::default(),
+    };
+    Arc::new(move |key: &str| {
+        let caller = principals
+            .caller(&keys, key)
+            .ok_or_else(|| Principals::unknown(key))?;
+        policy
+            .check_upload(&caller)
+            .map_err(|refusal| format!("refused: {refusal}"))
+    })
 }
 
 /// A running master; it stops when this is dropped or [`MasterHandle::shutdown`].

@@ -1,6 +1,7 @@
 //! The master's operator surface, answered in one place: the operator protocol
-//! (`proto::operator`) on the `master/admin` queryable (and hosted-framework requests on
-//! `master/frameworks/hosted`), and the HTTP API's commands, all go to [`answer`].
+//! (`proto::operator`) on the `master/admin/<principal>` queryable and the HTTP API's
+//! commands all go to [`answer`], with the caller the key or the token proves, and are
+//! held to the policy (`master::Policy::check_operator`) there.
 //!
 //! - Listings are the core's own rows (`master::view`) as the latest snapshot holds them
 //!   (published anew first if anything changed): the very rows the HTTP API serves.
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MIN};
 use jobs::request::{ValidJob, ValidateJob};
-use master::{Master, Millis, OperatorKillError};
+use master::{Master, Millis, OperatorAct, OperatorKillError, Policy};
 use net::clock::unix_ms;
 use net::modules::ModuleStore;
 use net::{Net, Responder};
@@ -34,7 +35,7 @@ use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
     OperatorReply, OperatorRequest, TaskRow,
 };
-use proto::{TaskId, TaskState};
+use proto::{Principal, TaskId, TaskState};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -42,6 +43,7 @@ use tokio::task::JoinHandle;
 use crate::Input;
 use crate::error::DaemonError;
 use crate::frameworks::hosted::HostedDoor;
+use crate::principals::Principals;
 
 /// Between two snapshots of a cluster where nothing happened.
 pub const SNAPSHOT_IDLE_INTERVAL_MS: u64 = 5_000;
@@ -224,6 +226,10 @@ pub(crate) struct OperatorContext {
     pub(crate) hosted: watch::Receiver<Option<HostedDoor>>,
     /// The module store: a job naming a module it does not hold is refused.
     pub(crate) store: Arc<ModuleStore>,
+    /// Who calls on `master/admin/<principal>`.
+    principals: Principals,
+    /// What each caller may do.
+    policy: Arc<Policy>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -234,6 +240,8 @@ impl OperatorContext {
         jobs: watch::Receiver<Option<Arc<dyn JobSubmitter>>>,
         hosted: watch::Receiver<Option<HostedDoor>>,
         store: Arc<ModuleStore>,
+        principals: Principals,
+        policy: Arc<Policy>,
     ) -> OperatorContext {
         OperatorContext {
             net,
@@ -241,6 +249,8 @@ impl OperatorContext {
             jobs,
             hosted,
             store,
+            principals,
+            policy,
             in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         }
     }
@@ -257,28 +267,24 @@ pub(crate) async fn serve(
     let keys = ctx.net.keys().clone();
     let mut admin = ctx
         .net
-        .serve::<OperatorRequest>(&keys.master_admin())
-        .await?;
-    let mut hosted = ctx
-        .net
-        .serve::<HostedRequest>(&keys.master_hosted())
+        .serve::<OperatorRequest>(&keys.all_master_admin())
         .await?;
     let admin_ctx = ctx.clone();
     let admin_door = tokio::spawn(async move {
         while let Some(request) = admin.recv().await {
+            let caller = admin_ctx.principals.caller(&keys, &request.key);
+            let key = request.key.clone();
             let (request, responder) = request.into_parts();
-            spawn_answer(&admin_ctx, request, Reply::Zenoh(responder)).await;
+            let Some(caller) = caller else {
+                let refusal =
+                    OperatorReply::Error(OperatorError::Forbidden(Principals::unknown(&key)));
+                let _ = responder.reply(&refusal).await;
+                continue;
+            };
+            spawn_answer(&admin_ctx, caller, request, Reply::Zenoh(responder)).await;
         }
     });
-    let hosted_ctx = ctx.clone();
-    let hosted_door = tokio::spawn(async move {
-        while let Some(request) = hosted.recv().await {
-            let (request, responder) = request.into_parts();
-            let request = OperatorRequest::Hosted(request);
-            spawn_answer(&hosted_ctx, request, Reply::Hosted(responder)).await;
-        }
-    });
-    let mut tasks = vec![admin_door, hosted_door];
+    let mut tasks = vec![admin_door];
     let Some(listener) = listener else {
         return Ok((tasks, None));
     };
@@ -292,7 +298,7 @@ pub(crate) async fn serve(
     }));
     tasks.push(tokio::spawn(async move {
         while let Some(Command { request, reply }) = commands_rx.recv().await {
-            spawn_answer(&ctx, request, Reply::Http(reply)).await;
+            spawn_answer(&ctx, Principal::anonymous(), request, Reply::Http(reply)).await;
         }
     }));
     Ok((tasks, addr))
@@ -301,19 +307,22 @@ pub(crate) async fn serve(
 /// Where an answer goes. A client that went away before it is not an error.
 enum Reply {
     Zenoh(Responder),
-    /// The `master/frameworks/hosted` queryable answers the [`HostedReply`] alone.
-    Hosted(Responder),
     Http(oneshot::Sender<OperatorReply>),
 }
 
 /// Answers in a task of its own, at most [`COMMANDS_IN_FLIGHT_MAX`] at once.
-async fn spawn_answer(ctx: &OperatorContext, request: OperatorRequest, reply: Reply) {
+async fn spawn_answer(
+    ctx: &OperatorContext,
+    caller: Principal,
+    request: OperatorRequest,
+    reply: Reply,
+) {
     let Ok(permit) = ctx.in_flight.clone().acquire_owned().await else {
         return;
     };
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let answer = answer(&ctx, request).await;
+        let answer = answer(&ctx, &caller, request).await;
         drop(permit);
         let sent = match (reply, answer) {
             (Reply::Http(tx), answer) => {
@@ -321,13 +330,6 @@ async fn spawn_answer(ctx: &OperatorContext, request: OperatorRequest, reply: Re
                 Ok(())
             }
             (Reply::Zenoh(responder), answer) => responder.reply(&answer).await,
-            (Reply::Hosted(responder), OperatorReply::Hosted(answer)) => {
-                responder.reply(&answer).await
-            }
-            (Reply::Hosted(responder), other) => {
-                let message = format!("not a hosted-framework answer: {other:?}");
-                responder.reply(&HostedReply::Error { message }).await
-            }
         };
         if let Err(e) = sent {
             tracing::debug!(%e, "could not answer an operator request");
@@ -335,8 +337,18 @@ async fn spawn_answer(ctx: &OperatorContext, request: OperatorRequest, reply: Re
     });
 }
 
-/// The one answer to every operator request, from zenoh or HTTP.
-pub(crate) async fn answer(ctx: &OperatorContext, request: OperatorRequest) -> OperatorReply {
+/// The one answer to every operator request, from zenoh or HTTP, for `caller`; what the
+/// policy does not allow is refused (and logged) before anything is done.
+pub(crate) async fn answer(
+    ctx: &OperatorContext,
+    caller: &Principal,
+    request: OperatorRequest,
+) -> OperatorReply {
+    if let Err(refusal) = ctx.policy.check_operator(caller, operator_act(&request)) {
+        tracing::warn!(%caller, %refusal, "operator request refused");
+        let _ = ctx.inputs.send(Input::Refused(refusal.to_string())).await;
+        return OperatorReply::Error(OperatorError::Forbidden(refusal.to_string()));
+    }
     let listed = match request {
         OperatorRequest::Agents => fresh(ctx)
             .await
@@ -359,6 +371,27 @@ pub(crate) async fn answer(ctx: &OperatorContext, request: OperatorRequest) -> O
         OperatorRequest::Hosted(request) => Ok(OperatorReply::Hosted(hosted(ctx, request).await)),
     };
     listed.unwrap_or_else(OperatorReply::Error)
+}
+
+/// What the policy is asked about a request. A hosted scheduler runs as the master and
+/// may launch anything, so adding one needs the grant OCI jobs need.
+fn operator_act(request: &OperatorRequest) -> OperatorAct {
+    match request {
+        OperatorRequest::Agents
+        | OperatorRequest::Frameworks
+        | OperatorRequest::Tasks
+        | OperatorRequest::Offers
+        | OperatorRequest::DecodeErrors
+        | OperatorRequest::Logs(_)
+        | OperatorRequest::Hosted(HostedRequest::List) => OperatorAct::Read,
+        OperatorRequest::Kill { .. } | OperatorRequest::Hosted(HostedRequest::Remove { .. }) => {
+            OperatorAct::Kill
+        }
+        OperatorRequest::SubmitJob(job) => OperatorAct::Submit {
+            oci: job.image.is_some(),
+        },
+        OperatorRequest::Hosted(HostedRequest::Add(_)) => OperatorAct::Submit { oci: true },
+    }
 }
 
 fn stopping() -> OperatorError {

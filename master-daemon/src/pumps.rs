@@ -2,9 +2,10 @@
 //! [`Input`]s for the driver. A message whose id disagrees with the id in its key is
 //! counted as a decode error and dropped, like any other malformed payload.
 
-use net::{AliveWatch, Liveness, Net, Subscription};
+use net::{AliveWatch, Liveness, Net, Requests, Subscription};
 use proto::{
-    AgentAdvert, AgentId, DecodeError, FrameworkCall, FrameworkId, TaskStatus, TaskUsageReport,
+    AgentAdvert, AgentId, CallReply, DecodeError, FrameworkCall, FrameworkId, TaskStatus,
+    TaskUsageReport,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -12,10 +13,12 @@ use tokio::task::JoinHandle;
 
 use crate::Input;
 use crate::error::DaemonError;
+use crate::principals::Principals;
 
 pub(crate) async fn start(
     net: &Net,
     inputs: &mpsc::Sender<Input>,
+    principals: &Principals,
 ) -> Result<Vec<JoinHandle<()>>, DaemonError> {
     let keys = net.keys().clone();
     let adverts = net
@@ -26,7 +29,7 @@ pub(crate) async fn start(
         .await?;
     let agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
     let frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
-    let calls = net.serve::<FrameworkCall>(&keys.master_calls()).await?;
+    let calls = net.serve::<FrameworkCall>(&keys.all_master_calls()).await?;
     let usage = net
         .subscribe::<TaskUsageReport>(&keys.all_agent_metrics())
         .await?;
@@ -50,7 +53,7 @@ pub(crate) async fn start(
                 Input::FrameworkGone(id)
             }
         }),
-        calls.pump_into(inputs, Input::Call),
+        forward_calls(net, inputs, calls, principals.clone()),
         forward_agent_messages(net, inputs, usage, |m| &m.agent_id, Input::TaskUsage),
         forward_agent_messages(net, inputs, leaves, |m| m, Input::AgentLeft),
     ])
@@ -90,6 +93,12 @@ fn forward_liveness(
             let Some(id) = net.keys().id_in(change.key()) else {
                 continue;
             };
+            // A framework's token counts only under its owner's name (an agent's key has
+            // no principal chunk).
+            let principal = net.keys().principal_in(change.key());
+            if principal.is_some_and(|p| p != FrameworkId::from(id).owner()) {
+                continue;
+            }
             let alive = matches!(change, Liveness::Alive { .. });
             if inputs.send(input(id, alive)).await.is_err() {
                 return;
@@ -108,4 +117,34 @@ fn id_matches_key(net: &Net, key: &str, id: &str) -> bool {
     ));
     net.decode_errors().record(key, &error);
     false
+}
+
+/// Forwards each framework call with its caller, proven by the key it came on; a caller
+/// the master does not know is refused here.
+fn forward_calls(
+    net: &Net,
+    inputs: &mpsc::Sender<Input>,
+    mut calls: Requests<FrameworkCall>,
+    principals: Principals,
+) -> JoinHandle<()> {
+    let (keys, inputs) = (net.keys().clone(), inputs.clone());
+    tokio::spawn(async move {
+        while let Some(request) = calls.recv().await {
+            let caller = principals.caller(&keys, &request.key);
+            let key = request.key.clone();
+            let (call, responder) = request.into_parts();
+            let Some(caller) = caller else {
+                let message = Principals::unknown(&key);
+                let _ = responder.reply(&CallReply::Error { message }).await;
+                continue;
+            };
+            if inputs
+                .send(Input::Call(caller, call, responder))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
 }

@@ -32,7 +32,11 @@ pub async fn ask(
     timeout_ms: u64,
 ) -> Result<OperatorReply, ToolError> {
     match net
-        .query(&net.keys().master_admin(), request, timeout_ms)
+        .query(
+            &net.keys().master_admin(net.principal()),
+            request,
+            timeout_ms,
+        )
         .await?
     {
         OperatorReply::Error(e) => Err(ToolError::Operator(e)),

@@ -355,8 +355,8 @@ async fn garbage_on_the_masters_keys_is_counted_and_the_cluster_goes_on() {
     .await
     .expect("the master did not count the garbage");
     for key in [
-        keys.master_calls(),
-        keys.master_upload(),
+        keys.master_calls(proto::principal::ANONYMOUS),
+        keys.master_upload(proto::principal::ANONYMOUS),
         keys.agent_cmd("edge-1"),
     ] {
         let error = vandal
@@ -373,7 +373,7 @@ async fn garbage_on_the_masters_keys_is_counted_and_the_cluster_goes_on() {
             .master
             .net()
             .decode_errors()
-            .count(&keys.master_calls())
+            .count(&keys.master_calls(proto::principal::ANONYMOUS))
             >= 1
     );
     assert_eq!(

@@ -178,7 +178,8 @@ impl Full {
                 framework_id: None,
                 call: Call::Subscribe { info },
             };
-            let Ok(CallReply::Subscribed { framework_id, .. }) = m.handle_call(Millis(0), call)
+            let Ok(CallReply::Subscribed { framework_id, .. }) =
+                m.handle_call(Millis(0), &proto::Principal::anonymous(), call)
             else {
                 panic!("subscribe refused");
             };
@@ -237,7 +238,11 @@ impl Full {
                     framework_id: Some(framework_id.clone()),
                     call,
                 };
-                assert!(self.m.handle_call(Millis(self.now), call).is_ok());
+                assert!(
+                    self.m
+                        .handle_call(Millis(self.now), &proto::Principal::anonymous(), call)
+                        .is_ok()
+                );
             }
         }
         while self.m.poll_action().is_some() {}

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::Policy;
+
 /// Default of [`MasterConfig::reregistration_window_ms`]: a few advert periods.
 pub const REREGISTRATION_WINDOW_MS_DEFAULT: u64 = 5_000;
 /// Default of [`MasterConfig::recovered_framework_timeout_ms`].
@@ -76,6 +78,9 @@ pub struct MasterConfig {
     /// are dropped (and counted, [`crate::Master::events_dropped`]).
     #[serde(default = "events_held_per_framework_max_default")]
     pub events_held_per_framework_max: usize,
+    /// Who may do what; [`Policy::open`] (nothing checked) on an insecure cluster.
+    #[serde(skip, default = "Policy::open")]
+    pub policy: Policy,
 }
 
 fn agent_lost_timeout_ms_default() -> u64 {
@@ -132,6 +137,7 @@ impl Default for MasterConfig {
             agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
             framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
             events_held_per_framework_max: EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT,
+            policy: Policy::open(),
         }
     }
 }

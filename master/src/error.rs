@@ -48,4 +48,6 @@ pub enum CallError {
     UnknownTask(TaskId),
     #[error("task {0} belongs to another framework")]
     NotYourTask(TaskId),
+    #[error("refused: {0}")]
+    Refused(#[from] crate::policy::Refusal),
 }

@@ -18,6 +18,7 @@ mod deadlines;
 pub mod error;
 mod master;
 pub mod offer_book;
+pub mod policy;
 pub mod reclaim;
 pub mod resource_book;
 pub mod rng;
@@ -31,5 +32,6 @@ pub use error::CallError;
 pub use master::{
     Action, BUILTIN_DRF_SEED_MIX, BrokenInvariant, LaunchOutcome, Master, OperatorKillError,
 };
+pub use policy::{OperatorAct, Policy, Refusal};
 pub use resource_book::ResourceBook;
 pub use time::Millis;

@@ -1,6 +1,7 @@
 //! The transport of wasmos: thin adapters over zenoh 1.x shared by the master, agents,
 //! frameworks and tools.
 //!
+//! - [`access`]: mutual TLS files and the access control generated for the principals.
 //! - [`session`]: opening a session ([`NetConfig`] → [`Net`]), scouting off by default,
 //!   and the endpoints actually listened on.
 //! - [`endpoint`]: endpoints checked before zenoh sees them.
@@ -13,6 +14,7 @@
 //! Architecture invariant: this is the only crate that touches zenoh; keys come from
 //! `proto::Keys` and bytes from `proto`'s codec, never spelled here.
 
+pub mod access;
 pub mod clock;
 pub mod decode_errors;
 pub mod endpoint;
@@ -22,9 +24,10 @@ pub mod modules;
 pub mod session;
 pub mod typed;
 
+pub use access::{AclPrincipal, TlsFiles, access_control};
 pub use decode_errors::DecodeErrors;
 pub use endpoint::{EndpointError, EndpointUse, check_endpoint};
 pub use error::{NetError, QueryError};
 pub use liveliness::{AliveToken, AliveWatch, Liveness};
-pub use session::{DEFAULT_ENDPOINT, DEFAULT_PORT, Mode, Net, NetConfig};
+pub use session::{DEFAULT_ENDPOINT, DEFAULT_PORT, DEFAULT_TLS_ENDPOINT, Mode, Net, NetConfig};
 pub use typed::{Received, Request, Requests, Responder, Subscription};

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use proto::Keys;
 use proto::keys::KeyError;
 
+use crate::access::TlsFiles;
 use crate::decode_errors::DecodeErrors;
 use crate::endpoint::{EndpointError, EndpointUse, check_endpoint};
 use crate::error::NetError;
@@ -22,6 +23,8 @@ use crate::error::NetError;
 pub const DEFAULT_PORT: u16 = 7447;
 /// Where the master listens, and where every other node looks for it, by default.
 pub const DEFAULT_ENDPOINT: &str = "tcp/127.0.0.1:7447";
+/// The default endpoint of a secure cluster (mutual TLS).
+pub const DEFAULT_TLS_ENDPOINT: &str = "tls/127.0.0.1:7447";
 /// How long a one-shot tool tries to reach the master before giving up.
 pub const TOOL_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 3_000;
 
@@ -67,6 +70,15 @@ pub struct NetConfig {
     /// How long opening waits for a `connect` endpoint to answer before it fails; `None`
     /// waits (retrying with backoff) until one does.
     pub connect_timeout_ms: Option<u64>,
+    /// The name this node calls the master under (`master/calls/<principal>`, …): its
+    /// certificate's common name with TLS, [`proto::principal::ANONYMOUS`] without.
+    pub principal: String,
+    /// Mutual TLS with this identity: only `tls/` links are accepted or opened, the
+    /// peer's certificate must chain to the cluster CA, and a client checks the master's
+    /// name. `None`: plain links, no authentication.
+    pub tls: Option<TlsFiles>,
+    /// zenoh's `access_control` section, for the master's router ([`crate::access_control`]).
+    pub access_control: Option<serde_json::Value>,
 }
 
 impl NetConfig {
@@ -119,6 +131,24 @@ impl NetConfig {
         self
     }
 
+    /// Mutual TLS as `principal` (the common name of `tls.cert`); the default endpoint
+    /// becomes its TLS twin ([`DEFAULT_TLS_ENDPOINT`]), other endpoints are kept as given.
+    pub fn with_tls(mut self, principal: &str, tls: TlsFiles) -> NetConfig {
+        principal.clone_into(&mut self.principal);
+        for endpoint in self.listen.iter_mut().chain(self.connect.iter_mut()) {
+            if endpoint == DEFAULT_ENDPOINT {
+                DEFAULT_TLS_ENDPOINT.clone_into(endpoint);
+            }
+        }
+        self.tls = Some(tls);
+        self
+    }
+
+    pub fn with_access_control(mut self, access_control: serde_json::Value) -> NetConfig {
+        self.access_control = Some(access_control);
+        self
+    }
+
     fn base(mode: Mode) -> NetConfig {
         NetConfig {
             cluster: proto::keys::DEFAULT_CLUSTER.to_owned(),
@@ -127,6 +157,9 @@ impl NetConfig {
             connect: Vec::new(),
             zenoh_config_file: None,
             connect_timeout_ms: None,
+            principal: proto::principal::ANONYMOUS.to_owned(),
+            tls: None,
+            access_control: None,
         }
     }
 
@@ -173,7 +206,38 @@ impl NetConfig {
             insert(&mut config, "connect/timeout_ms", &timeout_ms)?;
             insert(&mut config, "connect/exit_on_failure", "true")?;
         }
+        if let Some(tls) = &self.tls {
+            self.insert_tls(&mut config, tls)?;
+        }
+        if let Some(acl) = &self.access_control {
+            insert(&mut config, "access_control", &acl.to_string())?;
+        }
         Ok(config)
+    }
+
+    fn insert_tls(&self, config: &mut zenoh::Config, tls: &TlsFiles) -> Result<(), NetError> {
+        let path = |p: &std::path::Path| json_string(&p.to_string_lossy());
+        let (cert_key, key_key) = match self.mode {
+            Mode::Router => (
+                "transport/link/tls/listen_certificate",
+                "transport/link/tls/listen_private_key",
+            ),
+            Mode::Peer | Mode::Client => (
+                "transport/link/tls/connect_certificate",
+                "transport/link/tls/connect_private_key",
+            ),
+        };
+        insert(
+            config,
+            "transport/link/tls/root_ca_certificate",
+            &path(&tls.ca),
+        )?;
+        insert(config, cert_key, &path(&tls.cert))?;
+        insert(config, key_key, &path(&tls.key))?;
+        insert(config, "transport/link/tls/enable_mtls", "true")?;
+        insert(config, "transport/link/tls/verify_name_on_connect", "true")?;
+        // No plain link is accepted or opened beside the TLS ones.
+        insert(config, "transport/link/protocols", r#"["tls"]"#)
     }
 }
 
@@ -221,6 +285,7 @@ fn json_strings(items: &[String]) -> String {
 pub struct Net {
     session: zenoh::Session,
     keys: Keys,
+    principal: String,
     decode_errors: DecodeErrors,
 }
 
@@ -239,12 +304,18 @@ impl Net {
         Ok(Net {
             session,
             keys,
+            principal: config.principal.clone(),
             decode_errors: DecodeErrors::default(),
         })
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The name this session calls under (see [`NetConfig::principal`]).
+    pub fn principal(&self) -> &str {
+        &self.principal
     }
 
     /// The raw zenoh session, for what the typed helpers do not cover.

@@ -171,7 +171,7 @@ async fn typed_put_query_and_liveliness_round_trip() {
     assert_eq!(received.message, sent);
 
     let mut calls = master
-        .serve::<FrameworkCall>(&keys.master_calls())
+        .serve::<FrameworkCall>(&keys.master_calls(proto::principal::ANONYMOUS))
         .await
         .unwrap();
     let server = tokio::spawn(async move {
@@ -190,7 +190,11 @@ async fn typed_put_query_and_liveliness_round_trip() {
         call: proto::Call::Revive,
     };
     let reply: CallReply = agent
-        .query(&keys.master_calls(), &call, 5_000)
+        .query(
+            &keys.master_calls(proto::principal::ANONYMOUS),
+            &call,
+            5_000,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -289,7 +293,7 @@ async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
     // A query that does not decode is answered with an error and counted; the queryable
     // goes on serving good ones.
     let mut calls = master
-        .serve::<FrameworkCall>(&keys.master_calls())
+        .serve::<FrameworkCall>(&keys.master_calls(proto::principal::ANONYMOUS))
         .await
         .unwrap();
     let server = tokio::spawn(async move {
@@ -298,7 +302,7 @@ async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
     });
     let error = agent
         .query_raw(
-            &keys.master_calls(),
+            &keys.master_calls(proto::principal::ANONYMOUS),
             Some(b"\x01\xff\xff\xff".to_vec()),
             5_000,
         )
@@ -313,12 +317,21 @@ async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
         call: proto::Call::Teardown,
     };
     let reply: CallReply = agent
-        .query(&keys.master_calls(), &call, 5_000)
+        .query(
+            &keys.master_calls(proto::principal::ANONYMOUS),
+            &call,
+            5_000,
+        )
         .await
         .unwrap();
     assert_eq!(reply, CallReply::Ok);
     server.await.unwrap();
-    assert_eq!(master.decode_errors().count(&keys.master_calls()), 1);
+    assert_eq!(
+        master
+            .decode_errors()
+            .count(&keys.master_calls(proto::principal::ANONYMOUS)),
+        1
+    );
 }
 
 struct Store {
@@ -330,7 +343,9 @@ struct Store {
 async fn serve_store(master: &Net) -> Store {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ModuleStore::open(dir.path().join("modules")).unwrap());
-    let server = ModuleServer::start(master, store.clone()).await.unwrap();
+    let server = ModuleServer::start(master, store.clone(), std::sync::Arc::new(|_: &str| Ok(())))
+        .await
+        .unwrap();
     Store {
         _dir: dir,
         store,
@@ -470,7 +485,11 @@ async fn the_store_refuses_uploads_that_do_not_hash_to_their_name_and_bad_chunk_
         bytes: b"\0asm\x01\0\0\0!".to_vec(),
     };
     let reply: UploadReply = client
-        .query(&keys.master_upload(), &chunk, 5_000)
+        .query(
+            &keys.master_upload(proto::principal::ANONYMOUS),
+            &chunk,
+            5_000,
+        )
         .await
         .unwrap();
     let UploadReply::Error { message } = reply else {
@@ -487,7 +506,11 @@ async fn the_store_refuses_uploads_that_do_not_hash_to_their_name_and_bad_chunk_
         bytes: Vec::new(),
     };
     let reply: UploadReply = client
-        .query(&keys.master_upload(), &chunk, 5_000)
+        .query(
+            &keys.master_upload(proto::principal::ANONYMOUS),
+            &chunk,
+            5_000,
+        )
         .await
         .unwrap();
     assert!(matches!(reply, UploadReply::Error { .. }), "{reply:?}");

@@ -42,8 +42,35 @@ string_id!(
 );
 string_id!(
     /// A framework, assigned by the master at first subscription and never reused.
+    ///
+    /// Its owner is part of it: `<principal>.<rest>` belongs to `principal`; an id without
+    /// a dot belongs to [`crate::principal::ANONYMOUS`]. Ownership so needs no record that
+    /// a master restart could lose, and the framework's keys sit under its owner's name
+    /// (`frameworks/<owner>/<id>/…`), where the owner's access control lets it listen.
     FrameworkId
 );
+
+/// Separates a framework id's owner from the rest; principal names never hold it.
+pub const FRAMEWORK_OWNER_SEPARATOR: char = '.';
+
+impl FrameworkId {
+    /// A new id owned by `principal`.
+    pub fn owned_by(principal: &str, rest: &str) -> FrameworkId {
+        if principal == crate::principal::ANONYMOUS {
+            FrameworkId(rest.to_owned())
+        } else {
+            FrameworkId(format!("{principal}{FRAMEWORK_OWNER_SEPARATOR}{rest}"))
+        }
+    }
+
+    /// The principal this framework belongs to.
+    pub fn owner(&self) -> &str {
+        match self.0.split_once(FRAMEWORK_OWNER_SEPARATOR) {
+            Some((owner, _)) => owner,
+            None => crate::principal::ANONYMOUS,
+        }
+    }
+}
 string_id!(
     /// A task, chosen by its framework; unique within the cluster and never reused.
     TaskId

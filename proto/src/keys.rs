@@ -7,17 +7,24 @@
 //! | `wasmos/<cluster>/agents/<agent_id>/cmd` | queryable, master → agent |
 //! | `wasmos/<cluster>/agents/<agent_id>/status` | put, agent → master |
 //! | `wasmos/<cluster>/agents/<agent_id>/leave` | put, agent → master: it shuts down (payload: its id) |
+//! | `wasmos/<cluster>/agents/<agent_id>/metrics` | put, agent → master: usage of running tasks |
+//! | `wasmos/<cluster>/agents/<agent_id>/logs` | queryable, master → agent: output of tasks |
 //! | `wasmos/<cluster>/master/alive` | liveliness token of the leading master |
-//! | `wasmos/<cluster>/master/calls` | queryable, framework → master |
-//! | `wasmos/<cluster>/master/upload` | queryable, client → master module store (see [`crate::admin`]) |
-//! | `wasmos/<cluster>/master/admin` | queryable, tool → master: the operator protocol (see [`crate::operator`]) |
-//! | `wasmos/<cluster>/master/frameworks/hosted` | queryable, tool → master: hosted schedulers |
-//! | `wasmos/<cluster>/agents/<agent_id>/logs` | queryable, tool → agent: output of ended tasks |
-//! | `wasmos/<cluster>/frameworks/<framework_id>/events` | put, master → framework |
-//! | `wasmos/<cluster>/frameworks/<framework_id>/alive` | liveliness token of a native framework |
+//! | `wasmos/<cluster>/master/calls/<principal>` | queryable, framework → master |
+//! | `wasmos/<cluster>/master/upload/<principal>` | queryable, client → master module store (see [`crate::admin`]) |
+//! | `wasmos/<cluster>/master/admin/<principal>` | queryable, tool → master: the operator protocol (see [`crate::operator`]) |
+//! | `wasmos/<cluster>/frameworks/<owner>/<framework_id>/events` | put, master → framework |
+//! | `wasmos/<cluster>/frameworks/<owner>/<framework_id>/alive` | liveliness token of a native framework |
 //! | `wasmos/<cluster>/modules/<sha256>` | queryable, module store |
+//!
+//! `<principal>` is the caller's name: on a secure cluster zenoh's access control lets a
+//! principal use only the keys with its own certificate's name there (and an agent only
+//! `agents/<its name>/…`), so the master learns who calls from the key, never from a
+//! field the caller fills in. On an insecure cluster it is [`crate::principal::ANONYMOUS`].
 
 use thiserror::Error;
+
+use crate::FrameworkId;
 
 pub const DEFAULT_CLUSTER: &str = "default";
 /// Longest id that may stand in one key chunk.
@@ -115,31 +122,43 @@ impl Keys {
     pub fn master_alive(&self) -> String {
         format!("{}/master/alive", self.prefix)
     }
-    pub fn master_calls(&self) -> String {
-        format!("{}/master/calls", self.prefix)
+    /// Framework calls of `principal`.
+    pub fn master_calls(&self, principal: &str) -> String {
+        format!("{}/master/calls/{principal}", self.prefix)
+    }
+    pub fn all_master_calls(&self) -> String {
+        self.master_calls("*")
     }
     /// Uploads into the master's module store; apart from `modules/*` so that a query
     /// for a module never reaches the upload queryable.
-    pub fn master_upload(&self) -> String {
-        format!("{}/master/upload", self.prefix)
+    pub fn master_upload(&self, principal: &str) -> String {
+        format!("{}/master/upload/{principal}", self.prefix)
+    }
+    pub fn all_master_upload(&self) -> String {
+        self.master_upload("*")
     }
     /// Queryable of the master for operator tools: [`crate::operator::OperatorRequest`].
-    pub fn master_admin(&self) -> String {
-        format!("{}/master/admin", self.prefix)
+    pub fn master_admin(&self, principal: &str) -> String {
+        format!("{}/master/admin/{principal}", self.prefix)
     }
-    /// Queryable of the master for frameworks whose scheduler is a module the master runs
-    /// (see [`crate::operator::HostedRequest`], also asked on [`Keys::master_admin`]).
-    pub fn master_hosted(&self) -> String {
-        format!("{}/master/frameworks/hosted", self.prefix)
+    pub fn all_master_admin(&self) -> String {
+        self.master_admin("*")
     }
-    pub fn framework_events(&self, framework_id: &str) -> String {
-        format!("{}/frameworks/{framework_id}/events", self.prefix)
+    /// Everything of the frameworks of `principal`.
+    pub fn principal_frameworks(&self, principal: &str) -> String {
+        format!("{}/frameworks/{principal}/**", self.prefix)
     }
-    pub fn framework_alive(&self, framework_id: &str) -> String {
-        format!("{}/frameworks/{framework_id}/alive", self.prefix)
+    /// Events of a framework, under its owner's name ([`crate::FrameworkId::owner`]).
+    pub fn framework_events(&self, framework_id: &FrameworkId) -> String {
+        let owner = framework_id.owner();
+        format!("{}/frameworks/{owner}/{framework_id}/events", self.prefix)
+    }
+    pub fn framework_alive(&self, framework_id: &FrameworkId) -> String {
+        let owner = framework_id.owner();
+        format!("{}/frameworks/{owner}/{framework_id}/alive", self.prefix)
     }
     pub fn all_framework_alive(&self) -> String {
-        self.framework_alive("*")
+        format!("{}/frameworks/*/*/alive", self.prefix)
     }
     pub fn module(&self, sha256: &str) -> String {
         format!("{}/modules/{sha256}", self.prefix)
@@ -148,14 +167,31 @@ impl Keys {
         self.module("*")
     }
 
-    /// The `<id>` of a concrete key `…/agents/<id>/…` or `…/frameworks/<id>/…`.
+    /// The `<id>` of a concrete key `…/agents/<id>/…`, `…/modules/<id>` or
+    /// `…/frameworks/<principal>/<id>/…`.
     pub fn id_in<'k>(&self, key: &'k str) -> Option<&'k str> {
-        let rest = key.strip_prefix(&self.prefix)?.strip_prefix('/')?;
-        let mut parts = rest.split('/');
+        let mut parts = self.chunks(key)?;
         match parts.next()? {
-            "agents" | "frameworks" | "modules" => parts.next(),
+            "agents" | "modules" => parts.next(),
+            "frameworks" => parts.nth(1),
             _ => None,
         }
+    }
+
+    /// The `<principal>` of a concrete key `…/master/<door>/<principal>` or
+    /// `…/frameworks/<principal>/…`.
+    pub fn principal_in<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let mut parts = self.chunks(key)?;
+        match parts.next()? {
+            "master" => parts.nth(1),
+            "frameworks" => parts.next(),
+            _ => None,
+        }
+    }
+
+    fn chunks<'k>(&self, key: &'k str) -> Option<std::str::Split<'k, char>> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        Some(rest.split('/'))
     }
 }
 

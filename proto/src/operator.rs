@@ -370,6 +370,10 @@ pub enum OperatorError {
     /// No jobs framework is attached to the master (yet: one may be starting) (HTTP 409).
     #[error("{0}")]
     JobsNotRunning(String),
+    /// The caller may not do this (the policy, or a principal the master does not know)
+    /// (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 #[cfg(test)]

@@ -132,12 +132,21 @@ fn keys_follow_the_layout() {
     let keys = Keys::new("default").unwrap();
     assert_eq!(keys.agent_advert("a1"), "wasmos/default/agents/a1/advert");
     assert_eq!(keys.all_agent_alive(), "wasmos/default/agents/*/alive");
-    assert_eq!(keys.master_calls(), "wasmos/default/master/calls");
+    assert_eq!(keys.master_calls("p"), "wasmos/default/master/calls/p");
     assert_eq!(
-        keys.framework_events("fw"),
-        "wasmos/default/frameworks/fw/events"
+        keys.framework_events(&FrameworkId::owned_by("p", "fw")),
+        "wasmos/default/frameworks/p/p.fw/events"
+    );
+    assert_eq!(
+        keys.framework_events(&FrameworkId::from("fw")),
+        "wasmos/default/frameworks/anonymous/fw/events"
     );
     assert_eq!(keys.id_in("wasmos/default/agents/a1/status"), Some("a1"));
+    let owned = FrameworkId::owned_by("p", "fw");
+    assert_eq!(keys.id_in(&keys.framework_alive(&owned)), Some("p.fw"));
+    assert_eq!(keys.principal_in(&keys.framework_alive(&owned)), Some("p"));
+    assert_eq!(keys.principal_in(&keys.master_admin("ops")), Some("ops"));
+    assert_eq!(keys.principal_in(&keys.agent_cmd("a1")), None);
     assert!(Keys::new("a/b").is_err());
     assert!(keys::valid_chunk("agent id", "x*").is_err());
 }

@@ -20,8 +20,7 @@ pub use identity::{
     valid_identity_name,
 };
 pub use issue::{
-    CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster,
-    issue_identity,
+    CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster, issue_identity,
 };
 
 #[cfg(test)]

@@ -377,6 +377,7 @@ impl Sim {
         self.master
             .handle_call(
                 now,
+                &proto::Principal::anonymous(),
                 FrameworkCall {
                     framework_id: id,
                     call,

@@ -217,7 +217,10 @@ impl Sim {
                 framework_id: Some(id.clone()),
                 call,
             };
-            if let Err(e) = self.master.handle_call(now, call) {
+            if let Err(e) = self
+                .master
+                .handle_call(now, &proto::Principal::anonymous(), call)
+            {
                 tracing::warn!(framework = %name, %e, "the master refused a scheduler module's call");
             }
         }

@@ -399,10 +399,9 @@ fn listened_keys(net: &Net, agent_id: &str) -> Vec<(String, bool)> {
         put(keys.agent_metrics(agent_id)),
         query(keys.agent_cmd(agent_id)),
         query(keys.agent_logs(agent_id)),
-        query(keys.master_calls()),
-        query(keys.master_upload()),
-        query(keys.master_admin()),
-        query(keys.master_hosted()),
+        query(keys.master_calls(proto::principal::ANONYMOUS)),
+        query(keys.master_upload(proto::principal::ANONYMOUS)),
+        query(keys.master_admin(proto::principal::ANONYMOUS)),
         query(keys.module(&"0".repeat(64))),
     ]
 }
@@ -445,7 +444,7 @@ async fn garbage_on_every_key_is_counted_and_ignored() {
         .await
         .unwrap();
     let _ghost_framework = raw
-        .declare_alive(&raw.keys().framework_alive("ghost"))
+        .declare_alive(&raw.keys().framework_alive(&"ghost".into()))
         .await
         .unwrap();
 
@@ -453,7 +452,7 @@ async fn garbage_on_every_key_is_counted_and_ignored() {
     let counts: Value = {
         let reply: OperatorReply = raw
             .query(
-                &raw.keys().master_admin(),
+                &raw.keys().master_admin(proto::principal::ANONYMOUS),
                 &OperatorRequest::DecodeErrors,
                 5_000,
             )

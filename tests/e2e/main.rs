@@ -10,6 +10,7 @@ mod failover;
 mod fleet;
 mod oci;
 mod plugins;
+mod secure;
 mod signed;
 mod sim;
 mod standby;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use proto::{
-    AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo, StatusUuid, TaskId,
-    TaskState, TaskStatus,
+    AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo, Operation,
+    Principal, StatusUuid, TaskId, TaskKind, TaskState, TaskStatus,
 };
 
 use super::{Action, FrameworkRecord, Master};
@@ -17,20 +17,27 @@ use crate::time::Millis;
 pub const DEFERRED_RECONCILES_MAX: usize = 4096;
 
 impl Master {
-    /// A framework's call. The reply goes back to the caller at once; events and agent
-    /// commands the call causes come out of [`Master::poll_action`]. A refused call
-    /// changes nothing.
+    /// A framework's call from `caller`, as the transport proved it. The reply goes back
+    /// to the caller at once; events and agent commands the call causes come out of
+    /// [`Master::poll_action`]. A refused call changes nothing.
     pub fn handle_call(
         &mut self,
         now: Millis,
+        caller: &Principal,
         call: FrameworkCall,
     ) -> Result<CallReply, CallError> {
         self.advance(now);
         let result = match call.call {
-            Call::Subscribe { info } => self.subscribe(call.framework_id, info),
+            Call::Subscribe { info } => self.subscribe(caller, call.framework_id, info),
             other => {
                 let id = call.framework_id.ok_or(CallError::MissingFrameworkId)?;
+                self.config.policy.check_owner(caller, &id)?;
                 self.check_subscribed(&id)?;
+                if let Call::Accept { operations, .. } = &other
+                    && launches_oci(operations)
+                {
+                    self.config.policy.check_framework_oci(caller)?;
+                }
                 self.framework_call(&id, other).map(|()| CallReply::Ok)
             }
         };
@@ -113,10 +120,12 @@ impl Master {
 
     fn subscribe(
         &mut self,
+        caller: &Principal,
         from: Option<FrameworkId>,
         info: FrameworkInfo,
     ) -> Result<CallReply, CallError> {
-        let id = self.subscription_id(from, &info)?;
+        self.config.policy.check_register(caller, &info.role)?;
+        let id = self.subscription_id(caller, from, &info)?;
         self.admit(&id, info);
         let heartbeat_interval_ms = self.config.heartbeat_interval_ms;
         self.send(
@@ -137,6 +146,7 @@ impl Master {
     /// or a new one. Nothing changes when it is refused.
     fn subscription_id(
         &mut self,
+        caller: &Principal,
         from: Option<FrameworkId>,
         info: &FrameworkInfo,
     ) -> Result<FrameworkId, CallError> {
@@ -158,8 +168,11 @@ impl Master {
             .as_ref()
             .is_some_and(|id| self.frameworks.get(id).is_none_or(|f| f.recovered));
         let id = match named {
-            Some(id) => self.resubscribe_id(id, info)?,
-            None => self.new_framework_id(),
+            Some(id) => {
+                self.config.policy.check_owner(caller, &id)?;
+                self.resubscribe_id(id, info)?
+            }
+            None => self.new_framework_id(caller),
         };
         self.check_role_weight(&id, info)?;
         if returning {
@@ -263,12 +276,14 @@ impl Master {
         Ok(id)
     }
 
-    fn new_framework_id(&mut self) -> FrameworkId {
+    /// A new id, owned by the caller (see [`FrameworkId::owner`]).
+    fn new_framework_id(&mut self, caller: &Principal) -> FrameworkId {
         self.frameworks_created += 1;
-        FrameworkId(format!(
+        let rest = format!(
             "fw{:x}-{}",
             self.config.incarnation, self.frameworks_created
-        ))
+        );
+        FrameworkId::owned_by(&caller.name, &rest)
     }
 
     /// A role's weight is the operator's if set, else the one its first framework gave;
@@ -475,4 +490,10 @@ impl UnknownAgent for AgentId {
     fn default_unknown() -> AgentId {
         AgentId::new("unknown")
     }
+}
+
+fn launches_oci(operations: &[Operation]) -> bool {
+    operations
+        .iter()
+        .any(|Operation::Launch { tasks }| tasks.iter().any(|t| matches!(t.kind, TaskKind::Oci(_))))
 }

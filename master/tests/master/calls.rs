@@ -342,6 +342,7 @@ fn framework_ids_are_never_reused() {
     again.framework_id = Some(first.clone());
     let reply = m.handle_call(
         Millis(3),
+        &proto::Principal::anonymous(),
         proto::FrameworkCall {
             framework_id: None,
             call: Call::Subscribe { info: again },

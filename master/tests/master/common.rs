@@ -85,6 +85,7 @@ pub fn master() -> Master {
 pub fn subscribe(m: &mut Master, now: u64, info: FrameworkInfo) -> FrameworkId {
     match m.handle_call(
         Millis(now),
+        &proto::Principal::anonymous(),
         FrameworkCall {
             framework_id: None,
             call: Call::Subscribe { info },
@@ -112,6 +113,7 @@ pub fn call(
 ) -> Result<proto::CallReply, master::CallError> {
     m.handle_call(
         Millis(now),
+        &proto::Principal::anonymous(),
         FrameworkCall {
             framework_id: Some(fw.clone()),
             call,

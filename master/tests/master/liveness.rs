@@ -17,6 +17,7 @@ fn a(id: &str) -> AgentId {
 fn subscribe_tokenless(m: &mut Master, now: u64, name: &str) -> FrameworkId {
     let reply = m.handle_call(
         Millis(now),
+        &proto::Principal::anonymous(),
         FrameworkCall {
             framework_id: None,
             call: Call::Subscribe {

@@ -5,6 +5,7 @@
 mod calls;
 mod common;
 mod liveness;
+mod policy;
 mod props;
 mod reclaim;
 mod recovery;

@@ -216,6 +216,7 @@ impl World {
             i.framework_id = Some(f.framework_id.clone());
             let reply = new.handle_call(
                 Millis(now),
+                &proto::Principal::anonymous(),
                 proto::FrameworkCall {
                     framework_id: Some(f.framework_id.clone()),
                     call: Call::Subscribe { info: i },

@@ -46,6 +46,7 @@ fn resubscribe(m: &mut Master, now: u64, fw: &FrameworkId, role: &str) {
     i.framework_id = Some(fw.clone());
     let reply = m.handle_call(
         Millis(now),
+        &proto::Principal::anonymous(),
         FrameworkCall {
             framework_id: Some(fw.clone()),
             call: Call::Subscribe { info: i },
@@ -217,6 +218,7 @@ fn tasks_of_a_framework_that_does_not_return_are_killed_after_its_timeout() {
     i.framework_id = Some(gone.clone());
     let late = m.handle_call(
         Millis(13_200),
+        &proto::Principal::anonymous(),
         FrameworkCall {
             framework_id: Some(gone),
             call: Call::Subscribe { info: i },

@@ -1,5 +1,5 @@
 //! Serving the module store over zenoh: `modules/<sha256>?chunk=N` answers one
-//! [`ModuleChunk`], and `master/upload` takes uploads chunk by chunk.
+//! [`ModuleChunk`], and `master/upload/<principal>` takes uploads chunk by chunk.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,12 +22,21 @@ pub struct ModuleServer {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Who may upload: given the upload's key (`master/upload/<principal>`), `Err` says why
+/// not, and the uploader is told.
+pub type UploadGate = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 impl ModuleServer {
-    /// Declares the queryables and serves `store` on them from background tasks.
-    pub async fn start(net: &Net, store: Arc<ModuleStore>) -> Result<ModuleServer, NetError> {
+    /// Declares the queryables and serves `store` on them from background tasks; uploads
+    /// pass `gate` first.
+    pub async fn start(
+        net: &Net,
+        store: Arc<ModuleStore>,
+        gate: UploadGate,
+    ) -> Result<ModuleServer, NetError> {
         let chunks = net.declare_queryable(&net.keys().all_modules()).await?;
         let mut uploads = net
-            .serve::<ModuleChunk>(&net.keys().master_upload())
+            .serve::<ModuleChunk>(&net.keys().all_master_upload())
             .await?;
         let chunk_task = {
             let (net, store) = (net.clone(), store.clone());
@@ -39,7 +48,7 @@ impl ModuleServer {
         };
         let upload_task = tokio::spawn(async move {
             while let Some(request) = uploads.recv().await {
-                answer_upload(&store, request).await;
+                answer_upload(&store, &gate, request).await;
             }
         });
         Ok(ModuleServer {
@@ -98,15 +107,18 @@ fn parse_chunk_query(net: &Net, query: &Query) -> Result<(ModuleHash, u32), Deco
     Ok((sha256, index))
 }
 
-async fn answer_upload(store: &Arc<ModuleStore>, request: Request<ModuleChunk>) {
+async fn answer_upload(store: &Arc<ModuleStore>, gate: &UploadGate, request: Request<ModuleChunk>) {
     let store = store.clone();
     let key = request.key.clone();
     let (chunk, responder) = request.into_parts();
-    let reply = tokio::task::spawn_blocking(move || store.receive(chunk, Instant::now()))
-        .await
-        .unwrap_or_else(|e| UploadReply::Error {
-            message: format!("the module store failed: {e}"),
-        });
+    let reply = match gate(&key) {
+        Ok(()) => tokio::task::spawn_blocking(move || store.receive(chunk, Instant::now()))
+            .await
+            .unwrap_or_else(|e| UploadReply::Error {
+                message: format!("the module store failed: {e}"),
+            }),
+        Err(message) => UploadReply::Error { message },
+    };
     if let UploadReply::Error { message } = &reply {
         tracing::info!(%key, %message, "module upload chunk refused");
     }

@@ -60,7 +60,7 @@ pub async fn upload_module(
     }
     let sha256 = module_hash(bytes);
     let count = chunk_count(total_bytes);
-    let key = net.keys().master_upload();
+    let key = net.keys().master_upload(net.principal());
     // `chunks` of an empty slice yields nothing, but an empty module is one empty chunk.
     let pieces: Vec<&[u8]> = if bytes.is_empty() {
         vec![bytes]

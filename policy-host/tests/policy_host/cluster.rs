@@ -105,7 +105,10 @@ impl Cluster {
             framework_id: None,
             call: Call::Subscribe { info },
         };
-        let reply = self.master.handle_call(Millis(self.now), call).unwrap();
+        let reply = self
+            .master
+            .handle_call(Millis(self.now), &proto::Principal::anonymous(), call)
+            .unwrap();
         let CallReply::Subscribed { framework_id, .. } = reply else {
             panic!("not subscribed: {reply:?}")
         };
@@ -200,7 +203,10 @@ impl Cluster {
                 framework_id: Some(framework_id.clone()),
                 call,
             };
-            if let Err(e) = self.master.handle_call(Millis(self.now), call) {
+            if let Err(e) =
+                self.master
+                    .handle_call(Millis(self.now), &proto::Principal::anonymous(), call)
+            {
                 self.refused_calls.push(e.to_string());
             }
         }

@@ -276,7 +276,7 @@ proptest! {
                         let offer_ids = offers.into_iter().map(|o| o.offer_id).collect();
                         let call = Call::Decline { offer_ids, filters: Filters { refuse_seconds: 0.3 } };
                         let now = Millis(cluster.now);
-                        let _ = cluster.master.handle_call(now, FrameworkCall { framework_id: Some(fw), call });
+                        let _ = cluster.master.handle_call(now, &proto::Principal::anonymous(), FrameworkCall { framework_id: Some(fw), call });
                         cluster.drain();
                     }
                 }

@@ -1,0 +1,114 @@
+//! `--identity DIR/NAME`: mutual TLS as a principal of a secure cluster (`wasmos secure`),
+//! and for the master, the access control and the policy generated from that directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use master::Policy;
+use master_daemon::{MasterDaemonConfig, Principals};
+use net::{AclPrincipal, NetConfig, TlsFiles};
+use proto::Keys;
+use secure::IdentityPath;
+
+/// The `--identity` flag every command that talks to a cluster takes.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct IdentityArgs {
+    /// Talk to a secure cluster as this identity: `DIR/NAME` reads `DIR/ca.pem`,
+    /// `DIR/NAME.pem` and `DIR/NAME.key` (see `wasmos secure --help`); mutual TLS, so
+    /// the endpoints are `tls/HOST:PORT` (the default becomes tls/127.0.0.1:7447).
+    #[arg(long, value_name = "DIR/NAME", env = "WASMOS_IDENTITY")]
+    pub identity: Option<PathBuf>,
+}
+
+/// The policy file of a cluster directory; absent, the defaults of `master::Policy`.
+pub const POLICY_FILE: &str = "policy.toml";
+
+impl IdentityArgs {
+    /// The identity's name, when one is given.
+    pub fn name(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.identity else {
+            return Ok(None);
+        };
+        let identity =
+            IdentityPath::parse(path).with_context(|| format!("--identity {}", path.display()))?;
+        Ok(Some(identity.name))
+    }
+
+    /// `config` as this identity, when one is given.
+    pub fn apply(&self, config: NetConfig) -> anyhow::Result<NetConfig> {
+        match &self.identity {
+            None => Ok(config),
+            Some(path) => {
+                let (name, tls) = tls_files(path)?;
+                Ok(config.with_tls(&name, tls))
+            }
+        }
+    }
+}
+
+fn tls_files(path: &Path) -> anyhow::Result<(String, TlsFiles)> {
+    let identity =
+        IdentityPath::parse(path).with_context(|| format!("--identity {}", path.display()))?;
+    let [ca, cert, key] = identity.tls_files().with_context(|| {
+        format!(
+            "--identity {}: an identity is DIR/NAME with DIR/ca.pem, DIR/NAME.pem and \
+             DIR/NAME.key (`wasmos secure issue DIR --agent NAME` makes one)",
+            path.display()
+        )
+    })?;
+    Ok((identity.name, TlsFiles { ca, cert, key }))
+}
+
+/// Makes `config` a secure master: mutual TLS as `identity` (`DIR/master`), zenoh's
+/// access control generated from every identity in `DIR`, and the policy of
+/// `DIR/policy.toml`. Says on stderr which certificates it left out and why.
+pub fn secure_master(config: &mut MasterDaemonConfig, identity: &Path) -> anyhow::Result<()> {
+    let (name, tls) = tls_files(identity)?;
+    let dir = identity
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (identities, skipped) = secure::cluster_identities(dir)
+        .with_context(|| format!("reading the identities of {}", dir.display()))?;
+    for reason in &skipped {
+        tracing::warn!(%reason, "certificate left out of the access control");
+    }
+    if !identities.iter().any(|i| i.name == name) {
+        return Err(anyhow!(
+            "--identity {}: {name}.pem is not an identity of this cluster's CA",
+            identity.display()
+        ));
+    }
+    let keys = Keys::new(&config.net.cluster)?;
+    let principals: Vec<AclPrincipal> = identities
+        .iter()
+        .map(|i| AclPrincipal {
+            name: i.name.clone(),
+            role: i.role,
+        })
+        .collect();
+    let acl = net::access_control(&keys, &principals);
+    config.net = config
+        .net
+        .clone()
+        .with_tls(&name, tls)
+        .with_access_control(acl);
+    let known: BTreeMap<String, proto::Role> =
+        identities.into_iter().map(|i| (i.name, i.role)).collect();
+    tracing::info!(
+        principals = known.len(),
+        "secure: mutual TLS, access control on"
+    );
+    config.principals = Principals::Known(known);
+    config.core.policy = read_policy(&dir.join(POLICY_FILE))?;
+    Ok(())
+}
+
+fn read_policy(path: &Path) -> anyhow::Result<Policy> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Policy::parse(&text).with_context(|| format!("{}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::secure_default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
