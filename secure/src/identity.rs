@@ -40,7 +40,10 @@ pub enum NameError {
 
 /// Checks a name used as a certificate's common name, a zenoh key chunk and a file name.
 pub fn valid_identity_name(name: &str) -> Result<(), NameError> {
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -124,7 +127,9 @@ pub fn cluster_identities(dir: &Path) -> Result<(Vec<Identity>, Vec<String>), Fi
     let entries = std::fs::read_dir(dir).map_err(io_error(dir))?;
     for entry in entries {
         let path = entry.map_err(io_error(dir))?.path();
-        let Some(name) = pem_stem(&path) else { continue };
+        let Some(name) = pem_stem(&path) else {
+            continue;
+        };
         match read_identity(&path, &name, &ca_pem) {
             Ok(identity) => identities.push(identity),
             Err(reason) => skipped.push(format!("{}: {reason}", path.display())),
@@ -176,7 +181,9 @@ fn read_identity(
         .and_then(|cn| cn.as_str().ok())
         .ok_or("no common name")?;
     if common_name != name {
-        return Err(format!("common name {common_name:?} is not the file's name"));
+        return Err(format!(
+            "common name {common_name:?} is not the file's name"
+        ));
     }
     let role = subject
         .iter_organizational_unit()

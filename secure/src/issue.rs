@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -112,7 +112,11 @@ pub fn issue_identity(
     set_validity(&mut params, IDENTITY_VALIDITY_DAYS);
     let key = KeyPair::generate().map_err(certificate_error)?;
     let cert = params.signed_by(&key, &issuer).map_err(certificate_error)?;
-    write_new(&identity.key(), PRIVATE_FILE_MODE, key.serialize_pem().as_bytes())?;
+    write_new(
+        &identity.key(),
+        PRIVATE_FILE_MODE,
+        key.serialize_pem().as_bytes(),
+    )?;
     if let Err(e) = write_new(&identity.cert(), PUBLIC_FILE_MODE, cert.pem().as_bytes()) {
         let _ = std::fs::remove_file(identity.key());
         return Err(e.into());
@@ -148,7 +152,9 @@ fn san(name: &str) -> Result<rcgen::SanType, IssueError> {
     match name.parse::<std::net::IpAddr>() {
         Ok(ip) => Ok(rcgen::SanType::IpAddress(ip)),
         Err(_) => Ok(rcgen::SanType::DnsName(
-            name.to_owned().try_into().map_err(|e: rcgen::Error| error(e.to_string()))?,
+            name.to_owned()
+                .try_into()
+                .map_err(|e: rcgen::Error| error(e.to_string()))?,
         )),
     }
 }

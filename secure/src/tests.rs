@@ -1,9 +1,14 @@
 use std::os::unix::fs::PermissionsExt;
 
-use crate::{FileError, Identity, IdentityPath, IssueError, Role, cluster_identities, init_cluster, issue_identity};
+use crate::{
+    FileError, Identity, IdentityPath, IssueError, Role, cluster_identities, init_cluster,
+    issue_identity,
+};
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
 }
 
 #[test]
@@ -48,8 +53,14 @@ fn a_certificate_of_another_ca_or_under_another_name_is_not_an_identity() {
     let names: Vec<&str> = identities.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["a1", "admin", "master"]);
     assert_eq!(skipped.len(), 2, "{skipped:?}");
-    assert!(skipped[0].contains("a2.pem: not signed by this cluster's CA"), "{skipped:?}");
-    assert!(skipped[1].contains("a3.pem: common name \"a1\""), "{skipped:?}");
+    assert!(
+        skipped[0].contains("a2.pem: not signed by this cluster's CA"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].contains("a3.pem: common name \"a1\""),
+        "{skipped:?}"
+    );
 }
 
 #[test]
@@ -66,7 +77,10 @@ fn nothing_is_overwritten_and_bad_names_are_refused() {
         Err(IssueError::File(FileError::Exists { .. }))
     ));
     for bad in ["", "-x", "a/b", "a.b", "ca", "tokens"] {
-        assert!(issue_identity(dir, bad, Role::Agent, &[]).is_err(), "{bad:?}");
+        assert!(
+            issue_identity(dir, bad, Role::Agent, &[]).is_err(),
+            "{bad:?}"
+        );
     }
     let elsewhere = tmp.path().join("not-a-cluster");
     std::fs::create_dir(&elsewhere).unwrap();
