@@ -34,7 +34,7 @@ use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
     OperatorReply, OperatorRequest, TaskRow,
 };
-use proto::{TaskId, TaskState};
+use proto::{Principal, TaskId, TaskState};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -247,10 +247,11 @@ impl OperatorContext {
 }
 
 /// Serves the operator's queryables and, on `listener` if any, the HTTP API over the
-/// snapshots of `state`; returns the tasks (to abort when the master stops) and the HTTP
-/// address served.
+/// snapshots of `state` (behind `http_tokens` if any); returns the tasks (to abort when
+/// the master stops) and the HTTP address served.
 pub(crate) async fn serve(
     listener: Option<TcpListener>,
+    http_tokens: Option<Arc<secure::TokenBook>>,
     ctx: OperatorContext,
     state: watch::Receiver<Arc<ClusterState>>,
 ) -> Result<(Vec<JoinHandle<()>>, Option<SocketAddr>), DaemonError> {
@@ -267,7 +268,9 @@ pub(crate) async fn serve(
     let admin_door = tokio::spawn(async move {
         while let Some(request) = admin.recv().await {
             let (request, responder) = request.into_parts();
-            spawn_answer(&admin_ctx, request, Reply::Zenoh(responder)).await;
+            // Who asks on zenoh is not established yet: the caller of an insecure cluster.
+            let caller = Principal::anonymous();
+            spawn_answer(&admin_ctx, request, caller, Reply::Zenoh(responder)).await;
         }
     });
     let hosted_ctx = ctx.clone();
@@ -275,7 +278,8 @@ pub(crate) async fn serve(
         while let Some(request) = hosted.recv().await {
             let (request, responder) = request.into_parts();
             let request = OperatorRequest::Hosted(request);
-            spawn_answer(&hosted_ctx, request, Reply::Hosted(responder)).await;
+            let caller = Principal::anonymous();
+            spawn_answer(&hosted_ctx, request, caller, Reply::Hosted(responder)).await;
         }
     });
     let mut tasks = vec![admin_door, hosted_door];
@@ -284,15 +288,23 @@ pub(crate) async fn serve(
     };
     let addr = listener.local_addr().ok();
     let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(COMMANDS_QUEUED_MAX);
-    let handles = Handles::new(state, commands_tx);
+    let mut handles = Handles::new(state, commands_tx);
+    if let Some(tokens) = http_tokens {
+        handles = handles.with_tokens(tokens);
+    }
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http_api::serve_on(listener, handles).await {
             tracing::error!(%e, "the HTTP API stopped");
         }
     }));
     tasks.push(tokio::spawn(async move {
-        while let Some(Command { request, reply }) = commands_rx.recv().await {
-            spawn_answer(&ctx, request, Reply::Http(reply)).await;
+        while let Some(Command {
+            request,
+            caller,
+            reply,
+        }) = commands_rx.recv().await
+        {
+            spawn_answer(&ctx, request, caller, Reply::Http(reply)).await;
         }
     }));
     Ok((tasks, addr))
@@ -307,13 +319,18 @@ enum Reply {
 }
 
 /// Answers in a task of its own, at most [`COMMANDS_IN_FLIGHT_MAX`] at once.
-async fn spawn_answer(ctx: &OperatorContext, request: OperatorRequest, reply: Reply) {
+async fn spawn_answer(
+    ctx: &OperatorContext,
+    request: OperatorRequest,
+    caller: Principal,
+    reply: Reply,
+) {
     let Ok(permit) = ctx.in_flight.clone().acquire_owned().await else {
         return;
     };
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let answer = answer(&ctx, request).await;
+        let answer = answer(&ctx, &caller, request).await;
         drop(permit);
         let sent = match (reply, answer) {
             (Reply::Http(tx), answer) => {
@@ -335,8 +352,13 @@ async fn spawn_answer(ctx: &OperatorContext, request: OperatorRequest, reply: Re
     });
 }
 
-/// The one answer to every operator request, from zenoh or HTTP.
-pub(crate) async fn answer(ctx: &OperatorContext, request: OperatorRequest) -> OperatorReply {
+/// The one answer to every operator request of `caller`, from zenoh or HTTP.
+pub(crate) async fn answer(
+    ctx: &OperatorContext,
+    caller: &Principal,
+    request: OperatorRequest,
+) -> OperatorReply {
+    tracing::trace!(%caller, "operator request");
     let listed = match request {
         OperatorRequest::Agents => fresh(ctx)
             .await
