@@ -61,8 +61,8 @@ fn tls_files(path: &Path) -> anyhow::Result<(String, TlsFiles)> {
 }
 
 /// Makes `config` a secure master: mutual TLS as `identity` (`DIR/master`), zenoh's
-/// access control generated from every identity in `DIR`, and the policy of
-/// `DIR/policy.toml`. Says on stderr which certificates it left out and why.
+/// access control generated from every identity in `DIR`, the policy of
+/// `DIR/policy.toml`, and HTTP bearer tokens from `DIR/tokens.toml`. Says on stderr which certificates it left out and why.
 pub fn secure_master(config: &mut MasterDaemonConfig, identity: &Path) -> anyhow::Result<()> {
     let (name, tls) = tls_files(identity)?;
     let dir = identity
@@ -102,6 +102,10 @@ pub fn secure_master(config: &mut MasterDaemonConfig, identity: &Path) -> anyhow
     );
     config.principals = Principals::Known(known);
     config.core.policy = read_policy(&dir.join(POLICY_FILE))?;
+    // The HTTP API takes the bearer tokens of `wasmos secure token DIR` only.
+    let tokens = secure::TokenBook::load(dir)
+        .with_context(|| format!("reading the HTTP tokens of {}", dir.display()))?;
+    config.http_tokens = Some(std::sync::Arc::new(tokens));
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod logs;
 mod master_cmd;
 mod module_cmd;
 mod run_cmd;
+mod secure_cmd;
 mod sim;
 mod task_run;
 mod up;
@@ -55,6 +56,14 @@ enum Command {
     /// Without `--trust`, nothing is checked and signed modules run like any other.
     #[command(subcommand)]
     Module(module_cmd::ModuleCommand),
+    /// Cluster security: the CA, identities for masters, agents, frameworks and
+    /// operators, and HTTP tokens.
+    ///
+    /// `init DIR` makes a cluster directory (CA, master and admin identities, an admin
+    /// HTTP token); `issue` signs more identities; `token` makes HTTP bearer tokens, of
+    /// which only a hash is kept.
+    #[command(subcommand)]
+    Secure(secure_cmd::SecureCommand),
     /// Run the agent daemon of this device, connected to a master (or print its advert).
     Agent(agent_cmd::AgentArgs),
     /// Run the master daemon (a zenoh router) and print the endpoints it listens on.
@@ -107,6 +116,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Task(cmd) => task_run::run(cmd),
         Command::Module(cmd) => module_cmd::run(cmd),
+        Command::Secure(cmd) => secure_cmd::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Master(args) => master_cmd::run(args),
         Command::Up(args) => up::run(args),

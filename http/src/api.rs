@@ -11,18 +11,19 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use proto::admin::{LogOffsets, LogsRequest, TaskOutput};
 use proto::operator::{
     JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError, OperatorReply, OperatorRequest,
 };
-use proto::{TaskId, TaskState};
+use proto::{Principal, TaskId, TaskState};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 use utoipa::{IntoParams, OpenApi};
 
+use crate::auth::{self, Caller};
 use crate::command::Command;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{AgentRow, ClusterState, FrameworkRow, LogTail, OfferRow, TaskDetail, TaskRow};
@@ -56,12 +57,12 @@ const SSE_KEEP_ALIVE_MS: u64 = 15_000;
 )]
 pub struct ApiDoc;
 
+/// The dashboard's own files and `/health` are open: they hold no cluster data, and the
+/// page must load before it can ask for a token (a browser sends no bearer header when it
+/// navigates). Everything else, `/metrics` and unknown routes included, goes through
+/// [`auth::authenticate`].
 pub fn router(handles: Handles) -> Router {
-    Router::new()
-        .route("/", get(crate::dashboard::index))
-        .route("/assets/app.js", get(crate::dashboard::script))
-        .route("/assets/app.css", get(crate::dashboard::style))
-        .route("/health", get(health))
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/state", get(state))
@@ -75,6 +76,18 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/v1/events", get(events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            handles.clone(),
+            auth::authenticate,
+        ));
+    let open = Router::new()
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/app.js", get(crate::dashboard::script))
+        .route("/assets/app.css", get(crate::dashboard::style))
+        .route("/health", get(health))
+        .method_not_allowed_fallback(method_not_allowed);
+    guarded
+        .merge(open)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(handles)
 }
@@ -210,12 +223,13 @@ fn task_not_found(id: &TaskId) -> ApiError {
 )]
 async fn task(
     State(h): State<Handles>,
+    Caller(caller): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let id = task_id(path)?;
     let found = current(&h).tasks.iter().find(|t| t.task_id == id).cloned();
     let task = found.ok_or_else(|| task_not_found(&id))?;
-    let logs = ask(&h, logs_request(&id, None)).await;
+    let logs = ask(&h, &caller, logs_request(&id, None)).await;
     let (log_tail, log_error) = match logs {
         Ok(OperatorReply::Logs(output)) => {
             let (stdout, stderr) = (&output.stdout, &output.stderr);
@@ -303,6 +317,7 @@ impl Streams {
 )]
 async fn task_logs(
     State(h): State<Handles>,
+    Caller(caller): Caller,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -310,7 +325,7 @@ async fn task_logs(
     let Query(query) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let streams = Streams::parse(query.stream.as_deref())?;
-    let output = match ask(&h, logs_request(&id, None)).await? {
+    let output = match ask(&h, &caller, logs_request(&id, None)).await? {
         OperatorReply::Logs(output) => output,
         other => return Err(unexpected(&other)),
     };
@@ -324,7 +339,7 @@ async fn task_logs(
         let (tx, rx) = mpsc::channel(LOG_FOLLOW_CHUNKS_QUEUED);
         let _ = tx.try_send(Ok(Bytes::from(first)));
         tokio::spawn(async move {
-            follow_logs(&h, &id, streams, output.ends(), &tx).await;
+            follow_logs(&h, &caller, &id, streams, output.ends(), &tx).await;
             drop(permit);
         });
         axum::body::Body::from_stream(ReceiverStream::new(rx))
@@ -342,6 +357,7 @@ async fn task_logs(
 /// has answered for [`LOG_FOLLOW_UNANSWERED_MAX_MS`] (said at the end of the text).
 async fn follow_logs(
     h: &Handles,
+    caller: &Principal,
     id: &TaskId,
     streams: Streams,
     mut from: LogOffsets,
@@ -361,7 +377,7 @@ async fn follow_logs(
         if tx.is_closed() {
             return;
         }
-        let output = match ask(h, logs_request(id, Some(from))).await {
+        let output = match ask(h, caller, logs_request(id, Some(from))).await {
             Ok(OperatorReply::Logs(output)) => output,
             Ok(other) => {
                 let _ = tx.send(stopped(&unexpected(&other).message)).await;
@@ -403,10 +419,11 @@ async fn follow_logs(
 )]
 async fn kill_task(
     State(h): State<Handles>,
+    Caller(caller): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = task_id(path)?;
-    match ask(&h, OperatorRequest::Kill { task_id: id }).await? {
+    match ask(&h, &caller, OperatorRequest::Kill { task_id: id }).await? {
         OperatorReply::Killed => Ok(StatusCode::ACCEPTED),
         other => Err(unexpected(&other)),
     }
@@ -425,6 +442,7 @@ async fn kill_task(
 )]
 async fn submit_job(
     State(h): State<Handles>,
+    Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let body = body.map_err(|e| match e.status() {
@@ -436,7 +454,7 @@ async fn submit_job(
         _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()),
     })?;
     let request: JobRequest = serde_json::from_slice(&body).map_err(json_error)?;
-    match ask(&h, OperatorRequest::SubmitJob(request)).await? {
+    match ask(&h, &caller, OperatorRequest::SubmitJob(request)).await? {
         OperatorReply::JobAccepted(accepted) => Ok((StatusCode::CREATED, Json(accepted))),
         other => Err(unexpected(&other)),
     }
@@ -457,12 +475,20 @@ fn json_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// Sends a request to the daemon and waits (bounded) for its answer; its refusals are
-/// errors here.
-async fn ask(h: &Handles, request: OperatorRequest) -> Result<OperatorReply, ApiError> {
+/// Sends a request of `caller` to the daemon and waits (bounded) for its answer; its
+/// refusals are errors here.
+async fn ask(
+    h: &Handles,
+    caller: &Principal,
+    request: OperatorRequest,
+) -> Result<OperatorReply, ApiError> {
     let (reply, answer) = oneshot::channel();
     let gone = || ApiError::unavailable("the master daemon is not answering");
-    let command = Command { request, reply };
+    let command = Command {
+        request,
+        caller: caller.clone(),
+        reply,
+    };
     h.commands.send(command).await.map_err(|_| gone())?;
     let answered = tokio::time::timeout(Duration::from_millis(COMMAND_TIMEOUT_MS), answer).await;
     match answered {

@@ -2,6 +2,7 @@
 //! kill, a job. The questions are the operator protocol's ([`OperatorRequest`]), so the
 //! daemon answers them in the one place it answers operator tools on zenoh.
 
+use proto::Principal;
 use proto::operator::{OperatorReply, OperatorRequest};
 use tokio::sync::oneshot;
 
@@ -10,5 +11,9 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct Command {
     pub request: OperatorRequest,
+    /// Who asked: the principal of the request's bearer token, or
+    /// [`Principal::anonymous`] when the API has no tokens. The daemon's policy decides
+    /// with it.
+    pub caller: Principal,
     pub reply: oneshot::Sender<OperatorReply>,
 }

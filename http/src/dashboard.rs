@@ -1,6 +1,7 @@
 //! The web dashboard: static HTML, CSS and JavaScript compiled into the binary. The page
-//! loads `/api/v1/state` once, then follows `/api/v1/events`; nothing is built at
-//! install time.
+//! loads `/api/v1/state` once, then follows `/api/v1/events` (read with `fetch`, so that
+//! it carries the bearer token); nothing is built at install time. These files are served
+//! without a token: they hold no cluster data, and the page asks for the token.
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse};

@@ -16,7 +16,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `malformed_json`, `invalid_job`, `body_too_large`,
     /// `invalid_query`, `not_found`, `task_not_found`, `method_not_allowed`, `conflict`,
-    /// `unavailable`.
+    /// `unavailable`, `unauthorized` (no token, or not one of the cluster's), `forbidden`
+    /// (a viewer's write).
     pub code: String,
     /// For people.
     pub message: String,

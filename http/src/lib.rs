@@ -9,12 +9,15 @@
 //!    every [`SNAPSHOT_INTERVAL_MS_MIN`].
 //! 3. Answer the [`Command`]s that arrive on an mpsc channel: operator requests (log
 //!    tails, kills, jobs), answered as on the `master/admin` queryable.
-//! 4. `tokio::spawn(http_api::serve(addr, Handles::new(state, commands)))`.
+//! 4. `tokio::spawn(http_api::serve(addr, Handles::new(state, commands)))`; with
+//!    `.with_tokens(book)`, every request but `/health` and the dashboard's files needs a
+//!    bearer token of the book ([`auth`]), and each [`Command`] carries its caller.
 //!
 //! Architecture invariant: this crate never mutates the master; everything it shows comes
 //! from the published [`ClusterState`], everything it asks goes through [`Command`].
 
 mod api;
+pub mod auth;
 pub mod command;
 mod dashboard;
 pub mod error;
@@ -46,6 +49,9 @@ pub struct Handles {
     pub commands: mpsc::Sender<Command>,
     /// A permit per followed task log (`?follow=true`): at most [`LOG_FOLLOWS_MAX`].
     pub(crate) follows: Arc<tokio::sync::Semaphore>,
+    /// The cluster's HTTP tokens; `None`: the API is open and every caller is
+    /// [`proto::Principal::anonymous`].
+    pub(crate) tokens: Option<Arc<secure::TokenBook>>,
 }
 
 /// Most task logs followed over HTTP at once; one more is answered 503. Each follower
@@ -61,11 +67,20 @@ impl Handles {
             state,
             commands,
             follows: Arc::new(tokio::sync::Semaphore::new(LOG_FOLLOWS_MAX)),
+            tokens: None,
         }
+    }
+
+    /// Requires a bearer token of `tokens` on every request but `/health` and the
+    /// dashboard's own files.
+    pub fn with_tokens(mut self, tokens: Arc<secure::TokenBook>) -> Handles {
+        self.tokens = Some(tokens);
+        self
     }
 }
 
-/// Every route: the API under `/api/v1`, `/health`, `/metrics` and the dashboard at `/`.
+/// Every route: the API under `/api/v1`, `/health`, `/metrics` and the dashboard at `/`;
+/// all but `/health` and the dashboard's files behind [`auth`] when there are tokens.
 pub fn router(handles: Handles) -> axum::Router {
     api::router(handles)
 }

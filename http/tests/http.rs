@@ -21,9 +21,10 @@ use proto::admin::{LogsRequest, OutputPart, OutputPiece, TaskOutput};
 use proto::operator::{JobAccepted, OperatorError, OperatorReply, OperatorRequest};
 use proto::{
     AgentAdvert, AgentId, Attributes, Call, CallReply, Event, Filters, FrameworkCall, FrameworkId,
-    FrameworkInfo, ModuleRef, Offer, Operation, Resources, StatusUuid, TaskId, TaskKind,
-    TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
+    FrameworkInfo, ModuleRef, Offer, Operation, Principal, Resources, Role, StatusUuid, TaskId,
+    TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
+use secure::TokenBook;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -54,6 +55,20 @@ struct Daemon {
     jobs_submitted: u64,
     status_seq: u128,
     state_tx: watch::Sender<Arc<ClusterState>>,
+    /// Who sent each command, and what it asked (its variant's name).
+    callers: Callers,
+}
+
+/// The callers of the commands the daemon answered: `(request, caller)`.
+type Callers = Arc<std::sync::Mutex<Vec<(String, Principal)>>>;
+
+fn request_name(request: &OperatorRequest) -> String {
+    let debug = format!("{request:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Daemon {
@@ -267,7 +282,16 @@ impl Daemon {
 
     /// Answers as the master daemon's operator does: jobs validated, then queued;
     /// kills through the core's operator input; logs of tasks the core knows.
-    fn command(&mut self, Command { request, reply }: Command) {
+    fn command(
+        &mut self,
+        Command {
+            request,
+            caller,
+            reply,
+        }: Command,
+    ) {
+        let name = request_name(&request);
+        self.callers.lock().unwrap().push((name, caller));
         let answer = match request {
             OperatorRequest::SubmitJob(job) => match job.validate() {
                 Ok(job) => OperatorReply::JobAccepted(self.submit(job)),
@@ -379,10 +403,17 @@ fn advert(id: &str, arch: &str, has: &str, total: Resources) -> AgentAdvert {
 struct Cluster {
     base: String,
     handles: Handles,
+    callers: Callers,
     _runtime_guard: tokio::task::JoinHandle<()>,
 }
 
 async fn start_cluster() -> Cluster {
+    start_cluster_with(None).await
+}
+
+/// A cluster whose API takes only the bearer tokens of `tokens`, if any.
+async fn start_cluster_with(tokens: Option<Arc<TokenBook>>) -> Cluster {
+    let callers = Callers::default();
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(64);
     let mut daemon = Daemon {
@@ -397,6 +428,7 @@ async fn start_cluster() -> Cluster {
         jobs_submitted: 0,
         status_seq: 0,
         state_tx,
+        callers: callers.clone(),
     };
     let gpu_box = Resources::new()
         .with_scalar("cpus", 4.0)
@@ -433,13 +465,17 @@ async fn start_cluster() -> Cluster {
             }
         }
     });
-    let handles = Handles::new(state_rx, commands_tx);
+    let mut handles = Handles::new(state_rx, commands_tx);
+    if let Some(tokens) = tokens {
+        handles = handles.with_tokens(tokens);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(http_api::serve_on(listener, handles.clone()));
     Cluster {
         base,
         handles,
+        callers,
         _runtime_guard: driver,
     }
 }
@@ -753,7 +789,174 @@ async fn every_endpoint_over_tcp() {
     let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     let first: ClusterState = serde_json::from_str(data).unwrap();
     assert_eq!(first.agents.len(), 2);
+
+    // Without tokens, every command came from the anonymous caller.
+    let callers = cluster.callers.lock().unwrap().clone();
+    assert!(
+        callers.iter().any(|(request, _)| request == "Kill"),
+        "{callers:?}"
+    );
+    assert!(
+        callers.iter().all(|(_, c)| *c == Principal::anonymous()),
+        "{callers:?}"
+    );
     drop(cluster.handles);
+}
+
+/// A token book in a cluster directory of its own (`create_token` wants a `ca.pem`):
+/// the book, and an operator's and a viewer's token.
+fn token_book() -> (tempfile::TempDir, Arc<TokenBook>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+    let operator = secure::create_token(dir.path(), "ops", Role::Operator).unwrap();
+    let viewer = secure::create_token(dir.path(), "watcher", Role::Viewer).unwrap();
+    let book = TokenBook::load(dir.path()).unwrap();
+    (dir, Arc::new(book), operator, viewer)
+}
+
+/// A 401 with the API's error body and a bearer challenge; answers the challenge.
+async fn unauthorized(response: reqwest::Response) -> String {
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert_eq!(error_code(response, 401).await, "unauthorized");
+    challenge
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_every_route_but_health_and_the_dashboard_wants_one() {
+    let (_dir, book, operator, viewer) = token_book();
+    let cluster = start_cluster_with(Some(book)).await;
+    let (c, base) = (reqwest::Client::new(), cluster.base.as_str());
+
+    // Open: liveness, and the page that asks for a token.
+    for path in ["/health", "/", "/assets/app.js", "/assets/app.css"] {
+        let r = c.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    // Everything else, without a token or with a bad one: 401.
+    for path in [
+        "/api/v1/state",
+        "/api/v1/tasks",
+        "/api/v1/events",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/api/v2/nothing",
+    ] {
+        let r = c.get(format!("{base}{path}")).send().await.unwrap();
+        let challenge = unauthorized(r).await;
+        assert!(!challenge.contains("error="), "{path}: {challenge}");
+    }
+    for header in [
+        "Bearer wsm_not-a-token".to_owned(),
+        format!("Bearer {}", &operator[..operator.len() - 1]),
+        format!("Bearer {operator}{operator}"),
+        format!("Bearer {}", "x".repeat(10_000)),
+    ] {
+        let r = c
+            .get(format!("{base}/api/v1/state"))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            unauthorized(r).await.contains("invalid_token"),
+            "{header:.40}"
+        );
+    }
+    for header in [format!("Basic {operator}"), "Bearer".to_owned()] {
+        let r = c
+            .delete(format!("{base}/api/v1/tasks/analytics-0"))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        unauthorized(r).await;
+    }
+    assert!(cluster.callers.lock().unwrap().is_empty());
+
+    // A viewer reads: the state, metrics, a task (whose log request names the viewer).
+    let as_viewer = |r: reqwest::RequestBuilder| r.bearer_auth(&viewer);
+    let as_operator = |r: reqwest::RequestBuilder| r.bearer_auth(&operator);
+    for path in ["/api/v1/state", "/metrics", "/api/v1/openapi.json"] {
+        let r = as_viewer(c.get(format!("{base}{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    loop {
+        let tasks: Vec<TaskRow> = as_viewer(c.get(format!("{base}/api/v1/tasks")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if tasks.iter().any(|t| t.task_id.as_str() == "analytics-0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "analytics-0 never listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = as_viewer(c.get(format!("{base}/api/v1/tasks/analytics-0")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // ... and may not write: refused before the daemon hears of it.
+    let r = as_viewer(c.delete(format!("{base}/api/v1/tasks/analytics-0")))
+        .send()
+        .await
+        .unwrap();
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    assert_eq!(error_code(r, 403).await, "forbidden");
+    let r = as_viewer(c.post(format!("{base}/api/v1/jobs")))
+        .json(&job("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
+
+    // An operator's kill and job reach the daemon, as the operator.
+    let r = as_operator(c.delete(format!("{base}/api/v1/tasks/analytics-0")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let r = as_operator(c.post(format!("{base}/api/v1/jobs")))
+        .json(&job("tokened"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // The event stream takes the header too (the dashboard reads it with fetch).
+    let mut events = as_viewer(c.get(format!("{base}/api/v1/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    let chunk = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(chunk.starts_with(b"event: state\n"));
+
+    let watcher = Principal::new("watcher", Role::Viewer);
+    let ops = Principal::new("ops", Role::Operator);
+    let callers = cluster.callers.lock().unwrap().clone();
+    let expected = [
+        ("Logs".to_owned(), watcher),
+        ("Kill".to_owned(), ops.clone()),
+        ("SubmitJob".to_owned(), ops),
+    ];
+    assert_eq!(callers, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1068,4 +1271,39 @@ async fn dashboard_in_headless_chromium() {
     );
     let _ = std::fs::remove_dir_all(&profile);
     eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+/// With tokens, the page still loads, asks for a token in its form and shows nothing of
+/// the cluster (headless Chromium cannot type one in; the API's side is tested above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_asks_for_a_token_in_headless_chromium() {
+    let found = Process::new("chromium").arg("--version").output();
+    assert!(
+        found.as_ref().is_ok_and(|o| o.status.success()),
+        "chromium is not installed; run `cargo xtask setup` (it apt-get installs chromium): {found:?}"
+    );
+    let (_dir, book, _, _) = token_book();
+    let cluster = start_cluster_with(Some(book)).await;
+    let profile =
+        std::env::temp_dir().join(format!("wasmos-chromium-token-{}", std::process::id()));
+    let mut cmd = chromium(&profile);
+    cmd.args([
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        &format!("{}/?live=poll", cluster.base),
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        dom.contains("<div id=\"token-dialog\" class=\"token-dialog\">"),
+        "the token form is not shown:\n{dom}"
+    );
+    assert!(
+        !dom.contains("data-agent="),
+        "cluster data without a token:\n{dom}"
+    );
 }

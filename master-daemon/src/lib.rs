@@ -98,6 +98,10 @@ pub struct MasterDaemonConfig {
     /// Where to serve the operator HTTP API, `/metrics` and the dashboard; `None`: not
     /// served. Port 0 picks a free port ([`MasterHandle::http_addr`] tells which).
     pub http: Option<SocketAddr>,
+    /// The cluster's HTTP bearer tokens (`secure::TokenBook::load`): with them, every HTTP
+    /// request but `/health` and the dashboard's files needs one, and each command from
+    /// HTTP carries its caller. `None`: the HTTP API is open, every caller anonymous.
+    pub http_tokens: Option<Arc<secure::TokenBook>>,
     /// The allocation policy: `drf` (the built-in) or the path of an allocator module
     /// (`policy_host::allocator_from_spec`; a module that fails a pass is replaced by the
     /// built-in DRF for that pass, with an error logged).
@@ -130,6 +134,7 @@ impl MasterDaemonConfig {
             jobs: false,
             agent_command_timeout_ms: AGENT_COMMAND_TIMEOUT_MS_DEFAULT,
             http: None,
+            http_tokens: None,
             allocator: "drf".to_owned(),
             module_limits: policy_host::Limits::default(),
             trusted: TrustedKeys::default(),
@@ -241,8 +246,13 @@ impl MasterDaemon {
             config.principals.clone(),
             Arc::new(config.core.policy.clone()),
         );
-        let (operator_tasks, http_addr) =
-            operator::serve(http_listener, ctx, state.clone()).await?;
+        let (operator_tasks, http_addr) = operator::serve(
+            http_listener,
+            config.http_tokens.clone(),
+            ctx,
+            state.clone(),
+        )
+        .await?;
         let token = net.declare_alive(&net.keys().master_alive()).await?;
         let endpoints = net.endpoints().await;
         let frameworks = MasterDaemon::frameworks(&endpoints, &config, &store, &inputs_tx).await?;

@@ -257,10 +257,11 @@ impl OperatorContext {
 }
 
 /// Serves the operator's queryables and, on `listener` if any, the HTTP API over the
-/// snapshots of `state`; returns the tasks (to abort when the master stops) and the HTTP
-/// address served.
+/// snapshots of `state` (behind `http_tokens` if any); returns the tasks (to abort when
+/// the master stops) and the HTTP address served.
 pub(crate) async fn serve(
     listener: Option<TcpListener>,
+    http_tokens: Option<Arc<secure::TokenBook>>,
     ctx: OperatorContext,
     state: watch::Receiver<Arc<ClusterState>>,
 ) -> Result<(Vec<JoinHandle<()>>, Option<SocketAddr>), DaemonError> {
@@ -290,15 +291,23 @@ pub(crate) async fn serve(
     };
     let addr = listener.local_addr().ok();
     let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(COMMANDS_QUEUED_MAX);
-    let handles = Handles::new(state, commands_tx);
+    let mut handles = Handles::new(state, commands_tx);
+    if let Some(tokens) = http_tokens {
+        handles = handles.with_tokens(tokens);
+    }
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http_api::serve_on(listener, handles).await {
             tracing::error!(%e, "the HTTP API stopped");
         }
     }));
     tasks.push(tokio::spawn(async move {
-        while let Some(Command { request, reply }) = commands_rx.recv().await {
-            spawn_answer(&ctx, Principal::anonymous(), request, Reply::Http(reply)).await;
+        while let Some(Command {
+            request,
+            caller,
+            reply,
+        }) = commands_rx.recv().await
+        {
+            spawn_answer(&ctx, caller, request, Reply::Http(reply)).await;
         }
     }));
     Ok((tasks, addr))

@@ -58,13 +58,21 @@ fn grants(keys: &Keys, principal: &AclPrincipal) -> Vec<Grant> {
     let name = principal.name.as_str();
     let grant = |messages, keys: Vec<String>| Grant { messages, keys };
     let master_alive = grant(WATCH, vec![keys.master_alive()]);
+    // Every principal may knock on the master's three doors under its own name; the
+    // master answers what its role and the policy do not allow with a refusal, which
+    // says more than silence.
+    let doors = grant(
+        ASK,
+        vec![
+            keys.master_calls(name),
+            keys.master_admin(name),
+            keys.master_upload(name),
+        ],
+    );
     match principal.role {
         Role::Master => vec![grant(EVERY_MESSAGE, vec![format!("{}/**", keys.prefix())])],
-        // Every principal may ask the master's operator and upload doors under its own
-        // name; the master answers what its role and the policy do not allow with a
-        // refusal, which says more than silence.
         Role::Agent => vec![
-            grant(ASK, vec![keys.master_admin(name), keys.master_upload(name)]),
+            doors,
             grant(
                 PUT,
                 vec![
@@ -80,22 +88,12 @@ fn grants(keys: &Keys, principal: &AclPrincipal) -> Vec<Grant> {
             master_alive,
         ],
         Role::Framework => vec![
-            grant(
-                ASK,
-                vec![
-                    keys.master_calls(name),
-                    keys.master_admin(name),
-                    keys.master_upload(name),
-                ],
-            ),
+            doors,
             grant(SUBSCRIBE, vec![keys.principal_frameworks(name)]),
             grant(TOKEN, vec![keys.principal_frameworks(name)]),
             master_alive,
         ],
-        Role::Admin | Role::Operator | Role::Viewer => vec![
-            grant(ASK, vec![keys.master_admin(name), keys.master_upload(name)]),
-            master_alive,
-        ],
+        Role::Admin | Role::Operator | Role::Viewer => vec![doors, master_alive],
     }
 }
 

@@ -8,11 +8,13 @@
 //! a principal's identity is what the transport proved, never a field it filled in.
 //!
 //! Files of a cluster directory `DIR` (all PEM; keys mode 0600, never overwritten):
-//! `ca.pem`, `ca.key`, and per identity `NAME.pem`, `NAME.key`.
+//! `ca.pem`, `ca.key`, and per identity `NAME.pem`, `NAME.key`; `tokens.toml` (mode
+//! 0600), the hashes of the HTTP tokens, and `admin.token`, the token `init` made.
 
 mod files;
 mod identity;
 mod issue;
+mod token;
 
 pub use files::{FileError, PRIVATE_FILE_MODE};
 pub use identity::{
@@ -21,6 +23,10 @@ pub use identity::{
 };
 pub use issue::{
     CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster, issue_identity,
+};
+pub use token::{
+    PRESENTED_TOKEN_BYTES_MAX, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, TOKENS_FILE, TOKENS_MAX,
+    TokenBook, TokenError, create_token, is_token_role, save_token,
 };
 
 #[cfg(test)]

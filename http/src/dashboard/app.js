@@ -1,6 +1,7 @@
 // The wasmos dashboard: renders ClusterState snapshots from /api/v1/state and the
 // /api/v1/events stream, and a task's output from /api/v1/tasks/{id}/logs. Plain DOM, no
-// dependencies.
+// dependencies. On a cluster with HTTP tokens, the first answer 401 asks for a token
+// (kept in sessionStorage: this tab only, gone when it closes), sent on every request.
 "use strict";
 
 const STATES = ["pending", "staging", "starting", "running", "finished", "failed", "killed", "lost", "error"];
@@ -14,8 +15,10 @@ const SENSORS = ["camera", "microphone", "lidar", "imu", "gps", "sensor", "tempe
 const MIB_KINDS = ["mem", "disk"];
 // The framework whose tasks are named by their job (see `jobs::request`).
 const JOBS_FRAMEWORK = "jobs";
-// Reconnect delay after the event stream drops; EventSource retries by itself too.
+// Reconnect delay after the event stream drops or cannot be opened.
 const RECONNECT_MS = 2000;
+// Where the bearer token is kept: sessionStorage, so it leaves with the tab.
+const TOKEN_KEY = "wasmos.token";
 // Between two loads of the state in polling mode (`/?live=poll`), for proxies that cut
 // long-lived streams and for headless browsers whose virtual time waits on open requests.
 const POLL_MS = 1000;
@@ -27,6 +30,48 @@ const LOG_CHARS_MAX = 200000;
 
 const polling = new URLSearchParams(location.search).get("live") === "poll";
 let latest = null;
+
+// The bearer token: asked for once when the API answers 401, then sent on every request.
+let tokenWanted = null;
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// Shows the token form (once, however many requests were refused) and resolves when a
+// token was entered. `refused`: the token kept was not taken.
+function askToken(refused) {
+  if (tokenWanted) return tokenWanted;
+  if (refused) sessionStorage.removeItem(TOKEN_KEY);
+  $("token-message").textContent = refused ? "That token was refused; enter another." : "";
+  $("token-dialog").hidden = false;
+  $("token-input").focus();
+  tokenWanted = new Promise((resolve) => {
+    $("token-form").onsubmit = (e) => {
+      e.preventDefault();
+      const token = $("token-input").value.trim();
+      if (!token) return;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      $("token-input").value = "";
+      $("token-dialog").hidden = true;
+      tokenWanted = null;
+      resolve();
+    };
+  });
+  return tokenWanted;
+}
+
+// fetch with the token; a 401 asks for a token and tries again with it.
+async function api(path, options) {
+  for (;;) {
+    const sent = sessionStorage.getItem(TOKEN_KEY);
+    const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...((options || {}).headers || {}) } });
+    if (response.status !== 401) return response;
+    // Another request may have had a token entered meanwhile: then just try again.
+    if (sessionStorage.getItem(TOKEN_KEY) === sent) await askToken(sent !== null);
+  }
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -419,7 +464,7 @@ function retryLogs(view, load) {
 // output yet, say) it is asked again.
 async function followLogs(view) {
   try {
-    const response = await fetch(logsUrl(view.taskId, true), { signal: view.abort.signal });
+    const response = await api(logsUrl(view.taskId, true), { signal: view.abort.signal });
     if (!response.ok) {
       setLogStatus(await errorText(response));
       return retryLogs(view, followLogs);
@@ -448,7 +493,7 @@ async function followLogs(view) {
 
 async function pollLogs(view) {
   try {
-    const response = await fetch(logsUrl(view.taskId, false), { signal: view.abort.signal });
+    const response = await api(logsUrl(view.taskId, false), { signal: view.abort.signal });
     const ok = response.ok, text = ok ? await response.text() : await errorText(response);
     if (logView !== view) return;
     if (ok) setLogText(text);
@@ -465,8 +510,10 @@ async function killTask() {
   const result = $("drill-kill-result");
   result.textContent = "killing…";
   try {
-    const response = await fetch(`/api/v1/tasks/${encodeURIComponent(id)}`, { method: "DELETE" });
-    result.textContent = response.ok ? "kill sent: its state tells when it ended" : await errorText(response);
+    const response = await api(`/api/v1/tasks/${encodeURIComponent(id)}`, { method: "DELETE" });
+    result.textContent = response.ok ? "kill sent: its state tells when it ended"
+      : response.status === 403 ? `not allowed: your token may not kill tasks (${await errorText(response)})`
+      : await errorText(response);
   } catch (e) {
     result.textContent = `cannot kill: ${e.message}`;
   }
@@ -480,7 +527,7 @@ function closeDrill(e) {
 }
 
 function load() {
-  return fetch("/api/v1/state").then((r) => r.json()).then(render).catch(() => {});
+  return api("/api/v1/state").then((r) => r.json()).then(render).catch(() => {});
 }
 
 function poll() {
@@ -490,13 +537,45 @@ function poll() {
   });
 }
 
-function follow() {
-  const source = new EventSource("/api/v1/events");
-  source.addEventListener("state", (e) => { $("live").classList.add("on"); render(JSON.parse(e.data)); });
-  source.onerror = () => {
-    $("live").classList.remove("on");
-    if (source.readyState === EventSource.CLOSED) setTimeout(follow, RECONNECT_MS);
-  };
+// Server-sent events read with fetch (EventSource cannot send the token): one `state`
+// event per snapshot; reconnects after RECONNECT_MS when the stream ends or fails.
+async function follow() {
+  try {
+    const response = await api("/api/v1/events", { headers: { Accept: "text/event-stream" } });
+    if (!response.ok) throw new Error(`${response.status}`);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffered = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      buffered += chunk.value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffered.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffered.slice(0, end));
+        buffered = buffered.slice(end + 2);
+        if (event.name === "state") {
+          $("live").classList.add("on");
+          render(JSON.parse(event.data));
+        }
+      }
+    }
+  } catch {
+    // Dropped or refused: shown by the live dot, tried again below.
+  }
+  $("live").classList.remove("on");
+  setTimeout(follow, RECONNECT_MS);
+}
+
+// One event's lines: `event: NAME` and `data: ...` (several data lines are joined by
+// newlines); comments (`: keep-alive`) and other fields are skipped.
+function parseEvent(text) {
+  const event = { name: "message", data: [] };
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const field = line.slice(0, colon), value = line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") event.name = value;
+    else if (field === "data") event.data.push(value);
+  }
+  return { name: event.name, data: event.data.join("\n") };
 }
 
 for (const id of ["filter-state", "filter-framework", "filter-agent", "filter-text"]) {
