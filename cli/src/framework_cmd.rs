@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use master_daemon::tools;
 use net::modules::{MODULE_BYTES_MAX, upload_module};
-use net::{Net, NetConfig};
+use net::Net;
 use proto::operator::{
     HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest, OperatorReply,
     OperatorRequest,
@@ -40,19 +40,7 @@ pub struct RemoveArgs {
     /// The framework's name (see `wasmos framework list`).
     name: String,
     #[command(flatten)]
-    master: MasterConnection,
-}
-
-#[derive(clap::Args)]
-pub struct MasterConnection {
-    /// zenoh endpoint of the master.
-    #[arg(long, value_name = "ENDPOINT", value_parser = crate::args::connect_endpoint, default_value = net::DEFAULT_ENDPOINT)]
-    pub connect: String,
-    /// zenoh configuration file (zenoh's json5 format); `--connect` overrides its endpoints.
-    #[arg(long, value_name = "FILE")]
-    pub zenoh_config: Option<PathBuf>,
-    #[command(flatten)]
-    pub identity: crate::identity::IdentityArgs,
+    master: crate::listing::ConnectArgs,
 }
 
 #[derive(clap::Args)]
@@ -73,7 +61,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
-    master: MasterConnection,
+    master: crate::listing::ConnectArgs,
 }
 
 #[derive(clap::Args)]
@@ -82,7 +70,7 @@ pub struct ListHostedArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    master: MasterConnection,
+    master: crate::listing::ConnectArgs,
 }
 
 pub fn run(command: FrameworkCommand) -> anyhow::Result<ExitCode> {
@@ -95,10 +83,10 @@ pub fn run(command: FrameworkCommand) -> anyhow::Result<ExitCode> {
 
 fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     let framework_id = runtime()?.block_on(async {
-        let net = open(&args.master).await?;
+        let net = crate::listing::open(&args.master).await?;
         let request = HostedRequest::Remove { name: args.name };
         let reply = query(&net, request, LIST_TIMEOUT_MS).await;
-        close(&net).await;
+        crate::listing::close(&net).await;
         match reply? {
             HostedReply::Removed { framework_id } => Ok(framework_id),
             HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
@@ -120,7 +108,7 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         |n| n.to_string_lossy().into_owned(),
     );
     let framework_id = runtime()?.block_on(async {
-        let net = open(&args.master).await?;
+        let net = crate::listing::open(&args.master).await?;
         let result = async {
             let module = upload_module(&net, &module_name, &module, |_| {})
                 .await
@@ -139,7 +127,7 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             }
         }
         .await;
-        close(&net).await;
+        crate::listing::close(&net).await;
         result
     })?;
     println!("{}", framework_id.as_str());
@@ -148,9 +136,9 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
 
 fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
     let rows = runtime()?.block_on(async {
-        let net = open(&args.master).await?;
+        let net = crate::listing::open(&args.master).await?;
         let reply = query(&net, HostedRequest::List, LIST_TIMEOUT_MS).await;
-        close(&net).await;
+        crate::listing::close(&net).await;
         match reply? {
             HostedReply::List { rows } => Ok(rows),
             HostedReply::Error { message } => Err(anyhow!("the master refused: {message}")),
@@ -178,25 +166,6 @@ fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn open(master: &MasterConnection) -> anyhow::Result<Net> {
-    let config = NetConfig::tool(vec![master.connect.clone()])
-        .with_zenoh_config_file(master.zenoh_config.clone());
-    let config = master.identity.apply(config)?;
-    Net::open(&config).await.map_err(|e| {
-        anyhow!(
-            "no master answered at {}: {e}; start one with `wasmos up` or `wasmos master`, \
-             or pass --connect",
-            master.connect
-        )
-    })
-}
-
-async fn close(net: &Net) {
-    if let Err(e) = net.close().await {
-        tracing::debug!(%e, "closing the tool session");
-    }
 }
 
 async fn query(net: &Net, request: HostedRequest, timeout_ms: u64) -> anyhow::Result<HostedReply> {

@@ -45,6 +45,89 @@ impl IdentityArgs {
             }
         }
     }
+
+    /// [`IdentityArgs::apply`] for a tool (`ps`, `run`, …): without `--identity`, a tool
+    /// told no endpoint (`told_where` false) takes the local cluster's admin identity
+    /// when `wasmos up` made one ([`local_admin`]), so that commands on the cluster's own
+    /// machine need no flags.
+    pub fn apply_tool(&self, config: NetConfig, told_where: bool) -> anyhow::Result<NetConfig> {
+        match (&self.identity, local_admin()) {
+            (None, Some(admin)) if !told_where => {
+                tracing::debug!(identity = %admin.display(), "using the local cluster's admin identity");
+                IdentityArgs {
+                    identity: Some(admin),
+                }
+                .apply(config)
+            }
+            _ => self.apply(config),
+        }
+    }
+}
+
+/// Where `wasmos up` keeps its cluster: `/var/lib/wasmos/cluster` when it can be created,
+/// else `~/.local/share/wasmos/cluster`.
+pub fn local_cluster_dir() -> PathBuf {
+    crate::master_cmd::default_dir("cluster")
+}
+
+/// The local cluster's admin identity (`DIR/admin`), when there is one; looked for where
+/// [`local_cluster_dir`] puts it, without creating anything.
+pub fn local_admin() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    [
+        PathBuf::from("/var/lib/wasmos/cluster"),
+        home.join(".local/share/wasmos/cluster"),
+    ]
+    .into_iter()
+    .map(|dir| dir.join("admin"))
+    .find(|admin| admin.with_extension("pem").is_file() && admin.with_extension("key").is_file())
+}
+
+/// The TLS files of `DIR/NAME`, unchecked: for identities this process just made.
+pub fn tls_of(dir: &Path, name: &str) -> TlsFiles {
+    let identity = IdentityPath::new(dir, name);
+    TlsFiles {
+        ca: identity.ca_cert(),
+        cert: identity.cert(),
+        key: identity.key(),
+    }
+}
+
+/// What [`init_cluster`] made.
+pub struct NewCluster {
+    pub made: secure::InitOutcome,
+    /// The admin's HTTP token, shown once; only its hash is kept.
+    pub token: String,
+    pub token_file: PathBuf,
+}
+
+/// `wasmos secure init`: a new cluster in `dir` (the CA, `master` with `master_names`,
+/// `admin`) and the admin's HTTP token, also written to `DIR/admin.token`.
+pub fn init_cluster(dir: &Path, master_names: &[String]) -> anyhow::Result<NewCluster> {
+    let made = secure::init_cluster(dir, master_names)?;
+    let token = secure::create_token(dir, secure::ADMIN_NAME, proto::Role::Admin)?;
+    let token_file = secure::save_token(dir, secure::ADMIN_NAME, &token)?;
+    Ok(NewCluster {
+        made,
+        token,
+        token_file,
+    })
+}
+
+/// Makes `dir` a cluster unless it is one (the CA, `master`, `admin` and its HTTP token
+/// in `DIR/admin.token`), then issues each of `identities` it does not hold yet. Returns
+/// whether the cluster was made now.
+pub fn ensure_cluster(dir: &Path, identities: &[(&str, proto::Role)]) -> anyhow::Result<bool> {
+    let made = !dir.join("ca.pem").is_file();
+    if made {
+        init_cluster(dir, &[])?;
+    }
+    for (name, role) in identities {
+        if !IdentityPath::new(dir, name).cert().is_file() {
+            secure::issue_identity(dir, name, *role, &[])?;
+        }
+    }
+    Ok(made)
 }
 
 fn tls_files(path: &Path) -> anyhow::Result<(String, TlsFiles)> {

@@ -56,14 +56,12 @@ pub struct ConnectArgs {
 impl ConnectArgs {
     /// Where the master is looked for, for messages.
     pub(crate) fn endpoint(&self) -> String {
-        match (&self.connect, &self.zenoh_config) {
-            (Some(endpoint), _) => endpoint.clone(),
-            (None, Some(file)) => format!("the endpoints of {}", file.display()),
-            (None, None) if self.identity.identity.is_some() => {
-                net::DEFAULT_TLS_ENDPOINT.to_owned()
-            }
-            (None, None) => net::DEFAULT_ENDPOINT.to_owned(),
+        if let (None, Some(file)) = (&self.connect, &self.zenoh_config) {
+            return format!("the endpoints of {}", file.display());
         }
+        let config = self.net_config().ok();
+        let first = config.and_then(|c| c.connect.into_iter().next());
+        first.unwrap_or_else(|| net::DEFAULT_ENDPOINT.to_owned())
     }
 
     fn net_config(&self) -> anyhow::Result<NetConfig> {
@@ -72,7 +70,8 @@ impl ConnectArgs {
         if self.connect.is_none() && self.zenoh_config.is_some() {
             config.connect.clear();
         }
-        self.identity.apply(config)
+        let told_where = self.connect.is_some() || self.zenoh_config.is_some();
+        self.identity.apply_tool(config, told_where)
     }
 }
 

@@ -14,7 +14,7 @@ use net::NetConfig;
 
 use crate::leader::{self, ElectionArgs};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct MasterArgs {
     /// zenoh endpoint to listen on (repeatable); default tcp/127.0.0.1:7447, or the
     /// `--zenoh-config` file's.
@@ -181,7 +181,7 @@ pub fn print_endpoints(master: &MasterHandle) -> anyhow::Result<()> {
 }
 
 /// `/var/lib/wasmos/NAME` when it can be created, else `~/.local/share/wasmos/NAME`.
-fn default_dir(name: &str) -> PathBuf {
+pub fn default_dir(name: &str) -> PathBuf {
     let system = PathBuf::from("/var/lib/wasmos").join(name);
     if std::fs::create_dir_all(&system).is_ok() {
         return system;

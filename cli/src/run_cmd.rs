@@ -240,7 +240,8 @@ async fn open(args: &RunArgs) -> anyhow::Result<(Net, String)> {
         // The file's endpoints.
         config.connect.clear();
     }
-    let config = args.identity.apply(config)?;
+    let told_where = args.connect.is_some() || args.zenoh_config.is_some();
+    let config = args.identity.apply_tool(config, told_where)?;
     let endpoint = match (&args.connect, &args.zenoh_config) {
         (Some(endpoint), _) => endpoint.clone(),
         (None, Some(file)) => format!("the endpoints of {}", file.display()),

@@ -102,8 +102,6 @@ impl TokenRole {
     }
 }
 
-/// The name of the HTTP token `init` makes, beside the admin identity.
-const ADMIN_TOKEN_NAME: &str = "admin";
 
 pub fn run(cmd: SecureCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -114,9 +112,11 @@ pub fn run(cmd: SecureCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let made = secure::init_cluster(&args.dir, &args.sans)?;
-    let token = secure::create_token(&args.dir, ADMIN_TOKEN_NAME, Role::Admin)?;
-    let token_file = secure::save_token(&args.dir, ADMIN_TOKEN_NAME, &token)?;
+    let crate::identity::NewCluster {
+        made,
+        token,
+        token_file,
+    } = crate::identity::init_cluster(&args.dir, &args.sans)?;
     println!("cluster CA      {}", made.ca_cert.display());
     println!(
         "CA key          {} (0600; keep it offline once identities are issued)",

@@ -11,6 +11,8 @@ use time::{Duration, OffsetDateTime};
 use crate::files::{FileError, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, refuse_existing, write_new};
 use crate::identity::{IdentityPath, NameError, Role, role_unit, valid_identity_name};
 
+/// The operator identity `init_cluster` makes, whose HTTP token is `DIR/admin.token`.
+pub const ADMIN_NAME: &str = "admin";
 /// How long the cluster CA is valid.
 pub const CA_VALIDITY_DAYS: i64 = 3650;
 /// How long an identity is valid: devices in the field are re-issued rarely.
@@ -72,7 +74,7 @@ pub fn init_cluster(dir: &Path, master_names: &[String]) -> Result<InitOutcome, 
     names.extend(host_name());
     names.extend(master_names.iter().cloned());
     let master = issue_identity(dir, "master", Role::Master, &names)?;
-    let admin = issue_identity(dir, "admin", Role::Admin, &[])?;
+    let admin = issue_identity(dir, ADMIN_NAME, Role::Admin, &[])?;
     Ok(InitOutcome {
         ca_cert,
         ca_key,
