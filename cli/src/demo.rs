@@ -7,8 +7,8 @@
 //! change of the frameworks' DRF dominant shares is printed as it happens. Exit status 0
 //! when every task finished, 1 otherwise (a task did not finish, or the deadline passed).
 //!
-//! Everything is real: zenoh over loopback TCP, the master's DRF allocator, wasmtime on
-//! the agents, the module store. Only the agents' adverts are made up, so that one
+//! Everything is real: zenoh over loopback (mutual TLS with the access control on, unless
+//! `--insecure`), the master's DRF allocator, wasmtime on the agents, the module store. Only the agents' adverts are made up, so that one
 //! machine can stand for a fleet.
 
 mod fleet;
@@ -48,6 +48,11 @@ pub struct DemoArgs {
     /// Give up, with exit status 1, when the tasks have not all ended after this long.
     #[arg(long, value_name = "SECS", default_value_t = DEMO_TIMEOUT_S_DEFAULT)]
     pub timeout: u64,
+    /// Plain TCP without authentication. By default the demo makes a cluster CA and an
+    /// identity for the master, each agent and each framework, and runs everything over
+    /// mutual TLS with the access control on, as `wasmos up` does.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// The whole demo normally takes well under 20 s; this is how long it may take at most.
@@ -88,7 +93,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let timeout = Duration::from_secs(args.timeout);
     let result = runtime()?.block_on(async {
-        tokio::time::timeout(timeout, demo(&modules_dir, work.path(), printer.clone())).await
+        let run = demo(&modules_dir, work.path(), !args.insecure, printer.clone());
+        tokio::time::timeout(timeout, run).await
     });
     match result {
         Ok(Ok(tallies)) => Ok(report(&printer, &tallies)),
@@ -104,24 +110,39 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Starts the cluster, runs both frameworks to the end, and stops everything.
-async fn demo(modules_dir: &Path, work: &Path, printer: Printer) -> anyhow::Result<Vec<Tally>> {
-    let config = MasterDaemonConfig::new(NetConfig::loopback_ephemeral(), work.join("store"));
+/// Starts the cluster (`secure`: over mutual TLS, everyone its own identity), runs both
+/// frameworks to the end, and stops everything.
+async fn demo(
+    modules_dir: &Path,
+    work: &Path,
+    secure: bool,
+    printer: Printer,
+) -> anyhow::Result<Vec<Tally>> {
+    let cluster = secure.then(|| work.join("cluster"));
+    let config = master_config(work, cluster.as_deref())?;
     let master = MasterDaemon::start(config)
         .await
         .context("starting the master")?;
     let endpoints = master.endpoints().to_vec();
-    printer.line("master", format!("listening on {}", endpoints.join(", ")));
+    let how = match &cluster {
+        Some(_) => "mutual TLS, access control on",
+        None => "plain TCP, insecure",
+    };
+    printer.line(
+        "master",
+        format!("listening on {} ({how})", endpoints.join(", ")),
+    );
     let modules = store_modules(&master, modules_dir)?;
     let device_dir = fleet::sensor_device(work)?;
-    let agents = fleet::start_agents(&endpoints, work, &printer).await?;
+    let agents = fleet::start_agents(&endpoints, work, cluster.as_deref(), &printer).await?;
 
     let plans = scheduler::plans(&modules, &device_dir);
     let total_tasks: usize = plans.iter().map(|p| p.tasks.len()).sum();
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let mut frameworks = JoinSet::new();
     for plan in plans {
-        frameworks.spawn(run_framework(endpoints.clone(), plan, printer.clone()));
+        let net = framework_net(&endpoints, cluster.as_deref(), &plan.name);
+        frameworks.spawn(run_framework(net, plan, printer.clone()));
     }
     let master = Arc::new(master);
     let seen = Arc::new(Mutex::new(Holdings::new()));
@@ -158,13 +179,40 @@ async fn demo(modules_dir: &Path, work: &Path, printer: Printer) -> anyhow::Resu
     }
 }
 
+/// The master on a free loopback port; on a secure cluster in `cluster`, made here with
+/// an identity for every agent and framework of the demo.
+fn master_config(work: &Path, cluster: Option<&Path>) -> anyhow::Result<MasterDaemonConfig> {
+    let Some(dir) = cluster else {
+        return Ok(MasterDaemonConfig::new(
+            NetConfig::loopback_ephemeral(),
+            work.join("store"),
+        ));
+    };
+    let agents = fleet::device_names().map(|name| (name, proto::Role::Agent));
+    let frameworks = scheduler::FRAMEWORK_NAMES.map(|name| (name, proto::Role::Framework));
+    let identities: Vec<_> = agents.chain(frameworks).collect();
+    crate::identity::ensure_cluster(dir, &identities)?;
+    let net = NetConfig::master(vec!["tls/127.0.0.1:0".to_owned()]);
+    let mut config = MasterDaemonConfig::new(net, work.join("store"));
+    crate::identity::secure_master(&mut config, &dir.join("master"))?;
+    Ok(config)
+}
+
+fn framework_net(endpoints: &[String], cluster: Option<&Path>, name: &str) -> NetConfig {
+    let net = NetConfig::member(endpoints.to_vec());
+    match cluster {
+        Some(dir) => net.with_tls(name, crate::identity::tls_of(dir, name)),
+        None => net,
+    }
+}
+
 async fn run_framework(
-    endpoints: Vec<String>,
+    net: NetConfig,
     plan: FrameworkPlan,
     printer: Printer,
 ) -> anyhow::Result<Tally> {
     let name = plan.name.clone();
-    let net = net::Net::open(&NetConfig::member(endpoints))
+    let net = net::Net::open(&net)
         .await
         .with_context(|| format!("framework {name}: connecting to the master"))?;
     let tally = scheduler::run(net.clone(), plan, printer).await;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use master_daemon::tools;
-use net::modules::{MODULE_BYTES_MAX, upload_module};
 use net::Net;
+use net::modules::{MODULE_BYTES_MAX, upload_module};
 use proto::operator::{
     HOSTED_CONFIG_BYTES_MAX, HostedFramework, HostedReply, HostedRequest, OperatorReply,
     OperatorRequest,

@@ -102,7 +102,6 @@ impl TokenRole {
     }
 }
 
-
 pub fn run(cmd: SecureCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SecureCommand::Init(args) => init(&args),

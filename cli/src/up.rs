@@ -103,7 +103,13 @@ fn secure_local_agent(
         .agent_id
         .as_str()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let made = identity::ensure_cluster(dir, &[(&name, proto::Role::Agent)])?;
     if made {

@@ -303,7 +303,7 @@ impl Daemon {
             },
             OperatorRequest::Logs(LogsRequest { task_id, .. }) => match self
                 .master
-                .task_agent(&task_id)
+                .task_place(&task_id)
             {
                 Some(_) => {
                     let hello = format!("hello from {task_id}\n").into_bytes();

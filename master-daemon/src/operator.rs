@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MIN};
 use jobs::request::{ValidJob, ValidateJob};
-use master::{Master, Millis, OperatorAct, OperatorKillError, Policy};
+use master::{Master, Millis, OperatorAct, OperatorKillError, Policy, Refusal};
 use net::clock::unix_ms;
 use net::modules::ModuleStore;
 use net::{Net, Responder};
@@ -353,10 +353,13 @@ pub(crate) async fn answer(
     caller: &Principal,
     request: OperatorRequest,
 ) -> OperatorReply {
-    if let Err(refusal) = ctx.policy.check_operator(caller, operator_act(&request)) {
-        tracing::warn!(%caller, %refusal, "operator request refused");
-        let _ = ctx.inputs.send(Input::Refused(refusal.to_string())).await;
-        return OperatorReply::Error(OperatorError::Forbidden(refusal.to_string()));
+    // A task's output is checked against the task's framework, once it is found.
+    let checked = match &request {
+        OperatorRequest::Logs(_) => Ok(()),
+        other => ctx.policy.check_operator(caller, operator_act(other)),
+    };
+    if let Err(refusal) = checked {
+        return OperatorReply::Error(refused(ctx, caller, refusal).await);
     }
     let listed = match request {
         OperatorRequest::Agents => fresh(ctx)
@@ -374,7 +377,7 @@ pub(crate) async fn answer(
         OperatorRequest::DecodeErrors => Ok(OperatorReply::DecodeErrors(
             ctx.net.decode_errors().snapshot(),
         )),
-        OperatorRequest::Logs(request) => logs(ctx, request).await,
+        OperatorRequest::Logs(request) => logs(ctx, caller, request).await,
         OperatorRequest::Kill { task_id } => kill(ctx, task_id).await,
         OperatorRequest::SubmitJob(job) => submit(ctx, job).await,
         OperatorRequest::Hosted(request) => Ok(OperatorReply::Hosted(hosted(ctx, request).await)),
@@ -401,6 +404,13 @@ fn operator_act(request: &OperatorRequest) -> OperatorAct {
         },
         OperatorRequest::Hosted(HostedRequest::Add(_)) => OperatorAct::Submit { oci: true },
     }
+}
+
+/// Logs a refusal (and enters it in the operator log); the error for the caller.
+async fn refused(ctx: &OperatorContext, caller: &Principal, refusal: Refusal) -> OperatorError {
+    tracing::warn!(%caller, %refusal, "operator request refused");
+    let _ = ctx.inputs.send(Input::Refused(refusal.to_string())).await;
+    OperatorError::Forbidden(refusal.to_string())
 }
 
 fn stopping() -> OperatorError {
@@ -458,10 +468,25 @@ async fn kill(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, O
 }
 
 /// What the task wrote, from the agent in its row.
-async fn logs(ctx: &OperatorContext, request: LogsRequest) -> Result<OperatorReply, OperatorError> {
+async fn logs(
+    ctx: &OperatorContext,
+    caller: &Principal,
+    request: LogsRequest,
+) -> Result<OperatorReply, OperatorError> {
     let task_id = request.task_id.clone();
     let id = task_id.clone();
-    let Some(agent_id) = read(ctx, move |core| core.task_agent(&id)).await? else {
+    let place = read(ctx, move |core| core.task_place(&id)).await?;
+    if let Some((framework_id, _)) = &place
+        && let Err(refusal) = ctx.policy.check_read_output(caller, framework_id)
+    {
+        return Err(refused(ctx, caller, refusal).await);
+    }
+    if place.is_none()
+        && let Err(refusal) = ctx.policy.check_operator(caller, OperatorAct::Read)
+    {
+        return Err(refused(ctx, caller, refusal).await);
+    }
+    let Some((_, agent_id)) = place else {
         // A task the jobs framework holds has written nothing yet; a follower waits on.
         let jobs = ctx.jobs.borrow().clone();
         let pending = jobs.is_some_and(|j| j.pending().iter().any(|t| t.task_id == task_id));

@@ -3,9 +3,9 @@
 //! the operator protocol (`proto::operator`) on the master's `master/admin` queryable.
 
 use net::{Net, QueryError};
-use proto::admin::{LogsReply, LogsRequest, TaskOutput};
+use proto::TaskId;
+use proto::admin::{LogsRequest, TaskOutput};
 use proto::operator::{OperatorError, OperatorReply, OperatorRequest};
-use proto::{AgentId, TaskId};
 use thiserror::Error;
 
 /// How long a tool waits for the master or an agent to answer.
@@ -51,26 +51,16 @@ pub fn unexpected(reply: &OperatorReply) -> ToolError {
     ToolError::Unexpected(what)
 }
 
-/// The last bytes a task wrote, running or ended, straight from the agent that runs it.
-pub async fn task_logs(
-    net: &Net,
-    agent_id: &AgentId,
-    task_id: &TaskId,
-) -> Result<TaskOutput, ToolError> {
-    let request = LogsRequest {
+/// The last bytes a task wrote, running or ended, through the master (which asks the
+/// agent in its row): what `wasmos logs` shows.
+pub async fn task_logs(net: &Net, task_id: &TaskId) -> Result<TaskOutput, ToolError> {
+    let request = OperatorRequest::Logs(LogsRequest {
         task_id: task_id.clone(),
         from: None,
-    };
-    match net
-        .query(
-            &net.keys().agent_logs(agent_id.as_str()),
-            &request,
-            TOOL_QUERY_TIMEOUT_MS,
-        )
-        .await?
-    {
-        LogsReply::Error { message } => Err(ToolError::Refused(message)),
-        LogsReply::Output(output) => Ok(output),
+    });
+    match ask(net, &request, TOOL_QUERY_TIMEOUT_MS).await? {
+        OperatorReply::Logs(output) => Ok(output),
+        other => Err(unexpected(&other)),
     }
 }
 

@@ -246,6 +246,19 @@ impl Policy {
         }
     }
 
+    /// May `principal` read the output of a task of `framework`? A framework principal
+    /// that of its own frameworks' tasks; others as operators may read.
+    pub fn check_read_output(
+        &self,
+        principal: &Principal,
+        framework: &proto::FrameworkId,
+    ) -> Result<(), Refusal> {
+        match principal.role {
+            Role::Framework => self.check_owner(principal, framework),
+            _ => self.check_operator(principal, OperatorAct::Read),
+        }
+    }
+
     /// May `principal` upload modules into the master's store? Frameworks may (their
     /// tasks' modules), operators as they may submit.
     pub fn check_upload(&self, principal: &Principal) -> Result<(), Refusal> {

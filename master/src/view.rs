@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use proto::operator::{AgentRow, AgentState, FrameworkRow, OfferRow, TaskRow};
 use proto::resources::{SCALAR_MILLIS_PER_UNIT, dominant_share_of};
-use proto::{AgentId, TaskId, TaskState};
+use proto::{AgentId, FrameworkId, TaskId, TaskState};
 
 use crate::master::Master;
 use crate::tasks::{EndedTask, TaskRecord, TaskUsage};
@@ -148,11 +148,11 @@ impl Master {
             .map(move |t| live_row(t, self.tasks.usage(&t.task_id), clock))
     }
 
-    /// The agent a live or remembered ended task ran on.
-    pub fn task_agent(&self, task_id: &TaskId) -> Option<AgentId> {
+    /// The framework of a live or remembered ended task, and the agent it ran on.
+    pub fn task_place(&self, task_id: &TaskId) -> Option<(FrameworkId, AgentId)> {
         self.tasks
             .owner(task_id)
-            .map(|(_, agent_id)| agent_id.clone())
+            .map(|(framework_id, agent_id)| (framework_id.clone(), agent_id.clone()))
     }
 
     /// The end a task's framework was told, while the master remembers it.

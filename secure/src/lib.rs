@@ -22,7 +22,8 @@ pub use identity::{
     valid_identity_name,
 };
 pub use issue::{
-    ADMIN_NAME, CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster, issue_identity,
+    ADMIN_NAME, CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster,
+    issue_identity,
 };
 pub use token::{
     PRESENTED_TOKEN_BYTES_MAX, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, TOKENS_FILE, TOKENS_MAX,

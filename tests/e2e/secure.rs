@@ -337,6 +337,18 @@ async fn frameworks_act_only_on_their_own(dir: &Path, endpoint: &str, admin: &Ne
     assert_eq!(row.state, TaskState::Running, "{row:?}");
     f1.kill(TaskId::new("f1-sleep")).await.unwrap();
     wait_state(&mut f1_events, "f1-sleep", TaskState::Killed).await;
+    // A framework reads its own tasks' output through the master, not another's.
+    let sleep_id = TaskId::new("f1-sleep");
+    assert!(
+        master_daemon::tools::task_logs(f1.net(), &sleep_id)
+            .await
+            .is_ok()
+    );
+    let theirs = master_daemon::tools::task_logs(f2.net(), &sleep_id).await;
+    let said = theirs
+        .map(|o| format!("{o:?}"))
+        .unwrap_or_else(|e| e.to_string());
+    assert!(said.contains("belongs to f1"), "{said}");
 }
 
 async fn wait_state(events: &mut framework::Events, task: &str, state: TaskState) {

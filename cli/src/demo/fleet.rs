@@ -65,9 +65,17 @@ pub fn sensor_device(work: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts one agent daemon per device, clients of the master at `endpoints`.
+/// The devices' names, each also its agent's identity on the demo's secure cluster.
+pub fn device_names() -> impl Iterator<Item = &'static str> {
+    DEVICES.iter().map(|d| d.name)
+}
+
+/// Starts an agent per device, each as its own identity of the cluster in `cluster` when
+/// given.
 pub async fn start_agents(
     endpoints: &[String],
     work: &Path,
+    cluster: Option<&Path>,
     printer: &Printer,
 ) -> anyhow::Result<Vec<AgentHandle>> {
     let mut agents = Vec::new();
@@ -82,11 +90,11 @@ pub async fn start_agents(
                 advert.total
             ),
         );
-        let config = AgentDaemonConfig::new(
-            NetConfig::member(endpoints.to_vec()),
-            advert,
-            work.join("agents").join(device.name),
-        );
+        let mut net = NetConfig::member(endpoints.to_vec());
+        if let Some(dir) = cluster {
+            net = net.with_tls(device.name, crate::identity::tls_of(dir, device.name));
+        }
+        let config = AgentDaemonConfig::new(net, advert, work.join("agents").join(device.name));
         let agent = AgentDaemon::start(config)
             .await
             .with_context(|| format!("starting agent {}", device.name))?;

@@ -60,6 +60,9 @@ pub struct Tally {
     pub finished: usize,
 }
 
+/// The demo's frameworks, each also its identity's name on the demo's secure cluster.
+pub const FRAMEWORK_NAMES: [&str; 2] = ["telemetry", "vision"];
+
 /// `telemetry` (weight 1) samples sensors and greets from an aarch64 board; `vision`
 /// (weight 3) has three times the claim on the fleet, twice the work, and one task that
 /// needs the GPU.
@@ -95,7 +98,7 @@ pub fn plans(modules: &DemoModules, device_dir: &Path) -> Vec<FrameworkPlan> {
     vision.extend((0..36).map(|i| sensor(format!("vision-frame-{i}"), i, 1.0, 128.0)));
     vec![
         FrameworkPlan {
-            name: "telemetry".into(),
+            name: FRAMEWORK_NAMES[0].into(),
             role: "telemetry".into(),
             weight: 1.0,
             min_offer: Resources::new()
@@ -105,7 +108,7 @@ pub fn plans(modules: &DemoModules, device_dir: &Path) -> Vec<FrameworkPlan> {
             tasks: telemetry,
         },
         FrameworkPlan {
-            name: "vision".into(),
+            name: FRAMEWORK_NAMES[1].into(),
             role: "vision".into(),
             weight: 3.0,
             min_offer: Resources::new()
@@ -377,9 +380,10 @@ impl Scheduler {
     }
 }
 
-/// The last line the task wrote on stdout, from its agent; a note when it cannot be had.
+/// The last line the task wrote on stdout, through the master (a framework may read its
+/// own tasks' output); a note when it cannot be had.
 async fn last_output_line(client: &FrameworkClient, status: &TaskStatus) -> String {
-    match master_daemon::tools::task_logs(client.net(), &status.agent_id, &status.task_id).await {
+    match master_daemon::tools::task_logs(client.net(), &status.task_id).await {
         Ok(output) => String::from_utf8_lossy(&output.stdout.text_since(0))
             .lines()
             .last()
