@@ -85,7 +85,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.connect.is_empty() && args.zenoh_config.is_some() {
         net.connect.clear();
     }
-    let net = args.identity.apply(net)?;
+    let net = args.identity.apply_agent(net)?;
     let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
     config.oci = oci_config(args.no_oci, &work_dir);
     config.trusted = trusted;
@@ -158,10 +158,37 @@ async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
         }
     };
     println!("agent {} connected to {connect}", agent.agent_id().as_str());
+    let admission = (agent.net().principal() != proto::principal::ANONYMOUS)
+        .then(|| tokio::spawn(say_if_not_admitted(agent.net().clone(), connect.clone())));
     wait_for_signal().await?;
+    if let Some(check) = admission {
+        check.abort();
+    }
     tracing::info!("stopping the agent");
     agent.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a secure agent waits for the master to answer its identity at all.
+const ADMISSION_WAIT_MS: u64 = 5_000;
+
+/// A secure master that does not know this identity drops everything it sends without a
+/// word; asking the operator door, which answers every identity it admits (an agent with
+/// a refusal), tells the two apart.
+async fn say_if_not_admitted(net: net::Net, connect: String) {
+    let request = proto::operator::OperatorRequest::DecodeErrors;
+    match master_daemon::tools::ask(&net, &request, ADMISSION_WAIT_MS).await {
+        Ok(_) | Err(master_daemon::tools::ToolError::Operator(_)) => {}
+        Err(e) => {
+            tracing::debug!(%e, "admission check");
+            eprintln!(
+                "warning: the master at {connect} does not answer identity {}: it does not \
+                 admit it (issued after the master started? restart the master to admit it); \
+                 this agent gets no tasks until it does",
+                net.principal()
+            );
+        }
+    }
 }
 
 /// The advert of this agent (detection under `--root`, the configuration, and the agent id

@@ -1,14 +1,11 @@
 //! `--identity DIR/NAME`: mutual TLS as a principal of a secure cluster (`wasmos secure`),
 //! and for the master, the access control and the policy generated from that directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
-use master::Policy;
-use master_daemon::{MasterDaemonConfig, Principals};
-use net::{AclPrincipal, NetConfig, TlsFiles};
-use proto::Keys;
+use anyhow::Context;
+use master_daemon::MasterDaemonConfig;
+use net::{NetConfig, TlsFiles};
 use secure::IdentityPath;
 
 /// The `--identity` flag every command that talks to a cluster takes.
@@ -20,9 +17,6 @@ pub struct IdentityArgs {
     #[arg(long, value_name = "DIR/NAME", env = "WASMOS_IDENTITY")]
     pub identity: Option<PathBuf>,
 }
-
-/// The policy file of a cluster directory; absent, the defaults of `master::Policy`.
-pub const POLICY_FILE: &str = "policy.toml";
 
 impl IdentityArgs {
     /// The identity's name, when one is given.
@@ -40,7 +34,19 @@ impl IdentityArgs {
         match &self.identity {
             None => Ok(config),
             Some(path) => {
-                let (name, tls) = tls_files(path)?;
+                let (name, _, tls) = master_daemon::security::identity_files(path)?;
+                Ok(config.with_tls(&name, tls))
+            }
+        }
+    }
+
+    /// `config` as this identity, which must be an agent's, when one is given.
+    pub fn apply_agent(&self, config: NetConfig) -> anyhow::Result<NetConfig> {
+        match &self.identity {
+            None => Ok(config),
+            Some(path) => {
+                let (name, tls) =
+                    master_daemon::security::identity_files_as(path, proto::Role::Agent)?;
                 Ok(config.with_tls(&name, tls))
             }
         }
@@ -62,6 +68,36 @@ impl IdentityArgs {
             _ => self.apply(config),
         }
     }
+}
+
+/// Where a tool looks for its master, for messages: the first endpoint of `config`, and
+/// the identity it goes as (`tls/10.0.0.5:7447 as /etc/wasmos/alice`).
+pub fn master_at(config: &NetConfig) -> String {
+    let endpoint = config
+        .connect
+        .first()
+        .cloned()
+        .unwrap_or_else(|| net::DEFAULT_ENDPOINT.to_owned());
+    match &config.tls {
+        Some(tls) => format!("{endpoint} as {}", tls.cert.with_extension("").display()),
+        None => endpoint,
+    }
+}
+
+/// What a tool says when no master answered at `master_at` ([`master_at`]).
+pub fn no_master(master_at: &str) -> anyhow::Error {
+    let hint = if master_at.contains(" as ") {
+        "none runs there, or it does not admit this identity (a certificate of another \
+         cluster's CA, or one issued after the master started: restart the master to admit \
+         it)"
+    } else if master_at.starts_with("tls/") {
+        "a tls/ endpoint is a secure master's, which admits only identities of its cluster: \
+         pass --identity DIR/NAME"
+    } else {
+        "start one with `wasmos up` or `wasmos master`, or pass --connect (and --identity \
+         DIR/NAME for a secure master)"
+    };
+    anyhow::anyhow!("no master answered at {master_at}: {hint}")
 }
 
 /// Where `wasmos up` keeps its cluster: `/var/lib/wasmos/cluster` when it can be created,
@@ -130,72 +166,8 @@ pub fn ensure_cluster(dir: &Path, identities: &[(&str, proto::Role)]) -> anyhow:
     Ok(made)
 }
 
-fn tls_files(path: &Path) -> anyhow::Result<(String, TlsFiles)> {
-    let identity =
-        IdentityPath::parse(path).with_context(|| format!("--identity {}", path.display()))?;
-    let [ca, cert, key] = identity.tls_files().with_context(|| {
-        format!(
-            "--identity {}: an identity is DIR/NAME with DIR/ca.pem, DIR/NAME.pem and \
-             DIR/NAME.key (`wasmos secure issue DIR --agent NAME` makes one)",
-            path.display()
-        )
-    })?;
-    Ok((identity.name, TlsFiles { ca, cert, key }))
-}
-
-/// Makes `config` a secure master: mutual TLS as `identity` (`DIR/master`), zenoh's
-/// access control generated from every identity in `DIR`, the policy of
-/// `DIR/policy.toml`, and HTTP bearer tokens from `DIR/tokens.toml`. Says on stderr which certificates it left out and why.
+/// Makes `config` a secure master as `identity` (`DIR/master`): see
+/// [`master_daemon::security`].
 pub fn secure_master(config: &mut MasterDaemonConfig, identity: &Path) -> anyhow::Result<()> {
-    let (name, tls) = tls_files(identity)?;
-    let dir = identity
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let (identities, skipped) = secure::cluster_identities(dir)
-        .with_context(|| format!("reading the identities of {}", dir.display()))?;
-    for reason in &skipped {
-        tracing::warn!(%reason, "certificate left out of the access control");
-    }
-    if !identities.iter().any(|i| i.name == name) {
-        return Err(anyhow!(
-            "--identity {}: {name}.pem is not an identity of this cluster's CA",
-            identity.display()
-        ));
-    }
-    let keys = Keys::new(&config.net.cluster)?;
-    let principals: Vec<AclPrincipal> = identities
-        .iter()
-        .map(|i| AclPrincipal {
-            name: i.name.clone(),
-            role: i.role,
-        })
-        .collect();
-    let acl = net::access_control(&keys, &principals);
-    config.net = config
-        .net
-        .clone()
-        .with_tls(&name, tls)
-        .with_access_control(acl);
-    let known: BTreeMap<String, proto::Role> =
-        identities.into_iter().map(|i| (i.name, i.role)).collect();
-    tracing::info!(
-        principals = known.len(),
-        "secure: mutual TLS, access control on"
-    );
-    config.principals = Principals::Known(known);
-    config.core.policy = read_policy(&dir.join(POLICY_FILE))?;
-    // The HTTP API takes the bearer tokens of `wasmos secure token DIR` only.
-    let tokens = secure::TokenBook::load(dir)
-        .with_context(|| format!("reading the HTTP tokens of {}", dir.display()))?;
-    config.http_tokens = Some(std::sync::Arc::new(tokens));
-    Ok(())
-}
-
-fn read_policy(path: &Path) -> anyhow::Result<Policy> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Policy::parse(&text).with_context(|| format!("{}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::secure_default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    Ok(master_daemon::security::secure_master(config, identity)?)
 }

@@ -59,9 +59,10 @@ impl ConnectArgs {
         if let (None, Some(file)) = (&self.connect, &self.zenoh_config) {
             return format!("the endpoints of {}", file.display());
         }
-        let config = self.net_config().ok();
-        let first = config.and_then(|c| c.connect.into_iter().next());
-        first.unwrap_or_else(|| net::DEFAULT_ENDPOINT.to_owned())
+        match self.net_config() {
+            Ok(config) => crate::identity::master_at(&config),
+            Err(_) => net::DEFAULT_ENDPOINT.to_owned(),
+        }
     }
 
     fn net_config(&self) -> anyhow::Result<NetConfig> {
@@ -197,18 +198,11 @@ pub fn kill(args: TaskArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn no_master(endpoint: &str) -> anyhow::Error {
-    anyhow!(
-        "no master answered at {endpoint}: start one with `wasmos up` or `wasmos master`, \
-         or pass --connect"
-    )
-}
-
 /// A tool session to the master at `endpoint`; fails with what to do when none answers.
 pub(crate) async fn open(connect: &ConnectArgs) -> anyhow::Result<Net> {
     Net::open(&connect.net_config()?).await.map_err(|e| {
         tracing::debug!(%e, "opening the tool session");
-        no_master(&connect.endpoint())
+        crate::identity::no_master(&connect.endpoint())
     })
 }
 
@@ -223,7 +217,7 @@ fn tool_error(error: ToolError, endpoint: &str) -> anyhow::Error {
     match error {
         ToolError::Query(e) => {
             tracing::debug!(%e, "query");
-            no_master(endpoint)
+            crate::identity::no_master(endpoint)
         }
         ToolError::Operator(e) => anyhow!("refused: {e}"),
         ToolError::Refused(message) => anyhow!("refused: {message}"),

@@ -243,22 +243,14 @@ async fn open(args: &RunArgs) -> anyhow::Result<(Net, String)> {
     let told_where = args.connect.is_some() || args.zenoh_config.is_some();
     let config = args.identity.apply_tool(config, told_where)?;
     let endpoint = match (&args.connect, &args.zenoh_config) {
-        (Some(endpoint), _) => endpoint.clone(),
         (None, Some(file)) => format!("the endpoints of {}", file.display()),
-        (None, None) => config.connect.first().cloned().unwrap_or_default(),
+        _ => crate::identity::master_at(&config),
     };
     let net = Net::open(&config).await.map_err(|e| {
         tracing::debug!(%e, "opening the tool session");
-        no_master(&endpoint)
+        crate::identity::no_master(&endpoint)
     })?;
     Ok((net, endpoint))
-}
-
-fn no_master(endpoint: &str) -> anyhow::Error {
-    anyhow!(
-        "no master answered at {endpoint}: start one with `wasmos up` or `wasmos master`, \
-         or pass --connect"
-    )
 }
 
 async fn upload(net: &Net, path: &Path, bytes: &[u8], endpoint: &str) -> anyhow::Result<String> {
@@ -273,7 +265,7 @@ async fn upload(net: &Net, path: &Path, bytes: &[u8], endpoint: &str) -> anyhow:
             net::modules::UploadError::Query {
                 source: QueryError::NoReply { .. },
                 ..
-            } => no_master(endpoint),
+            } => crate::identity::no_master(endpoint),
             other => anyhow!(other),
         })?;
     eprintln!(
@@ -366,7 +358,7 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
                     std::time::Instant::now()
                 });
                 if since.elapsed() > Duration::from_millis(WAIT_MASTER_AWAY_MAX_MS) {
-                    return Err(no_master(endpoint));
+                    return Err(crate::identity::no_master(endpoint));
                 }
                 tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 continue;

@@ -32,6 +32,7 @@ pub mod frameworks;
 pub mod operator;
 pub mod principals;
 mod pumps;
+pub mod security;
 pub mod tools;
 
 pub use error::DaemonError;

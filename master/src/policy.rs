@@ -164,7 +164,7 @@ impl Policy {
 
     /// May `principal` own a framework subscribed under `role`?
     pub fn check_register(&self, principal: &Principal, role: &str) -> Result<(), Refusal> {
-        if !self.enforced || matches!(principal.role, Role::Master | Role::Admin) {
+        if !self.enforced || principal.role == Role::Master {
             return Ok(());
         }
         if principal.role != Role::Framework {
@@ -187,7 +187,7 @@ impl Policy {
     /// May `principal` (a framework's owner) launch OCI containers?
     pub fn check_framework_oci(&self, principal: &Principal) -> Result<(), Refusal> {
         if !self.enforced
-            || matches!(principal.role, Role::Master | Role::Admin)
+            || principal.role == Role::Master
             || self.framework_grant(&principal.name).oci
         {
             Ok(())

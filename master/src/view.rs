@@ -223,35 +223,8 @@ fn ended_row(t: &EndedTask, clock: WallClock) -> TaskRow {
 
 #[cfg(test)]
 mod tests {
-    use proto::{FrameworkId, StatusUuid, TaskState, TaskStatus};
 
     use super::*;
-
-    #[test]
-    fn a_task_launched_before_a_restart_is_listed_when_it_ends() {
-        let mut master = Master::new(crate::MasterConfig::default(), 0);
-        let status = TaskStatus {
-            task_id: TaskId::new("from-before"),
-            framework_id: FrameworkId::new("f"),
-            agent_id: AgentId::new("a"),
-            state: TaskState::Failed,
-            exit_code: None,
-            reason: "agent restarted".to_owned(),
-            uuid: StatusUuid(7),
-            timestamp_ms: 0,
-        };
-        master.handle_status(Millis(10), status.clone());
-        let clock = WallClock {
-            wall_ms: 10,
-            master_now: Millis(10),
-        };
-        let tasks = master.task_rows(clock);
-        assert_eq!(tasks.len(), 1, "{tasks:?}");
-        assert_eq!(tasks[0].task_id, status.task_id);
-        assert_eq!(tasks[0].state, TaskState::Failed);
-        assert_eq!(tasks[0].reason, "agent restarted");
-        assert_eq!(tasks[0].launched_at_ms, 0);
-    }
 
     #[test]
     fn master_times_turn_into_wall_clock_times() {

@@ -11,7 +11,7 @@ pub const IDENTITY_NAME_BYTES_MAX: usize = 63;
 /// Largest certificate file read back.
 const CERT_FILE_BYTES_MAX: u64 = 64 * 1024;
 /// Names that are cluster files, not identities.
-const RESERVED_NAMES: [&str; 3] = ["ca", "tokens", "policy"];
+const RESERVED_NAMES: [&str; 4] = ["ca", "tokens", "policy", "issued"];
 
 pub use proto::Role;
 
@@ -107,6 +107,52 @@ impl IdentityPath {
         }
         Ok(files)
     }
+}
+
+/// Checks an identity's own files before they are used: the certificate is one of a
+/// cluster (its common name the identity's name, a wasmos role), the key is the
+/// certificate's. Says which is wrong; the CA chain is checked by TLS on connect.
+pub fn check_identity(identity: &IdentityPath) -> Result<Role, String> {
+    let cert_path = identity.cert();
+    let pem = read_pem(&cert_path).map_err(|e| e.to_string())?;
+    let (_, cert) = X509Certificate::from_der(&pem.contents)
+        .map_err(|e| format!("{}: not a certificate: {e}", cert_path.display()))?;
+    let (name, role) = name_and_role(&cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    if name != identity.name {
+        return Err(format!(
+            "{}: the certificate is {name:?}'s, not {:?}'s",
+            cert_path.display(),
+            identity.name
+        ));
+    }
+    let key_path = identity.key();
+    let key_text =
+        std::fs::read_to_string(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let key = rcgen::KeyPair::from_pem(&key_text)
+        .map_err(|e| format!("{}: not a private key: {e}", key_path.display()))?;
+    if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+        return Err(format!(
+            "{} is not the key of {}",
+            key_path.display(),
+            cert_path.display()
+        ));
+    }
+    Ok(role)
+}
+
+fn name_and_role(cert: &X509Certificate<'_>) -> Result<(String, Role), String> {
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or("no common name")?;
+    let role = subject
+        .iter_organizational_unit()
+        .filter_map(|ou| ou.as_str().ok())
+        .find_map(role_of_unit)
+        .ok_or("no wasmos role (organizational unit)")?;
+    Ok((name.to_owned(), role))
 }
 
 /// One identity of a cluster, read from its certificate.

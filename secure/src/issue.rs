@@ -35,6 +35,33 @@ pub enum IssueError {
     Certificate(String),
     #[error("subject alternative name {name:?}: {message}")]
     San { name: String, message: String },
+    #[error(
+        "{0:?} was issued in this cluster before; a name is never issued twice, so that an \
+         old certificate never gets a new identity's rights: choose another name"
+    )]
+    IssuedBefore(String),
+}
+
+fn issued_before(dir: &Path, name: &str) -> Result<bool, FileError> {
+    let path = dir.join(ISSUED_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.lines().any(|line| line == name)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(FileError::Io { path, error }),
+    }
+}
+
+fn record_issued(dir: &Path, name: &str) -> Result<(), FileError> {
+    use std::io::Write;
+    let path = dir.join(ISSUED_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(crate::files::io_error(&path))?;
+    writeln!(file, "{name}")
+        .and_then(|()| file.sync_all())
+        .map_err(crate::files::io_error(&path))
 }
 
 /// What `init_cluster` wrote.
@@ -73,8 +100,8 @@ pub fn init_cluster(dir: &Path, master_names: &[String]) -> Result<InitOutcome, 
     let mut names: Vec<String> = MASTER_LOCAL_NAMES.iter().map(|n| (*n).to_owned()).collect();
     names.extend(host_name());
     names.extend(master_names.iter().cloned());
-    let master = issue_identity(dir, "master", Role::Master, &names)?;
-    let admin = issue_identity(dir, ADMIN_NAME, Role::Admin, &[])?;
+    let master = issue(dir, "master", Role::Master, &names)?;
+    let admin = issue(dir, ADMIN_NAME, Role::Admin, &[])?;
     Ok(InitOutcome {
         ca_cert,
         ca_key,
@@ -83,10 +110,32 @@ pub fn init_cluster(dir: &Path, master_names: &[String]) -> Result<InitOutcome, 
     })
 }
 
+/// Names only `init_cluster` gives: the master's, and the one every caller of an insecure
+/// cluster has.
+const NAMES_OF_INIT: [&str; 2] = ["master", proto::principal::ANONYMOUS];
+/// The names ever issued in a cluster directory, one per line: a name is never issued
+/// twice, so an old certificate (which the CA signed and nothing revokes) never gets
+/// the rights of a new identity of the same name. Revoking an identity is deleting its
+/// `NAME.pem` and restarting the master.
+pub const ISSUED_FILE: &str = "issued";
+
 /// Writes `dir/NAME.pem` and `dir/NAME.key`: a key pair and a certificate signed by the
 /// cluster CA, common name `name`, role `role`, valid for the DNS names and addresses in
-/// `extra_names` besides `name` itself. Neither file may exist.
+/// `extra_names` besides `name` itself. Neither file may exist, and the name may never
+/// have been issued in `dir` before ([`ISSUED_FILE`]).
 pub fn issue_identity(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    extra_names: &[String],
+) -> Result<IdentityPath, IssueError> {
+    if NAMES_OF_INIT.contains(&name) {
+        return Err(NameError::Reserved(name.to_owned()).into());
+    }
+    issue(dir, name, role, extra_names)
+}
+
+fn issue(
     dir: &Path,
     name: &str,
     role: Role,
@@ -97,6 +146,9 @@ pub fn issue_identity(
     refuse_existing(&identity.cert())?;
     refuse_existing(&identity.key())?;
     let issuer = load_issuer(dir)?;
+    if issued_before(dir, name)? {
+        return Err(IssueError::IssuedBefore(name.to_owned()));
+    }
     let mut names = vec![name.to_owned()];
     names.extend(extra_names.iter().filter(|n| *n != name).cloned());
     let mut params = CertificateParams::new(Vec::new()).map_err(certificate_error)?;
@@ -114,6 +166,8 @@ pub fn issue_identity(
     set_validity(&mut params, IDENTITY_VALIDITY_DAYS);
     let key = KeyPair::generate().map_err(certificate_error)?;
     let cert = params.signed_by(&key, &issuer).map_err(certificate_error)?;
+    // Recorded first: a name once signed for is never signed for again.
+    record_issued(dir, name)?;
     write_new(
         &identity.key(),
         PRIVATE_FILE_MODE,

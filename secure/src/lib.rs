@@ -18,12 +18,12 @@ mod token;
 
 pub use files::{FileError, PRIVATE_FILE_MODE};
 pub use identity::{
-    IDENTITY_NAME_BYTES_MAX, Identity, IdentityPath, NameError, Role, cluster_identities,
-    valid_identity_name,
+    IDENTITY_NAME_BYTES_MAX, Identity, IdentityPath, NameError, Role, check_identity,
+    cluster_identities, valid_identity_name,
 };
 pub use issue::{
-    ADMIN_NAME, CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, InitOutcome, IssueError, init_cluster,
-    issue_identity,
+    ADMIN_NAME, CA_VALIDITY_DAYS, IDENTITY_VALIDITY_DAYS, ISSUED_FILE, InitOutcome, IssueError,
+    init_cluster, issue_identity,
 };
 pub use token::{
     PRESENTED_TOKEN_BYTES_MAX, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, TOKENS_FILE, TOKENS_MAX,

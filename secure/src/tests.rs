@@ -98,3 +98,48 @@ fn an_identity_path_is_a_directory_and_a_name() {
     assert!(IdentityPath::parse(std::path::Path::new("/etc/wasmos/")).is_ok());
     assert!(IdentityPath::parse(std::path::Path::new("/")).is_err());
 }
+
+#[test]
+fn a_name_is_never_issued_twice_nor_one_of_init_s() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init_cluster(dir, &[]).unwrap();
+    issue_identity(dir, "a2", Role::Agent, &[]).unwrap();
+    std::fs::remove_file(dir.join("a2.pem")).unwrap();
+    std::fs::remove_file(dir.join("a2.key")).unwrap();
+    let again = issue_identity(dir, "a2", Role::Operator, &[]).unwrap_err();
+    assert!(matches!(again, IssueError::IssuedBefore(_)), "{again}");
+    for reserved in ["master", "anonymous", "issued"] {
+        assert!(
+            issue_identity(dir, reserved, Role::Framework, &[]).is_err(),
+            "{reserved}"
+        );
+    }
+}
+
+#[test]
+fn an_identity_s_files_are_checked_before_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init_cluster(dir, &[]).unwrap();
+    issue_identity(dir, "a1", Role::Agent, &[]).unwrap();
+    assert_eq!(
+        crate::check_identity(&IdentityPath::new(dir, "a1")),
+        Ok(Role::Agent)
+    );
+    assert_eq!(
+        crate::check_identity(&IdentityPath::new(dir, "master")),
+        Ok(Role::Master)
+    );
+    std::fs::copy(dir.join("admin.key"), dir.join("a1.key")).unwrap();
+    let wrong_key = crate::check_identity(&IdentityPath::new(dir, "a1")).unwrap_err();
+    assert!(wrong_key.contains("is not the key of"), "{wrong_key}");
+    std::fs::copy(dir.join("admin.pem"), dir.join("a1.pem")).unwrap();
+    let wrong_cert = crate::check_identity(&IdentityPath::new(dir, "a1")).unwrap_err();
+    assert!(
+        wrong_cert.contains("\"admin\"'s, not \"a1\"'s"),
+        "{wrong_cert}"
+    );
+    std::fs::write(dir.join("a1.pem"), "junk").unwrap();
+    assert!(crate::check_identity(&IdentityPath::new(dir, "a1")).is_err());
+}

@@ -201,7 +201,8 @@ async fn a_secure_cluster_lets_in_only_its_identities_each_on_its_own_keys() {
     cluster(&foreign, &[&["--agent", "a1"]]);
     policy(&dir);
     let endpoint = format!("tls/127.0.0.1:{}", free_port());
-    let _master = start_master(&dir, &endpoint, tmp.path());
+    let http = format!("127.0.0.1:{}", free_port());
+    let _master = start_master(&dir, &endpoint, &http, tmp.path());
     let _a1 = start_agent(&dir, "a1", &endpoint, tmp.path());
 
     // No certificate, or one of another CA: no session at all.
@@ -255,6 +256,59 @@ async fn a_secure_cluster_lets_in_only_its_identities_each_on_its_own_keys() {
 
     frameworks_act_only_on_their_own(&dir, &endpoint, &admin).await;
     operators_by_role(&endpoint, &dir);
+    http_wants_a_token(&http, &dir);
+}
+
+/// One HTTP/1.1 request; the status and the body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+/// The HTTP API of a secure master: 401 without a valid token, 403 for a viewer's write.
+fn http_wants_a_token(addr: &str, dir: &Path) {
+    let admin = std::fs::read_to_string(dir.join("admin.token")).unwrap();
+    let out = wasmos()
+        .args(["secure", "token"])
+        .arg(dir)
+        .args(["--name", "grafana", "--role", "viewer"])
+        .output()
+        .unwrap();
+    let viewer = ok(&out, "secure token");
+    let viewer = viewer.trim();
+    assert_eq!(http(addr, "GET", "/health", None).0, 200);
+    let (status, body) = http(addr, "GET", "/api/v1/tasks", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"unauthorized\""), "{body}");
+    assert_eq!(
+        http(addr, "GET", "/api/v1/tasks", Some("wsm_forged")).0,
+        401
+    );
+    assert_eq!(http(addr, "GET", "/metrics", None).0, 401);
+    assert_eq!(http(addr, "GET", "/api/v1/tasks", Some(viewer)).0, 200);
+    let (status, body) = http(addr, "DELETE", "/api/v1/tasks/f1-sleep", Some(viewer));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        http(addr, "GET", "/api/v1/tasks", Some(admin.trim())).0,
+        200
+    );
+    // The admin gets past the door: the task ended, so the kill is a conflict.
+    let (status, body) = http(addr, "DELETE", "/api/v1/tasks/f1-sleep", Some(admin.trim()));
+    assert_eq!(status, 409, "{body}");
 }
 
 async fn frameworks_act_only_on_their_own(dir: &Path, endpoint: &str, admin: &Net) {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use proto::{AgentAdvert, AgentId, Event, Resources, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{AgentAdvert, AgentId, Event, StatusUuid, TaskId, TaskState, TaskStatus};
 
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
@@ -137,10 +137,48 @@ impl Master {
     /// acknowledges it through [`proto::Call::Acknowledge`]); for a framework that is gone
     /// the master acknowledges it itself. The first terminal update of a live task frees its
     /// resources; repeated or late updates free nothing.
+    ///
+    /// An agent speaks only for the tasks on it: an update about a task the master placed
+    /// elsewhere, or of another framework than the task's, is dropped (and counted,
+    /// [`Master::statuses_refused`]); one about a task the master does not know is taken
+    /// only once the agent's advert lists the task (the agent resends until acknowledged),
+    /// and from an agent whose advert did not, acknowledged and not passed on.
     pub fn handle_status(&mut self, now: Millis, status: TaskStatus) {
         self.advance(now);
-        self.take_status(status);
+        if self.status_is_the_agents(&status) {
+            self.take_status(status);
+        }
         self.debug_check();
+    }
+
+    /// Updates the master refused because their agent did not run the task.
+    pub fn statuses_refused(&self) -> u64 {
+        self.statuses_refused
+    }
+
+    fn status_is_the_agents(&mut self, status: &TaskStatus) -> bool {
+        let refuse = |m: &mut Master, why: &str| {
+            m.statuses_refused += 1;
+            tracing::warn!(agent_id = %status.agent_id, task_id = %status.task_id, why, "status update refused");
+            false
+        };
+        match self.tasks.owner(&status.task_id) {
+            Some((_, agent)) if *agent != status.agent_id => {
+                refuse(self, "the task is not on this agent")
+            }
+            Some((framework, _)) if *framework != status.framework_id => {
+                refuse(self, "the task is of another framework")
+            }
+            Some(_) => true,
+            None if self.agents.contains_key(&status.agent_id) => {
+                // Its advert did not list it: nothing to pass on, but the agent may stop
+                // resending (a task whose end the master has forgotten).
+                self.ack_to_agent(status);
+                refuse(self, "the agent's advert does not list the task")
+            }
+            // Before the agent's advert (a restarted master): it resends after.
+            None => false,
+        }
     }
 
     /// [`Master::handle_status`] without the clock: also takes the master's own updates.
@@ -158,17 +196,8 @@ impl Master {
                     return self.ack_to_agent(&status);
                 }
                 Some(_) => {}
-                None => {
-                    // A task launched by an earlier master, heard of before its agent's
-                    // advert.
-                    self.recover_framework(&status.framework_id);
-                    if status.state.is_terminal() {
-                        let kept_max = self.config.ended_tasks_kept_max;
-                        let (name, resources) = (String::new(), Resources::new());
-                        self.tasks
-                            .remember_ended(status.clone(), name, resources, kept_max);
-                    }
-                }
+                // The master's own updates are of tasks it knows.
+                None => return,
             },
         }
         let framework_id = match self.tasks.owner(&status.task_id) {

@@ -162,6 +162,8 @@ pub struct Master {
     reclaim_check_at: Option<Millis>,
     /// Allocator decisions the master refused (a faulty policy); a counter for operators.
     decisions_refused: u64,
+    /// Status updates dropped because their agent does not run the task.
+    statuses_refused: u64,
     /// Set once the master sees it replaces an earlier one: no offers until then.
     offers_held_until: Option<Millis>,
     /// Reconciliations asked while offers are held, answered when the hold ends (an
@@ -211,6 +213,7 @@ impl Master {
             reclaim_kills: BTreeSet::new(),
             reclaim_check_at: None,
             decisions_refused: 0,
+            statuses_refused: 0,
             offers_held_until: None,
             deferred_reconciles: Vec::new(),
             lost_agents: LostAgents::default(),

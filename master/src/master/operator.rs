@@ -89,7 +89,23 @@ mod tests {
             uuid: StatusUuid(1),
             timestamp_ms: 0,
         };
-        master.handle_status(Millis(2), status);
+        // An agent lists the ended task it has not had acknowledged (as after a restart).
+        let advert = proto::AgentAdvert {
+            agent_id: AgentId::new("a"),
+            hostname: "a".to_owned(),
+            attributes: proto::Attributes::default(),
+            total: proto::Resources::new().with_scalar("cpus", 1.0),
+            reserved: proto::Resources::new(),
+            seq: 1,
+            incarnation: 1,
+            tasks: vec![proto::AdvertTask {
+                status,
+                name: "done".to_owned(),
+                resources: proto::Resources::new(),
+            }],
+            version: String::new(),
+        };
+        master.handle_agent_advert(Millis(2), advert);
         let ended = master.handle_operator_kill(Millis(3), &TaskId::new("done"));
         assert_eq!(
             ended.map_err(|e| e.to_string()),

@@ -101,7 +101,7 @@ fn roles_and_registration_follow_the_policy() {
     assert!(subscribe_as(&mut m, &framework("f2"), "batch", None).is_ok());
     // Unlisted framework principals may take any role; agents and viewers none.
     assert!(subscribe_as(&mut m, &framework("f9"), "anything", None).is_ok());
-    for role in [Role::Agent, Role::Viewer, Role::Operator] {
+    for role in [Role::Agent, Role::Viewer, Role::Operator, Role::Admin] {
         let r = refusal(subscribe_as(
             &mut m,
             &Principal::new("x", role),
@@ -110,7 +110,7 @@ fn roles_and_registration_follow_the_policy() {
         ));
         assert!(matches!(r, Refusal::NotAFramework { .. }), "{r}");
     }
-    // The master's own frameworks and admins are not held to it.
+    // The master's own frameworks are not held to it.
     assert!(subscribe_as(&mut m, &Principal::new("master", Role::Master), "x", None).is_ok());
 }
 
@@ -231,4 +231,66 @@ fn the_policy_example_of_the_readme_parses() {
     let policy = Policy::parse(&readme[start..end]).unwrap();
     assert_eq!(policy.framework["vision"].roles, ["vision", "batch"]);
     assert!(!policy.operator["auditor"].submit);
+}
+
+#[test]
+fn an_agent_speaks_only_for_the_tasks_on_it() {
+    use crate::common::{master, status, subscribe};
+    use master::Action;
+    use proto::{Event, TaskState};
+    let mut m = master();
+    join(
+        &mut m,
+        0,
+        advert("a1", res(2.0, 1024.0), Default::default()),
+    );
+    let fw = subscribe(&mut m, 0, info("fw", "default", 1.0));
+    let actions = step(&mut m, 1);
+    let offers = offers_to(&actions, &fw);
+    let call = FrameworkCall {
+        framework_id: Some(fw.clone()),
+        call: accept(&[&offers[0]], vec![task("t1", res(1.0, 64.0))]),
+    };
+    m.handle_call(Millis(2), &Principal::anonymous(), call)
+        .unwrap();
+    drain(&mut m);
+    join(
+        &mut m,
+        3,
+        advert("a2", res(2.0, 1024.0), Default::default()),
+    );
+    drain(&mut m);
+    let updates = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::SendEvent {
+                        event: Event::Update { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    // a2 claims a1's task ended, and invents another of fw's.
+    m.handle_status(Millis(4), status("t1", &fw, "a2", TaskState::Finished, 1));
+    m.handle_status(Millis(5), status("ghost", &fw, "a2", TaskState::Failed, 2));
+    let actions = drain(&mut m);
+    assert_eq!(updates(&actions), 0, "{actions:?}");
+    assert_eq!(m.statuses_refused(), 2);
+    // The invented one is acknowledged, so that a2 stops resending it.
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::AckStatus { task_id, .. } if task_id.as_str() == "ghost"))
+    );
+    assert!(
+        m.handle_operator_kill(Millis(6), &"t1".into()).is_ok(),
+        "t1 still runs"
+    );
+    // a1 itself is heard.
+    m.handle_status(Millis(7), status("t1", &fw, "a1", TaskState::Running, 3));
+    assert_eq!(updates(&drain(&mut m)), 1);
 }
