@@ -306,11 +306,8 @@ impl MasterDaemon {
 /// Uploads as the policy allows the caller the key proves.
 fn upload_gate(config: &MasterDaemonConfig) -> net::modules::UploadGate {
     let (principals, policy) = (config.principals.clone(), config.core.policy.clone());
-    let keys = match proto::Keys::new(&config.net.cluster) {
-        Ok(keys) => keys,
-        // Net::open refuses the same cluster name before any upload can come.
-        Err(_) => proto::Keys::default(),
-    };
+    // Net::open refuses a bad cluster name before any upload can come.
+    let keys = proto::Keys::new(&config.net.cluster).unwrap_or_default();
     Arc::new(move |key: &str| {
         let caller = principals
             .caller(&keys, key)

@@ -49,13 +49,14 @@ fn cluster(dir: &Path, issues: &[&[&str]]) {
     }
 }
 
-fn start_master(dir: &Path, endpoint: &str, work: &Path) -> Killed {
+fn start_master(dir: &Path, endpoint: &str, http: &str, work: &Path) -> Killed {
     let mut cmd = wasmos();
     cmd.args([
         "master",
         "--listen",
         endpoint,
-        "--no-http",
+        "--http",
+        http,
         "--agent-lost-timeout",
         "2",
     ])
