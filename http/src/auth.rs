@@ -1,5 +1,5 @@
 //! Who is calling: the bearer token of every request but `/health` and the dashboard's
-//! own files, checked against the cluster's [`TokenBook`].
+//! own files, checked against the cluster's [`LiveTokenBook`].
 //!
 //! - No token book: every caller is [`Principal::anonymous`], as before security existed.
 //! - With one: no `Authorization: Bearer TOKEN`, a malformed one or an unknown token is
@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proto::{Principal, Role};
-use secure::TokenBook;
+use secure::LiveTokenBook;
 
 use crate::Handles;
 use crate::error::ApiError;
@@ -94,7 +94,11 @@ pub(crate) async fn authenticate(
     next.run(request).await
 }
 
-fn caller_of(book: &TokenBook, method: &Method, headers: &HeaderMap) -> Result<Principal, Refusal> {
+fn caller_of(
+    book: &LiveTokenBook,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Principal, Refusal> {
     let presented = bearer_token(headers).ok_or(Refusal::NoToken)?;
     let caller = book.check(presented).ok_or(Refusal::BadToken)?;
     let reads = method == Method::GET || method == Method::HEAD;

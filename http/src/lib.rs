@@ -51,7 +51,7 @@ pub struct Handles {
     pub(crate) follows: Arc<tokio::sync::Semaphore>,
     /// The cluster's HTTP tokens; `None`: the API is open and every caller is
     /// [`proto::Principal::anonymous`].
-    pub(crate) tokens: Option<Arc<secure::TokenBook>>,
+    pub(crate) tokens: Option<Arc<secure::LiveTokenBook>>,
 }
 
 /// Most task logs followed over HTTP at once; one more is answered 503. Each follower
@@ -73,7 +73,7 @@ impl Handles {
 
     /// Requires a bearer token of `tokens` on every request but `/health` and the
     /// dashboard's own files.
-    pub fn with_tokens(mut self, tokens: Arc<secure::TokenBook>) -> Handles {
+    pub fn with_tokens(mut self, tokens: Arc<secure::LiveTokenBook>) -> Handles {
         self.tokens = Some(tokens);
         self
     }

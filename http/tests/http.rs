@@ -24,7 +24,7 @@ use proto::{
     FrameworkInfo, ModuleRef, Offer, Operation, Principal, Resources, Role, StatusUuid, TaskId,
     TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
-use secure::TokenBook;
+use secure::LiveTokenBook;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -412,7 +412,7 @@ async fn start_cluster() -> Cluster {
 }
 
 /// A cluster whose API takes only the bearer tokens of `tokens`, if any.
-async fn start_cluster_with(tokens: Option<Arc<TokenBook>>) -> Cluster {
+async fn start_cluster_with(tokens: Option<Arc<LiveTokenBook>>) -> Cluster {
     let callers = Callers::default();
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(64);
@@ -805,12 +805,12 @@ async fn every_endpoint_over_tcp() {
 
 /// A token book in a cluster directory of its own (`create_token` wants a `ca.pem`):
 /// the book, and an operator's and a viewer's token.
-fn token_book() -> (tempfile::TempDir, Arc<TokenBook>, String, String) {
+fn token_book() -> (tempfile::TempDir, Arc<LiveTokenBook>, String, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), "").unwrap();
     let operator = secure::create_token(dir.path(), "ops", Role::Operator).unwrap();
     let viewer = secure::create_token(dir.path(), "watcher", Role::Viewer).unwrap();
-    let book = TokenBook::load(dir.path()).unwrap();
+    let book = LiveTokenBook::open(dir.path()).unwrap();
     (dir, Arc::new(book), operator, viewer)
 }
 

@@ -99,10 +99,10 @@ pub struct MasterDaemonConfig {
     /// Where to serve the operator HTTP API, `/metrics` and the dashboard; `None`: not
     /// served. Port 0 picks a free port ([`MasterHandle::http_addr`] tells which).
     pub http: Option<SocketAddr>,
-    /// The cluster's HTTP bearer tokens (`secure::TokenBook::load`): with them, every HTTP
+    /// The cluster's HTTP bearer tokens (`secure::LiveTokenBook::open`: a token made later works at once): with them, every HTTP
     /// request but `/health` and the dashboard's files needs one, and each command from
     /// HTTP carries its caller. `None`: the HTTP API is open, every caller anonymous.
-    pub http_tokens: Option<Arc<secure::TokenBook>>,
+    pub http_tokens: Option<Arc<secure::LiveTokenBook>>,
     /// The allocation policy: `drf` (the built-in) or the path of an allocator module
     /// (`policy_host::allocator_from_spec`; a module that fails a pass is replaced by the
     /// built-in DRF for that pass, with an error logged).

@@ -261,7 +261,7 @@ impl OperatorContext {
 /// the master stops) and the HTTP address served.
 pub(crate) async fn serve(
     listener: Option<TcpListener>,
-    http_tokens: Option<Arc<secure::TokenBook>>,
+    http_tokens: Option<Arc<secure::LiveTokenBook>>,
     ctx: OperatorContext,
     state: watch::Receiver<Arc<ClusterState>>,
 ) -> Result<(Vec<JoinHandle<()>>, Option<SocketAddr>), DaemonError> {

@@ -116,7 +116,7 @@ pub fn secure_master(
     warn_of_strangers(&policy, &known);
     config.principals = Principals::Known(known);
     config.core.policy = policy;
-    let tokens = secure::TokenBook::load(dir).map_err(|e| SecurityError::Tokens {
+    let tokens = secure::LiveTokenBook::open(dir).map_err(|e| SecurityError::Tokens {
         dir: dir.to_owned(),
         error: e.to_string(),
     })?;

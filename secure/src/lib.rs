@@ -26,8 +26,8 @@ pub use issue::{
     init_cluster, issue_identity,
 };
 pub use token::{
-    PRESENTED_TOKEN_BYTES_MAX, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, TOKENS_FILE, TOKENS_MAX,
-    TokenBook, TokenError, create_token, is_token_role, save_token,
+    LiveTokenBook, PRESENTED_TOKEN_BYTES_MAX, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, TOKENS_FILE,
+    TOKENS_MAX, TokenBook, TokenError, create_token, is_token_role, save_token,
 };
 
 #[cfg(test)]

@@ -157,6 +157,62 @@ impl TokenBook {
     }
 }
 
+/// The token book of a cluster directory as a running master holds it: read again when
+/// `DIR/tokens.toml` changes (one `stat` per check), so that a token `wasmos secure token`
+/// makes works at once, on a master started before it. A file that changed into
+/// something unreadable keeps the last good book, with an error in the log.
+pub struct LiveTokenBook {
+    dir: PathBuf,
+    state: std::sync::Mutex<(Option<std::time::SystemTime>, std::sync::Arc<TokenBook>)>,
+}
+
+impl std::fmt::Debug for LiveTokenBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveTokenBook({})", self.dir.display())
+    }
+}
+
+impl LiveTokenBook {
+    /// Reads the book now: a bad book is refused at start, not at the first request.
+    pub fn open(dir: &Path) -> Result<LiveTokenBook, TokenError> {
+        let modified = modified(dir);
+        let book = TokenBook::load(dir)?;
+        Ok(LiveTokenBook {
+            dir: dir.to_owned(),
+            state: std::sync::Mutex::new((modified, std::sync::Arc::new(book))),
+        })
+    }
+
+    /// [`TokenBook::check`] against the book as the file holds it now.
+    pub fn check(&self, presented: &str) -> Option<Principal> {
+        self.current().check(presented)
+    }
+
+    fn current(&self) -> std::sync::Arc<TokenBook> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = modified(&self.dir);
+        if now != state.0 {
+            match TokenBook::load(&self.dir) {
+                Ok(book) => *state = (now, std::sync::Arc::new(book)),
+                Err(e) => {
+                    tracing::error!(%e, "the token book changed into one that cannot be read; keeping the last good one");
+                    state.0 = now;
+                }
+            }
+        }
+        state.1.clone()
+    }
+}
+
+fn modified(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(dir.join(TOKENS_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
 fn stored(path: &Path, entry: &TokenEntry) -> Result<StoredToken, TokenError> {
     let malformed = |message: String| TokenError::Malformed {
         path: path.to_owned(),
@@ -461,5 +517,19 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "wsm_abc\n");
         assert!(save_token(tmp.path(), "admin", "wsm_def").is_err());
+    }
+
+    #[test]
+    fn a_live_book_knows_a_token_made_after_it_was_opened() {
+        let tmp = cluster();
+        let first = create_token(tmp.path(), "first", Role::Operator).unwrap();
+        let live = LiveTokenBook::open(tmp.path()).unwrap();
+        assert!(live.check(&first).is_some());
+        let later = create_token(tmp.path(), "later", Role::Viewer).unwrap();
+        let caller = live.check(&later).expect("the new token");
+        assert_eq!((caller.name.as_str(), caller.role), ("later", Role::Viewer));
+        // A book broken since keeps the last good one.
+        std::fs::write(tmp.path().join(TOKENS_FILE), "garbage = [").unwrap();
+        assert!(live.check(&later).is_some());
     }
 }
