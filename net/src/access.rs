@@ -42,6 +42,7 @@ const SERVE: &[&str] = &["declare_queryable", "reply"];
 const ASK: &[&str] = &["query"];
 const SUBSCRIBE: &[&str] = &["declare_subscriber"];
 const WATCH: &[&str] = &["declare_liveliness_subscriber", "liveliness_query"];
+const ASK_ALIVE: &[&str] = &["liveliness_query"];
 const EVERY_MESSAGE: &[&str] = &[
     "put",
     "delete",
@@ -83,6 +84,8 @@ fn grants(keys: &Keys, principal: &AclPrincipal) -> Vec<Grant> {
                 ],
             ),
             grant(TOKEN, vec![keys.agent_alive(name)]),
+            // Before it takes its id, an agent asks whether another process holds it.
+            grant(ASK_ALIVE, vec![keys.agent_alive(name)]),
             grant(SERVE, vec![keys.agent_cmd(name), keys.agent_logs(name)]),
             grant(ASK, vec![keys.all_modules()]),
             master_alive,

@@ -1,13 +1,18 @@
 //! `wasmos master`, `wasmos agent --connect` and the client commands (`agents`, `ps`,
 //! `frameworks` with `--json`, `run`, `logs`, `kill`) as separate processes over real
-//! zenoh on loopback.
+//! zenoh on loopback. With `WASMOS_E2E_SECURE=1` (`cargo xtask test` runs them so a
+//! second time) the same tests run on a secure cluster: mutual TLS, the access control,
+//! every process its own identity (`wasmos_tests::secure_mode`).
 
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wasmos_tests::{Killed, free_endpoint, module, spawn_master, wasmos};
+use wasmos_tests::secure_mode::{
+    cluster_endpoint as free_endpoint, http_auth_header, secure_cluster,
+};
+use wasmos_tests::{Killed, module, spawn_master, wasmos};
 
 /// How long the agent may take to show up in the master's listing.
 const AGENT_LISTED_WAIT: Duration = Duration::from_secs(20);
@@ -16,10 +21,9 @@ const AGENT_LISTED_WAIT: Duration = Duration::from_secs(20);
 const TASK_STATE_WAIT: Duration = Duration::from_secs(60);
 
 fn start_master(endpoint: &str, store: &Path) -> Killed {
-    let mut master = wasmos();
+    let mut master = master_command();
     master
         .args([
-            "master",
             "--listen",
             endpoint,
             "--agent-lost-timeout",
@@ -34,8 +38,38 @@ fn start_master(endpoint: &str, store: &Path) -> Killed {
     spawn_master(master, endpoint)
 }
 
+/// `wasmos master`, as the cluster's master when the tests run secure.
+fn master_command() -> std::process::Command {
+    let mut cmd = wasmos();
+    cmd.arg("master");
+    if let Some(cluster) = secure_cluster() {
+        cmd.args(cluster.identity("master"));
+    }
+    cmd
+}
+
+/// `wasmos`, as the cluster's admin when the tests run secure: for tools.
+fn tool() -> std::process::Command {
+    let mut cmd = wasmos();
+    if let Some(cluster) = secure_cluster() {
+        cmd.env("WASMOS_IDENTITY", cluster.identity("admin")[1].clone());
+    }
+    cmd
+}
+
+/// `wasmos agent ARGS` (the agent's identity added when secure; `configured` is the
+/// agent id its configuration names).
+fn agent(configured: Option<&str>) -> std::process::Command {
+    let mut cmd = wasmos();
+    cmd.arg("agent");
+    if let Some(cluster) = secure_cluster() {
+        cmd.args(cluster.agent(configured));
+    }
+    cmd
+}
+
 pub(crate) fn client(args: &[&str], endpoint: &str) -> Output {
-    wasmos()
+    tool()
         .args(args)
         .args(["--connect", endpoint])
         .output()
@@ -63,8 +97,10 @@ fn agent_process_joins_master_process_and_client_commands_list_it() {
     let endpoint = free_endpoint();
     let work_dir = dir.path().join("agent");
     let work_dir = work_dir.to_str().unwrap();
+    let identity = secure_cluster().map(|c| c.agent(None));
     let advert = wasmos()
         .args(["agent", "--print-advert", "--work-dir", work_dir])
+        .args(identity.iter().flatten())
         .output()
         .unwrap();
     let advert: Value = serde_json::from_slice(&advert.stdout).unwrap();
@@ -74,6 +110,7 @@ fn agent_process_joins_master_process_and_client_commands_list_it() {
     let mut agent = Killed(
         wasmos()
             .args(["agent", "--connect", &endpoint, "--work-dir", work_dir])
+            .args(identity.iter().flatten())
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -128,12 +165,19 @@ fn client_commands_without_a_master_say_what_to_do_and_exit_1() {
     let out = client(&["agents"], &endpoint);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!(
+    let said = match secure_cluster() {
+        None => format!(
             "no master answered at {endpoint}: start one with `wasmos up` or `wasmos master`, or pass --connect"
-        )),
-        "{stderr}"
-    );
+        ),
+        Some(_) => format!(
+            "no master answered at {endpoint} as {}: none runs there, or it does not admit \
+             this identity",
+            secure_cluster().map_or(String::new(), |c| c.identity("admin")[1]
+                .to_string_lossy()
+                .into_owned())
+        ),
+    };
+    assert!(stderr.contains(&said), "{stderr}");
 }
 
 /// An agent process with `config` (TOML) in `work_dir`, and its id.
@@ -144,8 +188,14 @@ fn start_agent(endpoint: &str, work_dir: &Path, config: Option<&str>) -> (Killed
         std::fs::write(&file, config).unwrap();
         args.extend(["--config".into(), file.to_str().unwrap().into()]);
     }
+    let configured = config.and_then(|c| {
+        let rest = c.split("agent_id = \"").nth(1)?;
+        rest.split('"').next()
+    });
+    let identity = secure_cluster().map(|c| c.agent(configured));
     let advert = wasmos()
         .args(["agent", "--print-advert"])
+        .args(identity.iter().flatten())
         .args(&args)
         .output()
         .unwrap();
@@ -153,6 +203,7 @@ fn start_agent(endpoint: &str, work_dir: &Path, config: Option<&str>) -> (Killed
     let agent_id = advert["agent_id"].as_str().unwrap().to_owned();
     let child = wasmos()
         .args(["agent", "--connect", endpoint])
+        .args(identity.iter().flatten())
         .args(&args)
         .stdout(Stdio::null())
         .spawn()
@@ -188,7 +239,7 @@ pub(crate) fn wait_for_tasks(
 /// `wasmos run <args>`: exit 0, and the last `count` lines of stdout are the task ids.
 pub(crate) fn run(args: &[&str], count: usize, endpoint: &str) -> Vec<String> {
     // `--connect` first: after `--` it would be an argument of the task.
-    let out = wasmos()
+    let out = tool()
         .args(["run", "--connect", endpoint])
         .args(args)
         .output()
@@ -391,8 +442,8 @@ fn an_agent_without_a_master_says_it_waits_and_stops_on_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint(); // nothing listens there
     for signal in ["-INT", "-TERM"] {
-        let mut child = wasmos()
-            .args(["agent", "--connect", &endpoint, "--work-dir"])
+        let mut child = agent(None)
+            .args(["--connect", &endpoint, "--work-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -470,7 +521,7 @@ fn a_task_that_cannot_be_placed_is_listed_pending_and_can_be_killed() {
     };
     let image = dir.path().join("foreign-image");
     wasmos_tests::oci_image::write_layout_for(&image, &[], &["/bin/true"], other_oci);
-    let out = wasmos()
+    let out = tool()
         .args([
             "run",
             "--connect",
@@ -527,7 +578,7 @@ fn run_wait_keeps_waiting_through_a_master_restart() {
     let mut master = start_master(&endpoint, &store);
     let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
     let spin = module("p1_spin");
-    let waiting = wasmos()
+    let waiting = tool()
         .args([
             "run",
             "--connect",
@@ -577,15 +628,9 @@ fn an_agent_stopped_with_sigterm_leaves_at_once_with_its_task_killed() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint();
     // A lost timeout far longer than the waits below: the agent must say it leaves.
-    let mut master = wasmos();
+    let mut master = master_command();
     master
-        .args([
-            "master",
-            "--listen",
-            &endpoint,
-            "--agent-lost-timeout",
-            "600",
-        ])
+        .args(["--listen", &endpoint, "--agent-lost-timeout", "600"])
         .args(["--http", "127.0.0.1:0", "--store-dir"])
         .arg(dir.path().join("store"))
         .stderr(Stdio::inherit());
@@ -631,8 +676,8 @@ fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let second_dir = dir.path().join("second");
     let second_config = second_dir.with_extension("toml");
     std::fs::write(&second_config, config).unwrap();
-    let second = wasmos()
-        .args(["agent", "--connect", &endpoint, "--work-dir"])
+    let second = agent(Some("board1"))
+        .args(["--connect", &endpoint, "--work-dir"])
         .arg(&second_dir)
         .arg("--config")
         .arg(&second_config)
@@ -722,7 +767,11 @@ fn run_without_a_master_says_to_start_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "no ids without a master");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("start one with `wasmos up`"), "{stderr}");
+    let said = match secure_cluster() {
+        None => "start one with `wasmos up`",
+        Some(_) => "none runs there, or it does not admit this identity",
+    };
+    assert!(stderr.contains(said), "{stderr}");
 }
 
 /// Why this machine runs no OCI tasks, if it does not (the same check as the fleet tests').
@@ -804,7 +853,7 @@ fn follow_logs(
 ) {
     use std::io::BufRead;
     let mut follower = Killed(
-        wasmos()
+        tool()
             .args(["logs", "-f", id, "--connect", endpoint])
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -845,10 +894,9 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint();
     let http = format!("127.0.0.1:{}", wasmos_tests::free_port());
-    let mut master = wasmos();
+    let mut master = master_command();
     master
         .args([
-            "master",
             "--listen",
             &endpoint,
             "--http",
@@ -881,7 +929,8 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
     stream.set_read_timeout(Some(TASK_STATE_WAIT)).unwrap();
     write!(
         stream,
-        "GET /api/v1/tasks/{id}/logs?follow=true&stream=stdout HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /api/v1/tasks/{id}/logs?follow=true&stream=stdout HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
+        http_auth_header()
     )
     .unwrap();
     let mut response = BufReader::new(stream);
@@ -926,7 +975,7 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no task no-such-task"));
 
     // An OCI image that is not here is refused before anything is sent.
-    let out = wasmos()
+    let out = tool()
         .args(["run", "--connect", &endpoint, "--oci", "/no/such/image"])
         .output()
         .unwrap();

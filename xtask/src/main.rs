@@ -253,6 +253,14 @@ fn test(extra: &[String]) -> Result<()> {
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
     let result = run(&mut cmd);
+    // The cluster tests again, on a secure cluster (mutual TLS, access control, every
+    // process its own identity): what passes plain must pass secure.
+    let mut secure = Command::new(cargo());
+    secure
+        .current_dir(&root)
+        .env("WASMOS_E2E_SECURE", "1")
+        .args(["test", "--workspace", "--test", "e2e", "--", "cluster::"]);
+    let result = result.and(run(&mut secure));
     eprintln!(
         "xtask: test finished in {:.0} s",
         started.elapsed().as_secs_f64()
