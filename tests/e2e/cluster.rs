@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmos_tests::secure_mode::{
-    cluster_endpoint as free_endpoint, http_auth_header, secure_cluster,
+    agent_command, cluster_endpoint as free_endpoint, http_auth_header, master_command,
+    secure_cluster, tool,
 };
 use wasmos_tests::{Killed, module, spawn_master, wasmos};
 
@@ -36,36 +37,6 @@ fn start_master(endpoint: &str, store: &Path) -> Killed {
         .arg(store)
         .stderr(Stdio::inherit());
     spawn_master(master, endpoint)
-}
-
-/// `wasmos master`, as the cluster's master when the tests run secure.
-fn master_command() -> std::process::Command {
-    let mut cmd = wasmos();
-    cmd.arg("master");
-    if let Some(cluster) = secure_cluster() {
-        cmd.args(cluster.identity("master"));
-    }
-    cmd
-}
-
-/// `wasmos`, as the cluster's admin when the tests run secure: for tools.
-fn tool() -> std::process::Command {
-    let mut cmd = wasmos();
-    if let Some(cluster) = secure_cluster() {
-        cmd.env("WASMOS_IDENTITY", cluster.identity("admin")[1].clone());
-    }
-    cmd
-}
-
-/// `wasmos agent ARGS` (the agent's identity added when secure; `configured` is the
-/// agent id its configuration names).
-fn agent(configured: Option<&str>) -> std::process::Command {
-    let mut cmd = wasmos();
-    cmd.arg("agent");
-    if let Some(cluster) = secure_cluster() {
-        cmd.args(cluster.agent(configured));
-    }
-    cmd
 }
 
 pub(crate) fn client(args: &[&str], endpoint: &str) -> Output {
@@ -97,7 +68,7 @@ fn agent_process_joins_master_process_and_client_commands_list_it() {
     let endpoint = free_endpoint();
     let work_dir = dir.path().join("agent");
     let work_dir = work_dir.to_str().unwrap();
-    let identity = secure_cluster().map(|c| c.agent(None));
+    let identity = secure_cluster().map(|c| c.agent(None, Path::new(work_dir)));
     let advert = wasmos()
         .args(["agent", "--print-advert", "--work-dir", work_dir])
         .args(identity.iter().flatten())
@@ -192,7 +163,7 @@ fn start_agent(endpoint: &str, work_dir: &Path, config: Option<&str>) -> (Killed
         let rest = c.split("agent_id = \"").nth(1)?;
         rest.split('"').next()
     });
-    let identity = secure_cluster().map(|c| c.agent(configured));
+    let identity = secure_cluster().map(|c| c.agent(configured, work_dir));
     let advert = wasmos()
         .args(["agent", "--print-advert"])
         .args(identity.iter().flatten())
@@ -442,7 +413,7 @@ fn an_agent_without_a_master_says_it_waits_and_stops_on_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = free_endpoint(); // nothing listens there
     for signal in ["-INT", "-TERM"] {
-        let mut child = agent(None)
+        let mut child = agent_command(None, dir.path())
             .args(["--connect", &endpoint, "--work-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -676,7 +647,7 @@ fn a_second_agent_with_a_live_agent_s_id_is_refused() {
     let second_dir = dir.path().join("second");
     let second_config = second_dir.with_extension("toml");
     std::fs::write(&second_config, config).unwrap();
-    let second = agent(Some("board1"))
+    let second = agent_command(Some("board1"), &second_dir)
         .args(["--connect", &endpoint, "--work-dir"])
         .arg(&second_dir)
         .arg("--config")

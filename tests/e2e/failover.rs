@@ -19,7 +19,10 @@ use proto::{
     TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
 use serde_json::Value;
-use wasmos_tests::{Killed, free_endpoint, module, spawn_master, wasmos};
+use wasmos_tests::secure_mode::{
+    agent_command, cluster_endpoint as free_endpoint, framework_net, master_command, tool,
+};
+use wasmos_tests::{Killed, module, spawn_master};
 
 /// Longer than any restart here: no agent is declared lost in these tests.
 const AGENT_LOST_TIMEOUT_S: &str = "60";
@@ -31,9 +34,9 @@ const SPIN_TIMEOUT_MS: u64 = 300_000;
 const SLEEP_MS: u64 = 1_500;
 
 fn start_master(endpoint: &str, store: &Path) -> Killed {
-    let mut master = wasmos();
+    let mut master = master_command();
     master
-        .args(["master", "--listen", endpoint, "--no-http", "--no-jobs"])
+        .args(["--listen", endpoint, "--no-http", "--no-jobs"])
         .args(["--agent-lost-timeout", AGENT_LOST_TIMEOUT_S, "--store-dir"])
         .arg(store);
     spawn_master(master, endpoint)
@@ -41,8 +44,8 @@ fn start_master(endpoint: &str, store: &Path) -> Killed {
 
 fn start_agent(endpoint: &str, work_dir: &Path) -> Killed {
     Killed(
-        wasmos()
-            .args(["agent", "--no-oci", "--connect", endpoint, "--work-dir"])
+        agent_command(None, work_dir)
+            .args(["--no-oci", "--connect", endpoint, "--work-dir"])
             .arg(work_dir)
             .stdout(Stdio::null())
             .spawn()
@@ -52,7 +55,7 @@ fn start_agent(endpoint: &str, work_dir: &Path) -> Killed {
 
 /// `wasmos ps --json`: task id → (state, agent id).
 fn ps(endpoint: &str) -> BTreeMap<String, (String, String)> {
-    let out = wasmos()
+    let out = tool()
         .args(["ps", "--json", "--connect", endpoint])
         .output()
         .unwrap();
@@ -77,9 +80,7 @@ struct Framework {
 
 impl Framework {
     async fn subscribe(endpoint: &str) -> Framework {
-        let net = Net::open(&NetConfig::member(vec![endpoint.to_owned()]))
-            .await
-            .unwrap();
+        let net = Net::open(&framework_net(endpoint)).await.unwrap();
         let mut config = FrameworkConfig::new("failover-test");
         config.implicit_acknowledgements = false;
         let (client, events) = FrameworkClient::subscribe(net, config).await.unwrap();

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use wasmos_tests::{Killed, free_endpoint, module, wasmos};
+use wasmos_tests::secure_mode::{
+    agent_command, cluster_endpoint as free_endpoint, http_auth_header, master_command, tool,
+};
+use wasmos_tests::{Killed, module, wasmos};
 
 /// How long a batch of tiny tasks may take to finish.
 const TASKS_FINISHED_WAIT: Duration = Duration::from_secs(60);
@@ -39,8 +42,9 @@ impl Cluster {
         let mut stream = std::net::TcpStream::connect(&self.http).unwrap();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.http
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{}Connection: close\r\n\r\n",
+            self.http,
+            http_auth_header()
         )
         .unwrap();
         let mut reply = String::new();
@@ -56,8 +60,8 @@ impl Cluster {
         let endpoint = free_endpoint();
         let store = dir.path().join("store");
         let master_log = dir.path().join("master.log");
-        let mut master = wasmos()
-            .args(["master", "--listen", &endpoint, "--http", "127.0.0.1:0"])
+        let mut master = master_command()
+            .args(["--listen", &endpoint, "--http", "127.0.0.1:0"])
             .arg("--store-dir")
             .arg(&store)
             .arg("--allocator")
@@ -83,8 +87,8 @@ impl Cluster {
             std::fs::read_to_string(&master_log).unwrap_or_default()
         );
         let agent = Killed(
-            wasmos()
-                .args(["agent", "--connect", &endpoint, "--work-dir"])
+            agent_command(None, &dir.path().join("agent"))
+                .args(["--connect", &endpoint, "--work-dir"])
                 .arg(dir.path().join("agent"))
                 .stdout(Stdio::null())
                 .spawn()
@@ -114,7 +118,7 @@ impl Cluster {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        wasmos()
+        tool()
             .args(args)
             .args(["--connect", &self.endpoint])
             .output()
@@ -353,9 +357,9 @@ fn master_refuses_an_allocator_it_cannot_run() {
         // A scheduler is not an allocator: it lacks the allocator's entry point.
         ("scheduler.wasm", "wasmos_allocator_allocate"),
     ] {
-        let out = wasmos()
+        let out = master_command()
             .current_dir(dir.path())
-            .args(["master", "--listen", &free_endpoint(), "--no-http"])
+            .args(["--listen", &free_endpoint(), "--no-http"])
             .args(["--allocator", allocator, "--store-dir"])
             .arg(dir.path().join("store"))
             .output()

@@ -1,12 +1,17 @@
-//! `WASMOS_E2E_SECURE=1`: the cluster tests (`e2e/cluster.rs`) run against a secure
-//! cluster, as `cargo xtask test` runs them a second time: every master with
-//! `--identity DIR/master` on a `tls/` endpoint, every agent as an agent identity of the
-//! one cluster directory this test process makes, every tool as its admin.
+//! `WASMOS_E2E_SECURE=1`: the cluster tests (`e2e/cluster.rs`, `failover.rs`,
+//! `plugins.rs`) run against a secure cluster, as `cargo xtask test` runs them a second
+//! time: every master with `--identity DIR/master` on a `tls/` endpoint, every agent as an
+//! agent identity of the one cluster directory this test process makes (the same one for
+//! the same work directory, so a restarted agent is the same agent), every tool as its
+//! admin, every native framework as framework principal `frameworks`.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use net::{NetConfig, TlsFiles};
 
 use crate::wasmos;
 
@@ -17,10 +22,14 @@ const AGENT_POOL: usize = 24;
 /// Agent ids the tests configure, issued too.
 const CONFIGURED_AGENT_IDS: [&str; 1] = ["board1"];
 
-/// The cluster directory of this test process, and the next pool identity to hand out.
+/// The framework principal native frameworks connect as.
+const FRAMEWORK_NAME: &str = "frameworks";
+
+/// The cluster directory of this test process, and which pool identity each agent work
+/// directory was given.
 pub struct SecureCluster {
     dir: PathBuf,
-    next_agent: AtomicUsize,
+    agents: Mutex<HashMap<PathBuf, String>>,
 }
 
 /// The secure cluster when `WASMOS_E2E_SECURE` is set, made on first use.
@@ -44,9 +53,12 @@ impl SecureCluster {
             let dir: OsString = dir.clone().into();
             secure(&[&"issue".into(), &dir, &"--agent".into(), &name.into()]);
         }
+        let cluster: OsString = dir.clone().into();
+        let framework = FRAMEWORK_NAME.into();
+        secure(&[&"issue".into(), &cluster, &"--framework".into(), &framework]);
         SecureCluster {
             dir,
-            next_agent: AtomicUsize::new(0),
+            agents: Mutex::new(HashMap::new()),
         }
     }
 
@@ -55,20 +67,24 @@ impl SecureCluster {
         ["--identity".into(), self.dir.join(name).into_os_string()]
     }
 
-    /// The identity of an agent whose configuration names `configured` (an id the cluster
-    /// holds), or the next one of the pool.
-    pub fn agent(&self, configured: Option<&str>) -> [OsString; 2] {
-        match configured {
-            Some(id) => self.identity(id),
-            None => {
-                let n = self.next_agent.fetch_add(1, Ordering::Relaxed);
-                assert!(
-                    n < AGENT_POOL,
-                    "more than {AGENT_POOL} agents: grow the pool"
-                );
-                self.identity(&format!("agent-{n}"))
-            }
+    /// The identity of the agent working in `work_dir` whose configuration names
+    /// `configured` (an id the cluster holds), else the pool identity this work directory
+    /// was given first.
+    pub fn agent(&self, configured: Option<&str>, work_dir: &Path) -> [OsString; 2] {
+        if let Some(id) = configured {
+            return self.identity(id);
         }
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        let given = agents.len();
+        let name = agents
+            .entry(work_dir.to_owned())
+            .or_insert_with(|| format!("agent-{given}"))
+            .clone();
+        assert!(
+            agents.len() <= AGENT_POOL,
+            "more than {AGENT_POOL} agents: grow the pool"
+        );
+        self.identity(&name)
     }
 }
 
@@ -104,5 +120,53 @@ pub fn http_auth_header() -> String {
             format!("Authorization: Bearer {}\r\n", token.trim())
         }
         None => String::new(),
+    }
+}
+
+/// `wasmos master`, as the cluster's master when secure.
+pub fn master_command() -> Command {
+    let mut cmd = wasmos();
+    cmd.arg("master");
+    if let Some(cluster) = secure_cluster() {
+        cmd.args(cluster.identity("master"));
+    }
+    cmd
+}
+
+/// `wasmos`, as the cluster's admin when secure: for tools.
+pub fn tool() -> Command {
+    let mut cmd = wasmos();
+    if let Some(cluster) = secure_cluster() {
+        let [_, admin] = cluster.identity("admin");
+        cmd.env("WASMOS_IDENTITY", admin);
+    }
+    cmd
+}
+
+/// `wasmos agent` working in `work_dir`, with its identity when secure (`configured`: the
+/// agent id its configuration names, if any).
+pub fn agent_command(configured: Option<&str>, work_dir: &Path) -> Command {
+    let mut cmd = wasmos();
+    cmd.arg("agent");
+    if let Some(cluster) = secure_cluster() {
+        cmd.args(cluster.agent(configured, work_dir));
+    }
+    cmd
+}
+
+/// A native framework's zenoh configuration for `endpoint`: framework principal
+/// `frameworks` when secure.
+pub fn framework_net(endpoint: &str) -> NetConfig {
+    let config = NetConfig::member(vec![endpoint.to_owned()]);
+    match secure_cluster() {
+        Some(cluster) => config.with_tls(
+            FRAMEWORK_NAME,
+            TlsFiles {
+                ca: cluster.dir.join("ca.pem"),
+                cert: cluster.dir.join(format!("{FRAMEWORK_NAME}.pem")),
+                key: cluster.dir.join(format!("{FRAMEWORK_NAME}.key")),
+            },
+        ),
+        None => config,
     }
 }

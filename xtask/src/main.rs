@@ -253,13 +253,15 @@ fn test(extra: &[String]) -> Result<()> {
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
     let result = run(&mut cmd);
-    // The cluster tests again, on a secure cluster (mutual TLS, access control, every
-    // process its own identity): what passes plain must pass secure.
+    // The cluster, failover and plugin tests again, on a secure cluster (mutual TLS,
+    // access control, every process its own identity): what passes plain must pass
+    // secure. (`demo` and `secure` are secure already.)
     let mut secure = Command::new(cargo());
     secure
         .current_dir(&root)
         .env("WASMOS_E2E_SECURE", "1")
-        .args(["test", "--workspace", "--test", "e2e", "--", "cluster::"]);
+        .args(["test", "-p", "wasmos-tests", "--test", "e2e", "--"])
+        .args(["cluster::", "failover::", "plugins::"]);
     let result = result.and(run(&mut secure));
     eprintln!(
         "xtask: test finished in {:.0} s",
