@@ -45,6 +45,12 @@ pub struct MasterArgs {
     /// of such a role sets the weight the later ones must give.
     #[arg(long = "role-weight", value_name = "ROLE=WEIGHT", value_parser = crate::args::role_weight)]
     pub role_weights: Vec<(String, f64)>,
+    /// Agents with free GPUs are offered only to frameworks that declare the GPU
+    /// capability (so CPU work does not hold a GPU box, nor count a GPU in its DRF share).
+    /// With this, other frameworks may have one that no GPU framework takes, once every
+    /// agent without GPUs was looked at. `wasmos up` turns it on: its agent is all there is.
+    #[arg(long)]
+    pub gpu_agents_last_resort: bool,
     /// Allocation policy: `drf` (the built-in hierarchical weighted DRF) or the path of an
     /// allocator module (`MODULE.wasm`, see executor-sdk/README.md); a module that fails a
     /// pass is replaced by the built-in DRF for that pass, with an error logged.
@@ -135,6 +141,7 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
     config.core.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
     config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
     config.core.role_weights = args.role_weights.iter().cloned().collect();
+    config.core.gpu_agents_last_resort = args.gpu_agents_last_resort;
     config.allocator.clone_from(&args.allocator);
     config.trusted = crate::module_cmd::trusted_keys(&args.trust)?;
     config.http = (!args.no_http).then_some(args.http);

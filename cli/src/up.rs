@@ -53,6 +53,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         trusted,
     } = agent_cmd::setup(&agent_args)?;
     let mut master_args = args.master.clone();
+    // One machine: when its agent has a GPU, there is no other agent for CPU work.
+    master_args.gpu_agents_last_resort = true;
     let agent_tls = match (&master_args.identity, args.insecure) {
         (_, true) => None,
         (Some(identity), false) => {

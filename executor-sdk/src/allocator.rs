@@ -87,6 +87,16 @@ pub struct AgentEntry<'a> {
     pub free: Resources<'a>,
 }
 
+/// The resource kind only frameworks with the GPU capability are offered.
+pub const GPUS: &str = "gpus";
+
+impl AgentEntry<'_> {
+    /// True when some of its GPUs are free (a scalar or a set of devices).
+    pub fn has_free_gpus(&self) -> bool {
+        self.free.quantities().iter().any(|(kind, _)| *kind == GPUS)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoleWeight<'a> {
     pub role: &'a str,
@@ -112,6 +122,51 @@ pub struct FrameworkEntry<'a> {
     pub min_offer: Resources<'a>,
     /// Decline filters by agent, sorted by agent id.
     pub filters: Seq<'a, AgentFilters<'a>>,
+    /// Whether it is offered agents with free GPUs.
+    pub gpu_agents: GpuAgents,
+}
+
+/// Whether a framework is offered agents with free GPUs (`master::allocator::GpuAgents`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuAgents {
+    /// It declared the GPU capability: offered them like any agent.
+    Offered,
+    /// It did not; it may have a GPU agent no GPU framework takes, after every agent
+    /// without GPUs was looked at (the host visits those first).
+    LastResort,
+    /// It did not: never offered them.
+    NotOffered,
+}
+
+impl<'a> Decode<'a> for GpuAgents {
+    fn take(input: &'a [u8]) -> Result<(GpuAgents, &'a [u8]), Error> {
+        let (variant, rest) = take_varint(input)?;
+        let gpu_agents = match variant {
+            0 => GpuAgents::Offered,
+            1 => GpuAgents::LastResort,
+            2 => GpuAgents::NotOffered,
+            _ => return Err(Error::UnknownVariant),
+        };
+        Ok((gpu_agents, rest))
+    }
+
+    fn skip(input: &'a [u8]) -> Result<&'a [u8], Error> {
+        Ok(GpuAgents::take(input)?.1)
+    }
+}
+
+impl GpuAgents {
+    /// Whether a framework of this kind may have an agent in this turn: one with free
+    /// GPUs goes to a GPU framework if one takes it, and only then (`last_resort`) to one
+    /// allowed GPU agents as a last resort; agents without free GPUs are for anyone.
+    pub fn in_turn(self, agent_has_free_gpus: bool, last_resort: bool) -> bool {
+        !agent_has_free_gpus
+            || match self {
+                GpuAgents::Offered => !last_resort,
+                GpuAgents::LastResort => last_resort,
+                GpuAgents::NotOffered => false,
+            }
+    }
 }
 
 impl<'a> Decode<'a> for FrameworkEntry<'a> {
@@ -125,6 +180,7 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
         let (constraints, rest) = take::<Vec<Constraint<'a>, CONSTRAINTS_MAX>>(rest)?;
         let (min_offer, rest) = take::<Resources<'a>>(rest)?;
         let (filters, rest) = Seq::take(rest)?;
+        let (gpu_agents, rest) = GpuAgents::take(rest)?;
         let entry = FrameworkEntry {
             framework_id,
             role,
@@ -135,6 +191,7 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
             constraints,
             min_offer,
             filters,
+            gpu_agents,
         };
         Ok((entry, rest))
     }
@@ -152,7 +209,7 @@ impl<'a> Decode<'a> for FrameworkEntry<'a> {
         for _ in 0..filters {
             rest = AgentFilters::skip(rest)?;
         }
-        Ok(rest)
+        GpuAgents::skip(rest)
     }
 }
 
@@ -167,6 +224,7 @@ impl FrameworkEntry<'_> {
     pub fn may_offer(&self, agent: &AgentEntry<'_>, now_ms: u64) -> bool {
         self.wants_offers
             && !agent.free.is_empty()
+            && (self.gpu_agents != GpuAgents::NotOffered || !agent.has_free_gpus())
             && agent.attributes.satisfies(&self.constraints)
             && agent.free.contains(&self.min_offer)
             && !self.is_filtered(agent.agent_id, &agent.free, now_ms)

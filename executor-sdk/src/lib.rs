@@ -36,7 +36,7 @@ pub mod wire;
 
 pub use allocator::{
     AgentEntry, AgentFilters, AllocationInput, Allocator, Changes, Decisions, FilterSlot,
-    FrameworkEntry, OfferDecision, RoleWeight,
+    FrameworkEntry, GpuAgents, OfferDecision, RoleWeight,
 };
 pub use config::Config;
 pub use scheduler::{

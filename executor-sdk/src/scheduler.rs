@@ -119,6 +119,14 @@ pub struct FrameworkInfo<'c> {
     pub failover_timeout_ms: u64,
     pub constraints: &'c [Constraint<'c>],
     pub min_offer: Resources<'c>,
+    pub capabilities: &'c [Capability],
+}
+
+/// `proto::Capability`, in the same variant order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Capability {
+    /// Runs tasks that use GPUs: offered agents with free GPUs.
+    GpuResources,
 }
 
 /// `proto::Call`, in the same variant order.

@@ -55,6 +55,7 @@ impl FrameworkConfig {
                 failover_timeout_ms: FAILOVER_TIMEOUT_MS_DEFAULT,
                 constraints: Vec::new(),
                 min_offer: Resources::new(),
+                capabilities: Vec::new(),
             },
             call_timeout_ms: CALL_TIMEOUT_MS_DEFAULT,
             subscribe_timeout_ms: SUBSCRIBE_TIMEOUT_MS_DEFAULT,

@@ -559,6 +559,7 @@ mod tests {
             failover_timeout_ms: 60_000,
             constraints: vec![],
             min_offer: Resources::new(),
+            capabilities: Vec::new(),
         };
         let call = FrameworkCall {
             framework_id: None,

@@ -102,6 +102,7 @@ impl Daemon {
             failover_timeout_ms: 60_000,
             constraints: vec![],
             min_offer: Resources::new(),
+            capabilities: Vec::new(),
         };
         match self.call(None, Call::Subscribe { info }) {
             CallReply::Subscribed { framework_id, .. } => {

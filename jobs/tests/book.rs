@@ -84,6 +84,7 @@ impl World {
             failover_timeout_ms: 60_000,
             constraints: Vec::new(),
             min_offer: Resources::new(),
+            capabilities: Vec::new(),
         };
         let subscribe = FrameworkCall {
             framework_id: None,

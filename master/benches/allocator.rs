@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use master::allocator::{AgentSlot, Allocator, DrfAllocator, FrameworkSlot, Snapshot};
+use master::allocator::{AgentSlot, Allocator, DrfAllocator, FrameworkSlot, GpuAgents, Snapshot};
 use master::{Action, Master, MasterConfig, Millis};
 use proto::resources::add_quantities;
 use proto::{
@@ -81,6 +81,7 @@ fn snapshot(agents: usize, frameworks: usize) -> Snapshot {
             constraints: Vec::new(),
             min_offer,
             filters: BTreeMap::new(),
+            gpu_agents: GpuAgents::NotOffered,
         };
         s.frameworks.insert(FrameworkId(format!("fw{j}")), slot);
     }
@@ -173,6 +174,7 @@ impl Full {
                 failover_timeout_ms: 0,
                 constraints: Vec::new(),
                 min_offer: Resources::new(),
+                capabilities: Vec::new(),
             };
             let call = FrameworkCall {
                 framework_id: None,

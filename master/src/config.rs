@@ -78,6 +78,11 @@ pub struct MasterConfig {
     /// are dropped (and counted, [`crate::Master::events_dropped`]).
     #[serde(default = "events_held_per_framework_max_default")]
     pub events_held_per_framework_max: usize,
+    /// Frameworks without the GPU capability may have an agent with free GPUs that no
+    /// GPU framework takes, once every agent without GPUs was looked at (Mesos'
+    /// `--filter_gpu_resources=false`, less blunt). Off: they are never offered one.
+    #[serde(default)]
+    pub gpu_agents_last_resort: bool,
     /// Who may do what; [`Policy::open`] (nothing checked) on an insecure cluster.
     #[serde(skip, default = "Policy::open")]
     pub policy: Policy,
@@ -137,6 +142,7 @@ impl Default for MasterConfig {
             agent_lost_timeout_ms: AGENT_LOST_TIMEOUT_MS_DEFAULT,
             framework_token_wait_ms: FRAMEWORK_TOKEN_WAIT_MS_DEFAULT,
             events_held_per_framework_max: EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT,
+            gpu_agents_last_resort: false,
             policy: Policy::open(),
         }
     }

@@ -428,6 +428,7 @@ mod tests {
             constraints: Vec::new(),
             min_offer: Resources::new(),
             filters: BTreeMap::new(),
+            gpu_agents: crate::allocator::GpuAgents::NotOffered,
         }
     }
 

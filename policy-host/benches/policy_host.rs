@@ -19,7 +19,9 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use master::Millis;
-use master::allocator::{AgentSlot, Allocator, Changes, DrfAllocator, FrameworkSlot, Snapshot};
+use master::allocator::{
+    AgentSlot, Allocator, Changes, DrfAllocator, FrameworkSlot, GpuAgents, Snapshot,
+};
 use policy_host::abi::SchedulerInput;
 use policy_host::{
     FailurePolicy, HostedScheduler, Kind, Limits, Metering, ModuleCode, WasmAllocator,
@@ -187,6 +189,7 @@ fn big_snapshot() -> (Snapshot, Vec<AgentId>) {
             constraints,
             min_offer: Resources::new(),
             filters: BTreeMap::new(),
+            gpu_agents: GpuAgents::NotOffered,
         };
         snap.frameworks
             .insert(FrameworkId::new(format!("fw-{i:03}")), slot);

@@ -15,7 +15,7 @@
 //! kept in step on passes the module does: it is rebuilt from the snapshot when it takes
 //! over (`O(frameworks × log F)`, once).
 
-use master::allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
+use master::allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot, visiting_order};
 use proto::AgentId;
 use serde::Serialize;
 
@@ -176,8 +176,7 @@ impl Allocator for WasmAllocator {
     }
 
     fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
-        let mut order: Vec<&AgentId> = candidates.iter().collect();
-        self.rng.shuffle(&mut order);
+        let order = visiting_order(snapshot, candidates, &mut self.rng);
         if self.passes_to_skip > 0 {
             self.passes_to_skip -= 1;
             return self.fall_back(snapshot, candidates);

@@ -55,6 +55,25 @@ pub struct FrameworkInfo {
     pub constraints: Vec<Constraint>,
     /// Standing preference: offers smaller than this (in any scalar) are not made.
     pub min_offer: Resources,
+    /// What it declares it can use (Mesos' framework capabilities).
+    pub capabilities: Vec<Capability>,
+}
+
+impl FrameworkInfo {
+    pub fn has(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+}
+
+/// A capability a framework declares in [`FrameworkInfo::capabilities`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// It runs tasks that use GPUs. Only frameworks that declare it are offered agents
+    /// with free GPUs (Mesos' `GPU_RESOURCES`): a framework that took a GPU box for CPU
+    /// work would keep the GPUs from GPU work, and a GPU's share of 1.0 would make its
+    /// dominant share the highest in the cluster.
+    GpuResources,
 }
 
 /// An offer: resources of one agent for one framework.

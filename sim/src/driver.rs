@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use master::allocator::{Allocator, DrfAllocator};
+use master::allocator::{Allocator, DrfAllocator, GpuAgents};
 use master::{Master, MasterConfig};
 use proto::{
     AgentAdvert, AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo,
@@ -224,6 +224,7 @@ impl Sim {
             failover_timeout_ms: 0,
             constraints: f.constraints(),
             min_offer: Resources::new(),
+            capabilities: f.capabilities.clone(),
         };
         let framework_id = self.subscribe(&f.id, info.clone())?;
         self.subscriptions.push((
@@ -507,22 +508,26 @@ impl Sim {
     }
 
     /// A framework with tasks left whose task fits in the free resources of some agent it
-    /// accepts (and that has something free, so that it can be offered).
+    /// accepts and may be offered (it has something free, and no free GPUs unless the
+    /// framework may have them).
     fn could_launch(&self) -> Option<String> {
-        let agents = &self.master.snapshot().agents;
+        let snapshot = self.master.snapshot();
         self.frameworks
-            .values()
-            .find(|f| {
+            .iter()
+            .find(|(id, f)| {
+                let gpu_agents = snapshot.frameworks.get(*id).map(|slot| slot.gpu_agents);
                 f.has_tasks_left()
-                    && agents.values().any(|a| {
+                    && snapshot.agents.values().any(|a| {
                         // An agent with nothing free is never offered, even to a task of
                         // nothing.
                         !a.free.is_empty()
+                            && (!a.has_free_gpus()
+                                || gpu_agents.is_some_and(|g| g != GpuAgents::NotOffered))
                             && a.attributes.satisfies(&f.constraints)
                             && a.free.contains(&f.task)
                     })
             })
-            .map(|f| f.name.clone())
+            .map(|(_, f)| f.name.clone())
     }
 
     fn report(&self, scenario: &Scenario) -> SimReport {

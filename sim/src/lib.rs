@@ -14,6 +14,8 @@
 //!   module in wasmtime; this crate knows nothing of it).
 //! - Tasks of a framework with `"duration_ms": N` finish N ms after they start; without it
 //!   they never end.
+//! - Agents with free GPUs are offered only to frameworks with `"capabilities":
+//!   ["gpu_resources"]`, as the master does (see `master::allocator::GpuAgents`).
 //! - Faults: `{"at_ms": T, "agent_lost": ID}` cuts the agent off (its token goes, nothing
 //!   passes; it keeps running its tasks), and the master declares it lost after its
 //!   agent-lost timeout; `{"at_ms": T, "agent_back": ID}` restores it with whatever it

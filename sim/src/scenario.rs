@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::{Attributes, Constraint, ConstraintOp, Resources, Scalar};
+use proto::{Attributes, Capability, Constraint, ConstraintOp, Resources, Scalar};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -175,6 +175,10 @@ pub struct ScenarioFramework {
     /// never end.
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// What it declares, as `FrameworkInfo::capabilities` (`["gpu_resources"]`: it is
+    /// offered agents with free GPUs, which others are not).
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
 }
 
 impl ScenarioFramework {
@@ -211,7 +215,8 @@ impl ScenarioFramework {
 const SCENARIO_FIELDS: [&str; 5] = ["agents", "frameworks", "seed", "until_ms", "faults"];
 const AGENT_FIELDS: [&str; 3] = ["id", "resources", "attributes"];
 const FAULT_FIELDS: [&str; 4] = ["at_ms", "agent_lost", "agent_back", "master_restart"];
-const FRAMEWORK_FIELDS: [&str; 10] = [
+const FRAMEWORK_FIELDS: [&str; 11] = [
+    "capabilities",
     "duration_ms",
     "id",
     "role",

@@ -90,8 +90,11 @@ fn scenario(agents: &[BTreeMap<&'static str, u64>], fws: &[Fw]) -> String {
         .enumerate()
         .map(|(i, f)| {
             let (n, d) = WEIGHTS[f.weight];
+            // Every framework may have GPU agents: the model is plain progressive filling
+            // (the GPU rule has its own tests in the master core).
             let mut v = json!({"id": format!("fw{i}"), "weight": n as f64 / d as f64,
-                "task": f.task.iter().map(|(k, v)| (k.to_string(), units(*v))).collect::<BTreeMap<_, _>>()});
+                "task": f.task.iter().map(|(k, v)| (k.to_string(), units(*v))).collect::<BTreeMap<_, _>>(),
+                "capabilities": ["gpu_resources"]});
             if let Some(r) = f.role {
                 v["role"] = json!(format!("shared{r}"));
             }
@@ -284,14 +287,15 @@ fn a_shared_role_splits_its_weighted_share() {
 
 #[test]
 fn a_tie_of_weighted_role_shares_goes_to_the_lower_own_share() {
+    // (All may have GPU agents: the kind only matters as a second resource here.)
     // fw1 (weight 3, gpus 2.4 + mem 2 of 14.4 gpus, 18 mem) and fw2 (weight 2, mem 2) have
     // equal weighted role shares after each task: 1/18 per task. The tie goes to the lower
     // own share (fw2's 1/9 per task against fw1's 1/6), as in the reference; ranking
     // frameworks by their share over their role's weight instead gave fw1 3 and fw2 2.
     let json = r#"{"agents":[{"id":"a0","resources":{"gpus":14.4,"mem":18}}],
-        "frameworks":[{"id":"fw0","weight":3,"task":{"mem":0.7}},
-                      {"id":"fw1","weight":3,"task":{"gpus":2.4,"mem":2}},
-                      {"id":"fw2","weight":2,"task":{"mem":2}}]}"#;
+        "frameworks":[{"id":"fw0","weight":3,"task":{"mem":0.7},"capabilities":["gpu_resources"]},
+                      {"id":"fw1","weight":3,"task":{"gpus":2.4,"mem":2},"capabilities":["gpu_resources"]},
+                      {"id":"fw2","weight":2,"task":{"mem":2},"capabilities":["gpu_resources"]}]}"#;
     let report = run(json);
     assert_eq!(report["launched"], json!({"fw0": 11, "fw1": 2, "fw2": 3}));
 }

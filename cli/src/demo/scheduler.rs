@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use framework::{FrameworkClient, FrameworkConfig, Net};
 use proto::{
-    DirGrant, Event, Filters, ModuleRef, Offer, Operation, Resources, Scalar, TaskId, TaskKind,
+    Capability, DirGrant, Event, Filters, ModuleRef, Offer, Operation, Resources, TaskId, TaskKind,
     TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
 
@@ -22,8 +22,6 @@ use super::{DemoModules, Printer};
 /// An offer nothing pending fits is declined for this long; short, because a task that
 /// ends on that agent may make it fit again.
 const DECLINE_REFUSE_SECONDS: f64 = 1.0;
-/// A framework that leaves GPU boxes alone declines them for longer than the demo lasts.
-const GPU_REFUSE_SECONDS: f64 = 120.0;
 /// Sensor samples per task (at least, and how many more at most) and the pause between
 /// them: 1 to 1.8 s per task, long enough for the frameworks to hold resources at once and
 /// for their shares to show.
@@ -47,9 +45,9 @@ pub struct FrameworkPlan {
     weight: f64,
     /// Smaller offers are not made to it (the smallest of its tasks).
     min_offer: Resources,
-    /// Declines offers that carry GPUs, leaving GPU boxes to GPU work: an agent's whole
-    /// offer counts in the holder's DRF share, and a cluster's only GPU is a share of 1.
-    avoid_gpus: bool,
+    /// It runs GPU work, so it declares the GPU capability: only such frameworks are
+    /// offered GPU boxes.
+    uses_gpus: bool,
     pub tasks: Vec<DemoTask>,
 }
 
@@ -104,7 +102,7 @@ pub fn plans(modules: &DemoModules, device_dir: &Path) -> Vec<FrameworkPlan> {
             min_offer: Resources::new()
                 .with_scalar("cpus", 0.5)
                 .with_scalar("mem", 32.0),
-            avoid_gpus: true,
+            uses_gpus: false,
             tasks: telemetry,
         },
         FrameworkPlan {
@@ -114,7 +112,7 @@ pub fn plans(modules: &DemoModules, device_dir: &Path) -> Vec<FrameworkPlan> {
             min_offer: Resources::new()
                 .with_scalar("cpus", 1.0)
                 .with_scalar("mem", 128.0),
-            avoid_gpus: false,
+            uses_gpus: true,
             tasks: vision,
         },
     ]
@@ -186,6 +184,9 @@ fn wasm_task(
 pub async fn run(net: Net, plan: FrameworkPlan, printer: Printer) -> anyhow::Result<Tally> {
     let mut config = FrameworkConfig::new(&plan.name).with_role(&plan.role, plan.weight);
     config.info.min_offer = plan.min_offer.clone();
+    if plan.uses_gpus {
+        config.info.capabilities.push(Capability::GpuResources);
+    }
     let (client, mut events) = FrameworkClient::subscribe(net, config)
         .await
         .context("subscribing")?;
@@ -202,7 +203,6 @@ pub async fn run(net: Net, plan: FrameworkPlan, printer: Printer) -> anyhow::Res
     let mut scheduler = Scheduler {
         name: plan.name.clone(),
         launched: plan.tasks.len(),
-        avoid_gpus: plan.avoid_gpus,
         pending: plan.tasks,
         placed: BTreeMap::new(),
         ended: BTreeSet::new(),
@@ -238,7 +238,6 @@ struct Scheduler {
     name: String,
     /// Tasks in the plan; all are launched in the end.
     launched: usize,
-    avoid_gpus: bool,
     pending: Vec<DemoTask>,
     /// Launched tasks: the agent's hostname and when.
     placed: BTreeMap<TaskId, (String, Instant)>,
@@ -260,16 +259,6 @@ impl Scheduler {
                     .needs
                     .is_none_or(|(key, value)| offer.attributes.has(key, value))
         };
-        if self.avoid_gpus && offer.resources.scalar("gpus") > Scalar::ZERO {
-            return self
-                .decline(
-                    client,
-                    offer,
-                    "leaves GPU boxes to GPU work",
-                    GPU_REFUSE_SECONDS,
-                )
-                .await;
-        }
         let Some(index) = self.pending.iter().position(fits) else {
             return self
                 .decline(

@@ -1,9 +1,11 @@
 //! The built-in policy: hierarchical weighted Dominant Resource Fairness.
 //!
-//! For each candidate agent (in a seeded random order, as Mesos does, so that no agent is
-//! always served first) the agent's free resources go to the first framework in
-//! [`DrfSorter`] order that [`may_offer`] allows; the offer then counts against that
-//! framework's share before the next agent is looked at.
+//! For each candidate agent (in [`visiting_order`]: seeded random, as Mesos does, so that
+//! no agent is always served first, and agents with free GPUs last) the agent's free
+//! resources go to the first framework in [`DrfSorter`] order that [`may_offer`] allows;
+//! the offer then counts against that framework's share before the next agent is looked
+//! at. An agent with free GPUs goes to a framework with the GPU capability if one takes
+//! it, else to one allowed GPU agents as a last resort ([`in_gpu_turn`]).
 //!
 //! Cost: keeping the sorter in step with the snapshot is `O(changed frameworks × log F)`,
 //! or `O(F log F)` when the cluster total or a role weight changed. Each candidate agent
@@ -13,8 +15,10 @@
 
 use proto::AgentId;
 
-use super::sorter::DrfSorter;
-use super::{Allocator, OfferDecision, Snapshot, may_offer};
+use super::sorter::{ClientIdx, DrfSorter};
+use super::{
+    AgentSlot, Allocator, OfferDecision, Snapshot, in_gpu_turn, may_offer, visiting_order,
+};
 use crate::rng::SplitMix64;
 
 /// The default allocation policy; see the module documentation.
@@ -66,6 +70,28 @@ impl DrfAllocator {
     }
 }
 
+impl DrfAllocator {
+    /// The first framework in DRF order that may have `agent` in this turn
+    /// ([`in_gpu_turn`]). An agent without free GPUs skips the per-framework check for
+    /// frameworks that take anything.
+    fn first_match(
+        &self,
+        snapshot: &Snapshot,
+        agent_id: &AgentId,
+        agent: &AgentSlot,
+        last_resort: bool,
+    ) -> Option<ClientIdx> {
+        let gpus = agent.has_free_gpus();
+        self.sorter.first_match(|_, fw_id, takes_anything| {
+            (takes_anything && !gpus)
+                || snapshot.frameworks.get(fw_id).is_some_and(|fw| {
+                    in_gpu_turn(fw, agent, last_resort)
+                        && may_offer(fw, agent_id, agent, snapshot.now)
+                })
+        })
+    }
+}
+
 /// Roles weigh 1 unless the snapshot says otherwise.
 fn role_weight(snapshot: &Snapshot, role: &str) -> f64 {
     snapshot.role_weights.get(role).copied().unwrap_or(1.0)
@@ -78,8 +104,7 @@ impl Allocator for DrfAllocator {
 
     fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
         self.sync(snapshot);
-        let mut order: Vec<&AgentId> = candidates.iter().collect();
-        self.rng.shuffle(&mut order);
+        let order = visiting_order(snapshot, candidates, &mut self.rng);
         let mut decisions = Vec::new();
         for agent_id in order {
             let Some(agent) = snapshot.agents.get(agent_id) else {
@@ -88,13 +113,12 @@ impl Allocator for DrfAllocator {
             if agent.free.is_empty() {
                 continue;
             }
-            let chosen = self.sorter.first_match(|_, fw_id, takes_anything| {
-                takes_anything
-                    || snapshot
-                        .frameworks
-                        .get(fw_id)
-                        .is_some_and(|fw| may_offer(fw, agent_id, agent, snapshot.now))
-            });
+            let chosen = if agent.has_free_gpus() {
+                self.first_match(snapshot, agent_id, agent, false)
+                    .or_else(|| self.first_match(snapshot, agent_id, agent, true))
+            } else {
+                self.first_match(snapshot, agent_id, agent, false)
+            };
             if let Some(idx) = chosen {
                 self.sorter.allocate(idx, &agent.free);
                 decisions.push(OfferDecision {

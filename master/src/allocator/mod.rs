@@ -73,6 +73,17 @@ pub struct AgentSlot {
     pub free: Resources,
 }
 
+/// The resource kind that only frameworks with the GPU capability are offered.
+pub const GPUS: &str = "gpus";
+
+impl AgentSlot {
+    /// True when some of its GPUs are free (a scalar or a set of devices): it goes to GPU
+    /// frameworks first.
+    pub fn has_free_gpus(&self) -> bool {
+        self.free.quantities_iter().any(|(kind, _)| kind == GPUS)
+    }
+}
+
 /// One framework as a policy sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrameworkSlot {
@@ -91,6 +102,22 @@ pub struct FrameworkSlot {
     pub min_offer: Resources,
     /// Decline filters by agent.
     pub filters: BTreeMap<AgentId, Vec<FilterSlot>>,
+    /// Whether it is offered agents with free GPUs.
+    pub gpu_agents: GpuAgents,
+}
+
+/// Whether a framework is offered agents that have free GPUs (Mesos' `GPU_RESOURCES`
+/// capability and its master's `--filter_gpu_resources`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GpuAgents {
+    /// It declared the GPU capability: offered them like any agent.
+    Offered,
+    /// It did not, and the operator lets such frameworks have a GPU agent that no
+    /// GPU framework takes, once every agent without GPUs was looked at.
+    LastResort,
+    /// It did not: never offered them.
+    #[default]
+    NotOffered,
 }
 
 impl FrameworkSlot {
@@ -124,8 +151,9 @@ impl Changes {
 }
 
 /// Whether `framework` may be offered the free resources of `agent` at `now`: it wants
-/// offers, the agent has every attribute it requires, the free resources are at least its
-/// minimum offer, and no unexpired decline filter of it covers them.
+/// offers, takes agents with free GPUs if this is one, the agent has every attribute it
+/// requires, the free resources are at least its minimum offer, and no unexpired decline
+/// filter of it covers them.
 pub fn may_offer(
     framework: &FrameworkSlot,
     agent_id: &AgentId,
@@ -134,9 +162,42 @@ pub fn may_offer(
 ) -> bool {
     framework.wants_offers
         && !agent.free.is_empty()
+        && (framework.gpu_agents != GpuAgents::NotOffered || !agent.has_free_gpus())
         && agent.attributes.satisfies(&framework.constraints)
         && agent.free.contains(&framework.min_offer)
         && !is_filtered(framework, agent_id, &agent.free, now)
+}
+
+/// The order a pass visits `candidates` in: shuffled by `rng` (as Mesos does, so that no
+/// agent is always served first), then every agent without free GPUs before those with:
+/// a framework without the GPU capability gets a GPU agent as a last resort only.
+pub fn visiting_order<'a>(
+    snapshot: &Snapshot,
+    candidates: &'a [AgentId],
+    rng: &mut crate::rng::SplitMix64,
+) -> Vec<&'a AgentId> {
+    let mut order: Vec<&AgentId> = candidates.iter().collect();
+    rng.shuffle(&mut order);
+    order.sort_by_key(|id| {
+        snapshot
+            .agents
+            .get(*id)
+            .is_some_and(AgentSlot::has_free_gpus)
+    });
+    order
+}
+
+/// Whether `framework` may have `agent` in this turn: an agent with free GPUs goes to a
+/// framework with the GPU capability if one takes it, and only then (`last_resort`) to
+/// one the operator lets have GPU agents as a last resort. Agents without free GPUs are
+/// for anyone in either turn.
+pub fn in_gpu_turn(framework: &FrameworkSlot, agent: &AgentSlot, last_resort: bool) -> bool {
+    !agent.has_free_gpus()
+        || match framework.gpu_agents {
+            GpuAgents::Offered => !last_resort,
+            GpuAgents::LastResort => last_resort,
+            GpuAgents::NotOffered => false,
+        }
 }
 
 /// True when an unexpired filter of `framework` on `agent_id` covers all of `free`.

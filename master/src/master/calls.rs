@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use proto::{
-    AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo, Operation,
-    Principal, StatusUuid, TaskId, TaskKind, TaskState, TaskStatus,
+    AgentId, Call, CallReply, Capability, Event, FrameworkCall, FrameworkId, FrameworkInfo,
+    Operation, Principal, StatusUuid, TaskId, TaskKind, TaskState, TaskStatus,
 };
 
 use super::{Action, FrameworkRecord, Master};
-use crate::allocator::FrameworkSlot;
+use crate::allocator::{FrameworkSlot, GpuAgents};
 use crate::error::CallError;
 use crate::tasks::TaskRecord;
 use crate::time::Millis;
@@ -230,6 +230,7 @@ impl Master {
             constraints: info.constraints.clone(),
             min_offer: info.min_offer.clone(),
             filters: BTreeMap::new(),
+            gpu_agents: self.gpu_agents(&info),
         };
         self.book.put_framework(&id, slot);
         let info = FrameworkInfo {
@@ -249,6 +250,18 @@ impl Master {
         self.frameworks.insert(id.clone(), record);
         self.failovers.remove(&id);
         self.await_token(&id);
+    }
+
+    /// Whether a framework is offered agents with free GPUs: when it declares the GPU
+    /// capability, or as a last resort when the operator allows it.
+    fn gpu_agents(&self, info: &FrameworkInfo) -> GpuAgents {
+        if info.has(Capability::GpuResources) {
+            GpuAgents::Offered
+        } else if self.config.gpu_agents_last_resort {
+            GpuAgents::LastResort
+        } else {
+            GpuAgents::NotOffered
+        }
     }
 
     /// A framework subscribing with an id: a failover, or a framework re-registering with

@@ -192,6 +192,7 @@ impl Master {
             failover_timeout_ms: timeout_ms,
             constraints: Vec::new(),
             min_offer: Resources::new(),
+            capabilities: Vec::new(),
         };
         let record = FrameworkRecord {
             info,

@@ -36,6 +36,7 @@ pub fn info(name: &str, role: &str, weight: f64) -> FrameworkInfo {
         failover_timeout_ms: 1_000,
         constraints: Vec::new(),
         min_offer: Resources::new(),
+        capabilities: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod calls;
 mod common;
+mod gpus;
 mod liveness;
 mod policy;
 mod props;

@@ -65,6 +65,7 @@ pub fn info(name: &str, role: &str, weight: f64) -> FrameworkInfo {
         failover_timeout_ms: 60_000,
         constraints: Vec::new(),
         min_offer: Resources::new(),
+        capabilities: Vec::new(),
     }
 }
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use executor_sdk as sdk;
 use master::Millis;
-use master::allocator::{AgentSlot, Changes, FilterSlot, FrameworkSlot, OfferDecision, Snapshot};
+use master::allocator::{
+    AgentSlot, Changes, FilterSlot, FrameworkSlot, GpuAgents, OfferDecision, Snapshot,
+};
 use policy_host::abi::{self, SchedulerInput};
 use proptest::prelude::*;
 use proto::{
@@ -392,6 +394,7 @@ fn snapshot() -> (Snapshot, Vec<AgentId>) {
                 until: Millis(10_000),
             }],
         )]),
+        gpu_agents: GpuAgents::LastResort,
     };
     snap.frameworks.insert(FrameworkId::new("fw-1"), slot);
     snap.changes = Changes {
@@ -424,6 +427,7 @@ fn master_snapshot_decodes_as_allocation_input() {
     );
     assert_eq!(fw.allocation.as_slice(), &[("cpus", 1_000)]);
     assert!(!fw.takes_anything());
+    assert_eq!(fw.gpu_agents, sdk::GpuAgents::LastResort);
     let a1 = agents.get(agents.find_by_key("a-1").unwrap()).unwrap();
     // may_offer agrees with the master's: a-2 is filtered until 10 s, a-1 is not.
     for (agent, id) in [(&a1, "a-1"), (&a2, "a-2")] {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use master::allocator::{
-    AgentSlot, Allocator, Changes, DrfAllocator, FilterSlot, FrameworkSlot, Snapshot,
+    AgentSlot, Allocator, Changes, DrfAllocator, FilterSlot, FrameworkSlot, GpuAgents, Snapshot,
 };
 use master::{Master, MasterConfig, Millis};
 use policy_host::WasmAllocator;
@@ -42,6 +42,7 @@ struct FrameworkGen {
     min_cpus_millis: u64,
     filtered_agents: Vec<usize>,
     filter_until_ms: u64,
+    gpu_agents: GpuAgents,
 }
 
 fn agent_gen() -> impl Strategy<Value = AgentGen> {
@@ -73,14 +74,22 @@ fn framework_gen() -> impl Strategy<Value = FrameworkGen> {
             ],
             prop::sample::select(vec![0u64, 0, 0, 500, 2_000]),
         ),
-        (prop::collection::vec(0usize..40, 0..4), 0u64..20_000),
+        (
+            prop::collection::vec(0usize..40, 0..4),
+            0u64..20_000,
+            prop::sample::select(vec![
+                GpuAgents::Offered,
+                GpuAgents::LastResort,
+                GpuAgents::NotOffered,
+            ]),
+        ),
     )
         .prop_map(
             |(
                 (role, weight, seq),
                 (alloc_cpus_millis, alloc_mem, wants),
                 (camera, min),
-                (filtered_agents, until),
+                (filtered_agents, until, gpu_agents),
             )| {
                 FrameworkGen {
                     role,
@@ -93,6 +102,7 @@ fn framework_gen() -> impl Strategy<Value = FrameworkGen> {
                     min_cpus_millis: min,
                     filtered_agents,
                     filter_until_ms: until,
+                    gpu_agents,
                 }
             },
         )
@@ -176,6 +186,7 @@ fn build_snapshot(
                 .collect(),
             min_offer: Resources::new().with_scalar("cpus", f.min_cpus_millis as f64 / 1000.0),
             filters,
+            gpu_agents: f.gpu_agents,
         };
         snap.frameworks
             .insert(FrameworkId::new(format!("fw-{i:02}")), slot);

@@ -4,13 +4,15 @@
 
 #![no_std]
 
+use executor_sdk::allocator::GPUS;
 use executor_sdk::types::{
     CONSTRAINTS_MAX, QUANTITY_KINDS_MAX, Quantities, attributes_satisfy, pass_attributes,
     visit_quantities_bytes,
 };
 use executor_sdk::wire::{Decode, take_str, take_str_bytes, take_varint};
 use executor_sdk::{
-    AgentEntry, AllocationInput, Allocator, Constraint, Decisions, FrameworkEntry, Indexed,
+    AgentEntry, AgentFilters, AllocationInput, Allocator, Constraint, Decisions, FrameworkEntry,
+    GpuAgents, Indexed,
 };
 use heapless::Vec;
 
@@ -36,6 +38,7 @@ struct Client {
     alloc: Dense,
     active: bool,
     takes_anything: bool,
+    gpu_agents: GpuAgents,
     key: u64,
 }
 
@@ -91,6 +94,7 @@ struct FrameworkHead<'a> {
     constraints: Vec<Constraint<'a>, CONSTRAINTS_MAX>,
     min_offer_empty: bool,
     filters_empty: bool,
+    gpu_agents: GpuAgents,
 }
 
 impl<'a> FrameworkHead<'a> {
@@ -124,7 +128,11 @@ impl<'a> FrameworkHead<'a> {
         // Empty as `Resources::is_empty`: every quantity zero.
         let mut min_offer_empty = true;
         let rest = visit_quantities_bytes(rest, |_, millis| min_offer_empty &= millis == 0).ok()?;
-        let (filters, _) = take_varint(rest).ok()?;
+        let (filters, mut rest) = take_varint(rest).ok()?;
+        for _ in 0..filters {
+            rest = AgentFilters::skip(rest).ok()?;
+        }
+        let (gpu_agents, _) = GpuAgents::take(rest).ok()?;
         Some(FrameworkHead {
             role,
             weight,
@@ -134,6 +142,7 @@ impl<'a> FrameworkHead<'a> {
             constraints,
             min_offer_empty,
             filters_empty: filters == 0,
+            gpu_agents,
         })
     }
 
@@ -231,6 +240,7 @@ impl Allocator for Drf {
         if self.agent_ids.build(&agents).is_none() {
             return decisions.fail();
         }
+        let gpus = kind_of_bytes(&input.total, GPUS.as_bytes());
         for agent_id in input.candidates.iter() {
             let Some(index) = self.agent_ids.find(&agents, agent_id) else {
                 continue;
@@ -251,13 +261,21 @@ impl Allocator for Drf {
                 continue;
             }
             let agent = || agents.get(index);
+            let has_gpus = gpus.is_some_and(|k| free[k] > 0);
             let checks = Checks {
                 frameworks: &frameworks,
                 table: &table,
                 attributes,
                 agent,
+                has_gpus,
             };
-            let Some(chosen) = self.first_match(&checks, input.now_ms) else {
+            // An agent with free GPUs goes to a GPU framework if one takes it, and only
+            // then to one allowed it as a last resort (the host visits such agents last).
+            let chosen = match self.first_match(&checks, input.now_ms, false) {
+                None if has_gpus => self.first_match(&checks, input.now_ms, true),
+                chosen => chosen,
+            };
+            let Some(chosen) = chosen else {
                 continue;
             };
             self.allocate_to(chosen, &free, &input.total);
@@ -276,6 +294,8 @@ struct Checks<'c, 'a, F> {
     attributes: &'a [u8],
     /// Decodes the whole agent, for the slow path.
     agent: F,
+    /// Some of its GPUs are free.
+    has_gpus: bool,
 }
 
 impl Drf {
@@ -320,6 +340,7 @@ impl Drf {
                 alloc,
                 active: fw.wants_offers,
                 takes_anything: fw.takes_anything(),
+                gpu_agents: fw.gpu_agents,
                 key: 0,
             };
             self.clients.push(client).ok()?;
@@ -358,6 +379,7 @@ impl Drf {
         &self,
         checks: &Checks<'_, 'a, impl Fn() -> Option<AgentEntry<'a>>>,
         now_ms: u64,
+        last_resort: bool,
     ) -> Option<u16> {
         let mut decoded: Option<AgentEntry<'a>> = None;
         let mut best: Option<(u64, (u64, u64, u16))> = None;
@@ -377,7 +399,11 @@ impl Drf {
                 if best.is_some_and(|(_, b)| key >= b) {
                     break;
                 }
-                let takes = self.clients[member as usize].takes_anything
+                let client = &self.clients[member as usize];
+                if !client.gpu_agents.in_turn(checks.has_gpus, last_resort) {
+                    continue;
+                }
+                let takes = client.takes_anything
                     || checks
                         .table
                         .check(member as usize, checks.attributes)
