@@ -1,6 +1,6 @@
 //! The built-in policy: hierarchical weighted Dominant Resource Fairness.
 //!
-//! For each candidate agent (in [`visiting_order`]: seeded random, as Mesos does, so that
+//! For each candidate agent (in [`super::visiting_order`]: seeded random, as Mesos does, so that
 //! no agent is always served first, and agents with free GPUs last) the agent's free
 //! resources go to the first framework in [`DrfSorter`] order that [`may_offer`] allows;
 //! the offer then counts against that framework's share before the next agent is looked
@@ -16,9 +16,7 @@
 use proto::AgentId;
 
 use super::sorter::{ClientIdx, DrfSorter};
-use super::{
-    AgentSlot, Allocator, OfferDecision, Snapshot, in_gpu_turn, may_offer, visiting_order,
-};
+use super::{AgentSlot, Allocator, OfferDecision, Snapshot, in_gpu_turn, may_offer};
 use crate::rng::SplitMix64;
 
 /// The default allocation policy; see the module documentation.
@@ -92,6 +90,17 @@ impl DrfAllocator {
     }
 }
 
+impl DrfAllocator {
+    /// Counts the agent's free resources against framework `idx`.
+    fn offer(&mut self, idx: ClientIdx, agent_id: &AgentId, agent: &AgentSlot) -> OfferDecision {
+        self.sorter.allocate(idx, &agent.free);
+        OfferDecision {
+            agent_id: agent_id.clone(),
+            framework_id: self.sorter.id(idx).clone(),
+        }
+    }
+}
+
 /// Roles weigh 1 unless the snapshot says otherwise.
 fn role_weight(snapshot: &Snapshot, role: &str) -> f64 {
     snapshot.role_weights.get(role).copied().unwrap_or(1.0)
@@ -104,7 +113,11 @@ impl Allocator for DrfAllocator {
 
     fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
         self.sync(snapshot);
-        let order = visiting_order(snapshot, candidates, &mut self.rng);
+        let mut order: Vec<&AgentId> = candidates.iter().collect();
+        self.rng.shuffle(&mut order);
+        // Agents with free GPUs are put off to the end, which is `visiting_order` without a
+        // second lookup per agent.
+        let mut with_gpus = Vec::new();
         let mut decisions = Vec::new();
         for agent_id in order {
             let Some(agent) = snapshot.agents.get(agent_id) else {
@@ -113,18 +126,20 @@ impl Allocator for DrfAllocator {
             if agent.free.is_empty() {
                 continue;
             }
-            let chosen = if agent.has_free_gpus() {
-                self.first_match(snapshot, agent_id, agent, false)
-                    .or_else(|| self.first_match(snapshot, agent_id, agent, true))
-            } else {
-                self.first_match(snapshot, agent_id, agent, false)
-            };
+            if agent.has_free_gpus() {
+                with_gpus.push((agent_id, agent));
+                continue;
+            }
+            if let Some(idx) = self.first_match(snapshot, agent_id, agent, false) {
+                decisions.push(self.offer(idx, agent_id, agent));
+            }
+        }
+        for (agent_id, agent) in with_gpus {
+            let chosen = self
+                .first_match(snapshot, agent_id, agent, false)
+                .or_else(|| self.first_match(snapshot, agent_id, agent, true));
             if let Some(idx) = chosen {
-                self.sorter.allocate(idx, &agent.free);
-                decisions.push(OfferDecision {
-                    agent_id: agent_id.clone(),
-                    framework_id: self.sorter.id(idx).clone(),
-                });
+                decisions.push(self.offer(idx, agent_id, agent));
             }
         }
         decisions

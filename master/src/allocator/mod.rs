@@ -178,12 +178,15 @@ pub fn visiting_order<'a>(
 ) -> Vec<&'a AgentId> {
     let mut order: Vec<&AgentId> = candidates.iter().collect();
     rng.shuffle(&mut order);
-    order.sort_by_key(|id| {
+    let has_gpus = |id: &&AgentId| {
         snapshot
             .agents
             .get(*id)
             .is_some_and(AgentSlot::has_free_gpus)
-    });
+    };
+    let (mut order, with_gpus): (Vec<&AgentId>, Vec<&AgentId>) =
+        order.into_iter().partition(|id| !has_gpus(id));
+    order.extend(with_gpus);
     order
 }
 
