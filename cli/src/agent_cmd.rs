@@ -8,7 +8,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent::detect::{self, AgentConfig};
 use agent::oci::OciConfig;
@@ -64,7 +64,7 @@ pub struct AgentSetup {
 }
 
 /// How long the agent waits for a master before it says it is waiting.
-const WAITING_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+const WAITING_NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if !args.root.is_dir() {
@@ -171,24 +171,33 @@ async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
 
 /// How long a secure agent waits for the master to answer its identity at all.
 const ADMISSION_WAIT_MS: u64 = 5_000;
+/// How often it asks in that time (the master's token may come a little after its
+/// router accepts connections).
+const ADMISSION_ASK_EVERY_MS: u64 = 250;
 
 /// A secure master that does not know this identity drops everything it sends without a
 /// word: its access control has no rule for the name. Asking whether the master is alive
-/// is allowed to every identity it admits, so no answer tells the two apart.
+/// is allowed to every identity it admits, so no answer in [`ADMISSION_WAIT_MS`] tells
+/// the two apart.
 async fn say_if_not_admitted(net: net::Net, connect: String) {
     let master_alive = net.keys().master_alive();
-    match net.alive_now(&master_alive, ADMISSION_WAIT_MS).await {
-        Ok(true) => {}
-        outcome => {
-            tracing::debug!(?outcome, "admission check");
-            eprintln!(
-                "warning: the master at {connect} does not answer identity {}: it does not \
-                 admit it (issued after the master started? restart the master to admit it); \
-                 this agent gets no tasks until it does",
-                net.principal()
-            );
+    let started = std::time::Instant::now();
+    loop {
+        match net.alive_now(&master_alive, ADMISSION_ASK_EVERY_MS).await {
+            Ok(true) => return,
+            outcome => tracing::debug!(?outcome, "admission check"),
         }
+        if started.elapsed() >= Duration::from_millis(ADMISSION_WAIT_MS) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(ADMISSION_ASK_EVERY_MS)).await;
     }
+    eprintln!(
+        "warning: the master at {connect} does not answer identity {}: it does not admit it \
+         (issued after the master started? restart the master to admit it); this agent gets \
+         no tasks until it does",
+        net.principal()
+    );
 }
 
 /// The advert of this agent (detection under `--root`, the configuration, and the agent id
