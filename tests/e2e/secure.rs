@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use framework::{FrameworkClient, FrameworkConfig, FrameworkError, Net, NetConfig};
@@ -39,14 +40,18 @@ fn cluster(dir: &Path, issues: &[&[&str]]) {
     let out = wasmos().args(["secure", "init"]).arg(dir).output().unwrap();
     ok(&out, "secure init");
     for flags in issues {
-        let out = wasmos()
-            .args(["secure", "issue"])
-            .arg(dir)
-            .args(*flags)
-            .output()
-            .unwrap();
-        ok(&out, &format!("secure issue {flags:?}"));
+        cluster_issue(dir, flags);
     }
+}
+
+fn cluster_issue(dir: &Path, flags: &[&str]) {
+    let out = wasmos()
+        .args(["secure", "issue"])
+        .arg(dir)
+        .args(flags)
+        .output()
+        .unwrap();
+    ok(&out, &format!("secure issue {flags:?}"));
 }
 
 fn start_master(dir: &Path, endpoint: &str, http: &str, work: &Path) -> Killed {
@@ -68,24 +73,60 @@ fn start_master(dir: &Path, endpoint: &str, http: &str, work: &Path) -> Killed {
     spawn_master(cmd, endpoint)
 }
 
-fn start_agent(dir: &Path, name: &str, endpoint: &str, work: &Path) -> Killed {
+/// An agent process, and what it has written to stderr so far.
+struct AgentProcess {
+    _child: Killed,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// Waits up to `wait` for `text` in its stderr.
+    fn says(&self, text: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.stderr.lock().unwrap().contains(text) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn start_agent(dir: &Path, name: &str, endpoint: &str, work: &Path) -> AgentProcess {
     let mut cmd = wasmos();
     cmd.args(["agent", "--connect", endpoint, "--identity"])
         .arg(dir.join(name))
         .arg("--work-dir")
         .arg(work.join(name))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
     let child = Killed(child);
+    let said = Arc::new(Mutex::new(String::new()));
+    let into = said.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut said = into.lock().unwrap();
+            said.push_str(&line);
+            said.push('\n');
+        }
+    });
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     assert!(
         line.contains(&format!("agent {name} connected")),
         "agent said {line:?}"
     );
-    child
+    AgentProcess {
+        _child: child,
+        stderr: said,
+    }
 }
 
 /// `wasmos ARGS --connect ENDPOINT [--identity IDENTITY]`.
@@ -204,7 +245,7 @@ async fn a_secure_cluster_lets_in_only_its_identities_each_on_its_own_keys() {
     let endpoint = format!("tls/127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let _master = start_master(&dir, &endpoint, &http, tmp.path());
-    let _a1 = start_agent(&dir, "a1", &endpoint, tmp.path());
+    let a1 = start_agent(&dir, "a1", &endpoint, tmp.path());
 
     // No certificate, or one of another CA: no session at all.
     let plain = tool(&["agents"], &endpoint, None);
@@ -258,7 +299,25 @@ async fn a_secure_cluster_lets_in_only_its_identities_each_on_its_own_keys() {
     frameworks_act_only_on_their_own(&dir, &endpoint, &admin).await;
     operators_by_role(&endpoint, &dir);
     http_wants_a_token(&http, &dir);
+
+    // An identity issued after the master started is not admitted, and its agent says
+    // so; an admitted one never did.
+    cluster_issue(&dir, &["--agent", "late"]);
+    let late = start_agent(&dir, "late", &endpoint, tmp.path());
+    assert!(
+        late.says(NOT_ADMITTED, ADMISSION_SAID_WAIT),
+        "the late agent did not say it is not admitted"
+    );
+    assert!(
+        !a1.says(NOT_ADMITTED, Duration::ZERO),
+        "a1 was told it is not admitted"
+    );
 }
+
+/// What an agent the master does not admit says.
+const NOT_ADMITTED: &str = "does not answer identity";
+/// The agent asks for 5 s; generous for a loaded machine.
+const ADMISSION_SAID_WAIT: Duration = Duration::from_secs(30);
 
 /// One HTTP/1.1 request; the status and the body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
