@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::oci::{OciConfig, OciExecutor};
-use agent::wasm::{ExecutorConfig, WasmExecutor};
+use agent::wasm::{EngineKind, ExecutorConfig, WasmExecutor};
 use net::modules::ModuleCache;
 use net::{AliveToken, Liveness, Net, NetConfig, Responder};
 use proto::admin::LogsRequest;
@@ -72,6 +72,8 @@ pub struct AgentDaemonConfig {
     /// is compiled, with a reason saying why (unsigned, tampered, untrusted key). None:
     /// every module runs. With `shared`, the shared executor's own keys apply instead.
     pub trusted: TrustedKeys,
+    /// What runs WASM tasks' code (with `shared`, the shared executor's engine instead).
+    pub engine: EngineKind,
     /// `Some`: run on these parts instead of opening a session and an engine of its own.
     pub shared: Option<SharedParts>,
 }
@@ -107,6 +109,7 @@ impl AgentDaemonConfig {
             status_retry_max_ms: STATUS_RETRY_MAX_MS_DEFAULT,
             oci: None,
             trusted: TrustedKeys::default(),
+            engine: EngineKind::Native,
             shared: None,
         }
     }
@@ -227,6 +230,7 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError>
     let wasm_config = ExecutorConfig {
         cache_dir: Some(work_dir.join("code-cache")),
         trusted: config.trusted.clone(),
+        engine: config.engine,
         ..ExecutorConfig::default()
     };
     let wasm = match &config.shared {

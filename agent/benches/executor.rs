@@ -1,6 +1,7 @@
 //! Executor benchmarks: start latency of a trivial task cold (compile), cached (compiled
 //! code from the disk cache) and warm (module loaded: instantiate, enter `_start`, end),
-//! tasks per second, and memory per idle task (printed before the timings).
+//! tasks per second, memory per idle task (printed before the timings), and the Pulley
+//! interpreter against native code (`engine/*`: a warm start and a compute loop each).
 //!
 //! `cargo bench -p wasmos-agent --bench executor` (needs `cargo xtask modules` for the
 //! Rust modules). Times include the whole run of the task and the teardown of its store,
@@ -11,7 +12,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use agent::wasm::{ExecutorConfig, KillSwitch, LoadedModule, TaskRun, WasmExecutor, WasmLimits};
+use agent::wasm::{
+    EngineKind, ExecutorConfig, KillSwitch, LoadedModule, TaskRun, WasmExecutor, WasmLimits,
+};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use proto::TaskState;
 
@@ -27,6 +30,19 @@ const SLEEPER_WAT: &str = r#"(module
     (i32.store (i32.const 16) (i32.const 1))            ;; clock id: monotonic
     (i64.store (i32.const 24) (i64.const 60000000000))  ;; timeout: 60 s, relative
     (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+/// A compute-bound command: 10 million rounds of an integer hash in a loop, the result
+/// stored so that the loop is not dead code.
+const COMPUTE_WAT: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (local $i i32) (local $h i32)
+    (local.set $i (i32.const 10000000))
+    (local.set $h (i32.const 2166136261))
+    (loop $next
+      (local.set $h (i32.mul (i32.xor (local.get $h) (local.get $i)) (i32.const 16777619)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $next (local.get $i)))
+    (i32.store (i32.const 0) (local.get $h))))"#;
 
 /// Tasks started at once in the throughput and idle-memory measurements.
 const TASKS_AT_ONCE: usize = 200;
@@ -140,6 +156,36 @@ fn tasks_per_second(c: &mut Criterion, bytes: &[u8]) {
     group.finish();
 }
 
+/// Pulley against native code, side by side: a warm start of `p1_hello` (its own file I/O
+/// included) and the compute loop.
+fn engines(c: &mut Criterion, p1_hello: Option<&[u8]>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sandbox = tempfile::tempdir().unwrap();
+    let task = task(sandbox.path());
+    let mut group = c.benchmark_group("engine");
+    for engine in [EngineKind::Native, EngineKind::Pulley] {
+        let exec = WasmExecutor::new(ExecutorConfig {
+            engine,
+            ..ExecutorConfig::default()
+        })
+        .unwrap();
+        let compute = exec.load(COMPUTE_WAT.as_bytes()).unwrap();
+        group.bench_function(format!("compute_10m/{}", engine.name()), |b| {
+            b.iter(|| run_once(&rt, &exec, &compute, &task))
+        });
+        if let Some(bytes) = p1_hello {
+            let hello = exec.load(bytes).unwrap();
+            group.bench_function(format!("p1_hello_warm/{}", engine.name()), |b| {
+                b.iter(|| run_once(&rt, &exec, &hello, &task))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// Resident memory of this process, from /proc/self/statm.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -198,5 +244,6 @@ fn main() {
         ),
     }
     tasks_per_second(&mut c, TRIVIAL_WAT.as_bytes());
+    engines(&mut c, rust_module("p1_hello").as_deref());
     c.final_summary();
 }

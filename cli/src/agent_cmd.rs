@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent::detect::{self, AgentConfig};
 use agent::oci::OciConfig;
+use agent::wasm::EngineKind;
 use agent_daemon::{AgentDaemon, AgentDaemonConfig};
 use anyhow::Context;
 use net::NetConfig;
@@ -52,6 +53,11 @@ pub struct AgentArgs {
     /// `wasmos module --help`.
     #[arg(long = "trust", value_name = "KEY.pub")]
     pub trust: Vec<PathBuf>,
+    /// What runs WASM tasks: `native` (Cranelift machine code) or `pulley` (wasmtime's
+    /// interpreter: no executable memory, any CPU, slower). The advert says which
+    /// (`engine=native|pulley`), so frameworks can constrain on it.
+    #[arg(long, value_name = "native|pulley", default_value = "native")]
+    pub engine: EngineKind,
     #[command(flatten)]
     pub identity: crate::identity::IdentityArgs,
 }
@@ -61,7 +67,11 @@ pub struct AgentSetup {
     pub advert: AgentAdvert,
     pub work_dir: PathBuf,
     pub trusted: TrustedKeys,
+    pub engine: EngineKind,
 }
+
+/// The advert attribute naming the agent's WASM engine (`native` or `pulley`).
+pub const ENGINE_ATTRIBUTE: &str = "engine";
 
 /// How long the agent waits for a master before it says it is waiting.
 const WAITING_NOTICE_AFTER: Duration = Duration::from_secs(1);
@@ -75,6 +85,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         advert,
         work_dir,
         trusted,
+        engine,
     } = setup(&args)?;
     if args.print_advert {
         println!("{}", serde_json::to_string_pretty(&advert)?);
@@ -89,6 +100,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
     config.oci = oci_config(args.no_oci, &work_dir);
     config.trusted = trusted;
+    config.engine = engine;
     let runtime = runtime()?;
     let code = runtime.block_on(run_daemon(config));
     // zenoh opens a session in a blocking section that waits for a master: a signal
@@ -232,10 +244,14 @@ pub fn setup(args: &AgentArgs) -> anyhow::Result<AgentSetup> {
         .unwrap_or(0);
     let trust: Vec<PathBuf> = config.trust.iter().chain(&args.trust).cloned().collect();
     let trusted = crate::module_cmd::trusted_keys(&trust)?;
-    let advert = detect::advert(detected, &config, agent_id, incarnation)?;
+    let mut advert = detect::advert(detected, &config, agent_id, incarnation)?;
+    advert
+        .attributes
+        .insert(ENGINE_ATTRIBUTE, args.engine.name());
     Ok(AgentSetup {
         advert,
         work_dir,
         trusted,
+        engine: args.engine,
     })
 }

@@ -48,6 +48,15 @@ pub struct RunArgs {
     /// tampered, untrusted key). See `wasmos module --help`.
     #[arg(long = "trust", value_name = "KEY.pub", conflicts_with = "oci")]
     pub trust: Vec<PathBuf>,
+    /// What runs the module: `native` (Cranelift machine code) or `pulley` (wasmtime's
+    /// interpreter: no executable memory, any CPU, slower).
+    #[arg(
+        long,
+        value_name = "native|pulley",
+        default_value = "native",
+        conflicts_with = "oci"
+    )]
+    pub engine: agent::wasm::EngineKind,
     /// Run an OCI image layout (directory or .tar) instead of a WASM module.
     #[arg(long, value_name = "IMAGE", conflicts_with = "module")]
     pub oci: Option<PathBuf>,

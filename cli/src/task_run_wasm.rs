@@ -37,6 +37,7 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
     let executor = WasmExecutor::new(ExecutorConfig {
         cache_dir: cache_dir(),
         trusted,
+        engine: args.engine,
         ..ExecutorConfig::default()
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent::wasm::EngineKind;
 use agent_daemon::{AgentDaemon, AgentDaemonConfig};
 use anyhow::Context;
 use net::NetConfig;
@@ -45,12 +46,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         no_oci: args.no_oci,
         // The local agent trusts what the master trusts.
         trust: args.master.trust.clone(),
+        engine: EngineKind::Native,
         identity: crate::identity::IdentityArgs::default(),
     };
     let agent_cmd::AgentSetup {
         mut advert,
         work_dir,
         trusted,
+        engine,
     } = agent_cmd::setup(&agent_args)?;
     let mut master_args = args.master.clone();
     // One machine: when its agent has a GPU, there is no other agent for CPU work.
@@ -82,6 +85,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let mut agent_config = AgentDaemonConfig::new(net, advert, work_dir.clone());
         agent_config.oci = agent_cmd::oci_config(args.no_oci, &work_dir);
         agent_config.trusted = trusted;
+        agent_config.engine = engine;
         let agent = AgentDaemon::start(agent_config)
             .await
             .context("starting the local agent")?;

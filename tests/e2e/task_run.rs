@@ -88,6 +88,27 @@ fn p1_and_p2_programs_finish_with_their_output() {
 }
 
 #[test]
+fn the_pulley_interpreter_runs_p1_and_p2_and_keeps_the_limits() {
+    for module in ["p1_hello", "p2_hello"] {
+        let (code, v) = task_run(&["--engine", "pulley", &path(module), "--", "x"]);
+        assert_eq!(
+            (code, v["state"].as_str()),
+            (0, Some("finished")),
+            "{module}: {v}"
+        );
+    }
+    let (code, v) = task_run(&["--engine", "pulley", "--mem", "32", &path("p1_membomb")]);
+    assert_eq!((code, v["state"].as_str()), (1, Some("failed")), "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("memory limit"),
+        "{v}"
+    );
+    let (code, v) = task_run(&["--engine", "pulley", "--timeout", "1", &path("p1_spin")]);
+    assert_eq!((code, v["state"].as_str()), (1, Some("failed")), "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("timed out"), "{v}");
+}
+
+#[test]
 fn failures_exit_1_with_their_reason() {
     let (code, v) = task_run(&[&path("p1_exit3")]);
     assert_eq!(
@@ -368,6 +389,12 @@ fn print_advert_reads_a_fake_device_tree() {
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(has, ["camera", "gpu"]);
+    // The engine is an attribute frameworks may constrain on.
+    assert_eq!(v["attributes"]["engine"], "native", "{v}");
+    assert_eq!(
+        advert(&["--engine", "pulley"])["attributes"]["engine"],
+        "pulley"
+    );
     assert_eq!(
         advert(&[])["agent_id"],
         v["agent_id"],

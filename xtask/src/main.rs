@@ -263,6 +263,14 @@ fn test(extra: &[String]) -> Result<()> {
         .args(["test", "-p", "wasmos-tests", "--test", "e2e", "--"])
         .args(["cluster::", "failover::", "plugins::"]);
     let result = result.and(run(&mut secure));
+    // The WASM executor's suite (the hostile modules among it) again on the Pulley
+    // interpreter: every limit must hold there too.
+    let mut pulley = Command::new(cargo());
+    pulley
+        .current_dir(&root)
+        .env("WASMOS_TEST_ENGINE", "pulley")
+        .args(["test", "-p", "wasmos-agent", "--test", "wasm"]);
+    let result = result.and(run(&mut pulley));
     eprintln!(
         "xtask: test finished in {:.0} s",
         started.elapsed().as_secs_f64()

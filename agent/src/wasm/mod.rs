@@ -28,6 +28,13 @@
 //! - **Output** (`output_bytes_max`): per stream, the first and last halves are kept and the
 //!   middle counted; writes never fail.
 //!
+//! # Engines
+//! [`EngineKind::Native`] compiles to machine code with Cranelift. [`EngineKind::Pulley`]
+//! compiles to bytecode for wasmtime's Pulley interpreter: no executable memory and no
+//! Cranelift backend for the CPU needed, for devices that forbid the one or lack the
+//! other, at a cost in speed. Every limit above holds on both. Compiled code carries its
+//! engine in the code cache's key, so the two never stand in for each other.
+//!
 //! # Signed modules
 //! With [`ExecutorConfig::trusted`] holding keys, [`WasmExecutor::load`] (and so
 //! [`WasmExecutor::start_spec`]) refuses a module that is unsigned, tampered or signed by
@@ -96,6 +103,8 @@ pub struct ExecutorConfig {
     pub loaded_modules_max: usize,
     /// Keys whose signed modules run; none (the default): every module runs, signed or not.
     pub trusted: TrustedKeys,
+    /// What runs the tasks' code.
+    pub engine: EngineKind,
 }
 
 impl Default for ExecutorConfig {
@@ -104,6 +113,40 @@ impl Default for ExecutorConfig {
             cache_dir: None,
             loaded_modules_max: LOADED_MODULES_MAX_DEFAULT,
             trusted: TrustedKeys::default(),
+            engine: EngineKind::Native,
+        }
+    }
+}
+
+/// What runs a task's code (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Machine code compiled by Cranelift.
+    #[default]
+    Native,
+    /// Bytecode run by wasmtime's Pulley interpreter.
+    Pulley,
+}
+
+impl EngineKind {
+    /// As the advert's `engine` attribute and `--engine` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Native => "native",
+            EngineKind::Pulley => "pulley",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<EngineKind, String> {
+        match name {
+            "native" => Ok(EngineKind::Native),
+            "pulley" => Ok(EngineKind::Pulley),
+            other => Err(format!("no engine {other:?}: native or pulley")),
         }
     }
 }
@@ -187,8 +230,9 @@ impl WasmExecutor {
     /// One engine (async, epoch interruption, bounded stacks), WASI linkers, the code cache
     /// and the epoch ticker thread (stopped when the last clone is dropped).
     pub fn new(config: ExecutorConfig) -> Result<WasmExecutor, ExecutorError> {
-        let engine =
-            Engine::new(&engine_config()).map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
+        let engine = engine_config(config.engine)
+            .and_then(|c| Engine::new(&c))
+            .map_err(|e| ExecutorError::Engine(format!("{e:#}")))?;
         let mut p1_linker: Linker<P1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, P1Ctx::wasi)
             .and_then(|_| wasmtime_wasi::p0::add_to_linker_async(&mut p1_linker, P1Ctx::wasi))
@@ -462,14 +506,24 @@ impl WasmExecutor {
     }
 }
 
-fn engine_config() -> Config {
+fn engine_config(kind: EngineKind) -> wasmtime::Result<Config> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
     config.max_wasm_stack(WASM_STACK_BYTES_MAX);
     config.async_stack_size(ASYNC_STACK_BYTES);
-    config
+    if kind == EngineKind::Pulley {
+        config.target(PULLEY_TARGET)?;
+    }
+    Ok(config)
 }
+
+/// Pulley's target for this host: 64-bit, in the host's byte order.
+const PULLEY_TARGET: &str = if cfg!(target_endian = "big") {
+    "pulley64be"
+} else {
+    "pulley64"
+};
 
 /// One thread per engine advances the epoch every [`limits::EPOCH_TICK`]; it holds only a
 /// weak reference and stops with the executor.

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent::wasm::{CodeOrigin, ExecutorConfig, WasmExecutor};
+use agent::wasm::{CodeOrigin, EngineKind, ExecutorConfig, WasmExecutor};
 use proto::{DirGrant, TaskKind, TaskState};
 
-use crate::support::{executor, module_bytes, run_module, run_spec, sandbox, spec};
+use crate::support::{engine, executor, module_bytes, run_module, run_spec, sandbox, spec};
 
 #[tokio::test]
 async fn p1_command_sees_its_args_env_and_sandbox() {
@@ -376,6 +376,7 @@ fn code_cache_skips_compilation_and_recovers_from_corruption() {
     let config = ExecutorConfig {
         cache_dir: Some(dir.path().to_owned()),
         loaded_modules_max: 0,
+        engine: engine(),
         ..ExecutorConfig::default()
     };
     let bytes = module_bytes("p1_hello");
@@ -412,6 +413,37 @@ fn code_cache_skips_compilation_and_recovers_from_corruption() {
         exec.load(&component).unwrap().origin(),
         CodeOrigin::DiskCache
     );
+}
+
+#[tokio::test]
+async fn pulley_and_native_code_share_a_cache_directory_without_mixing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |engine| ExecutorConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        loaded_modules_max: 0,
+        engine,
+        ..ExecutorConfig::default()
+    };
+    let bytes = module_bytes("p1_hello");
+    for engine in [EngineKind::Native, EngineKind::Pulley] {
+        let exec = WasmExecutor::new(config(engine)).unwrap();
+        assert_eq!(
+            exec.load(&bytes).unwrap().origin(),
+            CodeOrigin::Compiled,
+            "{engine:?}: the other engine's code is not this one's"
+        );
+    }
+    for engine in [EngineKind::Native, EngineKind::Pulley] {
+        let exec = WasmExecutor::new(config(engine)).unwrap();
+        let loaded = exec.load(&bytes).unwrap();
+        assert_eq!(loaded.origin(), CodeOrigin::DiskCache, "{engine:?}");
+        let outcome = run_module(&exec, "p1_hello", 64.0, None).await;
+        assert_eq!(
+            outcome.state,
+            TaskState::Finished,
+            "{engine:?}: {outcome:?}"
+        );
+    }
 }
 
 #[test]

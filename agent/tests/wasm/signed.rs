@@ -25,6 +25,7 @@ fn trusting(keys: &[&SecretKey], cache_dir: &Path) -> WasmExecutor {
         cache_dir: Some(cache_dir.to_owned()),
         loaded_modules_max: 0,
         trusted: TrustedKeys::new(keys.iter().map(|k| k.public_key())).unwrap(),
+        engine: crate::support::engine(),
     })
     .unwrap()
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent::outcome::TaskOutcome;
-use agent::wasm::{ExecutorConfig, TaskReport, WasmExecutor};
+use agent::wasm::{EngineKind, ExecutorConfig, TaskReport, WasmExecutor};
 use proto::{ModuleRef, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
 
 /// A module built by `cargo xtask modules`.
@@ -17,8 +17,23 @@ pub fn module_bytes(name: &str) -> Arc<[u8]> {
     bytes.into()
 }
 
+/// The engine the suite runs on: `WASMOS_TEST_ENGINE=pulley` (`cargo xtask test` runs the
+/// WASM tests so a second time, so that every limit is proven on Pulley too), else native.
+pub fn engine() -> EngineKind {
+    match std::env::var("WASMOS_TEST_ENGINE") {
+        Ok(name) => name
+            .parse()
+            .unwrap_or_else(|e| panic!("WASMOS_TEST_ENGINE: {e}")),
+        Err(_) => EngineKind::Native,
+    }
+}
+
 pub fn executor() -> WasmExecutor {
-    WasmExecutor::new(ExecutorConfig::default()).unwrap()
+    WasmExecutor::new(ExecutorConfig {
+        engine: engine(),
+        ..ExecutorConfig::default()
+    })
+    .unwrap()
 }
 
 /// A wasm task spec: `mem` MiB, `cpus`, optional timeout, module args.
