@@ -28,6 +28,11 @@ pub struct SimArgs {
     /// pass is replaced by the built-in DRF for that pass, with an error logged.
     #[arg(long, default_value = "drf", value_name = "drf|MODULE.wasm")]
     allocator: String,
+    /// Add `"stats": {"placements", "wall_ms", "placements_per_s", "peak_rss_bytes"}`:
+    /// tasks launched, the run's wall-clock time (parsing included), and this process's
+    /// peak resident memory.
+    #[arg(long)]
+    stats: bool,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -67,9 +72,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let base = scenario_dir(args.file.as_deref());
     let engine = policy_host::sandbox::engine()?;
     let mut load = |f: &ScenarioFramework| load_scheduler(&engine, &base, f);
+    let started = std::time::Instant::now();
     match run_scenario_with_schedulers(&json, &mut allocators, &mut load) {
         Ok(report) => {
-            println!("{}", serde_json::to_string(&report)?);
+            let mut out = serde_json::to_value(&report)?;
+            if args.stats {
+                out["stats"] = stats(&report, started.elapsed());
+            }
+            println!("{out}");
             Ok(ExitCode::SUCCESS)
         }
         Err(SimError::Scenario(e)) => {
@@ -82,6 +92,28 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `--stats`: placements (tasks launched), wall time, their rate, peak RSS.
+fn stats(report: &sim::SimReport, took: std::time::Duration) -> serde_json::Value {
+    let placements: u64 = report.launched.iter().map(|(_, n)| n).sum();
+    let secs = took.as_secs_f64();
+    serde_json::json!({
+        "placements": placements,
+        "wall_ms": took.as_millis() as u64,
+        "placements_per_s": if secs > 0.0 { (placements as f64 / secs).round() as u64 } else { 0 },
+        "peak_rss_bytes": peak_rss_bytes(),
+    })
+}
+
+/// This process's peak resident set (`VmHWM` of /proc/self/status); 0 where unknown.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 enum ReadError {

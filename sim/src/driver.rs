@@ -256,6 +256,7 @@ impl Sim {
             task: resources_of(&format!("framework {}", f.id), f.task_amounts())?,
             constraints: f.constraints(),
             left: f.max_tasks,
+            fill: f.fill,
             launched: 0,
             suppressed: false,
         };

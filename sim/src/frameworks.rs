@@ -2,9 +2,9 @@
 //! and ones answered by a scheduler module ([`SimScheduler`]).
 //!
 //! A synthetic framework, for each offer, launches exactly one task of its shape when the
-//! task fits and it has tasks left, declining the rest with a 0-second filter; when the
-//! task does not fit it declines the whole offer with a one-hour filter; with no tasks left
-//! it declines and suppresses. It acknowledges every status update and relaunches nothing
+//! task fits and it has tasks left (with `fill`, as many as fit and it has left), declining
+//! the rest with a 0-second filter; when the task does not fit it declines the whole offer
+//! with a one-hour filter; with no tasks left it declines and suppresses. It acknowledges every status update and relaunches nothing
 //! on its own: a task that ends, or is lost, is not replaced.
 
 use std::collections::BTreeMap;
@@ -17,6 +17,10 @@ use proto::{
 /// Declining an offer whose resources cannot hold one task refuses that agent this long
 /// (for offers no larger than this one: a filter applies to subsets only).
 const SIM_NO_FIT_REFUSE_SECONDS: f64 = 3600.0;
+
+/// Most tasks a `fill` framework launches on one offer: the master's default
+/// `tasks_per_accept_max`, beyond which it refuses the `Accept`.
+pub const SIM_FILL_TASKS_MAX: u64 = 1024;
 
 /// A framework's scheduler in a simulation instead of the synthetic behaviour (a scenario
 /// entry with `"scheduler"`): it gets every event the master sends its framework, in
@@ -35,6 +39,8 @@ pub(crate) struct SynthFramework {
     pub constraints: Vec<proto::Constraint>,
     /// `None`: unlimited.
     pub left: Option<u64>,
+    /// Launches as many tasks as fit on each offer, not one.
+    pub fill: bool,
     pub launched: u64,
     pub suppressed: bool,
 }
@@ -56,21 +62,14 @@ impl SynthFramework {
             calls.extend(suppress.then_some(Call::Suppress));
             return calls;
         }
-        if !offer.resources.contains(&self.task) {
+        let count = self.tasks_fitting(&offer.resources);
+        if count == 0 {
             return vec![decline(SIM_NO_FIT_REFUSE_SECONDS)];
         }
-        self.launched += 1;
-        self.left = self.left.map(|n| n - 1);
-        let task = TaskSpec {
-            task_id: TaskId(format!("{}-{}", self.name, self.launched)),
-            name: self.name.clone(),
-            resources: self.task.clone(),
-            kind: TaskKind::Wasm(WasmTask::default()),
-            limits: TaskLimits::default(),
-        };
+        let tasks = (0..count).map(|_| self.next_task()).collect();
         let mut calls = vec![Call::Accept {
             offer_ids: vec![offer.offer_id.clone()],
-            operations: vec![Operation::Launch { tasks: vec![task] }],
+            operations: vec![Operation::Launch { tasks }],
             filters: Filters {
                 refuse_seconds: 0.0,
             },
@@ -80,6 +79,39 @@ impl SynthFramework {
             calls.push(Call::Suppress);
         }
         calls
+    }
+}
+
+impl SynthFramework {
+    /// How many of its tasks it launches on `resources`: one if it fits, or with `fill` as
+    /// many as fit, within what it has left and [`SIM_FILL_TASKS_MAX`].
+    fn tasks_fitting(&self, resources: &Resources) -> u64 {
+        let most = match (self.fill, self.left) {
+            (false, _) => 1,
+            (true, left) => left.unwrap_or(u64::MAX).min(SIM_FILL_TASKS_MAX),
+        };
+        let mut free = resources.clone();
+        let mut count = 0;
+        while count < most {
+            match free.checked_sub(&self.task) {
+                Some(rest) => free = rest,
+                None => break,
+            }
+            count += 1;
+        }
+        count
+    }
+
+    fn next_task(&mut self) -> TaskSpec {
+        self.launched += 1;
+        self.left = self.left.map(|n| n.saturating_sub(1));
+        TaskSpec {
+            task_id: TaskId(format!("{}-{}", self.name, self.launched)),
+            name: self.name.clone(),
+            resources: self.task.clone(),
+            kind: TaskKind::Wasm(WasmTask::default()),
+            limits: TaskLimits::default(),
+        }
     }
 }
 

@@ -175,6 +175,10 @@ pub struct ScenarioFramework {
     /// never end.
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// On each offer, launch as many tasks of its shape as fit (and as it has left, at most
+    /// [`crate::frameworks::SIM_FILL_TASKS_MAX`]) instead of exactly one.
+    #[serde(default)]
+    pub fill: bool,
     /// What it declares, as `FrameworkInfo::capabilities` (`["gpu_resources"]`: it is
     /// offered agents with free GPUs, which others are not).
     #[serde(default)]
@@ -215,9 +219,10 @@ impl ScenarioFramework {
 const SCENARIO_FIELDS: [&str; 5] = ["agents", "frameworks", "seed", "until_ms", "faults"];
 const AGENT_FIELDS: [&str; 3] = ["id", "resources", "attributes"];
 const FAULT_FIELDS: [&str; 4] = ["at_ms", "agent_lost", "agent_back", "master_restart"];
-const FRAMEWORK_FIELDS: [&str; 11] = [
+const FRAMEWORK_FIELDS: [&str; 12] = [
     "capabilities",
     "duration_ms",
+    "fill",
     "id",
     "role",
     "weight",

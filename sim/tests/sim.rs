@@ -506,3 +506,25 @@ fn scheduler_entries_are_answered_by_the_loaded_scheduler() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn a_fill_framework_launches_every_task_that_fits_on_one_offer() {
+    // One offer of 8 cpus: 8 tasks at once, or 5 when only 5 are left; the plain framework
+    // gets one per offer and ends with the same count (its offers come back at once).
+    let json = r#"{"agents":[{"id":"a","resources":{"cpus":8}}],
+        "frameworks":[{"id":"f","task":{"cpus":1},"fill":true}]}"#;
+    let report = run(json);
+    assert_eq!(report["launched"], json!({"f": 8}));
+    assert_eq!(
+        report["placements"],
+        json!([{"framework": "f", "agent": "a", "tasks": 8}])
+    );
+    let json = r#"{"agents":[{"id":"a","resources":{"cpus":8}},{"id":"b","resources":{"cpus":8}}],
+        "frameworks":[{"id":"f","task":{"cpus":1},"fill":true,"max_tasks":5},
+                      {"id":"g","task":{"cpus":2},"fill":true}]}"#;
+    let report = run(json);
+    assert_eq!(report["launched"]["f"], 5, "{report}");
+    // g takes what f left: 16 - 5 cpus, 2 each.
+    assert_eq!(report["launched"]["g"], 5, "{report}");
+    assert!(Scenario::unknown_fields(json).is_empty());
+}

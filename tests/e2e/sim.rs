@@ -6,8 +6,13 @@ use std::process::{Output, Stdio};
 use serde_json::{Value, json};
 
 fn sim_stdin(input: &str) -> Output {
+    sim_stdin_with(input, &[])
+}
+
+fn sim_stdin_with(input: &str, flags: &[&str]) -> Output {
     let mut child = wasmos_tests::wasmos()
         .arg("sim")
+        .args(flags)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,6 +59,26 @@ fn sim_reads_stdin_and_prints_progressive_filling_counts() {
             {"framework": "fw0", "agent": "a1", "tasks": 3},
             {"framework": "fw1", "agent": "a1", "tasks": 2}
         ]})
+    );
+}
+
+#[test]
+fn sim_stats_count_placements_time_and_memory() {
+    let scenario = json!({
+        "agents": [{"id": "a1", "resources": {"cpus": 64}}],
+        "frameworks": [{"id": "f", "task": {"cpus": 1}, "fill": true}]
+    });
+    let report = stdout_json(&sim_stdin_with(&scenario.to_string(), &["--stats"]));
+    assert_eq!(report["launched"], json!({"f": 64}), "{report}");
+    let stats = &report["stats"];
+    assert_eq!(stats["placements"], 64, "{report}");
+    let wall_ms = stats["wall_ms"].as_u64().unwrap();
+    let rate = stats["placements_per_s"].as_u64().unwrap();
+    // The rate is the count over the time (rounded; the time in whole ms is rounded down).
+    assert!(rate >= 64_000 / (wall_ms + 1), "{report}");
+    assert!(
+        stats["peak_rss_bytes"].as_u64().unwrap() > 1 << 20,
+        "{report}"
     );
 }
 
