@@ -7,6 +7,10 @@
 //! - an agent killed with SIGKILL mid-task: the framework gets `lost`;
 //! - garbage on every key the master and agents listen to is counted and ignored;
 //! - agents in their own network namespaces, joined by veth pairs to a bridge.
+//!
+//! With `WASMOS_E2E_SECURE=1` the first three run on a secure cluster; the garbage test
+//! stays on plain TCP (on a secure cluster the access control drops what it sends before
+//! any decoder sees it: `e2e/secure.rs` checks that), and so does the namespace test.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -14,13 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use framework::{Events, FrameworkClient, FrameworkConfig, Net, NetConfig};
+use framework::{Events, FrameworkClient, FrameworkConfig, Net};
 use proto::operator::{OperatorReply, OperatorRequest};
 use proto::{
     DirGrant, Event, Filters, ModuleRef, OciTask, Operation, Resources, TaskId, TaskKind,
     TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
 };
 use serde_json::Value;
+use wasmos_tests::secure_mode::{cluster_endpoint, framework_net, secure_for};
 use wasmos_tests::{Killed, free_endpoint, module, oci_image, spawn_master, wasmos};
 
 /// How long a test waits for an event it needs (offers, updates); generous, because
@@ -33,8 +38,11 @@ const LONG_TASK_SAMPLES: &str = "600";
 
 /// `wasmos master --listen ENDPOINT`, once it printed that it listens.
 fn start_master(mut cmd: Command, endpoint: &str, store: &Path) -> Killed {
+    cmd.arg("master");
+    if let Some(cluster) = secure_for(endpoint) {
+        cmd.args(cluster.identity("master"));
+    }
     cmd.args([
-        "master",
         "--listen",
         endpoint,
         "--agent-lost-timeout",
@@ -50,7 +58,12 @@ fn start_master(mut cmd: Command, endpoint: &str, store: &Path) -> Killed {
 
 /// `wasmos agent --connect ENDPOINT --work-dir DIR [--config FILE]`, once connected.
 fn start_agent(mut cmd: Command, endpoint: &str, work_dir: &Path, config: Option<&Path>) -> Killed {
-    cmd.args(["agent", "--connect", endpoint, "--work-dir"])
+    cmd.arg("agent");
+    if let Some(cluster) = secure_for(endpoint) {
+        let configured = config.map(|c| c.file_stem().and_then(|s| s.to_str()).unwrap_or_default());
+        cmd.args(cluster.agent(configured, work_dir));
+    }
+    cmd.args(["--connect", endpoint, "--work-dir"])
         .arg(work_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -78,9 +91,7 @@ fn agent_config(dir: &Path, agent_id: &str, cpus: u32) -> PathBuf {
 }
 
 async fn open(endpoint: &str) -> Net {
-    Net::open(&NetConfig::member(vec![endpoint.to_owned()]))
-        .await
-        .unwrap()
+    Net::open(&framework_net(endpoint)).await.unwrap()
 }
 
 async fn subscribe(endpoint: &str, name: &str, weight: f64) -> (FrameworkClient, Events) {
@@ -210,7 +221,12 @@ async fn update_until(
 
 /// `wasmos <args> --json --connect ENDPOINT` as a JSON array.
 fn json_rows(args: &[&str], endpoint: &str) -> Vec<Value> {
-    let out = wasmos()
+    let mut cmd = wasmos();
+    if let Some(cluster) = secure_for(endpoint) {
+        let [_, admin] = cluster.identity("admin");
+        cmd.env("WASMOS_IDENTITY", admin);
+    }
+    let out = cmd
         .args(args)
         .args(["--json", "--connect", endpoint])
         .output()
@@ -248,7 +264,7 @@ async fn oci_task_launched_through_the_cluster_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("busybox");
     oci_image::busybox_layout(&image, &["sh", "-c", "echo hello from a container"]);
-    let endpoint = free_endpoint();
+    let endpoint = cluster_endpoint();
     let _master = start_master(wasmos(), &endpoint, &dir.path().join("store"));
     let config = agent_config(dir.path(), "oci-agent", 2);
     let _agent = start_agent(
@@ -285,7 +301,7 @@ async fn oci_task_launched_through_the_cluster_finishes() {
 async fn two_frameworks_of_weights_1_and_3_converge_to_drf_shares() {
     let dir = tempfile::tempdir().unwrap();
     let sensor = sensor_dir(dir.path());
-    let endpoint = free_endpoint();
+    let endpoint = cluster_endpoint();
     let _master = start_master(wasmos(), &endpoint, &dir.path().join("store"));
     // Both subscribe before the agent comes, so neither gets a head start.
     let (light, mut light_events) = subscribe(&endpoint, "light", 1.0).await;
@@ -359,7 +375,7 @@ async fn two_frameworks_of_weights_1_and_3_converge_to_drf_shares() {
 async fn agent_killed_mid_task_brings_a_lost_update() {
     let dir = tempfile::tempdir().unwrap();
     let sensor = sensor_dir(dir.path());
-    let endpoint = free_endpoint();
+    let endpoint = cluster_endpoint();
     let _master = start_master(wasmos(), &endpoint, &dir.path().join("store"));
     let config = agent_config(dir.path(), "doomed", 2);
     let mut agent = start_agent(

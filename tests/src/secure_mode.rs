@@ -1,5 +1,5 @@
 //! `WASMOS_E2E_SECURE=1`: the cluster tests (`e2e/cluster.rs`, `failover.rs`,
-//! `plugins.rs`) run against a secure cluster, as `cargo xtask test` runs them a second
+//! `plugins.rs`, `fleet.rs`) run against a secure cluster, as `cargo xtask test` runs them a second
 //! time: every master with `--identity DIR/master` on a `tls/` endpoint, every agent as an
 //! agent identity of the one cluster directory this test process makes (the same one for
 //! the same work directory, so a restarted agent is the same agent), every tool as its
@@ -20,7 +20,9 @@ pub const SECURE_ENV: &str = "WASMOS_E2E_SECURE";
 /// Agent identities issued before any master starts (its access control is made then).
 const AGENT_POOL: usize = 24;
 /// Agent ids the tests configure, issued too.
-const CONFIGURED_AGENT_IDS: [&str; 1] = ["board1"];
+const CONFIGURED_AGENT_IDS: [&str; 4] = ["board1", "oci-agent", "drf-agent", "doomed"];
+/// The cluster's policy: native frameworks may launch OCI containers (the fleet tests do).
+const POLICY: &str = "[framework.frameworks]\nroles = [\"*\"]\noci = true\n";
 
 /// The framework principal native frameworks connect as.
 const FRAMEWORK_NAME: &str = "frameworks";
@@ -56,6 +58,7 @@ impl SecureCluster {
         let cluster: OsString = dir.clone().into();
         let framework = FRAMEWORK_NAME.into();
         secure(&[&"issue".into(), &cluster, &"--framework".into(), &framework]);
+        std::fs::write(dir.join("policy.toml"), POLICY).expect("writing the cluster's policy");
         SecureCluster {
             dir,
             agents: Mutex::new(HashMap::new()),
@@ -154,11 +157,17 @@ pub fn agent_command(configured: Option<&str>, work_dir: &Path) -> Command {
     cmd
 }
 
+/// The secure cluster when `endpoint` is one of its (`tls/`): a test that keeps to plain
+/// TCP (`crate::free_endpoint`) stays plain in either mode.
+pub fn secure_for(endpoint: &str) -> Option<&'static SecureCluster> {
+    secure_cluster().filter(|_| endpoint.starts_with("tls/"))
+}
+
 /// A native framework's zenoh configuration for `endpoint`: framework principal
-/// `frameworks` when secure.
+/// `frameworks` on a secure cluster's endpoint.
 pub fn framework_net(endpoint: &str) -> NetConfig {
     let config = NetConfig::member(vec![endpoint.to_owned()]);
-    match secure_cluster() {
+    match secure_for(endpoint) {
         Some(cluster) => config.with_tls(
             FRAMEWORK_NAME,
             TlsFiles {

@@ -253,15 +253,16 @@ fn test(extra: &[String]) -> Result<()> {
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
     let result = run(&mut cmd);
-    // The cluster, failover and plugin tests again, on a secure cluster (mutual TLS,
-    // access control, every process its own identity): what passes plain must pass
-    // secure. (`demo` and `secure` are secure already.)
+    // The cluster, failover, plugin and fleet tests again, on a secure cluster (mutual
+    // TLS, access control, every process its own identity): what passes plain must pass
+    // secure. (`demo` and `secure` are secure already; two fleet tests keep to plain TCP,
+    // see e2e/fleet.rs.)
     let mut secure = Command::new(cargo());
     secure
         .current_dir(&root)
         .env("WASMOS_E2E_SECURE", "1")
         .args(["test", "-p", "wasmos-tests", "--test", "e2e", "--"])
-        .args(["cluster::", "failover::", "plugins::"]);
+        .args(["cluster::", "failover::", "plugins::", "fleet::"]);
     let result = result.and(run(&mut secure));
     // The WASM executor's suite (the hostile modules among it) again on the Pulley
     // interpreter: every limit must hold there too.
