@@ -245,9 +245,8 @@ pub fn setup(args: &AgentArgs) -> anyhow::Result<AgentSetup> {
     let trust: Vec<PathBuf> = config.trust.iter().chain(&args.trust).cloned().collect();
     let trusted = crate::module_cmd::trusted_keys(&trust)?;
     let mut advert = detect::advert(detected, &config, agent_id, incarnation)?;
-    advert
-        .attributes
-        .insert(ENGINE_ATTRIBUTE, args.engine.name());
+    // What runs the tasks is `--engine`'s to say, whatever the configuration's attributes say.
+    advert.attributes.set(ENGINE_ATTRIBUTE, args.engine.name());
     Ok(AgentSetup {
         advert,
         work_dir,

@@ -21,7 +21,7 @@ const SCENARIO_BYTES_MAX: u64 = 64 << 20;
 
 #[derive(clap::Args)]
 pub struct SimArgs {
-    /// Scenario file (JSON); stdin when absent.
+    /// Scenario file (JSON; its format: README.md, "Simulating a fleet"); stdin when absent.
     file: Option<PathBuf>,
     /// Allocation policy: `drf` (the built-in hierarchical weighted DRF) or the path of an
     /// allocator module (`MODULE.wasm`, see executor-sdk/README.md); a module that fails a

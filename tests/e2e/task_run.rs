@@ -395,6 +395,12 @@ fn print_advert_reads_a_fake_device_tree() {
         advert(&["--engine", "pulley"])["attributes"]["engine"],
         "pulley"
     );
+    // `--engine` says what runs the tasks, whatever the configuration's attributes say.
+    let claims = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(claims.path(), "[attributes]\nengine = \"native\"\n").unwrap();
+    let claimed = claims.path().display().to_string();
+    let overridden = advert(&["--config", &claimed, "--engine", "pulley"]);
+    assert_eq!(overridden["attributes"]["engine"], "pulley", "{overridden}");
     assert_eq!(
         advert(&[])["agent_id"],
         v["agent_id"],

@@ -6,6 +6,7 @@ use proto::{AgentAdvert, AgentId, Event, StatusUuid, TaskId, TaskState, TaskStat
 
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
+use crate::allocator::GPUS;
 use crate::time::Millis;
 
 /// Why the tasks of an agent whose token stayed away are lost.
@@ -254,6 +255,10 @@ impl Master {
     fn add_agent(&mut self, advert: AgentAdvert) {
         let id = advert.agent_id.clone();
         tracing::info!(agent_id = %id, hostname = %advert.hostname, total = %advert.total, "agent joined");
+        let has_gpus = advert.total.quantities_iter().any(|(kind, _)| kind == GPUS);
+        if has_gpus && !self.config.gpu_agents_last_resort {
+            tracing::warn!(agent_id = %id, "agent has GPUs: while they are free it is offered only to frameworks that declare the GPU capability (not to `wasmos run`'s jobs framework); --gpu-agents-last-resort lets the others have it when nothing else is free");
+        }
         self.lost_agents.forget(&id);
         self.book.add_agent(&id, advert.total, advert.attributes);
         let record = AgentRecord {
