@@ -418,7 +418,14 @@ async fn start_cluster_with(tokens: Option<Arc<LiveTokenBook>>) -> Cluster {
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(64);
     let mut daemon = Daemon {
-        master: Master::new(MasterConfig::default(), 7),
+        // Jobs land on the GPU box too: what is tested here is the API, not GPU policy.
+        master: Master::new(
+            MasterConfig {
+                gpu_agents_last_resort: true,
+                ..MasterConfig::default()
+            },
+            7,
+        ),
         recorder: Recorder::new(),
         started: Instant::now(),
         jobs_fw: FrameworkId::new(""),

@@ -39,6 +39,8 @@ async fn cluster_with_http() -> (Cluster, String) {
     let cluster = cluster_configured(|config| {
         config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.core.agent_lost_timeout_ms = AGENT_LOST_TIMEOUT_MS;
+        // Jobs land on the GPU agent too: what is tested here is the API, not GPU policy.
+        config.core.gpu_agents_last_resort = true;
     })
     .await;
     let addr = cluster
