@@ -153,23 +153,46 @@ impl Driver {
         }
     }
 
-    /// Carries out everything the node asked for, in order.
+    /// Carries out everything the node asked for, in order, but for the journal: its
+    /// changes are committed together, once, before anything else is done (group commit;
+    /// nothing is published before what it reports is on disk).
     async fn carry_out(&mut self) {
-        while let Some(action) = self.node.poll_action() {
-            match action {
-                AgentAction::PublishAdvert(advert) => self.publish_advert(&advert).await,
-                AgentAction::PublishStatus(status) => self.publish_status(&status).await,
-                AgentAction::SaveJournal(entries) => self.journal.save(&entries),
-                AgentAction::StartTask { task, .. } => {
-                    let cancel = Cancel::default();
-                    self.cancels.insert(task.task_id.clone(), cancel.clone());
-                    let (executors, inputs) = (self.executors.clone(), self.inputs.clone());
-                    tokio::spawn(runner::run(executors, task, cancel, inputs));
+        loop {
+            let mut batch = Vec::new();
+            while let Some(action) = self.node.poll_action() {
+                match action {
+                    AgentAction::Journal(change) => self.journal.apply(change),
+                    action => batch.push(action),
                 }
-                AgentAction::KillTask { task_id, grace_ms } => self.kill(&task_id, grace_ms),
-                AgentAction::ForgetTask { task_id } => self.forget(&task_id),
-                AgentAction::Leave => self.leave().await,
             }
+            self.journal.commit();
+            if batch.is_empty() {
+                return;
+            }
+            for action in batch {
+                self.carry_out_one(action).await;
+            }
+        }
+    }
+
+    async fn carry_out_one(&mut self, action: AgentAction) {
+        match action {
+            AgentAction::PublishAdvert(advert) => self.publish_advert(&advert).await,
+            AgentAction::PublishStatus(status) => self.publish_status(&status).await,
+            // Never in a batch (`carry_out` takes journal changes out first).
+            AgentAction::Journal(change) => {
+                self.journal.apply(change);
+                self.journal.commit();
+            }
+            AgentAction::StartTask { task, .. } => {
+                let cancel = Cancel::default();
+                self.cancels.insert(task.task_id.clone(), cancel.clone());
+                let (executors, inputs) = (self.executors.clone(), self.inputs.clone());
+                tokio::spawn(runner::run(executors, task, cancel, inputs));
+            }
+            AgentAction::KillTask { task_id, grace_ms } => self.kill(&task_id, grace_ms),
+            AgentAction::ForgetTask { task_id } => self.forget(&task_id),
+            AgentAction::Leave => self.leave().await,
         }
     }
 

@@ -1,21 +1,24 @@
 //! The agent's status journal on disk: the tasks it holds, with their latest status
 //! ([`agent_core::JournalEntry`]), so that status updates survive an agent restart. What
 //! is journaled when, and what recovery makes of it, is `agent_core`'s (see
-//! [`agent_core::journal`]); this module only writes and reads the file.
+//! [`agent_core::journal`]); this module only keeps the entries and writes and reads the
+//! file.
 //!
-//! The journal is the whole list, rewritten (to a temporary file, synced, then renamed
-//! over the old one) whenever the node asks: a crash at any point leaves either the old
-//! or the new list, never a torn one. It holds exactly the tasks the agent holds, so it is
-//! bounded by [`crate::TASKS_MAX`] (launches beyond it are refused; nothing is ever
-//! dropped from the journal to make room). A list that would encode to more than
-//! `proto::codec::FRAME_BYTES_MAX` is not written: the error is logged and the previous
-//! journal stays.
+//! Group commit: the node's changes are applied in memory ([`StatusJournal::apply`]) and
+//! the list is written once per batch ([`StatusJournal::commit`]), whole, to a temporary
+//! file, synced, then renamed over the old one: a crash at any point leaves either the
+//! old or the new list, never a torn one, and a batch of statuses costs one sync, not one
+//! each. The driver commits before it publishes anything the batch journaled. The list
+//! holds exactly the tasks the agent holds, so it is bounded by [`crate::TASKS_MAX`]
+//! (launches beyond it are refused; nothing is ever dropped from the journal to make
+//! room). A list that would encode to more than `proto::codec::FRAME_BYTES_MAX` is not
+//! written: the error is logged and the previous file stays.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use agent_core::AGENT_RESTARTED;
-use agent_core::JournalEntry;
+use agent_core::{Journal, JournalChange, JournalEntry};
 use thiserror::Error;
 
 /// The journal's file name in the agent's work directory.
@@ -32,6 +35,9 @@ enum JournalError {
 pub(crate) struct StatusJournal {
     path: PathBuf,
     tmp: PathBuf,
+    journal: Journal,
+    /// Changed since the last commit.
+    dirty: bool,
 }
 
 impl StatusJournal {
@@ -39,12 +45,21 @@ impl StatusJournal {
         StatusJournal {
             path: work_dir.join(JOURNAL_FILE),
             tmp: work_dir.join(format!("{JOURNAL_FILE}.tmp")),
+            journal: Journal::default(),
+            dirty: false,
         }
     }
 
-    /// The journaled tasks; none when there is no journal. A journal that cannot be read
-    /// is set aside as `status-journal.corrupt` with a warning, and the agent starts empty.
-    pub(crate) fn load(&self) -> Vec<JournalEntry> {
+    /// Reads the journal on disk (none: empty) and returns its entries, which it now
+    /// keeps. A journal that cannot be read is set aside as `status-journal.corrupt` with a
+    /// warning, and the agent starts empty.
+    pub(crate) fn load(&mut self) -> Vec<JournalEntry> {
+        let entries = self.read();
+        self.journal = Journal::of_entries(entries.clone());
+        entries
+    }
+
+    fn read(&self) -> Vec<JournalEntry> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -64,15 +79,25 @@ impl StatusJournal {
         }
     }
 
-    /// Replaces the journal with `entries`; see the module's documentation for what a
-    /// failure leaves behind.
-    pub(crate) fn save(&self, entries: &[JournalEntry]) {
-        if let Err(e) = self.write(entries) {
+    /// Applies one change in memory; [`StatusJournal::commit`] writes it.
+    pub(crate) fn apply(&mut self, change: JournalChange) {
+        self.journal.apply(change);
+        self.dirty = true;
+    }
+
+    /// Writes the journal if anything changed since the last commit; see the module's
+    /// documentation for what a failure leaves behind.
+    pub(crate) fn commit(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        if let Err(e) = self.write() {
             tracing::error!(path = %self.path.display(), %e, "cannot write the status journal; status updates may not survive a restart");
         }
     }
 
-    fn write(&self, entries: &[JournalEntry]) -> Result<(), JournalError> {
+    fn write(&self) -> Result<(), JournalError> {
+        let entries: Vec<&JournalEntry> = self.journal.entries().collect();
         let bytes = proto::encode(&entries)?;
         let mut file = std::fs::File::create(&self.tmp)?;
         file.write_all(&bytes)?;
@@ -111,24 +136,42 @@ mod tests {
     }
 
     #[test]
-    fn the_journal_reads_back_what_was_written_last() {
+    fn the_journal_reads_back_what_was_committed_last() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = StatusJournal::new(dir.path());
+        let mut journal = StatusJournal::new(dir.path());
         assert!(journal.load().is_empty());
-        journal.save(&[entry("t1", TaskState::Running)]);
+        journal.apply(JournalChange::Put(entry("t1", TaskState::Running)));
+        journal.commit();
+        journal.apply(JournalChange::Put(entry("t3", TaskState::Running)));
+        journal.apply(JournalChange::Put(entry("t1", TaskState::Finished)));
+        journal.apply(JournalChange::Put(entry("t2", TaskState::Running)));
+        journal.apply(JournalChange::Remove("t3".into()));
+        // Not on disk until committed.
+        assert_eq!(
+            StatusJournal::new(dir.path()).load(),
+            vec![entry("t1", TaskState::Running)]
+        );
+        journal.commit();
         let last = vec![
             entry("t1", TaskState::Finished),
             entry("t2", TaskState::Running),
         ];
-        journal.save(&last);
-        assert_eq!(StatusJournal::new(dir.path()).load(), last);
+        let mut reread = StatusJournal::new(dir.path());
+        assert_eq!(reread.load(), last);
+        // What was read back is kept: a change to it commits the rest too.
+        reread.apply(JournalChange::Remove("t1".into()));
+        reread.commit();
+        assert_eq!(
+            StatusJournal::new(dir.path()).load(),
+            vec![entry("t2", TaskState::Running)]
+        );
     }
 
     #[test]
     fn a_corrupt_journal_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(JOURNAL_FILE), b"\x01garbage").unwrap();
-        let journal = StatusJournal::new(dir.path());
+        let mut journal = StatusJournal::new(dir.path());
         assert!(journal.load().is_empty());
         assert!(dir.path().join("status-journal.corrupt").exists());
         assert!(!dir.path().join(JOURNAL_FILE).exists());

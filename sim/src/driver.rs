@@ -108,7 +108,11 @@ pub(crate) struct Sim {
     pub(crate) inbox: VecDeque<Offer>,
     /// Status updates for synthetic frameworks, not yet acknowledged.
     pub(crate) updates: VecDeque<(FrameworkId, TaskStatus)>,
-    pub(crate) placements: BTreeMap<(FrameworkId, AgentId), u64>,
+    /// Tasks launched by `(framework, agent)`, each as its index in the scenario, so that
+    /// the report lists them in scenario order without looking at every pair.
+    pub(crate) placements: BTreeMap<(usize, usize), u64>,
+    /// Each framework's index in the scenario.
+    pub(crate) scenario_index: BTreeMap<FrameworkId, usize>,
     pub(crate) launched: u64,
     /// Tasks whose duration runs out, `(when, task) -> agent`.
     pub(crate) ends: BTreeMap<(Millis, TaskId), usize>,
@@ -152,6 +156,7 @@ impl Sim {
             inbox: VecDeque::new(),
             updates: VecDeque::new(),
             placements: BTreeMap::new(),
+            scenario_index: BTreeMap::new(),
             launched: 0,
             ends: BTreeMap::new(),
             end_at: BTreeMap::new(),
@@ -196,23 +201,32 @@ impl Sim {
         scenario: &Scenario,
         load: &mut SchedulerLoader<'_>,
     ) -> Result<(), SimError> {
-        let (nothing, rest): (Vec<_>, Vec<_>) = scenario.frameworks.iter().partition(|f| {
-            f.scheduler.is_none()
-                && f.task_amounts()
-                    .values()
-                    .all(|v| Scalar::from_units(*v) == Some(Scalar::ZERO))
-        });
-        for f in nothing.into_iter().chain(rest) {
-            self.subscribe_new(f, load)?;
+        let (nothing, rest): (Vec<_>, Vec<_>) =
+            scenario.frameworks.iter().enumerate().partition(|(_, f)| {
+                f.scheduler.is_none()
+                    && f.task_amounts()
+                        .values()
+                        .all(|v| Scalar::from_units(*v) == Some(Scalar::ZERO))
+            });
+        for (index, f) in nothing.into_iter().chain(rest) {
+            self.subscribe_new(index, f, load)?;
         }
         Ok(())
     }
 
     fn subscribe_new(
         &mut self,
+        index: usize,
         f: &ScenarioFramework,
         load: &mut SchedulerLoader<'_>,
     ) -> Result<(), SimError> {
+        // A synthetic framework is offered only agents its task fits on (Mesos'
+        // `min_allocatable_resources`): without it, every framework is offered every full
+        // agent once, to decline it, and a large fleet spends its run on declines.
+        let min_offer = match f.scheduler {
+            None => resources_of(&format!("framework {}", f.id), f.task_amounts())?,
+            Some(_) => Resources::new(),
+        };
         let info = FrameworkInfo {
             name: f.id.clone(),
             role: f.role().to_owned(),
@@ -223,10 +237,11 @@ impl Sim {
             framework_id: None,
             failover_timeout_ms: 0,
             constraints: f.constraints(),
-            min_offer: Resources::new(),
+            min_offer,
             capabilities: f.capabilities.clone(),
         };
         let framework_id = self.subscribe(&f.id, info.clone())?;
+        self.scenario_index.insert(framework_id.clone(), index);
         self.subscriptions.push((
             f.id.clone(),
             FrameworkInfo {
@@ -511,23 +526,30 @@ impl Sim {
     /// A framework with tasks left whose task fits in the free resources of some agent it
     /// accepts and may be offered (it has something free, and no free GPUs unless the
     /// framework may have them).
+    ///
+    /// Agents whose free resources lack the least every such framework's task needs of
+    /// some scalar are passed over without looking at each framework: in a settled large
+    /// fleet that is nearly every agent.
     fn could_launch(&self) -> Option<String> {
         let snapshot = self.master.snapshot();
-        self.frameworks
+        let wanting: Vec<(&FrameworkId, &SynthFramework)> = self
+            .frameworks
             .iter()
-            .find(|(id, f)| {
-                let gpu_agents = snapshot.frameworks.get(*id).map(|slot| slot.gpu_agents);
-                f.has_tasks_left()
-                    && snapshot.agents.values().any(|a| {
-                        // An agent with nothing free is never offered, even to a task of
-                        // nothing.
-                        !a.free.is_empty()
-                            && (!a.has_free_gpus()
-                                || gpu_agents.is_some_and(|g| g != GpuAgents::NotOffered))
-                            && a.attributes.satisfies(&f.constraints)
-                            && a.free.contains(&f.task)
-                    })
-            })
+            .filter(|(_, f)| f.has_tasks_left())
+            .collect();
+        let floor = least_of_every(wanting.iter().map(|(_, f)| &f.task));
+        let fits = |id: &FrameworkId, f: &SynthFramework, a: &master::allocator::AgentSlot| {
+            let gpu_agents = snapshot.frameworks.get(id).map(|slot| slot.gpu_agents);
+            (!a.has_free_gpus() || gpu_agents.is_some_and(|g| g != GpuAgents::NotOffered))
+                && a.attributes.satisfies(&f.constraints)
+                && a.free.contains(&f.task)
+        };
+        snapshot
+            .agents
+            .values()
+            // An agent with nothing free is never offered, even to a task of nothing.
+            .filter(|a| !a.free.is_empty() && a.free.contains(&floor))
+            .find_map(|a| wanting.iter().find(|(id, f)| fits(id, f, a)))
             .map(|(_, f)| f.name.clone())
     }
 
@@ -550,31 +572,23 @@ impl Sim {
             let Some(id) = by_name.get(f.id.as_str()) else {
                 continue;
             };
-            self.report_framework(scenario, &f.id, id, &mut report);
+            self.report_framework(&f.id, id, &mut report);
+        }
+        for (&(f, a), &n) in &self.placements {
+            if let (Some(f), Some(a)) = (scenario.frameworks.get(f), scenario.agents.get(a)) {
+                report.placements.push((f.id.clone(), a.id.clone(), n));
+            }
         }
         report
     }
 
-    fn report_framework(
-        &self,
-        scenario: &Scenario,
-        name: &str,
-        id: &FrameworkId,
-        report: &mut SimReport,
-    ) {
+    fn report_framework(&self, name: &str, id: &FrameworkId, report: &mut SimReport) {
         let count = match (self.frameworks.get(id), self.modules.get(id)) {
             (Some(synth), _) => synth.launched,
             (None, Some(module)) => module.launched,
             (None, None) => 0,
         };
         report.launched.push((name.to_owned(), count));
-        for a in &scenario.agents {
-            let key = (id.clone(), AgentId(a.id.clone()));
-            let n = self.placements.get(&key).copied().unwrap_or(0);
-            if n > 0 {
-                report.placements.push((name.to_owned(), a.id.clone(), n));
-            }
-        }
         if let Some(outcomes) = &mut report.outcomes {
             use proto::TaskState;
             for (list, state) in [
@@ -585,6 +599,31 @@ impl Sim {
                 list.push((name.to_owned(), self.told.count(id, state)));
             }
         }
+    }
+}
+
+/// For each scalar that every one of `tasks` asks for, the least any asks: what an agent
+/// must have free for any of them to fit.
+fn least_of_every<'r>(mut tasks: impl Iterator<Item = &'r Resources>) -> Resources {
+    let Some(first) = tasks.next() else {
+        return Resources::new();
+    };
+    let mut floor = first.scalars.clone();
+    for task in tasks {
+        floor.retain(|kind, least| match task.scalars.get(kind) {
+            Some(v) => {
+                *least = (*least).min(*v);
+                true
+            }
+            None => false,
+        });
+        if floor.is_empty() {
+            break;
+        }
+    }
+    Resources {
+        scalars: floor,
+        ..Resources::new()
     }
 }
 

@@ -1,10 +1,12 @@
 //! The simulated frameworks: synthetic ones that launch one task of their shape per offer,
 //! and ones answered by a scheduler module ([`SimScheduler`]).
 //!
-//! A synthetic framework, for each offer, launches exactly one task of its shape when the
-//! task fits and it has tasks left (with `fill`, as many as fit and it has left), declining
-//! the rest with a 0-second filter; when the task does not fit it declines the whole offer
-//! with a one-hour filter; with no tasks left it declines and suppresses. It acknowledges every status update and relaunches nothing
+//! A synthetic framework subscribes with its task's shape as its minimum offer, so it is
+//! offered only agents its task fits on. For each offer it launches exactly one task of its
+//! shape when it has tasks left (with `fill`, as many as fit and it has left), declining
+//! the rest with a 0-second filter; an offer its task does not fit (none comes while the
+//! master keeps the minimum) it declines whole with a one-hour filter; with no tasks left
+//! it declines and suppresses. It acknowledges every status update and relaunches nothing
 //! on its own: a task that ends, or is lost, is not replaced.
 
 use std::collections::BTreeMap;

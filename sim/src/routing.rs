@@ -98,12 +98,11 @@ impl Sim {
         if self.launched > SIM_TASKS_MAX {
             return Err(SimError::TaskLimit { max: SIM_TASKS_MAX });
         }
-        *self
-            .placements
-            .entry((framework_id.clone(), agent_id.clone()))
-            .or_default() += 1;
         let task_id = task.task_id.clone();
         let i = self.fleet.find(agent_id);
+        if let (Some(f), Some(a)) = (self.scenario_index.get(&framework_id), i) {
+            *self.placements.entry((*f, a)).or_default() += 1;
+        }
         let reply = i.and_then(|i| {
             let command = AgentCommand::Launch { framework_id, task };
             self.fleet.command(i, self.now, command)

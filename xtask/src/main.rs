@@ -1,4 +1,4 @@
-//! Build, test and bench automation: `cargo xtask <modules|test|bench|setup|demo>`.
+//! Build, test and bench automation: `cargo xtask <modules|test|bench|setup|demo|fleet>`.
 //!
 //! `test` is the one command that runs every test on a fresh Debian machine: it installs
 //! what is missing (wasm targets and clippy with rustup; runc, busybox-static, chromium and
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo(&args[1..]),
+        Some("fleet") => fleet(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -36,7 +37,8 @@ fn main() -> ExitCode {
                  modules   build the WASM modules in modules/ into target/modules/\n  \
                  test      setup + modules + build + clippy + every test (extra args go to cargo test)\n  \
                  bench     run the criterion benchmarks (extra args go to cargo bench)\n  \
-                 demo      modules + `wasmos demo`: a cluster, two frameworks, DRF, in one process"
+                 demo      modules + `wasmos demo`: a cluster, two frameworks, DRF, in one process\n  \
+                 fleet     AGENTS FRAMEWORKS [--fill]: print a generated `wasmos sim` scenario"
             );
             return ExitCode::from(2);
         }
@@ -295,4 +297,55 @@ fn demo(extra: &[String]) -> Result<()> {
         .current_dir(root())
         .args(["run", "-q", "--bin", "wasmos", "--", "demo"])
         .args(extra))
+}
+
+/// `fleet AGENTS FRAMEWORKS [--fill]`: a `wasmos sim` scenario of a mixed fleet, the same
+/// every time: agents of 2, 4 or 8 cpus with 1 GiB of memory per cpu, half x86_64 and half
+/// aarch64, in ten zones; frameworks wanting unlimited tasks of 0.5 or 1 cpu and 128, 256
+/// or 512 MiB (with `--fill`, as many per offer as fit).
+fn fleet(args: &[String]) -> Result<()> {
+    let usage = || "usage: cargo xtask fleet AGENTS FRAMEWORKS [--fill]".to_owned();
+    let count = |i: usize| -> Result<u64> {
+        args.get(i).and_then(|a| a.parse().ok()).ok_or_else(usage)
+    };
+    let (agents, frameworks) = (count(0)?, count(1)?);
+    let fill = match args.get(2).map(String::as_str) {
+        None => false,
+        Some("--fill") => true,
+        Some(_) => return Err(usage()),
+    };
+    let mut rng = 0x5eed_u64;
+    let mut pick = |n: u64| {
+        // splitmix64: deterministic and dependency-free.
+        rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    };
+    let agents: Vec<String> = (0..agents)
+        .map(|i| {
+            let cpus = [2, 4, 8][pick(3) as usize];
+            let arch = ["x86_64", "aarch64"][pick(2) as usize];
+            format!(
+                r#"{{"id":"a{i}","resources":{{"cpus":{cpus},"mem":{}}},"attributes":{{"arch":"{arch}","zone":"z{}"}}}}"#,
+                cpus * 1024,
+                i % 10
+            )
+        })
+        .collect();
+    let frameworks: Vec<String> = (0..frameworks)
+        .map(|j| {
+            let cpus = ["0.5", "1"][pick(2) as usize];
+            let mem = [128, 256, 512][pick(3) as usize];
+            let fill = if fill { r#","fill":true"# } else { "" };
+            format!(r#"{{"id":"f{j}","task":{{"cpus":{cpus},"mem":{mem}}}{fill}}}"#)
+        })
+        .collect();
+    println!(
+        r#"{{"agents":[{}],"frameworks":[{}]}}"#,
+        agents.join(","),
+        frameworks.join(",")
+    );
+    Ok(())
 }

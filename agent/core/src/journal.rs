@@ -1,6 +1,8 @@
 //! What the agent journals: the tasks it holds, with their latest status, so that status
-//! updates survive an agent restart. The daemon writes the list to disk whole
-//! ([`crate::AgentAction::SaveJournal`]) and hands it back to [`crate::AgentNode::recover`].
+//! updates survive an agent restart. The node says what changed, one task at a time
+//! ([`crate::AgentAction::Journal`] with a [`JournalChange`]), so that a status costs the
+//! same whatever else the agent holds; the daemon applies the changes to a [`Journal`],
+//! writes it to disk and hands its entries back to [`crate::AgentNode::recover`].
 //!
 //! On recovery a terminal status not yet acknowledged is sent again, unchanged. A task
 //! that was running in the dead agent process cannot have survived if it was a WASM task
@@ -8,7 +10,9 @@
 //! [`AGENT_RESTARTED`]. An OCI task whose container outlived the agent (runc runs it under
 //! a supervisor) is kept; one whose container is gone is reported `failed` too.
 
-use proto::{AdvertTask, TaskStatus};
+use std::collections::BTreeMap;
+
+use proto::{AdvertTask, TaskId, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 /// The reason given for tasks that died with the agent process.
@@ -25,5 +29,55 @@ pub struct JournalEntry {
 impl JournalEntry {
     pub fn status(&self) -> &TaskStatus {
         &self.task.status
+    }
+}
+
+/// One change to the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JournalChange {
+    /// The task as it is now: its entry is added or replaced.
+    Put(JournalEntry),
+    /// The task is no longer held: its entry goes.
+    Remove(TaskId),
+}
+
+/// The journal's entries by task, as the changes made them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Journal {
+    entries: BTreeMap<TaskId, JournalEntry>,
+}
+
+impl Journal {
+    /// A journal holding `entries` (as read back from disk).
+    pub fn of_entries(entries: Vec<JournalEntry>) -> Journal {
+        let entries = entries
+            .into_iter()
+            .map(|e| (e.status().task_id.clone(), e))
+            .collect();
+        Journal { entries }
+    }
+
+    pub fn apply(&mut self, change: JournalChange) {
+        match change {
+            JournalChange::Put(entry) => {
+                self.entries.insert(entry.status().task_id.clone(), entry);
+            }
+            JournalChange::Remove(task_id) => {
+                self.entries.remove(&task_id);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, by task id.
+    pub fn entries(&self) -> impl Iterator<Item = &JournalEntry> {
+        self.entries.values()
     }
 }

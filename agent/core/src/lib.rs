@@ -25,7 +25,7 @@ pub mod journal;
 mod node;
 
 pub use error::CommandRefused;
-pub use journal::{AGENT_RESTARTED, JournalEntry};
+pub use journal::{AGENT_RESTARTED, Journal, JournalChange, JournalEntry};
 pub use node::{AgentAction, AgentNode, AgentNodeConfig, SHUTDOWN_DRAIN_MS, TaskEnd};
 pub use proto::Millis;
 

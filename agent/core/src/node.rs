@@ -8,7 +8,7 @@ use proto::{
 };
 
 use crate::error::CommandRefused;
-use crate::journal::{AGENT_RESTARTED, JournalEntry};
+use crate::journal::{AGENT_RESTARTED, JournalChange, JournalEntry};
 use crate::{
     ADVERT_PERIOD_MS_DEFAULT, STATUS_RETRY_MAX_MS_DEFAULT, STATUS_RETRY_MS_DEFAULT,
     TASKS_MAX_DEFAULT,
@@ -61,8 +61,8 @@ pub struct TaskEnd {
 pub enum AgentAction {
     PublishAdvert(AgentAdvert),
     PublishStatus(TaskStatus),
-    /// The whole list of held tasks, to replace the journal with.
-    SaveJournal(Vec<JournalEntry>),
+    /// A change to the journal, to be on disk before anything after it is published.
+    Journal(JournalChange),
     StartTask {
         framework_id: FrameworkId,
         task: TaskSpec,
@@ -178,7 +178,8 @@ impl AgentNode {
             let terminal = entry.status().state.is_terminal();
             let survived = entry.oci && !terminal && survivors.contains(&task_id);
             let mut latest = entry.task.status;
-            if !terminal && !survived {
+            let died = !terminal && !survived;
+            if died {
                 let framework_id = latest.framework_id.clone();
                 latest = TaskStatus {
                     reason: AGENT_RESTARTED.to_owned(),
@@ -199,6 +200,10 @@ impl AgentNode {
                 oci: entry.oci,
                 resend: None,
             };
+            if died {
+                let entry = JournalChange::Put(journal_entry(&task));
+                self.actions.push_back(AgentAction::Journal(entry));
+            }
             self.tasks.insert(task_id.clone(), task);
             let wait_ms = self.status_retry_ms;
             self.schedule(&task_id, Some(Resend { at: now, wait_ms }));
@@ -210,7 +215,6 @@ impl AgentNode {
                 grace_ms: 0,
             });
         }
-        self.save_journal();
     }
 
     /// Launch, kill or acknowledge; the reply is the master's answer.
@@ -435,7 +439,8 @@ impl AgentNode {
         self.schedule(task_id, None);
         if terminal {
             self.tasks.remove(task_id);
-            self.save_journal();
+            self.actions
+                .push_back(AgentAction::Journal(JournalChange::Remove(task_id.clone())));
             self.actions.push_back(AgentAction::ForgetTask {
                 task_id: task_id.clone(),
             });
@@ -451,10 +456,12 @@ impl AgentNode {
             return;
         };
         task.latest = status.clone();
+        let entry = journal_entry(task);
+        self.actions
+            .push_back(AgentAction::Journal(JournalChange::Put(entry)));
         let at = now.plus_ms(self.status_retry_ms);
         let wait_ms = self.doubled(self.status_retry_ms);
         self.schedule(&task_id, Some(Resend { at, wait_ms }));
-        self.save_journal();
         self.actions.push_back(AgentAction::PublishStatus(status));
     }
 
@@ -531,16 +538,12 @@ impl AgentNode {
         self.advert_at = now.plus_ms(self.advert_period_ms);
     }
 
-    fn save_journal(&mut self) {
-        let entries = self
-            .tasks
-            .values()
-            .map(|t| JournalEntry {
-                task: advert_task(t),
-                oci: t.oci,
-            })
-            .collect();
-        self.actions.push_back(AgentAction::SaveJournal(entries));
+}
+
+fn journal_entry(task: &HeldTask) -> JournalEntry {
+    JournalEntry {
+        task: advert_task(task),
+        oci: task.oci,
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use agent_core::{AgentAction, AgentNode, JournalEntry, TaskEnd};
+use agent_core::{AgentAction, AgentNode, Journal, TaskEnd};
 use common::*;
 use proptest::prelude::*;
 use proto::{Millis, StatusUuid, TaskId, TaskState, TaskStatus};
@@ -56,8 +56,8 @@ struct Harness {
     node: AgentNode,
     now: u64,
     incarnation: u64,
-    /// The journal as last saved.
-    journal: Vec<JournalEntry>,
+    /// The journal, every change applied.
+    journal: Journal,
     /// Every status published, by uuid: one uuid, one status.
     by_uuid: BTreeMap<u128, TaskStatus>,
     /// Statuses published for each task since it was last forgotten.
@@ -72,7 +72,7 @@ impl Harness {
             node: AgentNode::new(config(1)),
             now: 0,
             incarnation: 1,
-            journal: Vec::new(),
+            journal: Journal::default(),
             by_uuid: BTreeMap::new(),
             published: BTreeMap::new(),
             terminal: BTreeMap::new(),
@@ -87,7 +87,7 @@ impl Harness {
         while let Some(action) = self.node.poll_action() {
             match action {
                 AgentAction::PublishStatus(status) => self.published_status(status),
-                AgentAction::SaveJournal(entries) => self.journal = entries,
+                AgentAction::Journal(change) => self.journal.apply(change),
                 AgentAction::ForgetTask { task_id } => {
                     self.published.remove(&task_id);
                     self.terminal.remove(&task_id);
@@ -197,7 +197,7 @@ impl Harness {
             .collect();
         self.node = AgentNode::new(config(self.incarnation));
         self.node
-            .recover(Millis(self.now), self.journal.clone(), &survivors);
+            .recover(Millis(self.now), self.journal.entries().cloned().collect(), &survivors);
     }
 
     /// Time runs on with no acknowledgement: every held terminal status is sent again;

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use agent_core::{AGENT_RESTARTED, AgentAction, AgentNode, TaskEnd};
+use agent_core::{AGENT_RESTARTED, AgentAction, AgentNode, JournalChange, TaskEnd};
 use common::*;
 use proto::{AgentReply, Millis, StatusUuid, TaskId, TaskState, TaskStatus};
 
@@ -40,12 +40,11 @@ fn a_launch_is_journaled_published_and_started_in_that_order() {
     assert_eq!(launch(&mut node, 40, "t1"), AgentReply::Ok);
     let actions = drain(&mut node);
     assert_eq!(actions.len(), 3, "{actions:?}");
-    let AgentAction::SaveJournal(journal) = &actions[0] else {
+    let AgentAction::Journal(JournalChange::Put(journaled)) = &actions[0] else {
         panic!("{actions:?}");
     };
-    assert_eq!(journal.len(), 1);
-    assert!(!journal[0].oci);
-    assert_eq!(journal[0].task.name, "t1-name");
+    assert!(!journaled.oci);
+    assert_eq!(journaled.task.name, "t1-name");
     let AgentAction::PublishStatus(status) = &actions[1] else {
         panic!("{actions:?}");
     };
@@ -55,7 +54,7 @@ fn a_launch_is_journaled_published_and_started_in_that_order() {
     assert_eq!(status.agent_id, "a1".into());
     assert_eq!(status.uuid, StatusUuid((7 << 64) | 1));
     assert_eq!(status.timestamp_ms, WALL_ORIGIN_MS + 40);
-    assert_eq!(&journal[0].task.status, status);
+    assert_eq!(&journaled.task.status, status);
     assert!(matches!(
         &actions[2],
         AgentAction::StartTask { framework_id, task } if framework_id.as_str() == "fw" && task.task_id.as_str() == "t1"
@@ -217,7 +216,7 @@ fn a_terminal_status_is_never_superseded_and_goes_once_acknowledged() {
     assert_eq!(
         actions,
         vec![
-            AgentAction::SaveJournal(Vec::new()),
+            AgentAction::Journal(JournalChange::Remove(id.clone())),
             AgentAction::ForgetTask {
                 task_id: id.clone()
             }
@@ -385,7 +384,7 @@ fn journal_before_a_crash() -> Vec<agent_core::JournalEntry> {
     let mut node = node(1);
     launch(&mut node, 0, "wasm");
     launch_spec(&mut node, 0, spec("oci-alive", true));
-    drain(&mut node);
+    let mut actions = drain(&mut node);
     ack_latest(&mut node, 1, "oci-alive");
     launch(&mut node, 0, "done");
     for id in ["wasm", "oci-alive", "done"] {
@@ -396,7 +395,9 @@ fn journal_before_a_crash() -> Vec<agent_core::JournalEntry> {
         &TaskId::new("done"),
         end(TaskState::Finished, ""),
     );
-    let mut journal = last_journal(&drain(&mut node)).expect("journaled");
+    actions.extend(drain(&mut node));
+    let mut journal = journaled(Vec::new(), &actions);
+    assert_eq!(journal.len(), 3);
     let mut gone = journal[1].clone();
     gone.task.status.task_id = TaskId::new("oci-gone");
     journal.push(gone);
@@ -437,8 +438,11 @@ fn after_a_restart_dead_tasks_fail_survivors_run_on_and_ended_ones_are_resent() 
         .collect();
     // A survivor no live OCI task owns is stopped, even if a task of its id ended.
     assert_eq!(killed, vec!["done", "stray"]);
-    let saved = last_journal(&actions).expect("journaled");
+    let saved = journaled(journal.clone(), &actions);
     assert_eq!(saved.len(), 4);
+    for entry in &saved {
+        assert_eq!(entry.status(), &latest(&node, entry.status().task_id.as_str()));
+    }
     assert!(
         statuses(&actions).is_empty(),
         "sent with the first timeout, after the advert"

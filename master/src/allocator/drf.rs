@@ -70,8 +70,9 @@ impl DrfAllocator {
 
 impl DrfAllocator {
     /// The first framework in DRF order that may have `agent` in this turn
-    /// ([`in_gpu_turn`]). An agent without free GPUs skips the per-framework check for
-    /// frameworks that take anything.
+    /// ([`in_gpu_turn`]). Frameworks whose minimum offer cannot fit are passed over by
+    /// the sorter; an agent without free GPUs skips the per-framework check for the
+    /// rest that ask nothing more.
     fn first_match(
         &self,
         snapshot: &Snapshot,
@@ -80,7 +81,8 @@ impl DrfAllocator {
         last_resort: bool,
     ) -> Option<ClientIdx> {
         let gpus = agent.has_free_gpus();
-        self.sorter.first_match(|_, fw_id, takes_anything| {
+        let free = self.sorter.quantities_of(&agent.free);
+        self.sorter.first_match(&free, |_, fw_id, takes_anything| {
             (takes_anything && !gpus)
                 || snapshot.frameworks.get(fw_id).is_some_and(|fw| {
                     in_gpu_turn(fw, agent, last_resort)

@@ -83,8 +83,22 @@ struct ClientNode {
     seq: u64,
     alloc: Vec<u64>,
     active: bool,
+    /// Its minimum offer as quantities; `None` when it asks for a kind the cluster lacks.
+    min_offer: Option<Vec<u64>>,
+    /// Nothing but its minimum offer, all scalars, limits which agents it takes: the
+    /// quantities alone decide (GPUs aside).
     takes_anything: bool,
     ordered_as: Option<OrderKey>,
+}
+
+impl ClientNode {
+    /// Whether `free` (quantities) holds its minimum offer's quantities: necessary for
+    /// [`super::may_offer`], and for a scalar minimum offer sufficient.
+    fn may_fit(&self, free: &[u64]) -> bool {
+        self.min_offer
+            .as_ref()
+            .is_some_and(|min| min.iter().zip(free).all(|(m, f)| m <= f))
+    }
 }
 
 /// Hierarchical weighted DRF order over frameworks; see the module documentation.
@@ -139,9 +153,14 @@ impl DrfSorter {
             node.weight = slot.weight;
             node.seq = slot.subscribed_seq;
             node.active = slot.wants_offers;
-            node.takes_anything = slot.takes_anything();
+            node.takes_anything = slot.constraints.is_empty()
+                && slot.filters.is_empty()
+                && slot.min_offer.ranges.is_empty()
+                && slot.min_offer.sets.is_empty();
             std::mem::replace(&mut node.alloc, alloc.clone())
         };
+        let min_offer = self.dense_of_minimum(&slot.min_offer);
+        self.client_mut(idx).min_offer = min_offer;
         let role_node = self.role_mut(role);
         role_node.weight = role_weight;
         for (k, (old, new)) in old_alloc.iter().zip(&alloc).enumerate() {
@@ -195,11 +214,27 @@ impl DrfSorter {
         self.reposition(idx.0);
     }
 
-    /// The first framework in DRF order that wants offers and that `accept` takes;
-    /// `accept` is told the framework's slot, id, and whether it takes anything.
+    /// The first framework in DRF order that wants offers, whose minimum offer's
+    /// quantities `free` (as [`DrfSorter::quantities_of`] gives them) holds, and that
+    /// `accept` takes; `accept` is told the framework's slot, id, and whether those
+    /// quantities are all it asks (no constraints, filters, ranges or sets to check).
+    ///
+    /// The quantities are checked here, on the sorter's own vectors, so that frameworks
+    /// that cannot fit an agent cost a few comparisons each, not a lookup.
     pub fn first_match(
         &self,
+        free: &[u64],
         mut accept: impl FnMut(ClientIdx, &FrameworkId, bool) -> bool,
+    ) -> Option<ClientIdx> {
+        self.first_in_order(|idx, node| {
+            node.may_fit(free) && accept(idx, &node.id, node.takes_anything)
+        })
+    }
+
+    /// The first framework in DRF order that wants offers and that `accept` takes.
+    fn first_in_order(
+        &self,
+        mut accept: impl FnMut(ClientIdx, &ClientNode) -> bool,
     ) -> Option<ClientIdx> {
         let mut best: Option<(u64, OrderKey)> = None;
         for role_key in &self.role_order {
@@ -215,8 +250,7 @@ impl DrfSorter {
                 if best.is_some_and(|(_, b)| *key >= b) {
                     break;
                 }
-                let node = self.client(key.idx);
-                if accept(ClientIdx(key.idx), &node.id, node.takes_anything) {
+                if accept(ClientIdx(key.idx), self.client(key.idx)) {
                     best = Some((role_key.share, *key));
                     break;
                 }
@@ -231,8 +265,8 @@ impl DrfSorter {
     /// Frameworks that want offers, in the order they would be offered.
     pub fn order(&self) -> Vec<FrameworkId> {
         let mut out = Vec::with_capacity(self.len());
-        self.first_match(|_, id, _| {
-            out.push(id.clone());
+        self.first_in_order(|_, node| {
+            out.push(node.id.clone());
             false
         });
         out
@@ -256,6 +290,7 @@ impl DrfSorter {
             seq: 0,
             alloc: vec![0; self.kinds.len()],
             active: false,
+            min_offer: Some(Vec::new()),
             takes_anything: true,
             ordered_as: None,
         };
@@ -357,6 +392,21 @@ impl DrfSorter {
             }
         }
         dense
+    }
+
+    /// Quantities of `r` over the cluster's kinds, as [`DrfSorter::first_match`] takes
+    /// them (kinds the cluster lacks are left out).
+    pub fn quantities_of(&self, r: &Resources) -> Vec<u64> {
+        self.dense_of_resources(r)
+    }
+
+    /// A minimum offer's quantities; `None` when it asks for some of a kind the cluster
+    /// lacks, which no agent can then hold.
+    fn dense_of_minimum(&self, r: &Resources) -> Option<Vec<u64>> {
+        let lacking = r
+            .quantities_iter()
+            .any(|(name, v)| v > 0 && self.kind(name).is_none());
+        (!lacking).then(|| self.dense_of_resources(r))
     }
 
     /// Quantities of `r` as a dense vector, without building the map

@@ -248,6 +248,38 @@ fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
 }
 
 #[test]
+fn frameworks_whose_minimum_offer_the_agent_cannot_hold_are_passed_over_for_the_next() {
+    // The allocator passes over these by quantities before it looks a framework up; the
+    // port range shows that equal quantities are not enough (the port itself is checked).
+    let mut m = master();
+    let small = res(1.0, 1024.0).with_range("ports", 31_000, 31_009);
+    join(&mut m, 0, advert("small", small, Attributes::new()));
+    let picky = [
+        ("big", Resources::new().with_scalar("cpus", 2.0)),
+        ("fpga", Resources::new().with_scalar("fpgas", 1.0)),
+        ("port", Resources::new().with_range("ports", 40_000, 40_000)),
+    ]
+    .map(|(name, min_offer)| {
+        let mut i = info(name, name, 1.0);
+        i.min_offer = min_offer;
+        // Subscribed first: ahead of `any` in DRF order.
+        subscribe(&mut m, 0, i)
+    });
+    let mut fits = info("fits", "fits", 1.0);
+    fits.min_offer = res(1.0, 512.0).with_range("ports", 31_005, 31_005);
+    let fits = subscribe(&mut m, 0, fits);
+    let actions = step(&mut m, 0);
+    for fw in &picky {
+        assert!(offers_to(&actions, fw).is_empty(), "{fw} was offered");
+    }
+    let offered: Vec<_> = offers_to(&actions, &fits)
+        .into_iter()
+        .map(|o| o.agent_id.0)
+        .collect();
+    assert_eq!(offered, vec!["small".to_owned()]);
+}
+
+#[test]
 fn a_not_equal_constraint_keeps_offers_of_agents_holding_the_value_away() {
     let mut m = master();
     for (id, attributes) in [

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use agent_core::{AgentAction, AgentNode, AgentNodeConfig, JournalEntry};
+use agent_core::{AgentAction, AgentNode, AgentNodeConfig, Journal, JournalEntry};
 use proto::{
     AgentAdvert, AgentCommand, AgentId, AgentReply, Attributes, Millis, OciTask, Resources,
     StatusUuid, TaskId, TaskKind, TaskLimits, TaskSpec, TaskStatus, WasmTask,
@@ -114,12 +114,15 @@ pub fn adverts(actions: &[AgentAction]) -> Vec<AgentAdvert> {
         .collect()
 }
 
-/// The last journal the actions saved.
-pub fn last_journal(actions: &[AgentAction]) -> Option<Vec<JournalEntry>> {
-    actions.iter().rev().find_map(|a| match a {
-        AgentAction::SaveJournal(entries) => Some(entries.clone()),
-        _ => None,
-    })
+/// The journal that `start` becomes with the actions' journal changes.
+pub fn journaled(start: Vec<JournalEntry>, actions: &[AgentAction]) -> Vec<JournalEntry> {
+    let mut journal = Journal::of_entries(start);
+    for a in actions {
+        if let AgentAction::Journal(change) = a {
+            journal.apply(change.clone());
+        }
+    }
+    journal.entries().cloned().collect()
 }
 
 /// Runs the node's timer up to `until` (inclusive), one due timeout at a time, and
