@@ -79,8 +79,8 @@ pub fn run_scenario_with_schedulers(
     allocators: &mut AllocatorFactory<'_>,
     load: &mut SchedulerLoader<'_>,
 ) -> Result<SimReport, SimError> {
-    let scenario = Scenario::parse(json)?;
-    let mut sim = Sim::new(&scenario, allocators)?;
+    let mut scenario = Scenario::parse(json)?;
+    let mut sim = Sim::new(&mut scenario, allocators)?;
     sim.subscribe_all(&scenario, load)?;
     sim.run(allocators)?;
     Ok(sim.report(&scenario))
@@ -127,7 +127,13 @@ pub(crate) struct Sim {
 }
 
 impl Sim {
-    fn new(scenario: &Scenario, allocators: &mut AllocatorFactory<'_>) -> Result<Sim, SimError> {
+    /// The run's master and fleet. Each agent's resources and attributes move from the
+    /// scenario into its advert (the report needs only ids): a large fleet is not held
+    /// twice.
+    fn new(
+        scenario: &mut Scenario,
+        allocators: &mut AllocatorFactory<'_>,
+    ) -> Result<Sim, SimError> {
         let seed = scenario.seed.unwrap_or(SIM_SEED);
         let config = MasterConfig {
             incarnation: 1,
@@ -166,9 +172,11 @@ impl Sim {
             told: TaskEnds::default(),
             violations: Vec::new(),
         };
-        for a in &scenario.agents {
+        for a in &mut scenario.agents {
             let total = resources_of(&format!("agent {}", a.id), &a.resources)?;
-            let i = sim.fleet.add(advert(&a.id, a.attributes.clone(), total));
+            a.resources = BTreeMap::new();
+            let attributes = std::mem::take(&mut a.attributes);
+            let i = sim.fleet.add(advert(&a.id, attributes, total));
             sim.join(i);
         }
         Ok(sim)

@@ -353,7 +353,13 @@ impl AgentNode {
     }
 
     pub fn poll_action(&mut self) -> Option<AgentAction> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if self.actions.is_empty() && self.actions.capacity() > 0 {
+            // A drained queue gives its memory back: a fleet of idle nodes (`wasmos sim`)
+            // would otherwise each keep room for their largest burst.
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     /// The latest status of each held task, by task id.
