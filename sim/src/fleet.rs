@@ -28,7 +28,8 @@ pub(crate) struct SimAgent {
     pub total: Resources,
     /// What its running tasks use: never more than `total` (an invariant of the run).
     pub used: Resources,
-    pub running: BTreeMap<TaskId, Resources>,
+    /// Its running tasks (what each uses is what its node holds it launched with).
+    pub running: BTreeSet<TaskId>,
 }
 
 /// Every simulated agent and the time each next needs to run.
@@ -59,7 +60,7 @@ impl Fleet {
             connected: true,
             total: advert.total,
             used: Resources::new(),
-            running: BTreeMap::new(),
+            running: BTreeSet::new(),
         });
         self.timer_of.push(None);
         i
@@ -109,11 +110,11 @@ impl Fleet {
         i: usize,
         now: Millis,
         task_id: &TaskId,
-        used: Resources,
+        used: &Resources,
     ) -> Option<String> {
         let agent = &mut self.agents[i];
-        agent.used = agent.used.plus(&used);
-        agent.running.insert(task_id.clone(), used);
+        agent.used = agent.used.plus(used);
+        agent.running.insert(task_id.clone());
         agent.node.handle_task_running(now, task_id);
         (!agent.total.contains(&agent.used)).then(|| {
             format!(
@@ -127,10 +128,13 @@ impl Fleet {
     /// was not running.
     pub fn end(&mut self, i: usize, now: Millis, task_id: &TaskId, state: TaskState) -> bool {
         let agent = &mut self.agents[i];
-        let Some(used) = agent.running.remove(task_id) else {
+        if !agent.running.remove(task_id) {
             return false;
-        };
-        agent.used = agent.used.checked_sub(&used).unwrap_or_default();
+        }
+        // The node holds a task until its end is acknowledged, so it holds this one.
+        if let Some(used) = agent.node.task_resources(task_id) {
+            agent.used = agent.used.checked_sub(used).unwrap_or_default();
+        }
         let reason = match state {
             TaskState::Killed => "killed".to_owned(),
             _ => String::new(),

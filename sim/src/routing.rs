@@ -168,7 +168,7 @@ impl Sim {
         let now = self.now;
         if let Some(overcommit) = self
             .fleet
-            .start(i, now, &task.task_id, task.resources.clone())
+            .start(i, now, &task.task_id, &task.resources)
         {
             self.violations.push(overcommit);
         }

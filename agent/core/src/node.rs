@@ -372,6 +372,11 @@ impl AgentNode {
         self.tasks.get(task_id).map(|t| &t.latest)
     }
 
+    /// The resources a held task was launched with.
+    pub fn task_resources(&self, task_id: &TaskId) -> Option<&Resources> {
+        self.tasks.get(task_id).map(|t| &t.resources)
+    }
+
     /// The advert as last published (before the first: as configured).
     pub fn advert(&self) -> &AgentAdvert {
         &self.advert
