@@ -140,11 +140,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = StatusJournal::new(dir.path());
         assert!(journal.load().is_empty());
-        journal.apply(JournalChange::Put(entry("t1", TaskState::Running)));
+        journal.apply(JournalChange::Put(Box::new(entry(
+            "t1",
+            TaskState::Running,
+        ))));
         journal.commit();
-        journal.apply(JournalChange::Put(entry("t3", TaskState::Running)));
-        journal.apply(JournalChange::Put(entry("t1", TaskState::Finished)));
-        journal.apply(JournalChange::Put(entry("t2", TaskState::Running)));
+        journal.apply(JournalChange::Put(Box::new(entry(
+            "t3",
+            TaskState::Running,
+        ))));
+        journal.apply(JournalChange::Put(Box::new(entry(
+            "t1",
+            TaskState::Finished,
+        ))));
+        journal.apply(JournalChange::Put(Box::new(entry(
+            "t2",
+            TaskState::Running,
+        ))));
         journal.apply(JournalChange::Remove("t3".into()));
         // Not on disk until committed.
         assert_eq!(

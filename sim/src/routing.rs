@@ -166,10 +166,7 @@ impl Sim {
             ));
         }
         let now = self.now;
-        if let Some(overcommit) = self
-            .fleet
-            .start(i, now, &task.task_id, &task.resources)
-        {
+        if let Some(overcommit) = self.fleet.start(i, now, &task.task_id, &task.resources) {
             self.violations.push(overcommit);
         }
         if let Some(ms) = self.durations.get(framework_id) {

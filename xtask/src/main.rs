@@ -305,9 +305,8 @@ fn demo(extra: &[String]) -> Result<()> {
 /// or 512 MiB (with `--fill`, as many per offer as fit).
 fn fleet(args: &[String]) -> Result<()> {
     let usage = || "usage: cargo xtask fleet AGENTS FRAMEWORKS [--fill]".to_owned();
-    let count = |i: usize| -> Result<u64> {
-        args.get(i).and_then(|a| a.parse().ok()).ok_or_else(usage)
-    };
+    let count =
+        |i: usize| -> Result<u64> { args.get(i).and_then(|a| a.parse().ok()).ok_or_else(usage) };
     let (agents, frameworks) = (count(0)?, count(1)?);
     let fill = match args.get(2).map(String::as_str) {
         None => false,

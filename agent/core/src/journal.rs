@@ -36,7 +36,7 @@ impl JournalEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub enum JournalChange {
     /// The task as it is now: its entry is added or replaced.
-    Put(JournalEntry),
+    Put(Box<JournalEntry>),
     /// The task is no longer held: its entry goes.
     Remove(TaskId),
 }
@@ -60,7 +60,7 @@ impl Journal {
     pub fn apply(&mut self, change: JournalChange) {
         match change {
             JournalChange::Put(entry) => {
-                self.entries.insert(entry.status().task_id.clone(), entry);
+                self.entries.insert(entry.status().task_id.clone(), *entry);
             }
             JournalChange::Remove(task_id) => {
                 self.entries.remove(&task_id);

@@ -201,7 +201,7 @@ impl AgentNode {
                 resend: None,
             };
             if died {
-                let entry = JournalChange::Put(journal_entry(&task));
+                let entry = JournalChange::Put(Box::new(journal_entry(&task)));
                 self.actions.push_back(AgentAction::Journal(entry));
             }
             self.tasks.insert(task_id.clone(), task);
@@ -467,7 +467,7 @@ impl AgentNode {
             return;
         };
         task.latest = status.clone();
-        let entry = journal_entry(task);
+        let entry = Box::new(journal_entry(task));
         self.actions
             .push_back(AgentAction::Journal(JournalChange::Put(entry)));
         let at = now.plus_ms(self.status_retry_ms);
@@ -548,7 +548,6 @@ impl AgentNode {
             .push_back(AgentAction::PublishAdvert(self.advert.clone()));
         self.advert_at = now.plus_ms(self.advert_period_ms);
     }
-
 }
 
 fn journal_entry(task: &HeldTask) -> JournalEntry {

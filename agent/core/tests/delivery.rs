@@ -196,8 +196,11 @@ impl Harness {
             .map(|k| TaskId::new(TASK_IDS[k]))
             .collect();
         self.node = AgentNode::new(config(self.incarnation));
-        self.node
-            .recover(Millis(self.now), self.journal.entries().cloned().collect(), &survivors);
+        self.node.recover(
+            Millis(self.now),
+            self.journal.entries().cloned().collect(),
+            &survivors,
+        );
     }
 
     /// Time runs on with no acknowledgement: every held terminal status is sent again;

@@ -441,7 +441,10 @@ fn after_a_restart_dead_tasks_fail_survivors_run_on_and_ended_ones_are_resent() 
     let saved = journaled(journal.clone(), &actions);
     assert_eq!(saved.len(), 4);
     for entry in &saved {
-        assert_eq!(entry.status(), &latest(&node, entry.status().task_id.as_str()));
+        assert_eq!(
+            entry.status(),
+            &latest(&node, entry.status().task_id.as_str())
+        );
     }
     assert!(
         statuses(&actions).is_empty(),
