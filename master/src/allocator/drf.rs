@@ -71,8 +71,8 @@ impl DrfAllocator {
 impl DrfAllocator {
     /// The first framework in DRF order that may have `agent` in this turn
     /// ([`in_gpu_turn`]). Frameworks whose minimum offer cannot fit are passed over by
-    /// the sorter; an agent without free GPUs skips the per-framework check for the
-    /// rest that ask nothing more.
+    /// the sorter; an agent without free GPUs skips the per-framework check for
+    /// frameworks that take anything.
     fn first_match(
         &self,
         snapshot: &Snapshot,

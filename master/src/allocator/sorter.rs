@@ -85,15 +85,14 @@ struct ClientNode {
     active: bool,
     /// Its minimum offer as quantities; `None` when it asks for a kind the cluster lacks.
     min_offer: Option<Vec<u64>>,
-    /// Nothing but its minimum offer, all scalars, limits which agents it takes: the
-    /// quantities alone decide (GPUs aside).
+    /// Nothing but wanting offers limits which agents it takes (GPUs aside).
     takes_anything: bool,
     ordered_as: Option<OrderKey>,
 }
 
 impl ClientNode {
     /// Whether `free` (quantities) holds its minimum offer's quantities: necessary for
-    /// [`super::may_offer`], and for a scalar minimum offer sufficient.
+    /// [`super::may_offer`], not sufficient (a scalar named like a range, which port).
     fn may_fit(&self, free: &[u64]) -> bool {
         self.min_offer
             .as_ref()
@@ -153,10 +152,7 @@ impl DrfSorter {
             node.weight = slot.weight;
             node.seq = slot.subscribed_seq;
             node.active = slot.wants_offers;
-            node.takes_anything = slot.constraints.is_empty()
-                && slot.filters.is_empty()
-                && slot.min_offer.ranges.is_empty()
-                && slot.min_offer.sets.is_empty();
+            node.takes_anything = slot.takes_anything();
             std::mem::replace(&mut node.alloc, alloc.clone())
         };
         let min_offer = self.dense_of_minimum(&slot.min_offer);
@@ -216,8 +212,8 @@ impl DrfSorter {
 
     /// The first framework in DRF order that wants offers, whose minimum offer's
     /// quantities `free` (as [`DrfSorter::quantities_of`] gives them) holds, and that
-    /// `accept` takes; `accept` is told the framework's slot, id, and whether those
-    /// quantities are all it asks (no constraints, filters, ranges or sets to check).
+    /// `accept` takes; `accept` is told the framework's slot, id, and whether it takes
+    /// anything.
     ///
     /// The quantities are checked here, on the sorter's own vectors, so that frameworks
     /// that cannot fit an agent cost a few comparisons each, not a lookup.
