@@ -405,6 +405,7 @@ fn journal_before_a_crash() -> Vec<agent_core::JournalEntry> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)]
 fn after_a_restart_dead_tasks_fail_survivors_run_on_and_ended_ones_are_resent() {
     let journal = journal_before_a_crash();
     let before = |id: &str| {
