@@ -231,7 +231,7 @@ impl Sim {
         // A synthetic framework is offered only agents its task fits on (Mesos'
         // `min_allocatable_resources`): without it, every framework is offered every full
         // agent once, to decline it, and a large fleet spends its run on declines.
-        let min_offer = match f.scheduler {
+        let task = match f.scheduler {
             None => resources_of(&format!("framework {}", f.id), f.task_amounts())?,
             Some(_) => Resources::new(),
         };
@@ -245,7 +245,7 @@ impl Sim {
             framework_id: None,
             failover_timeout_ms: 0,
             constraints: f.constraints(),
-            min_offer,
+            min_offer: task.clone(),
             capabilities: f.capabilities.clone(),
         };
         let framework_id = self.subscribe(&f.id, info.clone())?;
@@ -276,7 +276,7 @@ impl Sim {
         }
         let synth = SynthFramework {
             name: f.id.clone(),
-            task: resources_of(&format!("framework {}", f.id), f.task_amounts())?,
+            task,
             constraints: f.constraints(),
             left: f.max_tasks,
             fill: f.fill,

@@ -68,14 +68,6 @@ impl Journal {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The entries, by task id.
     pub fn entries(&self) -> impl Iterator<Item = &JournalEntry> {
         self.entries.values()

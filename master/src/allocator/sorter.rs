@@ -198,7 +198,7 @@ impl DrfSorter {
 
     /// Records that `resources` were allocated (offered) to the framework in `idx`.
     pub fn allocate(&mut self, idx: ClientIdx, resources: &Resources) {
-        let delta = self.dense_of_resources(resources);
+        let delta = self.quantities_of(resources);
         let node = self.client_mut(idx.0);
         for (a, d) in node.alloc.iter_mut().zip(&delta) {
             *a = a.saturating_add(*d);
@@ -390,24 +390,19 @@ impl DrfSorter {
         dense
     }
 
-    /// Quantities of `r` over the cluster's kinds, as [`DrfSorter::first_match`] takes
-    /// them (kinds the cluster lacks are left out).
-    pub fn quantities_of(&self, r: &Resources) -> Vec<u64> {
-        self.dense_of_resources(r)
-    }
-
     /// A minimum offer's quantities; `None` when it asks for some of a kind the cluster
     /// lacks, which no agent can then hold.
     fn dense_of_minimum(&self, r: &Resources) -> Option<Vec<u64>> {
         let lacking = r
             .quantities_iter()
             .any(|(name, v)| v > 0 && self.kind(name).is_none());
-        (!lacking).then(|| self.dense_of_resources(r))
+        (!lacking).then(|| self.quantities_of(r))
     }
 
-    /// Quantities of `r` as a dense vector, without building the map
+    /// Quantities of `r` over the cluster's kinds (kinds it lacks are left out), as
+    /// [`DrfSorter::first_match`] takes them, without building the map
     /// [`Resources::quantities`] would.
-    fn dense_of_resources(&self, r: &Resources) -> Vec<u64> {
+    pub fn quantities_of(&self, r: &Resources) -> Vec<u64> {
         let mut dense = vec![0; self.kinds.len()];
         for (name, v) in &r.scalars {
             if let Some(k) = self.kind(name) {
