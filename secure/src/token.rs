@@ -163,7 +163,18 @@ impl TokenBook {
 /// something unreadable keeps the last good book, with an error in the log.
 pub struct LiveTokenBook {
     dir: PathBuf,
-    state: std::sync::Mutex<(Option<std::time::SystemTime>, std::sync::Arc<TokenBook>)>,
+    state: std::sync::Mutex<(Option<FileStamp>, std::sync::Arc<TokenBook>)>,
+}
+
+/// What tells a changed `tokens.toml` from the one last read. The modification time
+/// alone misses a write within the same clock tick (coarse on many file systems); a
+/// token book is written by rename, so the inode changes with every `wasmos secure
+/// token`, and a hand edit in place changes the length or the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for LiveTokenBook {
@@ -175,11 +186,11 @@ impl std::fmt::Debug for LiveTokenBook {
 impl LiveTokenBook {
     /// Reads the book now: a bad book is refused at start, not at the first request.
     pub fn open(dir: &Path) -> Result<LiveTokenBook, TokenError> {
-        let modified = modified(dir);
+        let stamp = stamp(dir);
         let book = TokenBook::load(dir)?;
         Ok(LiveTokenBook {
             dir: dir.to_owned(),
-            state: std::sync::Mutex::new((modified, std::sync::Arc::new(book))),
+            state: std::sync::Mutex::new((stamp, std::sync::Arc::new(book))),
         })
     }
 
@@ -193,7 +204,7 @@ impl LiveTokenBook {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = modified(&self.dir);
+        let now = stamp(&self.dir);
         if now != state.0 {
             match TokenBook::load(&self.dir) {
                 Ok(book) => *state = (now, std::sync::Arc::new(book)),
@@ -207,10 +218,14 @@ impl LiveTokenBook {
     }
 }
 
-fn modified(dir: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(dir.join(TOKENS_FILE))
-        .and_then(|m| m.modified())
-        .ok()
+fn stamp(dir: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(dir.join(TOKENS_FILE)).ok()?;
+    Some(FileStamp {
+        inode: metadata.ino(),
+        len: metadata.len(),
+        modified: metadata.modified().ok(),
+    })
 }
 
 fn stored(path: &Path, entry: &TokenEntry) -> Result<StoredToken, TokenError> {
