@@ -116,6 +116,7 @@ impl Driver {
             }
             Input::Runner { task_id, update } => self.handle_runner(now, &task_id, update),
             Input::MasterAppeared => self.node.handle_master_appeared(now),
+            Input::MasterCensus(census) => self.node.handle_master_census(census),
             Input::SetAdvert(advert) => self.node.handle_advert_changed(now, *advert),
             Input::Tasks(reply) => {
                 let _ = reply.send(self.node.tasks().cloned().collect());
@@ -270,17 +271,13 @@ impl Driver {
     }
 
     async fn publish_status(&self, status: &TaskStatus) {
-        let net = &self.executors.net;
-        let key = net.keys().agent_status(status.agent_id.as_str());
-        if let Err(e) = net.put(&key, status).await {
+        if let Err(e) = self.executors.publishers.status.put(status).await {
             tracing::warn!(task_id = %status.task_id, %e, "could not publish a status update; it will be retried");
         }
     }
 
     async fn publish_advert(&self, advert: &AgentAdvert) {
-        let net = &self.executors.net;
-        let key = net.keys().agent_advert(advert.agent_id.as_str());
-        if let Err(e) = net.put(&key, advert).await {
+        if let Err(e) = self.executors.publishers.advert.put(advert).await {
             tracing::warn!(%e, "could not publish the advert");
         }
     }

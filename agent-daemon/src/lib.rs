@@ -33,12 +33,12 @@ use agent::wasm::{EngineKind, ExecutorConfig, WasmExecutor};
 use net::modules::ModuleCache;
 use net::{AliveToken, Liveness, Net, NetConfig, Responder};
 use proto::admin::LogsRequest;
-use proto::{AgentAdvert, AgentCommand, AgentId, TaskId, TaskStatus};
+use proto::{AgentAdvert, AgentCommand, AgentId, MasterCensus, TaskId, TaskStatus};
 use signing::TrustedKeys;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use runner::{Executors, RunnerUpdate};
+use runner::{AgentPublishers, Executors, RunnerUpdate};
 
 pub use agent_core::{
     ADVERT_PERIOD_MS_DEFAULT, STATUS_RETRY_MAX_MS_DEFAULT, STATUS_RETRY_MS_DEFAULT,
@@ -124,6 +124,7 @@ pub(crate) enum Input {
         update: RunnerUpdate,
     },
     MasterAppeared,
+    MasterCensus(MasterCensus),
     SetAdvert(Box<AgentAdvert>),
     Tasks(oneshot::Sender<Vec<TaskStatus>>),
     Shutdown(oneshot::Sender<()>),
@@ -161,6 +162,7 @@ impl AgentDaemon {
             .serve::<LogsRequest>(&keys.agent_logs(agent_id.as_str()))
             .await?;
         let master = net.watch_alive(&keys.master_alive()).await?;
+        let census = net.subscribe::<MasterCensus>(&keys.master_census()).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = vec![
             commands.pump_into(&inputs_tx, |command, responder| {
@@ -168,6 +170,7 @@ impl AgentDaemon {
             }),
             logs.pump_into(&inputs_tx, Input::Logs),
             pump_master(master, &inputs_tx),
+            pump_census(census, &inputs_tx),
         ];
         let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
         let driver = tokio::spawn(driver.run(inputs_rx));
@@ -219,6 +222,24 @@ fn pump_master(mut master: net::AliveWatch, inputs: &mpsc::Sender<Input>) -> Joi
     })
 }
 
+fn pump_census(
+    mut census: net::Subscription<MasterCensus>,
+    inputs: &mpsc::Sender<Input>,
+) -> JoinHandle<()> {
+    let inputs = inputs.clone();
+    tokio::spawn(async move {
+        while let Some(received) = census.recv().await {
+            if inputs
+                .send(Input::MasterCensus(received.message))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
 async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError> {
     let work_dir = &config.work_dir;
     let sandboxes_dir = work_dir.join("sandboxes");
@@ -251,7 +272,9 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError>
         Some(shared) => shared.net.clone(),
         None => Net::open(&config.net).await?,
     };
+    let publishers = Arc::new(AgentPublishers::declare(&net, &config.advert.agent_id).await?);
     Ok(Executors {
+        publishers,
         net,
         modules,
         wasm,

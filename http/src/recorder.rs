@@ -70,7 +70,7 @@ impl Recorder {
                 framework_id,
                 event: Event::Rescind { offer_id },
             } => self.rescinded(now_ms, framework_id, offer_id),
-            Action::SendEvent { .. } | Action::AckStatus { .. } => {}
+            Action::SendEvent { .. } | Action::AckStatus { .. } | Action::AnnounceCensus(_) => {}
             Action::LaunchTask {
                 agent_id,
                 framework_id,
@@ -549,6 +549,7 @@ mod tests {
                 incarnation: 1,
                 tasks: vec![],
                 version: String::new(),
+                last_census: None,
             },
         );
         let info = FrameworkInfo {

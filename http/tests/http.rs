@@ -140,7 +140,9 @@ impl Daemon {
                         None,
                     );
                 }
-                Action::AckStatus { .. } | Action::ReclaimNotice { .. } => {}
+                Action::AckStatus { .. }
+                | Action::ReclaimNotice { .. }
+                | Action::AnnounceCensus(_) => {}
             }
         }
     }
@@ -397,6 +399,7 @@ fn advert(id: &str, arch: &str, has: &str, total: Resources) -> AgentAdvert {
         incarnation: 1,
         tasks: vec![],
         version: "test".into(),
+        last_census: None,
     }
 }
 

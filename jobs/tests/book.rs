@@ -35,6 +35,7 @@ fn advert(id: &str, total: Resources, attributes: Attributes) -> AgentAdvert {
         incarnation: 1,
         tasks: Vec::new(),
         version: "test".to_owned(),
+        last_census: None,
     }
 }
 

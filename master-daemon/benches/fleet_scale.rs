@@ -66,6 +66,7 @@ fn advert(agent: &str, seq: u64) -> AgentAdvert {
         incarnation: 1,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     }
 }
 

@@ -148,6 +148,7 @@ fn advert(agent: &str, round: u64) -> AgentAdvert {
         incarnation: 1,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     }
 }
 

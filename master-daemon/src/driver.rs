@@ -248,6 +248,12 @@ impl Driver {
                     self.publish_event(&framework_id, Event::Error { message })
                         .await;
                 }
+                Action::AnnounceCensus(census) => {
+                    let key = self.net.keys().master_census();
+                    if let Err(e) = self.net.put(&key, &census).await {
+                        tracing::warn!(%e, "could not announce the census");
+                    }
+                }
             }
         }
     }

@@ -21,6 +21,7 @@
 //! | `agents/<id>/cmd` | queried for launches, kills and acknowledgements; a launch's outcome goes back in as `handle_launch_outcome` | core: refused → `failed`, unanswered → `lost` and the agent unreachable |
 //! | `master/calls/*` | `handle_call` with the caller the key proves ([`principals`]); the reply carries the core's answer or its refusal | core (ownership, roles, OCI: `master::Policy`) |
 //! | `master/alive` | declared once everything above is in place | daemon (start-up order) |
+//! | `master/census` | the core's `AnnounceCensus`, kept by agents and listed in their adverts | core (`census.rs`: when; a successor ends its re-registration window with it) |
 //! | `frameworks/*/*/alive` | `handle_framework_token(present)` | core: events held until the token, for at most `MasterConfig::framework_token_wait_ms` after subscribing; token gone → disconnected |
 //! | `frameworks/<owner>/<id>/events` | the core's `SendEvent`s; reclaim notices and hosted schedulers' faults as `Error` events | core |
 //! | `modules/*`, `master/upload/*` | the module store |

@@ -74,6 +74,7 @@ async fn cluster_configured(configure: impl FnOnce(&mut MasterDaemonConfig)) -> 
         incarnation: 1,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     };
     let mut agent = AgentDaemonConfig::new(
         NetConfig::member(master.endpoints().to_vec()),
@@ -393,6 +394,7 @@ async fn garbage_on_the_masters_keys_is_counted_and_the_cluster_goes_on() {
         incarnation: 1,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     };
     vandal
         .put(&keys.agent_advert("ghost"), &impostor)
@@ -459,6 +461,7 @@ async fn after_a_master_restart_agents_advertise_and_frameworks_subscribe_again(
         incarnation: 1,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     };
     let mut agent_config = AgentDaemonConfig::new(
         NetConfig::member(vec![endpoint.clone()]),

@@ -198,6 +198,7 @@ impl Full {
                 incarnation: 1,
                 tasks: Vec::new(),
                 version: String::new(),
+                last_census: None,
             };
             m.handle_agent_token(Millis(0), &advert.agent_id, true);
             m.handle_agent_advert(Millis(0), advert);

@@ -30,7 +30,8 @@ pub use allocator::{Allocator, DrfAllocator, OfferDecision, Snapshot};
 pub use config::{MasterConfig, ReclaimConfig};
 pub use error::CallError;
 pub use master::{
-    Action, BUILTIN_DRF_SEED_MIX, BrokenInvariant, LaunchOutcome, Master, OperatorKillError,
+    Action, BUILTIN_DRF_SEED_MIX, BrokenInvariant, CENSUS_QUIET_MS, LaunchOutcome,
+    MASTER_CENSUS_REPEAT_MS, Master, OperatorKillError,
 };
 pub use policy::{OperatorAct, Policy, Refusal};
 pub use resource_book::ResourceBook;

@@ -88,6 +88,7 @@ fn grants(keys: &Keys, principal: &AclPrincipal) -> Vec<Grant> {
             grant(ASK_ALIVE, vec![keys.agent_alive(name)]),
             grant(SERVE, vec![keys.agent_cmd(name), keys.agent_logs(name)]),
             grant(ASK, vec![keys.all_modules()]),
+            grant(SUBSCRIBE, vec![keys.master_census()]),
             master_alive,
         ],
         Role::Framework => vec![

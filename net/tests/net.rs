@@ -44,6 +44,7 @@ fn advert(agent: &str, seq: u64) -> AgentAdvert {
         incarnation: 7,
         tasks: Vec::new(),
         version: "test".to_owned(),
+        last_census: None,
     }
 }
 

@@ -111,6 +111,7 @@ pub struct OutputPart {
 pub struct OutputPiece {
     /// Offset of `bytes[0]` in the stream.
     pub offset: u64,
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

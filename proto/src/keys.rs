@@ -10,6 +10,7 @@
 //! | `wasmos/<cluster>/agents/<agent_id>/metrics` | put, agent → master: usage of running tasks |
 //! | `wasmos/<cluster>/agents/<agent_id>/logs` | queryable, master → agent: output of tasks |
 //! | `wasmos/<cluster>/master/alive` | liveliness token of the leading master |
+//! | `wasmos/<cluster>/master/census` | put, master → agents: [`crate::MasterCensus`] |
 //! | `wasmos/<cluster>/master/calls/<principal>` | queryable, framework → master |
 //! | `wasmos/<cluster>/master/upload/<principal>` | queryable, client → master module store (see [`crate::admin`]) |
 //! | `wasmos/<cluster>/master/admin/<principal>` | queryable, tool → master: the operator protocol (see [`crate::operator`]) |
@@ -121,6 +122,10 @@ impl Keys {
     }
     pub fn master_alive(&self) -> String {
         format!("{}/master/alive", self.prefix)
+    }
+    /// Put by the master, subscribed by agents: [`crate::MasterCensus`].
+    pub fn master_census(&self) -> String {
+        format!("{}/master/census", self.prefix)
     }
     /// Framework calls of `principal`.
     pub fn master_calls(&self, principal: &str) -> String {

@@ -25,7 +25,35 @@ pub struct AgentAdvert {
     /// latest status: what a restarted master rebuilds its state from.
     pub tasks: Vec<AdvertTask>,
     pub version: String,
+    /// The newest census of the master the agent was last registered with: how a
+    /// restarted master knows when every agent of its predecessor is back.
+    pub last_census: Option<MasterCensus>,
 }
+
+/// What a master tells its agents, on `master/census`, when the agents it counts change
+/// (at most once per [`MASTER_CENSUS_PERIOD_MS`]). An agent keeps the newest and lists it
+/// in its adverts; a master that replaces this one ends its re-registration window as
+/// soon as `agents` agents list this census's `incarnation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterCensus {
+    pub incarnation: u64,
+    /// Increases with every census of this incarnation: the newest count wins.
+    pub seq: u64,
+    /// Agents registered with the master and not lost when the census was taken.
+    pub agents: u64,
+}
+
+impl MasterCensus {
+    /// Whether this census was taken after `other` (a later master, or a later census of
+    /// the same master).
+    pub fn is_newer_than(&self, other: &MasterCensus) -> bool {
+        (self.incarnation, self.seq) > (other.incarnation, other.seq)
+    }
+}
+
+/// Least time between two [`MasterCensus`]es of one master: while agents come and go in
+/// numbers, one census a period is enough.
+pub const MASTER_CENSUS_PERIOD_MS: u64 = 1_000;
 
 /// One task an agent holds, as listed in its advert: enough for a master that never
 /// launched it (a restarted one) to account for its resources and route its updates.
@@ -213,6 +241,8 @@ pub struct ModuleChunk {
     pub size_bytes: u64,
     pub index: u32,
     pub count: u32,
+    /// As bytes, not a sequence: the same on the wire, decoded in one copy.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

@@ -34,6 +34,7 @@ fn sample_frames() -> Vec<Vec<u8>> {
             resources: Resources::new().with_scalar("cpus", 0.5),
         }],
         version: "0.1.0".into(),
+        last_census: None,
     };
     let call = FrameworkCall {
         framework_id: Some("fw".into()),

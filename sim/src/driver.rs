@@ -646,5 +646,6 @@ fn advert(id: &str, attributes: proto::Attributes, total: Resources) -> AgentAdv
         incarnation: 1,
         tasks: Vec::new(),
         version: "sim".to_owned(),
+        last_census: None,
     }
 }

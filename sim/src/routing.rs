@@ -61,6 +61,11 @@ impl Sim {
             ),
             // Reclaim is off in a simulation.
             Action::ReclaimNotice { .. } => {}
+            Action::AnnounceCensus(census) => {
+                for agent in self.fleet.agents.iter_mut().filter(|a| a.connected) {
+                    agent.node.handle_master_census(census);
+                }
+            }
         }
         Ok(())
     }

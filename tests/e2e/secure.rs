@@ -516,5 +516,6 @@ fn forged_advert(agent_id: &str) -> AgentAdvert {
         incarnation: u64::MAX,
         tasks: Vec::new(),
         version: "forged".to_owned(),
+        last_census: None,
     }
 }

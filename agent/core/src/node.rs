@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use proto::{
-    AdvertTask, AgentAdvert, AgentCommand, AgentReply, FrameworkId, Millis, Resources, StatusUuid,
-    TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
+    AdvertTask, AgentAdvert, AgentCommand, AgentReply, FrameworkId, MasterCensus, Millis,
+    Resources, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
 };
 
 use crate::error::CommandRefused;
@@ -281,12 +281,26 @@ impl AgentNode {
         }
     }
 
+    /// The master's census: kept if newer than the one held, and listed in later adverts
+    /// (not published at once: it matters only to a master that replaces this one, and
+    /// every agent advertises when a master appears).
+    pub fn handle_master_census(&mut self, census: MasterCensus) {
+        if self
+            .advert
+            .last_census
+            .is_none_or(|held| census.is_newer_than(&held))
+        {
+            self.advert.last_census = Some(census);
+        }
+    }
+
     /// Identity, attributes or resources changed: advertise the new ones at once.
     pub fn handle_advert_changed(&mut self, now: Millis, advert: AgentAdvert) {
         self.advert = AgentAdvert {
             seq: self.advert.seq,
             version: self.advert.version.clone(),
             tasks: Vec::new(),
+            last_census: self.advert.last_census,
             ..advert
         };
         self.publish_advert(now);

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use agent_core::{AGENT_RESTARTED, AgentAction, AgentNode, JournalChange, TaskEnd};
 use common::*;
-use proto::{AgentReply, Millis, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{AgentReply, MasterCensus, Millis, StatusUuid, TaskId, TaskState, TaskStatus};
 
 fn refused(message: &str) -> AgentReply {
     AgentReply::Error {
@@ -318,6 +318,32 @@ fn when_the_master_appears_the_node_advertises_and_resends_at_once_with_a_fresh_
     assert_eq!(resent, vec![latest(&node, "t1")], "only the unacknowledged");
     let timed = run_until(&mut node, 25_000);
     assert_eq!(sends_of(&timed, "t1"), vec![21_500, 23_500]);
+}
+
+#[test]
+fn the_newest_master_census_is_kept_and_listed_in_the_next_advert() {
+    let census = |incarnation, seq| MasterCensus {
+        incarnation,
+        seq,
+        agents: seq,
+    };
+    let mut node = node(1);
+    drain(&mut node);
+    node.handle_master_census(census(7, 2));
+    assert!(drain(&mut node).is_empty(), "kept, not published at once");
+    node.handle_master_census(census(7, 1)); // Late: an older census of the same master.
+    node.handle_master_census(census(6, 9)); // An earlier master's.
+    node.handle_master_appeared(Millis(10));
+    let listed = adverts(&drain(&mut node));
+    assert_eq!(listed[0].last_census, Some(census(7, 2)));
+    node.handle_master_census(census(8, 1));
+    node.handle_advert_changed(Millis(20), advert(1));
+    let listed = adverts(&drain(&mut node));
+    assert_eq!(
+        listed[0].last_census,
+        Some(census(8, 1)),
+        "kept across a new advert"
+    );
 }
 
 #[test]

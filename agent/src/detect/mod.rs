@@ -158,6 +158,7 @@ pub fn advert(
         incarnation,
         tasks: Vec::new(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        last_census: None,
     })
 }
 

@@ -128,6 +128,7 @@ fn advert(device: &Device) -> AgentAdvert {
             .map_or(0, |d| d.as_millis() as u64),
         tasks: Vec::new(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        last_census: None,
     }
 }
 

@@ -237,6 +237,7 @@ async fn start_edge_2(cluster: &Cluster, dir: &Path) -> AgentHandle {
         incarnation: 1,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     };
     let net = NetConfig::member(cluster.master.endpoints().to_vec());
     let mut config = AgentDaemonConfig::new(net, advert, dir.to_path_buf());

@@ -39,10 +39,12 @@ impl Master {
         self.advert_liveness(&id);
         self.heard_from(&id);
         let tasks = advert.tasks.clone();
+        let census = advert.last_census;
         match self.agents.get(&id) {
             None => {
                 self.add_agent(advert);
                 self.take_advert_tasks(&id, &tasks);
+                self.witness_census(&id, census);
             }
             Some(r) if (advert.incarnation, advert.seq) <= (r.incarnation, r.seq) => {}
             Some(r) => {
@@ -59,9 +61,11 @@ impl Master {
                     for task_id in gone {
                         self.lose_task(&task_id, "the agent restarted without it");
                     }
+                    self.want_census();
                 }
                 self.update_agent(advert);
                 self.take_advert_tasks(&id, &tasks);
+                self.witness_census(&id, census);
             }
         }
         self.debug_check();
@@ -129,6 +133,7 @@ impl Master {
             self.lose_task(&task_id, why);
         }
         self.agents.remove(agent_id);
+        self.want_census();
         self.book.remove_agent(agent_id);
         self.allocation_agents.remove(agent_id);
         self.unreachable.remove(agent_id);
@@ -269,6 +274,7 @@ impl Master {
             token_lapsed: false,
         };
         self.agents.insert(id.clone(), record);
+        self.want_census();
         self.want_allocation_of(&id);
     }
 

@@ -5,6 +5,7 @@ mod accept;
 mod agents;
 mod books;
 mod calls;
+mod census;
 mod liveness;
 mod operator;
 mod reclaiming;
@@ -13,7 +14,9 @@ mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use proto::{AgentId, Event, FrameworkId, FrameworkInfo, StatusUuid, TaskId, TaskSpec};
+use proto::{
+    AgentId, Event, FrameworkId, FrameworkInfo, MasterCensus, StatusUuid, TaskId, TaskSpec,
+};
 
 use crate::allocator::{Allocator, DrfAllocator, Snapshot};
 use crate::config::MasterConfig;
@@ -28,6 +31,7 @@ use crate::view::LostAgents;
 pub use operator::OperatorKillError;
 
 pub use books::BrokenInvariant;
+pub use census::{CENSUS_QUIET_MS, MASTER_CENSUS_REPEAT_MS};
 pub use liveness::LaunchOutcome;
 use liveness::Liveness;
 
@@ -68,6 +72,8 @@ pub enum Action {
         agent_id: AgentId,
         kill_at: Millis,
     },
+    /// Publish the census on `master/census`, for the agents to keep (`census.rs`).
+    AnnounceCensus(MasterCensus),
 }
 
 /// What the master knows of one agent besides its resources (which are in the
@@ -166,9 +172,12 @@ pub struct Master {
     statuses_refused: u64,
     /// Set once the master sees it replaces an earlier one: no offers until then.
     offers_held_until: Option<Millis>,
+    /// The hold has been and ended: later evidence (a late agent) does not start another.
+    hold_ended: bool,
     /// Reconciliations asked while offers are held, answered when the hold ends (an
     /// answer then could call a task lost whose agent has not re-registered yet).
     deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
+    census: census::CensusBook,
     /// For the operator's listing only.
     pub(crate) lost_agents: LostAgents,
 }
@@ -215,7 +224,9 @@ impl Master {
             decisions_refused: 0,
             statuses_refused: 0,
             offers_held_until: None,
+            hold_ended: false,
             deferred_reconciles: Vec::new(),
+            census: census::CensusBook::default(),
             lost_agents: LostAgents::default(),
         }
     }

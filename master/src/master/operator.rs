@@ -104,6 +104,7 @@ mod tests {
                 resources: proto::Resources::new(),
             }],
             version: String::new(),
+            last_census: None,
         };
         master.handle_agent_advert(Millis(2), advert);
         let ended = master.handle_operator_kill(Millis(3), &TaskId::new("done"));

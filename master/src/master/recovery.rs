@@ -8,8 +8,9 @@
 //! such a task but not yet subscribed is *recovered*: known by id only, with no allocator
 //! slot, torn down (its tasks killed) unless it subscribes within
 //! [`crate::MasterConfig::recovered_framework_timeout_ms`] after the re-registration
-//! window. Until that window ends the master makes no offers and defers reconciliation
-//! answers, so that neither is based on a half-rebuilt view.
+//! window. Until that window ends (or sooner, once every agent the previous master counted
+//! is back: `census.rs`) the master makes no offers and defers reconciliation answers, so
+//! that neither is based on a half-rebuilt view.
 //!
 //! Lost-agent rule: an agent declared lost has had its tasks reported `lost` to their
 //! frameworks, a terminal state those frameworks may have acted on (launched a
@@ -30,7 +31,7 @@ impl Master {
     /// window, offers are held until the window ends.
     pub(super) fn note_recovery_evidence(&mut self) {
         let window_end = Millis(self.config.reregistration_window_ms);
-        if self.offers_held_until.is_none() && self.now < window_end {
+        if self.offers_held_until.is_none() && !self.hold_ended && self.now < window_end {
             tracing::info!(
                 until_ms = window_end.0,
                 "replacing an earlier master: offers held until agents and frameworks re-register"
@@ -47,9 +48,15 @@ impl Master {
     /// Ends the hold when its time has come: allocation runs over every agent, and
     /// deferred reconciliations are answered.
     pub(super) fn end_hold_if_due(&mut self, now: Millis) {
-        if self.offers_held_until.is_some_and(|t| t <= now) {
+        if let Some(until) = self.offers_held_until.filter(|t| *t <= now) {
             self.offers_held_until = None;
-            tracing::info!("re-registration window over: offers resume");
+            self.hold_ended = true;
+            self.forget_predecessor();
+            if until < Millis(self.config.reregistration_window_ms) {
+                tracing::info!("every agent of the previous master is back: offers resume");
+            } else {
+                tracing::info!("re-registration window over: offers resume");
+            }
             self.want_allocation_all();
             for (framework_id, task_ids) in std::mem::take(&mut self.deferred_reconciles) {
                 self.reconcile(&framework_id, task_ids);

@@ -27,6 +27,7 @@ impl Master {
             self.failovers.next(),
             self.reclaim_kills.first().map(|(at, _)| *at),
             self.reclaim_check_at,
+            self.census_at(),
         ]
         .into_iter()
         .flatten()
@@ -52,6 +53,7 @@ impl Master {
             self.reclaim_check(now);
         }
         self.end_hold_if_due(now);
+        self.announce_census_if_due(now);
         if self.allocation_at.is_some_and(|t| t <= now) && !self.offers_held() {
             self.allocate(now);
         }

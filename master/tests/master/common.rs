@@ -24,6 +24,7 @@ pub fn advert(id: &str, total: Resources, attributes: Attributes) -> AgentAdvert
         incarnation: 1,
         tasks: Vec::new(),
         version: "test".to_owned(),
+        last_census: None,
     }
 }
 

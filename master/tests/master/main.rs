@@ -3,6 +3,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod calls;
+mod census;
 mod common;
 mod gpus;
 mod liveness;

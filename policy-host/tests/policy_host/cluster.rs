@@ -53,6 +53,7 @@ pub fn advert(id: &str, cpus: f64, mem: f64, attributes: &[(&str, &str)]) -> Age
         incarnation: 1,
         tasks: Vec::new(),
         version: "test".into(),
+        last_census: None,
     }
 }
 

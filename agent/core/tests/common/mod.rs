@@ -26,6 +26,7 @@ pub fn advert(incarnation: u64) -> AgentAdvert {
         incarnation,
         tasks: Vec::new(),
         version: String::new(),
+        last_census: None,
     }
 }
 
