@@ -271,13 +271,17 @@ impl Driver {
     }
 
     async fn publish_status(&self, status: &TaskStatus) {
-        if let Err(e) = self.executors.publishers.status.put(status).await {
+        let net = &self.executors.net;
+        let key = net.keys().agent_status(status.agent_id.as_str());
+        if let Err(e) = net.put(&key, status).await {
             tracing::warn!(task_id = %status.task_id, %e, "could not publish a status update; it will be retried");
         }
     }
 
     async fn publish_advert(&self, advert: &AgentAdvert) {
-        if let Err(e) = self.executors.publishers.advert.put(advert).await {
+        let net = &self.executors.net;
+        let key = net.keys().agent_advert(advert.agent_id.as_str());
+        if let Err(e) = net.put(&key, advert).await {
             tracing::warn!(%e, "could not publish the advert");
         }
     }

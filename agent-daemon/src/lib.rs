@@ -38,7 +38,7 @@ use signing::TrustedKeys;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use runner::{AgentPublishers, Executors, RunnerUpdate};
+use runner::{Executors, RunnerUpdate};
 
 pub use agent_core::{
     ADVERT_PERIOD_MS_DEFAULT, STATUS_RETRY_MAX_MS_DEFAULT, STATUS_RETRY_MS_DEFAULT,
@@ -272,9 +272,7 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError>
         Some(shared) => shared.net.clone(),
         None => Net::open(&config.net).await?,
     };
-    let publishers = Arc::new(AgentPublishers::declare(&net, &config.advert.agent_id).await?);
     Ok(Executors {
-        publishers,
         net,
         modules,
         wasm,

@@ -10,12 +10,11 @@ use agent::oci::{OciContainer, OciExecutor};
 use agent::outcome::TaskOutcome;
 use agent::usage::TaskUsage;
 use agent::wasm::{CapturedOutput, OutputStreams, TaskRun, WasmExecutor};
+use net::Net;
 use net::modules::ModuleCache;
-use net::{Net, NetError, Publisher};
 use proto::admin::{LogOffsets, OutputPart};
 use proto::{
-    AgentAdvert, AgentId, TASK_USAGE_PERIOD_MS, TaskKind, TaskSpec, TaskState, TaskStatus,
-    TaskUsageReport, WasmTask,
+    AgentId, TASK_USAGE_PERIOD_MS, TaskKind, TaskSpec, TaskState, TaskUsageReport, WasmTask,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -62,30 +61,6 @@ pub(crate) struct Executors {
     pub sandboxes_dir: PathBuf,
     /// Whose usage reports (`agents/<id>/metrics`) the runners put.
     pub agent_id: AgentId,
-    pub publishers: Arc<AgentPublishers>,
-}
-
-/// The agent's keys it puts to again and again, declared once (see [`Net::publisher`]).
-pub(crate) struct AgentPublishers {
-    pub advert: Publisher<AgentAdvert>,
-    pub status: Publisher<TaskStatus>,
-    pub metrics: Publisher<TaskUsageReport>,
-}
-
-impl AgentPublishers {
-    pub(crate) async fn declare(
-        net: &Net,
-        agent_id: &AgentId,
-    ) -> Result<AgentPublishers, NetError> {
-        let keys = net.keys();
-        Ok(AgentPublishers {
-            advert: net.publisher(&keys.agent_advert(agent_id.as_str())).await?,
-            status: net.publisher(&keys.agent_status(agent_id.as_str())).await?,
-            metrics: net
-                .publisher(&keys.agent_metrics(agent_id.as_str()))
-                .await?,
-        })
-    }
 }
 
 /// How the driver stops a runner: `notify_one` keeps a permit, so a kill that comes
@@ -278,7 +253,8 @@ async fn run_oci(
 /// A task's [`TaskUsageReport`]s: put every [`TASK_USAGE_PERIOD_MS`] by a background task
 /// while it runs, and once more, marked ended, by [`UsageReports::finish`].
 struct UsageReports {
-    publishers: Arc<AgentPublishers>,
+    net: Net,
+    key: String,
     last: TaskUsageReport,
     usage: Arc<TaskUsage>,
     periodic: tokio::task::JoinHandle<()>,
@@ -292,7 +268,8 @@ impl UsageReports {
         usage: Arc<TaskUsage>,
         container: Option<Arc<OciContainer>>,
     ) -> UsageReports {
-        let publishers = executors.publishers.clone();
+        let net = executors.net.clone();
+        let key = net.keys().agent_metrics(executors.agent_id.as_str());
         let last = TaskUsageReport {
             agent_id: executors.agent_id.clone(),
             task_id: spec.task_id.clone(),
@@ -301,7 +278,8 @@ impl UsageReports {
             ended: false,
         };
         let periodic = {
-            let (publishers, template, usage) = (publishers.clone(), last.clone(), usage.clone());
+            let (net, key, template, usage) =
+                (net.clone(), key.clone(), last.clone(), usage.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(TASK_USAGE_PERIOD_MS));
                 loop {
@@ -310,14 +288,15 @@ impl UsageReports {
                         sample_cgroup(container, &usage);
                     }
                     let report = measured(&template, &usage, false);
-                    if let Err(e) = publishers.metrics.put(&report).await {
+                    if let Err(e) = net.put(&key, &report).await {
                         tracing::debug!(%e, "could not put a task usage report");
                     }
                 }
             })
         };
         UsageReports {
-            publishers,
+            net,
+            key,
             last,
             usage,
             periodic,
@@ -327,7 +306,7 @@ impl UsageReports {
     async fn finish(self) {
         self.periodic.abort();
         let report = measured(&self.last, &self.usage, true);
-        if let Err(e) = self.publishers.metrics.put(&report).await {
+        if let Err(e) = self.net.put(&self.key, &report).await {
             tracing::debug!(%e, "could not put a task usage report");
         }
     }

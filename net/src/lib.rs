@@ -30,4 +30,4 @@ pub use endpoint::{EndpointError, EndpointUse, check_endpoint};
 pub use error::{NetError, QueryError};
 pub use liveliness::{AliveToken, AliveWatch, Liveness};
 pub use session::{DEFAULT_ENDPOINT, DEFAULT_PORT, DEFAULT_TLS_ENDPOINT, Mode, Net, NetConfig};
-pub use typed::{Publisher, Received, Request, Requests, Responder, Subscription};
+pub use typed::{Received, Request, Requests, Responder, Subscription};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zenoh::handlers::FifoChannelHandler;
-use zenoh::pubsub::{Publisher as ZenohPublisher, Subscriber};
+use zenoh::pubsub::Subscriber;
 use zenoh::query::{Query, Queryable};
 use zenoh::sample::{Sample, SampleKind};
 
@@ -46,26 +46,6 @@ impl Net {
                 key: key.to_owned(),
                 message: e.to_string(),
             })
-    }
-
-    /// Declares a publisher of `T` on `key`: for a key put to again and again (an agent's
-    /// adverts, statuses, usage reports). zenoh then sends the key as a number and the
-    /// router keeps its matching subscribers, instead of matching the key against every
-    /// resource it holds on every put (the cost that grows with the fleet).
-    pub async fn publisher<T: Serialize>(&self, key: &str) -> Result<Publisher<T>, NetError> {
-        let publisher = self
-            .session()
-            .declare_publisher(key.to_owned())
-            .await
-            .map_err(|e| NetError::Declare {
-                what: "a publisher",
-                key: key.to_owned(),
-                message: e.to_string(),
-            })?;
-        Ok(Publisher {
-            publisher,
-            _message: PhantomData,
-        })
     }
 
     /// Subscribes to `key_expr` (wildcards allowed) for messages of type `T`.
@@ -186,30 +166,6 @@ impl Net {
                 key: key_expr.to_owned(),
                 message: e.to_string(),
             })
-    }
-}
-
-/// Puts messages of type `T` on one declared key; undeclared when dropped.
-pub struct Publisher<T> {
-    publisher: ZenohPublisher<'static>,
-    _message: PhantomData<fn(&T)>,
-}
-
-impl<T: Serialize> Publisher<T> {
-    pub async fn put(&self, message: &T) -> Result<(), NetError> {
-        let key = self.key();
-        let frame = proto::encode(message).map_err(|source| NetError::Encode {
-            key: key.to_owned(),
-            source,
-        })?;
-        self.publisher.put(frame).await.map_err(|e| NetError::Put {
-            key: key.to_owned(),
-            message: e.to_string(),
-        })
-    }
-
-    pub fn key(&self) -> &str {
-        self.publisher.key_expr().as_str()
     }
 }
 
