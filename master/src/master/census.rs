@@ -124,15 +124,20 @@ impl Master {
                 Some(Predecessor::Agreed {
                     census: agreed,
                     mut back,
-                    ..
+                    last_at,
                 }),
                 Some(census),
             ) if agreed == census => {
-                back.insert(agent_id.clone());
+                // An agent advertising again is not one more agent back.
+                let last_at = if back.insert(agent_id.clone()) {
+                    now
+                } else {
+                    last_at
+                };
                 Some(Predecessor::Agreed {
                     census,
                     back,
-                    last_at: now,
+                    last_at,
                 })
             }
             (Some(Predecessor::Contradicted), _) => Some(Predecessor::Contradicted),
