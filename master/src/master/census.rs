@@ -5,8 +5,8 @@
 //! counts) whenever the agents it counts change, at most once per
 //! [`MASTER_CENSUS_PERIOD_MS`], and never while its own offers are held (a half-rebuilt
 //! count would end a successor's wait too early); an unchanged census is announced again
-//! every [`MASTER_CENSUS_REPEAT_MS`], for agents that missed it. Agents keep the newest and list it in
-//! their adverts.
+//! every [`MASTER_CENSUS_REPEAT_MS`], for agents that missed it. Agents keep the newest
+//! and list it in their adverts.
 //!
 //! A master that replaces an earlier one looks at the census each re-registering agent
 //! lists. If every agent so far lists one and the same census of an earlier master, and
@@ -24,14 +24,14 @@ use std::collections::BTreeSet;
 
 use proto::{AgentId, MASTER_CENSUS_PERIOD_MS, MasterCensus};
 
+use super::{Action, Master};
+use crate::time::Millis;
+
 /// A census unchanged this long is announced again, for agents that missed it.
 pub const MASTER_CENSUS_REPEAT_MS: u64 = 10_000;
 
 /// How long after the last re-registering agent a complete census ends the hold.
 pub const CENSUS_QUIET_MS: u64 = 250;
-
-use super::{Action, Master};
-use crate::time::Millis;
 
 /// This master's census and what it learned of its predecessor's.
 #[derive(Debug, Default)]
@@ -42,7 +42,8 @@ pub(super) struct CensusBook {
     /// The agents counted changed since the last census.
     due: bool,
     sent_at: Option<Millis>,
-    /// While within the re-registration window: what re-registering agents listed.
+    /// Within the re-registration window, until the hold ends: what re-registering
+    /// agents listed.
     predecessor: Option<Predecessor>,
 }
 
@@ -109,7 +110,8 @@ impl Master {
             self.note_recovery_evidence();
         }
         let window_end = Millis(self.config.reregistration_window_ms);
-        if self.now >= window_end || self.offers_held_until.is_some_and(|t| t <= self.now) {
+        let hold_over = self.hold_ended || self.offers_held_until.is_some_and(|t| t <= self.now);
+        if self.now >= window_end || hold_over {
             return;
         }
         let now = self.now;
@@ -171,6 +173,6 @@ impl Master {
 
     /// The hold ended: what was learned of the predecessor is no longer needed.
     pub(super) fn forget_predecessor(&mut self) {
-        self.census.predecessor = Some(Predecessor::Contradicted);
+        self.census.predecessor = None;
     }
 }
