@@ -116,6 +116,7 @@ impl Driver {
             }
             Input::Runner { task_id, update } => self.handle_runner(now, &task_id, update),
             Input::MasterAppeared => self.node.handle_master_appeared(now),
+            Input::MasterGone => self.node.handle_master_gone(now),
             Input::MasterCensus(census) => self.node.handle_master_census(census),
             Input::SetAdvert(advert) => self.node.handle_advert_changed(now, *advert),
             Input::Tasks(reply) => {
@@ -199,10 +200,11 @@ impl Driver {
 
     /// Tells the master the agent leaves, and answers the shutdown.
     async fn leave(&mut self) {
-        let net = &self.executors.net;
         let agent_id = self.node.advert().agent_id.clone();
-        let key = net.keys().agent_leave(agent_id.as_str());
-        if let Err(e) = net.put(&key, &agent_id).await {
+        let key = self.executors.keys.agent_leave(agent_id.as_str());
+        if let Some(net) = self.executors.link.now()
+            && let Err(e) = net.put(&key, &agent_id).await
+        {
             tracing::warn!(%e, "could not tell the master the agent leaves; it will count it lost");
         }
         if let Some(done) = self.shutdown_done.take() {
@@ -270,16 +272,24 @@ impl Driver {
         });
     }
 
+    /// Publishes a status if the session is open (the node sends it again until the
+    /// master acknowledges it).
     async fn publish_status(&self, status: &TaskStatus) {
-        let net = &self.executors.net;
+        let Some(net) = self.executors.link.now() else {
+            return;
+        };
         let key = net.keys().agent_status(status.agent_id.as_str());
         if let Err(e) = net.put(&key, status).await {
             tracing::warn!(task_id = %status.task_id, %e, "could not publish a status update; it will be retried");
         }
     }
 
+    /// Publishes the advert if the session is open (the node advertises again when the
+    /// master appears, and periodically).
     async fn publish_advert(&self, advert: &AgentAdvert) {
-        let net = &self.executors.net;
+        let Some(net) = self.executors.link.now() else {
+            return;
+        };
         let key = net.keys().agent_advert(advert.agent_id.as_str());
         if let Err(e) = net.put(&key, advert).await {
             tracing::warn!(%e, "could not publish the advert");

@@ -132,6 +132,8 @@ mod tests {
                 resources: Resources::new().with_scalar("cpus", 1.0),
             },
             oci: false,
+            spec: None,
+            starts: 1,
         }
     }
 

@@ -20,6 +20,7 @@
 mod driver;
 pub mod error;
 pub mod journal;
+mod link;
 mod runner;
 
 pub use error::DaemonError;
@@ -38,6 +39,7 @@ use signing::TrustedKeys;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use link::{NetLink, NetLinkSetter};
 use runner::{Executors, RunnerUpdate};
 
 pub use agent_core::{
@@ -124,6 +126,7 @@ pub(crate) enum Input {
         update: RunnerUpdate,
     },
     MasterAppeared,
+    MasterGone,
     MasterCensus(MasterCensus),
     SetAdvert(Box<AgentAdvert>),
     Tasks(oneshot::Sender<Vec<TaskStatus>>),
@@ -142,18 +145,35 @@ pub struct AgentDaemon;
 
 impl AgentDaemon {
     /// Sets up the executors and caches, opens the session, declares the token and the
-    /// command queryable, and starts advertising.
+    /// command queryable, and starts advertising. Returns once the session is open; if no
+    /// master answers within [`OFFLINE_START_AFTER_MS`], the agent's driver starts before
+    /// that (it recovers the journal and restarts in place the tasks whose policy says so,
+    /// as with no master at all) and the session is taken up when it opens.
     pub async fn start(config: AgentDaemonConfig) -> Result<AgentHandle, DaemonError> {
         let agent_id = config.advert.agent_id.clone();
         proto::keys::valid_chunk("agent id", agent_id.as_str())
             .map_err(|e| DaemonError::AgentId(agent_id.0.clone(), e))?;
-        let executors = executors(&config).await?;
+        let (link_setter, executors) = executors(&config)?;
         let owns_net = config.shared.is_none();
-        let net = executors.net.clone();
+        let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
+        let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
+        let (net, driver) = match open_quickly(&config).await {
+            Ok(net) => (net, DriverStart::Later(Box::new(driver), inputs_rx)),
+            Err(e) => {
+                tracing::warn!(%e, wait_ms = OFFLINE_START_AFTER_MS, "no master answers; the agent starts on its own (tasks with a restart policy are restarted here) and keeps waiting for one");
+                let running = tokio::spawn(driver.run(inputs_rx));
+                (Net::open(&config.net).await?, DriverStart::Running(running))
+            }
+        };
         let keys = net.keys().clone();
         let alive_key = keys.agent_alive(agent_id.as_str());
         // First come, first served: an id whose holder is alive is not taken over.
-        claim_id(&net, &alive_key, &agent_id).await?;
+        if let Err(e) = claim_id(&net, &alive_key, &agent_id).await {
+            if let DriverStart::Running(running) = &driver {
+                running.abort();
+            }
+            return Err(e);
+        }
         let token = net.declare_alive(&alive_key).await?;
         let commands = net
             .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
@@ -163,7 +183,6 @@ impl AgentDaemon {
             .await?;
         let master = net.watch_alive(&keys.master_alive()).await?;
         let census = net.subscribe::<MasterCensus>(&keys.master_census()).await?;
-        let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
         let pumps = vec![
             commands.pump_into(&inputs_tx, |command, responder| {
                 Input::Command(Box::new(command), responder)
@@ -172,8 +191,11 @@ impl AgentDaemon {
             pump_master(master, &inputs_tx),
             pump_census(census, &inputs_tx),
         ];
-        let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
-        let driver = tokio::spawn(driver.run(inputs_rx));
+        link_setter.set(net.clone());
+        let driver = match driver {
+            DriverStart::Later(driver, inputs_rx) => tokio::spawn(driver.run(inputs_rx)),
+            DriverStart::Running(running) => running,
+        };
         tracing::info!(%agent_id, "agent started");
         Ok(AgentHandle {
             agent_id,
@@ -210,12 +232,16 @@ fn pump_master(mut master: net::AliveWatch, inputs: &mpsc::Sender<Input>) -> Joi
     let inputs = inputs.clone();
     tokio::spawn(async move {
         while let Some(change) = master.recv().await {
-            if matches!(change, Liveness::Gone { .. }) {
-                tracing::warn!("the master is gone; waiting for it (tasks keep running)");
-                continue;
-            }
-            tracing::info!("master reachable");
-            if inputs.send(Input::MasterAppeared).await.is_err() {
+            let input = if matches!(change, Liveness::Gone { .. }) {
+                tracing::warn!(
+                    "the master is gone; waiting for it (tasks keep running, and those with a restart policy are restarted here when they end)"
+                );
+                Input::MasterGone
+            } else {
+                tracing::info!("master reachable");
+                Input::MasterAppeared
+            };
+            if inputs.send(input).await.is_err() {
                 return;
             }
         }
@@ -240,7 +266,27 @@ fn pump_census(
     })
 }
 
-async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError> {
+/// How long a starting agent waits for a master before it starts on its own.
+pub const OFFLINE_START_AFTER_MS: u64 = 2_000;
+
+/// The driver, started before the session opened (no master answered at first) or not.
+enum DriverStart {
+    Later(Box<driver::Driver>, mpsc::Receiver<Input>),
+    Running(JoinHandle<()>),
+}
+
+/// The shared session, or a session of its own if a master answers within
+/// [`OFFLINE_START_AFTER_MS`] (a zenoh configuration file's own timeouts apply instead).
+async fn open_quickly(config: &AgentDaemonConfig) -> Result<Net, DaemonError> {
+    if let Some(shared) = &config.shared {
+        return Ok(shared.net.clone());
+    }
+    let mut quick = config.net.clone();
+    quick.connect_timeout_ms = Some(OFFLINE_START_AFTER_MS);
+    Ok(Net::open(&quick).await?)
+}
+
+fn executors(config: &AgentDaemonConfig) -> Result<(NetLinkSetter, Executors), DaemonError> {
     let work_dir = &config.work_dir;
     let sandboxes_dir = work_dir.join("sandboxes");
     std::fs::create_dir_all(&sandboxes_dir).map_err(|source| DaemonError::WorkDir {
@@ -268,18 +314,18 @@ async fn executors(config: &AgentDaemonConfig) -> Result<Executors, DaemonError>
         },
         None => None,
     };
-    let net = match &config.shared {
-        Some(shared) => shared.net.clone(),
-        None => Net::open(&config.net).await?,
-    };
-    Ok(Executors {
-        net,
+    let (setter, link) = NetLink::pending();
+    let keys = proto::Keys::new(&config.net.cluster).map_err(net::NetError::Cluster)?;
+    let executors = Executors {
+        link,
+        keys,
         modules,
         wasm,
         oci,
         sandboxes_dir,
         agent_id: config.advert.agent_id.clone(),
-    })
+    };
+    Ok((setter, executors))
 }
 
 /// A running agent; it stops (killing its tasks) when dropped or on

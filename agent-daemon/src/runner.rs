@@ -10,15 +10,16 @@ use agent::oci::{OciContainer, OciExecutor};
 use agent::outcome::TaskOutcome;
 use agent::usage::TaskUsage;
 use agent::wasm::{CapturedOutput, OutputStreams, TaskRun, WasmExecutor};
-use net::Net;
-use net::modules::ModuleCache;
+use net::modules::{CachedModule, FetchError, ModuleCache};
 use proto::admin::{LogOffsets, OutputPart};
 use proto::{
-    AgentId, TASK_USAGE_PERIOD_MS, TaskKind, TaskSpec, TaskState, TaskUsageReport, WasmTask,
+    AgentId, Keys, ModuleRef, TASK_USAGE_PERIOD_MS, TaskKind, TaskSpec, TaskState, TaskUsageReport,
+    WasmTask,
 };
 use tokio::sync::{Notify, mpsc};
 
 use crate::Input;
+use crate::link::NetLink;
 
 /// What a runner tells the driver.
 pub(crate) enum RunnerUpdate {
@@ -54,7 +55,10 @@ impl LiveOutput {
 /// The executors and caches runners share.
 #[derive(Clone)]
 pub(crate) struct Executors {
-    pub net: Net,
+    /// The session, once open: none yet while the agent started without a master.
+    pub link: NetLink,
+    /// The cluster's keys (the session's, known before it opens).
+    pub keys: Keys,
     pub modules: Arc<ModuleCache>,
     pub wasm: WasmExecutor,
     pub oci: Option<OciExecutor>,
@@ -142,6 +146,19 @@ fn killed_before_start() -> RunnerUpdate {
     }
 }
 
+/// The module from the cache (with no network, as an agent without a master needs), or
+/// else fetched once the session is open.
+async fn fetch_module(
+    executors: &Executors,
+    module: &ModuleRef,
+) -> Result<CachedModule, FetchError> {
+    if let Some(cached) = executors.modules.cached(module).await? {
+        return Ok(cached);
+    }
+    let net = executors.link.wait().await;
+    executors.modules.get(&net, module).await
+}
+
 async fn run_wasm(
     executors: &Executors,
     spec: &TaskSpec,
@@ -151,7 +168,7 @@ async fn run_wasm(
     driver: &mpsc::Sender<Input>,
 ) -> RunnerUpdate {
     let fetched = tokio::select! {
-        fetched = executors.modules.get(&executors.net, &wasm.module) => fetched,
+        fetched = fetch_module(executors, &wasm.module) => fetched,
         () = cancel.killed() => return killed_before_start(),
     };
     let cached = match fetched {
@@ -253,7 +270,7 @@ async fn run_oci(
 /// A task's [`TaskUsageReport`]s: put every [`TASK_USAGE_PERIOD_MS`] by a background task
 /// while it runs, and once more, marked ended, by [`UsageReports::finish`].
 struct UsageReports {
-    net: Net,
+    link: NetLink,
     key: String,
     last: TaskUsageReport,
     usage: Arc<TaskUsage>,
@@ -268,8 +285,8 @@ impl UsageReports {
         usage: Arc<TaskUsage>,
         container: Option<Arc<OciContainer>>,
     ) -> UsageReports {
-        let net = executors.net.clone();
-        let key = net.keys().agent_metrics(executors.agent_id.as_str());
+        let link = executors.link.clone();
+        let key = executors.keys.agent_metrics(executors.agent_id.as_str());
         let last = TaskUsageReport {
             agent_id: executors.agent_id.clone(),
             task_id: spec.task_id.clone(),
@@ -278,8 +295,8 @@ impl UsageReports {
             ended: false,
         };
         let periodic = {
-            let (net, key, template, usage) =
-                (net.clone(), key.clone(), last.clone(), usage.clone());
+            let (link, key, template, usage) =
+                (link.clone(), key.clone(), last.clone(), usage.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(TASK_USAGE_PERIOD_MS));
                 loop {
@@ -288,14 +305,12 @@ impl UsageReports {
                         sample_cgroup(container, &usage);
                     }
                     let report = measured(&template, &usage, false);
-                    if let Err(e) = net.put(&key, &report).await {
-                        tracing::debug!(%e, "could not put a task usage report");
-                    }
+                    put_report(&link, &key, &report).await;
                 }
             })
         };
         UsageReports {
-            net,
+            link,
             key,
             last,
             usage,
@@ -306,9 +321,18 @@ impl UsageReports {
     async fn finish(self) {
         self.periodic.abort();
         let report = measured(&self.last, &self.usage, true);
-        if let Err(e) = self.net.put(&self.key, &report).await {
-            tracing::debug!(%e, "could not put a task usage report");
-        }
+        put_report(&self.link, &self.key, &report).await;
+    }
+}
+
+/// Puts a usage report if the session is open (it is not while the agent started
+/// without a master; reports are for dashboards, nothing waits on them).
+async fn put_report(link: &NetLink, key: &str, report: &TaskUsageReport) {
+    let Some(net) = link.now() else {
+        return;
+    };
+    if let Err(e) = net.put(key, report).await {
+        tracing::debug!(%e, "could not put a task usage report");
     }
 }
 

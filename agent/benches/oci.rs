@@ -37,6 +37,8 @@ fn spec(image: &Path, n: u64) -> TaskSpec {
             ..OciTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -65,6 +65,8 @@ fn task(image: &Path, command: &[&str]) -> TaskSpec {
             ..OciTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -23,6 +23,13 @@ pub fn positive_amount(s: &str) -> Result<f64, String> {
     Ok(value)
 }
 
+/// A duration with its unit (`90s`, `5m`, `1h 30m`, `500ms`), in milliseconds.
+pub fn duration_ms(s: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration such as 90s, 5m or 1h: {e}"))?;
+    u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))
+}
+
 /// `ROLE=WEIGHT`, the weight a [`positive_amount`] (`--role-weight analytics=2`).
 pub fn role_weight(s: &str) -> Result<(String, f64), String> {
     let Some((role, weight)) = s.split_once('=') else {

@@ -139,7 +139,7 @@ fn main() -> ExitCode {
 }
 
 /// What the daemons log by default: their lifecycle at info, zenoh's errors only.
-const LOG_FILTER_DAEMON_DEFAULT: &str = "warn,master=info,master_daemon=info,agent_daemon=info,jobs=info,framework=info,wasmos=info,zenoh=error";
+const LOG_FILTER_DAEMON_DEFAULT: &str = "warn,master=info,master_daemon=info,agent_daemon=info,agent_core=info,jobs=info,framework=info,wasmos=info,zenoh=error";
 /// What the one-shot commands log by default.
 const LOG_FILTER_TOOL_DEFAULT: &str = "warn,zenoh=error";
 

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use jobs::request::{JOB_NAME_BYTES_MAX, JobAccepted, JobRequest, RestartPolicy};
+use jobs::request::{JOB_NAME_BYTES_MAX, JobAccepted, JobRequest, OnReconnect, RestartPolicy};
 use master_daemon::tools::{self, ToolError};
 use net::modules::{UploadProgress, upload_module};
 use net::{Net, NetConfig, QueryError};
@@ -39,6 +39,12 @@ pub enum Restart {
     Never,
     OnFailure,
     Always,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Reconnect {
+    KeepOriginal,
+    KeepReplacement,
 }
 
 #[derive(clap::Args)]
@@ -74,9 +80,25 @@ pub struct RunArgs {
     pub constraints: Vec<String>,
     /// What to do when a task ends: on-failure restarts failed (or lost) tasks, always
     /// restarts finished ones too, after 1 s doubling up to 60 s, at most 10 starts per
-    /// copy; a killed task is never restarted. A restart runs under a new task id.
+    /// copy; a killed task is never restarted. A restart runs under a new task id, where
+    /// the master offers room; while its agent cannot reach a master (or restarts without
+    /// one), the agent restarts the task itself, in place, under the same id.
     #[arg(long, value_enum, default_value = "never")]
     pub restart: Restart,
+    /// When the master loses a task's agent, the task is `unreachable` (and replaced
+    /// elsewhere under --restart) for this long before it is `lost`; an agent back within
+    /// it keeps its tasks (see --on-reconnect). Default: lost with the agent. `90s`, `5m`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::duration_ms)]
+    pub lost_after: Option<u64>,
+    /// Which copy stays when an unreachable task comes back after it was replaced; the
+    /// other is killed.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "keep-original",
+        requires = "lost_after"
+    )]
+    pub on_reconnect: Reconnect,
     /// The job's name, which starts its task ids; default: the module's or image's file
     /// name.
     #[arg(long)]
@@ -204,6 +226,11 @@ fn job_request(args: &RunArgs) -> anyhow::Result<JobRequest> {
             Restart::Never => RestartPolicy::Never,
             Restart::OnFailure => RestartPolicy::OnFailure,
             Restart::Always => RestartPolicy::Always,
+        },
+        lost_after_ms: args.lost_after,
+        on_reconnect: match args.on_reconnect {
+            Reconnect::KeepOriginal => OnReconnect::KeepOriginal,
+            Reconnect::KeepReplacement => OnReconnect::KeepReplacement,
         },
         timeout_ms: args.timeout_ms,
     })

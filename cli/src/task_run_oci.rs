@@ -130,5 +130,7 @@ fn task_spec(args: &super::RunArgs) -> Result<TaskSpec, String> {
             timeout_ms,
             ..TaskLimits::default()
         },
+        disconnect: None,
+        replaces: None,
     })
 }

@@ -139,6 +139,8 @@ fn task_spec(args: &super::RunArgs) -> Result<(TaskSpec, Arc<[u8]>), String> {
             timeout_ms,
             ..TaskLimits::default()
         },
+        disconnect: None,
+        replaces: None,
     };
     Ok((spec, bytes))
 }

@@ -175,6 +175,41 @@ pub struct TaskSpec<'c> {
     pub resources: Resources<'c>,
     pub kind: TaskKind<'c>,
     pub limits: TaskLimits,
+    pub disconnect: Option<DisconnectPolicy>,
+    /// `proto::TaskSpec::replaces`.
+    pub replaces: Option<&'c str>,
+}
+
+/// `proto::DisconnectPolicy`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DisconnectPolicy {
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    pub lost_after_ms: Option<u64>,
+    pub on_reconnect: OnReconnect,
+}
+
+/// `proto::RestartPolicy`, in the same order.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// `proto::Backoff`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub starts_max: u32,
+}
+
+/// `proto::OnReconnect`, in the same order.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub enum OnReconnect {
+    KeepOriginal,
+    KeepReplacement,
 }
 
 /// `proto::TaskKind`.

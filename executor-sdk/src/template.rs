@@ -66,6 +66,8 @@ impl<'c> WasmTaskTemplate<'c> {
                 ..WasmTask::default()
             }),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         }
     }
 }

@@ -352,6 +352,10 @@ pub enum TaskState {
     Killed,
     Lost,
     Error,
+    /// Never reported to a scheduler; here so the numbers after it match.
+    Pending,
+    /// Its agent was lost; it may come back `Running` (proto's `DisconnectPolicy`).
+    Unreachable,
 }
 
 impl TaskState {

@@ -128,6 +128,8 @@ fn tasks(args: &Args, framework_id: &FrameworkId, module: &ModuleRef) -> Vec<Tas
                 ..WasmTask::default()
             }),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         })
         .collect()
 }

@@ -108,6 +108,8 @@ fn task(id: &str) -> TaskSpec {
             .with_scalar("mem", 64.0),
         kind: TaskKind::Wasm(WasmTask::default()),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -612,6 +612,8 @@ mod tests {
                 ..WasmTask::default()
             }),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         };
         let accept = FrameworkCall {
             framework_id: Some(framework_id),

@@ -382,6 +382,8 @@ fn task_spec(id: &str, cpus: f64, mem: f64) -> TaskSpec {
             ..WasmTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -28,7 +28,7 @@ use proto::{
 use thiserror::Error;
 
 use crate::placement::{self, Want};
-use crate::request::{JobAccepted, RestartPolicy, ValidJob};
+use crate::request::{JobAccepted, OnReconnect, ValidJob};
 use crate::restart;
 
 /// Jobs with a task not yet ended, by default; a submission beyond it is refused.
@@ -110,6 +110,9 @@ struct Slot {
     starts: u32,
     /// Killed by request: never restarted.
     kill_requested: bool,
+    /// The slot's earlier task, `unreachable` (its agent lost), which the current one
+    /// replaces: if it comes back, the job's `on_reconnect` says which stays.
+    original: Option<TaskId>,
 }
 
 #[derive(Clone, Debug)]
@@ -217,6 +220,7 @@ impl JobBook {
                 state: SlotState::Waiting,
                 starts: 1,
                 kill_requested: false,
+                original: None,
             });
         }
         let task_ids = slots.iter().map(|s| s.task_id.clone()).collect();
@@ -361,17 +365,7 @@ impl JobBook {
             }
         }
         for (job_id, index, name) in due {
-            let task_id = self.next_task_id(&name);
-            let Some(slot) = self.slot_mut(&job_id, index) else {
-                continue;
-            };
-            let old = std::mem::replace(&mut slot.task_id, task_id.clone());
-            slot.starts += 1;
-            slot.state = SlotState::Waiting;
-            tracing::info!(%old, new = %task_id, "restarting a task");
-            self.tasks.remove(&old);
-            self.remember_ended(old);
-            self.tasks.insert(task_id, (job_id, index));
+            self.replace_slot_task(&job_id, index, &name);
         }
         self.settle_wants();
     }
@@ -424,7 +418,9 @@ impl JobBook {
     /// Marks the slot launched on `agent_id` and builds its task.
     fn launch_slot(&mut self, want: &Want, agent_id: &AgentId) -> Option<TaskSpec> {
         let job = self.jobs.get_mut(&want.job_id)?;
-        let spec = placement::task_spec(&job.job, &job.slots.get(want.slot)?.task_id);
+        let slot = job.slots.get(want.slot)?;
+        let (backoff, replaces) = (self.config.restart, slot.original.clone());
+        let spec = placement::task_spec(&job.job, &slot.task_id, backoff, replaces);
         let slot = job.slots.get_mut(want.slot)?;
         slot.state = SlotState::Launched {
             agent_id: agent_id.clone(),
@@ -443,6 +439,13 @@ impl JobBook {
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
+        let on_reconnect = job.job.on_reconnect;
+        if let Some(slot) = job.slots.get_mut(index)
+            && slot.original.as_ref() == Some(&task_id)
+        {
+            self.original_update(&job_id, index, on_reconnect, status);
+            return self.settle_wants();
+        }
         let policy = job.job.restart;
         let backoff = self.config.restart;
         let Some(slot) = job.slots.get_mut(index) else {
@@ -451,6 +454,18 @@ impl JobBook {
         if matches!(slot.state, SlotState::Ended { .. }) {
             return;
         }
+        if status.state == TaskState::Unreachable
+            && !slot.kill_requested
+            && policy.restarts(TaskState::Lost)
+        {
+            // Replaced at once under a new id; the master keeps one of the two should the
+            // original come back.
+            tracing::info!(%task_id, "task unreachable (its agent was lost); replacing it");
+            slot.original = Some(task_id);
+            let name = job.job.name.clone();
+            self.replace_slot_task(&job_id, index, &name);
+            return self.settle_wants();
+        }
         if !status.state.is_terminal() {
             slot.state = SlotState::Launched {
                 agent_id: status.agent_id,
@@ -458,7 +473,7 @@ impl JobBook {
             };
             return;
         }
-        let restart = !slot.kill_requested && restarts(policy, status.state);
+        let restart = !slot.kill_requested && policy.restarts(status.state);
         match (restart, backoff.delay_ms(slot.starts)) {
             (true, Some(delay_ms)) => {
                 tracing::info!(%task_id, state = status.state.as_str(), delay_ms, "task ended; restarting after a backoff");
@@ -477,6 +492,62 @@ impl JobBook {
             }
         }
         self.settle_wants();
+    }
+
+    /// An update of a slot's unreachable original. Back (not ended) under
+    /// `keep-original`, or under `keep-replacement` before the replacement was launched:
+    /// the slot is the original's again and the replacement is dropped (the master kills
+    /// it if it runs). Back under `keep-replacement`: the master kills the original, which
+    /// the slot forgets. Ended: the slot forgets it.
+    fn original_update(
+        &mut self,
+        job_id: &str,
+        index: usize,
+        on_reconnect: OnReconnect,
+        status: TaskStatus,
+    ) {
+        let Some(slot) = self.slot_mut(job_id, index) else {
+            return;
+        };
+        let task_id = status.task_id.clone();
+        let replacement_runs = matches!(slot.state, SlotState::Launched { .. });
+        let keep_original = !status.state.is_terminal()
+            && status.state != TaskState::Unreachable
+            && (on_reconnect == OnReconnect::KeepOriginal || !replacement_runs);
+        if status.state == TaskState::Unreachable {
+            return;
+        }
+        slot.original = None;
+        if keep_original {
+            tracing::info!(%task_id, replacement = %slot.task_id, "an unreachable task is back; keeping it");
+            let replacement = std::mem::replace(&mut slot.task_id, task_id);
+            slot.state = SlotState::Launched {
+                agent_id: status.agent_id,
+                state: status.state,
+            };
+            self.tasks.remove(&replacement);
+            self.remember_ended(replacement);
+        } else {
+            self.tasks.remove(&task_id);
+            self.remember_ended(task_id);
+        }
+    }
+
+    /// Gives the slot a new task id, waiting for an offer (a restart, or a replacement).
+    fn replace_slot_task(&mut self, job_id: &str, index: usize, name: &str) {
+        let task_id = self.next_task_id(name);
+        let Some(slot) = self.slot_mut(job_id, index) else {
+            return;
+        };
+        let old = std::mem::replace(&mut slot.task_id, task_id.clone());
+        slot.starts += 1;
+        slot.state = SlotState::Waiting;
+        tracing::info!(%old, new = %task_id, "a new task for a copy");
+        if slot.original.as_ref() != Some(&old) {
+            self.tasks.remove(&old);
+            self.remember_ended(old);
+        }
+        self.tasks.insert(task_id, (job_id.to_owned(), index));
     }
 
     /// Forgets a slot's task; forgets the job once all its slots ended.
@@ -571,18 +642,6 @@ impl JobBook {
     fn current_slot_mut(&mut self, task_id: &TaskId) -> Option<&mut Slot> {
         let (job_id, index) = self.tasks.get(task_id).cloned()?;
         self.slot_mut(&job_id, index)
-    }
-}
-
-/// Whether a task that ended in `state` is started again under `policy`. A killed task
-/// never is: someone (an operator, `wasmos kill`, reclaim) wanted it stopped.
-fn restarts(policy: RestartPolicy, state: TaskState) -> bool {
-    match (policy, state) {
-        (_, TaskState::Killed) => false,
-        (RestartPolicy::Never, _) => false,
-        (RestartPolicy::OnFailure, TaskState::Finished) => false,
-        (RestartPolicy::OnFailure, _) => true,
-        (RestartPolicy::Always, _) => true,
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use proto::{
-    AgentId, Constraint, ModuleRef, OciTask, Offer, Resources, TaskId, TaskKind, TaskLimits,
-    TaskSpec, WasmTask,
+    AgentId, Backoff, Constraint, DisconnectPolicy, ModuleRef, OciTask, Offer, Resources,
+    RestartPolicy, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask,
 };
 
 use crate::book::task_resources;
@@ -55,7 +55,12 @@ pub(crate) fn assign(
 }
 
 /// The task one copy of `job` runs under `task_id`.
-pub(crate) fn task_spec(job: &ValidJob, task_id: &TaskId) -> TaskSpec {
+pub(crate) fn task_spec(
+    job: &ValidJob,
+    task_id: &TaskId,
+    backoff: Backoff,
+    replaces: Option<TaskId>,
+) -> TaskSpec {
     let kind = match &job.artifact {
         Artifact::Module(sha256) => TaskKind::Wasm(WasmTask {
             module: ModuleRef {
@@ -84,5 +89,22 @@ pub(crate) fn task_spec(job: &ValidJob, task_id: &TaskId) -> TaskSpec {
             timeout_ms: job.timeout_ms,
             ..TaskLimits::default()
         },
+        disconnect: disconnect_policy(job, backoff),
+        replaces,
     }
+}
+
+/// What the agent and the master do with the job's tasks while cut off from each other:
+/// the agent restarts them in place under the job's policy; the master keeps them
+/// `unreachable` for `lost_after_ms`. A job with neither has none.
+fn disconnect_policy(job: &ValidJob, backoff: Backoff) -> Option<Box<DisconnectPolicy>> {
+    if job.restart == RestartPolicy::Never && job.lost_after_ms.is_none() {
+        return None;
+    }
+    Some(Box::new(DisconnectPolicy {
+        restart: job.restart,
+        backoff,
+        lost_after_ms: job.lost_after_ms,
+        on_reconnect: job.on_reconnect,
+    }))
 }

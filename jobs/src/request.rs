@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use proto::{Constraint, ConstraintError, ModuleHash};
 
-pub use proto::operator::{JobAccepted, JobRequest, RestartPolicy};
+pub use proto::operator::{JobAccepted, JobRequest, OnReconnect, RestartPolicy};
 
 /// Tasks one job may ask for.
 pub const JOB_COUNT_MAX: u32 = 256;
@@ -19,6 +19,8 @@ pub const TASK_MEM_MIB_MAX: f64 = 1_048_576.0;
 pub const JOB_NAME_BYTES_MAX: usize = 64;
 /// Arguments (or environment variables, or constraints) one job may carry.
 pub const JOB_LIST_ITEMS_MAX: usize = 64;
+/// Longest `lost_after_ms`: a week.
+pub const LOST_AFTER_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// Longest argument, environment value, constraint or image path, bytes.
 pub const JOB_ITEM_BYTES_MAX: usize = 4096;
 
@@ -34,6 +36,8 @@ pub struct ValidJob {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub restart: RestartPolicy,
+    pub lost_after_ms: Option<u64>,
+    pub on_reconnect: OnReconnect,
     pub timeout_ms: Option<u64>,
 }
 
@@ -64,6 +68,8 @@ pub enum JobError {
     Mem(f64),
     #[error("count must be 1 to {JOB_COUNT_MAX}, got {0}")]
     Count(u32),
+    #[error("lost_after_ms must be at most {LOST_AFTER_MS_MAX} (a week), got {0}")]
+    LostAfter(u64),
     #[error(transparent)]
     Constraint(#[from] ConstraintError),
     #[error(
@@ -111,6 +117,9 @@ impl ValidateJob for JobRequest {
         if !(1..=JOB_COUNT_MAX).contains(&self.count) {
             return Err(JobError::Count(self.count));
         }
+        if let Some(ms) = self.lost_after_ms.filter(|ms| *ms > LOST_AFTER_MS_MAX) {
+            return Err(JobError::LostAfter(ms));
+        }
         check_list("args", &self.args)?;
         check_list("env", self.env.keys().chain(self.env.values()))?;
         check_list("constraints", &self.constraints)?;
@@ -129,6 +138,8 @@ impl ValidateJob for JobRequest {
             args: self.args,
             env: self.env,
             restart: self.restart,
+            lost_after_ms: self.lost_after_ms,
+            on_reconnect: self.on_reconnect,
             timeout_ms: self.timeout_ms,
         })
     }

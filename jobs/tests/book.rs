@@ -692,3 +692,64 @@ fn spreading_never_keeps_a_copy_waiting_while_an_agent_has_room() {
         BTreeMap::from([("a".to_owned(), 3), ("b".to_owned(), 1)])
     );
 }
+
+#[test]
+fn an_unreachable_copy_is_replaced_and_under_keep_original_the_original_stays_when_it_returns() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let extra = r#", "restart": "always", "lost_after_ms": 60000"#;
+    let first = w.submit(module_job("svc", 1, extra))[0].clone();
+    w.report(&first, TaskState::Running);
+    let home = w.agent_of(&first);
+    let spec = w.last_launched().clone();
+    let policy = spec.disconnect.clone().expect("a disconnect policy");
+    assert_eq!(policy.lost_after_ms, Some(60_000));
+    assert_eq!(policy.restart, RestartPolicy::Always);
+
+    // Its agent is lost: unreachable, replaced at once on the other agent.
+    w.now = 100;
+    w.master.handle_agent_lost(Millis(100), &home);
+    w.pump();
+    assert_eq!(w.launched.len(), 2, "calls: {:?}", w.calls);
+    let replacement = w.last_launched().clone();
+    assert_ne!(replacement.task_id, first);
+    assert_eq!(replacement.replaces, Some(first.clone()));
+    assert_ne!(w.agent_of(&replacement.task_id), home);
+    w.report(&replacement.task_id, TaskState::Running);
+
+    // The agent comes back in time, still running the original.
+    w.now = 5_000;
+    let mut back = advert(home.as_str(), res(4.0, 4096.0), Attributes::new());
+    back.seq = 9;
+    back.tasks = vec![proto::AdvertTask {
+        status: TaskStatus {
+            task_id: first.clone(),
+            framework_id: w.framework_id.clone(),
+            agent_id: home.clone(),
+            state: TaskState::Running,
+            exit_code: None,
+            reason: String::new(),
+            uuid: StatusUuid(1_000),
+            timestamp_ms: 0,
+        },
+        name: spec.name.clone(),
+        resources: spec.resources.clone(),
+    }];
+    w.master.handle_agent_token(Millis(5_000), &home, true);
+    w.master.handle_agent_advert(Millis(5_000), back);
+    w.pump();
+    assert_eq!(
+        w.killed,
+        std::slice::from_ref(&replacement.task_id),
+        "keep-original"
+    );
+
+    // The replacement's end is not a copy's end: nothing restarts, the job goes on.
+    w.report(&replacement.task_id, TaskState::Killed);
+    w.advance_to(200_000);
+    assert_eq!(w.launched.len(), 2);
+    assert_eq!(w.book.active_jobs(), 1);
+    // The original is the copy again: its end restarts it (always).
+    w.report(&first, TaskState::Failed);
+    w.advance_to(300_000);
+    assert_eq!(w.launched.len(), 3, "calls: {:?}", w.calls);
+}

@@ -174,6 +174,8 @@ impl Bench {
                 ..WasmTask::default()
             }),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         };
         let start = Instant::now();
         self.client

@@ -118,6 +118,8 @@ fn task(id: &str, module: ModuleRef) -> TaskSpec {
             ..WasmTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -154,6 +154,8 @@ fn task(id: u64, resources: Resources) -> TaskSpec {
         resources,
         kind: TaskKind::Wasm(WasmTask::default()),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use proto::{AgentId, FrameworkId, Resources, TaskId, TaskState, TaskStatus};
+use proto::{AgentId, DisconnectPolicy, FrameworkId, Resources, TaskId, TaskState, TaskStatus};
 use serde::Serialize;
 
 use crate::time::Millis;
@@ -28,6 +28,9 @@ pub struct TaskRecord {
     /// back: it is being killed. Its framework was already told `lost`, which stays its
     /// state; its resources stay used until the agent reports it ended.
     pub doomed: bool,
+    /// What happens to it while its agent is lost (`TaskSpec::disconnect`); `None` for a
+    /// task this master adopted from an advert (adverts do not carry it).
+    pub disconnect: Option<DisconnectPolicy>,
 }
 
 /// Where an ended task ran, remembered to route late acknowledgements, and what the
@@ -127,10 +130,24 @@ impl TaskRegistry {
     /// Brings back a task remembered as ended (declared lost) because its agent still
     /// runs it; it stays live, and `doomed`, until the agent reports its end.
     pub fn revive_doomed(&mut self, mut record: TaskRecord) {
+        record.doomed = true;
+        self.revive(record);
+    }
+
+    /// Brings back a task remembered as ended (`unreachable`, or declared lost) because
+    /// its agent still runs it.
+    pub fn revive(&mut self, record: TaskRecord) {
         self.ended.remove(&record.task_id);
         self.ended_order.retain(|id| id != &record.task_id);
-        record.doomed = true;
         self.live.insert(record.task_id.clone(), record);
+    }
+
+    /// Replaces the status an ended task's framework was last told (an `unreachable`
+    /// task's `lost`, or the end it had while its agent was away).
+    pub fn retell_ended(&mut self, id: &TaskId, latest: TaskStatus) {
+        if let Some(ended) = self.ended.get_mut(id) {
+            ended.latest = latest;
+        }
     }
 
     /// Remembers a task that ended before this master heard of it (listed by an agent

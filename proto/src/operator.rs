@@ -19,6 +19,7 @@ use crate::attributes::Attributes;
 use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
 use crate::resources::Resources;
 use crate::task::{ModuleRef, TaskState};
+pub use crate::task::{OnReconnect, RestartPolicy};
 
 /// Largest job an operator may submit, bytes: the body of `POST /api/v1/jobs` and the
 /// encoded [`JobRequest`] of an [`OperatorRequest::SubmitJob`] alike.
@@ -225,6 +226,15 @@ pub struct JobRequest {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// With a restart policy: when the master loses the agent of a task, the task is
+    /// `unreachable` (and its copy replaced elsewhere) for this long before it is `lost`;
+    /// an agent back within it has its tasks taken back, and `on_reconnect` says which
+    /// copy stays. `None`: lost with its agent.
+    #[serde(default)]
+    pub lost_after_ms: Option<u64>,
+    /// Which copy stays when an unreachable task comes back after it was replaced.
+    #[serde(default)]
+    pub on_reconnect: OnReconnect,
     /// Wall-clock limit of each task, ms.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -232,15 +242,6 @@ pub struct JobRequest {
 
 fn one() -> u32 {
     1
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RestartPolicy {
-    #[default]
-    Never,
-    OnFailure,
-    Always,
 }
 
 /// What a job submission answers (`POST /api/v1/jobs`: 201).

@@ -17,6 +17,113 @@ pub struct TaskSpec {
     pub resources: Resources,
     pub kind: TaskKind,
     pub limits: TaskLimits,
+    /// What the agent and the master do with the task while they cannot reach each
+    /// other; `None`: nothing (the task is lost with its agent, never restarted by it).
+    pub disconnect: Option<Box<DisconnectPolicy>>,
+    /// A task of the same framework this one replaces while that one is `unreachable`:
+    /// if it comes back, its [`DisconnectPolicy::on_reconnect`] says which one stays.
+    pub replaces: Option<TaskId>,
+}
+
+/// What happens to a task while its agent and the master cannot reach each other: the
+/// agent restarts it in place (same task id) when it ends, or when it died with the agent
+/// process, while no master is reachable; the master reports it `unreachable` rather than
+/// `lost` for `lost_after_ms` once it loses the agent. Rules: `master/README.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisconnectPolicy {
+    /// Which ends the agent restarts while offline (`Never`: none).
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    /// How long after the master lost the agent the task stays `unreachable` (it may be
+    /// replaced meanwhile) before it is `lost`; `None`: lost with the agent.
+    pub lost_after_ms: Option<u64>,
+    pub on_reconnect: OnReconnect,
+}
+
+/// What ends of a task start it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    /// Every end but `finished` and `killed`.
+    OnFailure,
+    /// Every end but `killed`.
+    Always,
+}
+
+impl RestartPolicy {
+    /// Whether a task that ended in `state` is started again. A killed task never is:
+    /// someone (an operator, `wasmos kill`, reclaim) wanted it stopped.
+    pub fn restarts(self, state: TaskState) -> bool {
+        match (self, state) {
+            (_, TaskState::Killed) | (RestartPolicy::Never, _) => false,
+            (RestartPolicy::OnFailure, TaskState::Finished) => false,
+            (RestartPolicy::OnFailure | RestartPolicy::Always, _) => true,
+        }
+    }
+}
+
+/// Which copy stays when an `unreachable` task comes back (its agent re-registers within
+/// its `lost_after_ms`) and a replacement of it runs: the other is killed, so no duplicate
+/// outlives the reconciliation (Nomad's `disconnect.reconcile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnReconnect {
+    #[default]
+    KeepOriginal,
+    KeepReplacement,
+}
+
+impl OnReconnect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnReconnect::KeepOriginal => "keep-original",
+            OnReconnect::KeepReplacement => "keep-replacement",
+        }
+    }
+}
+
+/// Default of [`Backoff::initial_ms`].
+pub const RESTART_BACKOFF_INITIAL_MS_DEFAULT: u64 = 1_000;
+/// Default of [`Backoff::max_ms`].
+pub const RESTART_BACKOFF_MAX_MS_DEFAULT: u64 = 60_000;
+/// Default of [`Backoff::starts_max`].
+pub const RESTART_STARTS_MAX_DEFAULT: u32 = 10;
+
+/// Restart timing of one copy of a task: exponential backoff, bounded starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// Wait before the first restart; each further restart waits twice as long.
+    pub initial_ms: u64,
+    /// The longest wait.
+    pub max_ms: u64,
+    /// Tasks one copy may start, the first included; once they are used up the copy ends
+    /// in the state of its last task.
+    pub starts_max: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            initial_ms: RESTART_BACKOFF_INITIAL_MS_DEFAULT,
+            max_ms: RESTART_BACKOFF_MAX_MS_DEFAULT,
+            starts_max: RESTART_STARTS_MAX_DEFAULT,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next start of a copy that has started `starts` tasks, or `None`
+    /// when it may start no more.
+    pub fn delay_ms(&self, starts: u32) -> Option<u64> {
+        if starts >= self.starts_max {
+            return None;
+        }
+        let doublings = starts.saturating_sub(1).min(63);
+        let delay = self.initial_ms.saturating_mul(1u64 << doublings);
+        Some(delay.min(self.max_ms))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,7 +225,8 @@ impl Default for TaskLimits {
 
 pub const OUTPUT_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 
-/// `Staging → Starting → Running → {Finished, Failed, Killed, Lost, Error}`.
+/// `Staging → Starting → Running → {Finished, Failed, Killed, Lost, Error}`; `Running ⇄
+/// Unreachable` while its agent is lost (`DisconnectPolicy::lost_after_ms`).
 #[derive(
     Clone,
     Copy,
@@ -146,15 +254,19 @@ pub enum TaskState {
     /// listings show the jobs framework's copies so; no agent ever reports it). Last, so
     /// that the others keep their wire numbers.
     Pending,
+    /// Its agent was lost while the task had a `lost_after_ms`: it may still run there
+    /// and may come back (then `running` again) until that time is up (then `lost`).
+    Unreachable,
 }
 
 impl TaskState {
     /// Every state, in the order of the life of a task: the one list of them.
-    pub const ALL: [TaskState; 9] = [
+    pub const ALL: [TaskState; 10] = [
         TaskState::Pending,
         TaskState::Staging,
         TaskState::Starting,
         TaskState::Running,
+        TaskState::Unreachable,
         TaskState::Finished,
         TaskState::Failed,
         TaskState::Killed,
@@ -184,6 +296,7 @@ impl TaskState {
             TaskState::Lost => "lost",
             TaskState::Error => "error",
             TaskState::Pending => "pending",
+            TaskState::Unreachable => "unreachable",
         }
     }
 
@@ -206,4 +319,44 @@ pub struct TaskStatus {
     pub uuid: StatusUuid,
     /// Agent's wall clock, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_stops_after_the_last_start() {
+        let b = Backoff {
+            initial_ms: 100,
+            max_ms: 500,
+            starts_max: 5,
+        };
+        let delays: Vec<_> = (1..=5).map(|s| b.delay_ms(s)).collect();
+        assert_eq!(delays, [Some(100), Some(200), Some(400), Some(500), None]);
+    }
+
+    #[test]
+    fn huge_start_counts_do_not_overflow() {
+        let b = Backoff {
+            starts_max: u32::MAX,
+            ..Backoff::default()
+        };
+        assert_eq!(b.delay_ms(u32::MAX - 1), Some(b.max_ms));
+    }
+
+    #[test]
+    fn killed_is_never_restarted_and_on_failure_spares_finished() {
+        for policy in [
+            RestartPolicy::Never,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ] {
+            assert!(!policy.restarts(TaskState::Killed));
+        }
+        assert!(!RestartPolicy::OnFailure.restarts(TaskState::Finished));
+        assert!(RestartPolicy::OnFailure.restarts(TaskState::Failed));
+        assert!(RestartPolicy::Always.restarts(TaskState::Finished));
+        assert!(!RestartPolicy::Never.restarts(TaskState::Failed));
+    }
 }

@@ -113,6 +113,8 @@ impl SynthFramework {
             resources: self.task.clone(),
             kind: TaskKind::Wasm(WasmTask::default()),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         }
     }
 }

@@ -459,6 +459,8 @@ impl sim::SimScheduler for OnePerOffer {
                 resources,
                 kind: TaskKind::Wasm(Default::default()),
                 limits: TaskLimits::default(),
+                disconnect: None,
+                replaces: None,
             };
             calls.push(Call::Accept {
                 offer_ids: vec![offer.offer_id.clone()],

@@ -223,6 +223,8 @@ fn task(module: &proto::ModuleRef, n: usize, sleep_ms: u64) -> TaskSpec {
             ..WasmTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 
@@ -487,6 +489,9 @@ fn the_cluster_converges_and_agrees_after_seeded_faults() {
             eprintln!("chaos: {task} went through {states:?}");
         }
     }
+    // The framework's task may be waiting for the ledger: let it go before the runtime
+    // that runs it is shut down (which waits for it).
+    drop(ledger);
     drop(runtime);
 }
 

@@ -957,3 +957,169 @@ fn logs_follow_a_running_task_from_the_cli_and_http_until_it_ends() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Lines of `file` (a process's stderr) that contain every one of `words`, waiting up
+/// to [`TASK_STATE_WAIT`] for one.
+fn wait_for_line(file: &Path, words: &[&str]) -> String {
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| words.iter().all(|w| l.contains(w))) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {words:?} within {TASK_STATE_WAIT:?} in:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_agent_without_its_master_restarts_a_task_in_place_and_the_new_master_takes_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let mut master = start_master(&endpoint, &store);
+    let work_dir = dir.path().join("agent");
+    let log = dir.path().join("agent.log");
+    let _agent = Killed(
+        agent_command(None, &work_dir)
+            .args(["--connect", &endpoint, "--work-dir"])
+            .arg(&work_dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Ends (finished) every 2 s; `always` starts it again.
+    let ticks = module("p1_ticks");
+    let ids = run(
+        &[
+            ticks.to_str().unwrap(),
+            "--restart",
+            "always",
+            "--",
+            "10",
+            "200",
+        ],
+        1,
+        &endpoint,
+    );
+    let task = &ids[0];
+    wait_for_tasks(&endpoint, &ids, "running", state_is("running"));
+    master.kill();
+
+    // No master: the agent starts the finished task again itself, under its id.
+    let line = wait_for_line(&log, &["restarting a task in place", task]);
+    assert!(line.contains("starts=2"), "{line}");
+
+    // A new master learns the task from the agent's advert: one task, the same id.
+    let _master = start_master(&endpoint, &store);
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    let row = loop {
+        let rows = json_rows(&["ps", "--json"], &endpoint);
+        if let Some(row) = rows.iter().find(|r| r["id"] == task.as_str()) {
+            assert_eq!(rows.len(), 1, "no duplicate: {rows:?}");
+            break row.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new master never listed {task}: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let state = row["state"].as_str().unwrap_or_default();
+    assert!(
+        ["starting", "running", "finished"].contains(&state),
+        "{row}"
+    );
+    if state != "finished" {
+        let reason = row["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("restarted in place"), "{row}");
+    }
+}
+
+#[test]
+fn lost_after_and_on_reconnect_are_checked_by_run() {
+    let bad = client(
+        &["run", "x.wasm", "--lost-after", "soon"],
+        "tcp/127.0.0.1:1",
+    );
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("is not a duration such as 90s"), "{stderr}");
+    let alone = client(
+        &["run", "x.wasm", "--on-reconnect", "keep-replacement"],
+        "tcp/127.0.0.1:1",
+    );
+    assert_eq!(
+        alone.status.code(),
+        Some(2),
+        "--on-reconnect needs --lost-after"
+    );
+}
+
+/// An agent process working in `work_dir` at `endpoint`, its stderr in `log`.
+fn agent_logging_to(endpoint: &str, work_dir: &Path, log: &Path) -> Killed {
+    Killed(
+        agent_command(None, work_dir)
+            .args(["--connect", endpoint, "--work-dir"])
+            .arg(work_dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn an_agent_restarted_while_no_master_answers_starts_its_tasks_again_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let mut master = start_master(&endpoint, &store);
+    let work_dir = dir.path().join("agent");
+    let mut agent = agent_logging_to(&endpoint, &work_dir, &dir.path().join("before.log"));
+    let ticks = module("p1_ticks");
+    let ids = run(
+        &[
+            ticks.to_str().unwrap(),
+            "--restart",
+            "always",
+            "--",
+            "100000",
+            "100",
+        ],
+        1,
+        &endpoint,
+    );
+    let task = &ids[0];
+    wait_for_tasks(&endpoint, &ids, "running", state_is("running"));
+
+    // The device reboots while its master is down.
+    master.kill();
+    agent.kill();
+    let log = dir.path().join("after.log");
+    let _agent = agent_logging_to(&endpoint, &work_dir, &log);
+    wait_for_line(&log, &["no master answers; the agent starts on its own"]);
+    let line = wait_for_line(&log, &["restarting a task in place", task]);
+    assert!(line.contains("starts=2"), "{line}");
+
+    // The master comes back: the agent joins and its task is the same task, running.
+    let _master = start_master(&endpoint, &store);
+    let rows = wait_for_tasks(
+        &endpoint,
+        std::slice::from_ref(task),
+        "running",
+        state_is("running"),
+    );
+    let reason = rows[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("restarted in place"), "{}", rows[0]);
+    assert!(reason.contains("agent restarted"), "{}", rows[0]);
+    let all = json_rows(&["ps", "--json"], &endpoint);
+    assert_eq!(all.len(), 1, "no duplicate: {all:?}");
+    let logs = client(&["logs", task], &endpoint);
+    let out = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.status.success() && out.contains("tick 1"), "{out}");
+}

@@ -146,6 +146,8 @@ fn wasm_task(id: &str, module: &ModuleRef, args: Vec<String>, timeout_ms: u64) -
             timeout_ms: Some(timeout_ms),
             ..TaskLimits::default()
         },
+        disconnect: None,
+        replaces: None,
     }
 }
 

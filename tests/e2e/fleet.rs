@@ -149,6 +149,8 @@ fn sensor_task(task_id: &str, sensor: &ModuleRef, dir: &Path, samples: &str) -> 
             ..WasmTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 
@@ -287,6 +289,8 @@ async fn oci_task_launched_through_the_cluster_finishes() {
             capabilities: Vec::new(),
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     };
     launch_on_next_offer(&client, &mut events, task, None).await;
     let status = update_until(&client, &mut events, "oci-hello", |s| {
@@ -499,6 +503,8 @@ async fn garbage_on_every_key_is_counted_and_ignored() {
             ..WasmTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     };
     launch_on_next_offer(&client, &mut events, task, Some("sturdy")).await;
     update_until(&client, &mut events, "hello", |s| s == TaskState::Finished).await;
@@ -643,6 +649,8 @@ async fn agents_in_namespaces() {
                 ..WasmTask::default()
             }),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         };
         let agent_id = format!("ns-agent-{i}");
         launch_on_next_offer(&client, &mut events, task, Some(&agent_id)).await;

@@ -6,6 +6,7 @@
 mod chaos;
 mod cluster;
 mod demo;
+mod disconnect;
 mod failover;
 mod fleet;
 mod oci;

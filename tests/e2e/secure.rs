@@ -206,6 +206,8 @@ fn wasm_task(id: &str, module: &ModuleRef, args: &[&str]) -> TaskSpec {
             ..WasmTask::default()
         }),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

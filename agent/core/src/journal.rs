@@ -8,11 +8,13 @@
 //! that was running in the dead agent process cannot have survived if it was a WASM task
 //! (it ran inside that process): it is reported `failed` with the reason
 //! [`AGENT_RESTARTED`]. An OCI task whose container outlived the agent (runc runs it under
-//! a supervisor) is kept; one whose container is gone is reported `failed` too.
+//! a supervisor) is kept; one whose container is gone is reported `failed` too, unless
+//! its `TaskSpec::disconnect` policy restarts it in place (then its spec and the starts it
+//! has used are journaled with it; `offline.rs`).
 
 use std::collections::BTreeMap;
 
-use proto::{AdvertTask, TaskId, TaskStatus};
+use proto::{AdvertTask, TaskId, TaskSpec, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 /// The reason given for tasks that died with the agent process.
@@ -24,6 +26,10 @@ pub struct JournalEntry {
     pub task: AdvertTask,
     /// An OCI task, whose container may have outlived the agent.
     pub oci: bool,
+    /// The task as launched, kept for a task its agent may restart in place.
+    pub spec: Option<TaskSpec>,
+    /// Tasks started for it on this agent, the first included.
+    pub starts: u32,
 }
 
 impl JournalEntry {

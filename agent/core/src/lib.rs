@@ -23,6 +23,7 @@
 pub mod error;
 pub mod journal;
 mod node;
+mod offline;
 
 pub use error::CommandRefused;
 pub use journal::{AGENT_RESTARTED, Journal, JournalChange, JournalEntry};

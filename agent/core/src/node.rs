@@ -89,8 +89,8 @@ pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
 
 /// One task the node holds.
 #[derive(Clone, Debug)]
-struct HeldTask {
-    latest: TaskStatus,
+pub(crate) struct HeldTask {
+    pub(crate) latest: TaskStatus,
     /// Listed in the advert, so that a restarted master can account for the task.
     name: String,
     resources: Resources,
@@ -98,13 +98,27 @@ struct HeldTask {
     oci: bool,
     /// `Some` while `latest` is not acknowledged.
     resend: Option<Resend>,
+    /// The task as launched, for one whose policy restarts it in place while offline.
+    pub(crate) spec: Option<Box<TaskSpec>>,
+    /// Tasks started for it here, the first included.
+    pub(crate) starts: u32,
+    /// Ended and waiting to start again in place (`offline.rs`).
+    pub(crate) restart: Option<PendingRestart>,
+}
+
+/// A task that ended while no master was reachable, waiting out its backoff.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingRestart {
+    pub(crate) at: Millis,
+    /// How it ended: reported after all if a master appears first.
+    pub(crate) end: TaskEnd,
 }
 
 /// When an unacknowledged status is sent again, and the wait after that send.
 #[derive(Clone, Copy, Debug)]
-struct Resend {
-    at: Millis,
-    wait_ms: u64,
+pub(crate) struct Resend {
+    pub(crate) at: Millis,
+    pub(crate) wait_ms: u64,
 }
 
 /// The agent's state machine: the tasks it holds, their status updates until
@@ -117,21 +131,25 @@ struct Resend {
 /// lists the recovered tasks. Time is monotonic: `now` never goes back between calls.
 #[derive(Debug)]
 pub struct AgentNode {
-    advert: AgentAdvert,
+    pub(crate) advert: AgentAdvert,
     advert_period_ms: u64,
-    status_retry_ms: u64,
+    pub(crate) status_retry_ms: u64,
     status_retry_max_ms: u64,
     tasks_max: usize,
     wall_origin_ms: u64,
-    tasks: BTreeMap<TaskId, HeldTask>,
+    pub(crate) tasks: BTreeMap<TaskId, HeldTask>,
     /// Every `HeldTask::resend`, by time: the next resends are the first entries.
     resends: BTreeSet<(Millis, TaskId)>,
+    /// Every `HeldTask::restart`, by time.
+    pub(crate) restarts: BTreeSet<(Millis, TaskId)>,
+    /// A master's liveliness token is seen. Tasks are restarted in place only while not.
+    pub(crate) master_present: bool,
     advert_at: Millis,
     /// The last status uuid's counter (the low 64 bits; the incarnation is above them).
     statuses_minted: u64,
-    actions: VecDeque<AgentAction>,
+    pub(crate) actions: VecDeque<AgentAction>,
     /// Shutting down: the agent leaves once it holds no task, or at this time.
-    leave_by: Option<Millis>,
+    pub(crate) leave_by: Option<Millis>,
 }
 
 impl AgentNode {
@@ -150,6 +168,8 @@ impl AgentNode {
             wall_origin_ms: config.wall_origin_ms,
             tasks: BTreeMap::new(),
             resends: BTreeSet::new(),
+            restarts: BTreeSet::new(),
+            master_present: false,
             advert_at: Millis::ZERO,
             statuses_minted: 0,
             actions: VecDeque::new(),
@@ -160,9 +180,11 @@ impl AgentNode {
     /// Takes back the tasks of the previous agent process: `journal` as it last saved
     /// it, `survivors` the tasks whose executors outlived it (OCI containers still
     /// there). A task neither terminal nor surviving is reported `failed`
-    /// ([`AGENT_RESTARTED`]) and its leftovers forgotten; a survivor that no journaled
-    /// live OCI task owns is killed. Every recovered status is sent at once (it may never
-    /// have reached the master) and then until acknowledged.
+    /// ([`AGENT_RESTARTED`]) and its leftovers forgotten, unless its policy restarts it in
+    /// place (then it waits out its backoff, and is reported `failed` after all if a master
+    /// appears first: `offline.rs`); a survivor that no journaled live OCI task owns is
+    /// killed. Every recovered status is sent at once (it may never have reached the
+    /// master) and then until acknowledged.
     pub fn recover(
         &mut self,
         now: Millis,
@@ -179,6 +201,26 @@ impl AgentNode {
             let survived = entry.oci && !terminal && survivors.contains(&task_id);
             let mut latest = entry.task.status;
             let died = !terminal && !survived;
+            let spec = entry.spec.map(Box::new);
+            if died && let Some(spec) = &spec {
+                let end = TaskEnd {
+                    state: TaskState::Failed,
+                    exit_code: None,
+                    reason: AGENT_RESTARTED.to_owned(),
+                };
+                let task = HeldTask {
+                    latest,
+                    name: entry.task.name,
+                    resources: entry.task.resources,
+                    oci: entry.oci,
+                    resend: None,
+                    spec: Some(spec.clone()),
+                    starts: entry.starts,
+                    restart: None,
+                };
+                self.recover_to_restart(now, task, end);
+                continue;
+            }
             if died {
                 let framework_id = latest.framework_id.clone();
                 latest = TaskStatus {
@@ -199,6 +241,9 @@ impl AgentNode {
                 resources: entry.task.resources,
                 oci: entry.oci,
                 resend: None,
+                spec,
+                starts: entry.starts,
+                restart: None,
             };
             if died {
                 let entry = JournalChange::Put(Box::new(journal_entry(&task)));
@@ -221,7 +266,7 @@ impl AgentNode {
     pub fn handle_command(&mut self, now: Millis, command: AgentCommand) -> AgentReply {
         let done = match command {
             AgentCommand::Launch { framework_id, task } => self.launch(now, framework_id, task),
-            AgentCommand::Kill { task_id, grace_ms } => self.kill(task_id, grace_ms),
+            AgentCommand::Kill { task_id, grace_ms } => self.kill(now, task_id, grace_ms),
             AgentCommand::Acknowledge {
                 task_id,
                 status_uuid,
@@ -248,7 +293,12 @@ impl AgentNode {
             return;
         }
         let framework_id = task.latest.framework_id.clone();
-        let status = self.status(now, task_id, &framework_id, TaskState::Running);
+        // A restart's `starting` says why it started again; `running` keeps saying it.
+        let reason = task.latest.reason.clone();
+        let status = TaskStatus {
+            reason,
+            ..self.status(now, task_id, &framework_id, TaskState::Running)
+        };
         self.supersede(now, status);
     }
 
@@ -262,6 +312,17 @@ impl AgentNode {
         if task.latest.state.is_terminal() || !end.state.is_terminal() {
             return;
         }
+        if self.restart_offline(now, task_id, &end) {
+            return;
+        }
+        self.report_end(now, task_id, end);
+    }
+
+    /// Makes the task's end its latest status.
+    pub(crate) fn report_end(&mut self, now: Millis, task_id: &TaskId, end: TaskEnd) {
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
         let framework_id = task.latest.framework_id.clone();
         let status = TaskStatus {
             exit_code: end.exit_code,
@@ -274,11 +335,14 @@ impl AgentNode {
     /// The master (re)appeared: it may have missed anything, so advertise and send every
     /// unacknowledged status at once, and start their backoff over.
     pub fn handle_master_appeared(&mut self, now: Millis) {
+        self.master_present = true;
         self.publish_advert(now);
         let unacknowledged: Vec<TaskId> = self.resends.iter().map(|(_, id)| id.clone()).collect();
         for task_id in unacknowledged {
             self.send(now, &task_id, self.status_retry_ms);
         }
+        // After the resends, so that each end goes out once.
+        self.report_pending_restarts(now);
     }
 
     /// The master's census: kept if newer than the one held, and listed in later adverts
@@ -310,6 +374,7 @@ impl AgentNode {
     /// launches. It leaves ([`AgentAction::Leave`]) once every end is acknowledged, or
     /// [`SHUTDOWN_DRAIN_MS`] from now.
     pub fn handle_shutdown(&mut self, now: Millis) {
+        self.report_pending_restarts(now);
         for (task_id, task) in &self.tasks {
             if !task.latest.state.is_terminal() {
                 self.actions.push_back(AgentAction::KillTask {
@@ -330,10 +395,15 @@ impl AgentNode {
         }
     }
 
-    /// When [`AgentNode::handle_timeout`] is next due: the next advert or status resend.
+    /// When [`AgentNode::handle_timeout`] is next due: the next advert, status resend or
+    /// restart in place.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let resend = self.resends.first().map(|(at, _)| *at);
-        let next = resend.map_or(self.advert_at, |at| at.min(self.advert_at));
+        let restart = self.restarts.first().map(|(at, _)| *at);
+        let next = [resend, restart]
+            .into_iter()
+            .flatten()
+            .fold(self.advert_at, Millis::min);
         Some(self.leave_by.map_or(next, |at| at.min(next)))
     }
 
@@ -348,6 +418,7 @@ impl AgentNode {
             self.leave_by = None;
             self.actions.push_back(AgentAction::Leave);
         }
+        self.start_due_restarts(now);
         if now >= self.advert_at {
             self.publish_advert(now);
         }
@@ -428,6 +499,9 @@ impl AgentNode {
             resources: spec.resources.clone(),
             oci: matches!(spec.kind, TaskKind::Oci(_)),
             resend: None,
+            spec: crate::offline::restarts_in_place(&spec).then(|| Box::new(spec.clone())),
+            starts: 1,
+            restart: None,
         };
         self.tasks.insert(task_id, task);
         self.supersede(now, latest);
@@ -438,7 +512,10 @@ impl AgentNode {
         Ok(())
     }
 
-    fn kill(&mut self, task_id: TaskId, grace_ms: u64) -> Result<(), CommandRefused> {
+    fn kill(&mut self, now: Millis, task_id: TaskId, grace_ms: u64) -> Result<(), CommandRefused> {
+        if self.end_pending_restart(now, &task_id) {
+            return Ok(());
+        }
         match self.tasks.get(&task_id) {
             Some(task) if !task.latest.state.is_terminal() => {
                 self.actions
@@ -475,7 +552,7 @@ impl AgentNode {
 
     /// Makes `status` its task's latest (replacing an unacknowledged older one),
     /// journals it and publishes it.
-    fn supersede(&mut self, now: Millis, status: TaskStatus) {
+    pub(crate) fn supersede(&mut self, now: Millis, status: TaskStatus) {
         let task_id = status.task_id.clone();
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
@@ -510,7 +587,7 @@ impl AgentNode {
     }
 
     /// Sets (or clears) the task's resend, keeping `resends` in step.
-    fn schedule(&mut self, task_id: &TaskId, resend: Option<Resend>) {
+    pub(crate) fn schedule(&mut self, task_id: &TaskId, resend: Option<Resend>) {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -524,7 +601,7 @@ impl AgentNode {
     }
 
     /// A new status of the task (no exit code, no reason), its uuid after every other.
-    fn status(
+    pub(crate) fn status(
         &mut self,
         now: Millis,
         task_id: &TaskId,
@@ -564,10 +641,12 @@ impl AgentNode {
     }
 }
 
-fn journal_entry(task: &HeldTask) -> JournalEntry {
+pub(crate) fn journal_entry(task: &HeldTask) -> JournalEntry {
     JournalEntry {
         task: advert_task(task),
         oci: task.oci,
+        spec: task.spec.as_deref().cloned(),
+        starts: task.starts,
     }
 }
 

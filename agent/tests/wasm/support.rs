@@ -56,6 +56,8 @@ pub fn spec(name: &str, mem_mib: f64, timeout_ms: Option<u64>, args: &[&str]) ->
             timeout_ms,
             ..TaskLimits::default()
         },
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -176,6 +176,8 @@ fn wasm_task(
             timeout_ms: Some(TASK_TIMEOUT_MS),
             ..TaskLimits::default()
         },
+        disconnect: None,
+        replaces: None,
     }
 }
 

@@ -102,6 +102,7 @@ impl Master {
             self.add_filter(id, &p.agent_id, p.left, filters);
         }
         for task in p.tasks {
+            let task_id = task.task_id.clone();
             self.book.launch_from_offer(&p.agent_id, &task.resources);
             self.launches += 1;
             let record = TaskRecord {
@@ -116,6 +117,7 @@ impl Master {
                 launched_at: self.now,
                 reclaim_at: None,
                 doomed: false,
+                disconnect: task.disconnect.as_deref().cloned(),
             };
             if let Some(agent) = self.agents.get_mut(&p.agent_id) {
                 agent.tasks.insert(task.task_id.clone());
@@ -124,11 +126,15 @@ impl Master {
                 fw.tasks.insert(task.task_id.clone());
             }
             self.tasks.insert(record);
+            let replaces = task.replaces.clone();
             self.actions.push_back(Action::LaunchTask {
                 agent_id: p.agent_id.clone(),
                 framework_id: id.clone(),
                 task,
             });
+            if let Some(original) = replaces {
+                self.note_replacement(id, original, &task_id);
+            }
         }
     }
 

@@ -130,6 +130,9 @@ impl Master {
             self.withdraw_offer(&offer_id, true);
         }
         for task_id in tasks {
+            if why == AGENT_LOST && self.make_unreachable(&task_id) {
+                continue;
+            }
             self.lose_task(&task_id, why);
         }
         self.agents.remove(agent_id);
@@ -198,6 +201,14 @@ impl Master {
             None => match self.tasks.ended(&status.task_id) {
                 // Its framework keeps the end it was told (`lost`, for a task of an agent
                 // declared lost that comes back with the task ended otherwise).
+                // Unreachable: taken back from its agent's advert first; an end met
+                // while away is passed on.
+                Some(told) if told.latest.state == TaskState::Unreachable => {
+                    if !status.state.is_terminal() {
+                        return;
+                    }
+                    self.unreachable_ended(&status);
+                }
                 Some(told) if told.latest.state != status.state => {
                     return self.ack_to_agent(&status);
                 }

@@ -6,6 +6,7 @@ mod agents;
 mod books;
 mod calls;
 mod census;
+mod disconnect;
 mod liveness;
 mod operator;
 mod reclaiming;
@@ -178,6 +179,8 @@ pub struct Master {
     /// answer then could call a task lost whose agent has not re-registered yet).
     deferred_reconciles: Vec<(FrameworkId, Vec<TaskId>)>,
     census: census::CensusBook,
+    /// Tasks `unreachable` while their agent is lost, and their replacements.
+    disconnected: disconnect::Disconnected,
     /// For the operator's listing only.
     pub(crate) lost_agents: LostAgents,
 }
@@ -227,6 +230,7 @@ impl Master {
             hold_ended: false,
             deferred_reconciles: Vec::new(),
             census: census::CensusBook::default(),
+            disconnected: disconnect::Disconnected::default(),
             lost_agents: LostAgents::default(),
         }
     }

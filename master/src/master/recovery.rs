@@ -73,6 +73,10 @@ impl Master {
             if self.tasks.get(task_id).is_some() {
                 continue;
             }
+            if self.disconnected.is_unreachable(task_id) {
+                self.reconnect(agent_id, task);
+                continue;
+            }
             let told = self.tasks.ended(task_id).map(|e| e.latest.clone());
             match told {
                 Some(_) if task.status.state.is_terminal() => {
@@ -122,7 +126,7 @@ impl Master {
         self.register_live(record, true);
     }
 
-    fn record_of(
+    pub(super) fn record_of(
         &mut self,
         agent_id: &AgentId,
         task: &AdvertTask,
@@ -142,13 +146,19 @@ impl Master {
             launched_at: self.now,
             reclaim_at: None,
             doomed,
+            disconnect: None,
         }
     }
 
     /// Moves `resources` from free to used on the agent. A task that does not fit in the
     /// agent's free resources (an agent that lists more than it advertises, or one port
     /// twice) is killed rather than counted twice; false then.
-    fn occupy(&mut self, agent_id: &AgentId, status: &TaskStatus, resources: &Resources) -> bool {
+    pub(super) fn occupy(
+        &mut self,
+        agent_id: &AgentId,
+        status: &TaskStatus,
+        resources: &Resources,
+    ) -> bool {
         let (task_id, framework_id) = (&status.task_id, &status.framework_id);
         if !self.book.occupy(agent_id, framework_id, resources) {
             tracing::warn!(%task_id, %agent_id, "a listed task does not fit in its agent's free resources; killing it");
@@ -176,7 +186,7 @@ impl Master {
         }
     }
 
-    fn push_kill(&mut self, agent_id: &AgentId, task_id: &TaskId) {
+    pub(super) fn push_kill(&mut self, agent_id: &AgentId, task_id: &TaskId) {
         self.actions.push_back(Action::KillTask {
             agent_id: agent_id.clone(),
             task_id: task_id.clone(),

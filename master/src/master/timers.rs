@@ -28,6 +28,7 @@ impl Master {
             self.reclaim_kills.first().map(|(at, _)| *at),
             self.reclaim_check_at,
             self.census_at(),
+            self.disconnected.next_lost(),
         ]
         .into_iter()
         .flatten()
@@ -49,6 +50,7 @@ impl Master {
             self.teardown(&id);
         }
         self.reclaim_kills_due(now);
+        self.unreachable_lost_due(now);
         if self.reclaim_check_at.is_some_and(|t| t <= now) {
             self.reclaim_check(now);
         }

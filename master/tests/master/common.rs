@@ -48,6 +48,8 @@ pub fn task(id: &str, resources: Resources) -> TaskSpec {
         resources,
         kind: TaskKind::Wasm(WasmTask::default()),
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 

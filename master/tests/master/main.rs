@@ -5,6 +5,7 @@
 mod calls;
 mod census;
 mod common;
+mod disconnect;
 mod gpus;
 mod liveness;
 mod policy;

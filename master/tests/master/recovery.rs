@@ -27,7 +27,7 @@ fn restarted_master() -> Master {
 }
 
 /// An agent of 4 cpus and 4096 MiB running `tasks` (id, framework, cpus), all running.
-fn advert_with(agent: &str, tasks: &[(&str, &FrameworkId, f64)]) -> AgentAdvert {
+pub(crate) fn advert_with(agent: &str, tasks: &[(&str, &FrameworkId, f64)]) -> AgentAdvert {
     let mut a = advert(agent, res(4.0, 4096.0), Attributes::new());
     a.tasks = tasks
         .iter()
@@ -59,7 +59,7 @@ fn resubscribe(m: &mut Master, now: u64, fw: &FrameworkId, role: &str) {
     m.handle_framework_token(Millis(now), fw, true);
 }
 
-fn updates_to(actions: &[Action], fw: &FrameworkId) -> Vec<TaskStatus> {
+pub(crate) fn updates_to(actions: &[Action], fw: &FrameworkId) -> Vec<TaskStatus> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -72,7 +72,7 @@ fn updates_to(actions: &[Action], fw: &FrameworkId) -> Vec<TaskStatus> {
         .collect()
 }
 
-fn kills(actions: &[Action]) -> Vec<TaskId> {
+pub(crate) fn kills(actions: &[Action]) -> Vec<TaskId> {
     actions
         .iter()
         .filter_map(|a| match a {

@@ -112,32 +112,38 @@ impl ModuleCache {
     /// thrown away and fetched again, and a fetched one that does not is refused with
     /// [`FetchError::HashMismatch`].
     pub async fn get(&self, net: &Net, module: &ModuleRef) -> Result<CachedModule, FetchError> {
-        let sha256 = ModuleHash::parse(&module.sha256.0).ok_or_else(|| FetchError::BadHash {
-            name: module.name.clone(),
-            sha256: module.sha256.0.clone(),
-        })?;
-        let path = self.dir.join(&sha256.0);
-        match hash_file(&path).await {
-            Ok((actual, size_bytes)) if actual == sha256 => {
-                return Ok(CachedModule {
-                    path,
-                    size_bytes,
-                    from_cache: true,
-                });
-            }
-            Ok((actual, _)) => {
-                tracing::warn!(path = %path.display(), %actual, "cached module is damaged; fetching it again");
-                remove(&path).await?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(FetchError::Io { path, source }),
+        if let Some(cached) = self.cached(module).await? {
+            return Ok(cached);
         }
+        let sha256 = module_hash(module)?;
+        let path = self.dir.join(&sha256.0);
         let size_bytes = self.fetch(net, &module.name, &sha256, &path).await?;
         Ok(CachedModule {
             path,
             size_bytes,
             from_cache: false,
         })
+    }
+
+    /// The module if the cache holds it whole (its bytes hash to `module.sha256`), with no
+    /// network: what an agent without a master runs. A damaged file is removed.
+    pub async fn cached(&self, module: &ModuleRef) -> Result<Option<CachedModule>, FetchError> {
+        let sha256 = module_hash(module)?;
+        let path = self.dir.join(&sha256.0);
+        match hash_file(&path).await {
+            Ok((actual, size_bytes)) if actual == sha256 => Ok(Some(CachedModule {
+                path,
+                size_bytes,
+                from_cache: true,
+            })),
+            Ok((actual, _)) => {
+                tracing::warn!(path = %path.display(), %actual, "cached module is damaged; fetching it again");
+                remove(&path).await?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(FetchError::Io { path, source }),
+        }
     }
 
     /// Fetches every chunk into a partial file, verifies the hash, then renames the file
@@ -298,4 +304,11 @@ async fn remove(path: &Path) -> Result<(), FetchError> {
             path: path.to_owned(),
             source,
         })
+}
+
+fn module_hash(module: &ModuleRef) -> Result<ModuleHash, FetchError> {
+    ModuleHash::parse(&module.sha256.0).ok_or_else(|| FetchError::BadHash {
+        name: module.name.clone(),
+        sha256: module.sha256.0.clone(),
+    })
 }

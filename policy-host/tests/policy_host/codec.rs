@@ -236,6 +236,8 @@ fn every_call_kind_decodes_as_proto() {
             timeout_ms: Some(60_000),
             output_bytes_max: 4096,
         },
+        disconnect: None,
+        replaces: None,
     };
     let oci = sdk::TaskSpec {
         task_id: "t-2",
@@ -249,6 +251,8 @@ fn every_call_kind_decodes_as_proto() {
             capabilities: &["CAP_NET_BIND_SERVICE"],
         }),
         limits: sdk::TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     };
     let tasks = [wasm, oci];
     let operations = [sdk::Operation::Launch { tasks: &tasks }];
@@ -282,6 +286,8 @@ fn every_call_kind_decodes_as_proto() {
                 timeout_ms: Some(60_000),
                 output_bytes_max: 4096,
             },
+            disconnect: None,
+            replaces: None,
         },
         TaskSpec {
             task_id: TaskId::new("t-2"),
@@ -295,6 +301,8 @@ fn every_call_kind_decodes_as_proto() {
                 capabilities: vec!["CAP_NET_BIND_SERVICE".into()],
             }),
             limits: TaskLimits::default(),
+            disconnect: None,
+            replaces: None,
         },
     ];
     let cases: Vec<(sdk::Call<'_>, Call)> = vec![

@@ -60,6 +60,8 @@ pub fn spec(id: &str, oci: bool) -> TaskSpec {
         resources: Resources::new().with_scalar("cpus", 1.0),
         kind,
         limits: TaskLimits::default(),
+        disconnect: None,
+        replaces: None,
     }
 }
 
