@@ -753,3 +753,22 @@ fn an_unreachable_copy_is_replaced_and_under_keep_original_the_original_stays_wh
     w.advance_to(300_000);
     assert_eq!(w.launched.len(), 3, "calls: {:?}", w.calls);
 }
+
+#[test]
+fn on_reconnect_reads_in_json_as_snake_case_and_in_the_cli_s_spelling() {
+    use jobs::request::OnReconnect;
+    for spelling in ["keep_replacement", "keep-replacement"] {
+        let extra = format!(r#", "lost_after_ms": 1000, "on_reconnect": "{spelling}""#);
+        assert_eq!(
+            module_job("j", 1, &extra).on_reconnect,
+            OnReconnect::KeepReplacement
+        );
+    }
+    assert_eq!(
+        module_job("j", 1, "").on_reconnect,
+        OnReconnect::KeepOriginal
+    );
+    let week_and_a_bit = r#"{"name": "j", "module": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "cpus": 1, "mem": 64, "lost_after_ms": 604800001}"#;
+    let request: JobRequest = serde_json::from_str(week_and_a_bit).unwrap();
+    assert_eq!(request.validate(), Err(JobError::LostAfter(604_800_001)));
+}

@@ -68,10 +68,14 @@ impl RestartPolicy {
 /// its `lost_after_ms`) and a replacement of it runs: the other is killed, so no duplicate
 /// outlives the reconciliation (Nomad's `disconnect.reconcile`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum OnReconnect {
+    /// `keep_original` in JSON, as `restart`'s `on_failure`; the CLI's spelling is taken
+    /// too.
     #[default]
+    #[serde(alias = "keep-original")]
     KeepOriginal,
+    #[serde(alias = "keep-replacement")]
     KeepReplacement,
 }
 
