@@ -15,6 +15,7 @@ mod listing;
 mod logs;
 mod master_cmd;
 mod module_cmd;
+mod router_cmd;
 mod run_cmd;
 mod secure_cmd;
 mod sim;
@@ -68,6 +69,9 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Run the master daemon (a zenoh router) and print the endpoints it listens on.
     Master(master_cmd::MasterCommandArgs),
+    /// Run a site router: the devices of a site connect to it, and it to the master (a
+    /// zenoh router with wasmos' configuration; `--print-config` writes it for zenohd).
+    Router(router_cmd::RouterArgs),
     /// Run an embedded cluster in one process: a master and one agent for this machine.
     Up(up::UpArgs),
     /// Start a whole cluster in this process and watch two frameworks share it (DRF).
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
     };
     let daemon = matches!(
         cli.command,
-        Command::Agent(_) | Command::Master(_) | Command::Up(_)
+        Command::Agent(_) | Command::Master(_) | Command::Up(_) | Command::Router(_)
     );
     let default_filter = match daemon {
         true => LOG_FILTER_DAEMON_DEFAULT,
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         Command::Secure(cmd) => secure_cmd::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Master(args) => master_cmd::run(args),
+        Command::Router(args) => router_cmd::run(args),
         Command::Up(args) => up::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Agents(args) => listing::list(listing::Listing::Agents, args),

@@ -23,6 +23,8 @@ use crate::error::NetError;
 pub const DEFAULT_PORT: u16 = 7447;
 /// Where the master listens, and where every other node looks for it, by default.
 pub const DEFAULT_ENDPOINT: &str = "tcp/127.0.0.1:7447";
+/// Where a site router listens by default: every interface, for the site's devices.
+pub const SITE_ROUTER_ENDPOINT: &str = "tcp/0.0.0.0:7447";
 /// The default endpoint of a secure cluster (mutual TLS).
 pub const DEFAULT_TLS_ENDPOINT: &str = "tls/127.0.0.1:7447";
 /// How long a one-shot tool tries to reach the master before giving up.
@@ -91,6 +93,23 @@ impl NetConfig {
         };
         NetConfig {
             listen,
+            ..NetConfig::base(Mode::Router)
+        }
+    }
+
+    /// A site router: a zenoh router listening on `listen` (every interface's port 7447
+    /// when empty) for the devices of a site, and connected to the master at `connect`,
+    /// so that a site needs one uplink. It starts whether or not the master answers, and
+    /// keeps connecting to it in the background (after its restarts too).
+    pub fn site_router(connect: Vec<String>, listen: Vec<String>) -> NetConfig {
+        let listen = if listen.is_empty() {
+            vec![SITE_ROUTER_ENDPOINT.to_owned()]
+        } else {
+            listen
+        };
+        NetConfig {
+            listen,
+            connect: or_default_endpoint(connect),
             ..NetConfig::base(Mode::Router)
         }
     }
@@ -198,13 +217,19 @@ impl NetConfig {
             )?;
         }
         if !self.connect.is_empty() && self.zenoh_config_file.is_none() {
-            // -1 is zenoh's "retry for ever"; either way opening fails, rather than
-            // returning a session connected to nothing, when the time is up.
+            // -1 is zenoh's "retry for ever"; a member's opening fails, rather than
+            // returning a session connected to nothing, when the time is up; a router
+            // (a site router) opens at once and connects in the background.
             let timeout_ms = self
                 .connect_timeout_ms
                 .map_or("-1".to_owned(), |ms| ms.to_string());
             insert(&mut config, "connect/timeout_ms", &timeout_ms)?;
-            insert(&mut config, "connect/exit_on_failure", "true")?;
+            let exit_on_failure = self.mode != Mode::Router;
+            insert(
+                &mut config,
+                "connect/exit_on_failure",
+                &exit_on_failure.to_string(),
+            )?;
         }
         if let Some(tls) = &self.tls {
             self.insert_tls(&mut config, tls)?;

@@ -14,5 +14,6 @@ mod plugins;
 mod secure;
 mod signed;
 mod sim;
+mod site;
 mod standby;
 mod task_run;

@@ -6,17 +6,25 @@ use std::process::Command;
 /// One namespace and its veth pair; both are deleted when this is dropped.
 pub struct Netns {
     pub name: String,
-    /// The root namespace's end of the pair, e.g. `10.213.1.1`: where the master listens.
+    /// The host namespace's end of the pair, e.g. `10.213.1.1`: where the master listens.
     pub host_addr: String,
     /// The namespace's end, e.g. `10.213.1.2`.
     pub ns_addr: String,
     root_if: String,
+    /// The namespace the pair's host end is in: the root one when `None`.
+    host_ns: Option<String>,
 }
 
 impl Netns {
     /// Namespace number `index` (0..=250) of this test process, on 10.213.`index`.0/24.
     /// `Err` with the failing command when namespaces are not permitted here.
     pub fn create(tag: &str, index: u8) -> Result<Netns, String> {
+        Netns::create_behind(tag, index, None)
+    }
+
+    /// Like [`Netns::create`], but joined to `gateway`'s namespace instead of the root
+    /// one: a site's LAN behind its router, which cannot reach the root namespace.
+    pub fn create_behind(tag: &str, index: u8, gateway: Option<&Netns>) -> Result<Netns, String> {
         let pid = std::process::id() % 100_000;
         let name = format!("wasmos-{tag}-{pid}-{index}");
         // Interface names are limited to 15 bytes.
@@ -30,6 +38,7 @@ impl Netns {
             host_addr,
             ns_addr,
             root_if,
+            host_ns: gateway.map(|g| g.name.clone()),
         };
         ip(&[
             "link",
@@ -42,14 +51,17 @@ impl Netns {
             &ns_if,
         ])?;
         ip(&["link", "set", &ns_if, "netns", &ns.name])?;
-        ip(&[
+        if let Some(host) = &ns.host_ns {
+            ip(&["link", "set", &ns.root_if, "netns", host])?;
+        }
+        ns.host_ip(&[
             "addr",
             "add",
             &format!("{}/24", ns.host_addr),
             "dev",
             &ns.root_if,
         ])?;
-        ip(&["link", "set", &ns.root_if, "up"])?;
+        ns.host_ip(&["link", "set", &ns.root_if, "up"])?;
         let in_ns = |args: &[&str]| {
             let mut all = vec!["netns", "exec", &ns.name, "ip"];
             all.extend_from_slice(args);
@@ -71,13 +83,25 @@ impl Netns {
     /// Cuts the namespace off (`up == false`) or joins it again.
     pub fn set_link(&self, up: bool) -> Result<(), String> {
         let state = if up { "up" } else { "down" };
-        ip(&["link", "set", &self.root_if, state])
+        self.host_ip(&["link", "set", &self.root_if, state])
+    }
+
+    /// `ip` in the namespace the pair's host end is in.
+    fn host_ip(&self, args: &[&str]) -> Result<(), String> {
+        match &self.host_ns {
+            Some(host) => {
+                let mut all = vec!["-n", host.as_str()];
+                all.extend_from_slice(args);
+                ip(&all)
+            }
+            None => ip(args),
+        }
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.root_if]);
+        let _ = self.host_ip(&["link", "del", &self.root_if]);
         let _ = ip(&["netns", "del", &self.name]);
     }
 }
