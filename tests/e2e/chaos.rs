@@ -1,7 +1,9 @@
 //! Chaos: a master, three agents (one in its own network namespace when namespaces are
 //! permitted) and a framework under a steady load of short tasks, while a schedule drawn
 //! from a fixed seed kills the master with SIGKILL and restarts it, kills and restarts
-//! agents, and cuts the namespaced agent off. Checked at the end:
+//! agents, cuts the namespaced agent off, and makes its link slow and lossy for a while
+//! (10% of its packets dropped by nft, 200 ms ± 50 ms of delay through a relay). Checked
+//! at the end:
 //! - every launched task has a terminal state known to its framework (none stuck);
 //! - the framework's view and `wasmos ps --json` agree on every task the master lists;
 //! - no agent was ever allocated more than it has (sampled throughout);
@@ -20,6 +22,7 @@ use proto::{
 };
 use serde_json::Value;
 use wasmos_tests::netns::Netns;
+use wasmos_tests::relay::DelayRelay;
 use wasmos_tests::{Killed, free_port, module, wasmos, wasmos_bin};
 
 const SEED: u64 = 0x0c4a_0515;
@@ -42,6 +45,9 @@ const FAULT_GAP: Duration = Duration::from_secs(4);
 /// that the master really loses the agent, even on a loaded machine.
 const CUT_FOR: Duration = Duration::from_secs(20);
 const AGENT_LOST_TIMEOUT_S: &str = "3";
+/// How long the namespaced agent's link is slow and lossy, and how lossy.
+const LOSSY_FOR: Duration = Duration::from_secs(20);
+const LOSS_PERCENT: u8 = 10;
 /// Generous bound for everything to settle on a loaded 2-core machine; not a speed claim.
 const CONVERGE_WAIT: Duration = Duration::from_secs(120);
 
@@ -50,6 +56,7 @@ enum Fault {
     KillMaster,
     KillAgent(usize),
     CutAgent,
+    LossyLink,
 }
 
 /// SplitMix64: the schedule is the same on every run.
@@ -78,6 +85,7 @@ fn schedule(rng: &mut Rng, agents: usize, with_cut: bool) -> Vec<Fault> {
     ];
     if with_cut {
         faults.push(Fault::CutAgent);
+        faults.push(Fault::LossyLink);
     }
     while faults.len() < FAULTS {
         faults.push(match rng.below(2) {
@@ -97,6 +105,8 @@ struct Cluster {
     port: u16,
     master: Killed,
     agents: Vec<(Killed, Option<Netns>)>,
+    /// The namespaced agent's way to the master, which delays while its link is lossy.
+    relay: Option<DelayRelay>,
 }
 
 impl Cluster {
@@ -148,7 +158,11 @@ impl Cluster {
     fn restart_agent(&mut self, index: usize) {
         let (agent, netns) = &mut self.agents[index];
         agent.kill();
-        *agent = Cluster::start_agent(&self.dir, index, netns.as_ref(), self.port);
+        let port = match (&self.relay, netns.is_some()) {
+            (Some(relay), true) => relay.addr().port(),
+            _ => self.port,
+        };
+        *agent = Cluster::start_agent(&self.dir, index, netns.as_ref(), port);
     }
 
     fn restart_master(&mut self) {
@@ -354,11 +368,21 @@ fn the_cluster_converges_and_agrees_after_seeded_faults() {
     let faults = schedule(&mut rng, 3, netns.is_some());
     eprintln!("chaos schedule (seed {SEED:#x}): {faults:?}");
 
-    // The last agent lives in the namespace, when there is one.
+    // The last agent lives in the namespace, when there is one, and reaches the master
+    // through a relay that can delay.
+    let relay = netns.as_ref().map(|ns| {
+        let listen = format!("{}:0", ns.host_addr).parse().unwrap();
+        let master = format!("127.0.0.1:{port}").parse().unwrap();
+        DelayRelay::start(listen, master).unwrap()
+    });
     let mut netns = netns;
     let agents = (0..3)
         .map(|index| {
             let ns = if index == 2 { netns.take() } else { None };
+            let port = match (&relay, &ns) {
+                (Some(relay), Some(_)) => relay.addr().port(),
+                _ => port,
+            };
             (
                 Cluster::start_agent(dir.path(), index, ns.as_ref(), port),
                 ns,
@@ -370,6 +394,7 @@ fn the_cluster_converges_and_agrees_after_seeded_faults() {
         port,
         master: Cluster::start_master(dir.path(), port),
         agents,
+        relay,
     };
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -419,6 +444,26 @@ fn the_cluster_converges_and_agrees_after_seeded_faults() {
                     samples.cut_agent_inactive > before,
                     "the master never noticed that the cut-off agent was gone"
                 );
+            }
+            Fault::LossyLink => {
+                let ns = cluster.agents[2].1.as_ref().unwrap();
+                let relay = cluster.relay.as_ref().unwrap();
+                match ns.set_loss(LOSS_PERCENT) {
+                    Ok(()) => {}
+                    // `cargo xtask test` installs nftables; by hand it may be missing.
+                    Err(e) => eprintln!("chaos: no packet loss, only delay ({e})"),
+                }
+                relay.set_impaired(true);
+                let (chunks, inactive) = (relay.delayed_chunks(), samples.cut_agent_inactive);
+                sleep_sampling(LOSSY_FOR, &endpoint, &mut samples);
+                relay.set_impaired(false);
+                ns.set_loss(0).unwrap_or_else(|e| eprintln!("chaos: {e}"));
+                let delayed = relay.delayed_chunks() - chunks;
+                eprintln!(
+                    "chaos: lossy link: {delayed} chunks delayed; the agent was seen inactive in {} samples",
+                    samples.cut_agent_inactive - inactive
+                );
+                assert!(delayed > 0, "nothing went over the impaired link");
             }
         }
     }

@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod netns;
 pub mod oci_image;
+pub mod relay;
 pub mod secure_mode;
 
 use std::net::TcpListener;

@@ -86,6 +86,41 @@ impl Netns {
         self.host_ip(&["link", "set", &self.root_if, state])
     }
 
+    /// Drops `percent` of the packets the namespace sends and receives, at random (nft's
+    /// `numgen random`, this kernel having no `netem`); 0 removes the rule.
+    pub fn set_loss(&self, percent: u8) -> Result<(), String> {
+        let nft = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.name, "nft"])
+                .args(args)
+                .output()
+                .map_err(|e| format!("nft {}: {e}", args.join(" ")))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "nft {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        let _ = nft(&["delete", "table", "inet", "wasmos_loss"]);
+        if percent == 0 {
+            return Ok(());
+        }
+        nft(&["add", "table", "inet", "wasmos_loss"])?;
+        let below = percent.to_string();
+        for (chain, hook) in [("out", "output"), ("in", "input")] {
+            let spec = format!("{{ type filter hook {hook} priority 0; }}");
+            nft(&["add", "chain", "inet", "wasmos_loss", chain, &spec])?;
+            let rule = ["add", "rule", "inet", "wasmos_loss", chain];
+            let drop = ["numgen", "random", "mod", "100", "<", &below, "drop"];
+            nft(&[&rule[..], &drop[..]].concat())?;
+        }
+        Ok(())
+    }
+
     /// `ip` in the namespace the pair's host end is in.
     fn host_ip(&self, args: &[&str]) -> Result<(), String> {
         match &self.host_ns {

@@ -1,8 +1,8 @@
 //! Build, test and bench automation: `cargo xtask <modules|test|bench|setup|demo|fleet>`.
 //!
 //! `test` is the one command that runs every test on a fresh Debian machine: it installs
-//! what is missing (wasm targets and clippy with rustup; runc, busybox-static, chromium and
-//! etcd-server with apt-get), builds the WASM modules and the `wasmos` binary, runs clippy
+//! what is missing (wasm targets and clippy with rustup; runc, busybox-static, chromium,
+//! etcd-server and nftables with apt-get), builds the WASM modules and the `wasmos` binary, runs clippy
 //! (warnings are errors), then runs the whole suite.
 
 use std::path::{Path, PathBuf};
@@ -11,11 +11,12 @@ use std::time::Instant;
 
 const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
 /// (program that must be on PATH, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 4] = [
+const APT_TOOLS: [(&str, &str); 5] = [
     ("runc", "runc"),
     ("busybox", "busybox-static"),
     ("chromium", "chromium"),
     ("etcd", "etcd-server"),
+    ("nft", "nftables"),
 ];
 
 type Result<T> = std::result::Result<T, String>;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 setup     install what the tests need (wasm targets, clippy, runc, busybox, chromium, etcd)\n  \
+                 setup     install what the tests need (wasm targets, clippy, runc, busybox, chromium, etcd, nft)\n  \
                  modules   build the WASM modules in modules/ into target/modules/\n  \
                  test      setup + modules + build + clippy + every test (extra args go to cargo test)\n  \
                  bench     run the criterion benchmarks (extra args go to cargo bench)\n  \
