@@ -187,6 +187,10 @@ impl Driver {
                 self.journal.commit();
             }
             AgentAction::StartTask { task, .. } => {
+                // A restart in place: `logs` shows the new run, not the last one's output.
+                if self.outputs.remove(&task.task_id).is_some() {
+                    self.outputs_order.retain(|id| id != &task.task_id);
+                }
                 let cancel = Cancel::default();
                 self.cancels.insert(task.task_id.clone(), cancel.clone());
                 let (executors, inputs) = (self.executors.clone(), self.inputs.clone());

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use agent_core::AGENT_RESTARTED;
-use agent_core::{Journal, JournalChange, JournalEntry};
+use agent_core::{JOURNAL_V4, Journal, JournalChange, JournalEntry, JournalEntryV4};
 use thiserror::Error;
 
 /// The journal's file name in the agent's work directory.
@@ -68,7 +68,14 @@ impl StatusJournal {
                 return Vec::new();
             }
         };
-        match proto::decode::<Vec<JournalEntry>>(&bytes) {
+        let current = proto::decode::<Vec<JournalEntry>>(&bytes);
+        let read = current.or_else(|e| {
+            // Written before an upgrade: the older layout, read once and rewritten.
+            proto::codec::decode_as_version::<Vec<JournalEntryV4>>(&bytes, JOURNAL_V4)
+                .map(|old| old.into_iter().map(JournalEntry::from).collect())
+                .map_err(|_| e)
+        });
+        match read {
             Ok(entries) => entries,
             Err(e) => {
                 let aside = self.path.with_extension("corrupt");
@@ -179,6 +186,21 @@ mod tests {
             StatusJournal::new(dir.path()).load(),
             vec![entry("t2", TaskState::Running)]
         );
+    }
+
+    #[test]
+    fn a_journal_of_protocol_version_4_is_read_after_an_upgrade() {
+        let now = entry("t1", TaskState::Running);
+        // Version 4's entry was `{task, oci}`: postcard writes a struct as the tuple of
+        // its fields.
+        let old = vec![(now.task.clone(), true)];
+        let mut frame = proto::encode(&old).unwrap();
+        frame[0] = JOURNAL_V4;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(JOURNAL_FILE), frame).unwrap();
+        let read = StatusJournal::new(dir.path()).load();
+        assert_eq!(read, vec![JournalEntry { oci: true, ..now }]);
+        assert!(!dir.path().join("status-journal.corrupt").exists());
     }
 
     #[test]

@@ -161,19 +161,15 @@ impl AgentDaemon {
             Ok(net) => (net, DriverStart::Later(Box::new(driver), inputs_rx)),
             Err(e) => {
                 tracing::warn!(%e, wait_ms = OFFLINE_START_AFTER_MS, "no master answers; the agent starts on its own (tasks with a restart policy are restarted here) and keeps waiting for one");
-                let running = tokio::spawn(driver.run(inputs_rx));
+                // Aborted if starting fails below (the `?`s drop it).
+                let running = AbortOnDrop(tokio::spawn(driver.run(inputs_rx)));
                 (Net::open(&config.net).await?, DriverStart::Running(running))
             }
         };
         let keys = net.keys().clone();
         let alive_key = keys.agent_alive(agent_id.as_str());
         // First come, first served: an id whose holder is alive is not taken over.
-        if let Err(e) = claim_id(&net, &alive_key, &agent_id).await {
-            if let DriverStart::Running(running) = &driver {
-                running.abort();
-            }
-            return Err(e);
-        }
+        claim_id(&net, &alive_key, &agent_id).await?;
         let token = net.declare_alive(&alive_key).await?;
         let commands = net
             .serve::<AgentCommand>(&keys.agent_cmd(agent_id.as_str()))
@@ -193,7 +189,9 @@ impl AgentDaemon {
         ];
         link_setter.set(net.clone());
         let driver = match driver {
-            DriverStart::Later(driver, inputs_rx) => tokio::spawn(driver.run(inputs_rx)),
+            DriverStart::Later(driver, inputs_rx) => {
+                AbortOnDrop(tokio::spawn(driver.run(inputs_rx)))
+            }
             DriverStart::Running(running) => running,
         };
         tracing::info!(%agent_id, "agent started");
@@ -272,7 +270,17 @@ pub const OFFLINE_START_AFTER_MS: u64 = 2_000;
 /// The driver, started before the session opened (no master answered at first) or not.
 enum DriverStart {
     Later(Box<driver::Driver>, mpsc::Receiver<Input>),
-    Running(JoinHandle<()>),
+    Running(AbortOnDrop),
+}
+
+/// The driver's task, aborted when dropped: with the handle, or, for a driver started
+/// before the session opened, when the agent then fails to start.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The shared session, or a session of its own if a master answers within
@@ -336,7 +344,7 @@ pub struct AgentHandle {
     /// False when the session is shared with other agents: it stays open at shutdown.
     owns_net: bool,
     inputs: mpsc::Sender<Input>,
-    driver: JoinHandle<()>,
+    driver: AbortOnDrop,
     pumps: Vec<JoinHandle<()>>,
     _token: AliveToken,
 }
@@ -381,7 +389,7 @@ impl AgentHandle {
     }
 
     fn stop(&self) {
-        self.driver.abort();
+        self.driver.0.abort();
         for pump in &self.pumps {
             pump.abort();
         }

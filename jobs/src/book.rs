@@ -242,6 +242,11 @@ impl JobBook {
         let Some(slot) = self.slot_mut(&job_id, index) else {
             return Err(KillError::Unknown(task_id.clone()));
         };
+        if slot.original.as_ref() == Some(task_id) {
+            // The unreachable original: given up; its replacement goes on.
+            self.drop_original(&job_id, index);
+            return Ok(());
+        }
         slot.kill_requested = true;
         match slot.state {
             SlotState::Launched { .. } => self.push_call(Call::Kill {
@@ -440,11 +445,18 @@ impl JobBook {
             return;
         };
         let on_reconnect = job.job.on_reconnect;
-        if let Some(slot) = job.slots.get_mut(index)
-            && slot.original.as_ref() == Some(&task_id)
-        {
-            self.original_update(&job_id, index, on_reconnect, status);
-            return self.settle_wants();
+        match job.slots.get(index) {
+            Some(slot) if slot.original.as_ref() == Some(&task_id) => {
+                self.original_update(&job_id, index, on_reconnect, status);
+                return self.settle_wants();
+            }
+            Some(slot) if slot.task_id != task_id => {
+                // An id the slot no longer follows: forgotten.
+                self.tasks.remove(&task_id);
+                self.remember_ended(task_id);
+                return;
+            }
+            _ => {}
         }
         let policy = job.job.restart;
         let backoff = self.config.restart;
@@ -461,8 +473,13 @@ impl JobBook {
             // Replaced at once under a new id; the master keeps one of the two should the
             // original come back.
             tracing::info!(%task_id, "task unreachable (its agent was lost); replacing it");
-            slot.original = Some(task_id);
             let name = job.job.name.clone();
+            // A replacement unreachable in turn: the older original is given up (killed
+            // should it come back), the slot follows one original at a time.
+            self.drop_original(&job_id, index);
+            if let Some(slot) = self.slot_mut(&job_id, index) {
+                slot.original = Some(task_id);
+            }
             self.replace_slot_task(&job_id, index, &name);
             return self.settle_wants();
         }
@@ -518,6 +535,9 @@ impl JobBook {
             return;
         }
         slot.original = None;
+        // The copy not kept is killed here too (the master kills it as well; a kill of an
+        // ended task changes nothing), so that none runs untracked.
+        let back = !status.state.is_terminal();
         if keep_original {
             tracing::info!(%task_id, replacement = %slot.task_id, "an unreachable task is back; keeping it");
             let replacement = std::mem::replace(&mut slot.task_id, task_id);
@@ -526,11 +546,30 @@ impl JobBook {
                 state: status.state,
             };
             self.tasks.remove(&replacement);
-            self.remember_ended(replacement);
+            self.remember_ended(replacement.clone());
+            if replacement_runs {
+                self.push_call(Call::Kill {
+                    task_id: replacement,
+                });
+            }
         } else {
             self.tasks.remove(&task_id);
-            self.remember_ended(task_id);
+            self.remember_ended(task_id.clone());
+            if back {
+                self.push_call(Call::Kill { task_id });
+            }
         }
+    }
+
+    /// Gives up the slot's unreachable original, if any: forgotten, and killed (the master
+    /// remembers the kill and kills it should its agent come back).
+    fn drop_original(&mut self, job_id: &str, index: usize) {
+        let Some(original) = self.slot_mut(job_id, index).and_then(|s| s.original.take()) else {
+            return;
+        };
+        self.tasks.remove(&original);
+        self.remember_ended(original.clone());
+        self.push_call(Call::Kill { task_id: original });
     }
 
     /// Gives the slot a new task id, waiting for an offer (a restart, or a replacement).
@@ -550,8 +589,12 @@ impl JobBook {
         self.tasks.insert(task_id, (job_id.to_owned(), index));
     }
 
-    /// Forgets a slot's task; forgets the job once all its slots ended.
+    /// Forgets a slot's task (and gives up its unreachable original); forgets the job once
+    /// all its slots ended.
     fn slot_ended(&mut self, job_id: &str, task_id: &TaskId) {
+        if let Some(index) = self.tasks.get(task_id).map(|(_, i)| *i) {
+            self.drop_original(job_id, index);
+        }
         self.tasks.remove(task_id);
         self.remember_ended(task_id.clone());
         if self.jobs.get(job_id).is_some_and(Job::ended) {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use proto::{Constraint, ConstraintError, ModuleHash};
 
+pub use proto::LOST_AFTER_MS_MAX;
 pub use proto::operator::{JobAccepted, JobRequest, OnReconnect, RestartPolicy};
 
 /// Tasks one job may ask for.
@@ -19,8 +20,6 @@ pub const TASK_MEM_MIB_MAX: f64 = 1_048_576.0;
 pub const JOB_NAME_BYTES_MAX: usize = 64;
 /// Arguments (or environment variables, or constraints) one job may carry.
 pub const JOB_LIST_ITEMS_MAX: usize = 64;
-/// Longest `lost_after_ms`: a week.
-pub const LOST_AFTER_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// Longest argument, environment value, constraint or image path, bytes.
 pub const JOB_ITEM_BYTES_MAX: usize = 4096;
 

@@ -737,10 +737,12 @@ fn an_unreachable_copy_is_replaced_and_under_keep_original_the_original_stays_wh
     w.master.handle_agent_token(Millis(5_000), &home, true);
     w.master.handle_agent_advert(Millis(5_000), back);
     w.pump();
-    assert_eq!(
-        w.killed,
-        std::slice::from_ref(&replacement.task_id),
-        "keep-original"
+    // Killed by the master's rule and by the book (a second kill changes nothing).
+    assert!(!w.killed.is_empty(), "keep-original kills the replacement");
+    assert!(
+        w.killed.iter().all(|t| t == &replacement.task_id),
+        "{:?}",
+        w.killed
     );
 
     // The replacement's end is not a copy's end: nothing restarts, the job goes on.
@@ -771,4 +773,36 @@ fn on_reconnect_reads_in_json_as_snake_case_and_in_the_cli_s_spelling() {
     let week_and_a_bit = r#"{"name": "j", "module": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "cpus": 1, "mem": 64, "lost_after_ms": 604800001}"#;
     let request: JobRequest = serde_json::from_str(week_and_a_bit).unwrap();
     assert_eq!(request.validate(), Err(JobError::LostAfter(604_800_001)));
+}
+
+#[test]
+fn killing_an_unreachable_original_gives_it_up_and_the_replacement_goes_on() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let extra = r#", "restart": "always", "lost_after_ms": 60000"#;
+    let first = w.submit(module_job("svc", 1, extra))[0].clone();
+    w.report(&first, TaskState::Running);
+    let home = w.agent_of(&first);
+    w.now = 100;
+    w.master.handle_agent_lost(Millis(100), &home);
+    w.pump();
+    let replacement = w.last_launched().task_id.clone();
+    w.report(&replacement, TaskState::Running);
+
+    w.book.kill(w.now, &first).unwrap();
+    w.pump();
+    assert!(
+        w.calls
+            .iter()
+            .any(|c| matches!(c, Call::Kill { task_id } if task_id == &first)),
+        "the kill reaches the master: {:?}",
+        w.calls
+    );
+    assert_eq!(
+        w.book.kill(w.now, &first),
+        Err(KillError::Ended(first.clone()))
+    );
+    // The replacement is the copy: its end restarts it (always).
+    w.report(&replacement, TaskState::Failed);
+    w.advance_to(100_000);
+    assert_eq!(w.launched.len(), 3, "calls: {:?}", w.calls);
 }

@@ -42,6 +42,16 @@ pub enum CallError {
     TooManyTasks { count: usize, max: usize },
     #[error("task id {0} is already in use (task ids are never reused)")]
     DuplicateTask(TaskId),
+    #[error("task {task}: {error}")]
+    BadDisconnectPolicy {
+        task: TaskId,
+        error: proto::DisconnectPolicyError,
+    },
+    #[error(
+        "task {task} replaces {original}, which is running again and is kept \
+         (on_reconnect keep-original)"
+    )]
+    OriginalKept { task: TaskId, original: TaskId },
     #[error("task {task} needs {needs}, which does not fit in what is left of the accepted offers")]
     DoesNotFit { task: TaskId, needs: Resources },
     #[error("task {0} is unknown or has ended")]

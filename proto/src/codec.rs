@@ -47,6 +47,16 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, EncodeError> {
 }
 
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
+    decode_as_version(frame, PROTOCOL_VERSION)
+}
+
+/// Decodes a frame written under protocol `version` as `T`, a type the caller keeps with
+/// that version's layout: for files written by an earlier release (an agent's status
+/// journal), never for the wire.
+pub fn decode_as_version<T: DeserializeOwned>(
+    frame: &[u8],
+    expected: u8,
+) -> Result<T, DecodeError> {
     if frame.len() > FRAME_BYTES_MAX {
         return Err(DecodeError::TooLarge {
             len: frame.len(),
@@ -54,10 +64,10 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
         });
     }
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
-    if version != PROTOCOL_VERSION {
+    if version != expected {
         return Err(DecodeError::Version {
             found: version,
-            expected: PROTOCOL_VERSION,
+            expected,
         });
     }
     let (message, rest) =

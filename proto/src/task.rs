@@ -40,6 +40,43 @@ pub struct DisconnectPolicy {
     pub on_reconnect: OnReconnect,
 }
 
+/// Longest `DisconnectPolicy::lost_after_ms`: a week.
+pub const LOST_AFTER_MS_MAX: u64 = 7 * 24 * 3_600_000;
+/// Shortest first wait of a restart in place, and most starts: an agent restarting a
+/// crashing task in place journals every start.
+pub const RESTART_BACKOFF_MIN_MS: u64 = 100;
+pub const RESTART_STARTS_MAX: u32 = 1_000;
+
+/// Why a [`DisconnectPolicy`] is refused (by the master at `Accept`, and by agents).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DisconnectPolicyError {
+    #[error("lost_after_ms must be at most {LOST_AFTER_MS_MAX} (a week), got {0}")]
+    LostAfter(u64),
+    #[error(
+        "restart backoff must start at {RESTART_BACKOFF_MIN_MS} ms or more, at most its max_ms, \
+         with at most {RESTART_STARTS_MAX} starts"
+    )]
+    Backoff,
+}
+
+impl DisconnectPolicy {
+    /// Refuses waits and counts that would keep a task unreachable for ever or restart it
+    /// in a tight loop.
+    pub fn check(&self) -> Result<(), DisconnectPolicyError> {
+        if let Some(ms) = self.lost_after_ms.filter(|ms| *ms > LOST_AFTER_MS_MAX) {
+            return Err(DisconnectPolicyError::LostAfter(ms));
+        }
+        let b = &self.backoff;
+        if b.initial_ms < RESTART_BACKOFF_MIN_MS
+            || b.max_ms < b.initial_ms
+            || b.starts_max > RESTART_STARTS_MAX
+        {
+            return Err(DisconnectPolicyError::Backoff);
+        }
+        Ok(())
+    }
+}
+
 /// What ends of a task start it again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -7,14 +7,13 @@
 //! runs from the configuration `--print-config` wrote (`--zenoh-config`), which is what
 //! an ordinary `zenohd -c FILE` would read. Plain TCP only, as the chaos test.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmos_tests::netns::Netns;
-use wasmos_tests::{Killed, free_port, module, wasmos, wasmos_bin};
+use wasmos_tests::{Killed, free_port, module, spawn_master, wasmos, wasmos_bin};
 
 /// A generous bound for a loaded 2-core machine; not a speed claim.
 const WAIT: Duration = Duration::from_secs(60);
@@ -90,7 +89,8 @@ fn run(local: &str, module_name: &str, count: &str, args: &[&str]) -> Vec<String
 
 /// A master listening on every interface (the router reaches it from its namespace).
 fn start_master(dir: &Path, port: u16) -> Killed {
-    let mut child = wasmos()
+    let mut master = wasmos();
+    master
         .args(["master", "--listen", &format!("tcp/0.0.0.0:{port}")])
         .args([
             "--agent-lost-timeout",
@@ -100,17 +100,8 @@ fn start_master(dir: &Path, port: u16) -> Killed {
         ])
         .arg("--store-dir")
         .arg(dir.join("store"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on"), "master printed {line:?}");
-    // Keep reading, or the master's next line would meet a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    Killed(child)
+        .stderr(Stdio::inherit());
+    spawn_master(master, &format!("tcp/0.0.0.0:{port}"))
 }
 
 fn router(uplink: &Netns, config: &Path) -> Killed {
@@ -140,15 +131,10 @@ fn agent(lan: &Netns, router: &str, dir: &Path, name: &str) -> Killed {
 
 #[test]
 fn agents_behind_a_site_router_run_tasks_and_survive_its_restart() {
-    let (uplink, lan) = match Netns::create("site", 1)
-        .and_then(|up| Netns::create_behind("site", 2, Some(&up)).map(|lan| (up, lan)))
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("skipped: network namespaces are not permitted here ({e})");
-            return;
-        }
+    let Some(uplink) = Netns::create_or_skip("site", 3) else {
+        return;
     };
+    let lan = Netns::create_behind("site", 4, Some(&uplink)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (master_port, router_port) = (free_port(), free_port());
     let local = format!("tcp/127.0.0.1:{master_port}");

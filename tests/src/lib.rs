@@ -97,7 +97,16 @@ pub fn spawn_master(mut master: Command, endpoint: &str) -> Killed {
     let child = Killed(child);
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     let first = lines.next().unwrap_or_default();
-    assert_eq!(first.trim(), format!("listening on {endpoint}"));
+    match endpoint.rsplit_once(':') {
+        // A wildcard address is printed as the interfaces' addresses, with the port.
+        Some((host, port)) if host.ends_with("/0.0.0.0") => {
+            assert!(
+                first.starts_with("listening on ") && first.trim().ends_with(&format!(":{port}")),
+                "master printed {first:?}"
+            );
+        }
+        _ => assert_eq!(first.trim(), format!("listening on {endpoint}")),
+    }
     std::thread::spawn(move || lines.for_each(drop));
     child
 }

@@ -22,6 +22,20 @@ impl Netns {
         Netns::create_behind(tag, index, None)
     }
 
+    /// [`Netns::create`], or `None` (the test is skipped, saying why) where namespaces are
+    /// not permitted: not as root. As root a failure to create one fails the test.
+    /// Every test of a process needs its own `index` (interface names and subnets).
+    pub fn create_or_skip(tag: &str, index: u8) -> Option<Netns> {
+        match Netns::create(tag, index) {
+            Ok(ns) => Some(ns),
+            Err(e) if !running_as_root() => {
+                eprintln!("skipped: network namespaces need root here ({e})");
+                None
+            }
+            Err(e) => panic!("creating a network namespace: {e}"),
+        }
+    }
+
     /// Like [`Netns::create`], but joined to `gateway`'s namespace instead of the root
     /// one: a site's LAN behind its router, which cannot reach the root namespace.
     pub fn create_behind(tag: &str, index: u8, gateway: Option<&Netns>) -> Result<Netns, String> {
@@ -155,4 +169,10 @@ fn ip(args: &[&str]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// The owner of `/proc/self` is the process's effective user.
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

@@ -20,4 +20,9 @@ pub enum CommandRefused {
     TaskUnknown { agent_id: AgentId, task_id: TaskId },
     #[error("agent {0} is shutting down")]
     ShuttingDown(AgentId),
+    #[error("task {task_id}: {error}")]
+    Policy {
+        task_id: TaskId,
+        error: proto::DisconnectPolicyError,
+    },
 }

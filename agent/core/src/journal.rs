@@ -38,6 +38,29 @@ impl JournalEntry {
     }
 }
 
+/// A journal entry as protocol version 4 wrote it (before restarts in place): read back
+/// after an upgrade, so that statuses not yet acknowledged and surviving containers are
+/// not lost with it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct JournalEntryV4 {
+    pub task: AdvertTask,
+    pub oci: bool,
+}
+
+/// The protocol version [`JournalEntryV4`] was written under.
+pub const JOURNAL_V4: u8 = 4;
+
+impl From<JournalEntryV4> for JournalEntry {
+    fn from(old: JournalEntryV4) -> JournalEntry {
+        JournalEntry {
+            task: old.task,
+            oci: old.oci,
+            spec: None,
+            starts: 1,
+        }
+    }
+}
+
 /// One change to the journal.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JournalChange {

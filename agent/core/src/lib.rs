@@ -26,7 +26,9 @@ mod node;
 mod offline;
 
 pub use error::CommandRefused;
-pub use journal::{AGENT_RESTARTED, Journal, JournalChange, JournalEntry};
+pub use journal::{
+    AGENT_RESTARTED, JOURNAL_V4, Journal, JournalChange, JournalEntry, JournalEntryV4,
+};
 pub use node::{AgentAction, AgentNode, AgentNodeConfig, SHUTDOWN_DRAIN_MS, TaskEnd};
 pub use proto::Millis;
 

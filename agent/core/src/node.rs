@@ -336,13 +336,19 @@ impl AgentNode {
     /// unacknowledged status at once, and start their backoff over.
     pub fn handle_master_appeared(&mut self, now: Millis) {
         self.master_present = true;
+        // Ends standing for restarts not yet started go first, so that the advert lists
+        // them ended (not as the `running` they had), each published once.
+        let reported = self.report_pending_restarts(now);
         self.publish_advert(now);
-        let unacknowledged: Vec<TaskId> = self.resends.iter().map(|(_, id)| id.clone()).collect();
+        let unacknowledged: Vec<TaskId> = self
+            .resends
+            .iter()
+            .map(|(_, id)| id.clone())
+            .filter(|id| !reported.contains(id))
+            .collect();
         for task_id in unacknowledged {
             self.send(now, &task_id, self.status_retry_ms);
         }
-        // After the resends, so that each end goes out once.
-        self.report_pending_restarts(now);
     }
 
     /// The master's census: kept if newer than the one held, and listed in later adverts
@@ -374,7 +380,7 @@ impl AgentNode {
     /// launches. It leaves ([`AgentAction::Leave`]) once every end is acknowledged, or
     /// [`SHUTDOWN_DRAIN_MS`] from now.
     pub fn handle_shutdown(&mut self, now: Millis) {
-        self.report_pending_restarts(now);
+        let _ = self.report_pending_restarts(now);
         for (task_id, task) in &self.tasks {
             if !task.latest.state.is_terminal() {
                 self.actions.push_back(AgentAction::KillTask {
@@ -480,6 +486,12 @@ impl AgentNode {
         proto::keys::valid_chunk("task id", task_id.as_str())?;
         if task_id.as_str().starts_with('.') {
             return Err(CommandRefused::TaskIdDot(task_id));
+        }
+        if let Some(policy) = &spec.disconnect {
+            policy.check().map_err(|error| CommandRefused::Policy {
+                task_id: task_id.clone(),
+                error,
+            })?;
         }
         let agent_id = self.advert.agent_id.clone();
         if self.tasks.contains_key(&task_id) {

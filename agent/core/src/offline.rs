@@ -7,6 +7,8 @@
 //! policy's backoff and stop when its starts are used up (the end is reported then).
 //! Rules for what the master makes of it: `master/README.md`.
 
+use std::collections::BTreeSet;
+
 use proto::{Millis, TaskId, TaskSpec, TaskState, TaskStatus};
 
 use crate::node::{AgentAction, AgentNode, HeldTask, PendingRestart, Resend, TaskEnd};
@@ -70,13 +72,16 @@ impl AgentNode {
 
     /// A master appeared (or the agent shuts down): restarts not yet started are reported
     /// as the ends they stand for.
-    pub(crate) fn report_pending_restarts(&mut self, now: Millis) {
+    pub(crate) fn report_pending_restarts(&mut self, now: Millis) -> BTreeSet<TaskId> {
+        let mut reported = BTreeSet::new();
         for (_, task_id) in std::mem::take(&mut self.restarts) {
             let end = self.tasks.get_mut(&task_id).and_then(|t| t.restart.take());
             if let Some(pending) = end {
                 self.report_end(now, &task_id, pending.end);
+                reported.insert(task_id);
             }
         }
+        reported
     }
 
     /// A kill of a task waiting to restart ends it at once; false if it was not waiting.

@@ -140,6 +140,10 @@ fn a_master_appearing_during_the_backoff_gets_the_end_instead() {
     let reported = statuses(&actions);
     assert_eq!(states(&reported), [TaskState::Failed]);
     assert_eq!(reported[0].reason, "exit 1");
+    // The advert the master re-registers from lists it ended, not running.
+    let listed = adverts(&actions);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].tasks[0].status.state, TaskState::Failed);
     assert!(
         starts(&timed_actions(&mut node, 10_000)).is_empty(),
         "no restart after the master took over"
@@ -254,4 +258,19 @@ fn after_an_agent_restart_with_a_master_the_death_is_reported_as_before() {
     assert_eq!(reported.len(), 1);
     assert_eq!(reported[0].reason, AGENT_RESTARTED);
     assert!(starts(&timed_actions(&mut after, 10_000)).is_empty());
+}
+
+#[test]
+fn a_policy_that_would_restart_in_a_tight_loop_is_refused_at_launch() {
+    let mut node = node(7);
+    let mut tight = policy_spec("t1", RestartPolicy::Always);
+    if let Some(d) = &mut tight.disconnect {
+        d.backoff.initial_ms = 0;
+    }
+    let reply = launch_spec(&mut node, 10, tight);
+    assert!(
+        matches!(&reply, proto::AgentReply::Error { message } if message.contains("backoff")),
+        "{reply:?}"
+    );
+    assert!(node.task(&"t1".into()).is_none());
 }

@@ -42,6 +42,7 @@ impl Master {
             if self.tasks.is_known(&task.task_id) || !seen.insert(task.task_id.clone()) {
                 return Err(CallError::DuplicateTask(task.task_id));
             }
+            self.check_disconnect(id, &task)?;
             // First fit, in the order the offers were named.
             let Some(p) = placements
                 .iter_mut()

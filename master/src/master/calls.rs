@@ -348,6 +348,9 @@ impl Master {
     }
 
     fn kill(&mut self, id: &FrameworkId, task_id: &TaskId) -> Result<(), CallError> {
+        if self.kill_unreachable(id, task_id)? {
+            return Ok(());
+        }
         let task = self
             .tasks
             .get(task_id)

@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 
 use proto::{
     AdvertTask, AgentId, DisconnectPolicy, Event, FrameworkId, OnReconnect, StatusUuid, TaskId,
-    TaskState, TaskStatus,
+    TaskSpec, TaskState, TaskStatus,
 };
 
 use super::Master;
 use super::calls::synthetic_status;
 use crate::deadlines::Deadlines;
+use crate::error::CallError;
 use crate::time::Millis;
 
 /// Why a task is `unreachable`.
@@ -30,25 +31,36 @@ const NOT_BACK: &str = "its agent was lost and did not come back within the task
 pub(super) struct Disconnected {
     /// When each unreachable task is declared lost.
     lost_at: Deadlines<TaskId>,
-    policies: BTreeMap<TaskId, DisconnectPolicy>,
+    tasks: BTreeMap<TaskId, Unreachable>,
     /// Unreachable task → the live task of the same framework that replaces it.
     replacements: BTreeMap<TaskId, TaskId>,
 }
 
+/// One unreachable task: what the master needs of it whether or not the ended memory
+/// (bounded) still holds it.
+#[derive(Clone, Debug)]
+struct Unreachable {
+    policy: DisconnectPolicy,
+    framework_id: FrameworkId,
+    agent_id: AgentId,
+    /// Its framework killed it while unreachable: killed if it comes back.
+    killed: bool,
+}
+
 impl Disconnected {
     pub(super) fn is_unreachable(&self, task_id: &TaskId) -> bool {
-        self.policies.contains_key(task_id)
+        self.tasks.contains_key(task_id)
     }
 
     pub(super) fn next_lost(&self) -> Option<Millis> {
         self.lost_at.next()
     }
 
-    /// No longer unreachable: its policy, and the replacement named for it.
-    fn forget(&mut self, task_id: &TaskId) -> Option<(DisconnectPolicy, Option<TaskId>)> {
+    /// No longer unreachable: what was kept of it, and the replacement named for it.
+    fn forget(&mut self, task_id: &TaskId) -> Option<(Unreachable, Option<TaskId>)> {
         self.lost_at.remove(task_id);
-        let policy = self.policies.remove(task_id)?;
-        Some((policy, self.replacements.remove(task_id)))
+        let task = self.tasks.remove(task_id)?;
+        Some((task, self.replacements.remove(task_id)))
     }
 }
 
@@ -67,6 +79,12 @@ impl Master {
         };
         let uuid = StatusUuid(self.rng.next_u128());
         let status = synthetic_status(task, TaskState::Unreachable, UNREACHABLE, uuid);
+        let unreachable = Unreachable {
+            policy,
+            framework_id: task.framework_id.clone(),
+            agent_id: task.agent_id.clone(),
+            killed: false,
+        };
         let framework_id = task.framework_id.clone();
         tracing::info!(%task_id, lost_after_ms, "task unreachable: its agent was lost");
         // Its resources leave with the agent; the ended memory keeps what its framework
@@ -75,24 +93,81 @@ impl Master {
         let d = &mut self.disconnected;
         d.lost_at
             .set(task_id.clone(), self.now.plus_ms(lost_after_ms));
-        d.policies.insert(task_id.clone(), policy);
+        d.tasks.insert(task_id.clone(), unreachable);
         self.tell(&framework_id, status);
         true
+    }
+
+    /// A framework's `Kill` of one of its unreachable tasks: remembered, so that the task
+    /// is killed if its agent comes back. `Ok(false)` when the task is not unreachable.
+    pub(super) fn kill_unreachable(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+    ) -> Result<bool, CallError> {
+        match self.disconnected.tasks.get_mut(task_id) {
+            None => Ok(false),
+            Some(t) if &t.framework_id != framework_id => {
+                Err(CallError::NotYourTask(task_id.clone()))
+            }
+            Some(t) => {
+                t.killed = true;
+                Ok(true)
+            }
+        }
+    }
+
+    /// At `Accept`: a task's policy within bounds, and no replacement of a task that is
+    /// running again and kept (launching it only to kill it could race the kill past the
+    /// launch on the way to the agent).
+    pub(super) fn check_disconnect(
+        &self,
+        framework_id: &FrameworkId,
+        task: &TaskSpec,
+    ) -> Result<(), CallError> {
+        if let Some(policy) = &task.disconnect {
+            policy
+                .check()
+                .map_err(|error| CallError::BadDisconnectPolicy {
+                    task: task.task_id.clone(),
+                    error,
+                })?;
+        }
+        let Some(original) = &task.replaces else {
+            return Ok(());
+        };
+        let kept = self.tasks.get(original).is_some_and(|t| {
+            &t.framework_id == framework_id
+                && !t.doomed
+                && t.disconnect
+                    .as_ref()
+                    .is_some_and(|d| d.on_reconnect == OnReconnect::KeepOriginal)
+        });
+        if kept {
+            return Err(CallError::OriginalKept {
+                task: task.task_id.clone(),
+                original: original.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Unreachable tasks whose `lost_after_ms` ran out are lost.
     pub(super) fn unreachable_lost_due(&mut self, now: Millis) {
         for task_id in self.disconnected.lost_at.take_due(now) {
-            self.disconnected.forget(&task_id);
-            let Some(told) = self.tasks.ended(&task_id).map(|e| e.latest.clone()) else {
+            let Some((unreachable, _)) = self.disconnected.forget(&task_id) else {
                 continue;
             };
             tracing::info!(%task_id, "unreachable task lost: its agent did not come back in time");
             let status = TaskStatus {
+                task_id: task_id.clone(),
+                framework_id: unreachable.framework_id,
+                agent_id: unreachable.agent_id,
                 state: TaskState::Lost,
+                exit_code: None,
                 reason: NOT_BACK.to_owned(),
                 uuid: StatusUuid(self.rng.next_u128()),
-                ..told
+                timestamp_ms: 0,
             };
             self.tasks.retell_ended(&task_id, status.clone());
             let framework_id = status.framework_id.clone();
@@ -105,7 +180,15 @@ impl Master {
     /// is what its framework is told.
     pub(super) fn reconnect(&mut self, agent_id: &AgentId, task: &AdvertTask) {
         let task_id = &task.status.task_id;
-        let Some((policy, replacement)) = self.disconnected.forget(task_id) else {
+        let same =
+            self.disconnected.tasks.get(task_id).is_some_and(|t| {
+                &t.agent_id == agent_id && t.framework_id == task.status.framework_id
+            });
+        if !same {
+            tracing::warn!(%task_id, %agent_id, "an agent lists an unreachable task of another agent or framework; ignored");
+            return;
+        }
+        let Some((unreachable, replacement)) = self.disconnected.forget(task_id) else {
             return;
         };
         let status = TaskStatus {
@@ -120,19 +203,36 @@ impl Master {
         if !self.occupy(agent_id, &status, &task.resources) {
             return;
         }
-        tracing::info!(%task_id, %agent_id, "an unreachable task is back with its agent");
-        let mut record = self.record_of(agent_id, task, status.clone(), false);
-        record.disconnect = Some(policy.clone());
+        // Its framework gone, or it killed the task meanwhile: killed, never taken back.
+        let gone = self
+            .frameworks
+            .get(&framework_id)
+            .is_none_or(|f| f.torn_down);
+        let doomed = gone || unreachable.killed;
+        let told = self.tasks.ended(task_id).map(|e| e.latest.clone());
+        let latest = match (doomed, told) {
+            (true, Some(told)) => told,
+            _ => status.clone(),
+        };
+        let on_reconnect = unreachable.policy.on_reconnect;
+        let mut record = self.record_of(agent_id, task, latest, doomed);
+        record.disconnect = Some(unreachable.policy);
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.tasks.insert(task_id.clone());
         }
         if let Some(fw) = self.frameworks.get_mut(&framework_id) {
             fw.tasks.insert(task_id.clone());
         }
+        if doomed {
+            tracing::info!(%task_id, %agent_id, "an unreachable task is back, but its framework is gone or killed it; killing it");
+            self.tasks.revive_doomed(record);
+            return self.push_kill(agent_id, task_id);
+        }
+        tracing::info!(%task_id, %agent_id, "an unreachable task is back with its agent");
         self.tasks.revive(record);
         self.tell(&framework_id, status);
         if let Some(replacement) = replacement {
-            self.keep_one(task_id, &replacement, policy.on_reconnect);
+            self.keep_one(task_id, &replacement, on_reconnect);
         }
     }
 
@@ -150,16 +250,18 @@ impl Master {
         original: TaskId,
         replacement: &TaskId,
     ) {
-        let same_framework = self
-            .tasks
-            .owner(&original)
-            .is_some_and(|(owner, _)| owner == framework_id);
-        if !same_framework {
+        if let Some(unreachable) = self.disconnected.tasks.get(&original) {
+            if &unreachable.framework_id == framework_id {
+                let d = &mut self.disconnected.replacements;
+                d.insert(original, replacement.clone());
+            }
             return;
         }
-        if self.disconnected.is_unreachable(&original) {
-            let d = &mut self.disconnected.replacements;
-            d.insert(original, replacement.clone());
+        let same_framework = self
+            .tasks
+            .get(&original)
+            .is_some_and(|t| &t.framework_id == framework_id);
+        if !same_framework {
             return;
         }
         let back = self.tasks.get(&original).filter(|t| !t.doomed);

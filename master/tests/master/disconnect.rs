@@ -123,7 +123,7 @@ fn keep_replacement_kills_the_returning_original() {
 }
 
 #[test]
-fn a_replacement_launched_after_the_original_returned_is_killed_under_keep_original() {
+fn a_replacement_of_an_original_back_and_kept_is_refused() {
     let (mut m, fw) = t1_unreachable(OnReconnect::KeepOriginal);
     a1_back(&mut m, 5_000, &fw);
     join(
@@ -136,8 +136,65 @@ fn a_replacement_launched_after_the_original_returned_is_killed_under_keep_origi
         .find(|o| o.agent_id.as_str() == "a2")
         .expect("an offer of a2");
     let t2 = with_policy("t2", OnReconnect::KeepOriginal, Some("t1"));
-    call(&mut m, 5_101, &fw, accept(&[&offer], vec![t2])).unwrap();
-    assert_eq!(kills(&drain(&mut m)), [TaskId::new("t2")]);
+    let refused = call(&mut m, 5_101, &fw, accept(&[&offer], vec![t2]));
+    assert!(
+        matches!(refused, Err(master::CallError::OriginalKept { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        kills(&drain(&mut m)).is_empty(),
+        "nothing launched, nothing killed"
+    );
+}
+
+#[test]
+fn an_unreachable_task_killed_or_of_a_framework_torn_down_is_killed_when_back() {
+    let (mut m, fw) = t1_unreachable(OnReconnect::KeepOriginal);
+    call(
+        &mut m,
+        100,
+        &fw,
+        proto::Call::Kill {
+            task_id: TaskId::new("t1"),
+        },
+    )
+    .unwrap();
+    let actions = a1_back(&mut m, 5_000, &fw);
+    assert_eq!(kills(&actions), [TaskId::new("t1")]);
+    assert!(
+        updates_to(&actions, &fw).is_empty(),
+        "its framework keeps what it was told"
+    );
+    assert_eq!(m.check_invariants(), Ok(()));
+
+    let (mut m, fw) = t1_unreachable(OnReconnect::KeepOriginal);
+    call(&mut m, 100, &fw, proto::Call::Teardown).unwrap();
+    let actions = a1_back(&mut m, 5_000, &fw);
+    assert_eq!(kills(&actions), [TaskId::new("t1")]);
+    assert_eq!(m.check_invariants(), Ok(()));
+}
+
+#[test]
+fn policies_out_of_bounds_are_refused_at_accept() {
+    let mut m = master();
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
+    let o = offers_to(&step(&mut m, 0), &fw).remove(0);
+    let mut forever = with_policy("t1", OnReconnect::KeepOriginal, None);
+    if let Some(d) = &mut forever.disconnect {
+        d.lost_after_ms = Some(u64::MAX);
+    }
+    let mut tight = with_policy("t2", OnReconnect::KeepOriginal, None);
+    if let Some(d) = &mut tight.disconnect {
+        d.backoff.initial_ms = 0;
+    }
+    for task in [forever, tight] {
+        let refused = call(&mut m, 1, &fw, accept(&[&o], vec![task]));
+        assert!(
+            matches!(refused, Err(master::CallError::BadDisconnectPolicy { .. })),
+            "{refused:?}"
+        );
+    }
 }
 
 #[test]
