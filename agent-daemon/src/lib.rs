@@ -323,7 +323,11 @@ fn executors(config: &AgentDaemonConfig) -> Result<(NetLinkSetter, Executors), D
         None => None,
     };
     let (setter, link) = NetLink::pending();
-    let keys = proto::Keys::new(&config.net.cluster).map_err(net::NetError::Cluster)?;
+    // The session's keys: a shared session's own, else those it will have once open.
+    let keys = match &config.shared {
+        Some(shared) => shared.net.keys().clone(),
+        None => proto::Keys::new(&config.net.cluster).map_err(net::NetError::Cluster)?,
+    };
     let executors = Executors {
         link,
         keys,

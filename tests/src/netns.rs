@@ -6,9 +6,9 @@ use std::process::Command;
 /// One namespace and its veth pair; both are deleted when this is dropped.
 pub struct Netns {
     pub name: String,
-    /// The host namespace's end of the pair, e.g. `10.213.1.1`: where the master listens.
+    /// The host namespace's end of the pair, e.g. `10.214.1.1`: where the master listens.
     pub host_addr: String,
-    /// The namespace's end, e.g. `10.213.1.2`.
+    /// The namespace's end, e.g. `10.214.1.2`.
     pub ns_addr: String,
     root_if: String,
     /// The namespace the pair's host end is in: the root one when `None`.
@@ -16,7 +16,8 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Namespace number `index` (0..=250) of this test process, on 10.213.`index`.0/24.
+    /// Namespace number `index` (0..=250) of this test process, on 10.214.`index`.0/24 (the
+    /// fleet test takes 10.213.x.0/24).
     /// `Err` with the failing command when namespaces are not permitted here.
     pub fn create(tag: &str, index: u8) -> Result<Netns, String> {
         Netns::create_behind(tag, index, None)
@@ -44,8 +45,8 @@ impl Netns {
         // Interface names are limited to 15 bytes.
         let root_if = format!("w{pid}r{index}");
         let ns_if = format!("w{pid}n{index}");
-        let host_addr = format!("10.213.{index}.1");
-        let ns_addr = format!("10.213.{index}.2");
+        let host_addr = format!("10.214.{index}.1");
+        let ns_addr = format!("10.214.{index}.2");
         ip(&["netns", "add", &name])?;
         let ns = Netns {
             name,
