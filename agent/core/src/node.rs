@@ -199,55 +199,28 @@ impl AgentNode {
             let task_id = entry.status().task_id.clone();
             let terminal = entry.status().state.is_terminal();
             let survived = entry.oci && !terminal && survivors.contains(&task_id);
-            let mut latest = entry.task.status;
-            let died = !terminal && !survived;
-            let spec = entry.spec.map(Box::new);
-            if died && let Some(spec) = &spec {
+            if survived {
+                kept.insert(task_id.clone());
+            }
+            tracing::info!(%task_id, state = entry.status().state.as_str(), "task recovered from the status journal");
+            let task = HeldTask {
+                latest: entry.task.status,
+                name: entry.task.name,
+                resources: entry.task.resources,
+                oci: entry.oci,
+                resend: None,
+                spec: entry.spec.map(Box::new),
+                starts: entry.starts,
+                restart: None,
+            };
+            if !terminal && !survived {
                 let end = TaskEnd {
                     state: TaskState::Failed,
                     exit_code: None,
                     reason: AGENT_RESTARTED.to_owned(),
                 };
-                let task = HeldTask {
-                    latest,
-                    name: entry.task.name,
-                    resources: entry.task.resources,
-                    oci: entry.oci,
-                    resend: None,
-                    spec: Some(spec.clone()),
-                    starts: entry.starts,
-                    restart: None,
-                };
-                self.recover_to_restart(now, task, end);
+                self.recover_died(now, task, end);
                 continue;
-            }
-            if died {
-                let framework_id = latest.framework_id.clone();
-                latest = TaskStatus {
-                    reason: AGENT_RESTARTED.to_owned(),
-                    ..self.status(now, &task_id, &framework_id, TaskState::Failed)
-                };
-                self.actions.push_back(AgentAction::ForgetTask {
-                    task_id: task_id.clone(),
-                });
-            }
-            if survived {
-                kept.insert(task_id.clone());
-            }
-            tracing::info!(%task_id, state = latest.state.as_str(), "task recovered from the status journal");
-            let task = HeldTask {
-                latest,
-                name: entry.task.name,
-                resources: entry.task.resources,
-                oci: entry.oci,
-                resend: None,
-                spec,
-                starts: entry.starts,
-                restart: None,
-            };
-            if died {
-                let entry = JournalChange::Put(Box::new(journal_entry(&task)));
-                self.actions.push_back(AgentAction::Journal(entry));
             }
             self.tasks.insert(task_id.clone(), task);
             let wait_ms = self.status_retry_ms;

@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 
 use proto::{Millis, TaskId, TaskSpec, TaskState, TaskStatus};
 
-use crate::node::{AgentAction, AgentNode, HeldTask, PendingRestart, Resend, TaskEnd};
+use crate::journal::JournalChange;
+use crate::node::{
+    AgentAction, AgentNode, HeldTask, PendingRestart, Resend, TaskEnd, journal_entry,
+};
 
 /// Whether the agent keeps `spec` to restart it in place.
 pub(crate) fn restarts_in_place(spec: &TaskSpec) -> bool {
@@ -55,19 +58,32 @@ impl AgentNode {
         true
     }
 
-    /// A task that died with the previous agent process and whose policy may restart it:
-    /// held, and either waiting to restart or reported as `end`.
-    pub(crate) fn recover_to_restart(&mut self, now: Millis, task: HeldTask, end: TaskEnd) {
+    /// A task that died with the previous agent process: held, and either waiting to
+    /// restart (its policy says so and no master is seen) or ended as `end`, its leftovers
+    /// forgotten. Either way its latest status goes with the first timeout, after the
+    /// advert, as every recovered status does.
+    pub(crate) fn recover_died(&mut self, now: Millis, task: HeldTask, end: TaskEnd) {
         let task_id = task.latest.task_id.clone();
+        let framework_id = task.latest.framework_id.clone();
         self.tasks.insert(task_id.clone(), task);
-        let wait_ms = self.status_retry_ms;
-        self.schedule(&task_id, Some(Resend { at: now, wait_ms }));
         if !self.restart_offline(now, &task_id, &end) {
+            let latest = TaskStatus {
+                exit_code: end.exit_code,
+                reason: end.reason,
+                ..self.status(now, &task_id, &framework_id, end.state)
+            };
             self.actions.push_back(AgentAction::ForgetTask {
                 task_id: task_id.clone(),
             });
-            self.report_end(now, &task_id, end);
+            if let Some(task) = self.tasks.get_mut(&task_id) {
+                task.latest = latest;
+                let entry = Box::new(journal_entry(task));
+                self.actions
+                    .push_back(AgentAction::Journal(JournalChange::Put(entry)));
+            }
         }
+        let wait_ms = self.status_retry_ms;
+        self.schedule(&task_id, Some(Resend { at: now, wait_ms }));
     }
 
     /// A master appeared (or the agent shuts down): restarts not yet started are reported
