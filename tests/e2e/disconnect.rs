@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmos_tests::netns::Netns;
+
+use crate::cluster::json_rows;
 use wasmos_tests::{Killed, free_port, module, spawn_master, wasmos, wasmos_bin};
 
 /// Longer than zenoh's link lease (10 s) plus the agent-lost timeout (1 s) plus the
@@ -33,27 +35,11 @@ fn agent(command: Command, endpoint: &str, dir: &Path, site: &str) -> Killed {
     Killed(child)
 }
 
-fn ps(local: &str) -> Vec<Value> {
-    let out = wasmos()
-        .args(["ps", "--json", "--connect", local])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match serde_json::from_slice(&out.stdout).unwrap() {
-        Value::Array(rows) => rows,
-        other => panic!("ps printed {other}"),
-    }
-}
-
 /// Polls `wasmos ps` until `done` holds for its rows; returns them.
 fn wait_until(local: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let rows = ps(local);
+        let rows = json_rows(&["ps", "--json"], local);
         if done(&rows) {
             return rows;
         }

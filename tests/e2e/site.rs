@@ -11,8 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use wasmos_tests::netns::Netns;
+
+use crate::cluster::json_rows;
 use wasmos_tests::{Killed, free_port, module, spawn_master, wasmos, wasmos_bin};
 
 /// A generous bound for a loaded 2-core machine; not a speed claim.
@@ -20,23 +21,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Longer than a router restart plus the agents' reconnection (zenoh retries a lost link
 /// after 1, 2, then every 4 s), with room for a loaded machine.
 const AGENT_LOST_TIMEOUT_S: &str = "15";
-
-fn rows(args: &[&str], local: &str) -> Vec<Value> {
-    let out = wasmos()
-        .args(args)
-        .args(["--json", "--connect", local])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match serde_json::from_slice(&out.stdout).unwrap() {
-        Value::Array(rows) => rows,
-        other => panic!("{args:?} printed {other}"),
-    }
-}
 
 fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -47,7 +31,7 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 }
 
 fn states(local: &str, ids: &[String]) -> Vec<String> {
-    let all = rows(&["ps"], local);
+    let all = json_rows(&["ps", "--json"], local);
     ids.iter()
         .map(|id| {
             all.iter()
@@ -60,7 +44,7 @@ fn states(local: &str, ids: &[String]) -> Vec<String> {
 }
 
 fn active_agents(local: &str) -> usize {
-    rows(&["agents"], local)
+    json_rows(&["agents", "--json"], local)
         .iter()
         .filter(|a| a["state"] == "active")
         .count()
