@@ -983,15 +983,7 @@ fn an_agent_without_its_master_restarts_a_task_in_place_and_the_new_master_takes
     let mut master = start_master(&endpoint, &store);
     let work_dir = dir.path().join("agent");
     let log = dir.path().join("agent.log");
-    let _agent = Killed(
-        agent_command(None, &work_dir)
-            .args(["--connect", &endpoint, "--work-dir"])
-            .arg(&work_dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = agent_logging_to(&endpoint, &work_dir, &log);
     // Ends (finished) every 2 s; `always` starts it again.
     let ticks = module("p1_ticks");
     let ids = run(
