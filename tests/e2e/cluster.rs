@@ -21,7 +21,7 @@ const AGENT_LISTED_WAIT: Duration = Duration::from_secs(20);
 /// for a loaded CI machine, not a speed target).
 const TASK_STATE_WAIT: Duration = Duration::from_secs(60);
 
-fn start_master(endpoint: &str, store: &Path) -> Killed {
+pub(crate) fn start_master(endpoint: &str, store: &Path) -> Killed {
     let mut master = master_command();
     master
         .args([
@@ -152,7 +152,11 @@ fn client_commands_without_a_master_say_what_to_do_and_exit_1() {
 }
 
 /// An agent process with `config` (TOML) in `work_dir`, and its id.
-fn start_agent(endpoint: &str, work_dir: &Path, config: Option<&str>) -> (Killed, String) {
+pub(crate) fn start_agent(
+    endpoint: &str,
+    work_dir: &Path,
+    config: Option<&str>,
+) -> (Killed, String) {
     let mut args: Vec<String> = vec!["--work-dir".into(), work_dir.to_str().unwrap().into()];
     if let Some(config) = config {
         let file = work_dir.with_extension("toml");

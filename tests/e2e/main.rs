@@ -3,6 +3,7 @@
 
 #![allow(clippy::too_many_lines)]
 
+mod aarch64;
 mod chaos;
 mod cluster;
 mod demo;

@@ -40,6 +40,22 @@ pub fn wasmos() -> Command {
     Command::new(wasmos_bin())
 }
 
+/// The aarch64 `wasmos` (`$WASMOS_AARCH64_BIN`, else the build of `cargo xtask cross`) run
+/// under `qemu-aarch64` with Debian's aarch64 C library.
+pub fn wasmos_aarch64() -> Command {
+    let bin = std::env::var_os("WASMOS_AARCH64_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/aarch64-unknown-linux-gnu/cross/wasmos"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask cross` (cargo xtask test does)",
+        bin.display()
+    );
+    let mut qemu = Command::new("qemu-aarch64");
+    qemu.args(["-L", "/usr/aarch64-linux-gnu"]).arg(bin);
+    qemu
+}
+
 /// A module built by `cargo xtask modules`, by crate name (`p1_hello`).
 pub fn module(name: &str) -> PathBuf {
     let path = workspace_root()

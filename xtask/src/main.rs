@@ -1,22 +1,32 @@
 //! Build, test and bench automation: `cargo xtask <modules|test|bench|setup|demo|fleet>`.
 //!
 //! `test` is the one command that runs every test on a fresh Debian machine: it installs
-//! what is missing (wasm targets and clippy with rustup; runc, busybox-static, chromium,
-//! etcd-server and nftables with apt-get), builds the WASM modules and the `wasmos` binary, runs clippy
-//! (warnings are errors), then runs the whole suite.
+//! what is missing (wasm and aarch64 targets and clippy with rustup; runc, busybox-static,
+//! chromium, etcd-server, nftables, the aarch64 cross linker and qemu-user with apt-get),
+//! builds the WASM modules, the `wasmos` binary and its aarch64 build, runs clippy (warnings
+//! are errors), then runs the whole suite.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
-/// (program that must be on PATH, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 5] = [
-    ("runc", "runc"),
-    ("busybox", "busybox-static"),
-    ("chromium", "chromium"),
-    ("etcd", "etcd-server"),
-    ("nft", "nftables"),
+/// The devices' other architecture: `cargo xtask cross` builds `wasmos` for it, and an e2e
+/// test runs that build under qemu (linker and runner in .cargo/config.toml).
+const CROSS_TARGET: &str = "aarch64-unknown-linux-gnu";
+/// (program that must be on PATH, Debian packages that provide it)
+const APT_TOOLS: [(&str, &[&str]); 7] = [
+    ("runc", &["runc"]),
+    ("busybox", &["busybox-static"]),
+    ("chromium", &["chromium"]),
+    ("etcd", &["etcd-server"]),
+    ("nft", &["nftables"]),
+    // The C library is only a recommendation of the compiler package.
+    (
+        "aarch64-linux-gnu-gcc",
+        &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+    ),
+    ("qemu-aarch64", &["qemu-user"]),
 ];
 
 type Result<T> = std::result::Result<T, String>;
@@ -28,14 +38,17 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("cross") => cross(),
         Some("demo") => demo(&args[1..]),
         Some("fleet") => fleet(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 setup     install what the tests need (wasm targets, clippy, runc, busybox, chromium, etcd, nft)\n  \
+                 setup     install what the tests need (wasm and aarch64 targets, clippy, runc, busybox,\n            \
+                 chromium, etcd, nft, aarch64 cross linker, qemu-user)\n  \
                  modules   build the WASM modules in modules/ into target/modules/\n  \
+                 cross     build `wasmos` for aarch64 into target/aarch64-unknown-linux-gnu/cross/\n  \
                  test      setup + modules + build + clippy + every test (extra args go to cargo test)\n  \
                  bench     run the criterion benchmarks (extra args go to cargo bench)\n  \
                  demo      modules + `wasmos demo`: a cluster, two frameworks, DRF, in one process\n  \
@@ -80,12 +93,13 @@ fn on_path(program: &str) -> bool {
 }
 
 fn setup() -> Result<()> {
-    setup_targets_only()?;
+    setup_targets(&WASM_TARGETS)?;
+    setup_targets(&[CROSS_TARGET])?;
     setup_clippy()?;
     let packages: Vec<&str> = APT_TOOLS
         .iter()
         .filter(|(bin, _)| !on_path(bin))
-        .map(|(_, pkg)| *pkg)
+        .flat_map(|(_, pkgs)| pkgs.iter().copied())
         .collect();
     if packages.is_empty() {
         Ok(())
@@ -153,7 +167,7 @@ fn module_crates() -> Result<Vec<(&'static str, String)>> {
 }
 
 fn modules() -> Result<()> {
-    setup_targets_only()?;
+    setup_targets(&WASM_TARGETS)?;
     let root = root();
     let build_dir = root.join("target/modules-build");
     let out_dir = root.join("target/modules");
@@ -193,15 +207,49 @@ fn modules() -> Result<()> {
     Ok(())
 }
 
-fn setup_targets_only() -> Result<()> {
+/// `cargo xtask cross`: installs the aarch64 target, linker and qemu when missing, then builds
+/// `wasmos` for aarch64 with the `cross` profile (built cold in CI: light optimisation).
+fn cross() -> Result<()> {
+    setup_targets(&[CROSS_TARGET])?;
+    let packages: Vec<&str> = APT_TOOLS
+        .iter()
+        .filter(|(bin, _)| bin.contains("aarch64") && !on_path(bin))
+        .flat_map(|(_, pkgs)| pkgs.iter().copied())
+        .collect();
+    if !packages.is_empty() {
+        apt_install(&packages)?;
+    }
+    let root = root();
+    run(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--profile",
+        "cross",
+        "--target",
+        CROSS_TARGET,
+        "--bin",
+        "wasmos",
+    ]))?;
+    eprintln!(
+        "xtask: {} (run it on x86_64 with `qemu-aarch64 -L /usr/aarch64-linux-gnu`)",
+        root.join("target")
+            .join(CROSS_TARGET)
+            .join("cross/wasmos")
+            .display()
+    );
+    Ok(())
+}
+
+/// Adds the rustup targets of `targets` that are not installed.
+fn setup_targets(targets: &[&str]) -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
     let installed = out
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
-    let missing: Vec<&str> = WASM_TARGETS
-        .into_iter()
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
         .filter(|t| !installed.lines().any(|l| l == *t))
         .collect();
     if missing.is_empty() {
@@ -251,6 +299,8 @@ fn test(extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The aarch64 `wasmos` that e2e/aarch64.rs runs under qemu.
+    cross()?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&root)
         .args(["test", "--workspace", "--no-fail-fast"])
@@ -268,12 +318,13 @@ fn test(extra: &[String]) -> Result<()> {
         .args(["cluster::", "failover::", "plugins::", "fleet::"]);
     let result = result.and(run(&mut secure));
     // The WASM executor's suite (the hostile modules among it) again on the Pulley
-    // interpreter: every limit must hold there too.
+    // interpreter: every limit must hold there too. `--workspace`, not `-p wasmos-agent`:
+    // one package alone resolves other features and rebuilds wasmtime (7 minutes cold).
     let mut pulley = Command::new(cargo());
     pulley
         .current_dir(&root)
         .env("WASMOS_TEST_ENGINE", "pulley")
-        .args(["test", "-p", "wasmos-agent", "--test", "wasm"]);
+        .args(["test", "--workspace", "--test", "wasm"]);
     let result = result.and(run(&mut pulley));
     eprintln!(
         "xtask: test finished in {:.0} s",
