@@ -112,6 +112,107 @@ fn exit_codes_output_and_filesystem_rules() {
     );
 }
 
+/// An executor whose runc is a script that logs each call's arguments to `runc.calls` in
+/// `work` before running the real one.
+fn agent_with_logged_runc() -> (Agent, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let calls = work.path().join("runc.calls");
+    let wrapper = work.path().join("runc-logged");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec runc \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).unwrap();
+    let mut config = OciConfig::new(work.path());
+    config.runc = wrapper;
+    let executor = OciExecutor::new(config).unwrap();
+    let agent = Agent {
+        work,
+        sandbox: tempfile::tempdir().unwrap(),
+        executor,
+    };
+    (agent, calls)
+}
+
+/// The cgroup directories runc made for the container, from its `state.json`.
+fn runc_cgroups(state_dir: &Path) -> Vec<PathBuf> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("state.json")).unwrap()).unwrap();
+    let paths = state["cgroup_paths"].as_object().unwrap();
+    assert!(!paths.is_empty(), "{state}");
+    paths
+        .values()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_ended_container_is_deleted_without_runc_and_leaves_nothing_behind() {
+    let (a, calls) = agent_with_logged_runc();
+    let c = a.launch(&task(busybox(), &["true"]));
+    let state = a.work.path().join("runc").join(c.container_id());
+    let cgroups = runc_cgroups(&state);
+    let out = c.wait(Duration::from_secs(1));
+    assert_eq!(out.state, TaskState::Finished, "{out:?}");
+    assert!(!state.exists(), "{} left behind", state.display());
+    for dir in &cgroups {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    c.remove().unwrap();
+    assert!(!c.bundle().exists());
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let verbs: Vec<bool> = calls.lines().map(|l| l.contains(" run ")).collect();
+    assert_eq!(verbs, [true], "one runc call, `run`: {calls}");
+}
+
+#[test]
+fn a_container_whose_supervisor_was_killed_is_deleted_by_runc_not_left_running() {
+    let (a, calls) = agent_with_logged_runc();
+    let c = a.launch(&task(busybox(), &["sleep", "600"]));
+    let state = a.work.path().join("runc").join(c.container_id());
+    let cgroups = runc_cgroups(&state);
+    let init = c.init_pid().unwrap();
+    let runtime: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(c.bundle().join(agent::oci::container::RUNTIME_FILE)).unwrap(),
+    )
+    .unwrap();
+    let shim = runtime["shim_pid"].as_i64().unwrap();
+    Command::new("kill")
+        .args(["-9", &shim.to_string()])
+        .status()
+        .unwrap();
+    // No record of an end: the container may still run, so runc deletes it (and kills it).
+    c.wait(Duration::from_secs(1));
+    assert!(!state.exists(), "{} left behind", state.display());
+    for dir in &cgroups {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{init}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{init}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container's init {init} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.remove().unwrap();
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        calls.lines().any(|l| l.contains(" delete ")),
+        "runc calls: {calls}"
+    );
+}
+
 #[test]
 fn isolation_no_capabilities_no_network_no_new_privileges() {
     let a = agent();

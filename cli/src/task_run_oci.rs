@@ -56,15 +56,14 @@ fn run_until_signal(
     let outcome = runtime.block_on(async {
         let waiter = container.clone();
         let wait = tokio::task::spawn_blocking(move || waiter.wait(KILL_GRACE));
+        tokio::pin!(wait);
         tokio::select! {
-            outcome = wait => Ok::<_, anyhow::Error>(outcome?),
+            outcome = &mut wait => Ok::<_, anyhow::Error>(outcome?),
             () = interrupted() => {
                 let killer = container.clone();
-                Ok(tokio::task::spawn_blocking(move || {
-                    killer.kill(KILL_GRACE);
-                    killer.wait(KILL_GRACE)
-                })
-                .await?)
+                tokio::task::spawn_blocking(move || killer.kill(KILL_GRACE)).await?;
+                // The one waiter reads the outcome: two would race to delete and record it.
+                Ok(wait.await?)
             }
         }
     })?;

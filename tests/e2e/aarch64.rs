@@ -54,16 +54,9 @@ fn an_aarch64_agent_under_qemu_detects_its_arch_and_runs_the_task_constrained_to
 
     let hello = module("p1_hello");
     let hello = hello.to_str().unwrap();
+    // Waited for below, within a bound (`--wait` has none).
     let ids = run(
-        &[
-            hello,
-            "--constraint",
-            "arch=aarch64",
-            "--wait",
-            "--",
-            "on",
-            "arm",
-        ],
+        &[hello, "--constraint", "arch=aarch64", "--", "on", "arm"],
         1,
         &endpoint,
     );

@@ -24,10 +24,7 @@ pub fn wasmos_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("WASMOS_BIN") {
         return PathBuf::from(bin);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target.join("debug").join("wasmos");
+    let bin = target_dir().join("debug").join("wasmos");
     assert!(
         bin.exists(),
         "{} is missing: run `cargo build --bin wasmos` (cargo xtask test does)",
@@ -40,20 +37,30 @@ pub fn wasmos() -> Command {
     Command::new(wasmos_bin())
 }
 
-/// The aarch64 `wasmos` (`$WASMOS_AARCH64_BIN`, else the build of `cargo xtask cross`) run
-/// under `qemu-aarch64` with Debian's aarch64 C library.
+/// The aarch64 `wasmos` (`$WASMOS_AARCH64_BIN`, else the build of `cargo xtask cross`),
+/// under `qemu-aarch64` with Debian's aarch64 C library unless this host is aarch64.
 pub fn wasmos_aarch64() -> Command {
     let bin = std::env::var_os("WASMOS_AARCH64_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/aarch64-unknown-linux-gnu/cross/wasmos"));
+        .unwrap_or_else(|| target_dir().join("aarch64-unknown-linux-gnu/cross/wasmos"));
     assert!(
         bin.exists(),
         "{} is missing: run `cargo xtask cross` (cargo xtask test does)",
         bin.display()
     );
+    if cfg!(target_arch = "aarch64") {
+        return Command::new(bin);
+    }
     let mut qemu = Command::new("qemu-aarch64");
     qemu.args(["-L", "/usr/aarch64-linux-gnu"]).arg(bin);
     qemu
+}
+
+/// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// A module built by `cargo xtask modules`, by crate name (`p1_hello`).

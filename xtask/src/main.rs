@@ -12,19 +12,27 @@ use std::time::Instant;
 
 const WASM_TARGETS: [&str; 3] = ["wasm32-wasip1", "wasm32-wasip2", "wasm32-unknown-unknown"];
 /// The devices' other architecture: `cargo xtask cross` builds `wasmos` for it, and an e2e
-/// test runs that build under qemu (linker and runner in .cargo/config.toml).
+/// test runs that build under qemu.
 const CROSS_TARGET: &str = "aarch64-unknown-linux-gnu";
-/// (program that must be on PATH, Debian packages that provide it)
-const APT_TOOLS: [(&str, &[&str]); 7] = [
+/// Debian's cross linker for [`CROSS_TARGET`]. Given to cargo by `cross` only: in
+/// .cargo/config.toml it would also apply to native builds on an aarch64 host.
+const CROSS_LINKER: &str = "aarch64-linux-gnu-gcc";
+/// (program on PATH, or absolute path of a file, that must exist; Debian packages that
+/// provide it)
+const APT_TOOLS: [(&str, &[&str]); 5] = [
     ("runc", &["runc"]),
     ("busybox", &["busybox-static"]),
     ("chromium", &["chromium"]),
     ("etcd", &["etcd-server"]),
     ("nft", &["nftables"]),
-    // The C library is only a recommendation of the compiler package.
+];
+/// What building for and running [`CROSS_TARGET`] on another host needs, as [`APT_TOOLS`].
+const CROSS_APT_TOOLS: [(&str, &[&str]); 3] = [
+    (CROSS_LINKER, &["gcc-aarch64-linux-gnu"]),
+    // Only a recommendation of the compiler package; qemu's `-L` finds the loader there.
     (
-        "aarch64-linux-gnu-gcc",
-        &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+        "/usr/aarch64-linux-gnu/lib/libc.so",
+        &["libc6-dev-arm64-cross"],
     ),
     ("qemu-aarch64", &["qemu-user"]),
 ];
@@ -96,15 +104,32 @@ fn setup() -> Result<()> {
     setup_targets(&WASM_TARGETS)?;
     setup_targets(&[CROSS_TARGET])?;
     setup_clippy()?;
-    let packages: Vec<&str> = APT_TOOLS
+    apt_install_missing(&APT_TOOLS)?;
+    setup_cross_tools()
+}
+
+/// Installs the packages of the `tools` that are missing.
+fn apt_install_missing(tools: &[(&str, &[&str])]) -> Result<()> {
+    let packages: Vec<&str> = tools
         .iter()
-        .filter(|(bin, _)| !on_path(bin))
+        .filter(|(tool, _)| match tool.starts_with('/') {
+            true => !Path::new(tool).exists(),
+            false => !on_path(tool),
+        })
         .flat_map(|(_, pkgs)| pkgs.iter().copied())
         .collect();
     if packages.is_empty() {
         Ok(())
     } else {
         apt_install(&packages)
+    }
+}
+
+/// The cross linker and qemu, unless this host is aarch64 itself.
+fn setup_cross_tools() -> Result<()> {
+    match cfg!(target_arch = "aarch64") {
+        true => Ok(()),
+        false => apt_install_missing(&CROSS_APT_TOOLS),
     }
 }
 
@@ -211,16 +236,10 @@ fn modules() -> Result<()> {
 /// `wasmos` for aarch64 with the `cross` profile (built cold in CI: light optimisation).
 fn cross() -> Result<()> {
     setup_targets(&[CROSS_TARGET])?;
-    let packages: Vec<&str> = APT_TOOLS
-        .iter()
-        .filter(|(bin, _)| bin.contains("aarch64") && !on_path(bin))
-        .flat_map(|(_, pkgs)| pkgs.iter().copied())
-        .collect();
-    if !packages.is_empty() {
-        apt_install(&packages)?;
-    }
+    setup_cross_tools()?;
     let root = root();
-    run(Command::new(cargo()).current_dir(&root).args([
+    let mut build = Command::new(cargo());
+    build.current_dir(&root).args([
         "build",
         "--profile",
         "cross",
@@ -228,13 +247,20 @@ fn cross() -> Result<()> {
         CROSS_TARGET,
         "--bin",
         "wasmos",
-    ]))?;
+    ]);
+    if !cfg!(target_arch = "aarch64") {
+        build.env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            CROSS_LINKER,
+        );
+    }
+    run(&mut build)?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     eprintln!(
-        "xtask: {} (run it on x86_64 with `qemu-aarch64 -L /usr/aarch64-linux-gnu`)",
-        root.join("target")
-            .join(CROSS_TARGET)
-            .join("cross/wasmos")
-            .display()
+        "xtask: {} (on x86_64 run it with `qemu-aarch64 -L /usr/aarch64-linux-gnu`)",
+        target_dir.join(CROSS_TARGET).join("cross/wasmos").display()
     );
     Ok(())
 }

@@ -291,7 +291,10 @@ impl OciContainer {
 
     /// Deletes the bundle (logs included). Call once the outcome has been delivered.
     pub fn remove(&self) -> io::Result<()> {
-        let _ = self.inner.runc.delete(self.container_id());
+        // Deleted already when its outcome was read (`finish`).
+        if self.inner.runc.knows(self.container_id()) {
+            let _ = self.inner.runc.delete(self.container_id());
+        }
         fs::remove_dir_all(&self.inner.bundle)
     }
 
@@ -330,7 +333,13 @@ impl OciContainer {
                 STDOUT_TAIL_BYTES,
             )),
         };
-        if let Err(e) = self.inner.runc.delete(self.container_id()) {
+        // Without the supervisor's record of the end (it was killed), the container may
+        // still run: runc deletes it, killing what is left.
+        let deleted = match exit {
+            Some(_) => self.inner.runc.delete_stopped(self.container_id()),
+            None => self.inner.runc.delete(self.container_id()),
+        };
+        if let Err(e) = deleted {
             tracing::debug!(container = self.container_id(), error = %e, "oci: runc delete");
         }
         let saved = SavedOutcome {

@@ -69,6 +69,47 @@ impl Runc {
         self.run("delete", cmd).map(drop)
     }
 
+    /// Deletes a container whose init has ended (its supervisor recorded the end), as
+    /// `runc delete` does for a stopped one:
+    /// its cgroups (the paths runc listed in its own `state.json`), then its state
+    /// directory, without starting runc, whose start-up is most of a short container's
+    /// end. Anything unexpected (no state, a path outside the cgroup mount, a cgroup still
+    /// holding processes) is left to `runc delete --force`.
+    pub fn delete_stopped(&self, id: &str) -> Result<(), RuncError> {
+        match self.remove_stopped_state(id) {
+            Some(()) => Ok(()),
+            None => self.delete(id),
+        }
+    }
+
+    fn remove_stopped_state(&self, id: &str) -> Option<()> {
+        let dir = self.root.join(id);
+        let state: RuncState =
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
+        // runc 1.x always lists them; none would mean a format this code does not know.
+        if state.cgroup_paths.is_empty() {
+            return None;
+        }
+        for path in state.cgroup_paths.values().map(Path::new) {
+            if !path.starts_with(super::cgroup::CGROUP_MOUNT) {
+                return None;
+            }
+            // rmdir fails on a cgroup with a process in it (EBUSY); every hierarchy holds
+            // each of the container's processes, so a live container loses none of them.
+            match std::fs::remove_dir(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => return None,
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok()
+    }
+
+    /// True while runc has state for the container `id` (until it is deleted).
+    pub fn knows(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
     /// The ids of every container under this root (empty when runc cannot tell).
     pub fn list(&self) -> Vec<String> {
         let mut cmd = self.command("list");
@@ -91,6 +132,13 @@ impl Runc {
         let state: serde_json::Value = serde_json::from_slice(&out).ok()?;
         state.get("status")?.as_str().map(str::to_owned)
     }
+}
+
+/// What [`Runc::delete_stopped`] reads of runc's `state.json` (runc 1.x).
+#[derive(serde::Deserialize)]
+struct RuncState {
+    #[serde(default)]
+    cgroup_paths: std::collections::BTreeMap<String, String>,
 }
 
 /// The last error runc logged (`--log-format json`) in `log`, for a failure reason.
