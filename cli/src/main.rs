@@ -116,9 +116,6 @@ fn main() -> ExitCode {
         false => LOG_FILTER_TOOL_DEFAULT,
     };
     init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_json);
-    if !daemon {
-        quit_on_closed_stdout();
-    }
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Task(cmd) => task_run::run(cmd),
@@ -143,18 +140,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// `wasmos ps | head` ends quietly, as other command-line tools do, instead of panicking in
-/// `println!` once `head` has closed the pipe. Rust ignores SIGPIPE so that writes return
-/// EPIPE; sockets still do (std and tokio send with MSG_NOSIGNAL), so only the write to a
-/// closed stdout or stderr pipe ends the process. Daemons keep the ignored signal.
-fn quit_on_closed_stdout() {
-    // SAFETY: sets the disposition of one signal to its default, before any thread that
-    // could be writing starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
