@@ -10,36 +10,25 @@
 
 #![allow(clippy::too_many_lines)]
 
+#[path = "support/plain_runc.rs"]
+mod plain_runc;
+
 #[path = "../tests/oci/layout.rs"]
 #[allow(dead_code)]
 mod layout;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agent::oci::{ImageCache, OciConfig, OciExecutor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use proto::{OciTask, Resources, TaskId, TaskKind, TaskLimits, TaskSpec};
+use proto::TaskSpec;
 
 const COMMAND: [&str; 2] = ["sleep", "60"];
 
 fn spec(image: &Path, n: u64) -> TaskSpec {
-    TaskSpec {
-        task_id: TaskId::new(format!("bench-{}-{n}", std::process::id())),
-        name: "bench".into(),
-        resources: Resources::new()
-            .with_scalar("cpus", 1.0)
-            .with_scalar("mem", 64.0),
-        kind: TaskKind::Oci(OciTask {
-            image: image.display().to_string(),
-            command: COMMAND.iter().map(|s| s.to_string()).collect(),
-            ..OciTask::default()
-        }),
-        limits: TaskLimits::default(),
-        disconnect: None,
-        replaces: None,
-    }
+    plain_runc::spec(image, &COMMAND, n)
 }
 
 /// Times `launch` only; each container is killed and removed outside the measurement.
@@ -101,7 +90,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // The same bundle the executor writes, run by runc alone.
-    let bundle = plain_bundle(&executor, &image, &sandbox, dir.path());
+    let bundle = plain_runc::plain_bundle(&executor, &spec(&image, u64::MAX), &sandbox, dir.path());
     let root = dir.path().join("plain-runc");
     let mut group = c.benchmark_group("runc_run_detach");
     group
@@ -137,6 +126,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    plain_runc::remove_bench_cgroup();
 
     let mut group = c.benchmark_group("prepare_image");
     group
@@ -160,27 +150,6 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Launches once, copies the bundle's `config.json` (rootfs path, mounts, cgroup limits)
-/// to a bundle of its own with a distinct cgroup, and removes the container.
-fn plain_bundle(executor: &OciExecutor, image: &Path, sandbox: &Path, dir: &Path) -> PathBuf {
-    let container = executor.launch(&spec(image, u64::MAX), sandbox).unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(container.bundle().join("config.json")).unwrap())
-            .unwrap();
-    config["linux"]["cgroupsPath"] = "/wasmos-bench/plain".into();
-    let bundle = dir.join("plain-bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    container.kill(Duration::ZERO);
-    container.wait(Duration::ZERO);
-    container.remove().unwrap();
-    bundle
 }
 
 criterion_group!(benches, bench);

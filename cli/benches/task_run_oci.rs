@@ -8,13 +8,14 @@
 //!
 //! Needs root, runc and /bin/busybox. Run: `cargo bench -p wasmos-cli --bench task_run_oci`.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agent::oci::{OciConfig, OciExecutor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use proto::{OciTask, Resources, TaskId, TaskKind, TaskLimits, TaskSpec};
+
+#[path = "../../agent/benches/support/plain_runc.rs"]
+mod plain_runc;
 
 const COMMAND: &str = "/bin/true";
 
@@ -36,7 +37,12 @@ fn bench(c: &mut Criterion) {
     };
     // Unpacks the image into the work directory's rootfs cache, which both then use.
     task_run();
-    let bundle = plain_bundle(&work, &image, dir.path());
+    // The runtime spec the executor writes for the same task, on the same cached rootfs.
+    let executor = OciExecutor::new(OciConfig::new(&work)).unwrap();
+    let sandbox = dir.path().join("sandbox");
+    std::fs::create_dir_all(&sandbox).unwrap();
+    let spec = plain_runc::spec(&image, &[COMMAND], 0);
+    let bundle = plain_runc::plain_bundle(&executor, &spec, &sandbox, dir.path());
     let root = dir.path().join("plain-runc");
 
     let mut group = c.benchmark_group("oci_one_shot");
@@ -62,52 +68,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-    // runc leaves the parent of its containers' cgroups.
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::remove_dir(hierarchy.path().join("wasmos-bench"));
-    }
-}
-
-/// The runtime spec the executor writes for `/bin/true` (rootfs from the cache in `work`,
-/// mounts, limits), in a bundle of its own with a cgroup of its own.
-fn plain_bundle(work: &Path, image: &Path, dir: &Path) -> PathBuf {
-    let executor = OciExecutor::new(OciConfig::new(work)).unwrap();
-    let sandbox = dir.join("sandbox");
-    std::fs::create_dir_all(&sandbox).unwrap();
-    let spec = TaskSpec {
-        task_id: TaskId::new(format!("bench-{}", std::process::id())),
-        name: "bench".into(),
-        resources: Resources::new()
-            .with_scalar("cpus", 1.0)
-            .with_scalar("mem", 64.0),
-        kind: TaskKind::Oci(OciTask {
-            image: image.display().to_string(),
-            command: vec![COMMAND.to_owned()],
-            ..OciTask::default()
-        }),
-        limits: TaskLimits::default(),
-        disconnect: None,
-        replaces: None,
-    };
-    let container = executor.launch(&spec, &sandbox).unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(container.bundle().join("config.json")).unwrap())
-            .unwrap();
-    config["linux"]["cgroupsPath"] = "/wasmos-bench/plain".into();
-    let bundle = dir.join("plain-bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    container.wait(Duration::ZERO);
-    container.remove().unwrap();
-    bundle
+    plain_runc::remove_bench_cgroup();
 }
 
 criterion_group!(benches, bench);
