@@ -10,6 +10,7 @@ mod args;
 mod demo;
 mod framework_cmd;
 mod identity;
+mod job_cmd;
 mod leader;
 mod listing;
 mod logs;
@@ -87,6 +88,14 @@ enum Command {
     /// Deploy copies of a WASM module or an OCI image through the built-in jobs framework;
     /// prints the new task ids, one per line, last.
     Run(run_cmd::RunArgs),
+    /// Declare a job from a file (TOML or JSON): N copies, or one per matching agent,
+    /// kept running; a changed module, args or resources rolls out health-gated
+    /// (canaries, max_parallel, auto_revert). Follows the rollout: exit 0 once healthy,
+    /// 1 if it failed (reverted) or was superseded.
+    Deploy(job_cmd::DeployArgs),
+    /// Declared jobs: list, status, history, promote, revert, stop.
+    #[command(subcommand)]
+    Job(job_cmd::JobCommand),
     /// List the tasks with their states and why: pending ones (not placed yet), live
     /// ones, then the most recently ended (newest first, at most `--history`, 200; the
     /// master remembers the last 10,000 ended tasks, and forgets them when it restarts
@@ -130,6 +139,8 @@ fn main() -> ExitCode {
         Command::Framework(cmd) => framework_cmd::run(cmd),
         Command::Frameworks(args) => listing::list(listing::Listing::Frameworks, args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Deploy(args) => job_cmd::deploy(args),
+        Command::Job(cmd) => job_cmd::run(cmd),
         Command::Ps(args) => listing::ps(args),
         Command::Logs(args) => logs::logs(args),
         Command::Kill(args) => listing::kill(args),

@@ -280,7 +280,12 @@ async fn open(args: &RunArgs) -> anyhow::Result<(Net, String)> {
     Ok((net, endpoint))
 }
 
-async fn upload(net: &Net, path: &Path, bytes: &[u8], endpoint: &str) -> anyhow::Result<String> {
+pub(crate) async fn upload(
+    net: &Net,
+    path: &Path,
+    bytes: &[u8],
+    endpoint: &str,
+) -> anyhow::Result<String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -425,7 +430,10 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
 /// The image's absolute path and the one architecture it runs on (`None`: several, or
 /// not known), once it is known to be an OCI image layout here; with `on_agents_only`,
 /// once its path is absolute.
-fn checked_image(image: &str, on_agents_only: bool) -> anyhow::Result<(String, Option<String>)> {
+pub(crate) fn checked_image(
+    image: &str,
+    on_agents_only: bool,
+) -> anyhow::Result<(String, Option<String>)> {
     let path = Path::new(image);
     if on_agents_only {
         return match path.is_absolute() {

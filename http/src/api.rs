@@ -47,11 +47,28 @@ const SSE_KEEP_ALIVE_MS: u64 = 15_000;
 #[openapi(
     info(
         title = "wasmos master API",
-        description = "Agents, frameworks, tasks, offers and DRF shares of a wasmos cluster; job submission for the jobs framework."
+        description = "Agents, frameworks, tasks, offers and DRF shares of a wasmos cluster; jobs for the jobs framework: submitted once, or declared and rolled out."
     ),
     paths(
-        health, state, agents, frameworks, tasks, task, task_logs, kill_task, submit_job, events,
-        metrics, offers
+        health,
+        state,
+        agents,
+        frameworks,
+        tasks,
+        task,
+        task_logs,
+        kill_task,
+        submit_job,
+        events,
+        metrics,
+        offers,
+        crate::jobs_api::list,
+        crate::jobs_api::status,
+        crate::jobs_api::history,
+        crate::jobs_api::deploy,
+        crate::jobs_api::promote,
+        crate::jobs_api::revert,
+        crate::jobs_api::stop
     ),
     components(schemas(ErrorBody, JobRequest, JobAccepted, TaskDetail, LogTail))
 )]
@@ -72,7 +89,8 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/tasks/{id}", get(task).delete(kill_task))
         .route("/api/v1/tasks/{id}/logs", get(task_logs))
-        .route("/api/v1/jobs", axum::routing::post(submit_job))
+        .route("/api/v1/jobs", get(crate::jobs_api::list).post(submit_job))
+        .merge(crate::jobs_api::routes())
         .route("/api/v1/events", get(events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -445,23 +463,27 @@ async fn submit_job(
     Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request bodies are limited to {BODY_BYTES_MAX} bytes"),
-        ),
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()),
-    })?;
-    let request: JobRequest = serde_json::from_slice(&body).map_err(json_error)?;
+    let request: JobRequest = serde_json::from_slice(&body_bytes(body)?).map_err(json_error)?;
     match ask(&h, &caller, OperatorRequest::SubmitJob(request)).await? {
         OperatorReply::JobAccepted(accepted) => Ok((StatusCode::CREATED, Json(accepted))),
         other => Err(unexpected(&other)),
     }
 }
 
+/// A request's body; one too large is 413.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {BODY_BYTES_MAX} bytes"),
+        ),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()),
+    })
+}
+
 /// Syntax errors are 400; well-formed JSON of the wrong shape is 422.
-fn json_error(e: serde_json::Error) -> ApiError {
+pub(crate) fn json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
         Category::Data => ApiError::new(
@@ -477,7 +499,7 @@ fn json_error(e: serde_json::Error) -> ApiError {
 
 /// Sends a request of `caller` to the daemon and waits (bounded) for its answer; its
 /// refusals are errors here.
-async fn ask(
+pub(crate) async fn ask(
     h: &Handles,
     caller: &Principal,
     request: OperatorRequest,
@@ -512,7 +534,7 @@ fn refusal(e: OperatorError) -> ApiError {
 }
 
 /// The daemon answered another question than the one asked.
-fn unexpected(reply: &OperatorReply) -> ApiError {
+pub(crate) fn unexpected(reply: &OperatorReply) -> ApiError {
     tracing::error!(?reply, "the master daemon answered another question");
     ApiError::unavailable("the master daemon gave an answer that does not fit")
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod command;
 mod dashboard;
 pub mod error;
+mod jobs_api;
 pub mod metrics;
 pub mod recorder;
 pub mod state;

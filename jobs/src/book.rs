@@ -25,11 +25,13 @@ use proto::{
     AgentId, Call, Constraint, Event, Filters, FrameworkId, Offer, OfferId, Operation, Resources,
     TaskId, TaskSpec, TaskState, TaskStatus,
 };
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::placement::{self, Want};
+use crate::placement::{self, Spread, Want};
 use crate::request::{JobAccepted, OnReconnect, ValidJob};
 use crate::restart;
+use crate::service::{Service, ServiceCopy};
 
 /// Jobs with a task not yet ended, by default; a submission beyond it is refused.
 pub const JOBS_MAX_DEFAULT: usize = 1024;
@@ -90,8 +92,8 @@ pub enum KillError {
 }
 
 /// Where one copy of a job is.
-#[derive(Clone, Debug, PartialEq)]
-enum SlotState {
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SlotState {
     /// Waiting for an offer that fits.
     Waiting,
     /// Launched on `agent_id`; `state` is the latest update (`Staging` before any).
@@ -102,53 +104,102 @@ enum SlotState {
     Ended { state: TaskState },
 }
 
-#[derive(Clone, Debug)]
-struct Slot {
-    task_id: TaskId,
-    state: SlotState,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Slot {
+    pub(crate) task_id: TaskId,
+    pub(crate) state: SlotState,
     /// Tasks this slot started, the first included.
     starts: u32,
     /// Killed by request: never restarted.
-    kill_requested: bool,
+    pub(crate) kill_requested: bool,
     /// The slot's earlier task, `unreachable` (its agent lost), which the current one
     /// replaces: if it comes back, the job's `on_reconnect` says which stays.
     original: Option<TaskId>,
+    /// What a copy of a declared job is (see [`crate::service`]); the default for the
+    /// copies of `wasmos run`'s jobs.
+    pub(crate) copy: ServiceCopy,
 }
 
-#[derive(Clone, Debug)]
-struct Job {
-    job: ValidJob,
-    slots: Vec<Slot>,
+impl Slot {
+    /// A new state of a declared job's copy: its health, and a per-agent copy goes with
+    /// its agent (it comes back with the agent).
+    fn copy_state(&mut self, now_ms: u64, state: TaskState) {
+        self.copy.handle_state(now_ms, state, self.kill_requested);
+        if state == TaskState::Lost && self.copy.bound.is_some() {
+            self.kill_requested = true;
+        }
+    }
+
+    pub(crate) fn original(&self) -> Option<&TaskId> {
+        self.original.as_ref()
+    }
+
+    pub(crate) fn new(task_id: TaskId, copy: ServiceCopy) -> Slot {
+        Slot {
+            task_id,
+            state: SlotState::Waiting,
+            starts: 1,
+            kill_requested: false,
+            original: None,
+            copy,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Job {
+    /// For a declared job: its newest version's task.
+    pub(crate) job: ValidJob,
+    /// By slot number, which never repeats within a job.
+    pub(crate) slots: BTreeMap<usize, Slot>,
+    pub(crate) next_slot: usize,
+    /// Set for a declared job.
+    pub(crate) service: Option<Box<Service>>,
 }
 
 impl Job {
     fn ended(&self) -> bool {
-        self.slots
-            .iter()
-            .all(|s| matches!(s.state, SlotState::Ended { .. }))
+        self.service.is_none()
+            && (self.slots.values()).all(|s| matches!(s.state, SlotState::Ended { .. }))
     }
 
-    /// Tasks of this job running (not ended) per agent: what spreading balances.
-    fn per_agent(&self) -> BTreeMap<AgentId, usize> {
-        let mut counts = BTreeMap::new();
-        for slot in &self.slots {
+    /// The task `slot` runs: its version's, for a declared job.
+    pub(crate) fn template(&self, slot: &Slot) -> &ValidJob {
+        (self.service.as_ref())
+            .and_then(|service| service.versions.get(&slot.copy.version))
+            .map_or(&self.job, |version| &version.job)
+    }
+
+    /// Tasks of this job running (not ended) per agent and per value of the spread
+    /// attribute: what spreading balances.
+    fn spread(&self) -> Spread {
+        let mut spread = Spread {
+            key: self.service.as_ref().and_then(|s| s.decl.spread.clone()),
+            ..Spread::default()
+        };
+        for slot in self.slots.values() {
             if let SlotState::Launched { agent_id, .. } = &slot.state {
-                *counts.entry(agent_id.clone()).or_default() += 1;
+                *spread.agents.entry(agent_id.clone()).or_default() += 1;
+                let value = slot.copy.spread_value.clone().unwrap_or_default();
+                *spread.values.entry(value).or_default() += 1;
             }
         }
-        counts
+        spread
     }
 }
 
 /// The jobs framework's scheduler. See the module documentation for the call order.
 pub struct JobBook {
-    config: JobBookConfig,
+    pub(crate) config: JobBookConfig,
     /// Tells this book's task ids from those of earlier incarnations of the framework.
     tag: String,
+    /// The wall clock when `now_ms` was 0, ms since the Unix epoch (the incarnation):
+    /// what declared jobs' history shows.
+    pub(crate) wall_base_ms: u64,
     framework_id: Option<FrameworkId>,
-    jobs: BTreeMap<String, Job>,
-    /// The current task of every slot: `(job id, slot index)`.
-    tasks: BTreeMap<TaskId, (String, usize)>,
+    pub(crate) jobs: BTreeMap<String, Job>,
+    /// The current task of every slot: `(job id, slot number)`.
+    pub(crate) tasks: BTreeMap<TaskId, (String, usize)>,
     ended: VecDeque<TaskId>,
     ended_set: BTreeSet<TaskId>,
     calls: VecDeque<Call>,
@@ -167,6 +218,7 @@ impl JobBook {
         JobBook {
             config,
             tag: base36(incarnation),
+            wall_base_ms: incarnation,
             framework_id: None,
             jobs: BTreeMap::new(),
             tasks: BTreeMap::new(),
@@ -211,27 +263,27 @@ impl JobBook {
         }
         self.jobs_submitted += 1;
         let job_id = format!("{}.{}.{}", job.name, self.tag, self.jobs_submitted);
-        let mut slots = Vec::with_capacity(count);
+        let mut slots = BTreeMap::new();
         for index in 0..count {
             let task_id = self.next_task_id(&job.name);
             self.tasks.insert(task_id.clone(), (job_id.clone(), index));
-            slots.push(Slot {
-                task_id,
-                state: SlotState::Waiting,
-                starts: 1,
-                kill_requested: false,
-                original: None,
-            });
+            slots.insert(index, Slot::new(task_id, ServiceCopy::default()));
         }
-        let task_ids = slots.iter().map(|s| s.task_id.clone()).collect();
-        self.jobs.insert(job_id.clone(), Job { job, slots });
+        let task_ids = slots.values().map(|s| s.task_id.clone()).collect();
+        let job = Job {
+            job,
+            slots,
+            next_slot: count,
+            service: None,
+        };
+        self.jobs.insert(job_id.clone(), job);
         self.want_offers();
         Ok(JobAccepted { job_id, task_ids })
     }
 
     /// Kills a task of a job and does not restart it. A copy still waiting for an offer
     /// or for its restart ends at once (as `killed`, without a task in the master).
-    pub fn kill(&mut self, _now_ms: u64, task_id: &TaskId) -> Result<(), KillError> {
+    pub fn kill(&mut self, now_ms: u64, task_id: &TaskId) -> Result<(), KillError> {
         let Some((job_id, index)) = self.tasks.get(task_id).cloned() else {
             return Err(if self.ended_set.contains(task_id) {
                 KillError::Ended(task_id.clone())
@@ -260,6 +312,7 @@ impl JobBook {
             }
             SlotState::Ended { .. } => return Err(KillError::Ended(task_id.clone())),
         }
+        self.reconcile_services(now_ms);
         self.settle_wants();
         Ok(())
     }
@@ -272,7 +325,7 @@ impl JobBook {
 
     fn waiting(&self) -> impl Iterator<Item = (&Job, &Slot)> {
         (self.jobs.values())
-            .flat_map(|job| job.slots.iter().map(move |slot| (job, slot)))
+            .flat_map(|job| job.slots.values().map(move |slot| (job, slot)))
             .filter(|(_, slot)| slot.state == SlotState::Waiting)
     }
 
@@ -281,14 +334,15 @@ impl JobBook {
     pub fn pending_rows(&self) -> Vec<TaskRow> {
         let framework_id = self.framework_id.clone().unwrap_or(FrameworkId::new(""));
         let row = |(job, slot): (&Job, &Slot)| {
-            let resources = task_resources(&job.job);
+            let template = job.template(slot);
+            let resources = task_resources(template);
             TaskRow {
                 id: slot.task_id.to_string(),
                 task_id: slot.task_id.clone(),
                 framework_id: framework_id.clone(),
                 agent_id: AgentId::new(""),
                 name: job.job.name.clone(),
-                reason: waiting_reason(&resources, &job.job.constraints),
+                reason: waiting_reason(&resources, &template.constraints),
                 resources,
                 state: TaskState::Pending,
                 exit_code: None,
@@ -305,7 +359,7 @@ impl JobBook {
     pub fn handle_event(&mut self, now_ms: u64, event: Event) {
         match event {
             Event::Subscribed { framework_id, .. } => self.framework_id = Some(framework_id),
-            Event::Offers { offers } => self.handle_offers(offers),
+            Event::Offers { offers } => self.handle_offers(now_ms, offers),
             Event::Rescind { .. } | Event::Heartbeat => {}
             Event::Update { status } => self.handle_update(now_ms, status),
             Event::Error { message } => tracing::warn!(%message, "the master reports an error"),
@@ -316,7 +370,7 @@ impl JobBook {
     /// to waiting under the same ids: the master launched none of them (an Accept is all or
     /// nothing), and should it have taken a call whose answer was lost, the repeated launch
     /// is refused as a duplicate while the task's updates put the slot right.
-    pub fn handle_call_refused(&mut self, _now_ms: u64, call: &Call) {
+    pub fn handle_call_refused(&mut self, now_ms: u64, call: &Call) {
         let Call::Accept { operations, .. } = call else {
             if matches!(call, Call::Revive | Call::Suppress) {
                 // Unknown outcome: send it again on the next change.
@@ -339,7 +393,13 @@ impl JobBook {
                 }
             }
         }
+        self.reconcile_services(now_ms);
         self.settle_wants();
+    }
+
+    /// Whether calls wait to be sent.
+    pub fn has_calls(&self) -> bool {
+        !self.calls.is_empty()
     }
 
     /// The next call to send to the master, oldest first.
@@ -347,42 +407,50 @@ impl JobBook {
         self.calls.pop_front()
     }
 
-    /// When the book next needs [`JobBook::handle_timeout`]: the earliest restart due.
+    /// When the book next needs [`JobBook::handle_timeout`]: the earliest restart due,
+    /// or the earliest time a declared job's copy becomes healthy or misses its deadline.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.jobs
-            .values()
-            .flat_map(|job| &job.slots)
+        let restarts = (self.jobs.values())
+            .flat_map(|job| job.slots.values())
             .filter_map(|slot| match slot.state {
                 SlotState::Backoff { at_ms } => Some(at_ms),
                 _ => None,
             })
-            .min()
+            .min();
+        let health = self
+            .jobs
+            .values()
+            .filter_map(crate::service::next_health_check)
+            .min();
+        restarts.into_iter().chain(health).min()
     }
 
     /// Starts the restarts that are due: each gets a new task id and waits for an offer.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let mut due = Vec::new();
         for (job_id, job) in &self.jobs {
-            for (index, slot) in job.slots.iter().enumerate() {
+            for (index, slot) in &job.slots {
                 if matches!(slot.state, SlotState::Backoff { at_ms } if at_ms <= now_ms) {
-                    due.push((job_id.clone(), index, job.job.name.clone()));
+                    due.push((job_id.clone(), *index, job.job.name.clone()));
                 }
             }
         }
         for (job_id, index, name) in due {
             self.replace_slot_task(&job_id, index, &name);
         }
+        self.reconcile_services(now_ms);
         self.settle_wants();
     }
 
-    fn handle_offers(&mut self, offers: Vec<Offer>) {
+    fn handle_offers(&mut self, now_ms: u64, offers: Vec<Offer>) {
+        self.add_per_agent_copies(now_ms, &offers);
         let assigned = placement::assign(&offers, self.wants(), &self.spread_counts());
         let mut declined = Vec::new();
         let mut launches: Vec<(OfferId, Vec<TaskSpec>)> = Vec::new();
         for (offer, wants) in offers.iter().zip(assigned) {
             let specs: Vec<TaskSpec> = wants
                 .iter()
-                .filter_map(|want| self.launch_slot(want, &offer.agent_id))
+                .filter_map(|want| self.launch_slot(now_ms, want, offer))
                 .collect();
             if specs.is_empty() {
                 declined.push(offer.offer_id.clone());
@@ -412,27 +480,46 @@ impl JobBook {
         self.settle_wants();
     }
 
-    /// Running tasks per job per agent, for spreading.
-    fn spread_counts(&self) -> BTreeMap<String, BTreeMap<AgentId, usize>> {
+    /// Running tasks per job per agent (and spread value), for spreading.
+    fn spread_counts(&self) -> BTreeMap<String, Spread> {
         self.jobs
             .iter()
-            .map(|(id, job)| (id.clone(), job.per_agent()))
+            .map(|(id, job)| (id.clone(), job.spread()))
             .collect()
     }
 
-    /// Marks the slot launched on `agent_id` and builds its task.
-    fn launch_slot(&mut self, want: &Want, agent_id: &AgentId) -> Option<TaskSpec> {
+    /// Marks the slot launched on the offer's agent and builds its task.
+    fn launch_slot(&mut self, now_ms: u64, want: &Want, offer: &Offer) -> Option<TaskSpec> {
+        let backoff = self.backoff(&want.job_id);
         let job = self.jobs.get_mut(&want.job_id)?;
-        let slot = job.slots.get(want.slot)?;
-        let (backoff, replaces) = (self.config.restart, slot.original.clone());
-        let spec = placement::task_spec(&job.job, &slot.task_id, backoff, replaces);
-        let slot = job.slots.get_mut(want.slot)?;
+        let slot = job.slots.get(&want.slot)?;
+        let replaces = slot.original.clone();
+        let spec = placement::task_spec(job.template(slot), &slot.task_id, backoff, replaces);
+        let spread_key = job.service.as_ref().and_then(|s| s.decl.spread.clone());
+        let slot = job.slots.get_mut(&want.slot)?;
         slot.state = SlotState::Launched {
-            agent_id: agent_id.clone(),
+            agent_id: offer.agent_id.clone(),
             state: TaskState::Staging,
         };
+        slot.copy.launched(
+            now_ms,
+            spread_key.and_then(|key| offer.attributes.get(&key).map(str::to_owned)),
+        );
         self.tasks_launched += 1;
         Some(spec)
+    }
+
+    /// The restart timing of a job's copies: a declared job's copies (a service runs
+    /// until it is stopped) may start as often as the protocol allows, at the same pace.
+    fn backoff(&self, job_id: &str) -> restart::Backoff {
+        let declared = self.jobs.get(job_id).is_some_and(|j| j.service.is_some());
+        match declared {
+            true => restart::Backoff {
+                starts_max: proto::RESTART_STARTS_MAX,
+                ..self.config.restart
+            },
+            false => self.config.restart,
+        }
     }
 
     fn handle_update(&mut self, now_ms: u64, status: TaskStatus) {
@@ -445,7 +532,7 @@ impl JobBook {
             return;
         };
         let on_reconnect = job.job.on_reconnect;
-        match job.slots.get(index) {
+        match job.slots.get(&index) {
             Some(slot) if slot.original.as_ref() == Some(&task_id) => {
                 self.original_update(&job_id, index, on_reconnect, status);
                 return self.settle_wants();
@@ -458,37 +545,34 @@ impl JobBook {
             }
             _ => {}
         }
+        let declared = job.service.is_some();
         let policy = job.job.restart;
-        let backoff = self.config.restart;
-        let Some(slot) = job.slots.get_mut(index) else {
+        let backoff = self.backoff(&job_id);
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        let Some(slot) = job.slots.get_mut(&index) else {
             return;
         };
         if matches!(slot.state, SlotState::Ended { .. }) {
             return;
         }
+        if declared {
+            slot.copy_state(now_ms, status.state);
+        }
         if status.state == TaskState::Unreachable
             && !slot.kill_requested
             && policy.restarts(TaskState::Lost)
         {
-            // Replaced at once under a new id; the master keeps one of the two should the
-            // original come back.
-            tracing::info!(%task_id, "task unreachable (its agent was lost); replacing it");
             let name = job.job.name.clone();
-            // A replacement unreachable in turn: the older original is given up (killed
-            // should it come back), the slot follows one original at a time.
-            self.drop_original(&job_id, index);
-            if let Some(slot) = self.slot_mut(&job_id, index) {
-                slot.original = Some(task_id);
-            }
-            self.replace_slot_task(&job_id, index, &name);
-            return self.settle_wants();
+            return self.replace_unreachable(&job_id, index, task_id, &name);
         }
         if !status.state.is_terminal() {
             slot.state = SlotState::Launched {
                 agent_id: status.agent_id,
                 state: status.state,
             };
-            return;
+            return self.reconcile_services(now_ms);
         }
         let restart = !slot.kill_requested && policy.restarts(status.state);
         match (restart, backoff.delay_ms(slot.starts)) {
@@ -508,6 +592,21 @@ impl JobBook {
                 self.slot_ended(&job_id, &task_id);
             }
         }
+        self.reconcile_services(now_ms);
+        self.settle_wants();
+    }
+
+    /// Replaces an unreachable task at once under a new id; the master keeps one of the
+    /// two should the original come back. A replacement unreachable in turn: the older
+    /// original is given up (killed should it come back), the slot follows one original
+    /// at a time.
+    fn replace_unreachable(&mut self, job_id: &str, index: usize, task_id: TaskId, name: &str) {
+        tracing::info!(%task_id, "task unreachable (its agent was lost); replacing it");
+        self.drop_original(job_id, index);
+        if let Some(slot) = self.slot_mut(job_id, index) {
+            slot.original = Some(task_id);
+        }
+        self.replace_slot_task(job_id, index, name);
         self.settle_wants();
     }
 
@@ -590,19 +689,27 @@ impl JobBook {
     }
 
     /// Forgets a slot's task (and gives up its unreachable original); forgets the job once
-    /// all its slots ended.
-    fn slot_ended(&mut self, job_id: &str, task_id: &TaskId) {
-        if let Some(index) = self.tasks.get(task_id).map(|(_, i)| *i) {
+    /// all its slots ended. A declared job's copy that was killed or stopped is removed:
+    /// one that ended by itself stays, as a copy (its restart policy let it end).
+    pub(crate) fn slot_ended(&mut self, job_id: &str, task_id: &TaskId) {
+        let index = self.tasks.get(task_id).map(|(_, i)| *i);
+        if let Some(index) = index {
             self.drop_original(job_id, index);
         }
         self.tasks.remove(task_id);
         self.remember_ended(task_id.clone());
+        if let (Some(job), Some(index)) = (self.jobs.get_mut(job_id), index)
+            && job.service.is_some()
+            && job.slots.get(&index).is_some_and(|s| s.kill_requested)
+        {
+            job.slots.remove(&index);
+        }
         if self.jobs.get(job_id).is_some_and(Job::ended) {
             self.jobs.remove(job_id);
         }
     }
 
-    fn remember_ended(&mut self, task_id: TaskId) {
+    pub(crate) fn remember_ended(&mut self, task_id: TaskId) {
         if self.ended_set.insert(task_id.clone()) {
             self.ended.push_back(task_id);
         }
@@ -617,13 +724,15 @@ impl JobBook {
     fn wants(&self) -> Vec<Want> {
         let mut wants = Vec::new();
         for (job_id, job) in &self.jobs {
-            for (slot, s) in job.slots.iter().enumerate() {
+            for (slot, s) in &job.slots {
                 if s.state == SlotState::Waiting {
+                    let template = job.template(s);
                     wants.push(Want {
                         job_id: job_id.clone(),
-                        slot,
-                        resources: task_resources(&job.job),
-                        constraints: job.job.constraints.clone(),
+                        slot: *slot,
+                        resources: task_resources(template),
+                        constraints: template.constraints.clone(),
+                        bound: s.copy.bound.clone(),
                     });
                 }
             }
@@ -631,14 +740,14 @@ impl JobBook {
         wants
     }
 
-    /// Revives when copies wait for offers, suppresses when none do.
-    fn settle_wants(&mut self) {
-        let waiting = self
-            .jobs
-            .values()
-            .flat_map(|job| &job.slots)
+    /// Revives when copies wait for offers (or a per-agent job looks for new agents),
+    /// suppresses when none do.
+    pub(crate) fn settle_wants(&mut self) {
+        let waiting = (self.jobs.values())
+            .flat_map(|job| job.slots.values())
             .any(|slot| slot.state == SlotState::Waiting);
-        if waiting {
+        let watching = self.jobs.values().any(crate::service::wants_every_agent);
+        if waiting || watching {
             self.want_offers();
         } else if !self.suppressed {
             self.suppressed = true;
@@ -655,7 +764,7 @@ impl JobBook {
         }
     }
 
-    fn push_call(&mut self, call: Call) {
+    pub(crate) fn push_call(&mut self, call: Call) {
         if self.calls.len() >= CALLS_QUEUED_MAX {
             let decline = self
                 .calls
@@ -673,13 +782,23 @@ impl JobBook {
 
     /// `<name>-<n>.<tag>`: `n` counts every task id this book issued, so restarts and
     /// later jobs of the same name get new ids; `tag` keeps restarts of the framework apart.
-    fn next_task_id(&mut self, name: &str) -> TaskId {
+    pub(crate) fn next_task_id(&mut self, name: &str) -> TaskId {
         self.task_ids_issued += 1;
         TaskId::new(format!("{name}-{}.{}", self.task_ids_issued, self.tag))
     }
 
+    /// `(jobs submitted, task ids issued)`: what [`crate::persist`] keeps.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (self.jobs_submitted, self.task_ids_issued)
+    }
+
+    pub(crate) fn set_counters(&mut self, jobs_submitted: u64, task_ids_issued: u64) {
+        self.jobs_submitted = jobs_submitted;
+        self.task_ids_issued = task_ids_issued;
+    }
+
     fn slot_mut(&mut self, job_id: &str, index: usize) -> Option<&mut Slot> {
-        self.jobs.get_mut(job_id)?.slots.get_mut(index)
+        self.jobs.get_mut(job_id)?.slots.get_mut(&index)
     }
 
     fn current_slot_mut(&mut self, task_id: &TaskId) -> Option<&mut Slot> {

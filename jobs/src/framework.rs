@@ -20,6 +20,8 @@ use tokio::time::Instant;
 
 use crate::book::{JobBook, JobBookConfig, KillError, SubmitError};
 use crate::request::{JobAccepted, ValidJob};
+use crate::service::{ServiceError, ServiceRequest};
+use proto::declared::JobsReply;
 
 /// The framework name the jobs framework subscribes with.
 pub const JOBS_FRAMEWORK_NAME: &str = "jobs";
@@ -40,6 +42,9 @@ pub struct JobsConfig {
     /// master) subscribes with the same id and keeps its running tasks. `None`: a new
     /// framework at every start.
     pub framework_id_file: Option<PathBuf>,
+    /// Where the jobs are kept ([`crate::persist`]), so that a restarted framework goes
+    /// on with them. `None`: they go with the process.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for JobsConfig {
@@ -51,6 +56,7 @@ impl Default for JobsConfig {
             weight: 1.0,
             book: JobBookConfig::default(),
             framework_id_file: None,
+            state_file: None,
         }
     }
 }
@@ -63,6 +69,8 @@ pub enum JobsError {
     Submit(#[from] SubmitError),
     #[error("{0}")]
     Kill(#[from] KillError),
+    #[error("{0}")]
+    Service(#[from] ServiceError),
     #[error("the jobs framework has stopped")]
     Stopped,
 }
@@ -127,8 +135,15 @@ impl JobsFramework {
         let framework_id = client.framework_id().clone();
         tracing::info!(%framework_id, "jobs framework subscribed");
         let (pending_tx, pending_rx) = watch::channel(Arc::new(Vec::new()));
+        let book = match &config.state_file {
+            Some(file) => load_book(config.book, file),
+            None => JobBook::new(config.book, incarnation()),
+        };
         let driver = Driver {
-            book: JobBook::new(config.book, incarnation()),
+            book,
+            state_file: config.state_file,
+            saved_at: None,
+            dirty: false,
             client,
             events,
             commands: commands_rx,
@@ -221,6 +236,14 @@ impl JobsClient {
         answer.await.map_err(|_| JobsError::Stopped)?
     }
 
+    /// A request about declared jobs (`wasmos deploy`, `wasmos job …`).
+    pub async fn service(&self, request: ServiceRequest) -> Result<JobsReply, JobsError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Box::new(request);
+        self.send(Command::Service { request, reply }).await?;
+        answer.await.map_err(|_| JobsError::Stopped)?
+    }
+
     async fn send(&self, command: Command) -> Result<(), JobsError> {
         self.commands
             .send(command)
@@ -239,6 +262,10 @@ enum Command {
         task_id: TaskId,
         reply: oneshot::Sender<Result<(), JobsError>>,
     },
+    Service {
+        request: Box<ServiceRequest>,
+        reply: oneshot::Sender<Result<JobsReply, JobsError>>,
+    },
 }
 
 /// Different in every run of the framework, so task ids never repeat across runs: the
@@ -251,8 +278,52 @@ fn incarnation() -> u64 {
         .unwrap_or_else(|_| u64::from(std::process::id()))
 }
 
+/// The book kept in `file`, or a new one when there is none. A file that cannot be read
+/// is moved aside (`<file>.unreadable`) and said loudly, never silently overwritten.
+fn load_book(config: JobBookConfig, file: &Path) -> JobBook {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return JobBook::new(config, incarnation());
+        }
+        Err(e) => {
+            tracing::error!(file = %file.display(), %e, "cannot read the jobs state; starting without it");
+            return JobBook::new(config, incarnation());
+        }
+    };
+    match JobBook::restore(config.clone(), incarnation(), &bytes) {
+        Ok(book) => book,
+        Err(e) => {
+            let aside = file.with_extension("unreadable");
+            tracing::error!(file = %file.display(), aside = %aside.display(), %e, "the jobs state is unreadable; moved aside, starting without it");
+            if let Err(e) = std::fs::rename(file, &aside) {
+                tracing::error!(%e, "could not move the unreadable jobs state aside");
+            }
+            JobBook::new(config, incarnation())
+        }
+    }
+}
+
+/// Written to a temporary file, synced and renamed: a crash leaves the old state or the
+/// new one.
+fn write_state(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let staging = file.with_extension("tmp");
+    let mut out = std::fs::File::create(&staging)?;
+    out.write_all(bytes)?;
+    out.sync_data()?;
+    std::fs::rename(&staging, file)
+}
+
+/// Between two writes of the jobs state when no call waits on it.
+const STATE_SAVE_INTERVAL_MS: u64 = 1_000;
+
 struct Driver {
     book: JobBook,
+    state_file: Option<PathBuf>,
+    saved_at: Option<Instant>,
+    /// Inputs went in since the state was last written.
+    dirty: bool,
     client: FrameworkClient,
     events: framework::Events,
     commands: mpsc::Receiver<Command>,
@@ -265,12 +336,14 @@ struct Driver {
 impl Driver {
     async fn run(mut self) {
         loop {
+            self.save_state(false);
             self.send_calls().await;
             self.publish_pending();
             let wake = self
                 .book
                 .poll_timeout()
                 .map(|ms| self.started + Duration::from_millis(ms));
+            let save = self.save_due();
             tokio::select! {
                 event = self.events.recv() => match event {
                     Some(event) => {
@@ -283,13 +356,47 @@ impl Driver {
                     }
                 },
                 Some(command) = self.commands.recv() => self.handle_command(command),
-                _ = &mut self.stop => return,
+                _ = &mut self.stop => {
+                    self.save_state(true);
+                    return;
+                }
                 () = sleep_until(wake) => {
                     let now = self.now_ms();
                     self.book.handle_timeout(now);
                 }
+                // Only to write the state: the loop's head does.
+                () = sleep_until(save) => continue,
             }
+            self.dirty = true;
         }
+    }
+
+    /// When the state is next written without a call waiting on it.
+    fn save_due(&self) -> Option<Instant> {
+        let interval = Duration::from_millis(STATE_SAVE_INTERVAL_MS);
+        (self.dirty && self.state_file.is_some())
+            .then(|| self.saved_at.map_or_else(Instant::now, |at| at + interval))
+    }
+
+    /// Writes the state before calls go out (write-ahead: no task is launched that a
+    /// restarted framework would not know), and otherwise at most every
+    /// [`STATE_SAVE_INTERVAL_MS`]; `now`: at once (the framework stops).
+    fn save_state(&mut self, now: bool) {
+        let Some(file) = &self.state_file else { return };
+        let due = self.save_due().is_some_and(|at| at <= Instant::now());
+        if !self.dirty || !(now || self.book.has_calls() || due) {
+            return;
+        }
+        match self.book.save() {
+            Ok(bytes) => {
+                if let Err(e) = write_state(file, &bytes) {
+                    tracing::error!(file = %file.display(), %e, "cannot write the jobs state; a restart would lose recent changes");
+                }
+            }
+            Err(e) => tracing::error!(%e, "cannot encode the jobs state"),
+        }
+        self.saved_at = Some(Instant::now());
+        self.dirty = false;
     }
 
     fn now_ms(&self) -> u64 {
@@ -331,6 +438,10 @@ impl Driver {
             }
             Command::Kill { task_id, reply } => {
                 let _ = reply.send(self.book.kill(now, &task_id).map_err(JobsError::from));
+            }
+            Command::Service { request, reply } => {
+                let answer = self.book.handle_service_request(now, *request);
+                let _ = reply.send(answer.map_err(JobsError::from));
             }
         }
     }

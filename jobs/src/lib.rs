@@ -9,11 +9,16 @@
 //!   the [`JobsClient`] through which the master hands it submissions and kills.
 
 pub mod book;
+pub mod declared;
 pub mod framework;
+pub mod persist;
 mod placement;
 pub mod request;
 pub mod restart;
+pub mod service;
 
 pub use book::{JobBook, JobBookConfig, KillError, SubmitError};
+pub use declared::{DeclError, Desired, ValidDecl};
 pub use framework::{JobsClient, JobsConfig, JobsError, JobsFramework, JobsHandle};
 pub use request::{JobAccepted, JobError, JobRequest, RestartPolicy, ValidJob, ValidateJob};
+pub use service::{ServiceError, ServiceRequest};

@@ -24,7 +24,7 @@ pub const JOB_LIST_ITEMS_MAX: usize = 64;
 pub const JOB_ITEM_BYTES_MAX: usize = 4096;
 
 /// A job that passed validation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValidJob {
     pub name: String,
     pub artifact: Artifact,
@@ -40,7 +40,7 @@ pub struct ValidJob {
     pub timeout_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Artifact {
     Module(ModuleHash),
     Image(String),

@@ -4,6 +4,9 @@
 
 #![allow(clippy::too_many_lines)]
 
+#[path = "book/services.rs"]
+mod services;
+
 use std::collections::BTreeMap;
 
 use jobs::book::{JobBook, JobBookConfig, KillError, SubmitError};

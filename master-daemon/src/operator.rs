@@ -26,11 +26,13 @@ use std::sync::Arc;
 
 use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MIN};
 use jobs::request::{ValidJob, ValidateJob};
+use jobs::{ServiceRequest, ValidDecl};
 use master::{Master, Millis, OperatorAct, OperatorKillError, Policy, Refusal};
 use net::clock::unix_ms;
 use net::modules::ModuleStore;
 use net::{Net, Responder};
 use proto::admin::{LogOffsets, LogsReply, LogsRequest, TaskOutput};
+use proto::declared::{JobsReply, JobsRequest};
 use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
     OperatorReply, OperatorRequest, TaskRow,
@@ -70,6 +72,8 @@ pub trait JobSubmitter: Send + Sync + 'static {
     /// The tasks it holds, not launched yet, as `pending` rows; a new `Arc` when they
     /// change.
     fn pending(&self) -> Arc<Vec<TaskRow>>;
+    /// A request about declared jobs, validated.
+    fn service(&self, request: ServiceRequest) -> SubmitterFuture<'_, JobsReply>;
 }
 
 impl JobSubmitter for jobs::JobsClient {
@@ -92,12 +96,23 @@ impl JobSubmitter for jobs::JobsClient {
     fn pending(&self) -> Arc<Vec<TaskRow>> {
         jobs::JobsClient::pending(self)
     }
+
+    fn service(&self, request: ServiceRequest) -> SubmitterFuture<'_, JobsReply> {
+        Box::pin(async move {
+            jobs::JobsClient::service(self, request)
+                .await
+                .map_err(jobs_error)
+        })
+    }
 }
 
 fn jobs_error(e: jobs::JobsError) -> OperatorError {
     use jobs::{JobsError, KillError};
     match e {
         JobsError::Kill(KillError::Unknown(task_id)) => no_task(&task_id),
+        JobsError::Service(e @ jobs::ServiceError::NotFound(_)) => {
+            OperatorError::NotFound(e.to_string())
+        }
         JobsError::Stopped => {
             OperatorError::JobsNotRunning(format!("jobs framework not running: {e}"))
         }
@@ -381,6 +396,7 @@ pub(crate) async fn answer(
         OperatorRequest::Kill { task_id } => kill(ctx, task_id).await,
         OperatorRequest::SubmitJob(job) => submit(ctx, job).await,
         OperatorRequest::Hosted(request) => Ok(OperatorReply::Hosted(hosted(ctx, request).await)),
+        OperatorRequest::Jobs(request) => declared(ctx, request).await.map(OperatorReply::Jobs),
     };
     listed.unwrap_or_else(OperatorReply::Error)
 }
@@ -403,6 +419,18 @@ fn operator_act(request: &OperatorRequest) -> OperatorAct {
             oci: job.image.is_some(),
         },
         OperatorRequest::Hosted(HostedRequest::Add(_)) => OperatorAct::Submit { oci: true },
+        OperatorRequest::Jobs(request) => match request {
+            JobsRequest::List | JobsRequest::Status { .. } | JobsRequest::History { .. } => {
+                OperatorAct::Read
+            }
+            JobsRequest::Deploy(decl) => OperatorAct::Submit {
+                oci: decl.oci.is_some(),
+            },
+            // Back to any earlier version, an OCI one among them.
+            JobsRequest::Revert { .. } => OperatorAct::Submit { oci: true },
+            JobsRequest::Promote { .. } => OperatorAct::Submit { oci: false },
+            JobsRequest::Stop { .. } => OperatorAct::Kill,
+        },
     }
 }
 
@@ -548,6 +576,39 @@ async fn submit(ctx: &OperatorContext, job: JobRequest) -> Result<OperatorReply,
     let jobs = ctx.jobs.borrow().clone();
     let jobs = jobs.ok_or_else(jobs_not_running)?;
     jobs.submit(job).await.map(OperatorReply::JobAccepted)
+}
+
+/// Declared jobs: a deploy is validated here (the size limit of jobs, the module in the
+/// store) and, like every other request about them, answered by the jobs framework.
+async fn declared(ctx: &OperatorContext, request: JobsRequest) -> Result<JobsReply, OperatorError> {
+    let request = match request {
+        JobsRequest::Deploy(decl) => {
+            let size = proto::encode(&decl).map_or(usize::MAX, |bytes| bytes.len());
+            if size > JOB_REQUEST_BYTES_MAX {
+                return Err(OperatorError::InvalidJob(format!(
+                    "the job is {size} bytes, over the limit of {JOB_REQUEST_BYTES_MAX}"
+                )));
+            }
+            let decl =
+                ValidDecl::validate(*decl).map_err(|e| OperatorError::InvalidJob(e.to_string()))?;
+            if let jobs::request::Artifact::Module(sha256) = &decl.template.artifact
+                && !ctx.store.contains(sha256)
+            {
+                let unknown = net::modules::StoreError::Unknown(sha256.clone());
+                return Err(OperatorError::InvalidJob(format!("module: {unknown}")));
+            }
+            ServiceRequest::Deploy(Box::new(decl))
+        }
+        JobsRequest::List => ServiceRequest::List,
+        JobsRequest::Status { name } => ServiceRequest::Status(name),
+        JobsRequest::History { name } => ServiceRequest::History(name),
+        JobsRequest::Promote { name } => ServiceRequest::Promote(name),
+        JobsRequest::Revert { name, to } => ServiceRequest::Revert { name, to },
+        JobsRequest::Stop { name } => ServiceRequest::Stop(name),
+    };
+    let jobs = ctx.jobs.borrow().clone();
+    let jobs = jobs.ok_or_else(jobs_not_running)?;
+    jobs.service(request).await
 }
 
 async fn hosted(ctx: &OperatorContext, request: HostedRequest) -> HostedReply {

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod attributes;
 pub mod codec;
+pub mod declared;
 pub mod ids;
 pub mod keys;
 pub mod messages;

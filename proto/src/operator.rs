@@ -337,6 +337,8 @@ pub enum OperatorRequest {
     /// A job for the jobs framework, at most [`JOB_REQUEST_BYTES_MAX`] bytes encoded.
     SubmitJob(JobRequest),
     Hosted(HostedRequest),
+    /// Declared jobs (`wasmos deploy`, `wasmos job …`).
+    Jobs(crate::declared::JobsRequest),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -353,6 +355,7 @@ pub enum OperatorReply {
     Killed,
     JobAccepted(JobAccepted),
     Hosted(HostedReply),
+    Jobs(crate::declared::JobsReply),
     Error(OperatorError),
 }
 

@@ -83,7 +83,9 @@ impl DisconnectPolicy {
 pub enum RestartPolicy {
     #[default]
     Never,
-    /// Every end but `finished` and `killed`.
+    /// Every end but `finished` and `killed`. `on_failure` in JSON; the CLI's spelling
+    /// (`on-failure`, as in deploy files) is taken too.
+    #[serde(alias = "on-failure")]
     OnFailure,
     /// Every end but `killed`.
     Always,

@@ -7,6 +7,7 @@ mod aarch64;
 mod chaos;
 mod cluster;
 mod demo;
+mod deploy;
 mod disconnect;
 mod failover;
 mod fleet;

@@ -11,10 +11,12 @@ use crate::error::DaemonError;
 
 /// The jobs framework's id, in the master's state directory (`<state>/frameworks/`).
 const JOBS_FRAMEWORK_ID_FILE: &str = "jobs.id";
+/// The jobs framework's jobs, beside its id ([`jobs::persist`]).
+const JOBS_STATE_FILE: &str = "jobs.state.json";
 
-/// Starts the jobs framework as a member of the master at `member`. Its id is kept in
-/// `frameworks_dir`, so that a restarted master's jobs framework comes back as the same
-/// framework and keeps its running tasks.
+/// Starts the jobs framework as a member of the master at `member`. Its id and its jobs
+/// are kept in `frameworks_dir`, so that a restarted master's jobs framework comes back
+/// as the same framework, keeps its running tasks and goes on with its jobs.
 pub(crate) async fn start(
     member: &NetConfig,
     frameworks_dir: &Path,
@@ -26,6 +28,7 @@ pub(crate) async fn start(
     let net = Net::open(member).await?;
     let config = JobsConfig {
         framework_id_file: Some(frameworks_dir.join(JOBS_FRAMEWORK_ID_FILE)),
+        state_file: Some(frameworks_dir.join(JOBS_STATE_FILE)),
         ..JobsConfig::default()
     };
     let jobs = JobsFramework::start(net, config).await?;

@@ -1,0 +1,178 @@
+//! `wasmos deploy FILE` and `wasmos job …` against real processes: a declared job
+//! becomes healthy, the same file twice changes nothing, a version that fails is reverted
+//! (exit 1), `count` alone scales in place, and a master killed with SIGKILL in the
+//! middle of a rollout is restarted and goes on with it, without a duplicated copy.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasmos_tests::module;
+use wasmos_tests::secure_mode::cluster_endpoint as free_endpoint;
+
+use crate::cluster::{client, start_agent, start_master};
+
+/// A generous bound for a loaded 2-core machine, not a speed claim.
+const STEP_WAIT: Duration = Duration::from_secs(90);
+
+/// A job file of `count` copies of p1_sleep (`sleep_ms`), or of `module`.
+fn job_file(
+    dir: &Path,
+    file: &str,
+    module_name: &str,
+    sleep_ms: u64,
+    count: u32,
+    update: &str,
+) -> String {
+    let path = dir.join(file);
+    let text = format!(
+        "name = \"svc\"\nmodule = {:?}\nargs = [\"{sleep_ms}\"]\ncount = {count}\ncpus = 0.1\nmem = 32\nrestart = \"always\"\n[update]\n{update}\n",
+        module(module_name).to_str().unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn deploy(file: &str, endpoint: &str, detach: bool) -> Output {
+    let mut args = vec!["deploy", file];
+    if detach {
+        args.push("--detach");
+    }
+    client(&args, endpoint)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn job_status(endpoint: &str) -> Value {
+    let out = client(&["job", "status", "svc", "--json"], endpoint);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Tasks of the job not ended, from `wasmos ps --json`.
+fn live_tasks(endpoint: &str) -> Vec<Value> {
+    crate::cluster::json_rows(&["ps", "--json"], endpoint)
+        .into_iter()
+        .filter(|r| r["name"] == "svc")
+        .filter(|r| {
+            ["staging", "starting", "running", "pending"]
+                .contains(&r["state"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, endpoint: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + STEP_WAIT;
+    loop {
+        let out = client(&["job", "status", "svc", "--json"], endpoint);
+        if out.status.success() {
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} within {STEP_WAIT:?}: {status:#}"
+            );
+        }
+        assert!(Instant::now() < deadline, "not {what}: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn deploy_becomes_healthy_reverts_a_failing_version_and_scales_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let update =
+        "canary = 1\nmin_healthy_ms = 1000\nhealthy_deadline_ms = 30000\nauto_revert = true";
+    let good = job_file(dir.path(), "good.toml", "p1_sleep", 300_000, 2, update);
+
+    let out = deploy(&good, &endpoint, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("job svc: version 1 healthy, 2 copies"),
+        "{}",
+        stderr(&out)
+    );
+    let out = deploy(&good, &endpoint, false);
+    assert!(
+        out.status.success() && stderr(&out).contains("unchanged"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A module that exits 3: its canary fails, version 2 is reverted to version 1's task.
+    let bad = job_file(dir.path(), "bad.toml", "p1_exit3", 300_000, 2, update);
+    let out = deploy(&bad, &endpoint, false);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("version 2 failed") && said.contains("reverting to version 3"),
+        "{said}"
+    );
+    let status = wait_until("reverted", &endpoint, |s| {
+        s["summary"]["stable_version"] == 3
+    });
+    assert_eq!(status["versions"][1]["state"], "failed", "{status:#}");
+    assert_eq!(status["versions"][0]["reverts_to"], 1);
+    assert_eq!(live_tasks(&endpoint).len(), 2);
+
+    // Count alone: in place, no new version.
+    let more = job_file(dir.path(), "more.toml", "p1_sleep", 300_000, 3, update);
+    let out = deploy(&more, &endpoint, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("updated in place: version 3"),
+        "{}",
+        stderr(&out)
+    );
+    let status = job_status(&endpoint);
+    assert_eq!(status["summary"]["healthy"], 3);
+    assert_eq!(live_tasks(&endpoint).len(), 3);
+    let history = client(&["job", "history", "svc"], &endpoint);
+    let history = String::from_utf8_lossy(&history.stdout);
+    for event in ["deployed", "succeeded", "failed", "reverting", "updated"] {
+        assert!(history.contains(event), "{event} not in\n{history}");
+    }
+    let list = crate::cluster::json_rows(&["job", "list", "--json"], &endpoint);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["state"], "running");
+}
+
+#[test]
+fn a_master_killed_in_the_middle_of_a_rollout_goes_on_with_it_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let mut master = start_master(&endpoint, &store);
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let update = "min_healthy_ms = 4000\nhealthy_deadline_ms = 60000";
+    let v1 = job_file(dir.path(), "v1.toml", "p1_sleep", 300_000, 3, update);
+    let out = deploy(&v1, &endpoint, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let v2 = job_file(dir.path(), "v2.toml", "p1_sleep", 200_000, 3, update);
+    let out = deploy(&v2, &endpoint, true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("rolling", &endpoint, |s| {
+        s["rollout"]["new_placed"].as_u64() >= Some(1)
+    });
+    master.kill();
+    let _master = start_master(&endpoint, &store);
+
+    let status = wait_until("rolled out after the restart", &endpoint, |s| {
+        s["summary"]["stable_version"] == 2
+    });
+    assert_eq!(status["summary"]["healthy"], 3, "{status:#}");
+    let live = live_tasks(&endpoint);
+    assert_eq!(live.len(), 3, "exactly the copies run: {live:#?}");
+    for copy in status["copies"].as_array().unwrap() {
+        assert_eq!(copy["version"], 2, "{status:#}");
+    }
+}
