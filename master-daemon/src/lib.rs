@@ -296,9 +296,14 @@ impl MasterDaemon {
         if let Some(tls) = &config.net.tls {
             member = member.with_tls(&config.net.principal, tls.clone());
         }
-        let hosted =
-            HostedFrameworks::start(&member, store.clone(), config.module_limits, inputs.clone())
-                .await?;
+        let hosted = HostedFrameworks::start(
+            &member,
+            store.clone(),
+            config.module_limits,
+            inputs.clone(),
+            Some(frameworks::state_dir(config)?.join(frameworks::hosted::HOSTED_STATE_FILE)),
+        )
+        .await?;
         let jobs = InProcessFrameworks::start_jobs(&member, config).await?;
         Ok(InProcessFrameworks { hosted, jobs })
     }

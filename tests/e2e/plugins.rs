@@ -60,32 +60,7 @@ impl Cluster {
         let endpoint = free_endpoint();
         let store = dir.path().join("store");
         let master_log = dir.path().join("master.log");
-        let mut master = master_command()
-            .args(["--listen", &endpoint, "--http", "127.0.0.1:0"])
-            .arg("--store-dir")
-            .arg(&store)
-            .arg("--allocator")
-            .arg(allocator)
-            .stdout(Stdio::piped())
-            .stderr(File::create(&master_log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = master.stdout.take().unwrap();
-        let master = Killed(master);
-        // Other lines (the HTTP address) may come first; the rest is drained, so that the
-        // master never writes into a closed pipe.
-        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        let listening = lines.find(|line| line.starts_with("listening on"));
-        let http = lines
-            .find_map(|line| line.strip_prefix("http on http://").map(str::to_owned))
-            .unwrap_or_default();
-        std::thread::spawn(move || lines.for_each(drop));
-        assert_eq!(
-            listening,
-            Some(format!("listening on {endpoint}")),
-            "master log: {}",
-            std::fs::read_to_string(&master_log).unwrap_or_default()
-        );
+        let (master, http) = spawn_master_logged(&endpoint, &store, allocator, &master_log);
         let agent = Killed(
             agent_command(None, &dir.path().join("agent"))
                 .args(["--connect", &endpoint, "--work-dir"])
@@ -103,6 +78,16 @@ impl Cluster {
             _master: master,
             _agent: agent,
         }
+    }
+
+    /// Kills the master with SIGKILL and starts it again on the same endpoint and store.
+    fn restart_master(&mut self, allocator: &Path) {
+        self._master.kill();
+        let log = self.master_log.with_extension("2.log");
+        let (master, http) = spawn_master_logged(&self.endpoint, &self.store, allocator, &log);
+        self._master = master;
+        self.http = http;
+        self.master_log = log;
     }
 
     /// Puts a task module in the master's content-addressed store (as an upload would)
@@ -209,6 +194,42 @@ impl Cluster {
 }
 
 /// `batch.wasm`'s config: `count` copies of the task module `task`.
+/// A `wasmos master` running `allocator`, its stderr in `log`; and its HTTP address.
+fn spawn_master_logged(
+    endpoint: &str,
+    store: &Path,
+    allocator: &Path,
+    log: &Path,
+) -> (Killed, String) {
+    let mut master = master_command()
+        .args(["--listen", endpoint, "--http", "127.0.0.1:0"])
+        .arg("--store-dir")
+        .arg(store)
+        .arg("--allocator")
+        .arg(allocator)
+        .stdout(Stdio::piped())
+        .stderr(File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = master.stdout.take().unwrap();
+    let master = Killed(master);
+    // Other lines (the HTTP address) may come first; the rest is drained, so that the
+    // master never writes into a closed pipe.
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let listening = lines.find(|line| line.starts_with("listening on"));
+    let http = lines
+        .find_map(|line| line.strip_prefix("http on http://").map(str::to_owned))
+        .unwrap_or_default();
+    std::thread::spawn(move || lines.for_each(drop));
+    assert_eq!(
+        listening,
+        Some(format!("listening on {endpoint}")),
+        "master log: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    (master, http)
+}
+
 fn batch_config(task: &str, count: u32, sha256: &str, size: usize) -> String {
     format!(
         "name = {task}\ncount = {count}\ncpus = 0.1\nmem = 16\nmodule_sha256 = {sha256}\n\
@@ -438,4 +459,47 @@ fn sim_survives_a_hostile_scheduler_module() {
         json!({"trap": 0, "garbage": 0, "synth": 3}),
         "{report}"
     );
+}
+
+#[test]
+fn a_restarted_master_hosts_its_scheduler_modules_again_under_their_ids() {
+    let drf = PathBuf::from("drf");
+    let mut cluster = Cluster::start(&drf);
+    let config = cluster.task_config("p1_hello", 2);
+    let id = cluster
+        .add(&module("batch"), "batch", Some(&config))
+        .unwrap();
+    cluster.wait_batch_finished(&id, 2);
+    cluster.restart_master(&drf);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cluster.run(&["framework", "list", "--json"]);
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(row) = rows.iter().find(|r| r["name"] == "batch") {
+            assert_eq!(row["framework_id"], id.as_str(), "{rows:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "batch not hosted again: {}",
+            cluster.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let frameworks = cluster.rows(&["frameworks", "--json"]);
+    let row = frameworks.iter().find(|r| r["id"] == id.as_str());
+    assert!(
+        row.is_some_and(|r| r["connected"] == true),
+        "{frameworks:?}"
+    );
+    // Removed, it stays removed across a restart.
+    assert!(
+        cluster
+            .run(&["framework", "remove", "batch"])
+            .status
+            .success()
+    );
+    cluster.restart_master(&drf);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(cluster.rows(&["framework", "list", "--json"]).is_empty());
 }

@@ -22,9 +22,13 @@
 //! only its own framework; the master and every other framework keep running.
 //!
 //! `List` also shows, per framework, how many of its tasks the scheduler was last told
-//! are in each state (`task_states`, from the `Update`s it got). Hosted frameworks live
-//! in the master process: like everything of a master, they are not persisted, and a
-//! restarted master hosts none until they are added again.
+//! are in each state (`task_states`, from the `Update`s it got).
+//!
+//! Hosted frameworks are kept in the master's state directory
+//! (`frameworks/hosted.json`: what was added, and the framework id it got), written on
+//! every `Add` and `Remove`; a restarted master hosts them again under the same ids, so
+//! they keep their tasks. The modules start afresh: what a scheduler module held in its
+//! memory is gone, and it learns its tasks again from their updates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -104,6 +108,19 @@ fn lock(registry: &SharedRegistry) -> std::sync::MutexGuard<'_, Registry> {
     registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The file of kept hosted frameworks, in the master's `frameworks` state directory.
+pub const HOSTED_STATE_FILE: &str = "hosted.json";
+/// How long the master keeps a hosted framework's tasks while it is away: a week, since
+/// it comes back with the master that hosts it.
+pub const HOSTED_FAILOVER_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// One kept hosted framework.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Kept {
+    framework_id: FrameworkId,
+    framework: HostedFramework,
+}
+
 /// What every `Add` needs: where modules are, how to run them, how to reach the master.
 struct Host {
     member: Net,
@@ -114,6 +131,9 @@ struct Host {
     clock: Clock,
     registry: SharedRegistry,
     faults: mpsc::Sender<Input>,
+    /// Where they are kept; `None`: not kept.
+    state_file: Option<std::path::PathBuf>,
+    kept: Mutex<BTreeMap<FrameworkId, HostedFramework>>,
 }
 
 /// The hosted frameworks of one master; they stop when this is dropped.
@@ -136,11 +156,13 @@ impl HostedDoor {
 impl HostedFrameworks {
     /// Hosted frameworks reach the master through a client session of `member_config`
     /// (the master's own endpoints).
+    /// Those kept in `state_file` are added again in the background, under their ids.
     pub(crate) async fn start(
         member_config: &NetConfig,
         store: Arc<ModuleStore>,
         limits: Limits,
         faults: mpsc::Sender<Input>,
+        state_file: Option<std::path::PathBuf>,
     ) -> Result<HostedFrameworks, DaemonError> {
         let member = Net::open(member_config).await?;
         let engine = policy_host::sandbox::engine().map_err(DaemonError::Modules)?;
@@ -154,7 +176,22 @@ impl HostedFrameworks {
             clock: Clock::start(),
             registry: registry.clone(),
             faults,
+            kept: Mutex::new(BTreeMap::new()),
+            state_file,
         });
+        let kept = host.read_kept();
+        if !kept.is_empty() {
+            let host = host.clone();
+            lock(&registry).adapters.push(tokio::spawn(async move {
+                for Kept {
+                    framework_id,
+                    framework,
+                } in kept
+                {
+                    host.add_again(framework_id, framework).await;
+                }
+            }));
+        }
         Ok(HostedFrameworks {
             host,
             registry,
@@ -190,6 +227,86 @@ impl Drop for HostedFrameworks {
 }
 
 impl Host {
+    fn read_kept(&self) -> Vec<Kept> {
+        let Some(file) = &self.state_file else {
+            return Vec::new();
+        };
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::error!(file = %file.display(), %e, "cannot read the kept hosted frameworks");
+                return Vec::new();
+            }
+        };
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::error!(file = %file.display(), %e, "the kept hosted frameworks do not parse; none is hosted again");
+            Vec::new()
+        })
+    }
+
+    /// Writes what is kept (a temporary file, renamed: the old list or the new one).
+    fn write_kept(&self) {
+        let Some(file) = &self.state_file else { return };
+        let kept: Vec<Kept> = (self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter())
+        .map(|(framework_id, framework)| Kept {
+            framework_id: framework_id.clone(),
+            framework: framework.clone(),
+        })
+        .collect();
+        let written = serde_json::to_vec(&kept)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let staging = file.with_extension("tmp");
+                std::fs::write(&staging, bytes)?;
+                std::fs::rename(&staging, file)
+            });
+        if let Err(e) = written {
+            tracing::error!(file = %file.display(), %e, "cannot keep the hosted frameworks; a restart would not host them again");
+        }
+    }
+
+    fn keep(&self, framework_id: &FrameworkId, framework: Option<&HostedFramework>) {
+        {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            match framework {
+                Some(f) => kept.insert(framework_id.clone(), f.clone()),
+                None => kept.remove(framework_id),
+            };
+        }
+        self.write_kept();
+    }
+
+    /// A kept framework, hosted again under its id (under a new one should the master
+    /// refuse it); kept until it is removed, even when it cannot be hosted now.
+    async fn add_again(self: &Arc<Host>, framework_id: FrameworkId, framework: HostedFramework) {
+        let name = framework.name.clone();
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(framework_id.clone(), framework.clone());
+        match self
+            .add_as(framework.clone(), Some(framework_id.clone()))
+            .await
+        {
+            Ok(id) if id != framework_id => {
+                tracing::warn!(framework_id = %id, was = %framework_id, %name, "hosted framework hosted again under a new id");
+                self.keep(&framework_id, None);
+                self.keep(&id, Some(&framework));
+            }
+            Ok(id) => {
+                tracing::info!(framework_id = %id, %name, "hosted framework hosted again after a restart")
+            }
+            Err(message) => {
+                tracing::error!(%framework_id, %name, %message, "a kept hosted framework could not be hosted again")
+            }
+        }
+    }
+
     async fn answer(self: Arc<Host>, request: HostedRequest) -> HostedReply {
         match request {
             HostedRequest::List => self.list(),
@@ -240,6 +357,7 @@ impl Host {
             (framework_id, stop)
         };
         let (framework_id, stop) = removed;
+        self.keep(&framework_id, None);
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
@@ -247,8 +365,21 @@ impl Host {
         HostedReply::Removed { framework_id }
     }
 
-    /// Reserves a place, loads and subscribes the framework, starts its adapter.
+    /// Adds and keeps a framework.
     async fn add(self: &Arc<Host>, framework: HostedFramework) -> Result<FrameworkId, String> {
+        let kept = framework.clone();
+        let framework_id = self.add_as(framework, None).await?;
+        self.keep(&framework_id, Some(&kept));
+        Ok(framework_id)
+    }
+
+    /// Reserves a place, loads and subscribes the framework (as `framework_id` if given),
+    /// starts its adapter.
+    async fn add_as(
+        self: &Arc<Host>,
+        framework: HostedFramework,
+        framework_id: Option<FrameworkId>,
+    ) -> Result<FrameworkId, String> {
         {
             let mut registry = lock(&self.registry);
             if registry.rows.len() + registry.adding.len() >= HOSTED_FRAMEWORKS_MAX {
@@ -264,7 +395,7 @@ impl Host {
             }
             registry.adding.insert(framework.name.clone());
         }
-        let added = self.load_and_subscribe(&framework).await;
+        let added = self.load_and_subscribe(&framework, framework_id).await;
         let mut registry = lock(&self.registry);
         registry.adding.remove(&framework.name);
         let (client, events, scheduler) = added?;
@@ -299,6 +430,7 @@ impl Host {
     async fn load_and_subscribe(
         &self,
         framework: &HostedFramework,
+        framework_id: Option<FrameworkId>,
     ) -> Result<(FrameworkClient, Events, HostedScheduler), String> {
         if framework.config.len() > HOSTED_CONFIG_BYTES_MAX {
             return Err(format!(
@@ -321,6 +453,17 @@ impl Host {
         // cannot, `HostedScheduler::deliver_event` answers with the acknowledgement.
         config.implicit_acknowledgements = false;
         config.subscribe_timeout_ms = HOSTED_SUBSCRIBE_TIMEOUT_MS;
+        config.info.failover_timeout_ms = HOSTED_FAILOVER_TIMEOUT_MS;
+        if let Some(id) = framework_id {
+            config.info.framework_id = Some(id.clone());
+            match FrameworkClient::subscribe(self.member.clone(), config.clone()).await {
+                Ok((client, events)) => return Ok((client, events, scheduler)),
+                Err(e) => {
+                    tracing::warn!(%id, %e, "the master refused the kept framework id; subscribing anew");
+                    config.info.framework_id = None;
+                }
+            }
+        }
         let (client, events) = FrameworkClient::subscribe(self.member.clone(), config)
             .await
             .map_err(|e| format!("cannot subscribe the framework: {e}"))?;

@@ -21,10 +21,6 @@ pub(crate) async fn start(
     member: &NetConfig,
     frameworks_dir: &Path,
 ) -> Result<JobsHandle, DaemonError> {
-    std::fs::create_dir_all(frameworks_dir).map_err(|source| DaemonError::StateDir {
-        path: frameworks_dir.to_path_buf(),
-        source,
-    })?;
     let net = Net::open(member).await?;
     let config = JobsConfig {
         framework_id_file: Some(frameworks_dir.join(JOBS_FRAMEWORK_ID_FILE)),

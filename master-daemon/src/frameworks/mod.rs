@@ -7,6 +7,7 @@
 pub mod hosted;
 mod jobs;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ::jobs::JobsHandle;
@@ -14,6 +15,17 @@ use net::NetConfig;
 
 use crate::error::DaemonError;
 use crate::frameworks::hosted::HostedFrameworks;
+
+/// Where the in-process frameworks keep what they keep (`<state>/frameworks/`), created
+/// if need be.
+pub(crate) fn state_dir(config: &crate::MasterDaemonConfig) -> Result<PathBuf, DaemonError> {
+    let dir = config.state_dir.join("frameworks");
+    std::fs::create_dir_all(&dir).map_err(|source| DaemonError::StateDir {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
 
 /// The in-process frameworks of one master.
 pub(crate) struct InProcessFrameworks {
@@ -31,8 +43,7 @@ impl InProcessFrameworks {
         if !config.jobs {
             return Ok(None);
         }
-        let dir = config.state_dir.join("frameworks");
-        jobs::start(member, &dir).await.map(Some)
+        jobs::start(member, &state_dir(config)?).await.map(Some)
     }
 
     /// The jobs framework as the operator's door for jobs, if it runs.
