@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod agent_cmd;
 mod args;
 mod demo;
+mod explain_cmd;
 mod framework_cmd;
 mod identity;
 mod job_cmd;
@@ -96,6 +97,10 @@ enum Command {
     /// Declared jobs: list, status, history, promote, revert, stop.
     #[command(subcommand)]
     Job(job_cmd::JobCommand),
+    /// Why a task, or a job's copies, are not running: per agent (a constraint that
+    /// fails, a resource short and by how much, a decline filter, a quarantine, the agent
+    /// unreachable) and the framework's place in DRF.
+    Explain(explain_cmd::ExplainArgs),
     /// List the tasks with their states and why: pending ones (not placed yet), live
     /// ones, then the most recently ended (newest first, at most `--history`, 200; the
     /// master remembers the last 10,000 ended tasks, and forgets them when it restarts
@@ -141,6 +146,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Deploy(args) => job_cmd::deploy(args),
         Command::Job(cmd) => job_cmd::run(cmd),
+        Command::Explain(args) => explain_cmd::explain(args),
         Command::Ps(args) => listing::ps(args),
         Command::Logs(args) => logs::logs(args),
         Command::Kill(args) => listing::kill(args),

@@ -68,7 +68,8 @@ const SSE_KEEP_ALIVE_MS: u64 = 15_000;
         crate::jobs_api::deploy,
         crate::jobs_api::promote,
         crate::jobs_api::revert,
-        crate::jobs_api::stop
+        crate::jobs_api::stop,
+        crate::jobs_api::explain
     ),
     components(schemas(ErrorBody, JobRequest, JobAccepted, TaskDetail, LogTail))
 )]

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use proto::declared::{
     DeployChange, Deployed, HistoryEntry, JobDecl, JobStatus, JobSummary, JobsReply, JobsRequest,
 };
+use proto::explain::Explanation;
 use proto::operator::{OperatorReply, OperatorRequest};
 use serde::Deserialize;
 
@@ -28,6 +29,29 @@ pub(crate) fn routes() -> Router<Handles> {
         .route("/api/v1/jobs/{name}/promote", post(promote))
         .route("/api/v1/jobs/{name}/revert", post(revert))
         .route("/api/v1/jobs/{name}/stop", post(stop))
+        .route("/api/v1/explain/{subject}", get(explain))
+}
+
+/// Why a task, or a declared job's copies, are not running (`wasmos explain`).
+#[utoipa::path(
+    get, path = "/api/v1/explain/{subject}",
+    params(("subject" = String, Path, description = "a task id or a job name")),
+    responses((status = 200, body = Explanation), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn explain(
+    State(h): State<Handles>,
+    Caller(caller): Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Explanation>, ApiError> {
+    let subject = name(path)?;
+    match ask(&h, &caller, OperatorRequest::Explain { subject }).await {
+        Ok(OperatorReply::Explain(e)) => Ok(Json(*e)),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", e.message))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Asks about declared jobs; a missing job is `404 job_not_found`.

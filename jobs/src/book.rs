@@ -29,9 +29,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::placement::{self, Spread, Want};
+use crate::quarantine::Quarantine;
 use crate::request::{JobAccepted, OnReconnect, ValidJob};
 use crate::restart;
 use crate::service::{Service, ServiceCopy};
+use proto::declared::QuarantinePolicy;
 
 /// Jobs with a task not yet ended, by default; a submission beyond it is refused.
 pub const JOBS_MAX_DEFAULT: usize = 1024;
@@ -155,12 +157,21 @@ pub(crate) struct Job {
     pub(crate) next_slot: usize,
     /// Set for a declared job.
     pub(crate) service: Option<Box<Service>>,
+    /// Agents where its tasks keep failing.
+    #[serde(default)]
+    pub(crate) quarantine: Quarantine,
 }
 
 impl Job {
     fn ended(&self) -> bool {
         self.service.is_none()
             && (self.slots.values()).all(|s| matches!(s.state, SlotState::Ended { .. }))
+    }
+
+    /// When an agent gets no more copies: a declared job's own policy, the default for
+    /// `wasmos run`'s jobs.
+    pub(crate) fn quarantine_policy(&self) -> QuarantinePolicy {
+        (self.service.as_ref()).map_or_else(QuarantinePolicy::default, |s| s.decl.decl.quarantine)
     }
 
     /// The task `slot` runs: its version's, for a declared job.
@@ -209,6 +220,8 @@ pub struct JobBook {
     jobs_submitted: u64,
     task_ids_issued: u64,
     tasks_launched: u64,
+    /// The latest time an input brought (for what depends on time without an input).
+    last_now_ms: u64,
 }
 
 impl JobBook {
@@ -229,6 +242,7 @@ impl JobBook {
             jobs_submitted: 0,
             task_ids_issued: 0,
             tasks_launched: 0,
+            last_now_ms: 0,
         }
     }
 
@@ -275,6 +289,7 @@ impl JobBook {
             slots,
             next_slot: count,
             service: None,
+            quarantine: Quarantine::default(),
         };
         self.jobs.insert(job_id.clone(), job);
         self.want_offers();
@@ -422,7 +437,10 @@ impl JobBook {
             .values()
             .filter_map(crate::service::next_health_check)
             .min();
-        restarts.into_iter().chain(health).min()
+        let quarantines = (self.jobs.values())
+            .filter_map(|job| job.quarantine.next_end(self.last_now_ms))
+            .min();
+        restarts.into_iter().chain(health).chain(quarantines).min()
     }
 
     /// Starts the restarts that are due: each gets a new task id and waits for an offer.
@@ -438,13 +456,18 @@ impl JobBook {
         for (job_id, index, name) in due {
             self.replace_slot_task(&job_id, index, &name);
         }
+        self.last_now_ms = now_ms;
+        for job in self.jobs.values_mut() {
+            let policy = job.quarantine_policy();
+            job.quarantine.expire(now_ms, policy);
+        }
         self.reconcile_services(now_ms);
         self.settle_wants();
     }
 
     fn handle_offers(&mut self, now_ms: u64, offers: Vec<Offer>) {
         self.add_per_agent_copies(now_ms, &offers);
-        let assigned = placement::assign(&offers, self.wants(), &self.spread_counts());
+        let assigned = placement::assign(&offers, self.wants(now_ms), &self.spread_counts());
         let mut declined = Vec::new();
         let mut launches: Vec<(OfferId, Vec<TaskSpec>)> = Vec::new();
         for (offer, wants) in offers.iter().zip(assigned) {
@@ -547,10 +570,6 @@ impl JobBook {
         }
         let declared = job.service.is_some();
         let policy = job.job.restart;
-        let backoff = self.backoff(&job_id);
-        let Some(job) = self.jobs.get_mut(&job_id) else {
-            return;
-        };
         let Some(slot) = job.slots.get_mut(&index) else {
             return;
         };
@@ -574,6 +593,33 @@ impl JobBook {
             };
             return self.reconcile_services(now_ms);
         }
+        let killed = slot.kill_requested;
+        self.task_ended(now_ms, &job_id, index, &status, killed);
+        self.reconcile_services(now_ms);
+        self.settle_wants();
+    }
+
+    /// The slot's task ended: restarted after its backoff, or the slot ends.
+    fn task_ended(
+        &mut self,
+        now_ms: u64,
+        job_id: &str,
+        index: usize,
+        status: &TaskStatus,
+        killed: bool,
+    ) {
+        let task_id = &status.task_id;
+        if matches!(status.state, TaskState::Failed | TaskState::Error) && !killed {
+            self.note_failure(now_ms, job_id, &status.agent_id);
+        }
+        let backoff = self.backoff(job_id);
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return;
+        };
+        let policy = job.job.restart;
+        let Some(slot) = job.slots.get_mut(&index) else {
+            return;
+        };
         let restart = !slot.kill_requested && policy.restarts(status.state);
         match (restart, backoff.delay_ms(slot.starts)) {
             (true, Some(delay_ms)) => {
@@ -589,11 +635,24 @@ impl JobBook {
                 slot.state = SlotState::Ended {
                     state: status.state,
                 };
-                self.slot_ended(&job_id, &task_id);
+                self.slot_ended(job_id, task_id);
             }
         }
-        self.reconcile_services(now_ms);
-        self.settle_wants();
+    }
+
+    /// A task of the job failed on `agent`: counted toward its quarantine there.
+    fn note_failure(&mut self, now_ms: u64, job_id: &str, agent: &AgentId) {
+        let at = self.wall_base_ms.saturating_add(now_ms);
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return;
+        };
+        let policy = job.quarantine_policy();
+        if job.quarantine.failed(now_ms, agent, policy) {
+            tracing::warn!(job = %job.job.name, %agent, failures = policy.failures, backoff_ms = policy.backoff_ms, "agent quarantined for the job: its tasks keep failing there");
+            if let Some(service) = job.service.as_deref_mut() {
+                service.quarantined(at, agent, policy);
+            }
+        }
     }
 
     /// Replaces an unreachable task at once under a new id; the master keeps one of the
@@ -721,9 +780,10 @@ impl JobBook {
     }
 
     /// Every waiting copy, oldest job first.
-    fn wants(&self) -> Vec<Want> {
+    fn wants(&self, now_ms: u64) -> Vec<Want> {
         let mut wants = Vec::new();
         for (job_id, job) in &self.jobs {
+            let avoid = job.quarantine.agents(now_ms);
             for (slot, s) in &job.slots {
                 if s.state == SlotState::Waiting {
                     let template = job.template(s);
@@ -733,6 +793,7 @@ impl JobBook {
                         resources: task_resources(template),
                         constraints: template.constraints.clone(),
                         bound: s.copy.bound.clone(),
+                        avoid: avoid.clone(),
                     });
                 }
             }

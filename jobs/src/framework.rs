@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::book::{JobBook, JobBookConfig, KillError, SubmitError};
 use crate::request::{JobAccepted, ValidJob};
 use crate::service::{ServiceError, ServiceRequest};
+use crate::waiting::Waiting;
 use proto::declared::JobsReply;
 
 /// The framework name the jobs framework subscribes with.
@@ -236,6 +237,15 @@ impl JobsClient {
         answer.await.map_err(|_| JobsError::Stopped)?
     }
 
+    /// The copies that wait for `subject` (a job name or id, or a task id), for
+    /// `wasmos explain`; `None` when the framework holds none of them.
+    pub async fn waiting(&self, subject: &str) -> Result<Option<Waiting>, JobsError> {
+        let (reply, answer) = oneshot::channel();
+        let subject = subject.to_owned();
+        self.send(Command::Waiting { subject, reply }).await?;
+        answer.await.map_err(|_| JobsError::Stopped)
+    }
+
     /// A request about declared jobs (`wasmos deploy`, `wasmos job …`).
     pub async fn service(&self, request: ServiceRequest) -> Result<JobsReply, JobsError> {
         let (reply, answer) = oneshot::channel();
@@ -261,6 +271,10 @@ enum Command {
     Kill {
         task_id: TaskId,
         reply: oneshot::Sender<Result<(), JobsError>>,
+    },
+    Waiting {
+        subject: String,
+        reply: oneshot::Sender<Option<Waiting>>,
     },
     Service {
         request: Box<ServiceRequest>,
@@ -438,6 +452,9 @@ impl Driver {
             }
             Command::Kill { task_id, reply } => {
                 let _ = reply.send(self.book.kill(now, &task_id).map_err(JobsError::from));
+            }
+            Command::Waiting { subject, reply } => {
+                let _ = reply.send(self.book.waiting_for(now, &subject));
             }
             Command::Service { request, reply } => {
                 let answer = self.book.handle_service_request(now, *request);

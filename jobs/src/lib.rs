@@ -13,9 +13,11 @@ pub mod declared;
 pub mod framework;
 pub mod persist;
 mod placement;
+mod quarantine;
 pub mod request;
 pub mod restart;
 pub mod service;
+pub mod waiting;
 
 pub use book::{JobBook, JobBookConfig, KillError, SubmitError};
 pub use declared::{DeclError, Desired, ValidDecl};

@@ -73,6 +73,8 @@ impl JobBook {
         let mut launched = Vec::new();
         let mut jobs = saved.jobs;
         for (job_id, job) in &mut jobs {
+            let policy = job.quarantine_policy();
+            job.quarantine.restart_clock(policy);
             for (index, slot) in &mut job.slots {
                 if matches!(slot.state, SlotState::Backoff { .. }) {
                     slot.state = SlotState::Waiting;

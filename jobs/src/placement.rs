@@ -21,6 +21,8 @@ pub(crate) struct Want {
     pub constraints: Vec<Constraint>,
     /// The only agent the copy may run on (a per-agent copy).
     pub bound: Option<AgentId>,
+    /// Agents quarantined for its job.
+    pub avoid: Vec<AgentId>,
 }
 
 /// Where one job's copies run: per agent, and per value of its spread attribute (`""`
@@ -78,6 +80,7 @@ pub(crate) fn assign(
             .enumerate()
             .filter(|(i, o)| {
                 want.bound.as_ref().is_none_or(|a| *a == o.agent_id)
+                    && !want.avoid.contains(&o.agent_id)
                     && o.attributes.satisfies(&want.constraints)
                     && left[*i].contains(&want.resources)
             })

@@ -144,7 +144,7 @@ impl Driver {
             Input::Snapshot(reply) => {
                 let _ = reply.send(self.snapshots.fresh(now, &self.core, &self.net));
             }
-            Input::Inspect(read) => read(&self.core),
+            Input::Inspect(read) => read(&self.core, now),
             Input::TaskUsage(report) => self.core.handle_task_usage(now, &report),
             Input::Refused(message) => {
                 let recorder = self.snapshots.recorder();

@@ -29,6 +29,7 @@
 
 mod driver;
 pub mod error;
+mod explain;
 pub mod frameworks;
 pub mod operator;
 pub mod principals;
@@ -46,7 +47,7 @@ use std::sync::Arc;
 
 use http_api::ClusterState;
 
-use master::{Master, MasterConfig, OperatorKillError};
+use master::{Master, MasterConfig, Millis, OperatorKillError};
 use net::modules::{ModuleServer, ModuleStore};
 use net::{AliveToken, Net, NetConfig, Responder};
 use proto::{AgentAdvert, AgentId, FrameworkCall, FrameworkId, TaskId, TaskStatus};
@@ -145,6 +146,9 @@ impl MasterDaemonConfig {
     }
 }
 
+/// A read of the core between two inputs, with the core's time.
+pub(crate) type CoreRead = Box<dyn FnOnce(&Master, Millis) + Send>;
+
 /// What the driver is told, by the pumps and by the handle.
 pub(crate) enum Input {
     Advert(AgentAdvert),
@@ -170,7 +174,7 @@ pub(crate) enum Input {
     /// From the operator ([`operator`]): the latest snapshot, published anew first if
     /// anything changed, so that a tool sees what it just did.
     Snapshot(oneshot::Sender<Arc<ClusterState>>),
-    Inspect(Box<dyn FnOnce(&Master) + Send>),
+    Inspect(CoreRead),
     /// What an agent's task uses, for the operator's rows.
     TaskUsage(proto::TaskUsageReport),
     /// From the operator ([`operator`]): a request the policy refused, for the log.
@@ -384,7 +388,7 @@ impl MasterHandle {
         read: impl FnOnce(&Master) -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        let job: Box<dyn FnOnce(&Master) + Send> = Box::new(move |core| {
+        let job: CoreRead = Box::new(move |core, _| {
             let _ = tx.send(read(core));
         });
         self.inputs.send(Input::Inspect(job)).await.ok()?;

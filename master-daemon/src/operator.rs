@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MIN};
 use jobs::request::{ValidJob, ValidateJob};
+use jobs::waiting::Waiting;
 use jobs::{ServiceRequest, ValidDecl};
 use master::{Master, Millis, OperatorAct, OperatorKillError, Policy, Refusal};
 use net::clock::unix_ms;
@@ -74,6 +75,8 @@ pub trait JobSubmitter: Send + Sync + 'static {
     fn pending(&self) -> Arc<Vec<TaskRow>>;
     /// A request about declared jobs, validated.
     fn service(&self, request: ServiceRequest) -> SubmitterFuture<'_, JobsReply>;
+    /// The copies it holds that wait for `subject` (a job or a task).
+    fn waiting<'a>(&'a self, subject: &'a str) -> SubmitterFuture<'a, Option<Waiting>>;
 }
 
 impl JobSubmitter for jobs::JobsClient {
@@ -95,6 +98,14 @@ impl JobSubmitter for jobs::JobsClient {
 
     fn pending(&self) -> Arc<Vec<TaskRow>> {
         jobs::JobsClient::pending(self)
+    }
+
+    fn waiting<'a>(&'a self, subject: &'a str) -> SubmitterFuture<'a, Option<Waiting>> {
+        Box::pin(async move {
+            jobs::JobsClient::waiting(self, subject)
+                .await
+                .map_err(jobs_error)
+        })
     }
 
     fn service(&self, request: ServiceRequest) -> SubmitterFuture<'_, JobsReply> {
@@ -124,7 +135,7 @@ fn no_task(task_id: &TaskId) -> OperatorError {
     OperatorError::NotFound(format!("no task {task_id}"))
 }
 
-fn jobs_not_running() -> OperatorError {
+pub(crate) fn jobs_not_running() -> OperatorError {
     OperatorError::JobsNotRunning(
         "jobs framework not running: the master serves the API, but no jobs framework \
          is attached to it (`wasmos master` and `wasmos up` start one unless --no-jobs)"
@@ -397,6 +408,9 @@ pub(crate) async fn answer(
         OperatorRequest::SubmitJob(job) => submit(ctx, job).await,
         OperatorRequest::Hosted(request) => Ok(OperatorReply::Hosted(hosted(ctx, request).await)),
         OperatorRequest::Jobs(request) => declared(ctx, request).await.map(OperatorReply::Jobs),
+        OperatorRequest::Explain { subject } => crate::explain::explain(ctx, subject)
+            .await
+            .map(|e| OperatorReply::Explain(Box::new(e))),
     };
     listed.unwrap_or_else(OperatorReply::Error)
 }
@@ -419,6 +433,7 @@ fn operator_act(request: &OperatorRequest) -> OperatorAct {
             oci: job.image.is_some(),
         },
         OperatorRequest::Hosted(HostedRequest::Add(_)) => OperatorAct::Submit { oci: true },
+        OperatorRequest::Explain { .. } => OperatorAct::Read,
         OperatorRequest::Jobs(request) => match request {
             JobsRequest::List | JobsRequest::Status { .. } | JobsRequest::History { .. } => {
                 OperatorAct::Read
@@ -446,7 +461,7 @@ fn stopping() -> OperatorError {
 }
 
 /// The latest snapshot, published anew first if anything changed.
-async fn fresh(ctx: &OperatorContext) -> Result<Arc<ClusterState>, OperatorError> {
+pub(crate) async fn fresh(ctx: &OperatorContext) -> Result<Arc<ClusterState>, OperatorError> {
     let (tx, rx) = oneshot::channel();
     ctx.inputs
         .send(Input::Snapshot(tx))
@@ -455,14 +470,14 @@ async fn fresh(ctx: &OperatorContext) -> Result<Arc<ClusterState>, OperatorError
     rx.await.map_err(|_| stopping())
 }
 
-/// Runs `read` on the core between two inputs.
-async fn read<T: Send + 'static>(
+/// Runs `read` on the core between two inputs, with the core's time.
+pub(crate) async fn read<T: Send + 'static>(
     ctx: &OperatorContext,
-    read: impl FnOnce(&Master) -> T + Send + 'static,
+    read: impl FnOnce(&Master, Millis) -> T + Send + 'static,
 ) -> Result<T, OperatorError> {
     let (tx, rx) = oneshot::channel();
-    let job: Box<dyn FnOnce(&Master) + Send> = Box::new(move |core| {
-        let _ = tx.send(read(core));
+    let job: crate::CoreRead = Box::new(move |core, now| {
+        let _ = tx.send(read(core, now));
     });
     ctx.inputs
         .send(Input::Inspect(job))
@@ -503,7 +518,7 @@ async fn logs(
 ) -> Result<OperatorReply, OperatorError> {
     let task_id = request.task_id.clone();
     let id = task_id.clone();
-    let place = read(ctx, move |core| core.task_place(&id)).await?;
+    let place = read(ctx, move |core, _| core.task_place(&id)).await?;
     if let Some((framework_id, _)) = &place
         && let Err(refusal) = ctx.policy.check_read_output(caller, framework_id)
     {
@@ -550,7 +565,7 @@ async fn ended_without_output(
     message: String,
 ) -> Result<OperatorReply, OperatorError> {
     let (from, id) = (request.from.unwrap_or_default(), request.task_id.clone());
-    match read(ctx, move |core| core.task_end(&id)).await? {
+    match read(ctx, move |core, _| core.task_end(&id)).await? {
         Some(state) => Ok(OperatorReply::Logs(TaskOutput::empty(state, from))),
         None => Err(OperatorError::Conflict(message)),
     }

@@ -16,6 +16,7 @@ pub mod allocator;
 pub mod config;
 mod deadlines;
 pub mod error;
+pub mod explain;
 mod master;
 pub mod offer_book;
 pub mod policy;

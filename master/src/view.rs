@@ -58,6 +58,10 @@ impl LostAgents {
     }
 
     /// The agent registered again.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = &AgentRow> {
+        self.rows.iter()
+    }
+
     pub(crate) fn forget(&mut self, agent_id: &AgentId) {
         self.rows.retain(|r| &r.agent_id != agent_id);
     }

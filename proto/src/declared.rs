@@ -65,6 +65,8 @@ pub struct JobDecl {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub update: UpdatePolicy,
+    #[serde(default)]
+    pub quarantine: QuarantinePolicy,
 }
 
 fn cpus_default() -> f64 {
@@ -108,6 +110,45 @@ impl Default for UpdatePolicy {
             auto_promote: true,
         }
     }
+}
+
+/// Default of [`QuarantinePolicy::failures`].
+pub const QUARANTINE_FAILURES_DEFAULT: u32 = 3;
+/// Default of [`QuarantinePolicy::window_ms`].
+pub const QUARANTINE_WINDOW_MS_DEFAULT: u64 = 60_000;
+/// Default of [`QuarantinePolicy::backoff_ms`].
+pub const QUARANTINE_BACKOFF_MS_DEFAULT: u64 = 300_000;
+
+/// An agent where a job's tasks keep failing gets no more copies of it for a while.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantinePolicy {
+    /// Tasks of the job ending `failed` or `error` on one agent within `window_ms` that
+    /// quarantine it (0: never).
+    pub failures: u32,
+    pub window_ms: u64,
+    /// How long the agent gets no copies of the job.
+    pub backoff_ms: u64,
+}
+
+impl Default for QuarantinePolicy {
+    fn default() -> QuarantinePolicy {
+        QuarantinePolicy {
+            failures: QUARANTINE_FAILURES_DEFAULT,
+            window_ms: QUARANTINE_WINDOW_MS_DEFAULT,
+            backoff_ms: QUARANTINE_BACKOFF_MS_DEFAULT,
+        }
+    }
+}
+
+/// An agent quarantined for a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuarantineRow {
+    #[schema(value_type = String)]
+    pub agent_id: AgentId,
+    /// Its failures in the window that quarantined it.
+    pub failures: u32,
+    pub until_at_ms: u64,
 }
 
 /// Requests about declared jobs, on the operator protocol.
@@ -193,6 +234,8 @@ pub struct JobStatus {
     /// Newest first.
     pub versions: Vec<VersionRow>,
     pub copies: Vec<CopyRow>,
+    /// Agents that get no copies of the job for now.
+    pub quarantined: Vec<QuarantineRow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod attributes;
 pub mod codec;
 pub mod declared;
+pub mod explain;
 pub mod ids;
 pub mod keys;
 pub mod messages;

@@ -339,6 +339,10 @@ pub enum OperatorRequest {
     Hosted(HostedRequest),
     /// Declared jobs (`wasmos deploy`, `wasmos job …`).
     Jobs(crate::declared::JobsRequest),
+    /// Why a task or a job's copies are not running: a task id or a job name.
+    Explain {
+        subject: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -356,6 +360,7 @@ pub enum OperatorReply {
     JobAccepted(JobAccepted),
     Hosted(HostedReply),
     Jobs(crate::declared::JobsReply),
+    Explain(Box<crate::explain::Explanation>),
     Error(OperatorError),
 }
 

@@ -176,3 +176,118 @@ fn a_master_killed_in_the_middle_of_a_rollout_goes_on_with_it_and_duplicates_not
         assert_eq!(copy["version"], 2, "{status:#}");
     }
 }
+
+fn explain(subject: &str, endpoint: &str) -> Value {
+    let out = client(&["explain", subject, "--json"], endpoint);
+    assert!(out.status.success(), "explain {subject}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `wasmos explain SUBJECT --json` until `done` holds for it.
+fn explained(subject: &str, endpoint: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + STEP_WAIT;
+    loop {
+        let e = explain(subject, endpoint);
+        if done(&e) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "explain {subject}: {e:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn explain_says_why_copies_wait_in_words_and_per_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let (_agent, agent_id) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let write = |name: &str, module_name: &str, extra: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "name = \"{name}\"\nmodule = {:?}\nargs = [\"300000\"]\nmem = 16\n{extra}\n",
+            module(module_name).to_str().unwrap()
+        );
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let arm = write(
+        "arm",
+        "p1_sleep",
+        "count = 2\nconstraints = [\"arch=riscv64\"]",
+    );
+    let huge = write("huge", "p1_sleep", "count = 1\ncpus = 512");
+    let flaky = write(
+        "flaky",
+        "p1_exit3",
+        "count = 1\nrestart = \"always\"\n[quarantine]\nfailures = 2\nwindow_ms = 60000\nbackoff_ms = 120000",
+    );
+    let fine = write(
+        "fine",
+        "p1_sleep",
+        "count = 1\n[update]\nmin_healthy_ms = 500\nhealthy_deadline_ms = 60000",
+    );
+    for file in [&arm, &huge, &flaky] {
+        let out = deploy(file, &endpoint, true);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(deploy(&fine, &endpoint, false).status.success());
+
+    let e = explained("arm", &endpoint, |e| {
+        e["copies"].as_array().is_some_and(|c| c.len() == 2)
+    });
+    let summary = e["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("job arm: 0 of 2 running; 2 wait:"),
+        "{summary}"
+    );
+    assert!(summary.contains("arch=riscv64"), "{summary}");
+    assert_eq!(
+        e["copies"][0]["agents"][0]["fit"]["constraint"]["constraint"], "arch=riscv64",
+        "{e:#}"
+    );
+
+    // The shortfall matches the agent's free cpus as the master lists them.
+    let e = explain("huge", &endpoint);
+    let short = &e["copies"][0]["agents"][0]["fit"]["short"];
+    assert_eq!(short["resource"], "cpus", "{e:#}");
+    assert_eq!(short["need"], 512.0);
+    let agents = crate::cluster::json_rows(&["agents", "--json"], &endpoint);
+    let row = agents
+        .iter()
+        .find(|a| a["id"] == agent_id.as_str())
+        .unwrap();
+    let free = row["free"]["scalars"]["cpus"].as_f64().unwrap();
+    assert!(
+        (short["free"].as_f64().unwrap() - free).abs() < 0.01,
+        "{short} vs {row}"
+    );
+    assert!(e["summary"].as_str().unwrap().contains("closest"), "{e:#}");
+
+    // Failing twice quarantines the agent for the job; explain says so.
+    let e = explained("flaky", &endpoint, |e| {
+        e["copies"][0]["agents"][0]["fit"]["quarantined"].is_object()
+    });
+    assert!(
+        e["summary"].as_str().unwrap().contains("quarantined"),
+        "{e:#}"
+    );
+    let status = crate::cluster::json_rows(&["job", "list", "--json"], &endpoint);
+    assert!(status.iter().any(|j| j["name"] == "flaky"));
+
+    // A running task is explained by its own row.
+    let running = crate::cluster::json_rows(&["ps", "--json"], &endpoint);
+    let task = running
+        .iter()
+        .find(|r| r["name"] == "fine" && r["state"] == "running")
+        .unwrap();
+    let e = explain(task["id"].as_str().unwrap(), &endpoint);
+    assert_eq!(e["summary"], format!("running on {agent_id}"));
+    let out = client(&["explain", "nothing-here"], &endpoint);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no task or job nothing-here"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -175,7 +175,7 @@ pub(crate) struct Service {
 
 impl Service {
     /// Copies wanted now: `count`, or `per_agent` times the agents that have copies.
-    fn desired(&self, slots: &BTreeMap<usize, Slot>) -> usize {
+    pub(crate) fn desired(&self, slots: &BTreeMap<usize, Slot>) -> usize {
         match self.decl.desired {
             Desired::Count(n) => n as usize,
             Desired::PerAgent(n) => {
@@ -210,6 +210,20 @@ impl Service {
         }
     }
 
+    pub(crate) fn quarantined(
+        &mut self,
+        at: u64,
+        agent: &AgentId,
+        policy: proto::declared::QuarantinePolicy,
+    ) {
+        let message = format!(
+            "agent {agent} gets no copies for {} ms: {} tasks failed there within {} ms",
+            policy.backoff_ms, policy.failures, policy.window_ms
+        );
+        let latest = self.latest;
+        self.log(at, latest, "quarantined", message);
+    }
+
     /// A new declared job at version 1, rolling out.
     fn create(at: u64, decl: ValidDecl) -> (Job, u32) {
         let mut service = Service {
@@ -229,6 +243,7 @@ impl Service {
             slots: BTreeMap::new(),
             next_slot: 0,
             service: Some(Box::new(service)),
+            quarantine: crate::quarantine::Quarantine::default(),
         };
         (job, version)
     }
@@ -652,12 +667,14 @@ impl JobBook {
             .map(|(n, v)| version_row(*n, v, job))
             .collect();
         let copies = job.slots.values().map(copy_row).collect();
+        let quarantined = job.quarantine.rows(now_ms, self.wall_base_ms);
         Ok(JobStatus {
             summary: summary(job, service, now_ms),
             decl: service.decl.decl.clone(),
             rollout,
             versions,
             copies,
+            quarantined,
         })
     }
 }

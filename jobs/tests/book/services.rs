@@ -415,3 +415,62 @@ fn an_unreadable_state_is_refused_with_a_reason() {
     assert!(e.err().is_some_and(|e| e.to_string().contains("format 7")));
     assert!(JobBook::restore(JobBookConfig::default(), 1, b"not json").is_err());
 }
+
+#[test]
+fn an_agent_where_a_job_keeps_failing_is_quarantined_for_it() {
+    let agents = vec![
+        advert("bad", res(4.0, 4096.0), Attributes::new().with("zone", "1")),
+        advert(
+            "good",
+            res(4.0, 4096.0),
+            Attributes::new().with("zone", "2"),
+        ),
+    ];
+    let mut w = World::new(JobBookConfig::default(), agents);
+    let quarantine = r#", "restart": "always", "constraints": ["zone!=2"],
+        "quarantine": {"failures": 2, "window_ms": 60000, "backoff_ms": 30000}"#;
+    w.deploy(svc(1, MODULE, quarantine));
+    // Fails twice on the only agent it may run on: quarantined there, it waits.
+    for _ in 0..2 {
+        let id = w.last_launched().task_id.clone();
+        assert_eq!(w.agent_of(&id).as_str(), "bad");
+        w.report(&id, TaskState::Failed);
+        w.advance_to(w.now + 70_000);
+    }
+    let status = w.status();
+    assert_eq!(
+        status.quarantined.len(),
+        0,
+        "the backoff is over: {status:#?}"
+    );
+    let launched = w.launched.len();
+    let id = w.last_launched().task_id.clone();
+    w.report(&id, TaskState::Failed);
+    let id = {
+        w.advance_to(w.now + 5_000);
+        w.last_launched().task_id.clone()
+    };
+    w.report(&id, TaskState::Failed);
+    let status = w.status();
+    assert_eq!(status.quarantined.len(), 1, "{status:#?}");
+    assert_eq!(status.quarantined[0].agent_id.as_str(), "bad");
+    let before = w.launched.len();
+    w.advance_to(w.now + 20_000);
+    assert_eq!(
+        w.launched.len(),
+        before,
+        "nothing placed on the quarantined agent"
+    );
+    assert!(before > launched);
+    w.advance_to(w.now + 15_000);
+    assert_eq!(
+        w.launched.len(),
+        before + 1,
+        "placed again once the backoff is over"
+    );
+    let events: Vec<String> = match w.request(ServiceRequest::History("svc".to_owned())) {
+        Ok(JobsReply::History(h)) => h.into_iter().map(|e| e.event).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert!(events.iter().any(|e| e == "quarantined"), "{events:?}");
+}

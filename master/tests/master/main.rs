@@ -6,6 +6,7 @@ mod calls;
 mod census;
 mod common;
 mod disconnect;
+mod explain;
 mod gpus;
 mod liveness;
 mod policy;
