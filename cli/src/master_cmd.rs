@@ -106,7 +106,7 @@ pub fn run(args: MasterCommandArgs) -> anyhow::Result<ExitCode> {
             .join(",");
         let mut leadership =
             leader::lead_if_elected(&election, proto::keys::DEFAULT_CLUSTER, &candidate).await?;
-        let master = start(&args).await?;
+        let master = start(&args, &election.etcd).await?;
         print_endpoints(&master)?;
         let lost = tokio::select! {
             r = wait_for_signal() => { r?; None }
@@ -124,8 +124,9 @@ pub fn run(args: MasterCommandArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Starts the master `args` describe.
-pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
+/// Starts the master `args` describe; with `etcd` endpoints, its in-process frameworks
+/// keep their state there (for a standby taking over).
+pub async fn start(args: &MasterArgs, etcd: &[String]) -> anyhow::Result<MasterHandle> {
     let store_dir = match &args.store_dir {
         Some(dir) => dir.clone(),
         None => default_dir("master-store"),
@@ -138,6 +139,7 @@ pub async fn start(args: &MasterArgs) -> anyhow::Result<MasterHandle> {
         (None, Some(_)) => {}
     }
     config.jobs = !args.no_jobs;
+    config.etcd = etcd.to_vec();
     config.core.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
     config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
     config.core.role_weights = args.role_weights.iter().cloned().collect();

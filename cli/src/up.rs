@@ -75,7 +75,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     runtime()?.block_on(async {
-        let master = master_cmd::start(&master_args).await?;
+        let master = master_cmd::start(&master_args, &[]).await?;
         // The agent is a client of the master like any other, over the master's own
         // endpoints, so that what runs here is what runs on a fleet.
         let mut net = NetConfig::member(master.endpoints().to_vec());

@@ -1,4 +1,6 @@
-//! The four etcd v3 calls an election needs, over etcd's JSON gateway (`/v3/...`).
+//! The etcd v3 calls an election needs, and the plain `put`/`get` of the state a standby
+//! master takes over (the jobs framework's, hosted schedulers), over etcd's JSON gateway
+//! (`/v3/...`).
 //!
 //! The gateway speaks proto3 JSON: keys and values are base64, 64-bit integers are
 //! strings, and fields at their default value (`false`, `0`) are left out.
@@ -12,8 +14,10 @@ use crate::ElectionError;
 
 /// Longest time one request to etcd may take before it counts as failed.
 pub const REQUEST_TIMEOUT_MS: u64 = 1_000;
-/// Largest answer read from etcd; an election's answers are a few hundred bytes.
-const REPLY_BYTES_MAX: usize = 64 * 1024;
+/// Largest value [`Etcd::put`] stores: etcd refuses requests over 1.5 MiB by default.
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// Largest answer read from etcd: a value of [`VALUE_BYTES_MAX`] in base64, and some.
+const REPLY_BYTES_MAX: usize = 2 * VALUE_BYTES_MAX;
 
 /// An etcd lease: the key it holds goes when the lease expires or is revoked.
 pub type LeaseId = i64;
@@ -114,6 +118,32 @@ impl Etcd {
             .map(|v| decode_text(&v))
             .transpose()?;
         Ok(Some(holder.unwrap_or_default()))
+    }
+
+    /// Puts `key = value`, whatever was there, at most [`VALUE_BYTES_MAX`] bytes.
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), ElectionError> {
+        if value.len() > VALUE_BYTES_MAX {
+            return Err(ElectionError::Reply(format!(
+                "{key}: {} bytes, over the {VALUE_BYTES_MAX} etcd takes",
+                value.len()
+            )));
+        }
+        let body = json!({ "key": B64.encode(key), "value": B64.encode(value) });
+        let _: serde_json::Value = self.post("/v3/kv/put", body).await?;
+        Ok(())
+    }
+
+    /// The bytes of `key`, if it exists.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, ElectionError> {
+        let reply: RangeReply = self
+            .post("/v3/kv/range", json!({ "key": B64.encode(key) }))
+            .await?;
+        (reply.kvs.into_iter().find_map(|kv| kv.value))
+            .map(|v| {
+                B64.decode(v)
+                    .map_err(|e| ElectionError::Reply(format!("a value that is not base64: {e}")))
+            })
+            .transpose()
     }
 
     /// The value of `key`, if it exists.

@@ -5,7 +5,6 @@
 //! (`master_daemon::operator`) is the one door for `wasmos run` and `POST /api/v1/jobs`,
 //! and hands it jobs it validated with [`crate::request::ValidateJob`].
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +20,7 @@ use tokio::time::Instant;
 use crate::book::{JobBook, JobBookConfig, KillError, SubmitError};
 use crate::request::{JobAccepted, ValidJob};
 use crate::service::{ServiceError, ServiceRequest};
+use crate::store::StateStore;
 use crate::waiting::Waiting;
 use proto::declared::JobsReply;
 
@@ -33,20 +33,23 @@ pub const JOBS_FAILOVER_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const COMMANDS_QUEUED_MAX: usize = 64;
 
 /// How the jobs framework subscribes and schedules.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct JobsConfig {
     pub name: String,
     pub role: String,
     pub weight: f64,
     pub book: JobBookConfig,
-    /// Where the framework id is kept, so that a restarted framework (with a restarted
-    /// master) subscribes with the same id and keeps its running tasks. `None`: a new
-    /// framework at every start.
-    pub framework_id_file: Option<PathBuf>,
-    /// Where the jobs are kept ([`crate::persist`]), so that a restarted framework goes
-    /// on with them. `None`: they go with the process.
-    pub state_file: Option<PathBuf>,
+    /// Where the framework id ([`FRAMEWORK_ID_BLOB`]) and the jobs ([`STATE_BLOB`],
+    /// [`crate::persist`]) are kept, so that a restarted framework (with a restarted
+    /// master, or a standby that took over) subscribes with the same id, keeps its
+    /// running tasks and goes on with its jobs. `None`: a new framework at every start.
+    pub store: Option<Arc<dyn StateStore>>,
 }
+
+/// The jobs framework's id, in its [`StateStore`].
+pub const FRAMEWORK_ID_BLOB: &str = "jobs.id";
+/// The jobs framework's jobs, in its [`StateStore`].
+pub const STATE_BLOB: &str = "jobs.state.json";
 
 impl Default for JobsConfig {
     /// Framework `jobs` in role `default` with weight 1.
@@ -56,8 +59,7 @@ impl Default for JobsConfig {
             role: "default".to_owned(),
             weight: 1.0,
             book: JobBookConfig::default(),
-            framework_id_file: None,
-            state_file: None,
+            store: None,
         }
     }
 }
@@ -76,14 +78,17 @@ pub enum JobsError {
     Stopped,
 }
 
-/// Subscribes with the id kept in `id_file` when there is one (a new subscription when
+/// Subscribes with the id kept in `store` when there is one (a new subscription when
 /// the master refuses it), and keeps the id it gets there.
 async fn subscribe(
     net: &Net,
     mut config: FrameworkConfig,
-    id_file: Option<&Path>,
+    store: Option<&dyn StateStore>,
 ) -> Result<(FrameworkClient, framework::Events), JobsError> {
-    let kept = id_file.and_then(read_framework_id);
+    let kept = match store {
+        Some(store) => read_framework_id(store).await,
+        None => None,
+    };
     if let Some(id) = kept {
         config.info.framework_id = Some(id.clone());
         match FrameworkClient::subscribe(net.clone(), config.clone()).await {
@@ -97,26 +102,28 @@ async fn subscribe(
     let (client, events) = FrameworkClient::subscribe(net.clone(), config)
         .await
         .map_err(JobsError::Subscribe)?;
-    if let Some(file) = id_file
-        && let Err(e) = write_framework_id(file, client.framework_id())
+    if let Some(store) = store
+        && let Err(e) = (store.save(FRAMEWORK_ID_BLOB, client.framework_id().as_str().into())).await
     {
-        tracing::warn!(file = %file.display(), %e, "cannot keep the jobs framework id; a restart will start a new framework");
+        let place = store.place(FRAMEWORK_ID_BLOB);
+        tracing::warn!(%place, %e, "cannot keep the jobs framework id; a restart will start a new framework");
     }
     Ok((client, events))
 }
 
-fn read_framework_id(file: &Path) -> Option<proto::FrameworkId> {
-    let text = std::fs::read_to_string(file).ok()?;
+async fn read_framework_id(store: &dyn StateStore) -> Option<proto::FrameworkId> {
+    let bytes = match store.load(FRAMEWORK_ID_BLOB).await {
+        Ok(bytes) => bytes?,
+        Err(e) => {
+            let place = store.place(FRAMEWORK_ID_BLOB);
+            tracing::warn!(%place, %e, "cannot read the kept jobs framework id");
+            return None;
+        }
+    };
+    let text = String::from_utf8(bytes).ok()?;
     let id = text.trim();
     proto::keys::valid_chunk("framework id", id).ok()?;
     Some(proto::FrameworkId::new(id))
-}
-
-/// Written to a temporary file and renamed, so a crash leaves the old id or the new one.
-fn write_framework_id(file: &Path, id: &proto::FrameworkId) -> std::io::Result<()> {
-    let staging = file.with_extension("tmp");
-    std::fs::write(&staging, id.as_str())?;
-    std::fs::rename(&staging, file)
 }
 
 /// Starts the jobs framework.
@@ -129,20 +136,19 @@ impl JobsFramework {
         let mut framework_config =
             FrameworkConfig::new(&config.name).with_role(&config.role, config.weight);
         framework_config.info.failover_timeout_ms = JOBS_FAILOVER_TIMEOUT_MS;
-        let (client, events) =
-            subscribe(&net, framework_config, config.framework_id_file.as_deref()).await?;
+        let (client, events) = subscribe(&net, framework_config, config.store.as_deref()).await?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (stop_tx, stop_rx) = oneshot::channel();
         let framework_id = client.framework_id().clone();
         tracing::info!(%framework_id, "jobs framework subscribed");
         let (pending_tx, pending_rx) = watch::channel(Arc::new(Vec::new()));
-        let book = match &config.state_file {
-            Some(file) => load_book(config.book, file),
+        let book = match &config.store {
+            Some(store) => load_book(config.book, store.as_ref()).await,
             None => JobBook::new(config.book, incarnation()),
         };
         let driver = Driver {
             book,
-            state_file: config.state_file,
+            store: config.store,
             saved_at: None,
             dirty: false,
             client,
@@ -292,49 +298,41 @@ fn incarnation() -> u64 {
         .unwrap_or_else(|_| u64::from(std::process::id()))
 }
 
-/// The book kept in `file`, or a new one when there is none. A file that cannot be read
-/// is moved aside (`<file>.unreadable`) and said loudly, never silently overwritten.
-fn load_book(config: JobBookConfig, file: &Path) -> JobBook {
-    let bytes = match std::fs::read(file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return JobBook::new(config, incarnation());
-        }
+/// The book kept in `store`, or a new one when there is none. A state that cannot be
+/// read is kept aside (as [`UNREADABLE_BLOB`]) and said loudly, never silently
+/// overwritten.
+async fn load_book(config: JobBookConfig, store: &dyn StateStore) -> JobBook {
+    let place = store.place(STATE_BLOB);
+    let bytes = match store.load(STATE_BLOB).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return JobBook::new(config, incarnation()),
         Err(e) => {
-            tracing::error!(file = %file.display(), %e, "cannot read the jobs state; starting without it");
+            tracing::error!(%place, %e, "cannot read the jobs state; starting without it");
             return JobBook::new(config, incarnation());
         }
     };
     match JobBook::restore(config.clone(), incarnation(), &bytes) {
         Ok(book) => book,
         Err(e) => {
-            let aside = file.with_extension("unreadable");
-            tracing::error!(file = %file.display(), aside = %aside.display(), %e, "the jobs state is unreadable; moved aside, starting without it");
-            if let Err(e) = std::fs::rename(file, &aside) {
-                tracing::error!(%e, "could not move the unreadable jobs state aside");
+            let aside = store.place(UNREADABLE_BLOB);
+            tracing::error!(%place, %aside, %e, "the jobs state is unreadable; kept aside, starting without it");
+            if let Err(e) = store.save(UNREADABLE_BLOB, bytes).await {
+                tracing::error!(%e, "could not keep the unreadable jobs state aside");
             }
             JobBook::new(config, incarnation())
         }
     }
 }
 
-/// Written to a temporary file, synced and renamed: a crash leaves the old state or the
-/// new one.
-fn write_state(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let staging = file.with_extension("tmp");
-    let mut out = std::fs::File::create(&staging)?;
-    out.write_all(bytes)?;
-    out.sync_data()?;
-    std::fs::rename(&staging, file)
-}
+/// Where an unreadable state is kept for people to look at.
+pub const UNREADABLE_BLOB: &str = "jobs.state.unreadable";
 
 /// Between two writes of the jobs state when no call waits on it.
 const STATE_SAVE_INTERVAL_MS: u64 = 1_000;
 
 struct Driver {
     book: JobBook,
-    state_file: Option<PathBuf>,
+    store: Option<Arc<dyn StateStore>>,
     saved_at: Option<Instant>,
     /// Inputs went in since the state was last written.
     dirty: bool,
@@ -350,7 +348,7 @@ struct Driver {
 impl Driver {
     async fn run(mut self) {
         loop {
-            self.save_state(false);
+            self.save_state(false).await;
             self.send_calls().await;
             self.publish_pending();
             let wake = self
@@ -371,7 +369,7 @@ impl Driver {
                 },
                 Some(command) = self.commands.recv() => self.handle_command(command),
                 _ = &mut self.stop => {
-                    self.save_state(true);
+                    self.save_state(true).await;
                     return;
                 }
                 () = sleep_until(wake) => {
@@ -388,23 +386,24 @@ impl Driver {
     /// When the state is next written without a call waiting on it.
     fn save_due(&self) -> Option<Instant> {
         let interval = Duration::from_millis(STATE_SAVE_INTERVAL_MS);
-        (self.dirty && self.state_file.is_some())
+        (self.dirty && self.store.is_some())
             .then(|| self.saved_at.map_or_else(Instant::now, |at| at + interval))
     }
 
     /// Writes the state before calls go out (write-ahead: no task is launched that a
     /// restarted framework would not know), and otherwise at most every
     /// [`STATE_SAVE_INTERVAL_MS`]; `now`: at once (the framework stops).
-    fn save_state(&mut self, now: bool) {
-        let Some(file) = &self.state_file else { return };
+    async fn save_state(&mut self, now: bool) {
+        let Some(store) = &self.store else { return };
         let due = self.save_due().is_some_and(|at| at <= Instant::now());
         if !self.dirty || !(now || self.book.has_calls() || due) {
             return;
         }
         match self.book.save() {
             Ok(bytes) => {
-                if let Err(e) = write_state(file, &bytes) {
-                    tracing::error!(file = %file.display(), %e, "cannot write the jobs state; a restart would lose recent changes");
+                if let Err(e) = store.save(STATE_BLOB, bytes).await {
+                    let place = store.place(STATE_BLOB);
+                    tracing::error!(%place, %e, "cannot write the jobs state; a restart would lose recent changes");
                 }
             }
             Err(e) => tracing::error!(%e, "cannot encode the jobs state"),

@@ -17,6 +17,7 @@ mod quarantine;
 pub mod request;
 pub mod restart;
 pub mod service;
+pub mod store;
 pub mod waiting;
 
 pub use book::{JobBook, JobBookConfig, KillError, SubmitError};

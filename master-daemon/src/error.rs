@@ -20,6 +20,8 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot keep the in-process frameworks' state in etcd: {0}")]
+    StateStore(String),
     #[error("cannot serve HTTP on {addr}")]
     HttpBind {
         addr: std::net::SocketAddr,

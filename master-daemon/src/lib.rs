@@ -90,9 +90,13 @@ pub struct MasterDaemonConfig {
     pub seed: u64,
     /// Directory of the module store.
     pub store_dir: PathBuf,
-    /// The master's own state apart from modules: `frameworks/` keeps the ids of the
-    /// frameworks run in this process, so that they survive a restart.
+    /// The master's own state apart from modules: `frameworks/` keeps the frameworks run
+    /// in this process (the jobs framework's id and jobs, hosted schedulers), so that
+    /// they survive a restart.
     pub state_dir: PathBuf,
+    /// etcd endpoints (`--etcd`): the in-process frameworks keep their state there
+    /// instead of `state_dir`, so that a standby master taking over goes on with it.
+    pub etcd: Vec<String>,
     /// Start the built-in jobs framework (`wasmos run`, `POST /api/v1/jobs`).
     pub jobs: bool,
     /// How long a command to an agent may go unanswered; an unanswered launch is
@@ -134,6 +138,7 @@ impl MasterDaemonConfig {
             seed: 0,
             store_dir,
             state_dir: state_dir.into(),
+            etcd: Vec::new(),
             jobs: false,
             agent_command_timeout_ms: AGENT_COMMAND_TIMEOUT_MS_DEFAULT,
             http: None,
@@ -305,7 +310,7 @@ impl MasterDaemon {
             store.clone(),
             config.module_limits,
             inputs.clone(),
-            Some(frameworks::state_dir(config)?.join(frameworks::hosted::HOSTED_STATE_FILE)),
+            Some(frameworks::state_store(config)?),
         )
         .await?;
         let jobs = InProcessFrameworks::start_jobs(&member, config).await?;

@@ -104,12 +104,24 @@ struct MasterProcess {
 
 impl MasterProcess {
     fn start(etcd: &str, endpoint: &str, store: &std::path::Path) -> MasterProcess {
+        MasterProcess::start_with(etcd, endpoint, store, &store.with_extension("state"))
+    }
+
+    /// With a state directory of its own (what it keeps goes to etcd all the same).
+    fn start_with(
+        etcd: &str,
+        endpoint: &str,
+        store: &std::path::Path,
+        state: &std::path::Path,
+    ) -> MasterProcess {
         let mut child = wasmos()
             .args(["master", "--etcd", etcd, "--lease-ttl", "2"])
             .args(["--listen", endpoint, "--agent-lost-timeout", "30"])
             .args(["--http", "127.0.0.1:0"])
             .arg("--store-dir")
             .arg(store)
+            .arg("--state-dir")
+            .arg(state)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -236,4 +248,112 @@ fn agent_id_from(stdout: ChildStdout) -> String {
         .nth(1)
         .unwrap_or_else(|| panic!("agent printed {line:?}"))
         .to_owned()
+}
+
+/// `wasmos <args> --connect endpoint` as JSON, once it succeeds.
+fn json_at(args: &[&str], endpoint: &str) -> Option<Value> {
+    let out = wasmos()
+        .args(args)
+        .args(["--connect", endpoint])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn wait_json(args: &[&str], endpoint: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + TAKEOVER_WAIT;
+    loop {
+        let value = json_at(args, endpoint);
+        if let Some(value) = value.as_ref().filter(|v| done(v)) {
+            return value.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {what} at {endpoint}: {value:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_standby_taking_over_goes_on_with_the_rollout_from_etcd() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let probe = candidate(&etcd.url, "/wasmos/probe", "probe");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(wait_ready(&probe));
+    let dir = tempfile::tempdir().unwrap();
+    let (a_end, b_end) = (
+        format!("tcp/127.0.0.1:{}", free_port()),
+        format!("tcp/127.0.0.1:{}", free_port()),
+    );
+    // One module store (content-addressed: both may read and write it); each master its
+    // own state directory, so that what carries the jobs over is etcd.
+    let store = dir.path().join("store");
+    let mut a = MasterProcess::start_with(&etcd.url, &a_end, &store, &dir.path().join("state-a"));
+    MasterProcess::wait_line(&a.stdout, "listening on", "master a leading");
+    let b = MasterProcess::start_with(&etcd.url, &b_end, &store, &dir.path().join("state-b"));
+    MasterProcess::wait_line(&b.stderr, "standing by", "master b standing by");
+    let _agent = Killed(
+        wasmos()
+            .args(["agent", "--connect", &a_end, "--connect", &b_end])
+            .arg("--work-dir")
+            .arg(dir.path().join("agent"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let job = |file: &str, sleep_ms: u64| {
+        let path = dir.path().join(file);
+        let text = format!(
+            "name = \"svc\"\nmodule = {:?}\nargs = [\"{sleep_ms}\"]\ncount = 2\ncpus = 0.1\nmem = 32\n\
+             [update]\nmin_healthy_ms = 4000\nhealthy_deadline_ms = 60000\n",
+            wasmos_tests::module("p1_sleep").to_str().unwrap()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let deploy = |file: &std::path::Path, detach: bool| {
+        let mut command = wasmos();
+        command.arg("deploy").arg(file).args(["--connect", &a_end]);
+        if detach {
+            command.arg("--detach");
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    deploy(&job("v1.toml", 300_000), false);
+    deploy(&job("v2.toml", 200_000), true);
+    let status = ["job", "status", "svc", "--json"];
+    wait_json(&status, &a_end, "rolling", |s| {
+        s["rollout"]["new_placed"].as_u64() >= Some(1)
+    });
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    MasterProcess::wait_line(&b.stdout, "listening on", "master b taking over");
+    let done = wait_json(&status, &b_end, "rolled out by the standby", |s| {
+        s["summary"]["stable_version"] == 2
+    });
+    assert_eq!(done["summary"]["healthy"], 2, "{done:#}");
+    let tasks = wait_json(&["ps", "--json"], &b_end, "listed", |_| true);
+    let live: Vec<&Value> = (tasks.as_array().unwrap().iter())
+        .filter(|t| t["name"] == "svc" && t["state"] == "running")
+        .collect();
+    assert_eq!(live.len(), 2, "exactly the copies run: {tasks:#}");
+    assert!(
+        !dir.path()
+            .join("state-b/frameworks/jobs.state.json")
+            .exists()
+    );
 }

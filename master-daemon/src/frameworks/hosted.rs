@@ -24,9 +24,10 @@
 //! `List` also shows, per framework, how many of its tasks the scheduler was last told
 //! are in each state (`task_states`, from the `Update`s it got).
 //!
-//! Hosted frameworks are kept in the master's state directory
-//! (`frameworks/hosted.json`: what was added, and the framework id it got), written on
-//! every `Add` and `Remove`; a restarted master hosts them again under the same ids, so
+//! Hosted frameworks are kept in the in-process frameworks' state store
+//! (`frameworks/hosted.json` in the master's state directory, or etcd with `--etcd`:
+//! what was added, and the framework id it got), written on every `Add` and `Remove`; a
+//! restarted master (or a standby taking over) hosts them again under the same ids, so
 //! they keep their tasks. The modules start afresh: what a scheduler module held in its
 //! memory is gone, and it learns its tasks again from their updates.
 
@@ -53,6 +54,7 @@ use proto::Millis;
 
 use crate::Input;
 use crate::error::DaemonError;
+use jobs::store::StateStore;
 
 /// How often every hosted scheduler gets a `Tick`.
 pub const HOSTED_TICK_MS: u64 = 1_000;
@@ -108,8 +110,8 @@ fn lock(registry: &SharedRegistry) -> std::sync::MutexGuard<'_, Registry> {
     registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The file of kept hosted frameworks, in the master's `frameworks` state directory.
-pub const HOSTED_STATE_FILE: &str = "hosted.json";
+/// The kept hosted frameworks, in the in-process frameworks' [`StateStore`].
+pub const HOSTED_BLOB: &str = "hosted.json";
 /// How long the master keeps a hosted framework's tasks while it is away: a week, since
 /// it comes back with the master that hosts it.
 pub const HOSTED_FAILOVER_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -132,7 +134,7 @@ struct Host {
     registry: SharedRegistry,
     faults: mpsc::Sender<Input>,
     /// Where they are kept; `None`: not kept.
-    state_file: Option<std::path::PathBuf>,
+    state: Option<Arc<dyn StateStore>>,
     kept: Mutex<BTreeMap<FrameworkId, HostedFramework>>,
 }
 
@@ -156,13 +158,13 @@ impl HostedDoor {
 impl HostedFrameworks {
     /// Hosted frameworks reach the master through a client session of `member_config`
     /// (the master's own endpoints).
-    /// Those kept in `state_file` are added again in the background, under their ids.
+    /// Those kept in `state` are added again in the background, under their ids.
     pub(crate) async fn start(
         member_config: &NetConfig,
         store: Arc<ModuleStore>,
         limits: Limits,
         faults: mpsc::Sender<Input>,
-        state_file: Option<std::path::PathBuf>,
+        state: Option<Arc<dyn StateStore>>,
     ) -> Result<HostedFrameworks, DaemonError> {
         let member = Net::open(member_config).await?;
         let engine = policy_host::sandbox::engine().map_err(DaemonError::Modules)?;
@@ -177,9 +179,9 @@ impl HostedFrameworks {
             registry: registry.clone(),
             faults,
             kept: Mutex::new(BTreeMap::new()),
-            state_file,
+            state,
         });
-        let kept = host.read_kept();
+        let kept = host.read_kept().await;
         if !kept.is_empty() {
             let host = host.clone();
             lock(&registry).adapters.push(tokio::spawn(async move {
@@ -227,27 +229,28 @@ impl Drop for HostedFrameworks {
 }
 
 impl Host {
-    fn read_kept(&self) -> Vec<Kept> {
-        let Some(file) = &self.state_file else {
+    async fn read_kept(&self) -> Vec<Kept> {
+        let Some(store) = &self.state else {
             return Vec::new();
         };
-        let bytes = match std::fs::read(file) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        let place = store.place(HOSTED_BLOB);
+        let bytes = match store.load(HOSTED_BLOB).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Vec::new(),
             Err(e) => {
-                tracing::error!(file = %file.display(), %e, "cannot read the kept hosted frameworks");
+                tracing::error!(%place, %e, "cannot read the kept hosted frameworks");
                 return Vec::new();
             }
         };
         serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::error!(file = %file.display(), %e, "the kept hosted frameworks do not parse; none is hosted again");
+            tracing::error!(%place, %e, "the kept hosted frameworks do not parse; none is hosted again");
             Vec::new()
         })
     }
 
-    /// Writes what is kept (a temporary file, renamed: the old list or the new one).
-    fn write_kept(&self) {
-        let Some(file) = &self.state_file else { return };
+    /// Writes what is kept (whole: the old list or the new one).
+    async fn write_kept(&self) {
+        let Some(store) = &self.state else { return };
         let kept: Vec<Kept> = (self
             .kept
             .lock()
@@ -258,19 +261,17 @@ impl Host {
             framework: framework.clone(),
         })
         .collect();
-        let written = serde_json::to_vec(&kept)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let staging = file.with_extension("tmp");
-                std::fs::write(&staging, bytes)?;
-                std::fs::rename(&staging, file)
-            });
+        let written = match serde_json::to_vec(&kept) {
+            Ok(bytes) => store.save(HOSTED_BLOB, bytes).await,
+            Err(e) => Err(e.to_string()),
+        };
         if let Err(e) = written {
-            tracing::error!(file = %file.display(), %e, "cannot keep the hosted frameworks; a restart would not host them again");
+            let place = store.place(HOSTED_BLOB);
+            tracing::error!(%place, %e, "cannot keep the hosted frameworks; a restart would not host them again");
         }
     }
 
-    fn keep(&self, framework_id: &FrameworkId, framework: Option<&HostedFramework>) {
+    async fn keep(&self, framework_id: &FrameworkId, framework: Option<&HostedFramework>) {
         {
             let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
             match framework {
@@ -278,7 +279,7 @@ impl Host {
                 None => kept.remove(framework_id),
             };
         }
-        self.write_kept();
+        self.write_kept().await;
     }
 
     /// A kept framework, hosted again under its id (under a new one should the master
@@ -295,8 +296,8 @@ impl Host {
         {
             Ok(id) if id != framework_id => {
                 tracing::warn!(framework_id = %id, was = %framework_id, %name, "hosted framework hosted again under a new id");
-                self.keep(&framework_id, None);
-                self.keep(&id, Some(&framework));
+                self.keep(&framework_id, None).await;
+                self.keep(&id, Some(&framework)).await;
             }
             Ok(id) => {
                 tracing::info!(framework_id = %id, %name, "hosted framework hosted again after a restart")
@@ -357,7 +358,7 @@ impl Host {
             (framework_id, stop)
         };
         let (framework_id, stop) = removed;
-        self.keep(&framework_id, None);
+        self.keep(&framework_id, None).await;
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
@@ -369,7 +370,7 @@ impl Host {
     async fn add(self: &Arc<Host>, framework: HostedFramework) -> Result<FrameworkId, String> {
         let kept = framework.clone();
         let framework_id = self.add_as(framework, None).await?;
-        self.keep(&framework_id, Some(&kept));
+        self.keep(&framework_id, Some(&kept)).await;
         Ok(framework_id)
     }
 

@@ -4,27 +4,35 @@
 //! the master over its own endpoints, exactly as an outside framework is: the master core
 //! cannot tell them apart.
 
+mod etcd_store;
 pub mod hosted;
 mod jobs;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ::jobs::JobsHandle;
+use ::jobs::store::{FileStore, StateStore};
 use net::NetConfig;
 
 use crate::error::DaemonError;
 use crate::frameworks::hosted::HostedFrameworks;
 
-/// Where the in-process frameworks keep what they keep (`<state>/frameworks/`), created
-/// if need be.
-pub(crate) fn state_dir(config: &crate::MasterDaemonConfig) -> Result<PathBuf, DaemonError> {
+/// Where the in-process frameworks keep what they keep: etcd with `--etcd` (so that a
+/// standby taking over goes on with it), else `<state>/frameworks/`, created if need be.
+pub(crate) fn state_store(
+    config: &crate::MasterDaemonConfig,
+) -> Result<Arc<dyn StateStore>, DaemonError> {
+    if !config.etcd.is_empty() {
+        let store = etcd_store::EtcdStore::new(config.etcd.clone(), &config.net.cluster)
+            .map_err(DaemonError::StateStore)?;
+        return Ok(Arc::new(store));
+    }
     let dir = config.state_dir.join("frameworks");
     std::fs::create_dir_all(&dir).map_err(|source| DaemonError::StateDir {
         path: dir.clone(),
         source,
     })?;
-    Ok(dir)
+    Ok(Arc::new(FileStore::new(dir)))
 }
 
 /// The in-process frameworks of one master.
@@ -43,7 +51,7 @@ impl InProcessFrameworks {
         if !config.jobs {
             return Ok(None);
         }
-        jobs::start(member, &state_dir(config)?).await.map(Some)
+        jobs::start(member, state_store(config)?).await.map(Some)
     }
 
     /// The jobs framework as the operator's door for jobs, if it runs.
