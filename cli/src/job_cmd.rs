@@ -224,7 +224,7 @@ fn status_text(status: &JobStatus) -> anyhow::Result<String> {
         "job {}: {} · version {} (stable {stable}) · {} desired, {} running, {} healthy\n",
         s.name, s.state, s.version, s.desired, s.running, s.healthy
     );
-    if let Some(r) = &status.rollout {
+    if let Some(r) = &status.summary.rollout {
         let from = r.from.map_or("none".to_owned(), |v| v.to_string());
         out.push_str(&format!(
             "rollout {from} -> {}: {} · {} placed, {} healthy, {} old left{}\n",
@@ -237,6 +237,14 @@ fn status_text(status: &JobStatus) -> anyhow::Result<String> {
                 0 => String::new(),
                 n => format!(", {n} canaries"),
             }
+        ));
+    }
+    for q in &s.quarantined {
+        out.push_str(&format!(
+            "quarantined on {} until {} ({} failures)\n",
+            q.agent_id,
+            wall_time(q.until_at_ms),
+            q.failures
         ));
     }
     out.push('\n');
@@ -383,7 +391,7 @@ fn verdict(
     };
     let s = &status.summary;
     match row.state.as_str() {
-        "stable" if status.rollout.is_none() && s.healthy >= s.desired => {
+        "stable" if s.rollout.is_none() && s.healthy >= s.desired => {
             eprintln!(
                 "job {name}: version {version} healthy, {} copies",
                 s.healthy
@@ -408,13 +416,13 @@ fn verdict(
         }
         _ => {}
     }
-    let waiting = (status.rollout.as_ref())
-        .is_some_and(|r| r.to == version && r.phase == "awaiting_promotion");
+    let waiting =
+        (s.rollout.as_ref()).is_some_and(|r| r.to == version && r.phase == "awaiting_promotion");
     if waiting {
         eprintln!("job {name}: canaries healthy; promote with `wasmos job promote {name}`");
         return Ok(Some(ExitCode::SUCCESS));
     }
-    if status.rollout.is_none() && late {
+    if s.rollout.is_none() && late {
         eprintln!(
             "job {name}: {} of {} copies healthy by the deadline (see `wasmos job status {name}`)",
             s.healthy, s.desired
@@ -426,7 +434,7 @@ fn verdict(
 
 fn progress_line(status: &JobStatus, version: u32) -> String {
     let s = &status.summary;
-    match &status.rollout {
+    match &s.rollout {
         Some(r) if r.to == version => format!(
             "version {version}: {} · {} of {} placed, {} healthy, {} old left",
             r.phase, r.new_placed, s.desired, r.new_healthy, r.old_left

@@ -290,7 +290,10 @@ fn placement_reason(
                 .iter()
                 .map(ToString::to_string)
                 .collect::<String>();
-            format!("none of the {} agent(s) has {constraint}", fits.len())
+            let checked = (fits.iter())
+                .filter(|f| matches!(f.fit, Fit::Constraint { .. }))
+                .count();
+            format!("no agent has {constraint} ({checked} checked)")
         }
         _ => format!("no agent{wanted}: {}", most_failed_constraint(fits)),
     }

@@ -223,6 +223,10 @@ pub struct JobSummary {
     pub healthy: u32,
     /// `running`, `rolling`, `awaiting_promotion`, `failed`, `stopped`.
     pub state: String,
+    /// The rollout under way.
+    pub rollout: Option<RolloutRow>,
+    /// Agents that get no copies of the job for now.
+    pub quarantined: Vec<QuarantineRow>,
 }
 
 /// One declared job, whole.
@@ -230,12 +234,9 @@ pub struct JobSummary {
 pub struct JobStatus {
     pub summary: JobSummary,
     pub decl: JobDecl,
-    pub rollout: Option<RolloutRow>,
     /// Newest first.
     pub versions: Vec<VersionRow>,
     pub copies: Vec<CopyRow>,
-    /// Agents that get no copies of the job for now.
-    pub quarantined: Vec<QuarantineRow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -161,7 +161,7 @@ fn a_master_killed_in_the_middle_of_a_rollout_goes_on_with_it_and_duplicates_not
     let out = deploy(&v2, &endpoint, true);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_until("rolling", &endpoint, |s| {
-        s["rollout"]["new_placed"].as_u64() >= Some(1)
+        s["summary"]["rollout"]["new_placed"].as_u64() >= Some(1)
     });
     master.kill();
     let _master = start_master(&endpoint, &store);
@@ -290,4 +290,78 @@ fn explain_says_why_copies_wait_in_words_and_per_agent() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The dashboard shows declared jobs with their rollout, and on a waiting task why it
+/// waits (headless Chromium, as the HTTP crate's dashboard test does; without tokens, so
+/// not on a secure cluster).
+#[test]
+fn the_dashboard_shows_rollouts_and_why_a_task_waits() {
+    if wasmos_tests::secure_mode::secure_cluster().is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let log = dir.path().join("master.log");
+    let (_master, http) =
+        crate::plugins::spawn_master_logged(&endpoint, &store, Path::new("drf"), &log);
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let update = "min_healthy_ms = 500\nhealthy_deadline_ms = 120000";
+    let v1 = job_file(dir.path(), "v1.toml", "p1_sleep", 300_000, 1, update);
+    assert!(deploy(&v1, &endpoint, false).status.success());
+    let slow = "min_healthy_ms = 60000\nhealthy_deadline_ms = 120000";
+    let v2 = job_file(dir.path(), "v2.toml", "p1_sleep", 200_000, 1, slow);
+    assert!(deploy(&v2, &endpoint, true).status.success());
+    let arm = dir.path().join("arm.toml");
+    let text = format!(
+        "name = \"arm\"\nmodule = {:?}\nconstraints = [\"arch=riscv64\"]\n",
+        module("p1_sleep").to_str().unwrap()
+    );
+    std::fs::write(&arm, text).unwrap();
+    assert!(
+        deploy(arm.to_str().unwrap(), &endpoint, true)
+            .status
+            .success()
+    );
+    let waiting = explained("arm", &endpoint, |e| {
+        !e["copies"].as_array().unwrap().is_empty()
+    });
+    let task = waiting["copies"][0]["task_id"].as_str().unwrap().to_owned();
+
+    let profile = dir.path().join("chromium");
+    let deadline = Instant::now() + STEP_WAIT;
+    let dom = loop {
+        let out = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+            ])
+            .args([
+                "--no-first-run",
+                "--disable-background-networking",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--dump-dom")
+            .arg(format!("http://{http}/?live=poll#task={task}"))
+            .output()
+            .expect("chromium (cargo xtask setup installs it)");
+        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ready = dom.contains("data-job=\"svc\" data-declared=\"true\"")
+            && dom.contains("rollout v1 → v2")
+            && dom.contains("class=\"explain-summary\"");
+        if ready {
+            break dom;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed the rollout and the explanation:\n{dom}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(dom.contains("arch=riscv64"), "{dom}");
+    assert!(dom.contains("data-fit=\"constraint\""), "{dom}");
 }

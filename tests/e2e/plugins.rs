@@ -195,7 +195,7 @@ impl Cluster {
 
 /// `batch.wasm`'s config: `count` copies of the task module `task`.
 /// A `wasmos master` running `allocator`, its stderr in `log`; and its HTTP address.
-fn spawn_master_logged(
+pub(crate) fn spawn_master_logged(
     endpoint: &str,
     store: &Path,
     allocator: &Path,

@@ -336,7 +336,7 @@ fn a_standby_taking_over_goes_on_with_the_rollout_from_etcd() {
     deploy(&job("v2.toml", 200_000), true);
     let status = ["job", "status", "svc", "--json"];
     wait_json(&status, &a_end, "rolling", |s| {
-        s["rollout"]["new_placed"].as_u64() >= Some(1)
+        s["summary"]["rollout"]["new_placed"].as_u64() >= Some(1)
     });
 
     a.child.kill().unwrap();

@@ -278,20 +278,59 @@ function stateCounts(tasks) {
   return STATES.filter((s) => counts[s]).map((s) => el("span", { class: `state ${s}` }, `${counts[s]} ${s} `));
 }
 
-// The jobs framework names each task after its job; nothing else is known of jobs here.
+// Declared jobs (`GET /api/v1/jobs`), asked again at most every DECLARED_POLL_MS.
+const DECLARED_POLL_MS = 2000;
+let declared = [];
+let declaredAt = 0;
+
+async function refreshDeclared() {
+  if (Date.now() - declaredAt < DECLARED_POLL_MS) return;
+  declaredAt = Date.now();
+  try {
+    const response = await api("/api/v1/jobs");
+    if (response.ok) declared = await response.json();
+  } catch {
+    // Shown again on the next snapshot.
+  }
+  if (latest) renderJobs(latest);
+}
+
+function rolloutText(r) {
+  const from = r.from === null ? "none" : `v${r.from}`;
+  const canaries = r.canaries ? `, ${plural(r.canaries, "canary")}` : "";
+  return `rollout ${from} → v${r.to}: ${r.phase.replace("_", " ")} · ${r.new_placed} placed, ` +
+    `${r.new_healthy} healthy, ${r.old_left} old left${canaries}`;
+}
+
+function declaredRow(j) {
+  const stable = j.stable_version === null ? "none healthy yet" : `stable v${j.stable_version}`;
+  const quarantined = j.quarantined.map((q) =>
+    el("div", { class: "sub warn" }, `quarantined on ${q.agent_id} until ${new Date(q.until_at_ms).toLocaleTimeString()}`));
+  return el("tr", { "data-job": j.name, "data-declared": "true", "data-job-state": j.state },
+    el("td", {}, el("a", { href: "#", "data-search": j.name }, j.name), el("div", { class: "sub" }, `v${j.version}, ${stable}`)),
+    el("td", {},
+      el("span", { class: `state ${j.state === "failed" ? "failed" : "running"}` }, j.state),
+      ` ${j.running}/${j.desired} running, ${j.healthy} healthy`,
+      j.rollout ? el("div", { class: "sub rollout" }, rolloutText(j.rollout)) : null,
+      ...quarantined));
+}
+
+// Declared jobs first; the jobs framework names every other job's tasks after the job.
 function renderJobs(state) {
+  refreshDeclared();
   const jobs = state.frameworks.filter((f) => f.name === JOBS_FRAMEWORK).map((f) => f.framework_id);
+  const names = new Set(declared.map((j) => j.name));
   const byJob = new Map();
-  for (const t of state.tasks.filter((t) => jobs.includes(t.framework_id))) {
+  for (const t of state.tasks.filter((t) => jobs.includes(t.framework_id) && !names.has(t.name))) {
     if (!byJob.has(t.name)) byJob.set(t.name, []);
     byJob.get(t.name).push(t);
   }
-  const rows = [...byJob].map(([name, tasks]) => {
+  const rows = declared.map(declaredRow).concat([...byJob].map(([name, tasks]) => {
     const waiting = tasks.find((t) => t.state === "pending");
     return el("tr", { "data-job": name },
       el("td", {}, el("a", { href: "#", "data-search": name }, name)),
       el("td", {}, ...stateCounts(tasks), waiting ? el("div", { class: "sub" }, waiting.reason) : null));
-  });
+  }));
   $("jobs").tBodies[0].replaceChildren(...rows);
   if (!rows.length) $("jobs").tBodies[0].append(emptyRow(2, jobs.length ? "no jobs" : "no jobs framework"));
 }
@@ -410,6 +449,38 @@ function renderDrill(state) {
     ["measured", usageText(t).replace(/^ · /, "") || "—"],
   ] : [["task", id], ["state", "not listed (anymore)"]];
   $("drill-row").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  explainDrilled(t && t.state === "pending" ? id : null);
+}
+
+// Why a pending task waits (`GET /api/v1/explain/{id}`), asked again at most every
+// DECLARED_POLL_MS while it is drilled into.
+let explainedAt = 0;
+
+async function explainDrilled(id) {
+  const box = $("drill-explain");
+  box.hidden = !id;
+  if (!id || Date.now() - explainedAt < DECLARED_POLL_MS) return;
+  explainedAt = Date.now();
+  try {
+    const response = await api(`/api/v1/explain/${encodeURIComponent(id)}`);
+    if (!response.ok) return;
+    const e = await response.json();
+    const copy = e.copies[0];
+    const rows = (copy ? copy.agents : []).map((a) => {
+      const kind = typeof a.fit === "string" ? a.fit : Object.keys(a.fit)[0];
+      return el("tr", { "data-fit": kind }, el("td", {}, a.hostname || a.agent_id), el("td", {}, kind), el("td", {}, a.message));
+    });
+    const fw = copy && copy.framework;
+    const drf = fw ? `${fw.name}: dominant share ${fmt(fw.dominant_share)}` +
+      (fw.ahead.length ? `; DRF serves first ${fw.ahead.map((a) => a.name).join(", ")}` : "") : "";
+    box.replaceChildren(
+      el("h3", {}, "Why it waits"),
+      el("p", { class: "explain-summary" }, e.summary),
+      drf ? el("p", { class: "sub" }, drf) : "",
+      el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "agent"), el("th", {}, "fit"), el("th", {}, "why"))), el("tbody", {}, ...rows)));
+  } catch {
+    // Asked again on the next snapshot.
+  }
 }
 
 function openDrill() {

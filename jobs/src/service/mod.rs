@@ -36,7 +36,7 @@ mod rows;
 use crate::declared::{Desired, ValidDecl, same_task};
 use crate::request::ValidJob;
 use plan::{NewCopy, Outcome, plan};
-use rows::{copy_row, rollout_row, summary, version_row};
+use rows::{copy_row, summary, version_row};
 
 /// History entries kept per declared job; the oldest are forgotten first.
 pub const HISTORY_KEPT_MAX: usize = 64;
@@ -651,7 +651,10 @@ impl JobBook {
 
     fn service_summaries(&self, now_ms: u64) -> Vec<JobSummary> {
         (self.jobs.values())
-            .filter_map(|job| Some(summary(job, job.service.as_deref()?, now_ms)))
+            .filter_map(|job| {
+                let service = job.service.as_deref()?;
+                Some(summary(job, service, now_ms, self.wall_base_ms))
+            })
             .collect()
     }
 
@@ -662,19 +665,15 @@ impl JobBook {
         let Some(service) = job.service.as_deref() else {
             return Err(ServiceError::NotFound(name.to_owned()));
         };
-        let rollout = (service.rollout.as_ref()).map(|r| rollout_row(service, r, job));
         let versions = (service.versions.iter().rev())
             .map(|(n, v)| version_row(*n, v, job))
             .collect();
         let copies = job.slots.values().map(copy_row).collect();
-        let quarantined = job.quarantine.rows(now_ms, self.wall_base_ms);
         Ok(JobStatus {
-            summary: summary(job, service, now_ms),
+            summary: summary(job, service, now_ms, self.wall_base_ms),
             decl: service.decl.decl.clone(),
-            rollout,
             versions,
             copies,
-            quarantined,
         })
     }
 }

@@ -8,7 +8,7 @@ use super::{Rollout, Service, Version, VersionState};
 use crate::book::{Job, Slot, SlotState};
 use crate::request::Artifact;
 
-pub(super) fn summary(job: &Job, service: &Service, _now_ms: u64) -> JobSummary {
+pub(super) fn summary(job: &Job, service: &Service, now_ms: u64, wall_base_ms: u64) -> JobSummary {
     let live = || job.slots.values().filter(|s| !s.copy.stopping);
     let running = live()
         .filter(|s| {
@@ -44,6 +44,8 @@ pub(super) fn summary(job: &Job, service: &Service, _now_ms: u64) -> JobSummary 
         running: running as u32,
         healthy: healthy as u32,
         state: state.to_owned(),
+        rollout: (service.rollout.as_ref()).map(|r| rollout_row(service, r, job)),
+        quarantined: job.quarantine.rows(now_ms, wall_base_ms),
     }
 }
 
@@ -58,7 +60,7 @@ impl Service {
     }
 }
 
-pub(super) fn rollout_row(service: &Service, rollout: &Rollout, job: &Job) -> RolloutRow {
+fn rollout_row(service: &Service, rollout: &Rollout, job: &Job) -> RolloutRow {
     let live = || job.slots.values().filter(|s| !s.copy.stopping);
     let new = || live().filter(|s| s.copy.version == rollout.to);
     RolloutRow {

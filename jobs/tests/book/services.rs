@@ -137,7 +137,7 @@ fn count_alone_scales_without_a_rollout() {
     assert_eq!(w.killed.len(), 4);
     let status = w.status();
     assert_eq!(versions_live(&status), vec![1]);
-    assert!(status.rollout.is_none());
+    assert!(status.summary.rollout.is_none());
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn a_restored_book_goes_on_with_its_rollout_and_duplicates_no_copy() {
     w.deploy(svc(3, OTHER, ""));
     w.play(2, 400, &mut seen);
     let before = w.status();
-    assert!(before.rollout.is_some(), "{before:#?}");
+    assert!(before.summary.rollout.is_some(), "{before:#?}");
     // The framework restarts (its master with it, or not): a new book from the saved
     // state, subscribed as the same framework.
     let saved = w.book.save().unwrap();
@@ -439,7 +439,7 @@ fn an_agent_where_a_job_keeps_failing_is_quarantined_for_it() {
     }
     let status = w.status();
     assert_eq!(
-        status.quarantined.len(),
+        status.summary.quarantined.len(),
         0,
         "the backoff is over: {status:#?}"
     );
@@ -452,8 +452,8 @@ fn an_agent_where_a_job_keeps_failing_is_quarantined_for_it() {
     };
     w.report(&id, TaskState::Failed);
     let status = w.status();
-    assert_eq!(status.quarantined.len(), 1, "{status:#?}");
-    assert_eq!(status.quarantined[0].agent_id.as_str(), "bad");
+    assert_eq!(status.summary.quarantined.len(), 1, "{status:#?}");
+    assert_eq!(status.summary.quarantined[0].agent_id.as_str(), "bad");
     let before = w.launched.len();
     w.advance_to(w.now + 20_000);
     assert_eq!(
