@@ -220,35 +220,37 @@ pub fn waiting_reason(
     }
 }
 
+/// A task that fits `first` waits for the offer: why it has not come yet.
+fn fitting_reason(first: &AgentFit, framework: Option<&FrameworkFacts>) -> String {
+    match framework {
+        Some(fw) if fw.suppressed => format!(
+            "fits {} but the framework {} asked for no offers",
+            first.hostname, fw.name
+        ),
+        Some(fw) if !fw.ahead.is_empty() => {
+            let ahead: Vec<String> = (fw.ahead.iter())
+                .map(|a| format!("{} (share {:.2})", a.name, a.weighted_share))
+                .collect();
+            format!(
+                "fits {}; DRF offers first to {} before {} (share {:.2})",
+                first.hostname,
+                ahead.join(", "),
+                fw.name,
+                fw.weighted_share
+            )
+        }
+        _ => format!("fits {}: waiting for its next offer", first.hostname),
+    }
+}
+
 fn placement_reason(
     now_wall_ms: u64,
     needs: &Needs,
     fits: &[AgentFit],
     framework: Option<&FrameworkFacts>,
 ) -> String {
-    let fitting: Vec<&AgentFit> = fits.iter().filter(|f| f.fit == Fit::Fits).collect();
-    if let Some(first) = fitting.first() {
-        return match framework {
-            Some(fw) if fw.suppressed => {
-                format!(
-                    "fits {} but the framework {} asked for no offers",
-                    first.hostname, fw.name
-                )
-            }
-            Some(fw) if !fw.ahead.is_empty() => {
-                let ahead: Vec<String> = (fw.ahead.iter())
-                    .map(|a| format!("{} (share {:.2})", a.name, a.weighted_share))
-                    .collect();
-                format!(
-                    "fits {}; DRF offers first to {} before {} (share {:.2})",
-                    first.hostname,
-                    ahead.join(", "),
-                    fw.name,
-                    fw.weighted_share
-                )
-            }
-            _ => format!("fits {}: waiting for its next offer", first.hostname),
-        };
+    if let Some(first) = fits.iter().find(|f| f.fit == Fit::Fits) {
+        return fitting_reason(first, framework);
     }
     let wanted = wanted_text(needs);
     if let Some(until) = fits.iter().find_map(|f| match f.fit {
