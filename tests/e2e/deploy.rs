@@ -365,3 +365,43 @@ fn the_dashboard_shows_rollouts_and_why_a_task_waits() {
     assert!(dom.contains("arch=riscv64"), "{dom}");
     assert!(dom.contains("data-fit=\"constraint\""), "{dom}");
 }
+
+#[test]
+fn per_agent_copies_follow_the_agents_that_join_and_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let _master = start_master(&endpoint, &dir.path().join("store"));
+    let (_first, first_id) = start_agent(&endpoint, &dir.path().join("first"), None);
+    let path = dir.path().join("daemon.toml");
+    let text = format!(
+        "name = \"svc\"\nmodule = {:?}\nargs = [\"300000\"]\nper_agent = 1\nmem = 16\n\
+         [update]\nmin_healthy_ms = 500\nhealthy_deadline_ms = 60000\n",
+        module("p1_sleep").to_str().unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = deploy(path.to_str().unwrap(), &endpoint, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("on the first agent", &endpoint, |s| {
+        s["summary"]["running"] == 1
+    });
+
+    let (mut second, second_id) = start_agent(&endpoint, &dir.path().join("second"), None);
+    let status = wait_until("on both agents", &endpoint, |s| {
+        s["summary"]["desired"] == 2 && s["summary"]["running"] == 2
+    });
+    let agents: Vec<&str> = (status["copies"].as_array().unwrap().iter())
+        .filter_map(|c| c["agent_id"].as_str())
+        .collect();
+    assert!(
+        agents.contains(&first_id.as_str()) && agents.contains(&second_id.as_str()),
+        "{status:#}"
+    );
+
+    // The second agent dies: its copy goes with it and is not placed elsewhere.
+    second.kill();
+    let status = wait_until("back to one", &endpoint, |s| s["summary"]["desired"] == 1);
+    assert_eq!(status["summary"]["running"], 1, "{status:#}");
+    let live = live_tasks(&endpoint);
+    assert_eq!(live.len(), 1, "{live:#?}");
+    assert_eq!(live[0]["agent_id"], first_id.as_str());
+}

@@ -583,6 +583,9 @@ impl JobBook {
             {
                 slot.copy.version = to;
                 slot.copy.canary = false;
+                // Judged from now on: an old failure is not the rollout's.
+                slot.copy.failed = false;
+                slot.copy.created_ms = now_ms;
             }
         }
         let plan = plan(service, &job.slots, now_ms);
@@ -711,12 +714,15 @@ fn apply_outcome(service: &mut Service, outcome: Outcome, at: u64) {
         }
         Outcome::Failed(reason) => {
             service.rollout = None;
+            // A revert that fails is not reverted again: that could go on for ever.
+            let mut was_revert = false;
             if let Some(v) = service.versions.get_mut(&to) {
                 v.state = VersionState::Failed;
                 v.reason.clone_from(&reason);
+                was_revert = v.reverts_to.is_some();
             }
             service.log(at, to, "failed", reason);
-            let back = service.stable.filter(|s| *s != to);
+            let back = service.stable.filter(|s| *s != to && !was_revert);
             if let (true, Some(back)) = (service.decl.update.auto_revert, back)
                 && let Some(task) = service.versions.get(&back).map(|v| v.job.clone())
             {

@@ -474,3 +474,34 @@ fn an_agent_where_a_job_keeps_failing_is_quarantined_for_it() {
     };
     assert!(events.iter().any(|e| e == "quarantined"), "{events:?}");
 }
+
+#[test]
+fn a_revert_that_fails_is_not_reverted_again() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = stable(&mut w, 1);
+    let update = r#", "update": {"auto_revert": true, "min_healthy_ms": 1000, "healthy_deadline_ms": 10000}"#;
+    w.deploy(svc(1, OTHER, update));
+    // The new copy fails: back to version 1's task as version 3, whose copy (the old
+    // one, kept) fails in turn before it is healthy again.
+    let new = w.last_launched().task_id.clone();
+    w.report(&new, TaskState::Running);
+    w.report(&new, TaskState::Failed);
+    let status = w.status();
+    assert_eq!(status.summary.version, 3, "{status:#?}");
+    let old = status
+        .copies
+        .iter()
+        .find(|c| c.version == 3)
+        .unwrap()
+        .task_id
+        .clone();
+    w.report(&old, TaskState::Failed);
+    w.play(3, 600, &mut seen);
+    let status = w.status();
+    assert_eq!(
+        status.summary.version, 3,
+        "no version after the failed revert: {status:#?}"
+    );
+    assert_eq!(status.versions[0].state, "failed");
+    assert!(status.summary.rollout.is_none());
+}

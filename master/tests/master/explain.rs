@@ -82,6 +82,14 @@ fn each_agent_says_why_it_cannot_take_the_task() {
         call(&mut m, 1, &fw, decline(&offer.offer_id, refuse)).unwrap();
     }
     m.handle_agent_token(Millis(2), &AgentId::new("gone"), false);
+    let old = advert(
+        "old",
+        res(8.0, 8192.0),
+        Attributes::new().with("arch", "aarch64"),
+    );
+    join(&mut m, 2, old);
+    m.handle_agent_lost(Millis(3), &AgentId::new("old"));
+    drain(&mut m);
     let now = Millis(5);
     let wall = WallClock {
         wall_ms: 1_000_000,
@@ -116,6 +124,12 @@ fn each_agent_says_why_it_cannot_take_the_task() {
         fit_of(&fits, "gone"),
         Fit::Unreachable {
             state: AgentState::Disconnected
+        }
+    );
+    assert_eq!(
+        fit_of(&fits, "old"),
+        Fit::Unreachable {
+            state: AgentState::Lost
         }
     );
     let framework = framework.unwrap();
