@@ -39,9 +39,12 @@ pub struct DeployArgs {
     /// relative to the job file, then to the current directory) or `oci` (an image
     /// layout's path on the agents), `args`, `env`, `count` or `per_agent`, `cpus`,
     /// `mem` (MiB), `constraints`, `spread`, `restart` (never | on-failure | always),
-    /// `timeout_ms`, and `[update]`: `max_parallel` (1), `canary` (0), `min_healthy_ms`
+    /// `timeout_ms`, `[update]`: `max_parallel` (1), `canary` (0), `min_healthy_ms`
     /// (10000), `healthy_deadline_ms` (300000), `auto_revert` (false), `auto_promote`
-    /// (true).
+    /// (true), and `[quarantine]`: `failures` (3) within `window_ms` (60000) keep the job
+    /// off an agent for `backoff_ms` (300000). Neither count nor per_agent: count = 1.
+    /// Limits: count 0 to 256, per_agent 1 to 16, canary at most count; args, env and
+    /// constraints at most 64 items of 4096 bytes; the whole job at most 64 KiB.
     pub file: PathBuf,
     /// Do not follow the rollout: exit once the master took the job.
     #[arg(long)]
@@ -128,7 +131,7 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
                 DeployChange::Rollout => format!("job {name}: rolling out version {version}"),
             };
             eprintln!("{said}");
-            if args.detach || deployed.change == DeployChange::Unchanged {
+            if args.detach {
                 return Ok(ExitCode::SUCCESS);
             }
             follow(&net, &name, version, deadline_ms, &endpoint).await
@@ -390,6 +393,10 @@ fn verdict(
         bail!("version {version} of job {name} is gone (forgotten)");
     };
     let s = &status.summary;
+    if s.state == "stopped" {
+        eprintln!("job {name} was stopped (`wasmos job stop`)");
+        return Ok(Some(ExitCode::from(1)));
+    }
     match row.state.as_str() {
         "stable" if s.rollout.is_none() && s.healthy >= s.desired => {
             eprintln!(
@@ -474,8 +481,12 @@ fn read_module_beside(file: &Path, module: &str) -> anyhow::Result<(PathBuf, Vec
         }
     }
     let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+    let hint = match module.contains("target/modules") {
+        true => " (build the examples with `cargo xtask modules`)",
+        false => "",
+    };
     Err(anyhow!(
-        "no module {module}: looked at {} (build the examples with `cargo xtask modules`)",
+        "no module {module}: looked at {}{hint}",
         tried.join(" and ")
     ))
 }

@@ -125,8 +125,10 @@ pub(crate) struct Slot {
 impl Slot {
     /// A new state of a declared job's copy: its health, and a per-agent copy goes with
     /// its agent (it comes back with the agent).
-    fn copy_state(&mut self, now_ms: u64, state: TaskState) {
-        self.copy.handle_state(now_ms, state, self.kill_requested);
+    fn copy_state(&mut self, now_ms: u64, state: TaskState, finished_restarts: bool) {
+        let killed = self.kill_requested;
+        self.copy
+            .handle_state(now_ms, state, killed, finished_restarts);
         if state == TaskState::Lost && self.copy.bound.is_some() {
             self.kill_requested = true;
         }
@@ -221,7 +223,7 @@ pub struct JobBook {
     task_ids_issued: u64,
     tasks_launched: u64,
     /// The latest time an input brought (for what depends on time without an input).
-    last_now_ms: u64,
+    pub(crate) last_now_ms: u64,
 }
 
 impl JobBook {
@@ -357,7 +359,8 @@ impl JobBook {
                 framework_id: framework_id.clone(),
                 agent_id: AgentId::new(""),
                 name: job.job.name.clone(),
-                reason: waiting_reason(&resources, &template.constraints),
+                reason: waiting_reason(&resources, &template.constraints)
+                    + &quarantine_note(&job.quarantine.agents(self.last_now_ms)),
                 resources,
                 state: TaskState::Pending,
                 exit_code: None,
@@ -577,7 +580,7 @@ impl JobBook {
             return;
         }
         if declared {
-            slot.copy_state(now_ms, status.state);
+            slot.copy_state(now_ms, status.state, policy.restarts(TaskState::Finished));
         }
         if status.state == TaskState::Unreachable
             && !slot.kill_requested
@@ -886,6 +889,17 @@ fn base36(mut n: u64) -> String {
         }
     }
     digits.iter().rev().collect()
+}
+
+/// The agents a pending copy's job avoids, in words (`wasmos explain` says more).
+fn quarantine_note(agents: &[AgentId]) -> String {
+    match agents.is_empty() {
+        true => String::new(),
+        false => {
+            let agents: Vec<&str> = agents.iter().map(AgentId::as_str).collect();
+            format!(" (quarantined on {})", agents.join(", "))
+        }
+    }
 }
 
 /// What a pending copy waits for, in the operator's words.

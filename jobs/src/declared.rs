@@ -52,6 +52,8 @@ pub enum DeclError {
     MaxParallel,
     #[error("update.canary must be at most {JOB_COUNT_MAX}, got {0}")]
     Canary(u32),
+    #[error("update.canary ({canary}) must be at most count ({count})")]
+    CanaryOverCount { canary: u32, count: u32 },
     #[error(
         "update.min_healthy_ms ({min}) must be less than update.healthy_deadline_ms ({deadline}), \
          which is at most {HEALTHY_DEADLINE_MS_MAX}"
@@ -137,8 +139,15 @@ fn check_update(update: &UpdatePolicy, desired: Desired) -> Result<(), DeclError
     if update.canary > JOB_COUNT_MAX {
         return Err(DeclError::Canary(update.canary));
     }
-    if update.canary > 0 && matches!(desired, Desired::PerAgent(_)) {
-        return Err(DeclError::PerAgentCanary);
+    match desired {
+        Desired::PerAgent(_) if update.canary > 0 => return Err(DeclError::PerAgentCanary),
+        Desired::Count(count) if update.canary > count => {
+            return Err(DeclError::CanaryOverCount {
+                canary: update.canary,
+                count,
+            });
+        }
+        _ => {}
     }
     if update.min_healthy_ms >= update.healthy_deadline_ms
         || update.healthy_deadline_ms > HEALTHY_DEADLINE_MS_MAX

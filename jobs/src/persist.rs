@@ -7,8 +7,9 @@
 //! state of every task it had launched (`Call::Reconcile`, answered once the master's
 //! re-registration window is over) and goes on from the answers: a task still running
 //! is followed, one the master does not know is `lost` and restarted by its policy.
-//! Times on the old book's clock do not carry over: restarts due are due at once, and
-//! copies not yet healthy start their health wait and deadline again.
+//! Times on the old book's clock mostly do not carry over: restarts due are due at once,
+//! copies not yet healthy start their health wait and deadline again, and so does a
+//! rollout's; quarantines keep their end on the wall clock.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,8 @@ pub enum RestoreError {
 #[derive(Serialize)]
 struct SavedRef<'a> {
     format: u32,
+    /// The wall clock when the book's clock began (see [`JobBook::new`]).
+    wall_base_ms: u64,
     jobs_submitted: u64,
     task_ids_issued: u64,
     jobs: &'a BTreeMap<String, Job>,
@@ -39,6 +42,8 @@ struct SavedRef<'a> {
 #[derive(Deserialize)]
 struct Saved {
     format: u32,
+    #[serde(default)]
+    wall_base_ms: u64,
     jobs_submitted: u64,
     task_ids_issued: u64,
     jobs: BTreeMap<String, Job>,
@@ -50,6 +55,7 @@ impl JobBook {
         let (jobs_submitted, task_ids_issued) = self.counters();
         serde_json::to_vec(&SavedRef {
             format: STATE_FORMAT,
+            wall_base_ms: self.wall_base_ms,
             jobs_submitted,
             task_ids_issued,
             jobs: &self.jobs,
@@ -73,8 +79,7 @@ impl JobBook {
         let mut launched = Vec::new();
         let mut jobs = saved.jobs;
         for (job_id, job) in &mut jobs {
-            let policy = job.quarantine_policy();
-            job.quarantine.restart_clock(policy);
+            job.quarantine.rebase(saved.wall_base_ms, book.wall_base_ms);
             for (index, slot) in &mut job.slots {
                 if matches!(slot.state, SlotState::Backoff { .. }) {
                     slot.state = SlotState::Waiting;

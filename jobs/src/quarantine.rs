@@ -84,13 +84,15 @@ impl Quarantine {
         });
     }
 
-    /// Times do not carry over to a new book's clock: a quarantine in force starts its
-    /// backoff again, recent failures are forgotten.
-    pub(crate) fn restart_clock(&mut self, policy: QuarantinePolicy) {
+    /// Onto a new book's clock: times of the book whose clock began at `old_base_ms`
+    /// (wall clock) become times of one whose clock began at `new_base_ms`; what is over
+    /// by then is forgotten.
+    pub(crate) fn rebase(&mut self, old_base_ms: u64, new_base_ms: u64) {
+        let rebase = |t: u64| old_base_ms.saturating_add(t).checked_sub(new_base_ms);
         self.agents.retain(|_, r| {
-            r.failures.clear();
-            r.until = r.until.map(|_| policy.backoff_ms);
-            r.until.is_some()
+            r.failures = r.failures.iter().filter_map(|t| rebase(*t)).collect();
+            r.until = r.until.and_then(rebase).filter(|until| *until > 0);
+            r.until.is_some() || !r.failures.is_empty()
         });
     }
 
@@ -109,6 +111,23 @@ impl Quarantine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_quarantine_keeps_its_end_on_the_wall_clock() {
+        let policy = QuarantinePolicy {
+            failures: 1,
+            window_ms: 1_000,
+            backoff_ms: 5_000,
+        };
+        let a = AgentId::new("a");
+        let mut q = Quarantine::default();
+        assert!(q.failed(10_000, &a, policy));
+        // The old book's clock began at wall 1_000_000; the new one's 3 s later.
+        q.rebase(1_000_000, 1_003_000);
+        assert_eq!(q.next_end(0), Some(12_000));
+        q.rebase(1_003_000, 1_020_000);
+        assert!(q.agents(0).is_empty(), "over by then");
+    }
 
     #[test]
     fn failures_within_the_window_quarantine_for_the_backoff() {

@@ -18,6 +18,8 @@ pub struct Waiting {
     pub desired: u32,
     pub running: u32,
     pub copies: Vec<WaitingCopy>,
+    /// How the copies that ended for good ended.
+    pub ended: Vec<proto::TaskState>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +76,13 @@ impl JobBook {
         let running = (job.slots.values())
             .filter(|s| !s.copy.stopping && matches!(s.state, SlotState::Launched { .. }))
             .count();
+        let ended = (job.slots.values())
+            .filter(|s| asked(s))
+            .filter_map(|s| match s.state {
+                SlotState::Ended { state } => Some(state),
+                _ => None,
+            })
+            .collect();
         let desired = match &job.service {
             Some(service) => service.desired(&job.slots),
             None => job.slots.len(),
@@ -84,6 +93,7 @@ impl JobBook {
             desired: desired as u32,
             running: running as u32,
             copies,
+            ended,
         }
     }
 }

@@ -110,7 +110,13 @@ async fn explain_waiting(
         true => copies[0].reason.clone(),
         false => {
             let reasons: Vec<String> = copies.iter().map(|c| c.reason.clone()).collect();
-            job_summary(&waiting.job, waiting.desired, waiting.running, &reasons)
+            job_summary(
+                &waiting.job,
+                waiting.desired,
+                waiting.running,
+                &reasons,
+                &waiting.ended,
+            )
         }
     };
     // A task asked about that no longer waits (placed meanwhile) is the core's.

@@ -121,9 +121,9 @@ fn jobs_error(e: jobs::JobsError) -> OperatorError {
     use jobs::{JobsError, KillError};
     match e {
         JobsError::Kill(KillError::Unknown(task_id)) => no_task(&task_id),
-        JobsError::Service(e @ jobs::ServiceError::NotFound(_)) => {
-            OperatorError::NotFound(e.to_string())
-        }
+        JobsError::Service(
+            e @ (jobs::ServiceError::NotFound(_) | jobs::ServiceError::NoVersion { .. }),
+        ) => OperatorError::NotFound(e.to_string()),
         JobsError::Stopped => {
             OperatorError::JobsNotRunning(format!("jobs framework not running: {e}"))
         }

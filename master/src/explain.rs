@@ -2,10 +2,10 @@
 //! its constraints for its framework, per agent and for the framework, from the master's
 //! own books. Sans-IO: the caller gives the time; nothing here changes the master.
 
-use proto::explain::{AHEAD_LISTED_MAX, AgentFit, Fit, FrameworkFacts, FrameworkShare};
+use proto::explain::{AHEAD_LISTED_MAX, AgentFit, Fit, FrameworkFacts, FrameworkShare, Shortfall};
 use proto::operator::AgentState;
 use proto::resources::{SCALAR_MILLIS_PER_UNIT, dominant_share_of};
-use proto::{AgentId, Constraint, FrameworkId, Resources};
+use proto::{AgentId, Constraint, FrameworkId, Resources, TaskState};
 
 use crate::master::Master;
 use crate::time::Millis;
@@ -133,26 +133,40 @@ impl Master {
     }
 }
 
-/// The scalar of `needs` most short of what is free, if any is.
+/// The scalars of `needs` short of what is free, the most short first, if any is.
 fn shortest(needs: &Resources, free: &Resources, offered: &Resources) -> Option<Fit> {
     let units = |millis: u64| millis as f64 / SCALAR_MILLIS_PER_UNIT as f64;
-    (needs.scalars.iter())
-        .filter(|(name, need)| free.scalar(name).0 < need.0)
-        .max_by_key(|(name, need)| need.0 - free.scalar(name).0)
-        .map(|(name, need)| Fit::Short {
-            resource: name.clone(),
-            need: units(need.0),
-            free: units(free.scalar(name).0),
-            offered: units(offered.scalar(name).0),
-        })
-        .or_else(|| {
-            (!free.contains(needs)).then(|| Fit::Short {
-                resource: "ports or devices".to_owned(),
-                need: 0.0,
-                free: 0.0,
-                offered: 0.0,
+    let mut short: Vec<(&String, u64, u64)> = (needs.scalars.iter())
+        .map(|(name, need)| (name, need.0, free.scalar(name).0))
+        .filter(|(_, need, free)| free < need)
+        .collect();
+    // The most short relative to what is needed first.
+    short.sort_by(|a, b| {
+        let lack = |(_, need, free): &(&String, u64, u64)| (need - free) as f64 / *need as f64;
+        lack(b).total_cmp(&lack(a))
+    });
+    let Some(((name, need, have), rest)) = short.split_first() else {
+        return (!free.contains(needs)).then(|| Fit::Short {
+            resource: "ports or devices".to_owned(),
+            need: 0.0,
+            free: 0.0,
+            offered: 0.0,
+            also: Vec::new(),
+        });
+    };
+    Some(Fit::Short {
+        resource: (*name).clone(),
+        need: units(*need),
+        free: units(*have),
+        offered: units(offered.scalar(name).0),
+        also: (rest.iter())
+            .map(|(name, need, have)| Shortfall {
+                resource: (*name).clone(),
+                need: units(*need),
+                free: units(*have),
             })
-        })
+            .collect(),
+    })
 }
 
 /// Lower is closer to running.
@@ -184,12 +198,20 @@ pub fn fit_message(fit: &Fit, now: u64) -> String {
             need,
             free,
             offered,
+            also,
         } => {
             let offered = match *offered > 0.0 {
                 true => format!(" ({offered} more offered, not yet answered)"),
                 false => String::new(),
             };
-            format!("{resource}: needs {need}, {free} free{offered}")
+            let mut text = format!("{resource}: needs {need}, {free} free{offered}");
+            for s in also {
+                text.push_str(&format!(
+                    "; {}: needs {}, {} free",
+                    s.resource, s.need, s.free
+                ));
+            }
+            text
         }
         Fit::Filtered { until_at_ms } => format!(
             "the framework declined its offers: filtered for {} more",
@@ -326,13 +348,26 @@ fn most_failed_constraint(fits: &[AgentFit]) -> String {
 }
 
 /// A job's state in a line: "3 of 6 running; 3 wait: …" (the first waiting copy's
-/// reason).
-pub fn job_summary(job: &str, desired: u32, running: u32, reasons: &[String]) -> String {
-    match reasons.first() {
-        None => format!("job {job}: {running} of {desired} running; none waits"),
-        Some(reason) => format!(
-            "job {job}: {running} of {desired} running; {} wait: {reason}",
-            reasons.len()
-        ),
+/// reason), and its copies that ended for good by state ("2 ended: 2 failed").
+pub fn job_summary(
+    job: &str,
+    desired: u32,
+    running: u32,
+    reasons: &[String],
+    ended: &[TaskState],
+) -> String {
+    let mut line = format!("job {job}: {running} of {desired} running");
+    if !ended.is_empty() {
+        let by_state: Vec<String> = (TaskState::ALL.iter())
+            .map(|s| (s, ended.iter().filter(|e| *e == s).count()))
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{n} {}", s.as_str()))
+            .collect();
+        line.push_str(&format!("; {} ended: {}", ended.len(), by_state.join(", ")));
     }
+    match reasons.first() {
+        None => line.push_str("; none waits"),
+        Some(reason) => line.push_str(&format!("; {} wait: {reason}", reasons.len())),
+    }
+    line
 }

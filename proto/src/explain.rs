@@ -65,11 +65,21 @@ pub enum Fit {
         need: f64,
         free: f64,
         offered: f64,
+        /// Other resources short there too, most short first.
+        also: Vec<Shortfall>,
     },
     /// The framework declined this agent's offers with a filter until then.
     Filtered { until_at_ms: u64 },
     /// The job's tasks kept failing there: no copies until then.
     Quarantined { until_at_ms: u64 },
+}
+
+/// One more resource an agent lacks for a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Shortfall {
+    pub resource: String,
+    pub need: f64,
+    pub free: f64,
 }
 
 /// A framework's place in Dominant Resource Fairness.

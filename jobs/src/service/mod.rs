@@ -6,8 +6,14 @@
 //! version. After every input the book *reconciles* each service: [`plan`] (pure: the
 //! service, its copies and the time in; copies to add and stop and an outcome out) says
 //! what to do, and the book does it. The rules:
-//! - A copy is **healthy** once it has been up (`running`, or restarted after finishing)
-//!   for `min_healthy_ms` without failing (`failed`, `error`, `lost`).
+//! - A copy is **healthy** once its task has been `running` for `min_healthy_ms` (a
+//!   failure or an end before that resets the wait), or when it is done: it finished and
+//!   its restart policy does not restart finished tasks. A copy that finishes under
+//!   `always` is not up until its next task has run `min_healthy_ms`.
+//! - A per-agent job's rollout is done once it has copies; with none by
+//!   `healthy_deadline_ms` it fails (no agent matched).
+//! - Scaling up during a rollout adds copies of the new version; a revert that fails is
+//!   not reverted again.
 //! - **Steady** (no rollout): copies of the newest version are added or stopped until
 //!   there are `count`; a copy whose restart policy let it end still counts.
 //! - **Rollout** to version `to`: first `canary` copies of `to` beside the old ones (not
@@ -61,6 +67,8 @@ pub enum ServiceRequest {
 pub enum ServiceError {
     #[error("no job {0}: see `wasmos job list`")]
     NotFound(String),
+    #[error("job {name} has no version {version}: see `wasmos job status {name}`")]
+    NoVersion { name: String, version: u32 },
     #[error("{0}")]
     Conflict(String),
 }
@@ -93,8 +101,17 @@ impl ServiceCopy {
         self.spread_value = spread_value;
     }
 
-    /// A new state of its task. A kill the book asked for is not a failure.
-    pub(crate) fn handle_state(&mut self, now_ms: u64, state: TaskState, killed_by_us: bool) {
+    /// A new state of its task. A kill the book asked for is not a failure. A task that
+    /// finished is healthy when its copy is done (its restart policy does not restart a
+    /// finished task); otherwise the copy is not up, and healthy only once its next task
+    /// has run `min_healthy_ms`.
+    pub(crate) fn handle_state(
+        &mut self,
+        now_ms: u64,
+        state: TaskState,
+        killed_by_us: bool,
+        finished_restarts: bool,
+    ) {
         match state {
             TaskState::Running => {
                 self.up_since.get_or_insert(now_ms);
@@ -103,6 +120,10 @@ impl ServiceCopy {
                 self.failed = true;
                 self.healthy = false;
                 self.up_since = None;
+            }
+            TaskState::Finished if !killed_by_us => {
+                self.up_since = None;
+                self.healthy = !finished_restarts;
             }
             _ => {}
         }
@@ -159,6 +180,10 @@ struct Rollout {
     promoted: bool,
     /// "Canaries healthy, waiting for promote" is in the history.
     announced: bool,
+    /// When it began on the book's clock (set by the first reconcile; `None` again after
+    /// a restore, so that its waits start afresh).
+    #[serde(skip)]
+    since_ms: Option<u64>,
 }
 
 /// A declared job's versions, rollout and history.
@@ -301,6 +326,7 @@ impl Service {
             // A revert goes back without canaries.
             promoted: reverts_to.is_some(),
             announced: false,
+            since_ms: None,
         });
         number
     }
@@ -432,7 +458,10 @@ impl JobBook {
         let Some(service) = job.service.as_deref_mut() else {
             return Err(ServiceError::NotFound(name.to_owned()));
         };
-        let Some(rollout) = service.rollout.as_mut().filter(|r| !r.promoted) else {
+        let with_canaries = service.decl.update.canary > 0;
+        let waiting =
+            (service.rollout.as_mut()).filter(|r| !r.promoted && r.from.is_some() && with_canaries);
+        let Some(rollout) = waiting else {
             return Err(ServiceError::Conflict(format!(
                 "job {name} has no canaries waiting for promotion"
             )));
@@ -461,6 +490,11 @@ impl JobBook {
         let Some(service) = job.service.as_deref_mut() else {
             return Err(ServiceError::NotFound(name.to_owned()));
         };
+        if service.stopped {
+            return Err(ServiceError::Conflict(format!(
+                "job {name} is stopped: deploy it to start it again"
+            )));
+        }
         let target = match to {
             Some(v) => v,
             None => (service.versions.iter().rev())
@@ -472,8 +506,21 @@ impl JobBook {
                     ))
                 })?,
         };
-        let Some(task) = service.versions.get(&target).map(|v| v.job.clone()) else {
-            return Err(ServiceError::NotFound(format!("{name} version {target}")));
+        if target == service.latest {
+            return Err(ServiceError::Conflict(format!(
+                "version {target} is job {name}'s current version"
+            )));
+        }
+        let Some(known) = service.versions.get(&target) else {
+            return Err(ServiceError::NoVersion {
+                name: name.to_owned(),
+                version: target,
+            });
+        };
+        let task = known.job.clone();
+        let failed_before = match known.state {
+            VersionState::Failed => format!(" (it failed before: {})", known.reason),
+            _ => String::new(),
         };
         let version = service.new_version(at, task.clone(), Some(target));
         service.log(
@@ -484,7 +531,7 @@ impl JobBook {
         );
         job.job = task;
         Ok(format!(
-            "job {name}: rolling back to version {target} as version {version}"
+            "job {name}: rolling back to version {target} as version {version}{failed_before}"
         ))
     }
 
@@ -545,6 +592,7 @@ impl JobBook {
 
     /// Reconciles every declared job (see the module documentation).
     pub(crate) fn reconcile_services(&mut self, now_ms: u64) {
+        self.last_now_ms = self.last_now_ms.max(now_ms);
         let keys: Vec<String> = (self.jobs.iter())
             .filter(|(_, job)| job.service.is_some())
             .map(|(k, _)| k.clone())
@@ -568,6 +616,9 @@ impl JobBook {
             return false;
         };
         let min_healthy_ms = service.decl.update.min_healthy_ms;
+        if let Some(rollout) = service.rollout.as_mut() {
+            rollout.since_ms.get_or_insert(now_ms);
+        }
         let target = (service.rollout.as_ref())
             .and_then(|r| Some((r.to, &service.versions.get(&r.to)?.job)));
         for slot in job.slots.values_mut() {

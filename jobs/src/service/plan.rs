@@ -107,7 +107,10 @@ fn rolling(
         .iter()
         .copied()
         .partition(|(_, s)| s.copy.version == to);
-    if let Some(reason) = failure(&new, to, update.healthy_deadline_ms, now_ms) {
+    let per_agent = service.per_agent().is_some();
+    let reason = failure(&new, to, update.healthy_deadline_ms, now_ms)
+        .or_else(|| nothing_placed(rollout, n, per_agent, update.healthy_deadline_ms, now_ms));
+    if let Some(reason) = reason {
         return Plan {
             outcome: Some(Outcome::Failed(reason)),
             ..Plan::default()
@@ -127,6 +130,17 @@ fn rolling(
     let new_unhealthy = new.iter().filter(|(_, s)| !s.copy.healthy).count();
     let mut budget = max_parallel.saturating_sub(new_unhealthy);
     let mut new_count = new.len();
+    // Fewer copies than wanted (a scale-up during the rollout): copies of `to` at once,
+    // within the budget; per-agent copies come with their agents' offers.
+    let mut total = new_count + old.len();
+    while total < n && budget > 0 && !per_agent {
+        plan.add.push(NewCopy {
+            version: to,
+            canary: false,
+            bound: None,
+        });
+        (new_count, total, budget) = (new_count + 1, total + 1, budget - 1);
+    }
     let mut old_order = old.clone();
     old_order.sort_by_key(|(i, s)| (s.copy.healthy, *i));
     for (i, s) in old_order {
@@ -146,23 +160,53 @@ fn rolling(
         }
     }
     if old.is_empty() {
-        let per_agent = service.per_agent().is_some();
-        while new_count < n && !per_agent {
-            plan.add.push(NewCopy {
-                version: to,
-                canary: false,
-                bound: None,
-            });
-            new_count += 1;
-        }
-        plan.stop
-            .extend(fewest_first(&new, new.len().saturating_sub(n)));
-        let all_healthy = new.iter().all(|(_, s)| s.copy.healthy);
-        if new.len() == n && all_healthy {
-            plan.outcome = Some(Outcome::Succeeded);
-        }
+        last_step(&mut plan, to, &new, new_count, n, per_agent);
     }
     plan
+}
+
+/// Only copies of `to` are left: as many as wanted, and done once all are healthy.
+fn last_step(
+    plan: &mut Plan,
+    to: u32,
+    new: &[(usize, &Slot)],
+    mut new_count: usize,
+    n: usize,
+    per_agent: bool,
+) {
+    while new_count < n && !per_agent {
+        plan.add.push(NewCopy {
+            version: to,
+            canary: false,
+            bound: None,
+        });
+        new_count += 1;
+    }
+    plan.stop
+        .extend(fewest_first(new, new.len().saturating_sub(n)));
+    let all_healthy = new.iter().all(|(_, s)| s.copy.healthy);
+    // A per-agent job is done once it has copies: with none, no agent matched yet.
+    if new.len() == n && all_healthy && (n > 0 || !per_agent) {
+        plan.outcome = Some(Outcome::Succeeded);
+    }
+}
+
+/// A per-agent job that has no copy `deadline_ms` after its rollout began: no agent
+/// matches it (or none offered).
+fn nothing_placed(
+    rollout: &Rollout,
+    n: usize,
+    per_agent: bool,
+    deadline_ms: u64,
+    now_ms: u64,
+) -> Option<String> {
+    let since = rollout.since_ms?;
+    (per_agent && n == 0 && now_ms >= since.saturating_add(deadline_ms)).then(|| {
+        format!(
+            "no agent took a copy of version {} within {deadline_ms} ms (see `wasmos explain`)",
+            rollout.to
+        )
+    })
 }
 
 /// Why the rollout to `to` failed, if it did.

@@ -505,3 +505,105 @@ fn a_revert_that_fails_is_not_reverted_again() {
     assert_eq!(status.versions[0].state, "failed");
     assert!(status.summary.rollout.is_none());
 }
+
+#[test]
+fn scaling_up_in_the_middle_of_a_rollout_adds_copies_of_the_new_version() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = stable(&mut w, 3);
+    w.deploy(svc(3, OTHER, ""));
+    w.play(1, 200, &mut seen);
+    assert_eq!(w.deploy(svc(5, OTHER, "")).1, DeployChange::Updated);
+    w.play(30, 500, &mut seen);
+    let status = w.status();
+    assert_eq!(status.summary.stable_version, Some(2), "{status:#?}");
+    assert_eq!(versions_live(&status), vec![2; 5]);
+}
+
+#[test]
+fn a_copy_that_keeps_finishing_under_always_is_never_healthy_one_that_is_done_is() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = stable(&mut w, 1);
+    let update =
+        r#", "restart": "always", "update": {"min_healthy_ms": 3000, "healthy_deadline_ms": 8000}"#;
+    w.deploy(svc(1, OTHER, update));
+    // Each task of the new version runs a moment and finishes; it restarts.
+    for _ in 0..12 {
+        let id = w.last_launched().task_id.clone();
+        if !seen.running.contains(&id) {
+            seen.running.insert(id.clone());
+            w.report(&id, TaskState::Running);
+            w.report(&id, TaskState::Finished);
+        }
+        w.confirm_kills(&mut seen.killed);
+        w.advance_to(w.now + 1_000);
+    }
+    let status = w.status();
+    assert_eq!(status.versions[0].state, "failed", "{status:#?}");
+    assert!(
+        status.versions[0].reason.contains("not healthy within"),
+        "{status:#?}"
+    );
+    assert!(status.summary.healthy <= status.summary.running);
+
+    // Under never, a copy that finished is done, and done is healthy.
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    w.deploy(svc(1, MODULE, ""));
+    let id = w.last_launched().task_id.clone();
+    w.report(&id, TaskState::Running);
+    w.report(&id, TaskState::Finished);
+    assert_eq!(w.status().summary.stable_version, Some(1));
+}
+
+#[test]
+fn a_per_agent_job_no_agent_takes_is_not_healthy_and_fails_at_its_deadline() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = Seen::default();
+    w.deploy(decl(&format!(
+        r#"{{"name": "svc", "module": "{MODULE}", "per_agent": 1, "constraints": ["arch=riscv"]}}"#
+    )));
+    w.play(2, 1_000, &mut seen);
+    let status = w.status();
+    assert_eq!(status.summary.state, "rolling", "no copy yet: {status:#?}");
+    assert_eq!(status.summary.stable_version, None);
+    w.play(10, 1_000, &mut seen);
+    let status = w.status();
+    assert_eq!(status.versions[0].state, "failed", "{status:#?}");
+    assert!(status.versions[0].reason.contains("no agent took a copy"));
+}
+
+#[test]
+fn promote_and_revert_refuse_what_cannot_be_done_saying_why() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = stable(&mut w, 1);
+    w.deploy(svc(1, OTHER, ""));
+    let refused = |w: &mut World, request: ServiceRequest| match w.request(request) {
+        Err(e) => e.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let promote = refused(&mut w, ServiceRequest::Promote("svc".to_owned()));
+    assert!(promote.contains("no canaries waiting"), "{promote}");
+    let current = ServiceRequest::Revert {
+        name: "svc".to_owned(),
+        to: Some(2),
+    };
+    assert!(refused(&mut w, current).contains("current version"));
+    let unknown = ServiceRequest::Revert {
+        name: "svc".to_owned(),
+        to: Some(99),
+    };
+    assert!(refused(&mut w, unknown).contains("has no version 99"));
+    w.play(10, 500, &mut seen);
+    assert!(w.request(ServiceRequest::Stop("svc".to_owned())).is_ok());
+    let stopped = ServiceRequest::Revert {
+        name: "svc".to_owned(),
+        to: Some(1),
+    };
+    assert!(refused(&mut w, stopped).contains("is stopped"));
+    let over = ValidDecl::validate(
+        serde_json::from_str(&format!(
+            r#"{{"name": "x", "module": "{MODULE}", "count": 2, "update": {{"canary": 3}}}}"#
+        ))
+        .unwrap(),
+    );
+    assert!(over.unwrap_err().to_string().contains("at most count (2)"));
+}

@@ -111,8 +111,18 @@ fn each_agent_says_why_it_cannot_take_the_task() {
             resource: "cpus".to_owned(),
             need: 0.5,
             free: 0.25,
-            offered: 0.0
+            offered: 0.0,
+            also: Vec::new(),
         }
+    );
+    // Short of two resources: both said, the most short first.
+    let mut big = needs(0.5, "arch=aarch64");
+    big.resources = res(0.5, 4096.0);
+    let (two, _) = m.placement_facts(now, wall, &fw, &big);
+    let pi2 = two.iter().find(|f| f.agent_id.as_str() == "pi-2").unwrap();
+    assert_eq!(
+        pi2.message,
+        "mem: needs 4096, 1024 free; cpus: needs 0.5, 0.25 free"
     );
     assert_eq!(
         fit_of(&fits, "x86"),
@@ -140,7 +150,13 @@ fn each_agent_says_why_it_cannot_take_the_task() {
         "no agent with arch=aarch64 has cpus:0.5, mem:64 free (closest: pi-2, 0.25 cpus free)"
     );
     assert_eq!(
-        job_summary("vision", 6, 3, &[reason.clone(), reason.clone(), reason]),
+        job_summary(
+            "vision",
+            6,
+            3,
+            &[reason.clone(), reason.clone(), reason],
+            &[]
+        ),
         "job vision: 3 of 6 running; 3 wait: no agent with arch=aarch64 has cpus:0.5, mem:64 free (closest: pi-2, 0.25 cpus free)"
     );
 
