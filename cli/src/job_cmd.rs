@@ -110,6 +110,7 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     if let Some(image) = &decl.oci {
         decl.oci = Some(image_path(image)?);
     }
+    check_before_upload(&decl)?;
     runtime()?.block_on(async {
         let endpoint = args.connect.endpoint();
         let net = open(&args.connect).await?;
@@ -447,10 +448,29 @@ fn progress_line(status: &JobStatus, version: u32) -> String {
             r.phase, r.new_placed, s.desired, r.new_healthy, r.old_left
         ),
         _ => format!(
-            "version {version}: {} · {} desired, {} running, {} healthy",
-            s.state, s.desired, s.running, s.healthy
+            "version {version}: {} · {} desired, {} running, {} healthy{}",
+            s.state,
+            s.desired,
+            s.running,
+            s.healthy,
+            match s.done {
+                0 => String::new(),
+                n => format!(" ({n} done)"),
+            }
         ),
     }
+}
+
+/// Refuses here what the master would refuse, before the module is uploaded: the module
+/// is checked as the sha256 it will be.
+fn check_before_upload(decl: &JobDecl) -> anyhow::Result<()> {
+    let mut probe = decl.clone();
+    if probe.module.is_some() {
+        probe.module = Some("0".repeat(64));
+    }
+    jobs::ValidDecl::validate(probe)
+        .map(drop)
+        .map_err(|e| anyhow!("the job was refused: {e}"))
 }
 
 fn read_decl(file: &Path) -> anyhow::Result<JobDecl> {

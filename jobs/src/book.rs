@@ -529,6 +529,7 @@ impl JobBook {
         };
         slot.copy.launched(
             now_ms,
+            &offer.agent_id,
             spread_key.and_then(|key| offer.attributes.get(&key).map(str::to_owned)),
         );
         self.tasks_launched += 1;

@@ -20,6 +20,8 @@ pub struct Waiting {
     pub copies: Vec<WaitingCopy>,
     /// How the copies that ended for good ended.
     pub ended: Vec<proto::TaskState>,
+    /// A per-agent job without a copy: what a copy would need (why no agent takes one).
+    pub per_agent_unplaced: Option<(Resources, Vec<Constraint>)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +89,8 @@ impl JobBook {
             Some(service) => service.desired(&job.slots),
             None => job.slots.len(),
         };
+        let per_agent_unplaced = (crate::service::wants_every_agent(job) && desired == 0)
+            .then(|| (task_resources(&job.job), job.job.constraints.clone()));
         Waiting {
             framework_id: self.framework_id().cloned(),
             job: job.job.name.clone(),
@@ -94,6 +98,7 @@ impl JobBook {
             running: running as u32,
             copies,
             ended,
+            per_agent_unplaced,
         }
     }
 }

@@ -6,9 +6,9 @@ use jobs::waiting::Waiting;
 use master::explain::{Needs, job_summary, waiting_reason};
 use master::view::WallClock;
 use net::clock::unix_ms;
-use proto::explain::{CopyExplanation, Explanation};
+use proto::explain::{AgentFit, CopyExplanation, Explanation, FrameworkFacts};
 use proto::operator::{OperatorError, TaskRow};
-use proto::{TaskId, TaskState};
+use proto::{FrameworkId, TaskId, TaskState};
 
 use crate::operator::{OperatorContext, fresh, read};
 
@@ -63,6 +63,46 @@ fn from_row(row: &TaskRow) -> CopyExplanation {
     }
 }
 
+/// The core's facts about placing `needs` for the waiting copies' framework.
+async fn facts(
+    ctx: &OperatorContext,
+    framework_id: Option<FrameworkId>,
+    needs: &Needs,
+) -> Result<(Vec<AgentFit>, Option<FrameworkFacts>), OperatorError> {
+    let framework_id = framework_id.unwrap_or_else(|| FrameworkId::new(""));
+    let asked = needs.clone();
+    read(ctx, move |core, now| {
+        let wall = WallClock {
+            wall_ms: unix_ms(),
+            master_now: now,
+        };
+        core.placement_facts(now, wall, &framework_id, &asked)
+    })
+    .await
+}
+
+/// Why a per-agent job has no copy: what no agent offers a copy.
+async fn unplaced(
+    ctx: &OperatorContext,
+    framework_id: Option<FrameworkId>,
+    resources: proto::Resources,
+    constraints: Vec<proto::Constraint>,
+) -> Result<String, OperatorError> {
+    let needs = Needs {
+        resources,
+        constraints,
+        avoided: Vec::new(),
+    };
+    let (agents, framework) = facts(ctx, framework_id, &needs).await?;
+    Ok(waiting_reason(
+        unix_ms(),
+        None,
+        &needs,
+        &agents,
+        framework.as_ref(),
+    ))
+}
+
 async fn explain_waiting(
     ctx: &OperatorContext,
     subject: String,
@@ -76,19 +116,7 @@ async fn explain_waiting(
             constraints: copy.constraints,
             avoided: copy.avoided,
         };
-        let framework_id = waiting
-            .framework_id
-            .clone()
-            .unwrap_or_else(|| proto::FrameworkId::new(""));
-        let asked = needs.clone();
-        let (agents, framework) = read(ctx, move |core, now| {
-            let wall = WallClock {
-                wall_ms: unix_ms(),
-                master_now: now,
-            };
-            core.placement_facts(now, wall, &framework_id, &asked)
-        })
-        .await?;
+        let (agents, framework) = facts(ctx, waiting.framework_id.clone(), &needs).await?;
         let reason = waiting_reason(
             unix_ms(),
             copy.restart_at_ms,
@@ -105,18 +133,28 @@ async fn explain_waiting(
             agents,
         });
     }
+    let unplaced = match waiting.per_agent_unplaced.clone() {
+        Some((resources, constraints)) => {
+            Some(unplaced(ctx, waiting.framework_id.clone(), resources, constraints).await?)
+        }
+        None => None,
+    };
     let task_asked = copies.len() == 1 && copies[0].task_id.as_str() == subject;
     let summary = match task_asked {
         true => copies[0].reason.clone(),
         false => {
             let reasons: Vec<String> = copies.iter().map(|c| c.reason.clone()).collect();
-            job_summary(
+            let summary = job_summary(
                 &waiting.job,
                 waiting.desired,
                 waiting.running,
                 &reasons,
                 &waiting.ended,
-            )
+            );
+            match unplaced {
+                Some(why) => format!("{summary}; no agent takes a copy: {why}"),
+                None => summary,
+            }
         }
     };
     // A task asked about that no longer waits (placed meanwhile) is the core's.

@@ -220,7 +220,10 @@ pub struct JobSummary {
     /// Copies wanted now (`per_agent`: per matching agent seen).
     pub desired: u32,
     pub running: u32,
+    /// Running long enough, or done.
     pub healthy: u32,
+    /// Copies whose task finished and is not restarted (healthy too).
+    pub done: u32,
     /// `running`, `rolling`, `awaiting_promotion`, `failed`, `stopped`.
     pub state: String,
     /// The rollout under way.

@@ -227,7 +227,12 @@ fn explain_says_why_copies_wait_in_words_and_per_agent() {
         "p1_sleep",
         "count = 1\n[update]\nmin_healthy_ms = 500\nhealthy_deadline_ms = 60000",
     );
-    for file in [&arm, &huge, &flaky] {
+    let everywhere = write(
+        "everywhere",
+        "p1_sleep",
+        "per_agent = 1\nconstraints = [\"arch=riscv64\"]",
+    );
+    for file in [&arm, &huge, &flaky, &everywhere] {
         let out = deploy(file, &endpoint, true);
         assert!(out.status.success(), "{}", stderr(&out));
     }
@@ -245,6 +250,14 @@ fn explain_says_why_copies_wait_in_words_and_per_agent() {
     assert_eq!(
         e["copies"][0]["agents"][0]["fit"]["constraint"]["constraint"], "arch=riscv64",
         "{e:#}"
+    );
+
+    // A per-agent job without a copy says why no agent takes one.
+    let e = explain("everywhere", &endpoint);
+    let summary = e["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("no agent takes a copy") && summary.contains("arch=riscv64"),
+        "{summary}"
     );
 
     // The shortfall matches the agent's free cpus as the master lists them.

@@ -93,11 +93,15 @@ pub(crate) struct ServiceCopy {
     pub placed_ms: Option<u64>,
     /// Its agent's value of the job's spread attribute.
     pub spread_value: Option<String>,
+    /// The agent its latest task was placed on (shown once the task ended).
+    #[serde(default)]
+    pub agent: Option<AgentId>,
 }
 
 impl ServiceCopy {
-    pub(crate) fn launched(&mut self, now_ms: u64, spread_value: Option<String>) {
+    pub(crate) fn launched(&mut self, now_ms: u64, agent: &AgentId, spread_value: Option<String>) {
         self.placed_ms.get_or_insert(now_ms);
+        self.agent = Some(agent.clone());
         self.spread_value = spread_value;
     }
 
@@ -281,11 +285,27 @@ impl Service {
             return DeployChange::Unchanged;
         }
         let message = describe_in_place(&self.decl, decl, self.stopped);
-        self.stopped = false;
+        let was_stopped = std::mem::replace(&mut self.stopped, false);
         self.decl = decl.clone();
         if same_task {
+            let mut resume = false;
             if let Some(v) = self.versions.get_mut(&latest) {
                 v.job = decl.template.clone();
+                resume = was_stopped && v.state != VersionState::Stable;
+                if resume {
+                    v.state = VersionState::Deploying;
+                }
+            }
+            if resume {
+                // Stopped before it was healthy: its rollout starts again.
+                self.rollout = Some(Rollout {
+                    from: self.stable,
+                    to: latest,
+                    started_at_ms: at,
+                    promoted: true,
+                    announced: false,
+                    since_ms: None,
+                });
             }
             self.log(at, latest, "updated", message);
             return DeployChange::Updated;
@@ -545,12 +565,8 @@ impl JobBook {
             return Ok(format!("job {name} is stopped already"));
         }
         service.stopped = true;
-        if let Some(r) = service.rollout.take()
-            && let Some(v) = service.versions.get_mut(&r.to)
-            && v.state == VersionState::Deploying
-        {
-            v.state = VersionState::Superseded;
-        }
+        // A rollout under way stops with the copies; a deploy starts it again.
+        service.rollout = None;
         let latest = service.latest;
         service.log(at, latest, "stopped", "every copy stopped".to_owned());
         Ok(format!("job {name}: stopping its copies"))

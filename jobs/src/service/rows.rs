@@ -40,7 +40,20 @@ pub(super) fn summary(job: &Job, service: &Service, now_ms: u64, wall_base_ms: u
         name: job.job.name.clone(),
         version: service.latest,
         stable_version: service.stable,
-        desired: service.desired(&job.slots) as u32,
+        desired: match service.stopped {
+            true => 0,
+            false => service.desired(&job.slots) as u32,
+        },
+        done: (live())
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    SlotState::Ended {
+                        state: TaskState::Finished
+                    }
+                )
+            })
+            .count() as u32,
         running: running as u32,
         healthy: healthy as u32,
         state: state.to_owned(),
@@ -104,7 +117,7 @@ pub(super) fn copy_row(slot: &Slot) -> CopyRow {
     let (state, agent_id) = match &slot.state {
         SlotState::Waiting | SlotState::Backoff { .. } => (TaskState::Pending, None),
         SlotState::Launched { agent_id, state } => (*state, Some(agent_id.clone())),
-        SlotState::Ended { state } => (*state, None),
+        SlotState::Ended { state } => (*state, slot.copy.agent.clone()),
     };
     CopyRow {
         task_id: slot.task_id.clone(),

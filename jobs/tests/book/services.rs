@@ -607,3 +607,20 @@ fn promote_and_revert_refuse_what_cannot_be_done_saying_why() {
     );
     assert!(over.unwrap_err().to_string().contains("at most count (2)"));
 }
+
+#[test]
+fn a_job_stopped_in_the_middle_of_a_rollout_resumes_it_when_deployed_again() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = stable(&mut w, 2);
+    w.deploy(svc(2, OTHER, ""));
+    w.play(1, 200, &mut seen);
+    assert!(w.request(ServiceRequest::Stop("svc".to_owned())).is_ok());
+    w.play(2, 500, &mut seen);
+    assert_eq!(w.status().summary.desired, 0, "a stopped job wants none");
+    assert_eq!(w.deploy(svc(2, OTHER, "")), (2, DeployChange::Updated));
+    w.play(10, 500, &mut seen);
+    let status = w.status();
+    assert_eq!(status.summary.stable_version, Some(2), "{status:#?}");
+    assert_eq!(status.versions[0].state, "stable");
+    assert_eq!(versions_live(&status), vec![2, 2]);
+}
