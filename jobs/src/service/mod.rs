@@ -22,7 +22,7 @@
 //!   at most `max_parallel` of `to` not yet healthy at a time, never taking the healthy
 //!   copies below `count - max_parallel` (unhealthy old copies go first). It succeeds
 //!   when only copies of `to` are left, `count` of them, all healthy. It fails when a copy
-//!   of `to` fails, or is not healthy `healthy_deadline_ms` after it was placed; with
+//!   of `to` fails, or is not healthy `healthy_deadline_ms` after it was added; with
 //!   `auto_revert`, a new version with the last healthy version's task rolls out then.
 //! - **Per agent**: copies are added from offers, `per_agent` on each agent that matches,
 //!   bound to it; a rollout replaces each in place.
