@@ -20,11 +20,6 @@ use serde_json::Value;
 use crate::listing::{ConnectArgs, close, open, table};
 use crate::master_cmd::runtime;
 
-/// How long one request waits for the jobs framework.
-const JOBS_TIMEOUT_MS: u64 = 10_000;
-/// How long `deploy` keeps asking while the master has no jobs framework yet.
-const JOBS_RETRY_WINDOW_MS: u64 = 5_000;
-const JOBS_RETRY_PAUSE_MS: u64 = 250;
 /// Between two looks at a rollout.
 const FOLLOW_POLL_MS: u64 = 500;
 /// How long `deploy` follows while no master answers (one restarting) before it gives up.
@@ -287,19 +282,10 @@ fn wall_time(at_ms: u64) -> String {
 /// Asks the jobs framework, asking again for a while when the master has none yet.
 async fn ask_jobs(net: &Net, request: JobsRequest, endpoint: &str) -> anyhow::Result<JobsReply> {
     let request = OperatorRequest::Jobs(request);
-    let deadline = Instant::now() + Duration::from_millis(JOBS_RETRY_WINDOW_MS);
-    let reply = loop {
-        match tools::ask(net, &request, JOBS_TIMEOUT_MS).await {
-            Err(e) if no_jobs_yet(&e) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(JOBS_RETRY_PAUSE_MS)).await;
-            }
-            Err(ToolError::Query(QueryError::NoReply { .. })) => {
-                return Err(crate::identity::no_master(endpoint));
-            }
-            other => break other,
+    match crate::run_cmd::ask_jobs_framework(net, &request).await {
+        Err(ToolError::Query(QueryError::NoReply { .. })) => {
+            Err(crate::identity::no_master(endpoint))
         }
-    };
-    match reply {
         Ok(OperatorReply::Jobs(reply)) => Ok(reply),
         Ok(other) => Err(anyhow!(tools::unexpected(&other))),
         Err(ToolError::Operator(OperatorError::InvalidJob(e))) => {
@@ -308,14 +294,6 @@ async fn ask_jobs(net: &Net, request: JobsRequest, endpoint: &str) -> anyhow::Re
         Err(ToolError::Operator(e)) => Err(anyhow!("{e}")),
         Err(e) => Err(anyhow!(e)),
     }
-}
-
-fn no_jobs_yet(e: &ToolError) -> bool {
-    matches!(
-        e,
-        ToolError::Query(QueryError::NoReply { .. })
-            | ToolError::Operator(OperatorError::JobsNotRunning(_))
-    )
 }
 
 /// Follows the job until `version` is healthy (exit 0), waits for promotion (exit 0), or

@@ -20,7 +20,7 @@ use proto::{Constraint, TaskId, TaskState};
 
 use crate::master_cmd::runtime;
 
-/// How long `wasmos run` waits for the jobs framework to answer one submission.
+/// How long `wasmos run` (and `deploy`, `job`) wait for the jobs framework to answer.
 const SUBMIT_TIMEOUT_MS: u64 = 10_000;
 /// How long `wasmos run` keeps asking while the master has no jobs framework (one that
 /// is still starting next to it).
@@ -331,24 +331,33 @@ fn show_progress(name: &str, p: UploadProgress, terminal: bool) {
 /// Submits `request`, asking again for a while when the master has no jobs framework yet.
 async fn submit(net: &Net, request: &JobRequest, endpoint: &str) -> anyhow::Result<JobAccepted> {
     let submission = OperatorRequest::SubmitJob(request.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(SUBMIT_RETRY_WINDOW_MS);
-    let reply = loop {
-        match tools::ask(net, &submission, SUBMIT_TIMEOUT_MS).await {
-            Err(e) if no_jobs_yet(&e) && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(SUBMIT_RETRY_PAUSE_MS)).await;
-            }
-            Err(e) if no_jobs_yet(&e) => bail!(
-                "no jobs framework answered at {endpoint}: the master there runs without one \
-                 (started with --no-jobs?); start it with `wasmos up` or `wasmos master`"
-            ),
-            other => break other,
-        }
-    };
-    match reply {
+    match ask_jobs_framework(net, &submission).await {
+        Err(e) if no_jobs_yet(&e) => bail!(
+            "no jobs framework answered at {endpoint}: the master there runs without one \
+             (started with --no-jobs?); start it with `wasmos up` or `wasmos master`"
+        ),
         Ok(OperatorReply::JobAccepted(accepted)) => Ok(accepted),
         Ok(other) => Err(anyhow!(tools::unexpected(&other))),
         Err(ToolError::Operator(e)) => Err(anyhow!("the job was refused: {e}")),
         Err(e) => Err(anyhow!(e).context("submitting the job")),
+    }
+}
+
+/// Asks the master's jobs framework, asking again for a while when no master answers
+/// or it has no jobs framework yet (one that is still starting next to it); the last
+/// answer.
+pub(crate) async fn ask_jobs_framework(
+    net: &Net,
+    request: &OperatorRequest,
+) -> Result<OperatorReply, ToolError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(SUBMIT_RETRY_WINDOW_MS);
+    loop {
+        match tools::ask(net, request, SUBMIT_TIMEOUT_MS).await {
+            Err(e) if no_jobs_yet(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(SUBMIT_RETRY_PAUSE_MS)).await;
+            }
+            other => return other,
+        }
     }
 }
 

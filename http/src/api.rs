@@ -221,9 +221,14 @@ async fn tasks(
 }
 
 fn task_id(path: Result<Path<String>, PathRejection>) -> Result<TaskId, ApiError> {
-    let Path(id) =
+    path_text(path).map(TaskId::new)
+}
+
+/// The one text a route's path holds (a task id, a job name); a bad one is 400.
+pub(crate) fn path_text(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(text) =
         path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
-    Ok(TaskId::new(id))
+    Ok(text)
 }
 
 fn task_not_found(id: &TaskId) -> ApiError {

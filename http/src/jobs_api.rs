@@ -17,7 +17,7 @@ use proto::operator::{OperatorReply, OperatorRequest};
 use serde::Deserialize;
 
 use crate::Handles;
-use crate::api::{ask, body_bytes, json_error, unexpected};
+use crate::api::{ask, body_bytes, json_error, path_text, unexpected};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
@@ -43,7 +43,7 @@ pub(crate) async fn explain(
     Caller(caller): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Explanation>, ApiError> {
-    let subject = name(path)?;
+    let subject = path_text(path)?;
     match ask(&h, &caller, OperatorRequest::Explain { subject }).await {
         Ok(OperatorReply::Explain(e)) => Ok(Json(*e)),
         Ok(other) => Err(unexpected(&other)),
@@ -72,12 +72,6 @@ async fn ask_jobs(
     }
 }
 
-fn name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(name) =
-        path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
-    Ok(name)
-}
-
 /// The declared jobs, a summary each.
 #[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, body = Vec<JobSummary>)))]
 pub(crate) async fn list(
@@ -100,7 +94,15 @@ pub(crate) async fn status(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobStatus>, ApiError> {
-    match ask_jobs(&h, &caller, JobsRequest::Status { name: name(path)? }).await? {
+    match ask_jobs(
+        &h,
+        &caller,
+        JobsRequest::Status {
+            name: path_text(path)?,
+        },
+    )
+    .await?
+    {
         JobsReply::Status(status) => Ok(Json(*status)),
         other => Err(unexpected(&OperatorReply::Jobs(other))),
     }
@@ -116,7 +118,15 @@ pub(crate) async fn history(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    match ask_jobs(&h, &caller, JobsRequest::History { name: name(path)? }).await? {
+    match ask_jobs(
+        &h,
+        &caller,
+        JobsRequest::History {
+            name: path_text(path)?,
+        },
+    )
+    .await?
+    {
         JobsReply::History(entries) => Ok(Json(entries)),
         other => Err(unexpected(&OperatorReply::Jobs(other))),
     }
@@ -138,7 +148,7 @@ pub(crate) async fn deploy(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
-    let name = name(path)?;
+    let name = path_text(path)?;
     let decl: JobDecl = serde_json::from_slice(&body_bytes(body)?).map_err(json_error)?;
     if decl.name != name {
         return Err(ApiError::new(
@@ -186,7 +196,14 @@ pub(crate) async fn promote(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Done>, ApiError> {
-    done(&h, &caller, JobsRequest::Promote { name: name(path)? }).await
+    done(
+        &h,
+        &caller,
+        JobsRequest::Promote {
+            name: path_text(path)?,
+        },
+    )
+    .await
 }
 
 /// Rolls back to version `to`, or to the last healthy version before the current one.
@@ -207,7 +224,7 @@ pub(crate) async fn revert(
         &h,
         &caller,
         JobsRequest::Revert {
-            name: name(path)?,
+            name: path_text(path)?,
             to,
         },
     )
@@ -224,5 +241,12 @@ pub(crate) async fn stop(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Done>, ApiError> {
-    done(&h, &caller, JobsRequest::Stop { name: name(path)? }).await
+    done(
+        &h,
+        &caller,
+        JobsRequest::Stop {
+            name: path_text(path)?,
+        },
+    )
+    .await
 }

@@ -169,16 +169,20 @@ fn lines<R: Read + Send + 'static>(stream: R) -> mpsc::Receiver<String> {
     rx
 }
 
+/// A throwaway etcd, ready: a master exits when etcd cannot be reached, as it should.
+/// `None` where etcd is not installed (see `EtcdServer::start`).
+fn etcd_for_masters() -> Option<EtcdServer> {
+    let etcd = EtcdServer::start()?;
+    let probe = candidate(&etcd.url, "/wasmos/probe", "probe");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(wait_ready(&probe));
+    Some(etcd)
+}
+
 /// The agents `wasmos agents --json` lists at `endpoint`, once the call succeeds.
 fn agents_at(endpoint: &str) -> Option<Vec<Value>> {
-    let out = wasmos()
-        .args(["agents", "--json", "--connect", endpoint])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice::<Vec<Value>>(&out.stdout).ok()
+    serde_json::from_value(json_at(&["agents", "--json"], endpoint)?).ok()
 }
 
 fn wait_agent_active(endpoint: &str, agent_id: &str) {
@@ -201,14 +205,9 @@ fn wait_agent_active(endpoint: &str, agent_id: &str) {
 
 #[test]
 fn a_standby_master_process_takes_over_and_the_agent_follows_it() {
-    let Some(etcd) = EtcdServer::start() else {
+    let Some(etcd) = etcd_for_masters() else {
         return;
     };
-    // A master exits when etcd cannot be reached, as it should; wait until it can.
-    let probe = candidate(&etcd.url, "/wasmos/probe", "probe");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(wait_ready(&probe));
     let dir = tempfile::tempdir().unwrap();
     let (a_end, b_end) = (
         format!("tcp/127.0.0.1:{}", free_port()),
@@ -280,13 +279,9 @@ fn wait_json(args: &[&str], endpoint: &str, what: &str, done: impl Fn(&Value) ->
 
 #[test]
 fn a_standby_taking_over_goes_on_with_the_rollout_from_etcd() {
-    let Some(etcd) = EtcdServer::start() else {
+    let Some(etcd) = etcd_for_masters() else {
         return;
     };
-    let probe = candidate(&etcd.url, "/wasmos/probe", "probe");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(wait_ready(&probe));
     let dir = tempfile::tempdir().unwrap();
     let (a_end, b_end) = (
         format!("tcp/127.0.0.1:{}", free_port()),
