@@ -152,7 +152,7 @@ impl AgentDaemon {
     pub async fn start(config: AgentDaemonConfig) -> Result<AgentHandle, DaemonError> {
         let agent_id = config.advert.agent_id.clone();
         proto::keys::valid_chunk("agent id", agent_id.as_str())
-            .map_err(|e| DaemonError::AgentId(agent_id.0.clone(), e))?;
+            .map_err(|e| DaemonError::AgentId(agent_id.to_string(), e))?;
         let (link_setter, executors) = executors(&config)?;
         let owns_net = config.shared.is_none();
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
@@ -214,7 +214,7 @@ async fn claim_id(net: &Net, alive_key: &str, agent_id: &AgentId) -> Result<(), 
     let mut said = false;
     while net.alive_now(alive_key, AGENT_ID_CHECK_TIMEOUT_MS).await? {
         if started.elapsed() >= Duration::from_millis(AGENT_ID_CLAIM_WAIT_MS) {
-            return Err(DaemonError::AgentIdInUse(agent_id.0.clone()));
+            return Err(DaemonError::AgentIdInUse(agent_id.to_string()));
         }
         if !said {
             said = true;

@@ -131,6 +131,6 @@ fn secure_local_agent(
          `Authorization: Bearer $(cat {}/admin.token)`",
         dir.display()
     );
-    advert.agent_id = proto::AgentId::new(&name);
+    advert.agent_id = proto::AgentId::new(name.as_str());
     Ok(identity::tls_of(dir, &name))
 }

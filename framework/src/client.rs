@@ -141,7 +141,7 @@ impl FrameworkClient {
         let (framework_id, heartbeat_interval_ms) =
             subscribe_until(&net, &config.info, config.call_timeout_ms, deadline).await?;
         proto::keys::valid_chunk("framework id", framework_id.as_str())
-            .map_err(|_| FrameworkError::BadFrameworkId(framework_id.0.clone()))?;
+            .map_err(|_| FrameworkError::BadFrameworkId(framework_id.to_string()))?;
         let events = net
             .subscribe::<Event>(&keys.framework_events(&framework_id))
             .await?;

@@ -55,7 +55,7 @@ fn snapshot(agents: usize, frameworks: usize) -> Snapshot {
     for i in 0..agents {
         add_quantities(&mut s.total, &agent_total(i).quantities());
         s.agents.insert(
-            AgentId(format!("a{i}")),
+            AgentId::new(format!("a{i}")),
             AgentSlot {
                 attributes: Attributes::new(),
                 free: agent_total(i),
@@ -83,7 +83,8 @@ fn snapshot(agents: usize, frameworks: usize) -> Snapshot {
             filters: BTreeMap::new(),
             gpu_agents: GpuAgents::NotOffered,
         };
-        s.frameworks.insert(FrameworkId(format!("fw{j}")), slot);
+        s.frameworks
+            .insert(FrameworkId::new(format!("fw{j}")), slot);
     }
     s.changes.all = true;
     s
@@ -121,7 +122,7 @@ fn bench_allocator(c: &mut Criterion) {
             }
         }
         synced.sync(&snap);
-        let changed = FrameworkId(format!("fw{}", frameworks / 2));
+        let changed = FrameworkId::new(format!("fw{}", frameworks / 2));
         if let Some(fw) = snap.frameworks.get_mut(&changed) {
             fw.allocation.insert("cpus".to_owned(), 1000);
         }
@@ -149,7 +150,7 @@ struct Full {
 
 fn task(id: u64, resources: Resources) -> TaskSpec {
     TaskSpec {
-        task_id: TaskId(format!("t{id}")),
+        task_id: TaskId::new(format!("t{id}")),
         name: String::new(),
         resources,
         kind: TaskKind::Wasm(WasmTask::default()),
@@ -191,7 +192,7 @@ impl Full {
         }
         for i in 0..agents {
             let advert = AgentAdvert {
-                agent_id: AgentId(format!("a{i}")),
+                agent_id: AgentId::new(format!("a{i}")),
                 hostname: String::new(),
                 attributes: Attributes::new(),
                 total: agent_total(i),
@@ -208,7 +209,7 @@ impl Full {
         let mut full = Full {
             m,
             now: 0,
-            running: vec![(TaskId(String::new()), FrameworkId(String::new())); agents],
+            running: vec![(TaskId::new(String::new()), FrameworkId::new(String::new())); agents],
             next_task: 0,
         };
         full.m.handle_timeout(Millis(0));
@@ -260,7 +261,7 @@ impl Full {
         let status = TaskStatus {
             task_id,
             framework_id,
-            agent_id: AgentId(format!("a{i}")),
+            agent_id: AgentId::new(format!("a{i}")),
             state: TaskState::Finished,
             exit_code: Some(0),
             reason: String::new(),

@@ -66,7 +66,9 @@ pub struct TaskUsage {
 
 #[derive(Clone, Debug, Default)]
 pub struct TaskRegistry {
-    live: BTreeMap<TaskId, TaskRecord>,
+    /// Boxed: a B-tree node holds eleven values and is often half full, and a record is
+    /// a few hundred bytes (a large fleet holds one per running task).
+    live: BTreeMap<TaskId, Box<TaskRecord>>,
     ended: HashMap<TaskId, EndedTask>,
     ended_order: VecDeque<TaskId>,
     /// The latest usage report of each live task.
@@ -75,7 +77,7 @@ pub struct TaskRegistry {
 
 impl TaskRegistry {
     pub fn live(&self) -> impl Iterator<Item = &TaskRecord> {
-        self.live.values()
+        self.live.values().map(|r| &**r)
     }
 
     pub fn live_count(&self) -> usize {
@@ -83,11 +85,11 @@ impl TaskRegistry {
     }
 
     pub fn get(&self, id: &TaskId) -> Option<&TaskRecord> {
-        self.live.get(id)
+        self.live.get(id).map(|r| &**r)
     }
 
     pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut TaskRecord> {
-        self.live.get_mut(id)
+        self.live.get_mut(id).map(|r| &mut **r)
     }
 
     pub fn ended(&self, id: &TaskId) -> Option<&EndedTask> {
@@ -139,7 +141,7 @@ impl TaskRegistry {
     pub fn revive(&mut self, record: TaskRecord) {
         self.ended.remove(&record.task_id);
         self.ended_order.retain(|id| id != &record.task_id);
-        self.live.insert(record.task_id.clone(), record);
+        self.live.insert(record.task_id.clone(), Box::new(record));
     }
 
     /// Replaces the status an ended task's framework was last told (an `unreachable`
@@ -195,7 +197,7 @@ impl TaskRegistry {
             "task {} registered twice",
             record.task_id
         );
-        self.live.insert(record.task_id.clone(), record);
+        self.live.insert(record.task_id.clone(), Box::new(record));
     }
 
     /// Moves a live task to the ended memory, which keeps at most `ended_kept_max`

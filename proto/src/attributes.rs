@@ -5,13 +5,18 @@
 //! key with one value is a string and a key with several is an array.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
+/// Shared, not copied: an agent's attributes are held by its advert and by the master's
+/// books, and at fleet scale a copy each (B-tree nodes for a few short strings, about a
+/// kilobyte) was a large part of the core's memory per agent. Changed in place only
+/// through `insert` and `set`, which copy on write.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Attributes(pub BTreeMap<String, BTreeSet<String>>);
+pub struct Attributes(pub Arc<BTreeMap<String, BTreeSet<String>>>);
 
 impl Attributes {
     pub fn new() -> Attributes {
@@ -24,7 +29,7 @@ impl Attributes {
     }
 
     pub fn insert(&mut self, key: &str, value: &str) {
-        self.0
+        Arc::make_mut(&mut self.0)
             .entry(key.to_owned())
             .or_default()
             .insert(value.to_owned());
@@ -32,8 +37,7 @@ impl Attributes {
 
     /// Replaces every value of `key` with `value`.
     pub fn set(&mut self, key: &str, value: &str) {
-        self.0
-            .insert(key.to_owned(), BTreeSet::from([value.to_owned()]));
+        Arc::make_mut(&mut self.0).insert(key.to_owned(), BTreeSet::from([value.to_owned()]));
     }
 
     pub fn has(&self, key: &str, value: &str) -> bool {
@@ -242,7 +246,7 @@ impl Serialize for Attributes {
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Attributes, D::Error> {
         if !deserializer.is_human_readable() {
-            return BTreeMap::deserialize(deserializer).map(Attributes);
+            return BTreeMap::deserialize(deserializer).map(|map| Attributes(Arc::new(map)));
         }
         let view = BTreeMap::<String, OneOrMany>::deserialize(deserializer)?;
         let map = view
@@ -252,6 +256,6 @@ impl<'de> Deserialize<'de> for Attributes {
                 OneOrMany::Many(set) => (k, set),
             })
             .collect();
-        Ok(Attributes(map))
+        Ok(Attributes(Arc::new(map)))
     }
 }

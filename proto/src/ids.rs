@@ -2,18 +2,22 @@
 //! expression (see [`crate::keys::valid_chunk`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// Ids are shared, not copied: one task's id sits in a dozen places (the master's task
+/// registry, its agent's and framework's lists, the agent's held tasks, statuses), and at
+/// fleet scale a `String` per place was a large part of the core's memory.
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(pub String);
+        pub struct $name(pub Arc<str>);
 
         impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
+            pub fn new(id: impl Into<Arc<str>>) -> Self {
                 Self(id.into())
             }
 
@@ -30,7 +34,7 @@ macro_rules! string_id {
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.to_owned())
+                Self(s.into())
             }
         }
     };
@@ -57,9 +61,9 @@ impl FrameworkId {
     /// A new id owned by `principal`.
     pub fn owned_by(principal: &str, rest: &str) -> FrameworkId {
         if principal == crate::principal::ANONYMOUS {
-            FrameworkId(rest.to_owned())
+            FrameworkId::new(rest)
         } else {
-            FrameworkId(format!("{principal}{FRAMEWORK_OWNER_SEPARATOR}{rest}"))
+            FrameworkId::new(format!("{principal}{FRAMEWORK_OWNER_SEPARATOR}{rest}"))
         }
     }
 

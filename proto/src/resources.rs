@@ -14,7 +14,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Resource kinds to a value, sorted by kind in one vector: a resource vector holds a few
+/// kinds, and a `BTreeMap`'s first node (eleven slots) cost hundreds of bytes for each of
+/// the millions of vectors a large fleet holds (one per task, several per agent).
+pub type KindMap<V> = LiteMap<String, V>;
+
+/// Serializes a [`KindMap`] as a map in every format (`LiteMap` writes an empty one as a
+/// JSON array).
+fn kinds_as_map<V: Serialize, S: Serializer>(
+    map: &KindMap<V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter())
+}
 
 /// Thousandths in one whole unit of a scalar.
 pub const SCALAR_MILLIS_PER_UNIT: u64 = 1000;
@@ -191,12 +206,12 @@ impl RangeSet {
 /// would break decoding.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resources {
-    #[serde(default)]
-    pub scalars: BTreeMap<String, Scalar>,
-    #[serde(default)]
-    pub ranges: BTreeMap<String, RangeSet>,
-    #[serde(default)]
-    pub sets: BTreeMap<String, BTreeSet<String>>,
+    #[serde(default, serialize_with = "kinds_as_map")]
+    pub scalars: KindMap<Scalar>,
+    #[serde(default, serialize_with = "kinds_as_map")]
+    pub ranges: KindMap<RangeSet>,
+    #[serde(default, serialize_with = "kinds_as_map")]
+    pub sets: KindMap<BTreeSet<String>>,
 }
 
 impl Resources {

@@ -27,7 +27,7 @@ fn resources(base: u64, tag: &'static str) -> impl Strategy<Value = Resources> {
     )
         .prop_map(move |(scalars, ports, devices)| {
             let mut r = Resources {
-                scalars,
+                scalars: scalars.into_iter().collect(),
                 ..Resources::default()
             };
             r.scalars.retain(|_, v| *v != Scalar::ZERO);

@@ -354,8 +354,8 @@ impl Sim {
         use crate::scenario::FaultKind;
         match &fault.kind {
             FaultKind::MasterRestart => self.restart_master(allocators)?,
-            FaultKind::AgentLost(id) => self.cut(&AgentId(id.clone())),
-            FaultKind::AgentBack(id) => self.reconnect(&AgentId(id.clone())),
+            FaultKind::AgentLost(id) => self.cut(&AgentId::new(id.as_str())),
+            FaultKind::AgentBack(id) => self.reconnect(&AgentId::new(id.as_str())),
         }
         Ok(())
     }
@@ -618,13 +618,12 @@ fn least_of_every<'r>(mut tasks: impl Iterator<Item = &'r Resources>) -> Resourc
     };
     let mut floor = first.scalars.clone();
     for task in tasks {
-        floor.retain(|kind, least| match task.scalars.get(kind) {
-            Some(v) => {
-                *least = (*least).min(*v);
-                true
-            }
-            None => false,
-        });
+        floor = (floor.iter())
+            .filter_map(|(kind, least)| {
+                let v = task.scalars.get(kind)?;
+                Some((kind.clone(), (*least).min(*v)))
+            })
+            .collect();
         if floor.is_empty() {
             break;
         }
@@ -637,7 +636,7 @@ fn least_of_every<'r>(mut tasks: impl Iterator<Item = &'r Resources>) -> Resourc
 
 fn advert(id: &str, attributes: proto::Attributes, total: Resources) -> AgentAdvert {
     AgentAdvert {
-        agent_id: AgentId(id.to_owned()),
+        agent_id: AgentId::new(id.to_owned()),
         hostname: id.to_owned(),
         attributes,
         total,

@@ -108,7 +108,7 @@ impl SynthFramework {
         self.launched += 1;
         self.left = self.left.map(|n| n.saturating_sub(1));
         TaskSpec {
-            task_id: TaskId(format!("{}-{}", self.name, self.launched)),
+            task_id: TaskId::new(format!("{}-{}", self.name, self.launched)),
             name: self.name.clone(),
             resources: self.task.clone(),
             kind: TaskKind::Wasm(WasmTask::default()),

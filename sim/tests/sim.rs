@@ -454,7 +454,7 @@ impl sim::SimScheduler for OnePerOffer {
             let mut resources = proto::Resources::new();
             resources.set_scalar("cpus", proto::Scalar::from_units(1.0).unwrap());
             let task = TaskSpec {
-                task_id: TaskId(format!("{}-{}", offer.framework_id.as_str(), self.left)),
+                task_id: TaskId::new(format!("{}-{}", offer.framework_id.as_str(), self.left)),
                 name: "one".into(),
                 resources,
                 kind: TaskKind::Wasm(Default::default()),

@@ -165,7 +165,7 @@ async fn offers_from_agents(fw: &mut Framework, agents: usize) -> Vec<Offer> {
     while by_agent.len() < agents {
         if let Event::Offers { offers } = fw.next().await {
             for offer in offers {
-                by_agent.entry(offer.agent_id.0.clone()).or_insert(offer);
+                by_agent.entry(offer.agent_id.to_string()).or_insert(offer);
             }
         }
     }
@@ -222,7 +222,7 @@ async fn a_master_killed_with_sigkill_is_replaced_and_nothing_is_lost_or_duplica
     }
     let before = ps(&endpoint);
     for task in &spinning {
-        assert_eq!(before[&task.0].0, "running", "{before:?}");
+        assert_eq!(before[task.as_str()].0, "running", "{before:?}");
     }
 
     // SIGKILL while `nap` runs; it ends while no master is there.
@@ -267,7 +267,11 @@ async fn a_master_killed_with_sigkill_is_replaced_and_nothing_is_lost_or_duplica
     // The new master lists every spinning task, once, running where it ran before.
     let after = ps(&endpoint);
     for task in &spinning {
-        assert_eq!(after.get(&task.0), before.get(&task.0), "{task}: {after:?}");
+        assert_eq!(
+            after.get(task.as_str()),
+            before.get(task.as_str()),
+            "{task}: {after:?}"
+        );
     }
     assert!(!after.contains_key("nap") || after["nap"].0 != "running");
     // No task was ever reported in a state other than starting, running, or (nap)
@@ -323,7 +327,7 @@ async fn an_agent_killed_with_sigkill_reports_its_wasm_task_failed_after_restart
     // The master no longer lists it running: its resources are free again.
     let deadline = Instant::now() + STEP_WAIT;
     while ps(&endpoint)
-        .get(&task.task_id.0)
+        .get(task.task_id.as_str())
         .is_some_and(|(state, _)| state == "running")
     {
         assert!(
@@ -353,7 +357,7 @@ async fn virtual_agents(endpoint: &str, dir: &Path, count: usize) -> Vec<AgentHa
     for i in 0..count {
         let id = format!("virtual-{i}");
         let advert = AgentAdvert {
-            agent_id: AgentId::new(&id),
+            agent_id: AgentId::new(id.as_str()),
             hostname: id.clone(),
             attributes: Attributes::new(),
             total: Resources::new()
@@ -418,7 +422,7 @@ async fn first_offer_after_sigkill(agents: usize) -> Duration {
     let listed = ps(&endpoint);
     for task in &tasks {
         assert_eq!(
-            listed.get(&task.0).map(|r| r.0.as_str()),
+            listed.get(task.as_str()).map(|r| r.0.as_str()),
             Some("running"),
             "{task}"
         );

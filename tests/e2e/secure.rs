@@ -163,7 +163,7 @@ async fn admin_ask(admin: &Net, request: &OperatorRequest) -> OperatorReply {
 
 async fn agents_listed(admin: &Net) -> Vec<String> {
     match admin_ask(admin, &OperatorRequest::Agents).await {
-        OperatorReply::Agents(rows) => rows.into_iter().map(|r| r.agent_id.0).collect(),
+        OperatorReply::Agents(rows) => rows.into_iter().map(|r| r.agent_id.to_string()).collect(),
         other => panic!("{other:?}"),
     }
 }

@@ -137,7 +137,9 @@ pub struct AgentNode {
     status_retry_max_ms: u64,
     tasks_max: usize,
     wall_origin_ms: u64,
-    pub(crate) tasks: BTreeMap<TaskId, HeldTask>,
+    /// Boxed: a B-tree node holds eleven values, mostly empty on an agent running a few
+    /// tasks, and a held task is a few hundred bytes.
+    pub(crate) tasks: BTreeMap<TaskId, Box<HeldTask>>,
     /// Every `HeldTask::resend`, by time: the next resends are the first entries.
     resends: BTreeSet<(Millis, TaskId)>,
     /// Every `HeldTask::restart`, by time.
@@ -222,7 +224,7 @@ impl AgentNode {
                 self.recover_died(now, task, end);
                 continue;
             }
-            self.tasks.insert(task_id.clone(), task);
+            self.tasks.insert(task_id.clone(), Box::new(task));
             let wait_ms = self.status_retry_ms;
             self.schedule(&task_id, Some(Resend { at: now, wait_ms }));
         }
@@ -488,7 +490,7 @@ impl AgentNode {
             starts: 1,
             restart: None,
         };
-        self.tasks.insert(task_id, task);
+        self.tasks.insert(task_id, Box::new(task));
         self.supersede(now, latest);
         self.actions.push_back(AgentAction::StartTask {
             framework_id,
@@ -619,7 +621,7 @@ impl AgentNode {
 
     fn publish_advert(&mut self, now: Millis) {
         self.advert.seq += 1;
-        self.advert.tasks = self.tasks.values().map(advert_task).collect();
+        self.advert.tasks = self.tasks.values().map(|t| advert_task(t)).collect();
         self.actions
             .push_back(AgentAction::PublishAdvert(self.advert.clone()));
         self.advert_at = now.plus_ms(self.advert_period_ms);

@@ -65,7 +65,7 @@ impl AgentNode {
     pub(crate) fn recover_died(&mut self, now: Millis, task: HeldTask, end: TaskEnd) {
         let task_id = task.latest.task_id.clone();
         let framework_id = task.latest.framework_id.clone();
-        self.tasks.insert(task_id.clone(), task);
+        self.tasks.insert(task_id.clone(), Box::new(task));
         if !self.restart_offline(now, &task_id, &end) {
             let latest = TaskStatus {
                 exit_code: end.exit_code,

@@ -183,7 +183,14 @@ mod tests {
         assert!(config.attributes.has("has", "relay"));
         assert_eq!(config.reserved.scalars.get("mem"), Some(&256.0));
         assert_eq!(
-            config.resources.to_resources().unwrap().ranges["ports"].count(),
+            config
+                .resources
+                .to_resources()
+                .unwrap()
+                .ranges
+                .get("ports")
+                .unwrap()
+                .count(),
             1001
         );
     }

@@ -119,7 +119,7 @@ fn nvidia_gpu_listed_without_a_minor_is_counted_once() {
     let work = tempfile::tempdir().unwrap();
     let d = detect::detect(r, work.path());
     assert_eq!(d.resources.scalar("gpus"), Scalar::from_whole(2));
-    let ids: Vec<&String> = d.resources.sets["gpu_ids"].iter().collect();
+    let ids: Vec<&String> = d.resources.sets.get("gpu_ids").unwrap().iter().collect();
     assert_eq!(ids, ["gpu:/dev/dri/renderD128", "gpu:/dev/nvidia0"]);
     assert!(d.attributes.has("gpu_model", "Tesla T4"));
     assert!(d.attributes.has("gpu_vendor", "amd") && d.attributes.has("gpu_vendor", "nvidia"));
@@ -178,12 +178,17 @@ fn config_overrides_adds_reserves_and_labels() {
     assert_eq!(advert.total.scalar("cpus"), Scalar::from_whole(5));
     assert_eq!(advert.total.scalar("npu"), Scalar::from_whole(1));
     assert_eq!(advert.reserved.scalar("mem"), Scalar::from_whole(512));
-    assert!(advert.total.sets["relays"].contains("relay:1"));
+    assert!(advert.total.sets.get("relays").unwrap().contains("relay:1"));
     assert!(
-        advert.total.sets["cameras"].contains("camera:/dev/video0"),
+        advert
+            .total
+            .sets
+            .get("cameras")
+            .unwrap()
+            .contains("camera:/dev/video0"),
         "detected sets stay"
     );
-    assert_eq!(advert.total.ranges["ports"].count(), 1000);
+    assert_eq!(advert.total.ranges.get("ports").unwrap().count(), 1000);
     assert_eq!(advert.attributes.get("zone"), Some("dock-3"));
     assert_eq!(advert.attributes.get("label.owner"), Some("team-a"));
     assert!(advert.attributes.has("has", "camera"));

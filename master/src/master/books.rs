@@ -21,7 +21,7 @@ impl Master {
         let (resources, attributes) = self.book.offer(agent_id, framework_id)?;
         self.offers_made += 1;
         let offer = Offer {
-            offer_id: OfferId(format!(
+            offer_id: OfferId::new(format!(
                 "o{:x}-{}",
                 self.config.incarnation, self.offers_made
             )),

@@ -53,7 +53,7 @@ fn accept_launches_and_the_rest_returns_to_the_pool_at_once() {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::LaunchTask { task, .. } if task.task_id.0 == "t1"))
+            .any(|a| matches!(a, Action::LaunchTask { task, .. } if task.task_id.as_str() == "t1"))
     );
     // b has the lower share now and gets the rest.
     let rest = offers_to(&actions, &fw_b);
@@ -106,7 +106,7 @@ fn a_refused_launch_changes_nothing() {
         Err(CallError::DuplicateTask("t1".into()))
     );
     let mut unknown = mine.clone();
-    unknown.offer_id.0.push_str("-nope");
+    unknown.offer_id = proto::OfferId::new(format!("{}-nope", unknown.offer_id));
     let err = call(&mut m, 1, &fw_a, accept(&[&unknown], vec![])).unwrap_err();
     assert_eq!(err, CallError::UnknownOffer(unknown.offer_id.clone()));
     assert!(err.to_string().contains("unknown"), "{err}");
@@ -153,7 +153,7 @@ fn a_rigid_framework_holds_offers_and_launches_across_agents_all_or_nothing() {
     let launched: Vec<String> = drain(&mut m)
         .into_iter()
         .filter_map(|a| match a {
-            Action::LaunchTask { agent_id, .. } => Some(agent_id.0),
+            Action::LaunchTask { agent_id, .. } => Some(agent_id.to_string()),
             _ => None,
         })
         .collect();
@@ -238,7 +238,7 @@ fn standing_preferences_send_what_a_framework_will_not_take_to_others() {
     let agents = |fw| {
         offers_to(&actions, fw)
             .into_iter()
-            .map(|o| o.agent_id.0)
+            .map(|o| o.agent_id.to_string())
             .collect::<Vec<_>>()
     };
     assert_eq!(agents(&picky), vec!["arm".to_owned()]);
@@ -274,7 +274,7 @@ fn frameworks_whose_minimum_offer_the_agent_cannot_hold_are_passed_over_for_the_
     }
     let offered: Vec<_> = offers_to(&actions, &fits)
         .into_iter()
-        .map(|o| o.agent_id.0)
+        .map(|o| o.agent_id.to_string())
         .collect();
     assert_eq!(offered, vec!["small".to_owned()]);
 }
@@ -294,7 +294,7 @@ fn a_not_equal_constraint_keeps_offers_of_agents_holding_the_value_away() {
     let not_x86 = subscribe(&mut m, 0, not_x86);
     let mut agents = offers_to(&step(&mut m, 0), &not_x86)
         .into_iter()
-        .map(|o| o.agent_id.0)
+        .map(|o| o.agent_id.to_string())
         .collect::<Vec<_>>();
     agents.sort();
     assert_eq!(agents, vec!["arm".to_owned(), "bare".to_owned()]);
@@ -442,7 +442,7 @@ fn a_lost_agent_takes_its_resources_away_and_its_tasks_are_lost() {
     drain(&mut m);
     m.handle_agent_lost(Millis(1), &"a1".into());
     let lost = drain(&mut m).into_iter().any(|a| {
-        matches!(a, Action::SendEvent { event: Event::Update { status }, .. } if status.state == TaskState::Lost && status.task_id.0 == "t1")
+        matches!(a, Action::SendEvent { event: Event::Update { status }, .. } if status.state == TaskState::Lost && status.task_id.as_str() == "t1")
     });
     assert!(lost);
     assert!(m.agents_view().is_empty() && m.tasks_view().is_empty());
@@ -556,7 +556,7 @@ fn framework_rows_show_the_allocation_in_units_and_the_weight_given() {
     )
     .unwrap();
     let row = m.frameworks_view().remove(0);
-    assert_eq!(row.id, fw.0);
+    assert_eq!(row.id, fw.to_string());
     assert_eq!(row.weight, 3.0, "the weight the framework gave");
     assert_eq!(
         row.allocation,

@@ -293,11 +293,15 @@ impl World {
             }
             Op::AgentLost { agent } => {
                 let id = format!("a{agent}");
-                if let Some(a) = m.agents_view().into_iter().find(|a| a.agent_id.0 == id) {
+                if let Some(a) = m
+                    .agents_view()
+                    .into_iter()
+                    .find(|a| a.agent_id.as_str() == id)
+                {
                     let running = m
                         .tasks_view()
                         .into_iter()
-                        .filter(|t| t.agent_id.0 == id)
+                        .filter(|t| t.agent_id.as_str() == id)
                         .collect();
                     self.partitioned.insert(id.clone(), (a.total, running));
                 }

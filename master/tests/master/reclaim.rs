@@ -53,12 +53,12 @@ impl Cluster {
                     Action::LaunchTask {
                         framework_id, task, ..
                     } => {
-                        self.owner.insert(task.task_id.0.clone(), framework_id);
+                        self.owner.insert(task.task_id.to_string(), framework_id);
                     }
                     Action::KillTask {
                         task_id, agent_id, ..
                     } => {
-                        let fw = self.owner[&task_id.0].clone();
+                        let fw = self.owner[task_id.as_str()].clone();
                         self.kills.push((self.now, fw.clone()));
                         self.m.handle_status(
                             Millis(self.now),

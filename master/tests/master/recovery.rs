@@ -110,7 +110,7 @@ fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window(
     let a1 = m
         .agents_view()
         .into_iter()
-        .find(|v| v.agent_id.0 == "a1")
+        .find(|v| v.agent_id.as_str() == "a1")
         .unwrap();
     assert_eq!(a1.used, res(3.0, 512.0));
 
@@ -120,7 +120,7 @@ fn a_restarted_master_adopts_tasks_from_adverts_and_holds_offers_for_the_window(
     assert!(!made.is_empty());
     for o in &made {
         assert!(o.framework_id == fw_a || o.framework_id == fresh);
-        let free = if o.agent_id.0 == "a1" {
+        let free = if o.agent_id.as_str() == "a1" {
             res(1.0, 3584.0)
         } else {
             res(3.0, 3840.0)
@@ -162,7 +162,7 @@ fn reconciliation_during_the_window_is_answered_at_its_end_with_what_agents_repo
     let state_of = |id: &str| -> Vec<TaskState> {
         updates
             .iter()
-            .filter(|s| s.task_id.0 == id)
+            .filter(|s| s.task_id.as_str() == id)
             .map(|s| s.state)
             .collect()
     };
@@ -205,12 +205,12 @@ fn tasks_of_a_framework_that_does_not_return_are_killed_after_its_timeout() {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::AckStatus { task_id, .. } if task_id.0 == "t1"))
+            .any(|a| matches!(a, Action::AckStatus { task_id, .. } if task_id.as_str() == "t1"))
     );
     let a1 = m
         .agents_view()
         .into_iter()
-        .find(|v| v.agent_id.0 == "a1")
+        .find(|v| v.agent_id.as_str() == "a1")
         .unwrap();
     assert_eq!(a1.used, res(1.0, 256.0));
     // Too late: its id is not admitted again.
@@ -328,7 +328,7 @@ fn a_task_declared_lost_is_killed_when_its_agent_returns_and_keeps_its_resources
     let a1 = m
         .agents_view()
         .into_iter()
-        .find(|v| v.agent_id.0 == "a1")
+        .find(|v| v.agent_id.as_str() == "a1")
         .unwrap();
     assert_eq!(a1.used, Resources::new());
     assert_eq!(m.check_invariants(), Ok(()));
@@ -350,7 +350,7 @@ fn reconciliation_names_each_task_or_all_of_the_framework() {
     let all = updates_to(&drain(&mut m), &fw);
     assert_eq!(all.len(), 1, "all live tasks: t1 only");
     assert_eq!(
-        (all[0].task_id.0.as_str(), all[0].state),
+        (all[0].task_id.as_str(), all[0].state),
         ("t1", TaskState::Running)
     );
     let named = vec![TaskId::new("t2"), TaskId::new("t1"), TaskId::new("t9")];

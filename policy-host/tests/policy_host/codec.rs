@@ -479,7 +479,7 @@ prop_compose! {
             let set = proto::RangeSet::from_intervals(intervals.into_iter().map(|(s, l)| (s, s + l))).unwrap();
             r.ranges.insert(k, set);
         }
-        r.sets = sets;
+        r.sets = sets.into_iter().collect();
         r
     }
 }
@@ -524,7 +524,7 @@ prop_compose! {
     fn arb_attributes()(
         map in proptest::collection::btree_map("[a-c]{1,2}", proptest::collection::btree_set("[x-z]{1,2}", 1..4), 0..5),
     ) -> Attributes {
-        Attributes(map)
+        Attributes(std::sync::Arc::new(map))
     }
 }
 
