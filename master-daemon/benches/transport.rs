@@ -228,12 +228,13 @@ fn print_quantiles(transport: Transport, samples: &mut [Duration]) {
     samples.sort();
     if !samples.is_empty() {
         let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        // Read by `cargo xtask bench --report`.
         println!(
-            "accept_to_running/{} over {} launches: p50 {:?}, p99 {:?}",
+            "accept_to_running/{} over {} launches: p50 {:.1} us, p99 {:.1} us",
             transport.name(),
             samples.len(),
-            at(0.50),
-            at(0.99)
+            at(0.50).as_secs_f64() * 1e6,
+            at(0.99).as_secs_f64() * 1e6
         );
     }
 }

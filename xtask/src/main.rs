@@ -6,6 +6,8 @@
 //! builds the WASM modules, the `wasmos` binary and its aarch64 build, runs clippy (warnings
 //! are errors), then runs the whole suite.
 
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -59,6 +61,9 @@ fn main() -> ExitCode {
                  cross     build `wasmos` for aarch64 into target/aarch64-unknown-linux-gnu/cross/\n  \
                  test      setup + modules + build + clippy + every test (extra args go to cargo test)\n  \
                  bench     run the criterion benchmarks (extra args go to cargo bench)\n  \
+                 bench --report [--dist] [--no-criterion] [ARGS]: the fleet-scale figures beside\n            \
+                 their goals in target/bench-report.md and .json (sim, idle daemons, every\n            \
+                 criterion bench)\n  \
                  demo      modules + `wasmos demo`: a cluster, two frameworks, DRF, in one process\n  \
                  fleet     AGENTS FRAMEWORKS [--fill]: print a generated `wasmos sim` scenario"
             );
@@ -360,6 +365,9 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn bench(extra: &[String]) -> Result<()> {
+    if extra.first().is_some_and(|a| a == "--report") {
+        return report::bench_report(&extra[1..]);
+    }
     modules()?;
     run(Command::new(cargo())
         .current_dir(root())
@@ -391,6 +399,12 @@ fn fleet(args: &[String]) -> Result<()> {
         Some("--fill") => true,
         Some(_) => return Err(usage()),
     };
+    println!("{}", fleet_scenario(agents, frameworks, fill));
+    Ok(())
+}
+
+/// The scenario `fleet` prints (also what `bench --report` simulates).
+fn fleet_scenario(agents: u64, frameworks: u64, fill: bool) -> String {
     let mut rng = 0x5eed_u64;
     let mut pick = |n: u64| {
         // splitmix64: deterministic and dependency-free.
@@ -419,10 +433,9 @@ fn fleet(args: &[String]) -> Result<()> {
             format!(r#"{{"id":"f{j}","task":{{"cpus":{cpus},"mem":{mem}}}{fill}}}"#)
         })
         .collect();
-    println!(
+    format!(
         r#"{{"agents":[{}],"frameworks":[{}]}}"#,
         agents.join(","),
         frameworks.join(",")
-    );
-    Ok(())
+    )
 }
