@@ -27,8 +27,9 @@ use proto::{AgentId, MASTER_CENSUS_PERIOD_MS, MasterCensus};
 use super::{Action, Master};
 use crate::time::Millis;
 
-/// A census unchanged this long is announced again, for agents that missed it.
-pub const MASTER_CENSUS_REPEAT_MS: u64 = 10_000;
+/// A census unchanged this long is announced again, for agents that missed it (every agent
+/// gets each repeat: it is part of an idle agent's traffic).
+pub const MASTER_CENSUS_REPEAT_MS: u64 = 30_000;
 
 /// How long after the last re-registering agent a complete census ends the hold.
 pub const CENSUS_QUIET_MS: u64 = 250;
