@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// Shared, not copied: an agent's attributes are held by its advert and by the master's
 /// books, and at fleet scale a copy each (B-tree nodes for a few short strings, about a
-/// kilobyte) was a large part of the core's memory per agent. Changed in place only
-/// through `insert` and `set`, which copy on write.
+/// kilobyte) was a large part of the core's memory per agent. Changed in place through
+/// `Arc::make_mut` (as `insert` and `set` do), which copies a map still shared first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Attributes(pub Arc<BTreeMap<String, BTreeSet<String>>>);
 
