@@ -54,10 +54,9 @@ impl Figure {
         }
     }
 
-    pub(crate) fn missing(what: &str, goal: Goal, unit: &'static str, why: &str) -> Figure {
+    pub(crate) fn missing(what: &str, unit: &'static str, why: &str) -> Figure {
         Figure {
             value: None,
-            goal,
             note: why.to_owned(),
             ..Figure::new(what, 0.0, unit)
         }
@@ -234,21 +233,18 @@ fn footprint_figures(root: &Path, wasmos: &Path, dir: &Path, dist: bool) -> Resu
     figures.push(
         match dist && dist_bin.exists() {
             true => Figure::new("dist binary, x86_64", file_mb(&dist_bin)?, "MB"),
-            false => Figure::missing(
-                "dist binary, x86_64",
-                Goal::AtMost(30.0),
-                "MB",
-                "pass --dist",
-            ),
+            false => Figure::missing("dist binary, x86_64", "MB", "pass --dist"),
         }
         .goal(Goal::AtMost(30.0)),
     );
-    figures.push(Figure::missing(
-        "dist binary, aarch64",
-        Goal::AtMost(30.0),
-        "MB",
-        "not built by the report (cargo xtask cross builds the cross profile)",
-    ));
+    figures.push(
+        Figure::missing(
+            "dist binary, aarch64",
+            "MB",
+            "not built by the report (cargo xtask cross builds the cross profile)",
+        )
+        .goal(Goal::AtMost(30.0)),
+    );
     figures.extend(idle::figures(wasmos, dir)?);
     Ok(figures)
 }
@@ -328,12 +324,7 @@ fn peer_figures(medians: &BTreeMap<String, f64>, printed: &[String]) -> Vec<Figu
                 a / 1e6,
                 b / 1e6
             )),
-            _ => Figure::missing(
-                what,
-                Goal::None,
-                "x",
-                &format!("{ours} or {peer} did not run"),
-            ),
+            _ => Figure::missing(what, "x", &format!("{ours} or {peer} did not run")),
         }
         .goal(Goal::AtMost(goal))
         .anchor(anchor)
@@ -341,12 +332,7 @@ fn peer_figures(medians: &BTreeMap<String, f64>, printed: &[String]) -> Vec<Figu
     let mut figures = vec![
         match ms("allocator/drf_full_pass/10000x1000") {
             Some(v) => Figure::new("DRF full pass, 10,000 x 1,000", v, "ms"),
-            None => Figure::missing(
-                "DRF full pass, 10,000 x 1,000",
-                Goal::None,
-                "ms",
-                "did not run",
-            ),
+            None => Figure::missing("DRF full pass, 10,000 x 1,000", "ms", "did not run"),
         }
         .goal(Goal::AtMost(1.0))
         .anchor("Mesos' allocator: 1.06 s per cycle"),
@@ -373,18 +359,22 @@ fn peer_figures(medians: &BTreeMap<String, f64>, printed: &[String]) -> Vec<Figu
         ),
     ];
     figures.extend(latency_figures(printed));
-    figures.push(Figure::missing(
-        "launches per second through the transport, 100 virtual agents, 60 s",
-        Goal::AtLeast(5_000.0),
-        "/s",
-        "no benchmark yet",
-    ));
-    figures.push(Figure::missing(
-        "master SIGKILL to first new offer, 1,000 agents",
-        Goal::AtMost(2_000.0),
-        "ms",
-        "measured by a test harness, not yet by a benchmark (ARCHITECTURE.md, Figures)",
-    ));
+    figures.push(
+        Figure::missing(
+            "launches per second through the transport, 100 virtual agents, 60 s",
+            "/s",
+            "no benchmark yet",
+        )
+        .goal(Goal::AtLeast(5_000.0)),
+    );
+    figures.push(
+        Figure::missing(
+            "master SIGKILL to first new offer, 1,000 agents",
+            "ms",
+            "measured by a test harness, not yet by a benchmark (ARCHITECTURE.md, Figures)",
+        )
+        .goal(Goal::AtMost(2_000.0)),
+    );
     figures
 }
 
@@ -460,7 +450,7 @@ fn markdown(sections: &[(&str, Vec<Figure>)]) -> String {
 }
 
 /// Three significant digits at least, no exponent.
-pub(crate) fn round(v: f64) -> String {
+fn round(v: f64) -> String {
     match v.abs() {
         a if a >= 100.0 => format!("{v:.0}"),
         a if a >= 1.0 => format!("{v:.2}"),
