@@ -3,7 +3,7 @@
 //! is reported on stderr with exit code 2, and so is an `--allocator` that cannot be used
 //! (neither `drf` nor a loadable allocator module). The logic lives in the `wasmos-sim` crate.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,11 +75,19 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     match run_scenario_with_schedulers(&json, &mut allocators, &mut load) {
         Ok(report) => {
-            let mut out = serde_json::to_value(&report)?;
-            if args.stats {
-                out["stats"] = stats(&report, started.elapsed());
-            }
-            println!("{out}");
+            let stats = args.stats.then(|| stats(&report, started.elapsed()));
+            // Written as it is serialized: a large fleet's report as one JSON value in
+            // memory took more than the simulation.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer(
+                &mut out,
+                &Output {
+                    report: &report,
+                    stats,
+                },
+            )?;
+            writeln!(out)?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Err(SimError::Scenario(e)) => {
@@ -94,16 +102,37 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What `wasmos sim` prints: the report's keys, then `stats` (sorted with them).
+#[derive(serde::Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    report: &'a sim::SimReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<Stats>,
+}
+
 /// `--stats`: placements (tasks launched), wall time, their rate, peak RSS.
-fn stats(report: &sim::SimReport, took: std::time::Duration) -> serde_json::Value {
+#[derive(serde::Serialize)]
+struct Stats {
+    peak_rss_bytes: u64,
+    placements: u64,
+    placements_per_s: u64,
+    wall_ms: u64,
+}
+
+fn stats(report: &sim::SimReport, took: std::time::Duration) -> Stats {
     let placements: u64 = report.launched.iter().map(|(_, n)| n).sum();
     let secs = took.as_secs_f64();
-    serde_json::json!({
-        "placements": placements,
-        "wall_ms": took.as_millis() as u64,
-        "placements_per_s": if secs > 0.0 { (placements as f64 / secs).round() as u64 } else { 0 },
-        "peak_rss_bytes": peak_rss_bytes(),
-    })
+    Stats {
+        peak_rss_bytes: peak_rss_bytes(),
+        placements,
+        placements_per_s: if secs > 0.0 {
+            (placements as f64 / secs).round() as u64
+        } else {
+            0
+        },
+        wall_ms: took.as_millis() as u64,
+    }
 }
 
 /// This process's peak resident set (`VmHWM` of /proc/self/status); 0 where unknown.

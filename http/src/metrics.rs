@@ -229,7 +229,7 @@ fn cluster_resources(state: &ClusterState) -> BTreeMap<(String, &'static str), f
             ("offered", &a.offered),
         ] {
             for (name, v) in &r.scalars {
-                *sums.entry((name.clone(), kind)).or_insert(0.0) += v.units();
+                *sums.entry((name.to_string(), kind)).or_insert(0.0) += v.units();
             }
         }
     }

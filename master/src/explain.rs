@@ -136,13 +136,13 @@ impl Master {
 /// The scalars of `needs` short of what is free, the most short first, if any is.
 fn shortest(needs: &Resources, free: &Resources, offered: &Resources) -> Option<Fit> {
     let units = |millis: u64| millis as f64 / SCALAR_MILLIS_PER_UNIT as f64;
-    let mut short: Vec<(&String, u64, u64)> = (needs.scalars.iter())
+    let mut short: Vec<(&proto::Kind, u64, u64)> = (needs.scalars.iter())
         .map(|(name, need)| (name, need.0, free.scalar(name).0))
         .filter(|(_, need, free)| free < need)
         .collect();
     // The most short relative to what is needed first.
     short.sort_by(|a, b| {
-        let lack = |(_, need, free): &(&String, u64, u64)| (need - free) as f64 / *need as f64;
+        let lack = |(_, need, free): &(&proto::Kind, u64, u64)| (need - free) as f64 / *need as f64;
         lack(b).total_cmp(&lack(a))
     });
     let Some(((name, need, have), rest)) = short.split_first() else {
@@ -155,13 +155,13 @@ fn shortest(needs: &Resources, free: &Resources, offered: &Resources) -> Option<
         });
     };
     Some(Fit::Short {
-        resource: (*name).clone(),
+        resource: name.to_string(),
         need: units(*need),
         free: units(*have),
         offered: units(offered.scalar(name).0),
         also: (rest.iter())
             .map(|(name, need, have)| Shortfall {
-                resource: (*name).clone(),
+                resource: name.to_string(),
                 need: units(*need),
                 free: units(*have),
             })

@@ -65,7 +65,9 @@ pub struct ResourceBook {
     /// What the allocator sees: agents' free resources and attributes, the cluster total,
     /// frameworks' slots.
     snapshot: Snapshot,
-    balances: BTreeMap<AgentId, Balance>,
+    /// Boxed: three resource vectors inline made each B-tree node of agents kilobytes,
+    /// hundreds of bytes per agent at fleet scale.
+    balances: BTreeMap<AgentId, Box<Balance>>,
 }
 
 impl ResourceBook {
@@ -124,7 +126,7 @@ impl ResourceBook {
             total,
             ..Balance::default()
         };
-        self.balances.insert(id.clone(), balance);
+        self.balances.insert(id.clone(), Box::new(balance));
         true
     }
 

@@ -30,7 +30,7 @@ pub struct TaskRecord {
     pub doomed: bool,
     /// What happens to it while its agent is lost (`TaskSpec::disconnect`); `None` for a
     /// task this master adopted from an advert (adverts do not carry it).
-    pub disconnect: Option<DisconnectPolicy>,
+    pub disconnect: Option<Box<DisconnectPolicy>>,
 }
 
 /// Where an ended task ran, remembered to route late acknowledgements, and what the

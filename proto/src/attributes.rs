@@ -7,16 +7,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use litemap::LiteMap;
+
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 /// Shared, not copied: an agent's attributes are held by its advert and by the master's
-/// books, and at fleet scale a copy each (B-tree nodes for a few short strings, about a
-/// kilobyte) was a large part of the core's memory per agent. Changed in place through
-/// `Arc::make_mut` (as `insert` and `set` do), which copies a map still shared first.
+/// books. Changed in place through `Arc::make_mut` (as `insert` and `set` do), which
+/// copies a map still shared first.
+///
+/// Sorted vectors, not B-trees: an agent has a few keys of one value each, and B-tree
+/// nodes for those (about a kilobyte per agent) were a large part of the core's memory
+/// per agent at fleet scale. The values of a key are sorted and distinct. Serialized as
+/// a map of sets: the form, and the postcard bytes, of the B-tree maps they replaced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Attributes(pub Arc<BTreeMap<String, BTreeSet<String>>>);
+pub struct Attributes(Arc<LiteMap<String, Vec<String>>>);
 
 impl Attributes {
     pub fn new() -> Attributes {
@@ -28,28 +34,59 @@ impl Attributes {
         self
     }
 
+    /// Adds `value` to the values of `key`.
     pub fn insert(&mut self, key: &str, value: &str) {
-        Arc::make_mut(&mut self.0)
-            .entry(key.to_owned())
-            .or_default()
-            .insert(value.to_owned());
+        let map = Arc::make_mut(&mut self.0);
+        if map.get(key).is_none() {
+            map.insert(key.to_owned(), Vec::new());
+        }
+        if let Some(values) = map.get_mut(key)
+            && let Err(at) = values.binary_search_by(|v| v.as_str().cmp(value))
+        {
+            values.insert(at, value.to_owned());
+        }
     }
 
     /// Replaces every value of `key` with `value`.
     pub fn set(&mut self, key: &str, value: &str) {
-        Arc::make_mut(&mut self.0).insert(key.to_owned(), BTreeSet::from([value.to_owned()]));
+        Arc::make_mut(&mut self.0).insert(key.to_owned(), vec![value.to_owned()]);
+    }
+
+    /// Replaces every value of `key` with `values`.
+    pub fn set_all(&mut self, key: &str, values: &[String]) {
+        let mut values = values.to_vec();
+        values.sort_unstable();
+        values.dedup();
+        Arc::make_mut(&mut self.0).insert(key.to_owned(), values);
     }
 
     pub fn has(&self, key: &str, value: &str) -> bool {
-        self.0.get(key).is_some_and(|v| v.contains(value))
+        self.values(key)
+            .binary_search_by(|v| v.as_str().cmp(value))
+            .is_ok()
     }
 
     /// The single (first) value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .and_then(|v| v.iter().next())
-            .map(String::as_str)
+        self.values(key).first().map(String::as_str)
+    }
+
+    /// The values of `key`, sorted; empty when it has none.
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Every key with its values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(k, vs)| (k.as_str(), vs.as_slice()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// True when every constraint holds for our attributes.
@@ -223,30 +260,33 @@ enum OneOrMany {
     Many(BTreeSet<String>),
 }
 
+impl From<BTreeMap<String, BTreeSet<String>>> for Attributes {
+    fn from(map: BTreeMap<String, BTreeSet<String>>) -> Attributes {
+        // Sorted and distinct already.
+        let map = map
+            .into_iter()
+            .map(|(k, vs)| (k, vs.into_iter().collect()))
+            .collect();
+        Attributes(Arc::new(map))
+    }
+}
+
 impl Serialize for Attributes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if !serializer.is_human_readable() {
-            return self.0.serialize(serializer);
+            return serializer.collect_map(self.0.iter());
         }
-        let view: BTreeMap<&String, OneOrMany> = self
-            .0
-            .iter()
-            .map(|(k, vs)| match vs.len() {
-                1 => (
-                    k,
-                    OneOrMany::One(vs.iter().next().cloned().unwrap_or_default()),
-                ),
-                _ => (k, OneOrMany::Many(vs.clone())),
-            })
-            .collect();
-        view.serialize(serializer)
+        serializer.collect_map(self.0.iter().map(|(k, vs)| match vs.as_slice() {
+            [one] => (k, OneOrMany::One(one.clone())),
+            _ => (k, OneOrMany::Many(vs.iter().cloned().collect())),
+        }))
     }
 }
 
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Attributes, D::Error> {
         if !deserializer.is_human_readable() {
-            return BTreeMap::deserialize(deserializer).map(|map| Attributes(Arc::new(map)));
+            return BTreeMap::deserialize(deserializer).map(Attributes::from);
         }
         let view = BTreeMap::<String, OneOrMany>::deserialize(deserializer)?;
         let map = view
@@ -255,7 +295,7 @@ impl<'de> Deserialize<'de> for Attributes {
                 OneOrMany::One(s) => (k, BTreeSet::from([s])),
                 OneOrMany::Many(set) => (k, set),
             })
-            .collect();
-        Ok(Attributes(Arc::new(map)))
+            .collect::<BTreeMap<_, _>>();
+        Ok(Attributes::from(map))
     }
 }

@@ -26,6 +26,6 @@ pub use ids::{AgentId, FrameworkId, ModuleHash, OfferId, StatusUuid, TaskId};
 pub use keys::Keys;
 pub use messages::*;
 pub use principal::{Principal, Role};
-pub use resources::{RangeError, RangeSet, Resources, Scalar};
+pub use resources::{Kind, KindMap, RangeError, RangeSet, Resources, Scalar};
 pub use task::*;
 pub use time::Millis;

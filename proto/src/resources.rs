@@ -11,8 +11,11 @@
 //! (asserted in debug builds). Cluster-wide totals use [`Resources::quantities`], which
 //! counts ranges and sets instead of merging them.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, LazyLock};
 
 use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -20,7 +23,84 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Resource kinds to a value, sorted by kind in one vector: a resource vector holds a few
 /// kinds, and a `BTreeMap`'s first node (eleven slots) cost hundreds of bytes for each of
 /// the millions of vectors a large fleet holds (one per task, several per agent).
-pub type KindMap<V> = LiteMap<String, V>;
+pub type KindMap<V> = LiteMap<Kind, V>;
+
+/// The name of a resource kind (`cpus`, `ports`). Shared, not copied: every task's and
+/// agent's vector names the same few kinds, and a string each was two allocations per
+/// vector. The kinds every agent advertises are made once, so that even vectors decoded
+/// apart share them.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "Arc<str>")]
+pub struct Kind(Arc<str>);
+
+/// Made once and shared by every vector naming them.
+static WELL_KNOWN_KINDS: LazyLock<[Kind; 5]> =
+    LazyLock::new(|| ["cpus", "mem", "disk", "gpus", "ports"].map(|k| Kind(Arc::from(k))));
+
+impl Kind {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Kind {
+    fn from(name: &str) -> Kind {
+        WELL_KNOWN_KINDS
+            .iter()
+            .find(|k| k.as_str() == name)
+            .cloned()
+            .unwrap_or_else(|| Kind(Arc::from(name)))
+    }
+}
+
+impl From<String> for Kind {
+    fn from(name: String) -> Kind {
+        Kind::from(name.as_str())
+    }
+}
+
+impl From<Kind> for Arc<str> {
+    fn from(kind: Kind) -> Arc<str> {
+        kind.0
+    }
+}
+
+impl Deref for Kind {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Kind {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Kind {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Kind {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Serializes a [`KindMap`] as a map in every format (`LiteMap` writes an empty one as a
 /// JSON array).
@@ -229,13 +309,13 @@ impl Resources {
     pub fn with_range(mut self, name: &str, start: u64, end: u64) -> Resources {
         let add = RangeSet::from_intervals([(start.min(end), start.max(end))]).unwrap_or_default();
         let merged = self.ranges.get(name).map_or(add.clone(), |r| r.union(&add));
-        self.ranges.insert(name.to_owned(), merged);
+        self.ranges.insert(Kind::from(name), merged);
         self
     }
 
     pub fn with_set_item(mut self, name: &str, item: &str) -> Resources {
         self.sets
-            .entry(name.to_owned())
+            .entry(Kind::from(name))
             .or_default()
             .insert(item.to_owned());
         self
@@ -245,7 +325,7 @@ impl Resources {
         if value == Scalar::ZERO {
             self.scalars.remove(name);
         } else {
-            self.scalars.insert(name.to_owned(), value);
+            self.scalars.insert(Kind::from(name), value);
         }
     }
 

@@ -134,3 +134,33 @@ fn json_without_an_operator_reads_as_equality_and_operators_round_trip() {
     let bytes = proto::encode(&ne).unwrap();
     assert_eq!(proto::decode::<Constraint>(&bytes), Ok(ne));
 }
+
+#[test]
+fn attributes_keep_the_wire_and_json_forms_of_a_map_of_sets() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let a = Attributes::new()
+        .with("has", "gpu")
+        .with("arch", "aarch64")
+        .with("has", "camera")
+        .with("has", "gpu");
+    assert_eq!(a.values("has"), ["camera", "gpu"], "sorted, distinct");
+    assert_eq!(a.get("arch"), Some("aarch64"));
+    assert!(a.has("has", "camera") && !a.has("has", "lidar") && !a.has("zone", "x"));
+
+    let as_map: BTreeMap<String, BTreeSet<String>> = BTreeMap::from([
+        ("arch".to_owned(), BTreeSet::from(["aarch64".to_owned()])),
+        (
+            "has".to_owned(),
+            BTreeSet::from(["camera".to_owned(), "gpu".to_owned()]),
+        ),
+    ]);
+    let wire = postcard::to_allocvec(&a).unwrap();
+    assert_eq!(wire, postcard::to_allocvec(&as_map).unwrap());
+    assert_eq!(postcard::from_bytes::<Attributes>(&wire).unwrap(), a);
+
+    let json = serde_json::to_string(&a).unwrap();
+    assert_eq!(json, r#"{"arch":"aarch64","has":["camera","gpu"]}"#);
+    assert_eq!(serde_json::from_str::<Attributes>(&json).unwrap(), a);
+    let unsorted: Attributes = serde_json::from_str(r#"{"has":["gpu","camera","gpu"]}"#).unwrap();
+    assert_eq!(unsorted.values("has"), ["camera", "gpu"]);
+}

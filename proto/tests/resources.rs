@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use proto::{RangeSet, Resources, Scalar};
+use proto::{Kind, RangeSet, Resources, Scalar};
 
 const KINDS: [&str; 3] = ["cpus", "mem", "gpus"];
 
@@ -27,7 +27,10 @@ fn resources(base: u64, tag: &'static str) -> impl Strategy<Value = Resources> {
     )
         .prop_map(move |(scalars, ports, devices)| {
             let mut r = Resources {
-                scalars: scalars.into_iter().collect(),
+                scalars: scalars
+                    .into_iter()
+                    .map(|(k, v)| (Kind::from(k), v))
+                    .collect(),
                 ..Resources::default()
             };
             r.scalars.retain(|_, v| *v != Scalar::ZERO);
@@ -113,4 +116,42 @@ fn scalars_are_units_in_json_and_millis_on_the_wire() {
     let back: Resources = proto::decode(&proto::encode(&r).unwrap()).unwrap();
     assert_eq!(back, r);
     assert!(serde_json::from_str::<Resources>(r#"{"scalars":{"cpus":-1}}"#).is_err());
+}
+
+/// Kinds are shared names, but the wire and JSON forms are those of string-keyed maps.
+#[test]
+fn kinds_serialize_as_strings_and_well_known_ones_are_shared() {
+    let r = Resources::new()
+        .with_scalar("cpus", 2.0)
+        .with_scalar("tpu", 1.0)
+        .with_range("ports", 80, 81);
+    #[derive(serde::Serialize)]
+    struct AsMaps {
+        scalars: BTreeMap<String, u64>,
+        ranges: BTreeMap<String, RangeSet>,
+        sets: BTreeMap<String, std::collections::BTreeSet<String>>,
+    }
+    let as_maps = AsMaps {
+        scalars: BTreeMap::from([("cpus".to_owned(), 2000), ("tpu".to_owned(), 1000)]),
+        ranges: BTreeMap::from([(
+            "ports".to_owned(),
+            RangeSet::from_intervals([(80, 81)]).unwrap(),
+        )]),
+        sets: BTreeMap::new(),
+    };
+    assert_eq!(
+        postcard::to_allocvec(&r).unwrap(),
+        postcard::to_allocvec(&as_maps).unwrap()
+    );
+    let back: Resources = proto::decode(&proto::encode(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+    let (mine, decoded) = (r.scalars.iter().next(), back.scalars.iter().next());
+    let (Some((mine, _)), Some((decoded, _))) = (mine, decoded) else {
+        panic!("no scalars");
+    };
+    assert_eq!(mine, &Kind::from("cpus"));
+    assert!(
+        std::ptr::eq(mine.as_str(), decoded.as_str()),
+        "a well-known kind is one shared string"
+    );
 }

@@ -3,6 +3,7 @@
 //! link), time moved to the next thing that is due.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use master::allocator::{Allocator, DrfAllocator, GpuAgents};
 use master::{Master, MasterConfig};
@@ -153,7 +154,7 @@ impl Sim {
             origin: Millis::ZERO,
             now: Millis::ZERO,
             until: scenario.until_ms.map(Millis),
-            fleet: Fleet::default(),
+            fleet: Fleet::with_capacity(scenario.agents.len()),
             frameworks: BTreeMap::new(),
             modules: BTreeMap::new(),
             subscriptions: Vec::new(),
@@ -582,9 +583,14 @@ impl Sim {
             };
             self.report_framework(&f.id, id, &mut report);
         }
+        // Shared names, not a copy per row: a large fleet has hundreds of thousands.
+        let framework_names: Vec<Arc<str>> = (scenario.frameworks.iter())
+            .map(|f| Arc::from(f.id.as_str()))
+            .collect();
+        report.placements.reserve_exact(self.placements.len());
         for (&(f, a), &n) in &self.placements {
-            if let (Some(f), Some(a)) = (scenario.frameworks.get(f), scenario.agents.get(a)) {
-                report.placements.push((f.id.clone(), a.id.clone(), n));
+            if let (Some(f), Some(a)) = (framework_names.get(f), self.fleet.agents.get(a)) {
+                report.placements.push((f.clone(), a.id.0.clone(), n));
             }
         }
         report

@@ -28,8 +28,9 @@ pub(crate) struct SimAgent {
     pub total: Resources,
     /// What its running tasks use: never more than `total` (an invariant of the run).
     pub used: Resources,
-    /// Its running tasks (what each uses is what its node holds it launched with).
-    pub running: BTreeSet<TaskId>,
+    /// Its running tasks (what each uses is what its node holds it launched with). A few
+    /// per agent: a vector, not a B-tree node each.
+    pub running: Vec<TaskId>,
 }
 
 /// Every simulated agent and the time each next needs to run.
@@ -43,6 +44,16 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
+    /// A fleet for `agents` agents: the vector of agents, hundreds of bytes each, is made
+    /// once at its size rather than doubled while they join.
+    pub fn with_capacity(agents: usize) -> Fleet {
+        Fleet {
+            agents: Vec::with_capacity(agents),
+            timer_of: Vec::with_capacity(agents),
+            ..Fleet::default()
+        }
+    }
+
     pub fn add(&mut self, advert: AgentAdvert) -> usize {
         let config = AgentNodeConfig {
             advert: advert.clone(),
@@ -60,7 +71,7 @@ impl Fleet {
             connected: true,
             total: advert.total,
             used: Resources::new(),
-            running: BTreeSet::new(),
+            running: Vec::new(),
         });
         self.timer_of.push(None);
         i
@@ -114,7 +125,7 @@ impl Fleet {
     ) -> Option<String> {
         let agent = &mut self.agents[i];
         agent.used = agent.used.plus(used);
-        agent.running.insert(task_id.clone());
+        agent.running.push(task_id.clone());
         agent.node.handle_task_running(now, task_id);
         (!agent.total.contains(&agent.used)).then(|| {
             format!(
@@ -128,9 +139,10 @@ impl Fleet {
     /// was not running.
     pub fn end(&mut self, i: usize, now: Millis, task_id: &TaskId, state: TaskState) -> bool {
         let agent = &mut self.agents[i];
-        if !agent.running.remove(task_id) {
+        let Some(at) = agent.running.iter().position(|t| t == task_id) else {
             return false;
-        }
+        };
+        agent.running.swap_remove(at);
         // The node holds a task until its end is acknowledged, so it holds this one.
         if let Some(used) = agent.node.task_resources(task_id) {
             agent.used = agent.used.checked_sub(used).unwrap_or_default();

@@ -1,5 +1,7 @@
 //! What `wasmos sim` prints: one JSON object.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -12,7 +14,7 @@ pub struct SimReport {
     /// Tasks launched, per scenario framework.
     pub launched: Counts,
     /// `(framework, agent, tasks)` with `tasks > 0`, in scenario order of framework, then agent.
-    pub placements: Vec<(String, String, u64)>,
+    pub placements: Vec<(Arc<str>, Arc<str>, u64)>,
     /// How tasks ended, as their frameworks were told; `None` for a scenario of the first
     /// format (no seed, end time, faults or durations), whose report stays as it was.
     pub outcomes: Option<Outcomes>,
@@ -30,20 +32,20 @@ pub struct Outcomes {
 
 struct CountMap<'a>(&'a [(String, u64)]);
 
+/// By framework name: every object of the report has its keys sorted.
 impl Serialize for CountMap<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (framework, n) in self.0 {
-            map.serialize_entry(framework, n)?;
-        }
-        map.end()
+        let mut sorted: Vec<_> = self.0.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        serializer.collect_map(sorted.into_iter().map(|(framework, n)| (framework, n)))
     }
 }
 
+/// Fields in alphabetical order.
 #[derive(Serialize)]
 struct Placement<'a> {
-    framework: &'a str,
     agent: &'a str,
+    framework: &'a str,
     tasks: u64,
 }
 
@@ -53,30 +55,39 @@ struct Invariants<'a> {
     violations: &'a [String],
 }
 
+/// The placements as they are written, without a copy of them (a large fleet's are
+/// hundreds of thousands).
+struct Placements<'a>(&'a [(Arc<str>, Arc<str>, u64)]);
+
+impl Serialize for Placements<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(framework, agent, tasks)| Placement {
+            framework,
+            agent,
+            tasks: *tasks,
+        }))
+    }
+}
+
+/// Keys in alphabetical order, so that a caller may add its own after them (`stats`) and
+/// the object reads as one sorted map.
 impl Serialize for SimReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let placements: Vec<Placement<'_>> = self
-            .placements
-            .iter()
-            .map(|(framework, agent, tasks)| Placement {
-                framework,
-                agent,
-                tasks: *tasks,
-            })
-            .collect();
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("launched", &CountMap(&self.launched))?;
-        map.serialize_entry("placements", &placements)?;
         if let Some(outcomes) = &self.outcomes {
             map.serialize_entry("finished", &CountMap(&outcomes.finished))?;
-            map.serialize_entry("lost", &CountMap(&outcomes.lost))?;
-            map.serialize_entry("killed", &CountMap(&outcomes.killed))?;
             let invariants = Invariants {
                 ok: outcomes.violations.is_empty(),
                 violations: &outcomes.violations,
             };
             map.serialize_entry("invariants", &invariants)?;
+            map.serialize_entry("killed", &CountMap(&outcomes.killed))?;
         }
+        map.serialize_entry("launched", &CountMap(&self.launched))?;
+        if let Some(outcomes) = &self.outcomes {
+            map.serialize_entry("lost", &CountMap(&outcomes.lost))?;
+        }
+        map.serialize_entry("placements", &Placements(&self.placements))?;
         map.end()
     }
 }

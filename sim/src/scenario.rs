@@ -203,7 +203,6 @@ impl ScenarioFramework {
     /// Its required attributes as constraints, then its other constraints.
     pub fn constraints(&self) -> Vec<Constraint> {
         self.attributes
-            .0
             .iter()
             .flat_map(|(key, values)| {
                 values

@@ -269,7 +269,7 @@ fn the_drf_paper_example() {
     let out = serde_json::to_string(&run_scenario(&json).unwrap()).unwrap();
     assert_eq!(
         out,
-        r#"{"launched":{"fw0":3,"fw1":2},"placements":[{"framework":"fw0","agent":"a1","tasks":3},{"framework":"fw1","agent":"a1","tasks":2}]}"#
+        r#"{"launched":{"fw0":3,"fw1":2},"placements":[{"agent":"a1","framework":"fw0","tasks":3},{"agent":"a1","framework":"fw1","tasks":2}]}"#
     );
 }
 

@@ -102,8 +102,9 @@ pub(crate) struct HeldTask {
     pub(crate) spec: Option<Box<TaskSpec>>,
     /// Tasks started for it here, the first included.
     pub(crate) starts: u32,
-    /// Ended and waiting to start again in place (`offline.rs`).
-    pub(crate) restart: Option<PendingRestart>,
+    /// Ended and waiting to start again in place (`offline.rs`). Boxed, as `spec` is:
+    /// only a task restarted while its agent is offline has one.
+    pub(crate) restart: Option<Box<PendingRestart>>,
 }
 
 /// A task that ended while no master was reachable, waiting out its backoff.
@@ -580,6 +581,11 @@ impl AgentNode {
         };
         if let Some(old) = task.resend.take() {
             self.resends.remove(&(old.at, task_id.clone()));
+            if self.resends.is_empty() {
+                // An emptied B-tree keeps its root node (hundreds of bytes): on an agent
+                // whose statuses are all acknowledged, the usual state, none is held.
+                self.resends = BTreeSet::new();
+            }
         }
         if let Some(new) = resend {
             self.resends.insert((new.at, task_id.clone()));

@@ -164,6 +164,6 @@ impl AgentNode {
         if let Some(new) = &restart {
             self.restarts.insert((new.at, task_id.clone()));
         }
-        task.restart = restart;
+        task.restart = restart.map(Box::new);
     }
 }

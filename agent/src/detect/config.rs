@@ -153,7 +153,7 @@ impl ResourceConfig {
         }
         for (name, items) in &self.sets {
             r.sets
-                .entry(name.clone())
+                .entry(name.as_str().into())
                 .or_default()
                 .extend(items.iter().cloned());
         }
@@ -164,7 +164,7 @@ impl ResourceConfig {
                     reason: reason.to_string(),
                 }
             })?;
-            r.ranges.insert(name.clone(), set);
+            r.ranges.insert(name.as_str().into(), set);
         }
         Ok(r)
     }

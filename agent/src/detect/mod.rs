@@ -142,8 +142,8 @@ pub fn advert(
     let reserved = config.reserved.to_resources()?;
     total.subtract_saturating(&reserved);
     let mut attributes = detected.attributes;
-    for (key, values) in config.attributes.0.iter() {
-        std::sync::Arc::make_mut(&mut attributes.0).insert(key.clone(), values.clone());
+    for (key, values) in config.attributes.iter() {
+        attributes.set_all(key, values);
     }
     for (key, value) in &config.labels {
         attributes.set(&format!("label.{key}"), value);

@@ -138,7 +138,7 @@ fn empty_tree_has_no_devices_and_falls_back_for_cpus() {
     assert_eq!(d.resources.scalar("cpus"), Scalar::from_whole(3));
     assert_eq!(d.resources.scalar("gpus"), Scalar::ZERO);
     assert!(d.resources.sets.is_empty());
-    assert!(!d.attributes.0.contains_key("has"));
+    assert!(!d.attributes.contains_key("has"));
     assert!(
         !d.hostname.is_empty(),
         "hostname falls back to the running kernel's"

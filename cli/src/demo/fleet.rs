@@ -135,9 +135,8 @@ fn advert(device: &Device) -> AgentAdvert {
 /// `arch=aarch64 has=camera`, without `os`.
 fn attributes_text(attributes: &Attributes) -> String {
     attributes
-        .0
         .iter()
-        .filter(|(key, _)| key.as_str() != "os")
+        .filter(|(key, _)| *key != "os")
         .flat_map(|(key, values)| values.iter().map(move |v| format!("{key}={v}")))
         .collect::<Vec<_>>()
         .join(" ")

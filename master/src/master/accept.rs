@@ -118,7 +118,7 @@ impl Master {
                 launched_at: self.now,
                 reclaim_at: None,
                 doomed: false,
-                disconnect: task.disconnect.as_deref().cloned(),
+                disconnect: task.disconnect.clone(),
             };
             if let Some(agent) = self.agents.get_mut(&p.agent_id) {
                 agent.tasks.insert(task.task_id.clone());

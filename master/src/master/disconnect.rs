@@ -40,7 +40,7 @@ pub(super) struct Disconnected {
 /// (bounded) still holds it.
 #[derive(Clone, Debug)]
 struct Unreachable {
-    policy: DisconnectPolicy,
+    policy: Box<DisconnectPolicy>,
     framework_id: FrameworkId,
     agent_id: AgentId,
     /// Its framework killed it while unreachable: killed if it comes back.

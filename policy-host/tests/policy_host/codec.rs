@@ -477,9 +477,9 @@ prop_compose! {
         for (k, v) in scalars { r.set_scalar(&k, proto::Scalar(v)); }
         for (k, intervals) in ranges {
             let set = proto::RangeSet::from_intervals(intervals.into_iter().map(|(s, l)| (s, s + l))).unwrap();
-            r.ranges.insert(k, set);
+            r.ranges.insert(k.into(), set);
         }
-        r.sets = sets.into_iter().collect();
+        r.sets = sets.into_iter().map(|(k, s)| (k.into(), s)).collect();
         r
     }
 }
@@ -524,7 +524,7 @@ prop_compose! {
     fn arb_attributes()(
         map in proptest::collection::btree_map("[a-c]{1,2}", proptest::collection::btree_set("[x-z]{1,2}", 1..4), 0..5),
     ) -> Attributes {
-        Attributes(std::sync::Arc::new(map))
+        Attributes::from(map)
     }
 }
 
