@@ -120,7 +120,7 @@ impl Driver {
             Input::MasterCensus(census) => self.node.handle_master_census(census),
             Input::SetAdvert(advert) => self.node.handle_advert_changed(now, *advert),
             Input::Tasks(reply) => {
-                let _ = reply.send(self.node.tasks().cloned().collect());
+                let _ = reply.send(self.node.tasks().collect());
             }
             Input::Shutdown(done) => {
                 // The node kills the tasks and leaves once their ends are acknowledged.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use policy_host::{FailurePolicy, HostedScheduler, Kind, Limits, ModuleCode};
 use proto::{Call, Event};
 use sim::{
-    SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_with_schedulers,
+    CoreWeight, SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_weighed,
 };
 
 /// Exit code for a malformed scenario.
@@ -28,9 +28,10 @@ pub struct SimArgs {
     /// pass is replaced by the built-in DRF for that pass, with an error logged.
     #[arg(long, default_value = "drf", value_name = "drf|MODULE.wasm")]
     allocator: String,
-    /// Add `"stats": {"placements", "wall_ms", "placements_per_s", "peak_rss_bytes"}`:
-    /// tasks launched, the run's wall-clock time (parsing included), and this process's
-    /// peak resident memory.
+    /// Add `"stats": {"placements", "wall_ms", "placements_per_s", "peak_rss_bytes",
+    /// "core_bytes", "core_bytes_per_agent_and_task"}`: tasks launched, the run's
+    /// wall-clock time (parsing included), this process's peak resident memory, and the
+    /// heap the master and the agents held at the end (the last two with glibc only).
     #[arg(long)]
     stats: bool,
 }
@@ -73,9 +74,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let engine = policy_host::sandbox::engine()?;
     let mut load = |f: &ScenarioFramework| load_scheduler(&engine, &base, f);
     let started = std::time::Instant::now();
-    match run_scenario_with_schedulers(&json, &mut allocators, &mut load) {
-        Ok(report) => {
-            let stats = args.stats.then(|| stats(&report, started.elapsed()));
+    let mut heap = || args.stats.then(heap_in_use).flatten();
+    match run_scenario_weighed(&json, &mut allocators, &mut load, &mut heap) {
+        Ok((report, weight)) => {
+            let stats = (args.stats).then(|| stats(&report, weight, started.elapsed()));
             // Written as it is serialized: a large fleet's report as one JSON value in
             // memory took more than the simulation.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -111,19 +113,26 @@ struct Output<'a> {
     stats: Option<Stats>,
 }
 
-/// `--stats`: placements (tasks launched), wall time, their rate, peak RSS.
+/// `--stats`: placements (tasks launched), wall time, their rate, peak RSS, and the heap
+/// the master and the agents held at the end of the run.
 #[derive(serde::Serialize)]
 struct Stats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_bytes_per_agent_and_task: Option<u64>,
     peak_rss_bytes: u64,
     placements: u64,
     placements_per_s: u64,
     wall_ms: u64,
 }
 
-fn stats(report: &sim::SimReport, took: std::time::Duration) -> Stats {
+fn stats(report: &sim::SimReport, weight: Option<CoreWeight>, took: std::time::Duration) -> Stats {
     let placements: u64 = report.launched.iter().map(|(_, n)| n).sum();
     let secs = took.as_secs_f64();
     Stats {
+        core_bytes: weight.map(|w| w.bytes),
+        core_bytes_per_agent_and_task: weight.map(|w| w.bytes / (w.agents + placements).max(1)),
         peak_rss_bytes: peak_rss_bytes(),
         placements,
         placements_per_s: if secs > 0.0 {
@@ -133,6 +142,20 @@ fn stats(report: &sim::SimReport, took: std::time::Duration) -> Stats {
         },
         wall_ms: took.as_millis() as u64,
     }
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: chunks in
+/// use, and blocks mapped on their own); `None` with another C library.
+#[cfg(target_env = "gnu")]
+fn heap_in_use() -> Option<u64> {
+    // SAFETY: no arguments; it reads the allocator's own counters under its locks.
+    let info = unsafe { libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd) as u64)
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn heap_in_use() -> Option<u64> {
+    None
 }
 
 /// This process's peak resident set (`VmHWM` of /proc/self/status); 0 where unknown.

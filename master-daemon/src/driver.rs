@@ -120,7 +120,7 @@ impl Driver {
                 self.core
                     .handle_launch_outcome(now, &agent_id, &task_id, outcome);
                 if let Some(status) = self.core.launch_failure(&task_id) {
-                    self.snapshots.recorder().observe_status(unix_ms(), status);
+                    self.snapshots.recorder().observe_status(unix_ms(), &status);
                 }
             }
             Input::HostedFault {

@@ -3,7 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use proto::{AgentId, DisconnectPolicy, FrameworkId, Resources, TaskId, TaskState, TaskStatus};
+use litemap::LiteMap;
+use proto::thin_store::ThinStore;
+use proto::{
+    AgentId, DisconnectPolicy, FrameworkId, Resources, StatusUuid, TaskId, TaskState, TaskStatus,
+};
 use serde::Serialize;
 
 use crate::time::Millis;
@@ -14,11 +18,11 @@ pub struct TaskRecord {
     pub task_id: TaskId,
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
-    pub name: String,
+    pub name: Box<str>,
     pub resources: Resources,
     pub state: TaskState,
-    /// The latest status from the agent, if any.
-    pub latest: Option<TaskStatus>,
+    /// The latest status from the agent, if any (the whole of it: [`TaskRecord::latest_status`]).
+    pub latest: Option<LatestStatus>,
     /// Launch order across the cluster: reclaim takes the newest (highest) first.
     pub launch_seq: u64,
     pub launched_at: Millis,
@@ -31,6 +35,75 @@ pub struct TaskRecord {
     /// What happens to it while its agent is lost (`TaskSpec::disconnect`); `None` for a
     /// task this master adopted from an advert (adverts do not carry it).
     pub disconnect: Option<Box<DisconnectPolicy>>,
+}
+
+/// Task ids in one sorted vector: an agent's tasks are a few, and a B-tree's first node
+/// alone was hundreds of bytes per agent at fleet scale.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskIdSet(LiteMap<TaskId, (), ThinStore<TaskId, ()>>);
+
+impl TaskIdSet {
+    /// False when it held `task_id` already.
+    pub fn insert(&mut self, task_id: TaskId) -> bool {
+        self.0.try_insert(task_id, ()).is_none()
+    }
+
+    /// False when it did not hold `task_id`.
+    pub fn remove(&mut self, task_id: &TaskId) -> bool {
+        self.0.remove(task_id).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TaskId> {
+        self.0.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A task's latest status without the ids its record holds: a fleet's master holds one per
+/// live task, and the three ids again were a sixth of the record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LatestStatus {
+    pub state: TaskState,
+    pub exit_code: Option<i32>,
+    pub reason: String,
+    pub uuid: StatusUuid,
+    pub timestamp_ms: u64,
+}
+
+impl LatestStatus {
+    pub fn of(status: TaskStatus) -> LatestStatus {
+        LatestStatus {
+            state: status.state,
+            exit_code: status.exit_code,
+            reason: status.reason,
+            uuid: status.uuid,
+            timestamp_ms: status.timestamp_ms,
+        }
+    }
+}
+
+impl TaskRecord {
+    /// The latest status from the agent, whole; `None` before the first.
+    pub fn latest_status(&self) -> Option<TaskStatus> {
+        let latest = self.latest.as_ref()?;
+        Some(TaskStatus {
+            task_id: self.task_id.clone(),
+            framework_id: self.framework_id.clone(),
+            agent_id: self.agent_id.clone(),
+            state: latest.state,
+            exit_code: latest.exit_code,
+            reason: latest.reason.clone(),
+            uuid: latest.uuid,
+            timestamp_ms: latest.timestamp_ms,
+        })
+    }
 }
 
 /// Where an ended task ran, remembered to route late acknowledgements, and what the
@@ -218,7 +291,7 @@ impl TaskRegistry {
         };
         let ended = EndedTask {
             latest,
-            name: record.name,
+            name: record.name.into_string(),
             resources: record.resources,
             launched_at: Some(record.launched_at),
             usage: self.usage.remove(id),

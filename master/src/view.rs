@@ -187,7 +187,7 @@ fn live_row(t: &TaskRecord, usage: Option<TaskUsage>, clock: WallClock) -> TaskR
         task_id: t.task_id.clone(),
         framework_id: t.framework_id.clone(),
         agent_id: t.agent_id.clone(),
-        name: t.name.clone(),
+        name: t.name.to_string(),
         resources: t.resources.clone(),
         state: t.state,
         exit_code: latest.and_then(|s| s.exit_code),

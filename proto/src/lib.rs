@@ -16,6 +16,7 @@ pub mod operator;
 pub mod principal;
 pub mod resources;
 pub mod task;
+pub mod thin_store;
 pub mod time;
 
 pub use attributes::{

@@ -20,10 +20,12 @@ use std::sync::{Arc, LazyLock};
 use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::thin_store::ThinStore;
+
 /// Resource kinds to a value, sorted by kind in one vector: a resource vector holds a few
 /// kinds, and a `BTreeMap`'s first node (eleven slots) cost hundreds of bytes for each of
 /// the millions of vectors a large fleet holds (one per task, several per agent).
-pub type KindMap<V> = LiteMap<Kind, V>;
+pub type KindMap<V> = LiteMap<Kind, V, ThinStore<Kind, V>>;
 
 /// The name of a resource kind (`cpus`, `ports`). Shared, not copied: every task's and
 /// agent's vector names the same few kinds, and a string each was two allocations per

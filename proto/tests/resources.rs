@@ -155,3 +155,17 @@ fn kinds_serialize_as_strings_and_well_known_ones_are_shared() {
         "a well-known kind is one shared string"
     );
 }
+
+/// A hostile frame names a map of four billion kinds: refused, not one huge allocation
+/// that aborts the process.
+#[test]
+fn a_huge_declared_kind_count_is_refused() {
+    let frame = [0xffu8, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3];
+    assert!(postcard::from_bytes::<Resources>(&frame).is_err());
+    let size = std::mem::size_of::<Resources>();
+    assert_eq!(
+        size,
+        3 * std::mem::size_of::<usize>(),
+        "a pointer per kind map"
+    );
+}

@@ -80,11 +80,41 @@ pub fn run_scenario_with_schedulers(
     allocators: &mut AllocatorFactory<'_>,
     load: &mut SchedulerLoader<'_>,
 ) -> Result<SimReport, SimError> {
+    run_scenario_weighed(json, allocators, load, &mut || None).map(|(report, _)| report)
+}
+
+/// What the simulated cluster's cores held at the end of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreWeight {
+    /// Heap bytes the master and the simulated agents held (their state machines, and per
+    /// agent the few vectors the simulation keeps beside its node): what the heap in use
+    /// fell by when they were dropped. Ids the report still names are not in it.
+    pub bytes: u64,
+    pub agents: u64,
+}
+
+/// As [`run_scenario_with_schedulers`], and the heap the cores held at the end, weighed
+/// with `heap_in_use` (bytes allocated and not yet freed, `None` where unknown).
+pub fn run_scenario_weighed(
+    json: &str,
+    allocators: &mut AllocatorFactory<'_>,
+    load: &mut SchedulerLoader<'_>,
+    heap_in_use: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(SimReport, Option<CoreWeight>), SimError> {
     let mut scenario = Scenario::parse(json)?;
     let mut sim = Sim::new(&mut scenario, allocators)?;
     sim.subscribe_all(&scenario, load)?;
     sim.run(allocators)?;
-    Ok(sim.report(&scenario))
+    let report = sim.report(&scenario);
+    let agents = sim.fleet.agents.len() as u64;
+    let (master, fleet) = (sim.master, sim.fleet);
+    let before = heap_in_use();
+    drop((master, fleet));
+    let weight = before.zip(heap_in_use()).map(|(before, after)| CoreWeight {
+        bytes: before.saturating_sub(after),
+        agents,
+    });
+    Ok((report, weight))
 }
 
 /// A run in progress.

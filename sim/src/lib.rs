@@ -38,8 +38,8 @@ mod routing;
 mod scenario;
 
 pub use driver::{
-    AllocatorFactory, SIM_SEED, SIM_STEPS_MAX, SIM_TASKS_MAX, SchedulerLoader, SimError,
-    run_scenario, run_scenario_with, run_scenario_with_schedulers,
+    AllocatorFactory, CoreWeight, SIM_SEED, SIM_STEPS_MAX, SIM_TASKS_MAX, SchedulerLoader,
+    SimError, run_scenario, run_scenario_weighed, run_scenario_with, run_scenario_with_schedulers,
 };
 pub use frameworks::SimScheduler;
 pub use report::{Counts, Outcomes, SimReport};

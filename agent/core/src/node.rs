@@ -1,9 +1,11 @@
 //! [`AgentNode`]: the agent's state machine.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use litemap::LiteMap;
 
 use proto::{
-    AdvertTask, AgentAdvert, AgentCommand, AgentReply, FrameworkId, MasterCensus, Millis,
+    AdvertTask, AgentAdvert, AgentCommand, AgentId, AgentReply, FrameworkId, MasterCensus, Millis,
     Resources, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
 };
 
@@ -90,14 +92,14 @@ pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
 /// One task the node holds.
 #[derive(Clone, Debug)]
 pub(crate) struct HeldTask {
-    pub(crate) latest: TaskStatus,
+    pub(crate) latest: HeldStatus,
     /// Listed in the advert, so that a restarted master can account for the task.
-    name: String,
+    name: Box<str>,
     resources: Resources,
     /// An OCI task, whose container may outlive the agent process.
     oci: bool,
     /// `Some` while `latest` is not acknowledged.
-    resend: Option<Resend>,
+    resend: Option<Box<Resend>>,
     /// The task as launched, for one whose policy restarts it in place while offline.
     pub(crate) spec: Option<Box<TaskSpec>>,
     /// Tasks started for it here, the first included.
@@ -105,6 +107,45 @@ pub(crate) struct HeldTask {
     /// Ended and waiting to start again in place (`offline.rs`). Boxed, as `spec` is:
     /// only a task restarted while its agent is offline has one.
     pub(crate) restart: Option<Box<PendingRestart>>,
+}
+
+/// A held task's latest status without the ids the node has already (the task's is its
+/// key, the agent's its own): a fleet's agents hold one per task, and the two ids were a
+/// sixth of a held task. [`HeldStatus::status`] makes the whole status again.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldStatus {
+    pub(crate) framework_id: FrameworkId,
+    pub(crate) state: TaskState,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) reason: String,
+    pub(crate) uuid: StatusUuid,
+    pub(crate) timestamp_ms: u64,
+}
+
+impl HeldStatus {
+    pub(crate) fn of(status: TaskStatus) -> HeldStatus {
+        HeldStatus {
+            framework_id: status.framework_id,
+            state: status.state,
+            exit_code: status.exit_code,
+            reason: status.reason,
+            uuid: status.uuid,
+            timestamp_ms: status.timestamp_ms,
+        }
+    }
+
+    pub(crate) fn status(&self, task_id: &TaskId, agent_id: &AgentId) -> TaskStatus {
+        TaskStatus {
+            task_id: task_id.clone(),
+            framework_id: self.framework_id.clone(),
+            agent_id: agent_id.clone(),
+            state: self.state,
+            exit_code: self.exit_code,
+            reason: self.reason.clone(),
+            uuid: self.uuid,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
 }
 
 /// A task that ended while no master was reachable, waiting out its backoff.
@@ -138,9 +179,10 @@ pub struct AgentNode {
     status_retry_max_ms: u64,
     tasks_max: usize,
     wall_origin_ms: u64,
-    /// Boxed: a B-tree node holds eleven values, mostly empty on an agent running a few
-    /// tasks, and a held task is a few hundred bytes.
-    pub(crate) tasks: BTreeMap<TaskId, Box<HeldTask>>,
+    /// By task id, in one sorted vector: an agent holds a few tasks (at most `tasks_max`),
+    /// and a B-tree's first node alone was hundreds of bytes per agent at fleet scale.
+    /// Boxed, as a held task is a few hundred bytes and the vector moves them on insert.
+    pub(crate) tasks: LiteMap<TaskId, Box<HeldTask>>,
     /// Every `HeldTask::resend`, by time: the next resends are the first entries.
     resends: BTreeSet<(Millis, TaskId)>,
     /// Every `HeldTask::restart`, by time.
@@ -169,7 +211,7 @@ impl AgentNode {
             status_retry_max_ms: config.status_retry_max_ms.max(status_retry_ms),
             tasks_max: config.tasks_max,
             wall_origin_ms: config.wall_origin_ms,
-            tasks: BTreeMap::new(),
+            tasks: LiteMap::new(),
             resends: BTreeSet::new(),
             restarts: BTreeSet::new(),
             master_present: false,
@@ -207,8 +249,8 @@ impl AgentNode {
             }
             tracing::info!(%task_id, state = entry.status().state.as_str(), "task recovered from the status journal");
             let task = HeldTask {
-                latest: entry.task.status,
-                name: entry.task.name,
+                latest: HeldStatus::of(entry.task.status),
+                name: entry.task.name.into_boxed_str(),
                 resources: entry.task.resources,
                 oci: entry.oci,
                 resend: None,
@@ -222,7 +264,7 @@ impl AgentNode {
                     exit_code: None,
                     reason: AGENT_RESTARTED.to_owned(),
                 };
-                self.recover_died(now, task, end);
+                self.recover_died(now, task_id, task, end);
                 continue;
             }
             self.tasks.insert(task_id.clone(), Box::new(task));
@@ -413,7 +455,7 @@ impl AgentNode {
             let wait_ms = self
                 .tasks
                 .get(&task_id)
-                .and_then(|t| t.resend)
+                .and_then(|t| t.resend.as_deref().copied())
                 .map_or(self.status_retry_ms, |r| r.wait_ms);
             self.send(now, &task_id, wait_ms);
         }
@@ -430,13 +472,15 @@ impl AgentNode {
     }
 
     /// The latest status of each held task, by task id.
-    pub fn tasks(&self) -> impl Iterator<Item = &TaskStatus> {
-        self.tasks.values().map(|t| &t.latest)
+    pub fn tasks(&self) -> impl Iterator<Item = TaskStatus> + '_ {
+        let agent_id = &self.advert.agent_id;
+        (self.tasks.iter()).map(move |(id, t)| t.latest.status(id, agent_id))
     }
 
     /// The latest status of one held task.
-    pub fn task(&self, task_id: &TaskId) -> Option<&TaskStatus> {
-        self.tasks.get(task_id).map(|t| &t.latest)
+    pub fn task(&self, task_id: &TaskId) -> Option<TaskStatus> {
+        let task = self.tasks.get(task_id)?;
+        Some(task.latest.status(task_id, &self.advert.agent_id))
     }
 
     /// The resources a held task was launched with.
@@ -482,8 +526,8 @@ impl AgentNode {
         }
         let latest = self.status(now, &task_id, &framework_id, TaskState::Starting);
         let task = HeldTask {
-            latest: latest.clone(),
-            name: spec.name.clone(),
+            latest: HeldStatus::of(latest.clone()),
+            name: spec.name.as_str().into(),
             resources: spec.resources.clone(),
             oci: matches!(spec.kind, TaskKind::Oci(_)),
             resend: None,
@@ -545,8 +589,8 @@ impl AgentNode {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
-        task.latest = status.clone();
-        let entry = Box::new(journal_entry(task));
+        task.latest = HeldStatus::of(status.clone());
+        let entry = Box::new(journal_entry(&task_id, &self.advert.agent_id, task));
         self.actions
             .push_back(AgentAction::Journal(JournalChange::Put(entry)));
         let at = now.plus_ms(self.status_retry_ms);
@@ -561,8 +605,9 @@ impl AgentNode {
             self.schedule(task_id, None);
             return;
         };
-        self.actions
-            .push_back(AgentAction::PublishStatus(task.latest.clone()));
+        self.actions.push_back(AgentAction::PublishStatus(
+            task.latest.status(task_id, &self.advert.agent_id),
+        ));
         let next = Resend {
             at: now.plus_ms(wait_ms),
             wait_ms: self.doubled(wait_ms),
@@ -590,7 +635,7 @@ impl AgentNode {
         if let Some(new) = resend {
             self.resends.insert((new.at, task_id.clone()));
         }
-        task.resend = resend;
+        task.resend = resend.map(Box::new);
     }
 
     /// A new status of the task (no exit code, no reason), its uuid after every other.
@@ -627,26 +672,28 @@ impl AgentNode {
 
     fn publish_advert(&mut self, now: Millis) {
         self.advert.seq += 1;
-        self.advert.tasks = self.tasks.values().map(|t| advert_task(t)).collect();
+        let agent_id = &self.advert.agent_id;
+        let tasks = (self.tasks.iter()).map(|(id, t)| advert_task(id, agent_id, t));
+        self.advert.tasks = tasks.collect();
         self.actions
             .push_back(AgentAction::PublishAdvert(self.advert.clone()));
         self.advert_at = now.plus_ms(self.advert_period_ms);
     }
 }
 
-pub(crate) fn journal_entry(task: &HeldTask) -> JournalEntry {
+pub(crate) fn journal_entry(task_id: &TaskId, agent_id: &AgentId, task: &HeldTask) -> JournalEntry {
     JournalEntry {
-        task: advert_task(task),
+        task: advert_task(task_id, agent_id, task),
         oci: task.oci,
         spec: task.spec.as_deref().cloned(),
         starts: task.starts,
     }
 }
 
-fn advert_task(task: &HeldTask) -> AdvertTask {
+fn advert_task(task_id: &TaskId, agent_id: &AgentId, task: &HeldTask) -> AdvertTask {
     AdvertTask {
-        status: task.latest.clone(),
-        name: task.name.clone(),
+        status: task.latest.status(task_id, agent_id),
+        name: task.name.to_string(),
         resources: task.resources.clone(),
     }
 }

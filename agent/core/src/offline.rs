@@ -13,7 +13,7 @@ use proto::{Millis, TaskId, TaskSpec, TaskState, TaskStatus};
 
 use crate::journal::JournalChange;
 use crate::node::{
-    AgentAction, AgentNode, HeldTask, PendingRestart, Resend, TaskEnd, journal_entry,
+    AgentAction, AgentNode, HeldStatus, HeldTask, PendingRestart, Resend, TaskEnd, journal_entry,
 };
 
 /// Whether the agent keeps `spec` to restart it in place.
@@ -62,8 +62,13 @@ impl AgentNode {
     /// restart (its policy says so and no master is seen) or ended as `end`, its leftovers
     /// forgotten. Either way its latest status goes with the first timeout, after the
     /// advert, as every recovered status does.
-    pub(crate) fn recover_died(&mut self, now: Millis, task: HeldTask, end: TaskEnd) {
-        let task_id = task.latest.task_id.clone();
+    pub(crate) fn recover_died(
+        &mut self,
+        now: Millis,
+        task_id: TaskId,
+        task: HeldTask,
+        end: TaskEnd,
+    ) {
         let framework_id = task.latest.framework_id.clone();
         self.tasks.insert(task_id.clone(), Box::new(task));
         if !self.restart_offline(now, &task_id, &end) {
@@ -76,8 +81,8 @@ impl AgentNode {
                 task_id: task_id.clone(),
             });
             if let Some(task) = self.tasks.get_mut(&task_id) {
-                task.latest = latest;
-                let entry = Box::new(journal_entry(task));
+                task.latest = HeldStatus::of(latest);
+                let entry = Box::new(journal_entry(&task_id, &self.advert.agent_id, task));
                 self.actions
                     .push_back(AgentAction::Journal(JournalChange::Put(entry)));
             }

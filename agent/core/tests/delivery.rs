@@ -93,7 +93,7 @@ impl Harness {
                     self.terminal.remove(&task_id);
                 }
                 AgentAction::PublishAdvert(advert) => {
-                    let held: Vec<_> = self.node.tasks().cloned().collect();
+                    let held: Vec<_> = self.node.tasks().collect();
                     let listed: Vec<_> = advert.tasks.iter().map(|t| t.status.clone()).collect();
                     assert_eq!(listed, held, "the advert lists every held task");
                 }
@@ -174,7 +174,7 @@ impl Harness {
 
     /// Acknowledges a superseded status of the task: nothing may change.
     fn ack_stale(&mut self, task_id: &TaskId) {
-        let before: Vec<_> = self.node.tasks().cloned().collect();
+        let before: Vec<_> = self.node.tasks().collect();
         let latest = self.node.task(task_id).map(|s| s.uuid);
         let stale = self
             .published
@@ -186,7 +186,7 @@ impl Harness {
             self.node.poll_action().is_none(),
             "a stale ack does nothing"
         );
-        assert_eq!(self.node.tasks().cloned().collect::<Vec<_>>(), before);
+        assert_eq!(self.node.tasks().collect::<Vec<_>>(), before);
     }
 
     fn restart(&mut self, survivors: u8) {
@@ -210,7 +210,6 @@ impl Harness {
             .node
             .tasks()
             .filter(|s| s.state.is_terminal())
-            .cloned()
             .collect();
         let sent_before: BTreeMap<TaskId, usize> = self
             .published

@@ -16,9 +16,7 @@ fn refused(message: &str) -> AgentReply {
 }
 
 fn latest(node: &AgentNode, id: &str) -> TaskStatus {
-    node.task(&TaskId::new(id))
-        .cloned()
-        .expect("the task is held")
+    node.task(&TaskId::new(id)).expect("the task is held")
 }
 
 fn ack_latest(node: &mut AgentNode, now: u64, id: &str) {
@@ -59,10 +57,7 @@ fn a_launch_is_journaled_published_and_started_in_that_order() {
         &actions[2],
         AgentAction::StartTask { framework_id, task } if framework_id.as_str() == "fw" && task.task_id.as_str() == "t1"
     ));
-    assert_eq!(
-        node.tasks().cloned().collect::<Vec<_>>(),
-        vec![status.clone()]
-    );
+    assert_eq!(node.tasks().collect::<Vec<_>>(), vec![status.clone()]);
 }
 
 #[test]

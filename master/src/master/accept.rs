@@ -110,7 +110,7 @@ impl Master {
                 task_id: task.task_id.clone(),
                 framework_id: id.clone(),
                 agent_id: p.agent_id.clone(),
-                name: task.name.clone(),
+                name: task.name.as_str().into(),
                 resources: task.resources.clone(),
                 state: TaskState::Staging,
                 latest: None,

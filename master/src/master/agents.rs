@@ -7,6 +7,7 @@ use proto::{AgentAdvert, AgentId, Event, StatusUuid, TaskId, TaskState, TaskStat
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
 use crate::allocator::GPUS;
+use crate::tasks::{LatestStatus, TaskIdSet};
 use crate::time::Millis;
 
 /// Why the tasks of an agent whose token stayed away are lost.
@@ -226,7 +227,7 @@ impl Master {
             self.end_task(&status.task_id, status.clone());
         } else if let Some(task) = self.tasks.get_mut(&status.task_id) {
             task.state = status.state;
-            task.latest = Some(status.clone());
+            task.latest = Some(LatestStatus::of(status.clone()));
         }
         let listening = self
             .frameworks
@@ -255,7 +256,7 @@ impl Master {
     fn doomed_status(&mut self, status: TaskStatus) {
         let task_id = status.task_id.clone();
         if status.state.is_terminal()
-            && let Some(told) = self.tasks.get(&task_id).and_then(|t| t.latest.clone())
+            && let Some(told) = self.tasks.get(&task_id).and_then(|t| t.latest_status())
         {
             self.end_task(&task_id, told);
         }
@@ -281,7 +282,7 @@ impl Master {
             hostname: advert.hostname,
             incarnation: advert.incarnation,
             seq: advert.seq,
-            tasks: BTreeSet::new(),
+            tasks: TaskIdSet::default(),
             token_lapsed: false,
         };
         self.agents.insert(id.clone(), record);

@@ -415,8 +415,7 @@ impl Master {
             let status = match (self.tasks.get(&task_id), self.tasks.ended(&task_id)) {
                 (Some(t), _) if &t.framework_id == id => {
                     let uuid = StatusUuid(self.rng.next_u128());
-                    t.latest
-                        .clone()
+                    t.latest_status()
                         .unwrap_or_else(|| synthetic_status(t, t.state, "", uuid))
                 }
                 (None, Some(e)) if e.framework_id() == id => e.latest.clone(),

@@ -244,10 +244,10 @@ impl Master {
 
     /// The update the master made when the agent refused or did not answer the task's
     /// launch, while it is the task's latest (for the operator's log).
-    pub fn launch_failure(&self, task_id: &TaskId) -> Option<&TaskStatus> {
+    pub fn launch_failure(&self, task_id: &TaskId) -> Option<TaskStatus> {
         let latest = match (self.tasks.get(task_id), self.tasks.ended(task_id)) {
-            (Some(t), _) => t.latest.as_ref()?,
-            (None, Some(e)) => &e.latest,
+            (Some(t), _) => t.latest_status()?,
+            (None, Some(e)) => e.latest.clone(),
             (None, None) => return None,
         };
         let (made_by, counter) = (latest.uuid.0 >> 64, latest.uuid.0 as u64);

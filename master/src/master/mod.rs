@@ -25,7 +25,7 @@ use crate::deadlines::Deadlines;
 use crate::offer_book::OfferBook;
 use crate::resource_book::ResourceBook;
 use crate::rng::SplitMix64;
-use crate::tasks::TaskRegistry;
+use crate::tasks::{TaskIdSet, TaskRegistry};
 use crate::time::Millis;
 use crate::view::LostAgents;
 
@@ -84,7 +84,7 @@ pub(crate) struct AgentRecord {
     pub hostname: String,
     pub incarnation: u64,
     pub seq: u64,
-    pub tasks: BTreeSet<TaskId>,
+    pub tasks: TaskIdSet,
     /// Its liveliness token went since `incarnation` was first heard: a process with a
     /// new incarnation may take the id (a restart). While it holds, one may not.
     pub token_lapsed: bool,

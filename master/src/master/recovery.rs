@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use proto::{AdvertTask, AgentId, FrameworkId, FrameworkInfo, Resources, TaskId, TaskStatus};
 
 use super::{Action, FrameworkRecord, Master};
-use crate::tasks::TaskRecord;
+use crate::tasks::{LatestStatus, TaskRecord};
 use crate::time::Millis;
 
 impl Master {
@@ -138,10 +138,10 @@ impl Master {
             task_id: latest.task_id.clone(),
             framework_id: latest.framework_id.clone(),
             agent_id: agent_id.clone(),
-            name: task.name.clone(),
+            name: task.name.as_str().into(),
             resources: task.resources.clone(),
             state: latest.state,
-            latest: Some(latest),
+            latest: Some(LatestStatus::of(latest)),
             launch_seq: self.launches,
             launched_at: self.now,
             reclaim_at: None,

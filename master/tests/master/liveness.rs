@@ -298,7 +298,7 @@ fn refused_and_unanswered_launches_become_updates_the_master_makes() {
         assert_eq!(status.uuid.0 >> 64, 5, "the incarnation is in the uuid");
     }
     assert_ne!(made[0].uuid, made[1].uuid);
-    assert_eq!(m.launch_failure(&t1), Some(&made[0]));
+    assert_eq!(m.launch_failure(&t1), Some(made[0].clone()));
     assert_eq!(m.launch_failure(&t3), None);
     assert_eq!(m.check_invariants(), Ok(()));
 
