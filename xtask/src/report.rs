@@ -163,18 +163,19 @@ fn sim_figures(wasmos: &Path, dir: &Path) -> Result<Vec<Figure>> {
         };
         let (placements, wall_ms) = (number("placements")?, number("wall_ms")?);
         let (per_s, rss) = (number("placements_per_s")?, number("peak_rss_bytes")?);
+        let core = number("core_bytes_per_agent_and_task")?;
         figures.extend(sim_fleet_figures(
             agents,
             fill,
             &name,
-            [placements, wall_ms, per_s, rss],
+            [placements, wall_ms, per_s, rss, core],
         ));
     }
     Ok(figures)
 }
 
-fn sim_fleet_figures(agents: u64, fill: bool, name: &str, stats: [f64; 4]) -> Vec<Figure> {
-    let [placements, wall_ms, per_s, rss] = stats;
+fn sim_fleet_figures(agents: u64, fill: bool, name: &str, stats: [f64; 5]) -> Vec<Figure> {
+    let [placements, wall_ms, per_s, rss, core] = stats;
     let small = agents <= 10_000;
     let wall_goal = match (small, fill) {
         (_, true) => Goal::None,
@@ -206,11 +207,18 @@ fn sim_fleet_figures(agents: u64, fill: bool, name: &str, stats: [f64; 4]) -> Ve
             .anchor("Nomad C1M 3,750 containers/s; Goedel 5,000 pods/s"),
         Figure::new(format!("{name}: peak RSS"), rss / 1e6, "MB").goal(rss_goal),
         Figure::new(
+            format!("{name}: core state per agent plus per task"),
+            core,
+            "B",
+        )
+        .goal(per_unit_goal)
+        .note("heap the master and the agents held at the end (`core_bytes`)"),
+        Figure::new(
             format!("{name}: peak RSS per agent plus per task"),
             rss / (agents as f64 + placements),
             "B",
         )
-        .goal(per_unit_goal),
+        .note("the whole process: scenario, simulator, report, allocator, code"),
     ]
 }
 
@@ -245,7 +253,9 @@ fn footprint_figures(root: &Path, wasmos: &Path, dir: &Path, dist: bool) -> Resu
         )
         .goal(Goal::AtMost(30.0)),
     );
-    figures.extend(idle::figures(wasmos, dir)?);
+    crate::modules()?;
+    let module = root.join("target/modules/p1_hello.wasm");
+    figures.extend(idle::figures(wasmos, &module, dir)?);
     Ok(figures)
 }
 

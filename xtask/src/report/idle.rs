@@ -1,7 +1,8 @@
 //! An idle master and agent from the release build, each its own process as on a device:
-//! their resident memory once settled, and the agent's traffic with the master counted by
-//! a TCP relay between the two (every byte on the wire, both directions, zenoh's
-//! keep-alives included).
+//! their resident memory once settled, the agent's traffic with the master counted by a
+//! TCP relay between the two (every byte on the wire, both directions, zenoh's
+//! keep-alives included), then their resident memory after 100, 1,000 and 10,000 trivial
+//! WASM tasks have run to the end (`wasmos run --count 256 --wait`, batch after batch).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,6 +20,12 @@ use crate::Result;
 const SETTLE: Duration = Duration::from_secs(10);
 /// How long the agent's traffic is counted.
 const COUNTED: Duration = Duration::from_secs(60);
+/// Finished tasks after which resident memory is read.
+const CURVE: [u64; 3] = [100, 1_000, 10_000];
+/// Tasks per `wasmos run` (its most).
+const BATCH: u64 = 256;
+/// Time for a batch's last acknowledgements and frees before memory is read.
+const AFTER_BATCH: Duration = Duration::from_secs(2);
 
 /// A process killed when dropped.
 struct Daemon(Child);
@@ -38,7 +45,7 @@ fn spawn(cmd: &mut Command) -> Result<Daemon> {
         .map_err(|e| format!("cannot start {cmd:?}: {e}"))
 }
 
-pub(super) fn figures(wasmos: &Path, dir: &Path) -> Result<Vec<Figure>> {
+pub(super) fn figures(wasmos: &Path, module: &Path, dir: &Path) -> Result<Vec<Figure>> {
     let run_dir = dir.join("idle");
     let _ = std::fs::remove_dir_all(&run_dir);
     let master_port = TcpListener::bind("127.0.0.1:0")
@@ -79,8 +86,62 @@ pub(super) fn figures(wasmos: &Path, dir: &Path) -> Result<Vec<Figure>> {
     thread::sleep(COUNTED);
     let bytes = counted.load(Ordering::Relaxed) - before;
     let (master_rss, agent_rss) = (rss_mib(&master.0)?, rss_mib(&agent.0)?);
+    let mut figures = idle_figures(master_rss, agent_rss, bytes, before);
+    let connect = format!("tcp/127.0.0.1:{master_port}");
+    figures.extend(curve_figures(wasmos, module, &connect, &master, &agent)?);
     drop((agent, master));
-    Ok(idle_figures(master_rss, agent_rss, bytes, before))
+    Ok(figures)
+}
+
+/// Resident memory of the master and the agent after each count of [`CURVE`] tasks ran.
+fn curve_figures(
+    wasmos: &Path,
+    module: &Path,
+    connect: &str,
+    master: &Daemon,
+    agent: &Daemon,
+) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let mut finished = 0;
+    for goal in CURVE {
+        eprintln!("xtask: report: running tasks until {goal} have finished");
+        while finished < goal {
+            let count = BATCH.min(goal - finished);
+            let status = Command::new(wasmos)
+                .arg("run")
+                .arg(module)
+                .args([
+                    "--count",
+                    &count.to_string(),
+                    "--wait",
+                    "--connect",
+                    connect,
+                ])
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("wasmos run: {e}"))?;
+            if !status.success() {
+                return Err(format!("wasmos run --count {count} --wait: {status}"));
+            }
+            finished += count;
+        }
+        thread::sleep(AFTER_BATCH);
+        let agent_rss = Figure::new(
+            format!("agent RSS after {goal} finished tasks"),
+            rss_mib(&agent.0)?,
+            "MiB",
+        );
+        figures.push(match goal {
+            1_000 => agent_rss.goal(Goal::AtMost(16.0)),
+            _ => agent_rss,
+        });
+        figures.push(Figure::new(
+            format!("master RSS after {goal} finished tasks"),
+            rss_mib(&master.0)?,
+            "MiB",
+        ));
+    }
+    Ok(figures)
 }
 
 fn idle_figures(master_rss: f64, agent_rss: f64, bytes: u64, before: u64) -> Vec<Figure> {
@@ -93,12 +154,6 @@ fn idle_figures(master_rss: f64, agent_rss: f64, bytes: u64, before: u64) -> Vec
         Figure::new("idle agent traffic with the master", per_minute, "B/min")
             .goal(Goal::AtMost(1024.0))
             .note(format!("{before} bytes while it registered")),
-        Figure::missing(
-            "agent RSS after 1,000 finished tasks",
-            "MiB",
-            "no benchmark yet",
-        )
-        .goal(Goal::AtMost(16.0)),
         Figure::missing(
             "master RSS with 10,000 virtual agents",
             "MiB",
