@@ -4,7 +4,8 @@
 //!   once every 5 s, i.e. 2,000 adverts/s paced by one publisher, for two periods; the
 //!   master runs in its own process (this bench binary started again with
 //!   `WASMOS_BENCH_MASTER` set) so that its CPU time can be read from `/proc/<pid>/stat`.
-//!   Target: within 20% of one core.
+//!   Target: within 20% of one core. Then the master's resident memory with the fleet
+//!   known (`master_rss`, printed).
 //!   (The most adverts per second one master takes in, in process, is `advert_ingest` in
 //!   `transport.rs`.)
 //! - `offers`: a framework declines every offer (filter 0 s) so the master offers again at
@@ -148,6 +149,16 @@ impl ChildMaster {
         line.trim().parse().unwrap()
     }
 
+    /// The master process's resident memory, MiB.
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = (status.lines())
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+
     /// User plus system CPU time of the master process so far.
     fn cpu(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
@@ -234,6 +245,11 @@ fn adverts() {
             100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
         );
     }
+    // Read by `cargo xtask bench --report`.
+    println!(
+        "master_rss with {FLEET_AGENTS} virtual agents: rss {:.1} MiB",
+        master.rss_mib()
+    );
 
     drop(publisher);
 }

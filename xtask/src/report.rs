@@ -369,6 +369,7 @@ fn peer_figures(medians: &BTreeMap<String, f64>, printed: &[String]) -> Vec<Figu
         ),
     ];
     figures.extend(latency_figures(printed));
+    figures.push(master_rss_figure(printed));
     figures.push(
         Figure::missing(
             "launches per second through the transport, 100 virtual agents, 60 s",
@@ -386,6 +387,20 @@ fn peer_figures(medians: &BTreeMap<String, f64>, printed: &[String]) -> Vec<Figu
         .goal(Goal::AtMost(2_000.0)),
     );
     figures
+}
+
+/// The fleet_scale bench prints `master_rss with N virtual agents: rss X MiB`.
+fn master_rss_figure(printed: &[String]) -> Figure {
+    let line = printed.iter().find(|l| l.starts_with("master_rss "));
+    match line.and_then(|l| json::number_after_word(l, "rss")) {
+        Some(mib) => Figure::new("master RSS with 10,000 virtual agents", mib, "MiB")
+            .note("fleet_scale: the master daemon in its own process, adverts over zenoh"),
+        None => Figure::missing(
+            "master RSS with 10,000 virtual agents",
+            "MiB",
+            "fleet_scale did not run",
+        ),
+    }
 }
 
 /// The transport bench prints `accept_to_running/<transport> over N launches: p50 X us,

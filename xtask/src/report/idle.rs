@@ -154,11 +154,6 @@ fn idle_figures(master_rss: f64, agent_rss: f64, bytes: u64, before: u64) -> Vec
         Figure::new("idle agent traffic with the master", per_minute, "B/min")
             .goal(Goal::AtMost(1024.0))
             .note(format!("{before} bytes while it registered")),
-        Figure::missing(
-            "master RSS with 10,000 virtual agents",
-            "MiB",
-            "no benchmark yet",
-        ),
     ]
 }
 
