@@ -85,10 +85,6 @@ impl Attributes {
         self.0.iter().map(|(k, vs)| (k.as_str(), vs.as_slice()))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// True when every constraint holds for our attributes.
     pub fn satisfies(&self, constraints: &[Constraint]) -> bool {
         constraints.iter().all(|c| c.holds_for(self))
