@@ -107,7 +107,7 @@ fn curve_figures(
         eprintln!("xtask: report: running tasks until {goal} have finished");
         while finished < goal {
             let count = BATCH.min(goal - finished);
-            let status = Command::new(wasmos)
+            let out = Command::new(wasmos)
                 .arg("run")
                 .arg(module)
                 .args([
@@ -117,11 +117,17 @@ fn curve_figures(
                     "--connect",
                     connect,
                 ])
-                .stdout(Stdio::null())
-                .status()
+                .output()
                 .map_err(|e| format!("wasmos run: {e}"))?;
-            if !status.success() {
-                return Err(format!("wasmos run --count {count} --wait: {status}"));
+            // A line per task on stderr: shown only when the batch failed.
+            if !out.status.success() {
+                let said = String::from_utf8_lossy(&out.stderr);
+                let tail: Vec<&str> = said.lines().rev().take(5).collect();
+                return Err(format!(
+                    "wasmos run --count {count} --wait: {}; it said, last first: {}",
+                    out.status,
+                    tail.join(" | ")
+                ));
             }
             finished += count;
         }
