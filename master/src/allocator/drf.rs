@@ -16,7 +16,7 @@
 use proto::AgentId;
 
 use super::sorter::{ClientIdx, DrfSorter};
-use super::{AgentSlot, Allocator, OfferDecision, Snapshot, in_gpu_turn, may_offer};
+use super::{AgentSlot, Allocator, GpuAgents, OfferDecision, Snapshot, in_gpu_turn, may_offer};
 use crate::rng::SplitMix64;
 
 /// The default allocation policy; see the module documentation.
@@ -136,10 +136,23 @@ impl Allocator for DrfAllocator {
                 decisions.push(self.offer(idx, agent_id, agent));
             }
         }
+        if with_gpus.is_empty() {
+            return decisions;
+        }
+        // A turn no framework can take part in is skipped: a GPU agent otherwise costs a
+        // look at every framework in each turn (most frameworks are offered none).
+        let turn_of = |g: GpuAgents| snapshot.frameworks.values().any(|f| f.gpu_agents == g);
+        let turns = [
+            (false, turn_of(GpuAgents::Offered)),
+            (true, turn_of(GpuAgents::LastResort)),
+        ];
         for (agent_id, agent) in with_gpus {
-            let chosen = self
-                .first_match(snapshot, agent_id, agent, false)
-                .or_else(|| self.first_match(snapshot, agent_id, agent, true));
+            let chosen =
+                (turns.iter())
+                    .filter(|(_, anyone)| *anyone)
+                    .find_map(|(last_resort, _)| {
+                        self.first_match(snapshot, agent_id, agent, *last_resort)
+                    });
             if let Some(idx) = chosen {
                 decisions.push(self.offer(idx, agent_id, agent));
             }
