@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use litemap::LiteMap;
 use proto::thin_store::ThinStore;
 use proto::{
-    AgentId, DisconnectPolicy, FrameworkId, Resources, StatusUuid, TaskId, TaskState, TaskStatus,
+    AgentId, DisconnectPolicy, FrameworkId, Resources, StatusBody, TaskId, TaskState, TaskStatus,
 };
 use serde::Serialize;
 
@@ -22,7 +22,7 @@ pub struct TaskRecord {
     pub resources: Resources,
     pub state: TaskState,
     /// The latest status from the agent, if any (the whole of it: [`TaskRecord::latest_status`]).
-    pub latest: Option<LatestStatus>,
+    pub latest: Option<StatusBody>,
     /// Launch order across the cluster: reclaim takes the newest (highest) first.
     pub launch_seq: u64,
     pub launched_at: Millis,
@@ -66,43 +66,11 @@ impl TaskIdSet {
     }
 }
 
-/// A task's latest status without the ids its record holds: a fleet's master holds one per
-/// live task, and the three ids again were a sixth of the record.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LatestStatus {
-    pub state: TaskState,
-    pub exit_code: Option<i32>,
-    pub reason: String,
-    pub uuid: StatusUuid,
-    pub timestamp_ms: u64,
-}
-
-impl LatestStatus {
-    pub fn of(status: TaskStatus) -> LatestStatus {
-        LatestStatus {
-            state: status.state,
-            exit_code: status.exit_code,
-            reason: status.reason,
-            uuid: status.uuid,
-            timestamp_ms: status.timestamp_ms,
-        }
-    }
-}
-
 impl TaskRecord {
     /// The latest status from the agent, whole; `None` before the first.
     pub fn latest_status(&self) -> Option<TaskStatus> {
         let latest = self.latest.as_ref()?;
-        Some(TaskStatus {
-            task_id: self.task_id.clone(),
-            framework_id: self.framework_id.clone(),
-            agent_id: self.agent_id.clone(),
-            state: latest.state,
-            exit_code: latest.exit_code,
-            reason: latest.reason.clone(),
-            uuid: latest.uuid,
-            timestamp_ms: latest.timestamp_ms,
-        })
+        Some(latest.with_ids(&self.task_id, &self.framework_id, &self.agent_id))
     }
 }
 

@@ -36,13 +36,10 @@ impl Attributes {
 
     /// Adds `value` to the values of `key`.
     pub fn insert(&mut self, key: &str, value: &str) {
-        let map = Arc::make_mut(&mut self.0);
-        if map.get(key).is_none() {
-            map.insert(key.to_owned(), Vec::new());
-        }
-        if let Some(values) = map.get_mut(key)
-            && let Err(at) = values.binary_search_by(|v| v.as_str().cmp(value))
-        {
+        let values = Arc::make_mut(&mut self.0)
+            .entry(key.to_owned())
+            .or_default();
+        if let Err(at) = values.binary_search_by(|v| v.as_str().cmp(value)) {
             values.insert(at, value.to_owned());
         }
     }

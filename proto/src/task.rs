@@ -364,6 +364,48 @@ pub struct TaskStatus {
     pub timestamp_ms: u64,
 }
 
+/// A [`TaskStatus`] without its ids, for a holder that keeps them already (the master's
+/// task record, the agent's held task): a fleet holds one per task, and the ids again were
+/// a sixth of each. Not on the wire: [`StatusBody::with_ids`] makes the status again.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusBody {
+    pub state: TaskState,
+    pub exit_code: Option<i32>,
+    pub reason: String,
+    pub uuid: StatusUuid,
+    pub timestamp_ms: u64,
+}
+
+impl StatusBody {
+    pub fn of(status: TaskStatus) -> StatusBody {
+        StatusBody {
+            state: status.state,
+            exit_code: status.exit_code,
+            reason: status.reason,
+            uuid: status.uuid,
+            timestamp_ms: status.timestamp_ms,
+        }
+    }
+
+    pub fn with_ids(
+        &self,
+        task_id: &TaskId,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+    ) -> TaskStatus {
+        TaskStatus {
+            task_id: task_id.clone(),
+            framework_id: framework_id.clone(),
+            agent_id: agent_id.clone(),
+            state: self.state,
+            exit_code: self.exit_code,
+            reason: self.reason.clone(),
+            uuid: self.uuid,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use litemap::LiteMap;
 
 use proto::{
     AdvertTask, AgentAdvert, AgentCommand, AgentId, AgentReply, FrameworkId, MasterCensus, Millis,
-    Resources, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
+    Resources, StatusBody, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
 };
 
 use crate::error::CommandRefused;
@@ -92,7 +92,9 @@ pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
 /// One task the node holds.
 #[derive(Clone, Debug)]
 pub(crate) struct HeldTask {
-    pub(crate) latest: HeldStatus,
+    pub(crate) framework_id: FrameworkId,
+    /// Without the ids: the task's is its key in the node's map, the agent's the node's own.
+    pub(crate) latest: StatusBody,
     /// Listed in the advert, so that a restarted master can account for the task.
     name: Box<str>,
     resources: Resources,
@@ -109,42 +111,10 @@ pub(crate) struct HeldTask {
     pub(crate) restart: Option<Box<PendingRestart>>,
 }
 
-/// A held task's latest status without the ids the node has already (the task's is its
-/// key, the agent's its own): a fleet's agents hold one per task, and the two ids were a
-/// sixth of a held task. [`HeldStatus::status`] makes the whole status again.
-#[derive(Clone, Debug)]
-pub(crate) struct HeldStatus {
-    pub(crate) framework_id: FrameworkId,
-    pub(crate) state: TaskState,
-    pub(crate) exit_code: Option<i32>,
-    pub(crate) reason: String,
-    pub(crate) uuid: StatusUuid,
-    pub(crate) timestamp_ms: u64,
-}
-
-impl HeldStatus {
-    pub(crate) fn of(status: TaskStatus) -> HeldStatus {
-        HeldStatus {
-            framework_id: status.framework_id,
-            state: status.state,
-            exit_code: status.exit_code,
-            reason: status.reason,
-            uuid: status.uuid,
-            timestamp_ms: status.timestamp_ms,
-        }
-    }
-
+impl HeldTask {
+    /// Its latest status, whole.
     pub(crate) fn status(&self, task_id: &TaskId, agent_id: &AgentId) -> TaskStatus {
-        TaskStatus {
-            task_id: task_id.clone(),
-            framework_id: self.framework_id.clone(),
-            agent_id: agent_id.clone(),
-            state: self.state,
-            exit_code: self.exit_code,
-            reason: self.reason.clone(),
-            uuid: self.uuid,
-            timestamp_ms: self.timestamp_ms,
-        }
+        self.latest.with_ids(task_id, &self.framework_id, agent_id)
     }
 }
 
@@ -249,7 +219,8 @@ impl AgentNode {
             }
             tracing::info!(%task_id, state = entry.status().state.as_str(), "task recovered from the status journal");
             let task = HeldTask {
-                latest: HeldStatus::of(entry.task.status),
+                framework_id: entry.task.status.framework_id.clone(),
+                latest: StatusBody::of(entry.task.status),
                 name: entry.task.name.into_boxed_str(),
                 resources: entry.task.resources,
                 oci: entry.oci,
@@ -310,7 +281,7 @@ impl AgentNode {
         if state.is_terminal() || state == TaskState::Running {
             return;
         }
-        let framework_id = task.latest.framework_id.clone();
+        let framework_id = task.framework_id.clone();
         // A restart's `starting` says why it started again; `running` keeps saying it.
         let reason = task.latest.reason.clone();
         let status = TaskStatus {
@@ -341,7 +312,7 @@ impl AgentNode {
         let Some(task) = self.tasks.get(task_id) else {
             return;
         };
-        let framework_id = task.latest.framework_id.clone();
+        let framework_id = task.framework_id.clone();
         let status = TaskStatus {
             exit_code: end.exit_code,
             reason: end.reason,
@@ -474,13 +445,13 @@ impl AgentNode {
     /// The latest status of each held task, by task id.
     pub fn tasks(&self) -> impl Iterator<Item = TaskStatus> + '_ {
         let agent_id = &self.advert.agent_id;
-        (self.tasks.iter()).map(move |(id, t)| t.latest.status(id, agent_id))
+        (self.tasks.iter()).map(move |(id, t)| t.status(id, agent_id))
     }
 
     /// The latest status of one held task.
     pub fn task(&self, task_id: &TaskId) -> Option<TaskStatus> {
         let task = self.tasks.get(task_id)?;
-        Some(task.latest.status(task_id, &self.advert.agent_id))
+        Some(task.status(task_id, &self.advert.agent_id))
     }
 
     /// The resources a held task was launched with.
@@ -526,7 +497,8 @@ impl AgentNode {
         }
         let latest = self.status(now, &task_id, &framework_id, TaskState::Starting);
         let task = HeldTask {
-            latest: HeldStatus::of(latest.clone()),
+            framework_id: framework_id.clone(),
+            latest: StatusBody::of(latest.clone()),
             name: spec.name.as_str().into(),
             resources: spec.resources.clone(),
             oci: matches!(spec.kind, TaskKind::Oci(_)),
@@ -589,7 +561,7 @@ impl AgentNode {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
-        task.latest = HeldStatus::of(status.clone());
+        task.latest = StatusBody::of(status.clone());
         let entry = Box::new(journal_entry(&task_id, &self.advert.agent_id, task));
         self.actions
             .push_back(AgentAction::Journal(JournalChange::Put(entry)));
@@ -606,7 +578,7 @@ impl AgentNode {
             return;
         };
         self.actions.push_back(AgentAction::PublishStatus(
-            task.latest.status(task_id, &self.advert.agent_id),
+            task.status(task_id, &self.advert.agent_id),
         ));
         let next = Resend {
             at: now.plus_ms(wait_ms),
@@ -692,7 +664,7 @@ pub(crate) fn journal_entry(task_id: &TaskId, agent_id: &AgentId, task: &HeldTas
 
 fn advert_task(task_id: &TaskId, agent_id: &AgentId, task: &HeldTask) -> AdvertTask {
     AdvertTask {
-        status: task.latest.status(task_id, agent_id),
+        status: task.status(task_id, agent_id),
         name: task.name.to_string(),
         resources: task.resources.clone(),
     }

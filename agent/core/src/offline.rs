@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use proto::{Millis, TaskId, TaskSpec, TaskState, TaskStatus};
+use proto::{Millis, StatusBody, TaskId, TaskSpec, TaskState, TaskStatus};
 
 use crate::journal::JournalChange;
 use crate::node::{
-    AgentAction, AgentNode, HeldStatus, HeldTask, PendingRestart, Resend, TaskEnd, journal_entry,
+    AgentAction, AgentNode, HeldTask, PendingRestart, Resend, TaskEnd, journal_entry,
 };
 
 /// Whether the agent keeps `spec` to restart it in place.
@@ -69,7 +69,7 @@ impl AgentNode {
         task: HeldTask,
         end: TaskEnd,
     ) {
-        let framework_id = task.latest.framework_id.clone();
+        let framework_id = task.framework_id.clone();
         self.tasks.insert(task_id.clone(), Box::new(task));
         if !self.restart_offline(now, &task_id, &end) {
             let latest = TaskStatus {
@@ -81,7 +81,7 @@ impl AgentNode {
                 task_id: task_id.clone(),
             });
             if let Some(task) = self.tasks.get_mut(&task_id) {
-                task.latest = HeldStatus::of(latest);
+                task.latest = StatusBody::of(latest);
                 let entry = Box::new(journal_entry(&task_id, &self.advert.agent_id, task));
                 self.actions
                     .push_back(AgentAction::Journal(JournalChange::Put(entry)));
@@ -136,7 +136,7 @@ impl AgentNode {
             };
             task.starts = task.starts.saturating_add(1);
             let starts = task.starts;
-            let framework_id = task.latest.framework_id.clone();
+            let framework_id = task.framework_id.clone();
             let starts_max = spec.disconnect.as_ref().map_or(0, |d| d.backoff.starts_max);
             let before = if pending.end.reason.is_empty() {
                 pending.end.state.as_str().to_owned()

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use proto::{AgentAdvert, AgentId, Event, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{AgentAdvert, AgentId, Event, StatusBody, StatusUuid, TaskId, TaskState, TaskStatus};
 
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
 use crate::allocator::GPUS;
-use crate::tasks::{LatestStatus, TaskIdSet};
+use crate::tasks::TaskIdSet;
 use crate::time::Millis;
 
 /// Why the tasks of an agent whose token stayed away are lost.
@@ -227,7 +227,7 @@ impl Master {
             self.end_task(&status.task_id, status.clone());
         } else if let Some(task) = self.tasks.get_mut(&status.task_id) {
             task.state = status.state;
-            task.latest = Some(LatestStatus::of(status.clone()));
+            task.latest = Some(StatusBody::of(status.clone()));
         }
         let listening = self
             .frameworks

@@ -20,10 +20,12 @@
 
 use std::collections::BTreeSet;
 
-use proto::{AdvertTask, AgentId, FrameworkId, FrameworkInfo, Resources, TaskId, TaskStatus};
+use proto::{
+    AdvertTask, AgentId, FrameworkId, FrameworkInfo, Resources, StatusBody, TaskId, TaskStatus,
+};
 
 use super::{Action, FrameworkRecord, Master};
-use crate::tasks::{LatestStatus, TaskRecord};
+use crate::tasks::TaskRecord;
 use crate::time::Millis;
 
 impl Master {
@@ -141,7 +143,7 @@ impl Master {
             name: task.name.as_str().into(),
             resources: task.resources.clone(),
             state: latest.state,
-            latest: Some(LatestStatus::of(latest)),
+            latest: Some(StatusBody::of(latest)),
             launch_seq: self.launches,
             launched_at: self.now,
             reclaim_at: None,
