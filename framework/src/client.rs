@@ -388,9 +388,14 @@ struct EventLoop {
     acks_tx: Option<mpsc::Sender<(TaskId, StatusUuid)>>,
 }
 
+/// A re-subscription under way: it runs beside the event loop, which keeps taking events
+/// meanwhile.
+type Resubscription = std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
 impl EventLoop {
     async fn run(mut self) {
         let mut master_gone = false;
+        let mut resubscribing: Option<Resubscription> = None;
         loop {
             tokio::select! {
                 received = self.events.recv() => {
@@ -407,12 +412,20 @@ impl EventLoop {
                     }
                     Some(Liveness::Alive { .. }) if master_gone => {
                         master_gone = false;
-                        if !self.resubscribe().await {
-                            return;
-                        }
+                        resubscribing = Some(self.resubscription());
                     }
                     Some(Liveness::Alive { .. }) => {}
                 },
+                problem = async { resubscribing.as_mut()?.await }, if resubscribing.is_some() => {
+                    resubscribing = None;
+                    if let Some(problem) = problem {
+                        tracing::error!(%problem);
+                        let error = Event::Error { message: problem };
+                        if self.events_tx.send(error).await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
         }
     }
@@ -437,38 +450,40 @@ impl EventLoop {
         true
     }
 
-    /// Subscribes again with our framework id; a refusal or a new id is reported to the
-    /// program as an `Error` event. False once the program dropped its [`Events`].
-    async fn resubscribe(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_millis(SUBSCRIBE_TIMEOUT_MS_DEFAULT);
-        let ours = self.info.framework_id.clone();
-        let problem = match subscribe_until(&self.net, &self.info, self.call_timeout_ms, deadline)
-            .await
-        {
-            Ok((framework_id, _)) if Some(&framework_id) == ours.as_ref() => {
-                tracing::info!(%framework_id, "subscribed again after a master restart");
-                // What changed while the master was away (tasks that ended, tasks the new
-                // master could not find) comes back as updates, as in Mesos' implicit
-                // reconciliation.
-                let reconcile = Call::Reconcile { tasks: Vec::new() };
-                let sent =
-                    send_call(&self.net, ours.as_ref(), reconcile, self.call_timeout_ms).await;
-                if let Err(e) = sent {
-                    tracing::warn!(%e, "reconciling after a master restart; the program may call reconcile");
+    /// Subscribes again with our framework id, then reconciles; ends with the problem to
+    /// report to the program (a refusal, a new id), if any.
+    ///
+    /// It runs beside the event loop, not in it: the new master's events (offers, the
+    /// reconciliation's updates) arrive meanwhile, and events nobody takes fill zenoh's
+    /// queue and stall the link that the call's answer comes in on.
+    fn resubscription(&self) -> Resubscription {
+        let (net, info, call_timeout_ms) =
+            (self.net.clone(), self.info.clone(), self.call_timeout_ms);
+        Box::pin(async move {
+            let deadline = Instant::now() + Duration::from_millis(SUBSCRIBE_TIMEOUT_MS_DEFAULT);
+            let ours = info.framework_id.clone();
+            match subscribe_until(&net, &info, call_timeout_ms, deadline).await {
+                Ok((framework_id, _)) if Some(&framework_id) == ours.as_ref() => {
+                    tracing::info!(%framework_id, "subscribed again after a master restart");
+                    // What changed while the master was away (tasks that ended, tasks the
+                    // new master could not find) comes back as updates, as in Mesos'
+                    // implicit reconciliation.
+                    let reconcile = Call::Reconcile { tasks: Vec::new() };
+                    let sent = send_call(&net, ours.as_ref(), reconcile, call_timeout_ms).await;
+                    if let Err(e) = sent {
+                        tracing::warn!(%e, "reconciling after a master restart; the program may call reconcile");
+                    }
+                    None
                 }
-                return true;
+                Ok((framework_id, _)) => Some(format!(
+                    "the restarted master gave this framework the new id {framework_id}; its events go to that id, \
+                     which this client does not follow: restart the framework"
+                )),
+                Err(e) => Some(format!(
+                    "subscribing again after a master restart failed: {e}"
+                )),
             }
-            Ok((framework_id, _)) => format!(
-                "the restarted master gave this framework the new id {framework_id}; its events go to that id, \
-                 which this client does not follow: restart the framework"
-            ),
-            Err(e) => format!("subscribing again after a master restart failed: {e}"),
-        };
-        tracing::error!(%problem);
-        self.events_tx
-            .send(Event::Error { message: problem })
-            .await
-            .is_ok()
+        })
     }
 }
 

@@ -326,3 +326,60 @@ async fn the_client_subscribes_again_with_its_id_when_the_master_comes_back() {
         "events end with the client"
     );
 }
+
+/// A restarted master sends events (offers, the reconciliation's updates) while the client
+/// subscribes again. They used to wait in zenoh's queue (256) until the answer came; more
+/// of them stalled the link, the answer never arrived and the client subscribed again and
+/// again until it gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_during_a_resubscription_do_not_hold_up_its_answer() {
+    const EVENTS: usize = 1_000;
+    let mut master = FakeMaster::start().await;
+    let net = connect(&master).await;
+    let subscribing = tokio::spawn(FrameworkClient::subscribe(
+        net,
+        FrameworkConfig::new("failover"),
+    ));
+    master.accept_subscription().await;
+    let (_client, mut events) = subscribing.await.unwrap().unwrap();
+
+    master.token = None;
+    master.token = Some(
+        master
+            .net
+            .declare_alive(&master.net.keys().master_alive())
+            .await
+            .unwrap(),
+    );
+    let request = master.next_call().await;
+    assert!(
+        matches!(request.message.call, Call::Subscribe { .. }),
+        "{:?}",
+        request.message
+    );
+    for _ in 0..EVENTS {
+        master.send(&Event::Heartbeat).await;
+    }
+    let reply = CallReply::Subscribed {
+        framework_id: FrameworkId::new("fw-1"),
+        heartbeat_interval_ms: 1000,
+    };
+    request.reply(&reply).await.unwrap();
+
+    // The answer arrived: the client's next call is the reconciliation, not Subscribe again.
+    let next = master.next_call().await;
+    assert!(
+        matches!(next.message.call, Call::Reconcile { .. }),
+        "{:?}",
+        next.message
+    );
+    next.reply(&CallReply::Ok).await.unwrap();
+    let mut heartbeats = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+    {
+        assert_eq!(event, Event::Heartbeat, "no error reaches the program");
+        heartbeats += 1;
+    }
+    assert!(heartbeats > 0, "the events reached the program");
+}

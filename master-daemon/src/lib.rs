@@ -216,8 +216,8 @@ impl MasterDaemon {
         ))
     }
 
-    /// Opens the session, serves the module store, declares every subscriber and
-    /// queryable, starts the driver, and only then declares `master/alive`, so that agents
+    /// Opens the session, serves the module store, starts the driver, declares every
+    /// subscriber and queryable, and only then declares `master/alive`, so that agents
     /// and frameworks that react to the token find everything in place.
     pub async fn start(mut config: MasterDaemonConfig) -> Result<MasterHandle, DaemonError> {
         if config.core.incarnation == 0 {
@@ -234,7 +234,8 @@ impl MasterDaemon {
             Arc::new(ModuleStore::open(&config.store_dir)?.trusting(config.trusted.clone()));
         let modules = ModuleServer::start(&net, store.clone(), upload_gate(&config)).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
-        let pumps = pumps::start(&net, &inputs_tx, &config.principals).await?;
+        // The core first (a WASM allocator is compiled here), then the pumps: an input
+        // nobody reads fills zenoh's queue and stalls the link it came in on.
         let core = MasterDaemon::core(&config)?;
         let (jobs, jobs_slot) = watch::channel(None);
         let driver = driver::Driver::new(
@@ -247,6 +248,7 @@ impl MasterDaemon {
         );
         let state = driver.cluster_state();
         let driver = tokio::spawn(driver.run(inputs_rx));
+        let pumps = pumps::start(&net, &inputs_tx, &config.principals).await?;
         let (hosted_door, hosted_slot) = watch::channel(None);
         let ctx = operator::OperatorContext::new(
             net.clone(),

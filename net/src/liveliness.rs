@@ -2,10 +2,10 @@
 //! `master/alive`, `frameworks/<id>/alive`); others watch them come and go. zenoh drops a
 //! token when its session closes or its link breaks, so a crashed node is seen gone too.
 
-use zenoh::handlers::FifoChannelHandler;
+use tokio::sync::mpsc;
 use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::Subscriber;
-use zenoh::sample::{Sample, SampleKind};
+use zenoh::sample::SampleKind;
 
 use crate::error::NetError;
 use crate::session::Net;
@@ -31,19 +31,21 @@ impl Liveness {
 }
 
 /// Tokens appearing and disappearing on a key expression.
+///
+/// The changes wait in an unbounded queue. zenoh pushes the tokens alive now into the
+/// handler while the watch is being declared, before the caller holds it: a bounded queue
+/// (zenoh's default holds 256) blocked that declaration for good once more tokens than
+/// it holds were alive, and so a master restarted in a fleet of 300 agents hung. What
+/// waits is bounded by the tokens there are and how often they change.
 pub struct AliveWatch {
-    subscriber: Subscriber<FifoChannelHandler<Sample>>,
+    changes: mpsc::UnboundedReceiver<Liveness>,
+    _subscriber: Subscriber<()>,
 }
 
 impl AliveWatch {
     /// The next change; `None` once the session is closed.
     pub async fn recv(&mut self) -> Option<Liveness> {
-        let sample = self.subscriber.recv_async().await.ok()?;
-        let key = sample.key_expr().as_str().to_owned();
-        Some(match sample.kind() {
-            SampleKind::Put => Liveness::Alive { key },
-            SampleKind::Delete => Liveness::Gone { key },
-        })
+        self.changes.recv().await
     }
 }
 
@@ -88,17 +90,30 @@ impl Net {
     /// Watches tokens matching `key_expr`; the tokens alive now are reported first, as
     /// `Alive`.
     pub async fn watch_alive(&self, key_expr: &str) -> Result<AliveWatch, NetError> {
+        let (changes_tx, changes) = mpsc::unbounded_channel();
         let subscriber = self
             .session()
             .liveliness()
             .declare_subscriber(key_expr)
             .history(true)
+            .callback(move |sample| {
+                let key = sample.key_expr().as_str().to_owned();
+                let change = match sample.kind() {
+                    SampleKind::Put => Liveness::Alive { key },
+                    SampleKind::Delete => Liveness::Gone { key },
+                };
+                // A watch dropped by its owner has no one left to tell.
+                let _ = changes_tx.send(change);
+            })
             .await
             .map_err(|e| NetError::Declare {
                 what: "a liveliness subscriber",
                 key: key_expr.to_owned(),
                 message: e.to_string(),
             })?;
-        Ok(AliveWatch { subscriber })
+        Ok(AliveWatch {
+            changes,
+            _subscriber: subscriber,
+        })
     }
 }

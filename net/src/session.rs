@@ -202,6 +202,9 @@ impl NetConfig {
                 let mut config = zenoh::Config::default();
                 insert(&mut config, "scouting/multicast/enabled", "false")?;
                 insert(&mut config, "scouting/gossip/enabled", "false")?;
+                // A router waits this long after binding its listeners, for scouting
+                // there is none of: 500 ms more for a restarted master to come back.
+                insert(&mut config, "scouting/delay", "0")?;
                 config
             }
         };
@@ -230,6 +233,10 @@ impl NetConfig {
                 "connect/exit_on_failure",
                 &exit_on_failure.to_string(),
             )?;
+            // A member whose router went away tries again after 0.25, 0.75, 1.75, 3.75 s
+            // and then every 4 s (zenoh's default: 1, 3, 7 s): a restarted master hears
+            // its agents back within a quarter second of listening.
+            insert(&mut config, "connect/retry", r#"{"period_init_ms": 250}"#)?;
         }
         if let Some(tls) = &self.tls {
             self.insert_tls(&mut config, tls)?;

@@ -255,6 +255,43 @@ async fn typed_put_query_and_liveliness_round_trip() {
     assert_eq!(master.decode_errors().total(), 0);
 }
 
+/// A master restarted in a fleet of more tokens than a handler's queue holds (zenoh's
+/// default is 256) used to hang in start-up: the tokens alive were pushed into the queue
+/// while the watch was being declared, before anyone could read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_more_tokens_than_a_queue_holds_returns_them_all() {
+    const TOKENS: usize = 1_000;
+    let master = master().await;
+    let agents = peer_of(&master).await;
+    let keys = master.keys().clone();
+    let mut tokens = Vec::with_capacity(TOKENS);
+    for i in 0..TOKENS {
+        let key = keys.agent_alive(&format!("a{i}"));
+        tokens.push(agents.declare_alive(&key).await.unwrap());
+    }
+    // The history is delivered as the routes settle: wait until it is all there.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < TOKENS {
+        let mut alive = tokio::time::timeout(WAIT, master.watch_alive(&keys.all_agent_alive()))
+            .await
+            .expect("declaring the watch returns")
+            .unwrap();
+        seen.clear();
+        while let Ok(Some(change)) =
+            tokio::time::timeout(Duration::from_millis(500), alive.recv()).await
+        {
+            assert!(matches!(change, Liveness::Alive { .. }), "{change:?}");
+            seen.insert(change.key().to_owned());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {TOKENS} tokens seen",
+            seen.len()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
     let master = master().await;

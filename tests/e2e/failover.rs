@@ -11,12 +11,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use agent::wasm::{ExecutorConfig, WasmExecutor};
-use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle, SharedParts};
-use framework::{Events, FrameworkClient, FrameworkConfig, Net, NetConfig};
+use framework::{Events, FrameworkClient, FrameworkConfig, Net};
 use proto::{
-    AgentAdvert, AgentId, Attributes, Event, Filters, ModuleRef, Offer, Resources, TaskId,
-    TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,
+    Event, Filters, ModuleRef, Offer, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState,
+    TaskStatus, WasmTask,
 };
 use serde_json::Value;
 use wasmos_tests::secure_mode::{
@@ -335,119 +333,5 @@ async fn an_agent_killed_with_sigkill_reports_its_wasm_task_failed_after_restart
             "the task is still listed running"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Virtual agents for the figure: real agent daemons (real zenoh sessions, real
-/// executors) in this process, each on its own work directory.
-/// `count` real agent daemons in this process, sharing one zenoh session and one WASM
-/// engine (a session and an epoch thread each would starve 2 cores at 1,000 agents).
-async fn virtual_agents(endpoint: &str, dir: &Path, count: usize) -> Vec<AgentHandle> {
-    let shared = SharedParts {
-        net: Net::open(&NetConfig::member(vec![endpoint.to_owned()]))
-            .await
-            .unwrap(),
-        wasm: WasmExecutor::new(ExecutorConfig {
-            cache_dir: Some(dir.join("virtual-code-cache")),
-            ..ExecutorConfig::default()
-        })
-        .unwrap(),
-    };
-    let mut agents = Vec::with_capacity(count);
-    for i in 0..count {
-        let id = format!("virtual-{i}");
-        let advert = AgentAdvert {
-            agent_id: AgentId::new(id.as_str()),
-            hostname: id.clone(),
-            attributes: Attributes::new(),
-            total: Resources::new()
-                .with_scalar("cpus", 1.0)
-                .with_scalar("mem", 256.0),
-            reserved: Resources::new(),
-            seq: 0,
-            incarnation: 1,
-            tasks: Vec::new(),
-            version: String::new(),
-            last_census: None,
-        };
-        let net = NetConfig::member(vec![endpoint.to_owned()]);
-        let mut config = AgentDaemonConfig::new(net, advert, dir.join(&id));
-        config.shared = Some(shared.clone());
-        agents.push(AgentDaemon::start(config).await.unwrap());
-    }
-    agents
-}
-
-/// Starts a cluster of `agents` virtual agents with one sleeping task each, kills the
-/// master with SIGKILL, starts a new one at once, and returns the time from the kill to
-/// the first offer the framework gets from the new master.
-async fn first_offer_after_sigkill(agents: usize) -> Duration {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = free_endpoint();
-    let store = dir.path().join("store");
-    let mut master = start_master(&endpoint, &store);
-    let watcher = Net::open(&NetConfig::tool(vec![endpoint.clone()]))
-        .await
-        .unwrap();
-    let mut censuses = watcher
-        .subscribe::<proto::MasterCensus>(&watcher.keys().master_census())
-        .await
-        .unwrap();
-    let _agents = virtual_agents(&endpoint, dir.path(), agents).await;
-    let mut fw = Framework::subscribe(&endpoint).await;
-    let sleep = upload(&fw.client, "p1_sleep").await;
-    let offers = offers_from_agents(&mut fw, agents).await;
-    let mut tasks = Vec::new();
-    for (i, offer) in offers.into_iter().enumerate() {
-        let task = wasm_task(&format!("nap-{i}"), &sleep, vec!["600000".into()], 900_000);
-        tasks.push(task.task_id.clone());
-        fw.client.launch(offer.offer_id, vec![task]).await.unwrap();
-    }
-    while !tasks
-        .iter()
-        .all(|t| fw.last_state(t) == Some(TaskState::Running))
-    {
-        fw.next().await;
-    }
-    // As in a cluster that has run for a while: the master's census counts every agent
-    // (a census taken before the last agents joined makes the new master wait the window).
-    while censuses.recv().await.unwrap().message.agents < agents as u64 {}
-
-    master.kill();
-    let killed_at = Instant::now();
-    let _master = start_master(&endpoint, &store);
-    fw.until(|e| matches!(e, Event::Offers { .. })).await;
-    let first_offer = killed_at.elapsed();
-    // The new master rebuilt every task, and the framework saw none end.
-    let listed = ps(&endpoint);
-    for task in &tasks {
-        assert_eq!(
-            listed.get(task.as_str()).map(|r| r.0.as_str()),
-            Some("running"),
-            "{task}"
-        );
-        assert_eq!(fw.last_state(task), Some(TaskState::Running), "{task}");
-    }
-    first_offer
-}
-
-/// Issue 9's figure: time from the master's SIGKILL to the first offer after its restart.
-/// The new master ends its re-registration window once every agent of the killed one is
-/// back (the census); the window (5 s) is only the upper bound.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: cargo test -p wasmos-tests --test e2e failover_figure -- --ignored --nocapture"]
-async fn failover_figure_first_offer_after_master_sigkill() {
-    // `FAILOVER_FIGURE_AGENTS=1000` (comma-separated counts) measures other sizes; at
-    // 1,000 use an optimized master (`cargo build --profile bench --bin wasmos`, then
-    // `WASMOS_BIN=target/release/wasmos`), or the debug build's calls time out.
-    let counts: Vec<usize> = std::env::var("FAILOVER_FIGURE_AGENTS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![10, 100]);
-    for agents in counts {
-        let took = first_offer_after_sigkill(agents).await;
-        eprintln!(
-            "failover figure: {agents} agents: first offer {took:?} after the master's SIGKILL"
-        );
     }
 }
