@@ -15,12 +15,12 @@ use agent_core::{AgentAction, AgentNode, AgentNodeConfig, TaskEnd};
 use net::Responder;
 use net::clock::{Clock, unix_ms};
 use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsReply, LogsRequest, TaskOutput};
-use proto::{AgentAdvert, TaskId, TaskState, TaskStatus};
+use proto::{AgentAdvert, AgentReply, TaskId, TaskState, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::StatusJournal;
 use crate::runner::{self, Cancel, Executors, LiveOutput, RunnerUpdate};
-use crate::{AgentDaemonConfig, Input, OUTPUTS_KEPT_MAX, TASKS_MAX};
+use crate::{AgentDaemonConfig, INPUTS_BATCH_MAX, Input, OUTPUTS_KEPT_MAX, TASKS_MAX};
 
 pub(crate) struct Driver {
     executors: Executors,
@@ -85,31 +85,42 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let mut replies = Vec::new();
             tokio::select! {
                 input = inputs.recv() => match input {
-                    Some(input) => self.handle(input).await,
+                    Some(input) => {
+                        self.handle(input, &mut replies);
+                        // Whatever else waits goes in the same batch: one journal commit.
+                        for _ in 1..INPUTS_BATCH_MAX {
+                            let Ok(input) = inputs.try_recv() else { break };
+                            self.handle(input, &mut replies);
+                        }
+                    }
                     None => return,
                 },
                 () = timer => self.node.handle_timeout(self.clock.now()),
             }
             self.carry_out().await;
+            // Launches are journaled, published and started before the master hears
+            // that they were accepted.
+            for (responder, reply) in replies {
+                if let Err(e) = responder.reply(&reply).await {
+                    tracing::debug!(%e, "could not answer a master command");
+                }
+            }
             if self.left {
                 return;
             }
         }
     }
 
-    async fn handle(&mut self, input: Input) {
+    /// Hands `input` to the node; a command's answer goes in `replies`, to be sent once
+    /// the batch is carried out.
+    fn handle(&mut self, input: Input, replies: &mut Vec<(Responder, AgentReply)>) {
         let now = self.clock.now();
         match input {
             Input::Command(command, responder) => {
-                let reply = self.node.handle_command(now, *command);
-                // The launch is journaled, published and started before the master hears
-                // that it was accepted.
-                self.carry_out().await;
-                if let Err(e) = responder.reply(&reply).await {
-                    tracing::debug!(%e, "could not answer a master command");
-                }
+                replies.push((responder, self.node.handle_command(now, *command)));
             }
             Input::Logs(request, responder) => {
                 self.log_source(&request.task_id).answer(request, responder);
@@ -167,7 +178,7 @@ impl Driver {
                     action => batch.push(action),
                 }
             }
-            self.journal.commit();
+            self.journal.commit().await;
             if batch.is_empty() {
                 return;
             }
@@ -184,7 +195,7 @@ impl Driver {
             // Never in a batch (`carry_out` takes journal changes out first).
             AgentAction::Journal(change) => {
                 self.journal.apply(change);
-                self.journal.commit();
+                self.journal.commit().await;
             }
             AgentAction::StartTask { task, .. } => {
                 // A restart in place: `logs` shows the new run, not the last one's output.

@@ -8,7 +8,10 @@
 //! the list is written once per batch ([`StatusJournal::commit`]), whole, to a temporary
 //! file, synced, then renamed over the old one: a crash at any point leaves either the
 //! old or the new list, never a torn one, and a batch of statuses costs one sync, not one
-//! each. The driver commits before it publishes anything the batch journaled. The list
+//! each. The driver commits before it publishes anything the batch journaled; the file is
+//! written and synced on tokio's blocking pool, so that a sync never holds up the async
+//! workers the other tasks (and, in a process of virtual agents, the other agents) run
+//! on, and the inputs that arrive meanwhile make the next batch. The list
 //! holds exactly the tasks the agent holds, so it is bounded by [`crate::TASKS_MAX`]
 //! (launches beyond it are refused; nothing is ever dropped from the journal to make
 //! room). A list that would encode to more than `proto::codec::FRAME_BYTES_MAX` is not
@@ -94,23 +97,27 @@ impl StatusJournal {
 
     /// Writes the journal if anything changed since the last commit; see the module's
     /// documentation for what a failure leaves behind.
-    pub(crate) fn commit(&mut self) {
+    pub(crate) async fn commit(&mut self) {
         if !std::mem::take(&mut self.dirty) {
             return;
         }
-        if let Err(e) = self.write() {
+        if let Err(e) = self.write().await {
             tracing::error!(path = %self.path.display(), %e, "cannot write the status journal; status updates may not survive a restart");
         }
     }
 
-    fn write(&self) -> Result<(), JournalError> {
+    async fn write(&self) -> Result<(), JournalError> {
         let entries: Vec<&JournalEntry> = self.journal.entries().collect();
         let bytes = proto::encode(&entries)?;
-        let mut file = std::fs::File::create(&self.tmp)?;
-        file.write_all(&bytes)?;
-        // Survives power loss, not only a killed process: edge devices lose power.
-        file.sync_data()?;
-        std::fs::rename(&self.tmp, &self.path)?;
+        let (tmp, path) = (self.tmp.clone(), self.path.clone());
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            // Survives power loss, not only a killed process: edge devices lose power.
+            file.sync_data()?;
+            std::fs::rename(&tmp, &path)
+        });
+        written.await.map_err(std::io::Error::other)??;
         Ok(())
     }
 }
@@ -144,8 +151,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_journal_reads_back_what_was_committed_last() {
+    #[tokio::test]
+    async fn the_journal_reads_back_what_was_committed_last() {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = StatusJournal::new(dir.path());
         assert!(journal.load().is_empty());
@@ -153,7 +160,7 @@ mod tests {
             "t1",
             TaskState::Running,
         ))));
-        journal.commit();
+        journal.commit().await;
         journal.apply(JournalChange::Put(Box::new(entry(
             "t3",
             TaskState::Running,
@@ -172,7 +179,7 @@ mod tests {
             StatusJournal::new(dir.path()).load(),
             vec![entry("t1", TaskState::Running)]
         );
-        journal.commit();
+        journal.commit().await;
         let last = vec![
             entry("t1", TaskState::Finished),
             entry("t2", TaskState::Running),
@@ -181,7 +188,7 @@ mod tests {
         assert_eq!(reread.load(), last);
         // What was read back is kept: a change to it commits the rest too.
         reread.apply(JournalChange::Remove("t1".into()));
-        reread.commit();
+        reread.commit().await;
         assert_eq!(
             StatusJournal::new(dir.path()).load(),
             vec![entry("t2", TaskState::Running)]

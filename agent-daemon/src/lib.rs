@@ -50,6 +50,9 @@ pub use agent_core::{
 pub const TASKS_MAX: usize = agent_core::TASKS_MAX_DEFAULT;
 /// Inputs queued for the driver; the queryable and runners wait when it is full.
 pub const INPUTS_QUEUED_MAX: usize = 1024;
+/// Inputs the driver takes at once when they are waiting: their journal changes are one
+/// commit, one sync.
+pub const INPUTS_BATCH_MAX: usize = 64;
 /// Ended tasks whose output is kept for `agents/<id>/logs`; the oldest go first.
 pub const OUTPUTS_KEPT_MAX: usize = 256;
 

@@ -156,10 +156,14 @@ async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
     // Its own task: opening the session blocks the task it runs on until a master answers.
     let mut start = tokio::spawn(AgentDaemon::start(config));
     let mut waiting_said = false;
+    // One listener for the whole wait: a signal that came between two listeners (one
+    // dropped at the notice, the next not yet made) was missed, and the agent ran on.
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
     let agent = loop {
         tokio::select! {
             started = &mut start => break started.context("starting the agent")?.context("starting the agent")?,
-            r = wait_for_signal() => {
+            r = &mut signal => {
                 eprintln!("stopped before a master answered at {connect}");
                 return r.map(|()| ExitCode::SUCCESS);
             }
@@ -172,7 +176,7 @@ async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
     println!("agent {} connected to {connect}", agent.agent_id().as_str());
     let admission = (agent.net().principal() != proto::principal::ANONYMOUS)
         .then(|| tokio::spawn(say_if_not_admitted(agent.net().clone(), connect.clone())));
-    wait_for_signal().await?;
+    signal.await?;
     if let Some(check) = admission {
         check.abort();
     }

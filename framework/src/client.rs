@@ -26,6 +26,10 @@ pub const EVENTS_QUEUED_MAX_DEFAULT: usize = 1024;
 /// Implicit acknowledgements waiting to be sent; beyond this they are dropped, which is
 /// safe: the agent resends an unacknowledged update and it is acknowledged then.
 const ACKS_QUEUED_MAX: usize = 1024;
+/// Implicit acknowledgements in flight at once: one at a time capped a busy framework at
+/// one round trip per update (about 3,000 a second on loopback), and updates whose
+/// acknowledgement waited were sent again by their agents.
+const ACKS_IN_FLIGHT_MAX: usize = 32;
 /// The role a framework allocates under unless it says otherwise.
 const ROLE_DEFAULT: &str = "default";
 /// How long the master keeps a disconnected framework's tasks unless told otherwise.
@@ -93,6 +97,12 @@ pub enum FrameworkError {
 
 /// Events from the master, in the order it sent them. Ends when the client is dropped,
 /// torn down, or its session closes.
+///
+/// Keep taking events while calls are in flight: events and the answers to calls come on
+/// one link, so once [`FrameworkConfig::events_queued_max`] events (and zenoh's own queue
+/// behind them) wait here, answers wait too, and calls time out. A framework that
+/// launches at a high rate makes its calls from other tasks (the client is cheap to
+/// clone) and keeps reading.
 pub struct Events {
     rx: mpsc::Receiver<Event>,
 }
@@ -487,7 +497,7 @@ impl EventLoop {
     }
 }
 
-/// Sends implicit acknowledgements one at a time, off the event path.
+/// Sends implicit acknowledgements, [`ACKS_IN_FLIGHT_MAX`] at once, off the event path.
 struct Acker {
     net: Net,
     framework_id: FrameworkId,
@@ -496,21 +506,25 @@ struct Acker {
 
 impl Acker {
     async fn run(self, mut acks: mpsc::Receiver<(TaskId, StatusUuid)>) {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(ACKS_IN_FLIGHT_MAX));
+        let mut sending = tokio::task::JoinSet::new();
         while let Some((task_id, status_uuid)) = acks.recv().await {
-            let call = Call::Acknowledge {
-                task_id: task_id.clone(),
-                status_uuid,
+            let Ok(slot) = in_flight.clone().acquire_owned().await else {
+                return;
             };
-            if let Err(e) = send_call(
-                &self.net,
-                Some(&self.framework_id),
-                call,
-                self.call_timeout_ms,
-            )
-            .await
-            {
-                tracing::debug!(%task_id, %e, "acknowledgement not taken; the update will be resent");
-            }
+            while sending.try_join_next().is_some() {}
+            let (net, framework_id) = (self.net.clone(), self.framework_id.clone());
+            let call_timeout_ms = self.call_timeout_ms;
+            sending.spawn(async move {
+                let call = Call::Acknowledge {
+                    task_id: task_id.clone(),
+                    status_uuid,
+                };
+                if let Err(e) = send_call(&net, Some(&framework_id), call, call_timeout_ms).await {
+                    tracing::debug!(%task_id, %e, "acknowledgement not taken; the update will be resent");
+                }
+                drop(slot);
+            });
         }
     }
 }

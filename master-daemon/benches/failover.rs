@@ -22,15 +22,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::wasm::{ExecutorConfig, WasmExecutor};
-use agent_daemon::{AgentDaemon, AgentDaemonConfig, AgentHandle, SharedParts};
 use framework::{Events, FrameworkClient, FrameworkConfig};
 use master_daemon::{MasterDaemon, MasterDaemonConfig};
 use net::{Net, NetConfig};
 use proto::{
-    AgentAdvert, AgentId, Attributes, Event, MasterCensus, ModuleRef, Offer, Resources, TaskId,
-    TaskKind, TaskLimits, TaskSpec, TaskState, WasmTask,
+    Event, MasterCensus, ModuleRef, Offer, Resources, TaskId, TaskKind, TaskLimits, TaskSpec,
+    TaskState, WasmTask,
 };
+
+#[path = "support/virtual_agents.rs"]
+mod virtual_agents;
 
 /// Set in the child: `ENDPOINT STORE_DIR` of its master.
 const CHILD_ENV: &str = "WASMOS_BENCH_FAILOVER_MASTER";
@@ -160,43 +161,6 @@ impl Drop for ChildMaster {
     }
 }
 
-/// `count` real agent daemons sharing one zenoh session and one WASM engine.
-async fn virtual_agents(endpoint: &str, dir: &Path, count: usize) -> Vec<AgentHandle> {
-    let shared = SharedParts {
-        net: Net::open(&NetConfig::member(vec![endpoint.to_owned()]))
-            .await
-            .unwrap(),
-        wasm: WasmExecutor::new(ExecutorConfig {
-            cache_dir: Some(dir.join("code-cache")),
-            ..ExecutorConfig::default()
-        })
-        .unwrap(),
-    };
-    let mut agents = Vec::with_capacity(count);
-    for i in 0..count {
-        let id = format!("virtual-{i}");
-        let advert = AgentAdvert {
-            agent_id: AgentId::new(id.as_str()),
-            hostname: id.clone(),
-            attributes: Attributes::new(),
-            total: Resources::new()
-                .with_scalar("cpus", 1.0)
-                .with_scalar("mem", 256.0),
-            reserved: Resources::new(),
-            seq: 0,
-            incarnation: 1,
-            tasks: Vec::new(),
-            version: String::new(),
-            last_census: None,
-        };
-        let net = NetConfig::member(vec![endpoint.to_owned()]);
-        let mut config = AgentDaemonConfig::new(net, advert, dir.join(&id));
-        config.shared = Some(shared.clone());
-        agents.push(AgentDaemon::start(config).await.unwrap());
-    }
-    agents
-}
-
 /// The framework's side: the latest state of each task, updates acknowledged.
 struct Framework {
     client: FrameworkClient,
@@ -271,7 +235,7 @@ async fn first_offer_after_sigkill(agents: usize, sleep: &[u8]) -> Duration {
         .subscribe::<MasterCensus>(&watcher.keys().master_census())
         .await
         .unwrap();
-    let _agents = virtual_agents(&endpoint, dir.path(), agents).await;
+    let _agents = virtual_agents::start(&endpoint, dir.path(), agents, 1.0, 256.0).await;
     let net = Net::open(&NetConfig::member(vec![endpoint.clone()]))
         .await
         .unwrap();

@@ -5,15 +5,16 @@
 //! does I/O (launches and other agent commands are queried in the background and their
 //! outcome fed back in as an input).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use master::{Action, LaunchOutcome, Master, Millis};
 use net::{Net, Responder};
 use proto::{
     AgentAdvert, AgentCommand, AgentId, AgentReply, CallReply, Event, FrameworkCall, FrameworkId,
-    TaskSpec,
+    TaskId, TaskSpec,
 };
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use http_api::ClusterState;
 
@@ -30,6 +31,12 @@ pub(crate) struct Driver {
     /// background.
     inputs: mpsc::Sender<Input>,
     commands_in_flight: Arc<Semaphore>,
+    /// Commands waiting for a slot in flight, oldest first. The driver never waits for a
+    /// slot itself: the answers that free slots come on the agents' link, behind the
+    /// statuses the driver would stop taking, so waiting stalled both for the commands'
+    /// whole timeout. Bounded by what the core commands: one launch per task it holds,
+    /// one kill, one acknowledgement per status.
+    commands_queued: VecDeque<QueuedCommand>,
     advert_news: AdvertNews,
     /// What the HTTP API and the `master/admin` queryable serve.
     snapshots: Snapshots,
@@ -51,6 +58,7 @@ impl Driver {
             agent_command_timeout_ms: config.agent_command_timeout_ms,
             inputs,
             commands_in_flight: Arc::new(Semaphore::new(AGENT_COMMANDS_IN_FLIGHT_MAX)),
+            commands_queued: VecDeque::new(),
             advert_news: AdvertNews::default(),
             snapshots: Snapshots::new(jobs),
         }
@@ -69,12 +77,16 @@ impl Driver {
                 .poll_timeout()
                 .map_or(snapshot_due, |at| at.min(snapshot_due));
             let sleep = tokio::time::sleep_until(self.clock.instant_of(deadline));
+            let slots = self.commands_in_flight.clone();
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(input) => self.handle(input).await,
                     None => return,
                 },
                 () = sleep => self.handle_timeout(),
+                Ok(slot) = slots.acquire_owned(), if !self.commands_queued.is_empty() => {
+                    self.send_queued_commands(Some(slot));
+                }
             }
             self.carry_out_actions().await;
             self.snapshots
@@ -209,16 +221,13 @@ impl Driver {
                     agent_id,
                     framework_id,
                     task,
-                } => {
-                    self.launch(agent_id, framework_id, task).await;
-                }
+                } => self.launch(agent_id, framework_id, task),
                 Action::KillTask {
                     agent_id,
                     task_id,
                     grace_ms,
                 } => {
-                    self.command(agent_id, AgentCommand::Kill { task_id, grace_ms })
-                        .await;
+                    self.command(agent_id, AgentCommand::Kill { task_id, grace_ms });
                 }
                 Action::AckStatus {
                     agent_id,
@@ -231,8 +240,7 @@ impl Driver {
                             task_id,
                             status_uuid,
                         },
-                    )
-                    .await;
+                    );
                 }
                 Action::ReclaimNotice {
                     framework_id,
@@ -268,54 +276,56 @@ impl Driver {
 
     /// Sends the launch in the background and feeds its outcome back in, for the core to
     /// make of a refusal or silence what it decides.
-    async fn launch(&mut self, agent_id: AgentId, framework_id: FrameworkId, task: TaskSpec) {
-        let task_id = task.task_id.clone();
-        let command = AgentCommand::Launch { framework_id, task };
-        let inputs = self.inputs.clone();
-        let agent = agent_id.clone();
-        self.spawn_command(agent_id, command, move |outcome| async move {
-            let outcome = match outcome {
-                CommandOutcome::Done => LaunchOutcome::Taken,
-                CommandOutcome::Refused(message) => LaunchOutcome::Refused { message },
-                CommandOutcome::Unreachable(message) => LaunchOutcome::Unanswered { message },
-            };
-            let input = Input::LaunchOutcome {
-                agent_id: agent,
-                task_id,
-                outcome,
-            };
-            let _ = inputs.send(input).await;
-        })
-        .await;
-    }
-
-    async fn command(&mut self, agent_id: AgentId, command: AgentCommand) {
-        let what = format!("{command:?}");
-        let agent = agent_id.clone();
-        self.spawn_command(agent_id, command, move |outcome| async move {
-            match outcome {
-                CommandOutcome::Done => {}
-                CommandOutcome::Refused(message) | CommandOutcome::Unreachable(message) => {
-                    tracing::info!(agent_id = %agent, command = %what, %message, "agent command not carried out");
-                }
-            }
-        })
-        .await;
-    }
-
-    /// Queries `agents/<id>/cmd` in a background task, at most
-    /// [`AGENT_COMMANDS_IN_FLIGHT_MAX`] at once, and hands the outcome to `then`.
-    async fn spawn_command<F, Fut>(&mut self, agent_id: AgentId, command: AgentCommand, then: F)
-    where
-        F: FnOnce(CommandOutcome) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let Ok(permit) = self.commands_in_flight.clone().acquire_owned().await else {
-            return;
+    fn launch(&mut self, agent_id: AgentId, framework_id: FrameworkId, task: TaskSpec) {
+        let then = Then::Launch {
+            agent_id: agent_id.clone(),
+            task_id: task.task_id.clone(),
         };
+        let command = AgentCommand::Launch { framework_id, task };
+        self.command_then(agent_id, command, then);
+    }
+
+    fn command(&mut self, agent_id: AgentId, command: AgentCommand) {
+        self.command_then(agent_id, command, Then::Log);
+    }
+
+    fn command_then(&mut self, agent_id: AgentId, command: AgentCommand, then: Then) {
+        self.commands_queued.push_back(QueuedCommand {
+            agent_id,
+            command,
+            then,
+        });
+        self.send_queued_commands(None);
+    }
+
+    /// Sends queued commands, oldest first, while slots are free (`slot`: one already
+    /// taken).
+    fn send_queued_commands(&mut self, mut slot: Option<OwnedSemaphorePermit>) {
+        while !self.commands_queued.is_empty() {
+            let Some(permit) = slot
+                .take()
+                .or_else(|| self.commands_in_flight.clone().try_acquire_owned().ok())
+            else {
+                return;
+            };
+            if let Some(queued) = self.commands_queued.pop_front() {
+                self.spawn_command(queued, permit);
+            }
+        }
+    }
+
+    /// Queries `agents/<id>/cmd` in a background task holding one of the
+    /// [`AGENT_COMMANDS_IN_FLIGHT_MAX`] slots, and does what `then` says with the outcome.
+    fn spawn_command(&self, queued: QueuedCommand, permit: OwnedSemaphorePermit) {
         let net = self.net.clone();
+        let inputs = self.inputs.clone();
         let timeout_ms = self.agent_command_timeout_ms;
         tokio::spawn(async move {
+            let QueuedCommand {
+                agent_id,
+                command,
+                then,
+            } = queued;
             let key = net.keys().agent_cmd(agent_id.as_str());
             let outcome = match net
                 .query::<AgentCommand, AgentReply>(&key, &command, timeout_ms)
@@ -326,8 +336,56 @@ impl Driver {
                 Err(e) => CommandOutcome::Unreachable(e.to_string()),
             };
             drop(permit);
-            then(outcome).await;
+            then.carry_out(outcome, &inputs, &agent_id, &command).await;
         });
+    }
+}
+
+struct QueuedCommand {
+    agent_id: AgentId,
+    command: AgentCommand,
+    then: Then,
+}
+
+/// What is done with an agent command's outcome.
+enum Then {
+    /// Fed back to the core, which decides what a refusal or silence means.
+    Launch { agent_id: AgentId, task_id: TaskId },
+    /// Logged when not carried out (kills and acknowledgements are repeated by the core
+    /// and the agent as needed).
+    Log,
+}
+
+impl Then {
+    async fn carry_out(
+        self,
+        outcome: CommandOutcome,
+        inputs: &mpsc::Sender<Input>,
+        agent: &AgentId,
+        command: &AgentCommand,
+    ) {
+        match (self, outcome) {
+            (Then::Launch { agent_id, task_id }, outcome) => {
+                let outcome = match outcome {
+                    CommandOutcome::Done => LaunchOutcome::Taken,
+                    CommandOutcome::Refused(message) => LaunchOutcome::Refused { message },
+                    CommandOutcome::Unreachable(message) => LaunchOutcome::Unanswered { message },
+                };
+                let input = Input::LaunchOutcome {
+                    agent_id,
+                    task_id,
+                    outcome,
+                };
+                let _ = inputs.send(input).await;
+            }
+            (Then::Log, CommandOutcome::Done) => {}
+            (
+                Then::Log,
+                CommandOutcome::Refused(message) | CommandOutcome::Unreachable(message),
+            ) => {
+                tracing::info!(agent_id = %agent, ?command, %message, "agent command not carried out");
+            }
+        }
     }
 }
 
