@@ -523,3 +523,47 @@ async fn next_offers(events: &mut Events) -> Vec<proto::Offer> {
         }
     }
 }
+
+/// More launches at once than agent commands may be in flight (256): the master queues
+/// the rest and sends each as a slot frees, and every task runs to its end. (It used to
+/// wait for a free slot, and once more inputs than its queue holds (4,096) were waiting,
+/// the answers that free slots queued behind statuses it no longer took: a stall of the
+/// command timeout, seen by `benches/throughput.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_launches_at_once_all_run_to_their_end() {
+    const TASKS: usize = 1_000;
+    let cluster = cluster(60_000).await;
+    let (client, mut events) = framework(&cluster.master, "many").await;
+    let module = upload(&client, EXIT_0).await;
+    let offer = next_offers(&mut events).await.remove(0);
+    let tasks: Vec<TaskSpec> = (0..TASKS)
+        .map(|i| TaskSpec {
+            resources: Resources::new()
+                .with_scalar("cpus", 0.002)
+                .with_scalar("mem", 1.0),
+            ..task(&format!("many-{i}"), module.clone())
+        })
+        .collect();
+    // The events are taken while the launch call waits (`framework::Events`).
+    let launching = {
+        let client = client.clone();
+        tokio::spawn(async move { client.launch(offer.offer_id, tasks).await })
+    };
+    let mut ended: BTreeMap<TaskId, TaskState> = BTreeMap::new();
+    while ended.len() < TASKS {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("events go on");
+        if let Event::Update { status } = event
+            && status.state.is_terminal()
+        {
+            ended.insert(status.task_id, status.state);
+        }
+    }
+    launching.await.unwrap().unwrap();
+    let not_finished: Vec<_> = (ended.iter())
+        .filter(|(_, state)| **state != TaskState::Finished)
+        .collect();
+    assert!(not_finished.is_empty(), "{not_finished:?}");
+}
