@@ -41,6 +41,17 @@ impl FakeMaster {
         }
     }
 
+    /// A crash and a restart as the client sees them: the master's token goes and comes
+    /// back.
+    async fn restart(&mut self) {
+        self.token = None;
+        let token = self
+            .net
+            .declare_alive(&self.net.keys().master_alive())
+            .await;
+        self.token = Some(token.unwrap());
+    }
+
     async fn next_call(&mut self) -> Request<FrameworkCall> {
         tokio::time::timeout(WAIT, self.calls.recv())
             .await
@@ -291,15 +302,7 @@ async fn the_client_subscribes_again_with_its_id_when_the_master_comes_back() {
     master.accept_subscription().await;
     let (client, mut events) = subscribing.await.unwrap().unwrap();
 
-    // The master's token goes (a crash) and comes back (its restart).
-    master.token = None;
-    master.token = Some(
-        master
-            .net
-            .declare_alive(&master.net.keys().master_alive())
-            .await
-            .unwrap(),
-    );
+    master.restart().await;
 
     let request = master.next_call().await;
     assert_eq!(request.message.framework_id, Some(FrameworkId::new("fw-1")));
@@ -343,14 +346,7 @@ async fn events_during_a_resubscription_do_not_hold_up_its_answer() {
     master.accept_subscription().await;
     let (_client, mut events) = subscribing.await.unwrap().unwrap();
 
-    master.token = None;
-    master.token = Some(
-        master
-            .net
-            .declare_alive(&master.net.keys().master_alive())
-            .await
-            .unwrap(),
-    );
+    master.restart().await;
     let request = master.next_call().await;
     assert!(
         matches!(request.message.call, Call::Subscribe { .. }),

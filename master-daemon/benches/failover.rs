@@ -17,9 +17,7 @@
 
 #![allow(clippy::too_many_lines)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use framework::{Events, FrameworkClient, FrameworkConfig};
@@ -30,8 +28,14 @@ use proto::{
     TaskState, WasmTask,
 };
 
+#[path = "support/child_master.rs"]
+mod child_master;
+#[path = "support/logs.rs"]
+mod logs;
 #[path = "support/virtual_agents.rs"]
 mod virtual_agents;
+
+use child_master::ChildMaster;
 
 /// Set in the child: `ENDPOINT STORE_DIR` of its master.
 const CHILD_ENV: &str = "WASMOS_BENCH_FAILOVER_MASTER";
@@ -39,12 +43,7 @@ const CHILD_ENV: &str = "WASMOS_BENCH_FAILOVER_MASTER";
 const STEP_WAIT: Duration = Duration::from_secs(120);
 
 fn main() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    logs::init_tracing();
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         run_child_master(&spec);
         return;
@@ -89,15 +88,7 @@ fn run_child_master(spec: &str) {
         config.core.agent_lost_timeout_ms = 600_000;
         let master = MasterDaemon::start(config).await.unwrap();
         println!("ready");
-        let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { return };
-                if lines_tx.blocking_send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let mut lines = child_master::stdin_lines();
         while let Some(line) = lines.recv().await {
             if line.trim() == "running" {
                 let running = master
@@ -112,53 +103,6 @@ fn run_child_master(spec: &str) {
             }
         }
     });
-}
-
-/// The master process and the pipe to ask it.
-struct ChildMaster {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl ChildMaster {
-    fn start(endpoint: &str, store: &Path) -> ChildMaster {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(CHILD_ENV, format!("{endpoint} {}", store.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
-        ChildMaster {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn running_tasks(&mut self) -> usize {
-        writeln!(self.stdin, "running").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().parse().unwrap()
-    }
-
-    fn sigkill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ChildMaster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The framework's side: the latest state of each task, updates acknowledged.
@@ -227,7 +171,7 @@ async fn first_offer_after_sigkill(agents: usize, sleep: &[u8]) -> Duration {
         .port();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let store = dir.path().join("store");
-    let mut master = ChildMaster::start(&endpoint, &store);
+    let master = ChildMaster::start(CHILD_ENV, &format!("{endpoint} {}", store.display()));
     let watcher = Net::open(&NetConfig::member(vec![endpoint.clone()]))
         .await
         .unwrap();
@@ -276,9 +220,9 @@ async fn first_offer_after_sigkill(agents: usize, sleep: &[u8]) -> Duration {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    master.sigkill();
+    drop(master);
     let killed_at = Instant::now();
-    let mut master = ChildMaster::start(&endpoint, &store);
+    let mut master = ChildMaster::start(CHILD_ENV, &format!("{endpoint} {}", store.display()));
     loop {
         if let Event::Offers { offers } = fw.next().await
             && (offers.iter()).any(|o| !o.offer_id.as_str().starts_with(&killed_masters))
@@ -289,7 +233,7 @@ async fn first_offer_after_sigkill(agents: usize, sleep: &[u8]) -> Duration {
     let first_offer = killed_at.elapsed();
     // Offers resumed on a whole view: the new master knows every task running, and the
     // framework saw none end.
-    assert_eq!(master.running_tasks(), agents);
+    assert_eq!(master.ask("running"), agents.to_string());
     assert!(
         fw.states.values().all(|s| *s == TaskState::Running),
         "a task ended across the failover"

@@ -13,8 +13,7 @@
 
 #![allow(clippy::too_many_lines)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -22,6 +21,13 @@ use framework::{Events, FrameworkClient, FrameworkConfig};
 use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::{Net, NetConfig};
 use proto::{AgentAdvert, AgentId, Attributes, Event, Filters, Resources};
+
+#[path = "support/child_master.rs"]
+mod child_master;
+#[path = "support/logs.rs"]
+mod logs;
+
+use child_master::ChildMaster;
 
 /// Agents advertising in the paced run, and their advert period.
 const FLEET_AGENTS: usize = 10_000;
@@ -34,6 +40,7 @@ const OFFER_AGENTS: usize = 10;
 const CHILD_ENV: &str = "WASMOS_BENCH_MASTER";
 
 fn main() {
+    logs::init_tracing();
     if let Ok(listen) = std::env::var(CHILD_ENV) {
         run_child_master(&listen);
         return;
@@ -89,15 +96,7 @@ fn run_child_master(listen: &str) {
         config.core.agent_lost_timeout_ms = 3_600_000;
         let master = MasterDaemon::start(config).await.unwrap();
         println!("ready");
-        let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { return };
-                if lines_tx.blocking_send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let mut lines = child_master::stdin_lines();
         while let Some(line) = lines.recv().await {
             if line.trim() == "count" {
                 println!("{}", agent_count(&master).await);
@@ -107,78 +106,43 @@ fn run_child_master(listen: &str) {
     });
 }
 
-/// The master process, and the pipe to ask it for its agent count.
-struct ChildMaster {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    endpoint: String,
+/// A master in its own process listening on a free loopback port, and that endpoint.
+fn start_master() -> (ChildMaster, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    (ChildMaster::start(CHILD_ENV, &endpoint), endpoint)
 }
 
-impl ChildMaster {
-    fn start() -> ChildMaster {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let endpoint = format!("tcp/127.0.0.1:{port}");
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(CHILD_ENV, &endpoint)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
-        ChildMaster {
-            child,
-            stdin,
-            stdout,
-            endpoint,
-        }
-    }
-
-    fn agents(&mut self) -> usize {
-        writeln!(self.stdin, "count").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().parse().unwrap()
-    }
-
-    /// The master process's resident memory, MiB.
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: f64 = (status.lines())
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kib / 1024.0
-    }
-
-    /// User plus system CPU time of the master process so far.
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which may hold spaces) closed by ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
-    }
+fn agents(master: &mut ChildMaster) -> usize {
+    master.ask("count").parse().unwrap()
 }
 
-impl Drop for ChildMaster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The master process's resident memory, MiB.
+fn rss_mib(master: &ChildMaster) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", master.pid())).unwrap();
+    let kib: f64 = (status.lines())
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+/// User plus system CPU time of the master process so far.
+fn cpu(master: &ChildMaster) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", master.pid())).unwrap();
+    // Fields after the command name (which may hold spaces) closed by ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -198,7 +162,7 @@ async fn wait_for_route(master: &mut ChildMaster, publisher: &Net) {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if master.agents() > 0 {
+        if agents(master) > 0 {
             return;
         }
     }
@@ -221,9 +185,9 @@ async fn publish_paced(publisher: &Net, agents: &[String], seq: u64, per_tick: u
 
 fn adverts() {
     let rt = runtime();
-    let mut master = ChildMaster::start();
+    let (mut master, endpoint) = start_master();
     let publisher = rt
-        .block_on(Net::open(&NetConfig::member(vec![master.endpoint.clone()])))
+        .block_on(Net::open(&NetConfig::member(vec![endpoint])))
         .unwrap();
     rt.block_on(wait_for_route(&mut master, &publisher));
 
@@ -232,11 +196,11 @@ fn adverts() {
     let fleet: Vec<String> = (0..FLEET_AGENTS).map(|i| format!("agent-{i:05}")).collect();
     let per_tick = FLEET_AGENTS / (ADVERT_PERIOD.as_millis() / PACE_TICK.as_millis()) as usize;
     for (seq, what) in [(1, "first adverts"), (2, "re-adverts")] {
-        let (cpu0, t0) = (master.cpu(), Instant::now());
+        let (cpu0, t0) = (cpu(&master), Instant::now());
         rt.block_on(publish_paced(&publisher, &fleet, seq, per_tick));
         std::thread::sleep(Duration::from_millis(200));
-        let (cpu, wall) = (master.cpu() - cpu0, t0.elapsed());
-        let known = master.agents();
+        let (cpu, wall) = (cpu(&master) - cpu0, t0.elapsed());
+        let known = agents(&mut master);
         println!(
             "advert_cpu {what}: {FLEET_AGENTS} agents in {:.2} s ({:.0} adverts/s): master CPU {:.3} s = {:.1}% of a core; it knows {known} agents",
             wall.as_secs_f64(),
@@ -248,7 +212,7 @@ fn adverts() {
     // Read by `cargo xtask bench --report`.
     println!(
         "master_rss with {FLEET_AGENTS} virtual agents: rss {:.1} MiB",
-        master.rss_mib()
+        rss_mib(&master)
     );
 
     drop(publisher);

@@ -18,6 +18,8 @@ use master_daemon::{MasterDaemon, MasterDaemonConfig};
 use net::{Net, NetConfig};
 use proto::{Event, Offer, Resources, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState, WasmTask};
 
+#[path = "support/logs.rs"]
+mod logs;
 #[path = "support/virtual_agents.rs"]
 mod virtual_agents;
 
@@ -32,12 +34,7 @@ const TASK_MEM_MIB: f64 = 16.0;
 const EVENT_WAIT: Duration = Duration::from_secs(30);
 
 fn main() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    logs::init_tracing();
     let seconds: u64 = std::env::var("THROUGHPUT_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

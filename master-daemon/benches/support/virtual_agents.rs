@@ -1,4 +1,4 @@
-//! Virtual agents for the benchmarks, shared by `failover.rs` and `transport.rs`: real
+//! Virtual agents for the benchmarks, shared by `failover.rs` and `throughput.rs`: real
 //! agent daemons (real executors, real journals) in the bench process, sharing one zenoh
 //! session and one WASM engine (a session and an epoch thread each would starve 2 cores
 //! at 1,000 agents).
