@@ -76,13 +76,12 @@ impl DrfAllocator {
     fn first_match(
         &self,
         snapshot: &Snapshot,
-        agent_id: &AgentId,
-        agent: &AgentSlot,
+        (agent_id, agent): (&AgentId, &AgentSlot),
+        free: &[u64],
         last_resort: bool,
     ) -> Option<ClientIdx> {
         let gpus = agent.has_free_gpus();
-        let free = self.sorter.quantities_of(&agent.free);
-        self.sorter.first_match(&free, |_, fw_id, takes_anything| {
+        self.sorter.first_match(free, |_, fw_id, takes_anything| {
             (takes_anything && !gpus)
                 || snapshot.frameworks.get(fw_id).is_some_and(|fw| {
                     in_gpu_turn(fw, agent, last_resort)
@@ -93,9 +92,9 @@ impl DrfAllocator {
 }
 
 impl DrfAllocator {
-    /// Counts the agent's free resources against framework `idx`.
-    fn offer(&mut self, idx: ClientIdx, agent_id: &AgentId, agent: &AgentSlot) -> OfferDecision {
-        self.sorter.allocate(idx, &agent.free);
+    /// Counts the agent's free resources (`free`, as quantities) against framework `idx`.
+    fn offer(&mut self, idx: ClientIdx, agent_id: &AgentId, free: &[u64]) -> OfferDecision {
+        self.sorter.allocate(idx, free);
         OfferDecision {
             agent_id: agent_id.clone(),
             framework_id: self.sorter.id(idx).clone(),
@@ -115,25 +114,23 @@ impl Allocator for DrfAllocator {
 
     fn allocate(&mut self, snapshot: &Snapshot, candidates: &[AgentId]) -> Vec<OfferDecision> {
         self.sync(snapshot);
-        let mut order: Vec<&AgentId> = candidates.iter().collect();
+        let mut order = slots_of(snapshot, candidates);
         self.rng.shuffle(&mut order);
         // Agents with free GPUs are put off to the end, which is `visiting_order` without a
         // second lookup per agent.
         let mut with_gpus = Vec::new();
         let mut decisions = Vec::new();
-        for agent_id in order {
-            let Some(agent) = snapshot.agents.get(agent_id) else {
+        for (agent_id, agent) in order {
+            let Some(agent) = agent.filter(|a| !a.free.is_empty()) else {
                 continue;
             };
-            if agent.free.is_empty() {
-                continue;
-            }
             if agent.has_free_gpus() {
                 with_gpus.push((agent_id, agent));
                 continue;
             }
-            if let Some(idx) = self.first_match(snapshot, agent_id, agent, false) {
-                decisions.push(self.offer(idx, agent_id, agent));
+            let free = self.sorter.quantities_of(&agent.free);
+            if let Some(idx) = self.first_match(snapshot, (agent_id, agent), &free, false) {
+                decisions.push(self.offer(idx, agent_id, &free));
             }
         }
         if with_gpus.is_empty() {
@@ -147,16 +144,81 @@ impl Allocator for DrfAllocator {
             (true, turn_of(GpuAgents::LastResort)),
         ];
         for (agent_id, agent) in with_gpus {
+            let free = self.sorter.quantities_of(&agent.free);
             let chosen =
                 (turns.iter())
                     .filter(|(_, anyone)| *anyone)
                     .find_map(|(last_resort, _)| {
-                        self.first_match(snapshot, agent_id, agent, *last_resort)
+                        self.first_match(snapshot, (agent_id, agent), &free, *last_resort)
                     });
             if let Some(idx) = chosen {
-                decisions.push(self.offer(idx, agent_id, agent));
+                decisions.push(self.offer(idx, agent_id, &free));
             }
         }
         decisions
+    }
+}
+
+/// Each candidate beside its slot (`None` if the snapshot lacks it), in the candidates'
+/// order. Sorted candidates that are a good part of the fleet (what the master passes
+/// for a full pass) are matched in one walk over the snapshot's agents: one id
+/// comparison per agent instead of a search of `log agents` comparisons each.
+fn slots_of<'a>(
+    snapshot: &'a Snapshot,
+    candidates: &'a [AgentId],
+) -> Vec<(&'a AgentId, Option<&'a AgentSlot>)> {
+    let dense = candidates.len().saturating_mul(MERGE_DENSITY) >= snapshot.agents.len();
+    if !dense || !candidates.is_sorted() {
+        return (candidates.iter())
+            .map(|id| (id, snapshot.agents.get(id)))
+            .collect();
+    }
+    let mut agents = snapshot.agents.iter().peekable();
+    let mut out = Vec::with_capacity(candidates.len());
+    for id in candidates {
+        while agents.next_if(|(known, _)| *known < id).is_some() {}
+        let slot = agents.peek().filter(|(known, _)| *known == id);
+        out.push((id, slot.map(|(_, slot)| *slot)));
+    }
+    out
+}
+
+/// Candidates are matched by a walk over all agents when they are at least one in this
+/// many of them (a walk step costs about what one comparison of a search does).
+const MERGE_DENSITY: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk finds what a search per candidate finds, whatever the candidates.
+    #[test]
+    fn slots_are_those_a_search_finds() {
+        let mut snapshot = Snapshot::default();
+        for i in (0..40).step_by(2) {
+            snapshot
+                .agents
+                .insert(AgentId::new(format!("a{i:02}")), AgentSlot::default());
+        }
+        let ids = |list: &[u32]| -> Vec<AgentId> {
+            list.iter()
+                .map(|i| AgentId::new(format!("a{i:02}")))
+                .collect()
+        };
+        let cases = [
+            ids(&(0..40).collect::<Vec<_>>()),
+            ids(&[0, 2, 2, 3, 38, 39, 41]),
+            ids(&[38, 0, 2]),
+            ids(&[]),
+        ];
+        for candidates in cases {
+            let found: Vec<(&AgentId, bool)> = (slots_of(&snapshot, &candidates).into_iter())
+                .map(|(id, slot)| (id, slot.is_some()))
+                .collect();
+            let searched: Vec<(&AgentId, bool)> = (candidates.iter())
+                .map(|id| (id, snapshot.agents.contains_key(id)))
+                .collect();
+            assert_eq!(found, searched);
+        }
     }
 }

@@ -196,15 +196,15 @@ impl DrfSorter {
         }
     }
 
-    /// Records that `resources` were allocated (offered) to the framework in `idx`.
-    pub fn allocate(&mut self, idx: ClientIdx, resources: &Resources) {
-        let delta = self.quantities_of(resources);
+    /// Records that `delta` (quantities, as [`DrfSorter::quantities_of`] gives them) was
+    /// allocated (offered) to the framework in `idx`.
+    pub fn allocate(&mut self, idx: ClientIdx, delta: &[u64]) {
         let node = self.client_mut(idx.0);
-        for (a, d) in node.alloc.iter_mut().zip(&delta) {
+        for (a, d) in node.alloc.iter_mut().zip(delta) {
             *a = a.saturating_add(*d);
         }
         let role = self.role_mut(self.client(idx.0).role);
-        for (a, d) in role.alloc.iter_mut().zip(&delta) {
+        for (a, d) in role.alloc.iter_mut().zip(delta) {
             *a = a.saturating_add(*d);
         }
         self.reposition(idx.0);
