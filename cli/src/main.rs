@@ -130,6 +130,18 @@ fn main() -> ExitCode {
         false => LOG_FILTER_TOOL_DEFAULT,
     };
     init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_json);
+    let prints_a_listing = matches!(
+        cli.command,
+        Command::Agents(_)
+            | Command::Frameworks(_)
+            | Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Explain(_)
+            | Command::Sim(_)
+    );
+    if prints_a_listing {
+        end_quietly_when_the_reader_goes();
+    }
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Task(cmd) => task_run::run(cmd),
@@ -157,6 +169,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `wasmos ps | head`: the command ends when `head` does, as Unix tools do, instead of
+/// panicking in `println!` (Rust ignores SIGPIPE, so the write fails). Only for commands
+/// that print: the others run daemons or children, whose pipes must fail as errors.
+fn end_quietly_when_the_reader_goes() {
+    // SAFETY: sets one signal's disposition back to the default, no handler involved;
+    // sockets are written with MSG_NOSIGNAL and are unaffected.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -166,3 +166,40 @@ fn sim_honours_framework_attributes_and_warns_about_unknown_fields() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("frameworks[1].note"), "{stderr}");
 }
+
+/// `wasmos sim ... | head -c 0`: a reader that goes ends the command by SIGPIPE, as Unix
+/// tools end, not by a panic in `println!` (exit 101 and a backtrace hint on stderr).
+#[test]
+fn a_reader_that_goes_ends_sim_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let scenario = json!({
+        "agents": [{"id": "a1", "resources": {"cpus": 1, "mem": 1024}}],
+        "frameworks": [{"id": "fw0", "task": {"cpus": 1, "mem": 1024}}]
+    });
+    let mut child = wasmos_tests::wasmos()
+        .arg("sim")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes before anything is printed: the report is printed after the input.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(scenario.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    const SIGPIPE: i32 = 13;
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "exit {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -12,10 +12,15 @@ pub(crate) fn number_after(text: &str, key: &str) -> Option<f64> {
     leading_number(&text[at..])
 }
 
-/// The number after `word ` in `text` (`p50 812 us` → 812).
+/// The number after the word `word` in `text` (`p50 812 us` → 812): a whole word, so
+/// that `rss` is not found inside `master_rss`.
 pub(crate) fn number_after_word(text: &str, word: &str) -> Option<f64> {
-    let at = text.find(&format!("{word} "))? + word.len() + 1;
-    leading_number(&text[at..])
+    let starts_word = |at: usize| {
+        (text[..at].chars().next_back()).is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    };
+    (text.match_indices(&format!("{word} ")))
+        .filter(|(at, _)| starts_word(*at))
+        .find_map(|(at, _)| leading_number(&text[at + word.len() + 1..]))
 }
 
 fn leading_number(text: &str) -> Option<f64> {
@@ -104,6 +109,10 @@ mod tests {
         assert_eq!(
             number_after_word("x/tcp over 9 launches: p50 812.5 us, p99 1900 us", "p99"),
             Some(1900.0)
+        );
+        assert_eq!(
+            number_after_word("master_rss with 10000 virtual agents: rss 51.5 MiB", "rss"),
+            Some(51.5)
         );
     }
 
