@@ -51,6 +51,19 @@ fn main() {
         run.failed,
         run.calls_failed.load(Ordering::Relaxed),
     );
+    let mut times = std::mem::take(&mut *run.call_times.lock().unwrap());
+    times.sort();
+    let at =
+        |q: f64| times.get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)));
+    if let (Some(p50), Some(p99), Some(max)) = (at(0.5), at(0.99), times.last()) {
+        println!(
+            "launch_throughput/plain accept calls: answered in p50 {:.1} ms, p99 {:.1} ms, at most {:.1} ms ({} calls)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+            times.len()
+        );
+    }
 }
 
 struct Run {
@@ -62,6 +75,8 @@ struct Run {
     /// Accept calls that got no answer in the client's call timeout (their tasks may
     /// still have run: a framework learns that from the updates).
     calls_failed: Arc<AtomicU64>,
+    /// How long each answered `Accept` took, call to answer.
+    call_times: Arc<std::sync::Mutex<Vec<Duration>>>,
     elapsed: Duration,
     /// By task number: its end was seen.
     ended: Vec<bool>,
@@ -123,6 +138,7 @@ async fn launch_throughput(length: Duration) -> Run {
         finished: 0,
         failed: 0,
         calls_failed: Arc::new(AtomicU64::new(0)),
+        call_times: Arc::default(),
         elapsed: Duration::ZERO,
         ended: Vec::new(),
     };
@@ -141,10 +157,15 @@ async fn launch_throughput(length: Duration) -> Run {
                         .collect();
                     run.launched += tasks.len() as u64;
                     let (client, calls_failed) = (client.clone(), run.calls_failed.clone());
+                    let call_times = run.call_times.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = client.launch(offer.offer_id, tasks).await {
-                            eprintln!("throughput: {e}");
-                            calls_failed.fetch_add(1, Ordering::Relaxed);
+                        let called = Instant::now();
+                        match client.launch(offer.offer_id, tasks).await {
+                            Ok(_) => call_times.lock().unwrap().push(called.elapsed()),
+                            Err(e) => {
+                                eprintln!("throughput: {e}");
+                                calls_failed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     });
                 }

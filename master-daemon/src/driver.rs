@@ -69,7 +69,13 @@ impl Driver {
         self.snapshots.subscribe()
     }
 
-    pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+    /// Takes `inputs` and `calls` (framework calls only) in turn, whichever has one when
+    /// both do (`select!` picks at random), until `inputs` closes.
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut calls: mpsc::Receiver<Input>,
+    ) {
         loop {
             let snapshot_due = self.snapshots.due();
             let deadline = self
@@ -83,6 +89,7 @@ impl Driver {
                     Some(input) => self.handle(input).await,
                     None => return,
                 },
+                Some(call) = calls.recv() => self.handle(call).await,
                 () = sleep => self.handle_timeout(),
                 Ok(slot) = slots.acquire_owned(), if !self.commands_queued.is_empty() => {
                     self.send_queued_commands(Some(slot));

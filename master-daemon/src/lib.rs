@@ -74,6 +74,11 @@ pub const EVENTS_HELD_PER_FRAMEWORK_MAX: usize =
     master::config::EVENTS_HELD_PER_FRAMEWORK_MAX_DEFAULT;
 /// Inputs queued for the driver; pumps wait (and zenoh holds traffic) when it is full.
 pub const INPUTS_QUEUED_MAX: usize = 4096;
+/// Framework calls queued for the driver, apart from the other inputs: the driver takes
+/// from both queues in turn, so that a backlog of agents' messages does not keep calls
+/// waiting past their callers' timeouts (a full queue of statuses held an `Accept` for
+/// more than 5 s under load).
+pub const CALLS_QUEUED_MAX: usize = 1024;
 /// Agent commands in flight at once; the driver waits for a slot beyond it.
 pub const AGENT_COMMANDS_IN_FLIGHT_MAX: usize = 256;
 
@@ -174,7 +179,8 @@ pub(crate) enum Input {
     },
     FrameworkAlive(FrameworkId),
     FrameworkGone(FrameworkId),
-    /// A framework call and its caller, as the key it came on proves it.
+    /// A framework call and its caller, as the key it came on proves it (on the calls'
+    /// own queue, [`CALLS_QUEUED_MAX`]).
     Call(proto::Principal, FrameworkCall, Responder),
     /// From the operator ([`operator`]): the latest snapshot, published anew first if
     /// anything changed, so that a tool sees what it just did.
@@ -234,6 +240,7 @@ impl MasterDaemon {
             Arc::new(ModuleStore::open(&config.store_dir)?.trusting(config.trusted.clone()));
         let modules = ModuleServer::start(&net, store.clone(), upload_gate(&config)).await?;
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
+        let (calls_tx, calls_rx) = mpsc::channel(CALLS_QUEUED_MAX);
         // The core first (a WASM allocator is compiled here), then the pumps: an input
         // nobody reads fills zenoh's queue and stalls the link it came in on.
         let core = MasterDaemon::core(&config)?;
@@ -247,8 +254,8 @@ impl MasterDaemon {
             jobs_slot.clone(),
         );
         let state = driver.cluster_state();
-        let driver = tokio::spawn(driver.run(inputs_rx));
-        let pumps = pumps::start(&net, &inputs_tx, &config.principals).await?;
+        let driver = tokio::spawn(driver.run(inputs_rx, calls_rx));
+        let pumps = pumps::start(&net, &inputs_tx, calls_tx, &config.principals).await?;
         let (hosted_door, hosted_slot) = watch::channel(None);
         let ctx = operator::OperatorContext::new(
             net.clone(),

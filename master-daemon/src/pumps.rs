@@ -18,6 +18,7 @@ use crate::principals::Principals;
 pub(crate) async fn start(
     net: &Net,
     inputs: &mpsc::Sender<Input>,
+    calls_queue: mpsc::Sender<Input>,
     principals: &Principals,
 ) -> Result<Vec<JoinHandle<()>>, DaemonError> {
     let keys = net.keys().clone();
@@ -53,7 +54,7 @@ pub(crate) async fn start(
                 Input::FrameworkGone(id)
             }
         }),
-        forward_calls(net, inputs, calls, principals.clone()),
+        forward_calls(net, calls_queue, calls, principals.clone()),
         forward_agent_messages(net, inputs, usage, |m| &m.agent_id, Input::TaskUsage),
         forward_agent_messages(net, inputs, leaves, |m| m, Input::AgentLeft),
     ])
@@ -123,11 +124,11 @@ fn id_matches_key(net: &Net, key: &str, id: &str) -> bool {
 /// the master does not know is refused here.
 fn forward_calls(
     net: &Net,
-    inputs: &mpsc::Sender<Input>,
+    inputs: mpsc::Sender<Input>,
     mut calls: Requests<FrameworkCall>,
     principals: Principals,
 ) -> JoinHandle<()> {
-    let (keys, inputs) = (net.keys().clone(), inputs.clone());
+    let keys = net.keys().clone();
     tokio::spawn(async move {
         while let Some(request) = calls.recv().await {
             let caller = principals.caller(&keys, &request.key);

@@ -379,7 +379,9 @@ fn peer_figures(medians: &BTreeMap<String, f64>, printed: &[String]) -> Vec<Figu
 /// tasks/s (...)`.
 fn throughput_figure(printed: &[String]) -> Figure {
     let what = "launches per second through the transport, 100 virtual agents, 60 s";
-    let line = printed.iter().find(|l| l.starts_with("launch_throughput/"));
+    let line = printed
+        .iter()
+        .find(|l| l.starts_with("launch_throughput/") && l.contains("tasks/s"));
     match line.and_then(|l| json::number_after_word(l, "=")) {
         Some(per_s) => Figure::new(what, per_s, "/s").note(
             "throughput bench: accept, run a trivial WASM task, `finished` acknowledged; journals synced",
