@@ -164,12 +164,7 @@ fn sleeping_task(i: usize, module: &ModuleRef) -> TaskSpec {
 /// offer the framework gets from the new master.
 async fn first_offer_after_sigkill(agents: usize, sleep: &[u8]) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let endpoint = child_master::free_loopback_endpoint();
     let store = dir.path().join("store");
     let master = ChildMaster::start(CHILD_ENV, &format!("{endpoint} {}", store.display()));
     let watcher = Net::open(&NetConfig::member(vec![endpoint.clone()]))

@@ -108,12 +108,7 @@ fn run_child_master(listen: &str) {
 
 /// A master in its own process listening on a free loopback port, and that endpoint.
 fn start_master() -> (ChildMaster, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let endpoint = child_master::free_loopback_endpoint();
     (ChildMaster::start(CHILD_ENV, &endpoint), endpoint)
 }
 

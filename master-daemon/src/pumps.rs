@@ -124,7 +124,7 @@ fn id_matches_key(net: &Net, key: &str, id: &str) -> bool {
 /// the master does not know is refused here.
 fn forward_calls(
     net: &Net,
-    inputs: mpsc::Sender<Input>,
+    queue: mpsc::Sender<Input>,
     mut calls: Requests<FrameworkCall>,
     principals: Principals,
 ) -> JoinHandle<()> {
@@ -139,7 +139,7 @@ fn forward_calls(
                 let _ = responder.reply(&CallReply::Error { message }).await;
                 continue;
             };
-            if inputs
+            if queue
                 .send(Input::Call(caller, call, responder))
                 .await
                 .is_err()

@@ -6,6 +6,17 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+/// `tcp/127.0.0.1:PORT` on a port free when asked: where a child master listens, known
+/// to its parent before it starts.
+pub fn free_loopback_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("tcp/127.0.0.1:{port}")
+}
+
 /// In the child: its stdin, one line at a time, to read beside a runtime.
 pub fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
     let (lines_tx, lines) = tokio::sync::mpsc::channel::<String>(16);
