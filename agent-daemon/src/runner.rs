@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent::oci::{OciContainer, OciExecutor};
 use agent::outcome::TaskOutcome;
 use agent::usage::TaskUsage;
-use agent::wasm::{CapturedOutput, OutputStreams, TaskRun, WasmExecutor};
+use agent::wasm::{CapturedOutput, LoadedModule, OutputStreams, TaskRun, WasmExecutor};
 use net::modules::{CachedModule, FetchError, ModuleCache};
 use proto::admin::{LogOffsets, OutputPart};
 use proto::{
@@ -159,6 +159,47 @@ async fn fetch_module(
     executors.modules.get(&net, module).await
 }
 
+/// The task's module: from the executor's memory when it ran before, else from the
+/// module cache (fetched if need be), checked and compiled or taken from the code cache.
+async fn load_module(
+    executors: &Executors,
+    wasm: &WasmTask,
+    cancel: &Cancel,
+) -> Result<LoadedModule, RunnerUpdate> {
+    if let Some(module) = executors.wasm.loaded_from_memory(&wasm.module.sha256.0) {
+        return Ok(module);
+    }
+    let fetched = tokio::select! {
+        fetched = fetch_module(executors, &wasm.module) => fetched,
+        () = cancel.killed() => return Err(killed_before_start()),
+    };
+    let cached = match fetched {
+        Ok(cached) => cached,
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let bytes = match tokio::fs::read(&cached.path).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return Err(failed(format!(
+                "cannot read the cached module {}: {e}",
+                cached.path.display()
+            )));
+        }
+    };
+    let loader = executors.wasm.clone();
+    // Compiling is CPU work: off the async workers.
+    let loading = tokio::task::spawn_blocking(move || loader.load(&bytes));
+    let loaded = tokio::select! {
+        loaded = loading => loaded,
+        () = cancel.killed() => return Err(killed_before_start()),
+    };
+    match loaded {
+        Ok(Ok(module)) => Ok(module),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Err(e) => Err(failed(format!("loading the module ended abnormally: {e}"))),
+    }
+}
+
 async fn run_wasm(
     executors: &Executors,
     spec: &TaskSpec,
@@ -167,34 +208,9 @@ async fn run_wasm(
     cancel: &Cancel,
     driver: &mpsc::Sender<Input>,
 ) -> RunnerUpdate {
-    let fetched = tokio::select! {
-        fetched = fetch_module(executors, &wasm.module) => fetched,
-        () = cancel.killed() => return killed_before_start(),
-    };
-    let cached = match fetched {
-        Ok(cached) => cached,
-        Err(e) => return failed(e.to_string()),
-    };
-    let bytes = match tokio::fs::read(&cached.path).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return failed(format!(
-                "cannot read the cached module {}: {e}",
-                cached.path.display()
-            ));
-        }
-    };
-    let loader = executors.wasm.clone();
-    // Compiling is CPU work: off the async workers.
-    let loading = tokio::task::spawn_blocking(move || loader.load(&bytes));
-    let loaded = tokio::select! {
-        loaded = loading => loaded,
-        () = cancel.killed() => return killed_before_start(),
-    };
-    let module = match loaded {
-        Ok(Ok(module)) => module,
-        Ok(Err(e)) => return failed(e.to_string()),
-        Err(e) => return failed(format!("loading the module ended abnormally: {e}")),
+    let module = match load_module(executors, wasm, cancel).await {
+        Ok(module) => module,
+        Err(ended) => return ended,
     };
     if let Err(e) = tokio::fs::create_dir_all(&sandbox).await {
         return failed(format!(

@@ -23,6 +23,9 @@ use proto::{
     TaskLimits, TaskSpec, TaskState, WasmTask,
 };
 
+#[path = "support/logs.rs"]
+mod logs;
+
 const EXIT_0: &str = r#"(module (func (export "_start")))"#;
 const AGENTS: usize = 10_000;
 
@@ -200,6 +203,7 @@ impl Bench {
 }
 
 fn accept_to_running(c: &mut Criterion) {
+    logs::init_tracing();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("accept_to_running");
     for transport in Transport::BOTH {

@@ -27,7 +27,8 @@ pub(crate) async fn start(
         .await?;
     let statuses = net
         .subscribe::<TaskStatus>(&keys.all_agent_status())
-        .await?;
+        .await?
+        .declaring_keys();
     let agents_alive = net.watch_alive(&keys.all_agent_alive()).await?;
     let frameworks_alive = net.watch_alive(&keys.all_framework_alive()).await?;
     let calls = net.serve::<FrameworkCall>(&keys.all_master_calls()).await?;

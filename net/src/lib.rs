@@ -5,7 +5,7 @@
 //! - [`session`]: opening a session ([`NetConfig`] → [`Net`]), scouting off by default,
 //!   and the endpoints actually listened on.
 //! - [`endpoint`]: endpoints checked before zenoh sees them.
-//! - [`typed`]: put, subscribe, query and queryables over the `proto` codec; what does not
+//! - [`typed`]: put (on keys declared once, `declared.rs`), subscribe, query and queryables over the `proto` codec; what does not
 //!   decode is counted per key in [`DecodeErrors`], logged and dropped, never a panic.
 //! - [`liveliness`]: tokens that say a node is up, and watching them.
 //! - [`clock`]: the daemons' monotonic clock in the cores' [`proto::Millis`], and wall time.
@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod clock;
+mod declared;
 pub mod decode_errors;
 pub mod endpoint;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod session;
 pub mod typed;
 
 pub use access::{AclPrincipal, TlsFiles, access_control};
+pub use declared::KEYS_DECLARED_MAX;
 pub use decode_errors::DecodeErrors;
 pub use endpoint::{EndpointError, EndpointUse, check_endpoint};
 pub use error::{NetError, QueryError};

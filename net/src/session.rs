@@ -10,11 +10,14 @@
 //! `connect_timeout_ms`.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 
 use proto::Keys;
 use proto::keys::KeyError;
+use zenoh::key_expr::KeyExpr;
 
 use crate::access::TlsFiles;
+use crate::declared::DeclaredKeys;
 use crate::decode_errors::DecodeErrors;
 use crate::endpoint::{EndpointError, EndpointUse, check_endpoint};
 use crate::error::NetError;
@@ -315,10 +318,13 @@ fn json_strings(items: &[String]) -> String {
 /// Cheap to clone; the session closes when the last clone is dropped or on [`Net::close`].
 #[derive(Clone)]
 pub struct Net {
-    session: zenoh::Session,
+    /// Behind an `Arc` of its own so that a subscription can hold it weakly (see
+    /// [`crate::Subscription`]), as zenoh's own handles do.
+    session: Arc<zenoh::Session>,
     keys: Keys,
     principal: String,
     decode_errors: DecodeErrors,
+    declared: DeclaredKeys,
 }
 
 impl Net {
@@ -334,10 +340,11 @@ impl Net {
                 message: e.to_string(),
             })?;
         Ok(Net {
-            session,
+            session: Arc::new(session),
             keys,
             principal: config.principal.clone(),
             decode_errors: DecodeErrors::default(),
+            declared: DeclaredKeys::default(),
         })
     }
 
@@ -353,6 +360,17 @@ impl Net {
     /// The raw zenoh session, for what the typed helpers do not cover.
     pub fn session(&self) -> &zenoh::Session {
         &self.session
+    }
+
+    /// `key` as declared to zenoh for repeated puts, while the session has room for it.
+    pub(crate) async fn declared_key(&self, key: &str) -> Option<KeyExpr<'static>> {
+        self.declared.get(&self.session, key).await
+    }
+
+    /// What a subscription needs to declare the keys it hears from, without keeping the
+    /// session open.
+    pub(crate) fn declarer(&self) -> (Weak<zenoh::Session>, DeclaredKeys) {
+        (Arc::downgrade(&self.session), self.declared.clone())
     }
 
     /// Counts of payloads that did not decode, per key; see [`DecodeErrors`].

@@ -6,6 +6,7 @@
 //! why at once instead of waiting for its timeout.
 
 use std::marker::PhantomData;
+use std::sync::Weak;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,6 +16,7 @@ use zenoh::pubsub::Subscriber;
 use zenoh::query::{Query, Queryable};
 use zenoh::sample::{Sample, SampleKind};
 
+use crate::declared::DeclaredKeys;
 use crate::decode_errors::DecodeErrors;
 use crate::error::{NetError, QueryError};
 use crate::session::Net;
@@ -39,13 +41,14 @@ impl Net {
     /// Publishes raw bytes on `key`, bypassing the codec: for tests and tools that probe
     /// how the cluster treats garbage.
     pub async fn put_raw(&self, key: &str, bytes: Vec<u8>) -> Result<(), NetError> {
-        self.session()
-            .put(key, bytes)
-            .await
-            .map_err(|e| NetError::Put {
-                key: key.to_owned(),
-                message: e.to_string(),
-            })
+        let put = match self.declared_key(key).await {
+            Some(declared) => self.session().put(declared, bytes).await,
+            None => self.session().put(key, bytes).await,
+        };
+        put.map_err(|e| NetError::Put {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Subscribes to `key_expr` (wildcards allowed) for messages of type `T`.
@@ -62,9 +65,13 @@ impl Net {
                 key: key_expr.to_owned(),
                 message: e.to_string(),
             })?;
+        let (session, declared) = self.declarer();
         Ok(Subscription {
             subscriber,
             decode_errors: self.decode_errors().clone(),
+            session,
+            declared,
+            declaring: false,
             _message: PhantomData,
         })
     }
@@ -173,10 +180,28 @@ impl Net {
 pub struct Subscription<T> {
     subscriber: Subscriber<FifoChannelHandler<Sample>>,
     decode_errors: DecodeErrors,
+    /// Where keys heard from are declared (see `declared.rs`); weakly, so that a
+    /// subscription does not keep its session open.
+    session: Weak<zenoh::Session>,
+    declared: DeclaredKeys,
+    /// Whether the keys heard are declared ([`Subscription::declaring_keys`]).
+    declaring: bool,
     _message: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> Subscription<T> {
+    /// Declares the key of each message that decodes, while the session has room: this
+    /// session's zenoh (a master's router above all) then routes the next messages on it
+    /// from a cached route. For streams whose keys each carry many messages (an agent's
+    /// statuses), not for ones that touch a wide key space once in a while (adverts): a
+    /// declared key is a node more that every undeclared key under the same parent is
+    /// matched against.
+    #[must_use]
+    pub fn declaring_keys(mut self) -> Self {
+        self.declaring = true;
+        self
+    }
+
     /// The next message that decodes; `None` once the session is closed. Deletions are
     /// skipped; payloads that do not decode are counted, logged and skipped.
     pub async fn recv(&mut self) -> Option<Received<T>> {
@@ -188,10 +213,13 @@ impl<T: DeserializeOwned> Subscription<T> {
             let key = sample.key_expr().as_str();
             match proto::decode(&sample.payload().to_bytes()) {
                 Ok(message) => {
-                    return Some(Received {
-                        key: key.to_owned(),
-                        message,
-                    });
+                    let key = key.to_owned();
+                    if self.declaring
+                        && let Some(session) = self.session.upgrade()
+                    {
+                        self.declared.get(&session, &key).await;
+                    }
+                    return Some(Received { key, message });
                 }
                 Err(error) => self.decode_errors.record(key, &error),
             }

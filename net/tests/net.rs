@@ -372,6 +372,72 @@ async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
     );
 }
 
+/// Puts an advert of `agent_id` and waits until `adverts` hears it; one at a time, since
+/// zenoh's congestion control may drop puts of a burst.
+async fn put_and_hear(
+    agent: &Net,
+    agent_id: &str,
+    seq: u64,
+    adverts: &mut net::Subscription<AgentAdvert>,
+) {
+    let key = agent.keys().agent_advert(agent_id);
+    agent.put(&key, &advert(agent_id, seq)).await.unwrap();
+    let received = tokio::time::timeout(WAIT, adverts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (received.key.as_str(), received.message.seq),
+        (key.as_str(), seq)
+    );
+}
+
+/// Keys are declared to zenoh on first use, up to a bound (`declared.rs`): messages on
+/// keys past the bound, on declared keys, and to a subscriber that comes after the key
+/// was declared all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_arrive_on_declared_keys_and_on_keys_past_the_bound() {
+    let master = master().await;
+    let agent = peer_of(&master).await;
+    let keys = master.keys().clone();
+    let mut adverts = master
+        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
+        .await
+        .unwrap()
+        .declaring_keys();
+    sync_route(&agent, &mut adverts, &keys.agent_advert("sync")).await;
+    for i in 0..net::KEYS_DECLARED_MAX + 10 {
+        put_and_hear(&agent, &format!("a{i}"), 1, &mut adverts).await;
+    }
+    // Again, on a key declared on both sides and on one past the bound.
+    put_and_hear(&agent, "a0", 2, &mut adverts).await;
+    let past = format!("a{}", net::KEYS_DECLARED_MAX + 5);
+    put_and_hear(&agent, &past, 2, &mut adverts).await;
+
+    // A subscriber that comes later hears a declared key: its cached route was renewed.
+    let listener = peer_of(&master).await;
+    let mut late = listener
+        .subscribe::<AgentAdvert>(&keys.agent_advert("a0"))
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            agent
+                .put(&keys.agent_advert("a0"), &advert("a0", 3))
+                .await
+                .unwrap();
+            if let Ok(Some(received)) =
+                tokio::time::timeout(Duration::from_millis(100), late.recv()).await
+            {
+                assert_eq!(received.message.seq, 3);
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the later subscriber never heard the declared key");
+}
+
 struct Store {
     _dir: tempfile::TempDir,
     store: Arc<ModuleStore>,

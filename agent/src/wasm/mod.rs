@@ -323,7 +323,9 @@ impl WasmExecutor {
         result
     }
 
-    fn loaded_from_memory(&self, sha256: &str) -> Option<LoadedModule> {
+    /// The module with this sha256 (lower-case hex) if this executor loaded it before and
+    /// still remembers it: no bytes to read or hash, and its checks were passed then.
+    pub fn loaded_from_memory(&self, sha256: &str) -> Option<LoadedModule> {
         let mut module = self.loaded_lock().get(sha256)?.clone();
         module.origin = CodeOrigin::Memory;
         Some(module)

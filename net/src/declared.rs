@@ -1,0 +1,73 @@
+//! Keys a session puts to or hears from again and again (an agent's status key, a
+//! framework's events key), declared to zenoh once: zenoh then keeps the key's route with
+//! it, where a key named afresh on each message is matched against every subscription its
+//! tables know, in the sender's session and again in the router. That matching was
+//! about a third of all CPU in the throughput benchmark (`Resource::get_matches` under
+//! `route_data` and `resolve_put`). With the keys declared in the sending sessions only,
+//! the profile still had a sixth of all CPU matching in the master's router, and
+//! throughput went from 1,255 to 1,724 tasks/s; with the master also declaring the keys
+//! it hears statuses on ([`crate::Subscription::declaring_keys`]), 2,095 (20 s runs).
+//!
+//! The price: zenoh matches an undeclared key against each sibling node of its parent,
+//! and a declared key is a node more. A fleet's agents have a node each already (their
+//! command queryables and tokens); a session that puts for many agents without them (the
+//! `fleet_scale` bench's one publisher of 10,000 adverts) makes the master match each
+//! advert against the 1,024 it declared: master CPU for re-adverts 4.4% → 9% of a core
+//! there.
+//!
+//! Bounded: past [`KEYS_DECLARED_MAX`] keys a session names its keys as before, so a
+//! session speaking for many agents costs no more than that. Only puts use it: with
+//! queries on declared keys too, no launch reached the benchmark's agents (the master's
+//! commands to them are queries); not pursued.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use zenoh::Session;
+use zenoh::key_expr::KeyExpr;
+
+/// Keys declared per session.
+pub const KEYS_DECLARED_MAX: usize = 1024;
+
+/// One session's declared keys; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub(crate) struct DeclaredKeys {
+    keys: Arc<Mutex<HashMap<String, KeyExpr<'static>>>>,
+}
+
+impl DeclaredKeys {
+    /// `key` declared on `session`, declaring it on first use; `None` when the bound is
+    /// reached or zenoh refuses (the caller then names the key, and zenoh reports what
+    /// is wrong with it).
+    pub(crate) async fn get(&self, session: &Session, key: &str) -> Option<KeyExpr<'static>> {
+        {
+            let keys = self.lock();
+            if let Some(declared) = keys.get(key) {
+                return Some(declared.clone());
+            }
+            if keys.len() >= KEYS_DECLARED_MAX {
+                return None;
+            }
+        }
+        let declared = session.declare_keyexpr(key.to_owned()).await.ok()?;
+        let (kept, extra) = {
+            let mut keys = self.lock();
+            match keys.get(key) {
+                // Declared meanwhile by another put of the same key.
+                Some(kept) => (kept.clone(), Some(declared)),
+                None => {
+                    keys.insert(key.to_owned(), declared.clone());
+                    (declared, None)
+                }
+            }
+        };
+        if let Some(extra) = extra {
+            let _ = session.undeclare(extra).await;
+        }
+        Some(kept)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, KeyExpr<'static>>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
