@@ -196,7 +196,9 @@ pub fn agent_id(
         error,
     };
     std::fs::create_dir_all(work_dir).map_err(io_err)?;
-    let file = work_dir.join(AGENT_ID_FILE);
+    // Absolute: `read_small` reads under a root, where a relative work directory would
+    // be looked for under `/` and a new id made at each start.
+    let file = std::path::absolute(work_dir.join(AGENT_ID_FILE)).map_err(io_err)?;
     if let Some(kept) = devices::read_small(Path::new("/"), &file.to_string_lossy()) {
         return checked_id(&kept);
     }

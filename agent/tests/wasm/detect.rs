@@ -205,6 +205,17 @@ fn agent_id_is_generated_once_per_work_dir_unless_configured() {
         first,
         "kept in the work dir"
     );
+    // A work directory named relative to the current one (`--work-dir a`) keeps its id
+    // too; it was once looked for under `/`.
+    let cwd = std::env::current_dir().unwrap();
+    let here = tempfile::Builder::new()
+        .prefix(".agent-id-test-")
+        .tempdir_in(&cwd)
+        .unwrap();
+    let relative = here.path().strip_prefix(&cwd).unwrap();
+    let kept = detect::agent_id(&none, relative, "Jetson Dock_3").unwrap();
+    assert_eq!(detect::agent_id(&none, relative, "other").unwrap(), kept);
+    assert_eq!(detect::agent_id(&none, here.path(), "other").unwrap(), kept);
     let other_work = tempfile::tempdir().unwrap();
     assert_ne!(
         detect::agent_id(&none, other_work.path(), "Jetson Dock_3").unwrap(),
