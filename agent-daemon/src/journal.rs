@@ -119,7 +119,7 @@ impl StatusJournal {
         let legacy = self.dir.join(JOURNAL_FILE);
         if let Some((seq, i)) = newest {
             if let Slot::Invalid(reason) = &slots[1 - i] {
-                tracing::info!(slot = SLOT_FILES[1 - i], %reason, "the newest status journal record is incomplete (a write cut short); the one before it is used");
+                tracing::info!(slot = SLOT_FILES[1 - i], %reason, "a status journal slot holds no valid record (a write cut short, or damage); the other slot's is used");
             }
             let _ = std::fs::remove_file(&legacy);
             self.next_slot = 1 - i;
