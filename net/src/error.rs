@@ -55,8 +55,16 @@ pub enum QueryError {
     Encode { key: String, source: EncodeError },
     #[error("cannot send the query on {key}: {message}")]
     Send { key: String, message: String },
-    #[error("no answer on {key} within {timeout_ms} ms; is the master running and reachable?")]
-    NoReply { key: String, timeout_ms: u64 },
+    /// Nothing answered: after the whole timeout, or sooner when zenoh ended the query
+    /// without an answer (no queryable took it).
+    #[error(
+        "no answer on {key} after {waited_ms} ms (timeout {timeout_ms} ms); is the master running and reachable?"
+    )]
+    NoReply {
+        key: String,
+        timeout_ms: u64,
+        waited_ms: u64,
+    },
     #[error("{key} answered with an error: {message}")]
     Remote { key: String, message: String },
     #[error("the answer on {key} does not decode: {source}")]

@@ -113,6 +113,7 @@ impl Net {
             key: selector.to_owned(),
             message: e.to_string(),
         };
+        let asked = std::time::Instant::now();
         let get = self
             .session()
             .get(selector)
@@ -134,6 +135,7 @@ impl Net {
             Err(_) => Err(QueryError::NoReply {
                 key: selector.to_owned(),
                 timeout_ms,
+                waited_ms: u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX),
             }),
         }
     }
