@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 pub use agent_core::AGENT_RESTARTED;
 use agent_core::{JOURNAL_V4, JournalChange, JournalEntry, JournalEntryV4};
-use proto::codec::{FRAME_BYTES_MAX, PROTOCOL_VERSION};
+use proto::codec::FRAME_BYTES_MAX;
 use proto::{EncodeError, TaskId};
 use thiserror::Error;
 
@@ -236,17 +236,10 @@ impl EncodedEntries {
     }
 
     /// The frame `proto::encode` makes of the entries as a `Vec` in task order: postcard
-    /// writes a sequence as its length (a LEB128 varint), then the items.
+    /// writes a sequence as its length, encoded as a `usize` is, then the items.
     fn list(&self) -> Result<Vec<u8>, EncodeError> {
-        let items: usize = self.frames.values().map(|f| f.len() - 1).sum();
-        let mut list = Vec::with_capacity(1 + 10 + items);
-        list.push(PROTOCOL_VERSION);
-        let mut count = self.frames.len() as u64;
-        while count >= 0x80 {
-            list.push((count as u8) | 0x80);
-            count >>= 7;
-        }
-        list.push(count as u8);
+        let mut list = proto::encode(&self.frames.len())?;
+        list.reserve(self.frames.values().map(|f| f.len() - 1).sum());
         for frame in self.frames.values() {
             list.extend_from_slice(&frame[1..]);
         }

@@ -16,7 +16,7 @@
 //! there.
 //!
 //! Bounded: past [`KEYS_DECLARED_MAX`] keys a session names its keys as before, so a
-//! session speaking for many agents costs no more than that. Only puts use it: with
+//! session speaking for many agents costs no more than that. Queries do not use it: with
 //! queries on declared keys too, no launch reached the benchmark's agents (the master's
 //! commands to them are queries); not pursued.
 
