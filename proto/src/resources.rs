@@ -43,6 +43,13 @@ impl Kind {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both name the kind through the same shared string: a pointer comparison,
+    /// true for every two copies of a well-known kind. `false` says nothing (two equal
+    /// names may be held apart); compare the names then.
+    pub fn is_same(&self, other: &Kind) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl From<&str> for Kind {

@@ -13,6 +13,8 @@
 //! framework ahead of the one chosen that the agent does not suit (constraints, filters,
 //! minimum offer): `O(F)` in the worst case, `O(1)` when frameworks take anything.
 
+use std::sync::Arc;
+
 use proto::AgentId;
 
 use super::sorter::{ClientIdx, DrfSorter};
@@ -80,7 +82,7 @@ impl DrfAllocator {
         free: &[u64],
         last_resort: bool,
     ) -> Option<ClientIdx> {
-        let gpus = agent.has_free_gpus();
+        let gpus = self.has_free_gpus(agent, free);
         self.sorter.first_match(free, |_, fw_id, takes_anything| {
             (takes_anything && !gpus)
                 || snapshot.frameworks.get(fw_id).is_some_and(|fw| {
@@ -92,6 +94,15 @@ impl DrfAllocator {
 }
 
 impl DrfAllocator {
+    /// [`AgentSlot::has_free_gpus`], read from the agent's quantities when the cluster
+    /// has GPUs (the free GPUs of an agent are part of the cluster's total).
+    fn has_free_gpus(&self, agent: &AgentSlot, free: &[u64]) -> bool {
+        match self.sorter.gpus_kind() {
+            Some(k) => free.get(k).is_some_and(|q| *q > 0),
+            None => agent.has_free_gpus(),
+        }
+    }
+
     /// Counts the agent's free resources (`free`, as quantities) against framework `idx`.
     fn offer(&mut self, idx: ClientIdx, agent_id: &AgentId, free: &[u64]) -> OfferDecision {
         self.sorter.allocate(idx, free);
@@ -119,16 +130,22 @@ impl Allocator for DrfAllocator {
         // Agents with free GPUs are put off to the end, which is `visiting_order` without a
         // second lookup per agent.
         let mut with_gpus = Vec::new();
-        let mut decisions = Vec::new();
+        let mut decisions = Vec::with_capacity(order.len());
+        let mut free = Vec::new();
         for (agent_id, agent) in order {
-            let Some(agent) = agent.filter(|a| !a.free.is_empty()) else {
+            let Some(agent) = agent else {
                 continue;
             };
-            if agent.has_free_gpus() {
+            self.sorter.quantities_into(&agent.free, &mut free);
+            // Not all zero is not empty; all zero is empty unless the agent holds a kind
+            // the cluster's total lacks, which only the exact check sees.
+            if free.iter().all(|q| *q == 0) && agent.free.is_empty() {
+                continue;
+            }
+            if self.has_free_gpus(agent, &free) {
                 with_gpus.push((agent_id, agent));
                 continue;
             }
-            let free = self.sorter.quantities_of(&agent.free);
             if let Some(idx) = self.first_match(snapshot, (agent_id, agent), &free, false) {
                 decisions.push(self.offer(idx, agent_id, &free));
             }
@@ -160,32 +177,26 @@ impl Allocator for DrfAllocator {
 }
 
 /// Each candidate beside its slot (`None` if the snapshot lacks it), in the candidates'
-/// order. Sorted candidates that are a good part of the fleet (what the master passes
-/// for a full pass) are matched in one walk over the snapshot's agents: one id
-/// comparison per agent instead of a search of `log agents` comparisons each.
+/// order. A candidate holding the very string of the agent after the one matched last is
+/// matched by comparing pointers: the master's full pass hands the snapshot's own ids, in
+/// order, and comparing or searching ids by name was a tenth of that pass. Any other
+/// candidate is searched for, and the walk goes on from it.
 fn slots_of<'a>(
     snapshot: &'a Snapshot,
     candidates: &'a [AgentId],
 ) -> Vec<(&'a AgentId, Option<&'a AgentSlot>)> {
-    let dense = candidates.len().saturating_mul(MERGE_DENSITY) >= snapshot.agents.len();
-    if !dense || !candidates.is_sorted() {
-        return (candidates.iter())
-            .map(|id| (id, snapshot.agents.get(id)))
-            .collect();
-    }
-    let mut agents = snapshot.agents.iter().peekable();
+    let mut walk = snapshot.agents.range::<AgentId, _>(..).peekable();
     let mut out = Vec::with_capacity(candidates.len());
     for id in candidates {
-        while agents.next_if(|(known, _)| *known < id).is_some() {}
-        let slot = agents.peek().filter(|(known, _)| *known == id);
-        out.push((id, slot.map(|(_, slot)| *slot)));
+        let next = walk.next_if(|(known, _)| Arc::ptr_eq(&known.0, &id.0));
+        let found = next.or_else(|| {
+            walk = snapshot.agents.range::<AgentId, _>(id..).peekable();
+            walk.next_if(|(known, _)| *known == id)
+        });
+        out.push((id, found.map(|(_, slot)| slot)));
     }
     out
 }
-
-/// Candidates are matched by a walk over all agents when they are at least one in this
-/// many of them (a walk step costs about what one comparison of a search does).
-const MERGE_DENSITY: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -205,7 +216,14 @@ mod tests {
                 .map(|i| AgentId::new(format!("a{i:02}")))
                 .collect()
         };
+        let own: Vec<AgentId> = snapshot.agents.keys().cloned().collect();
+        let mut scrambled = own.clone();
+        scrambled.swap(1, 7);
+        scrambled.insert(3, own[3].clone());
+        scrambled.push(own[0].clone());
         let cases = [
+            own,
+            scrambled,
             ids(&(0..40).collect::<Vec<_>>()),
             ids(&[0, 2, 2, 3, 38, 39, 41]),
             ids(&[38, 0, 2]),

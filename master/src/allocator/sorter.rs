@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use proto::resources::SCALAR_MILLIS_PER_UNIT;
+use proto::resources::Kind;
 use proto::{FrameworkId, Resources};
 
 use super::FrameworkSlot;
@@ -104,7 +105,9 @@ impl ClientNode {
 #[derive(Clone, Debug, Default)]
 pub struct DrfSorter {
     /// Resource kinds of the cluster, sorted; allocations are dense vectors over them.
-    kinds: Vec<String>,
+    kinds: Vec<Kind>,
+    /// Where `gpus` is among `kinds`.
+    gpus_kind: Option<usize>,
     total: Vec<u64>,
     roles: Vec<Option<RoleNode>>,
     role_index: HashMap<String, u32>,
@@ -119,8 +122,10 @@ impl DrfSorter {
     /// An empty sorter computing shares against `total` (quantities, as in
     /// [`Resources::quantities`]). A new total needs a new sorter.
     pub fn new(total: &BTreeMap<String, u64>) -> DrfSorter {
+        let kinds: Vec<Kind> = total.keys().map(|k| Kind::from(k.as_str())).collect();
         DrfSorter {
-            kinds: total.keys().cloned().collect(),
+            gpus_kind: kinds.iter().position(|k| k.as_str() == super::GPUS),
+            kinds,
             total: total.values().copied().collect(),
             ..DrfSorter::default()
         }
@@ -376,14 +381,25 @@ impl DrfSorter {
             .fold(0.0, f64::max)
     }
 
-    fn kind(&self, name: &str) -> Option<usize> {
+    fn kind_named(&self, name: &str) -> Option<usize> {
         self.kinds.binary_search_by(|k| k.as_str().cmp(name)).ok()
+    }
+
+    /// [`DrfSorter::kind_named`], first by pointer: the kinds agents advertise are shared
+    /// with the sorter's, so the names are seldom compared (they were a tenth of a pass).
+    fn kind(&self, kind: &Kind) -> Option<usize> {
+        (self.kinds.iter().position(|k| k.is_same(kind))).or_else(|| self.kind_named(kind))
+    }
+
+    /// Where `gpus` is among the cluster's kinds, in [`DrfSorter::quantities_of`]'s.
+    pub fn gpus_kind(&self) -> Option<usize> {
+        self.gpus_kind
     }
 
     fn dense_of_quantities(&self, q: &BTreeMap<String, u64>) -> Vec<u64> {
         let mut dense = vec![0; self.kinds.len()];
         for (name, v) in q {
-            if let Some(k) = self.kind(name) {
+            if let Some(k) = self.kind_named(name) {
                 dense[k] = *v;
             }
         }
@@ -395,7 +411,7 @@ impl DrfSorter {
     fn dense_of_minimum(&self, r: &Resources) -> Option<Vec<u64>> {
         let lacking = r
             .quantities_iter()
-            .any(|(name, v)| v > 0 && self.kind(name).is_none());
+            .any(|(name, v)| v > 0 && self.kind_named(name).is_none());
         (!lacking).then(|| self.quantities_of(r))
     }
 
@@ -403,7 +419,15 @@ impl DrfSorter {
     /// [`DrfSorter::first_match`] takes them, without building the map
     /// [`Resources::quantities`] would.
     pub fn quantities_of(&self, r: &Resources) -> Vec<u64> {
-        let mut dense = vec![0; self.kinds.len()];
+        let mut dense = Vec::new();
+        self.quantities_into(r, &mut dense);
+        dense
+    }
+
+    /// [`DrfSorter::quantities_of`] into `dense`, whose allocation a pass reuses.
+    pub fn quantities_into(&self, r: &Resources, dense: &mut Vec<u64>) {
+        dense.clear();
+        dense.resize(self.kinds.len(), 0);
         for (name, v) in &r.scalars {
             if let Some(k) = self.kind(name) {
                 dense[k] = v.millis();
@@ -419,7 +443,6 @@ impl DrfSorter {
                 dense[k] = (items.len() as u64).saturating_mul(SCALAR_MILLIS_PER_UNIT);
             }
         }
-        dense
     }
 
     fn client(&self, idx: u32) -> &ClientNode {
