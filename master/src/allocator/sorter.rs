@@ -22,8 +22,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use proto::resources::SCALAR_MILLIS_PER_UNIT;
 use proto::resources::Kind;
+use proto::resources::SCALAR_MILLIS_PER_UNIT;
 use proto::{FrameworkId, Resources};
 
 use super::FrameworkSlot;
