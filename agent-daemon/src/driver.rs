@@ -244,7 +244,7 @@ impl Driver {
     fn forget(&mut self, task_id: &TaskId) {
         self.cancels.remove(task_id);
         self.live.remove(task_id);
-        let sandbox = self.executors.sandboxes_dir.join(task_id.as_str());
+        let sandbox = self.executors.sandboxes.path(task_id);
         if let Err(e) = std::fs::remove_dir_all(&sandbox)
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod journal;
 mod link;
 mod runner;
+mod sandboxes;
 
 pub use error::DaemonError;
 
@@ -41,6 +42,7 @@ use tokio::task::JoinHandle;
 
 use link::{NetLink, NetLinkSetter};
 use runner::{Executors, RunnerUpdate};
+use sandboxes::Sandboxes;
 
 pub use agent_core::{
     ADVERT_PERIOD_MS_DEFAULT, STATUS_RETRY_MAX_MS_DEFAULT, STATUS_RETRY_MS_DEFAULT,
@@ -337,7 +339,7 @@ fn executors(config: &AgentDaemonConfig) -> Result<(NetLinkSetter, Executors), D
         modules,
         wasm,
         oci,
-        sandboxes_dir,
+        sandboxes: Sandboxes::open(sandboxes_dir),
         agent_id: config.advert.agent_id.clone(),
     };
     Ok((setter, executors))

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::Input;
 use crate::link::NetLink;
+use crate::sandboxes::Sandboxes;
 
 /// What a runner tells the driver.
 pub(crate) enum RunnerUpdate {
@@ -62,7 +63,7 @@ pub(crate) struct Executors {
     pub modules: Arc<ModuleCache>,
     pub wasm: WasmExecutor,
     pub oci: Option<OciExecutor>,
-    pub sandboxes_dir: PathBuf,
+    pub sandboxes: Sandboxes,
     /// Whose usage reports (`agents/<id>/metrics`) the runners put.
     pub agent_id: AgentId,
 }
@@ -97,16 +98,15 @@ pub(crate) async fn run(
     driver: mpsc::Sender<Input>,
 ) {
     let task_id = spec.task_id.clone();
-    let sandbox = executors.sandboxes_dir.join(task_id.as_str());
-    let ended = match &spec.kind {
-        TaskKind::Wasm(wasm) => {
-            run_wasm(&executors, &spec, wasm, sandbox.clone(), &cancel, &driver).await
-        }
-        TaskKind::Oci(_) => run_oci(&executors, &spec, sandbox.clone(), &cancel, &driver).await,
+    let (ended, recyclable) = match &spec.kind {
+        TaskKind::Wasm(wasm) => (
+            run_wasm(&executors, &spec, wasm, &cancel, &driver).await,
+            true,
+        ),
+        TaskKind::Oci(_) => (run_oci(&executors, &spec, &cancel, &driver).await, false),
     };
-    if let Err(e) = tokio::fs::remove_dir_all(&sandbox).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
+    if let Err(e) = executors.sandboxes.release(&task_id, recyclable).await {
+        let sandbox = executors.sandboxes.path(&task_id);
         tracing::warn!(%task_id, sandbox = %sandbox.display(), %e, "could not remove a task's sandbox");
     }
     let _ = driver
@@ -115,6 +115,17 @@ pub(crate) async fn run(
             update: ended,
         })
         .await;
+}
+
+/// The task's sandbox, or the update that fails the task for want of one.
+async fn create_sandbox(executors: &Executors, spec: &TaskSpec) -> Result<PathBuf, RunnerUpdate> {
+    (executors.sandboxes.create(&spec.task_id).await).map_err(|e| {
+        let sandbox = executors.sandboxes.path(&spec.task_id);
+        failed(format!(
+            "cannot create the sandbox {}: {e}",
+            sandbox.display()
+        ))
+    })
 }
 
 fn failed(reason: String) -> RunnerUpdate {
@@ -204,7 +215,6 @@ async fn run_wasm(
     executors: &Executors,
     spec: &TaskSpec,
     wasm: &WasmTask,
-    sandbox: PathBuf,
     cancel: &Cancel,
     driver: &mpsc::Sender<Input>,
 ) -> RunnerUpdate {
@@ -212,12 +222,10 @@ async fn run_wasm(
         Ok(module) => module,
         Err(ended) => return ended,
     };
-    if let Err(e) = tokio::fs::create_dir_all(&sandbox).await {
-        return failed(format!(
-            "cannot create the sandbox {}: {e}",
-            sandbox.display()
-        ));
-    }
+    let sandbox = match create_sandbox(executors, spec).await {
+        Ok(sandbox) => sandbox,
+        Err(ended) => return ended,
+    };
     let run = match TaskRun::from_spec(spec, sandbox) {
         Ok(run) => run,
         Err(reason) => return failed(reason.to_string()),
@@ -251,19 +259,16 @@ async fn run_wasm(
 async fn run_oci(
     executors: &Executors,
     spec: &TaskSpec,
-    sandbox: PathBuf,
     cancel: &Cancel,
     driver: &mpsc::Sender<Input>,
 ) -> RunnerUpdate {
     let Some(oci) = executors.oci.clone() else {
         return failed("this agent runs no OCI tasks (runc is not set up on it)".to_owned());
     };
-    if let Err(e) = tokio::fs::create_dir_all(&sandbox).await {
-        return failed(format!(
-            "cannot create the sandbox {}: {e}",
-            sandbox.display()
-        ));
-    }
+    let sandbox = match create_sandbox(executors, spec).await {
+        Ok(sandbox) => sandbox,
+        Err(ended) => return ended,
+    };
     let launch_spec = spec.clone();
     let launching = tokio::task::spawn_blocking(move || oci.launch(&launch_spec, &sandbox));
     let container = match launching.await {
