@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use agent_core::AGENT_RESTARTED;
-use agent_core::{JOURNAL_V4, JournalChange, JournalEntry, JournalEntryV4};
+use agent_core::{JOURNAL_V4, JOURNAL_V5, JournalChange, JournalEntry, JournalEntryV4};
 use proto::codec::FRAME_BYTES_MAX;
 use proto::{EncodeError, TaskId};
 use thiserror::Error;
@@ -330,11 +330,15 @@ fn parse_record(bytes: &[u8]) -> Result<(u64, &[u8]), &'static str> {
     Ok((seq, list))
 }
 
-/// The list in the current layout, or else in protocol version 4's.
+/// The list in the current layout (under this protocol version or version 5), or else
+/// in protocol version 4's.
 fn decode_list(bytes: &[u8]) -> Result<Vec<JournalEntry>, proto::DecodeError> {
     proto::decode::<Vec<JournalEntry>>(bytes).or_else(|e| {
-        proto::codec::decode_as_version::<Vec<JournalEntryV4>>(bytes, JOURNAL_V4)
-            .map(|old| old.into_iter().map(JournalEntry::from).collect())
+        proto::codec::decode_as_version::<Vec<JournalEntry>>(bytes, JOURNAL_V5)
+            .or_else(|_| {
+                proto::codec::decode_as_version::<Vec<JournalEntryV4>>(bytes, JOURNAL_V4)
+                    .map(|old| old.into_iter().map(JournalEntry::from).collect())
+            })
             .map_err(|_| e)
     })
 }
@@ -470,6 +474,24 @@ mod tests {
                 entry("t2", TaskState::Running)
             ]
         );
+    }
+
+    /// Version 6 changed only the acknowledgement messages: a version-5 journal, in slots
+    /// or in the one file before them, is read as it is.
+    #[test]
+    fn a_journal_of_protocol_version_5_is_read_after_an_upgrade() {
+        let entries = vec![
+            entry("t1", TaskState::Running),
+            entry("t2", TaskState::Finished),
+        ];
+        let mut list = proto::encode(&entries).unwrap();
+        list[0] = JOURNAL_V5;
+        let legacy = tempfile::tempdir().unwrap();
+        std::fs::write(legacy.path().join(JOURNAL_FILE), &list).unwrap();
+        assert_eq!(StatusJournal::new(legacy.path()).load(), entries);
+        let slots = tempfile::tempdir().unwrap();
+        std::fs::write(slots.path().join(SLOT_FILES[0]), record(1, &list)).unwrap();
+        assert_eq!(StatusJournal::new(slots.path()).load(), entries);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use framework::{FrameworkClient, FrameworkConfig, FrameworkError};
 use net::{AliveToken, AliveWatch, Liveness, Net, NetConfig, Request, Requests};
 use proto::{
-    AgentId, Attributes, Call, CallReply, Event, FrameworkCall, FrameworkId, Offer, OfferId,
+    Ack, AgentId, Attributes, Call, CallReply, Event, FrameworkCall, FrameworkId, Offer, OfferId,
     Operation, Resources, StatusUuid, TaskId, TaskKind, TaskLimits, TaskSpec, TaskState,
     TaskStatus, WasmTask,
 };
@@ -282,13 +282,66 @@ async fn updates_are_acknowledged_and_garbage_on_the_events_key_is_dropped() {
         request.message,
         FrameworkCall {
             framework_id: Some(FrameworkId::new("fw-1")),
-            call: Call::Acknowledge {
-                task_id: TaskId::new("t-1"),
-                status_uuid: StatusUuid(77)
+            call: Call::AcknowledgeMany {
+                acks: vec![Ack {
+                    task_id: TaskId::new("t-1"),
+                    status_uuid: StatusUuid(77)
+                }],
             },
         }
     );
     request.reply(&CallReply::Ok).await.unwrap();
+}
+
+/// Acknowledgements that queue while every acknowledging call is out go together in the
+/// next call, not one call each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_queued_behind_calls_in_flight_share_a_call() {
+    let mut master = FakeMaster::start().await;
+    let net = connect(&master).await;
+    let subscribing = tokio::spawn(FrameworkClient::subscribe(
+        net.clone(),
+        FrameworkConfig::new("acks"),
+    ));
+    master.accept_subscription().await;
+    let (_client, mut events) = subscribing.await.unwrap().unwrap();
+    let acks_in = |request: &Request<FrameworkCall>| match &request.message.call {
+        Call::AcknowledgeMany { acks } => acks.clone(),
+        other => panic!("not an acknowledgement: {other:?}"),
+    };
+    // Four calls out, one update each, none answered yet.
+    let mut held = Vec::new();
+    for uuid in 0..4 {
+        master
+            .send(&Event::Update {
+                status: status("t", uuid),
+            })
+            .await;
+        next_event(&mut events).await;
+        let request = master.next_call().await;
+        assert_eq!(acks_in(&request).len(), 1);
+        held.push(request);
+    }
+    for uuid in 4..24 {
+        master
+            .send(&Event::Update {
+                status: status("t", uuid),
+            })
+            .await;
+        next_event(&mut events).await;
+    }
+    for request in held {
+        request.reply(&CallReply::Ok).await.unwrap();
+    }
+    let (mut acked, mut calls) = (Vec::new(), 0);
+    while acked.len() < 20 {
+        let request = master.next_call().await;
+        acked.extend(acks_in(&request).into_iter().map(|a| a.status_uuid.0));
+        calls += 1;
+        request.reply(&CallReply::Ok).await.unwrap();
+    }
+    assert_eq!(acked, (4..24).collect::<Vec<_>>());
+    assert!(calls < 20, "20 acknowledgements took {calls} calls");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

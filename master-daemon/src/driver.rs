@@ -236,18 +236,8 @@ impl Driver {
                 } => {
                     self.command(agent_id, AgentCommand::Kill { task_id, grace_ms });
                 }
-                Action::AckStatus {
-                    agent_id,
-                    task_id,
-                    status_uuid,
-                } => {
-                    self.command(
-                        agent_id,
-                        AgentCommand::Acknowledge {
-                            task_id,
-                            status_uuid,
-                        },
-                    );
+                Action::AckStatus { agent_id, acks } => {
+                    self.command(agent_id, AgentCommand::Acknowledge { acks });
                 }
                 Action::ReclaimNotice {
                     framework_id,

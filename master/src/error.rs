@@ -58,6 +58,16 @@ pub enum CallError {
     UnknownTask(TaskId),
     #[error("task {0} belongs to another framework")]
     NotYourTask(TaskId),
+    #[error("{0} acknowledgements in one call, over the limit of {max}", max = proto::ACKS_PER_CALL_MAX)]
+    TooManyAcks(usize),
+    #[error(
+        "{refused} of {total} acknowledgements refused (the others were taken); the first: {first}"
+    )]
+    AcksRefused {
+        refused: usize,
+        total: usize,
+        first: Box<CallError>,
+    },
     #[error("refused: {0}")]
     Refused(#[from] crate::policy::Refusal),
 }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 /// Version of the wire format; bumped on any incompatible change to a `proto` type.
-pub const PROTOCOL_VERSION: u8 = 5;
+pub const PROTOCOL_VERSION: u8 = 6;
 /// Largest frame `decode` accepts (and `encode` produces): a module chunk plus headroom.
 pub const FRAME_BYTES_MAX: usize = 4 << 20;
 

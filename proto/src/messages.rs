@@ -171,6 +171,13 @@ pub enum Call {
         tasks: Vec<TaskId>,
     },
     Teardown,
+    /// Several `Acknowledge`s in one call (at most [`ACKS_PER_CALL_MAX`]): a busy
+    /// framework acknowledges the updates that came in while its previous
+    /// acknowledgements were on their way. The one-update form stays beside it because
+    /// scheduler modules write calls in this enum's encoding (the executor SDK's ABI).
+    AcknowledgeMany {
+        acks: Vec<Ack>,
+    },
 }
 
 /// The master's reply to a call: taken, or an error a person can act on.
@@ -222,11 +229,23 @@ pub enum AgentCommand {
         task_id: TaskId,
         grace_ms: u64,
     },
+    /// At most [`ACKS_PER_CALL_MAX`]: the acknowledgements of one call for this agent.
     Acknowledge {
-        task_id: TaskId,
-        status_uuid: StatusUuid,
+        acks: Vec<Ack>,
     },
 }
+
+/// One status update acknowledged: its agent stops resending it (and forgets its task
+/// when the update was the task's end).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub task_id: TaskId,
+    pub status_uuid: StatusUuid,
+}
+
+/// Most acknowledgements one `Acknowledge` call or command carries: one call is one
+/// decode and one pass in the master, so this bounds the work a call costs.
+pub const ACKS_PER_CALL_MAX: usize = 1024;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AgentReply {

@@ -4,8 +4,8 @@
 use agent_core::AgentAction;
 use master::{Action, LaunchOutcome};
 use proto::{
-    AgentCommand, AgentId, AgentReply, Call, Event, FrameworkCall, FrameworkId, Offer, TaskId,
-    TaskSpec, TaskState,
+    ACKS_PER_CALL_MAX, Ack, AgentCommand, AgentId, AgentReply, Call, Event, FrameworkCall,
+    FrameworkId, Offer, TaskId, TaskSpec, TaskState,
 };
 
 use crate::driver::{SIM_TASKS_MAX, Sim, SimError};
@@ -16,12 +16,8 @@ impl Sim {
         loop {
             if let Some(action) = self.master.poll_action() {
                 self.act(action)?;
-            } else if let Some((id, status)) = self.updates.pop_front() {
-                let call = Call::Acknowledge {
-                    task_id: status.task_id,
-                    status_uuid: status.uuid,
-                };
-                self.call_as(&id, call)?;
+            } else if let Some((id, acks)) = self.next_acks() {
+                self.call_as(&id, Call::AcknowledgeMany { acks })?;
             } else if let Some((id, event)) = self.module_inbox.pop_front() {
                 self.deliver(&id, &event);
             } else if let Some(offer) = self.inbox.pop_front() {
@@ -30,6 +26,23 @@ impl Sim {
                 return Ok(());
             }
         }
+    }
+
+    /// The acknowledgements of the updates queued for the framework first in the queue,
+    /// in one call, as a busy framework client sends them: those at the front for that
+    /// framework, up to the bound of a call.
+    fn next_acks(&mut self) -> Option<(FrameworkId, Vec<Ack>)> {
+        let id = self.updates.front()?.0.clone();
+        let mut acks = Vec::new();
+        while acks.len() < ACKS_PER_CALL_MAX
+            && let Some((_, status)) = self.updates.pop_front_if(|(of, _)| *of == id)
+        {
+            acks.push(Ack {
+                task_id: status.task_id,
+                status_uuid: status.uuid,
+            });
+        }
+        Some((id, acks))
     }
 
     fn act(&mut self, action: Action) -> Result<(), SimError> {
@@ -48,17 +61,9 @@ impl Sim {
                 task_id,
                 grace_ms,
             } => self.command(&agent_id, AgentCommand::Kill { task_id, grace_ms }),
-            Action::AckStatus {
-                agent_id,
-                task_id,
-                status_uuid,
-            } => self.command(
-                &agent_id,
-                AgentCommand::Acknowledge {
-                    task_id,
-                    status_uuid,
-                },
-            ),
+            Action::AckStatus { agent_id, acks } => {
+                self.command(&agent_id, AgentCommand::Acknowledge { acks });
+            }
             // Reclaim is off in a simulation.
             Action::ReclaimNotice { .. } => {}
             Action::AnnounceCensus(census) => {

@@ -18,6 +18,8 @@ pub enum CommandRefused {
     TasksFull { agent_id: AgentId, tasks_max: usize },
     #[error("agent {agent_id} holds no task {task_id}")]
     TaskUnknown { agent_id: AgentId, task_id: TaskId },
+    #[error("{0} acknowledgements in one command, over the limit of {max}", max = proto::ACKS_PER_CALL_MAX)]
+    TooManyAcks(usize),
     #[error("agent {0} is shutting down")]
     ShuttingDown(AgentId),
     #[error("task {task_id}: {error}")]

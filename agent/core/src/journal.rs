@@ -49,6 +49,9 @@ pub struct JournalEntryV4 {
 
 /// The protocol version [`JournalEntryV4`] was written under.
 pub const JOURNAL_V4: u8 = 4;
+/// Protocol version 5 wrote [`JournalEntry`] as it is now (version 6 changed only the
+/// acknowledgement messages): read after an upgrade as today's entries.
+pub const JOURNAL_V5: u8 = 5;
 
 impl From<JournalEntryV4> for JournalEntry {
     fn from(old: JournalEntryV4) -> JournalEntry {

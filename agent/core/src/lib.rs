@@ -27,7 +27,7 @@ mod offline;
 
 pub use error::CommandRefused;
 pub use journal::{
-    AGENT_RESTARTED, JOURNAL_V4, Journal, JournalChange, JournalEntry, JournalEntryV4,
+    AGENT_RESTARTED, JOURNAL_V4, JOURNAL_V5, Journal, JournalChange, JournalEntry, JournalEntryV4,
 };
 pub use node::{AgentAction, AgentNode, AgentNodeConfig, SHUTDOWN_DRAIN_MS, TaskEnd};
 pub use proto::Millis;

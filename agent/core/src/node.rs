@@ -5,8 +5,9 @@ use std::collections::{BTreeSet, VecDeque};
 use litemap::LiteMap;
 
 use proto::{
-    AdvertTask, AgentAdvert, AgentCommand, AgentId, AgentReply, FrameworkId, MasterCensus, Millis,
-    Resources, StatusBody, StatusUuid, TaskId, TaskKind, TaskSpec, TaskState, TaskStatus,
+    ACKS_PER_CALL_MAX, Ack, AdvertTask, AgentAdvert, AgentCommand, AgentId, AgentReply,
+    FrameworkId, MasterCensus, Millis, Resources, StatusBody, StatusUuid, TaskId, TaskKind,
+    TaskSpec, TaskState, TaskStatus,
 };
 
 use crate::error::CommandRefused;
@@ -256,13 +257,7 @@ impl AgentNode {
         let done = match command {
             AgentCommand::Launch { framework_id, task } => self.launch(now, framework_id, task),
             AgentCommand::Kill { task_id, grace_ms } => self.kill(now, task_id, grace_ms),
-            AgentCommand::Acknowledge {
-                task_id,
-                status_uuid,
-            } => {
-                self.acknowledge(&task_id, status_uuid);
-                Ok(())
-            }
+            AgentCommand::Acknowledge { acks } => self.acknowledge_all(&acks),
         };
         match done {
             Ok(()) => AgentReply::Ok,
@@ -532,6 +527,17 @@ impl AgentNode {
                 task_id,
             }),
         }
+    }
+
+    /// Each acknowledgement in turn; more than a call may carry are refused whole.
+    fn acknowledge_all(&mut self, acks: &[Ack]) -> Result<(), CommandRefused> {
+        if acks.len() > ACKS_PER_CALL_MAX {
+            return Err(CommandRefused::TooManyAcks(acks.len()));
+        }
+        for ack in acks {
+            self.acknowledge(&ack.task_id, ack.status_uuid);
+        }
+        Ok(())
     }
 
     fn acknowledge(&mut self, task_id: &TaskId, status_uuid: StatusUuid) {

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 
 use agent_core::{AGENT_RESTARTED, AgentAction, AgentNode, JournalChange, TaskEnd};
 use common::*;
-use proto::{AgentReply, MasterCensus, Millis, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{
+    Ack, AgentCommand, AgentReply, MasterCensus, Millis, StatusUuid, TaskId, TaskState, TaskStatus,
+};
 
 fn refused(message: &str) -> AgentReply {
     AgentReply::Error {
@@ -223,6 +225,53 @@ fn a_terminal_status_is_never_superseded_and_goes_once_acknowledged() {
     assert!(drain(&mut node).is_empty());
     // The id may be used again.
     assert_eq!(launch(&mut node, 10_003, "t1"), AgentReply::Ok);
+}
+
+/// One command acknowledges the updates of several tasks, each as its own command would;
+/// a command over the bound is refused whole.
+#[test]
+fn one_command_acknowledges_many_updates_and_a_command_over_the_bound_none() {
+    let mut node = node(1);
+    for (i, id) in ["t1", "t2", "t3"].iter().enumerate() {
+        launch(&mut node, i as u64, id);
+        let id = TaskId::new(*id);
+        node.handle_task_ended(Millis(10), &id, end(TaskState::Finished, "done"));
+    }
+    drain(&mut node);
+    let acks_of = |node: &AgentNode, ids: &[&str]| -> Vec<Ack> {
+        (ids.iter())
+            .map(|id| Ack {
+                task_id: TaskId::new(*id),
+                status_uuid: latest(node, id).uuid,
+            })
+            .collect()
+    };
+    let mut too_many = acks_of(&node, &["t1"]);
+    too_many.resize(proto::ACKS_PER_CALL_MAX + 1, too_many[0].clone());
+    let reply = node.handle_command(Millis(12), AgentCommand::Acknowledge { acks: too_many });
+    assert_eq!(
+        reply,
+        refused("1025 acknowledgements in one command, over the limit of 1024")
+    );
+    assert!(drain(&mut node).is_empty());
+    assert_eq!(node.tasks().count(), 3);
+
+    let mut acks = acks_of(&node, &["t1", "t3"]);
+    acks.push(Ack {
+        task_id: TaskId::new("t2"),
+        status_uuid: StatusUuid(7), // not its latest: changes nothing
+    });
+    let reply = node.handle_command(Millis(13), AgentCommand::Acknowledge { acks });
+    assert_eq!(reply, AgentReply::Ok);
+    let forgotten: Vec<TaskId> = (drain(&mut node).into_iter())
+        .filter_map(|a| match a {
+            AgentAction::ForgetTask { task_id } => Some(task_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forgotten, vec![TaskId::new("t1"), TaskId::new("t3")]);
+    let held: Vec<TaskId> = node.tasks().map(|s| s.task_id).collect();
+    assert_eq!(held, vec![TaskId::new("t2")]);
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use proto::{AgentAdvert, AgentId, Event, StatusBody, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{
+    Ack, AgentAdvert, AgentId, Event, StatusBody, StatusUuid, TaskId, TaskState, TaskStatus,
+};
 
 use super::calls::synthetic_status;
 use super::{Action, AgentRecord, Master};
@@ -245,8 +247,10 @@ impl Master {
         if self.agents.contains_key(&status.agent_id) {
             self.actions.push_back(Action::AckStatus {
                 agent_id: status.agent_id.clone(),
-                task_id: status.task_id.clone(),
-                status_uuid: status.uuid,
+                acks: vec![Ack {
+                    task_id: status.task_id.clone(),
+                    status_uuid: status.uuid,
+                }],
             });
         }
     }
@@ -263,8 +267,10 @@ impl Master {
         if self.agents.contains_key(&status.agent_id) {
             self.actions.push_back(Action::AckStatus {
                 agent_id: status.agent_id,
-                task_id,
-                status_uuid: status.uuid,
+                acks: vec![Ack {
+                    task_id,
+                    status_uuid: status.uuid,
+                }],
             });
         }
     }

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use proto::{
-    AgentId, Call, CallReply, Capability, Event, FrameworkCall, FrameworkId, FrameworkInfo,
-    Operation, Principal, StatusUuid, TaskId, TaskKind, TaskState, TaskStatus,
+    ACKS_PER_CALL_MAX, Ack, AgentId, Call, CallReply, Capability, Event, FrameworkCall,
+    FrameworkId, FrameworkInfo, Operation, Principal, StatusUuid, TaskId, TaskKind, TaskState,
+    TaskStatus,
 };
 
 use super::{Action, FrameworkRecord, Master};
@@ -93,7 +94,14 @@ impl Master {
             Call::Acknowledge {
                 task_id,
                 status_uuid,
-            } => self.acknowledge(id, task_id, status_uuid),
+            } => self.acknowledge(
+                id,
+                vec![Ack {
+                    task_id,
+                    status_uuid,
+                }],
+            ),
+            Call::AcknowledgeMany { acks } => self.acknowledge(id, acks),
             Call::Reconcile { tasks } => {
                 if self.offers_held() {
                     self.defer_reconcile(id, tasks);
@@ -367,27 +375,54 @@ impl Master {
         Ok(())
     }
 
-    fn acknowledge(
-        &mut self,
+    /// Passes each acknowledgement on to its task's agent, one command per agent. Those
+    /// of tasks the master does not know or the framework does not own are refused: the
+    /// reply names the first, and the others are passed on all the same.
+    fn acknowledge(&mut self, id: &FrameworkId, acks: Vec<Ack>) -> Result<(), CallError> {
+        if acks.len() > ACKS_PER_CALL_MAX {
+            return Err(CallError::TooManyAcks(acks.len()));
+        }
+        let total = acks.len();
+        let mut by_agent: BTreeMap<AgentId, Vec<Ack>> = BTreeMap::new();
+        let (mut refused, mut first_refusal) = (0, None);
+        for ack in acks {
+            match self.ack_destination(id, &ack.task_id) {
+                Ok(Some(agent_id)) => by_agent.entry(agent_id).or_default().push(ack),
+                Ok(None) => {}
+                Err(e) => {
+                    refused += 1;
+                    first_refusal.get_or_insert(e);
+                }
+            }
+        }
+        for (agent_id, acks) in by_agent {
+            self.actions.push_back(Action::AckStatus { agent_id, acks });
+        }
+        match first_refusal {
+            None => Ok(()),
+            Some(first) if total == 1 => Err(first),
+            Some(first) => Err(CallError::AcksRefused {
+                refused,
+                total,
+                first: Box::new(first),
+            }),
+        }
+    }
+
+    /// The agent an acknowledgement of `task_id` by framework `id` goes to; `None` when
+    /// that agent is gone (nothing to tell it).
+    fn ack_destination(
+        &self,
         id: &FrameworkId,
-        task_id: TaskId,
-        status_uuid: StatusUuid,
-    ) -> Result<(), CallError> {
-        let Some((owner, agent_id)) = self.tasks.owner(&task_id) else {
-            return Err(CallError::UnknownTask(task_id));
+        task_id: &TaskId,
+    ) -> Result<Option<AgentId>, CallError> {
+        let Some((owner, agent_id)) = self.tasks.owner(task_id) else {
+            return Err(CallError::UnknownTask(task_id.clone()));
         };
-        let (owner, agent_id) = (owner.clone(), agent_id.clone());
-        if &owner != id {
-            return Err(CallError::NotYourTask(task_id));
+        if owner != id {
+            return Err(CallError::NotYourTask(task_id.clone()));
         }
-        if self.agents.contains_key(&agent_id) {
-            self.actions.push_back(Action::AckStatus {
-                agent_id,
-                task_id,
-                status_uuid,
-            });
-        }
-        Ok(())
+        Ok(self.agents.contains_key(agent_id).then(|| agent_id.clone()))
     }
 
     /// Keeps a reconciliation asked during the re-registration window for its end; at

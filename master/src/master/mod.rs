@@ -15,9 +15,7 @@ mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use proto::{
-    AgentId, Event, FrameworkId, FrameworkInfo, MasterCensus, StatusUuid, TaskId, TaskSpec,
-};
+use proto::{Ack, AgentId, Event, FrameworkId, FrameworkInfo, MasterCensus, TaskId, TaskSpec};
 
 use crate::allocator::{Allocator, DrfAllocator, Snapshot};
 use crate::config::MasterConfig;
@@ -58,12 +56,9 @@ pub enum Action {
         grace_ms: u64,
     },
     /// `AgentCommand::Acknowledge` to the agent: the framework (or the master, for a
-    /// framework that is gone) acknowledged this status update.
-    AckStatus {
-        agent_id: AgentId,
-        task_id: TaskId,
-        status_uuid: StatusUuid,
-    },
+    /// framework that is gone) acknowledged these status updates of the agent's tasks
+    /// (at most [`proto::ACKS_PER_CALL_MAX`]).
+    AckStatus { agent_id: AgentId, acks: Vec<Ack> },
     /// Tell the framework that its task will be killed at `kill_at` to give resources
     /// back to a framework below its fair share (`proto` has no event for it yet; the
     /// adapter may send it as an `Event::Error` message).

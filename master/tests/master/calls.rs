@@ -357,6 +357,79 @@ fn a_terminal_status_frees_the_task_resources_exactly_once() {
     ));
 }
 
+fn ack(task_id: &str, uuid: u128) -> proto::Ack {
+    proto::Ack {
+        task_id: task_id.into(),
+        status_uuid: proto::StatusUuid(uuid),
+    }
+}
+
+/// One call acknowledges updates of tasks on several agents: one command per agent; the
+/// acknowledgements the framework may not give are refused and named, the rest go on.
+#[test]
+fn one_acknowledge_call_becomes_one_command_per_agent() {
+    let mut m = master();
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    join(&mut m, 0, advert("a2", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("a", "r", 1.0));
+    let made = offers(&step(&mut m, 0));
+    assert_eq!(made.len(), 2);
+    for (offer, ids) in made.iter().zip([["t1", "t3"], ["t2", "t4"]]) {
+        let tasks = ids.iter().map(|id| task(id, res(1.0, 1024.0))).collect();
+        call(&mut m, 0, &fw, accept(&[offer], tasks)).unwrap();
+    }
+    let other = subscribe(&mut m, 0, info("b", "r", 1.0));
+    drain(&mut m);
+    let on_a1: Vec<_> = (m.tasks_view().into_iter())
+        .filter(|t| t.agent_id.as_str() == made[0].agent_id.as_str())
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(
+        on_a1,
+        vec![proto::TaskId::new("t1"), proto::TaskId::new("t3")]
+    );
+
+    let too_many = vec![ack("t1", 1); proto::ACKS_PER_CALL_MAX + 1];
+    let refused = call(&mut m, 1, &fw, Call::AcknowledgeMany { acks: too_many }).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "1025 acknowledgements in one call, over the limit of 1024"
+    );
+    assert!(drain(&mut m).is_empty());
+
+    let acks = vec![ack("t1", 1), ack("t2", 2), ack("nope", 3), ack("t3", 4)];
+    let refused = call(
+        &mut m,
+        2,
+        &other,
+        Call::AcknowledgeMany { acks: acks.clone() },
+    );
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "4 of 4 acknowledgements refused (the others were taken); the first: task t1 belongs to another framework"
+    );
+    assert!(drain(&mut m).is_empty());
+    let refused = call(&mut m, 3, &fw, Call::AcknowledgeMany { acks }).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "1 of 4 acknowledgements refused (the others were taken); the first: task nope is unknown or has ended"
+    );
+    let commands: Vec<(String, Vec<proto::Ack>)> = (drain(&mut m).into_iter())
+        .filter_map(|a| match a {
+            Action::AckStatus { agent_id, acks } => Some((agent_id.to_string(), acks)),
+            _ => None,
+        })
+        .collect();
+    let (a1, a2) = (made[0].agent_id.to_string(), made[1].agent_id.to_string());
+    let mut expected = vec![
+        (a1, vec![ack("t1", 1), ack("t3", 4)]),
+        (a2, vec![ack("t2", 2)]),
+    ];
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(commands, expected);
+    m.check_invariants().unwrap();
+}
+
 #[test]
 fn framework_ids_are_never_reused() {
     let mut m = Master::new(

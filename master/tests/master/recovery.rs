@@ -203,9 +203,9 @@ fn tasks_of_a_framework_that_does_not_return_are_killed_after_its_timeout() {
     );
     let actions = drain(&mut m);
     assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::AckStatus { task_id, .. } if task_id.as_str() == "t1"))
+        actions.iter().any(
+            |a| matches!(a, Action::AckStatus { acks, .. } if acks[0].task_id.as_str() == "t1")
+        )
     );
     let a1 = m
         .agents_view()

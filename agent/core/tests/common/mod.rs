@@ -5,7 +5,7 @@
 
 use agent_core::{AgentAction, AgentNode, AgentNodeConfig, Journal, JournalEntry};
 use proto::{
-    AgentAdvert, AgentCommand, AgentId, AgentReply, Attributes, Millis, OciTask, Resources,
+    Ack, AgentAdvert, AgentCommand, AgentId, AgentReply, Attributes, Millis, OciTask, Resources,
     StatusUuid, TaskId, TaskKind, TaskLimits, TaskSpec, TaskStatus, WasmTask,
 };
 
@@ -79,8 +79,10 @@ pub fn launch_spec(node: &mut AgentNode, now: u64, task: TaskSpec) -> AgentReply
 
 pub fn ack(node: &mut AgentNode, now: u64, id: &str, uuid: StatusUuid) -> AgentReply {
     let command = AgentCommand::Acknowledge {
-        task_id: TaskId::new(id),
-        status_uuid: uuid,
+        acks: vec![Ack {
+            task_id: TaskId::new(id),
+            status_uuid: uuid,
+        }],
     };
     node.handle_command(Millis(now), command)
 }
