@@ -4,8 +4,8 @@
 //! [`agent_core::journal`]); this module only keeps the entries and writes and reads the
 //! files.
 //!
-//! Group commit: the node's changes are applied in memory ([`StatusJournal::apply`]) and
-//! the list is written once per batch ([`StatusJournal::commit`]), whole, as one record
+//! Group commit: the node's changes are applied in memory (`StatusJournal::apply`) and
+//! the list is written once per batch (`StatusJournal::commit`), whole, as one record
 //! into one of two slot files kept open, the two taken in turn, then synced. A record is
 //! `WJ01`, its sequence number, its length and a CRC-32 of all three and the list; on
 //! load the valid record with the highest sequence number wins. A crash during a write
