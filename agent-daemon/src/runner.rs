@@ -99,10 +99,13 @@ pub(crate) async fn run(
 ) {
     let task_id = spec.task_id.clone();
     let (ended, recyclable) = match &spec.kind {
-        TaskKind::Wasm(wasm) => (
-            run_wasm(&executors, &spec, wasm, &cancel, &driver).await,
-            true,
-        ),
+        TaskKind::Wasm(wasm) => {
+            let ended = run_wasm(&executors, &spec, wasm, &cancel, &driver).await;
+            // Only a guest that exited on its own has no file operation still running
+            // on a blocking thread (a kill or a timeout drops the guest mid-call).
+            let exited = matches!(&ended, RunnerUpdate::Ended { outcome, .. } if outcome.exit_code.is_some());
+            (ended, exited)
+        }
         TaskKind::Oci(_) => (run_oci(&executors, &spec, &cancel, &driver).await, false),
     };
     if let Err(e) = executors.sandboxes.release(&task_id, recyclable).await {

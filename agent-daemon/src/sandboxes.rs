@@ -6,11 +6,14 @@
 //! ones). A WASM task's sandbox that is empty when the task ends is instead renamed to
 //! `.free-<n>` and renamed to the next task's name: a rename allocates nothing.
 //!
-//! Invariant: a recycled sandbox is an empty directory that only WASI code had access to.
-//! WASI cannot change a directory's mode, owner or extended attributes, so the next task
-//! gets what a new directory would be. OCI tasks' sandboxes (a container's root may change
-//! them) are never recycled. Task ids never start with a dot, so pooled names cannot be a
-//! task's.
+//! Invariant: a recycled sandbox is an empty directory that only WASI code had access to,
+//! and that code exited on its own. WASI cannot change a directory's mode, owner or
+//! extended attributes, so the next task gets what a new directory would be. Not pooled:
+//! OCI tasks' sandboxes (a container's root may change them) and those of WASM tasks
+//! killed or stopped by a limit (a file operation of theirs may still be running on a
+//! blocking thread and land later). A pooled directory is checked again when taken (still
+//! a directory, still empty), against anything else with access to the sandboxes
+//! directory. Task ids never start with a dot, so pooled names cannot be a task's.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,15 +68,20 @@ impl Sandboxes {
         self.inner.dir.join(task_id.as_str())
     }
 
-    /// Makes `task_id`'s sandbox, from the pool if it holds one.
+    /// Makes `task_id`'s sandbox, from the pool if it holds one that is still an empty
+    /// directory.
     pub async fn create(&self, task_id: &TaskId) -> std::io::Result<PathBuf> {
         let path = self.path(task_id);
         if let Some(pooled) = self.take_pooled() {
             match tokio::fs::rename(&pooled, &path).await {
-                Ok(()) => return Ok(path),
+                Ok(()) if is_empty_dir(&path).await => return Ok(path),
+                Ok(()) => {
+                    tracing::warn!(sandbox = %path.display(), "a pooled sandbox was changed while pooled; made anew");
+                    remove_any(&path).await?;
+                }
                 Err(e) => {
                     tracing::debug!(pooled = %pooled.display(), %e, "a pooled sandbox could not be reused");
-                    let _ = tokio::fs::remove_dir_all(&pooled).await;
+                    let _ = remove_any(&pooled).await;
                 }
             }
         }
@@ -119,6 +127,16 @@ impl Sandboxes {
     #[cfg(test)]
     fn pooled(&self) -> usize {
         self.inner.pooled.lock().map_or(0, |p| p.len())
+    }
+}
+
+/// Removes a directory with what it holds, or a file or link in its place.
+async fn remove_any(path: &Path) -> std::io::Result<()> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(path).await,
+        Ok(_) => tokio::fs::remove_file(path).await,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -172,6 +190,28 @@ mod tests {
 
         // Releasing a sandbox that is gone is fine.
         sandboxes.release(&t3, true).await.unwrap();
+
+        // A pooled directory something wrote into, or swapped for a link, is not handed
+        // on: the task gets a new empty directory.
+        let t4 = TaskId::new("t4");
+        sandboxes.create(&t4).await.unwrap();
+        sandboxes.release(&t4, true).await.unwrap();
+        std::fs::write(pooled_entry(dir.path()).join("planted"), b"x").unwrap();
+        let t5_dir = sandboxes.create(&TaskId::new("t5")).await.unwrap();
+        assert_eq!(std::fs::read_dir(&t5_dir).unwrap().count(), 0);
+        let t6 = TaskId::new("t6");
+        sandboxes.create(&t6).await.unwrap();
+        sandboxes.release(&t6, true).await.unwrap();
+        let pooled = pooled_entry(dir.path());
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"x").unwrap();
+        std::fs::remove_dir(&pooled).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &pooled).unwrap();
+        let t7_dir = sandboxes.create(&TaskId::new("t7")).await.unwrap();
+        let meta = std::fs::symlink_metadata(&t7_dir).unwrap();
+        assert!(meta.is_dir() && !meta.file_type().is_symlink());
+        assert_eq!(std::fs::read_dir(&t7_dir).unwrap().count(), 0);
+        assert!(outside.path().join("secret").exists());
     }
 
     #[tokio::test]
@@ -208,6 +248,20 @@ mod tests {
             .collect();
         assert_eq!(entries.len(), 1);
         entries.remove(0)
+    }
+
+    fn pooled_entry(dir: &Path) -> PathBuf {
+        let mut pooled: Vec<PathBuf> = (std::fs::read_dir(dir).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(POOLED_PREFIX)
+            })
+            .collect();
+        assert_eq!(pooled.len(), 1);
+        pooled.remove(0)
     }
 
     fn inode(path: &Path) -> u64 {

@@ -534,7 +534,7 @@ impl Acker {
                 let count = acks.len();
                 let call = Call::AcknowledgeMany { acks };
                 if let Err(e) = send_call(&net, Some(&framework_id), call, call_timeout_ms).await {
-                    tracing::debug!(count, %e, "acknowledgements not taken; their updates will be resent");
+                    tracing::debug!(count, %e, "acknowledgements not all taken; agents resend the updates not acknowledged");
                 }
                 drop(slot);
             });

@@ -60,8 +60,10 @@ pub enum CallError {
     NotYourTask(TaskId),
     #[error("{0} acknowledgements in one call, over the limit of {max}", max = proto::ACKS_PER_CALL_MAX)]
     TooManyAcks(usize),
+    /// Some of a call's acknowledgements were refused; those not refused were taken.
     #[error(
-        "{refused} of {total} acknowledgements refused (the others were taken); the first: {first}"
+        "{refused} of {total} acknowledgements refused{taken}; the first: {first}",
+        taken = if refused < total { " (the others were taken)" } else { "" }
     )]
     AcksRefused {
         refused: usize,

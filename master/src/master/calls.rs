@@ -20,7 +20,9 @@ pub const DEFERRED_RECONCILES_MAX: usize = 4096;
 impl Master {
     /// A framework's call from `caller`, as the transport proved it. The reply goes back
     /// to the caller at once; events and agent commands the call causes come out of
-    /// [`Master::poll_action`]. A refused call changes nothing.
+    /// [`Master::poll_action`]. A refused call changes nothing, with one exception: an
+    /// `AcknowledgeMany` whose acknowledgements are refused only in part passes the others
+    /// on, and its error says how many were refused ([`CallError::AcksRefused`]).
     pub fn handle_call(
         &mut self,
         now: Millis,

@@ -406,7 +406,7 @@ fn one_acknowledge_call_becomes_one_command_per_agent() {
     );
     assert_eq!(
         refused.unwrap_err().to_string(),
-        "4 of 4 acknowledgements refused (the others were taken); the first: task t1 belongs to another framework"
+        "4 of 4 acknowledgements refused; the first: task t1 belongs to another framework"
     );
     assert!(drain(&mut m).is_empty());
     let refused = call(&mut m, 3, &fw, Call::AcknowledgeMany { acks }).unwrap_err();
