@@ -69,39 +69,48 @@ impl Sandboxes {
     }
 
     /// Makes `task_id`'s sandbox, from the pool if it holds one that is still an empty
-    /// directory.
+    /// directory. One trip to the blocking pool: each is a thread wake-up, and those
+    /// were the largest cost left per task.
     pub async fn create(&self, task_id: &TaskId) -> std::io::Result<PathBuf> {
-        let path = self.path(task_id);
+        let (this, path) = (self.clone(), self.path(task_id));
+        blocking(move || this.create_at(path)).await
+    }
+
+    /// Done with `task_id`'s sandbox: pooled if `recyclable` and empty, else removed with
+    /// whatever it holds. One trip to the blocking pool.
+    pub async fn release(&self, task_id: &TaskId, recyclable: bool) -> std::io::Result<()> {
+        let (this, path) = (self.clone(), self.path(task_id));
+        blocking(move || this.release_at(&path, recyclable)).await
+    }
+
+    fn create_at(&self, path: PathBuf) -> std::io::Result<PathBuf> {
         if let Some(pooled) = self.take_pooled() {
-            match tokio::fs::rename(&pooled, &path).await {
-                Ok(()) if is_empty_dir(&path).await => return Ok(path),
+            match std::fs::rename(&pooled, &path) {
+                Ok(()) if is_empty_dir(&path) => return Ok(path),
                 Ok(()) => {
                     tracing::warn!(sandbox = %path.display(), "a pooled sandbox was changed while pooled; made anew");
-                    remove_any(&path).await?;
+                    remove_any(&path)?;
                 }
                 Err(e) => {
                     tracing::debug!(pooled = %pooled.display(), %e, "a pooled sandbox could not be reused");
-                    let _ = remove_any(&pooled).await;
+                    let _ = remove_any(&pooled);
                 }
             }
         }
-        tokio::fs::create_dir_all(&path).await?;
+        std::fs::create_dir_all(&path)?;
         Ok(path)
     }
 
-    /// Done with `task_id`'s sandbox: pooled if `recyclable` (a WASM task's) and empty,
-    /// else removed with whatever it holds.
-    pub async fn release(&self, task_id: &TaskId, recyclable: bool) -> std::io::Result<()> {
-        let path = self.path(task_id);
-        if recyclable && self.has_room() && is_empty_dir(&path).await {
+    fn release_at(&self, path: &Path, recyclable: bool) -> std::io::Result<()> {
+        if recyclable && self.has_room() && is_empty_dir(path) {
             let name = self.inner.next_name.fetch_add(1, Ordering::Relaxed);
             let pooled = self.inner.dir.join(format!("{POOLED_PREFIX}{name}"));
-            if tokio::fs::rename(&path, &pooled).await.is_ok() {
+            if std::fs::rename(path, &pooled).is_ok() {
                 self.put_pooled(pooled);
                 return Ok(());
             }
         }
-        match tokio::fs::remove_dir_all(&path).await {
+        match std::fs::remove_dir_all(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -130,28 +139,29 @@ impl Sandboxes {
     }
 }
 
+/// Runs file-system work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// Removes a directory with what it holds, or a file or link in its place.
-async fn remove_any(path: &Path) -> std::io::Result<()> {
-    match tokio::fs::symlink_metadata(path).await {
-        Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(path).await,
-        Ok(_) => tokio::fs::remove_file(path).await,
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }
 
 /// True for a directory (not a link to one) with no entries.
-async fn is_empty_dir(path: &Path) -> bool {
-    let is_dir = tokio::fs::symlink_metadata(path)
-        .await
-        .is_ok_and(|m| m.is_dir());
-    if !is_dir {
-        return false;
-    }
-    match tokio::fs::read_dir(path).await {
-        Ok(mut entries) => matches!(entries.next_entry().await, Ok(None)),
-        Err(_) => false,
-    }
+fn is_empty_dir(path: &Path) -> bool {
+    let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    is_dir && std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 #[cfg(test)]
