@@ -258,21 +258,13 @@ impl Master {
     /// A doomed task's framework was told `lost` already: its updates stop at the master,
     /// which acknowledges them, and its end frees its resources.
     fn doomed_status(&mut self, status: TaskStatus) {
-        let task_id = status.task_id.clone();
+        let task_id = &status.task_id;
         if status.state.is_terminal()
-            && let Some(told) = self.tasks.get(&task_id).and_then(|t| t.latest_status())
+            && let Some(told) = self.tasks.get(task_id).and_then(|t| t.latest_status())
         {
-            self.end_task(&task_id, told);
+            self.end_task(task_id, told);
         }
-        if self.agents.contains_key(&status.agent_id) {
-            self.actions.push_back(Action::AckStatus {
-                agent_id: status.agent_id,
-                acks: vec![Ack {
-                    task_id,
-                    status_uuid: status.uuid,
-                }],
-            });
-        }
+        self.ack_to_agent(&status);
     }
 
     fn add_agent(&mut self, advert: AgentAdvert) {
