@@ -137,6 +137,18 @@ fn status(task: &str, uuid: u128) -> TaskStatus {
     }
 }
 
+/// A client subscribed through `master` with `config`; the Subscribe call it made beside it.
+async fn subscribed(
+    master: &mut FakeMaster,
+    net: Net,
+    config: FrameworkConfig,
+) -> (FrameworkCall, FrameworkClient, framework::Events) {
+    let subscribing = tokio::spawn(FrameworkClient::subscribe(net, config));
+    let subscribe = master.accept_subscription().await;
+    let (client, events) = subscribing.await.unwrap().unwrap();
+    (subscribe, client, events)
+}
+
 async fn next_event(events: &mut framework::Events) -> Event {
     tokio::time::timeout(WAIT, events.recv())
         .await
@@ -149,9 +161,7 @@ async fn subscribe_receive_offers_accept_and_refusals() {
     let mut master = FakeMaster::start().await;
     let net = connect(&master).await;
     let config = FrameworkConfig::new("test-scheduler").with_role("analytics", 2.0);
-    let subscribing = tokio::spawn(FrameworkClient::subscribe(net, config));
-    let subscribe = master.accept_subscription().await;
-    let (client, mut events) = subscribing.await.unwrap().unwrap();
+    let (subscribe, client, mut events) = subscribed(&mut master, net, config).await;
     assert_eq!(
         subscribe.framework_id, None,
         "a first subscription carries no id"
@@ -251,12 +261,8 @@ async fn subscribe_receive_offers_accept_and_refusals() {
 async fn updates_are_acknowledged_and_garbage_on_the_events_key_is_dropped() {
     let mut master = FakeMaster::start().await;
     let net = connect(&master).await;
-    let subscribing = tokio::spawn(FrameworkClient::subscribe(
-        net.clone(),
-        FrameworkConfig::new("acks"),
-    ));
-    master.accept_subscription().await;
-    let (_client, mut events) = subscribing.await.unwrap().unwrap();
+    let (_, _client, mut events) =
+        subscribed(&mut master, net.clone(), FrameworkConfig::new("acks")).await;
 
     let events_key = master.net.keys().framework_events(&"fw-1".into());
     master
@@ -299,12 +305,8 @@ async fn updates_are_acknowledged_and_garbage_on_the_events_key_is_dropped() {
 async fn acknowledgements_queued_behind_calls_in_flight_share_a_call() {
     let mut master = FakeMaster::start().await;
     let net = connect(&master).await;
-    let subscribing = tokio::spawn(FrameworkClient::subscribe(
-        net.clone(),
-        FrameworkConfig::new("acks"),
-    ));
-    master.accept_subscription().await;
-    let (_client, mut events) = subscribing.await.unwrap().unwrap();
+    let (_, _client, mut events) =
+        subscribed(&mut master, net.clone(), FrameworkConfig::new("acks")).await;
     let acks_in = |request: &Request<FrameworkCall>| match &request.message.call {
         Call::AcknowledgeMany { acks } => acks.clone(),
         other => panic!("not an acknowledgement: {other:?}"),
@@ -350,12 +352,8 @@ async fn acknowledgements_queued_behind_calls_in_flight_share_a_call() {
 async fn the_client_subscribes_again_with_its_id_when_the_master_comes_back() {
     let mut master = FakeMaster::start().await;
     let net = connect(&master).await;
-    let subscribing = tokio::spawn(FrameworkClient::subscribe(
-        net,
-        FrameworkConfig::new("failover"),
-    ));
-    master.accept_subscription().await;
-    let (client, mut events) = subscribing.await.unwrap().unwrap();
+    let (_, client, mut events) =
+        subscribed(&mut master, net, FrameworkConfig::new("failover")).await;
 
     master.restart().await;
 
@@ -394,12 +392,8 @@ async fn events_during_a_resubscription_do_not_hold_up_its_answer() {
     const EVENTS: usize = 1_000;
     let mut master = FakeMaster::start().await;
     let net = connect(&master).await;
-    let subscribing = tokio::spawn(FrameworkClient::subscribe(
-        net,
-        FrameworkConfig::new("failover"),
-    ));
-    master.accept_subscription().await;
-    let (_client, mut events) = subscribing.await.unwrap().unwrap();
+    let (_, _client, mut events) =
+        subscribed(&mut master, net, FrameworkConfig::new("failover")).await;
 
     master.restart().await;
     let request = master.next_call().await;
