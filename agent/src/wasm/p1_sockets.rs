@@ -10,6 +10,12 @@
 //! So each task gets, on its first socket call, a tiny probe instance in its own store
 //! that calls the real `fd_fdstat_get` with the probe's own scratch memory: the table
 //! answers, and the guest's memory is never touched.
+//!
+//! The probe is compiled when a task first calls a socket function, not when the agent
+//! starts: compiling it at start brought the WAT parser and all of Cranelift into every
+//! idle agent's resident memory (#19), for calls most tasks never make.
+
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::{Caller, FuncType, InstancePre, Linker, Module, Val, ValType};
 
@@ -39,12 +45,32 @@ const PROBE_WAT: &str = r#"(module
   (func (export "fd_errno") (param $fd i32) (result i32)
     (call $fdstat (local.get $fd) (i32.const 0))))"#;
 
+/// The probe, made once for all tasks from the linker as it was before the socket calls
+/// were shadowed, so that it keeps the real `fd_fdstat_get`.
+struct Probe {
+    unshadowed: Linker<P1Ctx>,
+    made: OnceLock<InstancePre<P1Ctx>>,
+}
+
+impl Probe {
+    fn get(&self) -> wasmtime::Result<&InstancePre<P1Ctx>> {
+        if let Some(probe) = self.made.get() {
+            return Ok(probe);
+        }
+        let module = Module::new(self.unshadowed.engine(), PROBE_WAT)?;
+        let probe = self.unshadowed.instantiate_pre(&module)?;
+        // Two tasks may make it at once; both are the same, the first one kept.
+        Ok(self.made.get_or_init(|| probe))
+    }
+}
+
 /// Replaces the p1 `sock_*` functions in `linker` (which must already hold the real p1
 /// functions) with quiet, conforming ones.
 pub fn add_quiet(linker: &mut Linker<P1Ctx>) -> wasmtime::Result<()> {
-    let module = Module::new(linker.engine(), PROBE_WAT)?;
-    // Linked now, so the probe keeps the real `fd_fdstat_get` whatever is shadowed later.
-    let probe = linker.instantiate_pre(&module)?;
+    let probe = Arc::new(Probe {
+        unshadowed: linker.clone(),
+        made: OnceLock::new(),
+    });
     linker.allow_shadowing(true);
     for module in P1_MODULES {
         for (name, arity) in SOCK_CALLS {
@@ -72,7 +98,7 @@ pub fn add_quiet(linker: &mut Linker<P1Ctx>) -> wasmtime::Result<()> {
 /// descriptor, else `notsock`.
 async fn sock_errno(
     caller: &mut Caller<'_, P1Ctx>,
-    probe: &InstancePre<P1Ctx>,
+    probe: &Probe,
     fd: i32,
 ) -> wasmtime::Result<i32> {
     let fd_errno = match caller.data().fd_probe.clone() {
@@ -80,7 +106,7 @@ async fn sock_errno(
         None => {
             // Fails when the probe's one page of memory does not fit the task's limits;
             // the task learns it as `nomem`, like any allocation failure, not as a trap.
-            let Ok(instance) = probe.instantiate_async(&mut *caller).await else {
+            let Ok(instance) = probe.get()?.instantiate_async(&mut *caller).await else {
                 return Ok(ERRNO_NOMEM);
             };
             let f = instance.get_typed_func::<i32, i32>(&mut *caller, "fd_errno")?;
