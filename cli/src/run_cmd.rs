@@ -386,9 +386,10 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
     let mut seen: BTreeMap<&TaskId, TaskState> = BTreeMap::new();
     let mut away_since: Option<std::time::Instant> = None;
     loop {
-        let rows = match tools::ask(net, &OperatorRequest::Tasks, tools::TOOL_QUERY_TIMEOUT_MS)
-            .await
-        {
+        let asked = OperatorRequest::TaskRows {
+            task_ids: task_ids.to_vec(),
+        };
+        let rows = match tools::ask(net, &asked, tools::TOOL_QUERY_TIMEOUT_MS).await {
             Ok(OperatorReply::Tasks(rows)) => rows,
             Ok(other) => bail!(tools::unexpected(&other)),
             Err(e) => {

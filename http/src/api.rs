@@ -251,8 +251,15 @@ async fn task(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let id = task_id(path)?;
-    let found = current(&h).tasks.iter().find(|t| t.task_id == id).cloned();
-    let task = found.ok_or_else(|| task_not_found(&id))?;
+    // From the core's books, not the snapshot: it lists only the 200 most recently ended.
+    let asked = OperatorRequest::TaskRows {
+        task_ids: vec![id.clone()],
+    };
+    let task = match ask(&h, &caller, asked).await? {
+        OperatorReply::Tasks(rows) => rows.into_iter().next(),
+        other => return Err(unexpected(&other)),
+    };
+    let task = task.ok_or_else(|| task_not_found(&id))?;
     let logs = ask(&h, &caller, logs_request(&id, None)).await;
     let (log_tail, log_error) = match logs {
         Ok(OperatorReply::Logs(output)) => {
@@ -536,6 +543,7 @@ fn refusal(e: OperatorError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_job", m)
         }
         OperatorError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+        OperatorError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
     }
 }
 

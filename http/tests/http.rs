@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use http_api::state::{ClusterState, TaskRow};
 use http_api::{Command, ErrorBody, Handles, Recorder};
 use jobs::request::{Artifact, ValidJob, ValidateJob};
+use master::view::WallClock;
 use master::{Action, Master, MasterConfig, Millis, OperatorKillError};
 use proto::admin::{LogsRequest, OutputPart, OutputPiece, TaskOutput};
 use proto::operator::{JobAccepted, OperatorError, OperatorReply, OperatorRequest};
@@ -325,6 +326,13 @@ impl Daemon {
                 }
                 None => OperatorReply::Error(OperatorError::NotFound(format!("no task {task_id}"))),
             },
+            OperatorRequest::TaskRows { task_ids } => {
+                let clock = WallClock {
+                    wall_ms: Daemon::wall_ms(),
+                    master_now: self.now(),
+                };
+                OperatorReply::Tasks(self.master.task_rows_of(&task_ids, clock))
+            }
             other => OperatorReply::Error(OperatorError::Conflict(format!(
                 "the API does not ask {other:?}"
             ))),
@@ -965,6 +973,7 @@ async fn with_tokens_every_route_but_health_and_the_dashboard_wants_one() {
     let ops = Principal::new("ops", Role::Operator);
     let callers = cluster.callers.lock().unwrap().clone();
     let expected = [
+        ("TaskRows".to_owned(), watcher.clone()),
         ("Logs".to_owned(), watcher),
         ("Kill".to_owned(), ops.clone()),
         ("SubmitJob".to_owned(), ops),

@@ -19,6 +19,7 @@
 //! and every [`SNAPSHOT_IDLE_INTERVAL_MS`] regardless (so the share chart and the
 //! decode-error counters move on an idle cluster). The HTTP API serves that snapshot.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,6 +29,7 @@ use http_api::{ClusterState, Command, Handles, Recorder, SNAPSHOT_INTERVAL_MS_MI
 use jobs::request::{ValidJob, ValidateJob};
 use jobs::waiting::Waiting;
 use jobs::{ServiceRequest, ValidDecl};
+use master::view::WallClock;
 use master::{Master, Millis, OperatorAct, OperatorKillError, Policy, Refusal};
 use net::clock::unix_ms;
 use net::modules::ModuleStore;
@@ -36,7 +38,7 @@ use proto::admin::{LogOffsets, LogsReply, LogsRequest, TaskOutput};
 use proto::declared::{JobsReply, JobsRequest};
 use proto::operator::{
     HostedReply, HostedRequest, JOB_REQUEST_BYTES_MAX, JobAccepted, JobRequest, OperatorError,
-    OperatorReply, OperatorRequest, TaskRow,
+    OperatorReply, OperatorRequest, TASK_ROWS_ASKED_MAX, TaskRow,
 };
 use proto::{Principal, TaskId, TaskState};
 use tokio::net::TcpListener;
@@ -411,6 +413,7 @@ pub(crate) async fn answer(
         OperatorRequest::Explain { subject } => crate::explain::explain(ctx, subject)
             .await
             .map(|e| OperatorReply::Explain(Box::new(e))),
+        OperatorRequest::TaskRows { task_ids } => task_rows(ctx, task_ids).await,
     };
     listed.unwrap_or_else(OperatorReply::Error)
 }
@@ -433,7 +436,7 @@ fn operator_act(request: &OperatorRequest) -> OperatorAct {
             oci: job.image.is_some(),
         },
         OperatorRequest::Hosted(HostedRequest::Add(_)) => OperatorAct::Submit { oci: true },
-        OperatorRequest::Explain { .. } => OperatorAct::Read,
+        OperatorRequest::Explain { .. } | OperatorRequest::TaskRows { .. } => OperatorAct::Read,
         OperatorRequest::Jobs(request) => match request {
             JobsRequest::List | JobsRequest::Status { .. } | JobsRequest::History { .. } => {
                 OperatorAct::Read
@@ -447,6 +450,41 @@ fn operator_act(request: &OperatorRequest) -> OperatorAct {
             JobsRequest::Stop { .. } => OperatorAct::Kill,
         },
     }
+}
+
+/// The rows of the tasks asked about, in the order asked: from the core's books (the
+/// snapshot lists only the most recently ended), else the jobs framework's pending ones.
+async fn task_rows(
+    ctx: &OperatorContext,
+    task_ids: Vec<TaskId>,
+) -> Result<OperatorReply, OperatorError> {
+    if task_ids.len() > TASK_ROWS_ASKED_MAX {
+        return Err(OperatorError::BadRequest(format!(
+            "{} task ids asked about; at most {TASK_ROWS_ASKED_MAX} at once",
+            task_ids.len()
+        )));
+    }
+    let asked = task_ids.clone();
+    let known = read(ctx, move |core, now| {
+        let clock = WallClock {
+            wall_ms: unix_ms(),
+            master_now: now,
+        };
+        core.task_rows_of(&asked, clock)
+    })
+    .await?;
+    let mut rows: HashMap<TaskId, TaskRow> = (known.into_iter())
+        .map(|r| (r.task_id.clone(), r))
+        .collect();
+    if let Some(pending) = ctx.jobs.borrow().clone().map(|jobs| jobs.pending()) {
+        let wanted: HashSet<&TaskId> = task_ids.iter().collect();
+        for row in pending.iter().filter(|r| wanted.contains(&r.task_id)) {
+            rows.entry(row.task_id.clone())
+                .or_insert_with(|| row.clone());
+        }
+    }
+    let in_order = task_ids.iter().filter_map(|id| rows.remove(id));
+    Ok(OperatorReply::Tasks(in_order.collect()))
 }
 
 /// Logs a refusal (and enters it in the operator log); the error for the caller.

@@ -13,7 +13,7 @@ use master_daemon::tools;
 use master_daemon::{MasterDaemon, MasterDaemonConfig, MasterHandle};
 use net::modules::upload_module;
 use net::{Net, NetConfig};
-use proto::operator::OperatorRequest;
+use proto::operator::{OperatorReply, OperatorRequest};
 use proto::{
     AgentAdvert, AgentId, Attributes, Event, Filters, ModuleHash, ModuleRef, Resources, TaskId,
     TaskKind, TaskLimits, TaskSpec, TaskState, TaskStatus, WasmTask,

@@ -146,6 +146,17 @@ impl Master {
         self.live_task_rows(clock).chain(ended).collect()
     }
 
+    /// The rows of `task_ids` the master knows, live or remembered ended, in that order;
+    /// ids it does not know are left out.
+    pub fn task_rows_of(&self, task_ids: &[TaskId], clock: WallClock) -> Vec<TaskRow> {
+        (task_ids.iter())
+            .filter_map(|id| match self.tasks.get(id) {
+                Some(t) => Some(live_row(t, self.tasks.usage(id), clock)),
+                None => self.tasks.ended(id).map(|t| ended_row(t, clock)),
+            })
+            .collect()
+    }
+
     fn live_task_rows(&self, clock: WallClock) -> impl Iterator<Item = TaskRow> + '_ {
         self.tasks
             .live()

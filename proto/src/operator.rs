@@ -26,6 +26,9 @@ pub use crate::task::{OnReconnect, RestartPolicy};
 pub const JOB_REQUEST_BYTES_MAX: usize = 64 << 10;
 /// Most bytes of a hosted scheduler's `--config` file.
 pub const HOSTED_CONFIG_BYTES_MAX: usize = 64 << 10;
+/// Task ids one [`OperatorRequest::TaskRows`] may ask about (four times the tasks of a
+/// job request).
+pub const TASK_ROWS_ASKED_MAX: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -343,6 +346,14 @@ pub enum OperatorRequest {
     Explain {
         subject: String,
     },
+    /// The rows of these tasks, live or ended while the master remembers them (the last
+    /// 10,000 ended), in the order asked; ids it does not know are left out. At most
+    /// [`TASK_ROWS_ASKED_MAX`]. Answered with [`OperatorReply::Tasks`]. `Tasks` lists only
+    /// the 200 most recently ended, so a task of a large batch can leave it between two
+    /// looks: whoever waits for given tasks asks this.
+    TaskRows {
+        task_ids: Vec<TaskId>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -383,6 +394,9 @@ pub enum OperatorError {
     /// (HTTP 403).
     #[error("{0}")]
     Forbidden(String),
+    /// A request over one of its bounds, saying which (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 #[cfg(test)]

@@ -175,6 +175,23 @@ async fn live_cluster_serves_the_api_metrics_and_the_dashboard_in_chromium() {
         let api = get_json(&c, &format!("{base}/api/v1/{path}")).await;
         assert_eq!(admin, api, "master/admin and /api/v1/{path} disagree");
     }
+    // Asked by id (what `wasmos run --wait` asks): the known row, the unknown left out.
+    let id = TaskId::new(task_id.as_str());
+    let asked = OperatorRequest::TaskRows {
+        task_ids: vec![TaskId::new("no-such-task"), id.clone()],
+    };
+    match tools::ask(&tool, &asked, 5_000).await.unwrap() {
+        OperatorReply::Tasks(rows) => {
+            let found: Vec<_> = rows.iter().map(|r| (&r.task_id, r.state)).collect();
+            assert_eq!(found, [(&id, TaskState::Finished)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let too_many = OperatorRequest::TaskRows {
+        task_ids: vec![id; proto::operator::TASK_ROWS_ASKED_MAX + 1],
+    };
+    let refused = tools::ask(&tool, &too_many, 5_000).await.unwrap_err();
+    assert!(refused.to_string().contains("at most 1024"), "{refused}");
 
     let metrics = c
         .get(format!("{base}/metrics"))

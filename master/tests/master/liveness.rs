@@ -416,3 +416,34 @@ fn a_second_process_with_an_agent_id_does_not_take_the_agent_over_while_its_toke
     );
     assert_eq!(m.check_invariants(), Ok(()));
 }
+
+/// Regression: `wasmos run --count 256 --wait` waited forever when some of its tasks
+/// ended and left the listing's 200 most recently ended between two looks.
+#[test]
+fn tasks_asked_about_by_id_are_found_after_they_leave_the_listing() {
+    let mut m = master();
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
+    let offer = offers_to(&step(&mut m, 0), &fw);
+    let ids: Vec<String> = (0..250).map(|i| format!("t{i}")).collect();
+    let tasks = ids.iter().map(|id| task(id, res(0.01, 1.0))).collect();
+    call(&mut m, 0, &fw, accept(&[&offer[0]], tasks)).unwrap();
+    step(&mut m, 0);
+    for (uuid, id) in (1..).zip(&ids) {
+        m.handle_status(Millis(1), status(id, &fw, "a1", TaskState::Finished, uuid));
+    }
+    step(&mut m, 1);
+    let clock = master::view::WallClock::MASTER;
+    let listed = m.task_rows(clock);
+    assert_eq!(listed.len(), master::view::ENDED_TASKS_LISTED_MAX);
+    assert!(listed.iter().all(|r| r.id != "t0"), "t0 ended first");
+
+    let asked = [TaskId::new("t3"), TaskId::new("nope"), TaskId::new("t0")];
+    let rows = m.task_rows_of(&asked, clock);
+    let found: Vec<(&str, TaskState)> = rows.iter().map(|r| (r.id.as_str(), r.state)).collect();
+    assert_eq!(
+        found,
+        [("t3", TaskState::Finished), ("t0", TaskState::Finished)],
+        "in the order asked, the unknown left out"
+    );
+}
