@@ -438,6 +438,44 @@ async fn puts_arrive_on_declared_keys_and_on_keys_past_the_bound() {
     .expect("the later subscriber never heard the declared key");
 }
 
+/// Regression: two puts on a key's first use, at once, each declared the key; zenoh gave
+/// the second the key's id before the first had sent the declaration, so the second put
+/// could reach the router first, which dropped it ("Route data with unknown scope").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_at_once_on_a_new_key_all_arrive() {
+    let master = master().await;
+    let agent = Arc::new(peer_of(&master).await);
+    let keys = master.keys().clone();
+    let mut adverts = master
+        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
+        .await
+        .unwrap();
+    sync_route(&agent, &mut adverts, &keys.agent_advert("sync")).await;
+    const AT_ONCE: u64 = 8;
+    for i in 0..1000 {
+        let key = keys.agent_advert(&format!("b{i}"));
+        let puts: Vec<_> = (0..AT_ONCE)
+            .map(|seq| {
+                let (agent, key) = (agent.clone(), key.clone());
+                tokio::spawn(async move { agent.put(&key, &advert("b", seq)).await })
+            })
+            .collect();
+        for put in puts {
+            put.await.unwrap().unwrap();
+        }
+        let mut heard = Vec::new();
+        while heard.len() < AT_ONCE as usize {
+            match tokio::time::timeout(WAIT, adverts.recv()).await {
+                Ok(Some(received)) if received.key == key => heard.push(received.message.seq),
+                Ok(Some(_)) => {}
+                _ => panic!("key {i}: heard only {heard:?} of {AT_ONCE} puts"),
+            }
+        }
+        heard.sort_unstable();
+        assert_eq!(heard, (0..AT_ONCE).collect::<Vec<_>>(), "key {i}");
+    }
+}
+
 struct Store {
     _dir: tempfile::TempDir,
     store: Arc<ModuleStore>,
