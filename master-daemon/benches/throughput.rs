@@ -142,6 +142,7 @@ async fn launch_throughput(length: Duration) -> Run {
         elapsed: Duration::ZERO,
         ended: Vec::new(),
     };
+    let mut calls = tokio::task::JoinSet::new();
     let started = Instant::now();
     while started.elapsed() < length {
         let event = tokio::time::timeout(EVENT_WAIT, events.recv())
@@ -158,7 +159,7 @@ async fn launch_throughput(length: Duration) -> Run {
                     run.launched += tasks.len() as u64;
                     let (client, calls_failed) = (client.clone(), run.calls_failed.clone());
                     let call_times = run.call_times.clone();
-                    tokio::spawn(async move {
+                    calls.spawn(async move {
                         let called = Instant::now();
                         match client.launch(offer.offer_id, tasks).await {
                             Ok(_) => call_times.lock().unwrap().push(called.elapsed()),
@@ -184,5 +185,17 @@ async fn launch_throughput(length: Duration) -> Run {
         }
     }
     run.elapsed = started.elapsed();
+    // The calls still out are waited for before the cluster is torn down: its teardown
+    // ends them without an answer, and they were counted as unanswered (all of them, in
+    // the runs where a trace followed each call through zenoh). Events are taken
+    // meanwhile, so that none waits on a full queue.
+    let answered = async { while calls.join_next().await.is_some() {} };
+    tokio::pin!(answered);
+    loop {
+        tokio::select! {
+            () = &mut answered => break,
+            event = events.recv() => if event.is_none() { break },
+        }
+    }
     run
 }
