@@ -20,7 +20,8 @@
 //! declaration, so a put on it could reach the router first, and the router dropped it
 //! ("Route data with unknown scope"). With eight tasks putting on each new key at once,
 //! a put was lost within the first few dozen keys in each of three runs
-//! (`puts_at_once_on_a_new_key_all_arrive`); in the throughput benchmark, twice a run.
+//! (`puts_at_once_on_a_new_key_all_arrive`); in the throughput benchmark, twice in each of
+//! two of four runs logged at warn, at start.
 //! A lost status is sent again after the agent's retry interval; a message nobody resends
 //! was simply gone.
 //!
