@@ -62,6 +62,14 @@ fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     HEADER.iter().copied().take(len).chain(noise).collect()
 }
 
+/// Every agent's adverts, as the master hears them.
+async fn adverts_of(master: &Net) -> net::Subscription<AgentAdvert> {
+    master
+        .subscribe::<AgentAdvert>(&master.keys().all_agent_adverts())
+        .await
+        .unwrap()
+}
+
 /// Puts `advert(agent, 0)` until the subscription sees one: afterwards the route from
 /// `publisher` to `subscription` exists and later puts arrive in order.
 async fn sync_route(publisher: &Net, subscription: &mut net::Subscription<AgentAdvert>, key: &str) {
@@ -157,10 +165,7 @@ async fn typed_put_query_and_liveliness_round_trip() {
     let agent = peer_of(&master).await;
     let keys = master.keys().clone();
 
-    let mut adverts = master
-        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
-        .await
-        .unwrap();
+    let mut adverts = adverts_of(&master).await;
     sync_route(&agent, &mut adverts, &keys.agent_advert("a1")).await;
     let sent = advert("a1", 42);
     agent.put(&keys.agent_advert("a1"), &sent).await.unwrap();
@@ -299,10 +304,7 @@ async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
     let keys = master.keys().clone();
     let key = keys.agent_advert("a1");
 
-    let mut adverts = master
-        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
-        .await
-        .unwrap();
+    let mut adverts = adverts_of(&master).await;
     sync_route(&agent, &mut adverts, &key).await;
     let garbage: [Vec<u8>; 5] = [
         vec![],                        // empty
@@ -400,11 +402,7 @@ async fn puts_arrive_on_declared_keys_and_on_keys_past_the_bound() {
     let master = master().await;
     let agent = peer_of(&master).await;
     let keys = master.keys().clone();
-    let mut adverts = master
-        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
-        .await
-        .unwrap()
-        .declaring_keys();
+    let mut adverts = adverts_of(&master).await.declaring_keys();
     sync_route(&agent, &mut adverts, &keys.agent_advert("sync")).await;
     for i in 0..net::KEYS_DECLARED_MAX + 10 {
         put_and_hear(&agent, &format!("a{i}"), 1, &mut adverts).await;
@@ -446,10 +444,7 @@ async fn puts_at_once_on_a_new_key_all_arrive() {
     let master = master().await;
     let agent = Arc::new(peer_of(&master).await);
     let keys = master.keys().clone();
-    let mut adverts = master
-        .subscribe::<AgentAdvert>(&keys.all_agent_adverts())
-        .await
-        .unwrap();
+    let mut adverts = adverts_of(&master).await;
     sync_route(&agent, &mut adverts, &keys.agent_advert("sync")).await;
     const AT_ONCE: u64 = 8;
     for i in 0..1000 {
