@@ -385,10 +385,10 @@ fn print_ids(task_ids: &[TaskId]) -> anyhow::Result<()> {
 async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<ExitCode> {
     let mut seen: BTreeMap<&TaskId, TaskState> = BTreeMap::new();
     let mut away_since: Option<std::time::Instant> = None;
+    let asked = OperatorRequest::TaskRows {
+        task_ids: task_ids.to_vec(),
+    };
     loop {
-        let asked = OperatorRequest::TaskRows {
-            task_ids: task_ids.to_vec(),
-        };
         let rows = match tools::ask(net, &asked, tools::TOOL_QUERY_TIMEOUT_MS).await {
             Ok(OperatorReply::Tasks(rows)) => rows,
             Ok(other) => bail!(tools::unexpected(&other)),
