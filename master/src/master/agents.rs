@@ -46,7 +46,7 @@ impl Master {
         match self.agents.get(&id) {
             None => {
                 self.add_agent(advert);
-                self.take_advert_tasks(&id, &tasks);
+                self.take_advert_tasks(&id, &tasks, true);
                 self.witness_census(&id, census);
             }
             Some(r) if (advert.incarnation, advert.seq) <= (r.incarnation, r.seq) => {}
@@ -67,7 +67,8 @@ impl Master {
                     self.want_census();
                 }
                 self.update_agent(advert);
-                self.take_advert_tasks(&id, &tasks);
+                let adopting = self.offers_held();
+                self.take_advert_tasks(&id, &tasks, adopting);
                 self.witness_census(&id, census);
             }
         }

@@ -12,6 +12,10 @@
 //! is back: `census.rs`) the master makes no offers and defers reconciliation answers, so
 //! that neither is based on a half-rebuilt view.
 //!
+//! Only a restart's tasks are adopted: from an agent's first advert to this master, or
+//! while offers are held. A later advert's unknown task is a stale listing of one whose
+//! end was forgotten, and is killed, never counted.
+//!
 //! Lost-agent rule: an agent declared lost has had its tasks reported `lost` to their
 //! frameworks, a terminal state those frameworks may have acted on (launched a
 //! replacement). If the agent comes back still running such a task, the task is killed,
@@ -21,7 +25,8 @@
 use std::collections::BTreeSet;
 
 use proto::{
-    AdvertTask, AgentId, FrameworkId, FrameworkInfo, Resources, StatusBody, TaskId, TaskStatus,
+    AdvertTask, AgentId, FrameworkId, FrameworkInfo, Resources, StatusBody, TaskId, TaskState,
+    TaskStatus,
 };
 
 use super::{Action, FrameworkRecord, Master};
@@ -67,9 +72,17 @@ impl Master {
     }
 
     /// Accounts for the tasks an agent lists. Tasks the master knows as live are left to
-    /// status updates; a task it declared lost is killed (the lost-agent rule); a task it
-    /// has never heard of is adopted (it replaces an earlier master).
-    pub(super) fn take_advert_tasks(&mut self, agent_id: &AgentId, tasks: &[AdvertTask]) {
+    /// status updates; a task it declared lost is killed (the lost-agent rule); a task
+    /// whose end its agent reported is left alone (the advert was made before that end).
+    /// A task it has never heard of is adopted when `adopting` (the agent's first advert
+    /// to this master, or any while offers are held for re-registration: it ran for an
+    /// earlier master), and killed otherwise ([`Master::stray`]).
+    pub(super) fn take_advert_tasks(
+        &mut self,
+        agent_id: &AgentId,
+        tasks: &[AdvertTask],
+        adopting: bool,
+    ) {
         for task in tasks {
             let task_id = &task.status.task_id;
             if self.tasks.get(task_id).is_some() {
@@ -85,8 +98,13 @@ impl Master {
                     self.tasks
                         .describe_ended(task_id, &task.name, &task.resources);
                 }
-                Some(told) => self.doom(agent_id, task, told),
-                None => self.adopt(agent_id, task),
+                // Ends only the master declares: the agent may not know of them.
+                Some(told) if matches!(told.state, TaskState::Lost | TaskState::Unreachable) => {
+                    self.doom(agent_id, task, told)
+                }
+                Some(_) => {}
+                None if adopting => self.adopt(agent_id, task),
+                None => self.stray(agent_id, task),
             }
         }
     }
@@ -116,6 +134,20 @@ impl Master {
         }
         let record = self.record_of(agent_id, task, status, gone);
         self.register_live(record, gone);
+    }
+
+    /// A task this master does not know, listed by an agent it knew already and so saw
+    /// every task of when it first took it. It is most likely one whose end the master
+    /// has forgotten ([`crate::MasterConfig::ended_tasks_kept_max`]), listed by an advert
+    /// made before that end; adopting it would count a finished task's resources as used
+    /// for good. Killed if the listing says it runs (a no-op if it ended), never counted.
+    fn stray(&mut self, agent_id: &AgentId, task: &AdvertTask) {
+        if task.status.state.is_terminal() {
+            return;
+        }
+        let task_id = &task.status.task_id;
+        tracing::info!(%task_id, %agent_id, "an advert lists a task this master does not know as live or recently ended; killing it");
+        self.push_kill(agent_id, task_id);
     }
 
     /// A task declared lost, still running on its returning agent: killed.

@@ -397,3 +397,76 @@ fn a_task_that_ended_during_the_restart_is_listed_with_its_name_and_resources() 
         assert_eq!(row.resources, res(cpus, 256.0), "{row:?}");
     }
 }
+
+/// `t1` and `t2` launched on `a1` (2 cpus each) and reported finished, in that order.
+fn two_tasks_finished(m: &mut Master) -> FrameworkId {
+    join(m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(m, 0, info("f", "r", 1.0));
+    let o = offers_to(&step(m, 0), &fw).remove(0);
+    let tasks = vec![task("t1", res(2.0, 256.0)), task("t2", res(2.0, 256.0))];
+    call(m, 1, &fw, accept(&[&o], tasks)).unwrap();
+    m.handle_status(Millis(2), status("t1", &fw, "a1", TaskState::Running, 1));
+    m.handle_status(Millis(3), status("t1", &fw, "a1", TaskState::Finished, 2));
+    m.handle_status(Millis(4), status("t2", &fw, "a1", TaskState::Finished, 3));
+    drain(m);
+    fw
+}
+
+fn used_on(m: &Master, agent: &str) -> Resources {
+    let view = m
+        .agents_view()
+        .into_iter()
+        .find(|v| v.agent_id.as_str() == agent);
+    view.unwrap().used
+}
+
+#[test]
+fn an_advert_made_before_a_task_ended_does_not_bring_it_back() {
+    let mut m = master();
+    let fw = two_tasks_finished(&mut m);
+    // Made while t1 ran, taken after its end: stale, and the master knows the end.
+    let mut stale = advert_with("a1", &[("t1", &fw, 2.0)]);
+    stale.seq = 2;
+    m.handle_agent_advert(Millis(10), stale);
+    let actions = step(&mut m, 10);
+    assert!(kills(&actions).is_empty(), "t1 ended: {actions:?}");
+    assert!(updates_to(&actions, &fw).is_empty());
+    assert_eq!(used_on(&m, "a1"), Resources::new());
+    assert_eq!(
+        m.task_rows_of(&[TaskId::new("t1")], master::view::WallClock::MASTER)[0].state,
+        TaskState::Finished
+    );
+    assert_eq!(m.check_invariants(), Ok(()));
+}
+
+#[test]
+fn a_task_whose_end_the_master_forgot_is_killed_not_adopted_from_a_stale_advert() {
+    let mut m = Master::new(
+        MasterConfig {
+            offer_timeout_ms: None,
+            reclaim: None,
+            ended_tasks_kept_max: 1,
+            ..MasterConfig::default()
+        },
+        7,
+    );
+    let fw = two_tasks_finished(&mut m);
+    assert!(
+        m.task_rows_of(&[TaskId::new("t1")], master::view::WallClock::MASTER)
+            .is_empty(),
+        "t1 forgotten"
+    );
+    let mut stale = advert_with("a1", &[("t1", &fw, 2.0)]);
+    stale.seq = 2;
+    m.handle_agent_advert(Millis(10), stale);
+    let actions = step(&mut m, 10);
+    assert_eq!(kills(&actions), vec![TaskId::new("t1")]);
+    assert!(updates_to(&actions, &fw).is_empty());
+    assert_eq!(used_on(&m, "a1"), Resources::new(), "t1 is not counted");
+    assert!(
+        m.task_rows_of(&[TaskId::new("t1")], master::view::WallClock::MASTER)
+            .is_empty()
+    );
+    assert!(!m.offers_held(), "a stray is no sign of an earlier master");
+    assert_eq!(m.check_invariants(), Ok(()));
+}
