@@ -345,8 +345,7 @@ async fn poll_status(
             Ok(Some(*status))
         }
         Ok(other) => Err(anyhow!(tools::unexpected(&other))),
-        Err(ToolError::Operator(e)) => Err(anyhow!("{e}")),
-        Err(e) => {
+        Err(e) if e.no_master_answer() => {
             tracing::debug!(%e, "reading the job's status");
             let since = *away_since.get_or_insert_with(|| {
                 eprintln!("no master answers at {endpoint} (restarting?); still following (Ctrl-C to stop)");
@@ -357,6 +356,7 @@ async fn poll_status(
             }
             Ok(None)
         }
+        Err(e) => Err(anyhow!("{e}")),
     }
 }
 

@@ -215,13 +215,13 @@ pub(crate) async fn close(net: &Net) {
 /// A query that got no answer means the endpoint is up but no master serves on it.
 fn tool_error(error: ToolError, endpoint: &str) -> anyhow::Error {
     match error {
-        ToolError::Query(e) => {
+        e if e.no_master_answer() => {
             tracing::debug!(%e, "query");
             crate::identity::no_master(endpoint)
         }
         ToolError::Operator(e) => anyhow!("refused: {e}"),
         ToolError::Refused(message) => anyhow!("refused: {message}"),
-        other @ ToolError::Unexpected(_) => anyhow!(other),
+        other => anyhow!(other),
     }
 }
 

@@ -116,7 +116,8 @@ impl LogReader {
     /// found before and is not now may be one the restarted master has not heard of yet.
     fn worth_waiting(&self, e: &ToolError) -> bool {
         match e {
-            ToolError::Query(_) | ToolError::Operator(OperatorError::Conflict(_)) => true,
+            e if e.no_master_answer() => true,
+            ToolError::Operator(OperatorError::Conflict(_)) => true,
             ToolError::Operator(OperatorError::NotFound(_)) => self.from.is_some(),
             _ => false,
         }

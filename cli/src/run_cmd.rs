@@ -392,7 +392,7 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
         let rows = match tools::ask(net, &asked, tools::TOOL_QUERY_TIMEOUT_MS).await {
             Ok(OperatorReply::Tasks(rows)) => rows,
             Ok(other) => bail!(tools::unexpected(&other)),
-            Err(e) => {
+            Err(e) if e.no_master_answer() => {
                 // A master restarting: the session reconnects by itself; keep asking.
                 tracing::debug!(%e, "reading the tasks");
                 let since = *away_since.get_or_insert_with(|| {
@@ -405,6 +405,9 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
                 tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 continue;
             }
+            // An answer that is not the tasks' (a refusal, a master too old): asking
+            // again would get the same.
+            Err(e) => return Err(anyhow!(e).context("reading the tasks' states")),
         };
         if away_since.take().is_some() {
             eprintln!("the master answers again; still waiting");

@@ -23,6 +23,19 @@ pub enum ToolError {
     Refused(String),
     #[error("the master answered another question: {0}")]
     Unexpected(String),
+    /// The master could not decode the request: it predates this kind of request.
+    #[error(
+        "the master does not understand this request ({0}): it is older than this wasmos ({version}); upgrade the master",
+        version = env!("CARGO_PKG_VERSION")
+    )]
+    MasterTooOld(String),
+}
+
+impl ToolError {
+    /// No master answered (yet): one may be restarting, and asking again may help.
+    pub fn no_master_answer(&self) -> bool {
+        matches!(self, ToolError::Query(e) if e.no_answer())
+    }
 }
 
 /// Asks the master; its refusals are [`ToolError::Operator`].
@@ -31,14 +44,13 @@ pub async fn ask(
     request: &OperatorRequest,
     timeout_ms: u64,
 ) -> Result<OperatorReply, ToolError> {
-    match net
-        .query(
-            &net.keys().master_admin(net.principal()),
-            request,
-            timeout_ms,
-        )
-        .await?
-    {
+    let key = net.keys().master_admin(net.principal());
+    let answer = match net.query(&key, request, timeout_ms).await {
+        Ok(answer) => answer,
+        Err(e) if e.request_not_understood() => return Err(ToolError::MasterTooOld(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    match answer {
         OperatorReply::Error(e) => Err(ToolError::Operator(e)),
         reply => Ok(reply),
     }

@@ -70,3 +70,21 @@ pub enum QueryError {
     #[error("the answer on {key} does not decode: {source}")]
     Decode { key: String, source: DecodeError },
 }
+
+/// How a served request that does not decode is answered (`Requests::recv`): the start
+/// of the error reply's text, which [`QueryError::request_not_understood`] recognizes.
+pub(crate) const REQUEST_NOT_UNDERSTOOD: &str = "the request does not decode";
+
+impl QueryError {
+    /// Nobody answered (yet): the server may be restarting or unreachable, and asking
+    /// again may help. Any other error is an answer, and asking the same again will not.
+    pub fn no_answer(&self) -> bool {
+        matches!(self, QueryError::NoReply { .. } | QueryError::Send { .. })
+    }
+
+    /// The server answered that it could not decode the request: most likely it is older
+    /// than the caller and does not know this kind of request.
+    pub fn request_not_understood(&self) -> bool {
+        matches!(self, QueryError::Remote { message, .. } if message.starts_with(REQUEST_NOT_UNDERSTOOD))
+    }
+}

@@ -257,7 +257,7 @@ impl<Q: DeserializeOwned> Requests<Q> {
                 }
                 Err(error) => {
                     self.decode_errors.record(&key, &error);
-                    let text = format!("the request does not decode: {error}");
+                    let text = format!("{}: {error}", crate::error::REQUEST_NOT_UNDERSTOOD);
                     if let Err(e) = query.reply_err(text).await {
                         tracing::debug!(%key, %e, "could not answer an undecodable request");
                     }

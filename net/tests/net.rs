@@ -352,6 +352,10 @@ async fn garbage_is_counted_and_dropped_while_good_messages_flow() {
         matches!(&error, QueryError::Remote { message, .. } if message.contains("does not decode")),
         "{error}"
     );
+    assert!(
+        error.request_not_understood() && !error.no_answer(),
+        "{error}"
+    );
     let call = FrameworkCall {
         framework_id: None,
         call: proto::Call::Teardown,
