@@ -15,6 +15,7 @@
 //! books or offer what a framework said it will not take.
 
 mod drf;
+mod heap;
 mod sorter;
 
 use std::collections::{BTreeMap, BTreeSet};
