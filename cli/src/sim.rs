@@ -28,6 +28,12 @@ pub struct SimArgs {
     /// pass is replaced by the built-in DRF for that pass, with an error logged.
     #[arg(long, default_value = "drf", value_name = "drf|MODULE.wasm")]
     allocator: String,
+    /// Fuel an allocator module may use in one pass (about one unit per WASM instruction;
+    /// deterministic, unlike the master daemon's wall-clock deadline). A pass that uses
+    /// it all is done by the built-in DRF instead, with an error logged, so raise it for
+    /// large fleets rather than compare a run that fell back.
+    #[arg(long, value_name = "UNITS", default_value_t = Limits::default().fuel_per_call)]
+    allocator_fuel: u64,
     /// Add `"stats": {"placements", "wall_ms", "placements_per_s", "peak_rss_bytes",
     /// "core_bytes", "core_bytes_per_agent_and_task"}`: tasks launched, the run's
     /// wall-clock time (parsing included), this process's peak resident memory, and the
@@ -53,22 +59,21 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     // master of the run (one more per restart) then gets its own instance.
     // A simulation runs nothing on the fleet: it checks no signatures.
     let unchecked = signing::TrustedKeys::default();
-    if let Err(e) = policy_host::allocator_from_spec(
-        &args.allocator,
-        SIM_SEED,
-        policy_host::Limits::default(),
-        &unchecked,
-    ) {
+    let limits = Limits {
+        fuel_per_call: args.allocator_fuel,
+        ..Limits::default()
+    };
+    if let Err(e) = policy_host::allocator_from_spec(&args.allocator, SIM_SEED, limits, &unchecked)
+    {
         eprintln!("error: --allocator: {e}");
         return Ok(ExitCode::from(EXIT_MALFORMED));
     }
     let spec = args.allocator.clone();
     let mut allocators = move |seed: u64| {
-        policy_host::allocator_from_spec(&spec, seed, policy_host::Limits::default(), &unchecked)
-            .unwrap_or_else(|e| {
-                tracing::error!(%e, "the allocator cannot be made again; using the built-in DRF");
-                Box::new(master::DrfAllocator::new(seed))
-            })
+        policy_host::allocator_from_spec(&spec, seed, limits, &unchecked).unwrap_or_else(|e| {
+            tracing::error!(%e, "the allocator cannot be made again; using the built-in DRF");
+            Box::new(master::DrfAllocator::new(seed))
+        })
     };
     let base = scenario_dir(args.file.as_deref());
     let engine = policy_host::sandbox::engine()?;

@@ -15,7 +15,10 @@
 //! - **Memory**: linear memory may not grow past [`Limits::memory_bytes_max`]. A growth
 //!   past it makes `memory.grow` return -1 to the guest (the WASM contract); a guest that
 //!   then traps or loops is reported as [`GuestError::MemoryCap`] or out of fuel. A
-//!   module whose initial memory is over the cap does not instantiate.
+//!   guest refused [`DENIED_GROWS_MAX`] times in one call is stopped there (also
+//!   `MemoryCap`): a refused growth costs one unit of fuel but a call into the host, so a
+//!   loop of them would otherwise take a minute of fuel. A module whose initial memory
+//!   is over the cap does not instantiate.
 //! - **Host access**: none. The linker is empty: a module importing anything fails with
 //!   [`GuestError::Imports`]. One instance, one memory, one table per store.
 //! - **Messages**: input is refused above [`Limits::input_bytes_max`]; output must lie in
@@ -121,7 +124,12 @@ struct Caps {
     memory_bytes_max: usize,
     table_elements_max: usize,
     memory_denied: bool,
+    /// Growths refused in the call under way.
+    denied_grows: u32,
 }
+
+/// Refused memory growths a guest may ask for in one call before it is stopped.
+pub const DENIED_GROWS_MAX: u32 = 1_000;
 
 impl ResourceLimiter for Caps {
     fn memory_growing(
@@ -131,7 +139,13 @@ impl ResourceLimiter for Caps {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.memory_bytes_max;
-        self.memory_denied |= !allowed;
+        if !allowed {
+            self.memory_denied = true;
+            self.denied_grows += 1;
+            if self.denied_grows > DENIED_GROWS_MAX {
+                wasmtime::bail!("memory growth refused {DENIED_GROWS_MAX} times in one call");
+            }
+        }
         Ok(allowed)
     }
 
@@ -275,6 +289,7 @@ impl ModuleCode {
             memory_bytes_max: self.limits.memory_bytes_max,
             table_elements_max: TABLE_ELEMENTS_MAX,
             memory_denied: false,
+            denied_grows: 0,
         };
         let mut store = Store::new(&self.engine, caps);
         store.limiter(|caps| caps);
@@ -453,8 +468,9 @@ fn out_of_bounds_copy(e: &GuestError) -> GuestError {
     }
 }
 
-/// A fresh CPU budget for the next call.
+/// A fresh CPU budget (and count of refused growths) for the next call.
 fn set_budget(store: &mut Store<Caps>, limits: Limits) -> wasmtime::Result<()> {
+    store.data_mut().denied_grows = 0;
     match limits.metering {
         Metering::Fuel => store.set_fuel(limits.fuel_per_call),
         Metering::Deadline => {

@@ -32,6 +32,10 @@ const TRAP: &str = "unreachable";
 /// Grows memory until refused, then traps as a Rust module would on allocation failure.
 const MEMORY_BOMB: &str =
     "(loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable";
+/// Asks for more memory than the cap, forever, ignoring the refusals.
+const GROW_LOOP: &str = "(loop $ask (drop (memory.grow (i32.const 100))) (br $ask)) i64.const 0";
+/// Asks once, is refused (-1), and goes on to answer: the WASM contract, kept.
+const GROW_REFUSED_ONCE: &str = "(drop (memory.grow (i32.const 100))) i64.const -4";
 /// Eight 0xff bytes at 2048: no message decodes from them.
 const GARBAGE: &str = "(i64.store (i32.const 2048) (i64.const -1)) (i64.const 0x0000080000000008)";
 /// An answer far outside the module's memory.
@@ -70,6 +74,15 @@ fn each_misbehaviour_is_a_typed_error() {
         assert!(
             matches!(call_once(kind, MEMORY_BOMB), GuestError::MemoryCap { bytes_max } if bytes_max == 4 << 20)
         );
+        // Stopped after DENIED_GROWS_MAX refusals, long before its fuel runs out.
+        assert!(
+            matches!(call_once(kind, GROW_LOOP), GuestError::MemoryCap { .. }),
+            "{kind:?}"
+        );
+        assert!(matches!(
+            call_once(kind, GROW_REFUSED_ONCE),
+            GuestError::GuestCode(-4)
+        ));
         assert!(matches!(
             call_once(kind, OUT_OF_BOUNDS),
             GuestError::OutputOutOfBounds { .. }
