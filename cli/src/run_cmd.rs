@@ -63,10 +63,10 @@ pub struct RunArgs {
     /// The --oci image is on the agents only: do not check it here (give an absolute path).
     #[arg(long)]
     pub image_on_agents: bool,
-    /// Cpus per task (more than 0, at most 1024).
+    /// Cpus per task (at least 0.001, at most 1024).
     #[arg(long, default_value_t = 0.1, value_parser = crate::args::finite_amount)]
     pub cpus: f64,
-    /// Memory per task, MiB (more than 0, at most 1048576).
+    /// Memory per task, MiB (at least 0.001, at most 1048576).
     #[arg(long, value_name = "MIB", default_value_t = 64.0, value_parser = crate::args::finite_amount)]
     pub mem: f64,
     /// Copies to run, 1 to 256; they are spread over the agents that can take them.

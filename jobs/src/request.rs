@@ -12,6 +12,15 @@ pub use proto::operator::{JobAccepted, JobRequest, OnReconnect, RestartPolicy};
 
 /// Tasks one job may ask for.
 pub const JOB_COUNT_MAX: u32 = 256;
+/// The smallest amount of a resource: amounts are kept in thousandths, and a smaller
+/// one would round to nothing, a task that runs without being counted.
+pub const AMOUNT_MIN: f64 = 0.001;
+
+/// Whether `amount` is at least one thousandth once rounded as resources keep it.
+fn counts(amount: f64) -> bool {
+    proto::Scalar::from_units(amount).is_some_and(|s| s > proto::Scalar::ZERO)
+}
+
 /// Most cpus one task may ask for.
 pub const TASK_CPUS_MAX: f64 = 1024.0;
 /// Most memory one task may ask for, MiB (1 TiB).
@@ -61,10 +70,16 @@ pub enum JobError {
         "image must be the absolute path of an OCI image layout on the agents, of at most {JOB_ITEM_BYTES_MAX} bytes"
     )]
     Image,
-    #[error("cpus must be more than 0 and at most {TASK_CPUS_MAX}, got {0}")]
+    #[error(
+        "cpus must be at least {AMOUNT_MIN} (amounts count in thousandths) and at most {TASK_CPUS_MAX}, got {0}"
+    )]
     Cpus(f64),
-    #[error("mem must be more than 0 and at most {TASK_MEM_MIB_MAX} MiB, got {0}")]
+    #[error(
+        "mem must be at least {AMOUNT_MIN} MiB (amounts count in thousandths) and at most {TASK_MEM_MIB_MAX} MiB, got {0}"
+    )]
     Mem(f64),
+    #[error("timeout_ms must be more than 0 (leave it out for no time limit)")]
+    Timeout,
     #[error("count must be 1 to {JOB_COUNT_MAX}, got {0}")]
     Count(u32),
     #[error("lost_after_ms must be at most {LOST_AFTER_MS_MAX} (a week), got {0}")]
@@ -107,11 +122,14 @@ impl ValidateJob for JobRequest {
             (None, Some(_)) => return Err(JobError::Image),
             _ => return Err(JobError::Artifact),
         };
-        if !(self.cpus > 0.0 && self.cpus <= TASK_CPUS_MAX) {
+        if !(counts(self.cpus) && self.cpus <= TASK_CPUS_MAX) {
             return Err(JobError::Cpus(self.cpus));
         }
-        if !(self.mem > 0.0 && self.mem <= TASK_MEM_MIB_MAX) {
+        if !(counts(self.mem) && self.mem <= TASK_MEM_MIB_MAX) {
             return Err(JobError::Mem(self.mem));
+        }
+        if self.timeout_ms == Some(0) {
+            return Err(JobError::Timeout);
         }
         if !(1..=JOB_COUNT_MAX).contains(&self.count) {
             return Err(JobError::Count(self.count));

@@ -54,6 +54,11 @@ pub enum CallError {
     OriginalKept { task: TaskId, original: TaskId },
     #[error("task {task} needs {needs}, which does not fit in what is left of the accepted offers")]
     DoesNotFit { task: TaskId, needs: Resources },
+    /// A task must reserve something: one with no resources would run uncounted.
+    #[error(
+        "task {0} asks for no resources: every task must reserve some (amounts count in thousandths: at least 0.001)"
+    )]
+    NoResources(TaskId),
     #[error("task {0} is unknown or has ended")]
     UnknownTask(TaskId),
     #[error("task {0} belongs to another framework")]

@@ -43,6 +43,9 @@ impl Master {
                 return Err(CallError::DuplicateTask(task.task_id));
             }
             self.check_disconnect(id, &task)?;
+            if task.resources.is_empty() {
+                return Err(CallError::NoResources(task.task_id));
+            }
             // First fit, in the order the offers were named.
             let Some(p) = placements
                 .iter_mut()

@@ -1,7 +1,7 @@
 //! The offer protocol, call by call.
 
 use master::{Action, CallError, MasterConfig, Millis};
-use proto::{Attributes, Call, Constraint, Event, Resources, TaskState};
+use proto::{Attributes, Call, Constraint, Event, Resources, TaskId, TaskState};
 
 use crate::common::*;
 
@@ -92,6 +92,12 @@ fn a_refused_launch_changes_nothing() {
         call(&mut m, 1, &fw_a, second_too_big),
         Err(CallError::DoesNotFit { .. })
     ));
+    // Amounts below a thousandth round to nothing: such a task would run uncounted.
+    let nothing = accept(&[&mine], vec![task("t1", res(0.0001, 0.0001))]);
+    assert_eq!(
+        call(&mut m, 1, &fw_a, nothing),
+        Err(CallError::NoResources(TaskId::new("t1")))
+    );
     let not_mine = accept(&[&mine, &theirs], vec![task("t1", res(1.0, 1.0))]);
     assert_eq!(
         call(&mut m, 1, &fw_a, not_mine),
