@@ -813,14 +813,19 @@ fn killing_an_unreachable_original_gives_it_up_and_the_replacement_goes_on() {
 #[test]
 fn amounts_that_round_to_nothing_and_a_zero_timeout_are_refused() {
     let request = |fields: &str| -> JobRequest {
-        serde_json::from_str(&format!(r#"{{"name": "x", "module": "{MODULE}", {fields}}}"#))
-            .unwrap()
+        serde_json::from_str(&format!(
+            r#"{{"name": "x", "module": "{MODULE}", {fields}}}"#
+        ))
+        .unwrap()
     };
     assert!(request(r#""cpus": 0.001, "mem": 0.001"#).validate().is_ok());
     for (fields, says) in [
         (r#""cpus": 0.0001, "mem": 1"#, "cpus must be at least 0.001"),
         (r#""cpus": 1, "mem": 0.0004"#, "mem must be at least 0.001"),
-        (r#""cpus": 1, "mem": 1, "timeout_ms": 0"#, "timeout_ms must be more than 0"),
+        (
+            r#""cpus": 1, "mem": 1, "timeout_ms": 0"#,
+            "timeout_ms must be more than 0",
+        ),
     ] {
         let err = request(fields).validate().expect_err(fields);
         assert!(err.to_string().contains(says), "{fields}: {err}");

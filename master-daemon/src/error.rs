@@ -20,6 +20,13 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "state directory {dir} is in use by another master ({holder}): give each master its own --state-dir (or --store-dir)"
+    )]
+    StateDirInUse {
+        dir: std::path::PathBuf,
+        holder: String,
+    },
     #[error("cannot keep the in-process frameworks' state in etcd: {0}")]
     StateStore(String),
     #[error("cannot serve HTTP on {addr}")]

@@ -35,6 +35,7 @@ pub mod operator;
 pub mod principals;
 mod pumps;
 pub mod security;
+mod state_lock;
 pub mod tools;
 
 pub use error::DaemonError;
@@ -234,6 +235,9 @@ impl MasterDaemon {
             Some(addr) => Some(operator::bind_http(addr).await?),
             None => None,
         };
+        let state_lock = (config.etcd.is_empty())
+            .then(|| state_lock::StateLock::acquire(&config.state_dir))
+            .transpose()?;
         let net = Net::open(&config.net).await?;
         // Start-up only: a directory listing, not worth a blocking-pool round trip.
         let store =
@@ -284,6 +288,7 @@ impl MasterDaemon {
             "master started"
         );
         Ok(MasterHandle {
+            _state_lock: state_lock,
             net,
             endpoints,
             store,
@@ -359,6 +364,8 @@ pub struct MasterHandle {
     jobs: watch::Sender<Option<Arc<dyn JobSubmitter>>>,
     /// The operator's queryables, the HTTP server and the task answering its commands.
     operator: Vec<JoinHandle<()>>,
+    /// This master's hold on its state directory (none with etcd).
+    _state_lock: Option<state_lock::StateLock>,
 }
 
 impl MasterHandle {

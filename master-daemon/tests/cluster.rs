@@ -570,3 +570,29 @@ async fn a_thousand_launches_at_once_all_run_to_their_end() {
         .collect();
     assert!(not_finished.is_empty(), "{not_finished:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_master_on_the_same_state_directory_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        || MasterDaemonConfig::new(NetConfig::loopback_ephemeral(), dir.path().join("store"));
+    let first = MasterDaemon::start(config()).await.unwrap();
+    let Err(refused) = MasterDaemon::start(config()).await else {
+        panic!("two masters on one state directory");
+    };
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            refused,
+            master_daemon::error::DaemonError::StateDirInUse { .. }
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    first.shutdown().await;
+    let second = MasterDaemon::start(config()).await.unwrap();
+    second.shutdown().await;
+}
