@@ -223,14 +223,18 @@ impl MasterDaemon {
         ))
     }
 
-    /// Opens the session, serves the module store, starts the driver, declares every
-    /// subscriber and queryable, and only then declares `master/alive`, so that agents
-    /// and frameworks that react to the token find everything in place.
-    pub async fn start(mut config: MasterDaemonConfig) -> Result<MasterHandle, DaemonError> {
-        if config.core.incarnation == 0 {
-            config.core.incarnation = unix_ms();
-        }
-        // First, so that a port in use fails the start before anything else is up.
+    /// What only one master may have, taken first so that a port or a state directory in
+    /// use fails the start before anything else is up: the HTTP port, and (without etcd)
+    /// the state directory.
+    async fn claim(
+        config: &MasterDaemonConfig,
+    ) -> Result<
+        (
+            Option<tokio::net::TcpListener>,
+            Option<state_lock::StateLock>,
+        ),
+        DaemonError,
+    > {
         let http_listener = match config.http {
             Some(addr) => Some(operator::bind_http(addr).await?),
             None => None,
@@ -238,6 +242,17 @@ impl MasterDaemon {
         let state_lock = (config.etcd.is_empty())
             .then(|| state_lock::StateLock::acquire(&config.state_dir))
             .transpose()?;
+        Ok((http_listener, state_lock))
+    }
+
+    /// Opens the session, serves the module store, starts the driver, declares every
+    /// subscriber and queryable, and only then declares `master/alive`, so that agents
+    /// and frameworks that react to the token find everything in place.
+    pub async fn start(mut config: MasterDaemonConfig) -> Result<MasterHandle, DaemonError> {
+        if config.core.incarnation == 0 {
+            config.core.incarnation = unix_ms();
+        }
+        let (http_listener, state_lock) = MasterDaemon::claim(&config).await?;
         let net = Net::open(&config.net).await?;
         // Start-up only: a directory listing, not worth a blocking-pool round trip.
         let store =
