@@ -580,6 +580,12 @@ impl JobBook {
         if matches!(slot.state, SlotState::Ended { .. }) {
             return;
         }
+        if declared && status.state == TaskState::Killed {
+            // Killed without this framework asking (`wasmos kill` through the master, the
+            // agent shutting down, reclaim): the copy goes, and a new one keeps the count,
+            // as for a copy this framework stopped (`slot_ended`).
+            slot.kill_requested = true;
+        }
         if declared {
             slot.copy_state(now_ms, status.state, policy.restarts(TaskState::Finished));
         }
@@ -613,7 +619,9 @@ impl JobBook {
         killed: bool,
     ) {
         let task_id = &status.task_id;
-        if matches!(status.state, TaskState::Failed | TaskState::Error) && !killed {
+        // A task that died with its agent's process says nothing of the agent or the job.
+        let its_own = status.reason != proto::AGENT_RESTARTED;
+        if matches!(status.state, TaskState::Failed | TaskState::Error) && !killed && its_own {
             self.note_failure(now_ms, job_id, &status.agent_id);
         }
         let backoff = self.backoff(job_id);

@@ -176,6 +176,10 @@ impl World {
 
     /// The agent running `task_id` reports `state`.
     fn report(&mut self, task_id: &TaskId, state: TaskState) {
+        self.report_why(task_id, state, "");
+    }
+
+    fn report_why(&mut self, task_id: &TaskId, state: TaskState, reason: &str) {
         let agent_id = self.agent_of(task_id);
         self.uuids += 1;
         let status = TaskStatus {
@@ -184,7 +188,7 @@ impl World {
             agent_id,
             state,
             exit_code: None,
-            reason: String::new(),
+            reason: reason.to_owned(),
             uuid: StatusUuid(self.uuids),
             timestamp_ms: 0,
         };

@@ -42,6 +42,11 @@ pub struct DisconnectPolicy {
 
 /// Longest `DisconnectPolicy::lost_after_ms`: a week.
 pub const LOST_AFTER_MS_MAX: u64 = 7 * 24 * 3_600_000;
+
+/// The `reason` of a `failed` update an agent sends for a task that died with the agent's
+/// process: not the task's fault, nor a sign the agent cannot run it, so a scheduler need
+/// not hold it against either (the jobs framework does not count it toward quarantine).
+pub const AGENT_RESTARTED: &str = "agent restarted";
 /// Shortest first wait of a restart in place, and most starts: an agent restarting a
 /// crashing task in place journals every start.
 pub const RESTART_BACKOFF_MIN_MS: u64 = 100;

@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use proto::{AdvertTask, TaskId, TaskSpec, TaskStatus};
 use serde::{Deserialize, Serialize};
 
-/// The reason given for tasks that died with the agent process.
-pub const AGENT_RESTARTED: &str = "agent restarted";
+pub use proto::AGENT_RESTARTED;
 
 /// One task as journaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -624,3 +624,56 @@ fn a_job_stopped_in_the_middle_of_a_rollout_resumes_it_when_deployed_again() {
     assert_eq!(status.versions[0].state, "stable");
     assert_eq!(versions_live(&status), vec![2, 2]);
 }
+
+#[test]
+fn a_copy_killed_from_outside_is_replaced_and_not_counted() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let mut seen = stable(&mut w, 3);
+    // Killed without the jobs framework asking: `wasmos kill` through the master, or its
+    // agent shutting down.
+    let victim = w.launched[0].1.task_id.clone();
+    w.report(&victim, TaskState::Killed);
+    let status = w.status();
+    assert_eq!(
+        (status.summary.running, status.summary.healthy),
+        (2, 2),
+        "{status:#?}"
+    );
+    assert_eq!(w.launched.len(), 4, "a replacement is launched at once");
+    assert!(status.copies.iter().all(|c| c.task_id != victim));
+    w.play(3, 600, &mut seen);
+    let status = w.status();
+    assert_eq!(
+        (
+            status.summary.desired,
+            status.summary.running,
+            status.summary.healthy
+        ),
+        (3, 3, 3),
+        "{status:#?}"
+    );
+}
+
+#[test]
+fn tasks_that_died_with_their_agent_do_not_quarantine_it() {
+    let agents = vec![advert("only", res(4.0, 4096.0), Attributes::new())];
+    let mut w = World::new(JobBookConfig::default(), agents);
+    let quarantine = r#", "restart": "always",
+        "quarantine": {"failures": 2, "window_ms": 60000, "backoff_ms": 300000}"#;
+    w.deploy(svc(1, MODULE, quarantine));
+    for _ in 0..3 {
+        let id = w.last_launched().task_id.clone();
+        w.report_why(&id, TaskState::Failed, proto::AGENT_RESTARTED);
+        w.advance_to(w.now + 5_000);
+    }
+    let status = w.status();
+    assert!(status.summary.quarantined.is_empty(), "{status:#?}");
+    assert_eq!(w.launched.len(), 4, "restarted on the same agent each time");
+    // The same failures of the task's own are held against the agent.
+    for _ in 0..2 {
+        let id = w.last_launched().task_id.clone();
+        w.report(&id, TaskState::Failed);
+        w.advance_to(w.now + 5_000);
+    }
+    assert_eq!(w.status().summary.quarantined.len(), 1);
+}
