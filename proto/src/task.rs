@@ -216,6 +216,9 @@ pub enum DirGrantError {
     Form(String),
     #[error("directory grant {0:?} has an empty side")]
     EmptySide(String),
+    /// A guest path may not hold `:`: what follows the last one is the access mode.
+    #[error("directory grant {given:?}: access mode {mode:?} is neither ro nor rw")]
+    Mode { given: String, mode: String },
 }
 
 impl DirGrant {
@@ -227,7 +230,13 @@ impl DirGrant {
         let (guest, read_only) = match rest.rsplit_once(':') {
             Some((g, "ro")) => (g, true),
             Some((g, "rw")) => (g, false),
-            _ => (rest, true),
+            Some((_, mode)) => {
+                return Err(DirGrantError::Mode {
+                    given: s.to_owned(),
+                    mode: mode.to_owned(),
+                });
+            }
+            None => (rest, true),
         };
         if host.is_empty() || guest.is_empty() {
             return Err(DirGrantError::EmptySide(s.to_owned()));
@@ -414,6 +423,22 @@ impl StatusBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_grants_take_ro_or_rw_and_nothing_else_after_the_guest_path() {
+        let grant = |s| DirGrant::parse(s).map(|g| (g.host, g.guest, g.read_only));
+        assert_eq!(grant("/h::/g"), Ok(("/h".into(), "/g".into(), true)));
+        assert_eq!(grant("/h::/g:ro"), Ok(("/h".into(), "/g".into(), true)));
+        assert_eq!(grant("/h::/g:rw"), Ok(("/h".into(), "/g".into(), false)));
+        for bad in ["/h::/g:bogus", "/h::/g:RW", "/h::/g:"] {
+            assert!(
+                matches!(DirGrant::parse(bad), Err(DirGrantError::Mode { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(DirGrant::parse("/h:/g"), Err(DirGrantError::Form(_))));
+        assert!(matches!(DirGrant::parse("::/g"), Err(DirGrantError::EmptySide(_))));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_stops_after_the_last_start() {

@@ -30,11 +30,15 @@ const SIM_TIME_NEVER: Millis = Millis(1 << 39);
 pub enum SimError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
+    /// A step is a moment something is due: a task's end, a fault, or one of the master's
+    /// and agents' periodic timers (about every second of virtual time).
     #[error(
-        "the run did not settle within {steps} steps (tasks that end and frameworks with unlimited tasks never settle: give `until_ms`)"
+        "the run did not settle within {steps} steps ({at_ms} ms of virtual time): a run whose tasks keep ending, with frameworks of unlimited tasks, reaching far in virtual time (long task durations, late faults), or whose allocator offers nothing while frameworks still want offers goes on: give `until_ms`"
     )]
-    StepLimit { steps: u64 },
-    #[error("the run launched more than {max} tasks")]
+    StepLimit { steps: u64, at_ms: u64 },
+    #[error(
+        "the run launched more than {max} tasks: give `until_ms`, or frameworks fewer tasks (`max_tasks`)"
+    )]
     TaskLimit { max: u64 },
     #[error(
         "the master stopped making progress while framework {framework} could still launch (a master bug)"
@@ -481,6 +485,7 @@ impl Sim {
         }
         Err(SimError::StepLimit {
             steps: SIM_STEPS_MAX,
+            at_ms: self.now.0,
         })
     }
 

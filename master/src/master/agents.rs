@@ -272,8 +272,9 @@ impl Master {
         let id = advert.agent_id.clone();
         tracing::info!(agent_id = %id, hostname = %advert.hostname, total = %advert.total, "agent joined");
         let has_gpus = advert.total.quantities_iter().any(|(kind, _)| kind == GPUS);
-        if has_gpus && !self.config.gpu_agents_last_resort {
-            tracing::warn!(agent_id = %id, "agent has GPUs: while they are free it is offered only to frameworks that declare the GPU capability (not to `wasmos run`'s jobs framework); --gpu-agents-last-resort lets the others have it when nothing else is free");
+        if has_gpus && !self.config.gpu_agents_last_resort && !self.gpu_rule_logged {
+            self.gpu_rule_logged = true;
+            tracing::warn!(agent_id = %id, "agents with GPUs (this one first): while their GPUs are free they are offered only to frameworks that declare the GPU capability (not to `wasmos run`'s jobs framework); MasterConfig::gpu_agents_last_resort (`wasmos master --gpu-agents-last-resort`) lets the others have them when nothing else is free");
         }
         self.lost_agents.forget(&id);
         self.book.add_agent(&id, advert.total, advert.attributes);

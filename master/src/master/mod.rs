@@ -178,6 +178,8 @@ pub struct Master {
     disconnected: disconnect::Disconnected,
     /// For the operator's listing only.
     pub(crate) lost_agents: LostAgents,
+    /// The GPU rule was explained in the log already (once per master, not per agent).
+    gpu_rule_logged: bool,
 }
 
 impl Master {
@@ -227,6 +229,7 @@ impl Master {
             census: census::CensusBook::default(),
             disconnected: disconnect::Disconnected::default(),
             lost_agents: LostAgents::default(),
+            gpu_rule_logged: false,
         }
     }
 
