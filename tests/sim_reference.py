@@ -14,7 +14,7 @@ checks the contract of issue 4, item 8:
   "placements":[{"framework","agent","tasks">0}]}` and placements sum to `launched`.
 
 Scenarios mix 1-4 resource kinds, fractional amounts (0.1, 0.25, ...), tasks needing a
-kind the agent lacks, tasks of nothing with a bounded `max_tasks`, 1-55 frameworks,
+kind the agent lacks, tasks of a thousandth of a cpu with a bounded `max_tasks`, 1-55 frameworks,
 shared roles with weights 0.25..10, `max_tasks` 0..100, exact ties (cloned frameworks)
 and framework `attributes` constraints.
 
@@ -215,7 +215,7 @@ def rnd_scenario(r, nagents=1):
         if r.random() < 0.5:
             f["max_tasks"] = r.choice([0, 1, 2, 3, 5, 10, 100])
         if r.random() < 0.03:
-            f["task"] = {"cpus": 0}; f["max_tasks"] = r.choice([1, 2, 5])
+            f["task"] = {"cpus": 0.001}; f["max_tasks"] = r.choice([1, 2, 5])
         if r.random() < 0.2:
             f["attributes"] = {"arch": r.choice(["x86_64", "aarch64"])}
         if fws and r.random() < 0.25:  # clone of an earlier one: exact ties

@@ -18,6 +18,8 @@ pub enum CallError {
     },
     #[error("weight {0} is not a positive number")]
     InvalidWeight(f64),
+    #[error("{0}")]
+    InvalidLabel(String),
     #[error("role must not be empty")]
     EmptyRole,
     #[error("framework {framework} has role {has}; a failover cannot change it to {asked}")]

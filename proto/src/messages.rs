@@ -91,6 +91,33 @@ impl FrameworkInfo {
     pub fn has(&self, capability: Capability) -> bool {
         self.capabilities.contains(&capability)
     }
+
+    /// Its name and role are ones the master takes: see [`check_label`].
+    pub fn check_labels(&self) -> Result<(), String> {
+        check_label("name", &self.name)?;
+        check_label("role", &self.role)
+    }
+}
+
+/// Longest framework name or role, bytes.
+pub const FRAMEWORK_LABEL_BYTES_MAX: usize = 256;
+
+/// A framework's name or role (`what`): 1 to [`FRAMEWORK_LABEL_BYTES_MAX`] bytes without
+/// control characters, since listings and logs print them as they are (a newline breaks
+/// a table, an escape sequence reaches the operator's terminal).
+pub fn check_label(what: &str, label: &str) -> Result<(), String> {
+    if label.is_empty() || label.len() > FRAMEWORK_LABEL_BYTES_MAX {
+        return Err(format!(
+            "a framework's {what} must be 1 to {FRAMEWORK_LABEL_BYTES_MAX} bytes, got {}",
+            label.len()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(format!(
+            "a framework's {what} must not hold control characters: {label:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// A capability a framework declares in [`FrameworkInfo::capabilities`].

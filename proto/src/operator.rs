@@ -209,9 +209,9 @@ pub struct JobRequest {
     /// Path of an OCI image layout on the agent.
     #[serde(default)]
     pub image: Option<String>,
-    /// Cpus per task, more than 0.
+    /// Cpus per task, at least 0.001 (amounts count in thousandths).
     pub cpus: f64,
-    /// Memory per task, MiB, more than 0.
+    /// Memory per task, MiB, at least 0.001.
     pub mem: f64,
     /// Tasks to run, 1 to 256.
     #[serde(default = "one")]

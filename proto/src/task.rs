@@ -436,8 +436,14 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(matches!(DirGrant::parse("/h:/g"), Err(DirGrantError::Form(_))));
-        assert!(matches!(DirGrant::parse("::/g"), Err(DirGrantError::EmptySide(_))));
+        assert!(matches!(
+            DirGrant::parse("/h:/g"),
+            Err(DirGrantError::Form(_))
+        ));
+        assert!(matches!(
+            DirGrant::parse("::/g"),
+            Err(DirGrantError::EmptySide(_))
+        ));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum ScenarioError {
     Json(#[from] serde_json::Error),
     #[error("{what} id must not be empty")]
     EmptyId { what: &'static str },
+    #[error("framework {0:?}: {1}")]
+    Label(String, String),
     #[error("{what} id {id:?} appears twice")]
     DuplicateId { what: &'static str, id: String },
     #[error("{owner}: {name} = {value} is not a non-negative amount")]
@@ -28,7 +30,9 @@ pub enum ScenarioError {
         name: String,
         value: f64,
     },
-    #[error("framework {0}: task asks for no resources and max_tasks is unlimited")]
+    #[error(
+        "framework {0}: its task asks for no resources (amounts count in thousandths); every task must reserve some, as the master requires"
+    )]
     EmptyTask(String),
     #[error("framework {0}: needs a `task` shape, or a `scheduler` module")]
     MissingTask(String),
@@ -320,6 +324,12 @@ impl Scenario {
         check_count("faults", self.faults.len(), SCENARIO_FAULTS_MAX)?;
         check_ids("agent", self.agents.iter().map(|a| a.id.as_str()))?;
         check_ids("framework", self.frameworks.iter().map(|f| f.id.as_str()))?;
+        for f in &self.frameworks {
+            // What the master checks of the name (the id) and the role it subscribes with.
+            proto::check_label("name", &f.id)
+                .and_then(|()| proto::check_label("role", f.role()))
+                .map_err(|e| ScenarioError::Label(f.id.clone(), e))?;
+        }
         for a in &self.agents {
             resources_of(&format!("agent {}", a.id), &a.resources)?;
         }
@@ -328,9 +338,8 @@ impl Scenario {
             match (&f.scheduler, &f.task) {
                 (None, None) => return Err(ScenarioError::MissingTask(f.id.clone())),
                 (None, Some(task)) => {
-                    // A task of nothing always fits: only a bounded number of them can end
-                    // a run.
-                    if resources_of(&owner, task)?.is_empty() && f.max_tasks.is_none() {
+                    // The master refuses a task of nothing: it would run uncounted.
+                    if resources_of(&owner, task)?.is_empty() {
                         return Err(ScenarioError::EmptyTask(f.id.clone()));
                     }
                     if f.config.is_some() {

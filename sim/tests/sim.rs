@@ -328,7 +328,11 @@ fn malformed_scenarios_are_scenario_errors_with_a_clear_message() {
         ),
         (
             r#"{"agents":[],"frameworks":[{"id":"f","task":{"cpus":0}}]}"#,
-            "no resources and max_tasks is unlimited",
+            "asks for no resources",
+        ),
+        (
+            r#"{"agents":[],"frameworks":[{"id":"f\u001b[31m","task":{"cpus":1}}]}"#,
+            "control characters",
         ),
         (
             r#"{"agents":[],"frameworks":[{"id":"f","weight":0,"task":{"cpus":1}}]}"#,
@@ -414,19 +418,16 @@ fn unknown_fields_are_ignored_and_listed_for_a_warning() {
 }
 
 #[test]
-fn a_task_of_nothing_launches_up_to_max_tasks_and_ranks_first() {
-    // A share of zero stays zero, so "zero" (listed last) is served before anyone else
-    // until its 3 tasks are out; then "cpu" fills the agent.
-    let json = r#"{"agents":[{"id":"a","resources":{"cpus":2}}],
-        "frameworks":[{"id":"cpu","task":{"cpus":1}},
-                      {"id":"zero","task":{"cpus":0},"max_tasks":3}]}"#;
-    assert_eq!(run(json)["launched"], json!({"cpu": 2, "zero": 3}));
-    // Earlier frameworks tie with "zero" at share 0 and fill the agent first; "zero"'s
-    // tasks still fit (they need nothing), as progressive filling says.
-    let json = r#"{"agents":[{"id":"a","resources":{"cpus":10}}],
-        "frameworks":[{"id":"f","task":{"cpus":5}},{"id":"g","task":{"cpus":5}},
-                      {"id":"zero","task":{"cpus":0},"max_tasks":2}]}"#;
-    assert_eq!(run(json)["launched"], json!({"f": 1, "g": 1, "zero": 2}));
+fn a_task_of_nothing_is_refused_as_the_master_refuses_it() {
+    // Amounts below a thousandth round to nothing.
+    for task in [r#"{"cpus":0}"#, r#"{"cpus":0.0001}"#] {
+        let json = format!(
+            r#"{{"agents":[{{"id":"a","resources":{{"cpus":2}}}}],
+            "frameworks":[{{"id":"zero","task":{task},"max_tasks":3}}]}}"#
+        );
+        let err = run_scenario(&json).unwrap_err().to_string();
+        assert!(err.contains("asks for no resources"), "{err}");
+    }
 }
 
 /// A framework whose scheduler launches one task of one cpu on each offer it gets, until it

@@ -398,7 +398,7 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
     assert!(refused.stdout.is_empty(), "no ids for a refused job");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("the job was refused: cpus must be more than 0"),
+        stderr.contains("the job was refused: cpus must be at least 0.001"),
         "{stderr}"
     );
     let missing = client(&["run", "/nonexistent/module.wasm"], &endpoint);

@@ -134,6 +134,7 @@ impl Master {
         from: Option<FrameworkId>,
         info: FrameworkInfo,
     ) -> Result<CallReply, CallError> {
+        info.check_labels().map_err(CallError::InvalidLabel)?;
         self.config.policy.check_register(caller, &info.role)?;
         let id = self.subscription_id(caller, from, &info)?;
         self.admit(&id, info);

@@ -645,3 +645,34 @@ fn framework_rows_show_the_allocation_in_units_and_the_weight_given() {
     let task_row = m.tasks_view().remove(0);
     assert_eq!(task_row.id, "t1");
 }
+
+#[test]
+fn names_and_roles_with_control_characters_or_out_of_length_are_refused() {
+    let mut m = master();
+    let long = "x".repeat(proto::FRAMEWORK_LABEL_BYTES_MAX + 1);
+    for (name, role) in [
+        ("a\nb", "r"),
+        ("\u{1b}[31mred", "r"),
+        ("", "r"),
+        (long.as_str(), "r"),
+        ("a", "r\tx"),
+        ("a", ""),
+    ] {
+        let reply = m.handle_call(
+            Millis(0),
+            &proto::Principal::anonymous(),
+            proto::FrameworkCall {
+                framework_id: None,
+                call: Call::Subscribe {
+                    info: info(name, role, 1.0),
+                },
+            },
+        );
+        assert!(
+            matches!(reply, Err(CallError::InvalidLabel(_))),
+            "{name:?} {role:?}: {reply:?}"
+        );
+    }
+    assert!(m.frameworks_view().is_empty());
+    subscribe(&mut m, 0, info("Ünï code, spaces: fine", "r", 1.0));
+}
