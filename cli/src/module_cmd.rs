@@ -36,8 +36,8 @@ pub enum ModuleCommand {
 
 #[derive(clap::Args)]
 pub struct KeygenArgs {
-    /// Where to write the pair: DIR/NAME makes DIR/NAME.key and DIR/NAME.pub (DIR must
-    /// exist; NAME goes into the public key file as its comment).
+    /// Where to write the pair: DIR/NAME makes DIR/NAME.key and DIR/NAME.pub (DIR is made,
+    /// mode 0700, if missing; NAME goes into the public key file as its comment).
     #[arg(value_name = "DIR/NAME")]
     pub base: PathBuf,
 }
@@ -80,6 +80,13 @@ pub fn run(cmd: ModuleCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+    // `keys/` would make the hidden `keys/.key`.
+    if args.base.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        anyhow::bail!(
+            "{}: give DIR/NAME, the key's name after the directory",
+            args.base.display()
+        );
+    }
     let mut seed = [0u8; SEED_BYTES];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("the operating system's random generator: {e}"))?;

@@ -103,6 +103,11 @@ fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), KeyFileError> {
 /// Reads a secret key file, refused when group or others may read it (as ssh does).
 pub fn read_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     let (file, text) = read_key_file(path)?;
+    // What the file is first: advice to chmod a public key would be wrong.
+    let key = SecretKey::from_key_file(&text).map_err(|error| KeyFileError::Format {
+        path: path.to_owned(),
+        error,
+    })?;
     let mode = file.metadata().map_err(io_error(path))?.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::NotPrivate {
@@ -110,10 +115,7 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
             mode,
         });
     }
-    SecretKey::from_key_file(&text).map_err(|error| KeyFileError::Format {
-        path: path.to_owned(),
-        error,
-    })
+    Ok(key)
 }
 
 /// Reads a public key file.

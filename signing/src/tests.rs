@@ -345,4 +345,10 @@ fn key_pairs_are_written_private_once_and_read_back() {
         matches!(open, KeyFileError::NotPrivate { mode: 0o644, .. }),
         "{open}"
     );
+    // A public key given as the secret one is named for what it is, whatever its mode.
+    let not_secret = read_secret_key(&public).unwrap_err();
+    assert!(
+        matches!(not_secret, KeyFileError::Format { .. }),
+        "{not_secret}"
+    );
 }

@@ -18,13 +18,15 @@ pub const SCENARIO_FAULTS_MAX: usize = 100_000;
 pub enum ScenarioError {
     #[error("scenario is not valid JSON of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("a scenario is a JSON object (`{{\"agents\": [...], \"frameworks\": [...]}}`)")]
+    NotObject,
     #[error("{what} id must not be empty")]
     EmptyId { what: &'static str },
     #[error("framework {0:?}: {1}")]
     Label(String, String),
     #[error("{what} id {id:?} appears twice")]
     DuplicateId { what: &'static str, id: String },
-    #[error("{owner}: {name} = {value} is not a non-negative amount")]
+    #[error("{owner}: {name} = {value} is not an amount (0 to about 4.6e15)")]
     BadAmount {
         owner: String,
         name: String,
@@ -289,6 +291,10 @@ fn attributes_of_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Attr
 impl Scenario {
     /// Parses and checks a scenario.
     pub fn parse(json: &str) -> Result<Scenario, ScenarioError> {
+        // serde would take a struct from an array of its fields in order too.
+        if !json.trim_start().starts_with('{') {
+            return Err(ScenarioError::NotObject);
+        }
         let scenario: Scenario = serde_json::from_str(json)?;
         scenario.check()?;
         Ok(scenario)

@@ -318,6 +318,11 @@ fn malformed_scenarios_are_scenario_errors_with_a_clear_message() {
     let cases = [
         ("not json", "JSON"),
         (r#"{"agents":[]}"#, "frameworks"),
+        (r#"[[],[]]"#, "a scenario is a JSON object"),
+        (
+            r#"{"agents":[{"id":"a","resources":{"cpus":1e308}}],"frameworks":[]}"#,
+            "is not an amount (0 to about 4.6e15)",
+        ),
         (
             r#"{"agents":[{"id":"a","resources":{"cpus":-1}}],"frameworks":[]}"#,
             "cpus",
