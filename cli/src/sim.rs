@@ -14,6 +14,21 @@ use sim::{
     CoreWeight, SIM_SEED, Scenario, ScenarioFramework, SimError, SimScheduler, run_scenario_weighed,
 };
 
+/// Allocator fuel per agent and framework pair, and its bounds: see `--allocator-fuel`.
+const FUEL_PER_PAIR: u64 = 4_000;
+const FUEL_MIN: u64 = 2_000_000_000;
+const FUEL_MAX: u64 = 200_000_000_000;
+
+/// `--allocator-fuel`'s default for this scenario (the built-in DRF needs none: the
+/// scenario is not read twice for it).
+fn default_fuel(allocator: &str, json: &str) -> u64 {
+    let pairs = match allocator {
+        "drf" => 0,
+        _ => Scenario::parse(json).map_or(0, |s| s.agents.len() * s.frameworks.len()),
+    };
+    (FUEL_PER_PAIR.saturating_mul(pairs as u64)).clamp(FUEL_MIN, FUEL_MAX)
+}
+
 /// Exit code for a malformed scenario.
 const EXIT_MALFORMED: u8 = 2;
 /// Scenario files larger than this are refused (malformed).
@@ -25,15 +40,18 @@ pub struct SimArgs {
     file: Option<PathBuf>,
     /// Allocation policy: `drf` (the built-in hierarchical weighted DRF) or the path of an
     /// allocator module (`MODULE.wasm`, see executor-sdk/README.md); a module that fails a
-    /// pass is replaced by the built-in DRF for that pass, with an error logged.
+    /// pass is replaced by the built-in DRF for that pass, with an error logged (one failing
+    /// pass after pass sits out 1, 2, 4 ... at most 64 passes).
     #[arg(long, default_value = "drf", value_name = "drf|MODULE.wasm")]
     allocator: String,
     /// Fuel an allocator module may use in one pass (about one unit per WASM instruction;
     /// deterministic, unlike the master daemon's wall-clock deadline). A pass that uses
-    /// it all is done by the built-in DRF instead, with an error logged, so raise it for
-    /// large fleets rather than compare a run that fell back.
-    #[arg(long, value_name = "UNITS", default_value_t = Limits::default().fuel_per_call)]
-    allocator_fuel: u64,
+    /// it all is done by the built-in DRF instead, with an error logged. Default: 4,000
+    /// per agent and framework pair of the scenario, from 2e9 to 2e11 (a pass of
+    /// `drf.wasm` whose frameworks refuse many agents walks them all: 10,000 agents ×
+    /// 1,000 frameworks took 16e9 to 32e9).
+    #[arg(long, value_name = "UNITS")]
+    allocator_fuel: Option<u64>,
     /// Add `"stats": {"placements", "wall_ms", "placements_per_s", "peak_rss_bytes",
     /// "core_bytes", "core_bytes_per_agent_and_task"}`: tasks launched, the run's
     /// wall-clock time (parsing included), this process's peak resident memory, and the
@@ -60,7 +78,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     // A simulation runs nothing on the fleet: it checks no signatures.
     let unchecked = signing::TrustedKeys::default();
     let limits = Limits {
-        fuel_per_call: args.allocator_fuel,
+        fuel_per_call: args
+            .allocator_fuel
+            .unwrap_or_else(|| default_fuel(&args.allocator, &json)),
         ..Limits::default()
     };
     if let Err(e) = policy_host::allocator_from_spec(&args.allocator, SIM_SEED, limits, &unchecked)

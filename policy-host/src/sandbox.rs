@@ -62,8 +62,10 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             metering: Metering::Fuel,
-            // About a second of guest work at today's speeds; a DRF pass over 1,000 agents
-            // and 100 frameworks uses a small fraction of it.
+            // A few tenths of a second of guest work here; a DRF pass over 1,000 agents and
+            // 100 frameworks uses a small fraction of it, one over 10,000 × 1,000 where
+            // many frameworks refuse many agents 16e9 to 32e9 (`wasmos sim` scales its
+            // budget with the scenario).
             fuel_per_call: 2_000_000_000,
             deadline_ms_per_call: 1_000,
             memory_bytes_max: 64 << 20,
