@@ -221,7 +221,7 @@ impl Allocator for WasmAllocator {
 /// Why `--allocator` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocatorSpecError {
-    #[error("allocator {spec:?} is neither `drf` nor a path to a `.wasm` module")]
+    #[error("allocator {spec:?} is neither `drf` nor a path to a module (`.wasm`, or WAT text in `.wat`)")]
     Unknown { spec: String },
     #[error("cannot read allocator module {path}: {error}")]
     Read { path: String, error: std::io::Error },
@@ -253,7 +253,7 @@ pub fn allocator_from_spec(
     if spec == "drf" {
         return Ok(Box::new(DrfAllocator::new(drf_seed)));
     }
-    if !spec.ends_with(".wasm") {
+    if !(spec.ends_with(".wasm") || spec.ends_with(".wat")) {
         return Err(AllocatorSpecError::Unknown {
             spec: spec.to_owned(),
         });
