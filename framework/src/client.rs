@@ -453,7 +453,7 @@ impl EventLoop {
     /// dropped its [`Events`].
     async fn hand_over(&mut self, event: Event) -> bool {
         let ack = match (&event, &self.acks_tx) {
-            (Event::Update { status }, Some(_)) => Some(Ack {
+            (Event::Update { status }, Some(_)) if !status.agent_id.is_no_agent() => Some(Ack {
                 task_id: status.task_id.clone(),
                 status_uuid: status.uuid,
             }),

@@ -221,7 +221,9 @@ impl Allocator for WasmAllocator {
 /// Why `--allocator` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocatorSpecError {
-    #[error("allocator {spec:?} is neither `drf` nor a path to a module (`.wasm`, or WAT text in `.wat`)")]
+    #[error(
+        "allocator {spec:?} is neither `drf` nor a path to a module (`.wasm`, or WAT text in `.wat`)"
+    )]
     Unknown { spec: String },
     #[error("cannot read allocator module {path}: {error}")]
     Read { path: String, error: std::io::Error },

@@ -54,6 +54,19 @@ string_id!(
     FrameworkId
 );
 
+impl AgentId {
+    /// Stands for "no agent" in an update the master makes about a task it does not know
+    /// (reconciliation's `lost`): empty, which no agent's id can be (not a key chunk). Such
+    /// an update needs no acknowledgement: no agent waits for one.
+    pub fn no_agent() -> AgentId {
+        AgentId::new("")
+    }
+
+    pub fn is_no_agent(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Separates a framework id's owner from the rest; principal names never hold it.
 pub const FRAMEWORK_OWNER_SEPARATOR: char = '.';
 

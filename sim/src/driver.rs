@@ -9,7 +9,7 @@ use master::allocator::{Allocator, DrfAllocator, GpuAgents};
 use master::{Master, MasterConfig};
 use proto::{
     AgentAdvert, AgentId, Call, CallReply, Event, FrameworkCall, FrameworkId, FrameworkInfo,
-    Millis, Offer, Resources, Scalar, TaskId, TaskStatus,
+    Millis, Offer, Resources, TaskId, TaskStatus,
 };
 
 use crate::fleet::Fleet;
@@ -244,14 +244,7 @@ impl Sim {
         scenario: &Scenario,
         load: &mut SchedulerLoader<'_>,
     ) -> Result<(), SimError> {
-        let (nothing, rest): (Vec<_>, Vec<_>) =
-            scenario.frameworks.iter().enumerate().partition(|(_, f)| {
-                f.scheduler.is_none()
-                    && f.task_amounts()
-                        .values()
-                        .all(|v| Scalar::from_units(*v) == Some(Scalar::ZERO))
-            });
-        for (index, f) in nothing.into_iter().chain(rest) {
+        for (index, f) in scenario.frameworks.iter().enumerate() {
             self.subscribe_new(index, f, load)?;
         }
         Ok(())
@@ -355,6 +348,16 @@ impl Sim {
         }
         for (name, info) in self.subscriptions.clone() {
             self.subscribe(&name, info)?;
+        }
+        // As a real framework does once its master changed: it asks about every task it
+        // launched and has not seen end; one the new master does not know (its agent was
+        // lost before the restart, or the launch was in flight) comes back `lost`.
+        let asks: Vec<(String, FrameworkId, Vec<TaskId>)> = (self.frameworks.iter())
+            .map(|(id, f)| (f.name.clone(), id.clone(), f.not_ended(&self.told)))
+            .filter(|(_, _, tasks)| !tasks.is_empty())
+            .collect();
+        for (name, id, tasks) in asks {
+            self.call(&name, Some(id), Call::Reconcile { tasks })?;
         }
         for f in self.frameworks.values_mut() {
             f.suppressed = false;

@@ -104,11 +104,24 @@ impl SynthFramework {
         count
     }
 
+    /// The id of its `n`th task (from 1).
+    pub fn task_id(&self, n: u64) -> TaskId {
+        TaskId::new(format!("{}-{n}", self.name))
+    }
+
+    /// Every task it launched whose end it has not been told of.
+    pub fn not_ended(&self, told: &TaskEnds) -> Vec<TaskId> {
+        (1..=self.launched)
+            .map(|n| self.task_id(n))
+            .filter(|t| !told.has_ended(t))
+            .collect()
+    }
+
     fn next_task(&mut self) -> TaskSpec {
         self.launched += 1;
         self.left = self.left.map(|n| n.saturating_sub(1));
         TaskSpec {
-            task_id: TaskId::new(format!("{}-{}", self.name, self.launched)),
+            task_id: self.task_id(self.launched),
             name: self.name.clone(),
             resources: self.task.clone(),
             kind: TaskKind::Wasm(WasmTask::default()),
@@ -185,6 +198,10 @@ impl TaskEnds {
             )),
             Some(_) => Ok(()),
         }
+    }
+
+    pub fn has_ended(&self, task_id: &TaskId) -> bool {
+        self.first.contains_key(task_id)
     }
 
     pub fn count(&self, framework_id: &FrameworkId, state: TaskState) -> u64 {

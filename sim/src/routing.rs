@@ -17,7 +17,9 @@ impl Sim {
             if let Some(action) = self.master.poll_action() {
                 self.act(action)?;
             } else if let Some((id, acks)) = self.next_acks() {
-                self.call_as(&id, Call::AcknowledgeMany { acks })?;
+                if !acks.is_empty() {
+                    self.call_as(&id, Call::AcknowledgeMany { acks })?;
+                }
             } else if let Some((id, event)) = self.module_inbox.pop_front() {
                 self.deliver(&id, &event);
             } else if let Some(offer) = self.inbox.pop_front() {
@@ -37,6 +39,11 @@ impl Sim {
         while acks.len() < ACKS_PER_CALL_MAX
             && let Some((_, status)) = self.updates.pop_front_if(|(of, _)| *of == id)
         {
+            // As the framework client: the master's `lost` for a task it does not know
+            // comes from no agent, and no agent waits for its acknowledgement.
+            if status.agent_id.is_no_agent() {
+                continue;
+            }
             acks.push(Ack {
                 task_id: status.task_id,
                 status_uuid: status.uuid,

@@ -104,6 +104,22 @@ fn a_master_restart_loses_no_task_and_no_update() {
 }
 
 #[test]
+fn tasks_of_an_agent_lost_before_a_master_restart_are_told_lost_by_reconciliation() {
+    // Agent a is cut off at 1 s; the master restarts at 2 s, before a's lost clock ran
+    // out, so the new master never knew a's tasks. Re-subscribed, the framework asks about
+    // every task it launched, and the two on a come back `lost`.
+    let report = run(&json!({
+        "agents": [{"id": "a", "resources": {"cpus": 2}}, {"id": "b", "resources": {"cpus": 2}}],
+        "frameworks": [{"id": "f", "task": {"cpus": 1}, "max_tasks": 4, "duration_ms": 60000}],
+        "faults": [{"at_ms": 1000, "agent_lost": "a"}, {"at_ms": 2000, "master_restart": true}]
+    }));
+    ok(&report);
+    assert_eq!(report["launched"], json!({"f": 4}));
+    assert_eq!(report["finished"], json!({"f": 2}));
+    assert_eq!(report["lost"], json!({"f": 2}));
+}
+
+#[test]
 fn until_ms_stops_the_run_with_tasks_still_running() {
     // Unlimited tasks of 1 s on 1 cpu: by 10.5 s, ten have finished and one runs.
     let report = run(&json!({

@@ -176,7 +176,8 @@ impl Master {
             false
         };
         match self.tasks.owner(&status.task_id) {
-            Some((_, agent)) if *agent != status.agent_id => {
+            // A task told lost by reconciliation was on no agent the master knew of.
+            Some((_, agent)) if *agent != status.agent_id && !agent.is_no_agent() => {
                 refuse(self, "the task is not on this agent")
             }
             Some((framework, _)) if *framework != status.framework_id => {

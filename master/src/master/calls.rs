@@ -439,7 +439,10 @@ impl Master {
     }
 
     /// Sends the latest known status of each named task (all of the framework's live tasks
-    /// when none is named); a task the master does not know is reported lost.
+    /// when none is named); a task the master does not know is reported lost, and that end
+    /// is remembered as one the master declared: should the task's agent come back with it
+    /// (one cut off across a master restart), the lost-agent rule kills it rather than
+    /// adopt it, and its framework keeps the `lost` it was told.
     pub(super) fn reconcile(&mut self, id: &FrameworkId, task_ids: Vec<TaskId>) {
         let task_ids = if task_ids.is_empty() {
             self.frameworks
@@ -457,16 +460,26 @@ impl Master {
                         .unwrap_or_else(|| synthetic_status(t, t.state, "", uuid))
                 }
                 (None, Some(e)) if e.framework_id() == id => e.latest.clone(),
-                _ => TaskStatus {
-                    task_id,
-                    framework_id: id.clone(),
-                    agent_id: AgentId::default_unknown(),
-                    state: TaskState::Lost,
-                    exit_code: None,
-                    reason: "the master does not know this task".to_owned(),
-                    uuid: StatusUuid(self.rng.next_u128()),
-                    timestamp_ms: 0,
-                },
+                _ => {
+                    let status = TaskStatus {
+                        task_id,
+                        framework_id: id.clone(),
+                        agent_id: AgentId::no_agent(),
+                        state: TaskState::Lost,
+                        exit_code: None,
+                        reason: "the master does not know this task".to_owned(),
+                        uuid: StatusUuid(self.rng.next_u128()),
+                        timestamp_ms: 0,
+                    };
+                    let kept_max = self.config.ended_tasks_kept_max;
+                    (self.tasks).remember_ended(
+                        status.clone(),
+                        String::new(),
+                        proto::Resources::new(),
+                        kept_max,
+                    );
+                    status
+                }
             };
             self.send(id, Event::Update { status });
         }
@@ -531,17 +544,6 @@ pub(super) fn synthetic_status(
         reason: reason.to_owned(),
         uuid,
         timestamp_ms: 0,
-    }
-}
-
-trait UnknownAgent {
-    fn default_unknown() -> Self;
-}
-
-impl UnknownAgent for AgentId {
-    /// Stands for "no agent" in a status about a task nobody knows.
-    fn default_unknown() -> AgentId {
-        AgentId::new("unknown")
     }
 }
 

@@ -470,3 +470,40 @@ fn a_task_whose_end_the_master_forgot_is_killed_not_adopted_from_a_stale_advert(
     assert!(!m.offers_held(), "a stray is no sign of an earlier master");
     assert_eq!(m.check_invariants(), Ok(()));
 }
+
+#[test]
+fn a_task_reconciliation_told_lost_is_killed_when_its_agent_comes_back_with_it() {
+    // A new master (no recovery evidence yet) is asked about a task it never heard of.
+    let mut m = master();
+    let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
+    call(
+        &mut m,
+        1,
+        &fw,
+        Call::Reconcile {
+            tasks: vec![TaskId::new("t1")],
+        },
+    )
+    .unwrap();
+    let told = updates_to(&drain(&mut m), &fw);
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].state, TaskState::Lost);
+    assert!(
+        told[0].agent_id.is_no_agent(),
+        "no acknowledgement is awaited"
+    );
+    // Its agent, cut off across the restart, comes back still running it.
+    join(&mut m, 10, advert_with("a1", &[("t1", &fw, 1.0)]));
+    let actions = step(&mut m, 10);
+    assert_eq!(kills(&actions), vec![TaskId::new("t1")]);
+    assert!(
+        updates_to(&actions, &fw).is_empty(),
+        "the framework keeps its lost"
+    );
+    assert_eq!(used_on(&m, "a1"), res(1.0, 256.0), "held until it ends");
+    m.handle_status(Millis(20), status("t1", &fw, "a1", TaskState::Killed, 9));
+    let actions = drain(&mut m);
+    assert!(updates_to(&actions, &fw).is_empty());
+    assert_eq!(used_on(&m, "a1"), Resources::new());
+    assert_eq!(m.check_invariants(), Ok(()));
+}
