@@ -109,7 +109,9 @@ pub struct RunArgs {
     /// Wall-clock limit of each task, ms.
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
-    /// Wait until the tasks end; exit 1 if any did not finish.
+    /// Wait until the tasks end; exit 1 if any did not finish. With --restart, a task that
+    /// ends and is restarted is followed by its replacement, until each copy ends for good
+    /// (its restarts used up, or an end its policy does not restart).
     #[arg(long)]
     pub wait: bool,
     /// zenoh endpoint of the master; default tcp/127.0.0.1:7447, or the `--zenoh-config`
@@ -146,7 +148,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
             print_ids(&accepted.task_ids)?;
             if args.wait {
-                return wait(&net, &accepted.task_ids, &endpoint).await;
+                let job = (request.restart != RestartPolicy::Never).then_some(Restarts {
+                    job_id: &accepted.job_id,
+                    policy: request.restart,
+                });
+                return wait(&net, &accepted.task_ids, job, &endpoint).await;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -380,15 +386,29 @@ fn print_ids(task_ids: &[TaskId]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until every task in `task_ids` has ended, printing state changes on stderr.
-/// Restarted copies run under new ids and are not waited for.
-async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<ExitCode> {
-    let mut seen: BTreeMap<&TaskId, TaskState> = BTreeMap::new();
+/// A job whose copies restart: `--wait` follows each copy to the task that replaces it.
+#[derive(Clone, Copy)]
+struct Restarts<'a> {
+    job_id: &'a str,
+    policy: RestartPolicy,
+}
+
+/// Waits until every copy's task has ended for good, printing state changes on stderr: a
+/// task that ended and that the job's restart policy restarts is followed by its
+/// replacement (a new id) until the copy's restarts are used up.
+async fn wait(
+    net: &Net,
+    task_ids: &[TaskId],
+    job: Option<Restarts<'_>>,
+    endpoint: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut following = task_ids.to_vec();
+    let mut seen: BTreeMap<TaskId, TaskState> = BTreeMap::new();
     let mut away_since: Option<std::time::Instant> = None;
-    let asked = OperatorRequest::TaskRows {
-        task_ids: task_ids.to_vec(),
-    };
     loop {
+        let asked = OperatorRequest::TaskRows {
+            task_ids: following.clone(),
+        };
         let rows = match tools::ask(net, &asked, tools::TOOL_QUERY_TIMEOUT_MS).await {
             Ok(OperatorReply::Tasks(rows)) => rows,
             Ok(other) => bail!(tools::unexpected(&other)),
@@ -412,12 +432,9 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
         if away_since.take().is_some() {
             eprintln!("the master answers again; still waiting");
         }
-        for id in task_ids {
-            let Some(row) = rows.iter().find(|r| &r.task_id == id) else {
-                continue;
-            };
-            if seen.insert(id, row.state) != Some(row.state) {
-                let state = row.state.as_str();
+        for row in &rows {
+            if seen.insert(row.task_id.clone(), row.state) != Some(row.state) {
+                let (id, state) = (&row.task_id, row.state.as_str());
                 match row.reason.as_str() {
                     "" => eprintln!("{id}: {state}"),
                     same if same == state => eprintln!("{id}: {state}"),
@@ -425,11 +442,26 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
                 }
             }
         }
-        let ended = task_ids
+        let state_of = |id: &TaskId| seen.get(id).copied();
+        let restarting = job.is_some_and(|j| {
+            (following.iter())
+                .any(|id| state_of(id).is_some_and(|s| s.is_terminal() && j.policy.restarts(s)))
+        });
+        if restarting && let Some(job) = job {
+            match follow_restarts(net, job, &mut following, &seen).await? {
+                Copies::Restarting => {
+                    tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+                    continue;
+                }
+                Copies::Done => {}
+            }
+        }
+        if following
             .iter()
-            .all(|id| seen.get(id).is_some_and(|s| s.is_terminal()));
-        if ended {
-            let all_finished = seen.values().all(|s| *s == TaskState::Finished);
+            .all(|id| state_of(id).is_some_and(|s| s.is_terminal()))
+        {
+            let all_finished =
+                (following.iter()).all(|id| state_of(id) == Some(TaskState::Finished));
             return Ok(if all_finished {
                 ExitCode::SUCCESS
             } else {
@@ -438,6 +470,60 @@ async fn wait(net: &Net, task_ids: &[TaskId], endpoint: &str) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
     }
+}
+
+/// Whether a job's copies may still start tasks.
+enum Copies {
+    /// Some copy waits out its restart backoff, or runs a task not followed before (now
+    /// followed in place of the one it replaces).
+    Restarting,
+    /// None will: the job is over (forgotten by the jobs framework) or its copies' tasks
+    /// are the followed ones, ended.
+    Done,
+}
+
+/// Asks the jobs framework about the job's copies (`explain`), and follows each new task
+/// in place of an ended one it replaces.
+async fn follow_restarts(
+    net: &Net,
+    job: Restarts<'_>,
+    following: &mut [TaskId],
+    seen: &BTreeMap<TaskId, TaskState>,
+) -> anyhow::Result<Copies> {
+    let asked = OperatorRequest::Explain {
+        subject: job.job_id.to_owned(),
+    };
+    let copies = match tools::ask(net, &asked, tools::TOOL_QUERY_TIMEOUT_MS).await {
+        Ok(OperatorReply::Explain(e)) => e.copies,
+        Err(ToolError::Operator(OperatorError::NotFound(_))) => return Ok(Copies::Done),
+        Ok(other) => bail!(tools::unexpected(&other)),
+        Err(e) if e.no_master_answer() => return Ok(Copies::Restarting),
+        Err(e) => return Err(anyhow!(e).context("reading the job's copies")),
+    };
+    let mut restarting = false;
+    for copy in &copies {
+        if following.contains(&copy.task_id) {
+            // Its task ended but the copy is not done: a backoff before the restart.
+            restarting |= !copy.state.is_terminal()
+                && seen.get(&copy.task_id).is_some_and(|s| s.is_terminal());
+            continue;
+        }
+        let replaced = (following.iter_mut()).find(|id| {
+            seen.get(*id)
+                .is_some_and(|s| s.is_terminal() && job.policy.restarts(*s))
+                && !copies.iter().any(|c| &c.task_id == *id)
+        });
+        if let Some(replaced) = replaced {
+            eprintln!("{replaced}: restarted as {}", copy.task_id);
+            *replaced = copy.task_id.clone();
+            restarting = true;
+        }
+    }
+    Ok(if restarting {
+        Copies::Restarting
+    } else {
+        Copies::Done
+    })
 }
 
 /// The image's absolute path and the one architecture it runs on (`None`: several, or

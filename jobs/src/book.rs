@@ -49,6 +49,8 @@ pub const ENDED_TASKS_KEPT_MAX: usize = 4096;
 pub const CALLS_QUEUED_MAX: usize = 4096;
 /// Filter on offers the book cannot use for any waiting copy.
 pub const DECLINE_REFUSE_SECONDS_DEFAULT: f64 = 5.0;
+/// Rows of copies cancelled before they started that the book keeps.
+pub const CANCELLED_ROWS_KEPT_MAX: usize = 1024;
 
 /// Limits and timing of a [`JobBook`].
 #[derive(Clone, Debug, PartialEq)]
@@ -215,6 +217,10 @@ pub struct JobBook {
     pub(crate) tasks: BTreeMap<TaskId, (String, usize)>,
     ended: VecDeque<TaskId>,
     ended_set: BTreeSet<TaskId>,
+    /// Copies cancelled before they started, oldest first, as `killed` task rows: the
+    /// master never knew their tasks, so a lookup by id (`run --wait`, the HTTP API)
+    /// finds their end here.
+    cancelled: VecDeque<TaskRow>,
     calls: VecDeque<Call>,
     /// Whether the last of Suppress/Revive sent was Suppress. The book starts by
     /// suppressing (a new framework is not suppressed; with no job it wants no offers).
@@ -239,6 +245,7 @@ impl JobBook {
             tasks: BTreeMap::new(),
             ended: VecDeque::new(),
             ended_set: BTreeSet::new(),
+            cancelled: VecDeque::new(),
             calls: VecDeque::from([Call::Suppress]),
             suppressed: true,
             jobs_submitted: 0,
@@ -317,6 +324,12 @@ impl JobBook {
             return Ok(());
         }
         slot.kill_requested = true;
+        if slot.state == SlotState::Waiting {
+            self.remember_cancelled(&job_id, index);
+        }
+        let Some(slot) = self.slot_mut(&job_id, index) else {
+            return Err(KillError::Unknown(task_id.clone()));
+        };
         match slot.state {
             SlotState::Launched { .. } => self.push_call(Call::Kill {
                 task_id: task_id.clone(),
@@ -349,28 +362,53 @@ impl JobBook {
     /// The copies waiting for an offer, as the operator's task rows (`pending`, with
     /// what they wait for); their framework is this one, and no agent has them yet.
     pub fn pending_rows(&self) -> Vec<TaskRow> {
-        let framework_id = self.framework_id.clone().unwrap_or(FrameworkId::new(""));
-        let row = |(job, slot): (&Job, &Slot)| {
-            let template = job.template(slot);
-            let resources = task_resources(template);
-            TaskRow {
-                id: slot.task_id.to_string(),
-                task_id: slot.task_id.clone(),
-                framework_id: framework_id.clone(),
-                agent_id: AgentId::new(""),
-                name: job.job.name.clone(),
-                reason: waiting_reason(&resources, &template.constraints)
-                    + &quarantine_note(&job.quarantine.agents(self.last_now_ms)),
-                resources,
-                state: TaskState::Pending,
-                exit_code: None,
-                launched_at_ms: 0,
-                reclaim_at_ms: None,
-                cpu_seconds: None,
-                memory_bytes: None,
-            }
+        self.waiting()
+            .map(|(job, slot)| self.waiting_row(job, slot))
+            .collect()
+    }
+
+    fn waiting_row(&self, job: &Job, slot: &Slot) -> TaskRow {
+        let template = job.template(slot);
+        let resources = task_resources(template);
+        TaskRow {
+            id: slot.task_id.to_string(),
+            task_id: slot.task_id.clone(),
+            framework_id: (self.framework_id.clone()).unwrap_or(FrameworkId::new("")),
+            agent_id: AgentId::new(""),
+            name: job.job.name.clone(),
+            reason: waiting_reason(&resources, &template.constraints)
+                + &quarantine_note(&job.quarantine.agents(self.last_now_ms)),
+            resources,
+            state: TaskState::Pending,
+            exit_code: None,
+            launched_at_ms: 0,
+            reclaim_at_ms: None,
+            cpu_seconds: None,
+            memory_bytes: None,
+        }
+    }
+
+    /// The copy in `(job_id, index)`, waiting, is cancelled: its row is kept, `killed`.
+    fn remember_cancelled(&mut self, job_id: &str, index: usize) {
+        let Some(job) = self.jobs.get(job_id) else {
+            return;
         };
-        self.waiting().map(row).collect()
+        let Some(slot) = job.slots.get(&index) else {
+            return;
+        };
+        let mut row = self.waiting_row(job, slot);
+        row.state = TaskState::Killed;
+        row.reason = "cancelled before it started".to_owned();
+        self.cancelled.push_back(row);
+        while self.cancelled.len() > CANCELLED_ROWS_KEPT_MAX {
+            self.cancelled.pop_front();
+        }
+    }
+
+    /// Copies cancelled before they started (the last [`CANCELLED_ROWS_KEPT_MAX`]), as
+    /// `killed` rows, oldest first.
+    pub fn cancelled_rows(&self) -> &VecDeque<TaskRow> {
+        &self.cancelled
     }
 
     /// An event of the master for this framework.

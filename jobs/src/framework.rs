@@ -142,6 +142,7 @@ impl JobsFramework {
         let framework_id = client.framework_id().clone();
         tracing::info!(%framework_id, "jobs framework subscribed");
         let (pending_tx, pending_rx) = watch::channel(Arc::new(Vec::new()));
+        let (cancelled_tx, cancelled_rx) = watch::channel(Arc::new(Vec::new()));
         let book = match &config.store {
             Some(store) => load_book(config.book, store.as_ref()).await,
             None => JobBook::new(config.book, incarnation()),
@@ -157,11 +158,13 @@ impl JobsFramework {
             stop: stop_rx,
             started: Instant::now(),
             pending: pending_tx,
+            cancelled: cancelled_tx,
         };
         Ok(JobsHandle {
             client: JobsClient {
                 commands: commands_tx,
                 pending: pending_rx,
+                cancelled: cancelled_rx,
             },
             framework_id,
             stop: stop_tx,
@@ -219,6 +222,7 @@ impl JobsHandle {
 pub struct JobsClient {
     commands: mpsc::Sender<Command>,
     pending: watch::Receiver<Arc<Vec<TaskRow>>>,
+    cancelled: watch::Receiver<Arc<Vec<TaskRow>>>,
 }
 
 impl JobsClient {
@@ -226,6 +230,11 @@ impl JobsClient {
     /// latest step; a new `Arc` whenever they change.
     pub fn pending(&self) -> Arc<Vec<TaskRow>> {
         self.pending.borrow().clone()
+    }
+
+    /// The copies cancelled before they started ([`JobBook::cancelled_rows`]).
+    pub fn cancelled(&self) -> Arc<Vec<TaskRow>> {
+        self.cancelled.borrow().clone()
     }
 
     /// See [`JobsHandle::submit`].
@@ -343,6 +352,8 @@ struct Driver {
     started: Instant,
     /// What [`JobsClient::pending`] reads, published after every step.
     pending: watch::Sender<Arc<Vec<TaskRow>>>,
+    /// What [`JobsClient::cancelled`] reads, published when a copy was cancelled.
+    cancelled: watch::Sender<Arc<Vec<TaskRow>>>,
 }
 
 impl Driver {
@@ -430,6 +441,15 @@ impl Driver {
         if !same {
             self.pending
                 .send_replace(Arc::new(self.book.pending_rows()));
+        }
+        // Rows are only ever added, the oldest dropped: the newest tells a change.
+        let cancelled = self.book.cancelled_rows();
+        let changed = {
+            let published = self.cancelled.borrow();
+            published.last().map(|r| &r.task_id) != cancelled.back().map(|r| &r.task_id)
+        };
+        if changed {
+            (self.cancelled).send_replace(Arc::new(cancelled.iter().cloned().collect()));
         }
     }
 

@@ -482,6 +482,13 @@ fn killing_a_waiting_copy_ends_it_without_a_launch() {
     w.pump();
     assert_eq!(w.book.active_jobs(), 0);
     assert!(w.launched.is_empty() && w.killed.is_empty());
+    // Its end is kept for lookups by id: the master never knew the task.
+    let rows: Vec<_> = w.book.cancelled_rows().iter().collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (&rows[0].task_id, rows[0].state, rows[0].reason.as_str()),
+        (&ids[0], TaskState::Killed, "cancelled before it started")
+    );
 }
 
 #[test]

@@ -75,6 +75,8 @@ pub trait JobSubmitter: Send + Sync + 'static {
     /// The tasks it holds, not launched yet, as `pending` rows; a new `Arc` when they
     /// change.
     fn pending(&self) -> Arc<Vec<TaskRow>>;
+    /// Its tasks cancelled before they were launched (the latest), as `killed` rows.
+    fn cancelled(&self) -> Arc<Vec<TaskRow>>;
     /// A request about declared jobs, validated.
     fn service(&self, request: ServiceRequest) -> SubmitterFuture<'_, JobsReply>;
     /// The copies it holds that wait for `subject` (a job or a task).
@@ -100,6 +102,10 @@ impl JobSubmitter for jobs::JobsClient {
 
     fn pending(&self) -> Arc<Vec<TaskRow>> {
         jobs::JobsClient::pending(self)
+    }
+
+    fn cancelled(&self) -> Arc<Vec<TaskRow>> {
+        jobs::JobsClient::cancelled(self)
     }
 
     fn waiting<'a>(&'a self, subject: &'a str) -> SubmitterFuture<'a, Option<Waiting>> {
@@ -476,9 +482,11 @@ async fn task_rows(
     let mut rows: HashMap<TaskId, TaskRow> = (known.into_iter())
         .map(|r| (r.task_id.clone(), r))
         .collect();
-    if let Some(pending) = ctx.jobs.borrow().clone().map(|jobs| jobs.pending()) {
+    if let Some(jobs) = ctx.jobs.borrow().clone() {
         let wanted: HashSet<&TaskId> = task_ids.iter().collect();
-        for row in pending.iter().filter(|r| wanted.contains(&r.task_id)) {
+        let (pending, cancelled) = (jobs.pending(), jobs.cancelled());
+        for row in (pending.iter().chain(cancelled.iter())).filter(|r| wanted.contains(&r.task_id))
+        {
             rows.entry(row.task_id.clone())
                 .or_insert_with(|| row.clone());
         }
@@ -524,8 +532,8 @@ pub(crate) async fn read<T: Send + 'static>(
     rx.await.map_err(|_| stopping())
 }
 
-/// A launched task through the core; one the core does not know, cancelled in the jobs
-/// framework if it holds it.
+/// A launched task through the core; one the core does not know, or whose task ended but
+/// whose copy waits to restart, cancelled in the jobs framework if it holds it.
 async fn kill(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, OperatorError> {
     let (reply, answer) = oneshot::channel();
     let input = Input::KillTask {
@@ -543,7 +551,13 @@ async fn kill(ctx: &OperatorContext, task_id: TaskId) -> Result<OperatorReply, O
             }
         }
         Err(ended @ OperatorKillError::Ended { .. }) => {
-            Err(OperatorError::Conflict(ended.to_string()))
+            // A copy of the jobs framework waiting out its restart backoff: its task ended,
+            // its copy has not; cancelled there.
+            let jobs = ctx.jobs.borrow().clone();
+            match jobs {
+                Some(jobs) if jobs.cancel(&task_id).await.is_ok() => Ok(OperatorReply::Killed),
+                _ => Err(OperatorError::Conflict(ended.to_string())),
+            }
         }
     }
 }
