@@ -134,6 +134,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut request = job_request(&args)?;
+    // What the jobs framework will check, checked before a module is uploaded for nothing.
+    let mut checked = request.clone();
+    checked.module = (module.as_ref()).map(|(_, bytes)| net::modules::module_hash(bytes).0);
+    if let Err(e) = jobs::request::ValidateJob::validate(checked) {
+        bail!("the job was refused: {e}");
+    }
     runtime()?.block_on(async {
         let (net, endpoint) = open(&args).await?;
         let result = async {

@@ -392,7 +392,7 @@ fn run_deploys_through_the_jobs_framework_spreads_honours_constraints_and_kills(
         assert!(stderr.contains("key!=value"), "{stderr}");
         assert!(stderr.contains(&format!("{constraint:?}")), "{stderr}");
     }
-    // What only the jobs framework checks comes back from it, field named.
+    // What the jobs framework checks, the CLI checks before uploading, field named.
     let refused = client(&["run", hello, "--cpus", "0"], &endpoint);
     assert_eq!(refused.status.code(), Some(1));
     assert!(refused.stdout.is_empty(), "no ids for a refused job");
