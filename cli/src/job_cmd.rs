@@ -467,8 +467,9 @@ fn read_decl(file: &Path) -> anyhow::Result<JobDecl> {
 fn read_module_beside(file: &Path, module: &str) -> anyhow::Result<(PathBuf, Vec<u8>)> {
     let given = Path::new(module);
     let mut tried = Vec::new();
+    // The job file's directory is "" when it is in the current one: one place to look.
     if given.is_relative()
-        && let Some(dir) = file.parent()
+        && let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
     {
         tried.push(dir.join(given));
     }
