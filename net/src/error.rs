@@ -57,9 +57,7 @@ pub enum QueryError {
     Send { key: String, message: String },
     /// Nothing answered: after the whole timeout, or sooner when zenoh ended the query
     /// without an answer (no queryable took it).
-    #[error(
-        "no answer on {key} after {waited_ms} ms (timeout {timeout_ms} ms); is the master running and reachable?"
-    )]
+    #[error("{}", no_reply(key, *timeout_ms, *waited_ms))]
     NoReply {
         key: String,
         timeout_ms: u64,
@@ -69,6 +67,15 @@ pub enum QueryError {
     Remote { key: String, message: String },
     #[error("the answer on {key} does not decode: {source}")]
     Decode { key: String, source: DecodeError },
+}
+
+fn no_reply(key: &str, timeout_ms: u64, waited_ms: u64) -> String {
+    let what = match waited_ms < timeout_ms {
+        // zenoh ended the query before its time: nothing serves the key now.
+        true => format!("nothing serves {key} now"),
+        false => format!("no answer on {key} within {timeout_ms} ms"),
+    };
+    format!("{what}; is the master running and reachable?")
 }
 
 /// How a served request that does not decode is answered (`Requests::recv`): the start
