@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use proto::operator::{AgentRow, AgentState, FrameworkRow, OfferRow, TaskRow};
 use proto::resources::{SCALAR_MILLIS_PER_UNIT, dominant_share_of};
-use proto::{AgentId, FrameworkId, TaskId, TaskState};
+use proto::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 
 use crate::master::Master;
 use crate::tasks::{EndedTask, TaskRecord, TaskUsage};
@@ -48,8 +48,14 @@ pub struct LostAgents {
 }
 
 impl LostAgents {
+    /// The agent's row as it was lost: its total stays (what it had); nothing of it is
+    /// free, offered or used in the cluster any more, and its tasks went with it.
     pub(crate) fn remember(&mut self, mut row: AgentRow) {
         row.state = AgentState::Lost;
+        row.free = Resources::new();
+        row.offered = Resources::new();
+        row.used = Resources::new();
+        row.tasks = 0;
         self.forget(&row.agent_id);
         self.rows.push_back(row);
         while self.rows.len() > LOST_AGENTS_KEPT_MAX {

@@ -3,7 +3,9 @@
 //! makes of launches an agent refused or did not answer.
 
 use master::{Action, LaunchOutcome, Master, MasterConfig, Millis};
-use proto::{AgentId, Attributes, Call, Event, FrameworkCall, FrameworkId, TaskId, TaskState};
+use proto::{
+    AgentId, Attributes, Call, Event, FrameworkCall, FrameworkId, Resources, TaskId, TaskState,
+};
 
 use crate::common::*;
 
@@ -331,6 +333,13 @@ fn the_operator_sees_an_agent_disconnected_then_lost_and_its_tasks_throughout() 
     );
     step(&mut m, 100 + TIMEOUT_MS);
     assert_eq!(state(&m), Some(AgentState::Lost));
+    let lost = m.agent_rows().remove(0);
+    assert_eq!(
+        (lost.free, lost.offered, lost.used, lost.tasks),
+        (Resources::new(), Resources::new(), Resources::new(), 0),
+        "nothing of a lost agent is in the cluster any more"
+    );
+    assert!(!lost.total.is_empty(), "what it had stays");
     assert_eq!(
         task_state(&m),
         Some(TaskState::Lost),
