@@ -47,9 +47,9 @@ pub struct SimArgs {
     /// Fuel an allocator module may use in one pass (about one unit per WASM instruction;
     /// deterministic, unlike the master daemon's wall-clock deadline). A pass that uses
     /// it all is done by the built-in DRF instead, with an error logged. Default: 4,000
-    /// per agent and framework pair of the scenario, from 2e9 to 2e11 (a pass of
-    /// `drf.wasm` whose frameworks refuse many agents walks them all: 10,000 agents ×
-    /// 1,000 frameworks took 16e9 to 32e9).
+    /// per agent and framework pair of the scenario, from 2e9 to 2e11 (a pass walks the
+    /// frameworks that refuse an agent: `drf.wasm` took 1e9 to 2e9 at 10,000 agents ×
+    /// 1,000 frameworks where many refuse many agents).
     #[arg(long, value_name = "UNITS")]
     allocator_fuel: Option<u64>,
     /// Add `"stats": {"placements", "wall_ms", "placements_per_s", "peak_rss_bytes",

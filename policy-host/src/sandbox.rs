@@ -64,7 +64,7 @@ impl Default for Limits {
             metering: Metering::Fuel,
             // A few tenths of a second of guest work here; a DRF pass over 1,000 agents and
             // 100 frameworks uses a small fraction of it, one over 10,000 × 1,000 where
-            // many frameworks refuse many agents 16e9 to 32e9 (`wasmos sim` scales its
+            // many frameworks refuse many agents 1e9 to 2e9 (`wasmos sim` scales its
             // budget with the scenario).
             fuel_per_call: 2_000_000_000,
             deadline_ms_per_call: 1_000,

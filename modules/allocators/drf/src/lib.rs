@@ -38,8 +38,21 @@ struct Client {
     alloc: Dense,
     active: bool,
     takes_anything: bool,
+    /// [`FrameworkHead::min_offer`].
+    min_offer: Option<Dense>,
     gpu_agents: GpuAgents,
     key: u64,
+}
+
+impl Client {
+    /// Whether `free` holds its minimum offer's quantities: necessary for it to take an
+    /// agent, and a few comparisons where the full check decodes the agent (the built-in
+    /// sorter's `may_fit`).
+    fn may_fit(&self, free: &Dense) -> bool {
+        self.min_offer
+            .as_ref()
+            .is_some_and(|min| min.iter().zip(free).all(|(m, f)| m <= f))
+    }
 }
 
 /// Frameworks whose only preference is attribute constraints, checked against an agent's
@@ -93,6 +106,9 @@ struct FrameworkHead<'a> {
     wants_offers: bool,
     constraints: Vec<Constraint<'a>, CONSTRAINTS_MAX>,
     min_offer_empty: bool,
+    /// The minimum offer over the cluster's kinds; `None` when it asks for some of a kind
+    /// the cluster lacks (no agent can hold it).
+    min_offer: Option<Dense>,
     filters_empty: bool,
     gpu_agents: GpuAgents,
 }
@@ -127,7 +143,16 @@ impl<'a> FrameworkHead<'a> {
         }
         // Empty as `Resources::is_empty`: every quantity zero.
         let mut min_offer_empty = true;
-        let rest = visit_quantities_bytes(rest, |_, millis| min_offer_empty &= millis == 0).ok()?;
+        let mut min_offer = Some([0; QUANTITY_KINDS_MAX]);
+        let rest = visit_quantities_bytes(rest, |name, millis| {
+            min_offer_empty &= millis == 0;
+            match (kind_of_bytes(total, name), min_offer.as_mut()) {
+                (Some(k), Some(dense)) => dense[k] = millis,
+                (None, _) if millis > 0 => min_offer = None,
+                _ => {}
+            }
+        })
+        .ok()?;
         let (filters, mut rest) = take_varint(rest).ok()?;
         for _ in 0..filters {
             rest = AgentFilters::skip(rest).ok()?;
@@ -141,6 +166,7 @@ impl<'a> FrameworkHead<'a> {
             wants_offers: wants_offers == 1,
             constraints,
             min_offer_empty,
+            min_offer,
             filters_empty: filters == 0,
             gpu_agents,
         })
@@ -170,6 +196,86 @@ pub struct Drf {
     /// Roles with frameworks wanting offers, ordered by (key, first framework's place).
     role_order: Vec<u16, ROLES_MAX>,
     agent_ids: AgentIds,
+    verdicts: Verdicts,
+}
+
+/// Distinct agent attribute sets a pass remembers verdicts for.
+const ATTRIBUTE_SETS_MAX: usize = 64;
+/// Words of one bit per framework.
+const FRAMEWORK_WORDS: usize = FRAMEWORKS_MAX / 64;
+
+/// Each framework's constraint verdict on each distinct attribute set of this pass. A
+/// fleet repeats a few attribute sets over many agents, and a framework that refuses one
+/// agent for its attributes refuses every agent with the same ones: without this, every
+/// agent paid a check for each framework ahead of the one that takes it.
+#[derive(Default)]
+struct Verdicts {
+    sets: Vec<VerdictSet, ATTRIBUTE_SETS_MAX>,
+}
+
+struct VerdictSet {
+    hash: usize,
+    /// An agent with these attributes, through which they are compared.
+    agent: usize,
+    known: [u64; FRAMEWORK_WORDS],
+    satisfied: [u64; FRAMEWORK_WORDS],
+}
+
+impl Verdicts {
+    /// The set of agent `index`'s `attributes`, added if new while there is room.
+    fn set_of(
+        &mut self,
+        agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>,
+        index: usize,
+        attributes: &[u8],
+    ) -> Option<usize> {
+        let h = hash(attributes);
+        let same =
+            |s: &VerdictSet| s.hash == h && attributes_of(agents, s.agent) == Some(attributes);
+        if let Some(found) = self.sets.iter().position(same) {
+            return Some(found);
+        }
+        let set = VerdictSet {
+            hash: h,
+            agent: index,
+            known: [0; FRAMEWORK_WORDS],
+            satisfied: [0; FRAMEWORK_WORDS],
+        };
+        self.sets.push(set).ok()?;
+        Some(self.sets.len() - 1)
+    }
+
+    /// Framework `framework`'s verdict on set `set`, from `check` the first time.
+    fn verdict(
+        &mut self,
+        set: Option<usize>,
+        framework: usize,
+        check: impl FnOnce() -> Option<bool>,
+    ) -> Option<bool> {
+        let Some(s) = set.and_then(|i| self.sets.get_mut(i)) else {
+            return check();
+        };
+        let (word, bit) = (framework / 64, 1u64 << (framework % 64));
+        if s.known.get(word)? & bit != 0 {
+            return Some(s.satisfied[word] & bit != 0);
+        }
+        let satisfied = check()?;
+        s.known[word] |= bit;
+        if satisfied {
+            s.satisfied[word] |= bit;
+        }
+        Some(satisfied)
+    }
+}
+
+/// Agent `index`'s encoded attributes, exactly.
+fn attributes_of<'a>(
+    agents: &Indexed<'a, AgentEntry<'a>, AGENTS_MAX>,
+    index: usize,
+) -> Option<&'a [u8]> {
+    let after_id = take_str_bytes(agents.element_bytes(index)?).ok()?.1;
+    let rest = pass_attributes(after_id).ok()?;
+    after_id.get(..after_id.len() - rest.len())
 }
 
 /// Slots of the agent-id table: a power of two, at least twice the agents.
@@ -241,15 +347,14 @@ impl Allocator for Drf {
             return decisions.fail();
         }
         let gpus = kind_of_bytes(&input.total, GPUS.as_bytes());
+        // Out of `self` for the pass, so that `first_match` may borrow the rest.
+        let mut verdicts = core::mem::take(&mut self.verdicts);
+        verdicts.sets.clear();
         for agent_id in input.candidates.iter() {
             let Some(index) = self.agent_ids.find(&agents, agent_id) else {
                 continue;
             };
-            let Some(attributes) = agents
-                .element_bytes(index)
-                .and_then(|b| take_str_bytes(b).ok())
-                .map(|(_, rest)| rest)
-            else {
+            let Some(attributes) = attributes_of(&agents, index) else {
                 return decisions.fail();
             };
             // The free resources' amounts are read in place; the whole agent is decoded
@@ -266,13 +371,15 @@ impl Allocator for Drf {
                 frameworks: &frameworks,
                 table: &table,
                 attributes,
+                set: verdicts.set_of(&agents, index, attributes),
+                free: &free,
                 agent,
                 has_gpus,
             };
             // An agent with free GPUs goes to a GPU framework if one takes it, and only
             // then to one allowed it as a last resort (the host visits such agents last).
-            let chosen = match self.first_match(&checks, input.now_ms, false) {
-                None if has_gpus => self.first_match(&checks, input.now_ms, true),
+            let chosen = match self.first_match(&mut verdicts, &checks, input.now_ms, false) {
+                None if has_gpus => self.first_match(&mut verdicts, &checks, input.now_ms, true),
                 chosen => chosen,
             };
             let Some(chosen) = chosen else {
@@ -283,6 +390,7 @@ impl Allocator for Drf {
                 decisions.offer(agent_id, framework_id);
             }
         }
+        self.verdicts = verdicts;
     }
 }
 
@@ -290,8 +398,12 @@ impl Allocator for Drf {
 struct Checks<'c, 'a, F> {
     frameworks: &'c Indexed<'a, FrameworkEntry<'a>, FRAMEWORKS_MAX>,
     table: &'c ConstraintTable<'a>,
-    /// The agent's encoded attributes (and what follows them).
+    /// The agent's encoded attributes.
     attributes: &'a [u8],
+    /// Their set in [`Verdicts`], if there was room for it.
+    set: Option<usize>,
+    /// Its free resources over the cluster's kinds.
+    free: &'c Dense,
     /// Decodes the whole agent, for the slow path.
     agent: F,
     /// Some of its GPUs are free.
@@ -340,6 +452,7 @@ impl Drf {
                 alloc,
                 active: fw.wants_offers,
                 takes_anything: fw.takes_anything(),
+                min_offer: fw.min_offer,
                 gpu_agents: fw.gpu_agents,
                 key: 0,
             };
@@ -377,6 +490,7 @@ impl Drf {
     /// framework could still rank before it.
     fn first_match<'a>(
         &self,
+        verdicts: &mut Verdicts,
         checks: &Checks<'_, 'a, impl Fn() -> Option<AgentEntry<'a>>>,
         now_ms: u64,
         last_resort: bool,
@@ -400,13 +514,16 @@ impl Drf {
                     break;
                 }
                 let client = &self.clients[member as usize];
-                if !client.gpu_agents.in_turn(checks.has_gpus, last_resort) {
+                if !client.gpu_agents.in_turn(checks.has_gpus, last_resort)
+                    || !client.may_fit(checks.free)
+                {
                     continue;
                 }
                 let takes = client.takes_anything
-                    || checks
-                        .table
-                        .check(member as usize, checks.attributes)
+                    || verdicts
+                        .verdict(checks.set, member as usize, || {
+                            checks.table.check(member as usize, checks.attributes)
+                        })
                         .unwrap_or_else(|| {
                             if decoded.is_none() {
                                 decoded = (checks.agent)();
