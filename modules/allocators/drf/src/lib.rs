@@ -82,6 +82,12 @@ impl<'a> ConstraintTable<'a> {
             .ok()
     }
 
+    /// Whether the framework's only preference is constraints ([`ConstraintTable::check`]
+    /// answers for it).
+    fn answers(&self, framework: usize) -> bool {
+        self.spans.get(framework).is_some_and(Option::is_some)
+    }
+
     /// `Some(satisfied)` when the framework's only preference is constraints.
     fn check(&self, framework: usize, attributes: &[u8]) -> Option<bool> {
         let (first, count) = (*self.spans.get(framework)?)?;
@@ -222,13 +228,13 @@ struct VerdictSet {
 }
 
 impl Verdicts {
-    /// The set of agent `index`'s `attributes`, added if new while there is room.
+    /// The set of agent `index`'s attributes, added if new while there is room.
     fn set_of(
         &mut self,
         agents: &Indexed<'_, AgentEntry<'_>, AGENTS_MAX>,
         index: usize,
-        attributes: &[u8],
     ) -> Option<usize> {
+        let attributes = attributes_of(agents, index)?;
         let h = hash(attributes);
         let same =
             |s: &VerdictSet| s.hash == h && attributes_of(agents, s.agent) == Some(attributes);
@@ -354,7 +360,11 @@ impl Allocator for Drf {
             let Some(index) = self.agent_ids.find(&agents, agent_id) else {
                 continue;
             };
-            let Some(attributes) = attributes_of(&agents, index) else {
+            let Some(attributes) = agents
+                .element_bytes(index)
+                .and_then(|b| take_str_bytes(b).ok())
+                .map(|(_, rest)| rest)
+            else {
                 return decisions.fail();
             };
             // The free resources' amounts are read in place; the whole agent is decoded
@@ -371,7 +381,8 @@ impl Allocator for Drf {
                 frameworks: &frameworks,
                 table: &table,
                 attributes,
-                set: verdicts.set_of(&agents, index, attributes),
+                agents: &agents,
+                index,
                 free: &free,
                 agent,
                 has_gpus,
@@ -398,10 +409,12 @@ impl Allocator for Drf {
 struct Checks<'c, 'a, F> {
     frameworks: &'c Indexed<'a, FrameworkEntry<'a>, FRAMEWORKS_MAX>,
     table: &'c ConstraintTable<'a>,
-    /// The agent's encoded attributes.
+    /// The agent's encoded attributes (and what follows them).
     attributes: &'a [u8],
-    /// Their set in [`Verdicts`], if there was room for it.
-    set: Option<usize>,
+    /// The snapshot's agents and this one's place in it: its attribute set in
+    /// [`Verdicts`] is looked up only once a framework's constraints are checked.
+    agents: &'c Indexed<'a, AgentEntry<'a>, AGENTS_MAX>,
+    index: usize,
     /// Its free resources over the cluster's kinds.
     free: &'c Dense,
     /// Decodes the whole agent, for the slow path.
@@ -496,6 +509,7 @@ impl Drf {
         last_resort: bool,
     ) -> Option<u16> {
         let mut decoded: Option<AgentEntry<'a>> = None;
+        let mut set: Option<Option<usize>> = None;
         let mut best: Option<(u64, (u64, u64, u16))> = None;
         for &role_idx in &self.role_order {
             let role = &self.roles[role_idx as usize];
@@ -519,18 +533,26 @@ impl Drf {
                 {
                     continue;
                 }
-                let takes = client.takes_anything
-                    || verdicts
-                        .verdict(checks.set, member as usize, || {
-                            checks.table.check(member as usize, checks.attributes)
-                        })
-                        .unwrap_or_else(|| {
-                            if decoded.is_none() {
-                                decoded = (checks.agent)();
-                            }
-                            let fw = checks.frameworks.get(member as usize);
-                            matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
-                        });
+                let takes = client.takes_anything || {
+                    let member = member as usize;
+                    let verdict = match checks.table.answers(member) {
+                        true => {
+                            let set = *set.get_or_insert_with(|| {
+                                verdicts.set_of(checks.agents, checks.index)
+                            });
+                            let check = || checks.table.check(member, checks.attributes);
+                            verdicts.verdict(set, member, check)
+                        }
+                        false => None,
+                    };
+                    verdict.unwrap_or_else(|| {
+                        if decoded.is_none() {
+                            decoded = (checks.agent)();
+                        }
+                        let fw = checks.frameworks.get(member);
+                        matches!((&decoded, fw), (Some(a), Some(fw)) if fw.may_offer(a, now_ms))
+                    })
+                };
                 if takes {
                     best = Some((role.key, key));
                     break;
