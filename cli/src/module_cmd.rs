@@ -80,10 +80,16 @@ pub fn run(cmd: ModuleCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
-    // `keys/` would make the hidden `keys/.key`.
-    if args.base.as_os_str().as_encoded_bytes().ends_with(b"/") {
+    // `keys/` or `keys/.` would make the hidden `keys/.key` or `keys/..key`.
+    let name = (args
+        .base
+        .as_os_str()
+        .as_encoded_bytes()
+        .rsplit(|b| *b == b'/'))
+    .next();
+    if name.is_none_or(|n| n.is_empty() || n.starts_with(b".")) {
         anyhow::bail!(
-            "{}: give DIR/NAME, the key's name after the directory",
+            "{}: give DIR/NAME, the key's name (not starting with a dot) after the directory",
             args.base.display()
         );
     }

@@ -18,6 +18,8 @@ pub struct Waiting {
     pub desired: u32,
     pub running: u32,
     pub copies: Vec<WaitingCopy>,
+    /// The tasks of its copies launched now (the core knows their state).
+    pub live: Vec<TaskId>,
     /// How the copies that ended for good ended.
     pub ended: Vec<proto::TaskState>,
     /// A per-agent job without a copy: what a copy would need (why no agent takes one).
@@ -75,9 +77,14 @@ impl JobBook {
                 })
             })
             .collect();
-        let running = (job.slots.values())
-            .filter(|s| !s.copy.stopping && matches!(s.state, SlotState::Launched { .. }))
-            .count();
+        let launched =
+            |s: &&Slot| !s.copy.stopping && matches!(s.state, SlotState::Launched { .. });
+        let running = job.slots.values().filter(launched).count();
+        let live = (job.slots.values())
+            .filter(|s| asked(s))
+            .filter(launched)
+            .map(|s| s.task_id.clone())
+            .collect();
         let ended = (job.slots.values())
             .filter(|s| asked(s))
             .filter_map(|s| match s.state {
@@ -97,6 +104,7 @@ impl JobBook {
             desired: desired as u32,
             running: running as u32,
             copies,
+            live,
             ended,
             per_agent_unplaced,
         }

@@ -139,16 +139,22 @@ async fn explain_waiting(
         }
         None => None,
     };
+    // Then the copies that run (a job's restarted copies are found under their new ids).
+    let waiting_reasons: Vec<String> = copies.iter().map(|c| c.reason.clone()).collect();
+    for task_id in &waiting.live {
+        if let Some(row) = rows.iter().find(|r| &r.task_id == task_id) {
+            copies.push(from_row(row));
+        }
+    }
     let task_asked = copies.len() == 1 && copies[0].task_id.as_str() == subject;
     let summary = match task_asked {
         true => copies[0].reason.clone(),
         false => {
-            let reasons: Vec<String> = copies.iter().map(|c| c.reason.clone()).collect();
             let summary = job_summary(
                 &waiting.job,
                 waiting.desired,
                 waiting.running,
-                &reasons,
+                &waiting_reasons,
                 &waiting.ended,
             );
             match unplaced {

@@ -112,10 +112,15 @@ pub fn check_label(what: &str, label: &str) -> Result<(), String> {
             label.len()
         ));
     }
-    if label.chars().any(char::is_control) {
+    // Bidirectional overrides reorder what a terminal shows after them.
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if label.chars().any(|c| c.is_control() || bidi(c)) {
         return Err(format!(
             "a framework's {what} must not hold control characters: {label:?}"
         ));
+    }
+    if label.trim().is_empty() {
+        return Err(format!("a framework's {what} must not be blank"));
     }
     Ok(())
 }

@@ -657,6 +657,8 @@ fn names_and_roles_with_control_characters_or_out_of_length_are_refused() {
         (long.as_str(), "r"),
         ("a", "r\tx"),
         ("a", ""),
+        (" ", "r"),
+        ("abc\u{202e}gpj.exe", "r"),
     ] {
         let reply = m.handle_call(
             Millis(0),

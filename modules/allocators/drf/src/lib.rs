@@ -18,8 +18,9 @@ use heapless::Vec;
 
 /// Frameworks this module handles; more fails the pass (the host then runs its built-in DRF).
 const FRAMEWORKS_MAX: usize = 1024;
-/// Roles with frameworks.
-const ROLES_MAX: usize = 128;
+/// Roles with frameworks: as many as frameworks (each may have a role of its own, as
+/// `wasmos sim` gives a framework without one).
+const ROLES_MAX: usize = FRAMEWORKS_MAX;
 /// Agents in the snapshot.
 const AGENTS_MAX: usize = 16_384;
 /// Shares are compared in units of `1 / SHARE_SCALE` (the built-in's `SHARE_SCALE`).
