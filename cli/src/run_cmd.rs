@@ -449,11 +449,11 @@ async fn wait(
             }
         }
         let state_of = |id: &TaskId| seen.get(id).copied();
-        let restarting = job.is_some_and(|j| {
+        let restarting = job.filter(|j| {
             (following.iter())
                 .any(|id| state_of(id).is_some_and(|s| s.is_terminal() && j.policy.restarts(s)))
         });
-        if restarting && let Some(job) = job {
+        if let Some(job) = restarting {
             match follow_restarts(net, job, &mut following, &seen).await? {
                 Copies::Restarting => {
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;

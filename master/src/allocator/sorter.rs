@@ -211,8 +211,8 @@ impl DrfSorter {
         };
         self.vacant_clients.push(idx);
         let role_idx = node.role;
-        let role = (self.roles[role_idx as usize].as_mut()).expect("sorter: role slot in use");
-        role.members.remove(idx as usize, &mut self.member_places);
+        let (role, member_places) = self.role_and_member_places(role_idx);
+        role.members.remove(idx as usize, member_places);
         for (k, a) in node.alloc.iter().enumerate() {
             role.alloc[k] = role.alloc[k].saturating_sub(*a);
         }
@@ -370,10 +370,10 @@ impl DrfSorter {
             idx,
         });
         let role_idx = node.role;
-        let role = (self.roles[role_idx as usize].as_mut()).expect("sorter: role slot in use");
+        let (role, member_places) = self.role_and_member_places(role_idx);
         match key {
-            Some(key) => role.members.set(key, &mut self.member_places),
-            None => drop(role.members.remove(idx as usize, &mut self.member_places)),
+            Some(key) => role.members.set(key, member_places),
+            None => drop(role.members.remove(idx as usize, member_places)),
         }
         self.reposition_role(role_idx);
     }
@@ -486,6 +486,14 @@ impl DrfSorter {
         self.roles[idx as usize]
             .as_mut()
             .expect("sorter: role slot in use")
+    }
+
+    /// [`DrfSorter::role_mut`] beside the position table its `members` heap updates.
+    fn role_and_member_places(&mut self, idx: u32) -> (&mut RoleNode, &mut Vec<u32>) {
+        let role = self.roles[idx as usize]
+            .as_mut()
+            .expect("sorter: role slot in use");
+        (role, &mut self.member_places)
     }
 }
 

@@ -280,9 +280,19 @@ fn attributes_of<'a>(
     agents: &Indexed<'a, AgentEntry<'a>, AGENTS_MAX>,
     index: usize,
 ) -> Option<&'a [u8]> {
+    attributes_and_rest(agents, index).map(|(attributes, _)| attributes)
+}
+
+/// Agent `index`'s encoded attributes, and what follows them (its free resources first).
+/// The input was checked when its sequence was taken: id and attributes are passed over
+/// without checking them again.
+fn attributes_and_rest<'a>(
+    agents: &Indexed<'a, AgentEntry<'a>, AGENTS_MAX>,
+    index: usize,
+) -> Option<(&'a [u8], &'a [u8])> {
     let after_id = take_str_bytes(agents.element_bytes(index)?).ok()?.1;
     let rest = pass_attributes(after_id).ok()?;
-    after_id.get(..after_id.len() - rest.len())
+    Some((after_id.get(..after_id.len() - rest.len())?, rest))
 }
 
 /// Slots of the agent-id table: a power of two, at least twice the agents.
@@ -631,11 +641,7 @@ fn free_of(
     index: usize,
     total: &Quantities<'_>,
 ) -> Option<(Dense, bool)> {
-    let bytes = agents.element_bytes(index)?;
-    // The input was checked when its sequence was taken: pass over id and attributes
-    // without checking them again.
-    let after_id = take_str_bytes(bytes).ok()?.1;
-    let free = pass_attributes(after_id).ok()?;
+    let (_, free) = attributes_and_rest(agents, index)?;
     let mut dense = [0; QUANTITY_KINDS_MAX];
     // Any kind counts for emptiness, as `Resources::is_empty`, even one the total lacks.
     let mut empty = true;
