@@ -5,7 +5,7 @@
 //! runners' cancel handles, where running tasks' output is read, and the output of ended
 //! tasks (for `agents/<id>/logs`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +18,10 @@ use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsReply, LogsRequest, Tas
 use proto::{AgentAdvert, AgentReply, TaskId, TaskState, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ended_outputs::EndedOutputs;
 use crate::journal::StatusJournal;
 use crate::runner::{self, Cancel, Executors, LiveOutput, RunnerUpdate};
-use crate::{AgentDaemonConfig, INPUTS_BATCH_MAX, Input, OUTPUTS_KEPT_MAX, TASKS_MAX};
+use crate::{AgentDaemonConfig, INPUTS_BATCH_MAX, Input, TASKS_MAX};
 
 pub(crate) struct Driver {
     executors: Executors,
@@ -33,10 +34,8 @@ pub(crate) struct Driver {
     recovered: BTreeMap<TaskId, OciContainer>,
     /// Where running tasks' output is read.
     live: BTreeMap<TaskId, LiveOutput>,
-    /// Output of ended tasks (the last [`LOG_STREAM_BYTES_MAX`] of each stream), oldest
-    /// first in `outputs_order`.
-    outputs: BTreeMap<TaskId, Arc<TaskOutput>>,
-    outputs_order: VecDeque<TaskId>,
+    /// Output of ended tasks (the last [`LOG_STREAM_BYTES_MAX`] of each stream).
+    outputs: EndedOutputs,
     inputs: mpsc::Sender<Input>,
     journal: StatusJournal,
     /// Answered once the agent has left.
@@ -66,8 +65,7 @@ impl Driver {
             cancels: BTreeMap::new(),
             recovered: BTreeMap::new(),
             live: BTreeMap::new(),
-            outputs: BTreeMap::new(),
-            outputs_order: VecDeque::new(),
+            outputs: EndedOutputs::default(),
             inputs,
             journal: StatusJournal::new(&config.work_dir),
             shutdown_done: None,
@@ -199,9 +197,7 @@ impl Driver {
             }
             AgentAction::StartTask { task, .. } => {
                 // A restart in place: `logs` shows the new run, not the last one's output.
-                if self.outputs.remove(&task.task_id).is_some() {
-                    self.outputs_order.retain(|id| id != &task.task_id);
-                }
+                self.outputs.remove(&task.task_id);
                 let cancel = Cancel::default();
                 self.cancels.insert(task.task_id.clone(), cancel.clone());
                 let (executors, inputs) = (self.executors.clone(), self.inputs.clone());
@@ -268,6 +264,8 @@ impl Driver {
         let survivors: BTreeSet<TaskId> = self.recovered.keys().cloned().collect();
         let journal = self.journal.load();
         self.node.recover(self.clock.now(), journal, &survivors);
+        let held = self.node.tasks().map(|status| status.task_id).collect();
+        self.executors.sandboxes.remove_unheld(held).await;
         self.carry_out().await;
         for (task_id, container) in std::mem::take(&mut self.recovered) {
             self.watch_recovered(container, task_id);
@@ -318,18 +316,12 @@ impl Driver {
         stdout: &CapturedOutput,
         stderr: &CapturedOutput,
     ) {
-        if self.outputs_order.len() >= OUTPUTS_KEPT_MAX
-            && let Some(oldest) = self.outputs_order.pop_front()
-        {
-            self.outputs.remove(&oldest);
-        }
         let output = TaskOutput {
             state,
             stdout: stdout.view().select(None, LOG_STREAM_BYTES_MAX),
             stderr: stderr.view().select(None, LOG_STREAM_BYTES_MAX),
         };
-        self.outputs.insert(task_id.clone(), Arc::new(output));
-        self.outputs_order.push_back(task_id.clone());
+        self.outputs.insert(task_id.clone(), output);
     }
 
     /// Where a task's output is read from: a copy of what an ended task kept, or the

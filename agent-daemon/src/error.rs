@@ -18,6 +18,11 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "work directory {} is in use by another agent ({holder}); give each agent its own --work-dir",
+        dir.display()
+    )]
+    WorkDirInUse { dir: PathBuf, holder: String },
     #[error("agent id {0:?} cannot be used in a key: {1}")]
     AgentId(String, proto::keys::KeyError),
     #[error(

@@ -14,15 +14,18 @@
 //! node its inputs with the time and carries out its actions: zenoh puts, journal writes
 //! ([`journal`]), runners started and cancelled.
 //!
-//! Running tasks' output, and that of the last [`OUTPUTS_KEPT_MAX`] ended tasks, is served
-//! on `agents/<id>/logs` (see `proto::admin::LogsRequest`).
+//! Running tasks' output, and that of the last [`OUTPUTS_KEPT_MAX`] ended tasks (at most
+//! [`OUTPUTS_KEPT_BYTES_MAX`] together), is served on `agents/<id>/logs` (see
+//! `proto::admin::LogsRequest`).
 
 mod driver;
+mod ended_outputs;
 pub mod error;
 pub mod journal;
 mod link;
 mod runner;
 mod sandboxes;
+mod work_lock;
 
 pub use error::DaemonError;
 
@@ -57,6 +60,10 @@ pub const INPUTS_QUEUED_MAX: usize = 1024;
 pub const INPUTS_BATCH_MAX: usize = 64;
 /// Ended tasks whose output is kept for `agents/<id>/logs`; the oldest go first.
 pub const OUTPUTS_KEPT_MAX: usize = 256;
+/// Bytes the kept output of ended tasks may hold together (each stream of each task
+/// holds at most `LOG_STREAM_BYTES_MAX`, 1 MiB, so 256 of them could take 512 MiB of a
+/// small device); the oldest go first.
+pub const OUTPUTS_KEPT_BYTES_MAX: usize = 32 << 20;
 
 /// How to run an agent.
 #[derive(Clone, Debug)]
@@ -158,6 +165,8 @@ impl AgentDaemon {
         let agent_id = config.advert.agent_id.clone();
         proto::keys::valid_chunk("agent id", agent_id.as_str())
             .map_err(|e| DaemonError::AgentId(agent_id.to_string(), e))?;
+        // Before anything reads or writes the work directory.
+        let work_lock = work_lock::WorkDirLock::acquire(&config.work_dir)?;
         let (link_setter, executors) = executors(&config)?;
         let owns_net = config.shared.is_none();
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
@@ -208,6 +217,7 @@ impl AgentDaemon {
             driver,
             pumps,
             _token: token,
+            _work_lock: work_lock,
         })
     }
 }
@@ -356,6 +366,8 @@ pub struct AgentHandle {
     driver: AbortOnDrop,
     pumps: Vec<JoinHandle<()>>,
     _token: AliveToken,
+    /// Released last: the driver (aborted with `driver`) may still write the journal.
+    _work_lock: work_lock::WorkDirLock,
 }
 
 impl AgentHandle {

@@ -15,6 +15,7 @@
 //! a directory, still empty), against anything else with access to the sandboxes
 //! directory. Task ids never start with a dot, so pooled names cannot be a task's.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,32 @@ impl Sandboxes {
                 next_name: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Removes every task's sandbox but those of `held` (the tasks the node holds after
+    /// recovery), in the blocking pool: a sandbox of a task the journal does not name (a
+    /// journal lost or set aside, a commit that failed on a full disk before a crash)
+    /// would otherwise stay for good, its files taking the disk.
+    pub async fn remove_unheld(&self, held: BTreeSet<TaskId>) {
+        let dir = self.inner.dir.clone();
+        blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || held.contains(&TaskId::new(name.as_str())) {
+                    continue;
+                }
+                tracing::info!(sandbox = %entry.path().display(), "removing the sandbox of a task no longer held");
+                if let Err(e) = remove_any(&entry.path()) {
+                    tracing::warn!(sandbox = %entry.path().display(), %e, "could not remove a sandbox");
+                }
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_default();
     }
 
     /// Where `task_id`'s sandbox is.
@@ -167,6 +194,28 @@ fn is_empty_dir(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: sandboxes of tasks a lost journal no longer named stayed for good.
+    #[tokio::test]
+    async fn sandboxes_of_tasks_not_held_are_removed_at_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["held", "orphan", ".free-9"] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join("orphan/big.bin"), [0u8; 4096]).unwrap();
+        std::fs::write(dir.path().join("stray-file"), b"x").unwrap();
+        let sandboxes = Sandboxes::open(dir.path().to_path_buf());
+        std::fs::create_dir(dir.path().join(".free-9")).unwrap();
+        sandboxes
+            .remove_unheld(BTreeSet::from([TaskId::new("held")]))
+            .await;
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".free-9", "held"]);
+    }
 
     #[tokio::test]
     async fn an_emptied_wasm_sandbox_is_the_next_tasks_and_others_are_removed() {

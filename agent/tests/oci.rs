@@ -671,6 +671,13 @@ fn a_layout_tar_that_is_not_one_fails_with_a_readable_reason() {
         reason.chars().all(|c| c.is_ascii_graphic() || c == ' '),
         "{reason}"
     );
+    // Regression: the reader quotes header bytes, which are the start of the file given:
+    // a reason showed a secret from any file the agent could read to whoever lists tasks.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "SECRET_TOKEN=hunter2-abcdef ".repeat(40)).unwrap();
+    let reason = launch_error(&a, &secret).outcome().reason;
+    assert!(reason.contains("not a readable tar archive"), "{reason}");
+    assert!(!reason.contains("hunter2"), "{reason}");
 
     let empty_tar = dir.path().join("empty.tar");
     std::fs::write(&empty_tar, b"").unwrap();
@@ -862,4 +869,43 @@ fn an_image_for_another_architecture_is_refused_and_its_arch_read() {
         agent::oci::image_arch(&native).unwrap().as_deref(),
         Some(std::env::consts::ARCH)
     );
+    // A layout tar's architecture is read from its index alone, in place.
+    let index_path = foreign.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"][0]["platform"] =
+        serde_json::json!({"architecture": other_oci, "os": "linux"});
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let tar = layout::layout_tar(&foreign, &dir.path().join("foreign.tar"));
+    assert_eq!(
+        agent::oci::image_arch(&tar).unwrap().as_deref(),
+        Some(other_agent)
+    );
+    let no_index = dir.path().join("no-index.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&no_index).unwrap());
+    b.append_path_with_name(foreign.join("oci-layout"), "oci-layout")
+        .unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let error = agent::oci::image_arch(&no_index).unwrap_err().to_string();
+    assert!(error.contains("no index.json"), "{error}");
+}
+
+/// Regression: an image whose user is not root could write neither `/sandbox` (the
+/// task's directory, owned by root) nor `/tmp` (its tmpfs took the 0755 of the mount point
+/// made in the rootfs).
+#[test]
+fn a_non_root_image_user_may_write_its_sandbox_and_tmp() {
+    let a = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("as-nobody");
+    layout::busybox_layout_as(&image, "65534:65534");
+    let script = "id -u; touch /sandbox/f && echo sandbox-ok; touch /tmp/f && echo tmp-ok";
+    let out = a.run(&task(&image, &["sh", "-c", script]));
+    assert_eq!(
+        (out.state, out.exit_code),
+        (TaskState::Finished, Some(0)),
+        "{out:?}"
+    );
+    assert_eq!(out.stdout_tail, "65534\nsandbox-ok\ntmp-ok\n");
 }

@@ -98,7 +98,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let net = args.identity.apply_agent(net)?;
     let mut config = AgentDaemonConfig::new(net, advert, work_dir.clone());
-    config.oci = oci_config(args.no_oci, &work_dir);
+    config.oci = oci_config(args.no_oci, &work_dir)?;
     config.trusted = trusted;
     config.engine = engine;
     let runtime = runtime()?;
@@ -111,8 +111,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 
 /// The OCI executor's configuration when this agent should run OCI tasks: unless
 /// `no_oci`, when it runs as root (runc's containers need it) and runc is on PATH. When
-/// not, a log line says why, and OCI tasks sent here fail with a reason.
-pub fn oci_config(no_oci: bool, work_dir: &Path) -> Option<OciConfig> {
+/// not, a log line says why, and OCI tasks sent here fail with a reason; but an error
+/// when a previous agent left containers in `work_dir`, which only OCI tasks recover.
+pub fn oci_config(no_oci: bool, work_dir: &Path) -> anyhow::Result<Option<OciConfig>> {
     let why_not = if no_oci {
         "--no-oci was given"
     } else if !running_as_root() {
@@ -121,14 +122,27 @@ pub fn oci_config(no_oci: bool, work_dir: &Path) -> Option<OciConfig> {
         "runc is not on PATH (apt-get install runc)"
     } else {
         tracing::info!(work_dir = %work_dir.display(), "OCI tasks enabled (runc)");
-        return Some(OciConfig::new(work_dir));
+        return Ok(Some(OciConfig::new(work_dir)));
     };
+    let left = agent::oci::containers_left(work_dir);
+    if let Some(first) = left.first() {
+        anyhow::bail!(
+            "OCI tasks cannot run here ({why_not}), but a previous agent left {} container(s) \
+             in {} (the first: {}); they may still run, unseen. Start the agent with OCI \
+             tasks so that it recovers and reports them, or stop them first (runc --root \
+             {} delete --force ID) and remove their bundles",
+            left.len(),
+            work_dir.display(),
+            first.display(),
+            work_dir.join("runc").display(),
+        );
+    }
     if no_oci {
         tracing::info!("OCI tasks disabled: {why_not}");
     } else {
         tracing::warn!("OCI tasks disabled: {why_not}; WASM tasks run as usual");
     }
-    None
+    Ok(None)
 }
 
 /// The runc binary the OCI executor runs (see `agent::oci::OciConfig::runc`).

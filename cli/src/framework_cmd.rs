@@ -3,11 +3,11 @@
 //! `master_daemon::frameworks::hosted`), `wasmos framework list`: those frameworks and their
 //! health, and `wasmos framework remove NAME`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use master_daemon::tools;
 use net::Net;
 use net::modules::{MODULE_BYTES_MAX, upload_module};
@@ -170,25 +170,21 @@ fn list(args: ListHostedArgs) -> anyhow::Result<ExitCode> {
 
 async fn query(net: &Net, request: HostedRequest, timeout_ms: u64) -> anyhow::Result<HostedReply> {
     let request = OperatorRequest::Hosted(request);
-    match tools::ask(net, &request, timeout_ms)
-        .await
-        .context("the master did not answer (is it a wasmos master of this version?)")?
-    {
+    // A refusal (policy, validation) is the master's own words; only silence gets a hint.
+    let reply = tools::ask(net, &request, timeout_ms).await.map_err(|e| {
+        let no_answer = e.no_master_answer();
+        let e = anyhow!(e);
+        match no_answer {
+            true => e.context("the master did not answer"),
+            false => e,
+        }
+    })?;
+    match reply {
         OperatorReply::Hosted(reply) => Ok(reply),
         other => Err(anyhow!(tools::unexpected(&other))),
     }
 }
 
-/// The file's bytes; over `max` bytes is an error, found without reading it whole.
 fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > max {
-        bail!("{} is over the limit of {max} bytes", path.display());
-    }
-    Ok(bytes)
+    crate::files::read_capped(path, max).with_context(|| format!("reading {}", path.display()))
 }

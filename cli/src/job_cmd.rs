@@ -475,8 +475,10 @@ fn read_module_beside(file: &Path, module: &str) -> anyhow::Result<(PathBuf, Vec
     }
     tried.push(given.to_owned());
     for path in &tried {
-        if let Ok(bytes) = std::fs::read(path) {
-            return Ok((path.clone(), bytes));
+        match crate::files::read_capped(path, net::modules::MODULE_BYTES_MAX) {
+            Ok(bytes) => return Ok((path.clone(), bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow!("module {}: {e}", path.display())),
         }
     }
     let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();

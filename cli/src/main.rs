@@ -9,6 +9,7 @@ mod agent_cmd;
 mod args;
 mod demo;
 mod explain_cmd;
+mod files;
 mod framework_cmd;
 mod identity;
 mod job_cmd;

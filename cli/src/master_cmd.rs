@@ -35,11 +35,13 @@ pub struct MasterArgs {
     /// Seconds after an agent's liveliness token goes before its tasks are `lost`.
     #[arg(long, value_name = "SECS", default_value_t = AGENT_LOST_TIMEOUT_MS_DEFAULT / 1000)]
     pub agent_lost_timeout: u64,
-    /// Seconds, from start, that agents and frameworks have to re-register after a master
-    /// restart: a master that finds it replaces an earlier one makes no offers before
-    /// (0: no hold).
-    #[arg(long, value_name = "SECS", default_value_t = master::config::REREGISTRATION_WINDOW_MS_DEFAULT / 1000)]
-    pub reregistration_window: u64,
+    /// Seconds, from start (with --etcd, from taking the lead), that agents and
+    /// frameworks have to re-register after a master restart: a master that finds it
+    /// replaces an earlier one makes no offers before, unless every agent of the earlier
+    /// one is back sooner; tasks not back by then are `lost` (0: no hold). Default 5, or
+    /// 30 with --etcd: agents of a leader that hung take that long to find the new one.
+    #[arg(long, value_name = "SECS")]
+    pub reregistration_window: Option<u64>,
     /// A role's DRF weight, `ROLE=WEIGHT` (repeatable): the role's frameworks then share
     /// by the weights they give. Roles not named here weigh 1, and the first framework
     /// of such a role sets the weight the later ones must give.
@@ -124,6 +126,16 @@ pub fn run(args: MasterCommandArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The window `--reregistration-window` gives, else the default for a lone master or,
+/// with `etcd` endpoints, for a standby.
+fn reregistration_window_ms(args: &MasterArgs, etcd: &[String]) -> u64 {
+    match args.reregistration_window {
+        Some(secs) => secs.saturating_mul(1000),
+        None if etcd.is_empty() => master::config::REREGISTRATION_WINDOW_MS_DEFAULT,
+        None => master::config::REREGISTRATION_WINDOW_MS_STANDBY_DEFAULT,
+    }
+}
+
 /// Starts the master `args` describe; with `etcd` endpoints, its in-process frameworks
 /// keep their state there (for a standby taking over).
 pub async fn start(args: &MasterArgs, etcd: &[String]) -> anyhow::Result<MasterHandle> {
@@ -141,7 +153,7 @@ pub async fn start(args: &MasterArgs, etcd: &[String]) -> anyhow::Result<MasterH
     config.jobs = !args.no_jobs;
     config.etcd = etcd.to_vec();
     config.core.agent_lost_timeout_ms = args.agent_lost_timeout.saturating_mul(1000);
-    config.core.reregistration_window_ms = args.reregistration_window.saturating_mul(1000);
+    config.core.reregistration_window_ms = reregistration_window_ms(args, etcd);
     config.core.role_weights = args.role_weights.iter().cloned().collect();
     config.core.gpu_agents_last_resort = args.gpu_agents_last_resort;
     config.allocator.clone_from(&args.allocator);

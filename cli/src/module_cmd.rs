@@ -6,7 +6,6 @@
 //! stdout and never overwrites a file without `--force`; `verify` exits 0 when a trusted
 //! key signed the module, 1 when not (saying why on stderr).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -181,16 +180,8 @@ fn signed_path(module: &Path) -> PathBuf {
 
 /// The module's bytes, at most [`signing::SIGNED_MODULE_BYTES_MAX`].
 fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
     let max = signing::SIGNED_MODULE_BYTES_MAX as u64;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| path.display().to_string())?;
-    if bytes.len() as u64 > max {
-        anyhow::bail!("{}: over the {max} byte module limit", path.display());
-    }
-    Ok(bytes)
+    crate::files::read_capped(path, max).with_context(|| path.display().to_string())
 }
 
 /// Writes `bytes` to `output` whole or not at all (a temporary file moved into place);

@@ -171,7 +171,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn read_module(path: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
-    match std::fs::read(path) {
+    match crate::files::read_capped(path, net::modules::MODULE_BYTES_MAX) {
         Ok(bytes) => Ok((path.to_owned(), bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
             "no module at {}: give the path of a .wasm file (build the examples with `cargo xtask modules`)",
@@ -551,12 +551,12 @@ pub(crate) fn checked_image(
     // Absolute, but symbolic links kept: the agents are to see the same path.
     let absolute = std::path::absolute(path)
         .ok()
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() || p.is_file())
         .ok_or_else(|| {
             anyhow!(
                 "no OCI image layout at {image}: give the path of an image layout directory \
-                 (with oci-layout and index.json), or --image-on-agents for an image only the \
-                 agents have"
+                 (with oci-layout and index.json) or of a .tar of one, or --image-on-agents \
+                 for an image only the agents have"
             )
         })?;
     let arch = agent::oci::image_arch(&absolute)

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent::outcome::TaskOutcome;
+use proto::resources::Scalar;
 use proto::{Resources, TaskState};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 #[path = "task_run_oci.rs"]
 mod oci;
@@ -89,8 +91,11 @@ impl RunArgs {
             resources = resources.with_scalar("mem", mem as f64);
         }
         if let Some(cpus) = self.cpus {
-            if !(cpus.is_finite() && cpus > 0.0) {
-                return Err(format!("--cpus {cpus}: must be a positive number"));
+            // Amounts count in thousandths: less than one would be no limit at all.
+            if Scalar::from_units(cpus).is_none_or(|s| s.millis() == 0) {
+                return Err(format!(
+                    "--cpus {cpus}: must be at least 0.001 (amounts count in thousandths)"
+                ));
             }
             resources = resources.with_scalar("cpus", cpus);
         }
@@ -121,6 +126,32 @@ impl RunArgs {
             env.insert(k.to_owned(), v.to_owned());
         }
         Ok(env)
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (what `timeout(1)` and service managers send), caught
+/// from the moment they are registered (a signal before then ends the process).
+struct Interrupts {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupts {
+    /// Must be called within the tokio runtime.
+    fn register() -> std::io::Result<Interrupts> {
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Returns at the first signal since [`Interrupts::register`], even one that came
+    /// before this call.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
 

@@ -15,7 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use agent::wasm::{ExecutorConfig, WasmExecutor};
 use anyhow::Context;
 use proto::{DirGrant, ModuleRef, TaskId, TaskKind, TaskLimits, TaskSpec, WasmTask};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const USAGE_ERROR: u8 = 2;
 
@@ -47,7 +46,7 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
     // reported) instead of ending this process without its status line.
     let interrupts = {
         let _in_runtime = runtime.enter();
-        Interrupts::register()?
+        super::Interrupts::register()?
     };
     let sandbox = fresh_sandbox()?;
     let report = runtime.block_on(async {
@@ -72,30 +71,6 @@ pub fn run(args: super::RunArgs) -> anyhow::Result<ExitCode> {
         eprint!("{}", String::from_utf8_lossy(&stderr));
     }
     super::report(&report.outcome)
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM (what `timeout(1)` and service managers send), caught
-/// from the moment they are registered.
-struct Interrupts {
-    int: Signal,
-    term: Signal,
-}
-
-impl Interrupts {
-    /// Must be called within the tokio runtime.
-    fn register() -> std::io::Result<Interrupts> {
-        Ok(Interrupts {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
 }
 
 /// The spec the agent would receive for these arguments, and the module's bytes.
@@ -146,17 +121,7 @@ fn task_spec(args: &super::RunArgs) -> Result<(TaskSpec, Arc<[u8]>), String> {
 }
 
 fn read_module(path: &Path) -> Result<Arc<[u8]>, String> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    if size > agent::wasm::MODULE_BYTES_MAX as u64 {
-        return Err(format!(
-            "{}: {size} bytes is more than the {} byte module limit",
-            path.display(),
-            agent::wasm::MODULE_BYTES_MAX
-        ));
-    }
-    std::fs::read(path)
+    crate::files::read_capped(path, agent::wasm::MODULE_BYTES_MAX as u64)
         .map(Arc::from)
         .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -83,7 +83,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             net = net.with_tls(advert.agent_id.as_str(), tls);
         }
         let mut agent_config = AgentDaemonConfig::new(net, advert, work_dir.clone());
-        agent_config.oci = agent_cmd::oci_config(args.no_oci, &work_dir);
+        agent_config.oci = agent_cmd::oci_config(args.no_oci, &work_dir)?;
         agent_config.trusted = trusted;
         agent_config.engine = engine;
         let agent = AgentDaemon::start(agent_config)

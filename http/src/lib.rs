@@ -24,6 +24,7 @@ pub mod error;
 mod jobs_api;
 pub mod metrics;
 pub mod recorder;
+mod server;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub use api::{ApiDoc, BODY_BYTES_MAX, COMMAND_TIMEOUT_MS, TaskFilter};
 pub use command::Command;
 pub use error::{ApiError, ErrorBody};
 pub use recorder::Recorder;
+pub use server::{HEADER_READ_TIMEOUT_MS, HTTP_CONNECTIONS_MAX};
 pub use state::ClusterState;
 
 /// The least time between two published snapshots the dashboard needs to look live;
@@ -93,27 +95,25 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
 }
 
-/// Listens on `addr` and serves [`router`] until the task is dropped or the listener fails.
+/// Listens on `addr` and serves [`router`] until the task is dropped: at most
+/// [`HTTP_CONNECTIONS_MAX`] connections at once, each closed when its client takes longer
+/// than [`HEADER_READ_TIMEOUT_MS`] to send a request's headers (or to ask again on a
+/// kept-alive connection).
 pub async fn serve(addr: SocketAddr, handles: Handles) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    serve_on(listener, handles).await
+    serve_on(listener, handles).await;
+    Ok(())
 }
 
-/// Serves on a listener already bound (port 0 in tests).
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    handles: Handles,
-) -> Result<(), ServeError> {
+/// Serves on a listener already bound (port 0 in tests), as [`serve`] does, until the
+/// task is dropped: accepting never ends on an error (it pauses and goes on).
+pub async fn serve_on(listener: tokio::net::TcpListener, handles: Handles) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP API and dashboard listening");
     }
-    axum::serve(listener, router(handles))
-        .await
-        .map_err(ServeError::Serve)
+    server::serve(listener, router(handles), server::Limits::default()).await;
 }

@@ -670,7 +670,14 @@ impl JobBook {
         let Some(slot) = job.slots.get_mut(&index) else {
             return;
         };
-        let restart = !slot.kill_requested && policy.restarts(status.state);
+        // A task its agent killed on stopping went with the agent, as a lost one does.
+        let stopped = status.state == TaskState::Killed && status.reason == proto::AGENT_STOPPED;
+        let state = if stopped {
+            TaskState::Lost
+        } else {
+            status.state
+        };
+        let restart = !slot.kill_requested && policy.restarts(state);
         match (restart, backoff.delay_ms(slot.starts)) {
             (true, Some(delay_ms)) => {
                 tracing::info!(%task_id, state = status.state.as_str(), delay_ms, "task ended; restarting after a backoff");

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use framework::{FrameworkClient, FrameworkConfig, FrameworkError};
 use net::Net;
-use proto::TaskId;
 use proto::operator::TaskRow;
+use proto::{Call, Filters, TaskId};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -359,8 +359,8 @@ struct Driver {
 impl Driver {
     async fn run(mut self) {
         loop {
-            self.save_state(false).await;
-            self.send_calls().await;
+            let saved = self.save_state(false).await;
+            self.send_calls(saved).await;
             self.publish_pending();
             let wake = self
                 .book
@@ -403,24 +403,34 @@ impl Driver {
 
     /// Writes the state before calls go out (write-ahead: no task is launched that a
     /// restarted framework would not know), and otherwise at most every
-    /// [`STATE_SAVE_INTERVAL_MS`]; `now`: at once (the framework stops).
-    async fn save_state(&mut self, now: bool) {
-        let Some(store) = &self.store else { return };
+    /// [`STATE_SAVE_INTERVAL_MS`]; `now`: at once (the framework stops). False when the
+    /// state could not be written: it is tried again at the next turn, and launches
+    /// wait until it is written.
+    async fn save_state(&mut self, now: bool) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
         let due = self.save_due().is_some_and(|at| at <= Instant::now());
         if !self.dirty || !(now || self.book.has_calls() || due) {
-            return;
+            return true;
         }
-        match self.book.save() {
-            Ok(bytes) => {
-                if let Err(e) = store.save(STATE_BLOB, bytes).await {
+        let saved = match self.book.save() {
+            Ok(bytes) => match store.save(STATE_BLOB, bytes).await {
+                Ok(()) => true,
+                Err(e) => {
                     let place = store.place(STATE_BLOB);
-                    tracing::error!(%place, %e, "cannot write the jobs state; a restart would lose recent changes");
+                    tracing::error!(%place, %e, "cannot write the jobs state; no task is launched until it is written");
+                    false
                 }
+            },
+            Err(e) => {
+                tracing::error!(%e, "cannot encode the jobs state; no task is launched until it is written");
+                false
             }
-            Err(e) => tracing::error!(%e, "cannot encode the jobs state"),
-        }
+        };
         self.saved_at = Some(Instant::now());
-        self.dirty = false;
+        self.dirty = !saved;
+        saved
     }
 
     fn now_ms(&self) -> u64 {
@@ -453,8 +463,21 @@ impl Driver {
         }
     }
 
-    async fn send_calls(&mut self) {
-        while let Some(call) = self.book.poll_call() {
+    /// Sends the book's calls; unless `may_launch` (the state that names the tasks is not
+    /// written), each `Accept` is declined instead and its tasks wait again.
+    async fn send_calls(&mut self, may_launch: bool) {
+        while let Some(mut call) = self.book.poll_call() {
+            if let Call::Accept { offer_ids, .. } = &call
+                && !may_launch
+            {
+                let offer_ids = offer_ids.clone();
+                let now = self.now_ms();
+                self.book.handle_call_refused(now, &call);
+                call = Call::Decline {
+                    offer_ids,
+                    filters: Filters::default(),
+                };
+            }
             if let Err(e) = self.client.call(call.clone()).await {
                 tracing::warn!(%e, "a call of the jobs framework failed");
                 let now = self.now_ms();

@@ -458,6 +458,32 @@ fn a_killed_task_is_not_restarted_even_under_always() {
     assert_eq!(w.book.active_jobs(), 0);
 }
 
+/// Regression: a task its agent killed on stopping (SIGTERM: an upgrade, a reboot) was
+/// taken for an operator's kill, so `--restart always|on-failure` jobs ended for good at
+/// every agent restart. It is restarted by the policy, as a lost task is.
+#[test]
+fn a_task_killed_by_its_stopping_agent_is_restarted_by_the_policy() {
+    let mut w = World::new(JobBookConfig::default(), two_agents());
+    let kept = w.submit(module_job("kept", 1, r#", "restart": "on_failure""#));
+    let once = w.submit(module_job("once", 1, ""));
+    for ids in [&kept, &once] {
+        w.report(&ids[0], TaskState::Running);
+        w.report_why(&ids[0], TaskState::Killed, proto::AGENT_STOPPED);
+    }
+    w.advance_to(100_000);
+    let names: Vec<&str> = w.launched.iter().map(|(_, t)| t.name.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "kept").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "once").count(),
+        1,
+        "{names:?}"
+    );
+}
+
 #[test]
 fn killing_an_unknown_task_is_an_error() {
     let mut w = World::new(JobBookConfig::default(), two_agents());

@@ -232,9 +232,9 @@ impl Snapshots {
             .set_decode_errors(net.decode_errors().snapshot());
         let mut state = self.recorder.snapshot(core, unix_ms(), now);
         let pending = self.pending();
-        state
-            .tasks
-            .extend(pending.iter().flat_map(|rows| rows.iter().cloned()));
+        // Pending first, then live, then ended (newest first): the order `ps` promises.
+        let rows = pending.iter().flat_map(|rows| rows.iter().cloned());
+        state.tasks.splice(0..0, rows);
         self.pending_published = pending;
         // No receiver (HTTP off and no tool asking) is fine: the value is kept.
         self.publisher.send_replace(Arc::new(state));
@@ -329,11 +329,7 @@ pub(crate) async fn serve(
     if let Some(tokens) = http_tokens {
         handles = handles.with_tokens(tokens);
     }
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = http_api::serve_on(listener, handles).await {
-            tracing::error!(%e, "the HTTP API stopped");
-        }
-    }));
+    tasks.push(tokio::spawn(http_api::serve_on(listener, handles)));
     tasks.push(tokio::spawn(async move {
         while let Some(Command {
             request,

@@ -8,6 +8,13 @@ use crate::policy::Policy;
 
 /// Default of [`MasterConfig::reregistration_window_ms`]: a few advert periods.
 pub const REREGISTRATION_WINDOW_MS_DEFAULT: u64 = 5_000;
+/// The same for a standby master taking over from a leader that may have gone silent
+/// rather than died (hung, partitioned): its agents notice only when their session's
+/// lease runs out (about 8 s), then switch endpoints (about 10 s more, measured), and
+/// tasks not back by the window's end are told `lost` and replaced. The census ends
+/// the hold as soon as every agent of the previous leader is back, so a leader that
+/// died outright costs no more than before.
+pub const REREGISTRATION_WINDOW_MS_STANDBY_DEFAULT: u64 = 30_000;
 /// Default of [`MasterConfig::recovered_framework_timeout_ms`].
 pub const RECOVERED_FRAMEWORK_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// Default of [`MasterConfig::agent_lost_timeout_ms`].

@@ -47,6 +47,11 @@ pub const LOST_AFTER_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// process: not the task's fault, nor a sign the agent cannot run it, so a scheduler need
 /// not hold it against either (the jobs framework does not count it toward quarantine).
 pub const AGENT_RESTARTED: &str = "agent restarted";
+/// The `reason` of a `killed` update for a task its agent killed because the agent
+/// stopped (SIGTERM: an upgrade, a reboot): neither the task's end nor anyone's request,
+/// so a scheduler may start it again (the jobs framework does, by the job's policy, as
+/// for a `lost` task).
+pub const AGENT_STOPPED: &str = "agent stopped";
 /// Shortest first wait of a restart in place, and most starts: an agent restarting a
 /// crashing task in place journals every start.
 pub const RESTART_BACKOFF_MIN_MS: u64 = 100;

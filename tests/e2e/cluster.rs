@@ -619,7 +619,9 @@ fn an_agent_stopped_with_sigterm_leaves_at_once_with_its_task_killed() {
         .status()
         .unwrap();
     assert!(sent.success());
-    wait_for_tasks(&endpoint, &ids, "killed", state_is("killed"));
+    let rows = wait_for_tasks(&endpoint, &ids, "killed", state_is("killed"));
+    // Not "killed" as an operator's kill says: a scheduler may start it again.
+    assert_eq!(rows[0]["reason"], "agent stopped", "{rows:?}");
     let deadline = Instant::now() + TASK_STATE_WAIT;
     loop {
         let agents = json_rows(&["agents", "--json"], &endpoint);

@@ -146,4 +146,74 @@ fn oci_task_run_usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Regression: a share that rounds to no thousandth set no CPU limit at all.
+    let out = wasmos()
+        .args(["task", "run", "--oci", "/x", "--cpus", "0.0001"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at least 0.001"), "{stderr}");
+}
+
+/// Regression: the default work directory is in `/tmp`, where another user could make it
+/// first and plant a cached rootfs that root's `task run` then ran. A work directory that
+/// is not the caller's own, or that others may write, is refused.
+#[test]
+fn oci_task_run_refuses_a_work_directory_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut refused = vec![shared];
+    // Root may give a directory away; anyone else cannot make one owned by another user.
+    if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        refused.push(theirs);
+    }
+    for work in refused {
+        let out = wasmos()
+            .env("WASMOS_WORK_DIR", &work)
+            .args(["task", "run", "--oci", "/no/such/image"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", work.display());
+        assert!(stderr.contains("only it may write"), "{stderr}");
+        assert!(!work.join("oci").exists(), "{}", work.display());
+    }
+    // A missing one is made, private.
+    let fresh = dir.path().join("a/b/work");
+    let out = wasmos()
+        .env("WASMOS_WORK_DIR", &fresh)
+        .args(["task", "run", "--oci", "/no/such/image"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// Regression: an agent restarted without OCI tasks (`--no-oci`, or runc gone) on a work
+/// directory holding containers left them running unseen, their resources counted free.
+#[test]
+fn an_agent_without_oci_refuses_a_work_directory_holding_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("oci/containers/task-left-behind")).unwrap();
+    let out = wasmos()
+        .args(["agent", "--no-oci", "--connect", "tcp/127.0.0.1:9"])
+        .arg("--work-dir")
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("left 1 container(s)") && stderr.contains("task-left-behind"),
+        "{stderr}"
+    );
 }

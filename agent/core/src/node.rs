@@ -299,6 +299,11 @@ impl AgentNode {
         if self.restart_offline(now, task_id, &end) {
             return;
         }
+        let mut end = end;
+        if self.leave_by.is_some() && end.state == TaskState::Killed {
+            // Killed because this agent stops, not at anyone's request.
+            end.reason = proto::AGENT_STOPPED.to_owned();
+        }
         self.report_end(now, task_id, end);
     }
 

@@ -417,9 +417,16 @@ fn a_shutting_down_agent_leaves_once_every_end_is_acknowledged() {
     assert!(
         matches!(launch(&mut node, 1, "late"), AgentReply::Error { message } if message.contains("shutting down"))
     );
-    node.handle_task_ended(Millis(2), &TaskId::new("t1"), end(TaskState::Killed, ""));
+    node.handle_task_ended(
+        Millis(2),
+        &TaskId::new("t1"),
+        end(TaskState::Killed, "killed"),
+    );
     let killed = statuses(&drain(&mut node)).remove(0);
     assert_eq!(killed.state, TaskState::Killed);
+    // Regression: "killed", as for an operator's kill, so `--restart always` jobs ended
+    // for good at every agent restart (SIGTERM: an upgrade, a reboot).
+    assert_eq!(killed.reason, proto::AGENT_STOPPED);
     ack(&mut node, 3, "t1", killed.uuid);
     let actions = drain(&mut node);
     assert_eq!(actions.last(), Some(&AgentAction::Leave), "{actions:?}");

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::image::{
@@ -246,10 +247,19 @@ impl ImageCache {
             })?;
         }
         for dir in MOUNT_POINTS {
-            unpack::ensure_dir(&rootfs, Path::new(dir)).map_err(|source| ImageError::Layer {
-                digest: "(mount points)".into(),
-                source,
+            let missing = fs::symlink_metadata(rootfs.join(dir)).is_err();
+            let made = unpack::ensure_dir(&rootfs, Path::new(dir)).map_err(|source| {
+                ImageError::Layer {
+                    digest: "(mount points)".into(),
+                    source,
+                }
             })?;
+            // runc gives the tmpfs on /tmp the mode of the directory it covers: made here,
+            // it is 1777 as /tmp should be, so that an image's non-root user may write it.
+            if missing && dir == "tmp" {
+                fs::set_permissions(&made, fs::Permissions::from_mode(0o1777))
+                    .map_err(io_err(&made))?;
+            }
         }
         // runc creates a missing working directory in the rootfs, which is the shared
         // cache: create it now, while the rootfs is still private. (If it cannot be, runc
@@ -483,10 +493,13 @@ pub fn agent_arch(oci: &str) -> &str {
     }
 }
 
-/// The one architecture an image layout directory runs on (as its index names it, or its
+/// The one architecture an image layout runs on (as its index names it, or a directory's
 /// single manifest's config), to place it on agents of that `arch`; `None` when it names
-/// several (each agent picks its own) or none.
+/// several (each agent picks its own) or none. `layout` is a directory or a `.tar` of one.
 pub fn image_arch(layout: &Path) -> Result<Option<String>, ImageError> {
+    if !fs::metadata(layout).map_err(io_err(layout))?.is_dir() {
+        return layout_tar_arch(layout);
+    }
     let layout = Layout {
         dir: layout.to_path_buf(),
     };
@@ -494,15 +507,8 @@ pub fn image_arch(layout: &Path) -> Result<Option<String>, ImageError> {
     let bytes = read_capped(&layout.dir.join("index.json"), JSON_BYTES_MAX)?;
     let index: ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
-    let archs: BTreeSet<String> = (index.manifests().iter())
-        .filter_map(|d| d.platform().as_ref())
-        .map(|p| p.architecture().to_string())
-        .collect();
-    if archs.len() > 1 {
-        return Ok(None);
-    }
-    if let Some(arch) = archs.into_iter().next() {
-        return Ok(Some(agent_arch(&arch).to_owned()));
+    if let Some(arch) = index_arch(&index) {
+        return Ok(arch);
     }
     let (_, manifest) = layout.manifest()?;
     let config = layout.verified_json(manifest.config())?;
@@ -510,6 +516,20 @@ pub fn image_arch(layout: &Path) -> Result<Option<String>, ImageError> {
     Ok(Some(
         agent_arch(&image.architecture().to_string()).to_owned(),
     ))
+}
+
+/// The architecture an index's platforms name, as agents name it: `Some(None)` when they
+/// name several, `None` when they name none.
+fn index_arch(index: &ImageIndex) -> Option<Option<String>> {
+    let archs: BTreeSet<String> = (index.manifests().iter())
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| p.architecture().to_string())
+        .collect();
+    match archs.len() {
+        0 => None,
+        1 => Some(archs.first().map(|a| agent_arch(a).to_owned())),
+        _ => Some(None),
+    }
 }
 
 fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
@@ -570,10 +590,8 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
     Ok(bytes)
 }
 
-/// Extracts a layout tar: regular files and directories only, at relative paths without
-/// `..`, within [`LAYOUT_TAR_BYTES_MAX`] and [`LAYOUT_TAR_ENTRIES_MAX`].
-fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
-    fs::create_dir_all(into).map_err(io_err(into))?;
+/// The tar at `tar_path`, opened if it is a regular file.
+fn layout_tar(tar_path: &Path) -> Result<tar::Archive<File>, ImageError> {
     let (file, _) = open_regular(tar_path).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidInput => ImageError::Invalid(format!(
             "{} is neither an image layout directory nor a tar file",
@@ -581,16 +599,55 @@ fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
         )),
         _ => io_err(tar_path)(e),
     })?;
-    let mut archive = tar::Archive::new(file);
-    let bad =
-        |what: String| ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()));
+    Ok(tar::Archive::new(file))
+}
+
+fn layout_tar_error(tar_path: &Path, what: String) -> ImageError {
+    ImageError::Invalid(format!("layout tar {}: {what}", tar_path.display()))
+}
+
+fn tar_unreadable(tar_path: &Path, e: &io::Error) -> ImageError {
+    let why = unpack::archive_message(e);
+    layout_tar_error(tar_path, format!("not a readable tar archive: {why}"))
+}
+
+/// [`image_arch`] of a layout tar, from its `index.json` alone, read in place: `None`
+/// when it names no architecture (or several).
+fn layout_tar_arch(tar_path: &Path) -> Result<Option<String>, ImageError> {
+    let mut archive = layout_tar(tar_path)?;
+    let unreadable = |e: io::Error| tar_unreadable(tar_path, &e);
+    for (n, entry) in archive.entries().map_err(unreadable)?.enumerate() {
+        if n as u64 >= LAYOUT_TAR_ENTRIES_MAX {
+            break;
+        }
+        let entry = entry.map_err(unreadable)?;
+        let path = entry.path().map_err(unreadable)?;
+        if path.components().ne(Path::new("index.json").components()) {
+            continue;
+        }
+        if entry.size() > JSON_BYTES_MAX {
+            return Err(layout_tar_error(tar_path, "index.json is too large".into()));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(JSON_BYTES_MAX)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        let index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| layout_tar_error(tar_path, format!("index.json: {e}")))?;
+        return Ok(index_arch(&index).flatten());
+    }
+    Err(layout_tar_error(tar_path, "no index.json in it".into()))
+}
+
+/// Extracts a layout tar: regular files and directories only, at relative paths without
+/// `..`, within [`LAYOUT_TAR_BYTES_MAX`] and [`LAYOUT_TAR_ENTRIES_MAX`].
+fn extract_layout_tar(tar_path: &Path, into: &Path) -> Result<(), ImageError> {
+    fs::create_dir_all(into).map_err(io_err(into))?;
+    let mut archive = layout_tar(tar_path)?;
+    let bad = |what: String| layout_tar_error(tar_path, what);
     let (mut bytes, mut entries) = (0u64, 0u64);
-    let unreadable = |e: io::Error| {
-        bad(format!(
-            "not a readable tar archive: {}",
-            unpack::archive_message(&e)
-        ))
-    };
+    let unreadable = |e: io::Error| tar_unreadable(tar_path, &e);
     for entry in archive.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
         entries += 1;

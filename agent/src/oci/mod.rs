@@ -119,6 +119,20 @@ pub struct OciExecutor {
     cgroups: CgroupVersion,
 }
 
+/// Where an agent with work directory `work_dir` keeps its containers' bundles.
+fn containers_dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("oci/containers")
+}
+
+/// The bundles of containers an agent left in `work_dir`: only an agent that runs OCI
+/// tasks recovers them ([`OciExecutor::recover`]); any other would leave them running
+/// unseen, their resources counted as free.
+pub fn containers_left(work_dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(containers_dir(work_dir))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 impl OciExecutor {
     /// Creates the work directories, finds runc and detects the cgroup version.
     pub fn new(config: OciConfig) -> Result<OciExecutor, SetupError> {
@@ -128,7 +142,7 @@ impl OciExecutor {
         for dir in [
             root.clone(),
             config.work_dir.join("oci/images"),
-            config.work_dir.join("oci/containers"),
+            containers_dir(&config.work_dir),
         ] {
             fs::create_dir_all(&dir).map_err(|source| SetupError::Io {
                 path: dir.display().to_string(),
@@ -156,7 +170,7 @@ impl OciExecutor {
     }
 
     fn containers_dir(&self) -> PathBuf {
-        self.config.work_dir.join("oci/containers")
+        containers_dir(&self.config.work_dir)
     }
 
     /// Starts `spec` (an OCI task) with `sandbox` as its writable directory, and returns
@@ -266,6 +280,12 @@ impl OciExecutor {
         runtime_spec
             .save(bundle.join("config.json"))
             .map_err(|e| LaunchError::Start(e.to_string()))?;
+        // The sandbox is the container's one writable directory: its user's, root or not.
+        if let Some(user) = runtime_spec.process().as_ref().map(|p| p.user())
+            && user.uid() != 0
+        {
+            std::os::unix::fs::chown(&sandbox, Some(user.uid()), Some(user.gid()))?;
+        }
         let record = TaskRecord {
             task_id: spec.task_id.to_string(),
             container_id: id.to_owned(),

@@ -220,9 +220,11 @@ fn write_hard_link(
 const ARCHIVE_MESSAGE_CHARS_MAX: usize = 120;
 
 /// A tar (or gzip) reading error as a reason. The tar reader quotes raw header bytes
-/// after a colon ("numeric field did not have utf-8 text: <bytes> when getting cksum for
-/// <bytes>"): when the message holds anything but printable ASCII, only the part before
-/// the first colon is kept. Cut to [`ARCHIVE_MESSAGE_CHARS_MAX`] characters.
+/// after a colon or in backquotes ("numeric field was not a number: <bytes> when getting
+/// cksum for <bytes>", "failed to unpack `<path>`"), and those bytes are the start of
+/// whatever file was given, which reasons would then show to anyone who may list tasks:
+/// only the text before the first colon or backquote is kept, printable ASCII, cut to
+/// [`ARCHIVE_MESSAGE_CHARS_MAX`] characters.
 fn archive_error(e: io::Error) -> UnpackError {
     UnpackError::Archive(archive_message(&e))
 }
@@ -231,11 +233,7 @@ fn archive_error(e: io::Error) -> UnpackError {
 pub(crate) fn archive_message(e: &io::Error) -> String {
     let text = e.to_string();
     let printable = |c: char| c.is_ascii_graphic() || c == ' ';
-    let text = if text.chars().all(printable) {
-        text.as_str()
-    } else {
-        text.split(':').next().unwrap_or_default()
-    };
+    let text = text.split([':', '`']).next().unwrap_or_default();
     let kept: String = text
         .chars()
         .filter(|c| printable(*c))

@@ -1,7 +1,8 @@
 //! Per-task limits: memory and tables (a [`ResourceLimiter`]), the cpu share (an epoch
 //! time-slice budget), wall-clock time and captured output.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use proto::{Resources, TaskLimits};
@@ -179,31 +180,105 @@ impl ResourceLimiter for TaskLimiter {
     }
 }
 
-/// Longest run one time slice is charged for when computing the pause after it. Bounds
-/// the pause of a task that spent the slice waiting in a host call (a sleep, a read).
+/// Longest run time one slice is charged for when computing the pause after it. A slice
+/// that never reaches an epoch check in time (a host call that computes or blocks without
+/// yielding, the thread preempted on a loaded machine) is charged at most this.
 pub const SLICE_CHARGED_MAX: Duration = EPOCH_TICK.saturating_mul(4 * SLICE_TICKS as u32);
+
+/// A task's run time: the time its code, guest code or host code working for it, held a
+/// thread. wasmtime runs a task inside the polls of its future and returns `Pending` when a
+/// host call waits (a sleep, I/O, a poll of sockets) and at [`CpuThrottle`]'s pauses, so
+/// run time is the time spent inside those polls ([`RunClock::measure`]) and waiting falls
+/// between them. Clones share one clock; reading it inside a poll counts that poll so far.
+#[derive(Clone, Debug, Default)]
+pub struct RunClock(Arc<Mutex<RunTime>>);
+
+#[derive(Debug, Default)]
+struct RunTime {
+    /// Run time of the polls that have ended.
+    ended: Duration,
+    /// Start of the poll under way, if one is.
+    poll_started: Option<Instant>,
+}
+
+impl RunClock {
+    /// Runs `task`, counting the time spent in each of its polls as run time.
+    pub async fn measure<F: Future>(&self, task: F) -> F::Output {
+        let mut task = std::pin::pin!(task);
+        std::future::poll_fn(|cx| {
+            self.poll_started(Instant::now());
+            let polled = task.as_mut().poll(cx);
+            self.poll_ended(Instant::now());
+            polled
+        })
+        .await
+    }
+
+    fn poll_started(&self, at: Instant) {
+        self.lock().poll_started = Some(at);
+    }
+
+    fn poll_ended(&self, at: Instant) {
+        let mut time = self.lock();
+        if let Some(started) = time.poll_started.take() {
+            time.ended += at.saturating_duration_since(started);
+        }
+    }
+
+    /// Run time up to `at`, including the poll under way.
+    pub fn ran(&self, at: Instant) -> Duration {
+        let time = self.lock();
+        let current = time.poll_started.map_or(Duration::ZERO, |started| {
+            at.saturating_duration_since(started)
+        });
+        time.ended + current
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunTime> {
+        // Nothing panics while the lock is held; a poisoned clock is still a clock.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// The cpu share as an epoch-deadline policy.
 ///
 /// Contract: a task runs at most [`SLICE_TICKS`] ticks before it yields to the tokio
 /// runtime, so a task that never calls the host cannot starve others on the same worker.
-/// With `cpus < 1` it then also pauses for `(1 - cpus) / cpus` times the wall-clock time
-/// the slice took (at most [`SLICE_CHARGED_MAX`] of it), so that over time it runs `cpus`
-/// of the wall clock (a task with 0.25 runs 10 ms and pauses 30 ms). The pause is measured
-/// in wall-clock time, not ticks: on a loaded machine the tick thread runs late, and a
-/// pause counted in ticks would shrink with it. Spinning is never an error: only the
-/// wall-clock timeout ends a task that does not finish.
-#[derive(Clone, Copy, Debug)]
+/// With `cpus < 1` it then also pauses for `(1 - cpus) / cpus` times its *run time* in the
+/// slice (see [`RunClock`]; at most [`SLICE_CHARGED_MAX`] of it), so that over time it runs
+/// `cpus` of the wall clock while it computes (a task with 0.25 that never calls the host
+/// runs 10 ms and pauses 30 ms). Time its host calls spend waiting (a sleep, I/O) is not run
+/// time: a task is never paused for having waited, so a task that mostly sleeps runs in
+/// about the wall time it asks for. Run time and the pause are wall-clock durations, not
+/// ticks: on a loaded machine the tick thread runs late, and a pause counted in ticks would
+/// shrink with it. Spinning is never an error: only the wall-clock timeout ends a task that
+/// does not finish.
+#[derive(Clone, Debug)]
 pub struct CpuThrottle {
     /// Pause per unit of run time, `(1 - share) / share`; 0 for a whole core or more.
     pause_per_run: f64,
-    slice_started: Instant,
+    /// The task's run time, measured around the polls of its future.
+    clock: RunClock,
+    /// The task's run time when the current slice started.
+    slice_started: Duration,
     /// The last slice ended in a pause; the next deadline starts a new slice.
     pausing: bool,
 }
 
+/// What a task does when its deadline is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SliceEnd {
+    /// Yields to the runtime and runs on (a whole core or more).
+    Yield,
+    /// Its pause is over: a new slice starts.
+    Run,
+    /// Its slice is over: it pauses this long.
+    Pause(Duration),
+}
+
 impl CpuThrottle {
-    pub fn new(cpus: f64) -> CpuThrottle {
+    /// The throttle of a task whose run time `clock` measures.
+    pub fn new(cpus: f64, clock: RunClock) -> CpuThrottle {
         let share = if cpus.is_finite() {
             cpus.max(CPUS_MIN)
         } else {
@@ -215,32 +290,44 @@ impl CpuThrottle {
             } else {
                 (1.0 - share) / share
             },
-            slice_started: Instant::now(),
+            clock,
+            slice_started: Duration::ZERO,
             pausing: false,
         }
     }
 
-    /// The pause owed after a slice that took `ran` of wall-clock time.
+    /// The pause owed after a slice in which the task ran for `ran`.
     pub fn pause_after(&self, ran: Duration) -> Duration {
         ran.min(SLICE_CHARGED_MAX).mul_f64(self.pause_per_run)
     }
 
     /// What to do when the task's deadline is reached.
     pub fn on_slice_end(&mut self) -> UpdateDeadline {
-        if self.pause_per_run == 0.0 {
-            return UpdateDeadline::Yield(SLICE_TICKS);
+        match self.slice_end(Instant::now()) {
+            SliceEnd::Yield => UpdateDeadline::Yield(SLICE_TICKS),
+            SliceEnd::Run => UpdateDeadline::Continue(SLICE_TICKS),
+            // The deadline counts from now; one tick expires during the pause, so the slice
+            // after it starts at the task's first check once it resumes.
+            SliceEnd::Pause(pause) => {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+            }
         }
+    }
+
+    /// The accounting of [`CpuThrottle::on_slice_end`], with the deadline reached at `now`.
+    fn slice_end(&mut self, now: Instant) -> SliceEnd {
+        if self.pause_per_run == 0.0 {
+            return SliceEnd::Yield;
+        }
+        let ran = self.clock.ran(now);
         if self.pausing {
             // The deadline of one tick set before the pause has passed: a new slice.
             self.pausing = false;
-            self.slice_started = Instant::now();
-            return UpdateDeadline::Continue(SLICE_TICKS);
+            self.slice_started = ran;
+            return SliceEnd::Run;
         }
-        let pause = self.pause_after(self.slice_started.elapsed());
         self.pausing = true;
-        // The deadline counts from now; one tick expires during the pause, so the slice
-        // after it starts at the task's first check once it resumes.
-        UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+        SliceEnd::Pause(self.pause_after(ran.saturating_sub(self.slice_started)))
     }
 }
 
@@ -284,24 +371,106 @@ mod tests {
         );
     }
 
+    fn throttle(cpus: f64) -> CpuThrottle {
+        CpuThrottle::new(cpus, RunClock::default())
+    }
+
     #[test]
     fn throttle_pauses_in_proportion_to_the_share() {
         let ms = Duration::from_millis;
-        assert_eq!(CpuThrottle::new(1.0).pause_after(ms(10)), Duration::ZERO);
-        assert_eq!(CpuThrottle::new(4.0).pause_after(ms(10)), Duration::ZERO);
-        assert_eq!(CpuThrottle::new(0.5).pause_after(ms(10)), ms(10));
-        assert_eq!(CpuThrottle::new(0.25).pause_after(ms(10)), ms(30));
+        assert_eq!(throttle(1.0).pause_after(ms(10)), Duration::ZERO);
+        assert_eq!(throttle(4.0).pause_after(ms(10)), Duration::ZERO);
+        assert_eq!(throttle(0.5).pause_after(ms(10)), ms(10));
+        assert_eq!(throttle(0.25).pause_after(ms(10)), ms(30));
+        assert_eq!(throttle(0.25).pause_after(ms(30)), ms(90), "a late tick");
         assert_eq!(
-            CpuThrottle::new(0.25).pause_after(ms(30)),
-            ms(90),
-            "a late tick"
-        );
-        assert_eq!(
-            CpuThrottle::new(0.25).pause_after(Duration::from_secs(5)),
+            throttle(0.25).pause_after(Duration::from_secs(5)),
             SLICE_CHARGED_MAX * 3,
-            "a slice spent waiting in a host call is not charged in full"
+            "a long slice is charged at most SLICE_CHARGED_MAX"
         );
-        assert_eq!(CpuThrottle::new(0.0).pause_after(ms(10)), ms(990));
+        assert_eq!(throttle(0.0).pause_after(ms(10)), ms(990));
+    }
+
+    #[test]
+    fn run_time_is_the_time_inside_polls() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let clock = RunClock::default();
+        assert_eq!(clock.ran(t0 + ms(5)), Duration::ZERO, "not polled yet");
+        clock.poll_started(t0);
+        assert_eq!(clock.ran(t0 + ms(3)), ms(3), "the poll under way counts");
+        clock.poll_ended(t0 + ms(4));
+        assert_eq!(
+            clock.ran(t0 + ms(500)),
+            ms(4),
+            "waiting between polls does not"
+        );
+        clock.poll_started(t0 + ms(500));
+        assert_eq!(clock.ran(t0 + ms(502)), ms(6));
+        clock.poll_ended(t0 + ms(502));
+        assert_eq!(clock.ran(t0 + ms(900)), ms(6));
+    }
+
+    #[test]
+    fn measure_counts_a_poll_only_while_it_is_under_way() {
+        let clock = RunClock::default();
+        let inside = std::cell::Cell::new(None);
+        let mut polls = 0;
+        let task = std::future::poll_fn(|_| {
+            polls += 1;
+            // Read inside the poll, an hour later than it started: the poll is under way.
+            let hour = Duration::from_secs(3600);
+            inside.set(Some(clock.ran(Instant::now() + hour) >= hour));
+            if polls == 2 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        let mut measured = std::pin::pin!(clock.measure(task));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(measured.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(inside.take(), Some(true));
+        let between = Instant::now();
+        assert_eq!(
+            clock.ran(between),
+            clock.ran(between + Duration::from_secs(3600)),
+            "no poll under way between polls"
+        );
+        assert!(measured.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(inside.take(), Some(true));
+    }
+
+    /// The defect this guards against: a task that slept in a host call was paused
+    /// afterwards as if it had computed for the whole sleep.
+    #[test]
+    fn waiting_in_a_host_call_is_not_charged_and_computing_is() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let clock = RunClock::default();
+        let mut quarter = CpuThrottle::new(0.25, clock.clone());
+        // A spinner: one poll, the deadline after a slice of 10 ms, a pause of 30 ms.
+        clock.poll_started(t0);
+        assert_eq!(quarter.slice_end(t0 + ms(10)), SliceEnd::Pause(ms(30)));
+        clock.poll_ended(t0 + ms(10));
+        // Resumed after its pause: the next deadline starts a new slice.
+        clock.poll_started(t0 + ms(40));
+        assert_eq!(quarter.slice_end(t0 + ms(41)), SliceEnd::Run);
+        // It computes 2 ms, then a host call sleeps 500 ms (the future is pending); the
+        // deadline passed during the sleep, so the first check after it ends the slice:
+        // 3 ms of run time in 504 ms of wall clock, paused for 9 ms, not for 120 ms.
+        clock.poll_ended(t0 + ms(43));
+        clock.poll_started(t0 + ms(543));
+        assert_eq!(quarter.slice_end(t0 + ms(544)), SliceEnd::Pause(ms(9)));
+        clock.poll_ended(t0 + ms(544));
+        // A slice of 10 ms in one poll is charged in full, whether guest code or a host
+        // call that computes without waiting (the poll goes on) held the thread.
+        clock.poll_started(t0 + ms(553));
+        assert_eq!(quarter.slice_end(t0 + ms(553)), SliceEnd::Run);
+        assert_eq!(quarter.slice_end(t0 + ms(563)), SliceEnd::Pause(ms(30)));
+        // A whole core never pauses, whatever it ran.
+        let mut whole = CpuThrottle::new(1.0, clock.clone());
+        assert_eq!(whole.slice_end(t0 + ms(600)), SliceEnd::Yield);
     }
 
     #[test]
@@ -311,16 +480,16 @@ mod tests {
             .build()
             .unwrap();
         let _in_runtime = runtime.enter();
-        let mut throttle = CpuThrottle::new(0.5);
+        let mut half = throttle(0.5);
         assert!(matches!(
-            throttle.on_slice_end(),
+            half.on_slice_end(),
             UpdateDeadline::YieldCustom(1, _)
         ));
         assert!(matches!(
-            throttle.on_slice_end(),
+            half.on_slice_end(),
             UpdateDeadline::Continue(SLICE_TICKS)
         ));
-        let mut whole = CpuThrottle::new(1.0);
+        let mut whole = throttle(1.0);
         assert!(matches!(
             whole.on_slice_end(),
             UpdateDeadline::Yield(SLICE_TICKS)

@@ -18,7 +18,8 @@
 //!   Tables are capped at [`limits::TABLE_ELEMENTS_MAX`] elements the same way.
 //! - **CPU** (`cpus`): epoch interruption; the task yields every [`limits::SLICE_TICKS`]
 //!   ticks of [`limits::EPOCH_TICK`], and with `cpus < 1` pauses so that it runs that
-//!   share of the wall clock. Spinning is not an error.
+//!   share of the wall clock. Only the time it runs counts: time its host calls spend
+//!   waiting (sleeps, I/O) is never paused for. Spinning is not an error.
 //! - **Handles**: at most [`limits::HANDLES_MAX`] WASI handles (files, streams,
 //!   pollables, sockets) at once; the call past it traps and the task fails naming the limit.
 //! - **Stack**: [`WASM_STACK_BYTES_MAX`] of wasm stack; deeper recursion traps and the task

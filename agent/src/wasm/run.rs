@@ -12,7 +12,9 @@ use wasmtime::{Engine, Store, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::limits::{CpuThrottle, HANDLES_MAX, LimitHit, SLICE_TICKS, TaskLimiter, WasmLimits};
+use super::limits::{
+    CpuThrottle, HANDLES_MAX, LimitHit, RunClock, SLICE_TICKS, TaskLimiter, WasmLimits,
+};
 use super::output::{CappedOutput, CapturedOutput, OutputStreams};
 use super::program::{LoadedModule, Program};
 use super::reason;
@@ -217,7 +219,6 @@ async fn execute(
         Err(reason) => return Ended::SetupFailed(reason),
     };
     let limiter = TaskLimiter::new(run.limits.memory_bytes_max).with_usage(usage.clone());
-    let throttle = CpuThrottle::new(run.limits.cpus);
     let execution = match &module.program {
         Program::P1(pre) => {
             let mut builder = builder;
@@ -232,13 +233,14 @@ async fn execute(
                 },
             );
             store.limiter(|ctx| &mut ctx.limiter);
-            arm_epoch(&mut store, throttle);
-            let result = async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                start.call_async(&mut store, ()).await
-            }
-            .await;
+            let clock = arm_epoch(&mut store, run.limits.cpus);
+            let result = clock
+                .measure(async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await
+                })
+                .await;
             Execution {
                 exit: exit_of(result),
                 limit_hit: store.data_mut().limiter.hit.take(),
@@ -253,12 +255,13 @@ async fn execute(
             };
             let mut store = Store::new(engine, ctx);
             store.limiter(|ctx| &mut ctx.limiter);
-            arm_epoch(&mut store, throttle);
-            let result = async {
-                let command = pre.instantiate_async(&mut store).await?;
-                command.wasi_cli_run().call_run(&mut store).await
-            }
-            .await;
+            let clock = arm_epoch(&mut store, run.limits.cpus);
+            let result = clock
+                .measure(async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    command.wasi_cli_run().call_run(&mut store).await
+                })
+                .await;
             let exit = match result {
                 Ok(Ok(())) => Exit::Code(0),
                 // `wasi:cli/run` returning an error is the component's exit status 1.
@@ -280,9 +283,14 @@ fn handle_table() -> ResourceTable {
     table
 }
 
-fn arm_epoch<T: 'static>(store: &mut Store<T>, mut throttle: CpuThrottle) {
+/// Holds the task in `store` to its `cpus` share ([`CpuThrottle`]). The task must run inside
+/// the returned clock's [`RunClock::measure`], which measures the run time it is charged.
+fn arm_epoch<T: 'static>(store: &mut Store<T>, cpus: f64) -> RunClock {
+    let clock = RunClock::default();
+    let mut throttle = CpuThrottle::new(cpus, clock.clone());
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(move |_| Ok(throttle.on_slice_end()));
+    clock
 }
 
 fn exit_of(result: wasmtime::Result<()>) -> Exit {

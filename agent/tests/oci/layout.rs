@@ -119,12 +119,7 @@ pub fn put_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Va
 /// Writes an image layout at `layout` from `(media type, blob)` layers and a cmd.
 /// Returns the manifest digest.
 pub fn write_layout(layout: &Path, layers: &[(&str, Vec<u8>)], cmd: &[&str]) -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    write_layout_for(layout, layers, cmd, arch)
+    write_layout_for(layout, layers, cmd, native_arch())
 }
 
 /// [`write_layout`] of an image for the OCI architecture `arch` (`amd64`, `arm64`).
@@ -133,6 +128,32 @@ pub fn write_layout_for(
     layers: &[(&str, Vec<u8>)],
     cmd: &[&str],
     arch: &str,
+) -> String {
+    let run = serde_json::json!({"Cmd": cmd, "Env": ["PATH=/bin", "IMAGE_VAR=from-image"]});
+    write_layout_config(layout, layers, arch, run)
+}
+
+/// A busybox image layout whose processes run as `user` (`uid:gid`).
+pub fn busybox_layout_as(layout: &Path, user: &str) -> String {
+    let layer = gzip(&layer_tar(&busybox_entries()));
+    let run = serde_json::json!({"Cmd": ["true"], "Env": ["PATH=/bin"], "User": user});
+    write_layout_config(layout, &[(LAYER_GZIP, layer)], native_arch(), run)
+}
+
+fn native_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An image layout for `arch` whose config's `config` (what it runs, and how) is `run`.
+fn write_layout_config(
+    layout: &Path,
+    layers: &[(&str, Vec<u8>)],
+    arch: &str,
+    run: serde_json::Value,
 ) -> String {
     fs::create_dir_all(layout).unwrap();
     fs::write(
@@ -143,7 +164,7 @@ pub fn write_layout_for(
     let config = serde_json::json!({
         "architecture": arch,
         "os": "linux",
-        "config": {"Cmd": cmd, "Env": ["PATH=/bin", "IMAGE_VAR=from-image"]},
+        "config": run,
         "rootfs": {"type": "layers", "diff_ids": []},
     });
     let config = put_blob(layout, CONFIG, &serde_json::to_vec(&config).unwrap());

@@ -315,6 +315,8 @@ async fn fleet_with_every_kind_of_task(
     })
     .await;
     let waiting = task_in(&tasks, &pending).expect("the pending task is listed");
+    // Regression: pending rows came last, though `ps` lists pending, live, then ended.
+    assert_eq!(tasks[0]["state"], "pending", "{tasks}");
     assert!(
         waiting["reason"]
             .as_str()

@@ -209,7 +209,17 @@ async fn fetch_into(
         hasher.update(&chunk.bytes);
         file.write_all(&chunk.bytes).await.map_err(io_error)?;
     }
+    // tokio's file writes in the background: a failed last write (a full disk) is told by
+    // `flush`, which `sync_all` does not do. The size on disk is checked too, since the hash
+    // is of the bytes received, not of the bytes written.
+    file.flush().await.map_err(io_error)?;
     file.sync_all().await.map_err(io_error)?;
+    let written = file.metadata().await.map_err(io_error)?.len();
+    if written != size_bytes {
+        return Err(io_error(std::io::Error::other(format!(
+            "{written} bytes written of {size_bytes}"
+        ))));
+    }
     let actual = ModuleHash(hex::encode(hasher.finalize()));
     if actual != *sha256 {
         return Err(FetchError::HashMismatch {
