@@ -16,7 +16,7 @@ use net::Responder;
 use net::clock::{Clock, unix_ms};
 use proto::admin::{LOG_STREAM_BYTES_MAX, LogOffsets, LogsReply, LogsRequest, TaskOutput};
 use proto::{AgentAdvert, AgentReply, TaskId, TaskState, TaskStatus};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ended_outputs::EndedOutputs;
 use crate::journal::StatusJournal;
@@ -40,6 +40,8 @@ pub(crate) struct Driver {
     journal: StatusJournal,
     /// Answered once the agent has left.
     shutdown_done: Option<oneshot::Sender<()>>,
+    /// Told once the agent stopped because another process has its id.
+    taken_over: watch::Sender<bool>,
     left: bool,
 }
 
@@ -48,6 +50,7 @@ impl Driver {
         config: &AgentDaemonConfig,
         executors: Executors,
         inputs: mpsc::Sender<Input>,
+        taken_over: watch::Sender<bool>,
     ) -> Driver {
         let clock = Clock::start();
         let node = AgentNode::new(AgentNodeConfig {
@@ -69,6 +72,7 @@ impl Driver {
             inputs,
             journal: StatusJournal::new(&config.work_dir),
             shutdown_done: None,
+            taken_over,
             left: false,
         }
     }
@@ -206,6 +210,10 @@ impl Driver {
             AgentAction::KillTask { task_id, grace_ms } => self.kill(&task_id, grace_ms),
             AgentAction::ForgetTask { task_id } => self.forget(&task_id),
             AgentAction::Leave => self.leave().await,
+            AgentAction::TakenOver => {
+                self.taken_over.send_replace(true);
+                self.left = true;
+            }
         }
     }
 

@@ -40,7 +40,7 @@ use net::{AliveToken, Liveness, Net, NetConfig, Responder};
 use proto::admin::LogsRequest;
 use proto::{AgentAdvert, AgentCommand, AgentId, MasterCensus, TaskId, TaskStatus};
 use signing::TrustedKeys;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use link::{NetLink, NetLinkSetter};
@@ -170,7 +170,8 @@ impl AgentDaemon {
         let (link_setter, executors) = executors(&config)?;
         let owns_net = config.shared.is_none();
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);
-        let driver = driver::Driver::new(&config, executors, inputs_tx.clone());
+        let (taken_over_tx, taken_over) = watch::channel(false);
+        let driver = driver::Driver::new(&config, executors, inputs_tx.clone(), taken_over_tx);
         let (net, driver) = match open_quickly(&config).await {
             Ok(net) => (net, DriverStart::Later(Box::new(driver), inputs_rx)),
             Err(e) => {
@@ -217,6 +218,7 @@ impl AgentDaemon {
             driver,
             pumps,
             _token: token,
+            taken_over,
             _work_lock: work_lock,
         })
     }
@@ -366,6 +368,8 @@ pub struct AgentHandle {
     driver: AbortOnDrop,
     pumps: Vec<JoinHandle<()>>,
     _token: AliveToken,
+    /// True once the agent stopped because another process has its id.
+    taken_over: watch::Receiver<bool>,
     /// Released last: the driver (aborted with `driver`) may still write the journal.
     _work_lock: work_lock::WorkDirLock,
 }
@@ -377,6 +381,16 @@ impl AgentHandle {
 
     pub fn net(&self) -> &Net {
         &self.net
+    }
+
+    /// Returns once the agent stopped on its own because the master registered another
+    /// process with its id (this one was away long enough to be counted gone, and its
+    /// tasks lost); its tasks are killed. Pending forever otherwise.
+    pub async fn taken_over(&self) {
+        let mut taken_over = self.taken_over.clone();
+        if taken_over.wait_for(|t| *t).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The latest status of every task the agent holds; `None` once it stopped.

@@ -190,9 +190,25 @@ async fn run_daemon(config: AgentDaemonConfig) -> anyhow::Result<ExitCode> {
     println!("agent {} connected to {connect}", agent.agent_id().as_str());
     let admission = (agent.net().principal() != proto::principal::ANONYMOUS)
         .then(|| tokio::spawn(say_if_not_admitted(agent.net().clone(), connect.clone())));
-    signal.await?;
+    let taken_over = tokio::select! {
+        r = signal => {
+            r?;
+            false
+        }
+        () = agent.taken_over() => true,
+    };
     if let Some(check) = admission {
         check.abort();
+    }
+    if taken_over {
+        eprintln!(
+            "error: agent {} stopped: another process has its id now (this one could not be \
+             reached long enough to be counted gone, and its tasks were told lost); its \
+             tasks were killed",
+            agent.agent_id().as_str()
+        );
+        agent.shutdown().await;
+        return Ok(ExitCode::from(1));
     }
     tracing::info!("stopping the agent");
     agent.shutdown().await;

@@ -70,7 +70,10 @@ impl Recorder {
                 framework_id,
                 event: Event::Rescind { offer_id },
             } => self.rescinded(now_ms, framework_id, offer_id),
-            Action::SendEvent { .. } | Action::AckStatus { .. } | Action::AnnounceCensus(_) => {}
+            Action::SendEvent { .. }
+            | Action::AckStatus { .. }
+            | Action::AnnounceCensus(_)
+            | Action::StopAgent { .. } => {}
             Action::LaunchTask {
                 agent_id,
                 framework_id,

@@ -143,7 +143,8 @@ impl Daemon {
                 }
                 Action::AckStatus { .. }
                 | Action::ReclaimNotice { .. }
-                | Action::AnnounceCensus(_) => {}
+                | Action::AnnounceCensus(_)
+                | Action::StopAgent { .. } => {}
             }
         }
     }

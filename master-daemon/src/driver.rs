@@ -239,6 +239,10 @@ impl Driver {
                 Action::AckStatus { agent_id, acks } => {
                     self.command(agent_id, AgentCommand::Acknowledge { acks });
                 }
+                Action::StopAgent {
+                    agent_id,
+                    incarnation,
+                } => self.command(agent_id, AgentCommand::Stop { incarnation }),
                 Action::ReclaimNotice {
                     framework_id,
                     task_id,

@@ -265,6 +265,13 @@ pub enum AgentCommand {
     Acknowledge {
         acks: Vec<Ack>,
     },
+    /// Another process has this agent's id: the master took a later incarnation's
+    /// advert (the process of `incarnation` was away long enough to be counted gone, and
+    /// its tasks lost). That process kills its tasks and stops, without telling the
+    /// master it leaves (the id is no longer its own); any other ignores it.
+    Stop {
+        incarnation: u64,
+    },
 }
 
 /// One status update acknowledged: its agent stops resending it (and forgets its task

@@ -71,6 +71,10 @@ impl Sim {
             Action::AckStatus { agent_id, acks } => {
                 self.command(&agent_id, AgentCommand::Acknowledge { acks });
             }
+            Action::StopAgent {
+                agent_id,
+                incarnation,
+            } => self.command(&agent_id, AgentCommand::Stop { incarnation }),
             // Reclaim is off in a simulation.
             Action::ReclaimNotice { .. } => {}
             Action::AnnounceCensus(census) => {

@@ -84,6 +84,9 @@ pub enum AgentAction {
     /// Shut down: tell the master the agent leaves (it then counts it gone at once, not
     /// after its lost timeout), and stop.
     Leave,
+    /// Stop without telling the master anything: another process has this agent's id
+    /// (`AgentCommand::Stop`), so a leave would end that one's registration.
+    TakenOver,
 }
 
 /// How long a shutting-down agent waits for its killed tasks' statuses to be
@@ -166,6 +169,9 @@ pub struct AgentNode {
     pub(crate) actions: VecDeque<AgentAction>,
     /// Shutting down: the agent leaves once it holds no task, or at this time.
     pub(crate) leave_by: Option<Millis>,
+    /// The master registered a later process of this id: stopping, with
+    /// [`AgentAction::TakenOver`] instead of a leave.
+    taken_over: bool,
 }
 
 impl AgentNode {
@@ -190,6 +196,7 @@ impl AgentNode {
             statuses_minted: 0,
             actions: VecDeque::new(),
             leave_by: None,
+            taken_over: false,
         }
     }
 
@@ -258,6 +265,10 @@ impl AgentNode {
             AgentCommand::Launch { framework_id, task } => self.launch(now, framework_id, task),
             AgentCommand::Kill { task_id, grace_ms } => self.kill(now, task_id, grace_ms),
             AgentCommand::Acknowledge { acks } => self.acknowledge_all(&acks),
+            AgentCommand::Stop { incarnation } => {
+                self.stop_taken_over(now, incarnation);
+                Ok(())
+            }
         };
         match done {
             Ok(()) => AgentReply::Ok,
@@ -382,11 +393,35 @@ impl AgentNode {
         self.leave_if_settled();
     }
 
+    /// `AgentCommand::Stop`: when it names this process, its id went to a later one
+    /// while it was away and its tasks were told lost. It kills them and stops as on a
+    /// shutdown, but without a leave, which would end the other process's registration.
+    fn stop_taken_over(&mut self, now: Millis, incarnation: u64) {
+        if incarnation != self.advert.incarnation || self.taken_over {
+            return;
+        }
+        tracing::error!(
+            agent_id = %self.advert.agent_id,
+            incarnation,
+            "another process has this agent's id now (this one was away too long); killing the tasks and stopping"
+        );
+        self.taken_over = true;
+        self.handle_shutdown(now);
+    }
+
+    /// How a shutdown ends.
+    fn leave_action(&self) -> AgentAction {
+        match self.taken_over {
+            true => AgentAction::TakenOver,
+            false => AgentAction::Leave,
+        }
+    }
+
     /// Leaves when shutting down and every task's end was acknowledged.
     fn leave_if_settled(&mut self) {
         if self.leave_by.is_some() && self.tasks.is_empty() {
             self.leave_by = None;
-            self.actions.push_back(AgentAction::Leave);
+            self.actions.push_back(self.leave_action());
         }
     }
 
@@ -411,7 +446,7 @@ impl AgentNode {
                 "leaving with statuses not acknowledged"
             );
             self.leave_by = None;
-            self.actions.push_back(AgentAction::Leave);
+            self.actions.push_back(self.leave_action());
         }
         self.start_due_restarts(now);
         if now >= self.advert_at {

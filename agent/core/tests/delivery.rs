@@ -98,7 +98,9 @@ impl Harness {
                     assert_eq!(listed, held, "the advert lists every held task");
                 }
                 AgentAction::StartTask { .. } | AgentAction::KillTask { .. } => {}
-                AgentAction::Leave => panic!("left without being shut down"),
+                AgentAction::Leave | AgentAction::TakenOver => {
+                    panic!("left without being shut down")
+                }
             }
         }
         assert!(self.node.tasks().count() <= TASKS_MAX);

@@ -447,6 +447,38 @@ fn a_shutting_down_agent_leaves_after_the_drain_time_without_acknowledgements() 
     assert_eq!(left, vec![10 + agent_core::SHUTDOWN_DRAIN_MS]);
 }
 
+/// The master registered a later process of this id: this one kills its tasks and stops
+/// without a leave (which would end the other's registration); a stop naming another
+/// incarnation is not for it.
+#[test]
+fn a_stop_for_this_incarnation_kills_the_tasks_and_stops_without_leaving() {
+    let mut node = node(3);
+    launch(&mut node, 0, "t1");
+    drain(&mut node);
+    let other = node.handle_command(Millis(1), AgentCommand::Stop { incarnation: 4 });
+    assert_eq!(other, AgentReply::Ok);
+    assert_eq!(drain(&mut node), vec![], "another process's stop");
+    let reply = node.handle_command(Millis(2), AgentCommand::Stop { incarnation: 3 });
+    assert_eq!(reply, AgentReply::Ok);
+    assert_eq!(
+        drain(&mut node),
+        vec![AgentAction::KillTask {
+            task_id: TaskId::new("t1"),
+            grace_ms: 0
+        }]
+    );
+    node.handle_task_ended(
+        Millis(3),
+        &TaskId::new("t1"),
+        end(TaskState::Killed, "killed"),
+    );
+    let killed = statuses(&drain(&mut node)).remove(0);
+    ack(&mut node, 4, "t1", killed.uuid);
+    let actions = drain(&mut node);
+    assert_eq!(actions.last(), Some(&AgentAction::TakenOver), "{actions:?}");
+    assert!(!actions.contains(&AgentAction::Leave), "{actions:?}");
+}
+
 #[test]
 fn an_idle_agent_leaves_at_once() {
     let mut node = node(1);

@@ -49,6 +49,20 @@ impl Master {
                 self.take_advert_tasks(&id, &tasks, true);
                 self.witness_census(&id, census);
             }
+            Some(r) if advert.incarnation < r.incarnation => {
+                // Alive after all, but its id went to a later process and its tasks
+                // were told lost: what it runs is seen by no one. It must stop.
+                tracing::warn!(
+                    agent_id = %id,
+                    stale = advert.incarnation,
+                    registered = r.incarnation,
+                    "an earlier process of this agent id still advertises; telling it to stop"
+                );
+                self.actions.push_back(Action::StopAgent {
+                    agent_id: id.clone(),
+                    incarnation: advert.incarnation,
+                });
+            }
             Some(r) if (advert.incarnation, advert.seq) <= (r.incarnation, r.seq) => {}
             Some(r) => {
                 let restarted = advert.incarnation != r.incarnation;

@@ -59,6 +59,9 @@ pub enum Action {
     /// framework that is gone) acknowledged these status updates of the agent's tasks
     /// (at most [`proto::ACKS_PER_CALL_MAX`]).
     AckStatus { agent_id: AgentId, acks: Vec<Ack> },
+    /// `AgentCommand::Stop` to the agent's id: a process of an earlier `incarnation`
+    /// than the one registered still advertises under it.
+    StopAgent { agent_id: AgentId, incarnation: u64 },
     /// Tell the framework that its task will be killed at `kill_at` to give resources
     /// back to a framework below its fair share (`proto` has no event for it yet; the
     /// adapter may send it as an `Event::Error` message).

@@ -423,6 +423,26 @@ fn a_second_process_with_an_agent_id_does_not_take_the_agent_over_while_its_toke
         matches!(&lost[..], [s] if s.task_id == TaskId::new("t1") && s.state == TaskState::Lost),
         "{lost:?}"
     );
+
+    // Regression: the first process, paused meanwhile, comes back still running `t1`.
+    // Its adverts were dropped without a word, so `t1` ran unseen with its resources
+    // counted free. It is told to stop (it kills its tasks and exits).
+    let mut first = crate::recovery::advert_with("a1", &[("t1", &fw, 1.0)]);
+    first.seq = 7;
+    m.handle_agent_advert(Millis(7), first);
+    let actions = drain(&mut m);
+    assert!(
+        actions.contains(&Action::StopAgent {
+            agent_id: a("a1"),
+            incarnation: 1
+        }),
+        "{actions:?}"
+    );
+    assert_eq!(
+        total(&m),
+        res(64.0, 65536.0),
+        "the registered process stays"
+    );
     assert_eq!(m.check_invariants(), Ok(()));
 }
 
