@@ -693,4 +693,30 @@ async fn the_store_refuses_uploads_that_are_not_webassembly() {
         assert!(error.contains(says), "{name}: {error}");
         assert!(!store.store.contains(&module_hash(bytes)), "{name} stored");
     }
+    // Regression: a binary cut short after its header (a type section announcing five
+    // bytes, holding two) was stored and scheduled, and failed on an agent. The client
+    // refuses to send it, and the store refuses it from any other client.
+    let cut: &[u8] = b"\0asm\x01\0\0\0\x01\x05\x01\x60";
+    let error = upload_module(&client, "cut.wasm", cut, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("not a well-formed WebAssembly binary"),
+        "{error}"
+    );
+    let chunk = ModuleChunk {
+        sha256: module_hash(cut),
+        size_bytes: cut.len() as u64,
+        index: 0,
+        count: 1,
+        bytes: cut.to_vec(),
+    };
+    let key = master.keys().master_upload(proto::principal::ANONYMOUS);
+    let reply: UploadReply = client.query(&key, &chunk, 5_000).await.unwrap();
+    let UploadReply::Error { message } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(message.contains("not a well-formed"), "{message}");
+    assert!(!store.store.contains(&module_hash(cut)));
 }

@@ -13,6 +13,7 @@ pub mod upload;
 pub use fetch::{CachedModule, FetchError, ModuleCache};
 pub use serve::{ModuleServer, UploadGate};
 pub use store::{
-    MODULE_BYTES_MAX, ModuleStore, StoreError, WasmHeaderError, check_wasm_header, module_hash,
+    MODULE_BYTES_MAX, ModuleStore, StoreError, WasmHeaderError, check_wasm, check_wasm_header,
+    module_hash,
 };
 pub use upload::{UploadError, UploadProgress, upload_module};

@@ -100,6 +100,8 @@ pub enum WasmHeaderError {
          (01 00 00 00) nor a component (0d 00 01 00)"
     )]
     UnknownVersion([u8; 4]),
+    #[error("the module is not a well-formed WebAssembly binary: {0}")]
+    Malformed(String),
 }
 
 /// The magic number every WebAssembly binary starts with.
@@ -130,6 +132,27 @@ pub fn check_wasm_header(head: &[u8], size_bytes: u64) -> Result<(), WasmHeaderE
         Ok(v) => Err(WasmHeaderError::UnknownVersion(v)),
         Err(_) => Err(WasmHeaderError::Truncated { size_bytes }),
     }
+}
+
+/// [`check_wasm_header`], then, for a binary, its whole structure (every section read;
+/// not validated: agents validate when they compile): a truncated or damaged binary is
+/// refused where it is given, not when an agent first runs it.
+pub fn check_wasm(bytes: &[u8]) -> Result<(), WasmHeaderError> {
+    check_wasm_header(bytes, bytes.len() as u64)?;
+    if bytes.first() != Some(&0) {
+        return Ok(()); // WAT text
+    }
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        payload.map_err(|e| WasmHeaderError::Malformed(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// [`check_wasm`] of an uploaded module's staged file (at most [`MODULE_BYTES_MAX`]),
+/// read on the blocking pool as the signature check is.
+fn check_file(path: &Path) -> Result<(), String> {
+    let bytes = fs::read(path).map_err(|e| format!("cannot read the upload back: {e}"))?;
+    check_wasm(&bytes).map_err(|e| e.to_string())
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -216,7 +239,7 @@ impl ModuleStore {
                 max: MODULE_BYTES_MAX,
             });
         }
-        check_wasm_header(bytes, size_bytes)?;
+        check_wasm(bytes)?;
         self.trusted.check(bytes)?;
         let sha256 = module_hash(bytes);
         let path = self.path_of(&sha256)?;
@@ -384,7 +407,10 @@ impl ModuleStore {
                 "the uploaded bytes hash to {actual}, not to the announced {sha256}; the upload was corrupted on the way, send it again"
             ));
         }
-        if let Err(refused) = self.check_signature(&staging) {
+        if let Err(refused) = self
+            .check_signature(&staging)
+            .and_then(|()| check_file(&staging))
+        {
             let _ = fs::remove_file(&staging);
             return Err(refused);
         }

@@ -6,7 +6,9 @@ use proto::{MODULE_CHUNK_BYTES_MAX, ModuleChunk, ModuleHash, ModuleRef};
 use thiserror::Error;
 
 use crate::error::QueryError;
-use crate::modules::store::{MODULE_BYTES_MAX, chunk_count, module_hash};
+use crate::modules::store::{
+    MODULE_BYTES_MAX, WasmHeaderError, check_wasm, chunk_count, module_hash,
+};
 use crate::session::Net;
 
 /// How long the master may take to store one uploaded chunk.
@@ -19,6 +21,11 @@ pub enum UploadError {
         name: String,
         size_bytes: u64,
         max: u64,
+    },
+    #[error("module {name:?} is not sent: {source}")]
+    NotWasm {
+        name: String,
+        source: WasmHeaderError,
     },
     #[error("cannot upload module {name:?}: {source}")]
     Query { name: String, source: QueryError },
@@ -58,6 +65,11 @@ pub async fn upload_module(
             max: MODULE_BYTES_MAX,
         });
     }
+    // The store would refuse it once it holds it all: say so before sending any.
+    check_wasm(bytes).map_err(|source| UploadError::NotWasm {
+        name: name.to_owned(),
+        source,
+    })?;
     let sha256 = module_hash(bytes);
     let count = chunk_count(total_bytes);
     let key = net.keys().master_upload(net.principal());
