@@ -70,7 +70,8 @@ pub const OUTPUTS_KEPT_BYTES_MAX: usize = 32 << 20;
 pub struct AgentDaemonConfig {
     pub net: NetConfig,
     /// Identity, attributes and resources (from `agent::detect::advert`); `seq`, `tasks`
-    /// and `version` are kept by the node.
+    /// and `version` are kept by the node, and `incarnation` (the clock in ms) is raised
+    /// past the last one taken on the work directory if the clock went back.
     pub advert: AgentAdvert,
     /// Holds `modules/` (the module cache), `code-cache/`, `sandboxes/`, and the OCI
     /// executor's directories.
@@ -161,12 +162,13 @@ impl AgentDaemon {
     /// master answers within [`OFFLINE_START_AFTER_MS`], the agent's driver starts before
     /// that (it recovers the journal and restarts in place the tasks whose policy says so,
     /// as with no master at all) and the session is taken up when it opens.
-    pub async fn start(config: AgentDaemonConfig) -> Result<AgentHandle, DaemonError> {
+    pub async fn start(mut config: AgentDaemonConfig) -> Result<AgentHandle, DaemonError> {
         let agent_id = config.advert.agent_id.clone();
         proto::keys::valid_chunk("agent id", agent_id.as_str())
             .map_err(|e| DaemonError::AgentId(agent_id.to_string(), e))?;
         // Before anything reads or writes the work directory.
         let work_lock = work_lock::WorkDirLock::acquire(&config.work_dir)?;
+        config.advert.incarnation = work_lock.next_incarnation(config.advert.incarnation)?;
         let (link_setter, executors) = executors(&config)?;
         let owns_net = config.shared.is_none();
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUTS_QUEUED_MAX);

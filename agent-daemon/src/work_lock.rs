@@ -6,17 +6,21 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::DaemonError;
 
 /// The lock's file in the work directory; it holds the pid of the agent holding it.
 const LOCK_FILE: &str = "agent.lock";
 
+/// The last incarnation an agent on this work directory took.
+const INCARNATION_FILE: &str = "incarnation";
+
 /// Held for the agent's lifetime; dropping it (or the process ending) releases it.
 #[derive(Debug)]
 pub(crate) struct WorkDirLock {
     _file: File,
+    work_dir: PathBuf,
 }
 
 impl WorkDirLock {
@@ -50,7 +54,35 @@ impl WorkDirLock {
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .map_err(io)?;
-        Ok(WorkDirLock { _file: file })
+        Ok(WorkDirLock {
+            _file: file,
+            work_dir: work_dir.to_path_buf(),
+        })
+    }
+
+    /// This process' incarnation: `now_ms` (the clock), or one past the last one taken
+    /// here if the clock went back (an NTP step, a board without a real-time clock).
+    /// The master tells the lower of two incarnations of one agent id to stop, so a
+    /// restarted agent must never come back lower than the process it replaces.
+    pub(crate) fn next_incarnation(&self, now_ms: u64) -> Result<u64, DaemonError> {
+        let path = self.work_dir.join(INCARNATION_FILE);
+        let io = |source| DaemonError::WorkDir {
+            path: path.clone(),
+            source,
+        };
+        let last = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<u64>().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        let next = last.map_or(now_ms, |last| now_ms.max(last.saturating_add(1)));
+        let staged = self.work_dir.join(format!("{INCARNATION_FILE}.new"));
+        let mut file = File::create(&staged).map_err(io)?;
+        writeln!(file, "{next}")
+            .and_then(|()| file.sync_data())
+            .and_then(|()| std::fs::rename(&staged, &path))
+            .map_err(io)?;
+        Ok(next)
     }
 }
 
@@ -70,5 +102,20 @@ mod tests {
         }
         drop(first);
         WorkDirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn an_incarnation_never_goes_back_when_the_clock_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = WorkDirLock::acquire(dir.path()).unwrap();
+        assert_eq!(lock.next_incarnation(5_000).unwrap(), 5_000);
+        assert_eq!(lock.next_incarnation(1_000).unwrap(), 5_001);
+        drop(lock);
+        let lock = WorkDirLock::acquire(dir.path()).unwrap();
+        assert_eq!(lock.next_incarnation(900).unwrap(), 5_002);
+        assert_eq!(lock.next_incarnation(9_000).unwrap(), 9_000);
+        // A garbled file is no reason not to start.
+        std::fs::write(dir.path().join(INCARNATION_FILE), "bogus").unwrap();
+        assert_eq!(lock.next_incarnation(100).unwrap(), 100);
     }
 }

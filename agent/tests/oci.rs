@@ -881,6 +881,21 @@ fn an_image_for_another_architecture_is_refused_and_its_arch_read() {
         agent::oci::image_arch(&tar).unwrap().as_deref(),
         Some(other_agent)
     );
+    // GNU tar names the entry `./index.json`.
+    let gnu_tar = dir.path().join("foreign-gnu.tar");
+    let packed = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&foreign)
+        .arg("-cf")
+        .arg(&gnu_tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    assert_eq!(
+        agent::oci::image_arch(&gnu_tar).unwrap().as_deref(),
+        Some(other_agent)
+    );
     let no_index = dir.path().join("no-index.tar");
     let mut b = tar::Builder::new(std::fs::File::create(&no_index).unwrap());
     b.append_path_with_name(foreign.join("oci-layout"), "oci-layout")

@@ -128,7 +128,8 @@ pub fn oci_config(no_oci: bool, work_dir: &Path) -> anyhow::Result<Option<OciCon
     if let Some(first) = left.first() {
         anyhow::bail!(
             "OCI tasks cannot run here ({why_not}), but a previous agent left {} container(s) \
-             in {} (the first: {}); they may still run, unseen. Start the agent with OCI \
+             in {} (the first: {}); they may still run, unseen, or have ended with their outcome \
+             not yet reported. Start the agent with OCI \
              tasks so that it recovers and reports them, or stop them first (runc --root \
              {} delete --force ID) and remove their bundles",
             left.len(),

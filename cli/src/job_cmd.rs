@@ -22,6 +22,8 @@ use crate::master_cmd::runtime;
 
 /// Between two looks at a rollout.
 const FOLLOW_POLL_MS: u64 = 500;
+/// A job file (TOML or JSON) larger than this is refused unread.
+const JOB_FILE_BYTES_MAX: u64 = 1 << 20;
 /// How long `deploy` follows while no master answers (one restarting) before it gives up.
 const FOLLOW_MASTER_AWAY_MAX_MS: u64 = 300_000;
 /// Beyond the job's own healthy deadline, how long `deploy` waits for copies added in
@@ -452,8 +454,10 @@ fn check_before_upload(decl: &JobDecl) -> anyhow::Result<()> {
 }
 
 fn read_decl(file: &Path) -> anyhow::Result<JobDecl> {
-    let text = std::fs::read_to_string(file)
+    let bytes = crate::files::read_capped(file, JOB_FILE_BYTES_MAX)
         .with_context(|| format!("reading job file {}", file.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", file.display()))?;
     let json = file.extension().is_some_and(|e| e == "json");
     let decl = match json {
         true => serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?,

@@ -94,7 +94,7 @@ impl RunArgs {
             // Amounts count in thousandths: less than one would be no limit at all.
             if Scalar::from_units(cpus).is_none_or(|s| s.millis() == 0) {
                 return Err(format!(
-                    "--cpus {cpus}: must be at least 0.001 (amounts count in thousandths)"
+                    "--cpus {cpus}: rounds to 0 (amounts count in thousandths: give at least 0.001)"
                 ));
             }
             resources = resources.with_scalar("cpus", cpus);

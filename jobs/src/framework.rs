@@ -152,6 +152,8 @@ impl JobsFramework {
             store: config.store,
             saved_at: None,
             dirty: false,
+            save_failing: false,
+            revive_held: false,
             client,
             events,
             commands: commands_rx,
@@ -345,6 +347,12 @@ struct Driver {
     saved_at: Option<Instant>,
     /// Inputs went in since the state was last written.
     dirty: bool,
+    /// The last write of the state failed: launches wait, and the write is tried again
+    /// only every [`STATE_SAVE_INTERVAL_MS`], however many offers come meanwhile.
+    save_failing: bool,
+    /// A `Revive` the book sent while the state could not be written, held until it is:
+    /// sent, it would bring the offers just declined straight back, in a loop.
+    revive_held: bool,
     client: FrameworkClient,
     events: framework::Events,
     commands: mpsc::Receiver<Command>,
@@ -404,32 +412,38 @@ impl Driver {
     /// Writes the state before calls go out (write-ahead: no task is launched that a
     /// restarted framework would not know), and otherwise at most every
     /// [`STATE_SAVE_INTERVAL_MS`]; `now`: at once (the framework stops). False when the
-    /// state could not be written: it is tried again at the next turn, and launches
-    /// wait until it is written.
+    /// state could not be written: launches wait until it is, and it is tried again
+    /// [`STATE_SAVE_INTERVAL_MS`] later. A failing streak is logged once, and its end.
     async fn save_state(&mut self, now: bool) -> bool {
         let Some(store) = &self.store else {
             return true;
         };
         let due = self.save_due().is_some_and(|at| at <= Instant::now());
+        if self.save_failing && !(now || due) {
+            return false;
+        }
         if !self.dirty || !(now || self.book.has_calls() || due) {
             return true;
         }
-        let saved = match self.book.save() {
-            Ok(bytes) => match store.save(STATE_BLOB, bytes).await {
-                Ok(()) => true,
-                Err(e) => {
-                    let place = store.place(STATE_BLOB);
-                    tracing::error!(%place, %e, "cannot write the jobs state; no task is launched until it is written");
-                    false
-                }
-            },
-            Err(e) => {
-                tracing::error!(%e, "cannot encode the jobs state; no task is launched until it is written");
-                false
-            }
+        let written = match self.book.save() {
+            Ok(bytes) => store.save(STATE_BLOB, bytes).await,
+            Err(e) => Err(format!("cannot encode it: {e}")),
         };
+        let place = store.place(STATE_BLOB);
+        match &written {
+            Err(e) if !self.save_failing => {
+                tracing::error!(%place, %e, "cannot write the jobs state; no task is launched until it is written (tried again every second)")
+            }
+            Err(e) => tracing::debug!(%place, %e, "the jobs state still cannot be written"),
+            Ok(()) if self.save_failing => {
+                tracing::info!(%place, "the jobs state is written again; launches go on")
+            }
+            Ok(()) => {}
+        }
+        let saved = written.is_ok();
         self.saved_at = Some(Instant::now());
         self.dirty = !saved;
+        self.save_failing = !saved;
         saved
     }
 
@@ -464,9 +478,22 @@ impl Driver {
     }
 
     /// Sends the book's calls; unless `may_launch` (the state that names the tasks is not
-    /// written), each `Accept` is declined instead and its tasks wait again.
+    /// written), each `Accept` is declined instead and its tasks wait again, and a
+    /// `Revive` is held until the state is written.
     async fn send_calls(&mut self, may_launch: bool) {
+        if may_launch && std::mem::take(&mut self.revive_held) {
+            self.send(Call::Revive).await;
+        }
         while let Some(mut call) = self.book.poll_call() {
+            match call {
+                Call::Revive if !may_launch => {
+                    self.revive_held = true;
+                    continue;
+                }
+                // The master never heard the held `Revive`: it is still suppressed.
+                Call::Suppress if std::mem::take(&mut self.revive_held) => continue,
+                _ => {}
+            }
             if let Call::Accept { offer_ids, .. } = &call
                 && !may_launch
             {
@@ -478,11 +505,15 @@ impl Driver {
                     filters: Filters::default(),
                 };
             }
-            if let Err(e) = self.client.call(call.clone()).await {
-                tracing::warn!(%e, "a call of the jobs framework failed");
-                let now = self.now_ms();
-                self.book.handle_call_refused(now, &call);
-            }
+            self.send(call).await;
+        }
+    }
+
+    async fn send(&mut self, call: Call) {
+        if let Err(e) = self.client.call(call.clone()).await {
+            tracing::warn!(%e, "a call of the jobs framework failed");
+            let now = self.now_ms();
+            self.book.handle_call_refused(now, &call);
         }
     }
 

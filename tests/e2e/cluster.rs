@@ -464,6 +464,40 @@ fn an_agent_without_a_master_says_it_waits_and_stops_on_a_signal() {
     }
 }
 
+/// Regression: a jobs framework that could not write its state (a full disk) launched
+/// tasks anyway, which a restarted master would not know to keep or replace.
+#[test]
+fn the_jobs_framework_launches_nothing_until_its_state_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = free_endpoint();
+    let store = dir.path().join("store");
+    let _master = start_master(&endpoint, &store);
+    let (_agent, _) = start_agent(&endpoint, &dir.path().join("agent"), None);
+    let state = dir.path().join("store.state/frameworks");
+    let deadline = Instant::now() + TASK_STATE_WAIT;
+    while !state.join("jobs.id").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the jobs framework never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The state is written through `jobs.state.tmp`: a directory there fails every write,
+    // even as root.
+    let staging = state.join("jobs.state.tmp");
+    std::fs::create_dir(&staging).unwrap();
+    let hello = module("p1_hello");
+    let ids = run(&[hello.to_str().unwrap()], 1, &endpoint);
+    wait_for_tasks(&endpoint, &ids, "pending", state_is("pending"));
+    // The agent's offer comes and is declined while the state cannot be written.
+    std::thread::sleep(Duration::from_secs(3));
+    let rows = wait_for_tasks(&endpoint, &ids, "pending", |_| true);
+    assert_eq!(rows[0]["state"], "pending", "{rows:?}");
+    std::fs::remove_dir(&staging).unwrap();
+    wait_for_tasks(&endpoint, &ids, "finished", state_is("finished"));
+    assert!(state.join("jobs.state.json").exists());
+}
+
 #[test]
 fn a_task_that_cannot_be_placed_is_listed_pending_and_can_be_killed() {
     let dir = tempfile::tempdir().unwrap();

@@ -113,6 +113,8 @@ pub(crate) struct HeldTask {
     /// Ended and waiting to start again in place (`offline.rs`). Boxed, as `spec` is:
     /// only a task restarted while its agent is offline has one.
     pub(crate) restart: Option<Box<PendingRestart>>,
+    /// Somebody asked for its kill: its end is theirs, even if it comes during a shutdown.
+    kill_requested: bool,
 }
 
 impl HeldTask {
@@ -236,6 +238,7 @@ impl AgentNode {
                 spec: entry.spec.map(Box::new),
                 starts: entry.starts,
                 restart: None,
+                kill_requested: false,
             };
             if !terminal && !survived {
                 let end = TaskEnd {
@@ -307,11 +310,12 @@ impl AgentNode {
         if task.latest.state.is_terminal() || !end.state.is_terminal() {
             return;
         }
+        let kill_requested = task.kill_requested;
         if self.restart_offline(now, task_id, &end) {
             return;
         }
         let mut end = end;
-        if self.leave_by.is_some() && end.state == TaskState::Killed {
+        if self.leave_by.is_some() && end.state == TaskState::Killed && !kill_requested {
             // Killed because this agent stops, not at anyone's request.
             end.reason = proto::AGENT_STOPPED.to_owned();
         }
@@ -541,6 +545,7 @@ impl AgentNode {
             spec: crate::offline::restarts_in_place(&spec).then(|| Box::new(spec.clone())),
             starts: 1,
             restart: None,
+            kill_requested: false,
         };
         self.tasks.insert(task_id, Box::new(task));
         self.supersede(now, latest);
@@ -555,8 +560,9 @@ impl AgentNode {
         if self.end_pending_restart(now, &task_id) {
             return Ok(());
         }
-        match self.tasks.get(&task_id) {
+        match self.tasks.get_mut(&task_id) {
             Some(task) if !task.latest.state.is_terminal() => {
+                task.kill_requested = true;
                 self.actions
                     .push_back(AgentAction::KillTask { task_id, grace_ms });
                 Ok(())

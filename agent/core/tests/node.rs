@@ -433,6 +433,24 @@ fn a_shutting_down_agent_leaves_once_every_end_is_acknowledged() {
 }
 
 #[test]
+fn a_task_killed_on_request_keeps_its_reason_when_it_ends_during_a_shutdown() {
+    let mut node = node(1);
+    launch(&mut node, 0, "t1");
+    assert_eq!(kill(&mut node, 1, "t1"), AgentReply::Ok);
+    drain(&mut node);
+    node.handle_shutdown(Millis(2));
+    drain(&mut node);
+    node.handle_task_ended(
+        Millis(3),
+        &TaskId::new("t1"),
+        end(TaskState::Killed, "killed"),
+    );
+    let killed = statuses(&drain(&mut node)).remove(0);
+    // Not "agent stopped", on which a framework restarts the task its operator killed.
+    assert_eq!(killed.reason, "killed");
+}
+
+#[test]
 fn a_shutting_down_agent_leaves_after_the_drain_time_without_acknowledgements() {
     let mut node = node(1);
     launch(&mut node, 0, "t1");

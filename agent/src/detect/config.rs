@@ -39,6 +39,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use proto::{Attributes, RangeSet, Resources, Scalar};
@@ -118,13 +119,16 @@ impl AgentConfig {
             path: path.to_owned(),
             error,
         };
-        let size = std::fs::metadata(path).map_err(read_err)?.len();
-        if size > CONFIG_BYTES_MAX {
+        // Read through a cap, not checked by size first: a device (`/dev/zero`) has none.
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(CONFIG_BYTES_MAX + 1).read_to_string(&mut text))
+            .map_err(read_err)?;
+        if text.len() as u64 > CONFIG_BYTES_MAX {
             return Err(ConfigError::TooLarge {
                 path: path.to_owned(),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
         AgentConfig::parse(&text).map_err(|error| ConfigError::Parse {
             path: path.to_owned(),
             error,

@@ -616,13 +616,17 @@ fn tar_unreadable(tar_path: &Path, e: &io::Error) -> ImageError {
 fn layout_tar_arch(tar_path: &Path) -> Result<Option<String>, ImageError> {
     let mut archive = layout_tar(tar_path)?;
     let unreadable = |e: io::Error| tar_unreadable(tar_path, &e);
-    for (n, entry) in archive.entries().map_err(unreadable)?.enumerate() {
+    // Seeking past blobs: GNU tar puts index.json after them.
+    for (n, entry) in archive.entries_with_seek().map_err(unreadable)?.enumerate() {
         if n as u64 >= LAYOUT_TAR_ENTRIES_MAX {
-            break;
+            return Err(layout_tar_error(tar_path, "too many entries".into()));
         }
         let entry = entry.map_err(unreadable)?;
         let path = entry.path().map_err(unreadable)?;
-        if path.components().ne(Path::new("index.json").components()) {
+        let mut named = path.components().filter(|c| *c != Component::CurDir);
+        if !(named.next() == Some(Component::Normal("index.json".as_ref()))
+            && named.next().is_none())
+        {
             continue;
         }
         if entry.size() > JSON_BYTES_MAX {

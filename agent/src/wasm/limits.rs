@@ -189,9 +189,14 @@ pub const SLICE_CHARGED_MAX: Duration = EPOCH_TICK.saturating_mul(4 * SLICE_TICK
 /// thread. wasmtime runs a task inside the polls of its future and returns `Pending` when a
 /// host call waits (a sleep, I/O, a poll of sockets) and at [`CpuThrottle`]'s pauses, so
 /// run time is the time spent inside those polls ([`RunClock::measure`]) and waiting falls
-/// between them. Clones share one clock; reading it inside a poll counts that poll so far.
+/// between them. Each ended poll is also added to the task's [`TaskUsage`] cpu time, the
+/// figure its metrics publish. Clones share one clock; reading it inside a poll counts
+/// that poll so far.
 #[derive(Clone, Debug, Default)]
-pub struct RunClock(Arc<Mutex<RunTime>>);
+pub struct RunClock {
+    time: Arc<Mutex<RunTime>>,
+    usage: Arc<TaskUsage>,
+}
 
 #[derive(Debug, Default)]
 struct RunTime {
@@ -202,6 +207,13 @@ struct RunTime {
 }
 
 impl RunClock {
+    pub fn new(usage: Arc<TaskUsage>) -> RunClock {
+        RunClock {
+            time: Arc::default(),
+            usage,
+        }
+    }
+
     /// Runs `task`, counting the time spent in each of its polls as run time.
     pub async fn measure<F: Future>(&self, task: F) -> F::Output {
         let mut task = std::pin::pin!(task);
@@ -221,7 +233,9 @@ impl RunClock {
     fn poll_ended(&self, at: Instant) {
         let mut time = self.lock();
         if let Some(started) = time.poll_started.take() {
-            time.ended += at.saturating_duration_since(started);
+            let took = at.saturating_duration_since(started);
+            time.ended += took;
+            self.usage.add_cpu(took);
         }
     }
 
@@ -236,7 +250,7 @@ impl RunClock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RunTime> {
         // Nothing panics while the lock is held; a poisoned clock is still a clock.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.time.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -409,6 +423,8 @@ mod tests {
         assert_eq!(clock.ran(t0 + ms(502)), ms(6));
         clock.poll_ended(t0 + ms(502));
         assert_eq!(clock.ran(t0 + ms(900)), ms(6));
+        // What the task's metrics publish as its cpu time.
+        assert!((clock.usage.cpu_seconds() - 0.006).abs() < 1e-9);
     }
 
     #[test]

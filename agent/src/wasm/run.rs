@@ -19,7 +19,7 @@ use super::output::{CappedOutput, CapturedOutput, OutputStreams};
 use super::program::{LoadedModule, Program};
 use super::reason;
 use crate::outcome::TaskOutcome;
-use crate::usage::{Metered, TaskUsage};
+use crate::usage::TaskUsage;
 
 /// Guest path of the task's own sandbox directory.
 pub const SANDBOX_GUEST_DIR: &str = "/";
@@ -179,10 +179,7 @@ pub(crate) async fn run(
     output: &OutputStreams,
 ) -> TaskReport {
     let OutputStreams { stdout, stderr } = output;
-    let execution = Metered::new(
-        execute(engine, module, run, stdout, stderr, usage),
-        usage.clone(),
-    );
+    let execution = execute(engine, module, run, stdout, stderr, usage);
     let bounded = async {
         match run.limits.timeout {
             None => execution.await,
@@ -233,7 +230,7 @@ async fn execute(
                 },
             );
             store.limiter(|ctx| &mut ctx.limiter);
-            let clock = arm_epoch(&mut store, run.limits.cpus);
+            let clock = arm_epoch(&mut store, run.limits.cpus, usage);
             let result = clock
                 .measure(async {
                     let instance = pre.instantiate_async(&mut store).await?;
@@ -255,7 +252,7 @@ async fn execute(
             };
             let mut store = Store::new(engine, ctx);
             store.limiter(|ctx| &mut ctx.limiter);
-            let clock = arm_epoch(&mut store, run.limits.cpus);
+            let clock = arm_epoch(&mut store, run.limits.cpus, usage);
             let result = clock
                 .measure(async {
                     let command = pre.instantiate_async(&mut store).await?;
@@ -284,9 +281,10 @@ fn handle_table() -> ResourceTable {
 }
 
 /// Holds the task in `store` to its `cpus` share ([`CpuThrottle`]). The task must run inside
-/// the returned clock's [`RunClock::measure`], which measures the run time it is charged.
-fn arm_epoch<T: 'static>(store: &mut Store<T>, cpus: f64) -> RunClock {
-    let clock = RunClock::default();
+/// the returned clock's [`RunClock::measure`], which measures the run time it is charged
+/// and adds it to `usage`.
+fn arm_epoch<T: 'static>(store: &mut Store<T>, cpus: f64, usage: &Arc<TaskUsage>) -> RunClock {
+    let clock = RunClock::new(usage.clone());
     let mut throttle = CpuThrottle::new(cpus, clock.clone());
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(move |_| Ok(throttle.on_slice_end()));

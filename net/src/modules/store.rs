@@ -134,9 +134,10 @@ pub fn check_wasm_header(head: &[u8], size_bytes: u64) -> Result<(), WasmHeaderE
     }
 }
 
-/// [`check_wasm_header`], then, for a binary, its whole structure (every section read;
-/// not validated: agents validate when they compile): a truncated or damaged binary is
-/// refused where it is given, not when an agent first runs it.
+/// [`check_wasm_header`], then, for a binary, its framing: every section's id and size,
+/// and every function body's size, down to the last byte. A truncated binary (the
+/// damage a transfer does) is refused where it is given, not when an agent first runs
+/// it. The sections' contents are not validated here: agents validate when they compile.
 pub fn check_wasm(bytes: &[u8]) -> Result<(), WasmHeaderError> {
     check_wasm_header(bytes, bytes.len() as u64)?;
     if bytes.first() != Some(&0) {
