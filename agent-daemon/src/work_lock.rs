@@ -70,8 +70,8 @@ impl WorkDirLock {
             path: path.clone(),
             source,
         };
-        let last = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<u64>().ok(),
+        let last = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).trim().parse::<u64>().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(e)),
         };
@@ -117,5 +117,7 @@ mod tests {
         // A garbled file is no reason not to start.
         std::fs::write(dir.path().join(INCARNATION_FILE), "bogus").unwrap();
         assert_eq!(lock.next_incarnation(100).unwrap(), 100);
+        std::fs::write(dir.path().join(INCARNATION_FILE), b"\xff").unwrap();
+        assert_eq!(lock.next_incarnation(200).unwrap(), 200);
     }
 }

@@ -52,6 +52,11 @@ pub const AGENT_RESTARTED: &str = "agent restarted";
 /// so a scheduler may start it again (the jobs framework does, by the job's policy, as
 /// for a `lost` task).
 pub const AGENT_STOPPED: &str = "agent stopped";
+/// How an agent's refusal of a launch ends when it refuses because it is shutting down:
+/// the master then offers it nothing more, and tells the task `lost` with
+/// [`AGENT_STOPPED`], not `failed`, so that its framework neither counts a failure nor
+/// launches there again.
+pub const AGENT_SHUTTING_DOWN: &str = "is shutting down";
 /// Shortest first wait of a restart in place, and most starts: an agent restarting a
 /// crashing task in place journals every start.
 pub const RESTART_BACKOFF_MIN_MS: u64 = 100;

@@ -20,7 +20,7 @@ pub enum CommandRefused {
     TaskUnknown { agent_id: AgentId, task_id: TaskId },
     #[error("{0} acknowledgements in one command, over the limit of {max}", max = proto::ACKS_PER_CALL_MAX)]
     TooManyAcks(usize),
-    #[error("agent {0} is shutting down")]
+    #[error("agent {0} {how}", how = proto::AGENT_SHUTTING_DOWN)]
     ShuttingDown(AgentId),
     #[error("task {task_id}: {error}")]
     Policy {

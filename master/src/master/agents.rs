@@ -78,6 +78,7 @@ impl Master {
                     for task_id in gone {
                         self.lose_task(&task_id, "the agent restarted without it");
                     }
+                    self.stopping.remove(&id);
                     self.want_census();
                 }
                 self.update_agent(advert);
@@ -107,6 +108,23 @@ impl Master {
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
         }
+    }
+
+    /// The agent refused a launch because it shuts down: its offers are rescinded and it
+    /// is offered nothing more.
+    pub(super) fn mark_stopping(&mut self, agent_id: &AgentId) {
+        if !self.agents.contains_key(agent_id) || !self.stopping.insert(agent_id.clone()) {
+            return;
+        }
+        tracing::info!(%agent_id, "agent shutting down: offered nothing more");
+        for offer_id in self.offers.of_agent(agent_id) {
+            self.withdraw_offer(&offer_id, true);
+        }
+    }
+
+    /// Whether the agent's free resources may be offered.
+    pub(super) fn offerable(&self, agent_id: &AgentId) -> bool {
+        !self.unreachable.contains(agent_id) && !self.stopping.contains(agent_id)
     }
 
     fn heard_from(&mut self, agent_id: &AgentId) {
@@ -158,6 +176,7 @@ impl Master {
         self.book.remove_agent(agent_id);
         self.allocation_agents.remove(agent_id);
         self.unreachable.remove(agent_id);
+        self.stopping.remove(agent_id);
     }
 
     /// A task status update from an agent. It is passed on to the task's framework (which

@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::deadlines::Deadlines;
 
-use proto::{AgentAdvert, AgentId, Event, FrameworkId, StatusUuid, TaskId, TaskState, TaskStatus};
+use proto::{
+    AGENT_SHUTTING_DOWN, AGENT_STOPPED, AgentAdvert, AgentId, Event, FrameworkId, StatusUuid,
+    TaskId, TaskState, TaskStatus,
+};
 
 use super::{Action, Master};
 use crate::time::Millis;
@@ -196,7 +199,9 @@ impl Master {
     }
 
     /// What became of a launch: a refusal fails the task, no answer loses it and marks the
-    /// agent unreachable ([`Master::handle_agent_unreachable`]). The status update is the
+    /// agent unreachable ([`Master::handle_agent_unreachable`]). A refusal because the
+    /// agent shuts down ([`AGENT_SHUTTING_DOWN`]) loses it as [`AGENT_STOPPED`] and the
+    /// agent is offered nothing more. The status update is the
     /// master's own, with a uuid it mints, and is processed like one from the agent.
     pub fn handle_launch_outcome(
         &mut self,
@@ -208,6 +213,10 @@ impl Master {
         self.advance(now);
         let (state, reason) = match outcome {
             LaunchOutcome::Taken => return,
+            LaunchOutcome::Refused { message } if message.ends_with(AGENT_SHUTTING_DOWN) => {
+                self.mark_stopping(agent_id);
+                (TaskState::Lost, AGENT_STOPPED.to_owned())
+            }
             LaunchOutcome::Refused { message } => (
                 TaskState::Failed,
                 format!("agent refused the launch: {message}"),

@@ -160,6 +160,9 @@ pub struct Master {
     allocation_agents: BTreeSet<AgentId>,
     /// Agents that did not take a launch: offered nothing until they are heard from again.
     unreachable: BTreeSet<AgentId>,
+    /// Agents that refused a launch because they shut down: offered nothing until they
+    /// leave, are lost, or come back as a new process.
+    stopping: BTreeSet<AgentId>,
     /// Decline filter expiries: `(until, framework, agent)`.
     filter_expiry: BTreeSet<(Millis, FrameworkId, AgentId)>,
     /// Reclaimed tasks to kill: `(kill_at, task)`.
@@ -221,6 +224,7 @@ impl Master {
             allocation_all: false,
             allocation_agents: BTreeSet::new(),
             unreachable: BTreeSet::new(),
+            stopping: BTreeSet::new(),
             filter_expiry: BTreeSet::new(),
             reclaim_kills: BTreeSet::new(),
             reclaim_check_at: None,

@@ -97,7 +97,7 @@ impl Master {
                 .snapshot()
                 .agents
                 .iter()
-                .filter(|(id, s)| !s.free.is_empty() && !self.unreachable.contains(*id))
+                .filter(|(id, s)| !s.free.is_empty() && self.offerable(id))
                 .map(|(id, _)| id.clone())
                 .collect()
         } else {
@@ -105,7 +105,7 @@ impl Master {
             pending
                 .into_iter()
                 .filter(|id| {
-                    !self.unreachable.contains(id)
+                    self.offerable(id)
                         && self
                             .book
                             .snapshot()

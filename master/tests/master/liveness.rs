@@ -315,6 +315,42 @@ fn refused_and_unanswered_launches_become_updates_the_master_makes() {
 }
 
 #[test]
+fn an_agent_refusing_a_launch_as_it_shuts_down_is_offered_nothing_more() {
+    let mut m = Master::new(
+        MasterConfig {
+            offer_timeout_ms: None,
+            reclaim: None,
+            ..MasterConfig::default()
+        },
+        7,
+    );
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
+    let made = offers_to(&step(&mut m, 0), &fw);
+    let t1 = TaskId::new("t1");
+    let one = vec![task("t1", res(1.0, 512.0))];
+    call(&mut m, 1, &fw, accept(&[&made[0]], one)).unwrap();
+    step(&mut m, 1);
+    let refused = LaunchOutcome::Refused {
+        message: format!("agent a1 {}", proto::AGENT_SHUTTING_DOWN),
+    };
+    m.handle_launch_outcome(Millis(2), &a("a1"), &t1, refused);
+    let made = updates(&drain(&mut m));
+    assert_eq!(made.len(), 1, "{made:?}");
+    // Not `failed`: the task is none the worse, and a framework may start it elsewhere.
+    assert_eq!(made[0].state, TaskState::Lost);
+    assert_eq!(made[0].reason, proto::AGENT_STOPPED);
+    // Its resources are free again, but not offered while it shuts down.
+    assert!(offers_to(&step(&mut m, 10_000), &fw).is_empty());
+    // Killed before it could leave, then back as a new process: it is offered again.
+    m.handle_agent_token(Millis(10_001), &a("a1"), false);
+    let mut back = advert("a1", res(4.0, 4096.0), Attributes::new());
+    back.incarnation += 1;
+    join(&mut m, 10_001, back);
+    assert_eq!(offers_to(&step(&mut m, 10_002), &fw).len(), 1);
+}
+
+#[test]
 fn the_operator_sees_an_agent_disconnected_then_lost_and_its_tasks_throughout() {
     use proto::operator::AgentState;
     let (mut m, _) = running_one_task();
