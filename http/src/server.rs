@@ -1,8 +1,10 @@
 //! Accepting and serving the API's connections, with limits: at most
-//! [`HTTP_CONNECTIONS_MAX`] open at once, and [`HEADER_READ_TIMEOUT_MS`] for a client to
-//! send a request's headers. Without them, clients that connect and never finish a request
-//! (no token needed) took every file descriptor of the master, whose zenoh sessions and
-//! state writes share the same table.
+//! [`HTTP_CONNECTIONS_MAX`] open at once, [`HTTP_CONNECTIONS_PER_PEER_MAX`] of them from
+//! one peer, and [`HEADER_READ_TIMEOUT_MS`] for a client to send a request's headers.
+//! Without them, clients that connect and never finish a request (no token needed) took
+//! every file descriptor of the master, whose zenoh sessions and state writes share the
+//! same table; without the per-peer cap, one client holding 256 idle connections (and
+//! opening a new one as each is closed) kept everyone else out.
 //!
 //! `axum::serve` takes no configuration: it builds hyper's connection builder itself and
 //! gives it no timer, and without a timer hyper never applies its header-read timeout. So
@@ -12,8 +14,10 @@
 //! wrapper around the socket would have to guess both from bytes and time, and would cut
 //! long answers such as `/api/v1/events` or a followed log.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,6 +32,13 @@ use tokio::sync::Semaphore;
 /// far more than an edge master's operators need (a CLI call holds one connection for a
 /// moment, a dashboard a handful: a browser opens at most six per host).
 pub const HTTP_CONNECTIONS_MAX: usize = 256;
+
+/// Most HTTP connections open at once from one peer: one address, or one /64 for IPv6
+/// (what one host is given). Past it, the peer's new connections are closed as soon as
+/// they are accepted, so it takes at least four peers to fill [`HTTP_CONNECTIONS_MAX`].
+/// Behind a reverse proxy every client is the proxy's one peer: 64 connections are still
+/// ten browsers' worth of dashboards.
+pub const HTTP_CONNECTIONS_PER_PEER_MAX: usize = 64;
 
 /// Longest a client may take to send a request's headers, counted from when the server
 /// starts waiting for them: when it accepts the connection, and after each answer on a
@@ -48,13 +59,19 @@ const ACCEPT_ERROR_PAUSE_MS: u64 = 1_000;
 pub(crate) struct Limits {
     /// A permit per open connection, held until the connection is closed.
     pub(crate) connections: Arc<Semaphore>,
+    pub(crate) per_peer: Arc<PeerConnections>,
     pub(crate) header_read_timeout: Duration,
 }
 
 impl Limits {
-    pub(crate) fn new(connections_max: usize, header_read_timeout: Duration) -> Limits {
+    pub(crate) fn new(
+        connections_max: usize,
+        per_peer_max: usize,
+        header_read_timeout: Duration,
+    ) -> Limits {
         Limits {
             connections: Arc::new(Semaphore::new(connections_max)),
+            per_peer: Arc::new(PeerConnections::new(per_peer_max)),
             header_read_timeout,
         }
     }
@@ -64,8 +81,81 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits::new(
             HTTP_CONNECTIONS_MAX,
+            HTTP_CONNECTIONS_PER_PEER_MAX,
             Duration::from_millis(HEADER_READ_TIMEOUT_MS),
         )
+    }
+}
+
+/// Open connections per peer ([`HTTP_CONNECTIONS_PER_PEER_MAX`]).
+#[derive(Debug)]
+pub(crate) struct PeerConnections {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PeerConnections {
+    fn new(max: usize) -> PeerConnections {
+        PeerConnections {
+            max,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A place for one more connection of `addr`'s peer, held until dropped; `None` when
+    /// the peer has its [`PeerConnections::max`] open.
+    fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<PeerPlace> {
+        let peer = peer_of(addr);
+        let mut open = self.lock();
+        let count = open.entry(peer).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerPlace {
+            peers: self.clone(),
+            peer,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
+        self.lock().values().sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Nothing panics while it is held; a poisoned count is still a count.
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A connection's place under its peer's cap.
+struct PeerPlace {
+    peers: Arc<PeerConnections>,
+    peer: IpAddr,
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock();
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Who a connection counts against: its address, or its /64 for IPv6 (an IPv4 address
+/// mapped into IPv6 counts as itself).
+fn peer_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
     }
 }
 
@@ -76,7 +166,11 @@ pub(crate) async fn serve(listener: TcpListener, router: axum::Router, limits: L
     while let Ok(permit) = limits.connections.clone().acquire_owned().await {
         // The permit is taken before accepting: at the cap, the next connection stays in
         // the kernel's backlog until an open one is closed.
-        let stream = accept(&listener).await;
+        let (stream, addr) = accept(&listener).await;
+        let Some(place) = limits.per_peer.admit(addr) else {
+            tracing::debug!(%addr, "HTTP connection closed: its peer has its share open");
+            continue; // dropping the stream closes it, and the permit is given back
+        };
         let service = TowerToHyperService::new(router.clone());
         let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
@@ -91,16 +185,17 @@ pub(crate) async fn serve(listener: TcpListener, router: axum::Router, limits: L
                 // Clients going away and the header deadline end up here.
                 tracing::debug!(%e, "HTTP connection ended");
             }
-            drop(permit);
+            drop((permit, place));
         });
     }
 }
 
-/// The next connection; errors are logged and accepting goes on, as in `axum::serve`.
-async fn accept(listener: &TcpListener) -> TcpStream {
+/// The next connection and its peer's address; errors are logged and accepting goes on,
+/// as in `axum::serve`.
+async fn accept(listener: &TcpListener) -> (TcpStream, IpAddr) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => return stream,
+            Ok((stream, addr)) => return (stream, addr.ip()),
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
                 tracing::error!(%e, "cannot accept an HTTP connection");
@@ -147,13 +242,21 @@ mod tests {
     }
 
     async fn start(connections_max: usize, header_read_timeout: Duration) -> Server {
+        start_with(Limits::new(
+            connections_max,
+            connections_max,
+            header_read_timeout,
+        ))
+        .await
+    }
+
+    async fn start_with(limits: Limits) -> Server {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("the listener's address");
         let (state, state_rx) = watch::channel(Arc::new(ClusterState::default()));
         let (commands_tx, commands) = mpsc::channel(1);
-        let limits = Limits::new(connections_max, header_read_timeout);
         let connections = limits.connections.clone();
         let router = crate::router(Handles::new(state_rx, commands_tx));
         tokio::spawn(serve(listener, router, limits));
@@ -278,6 +381,49 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         // One idle connection and the kept-alive one: the cap, no more.
         assert_eq!(server.connections.available_permits(), 0);
+    }
+
+    /// One peer holding its share of idle connections (and more as each is closed, as
+    /// the outside tester's did) keeps nobody else out: its next connection is closed at
+    /// once, another peer's is served.
+    #[tokio::test]
+    async fn a_peer_holding_its_share_keeps_no_other_peer_out() {
+        let limits = Limits::new(4, 2, Duration::from_secs(3_600));
+        let per_peer = limits.per_peer.clone();
+        let server = start_with(limits).await;
+        let _idle = [
+            connect(server.addr, INCOMPLETE).await,
+            connect(server.addr, INCOMPLETE).await,
+        ];
+        let started = Instant::now();
+        while per_peer.open() < 2 {
+            assert!(
+                started.elapsed() < WAIT_MAX,
+                "the idle connections were not accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut third = connect(server.addr, HEALTH).await;
+        let (read, closed) = read_until(&mut third, |_| false).await;
+        assert!(closed && read.is_empty(), "{read:?}");
+
+        let other = tokio::net::TcpSocket::new_v4().expect("a socket");
+        other
+            .bind((Ipv4Addr::new(127, 0, 0, 2), 0).into())
+            .expect("bind 127.0.0.2");
+        let mut other = other.connect(server.addr).await.expect("connect");
+        other.write_all(HEALTH).await.expect("send a request");
+        let (answer, closed) = read_until(&mut other, whole_answer).await;
+        assert!(!closed, "the server closed before answering: {answer:?}");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_its_64_and_a_mapped_ipv4_address_itself() {
+        let v6 = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert_eq!(peer_of(v6("2001:db8:1:2:aaaa::1")), v6("2001:db8:1:2::"));
+        assert_eq!(peer_of(v6("::ffff:10.0.0.7")), v6("10.0.0.7"));
+        assert_eq!(peer_of(v6("10.0.0.7")), v6("10.0.0.7"));
     }
 
     /// The deadline is for headers only: a stream of events goes on past it.

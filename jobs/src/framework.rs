@@ -76,6 +76,11 @@ pub enum JobsError {
     Service(#[from] ServiceError),
     #[error("the jobs framework has stopped")]
     Stopped,
+    #[error(
+        "the jobs state cannot be written ({0}; see the master's log): no job is accepted \
+         until it can be, as a master restarted meanwhile would not know it"
+    )]
+    StateUnwritable(String),
 }
 
 /// Subscribes with the id kept in `store` when there is one (a new subscription when
@@ -447,6 +452,12 @@ impl Driver {
         saved
     }
 
+    /// While the state cannot be written, the refusal of a new job.
+    fn unwritable(&self) -> Option<JobsError> {
+        let store = self.store.as_ref().filter(|_| self.save_failing)?;
+        Some(JobsError::StateUnwritable(store.place(STATE_BLOB)))
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -521,7 +532,11 @@ impl Driver {
         let now = self.now_ms();
         match command {
             Command::Submit { job, reply } => {
-                let _ = reply.send(self.book.submit(now, job).map_err(JobsError::from));
+                let answer = match self.unwritable() {
+                    Some(e) => Err(e),
+                    None => self.book.submit(now, job).map_err(JobsError::from),
+                };
+                let _ = reply.send(answer);
             }
             Command::Kill { task_id, reply } => {
                 let _ = reply.send(self.book.kill(now, &task_id).map_err(JobsError::from));
@@ -530,8 +545,11 @@ impl Driver {
                 let _ = reply.send(self.book.waiting_for(now, &subject));
             }
             Command::Service { request, reply } => {
-                let answer = self.book.handle_service_request(now, *request);
-                let _ = reply.send(answer.map_err(JobsError::from));
+                let answer = match (self.unwritable(), &*request) {
+                    (Some(e), ServiceRequest::Deploy(_)) => Err(e),
+                    _ => (self.book.handle_service_request(now, *request)).map_err(JobsError::from),
+                };
+                let _ = reply.send(answer);
             }
         }
     }

@@ -493,6 +493,18 @@ fn the_jobs_framework_launches_nothing_until_its_state_is_written() {
     std::thread::sleep(Duration::from_secs(3));
     let rows = wait_for_tasks(&endpoint, &ids, "pending", |_| true);
     assert_eq!(rows[0]["state"], "pending", "{rows:?}");
+    // Meanwhile a new job is refused: a master restarted now would not know it.
+    let refused = tool()
+        .args(["run", "--connect", &endpoint])
+        .arg(&hello)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the jobs state cannot be written"),
+        "{stderr}"
+    );
     std::fs::remove_dir(&staging).unwrap();
     wait_for_tasks(&endpoint, &ids, "finished", state_is("finished"));
     assert!(state.join("jobs.state.json").exists());
