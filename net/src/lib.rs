@@ -31,5 +31,8 @@ pub use decode_errors::DecodeErrors;
 pub use endpoint::{EndpointError, EndpointUse, check_endpoint};
 pub use error::{NetError, QueryError};
 pub use liveliness::{AliveToken, AliveWatch, Liveness};
-pub use session::{DEFAULT_ENDPOINT, DEFAULT_PORT, DEFAULT_TLS_ENDPOINT, Mode, Net, NetConfig};
+pub use session::{
+    DEFAULT_ENDPOINT, DEFAULT_PORT, DEFAULT_TLS_ENDPOINT, Mode, Net, NetConfig,
+    ZENOH_CONFIG_BYTES_MAX,
+};
 pub use typed::{Received, Request, Requests, Responder, Subscription};

@@ -197,10 +197,14 @@ impl NetConfig {
     /// The zenoh configuration these settings stand for.
     pub fn to_zenoh(&self) -> Result<zenoh::Config, NetError> {
         let mut config = match &self.zenoh_config_file {
-            Some(file) => zenoh::Config::from_file(file).map_err(|e| NetError::ConfigFile {
-                path: file.clone(),
-                message: e.to_string(),
-            })?,
+            Some(file) => {
+                let refused = |message: String| NetError::ConfigFile {
+                    path: file.clone(),
+                    message,
+                };
+                check_config_file(file).map_err(refused)?;
+                zenoh::Config::from_file(file).map_err(|e| refused(e.to_string()))?
+            }
             None => {
                 let mut config = zenoh::Config::default();
                 insert(&mut config, "scouting/multicast/enabled", "false")?;
@@ -292,6 +296,25 @@ fn insert(config: &mut zenoh::Config, key: &'static str, value: &str) -> Result<
             value: value.to_owned(),
             message: e.to_string(),
         })
+}
+
+/// Largest zenoh configuration file read: zenoh reads the file whole, and a device such as
+/// `/dev/zero` never ends.
+pub const ZENOH_CONFIG_BYTES_MAX: u64 = 1 << 20;
+
+/// A zenoh configuration file must be a regular file of at most [`ZENOH_CONFIG_BYTES_MAX`].
+fn check_config_file(file: &std::path::Path) -> Result<(), String> {
+    let meta = std::fs::metadata(file).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    if meta.len() > ZENOH_CONFIG_BYTES_MAX {
+        return Err(format!(
+            "{} bytes, over the limit of {ZENOH_CONFIG_BYTES_MAX}",
+            meta.len()
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON string literal; endpoints hold no quotes or backslashes worth keeping, and any
