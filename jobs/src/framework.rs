@@ -159,6 +159,7 @@ impl JobsFramework {
             dirty: false,
             save_failing: false,
             revive_held: false,
+            pending_say_unwritable: false,
             client,
             events,
             commands: commands_rx,
@@ -345,6 +346,8 @@ pub const UNREADABLE_BLOB: &str = "jobs.state.unreadable";
 
 /// Between two writes of the jobs state when no call waits on it.
 const STATE_SAVE_INTERVAL_MS: u64 = 1_000;
+/// What a pending row's reason starts with while the state cannot be written.
+const UNWRITABLE_WAIT: &str = "the jobs state cannot be written (see the master's log)";
 
 struct Driver {
     book: JobBook,
@@ -358,6 +361,8 @@ struct Driver {
     /// A `Revive` the book sent while the state could not be written, held until it is:
     /// sent, it would bring the offers just declined straight back, in a loop.
     revive_held: bool,
+    /// The published pending rows say the state cannot be written.
+    pending_say_unwritable: bool,
     client: FrameworkClient,
     events: framework::Events,
     commands: mpsc::Receiver<Command>,
@@ -462,20 +467,28 @@ impl Driver {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Rebuilds the pending rows only when the waiting copies (or the framework's id)
-    /// changed, since a row depends on nothing else that changes: this runs after every
-    /// event.
+    /// Rebuilds the pending rows only when the waiting copies (or the framework's id, or
+    /// whether the state can be written) changed, since a row depends on nothing else
+    /// that changes: this runs after every event.
     fn publish_pending(&mut self) {
         let same = {
             let published = self.pending.borrow();
             let same_framework = (published.first())
                 .is_none_or(|row| Some(&row.framework_id) == self.book.framework_id());
             let ids = published.iter().map(|row| &row.task_id);
-            same_framework && self.book.pending_task_ids().eq(ids)
+            same_framework
+                && self.book.pending_task_ids().eq(ids)
+                && self.pending_say_unwritable == self.save_failing
         };
         if !same {
-            self.pending
-                .send_replace(Arc::new(self.book.pending_rows()));
+            let mut rows = self.book.pending_rows();
+            if self.save_failing {
+                for row in &mut rows {
+                    row.reason = format!("{UNWRITABLE_WAIT}; {}", row.reason);
+                }
+            }
+            self.pending_say_unwritable = self.save_failing;
+            self.pending.send_replace(Arc::new(rows));
         }
         // Rows are only ever added, the oldest dropped: the newest tells a change.
         let cancelled = self.book.cancelled_rows();

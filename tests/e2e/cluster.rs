@@ -483,9 +483,12 @@ fn the_jobs_framework_launches_nothing_until_its_state_is_written() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The state is written through `jobs.state.tmp`: a directory there fails every write,
-    // even as root.
+    // even as root. (The file is there for a moment while the framework writes.)
     let staging = state.join("jobs.state.tmp");
-    std::fs::create_dir(&staging).unwrap();
+    while let Err(e) = std::fs::create_dir(&staging) {
+        assert!(Instant::now() < deadline, "{}: {e}", staging.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let hello = module("p1_hello");
     let ids = run(&[hello.to_str().unwrap()], 1, &endpoint);
     wait_for_tasks(&endpoint, &ids, "pending", state_is("pending"));
@@ -493,6 +496,11 @@ fn the_jobs_framework_launches_nothing_until_its_state_is_written() {
     std::thread::sleep(Duration::from_secs(3));
     let rows = wait_for_tasks(&endpoint, &ids, "pending", |_| true);
     assert_eq!(rows[0]["state"], "pending", "{rows:?}");
+    let reason = rows[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the jobs state cannot be written"),
+        "{reason}"
+    );
     // Meanwhile a new job is refused: a master restarted now would not know it.
     let refused = tool()
         .args(["run", "--connect", &endpoint])
