@@ -48,18 +48,43 @@ fn advert(agent: &str, seq: u64) -> AgentAdvert {
     }
 }
 
-/// Bytes that do not compress to a pattern, from a fixed seed.
-/// `len` bytes behind a WebAssembly header (what the store takes), the rest noise.
+/// A WebAssembly binary of exactly `len` bytes (at least 16) that does not compress to a
+/// pattern, from a fixed seed: the header, then one custom section of noise, framed as
+/// the store checks (`check_wasm`).
 fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     const HEADER: &[u8; 8] = b"\0asm\x01\0\0\0";
+    const NAME: &[u8] = b"\x01x"; // the section's name: length 1, "x"
+    let leb = |mut n: usize| {
+        let mut out = Vec::new();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    };
+    // The section's size takes as many LEB128 bytes as it says.
+    let (size, size_bytes) = (1..=5)
+        .map(|width| (len - HEADER.len() - 1 - width, width))
+        .find(|&(size, width)| leb(size).len() == width)
+        .expect("a size that fits its own encoding");
     let mut state = seed | 1;
-    let noise = (HEADER.len()..len).map(|_| {
+    let noise = (0..size - NAME.len()).map(|_| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state as u8
     });
-    HEADER.iter().copied().take(len).chain(noise).collect()
+    let mut bytes = HEADER.to_vec();
+    bytes.push(0); // a custom section
+    bytes.extend(leb(size));
+    bytes.extend(NAME);
+    bytes.extend(noise);
+    assert_eq!((bytes.len(), size_bytes), (len, leb(size).len()));
+    bytes
 }
 
 /// Every agent's adverts, as the master hears them.
