@@ -84,6 +84,22 @@ pub fn master_at(config: &NetConfig) -> String {
     }
 }
 
+/// What a tool says when its session did not open: what was wrong with what it was
+/// given (a zenoh configuration file, an endpoint), or else that no master answered.
+pub fn open_failed(error: net::NetError, master_at: &str) -> anyhow::Error {
+    use net::NetError;
+    match error {
+        e @ (NetError::ConfigFile { .. }
+        | NetError::Config { .. }
+        | NetError::Endpoint(_)
+        | NetError::Cluster(_)) => anyhow::anyhow!(e),
+        e => {
+            tracing::debug!(%e, "opening the tool session");
+            no_master(master_at)
+        }
+    }
+}
+
 /// What a tool says when no master answered at `master_at` ([`master_at`]).
 pub fn no_master(master_at: &str) -> anyhow::Error {
     let hint = if master_at.contains(" as ") {

@@ -200,10 +200,8 @@ pub fn kill(args: TaskArgs) -> anyhow::Result<ExitCode> {
 
 /// A tool session to the master at `endpoint`; fails with what to do when none answers.
 pub(crate) async fn open(connect: &ConnectArgs) -> anyhow::Result<Net> {
-    Net::open(&connect.net_config()?).await.map_err(|e| {
-        tracing::debug!(%e, "opening the tool session");
-        crate::identity::no_master(&connect.endpoint())
-    })
+    (Net::open(&connect.net_config()?).await)
+        .map_err(|e| crate::identity::open_failed(e, &connect.endpoint()))
 }
 
 pub(crate) async fn close(net: &Net) {

@@ -285,10 +285,7 @@ async fn open(args: &RunArgs) -> anyhow::Result<(Net, String)> {
         (None, Some(file)) => format!("the endpoints of {}", file.display()),
         _ => crate::identity::master_at(&config),
     };
-    let net = Net::open(&config).await.map_err(|e| {
-        tracing::debug!(%e, "opening the tool session");
-        crate::identity::no_master(&endpoint)
-    })?;
+    let net = (Net::open(&config).await).map_err(|e| crate::identity::open_failed(e, &endpoint))?;
     Ok((net, endpoint))
 }
 

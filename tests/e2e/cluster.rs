@@ -149,6 +149,14 @@ fn client_commands_without_a_master_say_what_to_do_and_exit_1() {
         ),
     };
     assert!(stderr.contains(&said), "{stderr}");
+    // A bad zenoh configuration is named as such, not taken for a master away.
+    let out = client(&["ps", "--zenoh-config", "/dev/zero"], &endpoint);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("zenoh configuration file /dev/zero: not a regular file"),
+        "{stderr}"
+    );
 }
 
 /// An agent process with `config` (TOML) in `work_dir`, and its id.
