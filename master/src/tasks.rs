@@ -32,6 +32,9 @@ pub struct TaskRecord {
     /// back: it is being killed. Its framework was already told `lost`, which stays its
     /// state; its resources stay used until the agent reports it ended.
     pub doomed: bool,
+    /// Its framework or an operator asked for its kill: asked again should its agent
+    /// come back from a restart still running it (the kill died with the agent's process).
+    pub kill_requested: bool,
     /// What happens to it while its agent is lost (`TaskSpec::disconnect`); `None` for a
     /// task this master adopted from an advert (adverts do not carry it).
     pub disconnect: Option<Box<DisconnectPolicy>>,

@@ -170,16 +170,14 @@ async fn a_zenoh_configuration_file_is_used_and_a_bad_one_is_named() {
         .with_zenoh_config_file(Some("/dev/zero".into()));
     let error = endless
         .to_zenoh()
-        .err()
-        .expect("a device is no configuration");
+        .expect_err("a device is no configuration");
     assert!(error.to_string().contains("not a regular file"), "{error}");
     let huge = dir.path().join("huge.json5");
     let file = std::fs::File::create(&huge).unwrap();
     file.set_len(net::ZENOH_CONFIG_BYTES_MAX + 1).unwrap();
     let error = (config.with_zenoh_config_file(Some(huge)))
         .to_zenoh()
-        .err()
-        .expect("too large");
+        .expect_err("too large");
     assert!(error.to_string().contains("over the limit"), "{error}");
 }
 

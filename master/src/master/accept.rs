@@ -121,6 +121,7 @@ impl Master {
                 launched_at: self.now,
                 reclaim_at: None,
                 doomed: false,
+                kill_requested: false,
                 disconnect: task.disconnect.clone(),
             };
             if let Some(agent) = self.agents.get_mut(&p.agent_id) {

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use proto::{
-    Ack, AgentAdvert, AgentId, Event, StatusBody, StatusUuid, TaskId, TaskState, TaskStatus,
+    Ack, AdvertTask, AgentAdvert, AgentId, Event, StatusBody, StatusUuid, TaskId, TaskState,
+    TaskStatus,
 };
 
 use super::calls::synthetic_status;
@@ -84,6 +85,9 @@ impl Master {
                 self.update_agent(advert);
                 let adopting = self.offers_held();
                 self.take_advert_tasks(&id, &tasks, adopting);
+                if restarted {
+                    self.kill_again(&id, &tasks);
+                }
                 self.witness_census(&id, census);
             }
         }
@@ -119,6 +123,24 @@ impl Master {
         tracing::info!(%agent_id, "agent shutting down: offered nothing more");
         for offer_id in self.offers.of_agent(agent_id) {
             self.withdraw_offer(&offer_id, true);
+        }
+    }
+
+    /// Kills asked of tasks an agent still lists after it restarted: a kill in its grace
+    /// period died with the agent's previous process, and its journal knows nothing of it.
+    fn kill_again(&mut self, agent_id: &AgentId, listed: &[AdvertTask]) {
+        for listed in listed.iter().filter(|t| !t.status.state.is_terminal()) {
+            let task_id = &listed.status.task_id;
+            let asked = (self.tasks.get(task_id))
+                .is_some_and(|t| t.kill_requested && &t.agent_id == agent_id);
+            if asked {
+                tracing::info!(%task_id, %agent_id, "the agent restarted before a kill took effect; killing the task again");
+                self.actions.push_back(Action::KillTask {
+                    agent_id: agent_id.clone(),
+                    task_id: task_id.clone(),
+                    grace_ms: self.config.kill_grace_ms,
+                });
+            }
         }
     }
 

@@ -364,11 +364,12 @@ impl Master {
         }
         let task = self
             .tasks
-            .get(task_id)
+            .get_mut(task_id)
             .ok_or_else(|| CallError::UnknownTask(task_id.clone()))?;
         if &task.framework_id != id {
             return Err(CallError::NotYourTask(task_id.clone()));
         }
+        task.kill_requested = true;
         let (agent_id, grace_ms) = (task.agent_id.clone(), self.config.kill_grace_ms);
         self.actions.push_back(Action::KillTask {
             agent_id,

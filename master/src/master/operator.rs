@@ -28,7 +28,7 @@ impl Master {
         task_id: &TaskId,
     ) -> Result<(), OperatorKillError> {
         self.advance(now);
-        let Some(task) = self.tasks.get(task_id) else {
+        let Some(task) = self.tasks.get_mut(task_id) else {
             return Err(match self.tasks.ended(task_id) {
                 Some(ended) => OperatorKillError::Ended {
                     task_id: task_id.clone(),
@@ -37,6 +37,7 @@ impl Master {
                 None => OperatorKillError::Unknown(task_id.clone()),
             });
         };
+        task.kill_requested = true;
         self.actions.push_back(Action::KillTask {
             agent_id: task.agent_id.clone(),
             task_id: task_id.clone(),

@@ -180,6 +180,7 @@ impl Master {
             launched_at: self.now,
             reclaim_at: None,
             doomed,
+            kill_requested: false,
             disconnect: None,
         }
     }

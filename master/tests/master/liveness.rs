@@ -512,3 +512,64 @@ fn tasks_asked_about_by_id_are_found_after_they_leave_the_listing() {
         "in the order asked, the unknown left out"
     );
 }
+
+/// Regression: an OCI task's kill has a grace period; an agent killed (`-9`) within it and
+/// restarted found the task running in its journal and kept it, and nothing asked again.
+#[test]
+fn a_kill_is_asked_again_of_an_agent_restarted_before_it_took_effect() {
+    let mut m = Master::new(
+        MasterConfig {
+            offer_timeout_ms: None,
+            reclaim: None,
+            ..MasterConfig::default()
+        },
+        7,
+    );
+    join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
+    let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
+    let made = offers_to(&step(&mut m, 0), &fw);
+    let two = vec![task("t1", res(1.0, 512.0)), task("t2", res(1.0, 512.0))];
+    call(&mut m, 1, &fw, accept(&[&made[0]], two)).unwrap();
+    step(&mut m, 1);
+    let kill = proto::Call::Kill {
+        task_id: TaskId::new("t1"),
+    };
+    call(&mut m, 2, &fw, kill).unwrap();
+    let killed = |actions: &[Action]| -> Vec<TaskId> {
+        (actions.iter())
+            .filter_map(|a| match a {
+                Action::KillTask { task_id, .. } => Some(task_id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(killed(&drain(&mut m)), [TaskId::new("t1")]);
+    // Killed and restarted within the lost timeout, listing both tasks running.
+    m.handle_agent_token(Millis(3), &a("a1"), false);
+    let mut back = advert("a1", res(4.0, 4096.0), Attributes::new());
+    back.incarnation += 1;
+    back.tasks = ["t1", "t2"]
+        .iter()
+        .map(|id| proto::AdvertTask {
+            status: proto::TaskStatus {
+                task_id: TaskId::new(*id),
+                framework_id: fw.clone(),
+                agent_id: a("a1"),
+                state: TaskState::Running,
+                exit_code: None,
+                reason: String::new(),
+                uuid: proto::StatusUuid(1),
+                timestamp_ms: 0,
+            },
+            name: (*id).to_owned(),
+            resources: res(1.0, 512.0),
+        })
+        .collect();
+    join(&mut m, 4, back.clone());
+    // The one asked to be killed, not the other.
+    assert_eq!(killed(&drain(&mut m)), [TaskId::new("t1")]);
+    // A later advert of the same process asks nothing again.
+    back.seq += 1;
+    m.handle_agent_advert(Millis(5), back);
+    assert!(killed(&drain(&mut m)).is_empty());
+}
