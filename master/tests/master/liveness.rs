@@ -314,16 +314,21 @@ fn refused_and_unanswered_launches_become_updates_the_master_makes() {
     assert!(again.iter().any(|o| o.agent_id == a("a1")), "{again:?}");
 }
 
-#[test]
-fn an_agent_refusing_a_launch_as_it_shuts_down_is_offered_nothing_more() {
-    let mut m = Master::new(
+/// Offers stay until answered, and nothing is reclaimed.
+fn master_without_timeouts() -> Master {
+    Master::new(
         MasterConfig {
             offer_timeout_ms: None,
             reclaim: None,
             ..MasterConfig::default()
         },
         7,
-    );
+    )
+}
+
+#[test]
+fn an_agent_refusing_a_launch_as_it_shuts_down_is_offered_nothing_more() {
+    let mut m = master_without_timeouts();
     join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
     let made = offers_to(&step(&mut m, 0), &fw);
@@ -517,14 +522,7 @@ fn tasks_asked_about_by_id_are_found_after_they_leave_the_listing() {
 /// restarted found the task running in its journal and kept it, and nothing asked again.
 #[test]
 fn a_kill_is_asked_again_of_an_agent_restarted_before_it_took_effect() {
-    let mut m = Master::new(
-        MasterConfig {
-            offer_timeout_ms: None,
-            reclaim: None,
-            ..MasterConfig::default()
-        },
-        7,
-    );
+    let mut m = master_without_timeouts();
     join(&mut m, 0, advert("a1", res(4.0, 4096.0), Attributes::new()));
     let fw = subscribe(&mut m, 0, info("f", "r", 1.0));
     let made = offers_to(&step(&mut m, 0), &fw);
